@@ -1,0 +1,15 @@
+{
+  "targets": [
+    {
+      "target_name": "fspool_sys",
+      "sources": ["native/fspool_sys.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra"]
+    },
+    {
+      "target_name": "fspool-exec",
+      "type": "executable",
+      "sources": ["native/fspool_exec.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra"]
+    }
+  ]
+}

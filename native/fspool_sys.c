@@ -1,0 +1,85 @@
+/*
+ * The two system calls Node does not offer and fspool cannot do without.
+ *
+ * flock(2): fspl locks `nextseq.lock` with flock(LOCK_EX|LOCK_NB). On Linux flock locks and
+ * fcntl/OFD locks do not exclude each other, so only flock(2) on the same file keeps fspool
+ * and a running fspl from processing one queue at once. The lock belongs to the open file
+ * description, so the kernel drops it when fspool's fd closes or fspool dies.
+ *
+ * pipe2(2): Node's stdio 'pipe' is an AF_UNIX socketpair. Receivers such as `zfs receive`
+ * expect a real pipe on stdin (they resize it with F_SETPIPE_SZ), and we must never hand a
+ * receiver a pipe we have already read from, so we make our own, with O_CLOEXEC on both ends
+ * so that no other child inherits them.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+#include <node_api.h>
+
+static napi_value throw_errno(napi_env env, int err, const char *syscall) {
+  napi_value code, msg, error, errnum;
+  const char *name = err == EBADF ? "EBADF" : err == EINTR ? "EINTR" : err == ENOLCK ? "ENOLCK"
+                     : err == EMFILE ? "EMFILE" : err == ENFILE ? "ENFILE" : err == EINVAL ? "EINVAL"
+                     : "EIO";
+  char text[256];
+  snprintf(text, sizeof text, "%s: %s", syscall, strerror(err));
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, code, msg, &error);
+  napi_create_int32(env, -err, &errnum);
+  napi_set_named_property(env, error, "errno", errnum);
+  napi_set_named_property(env, error, "code", code);
+  napi_throw(env, error);
+  return NULL;
+}
+
+/* flock(fd, op) -> true when the lock was taken, false when LOCK_NB met contention. */
+static napi_value js_flock(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  int32_t fd, op;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_int32(env, argv[1], &op) != napi_ok)
+    return throw_errno(env, EINVAL, "flock");
+  int rc;
+  do rc = flock(fd, op); while (rc == -1 && errno == EINTR);
+  if (rc == -1 && errno != EWOULDBLOCK) return throw_errno(env, errno, "flock");
+  napi_get_boolean(env, rc == 0, &result);
+  return result;
+}
+
+/* pipe() -> [readFd, writeFd], both O_CLOEXEC. */
+static napi_value js_pipe(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fds[2];
+  napi_value result, r, w;
+  if (pipe2(fds, O_CLOEXEC) == -1) return throw_errno(env, errno, "pipe2");
+  napi_create_array_with_length(env, 2, &result);
+  napi_create_int32(env, fds[0], &r);
+  napi_create_int32(env, fds[1], &w);
+  napi_set_element(env, result, 0, r);
+  napi_set_element(env, result, 1, w);
+  return result;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_value fn, num;
+  napi_create_function(env, "flock", NAPI_AUTO_LENGTH, js_flock, NULL, &fn);
+  napi_set_named_property(env, exports, "flock", fn);
+  napi_create_function(env, "pipe", NAPI_AUTO_LENGTH, js_pipe, NULL, &fn);
+  napi_set_named_property(env, exports, "pipe", fn);
+  napi_create_int32(env, LOCK_EX, &num);
+  napi_set_named_property(env, exports, "LOCK_EX", num);
+  napi_create_int32(env, LOCK_NB, &num);
+  napi_set_named_property(env, exports, "LOCK_NB", num);
+  napi_create_int32(env, LOCK_UN, &num);
+  napi_set_named_property(env, exports, "LOCK_UN", num);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

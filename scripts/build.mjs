@@ -1,0 +1,19 @@
+// Bundle the CLI into one CommonJS file: one file to read and compile at start-up is the
+// cheapest start Node 20 offers (spec/performance.md). Native addons stay outside.
+import { build } from 'esbuild';
+import { readFileSync } from 'node:fs';
+
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+
+await build({
+  entryPoints: ['src/cli/entry.ts'],
+  outfile: 'dist/fspool.cjs',
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  legalComments: 'none',
+  logLevel: 'warning',
+  define: { 'import.meta.url': 'import_meta_url', FSPOOL_VERSION: JSON.stringify(version) },
+  banner: { js: "const import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
+});

@@ -1,0 +1,62 @@
+import type { CommandModule } from 'yargs';
+import { prepare, prepareGetNext, prepareSetNext } from '../../send/prepare.js';
+import { seqfile, u64, waitLock } from '../options.js';
+import { print } from './out.js';
+
+interface PrepareArgs {
+  seqfile: string;
+  input?: string;
+  'wait-lock'?: number;
+  '--'?: string[];
+}
+
+export const prepareCmd: CommandModule<object, PrepareArgs> = {
+  command: 'prepare',
+  describe: 'Prepare a command for transmission, writing to stdout',
+  builder: (y) =>
+    y
+      .usage('$0 prepare --seqfile FILE [-i INPUT] [-- PARAMS...]')
+      .option('seqfile', seqfile)
+      .option('input', {
+        alias: 'i',
+        type: 'string',
+        requiresArg: true,
+        describe: 'Path to file to use for input. Set to "-" to use stdin. If not given, no input is used',
+      })
+      .option('wait-lock', waitLock)
+      .example('tar c dir | $0 prepare -s ~/.fspool-seq -i - | ssh host fspool queue-write -q /var/q', 'send a tar stream')
+      .example('FSPL_SET_DB=app $0 prepare -s seq -- restore > p.fspl', 'a request with a param and an env var') as never,
+  handler: async (a) => {
+    await prepare({ seqfile: a.seqfile, kind: 'Command', input: a.input, params: a['--'] ?? [], waitLockSeconds: a['wait-lock'] });
+  },
+};
+
+const bare = (kind: 'NOP' | 'Fail', command: string, describe: string): CommandModule<object, PrepareArgs> => ({
+  command,
+  describe,
+  builder: (y) => y.option('seqfile', seqfile).option('wait-lock', waitLock).example(`$0 ${command} -s seq | $0 queue-write -q q`, '') as never,
+  handler: async (a) => {
+    await prepare({ seqfile: a.seqfile, kind, waitLockSeconds: a['wait-lock'] });
+  },
+});
+
+export const prepareNop = bare('NOP', 'prepare-nop', 'Prepare a NOP packet for transmission, writing to stdout');
+export const prepareFail = bare('Fail', 'prepare-fail', 'Prepare a fail packet for transmission, writing to stdout');
+
+export const prepareGetNextCmd: CommandModule<object, { seqfile: string }> = {
+  command: 'prepare-get-next',
+  describe: 'Get the next sequence number for prepare',
+  builder: (y) => y.option('seqfile', seqfile).example('$0 prepare-get-next -s seq', '') as never,
+  handler: async (a) => print(`${await prepareGetNext(a.seqfile)}\n`),
+};
+
+export const prepareSetNextCmd: CommandModule<object, { seqfile: string; id: bigint }> = {
+  command: 'prepare-set-next <id>',
+  describe: 'Set the next sequence number for prepare',
+  builder: (y) =>
+    y
+      .option('seqfile', seqfile)
+      .positional('id', { type: 'string', coerce: u64('ID'), describe: 'The ID to set it to' })
+      .example('$0 prepare-set-next -s seq 200', '') as never,
+  handler: async (a) => prepareSetNext(a.seqfile, a.id),
+};

@@ -1,0 +1,94 @@
+import type { CommandModule } from 'yargs';
+import { Queue } from '../../queue/queue.js';
+import { type OnError, type OrderBy, processQueue } from '../../run/processQueue.js';
+import { processStdin } from '../../run/processStdin.js';
+import { choice, commandAndParams, decoder, queuedir, runOptions, u64, waitLock } from '../options.js';
+
+interface RunArgs {
+  command?: string;
+  '--'?: string[];
+  'allow-job-params': boolean;
+  'ignore-payload': boolean;
+  timeout?: number;
+  grace: number;
+}
+
+interface QueueProcessArgs extends RunArgs {
+  queuedir: string;
+  decoder?: string;
+  'on-error': OnError;
+  'order-by': OrderBy;
+  'never-delete': boolean;
+  maxjobs?: bigint;
+  'output-to': 'passboth' | 'saveboth';
+  'wait-lock'?: number;
+}
+
+const runOpts = (a: RunArgs) => ({
+  ...commandAndParams(a),
+  allowJobParams: a['allow-job-params'],
+  ignorePayload: a['ignore-payload'],
+  timeoutSeconds: a.timeout,
+  graceSeconds: a.grace,
+});
+
+export const queueProcess: CommandModule<object, QueueProcessArgs> = {
+  command: 'queue-process [command]',
+  describe: 'Process a queue',
+  builder: (y) =>
+    runOptions(y)
+      .usage('$0 queue-process [OPTIONS] --queuedir DIR COMMAND [-- PARAMS...]')
+      .option('queuedir', queuedir)
+      .option('decoder', decoder)
+      .option('on-error', {
+        type: 'string',
+        requiresArg: true,
+        default: 'retry',
+        coerce: choice('--on-error', ['delete', 'leave', 'retry'] as const),
+        describe: 'What to do with an error. Can be Delete, Leave, or Retry',
+      })
+      .option('order-by', {
+        type: 'string',
+        requiresArg: true,
+        default: 'sequence',
+        coerce: choice('--order-by', ['sequence', 'timestamp'] as const),
+        describe: 'In what order to process jobs. Can be Sequence or Timestamp',
+      })
+      .option('never-delete', { type: 'boolean', default: false, describe: 'Never delete processed job files in any circumstance' })
+      .option('maxjobs', { alias: 'n', type: 'string', requiresArg: true, coerce: u64('--maxjobs'), describe: 'Maximum number of jobs to process' })
+      .option('output-to', {
+        type: 'string',
+        requiresArg: true,
+        default: 'passboth',
+        coerce: choice('--output-to', ['passboth', 'saveboth'] as const),
+        describe: 'What to do with stdout and stderr of the process. Can be PassBoth or SaveBoth (to jobs/NAME.out)',
+      })
+      .option('wait-lock', waitLock)
+      .example("$0 queue-process -q /var/q --timeout 3600 zfs -- receive -u tank/backup", 'receive zfs streams in order')
+      .example("$0 queue-process -q q -d 'zstd -dc' --on-error delete sh -- -c 'tar xf - -C /srv'", 'decode, unpack, drop failures') as never,
+  handler: async (a) => {
+    const code = await processQueue(new Queue(a.queuedir), {
+      ...runOpts(a),
+      decoder: a.decoder,
+      onError: a['on-error'],
+      orderBy: a['order-by'],
+      neverDelete: a['never-delete'],
+      maxJobs: a.maxjobs === undefined ? undefined : Number(a.maxjobs),
+      saveOutput: a['output-to'] === 'saveboth',
+      waitLockSeconds: a['wait-lock'],
+    });
+    process.exitCode = code;
+  },
+};
+
+export const stdinProcess: CommandModule<object, RunArgs> = {
+  command: 'stdin-process [command]',
+  describe: 'Process a command from a job packet read from stdin',
+  builder: (y) =>
+    runOptions(y)
+      .usage('$0 stdin-process [OPTIONS] COMMAND [-- PARAMS...]')
+      .example('ssh sender fspool prepare -s seq -i file | $0 stdin-process cat', '') as never,
+  handler: async (a) => {
+    process.exitCode = await processStdin(runOpts(a));
+  },
+};

@@ -1,0 +1,57 @@
+import type { CommandModule } from 'yargs';
+import { Queue } from '../../queue/queue.js';
+import { queuedir, u64, waitLock } from '../options.js';
+import { print } from './out.js';
+
+export const queueInit: CommandModule<object, { queuedir: string; 'append-only': boolean }> = {
+  command: 'queue-init',
+  describe: 'Initialize a queue',
+  builder: (y) =>
+    y
+      .option('queuedir', queuedir)
+      .option('append-only', { type: 'boolean', default: false, describe: 'Create the queue without nextseq: it can be written and listed, not processed' })
+      .example('$0 queue-init -q /var/spool/q', '') as never,
+  handler: (a) => {
+    Queue.init(a.queuedir, a['append-only']);
+  },
+};
+
+export const queueGetNext: CommandModule<object, { queuedir: string }> = {
+  command: 'queue-get-next',
+  describe: 'Prints the next sequence number for the queue',
+  builder: (y) => y.option('queuedir', queuedir).example('$0 queue-get-next -q q', '') as never,
+  handler: (a) => {
+    // No lock: nextseq is only ever replaced by rename, so a read sees a whole number.
+    const q = new Queue(a.queuedir).checkProcessable();
+    print(`${q.nextseq.read()}\n`);
+  },
+};
+
+export const queueSetNext: CommandModule<object, { queuedir: string; id: bigint; 'wait-lock'?: number }> = {
+  command: 'queue-set-next <id>',
+  describe: 'Sets the next sequence number for the queue',
+  builder: (y) =>
+    y
+      .option('queuedir', queuedir)
+      .option('wait-lock', waitLock)
+      .positional('id', { type: 'string', coerce: u64('ID'), describe: 'The ID to set it to' })
+      .example('$0 queue-set-next -q q 42', 'skip ahead to seq 42') as never,
+  handler: async (a) => {
+    const q = new Queue(a.queuedir).checkProcessable();
+    const lock = await q.nextseq.lock({ create: false, waitSeconds: a['wait-lock'], what: `queue ${q.dir}` });
+    try {
+      q.nextseq.write(a.id);
+    } finally {
+      lock.release();
+    }
+  },
+};
+
+export const queueWrite: CommandModule<object, { queuedir: string }> = {
+  command: 'queue-write',
+  describe: 'Save a packet from stdin to a queue',
+  builder: (y) => y.option('queuedir', queuedir).example('ssh sender fspool prepare -s seq | $0 queue-write -q q', '') as never,
+  handler: (a) => {
+    new Queue(a.queuedir).write(0);
+  },
+};

@@ -1,0 +1,104 @@
+// fspool's command line: fspl 1.2's subcommands, flags and exit codes (spec/exit-codes.md).
+import { writeSync } from 'node:fs';
+import yargs from 'yargs';
+import { describe, FspoolError, UsageError } from '../errors.js';
+import { type Level, LEVELS, log, setLogLevel } from '../log.js';
+import { PacketError } from '../packet/codec.js';
+import { genFilename, genUuid } from './commands/gen.js';
+import { print } from './commands/out.js';
+import { prepareCmd, prepareFail, prepareGetNextCmd, prepareNop, prepareSetNextCmd } from './commands/prepare.js';
+import { queueProcess, stdinProcess } from './commands/process.js';
+import { queueGetNext, queueInit, queueSetNext, queueWrite } from './commands/queueAdmin.js';
+import { queueInfo, queueLs, queuePayload } from './commands/queueRead.js';
+import { stdinInfo, stdinPayload } from './commands/stdin.js';
+import { choice } from './options.js';
+
+declare const FSPOOL_VERSION: string;
+
+const LICENSE = `fspool is free software under the MIT license.
+It reads and writes the packet format of Filespooler by John Goerzen (GPL-3.0-or-later),
+and shares no code with it.
+`;
+
+function exitWith(e: unknown): never {
+  if (e instanceof UsageError) {
+    writeErr(`error: ${e.message}\n\nFor more information try --help\n`);
+    process.exit(2);
+  }
+  if (e instanceof FspoolError || e instanceof PacketError) {
+    writeErr(`Error: ${e.message}\n`);
+    process.exit(e instanceof FspoolError ? e.exitCode : 1);
+  }
+  writeErr(`Error: ${describe(e)}\n`);
+  process.exit(1);
+}
+
+function writeErr(s: string): void {
+  try {
+    writeSync(2, s);
+  } catch {
+    /* nowhere to report */
+  }
+}
+
+export async function main(args: string[]): Promise<void> {
+  const cli = yargs(args)
+    .scriptName('fspool')
+    .parserConfiguration({
+      'populate--': true,
+      'parse-numbers': false,
+      'parse-positional-numbers': false,
+      'dot-notation': false,
+      'boolean-negation': false,
+      'duplicate-arguments-array': false,
+      'strip-aliased': true,
+    })
+    .usage('$0 [-l LEVEL] <SUBCOMMAND> [OPTIONS]\n\nSequential, distributed, POSIX-style job queue processing (Filespooler 1.2 compatible)')
+    .option('log-level', {
+      alias: 'l',
+      type: 'string',
+      requiresArg: true,
+      global: true,
+      default: 'info',
+      coerce: choice('--log-level', LEVELS),
+      describe: 'Logging (to stderr) level: TRACE, DEBUG, INFO, WARN, ERROR',
+    })
+    .middleware((a) => setLogLevel(a['log-level'] as Level))
+    .command(genFilename)
+    .command(genUuid)
+    .command(prepareCmd)
+    .command(prepareFail)
+    .command(prepareGetNextCmd)
+    .command(prepareNop)
+    .command(prepareSetNextCmd)
+    .command(queueGetNext)
+    .command(queueInfo)
+    .command(queueInit)
+    .command(queueLs)
+    .command(queuePayload)
+    .command(queueProcess)
+    .command(queueSetNext)
+    .command(queueWrite)
+    .command({ command: 'show-license', describe: 'Show the license information', handler: () => print(LICENSE) })
+    .command(stdinInfo)
+    .command(stdinPayload)
+    .command(stdinProcess)
+    .demandCommand(1, 'a subcommand is required')
+    .strict()
+    .help('help')
+    .alias('help', 'h')
+    .version('version', 'Print version information', `fspool ${FSPOOL_VERSION} (Filespooler 1.2 compatible)`)
+    .alias('version', 'V')
+    .epilog('Exit status: 0 success or nothing to do; 1 error; 2 usage error; 128+N interrupted by signal N.')
+    .wrap(Math.min(100, process.stdout.columns ?? 100))
+    .fail((msg, err) => {
+      throw err ?? new UsageError(msg);
+    });
+  try {
+    await cli.parseAsync();
+  } catch (e) {
+    exitWith(e);
+  }
+  log.trace('done');
+  process.exit(process.exitCode ?? 0);
+}

@@ -1,0 +1,80 @@
+// Options shared by several subcommands, spelled as fspl spells them. Values fspl treats
+// case-insensitively are lower-cased here; bad values are usage errors (exit 2).
+import type { Argv, Options } from 'yargs';
+import { UsageError } from '../errors.js';
+import { parseU64 } from '../queue/seqfile.js';
+
+export function u64(what: string) {
+  return (v: unknown): bigint => {
+    const n = parseU64(String(v));
+    if (n === undefined) throw new UsageError(`invalid value "${v}" for ${what}: expected a whole number from 0 to 18446744073709551615`);
+    return n;
+  };
+}
+
+export function seconds(what: string) {
+  return (v: unknown): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0 || String(v).trim() === '') throw new UsageError(`invalid value "${v}" for ${what}: expected seconds (a number, 0 or more)`);
+    return n;
+  };
+}
+
+export function choice<T extends string>(what: string, values: readonly T[]) {
+  return (v: unknown): T => {
+    const s = String(v).toLowerCase() as T;
+    if (!values.includes(s)) throw new UsageError(`invalid value "${v}" for ${what}: must be one of ${values.join(', ')} (any case)`);
+    return s;
+  };
+}
+
+export const queuedir: Options = { alias: 'q', type: 'string', demandOption: true, requiresArg: true, describe: 'The path to the queue directory' };
+export const decoder: Options = {
+  alias: 'd',
+  type: 'string',
+  requiresArg: true,
+  describe: 'Command to decode the files (run by $SHELL -c); its exit status is checked',
+};
+export const seqfile: Options = {
+  alias: 's',
+  type: 'string',
+  demandOption: true,
+  requiresArg: true,
+  describe: 'The path to the state file. Set to "-" to not use any state file at all',
+};
+export const job: Options = { alias: 'j', type: 'string', demandOption: true, requiresArg: true, coerce: u64('--job'), describe: 'The ID of the job' };
+export const waitLock: Options = {
+  type: 'string',
+  requiresArg: true,
+  coerce: seconds('--wait-lock'),
+  describe: 'If the lock is held, keep trying for up to this many seconds (fspl fails at once)',
+};
+
+/** The options of the commands that run a job (queue-process, stdin-process). */
+export function runOptions<T>(y: Argv<T>) {
+  return y
+    .option('allow-job-params', { type: 'boolean', default: false, describe: "Append the job's parameters to the command line (off by default)" })
+    .option('ignore-payload', { type: 'boolean', default: false, describe: 'Ignore the payload; the command gets an empty stdin' })
+    .option('timeout', {
+      type: 'string',
+      requiresArg: true,
+      coerce: seconds('--timeout'),
+      describe: 'A timeout, in seconds, for the command: then SIGTERM to its process group, SIGKILL after --grace',
+    })
+    .option('grace', {
+      type: 'string',
+      requiresArg: true,
+      default: '5',
+      coerce: seconds('--grace'),
+      describe: 'Seconds between SIGTERM and SIGKILL when a command times out',
+    })
+    .positional('command', { type: 'string', describe: 'The command to run' });
+}
+
+/** COMMAND, then PARAMS after `--`. Also accepts `-- COMMAND PARAMS...` (fspl does not). */
+export function commandAndParams(argv: { command?: unknown; '--'?: unknown }): { command: string; params: string[] } {
+  const rest = Array.isArray(argv['--']) ? argv['--'].map(String) : [];
+  const command = argv.command !== undefined ? String(argv.command) : rest.shift();
+  if (!command) throw new UsageError('missing COMMAND: the command to run');
+  return { command, params: rest };
+}

@@ -1,0 +1,34 @@
+// One line per event on stderr, in fspl's level names; written straight to fd 2 so that
+// nothing is buffered when we exit and Node never makes fd 2 non-blocking.
+import { writeAll } from './sys/fd.js';
+
+export const LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
+export type Level = (typeof LEVELS)[number];
+
+let threshold = LEVELS.indexOf('info');
+
+export function setLogLevel(level: Level): void {
+  threshold = LEVELS.indexOf(level);
+}
+
+export function enabled(level: Level): boolean {
+  return LEVELS.indexOf(level) >= threshold;
+}
+
+function emit(level: Level, msg: string): void {
+  if (!enabled(level)) return;
+  const line = `${level.toUpperCase().padStart(5)} fspool: ${msg.replace(/\n/g, ' ')}\n`;
+  try {
+    writeAll(2, Buffer.from(line));
+  } catch {
+    /* stderr gone: nowhere left to report */
+  }
+}
+
+export const log = {
+  trace: (m: string) => emit('trace', m),
+  debug: (m: string) => emit('debug', m),
+  info: (m: string) => emit('info', m),
+  warn: (m: string) => emit('warn', m),
+  error: (m: string) => emit('error', m),
+};

@@ -1,0 +1,264 @@
+// Encode and decode Filespooler 1.2 packet headers, byte for byte as fspl 1.2.2 does.
+// Pure functions over buffers: no I/O here (see spec/packet-format.md).
+import { crc32 } from 'node:zlib';
+import { Decoder, Encoder } from '@msgpack/msgpack';
+import { type CmdType, type Header, I64_MAX, I64_MIN, U64_MAX } from './header.js';
+
+export const MAGIC = Buffer.from('*FILESPOOLER', 'latin1');
+export const FORMAT_VERSION = 1;
+/** magic (12) + version (2) + metadata length (8) + metadata CRC (4) + prefix CRC (4). */
+export const PREFIX_LEN = 30;
+/**
+ * Upper bound on the metadata length L. fspl has none and aborts trying to allocate a lying
+ * L; a real header is params plus env, which the kernel caps at a few MiB of argv/environ, and
+ * each byte costs at most two bytes of MessagePack. 16 MiB leaves room and is never allocated
+ * before the prefix CRC has vouched for L.
+ */
+export const MAX_METADATA_LEN = 16 * 1024 * 1024;
+
+/** A packet that is not a valid fspl packet. The message is one line, fit for the user. */
+export class PacketError extends Error {
+  override name = 'PacketError';
+}
+
+const encoder = new Encoder({ useBigInt64: true });
+const decoder = new Decoder({ useBigInt64: true });
+
+/** MessagePack wants a number where it fits, so that it picks the compact forms fspl writes. */
+function compactInt(n: bigint): number | bigint {
+  return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+}
+
+/** fspl writes every byte string as an array of integers, one per byte. */
+function byteArray(b: Buffer): number[] {
+  return Array.from(b);
+}
+
+function encodeCmd(cmd: CmdType): unknown {
+  if (cmd.kind !== 'Command') return cmd.kind;
+  return {
+    Command: {
+      params: cmd.params.map(byteArray),
+      env: cmd.env.map(([k, v]) => [byteArray(k), byteArray(v)]),
+    },
+  };
+}
+
+/** The whole header: 30-byte prefix, then the MessagePack metadata. The payload follows it. */
+export function encodeHeader(h: Header): Buffer {
+  checkHeader(h);
+  const meta = encoder.encode({
+    seq: compactInt(h.seq),
+    ctime: [compactInt(h.ctimeSecs), h.ctimeNanos],
+    cmd_type: encodeCmd(h.cmd),
+  });
+  const out = Buffer.alloc(PREFIX_LEN + meta.length);
+  MAGIC.copy(out, 0);
+  out.writeUInt16BE(FORMAT_VERSION, 12);
+  out.writeBigUInt64BE(BigInt(meta.length), 14);
+  out.writeUInt32BE(crc32(meta), 22);
+  out.writeUInt32BE(crc32(out.subarray(0, 26)), 26);
+  out.set(meta, PREFIX_LEN);
+  return out;
+}
+
+function checkHeader(h: Header): void {
+  if (h.seq < 0n || h.seq > U64_MAX) throw new PacketError(`sequence number ${h.seq} is not a u64`);
+  if (h.ctimeSecs < I64_MIN || h.ctimeSecs > I64_MAX) throw new PacketError(`ctime seconds ${h.ctimeSecs} out of range`);
+  if (!Number.isInteger(h.ctimeNanos) || h.ctimeNanos < 0 || h.ctimeNanos >= 1e9) {
+    throw new PacketError(`ctime nanoseconds ${h.ctimeNanos} out of range (must be below 1000000000)`);
+  }
+}
+
+/**
+ * Check the 30-byte prefix and return the metadata length L and its expected CRC.
+ * The order of checks is fspl's: magic, version, prefix CRC; then our bound on L.
+ */
+export function parsePrefix(prefix: Uint8Array): { metaLen: number; metaCrc: number } {
+  if (prefix.length < PREFIX_LEN) {
+    throw new PacketError(`truncated header: ${prefix.length} of ${PREFIX_LEN} prefix bytes`);
+  }
+  const b = Buffer.from(prefix.buffer, prefix.byteOffset, PREFIX_LEN);
+  if (!b.subarray(0, 12).equals(MAGIC)) throw new PacketError('not a filespooler packet (bad magic)');
+  const version = b.readUInt16BE(12);
+  if (version !== FORMAT_VERSION) throw new PacketError(`unsupported packet format version ${version} (expected 1)`);
+  if (crc32(b.subarray(0, 26)) !== b.readUInt32BE(26)) throw new PacketError('header prefix CRC mismatch');
+  const len = b.readBigUInt64BE(14);
+  if (len > BigInt(MAX_METADATA_LEN)) {
+    throw new PacketError(`metadata length ${len} exceeds the limit of ${MAX_METADATA_LEN} bytes`);
+  }
+  return { metaLen: Number(len), metaCrc: b.readUInt32BE(22) };
+}
+
+/** Check the metadata CRC and decode the metadata into a Header. */
+export function parseMetadata(meta: Uint8Array, expectedCrc: number): Header {
+  if (crc32(meta) !== expectedCrc) throw new PacketError('metadata CRC mismatch');
+  let value: unknown;
+  try {
+    // fspl ignores spare bytes after the map inside L: take the first object only.
+    const it = decoder.decodeMulti(meta);
+    const first = it.next();
+    if (first.done) throw new PacketError('empty metadata');
+    value = first.value;
+  } catch (e) {
+    if (e instanceof PacketError) throw e;
+    throw new PacketError(`metadata is not valid MessagePack: ${(e as Error).message}`);
+  }
+  return headerFrom(value);
+}
+
+/** Decode a whole header held in one buffer (prefix + metadata); returns it and its length. */
+export function decodeHeader(buf: Uint8Array): { header: Header; length: number } {
+  const { metaLen, metaCrc } = parsePrefix(buf);
+  if (buf.length < PREFIX_LEN + metaLen) {
+    throw new PacketError(`truncated header: metadata is ${metaLen} bytes, only ${buf.length - PREFIX_LEN} present`);
+  }
+  const header = parseMetadata(buf.subarray(PREFIX_LEN, PREFIX_LEN + metaLen), metaCrc);
+  return { header, length: PREFIX_LEN + metaLen };
+}
+
+// ---- Reading the decoded MessagePack value, accepting what fspl 1.2.2 accepts ----
+
+const isMap = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+
+function toBigInt(v: unknown, what: string): bigint {
+  if (typeof v === 'bigint') return v;
+  if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
+  throw new PacketError(`${what} is not an integer`);
+}
+
+function bytesFrom(v: unknown, what: string): Buffer {
+  if (!Array.isArray(v)) throw new PacketError(`${what} is not a byte array`);
+  const out = Buffer.allocUnsafe(v.length);
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i];
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 255) {
+      throw new PacketError(`${what} is not a byte array`);
+    }
+    out[i] = x;
+  }
+  return out;
+}
+
+/** serde accepts a struct as a map (by field name) or as an array (by position). */
+function fields(v: unknown, names: string[], what: string): unknown[] {
+  if (Array.isArray(v)) {
+    if (v.length < names.length) throw new PacketError(`${what} has ${v.length} fields, expected ${names.length}`);
+    return v.slice(0, names.length);
+  }
+  if (isMap(v)) {
+    return names.map((n) => {
+      if (!(n in v)) throw new PacketError(`${what} lacks field "${n}"`);
+      return v[n];
+    });
+  }
+  throw new PacketError(`${what} is neither a map nor an array`);
+}
+
+function cmdFrom(v: unknown): CmdType {
+  let variant: string;
+  let body: unknown = null;
+  if (typeof v === 'string') {
+    variant = v;
+  } else if (isMap(v) && Object.keys(v).length === 1) {
+    variant = Object.keys(v)[0]!;
+    body = v[variant];
+  } else {
+    throw new PacketError('cmd_type is not a known command type');
+  }
+  switch (variant) {
+    case 'NOP':
+    case 'Fail':
+      if (body !== null) throw new PacketError(`cmd_type ${variant} carries unexpected data`);
+      return { kind: variant };
+    case 'Command': {
+      if (body === null) throw new PacketError('cmd_type Command has no params/env');
+      const [params, env] = fields(body, ['params', 'env'], 'Command');
+      if (!Array.isArray(params)) throw new PacketError('Command params is not an array');
+      if (!Array.isArray(env)) throw new PacketError('Command env is not an array');
+      return {
+        kind: 'Command',
+        params: params.map((p, i) => bytesFrom(p, `param ${i + 1}`)),
+        env: env.map((pair, i) => {
+          if (!Array.isArray(pair) || pair.length !== 2) throw new PacketError(`env entry ${i + 1} is not a pair`);
+          return [bytesFrom(pair[0], `env key ${i + 1}`), bytesFrom(pair[1], `env value ${i + 1}`)];
+        }),
+      };
+    }
+    default:
+      throw new PacketError(`unknown cmd_type "${variant}"`);
+  }
+}
+
+function headerFrom(v: unknown): Header {
+  const [seqV, ctimeV, cmdV] = fields(v, ['seq', 'ctime', 'cmd_type'], 'metadata');
+  const seq = toBigInt(seqV, 'seq');
+  if (seq < 0n || seq > U64_MAX) throw new PacketError(`seq ${seq} is not a u64`);
+  if (!Array.isArray(ctimeV) || ctimeV.length !== 2) throw new PacketError('ctime is not a [seconds, nanoseconds] pair');
+  const ctimeSecs = toBigInt(ctimeV[0], 'ctime seconds');
+  if (ctimeSecs < I64_MIN || ctimeSecs > I64_MAX) throw new PacketError(`ctime seconds ${ctimeSecs} out of range`);
+  const nanos = toBigInt(ctimeV[1], 'ctime nanoseconds');
+  if (nanos < 0n || nanos >= 1_000_000_000n) {
+    throw new PacketError(`ctime nanoseconds ${nanos} out of range (must be below 1000000000)`);
+  }
+  return { seq, ctimeSecs, ctimeNanos: Number(nanos), cmd: cmdFrom(cmdV) };
+}
+
+/**
+ * Collects a header from bytes arriving in pieces (a pipe, a stream), without reading past it:
+ * `needed` says how many more bytes complete the current step, so a reader of an fd can ask
+ * for exactly that and leave the fd positioned at the payload.
+ */
+export class HeaderReader {
+  private readonly parts: Buffer[] = [];
+  private have = 0;
+  private meta: { metaLen: number; metaCrc: number } | undefined;
+  header: Header | undefined;
+  /** Bytes pushed beyond the end of the header: the start of the payload. */
+  rest: Buffer = Buffer.alloc(0);
+
+  get needed(): number {
+    if (this.header) return 0;
+    return (this.meta ? PREFIX_LEN + this.meta.metaLen : PREFIX_LEN) - this.have;
+  }
+
+  /** Length of the whole header, once the prefix has been read. */
+  get headerLength(): number | undefined {
+    return this.meta ? PREFIX_LEN + this.meta.metaLen : undefined;
+  }
+
+  /** Feed bytes; returns true once the header is complete. Throws PacketError on bad input. */
+  push(chunk: Buffer): boolean {
+    if (this.header) {
+      this.rest = Buffer.concat([this.rest, chunk]);
+      return true;
+    }
+    this.parts.push(chunk);
+    this.have += chunk.length;
+    if (!this.meta && this.have >= PREFIX_LEN) {
+      const all = Buffer.concat(this.parts);
+      this.parts.length = 0;
+      this.parts.push(all);
+      this.meta = parsePrefix(all);
+    }
+    if (this.meta && this.have >= PREFIX_LEN + this.meta.metaLen) {
+      const all = Buffer.concat(this.parts);
+      const end = PREFIX_LEN + this.meta.metaLen;
+      this.header = parseMetadata(all.subarray(PREFIX_LEN, end), this.meta.metaCrc);
+      this.rest = all.subarray(end);
+      this.parts.length = 0;
+      return true;
+    }
+    return false;
+  }
+
+  /** The input ended: say what was missing. */
+  endError(): PacketError {
+    if (this.have === 0) return new PacketError('empty input: no packet header');
+    const start = Buffer.concat(this.parts).subarray(0, MAGIC.length);
+    if (!MAGIC.subarray(0, start.length).equals(start)) return new PacketError('not a filespooler packet (bad magic)');
+    if (!this.meta) return new PacketError(`truncated header: ${this.have} of ${PREFIX_LEN} prefix bytes`);
+    return new PacketError(`truncated header: metadata is ${this.meta.metaLen} bytes, only ${this.have - PREFIX_LEN} present`);
+  }
+}

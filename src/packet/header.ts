@@ -1,0 +1,25 @@
+// What a packet header says, independent of how it is written on the wire.
+
+/** A request to run the processor's command, with the sender's params and FSPL_SET_ env. */
+export interface CommandRequest {
+  kind: 'Command';
+  /** Byte strings: fspl carries arbitrary bytes, not text. */
+  params: Buffer[];
+  /** [key without the FSPL_SET_ prefix, value], in the sender's environment order. */
+  env: Array<[Buffer, Buffer]>;
+}
+
+export type CmdType = CommandRequest | { kind: 'NOP' } | { kind: 'Fail' };
+
+export interface Header {
+  /** Sequence number, u64. */
+  seq: bigint;
+  /** Creation time: seconds since the epoch (i64) and nanoseconds (< 1e9). */
+  ctimeSecs: bigint;
+  ctimeNanos: number;
+  cmd: CmdType;
+}
+
+export const U64_MAX = (1n << 64n) - 1n;
+export const I64_MIN = -(1n << 63n);
+export const I64_MAX = (1n << 63n) - 1n;

@@ -1,0 +1,52 @@
+// The processing lock: flock(2) on `<seqfile>.lock`, exactly as fspl takes it, so that fspool
+// and fspl exclude each other. Why flock and how: spec/locking.md.
+import { closeSync, openSync } from 'node:fs';
+import { FspoolError } from '../errors.js';
+import { native } from '../sys/native.js';
+
+export class FileLock {
+  private constructor(
+    readonly path: string,
+    private fd: number | undefined,
+  ) {}
+
+  /**
+   * Take an exclusive lock on `path`. Fails at once if another process holds it (fspl's
+   * behaviour), or keeps trying for up to `waitSeconds`.
+   */
+  static async acquire(path: string, opts: { create: boolean; waitSeconds?: number; what: string }): Promise<FileLock> {
+    let fd: number;
+    try {
+      fd = openSync(path, opts.create ? 'a' : 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new FspoolError(`${opts.what}: lock file ${path} does not exist`);
+      }
+      throw e;
+    }
+    const sys = native();
+    const deadline = Date.now() + (opts.waitSeconds ?? 0) * 1000;
+    let delay = 10;
+    try {
+      while (!sys.flock(fd, sys.LOCK_EX | sys.LOCK_NB)) {
+        if (Date.now() >= deadline) {
+          const waited = opts.waitSeconds ? ` after waiting ${opts.waitSeconds}s` : '';
+          throw new FspoolError(`${opts.what} is locked by another process (${path})${waited}; use --wait-lock SECONDS to wait`);
+        }
+        await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(1, deadline - Date.now()))));
+        delay = Math.min(delay * 2, 200);
+      }
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    return new FileLock(path, fd);
+  }
+
+  /** Closing the fd drops the flock; the kernel does the same if we die. */
+  release(): void {
+    if (this.fd === undefined) return;
+    closeSync(this.fd);
+    this.fd = undefined;
+  }
+}

@@ -1,0 +1,52 @@
+// Sequence files: one line, the next number in decimal. Shared by the sender (`prepare -s`)
+// and the queue (`nextseq`), and by fspl: same parsing, same temp name, same lock file.
+import { readFileSync } from 'node:fs';
+import { FspoolError } from '../errors.js';
+import { U64_MAX } from '../packet/header.js';
+import { writeFileDurably } from '../sys/durable.js';
+import { FileLock } from './lock.js';
+
+/** Parse a u64 as Rust's `str::parse::<u64>` does after trim(): optional `+`, digits. */
+export function parseU64(text: string): bigint | undefined {
+  const t = text.trim();
+  if (!/^\+?[0-9]+$/.test(t)) return undefined;
+  const n = BigInt(t);
+  return n <= U64_MAX ? n : undefined;
+}
+
+export class SeqFile {
+  constructor(readonly path: string) {}
+
+  get lockPath(): string {
+    return `${this.path}.lock`;
+  }
+
+  /** The stored number; undefined if the file does not exist. */
+  readIfExists(): bigint | undefined {
+    let text: string;
+    try {
+      text = readFileSync(this.path, 'latin1');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+    const n = parseU64(text.split('\n')[0] ?? '');
+    if (n === undefined) throw new FspoolError(`sequence file ${this.path} does not hold a number`);
+    return n;
+  }
+
+  read(): bigint {
+    const n = this.readIfExists();
+    if (n === undefined) throw new FspoolError(`sequence file ${this.path} does not exist`);
+    return n;
+  }
+
+  /** Temp, fsync, rename, fsync dir: a crash leaves the old number or the new, never neither. */
+  write(n: bigint): void {
+    writeFileDurably(this.path, `${this.path}.temp`, `${n}\n`);
+  }
+
+  lock(opts: { create: boolean; waitSeconds?: number; what: string }): Promise<FileLock> {
+    return FileLock.acquire(this.lockPath, opts);
+  }
+}

@@ -1,0 +1,209 @@
+// queue-process: run a queue's jobs strictly in sequence order (or by timestamp), one at a
+// time, under the flock on nextseq.lock. The life of a job is in spec/job-lifecycle.md.
+import { closeSync, fstatSync, openSync, unlinkSync } from 'node:fs';
+import { openDecoded } from '../codec/external.js';
+import { describe, FspoolError } from '../errors.js';
+import { log } from '../log.js';
+import type { Header } from '../packet/header.js';
+import { readHeaderFromFd } from '../queue/jobfile.js';
+import { identical, type Queue, type ScannedJob } from '../queue/queue.js';
+import { Interrupts } from './interrupts.js';
+import { type Outcome, type RunOptions, runJob } from './job.js';
+
+export type OnError = 'retry' | 'delete' | 'leave';
+export type OrderBy = 'sequence' | 'timestamp';
+
+export interface ProcessOptions extends Omit<RunOptions, 'outputFile'> {
+  decoder?: string;
+  onError: OnError;
+  orderBy: OrderBy;
+  neverDelete: boolean;
+  maxJobs?: number;
+  saveOutput: boolean;
+  waitLockSeconds?: number;
+}
+
+type Readable = ScannedJob & { header: Header };
+const readable = (j: ScannedJob): j is Readable => j.header !== undefined;
+
+/** What a run knows of jobs/: headers are read once per file and run, not once per job. */
+class JobIndex {
+  private readonly byName = new Map<string, ScannedJob>();
+
+  constructor(
+    private readonly queue: Queue,
+    private readonly decoder: string | undefined,
+  ) {}
+
+  /** Read the headers of files that appeared since the last look; forget vanished ones. */
+  async refresh(): Promise<ScannedJob[]> {
+    const names = this.queue.jobNames();
+    const present = new Set(names);
+    for (const n of this.byName.keys()) if (!present.has(n)) this.byName.delete(n);
+    const fresh = await this.queue.scan(this.decoder, names.filter((n) => !this.byName.has(n)));
+    for (const j of fresh) this.byName.set(j.name, j);
+    return fresh;
+  }
+
+  forget(name: string): void {
+    this.byName.delete(name);
+  }
+
+  all(): ScannedJob[] {
+    return [...this.byName.values()];
+  }
+
+  withSeq(seq: bigint): Readable[] {
+    return this.all().filter((j): j is Readable => readable(j) && j.header.seq === seq);
+  }
+}
+
+function reportUnreadable(jobs: ScannedJob[]): void {
+  for (const j of jobs) if (j.error) log.warn(`cannot read job file ${j.path}: ${j.error}; skipped`);
+}
+
+function reportStale(jobs: ScannedJob[], next: bigint): void {
+  for (const j of jobs) {
+    if (readable(j) && j.header.seq < next) {
+      log.warn(`stale job file ${j.path}: seq ${j.header.seq} is below the queue's next seq ${next}; not run (remove it)`);
+    }
+  }
+}
+
+function reportGap(index: JobIndex, next: bigint): void {
+  const all = index.all();
+  const later = all.filter((j): j is Readable => readable(j) && j.header.seq > next);
+  const bad = all.filter((j) => j.error);
+  if (later.length > 0) {
+    const lowest = later.reduce((m, j) => (j.header.seq < m ? j.header.seq : m), later[0]!.header.seq);
+    log.info(`waiting for seq ${next}: it has not arrived; ${later.length} later job(s) queued, the lowest is seq ${lowest}`);
+  }
+  if (bad.length > 0) log.warn(`seq ${next} not found, and ${bad.length} unreadable job file(s) could hold it`);
+  if (later.length === 0 && bad.length === 0) log.debug(`no job with seq ${next}; nothing to do`);
+}
+
+/** Run one job file: read its header again (it is the one we run) and deliver its payload. */
+async function runFile(queue: Queue, job: Readable, opts: ProcessOptions, interrupts: Interrupts): Promise<Outcome> {
+  const location = { filename: job.name, queuedir: queue.dir, fullpath: job.path };
+  const run: RunOptions = { ...opts, outputFile: opts.saveOutput ? `${job.path}.out` : undefined };
+  const fd = openSync(job.path, 'r');
+  try {
+    if (!opts.decoder) {
+      const { header } = readHeaderFromFd(fd, fstatSync(fd).size);
+      return await runJob({ header, location, payload: { kind: 'fd', fd } }, run, interrupts);
+    }
+    const d = await openDecoded(opts.decoder, fd);
+    return await runJob({ header: d.header, location, payload: { kind: 'stream', chunks: d.payload, verify: d.verify, abort: d.abort } }, run, interrupts);
+  } catch (e) {
+    if (e instanceof FspoolError && e.exitCode === 2) throw e;
+    return { ok: false, reason: describe(e) };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Report how a job ended. Returns true when the job is over (success, or failure under
+ * delete/leave), false when it was interrupted; throws to end the run with the job kept.
+ */
+function settle(outcome: Outcome, label: string, opts: ProcessOptions): boolean {
+  if (outcome.ok) {
+    if (outcome.note) log.warn(`${label}: ${outcome.note}`);
+    log.info(`${label} succeeded`);
+    return true;
+  }
+  if (outcome.interrupted) {
+    log.warn(`${label} interrupted by ${outcome.interrupted}; it stays queued and runs again next time`);
+    return false;
+  }
+  if (outcome.fatal) throw new FspoolError(`${label}: ${outcome.reason}; job kept`);
+  log.error(`${label} failed: ${outcome.reason}`);
+  if (opts.onError === 'retry') {
+    throw new FspoolError(`stopping at ${label}: it failed and --on-error is retry; it stays queued and runs again next time`);
+  }
+  return true;
+}
+
+function remove(paths: string[]): void {
+  for (const p of paths) {
+    try {
+      unlinkSync(p);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+}
+
+export async function processQueue(queue: Queue, opts: ProcessOptions): Promise<number> {
+  queue.checkProcessable();
+  const lock = await queue.nextseq.lock({ create: false, waitSeconds: opts.waitLockSeconds, what: `queue ${queue.dir}` });
+  const interrupts = new Interrupts().install();
+  try {
+    const index = new JobIndex(queue, opts.decoder);
+    reportUnreadable(await index.refresh());
+    const code = opts.orderBy === 'timestamp'
+      ? await byTimestamp(queue, index, opts, interrupts)
+      : await bySequence(queue, index, opts, interrupts);
+    return interrupts.signal ? interrupts.exitCode : code;
+  } finally {
+    interrupts.uninstall();
+    lock.release();
+  }
+}
+
+async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, interrupts: Interrupts): Promise<number> {
+  let next = queue.nextseq.read();
+  reportStale(index.all(), next);
+  let done = 0;
+  while (!interrupts.signal && (opts.maxJobs === undefined || done < opts.maxJobs)) {
+    let candidates = index.withSeq(next);
+    if (candidates.length === 0) {
+      const fresh = await index.refresh();
+      reportUnreadable(fresh);
+      reportStale(fresh, next);
+      candidates = index.withSeq(next);
+      if (candidates.length === 0) {
+        reportGap(index, next);
+        return 0;
+      }
+    }
+    const paths = candidates.map((c) => c.path);
+    if (candidates.length > 1) {
+      if (!identical(paths)) {
+        throw new FspoolError(`seq ${next} is ambiguous: ${paths.join(', ')} hold different packets; remove the wrong one`);
+      }
+      log.warn(`seq ${next} arrived ${candidates.length} times with identical content (${paths.join(', ')}); running it once`);
+    }
+    const job = candidates[0]!;
+    const outcome = await runFile(queue, job, opts, interrupts);
+    done++;
+    if (!settle(outcome, `job ${next} (${job.path})`, opts)) return 0;
+    // Success, or failure under delete/leave: the job is over. nextseq first, durably; then
+    // the file. A crash between the two leaves a stale file, never a re-run.
+    queue.nextseq.write(next + 1n);
+    if (!opts.neverDelete && (outcome.ok || opts.onError === 'delete')) remove(paths);
+    for (const c of candidates) index.forget(c.name);
+    next += 1n;
+  }
+  return 0;
+}
+
+async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions, interrupts: Interrupts): Promise<number> {
+  const jobs = index.all().filter(readable).sort((a, b) => {
+    const x = a.header;
+    const y = b.header;
+    if (x.ctimeSecs !== y.ctimeSecs) return x.ctimeSecs < y.ctimeSecs ? -1 : 1;
+    if (x.ctimeNanos !== y.ctimeNanos) return x.ctimeNanos - y.ctimeNanos;
+    if (x.seq !== y.seq) return x.seq < y.seq ? -1 : 1;
+    return a.name < b.name ? -1 : 1;
+  });
+  let done = 0;
+  for (const job of jobs) {
+    if (interrupts.signal || (opts.maxJobs !== undefined && done >= opts.maxJobs)) break;
+    const outcome = await runFile(queue, job, opts, interrupts);
+    done++;
+    if (!settle(outcome, `job ${job.header.seq} (${job.path})`, opts)) return 0;
+    if (!opts.neverDelete && (outcome.ok || opts.onError === 'delete')) remove([job.path]);
+  }
+  return 0;
+}

@@ -1,0 +1,121 @@
+// The sender: prepare, prepare-nop, prepare-fail write a packet to stdout.
+//
+// Unlike fspl, the sequence number is consumed only when the whole packet was written: the
+// input is opened first, the seqfile lock is held while the packet is written, and the
+// seqfile advances (durably) only after the last byte went out. A missing input file or a
+// full disk leaves no gap at the receiver.
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { encodeHeader } from '../packet/codec.js';
+import type { CmdType } from '../packet/header.js';
+import { SeqFile } from '../queue/seqfile.js';
+import { copyFd, writeAll } from '../sys/fd.js';
+
+export interface PrepareOptions {
+  /** Path of the seqfile, or '-' for none (seq 1). */
+  seqfile: string;
+  kind: CmdType['kind'];
+  /** '-' for stdin, a path, or none for no payload. */
+  input?: string;
+  params?: string[];
+  waitLockSeconds?: number;
+  /** Where the packet goes; fd 1 by default. */
+  outFd?: number;
+}
+
+/**
+ * FSPL_SET_* variables, prefix removed, in environment order, values as raw bytes. Read from
+ * /proc/self/environ because process.env would turn non-UTF-8 bytes into U+FFFD.
+ */
+export function fsplSetEnv(): Array<[Buffer, Buffer]> {
+  const prefix = Buffer.from('FSPL_SET_');
+  const out: Array<[Buffer, Buffer]> = [];
+  for (const entry of splitNul(readFileSync('/proc/self/environ'))) {
+    if (!entry.subarray(0, prefix.length).equals(prefix)) continue;
+    const eq = entry.indexOf(0x3d);
+    if (eq < 0) continue;
+    out.push([entry.subarray(prefix.length, eq), entry.subarray(eq + 1)]);
+  }
+  return out;
+}
+
+function splitNul(b: Buffer): Buffer[] {
+  const parts: Buffer[] = [];
+  let start = 0;
+  for (let i = b.indexOf(0); i >= 0; i = b.indexOf(0, start)) {
+    parts.push(b.subarray(start, i));
+    start = i + 1;
+  }
+  if (start < b.length) parts.push(b.subarray(start));
+  return parts;
+}
+
+/** Now, as seconds and nanoseconds since the epoch. */
+function now(): { secs: bigint; nanos: number } {
+  const ns = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
+  return { secs: ns / 1_000_000_000n, nanos: Number(ns % 1_000_000_000n) };
+}
+
+function cmdOf(opts: PrepareOptions): CmdType {
+  if (opts.kind !== 'Command') return { kind: opts.kind };
+  return {
+    kind: 'Command',
+    params: (opts.params ?? []).map((p) => Buffer.from(p)),
+    env: fsplSetEnv(),
+  };
+}
+
+export async function prepare(opts: PrepareOptions): Promise<bigint> {
+  const out = opts.outFd ?? 1;
+  // Open the input before taking a number: a missing file must not leave a gap.
+  const inFd = opts.input === undefined ? undefined : opts.input === '-' ? 0 : openSync(opts.input, 'r');
+  try {
+    const cmd = cmdOf(opts);
+    const emit = (seq: bigint) => {
+      const t = now();
+      writeAll(out, encodeHeader({ seq, ctimeSecs: t.secs, ctimeNanos: t.nanos, cmd }));
+      if (inFd !== undefined) copyFd(inFd, out);
+    };
+    if (opts.seqfile === '-') {
+      emit(1n);
+      return 1n;
+    }
+    const sf = new SeqFile(opts.seqfile);
+    const lock = await sf.lock({ create: true, waitSeconds: opts.waitLockSeconds, what: `sequence file ${sf.path}` });
+    try {
+      const seq = sf.readIfExists() ?? 1n;
+      emit(seq);
+      sf.write(seq + 1n);
+      return seq;
+    } finally {
+      lock.release();
+    }
+  } finally {
+    if (inFd !== undefined && inFd !== 0) closeSync(inFd);
+  }
+}
+
+/** prepare-get-next: the number the next prepare will use (1 for a new seqfile, created as fspl does). */
+export async function prepareGetNext(seqfile: string): Promise<bigint> {
+  if (seqfile === '-') return 1n;
+  const sf = new SeqFile(seqfile);
+  const lock = await sf.lock({ create: true, what: `sequence file ${sf.path}` });
+  try {
+    const n = sf.readIfExists();
+    if (n !== undefined) return n;
+    sf.write(1n);
+    return 1n;
+  } finally {
+    lock.release();
+  }
+}
+
+export async function prepareSetNext(seqfile: string, n: bigint): Promise<void> {
+  if (seqfile === '-') return;
+  const sf = new SeqFile(seqfile);
+  const lock = await sf.lock({ create: true, what: `sequence file ${sf.path}` });
+  try {
+    sf.write(n);
+  } finally {
+    lock.release();
+  }
+}

@@ -1,0 +1,31 @@
+// Loads native/fspool_sys.c (built by node-gyp at install): flock(2) and pipe2(2).
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+interface Sys {
+  flock(fd: number, op: number): boolean;
+  pipe(): [number, number];
+  LOCK_EX: number;
+  LOCK_NB: number;
+  LOCK_UN: number;
+}
+
+/** The package root: the nearest directory above this module that has build/Release. */
+export function packageFile(rel: string): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const p = join(dir, rel);
+    if (existsSync(p)) return p;
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`fspool is not built: ${rel} not found (run npm install)`);
+    dir = up;
+  }
+}
+
+let sys: Sys | undefined;
+export function native(): Sys {
+  sys ??= createRequire(import.meta.url)(packageFile('build/Release/fspool_sys.node')) as Sys;
+  return sys;
+}
