@@ -1,11 +1,12 @@
 // Bundle the CLI into one CommonJS file: one file to read and compile at start-up is the
 // cheapest start Node 20 offers (spec/performance.md). Native addons stay outside.
 import { build } from 'esbuild';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 
-await build({
+const result = await build({
+  write: false,
   entryPoints: ['src/cli/entry.ts'],
   outfile: 'dist/fspool.cjs',
   bundle: true,
@@ -17,3 +18,10 @@ await build({
   define: { 'import.meta.url': 'import_meta_url', FSPOOL_VERSION: JSON.stringify(version) },
   banner: { js: "const import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
 });
+
+// Replace the bundle atomically: a test running bin/fspool meanwhile sees the old or the new.
+mkdirSync('dist', { recursive: true });
+for (const f of result.outputFiles) {
+  writeFileSync(`${f.path}.tmp`, f.contents);
+  renameSync(`${f.path}.tmp`, f.path);
+}

@@ -1,0 +1,103 @@
+// Running fspool (and the real fspl) as real processes on real temp directories.
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll } from 'vitest';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
+export const FSPOOL = join(ROOT, 'bin/fspool');
+export const FIXTURES = join(ROOT, 'test/fixtures/fspl-1.2.2');
+
+const made: string[] = [];
+afterAll(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+
+/** A fresh temp directory, removed after the test file. */
+export function tempDir(prefix = 'fspool-test-'): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  made.push(d);
+  return d;
+}
+
+export interface Result {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+export interface RunOpts {
+  input?: string | Buffer;
+  /** A file to use as stdin instead of a pipe. */
+  stdinFile?: string;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  timeoutMs?: number;
+}
+
+function stdinOf(opts: RunOpts): 'pipe' | number | 'ignore' {
+  if (opts.stdinFile) return openSync(opts.stdinFile, 'r');
+  return opts.input !== undefined ? 'pipe' : 'ignore';
+}
+
+/** Run a program to completion, synchronously. */
+export function runSync(file: string, args: string[], opts: RunOpts = {}): Result {
+  const stdin = stdinOf(opts);
+  const r = spawnSync(file, args, {
+    input: opts.input,
+    stdio: [stdin, 'pipe', 'pipe'],
+    env: opts.env ?? process.env,
+    cwd: opts.cwd,
+    timeout: opts.timeoutMs ?? 60_000,
+    maxBuffer: 1 << 30,
+  });
+  if (typeof stdin === 'number') closeSync(stdin);
+  if (r.error) throw r.error;
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr.toString() };
+}
+
+export const fspool = (args: string[], opts?: RunOpts) => runSync(FSPOOL, args, opts);
+export const fspl = (args: string[], opts?: RunOpts) => runSync('fspl', args, opts);
+
+/** Start a program and collect its output; resolves when it has exited and closed stdio. */
+export function runAsync(file: string, args: string[], opts: RunOpts = {}): { pid: number; done: Promise<Result> } {
+  const stdin = stdinOf(opts);
+  const child = spawn(file, args, { stdio: [stdin, 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd });
+  if (typeof stdin === 'number') closeSync(stdin);
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout!.on('data', (b: Buffer) => out.push(b));
+  child.stderr!.on('data', (b: Buffer) => err.push(b));
+  if (opts.input !== undefined) child.stdin!.end(opts.input);
+  const done = new Promise<Result>((resolveDone, reject) => {
+    child.once('error', reject);
+    child.once('close', (code, signal) =>
+      resolveDone({ code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() }),
+    );
+  });
+  return { pid: child.pid!, done };
+}
+
+/** Make a queue with fspool queue-init and return its path. */
+export function makeQueue(dir = tempDir(), name = 'q'): string {
+  const q = join(dir, name);
+  const r = fspool(['queue-init', '-q', q]);
+  if (r.code !== 0) throw new Error(`queue-init failed: ${r.stderr}`);
+  return q;
+}
+
+/** prepare a packet with fspool; returns its bytes. */
+export function preparePacket(args: string[], input?: string | Buffer, env?: NodeJS.ProcessEnv): Buffer {
+  const r = fspool(['prepare', ...args], { input, env: { ...process.env, ...env } });
+  if (r.code !== 0) throw new Error(`prepare failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Write a packet into a queue with queue-write. */
+export function queueWrite(q: string, packet: Buffer): void {
+  const r = fspool(['queue-write', '-q', q], { input: packet });
+  if (r.code !== 0) throw new Error(`queue-write failed: ${r.stderr}`);
+}
