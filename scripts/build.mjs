@@ -15,7 +15,13 @@ const result = await build({
   format: 'cjs',
   legalComments: 'none',
   logLevel: 'warning',
-  define: { 'import.meta.url': 'import_meta_url', FSPOOL_VERSION: JSON.stringify(version) },
+  define: {
+    'import.meta.url': 'import_meta_url',
+    FSPOOL_VERSION: JSON.stringify(version),
+    // yargs reads process.stdout.columns when it is imported, which creates the stdout
+    // stream; fspool writes fd 1 directly and must not touch process.stdout at all.
+    'process.stdout.columns': 'undefined',
+  },
   banner: { js: "const import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
 });
 

@@ -90,7 +90,7 @@ export async function main(args: string[]): Promise<void> {
     .version('version', 'Print version information', `fspool ${FSPOOL_VERSION} (Filespooler 1.2 compatible)`)
     .alias('version', 'V')
     .epilog('Exit status: 0 success or nothing to do; 1 error; 2 usage error; 128+N interrupted by signal N.')
-    .wrap(Math.min(100, process.stdout.columns ?? 100))
+    .wrap(Math.min(100, Number(process.env.COLUMNS) || 100))
     .fail((msg, err) => {
       throw err ?? new UsageError(msg);
     });

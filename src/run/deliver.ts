@@ -88,6 +88,6 @@ export async function deliver(receiver: Receiver, src: PayloadStream): Promise<D
     sink.destroy();
     return { bytes: pumped.bytes, early: false, failure: message(e) };
   }
-  sink.end();
+  receiver.endInput();
   return { bytes: pumped.bytes, early: false };
 }

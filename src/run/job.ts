@@ -115,6 +115,7 @@ export async function runJob(job: JobInput, opts: RunOptions, interrupts: Interr
     }
     return outcome;
   } finally {
+    receiver.release();
     interrupts.current = undefined;
   }
 }

@@ -49,6 +49,25 @@ function splitNul(b: Buffer): Buffer[] {
   return parts;
 }
 
+/**
+ * The raw bytes of `params` as they stand at the end of our command line. Node decodes argv
+ * as UTF-8 (an invalid byte becomes U+FFFD); /proc/self/cmdline still has the bytes. Params
+ * come after `--`, so they are the last entries; if the two disagree in number or in their
+ * decoded text we keep the strings.
+ */
+export function rawParams(params: string[]): Buffer[] {
+  const asText = params.map((p) => Buffer.from(p));
+  if (params.length === 0) return asText;
+  let raw: Buffer[];
+  try {
+    raw = splitNul(readFileSync('/proc/self/cmdline')).slice(-params.length);
+  } catch {
+    return asText;
+  }
+  const same = raw.length === params.length && raw.every((r, i) => r.toString('utf8') === params[i]);
+  return same ? raw : asText;
+}
+
 /** Now, as seconds and nanoseconds since the epoch. */
 function now(): { secs: bigint; nanos: number } {
   const ns = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
@@ -59,7 +78,7 @@ function cmdOf(opts: PrepareOptions): CmdType {
   if (opts.kind !== 'Command') return { kind: opts.kind };
   return {
     kind: 'Command',
-    params: (opts.params ?? []).map((p) => Buffer.from(p)),
+    params: rawParams(opts.params ?? []),
     env: fsplSetEnv(),
   };
 }

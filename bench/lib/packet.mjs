@@ -1,0 +1,108 @@
+// A minimal Filespooler 1.2 packet writer for generating benchmark queues quickly
+// (spawning `prepare` 10,000 times would dominate the run). The bytes are the ones
+// `fspl prepare` writes (checked against fspl itself by `checkEncoder` before use):
+// 30-byte prefix, MessagePack metadata {seq, ctime: [s, ns], cmd_type: {Command: {params: [], env: []}}},
+// then the raw payload.
+import { randomUUID } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+
+function mpUint(n) {
+  if (n < 0x80) return Buffer.from([n]);
+  if (n < 0x100) return Buffer.from([0xcc, n]);
+  if (n < 0x10000) return Buffer.from([0xcd, n >> 8, n & 0xff]);
+  if (n < 0x100000000) {
+    const b = Buffer.alloc(5);
+    b[0] = 0xce;
+    b.writeUInt32BE(n, 1);
+    return b;
+  }
+  const b = Buffer.alloc(9);
+  b[0] = 0xcf;
+  b.writeBigUInt64BE(BigInt(n), 1);
+  return b;
+}
+
+const fixstr = (s) => Buffer.concat([Buffer.from([0xa0 | s.length]), Buffer.from(s, 'ascii')]);
+
+/** The header (prefix + metadata) of a Command packet with no params and no env. */
+export function packetHeader(seq, secs, nanos) {
+  const meta = Buffer.concat([
+    Buffer.from([0x83]),
+    fixstr('seq'),
+    mpUint(seq),
+    fixstr('ctime'),
+    Buffer.from([0x92]),
+    mpUint(secs),
+    mpUint(nanos),
+    fixstr('cmd_type'),
+    Buffer.from([0x81]),
+    fixstr('Command'),
+    Buffer.from([0x82]),
+    fixstr('params'),
+    Buffer.from([0x90]),
+    fixstr('env'),
+    Buffer.from([0x90]),
+  ]);
+  const prefix = Buffer.alloc(30);
+  prefix.write('*FILESPOOLER', 0, 'ascii');
+  prefix.writeUInt16BE(1, 12);
+  prefix.writeBigUInt64BE(BigInt(meta.length), 14);
+  prefix.writeUInt32BE(crc32(meta), 22);
+  prefix.writeUInt32BE(crc32(prefix.subarray(0, 26)), 26);
+  return Buffer.concat([prefix, meta]);
+}
+
+export function packet(seq, payload = Buffer.alloc(0), when = Date.now()) {
+  const secs = Math.floor(when / 1000);
+  const nanos = (when % 1000) * 1e6 + seq; // distinct, still < 1e9
+  return Buffer.concat([packetHeader(seq, secs, nanos), payload]);
+}
+
+/** A processable queue: QUEUE/nextseq ("1\n"), QUEUE/nextseq.lock, QUEUE/jobs/. */
+export function initQueue(dir) {
+  mkdirSync(join(dir, 'jobs'), { recursive: true });
+  writeFileSync(join(dir, 'nextseq'), '1\n');
+  writeFileSync(join(dir, 'nextseq.lock'), '');
+}
+
+/** Jobs 1..n as {name, data}, with fspl-style names. */
+export function makeJobs(n, payloadOf = () => Buffer.alloc(0)) {
+  const base = Date.now() - n * 1000;
+  const jobs = [];
+  for (let seq = 1; seq <= n; seq++) {
+    jobs.push({ name: `fspl-${randomUUID()}.fspl`, data: packet(seq, payloadOf(seq), base + seq * 1000) });
+  }
+  return jobs;
+}
+
+export function writeJobs(queueDir, jobs) {
+  const jobsDir = join(queueDir, 'jobs');
+  for (const j of jobs) writeFileSync(join(jobsDir, j.name), j.data);
+}
+
+/**
+ * Write `prefix` then `bytes` bytes of random-looking data, fast: one random 1 MiB block
+ * written over and over.
+ */
+export function writeRepeated(path, bytes, block, prefix = Buffer.alloc(0)) {
+  const fd = openSync(path, 'w');
+  try {
+    writeSync(fd, prefix);
+    let left = bytes;
+    while (left > 0) {
+      const n = Math.min(left, block.length);
+      let off = 0;
+      while (off < n) off += writeSync(fd, block, off, n - off);
+      left -= n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A packet of seq 1 whose payload is `bytes` bytes of random data. */
+export function writeBigPacket(path, bytes, block) {
+  writeRepeated(path, bytes, block, packet(1));
+}

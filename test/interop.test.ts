@@ -1,0 +1,723 @@
+// Interoperability between fspool (bin/fspool, a real process) and the real fspl 1.2.2
+// (/usr/bin/fspl): packets, seqfiles, queues, locks and exit codes, in both directions.
+// No mocks: every check runs both programs on real files in a temp directory.
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { crc32, gzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { FIXTURES, FSPOOL, type Result, runAsync, runSync, type RunOpts, tempDir } from './helpers/cli.js';
+
+type Tool = 'fspl' | 'fspool';
+const TOOLS: Tool[] = ['fspl', 'fspool'];
+const BIN: Record<Tool, string> = { fspl: 'fspl', fspool: FSPOOL };
+const other = (t: Tool): Tool => (t === 'fspl' ? 'fspool' : 'fspl');
+
+// A small, fixed environment: a local zone with a non-zero, non-whole-hour offset makes the
+// RFC 3339 local times worth comparing; $SHELL runs decoders in both programs.
+const ENV: NodeJS.ProcessEnv = {
+  PATH: process.env.PATH,
+  HOME: process.env.HOME ?? '/tmp',
+  TZ: 'Asia/Kolkata',
+  SHELL: '/bin/sh',
+  LC_ALL: 'C',
+};
+
+const NL = Buffer.from('\n');
+
+function run(tool: Tool, args: string[], opts: RunOpts = {}): Result {
+  return runSync(BIN[tool], args, { env: ENV, timeoutMs: 20_000, ...opts });
+}
+
+/** Run and insist on exit 0; returns stdout. */
+function ok(tool: Tool, args: string[], opts: RunOpts = {}): Buffer {
+  const r = run(tool, args, opts);
+  expect(r.code, `${tool} ${args.join(' ')} failed: ${r.stderr}`).toBe(0);
+  return r.stdout;
+}
+
+/** A shell script, with positional arguments, in `cwd`. */
+function sh(script: string, args: string[], cwd: string): Result {
+  const r = runSync('/bin/sh', ['-c', script, 'sh', ...args], { env: ENV, cwd, timeoutMs: 20_000 });
+  expect(r.code, `sh script failed: ${r.stderr}`).toBe(0);
+  return r;
+}
+
+function start(tool: Tool, args: string[], cwd: string) {
+  return runAsync(BIN[tool], args, { env: ENV, cwd });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitForFile(path: string, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!existsSync(path)) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${path}`);
+    await sleep(20);
+  }
+}
+
+function splitLines(b: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let at = 0;
+  for (let i = b.indexOf(10); i !== -1; i = b.indexOf(10, at)) {
+    out.push(b.subarray(at, i));
+    at = i + 1;
+  }
+  if (at < b.length) out.push(b.subarray(at));
+  return out;
+}
+
+const jobFiles = (q: string) => readdirSync(join(q, 'jobs')).filter((n) => /^fspl-.*\.fspl$/.test(n)).sort();
+const nextseqFile = (q: string) => readFileSync(join(q, 'nextseq'), 'latin1');
+const fixture = (name: string) => readFileSync(join(FIXTURES, name));
+
+/** Every byte value once: NUL, newlines, bytes >= 0x80. */
+const BINARY = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+
+/**
+ * Prepares p1..p5 with one tool on a fresh seqfile in `dir` (seq 1..5):
+ *   p1 params [x, "two words"], env A=1 then X=\xff\xfe (not UTF-8), payload "hello\n"
+ *   p2 no params, payload: all 256 byte values (from the file `bin`)
+ *   p3 NOP
+ *   p4 params [é, ""], env ZZ=z then the empty key (not sorted), no payload
+ *   p5 Fail
+ * Built with sh and env because Node's spawn env cannot carry non-UTF-8 values.
+ */
+const PREPARE_SCRIPT = `
+set -e
+P="$1"
+printf 'hello\\n' | env FSPL_SET_A=1 FSPL_SET_X="$(printf '\\377\\376')" "$P" prepare -s seq -i - -- x 'two words' > p1
+"$P" prepare -s seq -i bin > p2
+"$P" prepare-nop -s seq > p3
+env FSPL_SET_ZZ=z FSPL_SET_=empty "$P" prepare -s seq -- é '' > p4
+"$P" prepare-fail -s seq > p5
+`;
+
+function preparePackets(tool: Tool, dir: string): Record<'p1' | 'p2' | 'p3' | 'p4' | 'p5', Buffer> {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'bin'), BINARY);
+  sh(PREPARE_SCRIPT, [BIN[tool]], dir);
+  const read = (n: string) => readFileSync(join(dir, n));
+  return { p1: read('p1'), p2: read('p2'), p3: read('p3'), p4: read('p4'), p5: read('p5') };
+}
+
+/** What each command job of preparePackets should deliver. */
+const SENT: Record<number, { params: string[]; payload: Buffer; env: Buffer[] }> = {
+  1: {
+    params: ['x', 'two words'],
+    payload: Buffer.from('hello\n'),
+    env: [
+      Buffer.from('FSPL_PARAM_1=x'),
+      Buffer.from('FSPL_PARAM_2=two words'),
+      Buffer.from('FSPL_SET_A=1'),
+      Buffer.concat([Buffer.from('FSPL_SET_X='), Buffer.from([0xff, 0xfe])]),
+    ],
+  },
+  2: { params: [], payload: BINARY, env: [] },
+  4: {
+    params: ['é', ''],
+    payload: Buffer.alloc(0),
+    env: [Buffer.from('FSPL_PARAM_1=é'), Buffer.from('FSPL_PARAM_2='), Buffer.from('FSPL_SET_ZZ=z'), Buffer.from('FSPL_SET_=empty')],
+  },
+};
+
+/** The receiver: its argv, its FSPL_* environment (sorted bytewise) and its stdin. */
+const RECV = `
+printf 'job %s argc=%s\\n' "$FSPL_SEQ" "$#"
+for a in "$@"; do printf 'arg=[%s]\\n' "$a"; done
+env | grep -a '^FSPL_' | LC_ALL=C sort
+printf 'payload=['; cat; printf ']\\n'
+`;
+const recvArgs = (q: string, tool: Tool) => ['queue-process', '-q', q, '--allow-job-params', 'sh', '--', '-c', RECV, 'arg0', `fixed-${tool}`];
+
+/** The receiver's expected output for one job, given the env the job should have. */
+function expectedRun(seq: number, processor: Tool, envLines: Buffer[]): Buffer {
+  const sent = SENT[seq]!;
+  const args = [`fixed-${processor}`, ...sent.params];
+  return Buffer.concat([
+    Buffer.from(`job ${seq} argc=${args.length}\n`),
+    ...args.map((a) => Buffer.from(`arg=[${a}]\n`)),
+    ...[...envLines].sort(Buffer.compare).flatMap((l) => [l, NL]),
+    Buffer.from('payload=['),
+    sent.payload,
+    Buffer.from(']\n'),
+  ]);
+}
+
+/**
+ * Packet with its ctime replaced by [0, 0] and the length and CRCs fixed up, so that two
+ * packets made at different instants can be compared byte for byte. Parses the msgpack by
+ * hand (not with fspool's codec) so the test does not trust the code under test.
+ */
+function withoutCtime(p: Buffer): Buffer {
+  expect(p.subarray(0, 14).toString('latin1')).toBe('*FILESPOOLER\x00\x01');
+  const len = Number(p.readBigUInt64BE(14));
+  const meta = p.subarray(30, 30 + len);
+  const key = Buffer.from([0xa5, ...Buffer.from('ctime'), 0x92]);
+  const at = meta.indexOf(key);
+  expect(at).toBeGreaterThan(0);
+  const intLen = (b: number) => (b < 0x80 || b >= 0xe0 ? 1 : ({ 0xcc: 2, 0xcd: 3, 0xce: 5, 0xcf: 9, 0xd0: 2, 0xd1: 3, 0xd2: 5, 0xd3: 9 } as Record<number, number>)[b]!);
+  const secsAt = at + key.length;
+  const nanosAt = secsAt + intLen(meta[secsAt]!);
+  const end = nanosAt + intLen(meta[nanosAt]!);
+  expect(meta.subarray(end, end + 9)).toEqual(Buffer.from([0xa8, ...Buffer.from('cmd_type')]));
+  const newMeta = Buffer.concat([meta.subarray(0, secsAt), Buffer.from([0, 0]), meta.subarray(end)]);
+  const prefix = Buffer.from(p.subarray(0, 30));
+  prefix.writeBigUInt64BE(BigInt(newMeta.length), 14);
+  prefix.writeUInt32BE(crc32(newMeta), 22);
+  prefix.writeUInt32BE(crc32(prefix.subarray(0, 26)), 26);
+  return Buffer.concat([prefix, newMeta, p.subarray(30 + len)]);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('1, 2: packets prepared by one program are written and processed by the other', () => {
+  const combos: Array<[Tool, Tool, Tool]> = [
+    ['fspl', 'fspool', 'fspool'],
+    ['fspool', 'fspl', 'fspl'],
+    ['fspool', 'fspool', 'fspl'],
+    ['fspl', 'fspl', 'fspool'],
+  ];
+  it.each(combos)('%s prepare -> %s queue-write -> %s queue-process, written out of order', (preparer, writer, processor) => {
+    const dir = tempDir();
+    const p = preparePackets(preparer, join(dir, 'packets'));
+    const work = join(dir, 'a');
+    mkdirSync(work);
+    ok(processor, ['queue-init', '-q', 'q'], { cwd: work });
+
+    // 4, 2 and the NOP 3 arrive first: seq 1 is missing, so nothing may run yet.
+    for (const k of ['p4', 'p2', 'p3'] as const) ok(writer, ['queue-write', '-q', 'q'], { cwd: work, input: p[k] });
+    const early = run(processor, recvArgs('q', processor), { cwd: work });
+    expect(early.code, early.stderr).toBe(0);
+    expect(early.stdout.length).toBe(0);
+    expect(nextseqFile(join(work, 'q'))).toBe('1\n');
+    expect(jobFiles(join(work, 'q'))).toHaveLength(3);
+
+    ok(writer, ['queue-write', '-q', 'q'], { cwd: work, input: p.p1 });
+    expect(jobFiles(join(work, 'q'))).toHaveLength(4);
+
+    // What the job's environment must be, by fspl's own reading of the queued packet
+    // (this includes FSPL_JOB_FILENAME/QUEUEDIR/FULLPATH), and by what was sent.
+    const envOf = (seq: number) => splitLines(ok('fspl', ['queue-info', '-q', 'q', '-j', String(seq)], { cwd: work }));
+    const envs = { 1: envOf(1), 2: envOf(2), 4: envOf(4) } as Record<number, Buffer[]>;
+    for (const seq of [1, 2, 4]) {
+      const got = envs[seq]!.map((l) => l.toString('latin1'));
+      expect(got[0]).toBe(`FSPL_SEQ=${seq}`);
+      expect(got).toContain('FSPL_JOB_QUEUEDIR=q');
+      // the packet's params and FSPL_SET_ vars come last, in the order they were sent
+      const tail = envs[seq]!.slice(envs[seq]!.length - SENT[seq]!.env.length);
+      expect(tail).toEqual(SENT[seq]!.env);
+    }
+
+    // A copy of the queue, to be processed by the other program for comparison.
+    const work2 = join(dir, 'b');
+    mkdirSync(work2);
+    cpSync(join(work, 'q'), join(work2, 'q'), { recursive: true });
+
+    const r = run(processor, recvArgs('q', processor), { cwd: work });
+    expect(r.code, r.stderr).toBe(0);
+    const expected = Buffer.concat([1, 2, 4].map((s) => expectedRun(s, processor, envs[s]!)));
+    expect(r.stdout.toString('latin1')).toBe(expected.toString('latin1'));
+    expect(r.stdout.equals(expected)).toBe(true);
+    expect(nextseqFile(join(work, 'q'))).toBe('5\n');
+    expect(jobFiles(join(work, 'q'))).toEqual([]);
+
+    // The other program on the same queue gives the same receiver output, byte for byte.
+    const o = run(other(processor), recvArgs('q', processor), { cwd: work2 });
+    expect(o.code, o.stderr).toBe(0);
+    expect(o.stdout.equals(expected)).toBe(true);
+    expect(nextseqFile(join(work2, 'q'))).toBe('5\n');
+  });
+
+  it('fspool and fspl prepare the same bytes for the same request (only ctime differs)', () => {
+    const dir = tempDir();
+    const a = preparePackets('fspl', join(dir, 'fspl'));
+    const b = preparePackets('fspool', join(dir, 'fspool'));
+    for (const k of ['p1', 'p2', 'p3', 'p4', 'p5'] as const) {
+      expect(b[k].length, k).toBe(a[k].length);
+      expect(withoutCtime(b[k]).toString('hex'), k).toBe(withoutCtime(a[k]).toString('hex'));
+    }
+    // header sizes as fspl writes them
+    expect(b.p3.length).toBe(66);
+    expect(b.p5.length).toBe(67);
+  });
+
+  it('fspl stdin-info and stdin-payload read fspool packets exactly as fspool does', () => {
+    const dir = tempDir();
+    const packets = { ...preparePackets('fspool', join(dir, 'a')) };
+    for (const [k, pkt] of Object.entries(packets)) {
+      const a = ok('fspl', ['stdin-info'], { input: pkt });
+      const b = ok('fspool', ['stdin-info'], { input: pkt });
+      expect(b.equals(a), `${k}:\n${a.toString('latin1')}\n${b.toString('latin1')}`).toBe(true);
+      expect(ok('fspool', ['stdin-payload'], { input: pkt }).equals(ok('fspl', ['stdin-payload'], { input: pkt }))).toBe(true);
+    }
+    // env in environment order (not sorted), non-UTF-8 values as raw bytes
+    const info1 = splitLines(ok('fspl', ['stdin-info'], { input: packets.p1 }));
+    expect(info1.slice(-4)).toEqual(SENT[1]!.env);
+    const info4 = splitLines(ok('fspl', ['stdin-info'], { input: packets.p4 }));
+    expect(info4.slice(-2).map(String)).toEqual(['FSPL_SET_ZZ=z', 'FSPL_SET_=empty']);
+    expect(ok('fspl', ['stdin-payload'], { input: packets.p2 }).equals(BINARY)).toBe(true);
+  });
+
+  it('fspl stdin-info reads an fspool packet with a non-UTF-8 env value like fixture 07', () => {
+    const dir = tempDir();
+    sh(`env -i FSPL_SET_X="$(printf '\\377\\376')" "$1" prepare -s - > p`, [FSPOOL], dir);
+    const pkt = readFileSync(join(dir, 'p'));
+    const fixed = fixture('07-nonutf8-env-value.fspl');
+    expect(withoutCtime(pkt).equals(withoutCtime(fixed))).toBe(true);
+    const info = ok('fspl', ['stdin-info'], { input: pkt });
+    expect(info.includes(Buffer.from([...Buffer.from('FSPL_SET_X='), 0xff, 0xfe, 0x0a]))).toBe(true);
+    expect(ok('fspool', ['stdin-info'], { input: pkt }).equals(info)).toBe(true);
+  });
+
+  it('stdin-process: each runs the other\'s packets the same way', () => {
+    const dir = tempDir();
+    for (const preparer of TOOLS) {
+      const p = preparePackets(preparer, join(dir, preparer));
+      const script = `printf '%s|' "$FSPL_SEQ" "$@"; env | grep -a '^FSPL_SET_' | LC_ALL=C sort; cat`;
+      const args = ['stdin-process', '--allow-job-params', 'sh', '--', '-c', script, 'arg0'];
+      for (const k of ['p1', 'p2', 'p4'] as const) {
+        const a = ok('fspl', args, { input: p[k] });
+        const b = ok('fspool', args, { input: p[k] });
+        expect(b.equals(a), `${preparer} ${k}`).toBe(true);
+      }
+      expect(ok('fspool', args, { input: p.p1 }).toString('latin1')).toBe('1|x|two words|FSPL_SET_A=1\nFSPL_SET_X=\xff\xfe\nhello\n');
+      // a Fail packet is a failure for both
+      expect(run('fspl', args, { input: p.p5 }).code).toBe(1);
+      expect(run('fspool', args, { input: p.p5 }).code).toBe(1);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('3: both read the same queue and packets identically', () => {
+  it('queue-ls, queue-info, queue-payload, queue-get-next agree on a mixed queue', () => {
+    const dir = tempDir();
+    ok('fspl', ['queue-init', '-q', 'q'], { cwd: dir });
+    // seqs 1..6 from one seqfile, alternating preparer and writer
+    for (let i = 1; i <= 6; i++) {
+      const prep: Tool = i % 2 ? 'fspl' : 'fspool';
+      const writer: Tool = i % 3 ? 'fspool' : 'fspl';
+      const pkt = i === 5 ? ok(prep, ['prepare-nop', '-s', 'S'], { cwd: dir }) : ok(prep, ['prepare', '-s', 'S', '-i', '-', '--', `p${i}`], { cwd: dir, input: `payload ${i}\n` });
+      ok(writer, ['queue-write', '-q', 'q'], { cwd: dir, input: pkt });
+    }
+    // and packets fspl wrote long ago, with big seqs and odd-but-valid encodings
+    for (const f of ['08-seq200.fspl', '09-seq70000-nop.fspl', 'odd-17-array-encoded-struct-ACCEPTED.fspl', 'odd-18-negative-secs-ACCEPTED.fspl', '06-array16-array32.fspl']) {
+      const bytes = fixture(f);
+      // 06 is seq 1 like our first job: give it a seq of its own by queueing it elsewhere
+      if (f.startsWith('06')) continue;
+      writeFileSync(join(dir, 'q/jobs', `fspl-${f}`), bytes);
+    }
+    // something that is not a job name must be ignored by both
+    writeFileSync(join(dir, 'q/jobs', 'tmp-fspl-x.fspl.tmp'), 'garbage');
+    writeFileSync(join(dir, 'q/jobs', 'notes.txt'), 'garbage');
+
+    const ls = ok('fspl', ['queue-ls', '-q', 'q'], { cwd: dir });
+    expect(ok('fspool', ['queue-ls', '-q', 'q'], { cwd: dir }).toString()).toBe(ls.toString());
+    const ids = splitLines(ls).slice(1).map((l) => l.toString().split(/ +/)[0]);
+    expect(ids).toEqual(['1', '2', '3', '4', '5', '6', '17', '18', '200', '70000']);
+    expect(ls.toString()).toMatch(/^ID {19}creation timestamp {10}filename\n/);
+    expect(ls.toString()).toContain('1969-12-31T23:57:52Z'.slice(0, 0) + '1970-01-01T05:27:52+05:30');
+
+    for (const id of ids) {
+      const a = ok('fspl', ['queue-info', '-q', 'q', '-j', id!], { cwd: dir });
+      expect(ok('fspool', ['queue-info', '-q', 'q', '-j', id!], { cwd: dir }).toString(), `queue-info -j ${id}`).toBe(a.toString());
+      const pa = ok('fspl', ['queue-payload', '-q', 'q', '-j', id!], { cwd: dir });
+      expect(ok('fspool', ['queue-payload', '-q', 'q', '-j', id!], { cwd: dir }).equals(pa), `queue-payload -j ${id}`).toBe(true);
+    }
+    expect(ok('fspool', ['queue-payload', '-q', 'q', '-j', '3'], { cwd: dir }).toString()).toBe('payload 3\n');
+    // the queue dir as given, with a trailing slash too
+    const a = ok('fspl', ['queue-info', '-q', 'q/', '-j', '2'], { cwd: dir });
+    expect(ok('fspool', ['queue-info', '-q', 'q/', '-j', '2'], { cwd: dir }).toString()).toBe(a.toString());
+    const abs = ok('fspl', ['queue-info', '-q', join(dir, 'q'), '-j', '4']);
+    expect(ok('fspool', ['queue-info', '-q', join(dir, 'q'), '-j', '4']).toString()).toBe(abs.toString());
+
+    expect(ok('fspool', ['queue-get-next', '-q', 'q'], { cwd: dir }).toString()).toBe(ok('fspl', ['queue-get-next', '-q', 'q'], { cwd: dir }).toString());
+    expect(ok('fspool', ['queue-get-next', '-q', 'q'], { cwd: dir }).toString()).toBe('1\n');
+  });
+
+  const numbered = readdirSync(FIXTURES).filter((f) => /^\d\d-.*\.fspl$/.test(f) || /^odd-.*\.fspl$/.test(f));
+  it('has the fixtures', () => expect(numbered.length).toBe(11));
+  it.each(numbered)('stdin-info and stdin-payload agree on %s', (name) => {
+    const file = join(FIXTURES, name);
+    for (const opts of [{ input: readFileSync(file) }, { stdinFile: file }] as RunOpts[]) {
+      const info = ok('fspl', ['stdin-info'], opts);
+      expect(ok('fspool', ['stdin-info'], opts).toString('latin1')).toBe(info.toString('latin1'));
+      const pay = ok('fspl', ['stdin-payload'], opts);
+      expect(ok('fspool', ['stdin-payload'], opts).equals(pay)).toBe(true);
+    }
+  });
+
+  it('gzip-encoded packets (fixture 10, and gzip of each side\'s packets) via -d in a queue', () => {
+    const dir = tempDir();
+    ok('fspool', ['queue-init', '-q', 'q'], { cwd: dir });
+    writeFileSync(join(dir, 'q/jobs/fspl-10-gzip.fspl'), fixture('10-gzip-encoded.fspl.gz')); // seq 1
+    const s2 = ok('fspool', ['prepare', '-s', 'S', '-i', '-'], { cwd: dir, input: 'two\n' }); // seq 1
+    ok('fspool', ['prepare-set-next', '-s', 'S', '2'], { cwd: dir });
+    const p2 = ok('fspool', ['prepare', '-s', 'S', '-i', '-', '--', 'second'], { cwd: dir, input: BINARY });
+    const p3 = ok('fspl', ['prepare', '-s', 'S', '-i', '-', '--', 'third'], { cwd: dir, input: 'three\n' });
+    expect(s2.length).toBeGreaterThan(0);
+    ok('fspl', ['queue-write', '-q', 'q'], { cwd: dir, input: gzipSync(p2) });
+    ok('fspool', ['queue-write', '-q', 'q'], { cwd: dir, input: gzipSync(p3) });
+    const d = ['-d', 'gzip -dc'];
+
+    const ls = ok('fspl', ['queue-ls', '-q', 'q', ...d], { cwd: dir });
+    expect(ok('fspool', ['queue-ls', '-q', 'q', ...d], { cwd: dir }).toString()).toBe(ls.toString());
+    expect(splitLines(ls)).toHaveLength(4);
+    for (const id of ['1', '2', '3']) {
+      const info = ok('fspl', ['queue-info', '-q', 'q', ...d, '-j', id], { cwd: dir });
+      expect(ok('fspool', ['queue-info', '-q', 'q', ...d, '-j', id], { cwd: dir }).toString()).toBe(info.toString());
+      const pay = ok('fspl', ['queue-payload', '-q', 'q', ...d, '-j', id], { cwd: dir });
+      expect(ok('fspool', ['queue-payload', '-q', 'q', ...d, '-j', id], { cwd: dir }).equals(pay)).toBe(true);
+    }
+    expect(ok('fspool', ['queue-payload', '-q', 'q', ...d, '-j', '1'], { cwd: dir }).toString()).toBe('zipped payload\n');
+    expect(ok('fspool', ['queue-payload', '-q', 'q', ...d, '-j', '2'], { cwd: dir }).equals(BINARY)).toBe(true);
+
+    // Processing through the decoder, by each program on its own copy: the same output.
+    cpSync(join(dir, 'q'), join(dir, 'q2'), { recursive: true });
+    const recv = ['--allow-job-params', 'sh', '--', '-c', 'printf "<%s %s>" "$FSPL_SEQ" "$*"; cat', 'arg0'];
+    const a = ok('fspool', ['queue-process', '-q', 'q', ...d, ...recv], { cwd: dir });
+    const b = ok('fspl', ['queue-process', '-q', 'q2', ...d, ...recv], { cwd: dir });
+    expect(a.equals(Buffer.concat([Buffer.from('<1 >zipped payload\n<2 second>'), BINARY, Buffer.from('<3 third>three\n')]))).toBe(true);
+    expect(a.equals(b)).toBe(true);
+    expect(nextseqFile(join(dir, 'q'))).toBe('4\n');
+    expect(jobFiles(join(dir, 'q'))).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('4: seqfiles and queues are interchangeable', () => {
+  it('fspl and fspool take turns on one seqfile: 1, 2, 3, ... without gaps or repeats', () => {
+    const dir = tempDir();
+    const seqs: string[] = [];
+    const kinds = ['prepare', 'prepare-nop', 'prepare-fail', 'prepare'];
+    for (let i = 0; i < 8; i++) {
+      const tool: Tool = i % 2 ? 'fspool' : 'fspl';
+      const pkt = ok(tool, [kinds[i % 4]!, '-s', 'S'], { cwd: dir });
+      // read back by the *other* program
+      seqs.push(splitLines(ok(other(tool), ['stdin-info'], { input: pkt }))[0]!.toString());
+      expect(readFileSync(join(dir, 'S'), 'latin1')).toBe(`${i + 2}\n`);
+    }
+    expect(seqs).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((n) => `FSPL_SEQ=${n}`));
+    expect(existsSync(join(dir, 'S.lock'))).toBe(true);
+  });
+
+  it('prepare-set-next / prepare-get-next cross-checked', () => {
+    const dir = tempDir();
+    // a missing seqfile means 1 to both
+    expect(ok('fspl', ['prepare-get-next', '-s', 'S'], { cwd: dir }).toString()).toBe('1\n');
+    expect(ok('fspool', ['prepare-get-next', '-s', 'S'], { cwd: dir }).toString()).toBe('1\n');
+    ok('fspool', ['prepare-set-next', '-s', 'S', '500'], { cwd: dir });
+    expect(readFileSync(join(dir, 'S'), 'latin1')).toBe('500\n');
+    expect(ok('fspl', ['prepare-get-next', '-s', 'S'], { cwd: dir }).toString()).toBe('500\n');
+    const p = ok('fspl', ['prepare-nop', '-s', 'S'], { cwd: dir });
+    expect(splitLines(ok('fspool', ['stdin-info'], { input: p }))[0]!.toString()).toBe('FSPL_SEQ=500');
+    expect(ok('fspool', ['prepare-get-next', '-s', 'S'], { cwd: dir }).toString()).toBe('501\n');
+    ok('fspl', ['prepare-set-next', '-s', 'S', '18446744073709551000'], { cwd: dir });
+    expect(ok('fspool', ['prepare-get-next', '-s', 'S'], { cwd: dir }).toString()).toBe('18446744073709551000\n');
+    const q = ok('fspool', ['prepare-nop', '-s', 'S'], { cwd: dir });
+    expect(splitLines(ok('fspl', ['stdin-info'], { input: q }))[0]!.toString()).toBe('FSPL_SEQ=18446744073709551000');
+    expect(ok('fspl', ['prepare-get-next', '-s', 'S'], { cwd: dir }).toString()).toBe('18446744073709551001\n');
+    // a hand-edited seqfile reads the same in both
+    writeFileSync(join(dir, 'S'), ' 42\n');
+    expect(ok('fspl', ['prepare-get-next', '-s', 'S'], { cwd: dir }).toString()).toBe('42\n');
+    expect(ok('fspool', ['prepare-get-next', '-s', 'S'], { cwd: dir }).toString()).toBe('42\n');
+  });
+
+  it('a seqfile locked by flock(1) stops both prepares at once with exit 1', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'S'), '5\n');
+    const holder = runAsync('flock', [join(dir, 'S.lock'), 'sh', '-c', 'touch "$0"; i=0; while [ ! -e "$1" ] && [ $i -lt 600 ]; do sleep 0.025; i=$((i+1)); done', join(dir, 'held'), join(dir, 'release')], { env: ENV });
+    try {
+      await waitForFile(join(dir, 'held'));
+      for (const t of TOOLS) {
+        const r = run(t, ['prepare-nop', '-s', 'S'], { cwd: dir, timeoutMs: 10_000 });
+        expect(r.code, t).toBe(1);
+        expect(r.stdout.length).toBe(0);
+      }
+      expect(readFileSync(join(dir, 'S'), 'latin1')).toBe('5\n');
+    } finally {
+      writeFileSync(join(dir, 'release'), '');
+    }
+    expect((await holder.done).code).toBe(0);
+  });
+
+  it.each(TOOLS)('a queue made by %s queue-init is processed by fspl and fspool in turns', (initTool) => {
+    const dir = tempDir();
+    ok(initTool, ['queue-init', '-q', 'q'], { cwd: dir });
+    const q = join(dir, 'q');
+    for (let i = 1; i <= 6; i++) {
+      const pkt = ok(i % 2 ? 'fspool' : 'fspl', ['prepare', '-s', 'S', '-i', '-'], { cwd: dir, input: `data${i}` });
+      ok(i % 3 ? 'fspl' : 'fspool', ['queue-write', '-q', 'q'], { cwd: dir, input: pkt });
+    }
+    const recv = (t: Tool) => ['queue-process', '-q', 'q', '-n', '2', 'sh', '--', '-c', 'printf "%s %s %s\\n" "$FSPL_SEQ" "$0" "$(cat)"', t];
+    let first: Tool = initTool === 'fspl' ? 'fspool' : 'fspl';
+    for (let k = 0; k < 3; k++) {
+      const tool = k % 2 ? other(first) : first;
+      const out = ok(tool, recv(tool), { cwd: dir }).toString();
+      expect(out).toBe(`${2 * k + 1} ${tool} data${2 * k + 1}\n${2 * k + 2} ${tool} data${2 * k + 2}\n`);
+      expect(nextseqFile(q)).toBe(`${2 * k + 3}\n`);
+      for (const t of TOOLS) expect(ok(t, ['queue-get-next', '-q', 'q'], { cwd: dir }).toString()).toBe(`${2 * k + 3}\n`);
+      expect(jobFiles(q)).toHaveLength(4 - 2 * k);
+    }
+    first = other(first);
+    // nothing left: both are happy with an empty queue
+    for (const t of TOOLS) expect(ok(t, recv(t), { cwd: dir }).length).toBe(0);
+  });
+
+  it.each(TOOLS)('queue-set-next by %s is read and obeyed by the other', (setter) => {
+    const reader = other(setter);
+    const dir = tempDir();
+    ok(setter, ['queue-init', '-q', 'q'], { cwd: dir });
+    for (let i = 1; i <= 5; i++) ok('fspl', ['queue-write', '-q', 'q'], { cwd: dir, input: ok('fspool', ['prepare', '-s', 'S', '-i', '-'], { cwd: dir, input: `d${i}` }) });
+    const recv = ['queue-process', '-q', 'q', 'sh', '--', '-c', 'echo "$FSPL_SEQ $(cat)"'];
+
+    ok(setter, ['queue-set-next', '-q', 'q', '3'], { cwd: dir });
+    expect(nextseqFile(join(dir, 'q'))).toBe('3\n');
+    expect(ok(reader, ['queue-get-next', '-q', 'q'], { cwd: dir }).toString()).toBe('3\n');
+    expect(ok(reader, recv, { cwd: dir }).toString()).toBe('3 d3\n4 d4\n5 d5\n');
+    expect(ok(setter, ['queue-get-next', '-q', 'q'], { cwd: dir }).toString()).toBe('6\n');
+
+    ok(reader, ['queue-set-next', '-q', 'q', '1'], { cwd: dir });
+    expect(ok(setter, ['queue-get-next', '-q', 'q'], { cwd: dir }).toString()).toBe('1\n');
+    // 1 and 2 are still there; 3 was run and deleted, so the run stops at the gap
+    expect(ok(setter, recv, { cwd: dir }).toString()).toBe('1 d1\n2 d2\n');
+    expect(ok(reader, ['queue-get-next', '-q', 'q'], { cwd: dir }).toString()).toBe('3\n');
+    expect(jobFiles(join(dir, 'q'))).toEqual([]);
+  });
+
+  it.each(TOOLS)('an --append-only queue made by %s can be written and listed but neither processes it', (initTool) => {
+    const dir = tempDir();
+    ok(initTool, ['queue-init', '--append-only', '-q', 'q'], { cwd: dir });
+    expect(readdirSync(join(dir, 'q'))).toEqual(['jobs']);
+    ok('fspl', ['queue-write', '-q', 'q'], { cwd: dir, input: ok('fspool', ['prepare', '-s', 'S'], { cwd: dir }) });
+    ok('fspool', ['queue-write', '-q', 'q'], { cwd: dir, input: ok('fspl', ['prepare', '-s', 'S'], { cwd: dir }) });
+    const ls = ok('fspl', ['queue-ls', '-q', 'q'], { cwd: dir });
+    expect(ok('fspool', ['queue-ls', '-q', 'q'], { cwd: dir }).toString()).toBe(ls.toString());
+    expect(splitLines(ls)).toHaveLength(3);
+    for (const t of TOOLS) {
+      const r = run(t, ['queue-process', '-q', 'q', 'sh', '--', '-c', 'echo ran'], { cwd: dir });
+      expect(r.code, `${t} processed an append-only queue`).not.toBe(0);
+      expect(r.stdout.length).toBe(0);
+      expect(run(t, ['queue-get-next', '-q', 'q'], { cwd: dir }).code).toBe(1);
+    }
+    expect(jobFiles(join(dir, 'q'))).toHaveLength(2);
+    expect(readdirSync(join(dir, 'q'))).toEqual(['jobs']);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('5: fspl and fspool exclude each other with flock(2) on nextseq.lock', () => {
+  /** A receiver that logs, touches `held`, then blocks until `release` exists (max ~15 s). */
+  const SLOW = 'echo "$FSPL_SEQ $0" >> "$1"; touch "$2"; i=0; while [ ! -e "$3" ] && [ $i -lt 600 ]; do sleep 0.025; i=$((i+1)); done';
+  function setup() {
+    const dir = tempDir();
+    ok('fspl', ['queue-init', '-q', 'q'], { cwd: dir });
+    for (let i = 1; i <= 2; i++) ok('fspool', ['queue-write', '-q', 'q'], { cwd: dir, input: ok('fspl', ['prepare-nop', '-s', 'S'], { cwd: dir }) });
+    // make job 1 a command
+    const files = jobFiles(join(dir, 'q'));
+    const p = ok('fspl', ['prepare', '-s', '-'], { cwd: dir });
+    for (const f of files) {
+      const info = ok('fspl', ['stdin-info'], { stdinFile: join(dir, 'q/jobs', f) }).toString();
+      if (info.startsWith('FSPL_SEQ=1\n')) writeFileSync(join(dir, 'q/jobs', f), p);
+    }
+    const slow = (holder: Tool) => ['queue-process', '-q', 'q', '-n', '1', 'sh', '--', '-c', SLOW, holder, join(dir, 'log'), join(dir, 'held'), join(dir, 'release')];
+    return { dir, q: join(dir, 'q'), slow };
+  }
+
+  it.each(TOOLS)('while %s processes, the other fails at once with exit 1', async (holder) => {
+    const { dir, q, slow } = setup();
+    const h = start(holder, slow(holder), dir);
+    try {
+      await waitForFile(join(dir, 'held'));
+      const t0 = Date.now();
+      const r = run(other(holder), ['queue-process', '-q', 'q', 'sh', '--', '-c', 'echo "$FSPL_SEQ intruder" >> "$0"', join(dir, 'log')], { cwd: dir, timeoutMs: 10_000 });
+      expect(r.code, r.stderr).toBe(1);
+      expect(Date.now() - t0).toBeLessThan(5_000);
+      expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+      if (other(holder) === 'fspool') expect(r.stderr).toMatch(/^Error: .*lock/);
+      else expect(r.stderr).toMatch(/Resource temporarily unavailable/);
+      // flock(1) cannot take it either: it is a flock(2) lock
+      const f = runSync('flock', ['-n', join(q, 'nextseq.lock'), 'true'], { env: ENV });
+      expect(f.code).toBe(1);
+      // queue-set-next needs the lock too
+      expect(run(other(holder), ['queue-set-next', '-q', 'q', '7'], { cwd: dir, timeoutMs: 10_000 }).code).toBe(1);
+      expect(nextseqFile(q)).toBe('1\n');
+    } finally {
+      writeFileSync(join(dir, 'release'), '');
+    }
+    const hr = await h.done;
+    expect(hr.code, hr.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'log'), 'latin1')).toBe(`1 ${holder}\n`);
+    expect(nextseqFile(q)).toBe('2\n');
+    expect(runSync('flock', ['-n', join(q, 'nextseq.lock'), 'true'], { env: ENV }).code).toBe(0);
+  });
+
+  it('fspool queue-process --wait-lock 10 runs after the fspl holder finishes', async () => {
+    const { dir, q, slow } = setup();
+    const h = start('fspl', slow('fspl'), dir);
+    let waiterDone = false;
+    let w: ReturnType<typeof start> | undefined;
+    try {
+      await waitForFile(join(dir, 'held'));
+      w = start('fspool', ['queue-process', '-q', 'q', '--wait-lock', '10', 'sh', '--', '-c', 'echo "$FSPL_SEQ $0" >> "$1"', 'fspool', join(dir, 'log')], dir);
+      void w.done.then(() => (waiterDone = true));
+      await sleep(400);
+      expect(waiterDone).toBe(false);
+    } finally {
+      writeFileSync(join(dir, 'release'), '');
+    }
+    const hr = await h.done;
+    expect(hr.code, hr.stderr).toBe(0);
+    const wr = await w!.done;
+    expect(wr.code, wr.stderr).toBe(0);
+    // fspl ran job 1 (a command); fspool ran the NOP 2, so no log line from it
+    expect(readFileSync(join(dir, 'log'), 'latin1')).toBe('1 fspl\n');
+    expect(nextseqFile(q)).toBe('3\n');
+    expect(jobFiles(q)).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('6: broken packets', () => {
+  const bad = readdirSync(FIXTURES).filter((f) => f.startsWith('bad-')).sort();
+  it('has six bad fixtures', () => expect(bad).toHaveLength(6));
+
+  it.each(bad)('fspool stdin-info %s: exit 1, one line "Error: ..."', (name) => {
+    const r = run('fspool', ['stdin-info'], { stdinFile: join(FIXTURES, name) });
+    expect(r.code).toBe(1);
+    expect(r.stdout.length).toBe(0);
+    const lines = r.stderr.split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^Error: \S/);
+    expect(lines[1]).toBe('');
+    expect(run('fspool', ['stdin-payload'], { stdinFile: join(FIXTURES, name) }).code).toBe(1);
+  });
+
+  it('what fspl does with them (why fspool differs on 15 and 16)', () => {
+    for (const name of bad.slice(0, 4)) expect(run('fspl', ['stdin-info'], { stdinFile: join(FIXTURES, name) }).code, name).toBe(1);
+    const huge = run('fspl', ['stdin-info'], { stdinFile: join(FIXTURES, 'bad-15-huge-length-ABORTS-fspl.fspl') });
+    expect(huge.signal).toBe('SIGABRT');
+    const nanos = run('fspl', ['stdin-info'], { stdinFile: join(FIXTURES, 'bad-16-nanos-overflow-PANICS-fspl.fspl') });
+    expect(nanos.code).toBe(101);
+  });
+
+  it('fspool lists and processes the good jobs of a queue with bad files in it; fspl cannot', () => {
+    const dir = tempDir();
+    ok('fspl', ['queue-init', '-q', 'q'], { cwd: dir });
+    for (let i = 1; i <= 3; i++) ok('fspl', ['queue-write', '-q', 'q'], { cwd: dir, input: ok('fspl', ['prepare', '-s', 'S', '-i', '-'], { cwd: dir, input: `good${i}` }) });
+    const cleanLs = ok('fspl', ['queue-ls', '-q', 'q'], { cwd: dir });
+    for (const b of bad) writeFileSync(join(dir, 'q/jobs', `fspl-${b}`), fixture(b));
+
+    const ls = run('fspool', ['queue-ls', '-q', 'q'], { cwd: dir });
+    expect(ls.code, ls.stderr).toBe(0);
+    expect(ls.stdout.toString()).toBe(cleanLs.toString());
+    for (const b of bad) expect(ls.stderr, b).toContain(`fspl-${b}`);
+    expect(ls.stderr.trimEnd().split('\n')).toHaveLength(bad.length);
+
+    // fspl's queue-ls dies on bad-15
+    expect(run('fspl', ['queue-ls', '-q', 'q'], { cwd: dir }).code).not.toBe(0);
+
+    expect(ok('fspool', ['queue-info', '-q', 'q', '-j', '2'], { cwd: dir }).toString()).toMatch(/^FSPL_SEQ=2\n/);
+    const p = run('fspool', ['queue-process', '-q', 'q', 'sh', '--', '-c', 'printf "%s:%s\\n" "$FSPL_SEQ" "$(cat)"'], { cwd: dir });
+    expect(p.code, p.stderr).toBe(0);
+    expect(p.stdout.toString()).toBe('1:good1\n2:good2\n3:good3\n');
+    for (const b of bad) expect(p.stderr, b).toContain(`fspl-${b}`);
+    expect(nextseqFile(join(dir, 'q'))).toBe('4\n');
+    expect(jobFiles(join(dir, 'q'))).toEqual(bad.map((b) => `fspl-${b}`).sort());
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('7: exit codes and option spelling as in fspl', () => {
+  function queue(): string {
+    const dir = tempDir();
+    ok('fspl', ['queue-init', '-q', 'q'], { cwd: dir });
+    return dir;
+  }
+
+  const usage: Array<[string, string[]]> = [
+    ['unknown option', ['queue-process', '-q', 'q', '--bogus', 'true']],
+    ['missing -q', ['queue-process', 'true']],
+    ['missing -q for queue-ls', ['queue-ls']],
+    ['missing -s for prepare', ['prepare']],
+    ['unknown subcommand', ['queue-frobnicate', '-q', 'q']],
+    ['bad --on-error value', ['queue-process', '-q', 'q', '--on-error', 'bogus', 'true']],
+    ['bad --order-by value', ['queue-process', '-q', 'q', '--order-by', 'bogus', 'true']],
+    ['bad --output-to value', ['queue-process', '-q', 'q', '--output-to', 'bogus', 'true']],
+    ['bad -n value', ['queue-process', '-q', 'q', '-n', 'abc', 'true']],
+    ['bad -l value', ['-l', 'bogus', 'queue-ls', '-q', 'q']],
+    ['bad -j value', ['queue-info', '-q', 'q', '-j', 'x']],
+  ];
+  it.each(usage)('usage error (%s): exit 2 for both', (_what, args) => {
+    const dir = queue();
+    for (const t of TOOLS) {
+      const r = run(t, args, { cwd: dir });
+      expect(r.code, `${t}: ${r.stderr}`).toBe(2);
+      expect(r.stdout.length).toBe(0);
+    }
+    expect(nextseqFile(join(dir, 'q'))).toBe('1\n');
+  });
+
+  it.each(TOOLS)('%s accepts option values in any case (DELETE, Timestamp, SaveBoth, -l DEBUG)', (t) => {
+    const dir = queue();
+    ok('fspl', ['queue-write', '-q', 'q'], { cwd: dir, input: ok('fspl', ['prepare-fail', '-s', 'S'], { cwd: dir }) });
+    ok('fspool', ['queue-write', '-q', 'q'], { cwd: dir, input: ok('fspool', ['prepare', '-s', 'S'], { cwd: dir }) });
+    const names = jobFiles(join(dir, 'q'));
+    const r = run(t, ['-l', 'DEBUG', 'queue-process', '-q', 'q', '--on-error', 'DELETE', '--order-by', 'Timestamp', '--output-to', 'SaveBoth', 'sh', '--', '-c', 'echo out$FSPL_SEQ; echo err >&2'], { cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.length).toBe(0); // SaveBoth: nothing passed through
+    expect(r.stderr).toMatch(/DEBUG/);
+    // DELETE: the failed (Fail) job is gone as well as the good one; Timestamp: nextseq untouched
+    expect(jobFiles(join(dir, 'q'))).toEqual([]);
+    expect(nextseqFile(join(dir, 'q'))).toBe('1\n');
+    const outs = readdirSync(join(dir, 'q/jobs')).filter((n) => n.endsWith('.out'));
+    const withOutput = outs.filter((n) => readFileSync(join(dir, 'q/jobs', n), 'latin1') === 'out2\nerr\n');
+    expect(withOutput).toHaveLength(1);
+    expect(names.map((n) => `${n}.out`)).toContain(withOutput[0]);
+    // other case-insensitive spellings parse too
+    for (const v of [['--on-error', 'Leave'], ['--on-error', 'rEtRy'], ['--order-by', 'SEQUENCE'], ['--output-to', 'PASSBOTH']]) {
+      expect(run(t, ['queue-process', '-q', 'q', ...v, 'true'], { cwd: dir }).code, v.join(' ')).toBe(0);
+    }
+    for (const l of ['trace', 'Warn', 'ERROR', 'info']) expect(run(t, ['-l', l, 'queue-ls', '-q', 'q'], { cwd: dir }).code, l).toBe(0);
+  });
+
+  it('job not found (queue-info, queue-payload): exit 1 for both', () => {
+    const dir = queue();
+    ok('fspl', ['queue-write', '-q', 'q'], { cwd: dir, input: ok('fspool', ['prepare', '-s', 'S'], { cwd: dir }) });
+    for (const t of TOOLS) {
+      for (const sub of ['queue-info', 'queue-payload']) {
+        const r = run(t, [sub, '-q', 'q', '-j', '5'], { cwd: dir });
+        expect(r.code, `${t} ${sub}: ${r.stderr}`).toBe(1);
+        expect(r.stdout.length).toBe(0);
+      }
+      expect(run(t, ['queue-info', '-q', 'q', '-j', '1'], { cwd: dir }).code).toBe(0);
+    }
+  });
+
+  it('queue-init on an existing directory: exit 1 for both, nothing changed', () => {
+    const dir = queue();
+    ok('fspool', ['queue-set-next', '-q', 'q', '9'], { cwd: dir });
+    for (const t of TOOLS) {
+      const r = run(t, ['queue-init', '-q', 'q'], { cwd: dir });
+      expect(r.code, r.stderr).toBe(1);
+      expect(nextseqFile(join(dir, 'q'))).toBe('9\n');
+      mkdirSync(join(dir, `empty-${t}`));
+      expect(run(t, ['queue-init', '-q', `empty-${t}`], { cwd: dir }).code).toBe(1);
+    }
+  });
+
+  it('operations on a missing queue: exit 1 for both', () => {
+    const dir = tempDir();
+    for (const t of TOOLS) {
+      expect(run(t, ['queue-ls', '-q', 'nope'], { cwd: dir }).code, t).toBe(1);
+      expect(run(t, ['queue-process', '-q', 'nope', 'true'], { cwd: dir }).code, t).toBe(1);
+      expect(run(t, ['queue-write', '-q', 'nope'], { cwd: dir, input: fixture('04-nop.fspl') }).code, t).toBe(1);
+    }
+  });
+});
