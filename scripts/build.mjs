@@ -1,5 +1,5 @@
 // Bundle the CLI into one CommonJS file: one file to read and compile at start-up is the
-// cheapest start Node 20 offers (spec/performance.md). Native addons stay outside.
+// cheapest start Node 20 offers (bench/README.md, cold start). Native addons stay outside.
 import { build } from 'esbuild';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 

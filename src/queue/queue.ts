@@ -21,6 +21,8 @@ export interface ScannedJob {
   header?: Header;
   /** Why the header could not be read, one line. */
   error?: string;
+  /** The file was removed while we looked (a processor finished it): not an error. */
+  vanished?: boolean;
 }
 
 /** True if all files have the same bytes: a packet delivered twice is not ambiguous. */
@@ -115,13 +117,17 @@ export class Queue {
         closeSync(fd);
       }
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { name, path, error: 'vanished while scanning' };
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { name, path, vanished: true };
       return { name, path, error: describe(e) };
     }
   }
 
   /** Read the headers of `names` (all job files by default); decoders run a few at a time. */
   async scan(decoder?: string, names = this.jobNames()): Promise<ScannedJob[]> {
+    return (await this.scanAll(decoder, names)).filter((j) => !j.vanished);
+  }
+
+  private async scanAll(decoder: string | undefined, names: string[]): Promise<ScannedJob[]> {
     if (!decoder) return Promise.all(names.map((n) => this.readHeader(n)));
     const out: ScannedJob[] = new Array(names.length);
     let next = 0;

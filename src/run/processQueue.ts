@@ -82,11 +82,20 @@ function reportGap(index: JobIndex, next: bigint): void {
   if (later.length === 0 && bad.length === 0) log.debug(`no job with seq ${next}; nothing to do`);
 }
 
-/** Run one job file: read its header again (it is the one we run) and deliver its payload. */
-async function runFile(queue: Queue, job: Readable, opts: ProcessOptions, interrupts: Interrupts): Promise<Outcome> {
+/**
+ * Run one job file: read its header again (it is the one we run) and deliver its payload.
+ * 'vanished' if the file is gone (someone removed it since the scan).
+ */
+async function runFile(queue: Queue, job: Readable, opts: ProcessOptions, interrupts: Interrupts): Promise<Outcome | 'vanished'> {
   const location = { filename: job.name, queuedir: queue.dir, fullpath: job.path };
   const run: RunOptions = { ...opts, outputFile: opts.saveOutput ? `${job.path}.out` : undefined };
-  const fd = openSync(job.path, 'r');
+  let fd: number;
+  try {
+    fd = openSync(job.path, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'vanished';
+    throw e;
+  }
   try {
     if (!opts.decoder) {
       const { header } = readHeaderFromFd(fd, fstatSync(fd).size);
@@ -176,6 +185,11 @@ async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, i
     }
     const job = candidates[0]!;
     const outcome = await runFile(queue, job, opts, interrupts);
+    if (outcome === 'vanished') {
+      log.warn(`job ${next} (${job.path}) was removed before it could run; looking again`);
+      index.forget(job.name);
+      continue;
+    }
     done++;
     if (!settle(outcome, `job ${next} (${job.path})`, opts)) return 0;
     // Success, or failure under delete/leave: the job is over. nextseq first, durably; then
@@ -201,6 +215,10 @@ async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions, 
   for (const job of jobs) {
     if (interrupts.signal || (opts.maxJobs !== undefined && done >= opts.maxJobs)) break;
     const outcome = await runFile(queue, job, opts, interrupts);
+    if (outcome === 'vanished') {
+      log.warn(`job ${job.header.seq} (${job.path}) was removed before it could run`);
+      continue;
+    }
     done++;
     if (!settle(outcome, `job ${job.header.seq} (${job.path})`, opts)) return 0;
     if (!opts.neverDelete && (outcome.ok || opts.onError === 'delete')) remove([job.path]);

@@ -1,0 +1,753 @@
+// "Cannot hang, leak, or lose data": timeouts, early-exiting receivers, failing decoders, a
+// 1 GiB payload, what a receiver inherits, signals, concurrent writers and processors, and
+// sender-side durability. Real processes, real pipes, real files; no mocks.
+//
+// Zombies: pid 1 in this environment does not always reap orphans at once, so a killed
+// grandchild can linger as a zombie, for which kill(pid, 0) still succeeds. `alive()` reads
+// /proc/PID/stat and counts a zombie as gone: it holds no fds, no locks, and runs no code.
+import { spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FSPOOL, fspl, fspool, makeQueue, preparePacket, queueWrite, type Result, runAsync, type RunOpts, runSync, tempDir } from './helpers/cli.js';
+
+/** The real interpreter, not the pyenv shim (a bash script that would add startup time). */
+const PY = execFileSync('python3', ['-c', 'import sys; print(sys.executable)']).toString().trim();
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const O_NONBLOCK = 0o4000;
+const SIGPIPE_BIT = 1n << 12n; // signal 13 is bit 12 of the SigIgn/SigBlk masks
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+const sh = (script: string, args: string[] = [], opts: RunOpts = {}) => runSync('sh', ['-c', script, 'sh', ...args], opts);
+
+const jobsOf = (q: string) =>
+  readdirSync(join(q, 'jobs'))
+    .filter((n) => /^fspl-.*\.fspl$/.test(n))
+    .sort();
+const allInJobs = (q: string) => readdirSync(join(q, 'jobs')).sort();
+const nextseq = (q: string) => readFileSync(join(q, 'nextseq'), 'utf8').trim();
+const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+
+/** Is there a live (non-zombie) process with this pid? */
+function alive(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return false;
+  }
+  const state = stat.charAt(stat.lastIndexOf(')') + 2);
+  return state !== 'Z' && state !== 'X';
+}
+
+/** Live processes whose command line contains `tag`. */
+function processesWith(tag: string): number[] {
+  const found: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, 'latin1').includes(tag) && alive(Number(d))) found.push(Number(d));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return found;
+}
+
+async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** Resolve with the result, or reject if it takes longer than `ms` (a hang is a failure). */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const timer = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms (hang)`)), ms);
+  });
+  return Promise.race([p, timer]).finally(() => clearTimeout(t));
+}
+
+// Everything started in the background is killed after each test, whatever happened.
+const toKill: number[] = [];
+const pidFiles: string[] = [];
+function killQuietly(pid: number, sig: NodeJS.Signals = 'SIGKILL'): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* already gone */
+  }
+}
+afterEach(() => {
+  for (const f of pidFiles.splice(0)) {
+    let pid = 0;
+    try {
+      pid = Number(readFileSync(f, 'utf8').trim());
+    } catch {
+      continue;
+    }
+    if (pid > 1) {
+      killQuietly(-pid);
+      killQuietly(pid);
+    }
+  }
+  for (const pid of toKill.splice(0)) killQuietly(pid);
+});
+
+function bg(file: string, args: string[], opts: RunOpts = {}): { pid: number; done: Promise<Result> } {
+  const r = runAsync(file, args, opts);
+  toKill.push(r.pid);
+  return r;
+}
+
+/** Deterministic pseudo-random bytes (xorshift32), `size` a multiple of 4. */
+function pseudoRandom(size: number, seed = 0x9e3779b9): Buffer {
+  const u = new Uint32Array(size / 4);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < u.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    u[i] = x;
+  }
+  return Buffer.from(u.buffer);
+}
+
+/** Write `size` pseudo-random bytes to `path` in 8 MiB blocks; returns their SHA-256. */
+function writePseudoRandomFile(path: string, size: number, seed = 12345): string {
+  const CH = 8 << 20;
+  const u = new Uint32Array(CH / 4);
+  const b = Buffer.from(u.buffer);
+  const hash = createHash('sha256');
+  const fd = openSync(path, 'w');
+  let x = seed;
+  try {
+    for (let off = 0; off < size; off += CH) {
+      for (let i = 0; i < u.length; i++) {
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
+        u[i] = x;
+      }
+      const n = Math.min(CH, size - off);
+      hash.update(b.subarray(0, n));
+      let w = 0;
+      while (w < n) w += writeSync(fd, b, w, n - w);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** Drop a packet into jobs/ the way queue-write does (temp name, then rename). */
+function putJob(q: string, packet: Buffer): string {
+  const uuid = randomUUID();
+  const tmp = join(q, 'jobs', `tmp-${uuid}.tmp`);
+  const name = `fspl-${uuid}.fspl`;
+  writeFileSync(tmp, packet);
+  renameSync(tmp, join(q, 'jobs', name));
+  return name;
+}
+
+/** `n` command packets with consecutive seqs from `seqfile`, made by fspl (fast to start). */
+function fsplPackets(n: number, seqfile: string): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = fspl(['prepare', '-s', seqfile]);
+    if (r.code !== 0) throw new Error(`fspl prepare failed: ${r.stderr}`);
+    out.push(r.stdout);
+  }
+  return out;
+}
+
+/** A receiver script that appends "SEQ WHO" to LOG under flock of LOG.lock (no interleaving). */
+function recvScript(dir: string): string {
+  const p = join(dir, 'recv.sh');
+  writeFileSync(
+    p,
+    ['exec 9>>"$1.lock"', 'flock 9', 'echo "$FSPL_SEQ ${2:-x}" >> "$1"', 'flock -u 9', 'if [ -n "${3:-}" ]; then sleep "$3"; fi', ''].join('\n'),
+  );
+  return p;
+}
+
+const logLines = (log: string) => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter((l) => l !== '') : []);
+const seqsIn = (log: string) => logLines(log).map((l) => Number(l.split(' ')[0]));
+
+// ---------------------------------------------------------------------------------------------
+
+describe('timeouts', () => {
+  it('--timeout 1 --grace 1: exits 1 within seconds, keeps the job, and leaves no process of the group alive', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    queueWrite(q, preparePacket(['-s', '-']));
+    const pidfile = join(dir, 'pidfile');
+    pidFiles.push(pidfile);
+    // Everything in the group ignores SIGTERM, the grandchild included: only a SIGKILL to the
+    // whole group after the grace period ends it.
+    const script = 'trap "" TERM; sleep 300 & echo $! > "$0"; sleep 200';
+    const t0 = Date.now();
+    const r = fspool(['queue-process', '-q', q, '--timeout', '1', '--grace', '1', 'sh', '--', '-c', script, pidfile], { timeoutMs: 30_000 });
+    const elapsed = Date.now() - t0;
+    expect(r.code, r.stderr).toBe(1);
+    expect(elapsed).toBeLessThan(6000);
+    expect(elapsed).toBeGreaterThanOrEqual(1900); // the grace period was given
+    expect(r.stderr).toMatch(/timed out/);
+    expect(jobsOf(q)).toHaveLength(1);
+    expect(nextseq(q)).toBe('1');
+    const grandchild = Number(readFileSync(pidfile, 'utf8').trim());
+    expect(grandchild).toBeGreaterThan(1);
+    await waitFor(() => !alive(grandchild), 2000, `grandchild ${grandchild} to be gone`);
+  }, 30_000);
+
+  it('a receiver that exits on SIGTERM runs its TERM trap and is not SIGKILLed; no waiting out the grace period', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    queueWrite(q, preparePacket(['-s', '-']));
+    const marker = join(dir, 'marker');
+    const started = join(dir, 'started');
+    pidFiles.push(started);
+    // The trap takes a moment (a fresh sleep, not in the group when SIGTERM was sent).
+    const script = 'echo $$ > "$1"; trap "sleep 0.3; echo term > \\"$0\\"; exit 7" TERM; sleep 200';
+    const t0 = Date.now();
+    const r = fspool(['queue-process', '-q', q, '--timeout', '1', '--grace', '20', 'sh', '--', '-c', script, marker, started], { timeoutMs: 30_000 });
+    const elapsed = Date.now() - t0;
+    expect(r.code, r.stderr).toBe(1);
+    expect(readFileSync(marker, 'utf8')).toBe('term\n');
+    expect(r.stderr).toMatch(/timed out; command exited with status 7/);
+    expect(r.stderr).not.toMatch(/SIGKILL/);
+    expect(elapsed).toBeLessThan(8000); // not the 20 s grace
+    expect(jobsOf(q)).toHaveLength(1);
+    expect(nextseq(q)).toBe('1');
+  }, 30_000);
+});
+
+describe('receivers that exit early', () => {
+  it('zero-copy path: exit 0 without reading the 1 MB payload is a success with a WARN about unread bytes', () => {
+    const q = makeQueue();
+    queueWrite(q, preparePacket(['-s', '-', '-i', '-'], pseudoRandom(1 << 20)));
+    const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'head -c 10 >/dev/null'], { timeoutMs: 20_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/WARN.*unread/);
+    expect(jobsOf(q)).toEqual([]);
+    expect(nextseq(q)).toBe('2');
+  });
+
+  it('zero-copy path: exit 3 without reading is a failure; the job is kept', () => {
+    const q = makeQueue();
+    queueWrite(q, preparePacket(['-s', '-', '-i', '-'], pseudoRandom(1 << 20)));
+    const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'head -c 10 >/dev/null; exit 3'], { timeoutMs: 20_000 });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/status 3/);
+    expect(jobsOf(q)).toHaveLength(1);
+    expect(nextseq(q)).toBe('1');
+  });
+
+  describe('pipe path (-d gzip -dc, 20 MB payload)', () => {
+    const gzPacket = () => gzipSync(preparePacket(['-s', '-', '-i', '-'], Buffer.alloc(20 << 20, 'fspool ')));
+
+    it('exit 0 early: success, WARN, no hang, no decoder left running', () => {
+      const q = makeQueue();
+      queueWrite(q, gzPacket());
+      const tag = `fspool-dec-${randomUUID()}`;
+      const t0 = Date.now();
+      const r = fspool(['queue-process', '-q', q, '-d', `gzip -dc; : ${tag}`, 'sh', '--', '-c', 'head -c 10 >/dev/null'], { timeoutMs: 20_000 });
+      expect(r.code, r.stderr).toBe(0);
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      expect(r.stderr).toMatch(/WARN.*(unread|before reading all)/);
+      expect(jobsOf(q)).toEqual([]);
+      expect(nextseq(q)).toBe('2');
+      expect(processesWith(tag)).toEqual([]);
+    });
+
+    it('exit 3 early: failure, job kept, no hang, no decoder left running', () => {
+      const q = makeQueue();
+      queueWrite(q, gzPacket());
+      const tag = `fspool-dec-${randomUUID()}`;
+      const r = fspool(['queue-process', '-q', q, '-d', `gzip -dc; : ${tag}`, 'sh', '--', '-c', 'head -c 10 >/dev/null; exit 3'], { timeoutMs: 20_000 });
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/status 3/);
+      expect(jobsOf(q)).toHaveLength(1);
+      expect(nextseq(q)).toBe('1');
+      expect(processesWith(tag)).toEqual([]);
+    });
+  });
+});
+
+describe('failing and truncating decoders: the receiver never sees a clean EOF', () => {
+  const receiver = 'cat > "$0"; echo clean-eof > "$1"';
+
+  function check(q: string, dir: string, decoder: string, packet: Buffer, minSeen: number) {
+    queueWrite(q, packet);
+    const name = jobsOf(q)[0]!;
+    const out = join(dir, 'out');
+    const marker = join(dir, 'marker');
+    const r = fspool(['queue-process', '-q', q, '-d', decoder, 'sh', '--', '-c', receiver, out, marker], { timeoutMs: 20_000 });
+    expect(r.code, r.stderr).toBe(1);
+    expect(existsSync(marker), 'the receiver saw a clean EOF').toBe(false);
+    // The receiver did run and take data: the kill-before-EOF path was exercised.
+    expect(statSync(out).size).toBeGreaterThanOrEqual(minSeen);
+    expect(r.stderr).toMatch(/decoder/);
+    expect(jobsOf(q)).toEqual([name]);
+    expect(readFileSync(join(q, 'jobs', name))).toEqual(packet);
+    expect(nextseq(q)).toBe('1');
+    return r;
+  }
+
+  it('a gzip packet truncated in the middle of its payload', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const gz = gzipSync(preparePacket(['-s', '-', '-i', '-'], pseudoRandom(4 << 20)));
+    const r = check(q, dir, 'gzip -dc', gz.subarray(0, gz.length >> 1), 1 << 20);
+    expect(r.stderr).toMatch(/exited with status 1/);
+  });
+
+  it('a decoder that outputs the whole packet, then exits 1', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const r = check(q, dir, 'cat; exit 1', preparePacket(['-s', '-', '-i', '-'], pseudoRandom(1 << 20)), 512 << 10);
+    expect(r.stderr).toMatch(/exited with status 1/);
+  });
+
+  it('a decoder killed by a signal after writing everything', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const r = check(q, dir, 'cat; kill -9 $$', preparePacket(['-s', '-', '-i', '-'], pseudoRandom(1 << 20)), 512 << 10);
+    expect(r.stderr).toMatch(/SIGKILL/);
+  });
+
+  it('queue-payload -d with a failing decoder exits non-zero and says so', () => {
+    const q = makeQueue();
+    queueWrite(q, preparePacket(['-s', '-', '-i', '-'], Buffer.from('payload\n')));
+    const r = fspool(['queue-payload', '-q', q, '-j', '1', '-d', 'cat; exit 1']);
+    expect(r.code).not.toBe(0);
+    expect(r.code).not.toBeNull();
+    expect(r.stderr).toMatch(/decoder.*exited with status 1/);
+  });
+});
+
+describe('1 GiB payload', () => {
+  it('arrives intact into sha256sum, zero-copy (the receiver reads the job file itself)', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const big = join(dir, 'big');
+    const out = join(dir, 'out');
+    try {
+      const digest = writePseudoRandomFile(big, 1 << 30);
+      const w = sh('"$0" prepare -s - -i "$1" | "$0" queue-write -q "$2"', [FSPOOL, big, q], { timeoutMs: 60_000 });
+      expect(w.code, w.stderr).toBe(0);
+      rmSync(big);
+      const [name] = jobsOf(q);
+      expect(name).toBeDefined();
+      const jobPath = realpathSync(join(q, 'jobs', name!));
+      const recv = 'readlink /proc/self/fd/0 > "$0.link"; exec sha256sum > "$0"';
+      const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', recv, out], { timeoutMs: 90_000 });
+      expect(r.code, r.stderr).toBe(0);
+      expect(readFileSync(out, 'utf8').split(' ')[0]).toBe(digest);
+      expect(readFileSync(`${out}.link`, 'utf8').trim()).toBe(jobPath);
+      expect(jobsOf(q)).toEqual([]);
+      expect(nextseq(q)).toBe('2');
+    } finally {
+      rmSync(big, { force: true });
+      rmSync(join(q, 'jobs'), { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
+describe('receiver hygiene, seen from inside the receiver', () => {
+  const dir = tempDir();
+  const hygPy = join(dir, 'hyg.py');
+  writeFileSync(
+    hygPy,
+    `import os, sys, json, fcntl, hashlib
+fds = {}
+for name in os.listdir('/proc/self/fd'):
+    try:
+        fds[name] = os.readlink('/proc/self/fd/' + name)
+    except OSError:
+        pass  # the fd that listed the directory, closed by now
+def fl(fd):
+    try:
+        return fcntl.fcntl(fd, fcntl.F_GETFL)
+    except OSError:
+        return -1
+h = hashlib.sha256()
+n = 0
+while True:
+    b = os.read(0, 1 << 20)
+    if not b:
+        break
+    n += len(b)
+    h.update(b)
+x = os.environb.get(b'FSPL_SET_X')
+json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': os.getpgrp(),
+           'n': n, 'sha': h.hexdigest(), 'x': None if x is None else x.hex()}, open(sys.argv[1], 'w'))
+`,
+  );
+  // Python ignores SIGPIPE itself at startup, so the shell that fspool started (and that then
+  // becomes Python) records its own signal masks first.
+  const shWrapper = 'cat /proc/$$/status > "$1.status"; exec "$0" "$2" "$1"';
+
+  interface Seen {
+    fds: Record<string, string>;
+    fl: number[];
+    pid: number;
+    pgid: number;
+    n: number;
+    sha: string;
+    x: string | null;
+    sigIgn: bigint;
+    sigBlk: bigint;
+  }
+
+  function seen(out: string): Seen {
+    const j = JSON.parse(readFileSync(out, 'utf8')) as Omit<Seen, 'sigIgn' | 'sigBlk'>;
+    const status = readFileSync(`${out}.status`, 'utf8');
+    const mask = (k: string) => BigInt(`0x${new RegExp(`^${k}:\\s*([0-9a-f]+)`, 'm').exec(status)![1]}`);
+    return { ...j, sigIgn: mask('SigIgn'), sigBlk: mask('SigBlk') };
+  }
+
+  /** fds every child of this test process inherits (a harness may leak some): not fspool's. */
+  function baselineExtras(): Record<string, string> {
+    const out = join(tempDir(), 'base');
+    const r = runSync(PY, [hygPy, out]);
+    expect(r.code, r.stderr).toBe(0);
+    const { fds } = JSON.parse(readFileSync(out, 'utf8')) as { fds: Record<string, string> };
+    delete fds['0'];
+    delete fds['1'];
+    delete fds['2'];
+    return fds;
+  }
+
+  function expectClean(s: Seen, stdin: (link: string) => void) {
+    const extras = { ...s.fds };
+    delete extras['0'];
+    delete extras['1'];
+    delete extras['2'];
+    expect(Object.keys(s.fds)).toEqual(expect.arrayContaining(['0', '1', '2']));
+    // No lock fd, no job file, no pipe end of ours: nothing beyond what every child inherits.
+    expect(extras).toEqual(baselineExtras());
+    for (const f of s.fl) expect(f & O_NONBLOCK, `flags ${f.toString(8)}`).toBe(0);
+    stdin(s.fds['0']!);
+    expect(s.sigIgn & SIGPIPE_BIT, 'SIGPIPE ignored in the receiver').toBe(0n);
+    expect(s.sigBlk, 'signals blocked in the receiver').toBe(0n);
+    expect(s.pgid, 'receiver is its own process-group leader').toBe(s.pid);
+  }
+
+  const payload = pseudoRandom(300_000, 7);
+
+  it('no decoder: stdin is the job file, blocking, and nothing else of ours is open', () => {
+    const q = makeQueue();
+    queueWrite(q, preparePacket(['-s', '-', '-i', '-'], payload));
+    const jobPath = realpathSync(join(q, 'jobs', jobsOf(q)[0]!));
+    const out = join(tempDir(), 'seen');
+    const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', shWrapper, PY, out, hygPy]);
+    expect(r.code, r.stderr).toBe(0);
+    const s = seen(out);
+    expectClean(s, (link) => expect(link).toBe(jobPath));
+    expect(s.n).toBe(payload.length);
+    expect(s.sha).toBe(sha256(payload));
+  });
+
+  it('-d: stdin is a real pipe (not a socket), blocking, and nothing else of ours is open', () => {
+    const q = makeQueue();
+    queueWrite(q, gzipSync(preparePacket(['-s', '-', '-i', '-'], payload)));
+    const out = join(tempDir(), 'seen');
+    const r = fspool(['queue-process', '-q', q, '-d', 'gzip -dc', 'sh', '--', '-c', shWrapper, PY, out, hygPy]);
+    expect(r.code, r.stderr).toBe(0);
+    const s = seen(out);
+    expectClean(s, (link) => expect(link).toMatch(/^pipe:\[\d+\]$/));
+    expect(s.n).toBe(payload.length);
+    expect(s.sha).toBe(sha256(payload));
+  });
+
+  it('--ignore-payload: stdin is /dev/null, and nothing else of ours is open', () => {
+    const q = makeQueue();
+    queueWrite(q, preparePacket(['-s', '-', '-i', '-'], payload));
+    const out = join(tempDir(), 'seen');
+    const r = fspool(['queue-process', '-q', q, '--ignore-payload', 'sh', '--', '-c', shWrapper, PY, out, hygPy]);
+    expect(r.code, r.stderr).toBe(0);
+    const s = seen(out);
+    expectClean(s, (link) => expect(link).toBe('/dev/null'));
+    expect(s.n).toBe(0);
+  });
+
+  it('-d --ignore-payload: stdin is /dev/null, the decoder is not left running', () => {
+    const q = makeQueue();
+    queueWrite(q, gzipSync(preparePacket(['-s', '-', '-i', '-'], Buffer.alloc(20 << 20, 'z'))));
+    const out = join(tempDir(), 'seen');
+    const tag = `fspool-dec-${randomUUID()}`;
+    const r = fspool(['queue-process', '-q', q, '-d', `gzip -dc; : ${tag}`, '--ignore-payload', 'sh', '--', '-c', shWrapper, PY, out, hygPy], { timeoutMs: 20_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const s = seen(out);
+    expectClean(s, (link) => expect(link).toBe('/dev/null'));
+    expect(s.n).toBe(0);
+    expect(processesWith(tag)).toEqual([]);
+  });
+
+  it('non-UTF-8 job env (started through the exec helper): same hygiene, exact bytes', () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    const pf = join(d, 'payload');
+    writeFileSync(pf, payload);
+    const p = sh('FSPL_SET_X=$(printf "a\\377b") exec "$0" prepare -s - -i "$1"', [FSPOOL, pf]);
+    expect(p.code, p.stderr).toBe(0);
+    queueWrite(q, p.stdout);
+    const out = join(d, 'seen');
+    const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', shWrapper, PY, out, hygPy]);
+    expect(r.code, r.stderr).toBe(0);
+    const s = seen(out);
+    expect(s.x).toBe('61ff62');
+    expectClean(s, (link) => expect(link).toMatch(/\/jobs\/fspl-.*\.fspl$/));
+    expect(s.sha).toBe(sha256(payload));
+  });
+
+  it('stdin-process from a socket: the receiver gets a pipe of fspool\'s own, blocking, nothing else', () => {
+    const out = join(tempDir(), 'seen');
+    // spawnSync's stdin 'pipe' is an AF_UNIX socketpair: fspool must not pass it on.
+    const r = fspool(['stdin-process', 'sh', '--', '-c', shWrapper, PY, out, hygPy], { input: preparePacket(['-s', '-', '-i', '-'], payload) });
+    expect(r.code, r.stderr).toBe(0);
+    const s = seen(out);
+    expectClean(s, (link) => expect(link).toMatch(/^pipe:\[\d+\]$/));
+    expect(s.sha).toBe(sha256(payload));
+  });
+
+  for (const decoder of [undefined, 'gzip -dc']) {
+    it(`a receiver that starts a daemon does not keep the queue locked (${decoder ? '-d' : 'no decoder'})`, async () => {
+      const d = tempDir();
+      const q = makeQueue(d);
+      const packet = (seq: string) => preparePacket(['-s', seq, '-i', '-'], payload);
+      const seqfile = join(d, 'seq');
+      for (let i = 0; i < 2; i++) queueWrite(q, decoder ? gzipSync(packet(seqfile)) : packet(seqfile));
+      const dpid = join(d, 'daemon.pid');
+      pidFiles.push(dpid);
+      const daemon = 'setsid sleep 30 </dev/null >/dev/null 2>&1 & echo $! > "$0"; exit 0';
+      const dec = decoder ? ['-d', decoder] : [];
+      const t0 = Date.now();
+      const r = fspool(['queue-process', '-q', q, ...dec, '-n', '1', 'sh', '--', '-c', daemon, dpid], { timeoutMs: 20_000 });
+      expect(r.code, r.stderr).toBe(0);
+      expect(Date.now() - t0).toBeLessThan(8000);
+      const pid = Number(readFileSync(dpid, 'utf8').trim());
+      expect(alive(pid), 'the daemon runs on').toBe(true);
+      const lock = runSync('flock', ['-n', join(q, 'nextseq.lock'), 'true']);
+      expect(lock.code, 'nextseq.lock is free').toBe(0);
+      const r2 = fspool(['queue-process', '-q', q, ...dec, 'sh', '--', '-c', 'cat >/dev/null']);
+      expect(r2.code, r2.stderr).toBe(0);
+      expect(nextseq(q)).toBe('3');
+      expect(jobsOf(q)).toEqual([]);
+    });
+  }
+});
+
+describe('signals to fspool queue-process', () => {
+  for (const [sig, code] of [
+    ['SIGTERM', 143],
+    ['SIGINT', 130],
+  ] as const) {
+    it(`${sig}: forwarded to the receiver, exit ${code}, job kept and re-run next time`, async () => {
+      const d = tempDir();
+      const q = makeQueue(d);
+      queueWrite(q, preparePacket(['-s', '-', '-i', '-'], Buffer.from('data\n')));
+      const started = join(d, 'started');
+      const marker = join(d, 'marker');
+      pidFiles.push(started);
+      const script = 'trap "echo INT > \\"$0\\"; exit 0" INT; trap "echo TERM > \\"$0\\"; exit 0" TERM; echo $$ > "$1"; sleep 30';
+      const run = bg(FSPOOL, ['queue-process', '-q', q, 'sh', '--', '-c', script, marker, started]);
+      await waitFor(() => existsSync(started) && readFileSync(started, 'utf8').endsWith('\n'), 10_000, 'the receiver to start');
+      process.kill(run.pid, sig);
+      const r = await within(run.done, 10_000, 'fspool after the signal');
+      expect(r.code, r.stderr).toBe(code);
+      expect(readFileSync(marker, 'utf8')).toBe(`${sig.slice(3)}\n`);
+      expect(jobsOf(q)).toHaveLength(1);
+      expect(nextseq(q)).toBe('1');
+      const log = join(d, 'ran');
+      const again = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'echo "$FSPL_SEQ $(cat)" >> "$0"', log]);
+      expect(again.code, again.stderr).toBe(0);
+      expect(readFileSync(log, 'utf8')).toBe('1 data\n');
+      expect(nextseq(q)).toBe('2');
+      expect(jobsOf(q)).toEqual([]);
+    }, 30_000);
+  }
+});
+
+describe('concurrency', () => {
+  it('3 concurrent writers x 50 packets while queue-process runs: every seq once, in order', async () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    const recv = recvScript(d);
+    const log = join(d, 'log');
+    const pk = join(d, 'packets');
+    mkdirSync(pk);
+    const packets = fsplPackets(150, join(d, 'seq'));
+    const files = packets.map((p, i) => {
+      const f = join(pk, String(i + 1).padStart(3, '0'));
+      writeFileSync(f, p);
+      return f;
+    });
+    const stop = join(d, 'writers-done');
+    const env = { ...process.env, FSPOOL, Q: q, RECV: recv, LOG: log, STOP: stop };
+    // The processor, run again and again while the writers write (a slow receiver: 10 ms a job).
+    const proc = bg(
+      'sh',
+      ['-c', 'while [ ! -e "$STOP" ]; do "$FSPOOL" queue-process -q "$Q" sh -- "$RECV" "$LOG" p 0.01 || echo "queue-process exit $?" >&2; sleep 0.05; done'],
+      { env },
+    );
+    // Writer k writes seqs k+1, k+4, k+7, ...: all three make progress at once.
+    const writers = [0, 1, 2].map((k) =>
+      bg('sh', ['-c', 'for f in "$@"; do "$FSPOOL" queue-write -q "$Q" < "$f" || exit 1; done', 'w', ...files.filter((_, i) => i % 3 === k)], { env }),
+    );
+    const results = await within(Promise.all(writers.map((w) => w.done)), 60_000, 'the writers');
+    for (const w of results) expect(w.code, w.stderr).toBe(0);
+    writeFileSync(stop, '');
+    const p = await within(proc.done, 30_000, 'the processor loop');
+    expect(p.stderr).not.toMatch(/queue-process exit|ERROR/);
+    const final = fspool(['queue-process', '-q', q, 'sh', '--', recv, log, 'final']);
+    expect(final.code, final.stderr).toBe(0);
+    expect(seqsIn(log)).toEqual(range(1, 150));
+    expect(nextseq(q)).toBe('151');
+    expect(allInJobs(q)).toEqual([]);
+  }, 90_000);
+
+  it('two queue-process at the same moment: one runs every job, the other fails at once on the lock', async () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    for (const p of fsplPackets(4, join(d, 'seq'))) putJob(q, p);
+    const log = join(d, 'log');
+    const args = ['queue-process', '-q', q, 'sh', '--', '-c', 'echo "$FSPL_SEQ $PPID" >> "$0"; sleep 0.4', log];
+    const t0 = Date.now();
+    const runs = [bg(FSPOOL, args), bg(FSPOOL, args)];
+    const ended: number[] = [0, 0];
+    const results = await within(
+      Promise.all(runs.map((r, i) => r.done.then((x) => ((ended[i] = Date.now() - t0), x)))),
+      20_000,
+      'both processors',
+    );
+    const codes = results.map((r) => r.code);
+    expect([...codes].sort(), results.map((r) => r.stderr).join('\n')).toEqual([0, 1]);
+    const w = codes.indexOf(0);
+    const l = 1 - w;
+    expect(results[l]!.stderr).toMatch(/lock/i);
+    expect(ended[l]!).toBeLessThan(ended[w]!);
+    const lines = logLines(log);
+    expect(lines.map((x) => Number(x.split(' ')[0]))).toEqual([1, 2, 3, 4]);
+    for (const x of lines) expect(Number(x.split(' ')[1])).toBe(runs[w]!.pid);
+    expect(nextseq(q)).toBe('5');
+    expect(jobsOf(q)).toEqual([]);
+  }, 30_000);
+
+  it('two queue-process -n 2 --wait-lock 10 at the same moment: both succeed, every job once, in order', async () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    for (const p of fsplPackets(4, join(d, 'seq'))) putJob(q, p);
+    const log = join(d, 'log');
+    const args = ['queue-process', '-q', q, '-n', '2', '--wait-lock', '10', 'sh', '--', '-c', 'echo "$FSPL_SEQ $PPID" >> "$0"; sleep 0.3', log];
+    const runs = [bg(FSPOOL, args), bg(FSPOOL, args)];
+    const results = await within(Promise.all(runs.map((r) => r.done)), 20_000, 'both processors');
+    for (const r of results) expect(r.code, r.stderr).toBe(0);
+    const lines = logLines(log);
+    expect(lines.map((x) => Number(x.split(' ')[0]))).toEqual([1, 2, 3, 4]);
+    const by = lines.map((x) => Number(x.split(' ')[1]));
+    expect(by[0]).toBe(by[1]);
+    expect(by[2]).toBe(by[3]);
+    expect(new Set(by)).toEqual(new Set(runs.map((r) => r.pid)));
+    expect(nextseq(q)).toBe('5');
+    expect(jobsOf(q)).toEqual([]);
+  }, 30_000);
+
+  it('fspool and fspl processing one queue at the same time, in rounds: every job once, in order', async () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    const N = 30;
+    for (const p of fsplPackets(N, join(d, 'seq'))) putJob(q, p);
+    const recv = recvScript(d);
+    const log = join(d, 'log');
+    const env = { ...process.env, FSPOOL, Q: q, RECV: recv, LOG: log, N: String(N) };
+    const loop = (tool: string, pause: string, max: number) =>
+      `i=0; while [ $i -lt ${max} ] && [ "$(cat "$Q/nextseq")" -le "$N" ]; do ${tool} queue-process -q "$Q" -n 2 sh -- "$RECV" "$LOG" ${tool === 'fspl' ? 'fspl' : 'fspool'}; sleep ${pause}; i=$((i+1)); done`;
+    const a = bg('sh', ['-c', loop('"$FSPOOL"', '0.01', 100)], { env });
+    const b = bg('sh', ['-c', loop('fspl', '0.03', 600)], { env });
+    const [ra] = await within(Promise.all([a.done, b.done]), 60_000, 'the two processing loops');
+    // fspool may only ever complain about the lock.
+    for (const line of ra!.stderr.split('\n').filter((x) => /ERROR|Error/.test(x))) expect(line).toMatch(/lock/i);
+    expect(seqsIn(log)).toEqual(range(1, N));
+    const who = new Set(logLines(log).map((x) => x.split(' ')[1]));
+    expect(who).toEqual(new Set(['fspool', 'fspl'])); // they really took turns
+    expect(nextseq(q)).toBe(String(N + 1));
+    expect(jobsOf(q)).toEqual([]);
+  }, 90_000);
+});
+
+describe('durability and sender-side safety', () => {
+  it('prepare -i /nonexistent: exit 1, the seqfile number is not consumed', () => {
+    const d = tempDir();
+    const s = join(d, 'seq');
+    expect(fspool(['prepare', '-s', s]).code).toBe(0);
+    expect(fspool(['prepare-get-next', '-s', s]).stdout.toString().trim()).toBe('2');
+    const r = fspool(['prepare', '-s', s, '-i', join(d, 'nonexistent')]);
+    expect(r.code).toBe(1);
+    expect(r.stdout.length).toBe(0);
+    expect(r.stderr).toMatch(/nonexistent/);
+    expect(fspool(['prepare-get-next', '-s', s]).stdout.toString().trim()).toBe('2');
+  });
+
+  it('prepare to /dev/full: exit 1, one-line "no space" error, seq not consumed', () => {
+    const d = tempDir();
+    const s = join(d, 'seq');
+    const input = join(d, 'in');
+    writeFileSync(input, pseudoRandom(200_000));
+    const r = sh('exec "$0" prepare -s "$1" -i "$2" > /dev/full', [FSPOOL, s, input]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
+    expect(r.stderr).toMatch(/no space/i);
+    expect(fspool(['prepare-get-next', '-s', s]).stdout.toString().trim()).toBe('1');
+  });
+
+  it('queue-payload to /dev/full: exit 1 with a clear error', () => {
+    const q = makeQueue();
+    queueWrite(q, preparePacket(['-s', '-', '-i', '-'], pseudoRandom(200_000)));
+    const r = sh('exec "$0" queue-payload -q "$1" -j 1 > /dev/full', [FSPOOL, q]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
+    expect(r.stderr).toMatch(/no space/i);
+  });
+
+  for (const sig of ['SIGKILL', 'SIGTERM'] as const) {
+    it(`queue-write killed (${sig}) mid-stream leaves no fspl-*.fspl; a completed one leaves exactly one`, async () => {
+      const q = makeQueue();
+      const child = spawn(FSPOOL, ['queue-write', '-q', q], { stdio: ['pipe', 'ignore', 'pipe'] });
+      toKill.push(child.pid!);
+      child.stdin.on('error', () => {});
+      const closed = new Promise<void>((r) => child.once('close', () => r()));
+      child.stdin.write(pseudoRandom(1 << 20));
+      // The copy is under way under a temp name, and no job is visible yet.
+      await waitFor(() => readdirSync(join(q, 'jobs')).some((n) => n.startsWith('tmp-') && statSync(join(q, 'jobs', n)).size > 0), 10_000, 'the temp file');
+      expect(jobsOf(q)).toEqual([]);
+      child.kill(sig);
+      await within(closed, 10_000, 'queue-write after the kill');
+      expect(jobsOf(q)).toEqual([]);
+      const packet = preparePacket(['-s', '-', '-i', '-'], Buffer.from('complete\n'));
+      queueWrite(q, packet);
+      const names = jobsOf(q);
+      expect(names).toHaveLength(1);
+      expect(readFileSync(join(q, 'jobs', names[0]!))).toEqual(packet);
+    }, 20_000);
+  }
+
+  it('queue-write of an empty stdin fails and leaves nothing', () => {
+    const q = makeQueue();
+    const r = fspool(['queue-write', '-q', q], { input: '' });
+    expect(r.code).toBe(1);
+    expect(allInJobs(q)).toEqual([]);
+  });
+});
