@@ -2,8 +2,8 @@
 // queues, with sh scripts as receivers. Every receiver leaves evidence in files under the
 // test's own temp directory (a log of "seq:payload" lines, or raw bytes it was given), and the
 // tests check that evidence, the exit status, nextseq and what is left in jobs/.
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FSPOOL, fspool, makeQueue, preparePacket, queueWrite, type Result, runSync, tempDir } from './helpers/cli.js';
@@ -19,16 +19,16 @@ interface Env {
   log: string;
   /** A directory where receivers drop raw evidence files. */
   out: string;
-  /** The sender's seqfile. */
-  seqfile: string;
+  /** The seq the sender gives its next packet (as a prepare seqfile would). */
+  seq: number;
 }
 
 function setup(): Env {
   const dir = tempDir('fspool-sem-');
   const q = makeQueue(dir);
   const out = join(dir, 'out');
-  runSync('mkdir', [out]);
-  return { dir, q, log: join(dir, 'log'), out, seqfile: join(dir, 'seq') };
+  mkdirSync(out);
+  return { dir, q, log: join(dir, 'log'), out, seq: 1 };
 }
 
 /** The environment every fspool gets here: receivers find $LOG and $OUT in it. */
@@ -49,34 +49,65 @@ function processStdin(e: Env, opts: string[], script: string, stdin: { input?: B
   return fspool(['stdin-process', ...opts, 'sh', '--', '-c', script], { env: envOf(e), ...stdin });
 }
 
-/** Set the sender's seqfile so that the next packet gets `seq`. */
-function setSeq(e: Env, seq: number): void {
-  writeFileSync(e.seqfile, `${seq}\n`);
+// Packets are made by `fspool prepare` with a seqfile holding the wanted seq. They do not
+// depend on the queue, so each distinct one is prepared once per file run: the same packet
+// reused by several tests is the same bytes, and the file stays fast.
+const packetDir = tempDir('fspool-sem-packets-');
+const packets = new Map<string, Buffer>();
+
+type Kind = 'prepare' | 'prepare-nop' | 'prepare-fail';
+
+function prepared(kind: Kind, seq: number, payload: string | Buffer = '', params: string[] = [], env: Record<string, string> = {}): Buffer {
+  const key = JSON.stringify([kind, seq, Buffer.from(payload).toString('base64'), params, env]);
+  const hit = packets.get(key);
+  if (hit) return hit;
+  const seqfile = join(packetDir, 'seq');
+  writeFileSync(seqfile, `${seq}\n`);
+  let bytes: Buffer;
+  if (kind === 'prepare') {
+    bytes = preparePacket(['-s', seqfile, '-i', '-', ...(params.length > 0 ? ['--', ...params] : [])], payload, env);
+  } else {
+    const r = fspool([kind, '-s', seqfile]);
+    if (r.code !== 0) throw new Error(`${kind} failed: ${r.stderr}`);
+    bytes = r.stdout;
+  }
+  packets.set(key, bytes);
+  return bytes;
 }
 
-/** A Command packet with the next seq of the sender's seqfile and `payload` read from stdin. */
-function cmd(e: Env, payload: string | Buffer, params: string[] = [], env: NodeJS.ProcessEnv = {}): Buffer {
-  return preparePacket(['-s', e.seqfile, '-i', '-', ...(params.length > 0 ? ['--', ...params] : [])], payload, env);
+/** A Command packet with the sender's next seq. */
+function cmd(e: Env, payload: string | Buffer, params: string[] = [], env: Record<string, string> = {}): Buffer {
+  return prepared('prepare', e.seq++, payload, params, env);
 }
 
-/** A Command packet with this seq. */
+/** A Command packet with this seq (the sender's next seq follows it). */
 function cmdSeq(e: Env, seq: number, payload: string | Buffer): Buffer {
-  setSeq(e, seq);
+  e.seq = seq;
   return cmd(e, payload);
 }
 
-/** A NOP or Fail packet with the next seq of the sender's seqfile. */
+/** A NOP or Fail packet with the sender's next seq. */
 function bare(e: Env, kind: 'prepare-nop' | 'prepare-fail'): Buffer {
-  const r = fspool([kind, '-s', e.seqfile]);
-  if (r.code !== 0) throw new Error(`${kind} failed: ${r.stderr}`);
-  return r.stdout;
+  return prepared(kind, e.seq++);
 }
 
 const jobNames = (e: Env) => readdirSync(join(e.q, 'jobs')).sort();
 const jobPath = (e: Env, name: string) => join(e.q, 'jobs', name);
 
-/** queue-write a packet and return the name of the file it made. */
+/**
+ * Put a packet into jobs/ as a syncing tool would (temp name, then rename to fspl-<uuid>.fspl)
+ * and return its name. queue-write itself is used where it is what is being tested.
+ */
 function write(e: Env, packet: Buffer): string {
+  const id = randomUUID();
+  const name = `fspl-${id}.fspl`;
+  writeFileSync(jobPath(e, `tmp-fspl-${id}.fspl.tmp`), packet);
+  renameSync(jobPath(e, `tmp-fspl-${id}.fspl.tmp`), jobPath(e, name));
+  return name;
+}
+
+/** queue-write a packet and return the name of the file it made. */
+function queueWriteNamed(e: Env, packet: Buffer): string {
   const before = new Set(jobNames(e));
   queueWrite(e.q, packet);
   const made = jobNames(e).filter((n) => !before.has(n));
@@ -94,8 +125,8 @@ const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 describe('sequence order', () => {
   it('runs packets written in shuffled order strictly by seq', () => {
     const e = setup();
-    const packets = [1, 2, 3, 4, 5, 6].map((i) => cmd(e, `p${i}`));
-    for (const i of [4, 1, 6, 2, 5, 3]) write(e, packets[i - 1]!);
+    const ps = [1, 2, 3, 4, 5, 6].map((i) => cmd(e, `p${i}`));
+    for (const i of [4, 1, 6, 2, 5, 3]) queueWriteNamed(e, ps[i - 1]!);
     const r = processQ(e, [], LOGGER);
     expect(r.stderr).not.toMatch(/^Error/m);
     expect(r.code).toBe(0);
@@ -106,8 +137,8 @@ describe('sequence order', () => {
 
   it('stops at a gap with exit 0, says so at the default level, and goes on once the gap is filled', () => {
     const e = setup();
-    const packets = [1, 2, 3, 4, 5].map((i) => cmd(e, `p${i}`));
-    const later = [5, 1, 4, 2].map((i) => write(e, packets[i - 1]!));
+    const ps = [1, 2, 3, 4, 5].map((i) => cmd(e, `p${i}`));
+    const later = [5, 1, 4, 2].map((i) => write(e, ps[i - 1]!));
     const first = processQ(e, [], LOGGER);
     expect(first.code).toBe(0);
     expect(logOf(e)).toBe(lines('1:p1', '2:p2'));
@@ -115,7 +146,7 @@ describe('sequence order', () => {
     expect(jobNames(e)).toEqual([later[0]!, later[2]!].sort()); // seq 5 and 4 wait
     expect(first.stderr).toContain('waiting for seq 3');
 
-    write(e, packets[2]!);
+    write(e, ps[2]!);
     const second = processQ(e, [], LOGGER);
     expect(second.code).toBe(0);
     expect(logOf(e)).toBe(lines('1:p1', '2:p2', '3:p3', '4:p4', '5:p5'));
@@ -540,7 +571,7 @@ describe('the receiver environment', () => {
 
   it('stdin-process gives the FSPL_CTIME_* and FSPL_SEQ variables but no FSPL_JOB_*', () => {
     const e = setup();
-    setSeq(e, 42);
+    e.seq = 42;
     const packet = cmd(e, 'x', ['a'], { FSPL_SET_K: 'v' });
     const info = fspool(['stdin-info'], { input: packet });
     expect(info.code).toBe(0);
@@ -663,8 +694,8 @@ describe('exit codes and usage', () => {
     const dir = tempDir('fspool-sem-');
     const q = join(dir, 'ao');
     expect(fspool(['queue-init', '--append-only', '-q', q]).code).toBe(0);
-    const e: Env = { dir, q, log: join(dir, 'log'), out: dir, seqfile: join(dir, 'seq') };
-    write(e, cmd(e, 'p1'));
+    const e: Env = { dir, q, log: join(dir, 'log'), out: dir, seq: 1 };
+    queueWriteNamed(e, cmd(e, 'p1'));
     const r = processQ(e, [], LOGGER);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^Error: .*append-only/m);
