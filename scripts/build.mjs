@@ -1,7 +1,8 @@
 // Bundle the CLI into one CommonJS file: one file to read and compile at start-up is the
 // cheapest start Node 20 offers (bench/README.md, cold start). Native addons stay outside.
 import { build } from 'esbuild';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 
@@ -31,3 +32,11 @@ for (const f of result.outputFiles) {
   writeFileSync(`${f.path}.tmp`, f.contents);
   renameSync(`${f.path}.tmp`, f.path);
 }
+
+// The V8 code cache bin/fspool loads: written after a run through yargs' set-up and parse,
+// which every command shares, so the functions it compiled lazily are in the cache too.
+rmSync('dist/fspool.cjs.cache', { force: true });
+execFileSync(process.execPath, ['bin/fspool', '--version'], {
+  env: { ...process.env, FSPOOL_WRITE_CODE_CACHE: '1' },
+  stdio: ['ignore', 'ignore', 'inherit'],
+});

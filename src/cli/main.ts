@@ -92,7 +92,10 @@ export async function main(args: string[]): Promise<void> {
     .epilog('Exit status: 0 success or nothing to do; 1 error; 2 usage error; 128+N interrupted by signal N.')
     .wrap(Math.min(100, Number(process.env.COLUMNS) || 100))
     .fail((msg, err) => {
-      throw err ?? new UsageError(msg);
+      // yargs' own parse and validation errors (coerce errors arrive as YError too) are usage
+      // errors; anything else was thrown by a command and keeps its own exit status.
+      if (err && err.name !== 'YError') throw err;
+      throw new UsageError((msg ?? err?.message ?? 'invalid command line').replace(/^Error: /, ''));
     });
   try {
     await cli.parseAsync();
