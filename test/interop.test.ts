@@ -229,6 +229,31 @@ describe('1, 2: packets prepared by one program are written and processed by the
     expect(nextseqFile(join(work2, 'q'))).toBe('5\n');
   });
 
+  it.each(TOOLS)('NOP and Fail packets prepared by %s: a NOP succeeds and a Fail fails for both processors', (preparer) => {
+    const dir = tempDir();
+    const nop = ok(preparer, ['prepare-nop', '-s', 'S'], { cwd: dir });
+    const fail = ok(preparer, ['prepare-fail', '-s', 'S'], { cwd: dir });
+    const cmd = ok(preparer, ['prepare', '-s', 'S', '-i', '-'], { cwd: dir, input: 'three' });
+    for (const t of TOOLS) {
+      const q = `q-${t}`;
+      ok(t, ['queue-init', '-q', q], { cwd: dir });
+      for (const p of [cmd, fail, nop]) ok(other(t), ['queue-write', '-q', q], { cwd: dir, input: p });
+      const recv = ['queue-process', '-q', q, 'sh', '--', '-c', 'echo "ran $FSPL_SEQ $(cat)"'];
+      // retry: the NOP 1 is a success, the Fail 2 stops the run with exit 1 and stays
+      const r = run(t, recv, { cwd: dir });
+      expect(r.code, `${t}: ${r.stderr}`).toBe(1);
+      expect(r.stdout.length).toBe(0);
+      expect(nextseqFile(join(dir, q))).toBe('2\n');
+      expect(jobFiles(join(dir, q))).toHaveLength(2);
+      // delete: the Fail is dropped and the run goes on to 3
+      const d = run(t, [...recv.slice(0, 3), '--on-error', 'delete', ...recv.slice(3)], { cwd: dir });
+      expect(d.code, `${t}: ${d.stderr}`).toBe(0);
+      expect(d.stdout.toString()).toBe('ran 3 three\n');
+      expect(nextseqFile(join(dir, q))).toBe('4\n');
+      expect(jobFiles(join(dir, q))).toEqual([]);
+    }
+  });
+
   it('fspool and fspl prepare the same bytes for the same request (only ctime differs)', () => {
     const dir = tempDir();
     const a = preparePackets('fspl', join(dir, 'fspl'));
@@ -325,9 +350,7 @@ describe('3: both read the same queue and packets identically', () => {
       expect(ok('fspool', ['queue-payload', '-q', 'q', '-j', id!], { cwd: dir }).equals(pa), `queue-payload -j ${id}`).toBe(true);
     }
     expect(ok('fspool', ['queue-payload', '-q', 'q', '-j', '3'], { cwd: dir }).toString()).toBe('payload 3\n');
-    // the queue dir as given, with a trailing slash too
-    const a = ok('fspl', ['queue-info', '-q', 'q/', '-j', '2'], { cwd: dir });
-    expect(ok('fspool', ['queue-info', '-q', 'q/', '-j', '2'], { cwd: dir }).toString()).toBe(a.toString());
+    // the queue dir as given, absolute this time
     const abs = ok('fspl', ['queue-info', '-q', join(dir, 'q'), '-j', '4']);
     expect(ok('fspool', ['queue-info', '-q', join(dir, 'q'), '-j', '4']).toString()).toBe(abs.toString());
 
@@ -512,14 +535,7 @@ describe('5: fspl and fspool exclude each other with flock(2) on nextseq.lock', 
   function setup() {
     const dir = tempDir();
     ok('fspl', ['queue-init', '-q', 'q'], { cwd: dir });
-    for (let i = 1; i <= 2; i++) ok('fspool', ['queue-write', '-q', 'q'], { cwd: dir, input: ok('fspl', ['prepare-nop', '-s', 'S'], { cwd: dir }) });
-    // make job 1 a command
-    const files = jobFiles(join(dir, 'q'));
-    const p = ok('fspl', ['prepare', '-s', '-'], { cwd: dir });
-    for (const f of files) {
-      const info = ok('fspl', ['stdin-info'], { stdinFile: join(dir, 'q/jobs', f) }).toString();
-      if (info.startsWith('FSPL_SEQ=1\n')) writeFileSync(join(dir, 'q/jobs', f), p);
-    }
+    for (let i = 1; i <= 2; i++) ok('fspool', ['queue-write', '-q', 'q'], { cwd: dir, input: ok('fspl', ['prepare', '-s', 'S'], { cwd: dir }) });
     const slow = (holder: Tool) => ['queue-process', '-q', 'q', '-n', '1', 'sh', '--', '-c', SLOW, holder, join(dir, 'log'), join(dir, 'held'), join(dir, 'release')];
     return { dir, q: join(dir, 'q'), slow };
   }
@@ -570,8 +586,7 @@ describe('5: fspl and fspool exclude each other with flock(2) on nextseq.lock', 
     expect(hr.code, hr.stderr).toBe(0);
     const wr = await w!.done;
     expect(wr.code, wr.stderr).toBe(0);
-    // fspl ran job 1 (a command); fspool ran the NOP 2, so no log line from it
-    expect(readFileSync(join(dir, 'log'), 'latin1')).toBe('1 fspl\n');
+    expect(readFileSync(join(dir, 'log'), 'latin1')).toBe('1 fspl\n2 fspool\n');
     expect(nextseqFile(q)).toBe('3\n');
     expect(jobFiles(q)).toEqual([]);
   });
@@ -691,6 +706,21 @@ describe('7: exit codes and option spelling as in fspl', () => {
     expect(jobFiles(join(dir, 'q'))).toEqual([]);
   });
 
+  it.each(['--never-delete', '--allow-job-params', '--ignore-payload'])('%s takes no value: a COMMAND named true or false after it is the command', (flag) => {
+    const dir = queue();
+    for (let i = 1; i <= 2; i++) ok('fspl', ['queue-write', '-q', 'q'], { cwd: dir, input: ok('fspl', ['prepare', '-s', 'S'], { cwd: dir }) });
+    cpSync(join(dir, 'q'), join(dir, 'q2'), { recursive: true });
+    const a = run('fspl', ['queue-process', '-q', 'q', flag, 'true'], { cwd: dir });
+    expect(a.code, a.stderr).toBe(0);
+    expect(nextseqFile(join(dir, 'q'))).toBe('3\n');
+    const b = run('fspool', ['queue-process', '-q', 'q2', flag, 'true'], { cwd: dir });
+    expect(b.code, `fspool queue-process -q q2 ${flag} true: ${b.stderr}`).toBe(0);
+    expect(nextseqFile(join(dir, 'q2'))).toBe('3\n');
+    // `false` as the command fails the job (exit 1), it does not switch the flag off
+    const pkt = ok('fspl', ['prepare', '-s', '-']);
+    for (const t of TOOLS) expect(run(t, ['stdin-process', flag, 'false'], { input: pkt }).code, `${t} stdin-process ${flag} false`).toBe(1);
+  });
+
   it('job not found (queue-info, queue-payload): exit 1 for both', () => {
     const dir = queue();
     ok('fspl', ['queue-write', '-q', 'q'], { cwd: dir, input: ok('fspool', ['prepare', '-s', 'S'], { cwd: dir }) });
@@ -722,6 +752,102 @@ describe('7: exit codes and option spelling as in fspl', () => {
       expect(run(t, ['queue-ls', '-q', 'nope'], { cwd: dir }).code, t).toBe(1);
       expect(run(t, ['queue-process', '-q', 'nope', 'true'], { cwd: dir }).code, t).toBe(1);
       expect(run(t, ['queue-write', '-q', 'nope'], { cwd: dir, input: fixture('04-nop.fspl') }).code, t).toBe(1);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('edges where fspool must not part ways with fspl', () => {
+  const MAX = '18446744073709551615';
+
+  it('prepare at seq 2^64-1 leaves a seqfile both can still read', () => {
+    const dir = tempDir();
+    ok('fspool', ['prepare-set-next', '-s', 'S', MAX], { cwd: dir });
+    const r = run('fspool', ['prepare-nop', '-s', 'S'], { cwd: dir });
+    if (r.code === 0) expect(splitLines(ok('fspl', ['stdin-info'], { input: r.stdout }))[0]!.toString()).toBe(`FSPL_SEQ=${MAX}`);
+    // fspl wraps to 0; refusing would be fine too. Writing 2^64 is not: neither can read it.
+    for (const t of TOOLS) {
+      const g = run(t, ['prepare-get-next', '-s', 'S'], { cwd: dir });
+      expect(g.code, `${t} prepare-get-next after seq 2^64-1; seqfile holds ${JSON.stringify(readFileSync(join(dir, 'S'), 'latin1'))}: ${g.stderr}`).toBe(0);
+    }
+  });
+
+  it('processing seq 2^64-1 leaves a nextseq both can still read', () => {
+    const dir = tempDir();
+    ok('fspl', ['queue-init', '-q', 'q'], { cwd: dir });
+    ok('fspl', ['queue-set-next', '-q', 'q', MAX], { cwd: dir });
+    ok('fspl', ['prepare-set-next', '-s', 'S', MAX], { cwd: dir });
+    ok('fspl', ['queue-write', '-q', 'q'], { cwd: dir, input: ok('fspl', ['prepare', '-s', 'S', '-i', '-'], { cwd: dir, input: 'last' }) });
+    run('fspool', ['queue-process', '-q', 'q', 'cat'], { cwd: dir });
+    for (const t of TOOLS) {
+      const g = run(t, ['queue-get-next', '-q', 'q'], { cwd: dir });
+      expect(g.code, `${t} queue-get-next; nextseq holds ${JSON.stringify(nextseqFile(join(dir, 'q')))}: ${g.stderr}`).toBe(0);
+    }
+  });
+
+  it('a job file whose name is not UTF-8 is a job to both', () => {
+    const dir = tempDir();
+    ok('fspl', ['queue-init', '-q', 'q'], { cwd: dir });
+    const name = Buffer.concat([Buffer.from(join(dir, 'q/jobs/fspl-')), Buffer.from([0xff]), Buffer.from('.fspl')]);
+    writeFileSync(name, ok('fspl', ['prepare', '-s', '-', '-i', '-'], { input: 'odd name' }));
+    const ls = ok('fspl', ['queue-ls', '-q', 'q'], { cwd: dir });
+    expect(splitLines(ls)).toHaveLength(2);
+    expect(ok('fspool', ['queue-ls', '-q', 'q'], { cwd: dir }).toString('latin1')).toBe(ls.toString('latin1'));
+    const info = ok('fspl', ['queue-info', '-q', 'q', '-j', '1'], { cwd: dir });
+    expect(run('fspool', ['queue-info', '-q', 'q', '-j', '1'], { cwd: dir }).stdout.toString('latin1')).toBe(info.toString('latin1'));
+    const r = run('fspool', ['queue-process', '-q', 'q', 'sh', '--', '-c', 'echo "ran $FSPL_SEQ $(cat)"'], { cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.toString()).toBe('ran 1 odd name\n');
+    expect(nextseqFile(join(dir, 'q'))).toBe('2\n');
+  });
+
+  it('FSPL_JOB_FULLPATH is the queue dir as given + "/jobs/" + name, even with a trailing slash', () => {
+    const dir = tempDir();
+    ok('fspl', ['queue-init', '-q', 'q'], { cwd: dir });
+    ok('fspool', ['queue-write', '-q', 'q'], { cwd: dir, input: ok('fspool', ['prepare', '-s', 'S'], { cwd: dir }) });
+    for (const q of ['q/', 'q//', './q']) {
+      const a = ok('fspl', ['queue-info', '-q', q, '-j', '1'], { cwd: dir }).toString();
+      expect(a).toMatch(new RegExp(`^FSPL_JOB_FULLPATH=${q.replace(/\./g, '\\.')}/jobs/fspl-`, 'm'));
+      expect(ok('fspool', ['queue-info', '-q', q, '-j', '1'], { cwd: dir }).toString(), `-q ${q}`).toBe(a);
+    }
+    // and what the receiver gets
+    const recv = (t: Tool) => run(t, ['queue-process', '-q', 'q/', '--never-delete', 'sh', '--', '-c', 'echo "$FSPL_JOB_QUEUEDIR $FSPL_JOB_FULLPATH"'], { cwd: dir });
+    const a = recv('fspl');
+    ok('fspl', ['queue-set-next', '-q', 'q', '1'], { cwd: dir });
+    const b = recv('fspool');
+    expect(a.code).toBe(0);
+    expect(b.code).toBe(0);
+    expect(b.stdout.toString()).toBe(a.stdout.toString());
+  });
+
+  it('path arguments that are not UTF-8: -q refused with exit 2 as by fspl; -s and -i used byte for byte', () => {
+    const dir = tempDir();
+    writeFileSync(Buffer.from([...Buffer.from(join(dir, 'in')), 0xfe]), 'raw name');
+    for (const t of TOOLS) {
+      const shell = (script: string) => runSync('/bin/sh', ['-c', script, BIN[t]], { env: ENV, cwd: dir });
+      const r = shell(`"$0" queue-init -q "$(printf 'q\\376')"`);
+      expect(r.code, `${t} queue-init -q q\\376: ${r.stderr}`).toBe(2);
+      expect(readdirSync(dir).filter((n) => n.startsWith('q')), `${t} created a queue under another name`).toEqual([]);
+      // fspl takes -s and -i as raw bytes (OsString): the seqfile is S\375, the input in\376
+      const p = shell(`"$0" prepare -s "$(printf 'S\\375')" -i "$(printf 'in\\376')"`);
+      expect(p.code, `${t} prepare -s S\\375 -i in\\376: ${p.stderr}`).toBe(0);
+      expect(ok('fspl', ['stdin-payload'], { input: p.stdout }).toString()).toBe('raw name');
+    }
+    // both took their numbers from the one seqfile named S\375 (1, then 2)
+    const names = readdirSync(dir, { encoding: 'buffer' }).map((n) => n.toString('hex')).sort();
+    expect(names).toEqual(['in\xfe', 'S\xfd', 'S\xfd.lock'].map((n) => Buffer.from(n, 'latin1').toString('hex')).sort());
+    expect(readFileSync(Buffer.from([...Buffer.from(join(dir, 'S')), 0xfd]), 'latin1')).toBe('3\n');
+  });
+
+  it('the ID of prepare-set-next and queue-set-next may follow --, as fspl allows', () => {
+    const dir = tempDir();
+    ok('fspl', ['queue-init', '-q', 'q'], { cwd: dir });
+    for (const [t, n] of [['fspl', '12'], ['fspool', '13']] as const) {
+      ok(t, ['prepare-set-next', '-s', 'S', '--', n], { cwd: dir });
+      expect(readFileSync(join(dir, 'S'), 'latin1')).toBe(`${n}\n`);
+      ok(t, ['queue-set-next', '-q', 'q', '--', n], { cwd: dir });
+      expect(nextseqFile(join(dir, 'q'))).toBe(`${n}\n`);
     }
   });
 });
