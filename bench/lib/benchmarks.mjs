@@ -54,7 +54,11 @@ function startupNote(ctx, ms, processes = 1) {
   let s = `fspool − fspl = ${extra.toFixed(0)} ms (median)`;
   if (cold) {
     const gap = (cold.fspool.median - cold.fspl.median) * processes;
-    s += `; start-up accounts for ~${gap.toFixed(0)} ms of it (${processes} × cold-start gap), leaving ${(extra - gap).toFixed(0)} ms`;
+    const rest = extra - gap;
+    s +=
+      rest > 0
+        ? `; start-up accounts for ~${gap.toFixed(0)} ms of it (${processes} × cold-start gap), leaving ${rest.toFixed(0)} ms`
+        : `; start-up alone (${processes} × cold-start gap = ~${gap.toFixed(0)} ms) covers it`;
   }
   return s;
 }

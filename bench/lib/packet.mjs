@@ -4,7 +4,7 @@
 // 30-byte prefix, MessagePack metadata {seq, ctime: [s, ns], cmd_type: {Command: {params: [], env: []}}},
 // then the raw payload.
 import { randomUUID } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 
@@ -84,7 +84,8 @@ export function writeJobs(queueDir, jobs) {
 
 /**
  * Write `prefix` then `bytes` bytes of random-looking data, fast: one random 1 MiB block
- * written over and over.
+ * written over and over. Synced before returning, so that writeback of the new file does not
+ * compete with the runs that use it (the data stays in the page cache).
  */
 export function writeRepeated(path, bytes, block, prefix = Buffer.alloc(0)) {
   const fd = openSync(path, 'w');
@@ -97,6 +98,7 @@ export function writeRepeated(path, bytes, block, prefix = Buffer.alloc(0)) {
       while (off < n) off += writeSync(fd, block, off, n - off);
       left -= n;
     }
+    fdatasyncSync(fd);
   } finally {
     closeSync(fd);
   }
