@@ -5,8 +5,7 @@
 // Zombies: pid 1 in this environment does not always reap orphans at once, so a killed
 // grandchild can linger as a zombie, for which kill(pid, 0) still succeeds. `alive()` reads
 // /proc/PID/stat and counts a zombie as gone: it holds no fds, no locks, and runs no code.
-import { spawn } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,7 +23,8 @@ const SIGPIPE_BIT = 1n << 12n; // signal 13 is bit 12 of the SigIgn/SigBlk masks
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-const sh = (script: string, args: string[] = [], opts: RunOpts = {}) => runSync('sh', ['-c', script, 'sh', ...args], opts);
+/** `sh -c SCRIPT ARGS...`: the first arg is $0. */
+const sh = (script: string, args: string[] = [], opts: RunOpts = {}) => runSync('sh', ['-c', script, ...args], opts);
 
 const jobsOf = (q: string) =>
   readdirSync(join(q, 'jobs'))
@@ -233,6 +233,80 @@ describe('timeouts', () => {
   }, 30_000);
 });
 
+describe('stalled decoders: --timeout and signals still end the run, and no decoder survives', () => {
+  const packet = () => preparePacket(['-s', '-', '-i', '-'], pseudoRandom(1 << 20));
+
+  it('decoder writes part of the packet then stalls with stdout open: --timeout ends the job', async () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    queueWrite(q, packet());
+    const dpid = join(d, 'decoder.pid');
+    pidFiles.push(dpid);
+    const marker = join(d, 'marker');
+    const run = bg(FSPOOL, ['queue-process', '-q', q, '--timeout', '1', '--grace', '1', '-d', `echo $$ > ${dpid}; head -c 300000; sleep 300`, 'sh', '--', '-c', 'cat >/dev/null; echo clean-eof > "$0"', marker]);
+    const r = await within(run.done, 15_000, 'fspool');
+    expect(r.code, r.stderr).toBe(1);
+    expect(existsSync(marker)).toBe(false);
+    expect(jobsOf(q)).toHaveLength(1);
+    expect(nextseq(q)).toBe('1');
+    const pid = Number(readFileSync(dpid, 'utf8').trim());
+    await waitFor(() => !alive(pid), 2000, `decoder ${pid} to be gone`);
+  }, 30_000);
+
+  it('decoder writes the whole packet, closes stdout, and lingers: --timeout still ends the job', async () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    queueWrite(q, packet());
+    const dpid = join(d, 'decoder.pid');
+    pidFiles.push(dpid);
+    const marker = join(d, 'marker');
+    const run = bg(FSPOOL, ['queue-process', '-q', q, '--timeout', '1', '--grace', '1', '-d', `echo $$ > ${dpid}; cat; exec >&-; sleep 300`, 'sh', '--', '-c', 'cat >/dev/null; echo clean-eof > "$0"', marker]);
+    const r = await within(run.done, 10_000, 'fspool with --timeout 1');
+    expect(r.code, r.stderr).toBe(1);
+    expect(existsSync(marker)).toBe(false);
+    expect(jobsOf(q)).toHaveLength(1);
+    expect(nextseq(q)).toBe('1');
+    const pid = Number(readFileSync(dpid, 'utf8').trim());
+    await waitFor(() => !alive(pid), 2000, `decoder ${pid} to be gone`);
+  }, 30_000);
+
+  it('decoder that never produces a header: SIGTERM still ends queue-process (143), decoder gone', async () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    queueWrite(q, packet());
+    const dpid = join(d, 'decoder.pid');
+    pidFiles.push(dpid);
+    const run = bg(FSPOOL, ['queue-process', '-q', q, '-d', `echo $$ > ${dpid}; exec sleep 300`, 'cat']);
+    await waitFor(() => existsSync(dpid) && readFileSync(dpid, 'utf8').endsWith('\n'), 10_000, 'the decoder to start');
+    await sleep(200);
+    process.kill(run.pid, 'SIGTERM');
+    const r = await within(run.done, 5_000, 'fspool after SIGTERM');
+    expect(r.code, r.stderr).toBe(143);
+    expect(jobsOf(q)).toHaveLength(1);
+    expect(nextseq(q)).toBe('1');
+    const pid = Number(readFileSync(dpid, 'utf8').trim());
+    await waitFor(() => !alive(pid), 2000, `decoder ${pid} to be gone`);
+  }, 30_000);
+
+  it('queue-ls -d with a stalled decoder, stopped by SIGTERM: no decoder survives', async () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    queueWrite(q, packet());
+    const dpid = join(d, 'decoder.pid');
+    pidFiles.push(dpid);
+    // Waiting for exit, not for stdio to close: a surviving decoder holds fspool's stderr.
+    const child = spawn(FSPOOL, ['queue-ls', '-q', q, '-d', `echo $$ > ${dpid}; exec sleep 300`], { stdio: 'ignore' });
+    toKill.push(child.pid!);
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    await waitFor(() => existsSync(dpid) && readFileSync(dpid, 'utf8').endsWith('\n'), 10_000, 'the decoder to start');
+    await sleep(200);
+    child.kill('SIGTERM');
+    await within(exited, 5_000, 'queue-ls after SIGTERM');
+    const pid = Number(readFileSync(dpid, 'utf8').trim());
+    await waitFor(() => !alive(pid), 2000, `decoder ${pid} to be gone`);
+  }, 30_000);
+});
+
 describe('receivers that exit early', () => {
   it('zero-copy path: exit 0 without reading the 1 MB payload is a success with a WARN about unread bytes', () => {
     const q = makeQueue();
@@ -300,7 +374,7 @@ describe('failing and truncating decoders: the receiver never sees a clean EOF',
     expect(statSync(out).size).toBeGreaterThanOrEqual(minSeen);
     expect(r.stderr).toMatch(/decoder/);
     expect(jobsOf(q)).toEqual([name]);
-    expect(readFileSync(join(q, 'jobs', name))).toEqual(packet);
+    expect(readFileSync(join(q, 'jobs', name)).equals(packet), 'job file unchanged').toBe(true);
     expect(nextseq(q)).toBe('1');
     return r;
   }
@@ -391,12 +465,14 @@ while True:
     n += len(b)
     h.update(b)
 x = os.environb.get(b'FSPL_SET_X')
-json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': os.getpgrp(),
+sigblk = [l.split()[1] for l in open('/proc/self/status') if l.startswith('SigBlk:')][0]
+json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': os.getpgrp(), 'sigblk': sigblk,
            'n': n, 'sha': h.hexdigest(), 'x': None if x is None else x.hex()}, open(sys.argv[1], 'w'))
 `,
   );
   // Python ignores SIGPIPE itself at startup, so the shell that fspool started (and that then
-  // becomes Python) records its own signal masks first.
+  // becomes Python) has its SigIgn read first. SigBlk is read by Python: dash blocks every
+  // signal while it waits for a child, so the shell's own SigBlk seen from `cat` means nothing.
   const shWrapper = 'cat /proc/$$/status > "$1.status"; exec "$0" "$2" "$1"';
 
   interface Seen {
@@ -407,6 +483,7 @@ json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': 
     n: number;
     sha: string;
     x: string | null;
+    sigblk: string;
     sigIgn: bigint;
     sigBlk: bigint;
   }
@@ -414,8 +491,8 @@ json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': 
   function seen(out: string): Seen {
     const j = JSON.parse(readFileSync(out, 'utf8')) as Omit<Seen, 'sigIgn' | 'sigBlk'>;
     const status = readFileSync(`${out}.status`, 'utf8');
-    const mask = (k: string) => BigInt(`0x${new RegExp(`^${k}:\\s*([0-9a-f]+)`, 'm').exec(status)![1]}`);
-    return { ...j, sigIgn: mask('SigIgn'), sigBlk: mask('SigBlk') };
+    const sigIgn = BigInt(`0x${/^SigIgn:\s*([0-9a-f]+)/m.exec(status)![1]}`);
+    return { ...j, sigIgn, sigBlk: BigInt(`0x${j.sigblk}`) };
   }
 
   /** fds every child of this test process inherits (a harness may leak some): not fspool's. */
@@ -532,7 +609,10 @@ json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': 
       for (let i = 0; i < 2; i++) queueWrite(q, decoder ? gzipSync(packet(seqfile)) : packet(seqfile));
       const dpid = join(d, 'daemon.pid');
       pidFiles.push(dpid);
-      const daemon = 'setsid sleep 30 </dev/null >/dev/null 2>&1 & echo $! > "$0"; exit 0';
+      // The receiver exits only once the daemon is in a session of its own (an early exit in
+      // the -d path has fspool SIGKILL what is left of the receiver's group, by design).
+      const daemon =
+        'setsid sh -c \'echo $$ > "$0"; exec sleep 30\' "$0" </dev/null >/dev/null 2>&1 & while [ ! -s "$0" ]; do sleep 0.01; done; exit 0';
       const dec = decoder ? ['-d', decoder] : [];
       const t0 = Date.now();
       const r = fspool(['queue-process', '-q', q, ...dec, '-n', '1', 'sh', '--', '-c', daemon, dpid], { timeoutMs: 20_000 });
@@ -579,6 +659,50 @@ describe('signals to fspool queue-process', () => {
       expect(jobsOf(q)).toEqual([]);
     }, 30_000);
   }
+
+  it('a receiver that ignores SIGTERM: fspool waits for it, and a second SIGTERM ends it (SIGKILL to the group)', async () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    queueWrite(q, preparePacket(['-s', '-']));
+    const started = join(d, 'started');
+    pidFiles.push(started);
+    const run = bg(FSPOOL, ['queue-process', '-q', q, 'sh', '--', '-c', 'trap "" TERM; echo $$ > "$0"; sleep 300', started]);
+    await waitFor(() => existsSync(started) && readFileSync(started, 'utf8').endsWith('\n'), 10_000, 'the receiver to start');
+    const receiver = Number(readFileSync(started, 'utf8').trim());
+    process.kill(run.pid, 'SIGTERM');
+    await sleep(500);
+    expect(alive(run.pid), 'fspool waits for the receiver').toBe(true);
+    expect(alive(receiver)).toBe(true);
+    process.kill(run.pid, 'SIGTERM');
+    const r = await within(run.done, 5_000, 'fspool after the second SIGTERM');
+    expect(r.code, r.stderr).toBe(143);
+    await waitFor(() => !alive(receiver), 2000, 'the receiver to be gone');
+    expect(jobsOf(q)).toHaveLength(1);
+    expect(nextseq(q)).toBe('1');
+  }, 30_000);
+
+  it('SIGTERM while a -d job streams: receiver trap runs, exit 143, job kept, decoder gone', async () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    queueWrite(q, gzipSync(preparePacket(['-s', '-', '-i', '-'], Buffer.alloc(20 << 20, 'y'))));
+    const started = join(d, 'started');
+    const marker = join(d, 'marker');
+    const dpid = join(d, 'decoder.pid');
+    pidFiles.push(started, dpid);
+    // The receiver reads a little, then sleeps: the decoder is blocked on a full pipe.
+    const script = 'trap "echo TERM > \\"$0\\"; exit 0" TERM; head -c 1000 >/dev/null; echo $$ > "$1"; sleep 30';
+    const run = bg(FSPOOL, ['queue-process', '-q', q, '-d', `echo $$ > ${dpid}; gzip -dc`, 'sh', '--', '-c', script, marker, started]);
+    await waitFor(() => existsSync(started) && readFileSync(started, 'utf8').endsWith('\n'), 10_000, 'the receiver to start');
+    const decoder = Number(readFileSync(dpid, 'utf8').trim());
+    expect(alive(decoder)).toBe(true);
+    process.kill(run.pid, 'SIGTERM');
+    const r = await within(run.done, 10_000, 'fspool after SIGTERM');
+    expect(r.code, r.stderr).toBe(143);
+    expect(readFileSync(marker, 'utf8')).toBe('TERM\n');
+    expect(jobsOf(q)).toHaveLength(1);
+    expect(nextseq(q)).toBe('1');
+    await waitFor(() => !alive(decoder), 2000, `decoder ${decoder} to be gone`);
+  }, 30_000);
 });
 
 describe('concurrency', () => {
@@ -600,7 +724,7 @@ describe('concurrency', () => {
     // The processor, run again and again while the writers write (a slow receiver: 10 ms a job).
     const proc = bg(
       'sh',
-      ['-c', 'while [ ! -e "$STOP" ]; do "$FSPOOL" queue-process -q "$Q" sh -- "$RECV" "$LOG" p 0.01 || echo "queue-process exit $?" >&2; sleep 0.05; done'],
+      ['-c', 'while [ ! -e "$STOP" ]; do "$FSPOOL" queue-process -q "$Q" sh -- "$RECV" "$LOG" p 0.01 || echo "queue-process exit $?" >&2; sleep 0.3; done'],
       { env },
     );
     // Writer k writes seqs k+1, k+4, k+7, ...: all three make progress at once.
@@ -624,7 +748,7 @@ describe('concurrency', () => {
     const q = makeQueue(d);
     for (const p of fsplPackets(4, join(d, 'seq'))) putJob(q, p);
     const log = join(d, 'log');
-    const args = ['queue-process', '-q', q, 'sh', '--', '-c', 'echo "$FSPL_SEQ $PPID" >> "$0"; sleep 0.4', log];
+    const args = ['queue-process', '-q', q, 'sh', '--', '-c', 'echo "$FSPL_SEQ $PPID" >> "$0"; sleep 0.6', log];
     const t0 = Date.now();
     const runs = [bg(FSPOOL, args), bg(FSPOOL, args)];
     const ended: number[] = [0, 0];
@@ -674,7 +798,7 @@ describe('concurrency', () => {
     const log = join(d, 'log');
     const env = { ...process.env, FSPOOL, Q: q, RECV: recv, LOG: log, N: String(N) };
     const loop = (tool: string, pause: string, max: number) =>
-      `i=0; while [ $i -lt ${max} ] && [ "$(cat "$Q/nextseq")" -le "$N" ]; do ${tool} queue-process -q "$Q" -n 2 sh -- "$RECV" "$LOG" ${tool === 'fspl' ? 'fspl' : 'fspool'}; sleep ${pause}; i=$((i+1)); done`;
+      `i=0; while [ $i -lt ${max} ] && [ "$(cat "$Q/nextseq")" -le "$N" ]; do ${tool} queue-process -q "$Q" -n 2 sh -- "$RECV" "$LOG" ${tool === 'fspl' ? 'fspl' : 'fspool'} 0.05; sleep ${pause}; i=$((i+1)); done`;
     const a = bg('sh', ['-c', loop('"$FSPOOL"', '0.01', 100)], { env });
     const b = bg('sh', ['-c', loop('fspl', '0.03', 600)], { env });
     const [ra] = await within(Promise.all([a.done, b.done]), 60_000, 'the two processing loops');
