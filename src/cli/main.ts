@@ -4,6 +4,7 @@ import yargs from 'yargs';
 import { describe, FspoolError, UsageError } from '../errors.js';
 import { type Level, LEVELS, log, setLogLevel } from '../log.js';
 import { PacketError } from '../packet/codec.js';
+import { isUtf8, rawArgs } from '../sys/argv.js';
 import { genFilename, genUuid } from './commands/gen.js';
 import { print } from './commands/out.js';
 import { prepareCmd, prepareFail, prepareGetNextCmd, prepareNop, prepareSetNextCmd } from './commands/prepare.js';
@@ -41,7 +42,25 @@ function writeErr(s: string): void {
   }
 }
 
+/**
+ * Options and paths must be UTF-8: Node has already turned any other byte into U+FFFD, and
+ * acting on the altered name (a different queue, seqfile or input) would be worse than
+ * refusing. Params after `--` are bytes and pass through exactly.
+ */
+function refuseNonUtf8(args: string[]): void {
+  const raw = rawArgs(args);
+  if (!raw) return;
+  const end = raw.findIndex((b) => b.toString('latin1') === '--');
+  const bad = (end < 0 ? raw : raw.slice(0, end)).find((b) => !isUtf8(b));
+  if (bad) throw new UsageError(`argument "${bad.toString('utf8')}" is not valid UTF-8; names of queues, files and commands must be`);
+}
+
 export async function main(args: string[]): Promise<void> {
+  try {
+    refuseNonUtf8(args);
+  } catch (e) {
+    exitWith(e);
+  }
   const cli = yargs(args)
     .scriptName('fspool')
     .parserConfiguration({

@@ -3,6 +3,7 @@
 import type { Argv, Options } from 'yargs';
 import { UsageError } from '../errors.js';
 import { parseU64 } from '../queue/seqfile.js';
+import { rawTail } from '../sys/argv.js';
 
 export function u64(what: string) {
   return (v: unknown): bigint => {
@@ -53,8 +54,8 @@ export const waitLock: Options = {
 /** The options of the commands that run a job (queue-process, stdin-process). */
 export function runOptions<T>(y: Argv<T>) {
   return y
-    .option('allow-job-params', { type: 'boolean', default: false, describe: "Append the job's parameters to the command line (off by default)" })
-    .option('ignore-payload', { type: 'boolean', default: false, describe: 'Ignore the payload; the command gets an empty stdin' })
+    .option('allow-job-params', { type: 'boolean', nargs: 0, default: false, describe: "Append the job's parameters to the command line (off by default)" })
+    .option('ignore-payload', { type: 'boolean', nargs: 0, default: false, describe: 'Ignore the payload; the command gets an empty stdin' })
     .option('timeout', {
       type: 'string',
       requiresArg: true,
@@ -72,9 +73,18 @@ export function runOptions<T>(y: Argv<T>) {
 }
 
 /** COMMAND, then PARAMS after `--`. Also accepts `-- COMMAND PARAMS...` (fspl does not). */
-export function commandAndParams(argv: { command?: unknown; '--'?: unknown }): { command: string; params: string[] } {
+export function commandAndParams(argv: { command?: unknown; '--'?: unknown }): { command: string; params: Buffer[] } {
   const rest = Array.isArray(argv['--']) ? argv['--'].map(String) : [];
+  const raw = rawTail(process.argv.slice(2), rest);
   const command = argv.command !== undefined ? String(argv.command) : rest.shift();
   if (!command) throw new UsageError('missing COMMAND: the command to run');
-  return { command, params: rest };
+  return { command, params: argv.command !== undefined ? raw : raw.slice(1) };
+}
+
+/** A positional ID, also accepted after `--` as fspl accepts it (`queue-set-next -q Q -- 12`). */
+export function idArgument(argv: { id?: bigint; '--'?: unknown }): bigint {
+  if (argv.id !== undefined) return argv.id;
+  const rest = Array.isArray(argv['--']) ? argv['--'].map(String) : [];
+  if (rest.length !== 1) throw new UsageError('missing ID: the sequence number to set');
+  return u64('ID')(rest[0]);
 }

@@ -7,6 +7,8 @@ import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, rea
 import { join } from 'node:path';
 import { openDecoded } from '../codec/external.js';
 import { describe, FspoolError } from '../errors.js';
+import { log } from '../log.js';
+import { isUtf8 } from '../sys/argv.js';
 import type { Header } from '../packet/header.js';
 import { replaceDurably } from '../sys/durable.js';
 import { copyFd } from '../sys/fd.js';
@@ -51,7 +53,7 @@ export class Queue {
 
   /** `dir` is kept as the user gave it: it is what FSPL_JOB_QUEUEDIR shows. */
   constructor(readonly dir: string) {
-    this.jobsDir = dir.endsWith('/') ? `${dir}jobs` : `${dir}/jobs`;
+    this.jobsDir = `${dir}/jobs`;
     this.nextseq = new SeqFile(join(dir, 'nextseq'));
   }
 
@@ -98,9 +100,23 @@ export class Queue {
     return `${this.jobsDir}/${name}`;
   }
 
-  /** Names of the job files, sorted for a stable order of reports. */
+  /**
+   * Names of the job files, sorted for a stable order of reports. A name that is not valid
+   * UTF-8 cannot be carried through Node's string paths: it is reported, not silently dropped.
+   */
   jobNames(): string[] {
-    return readdirSync(this.jobsDir).filter((n) => JOB_NAME.test(n)).sort();
+    const names: string[] = [];
+    for (const raw of readdirSync(this.jobsDir, { encoding: 'buffer' })) {
+      const name = raw.toString('utf8');
+      if (!JOB_NAME.test(name)) continue;
+      if (!isUtf8(raw)) {
+        const shown = [...raw].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('');
+        log.warn(`job file ${this.jobsDir}/${shown} has a name that is not valid UTF-8; fspool cannot open it: rename it`);
+        continue;
+      }
+      names.push(name);
+    }
+    return names.sort();
   }
 
   /** Read the header of one job file, through the decoder if one is given. */

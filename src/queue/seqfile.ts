@@ -43,6 +43,7 @@ export class SeqFile {
 
   /** Temp, fsync, rename, fsync dir: a crash leaves the old number or the new, never neither. */
   write(n: bigint): void {
+    if (n < 0n || n > U64_MAX) throw new FspoolError(`cannot store ${n} in ${this.path}: sequence numbers are 0 to ${U64_MAX}`);
     writeFileDurably(this.path, `${this.path}.temp`, `${n}\n`);
   }
 

@@ -11,8 +11,8 @@ import { Receiver, type ReceiverExit } from './receiver.js';
 
 export interface RunOptions {
   command: string;
-  /** The processor's own params, given after `--`. */
-  params: string[];
+  /** The processor's own params, given after `--`, as bytes. */
+  params: Buffer[];
   allowJobParams: boolean;
   ignorePayload: boolean;
   timeoutSeconds?: number;
@@ -54,15 +54,13 @@ export async function runJob(job: JobInput, opts: RunOptions, interrupts: Interr
   const stop = () => {
     if (job.payload.kind === 'stream') job.payload.abort();
   };
-  if (header.cmd.kind === 'NOP') {
+  if (header.cmd.kind !== 'Command') {
     stop();
-    return { ok: true };
+    // As fspl: saveboth leaves an (empty) output file for every job it handled.
+    if (opts.outputFile) closeSync(openSync(opts.outputFile, 'w', 0o644));
+    return header.cmd.kind === 'NOP' ? { ok: true } : { ok: false, reason: 'Fail packet' };
   }
-  if (header.cmd.kind === 'Fail') {
-    stop();
-    return { ok: false, reason: 'Fail packet' };
-  }
-  const argv: Buffer[] = [Buffer.from(opts.command), ...opts.params.map((p) => Buffer.from(p))];
+  const argv: Buffer[] = [Buffer.from(opts.command), ...opts.params];
   if (opts.allowJobParams) argv.push(...header.cmd.params);
   else if (header.cmd.params.length > 0) log.warn(`job ${header.seq}: its params are ignored because --allow-job-params was not given`);
 

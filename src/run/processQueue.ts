@@ -4,7 +4,7 @@ import { closeSync, fstatSync, openSync, unlinkSync } from 'node:fs';
 import { openDecoded } from '../codec/external.js';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
-import type { Header } from '../packet/header.js';
+import { type Header, U64_MAX } from '../packet/header.js';
 import { readHeaderFromFd } from '../queue/jobfile.js';
 import { identical, type Queue, type ScannedJob } from '../queue/queue.js';
 import { Interrupts } from './interrupts.js';
@@ -183,6 +183,9 @@ async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, i
       }
       log.warn(`seq ${next} arrived ${candidates.length} times with identical content (${paths.join(', ')}); running it once`);
     }
+    if (next === U64_MAX) {
+      throw new FspoolError(`job ${next} is at the largest sequence number: nextseq could not advance past it; reset the queue with queue-set-next`);
+    }
     const job = candidates[0]!;
     const outcome = await runFile(queue, job, opts, interrupts);
     if (outcome === 'vanished') {
@@ -195,8 +198,10 @@ async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, i
     // Success, or failure under delete/leave: the job is over. nextseq first, durably; then
     // the file. A crash between the two leaves a stale file, never a re-run.
     queue.nextseq.write(next + 1n);
-    if (!opts.neverDelete && (outcome.ok || opts.onError === 'delete')) remove(paths);
-    for (const c of candidates) index.forget(c.name);
+    if (!opts.neverDelete && (outcome.ok || opts.onError === 'delete')) {
+      remove(paths);
+      for (const c of candidates) index.forget(c.name);
+    }
     next += 1n;
   }
   return 0;

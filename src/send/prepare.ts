@@ -6,8 +6,10 @@
 // full disk leaves no gap at the receiver.
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { encodeHeader } from '../packet/codec.js';
-import type { CmdType } from '../packet/header.js';
+import { type CmdType, U64_MAX } from '../packet/header.js';
+import { FspoolError } from '../errors.js';
 import { SeqFile } from '../queue/seqfile.js';
+import { splitNul } from '../sys/argv.js';
 import { copyFd, writeAll } from '../sys/fd.js';
 
 export interface PrepareOptions {
@@ -16,7 +18,8 @@ export interface PrepareOptions {
   kind: CmdType['kind'];
   /** '-' for stdin, a path, or none for no payload. */
   input?: string;
-  params?: string[];
+  /** Params as bytes (see src/sys/argv.ts). */
+  params?: Buffer[];
   waitLockSeconds?: number;
   /** Where the packet goes; fd 1 by default. */
   outFd?: number;
@@ -38,36 +41,6 @@ export function fsplSetEnv(): Array<[Buffer, Buffer]> {
   return out;
 }
 
-function splitNul(b: Buffer): Buffer[] {
-  const parts: Buffer[] = [];
-  let start = 0;
-  for (let i = b.indexOf(0); i >= 0; i = b.indexOf(0, start)) {
-    parts.push(b.subarray(start, i));
-    start = i + 1;
-  }
-  if (start < b.length) parts.push(b.subarray(start));
-  return parts;
-}
-
-/**
- * The raw bytes of `params` as they stand at the end of our command line. Node decodes argv
- * as UTF-8 (an invalid byte becomes U+FFFD); /proc/self/cmdline still has the bytes. Params
- * come after `--`, so they are the last entries; if the two disagree in number or in their
- * decoded text we keep the strings.
- */
-export function rawParams(params: string[]): Buffer[] {
-  const asText = params.map((p) => Buffer.from(p));
-  if (params.length === 0) return asText;
-  let raw: Buffer[];
-  try {
-    raw = splitNul(readFileSync('/proc/self/cmdline')).slice(-params.length);
-  } catch {
-    return asText;
-  }
-  const same = raw.length === params.length && raw.every((r, i) => r.toString('utf8') === params[i]);
-  return same ? raw : asText;
-}
-
 /** Now, as seconds and nanoseconds since the epoch. */
 function now(): { secs: bigint; nanos: number } {
   const ns = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
@@ -78,7 +51,7 @@ function cmdOf(opts: PrepareOptions): CmdType {
   if (opts.kind !== 'Command') return { kind: opts.kind };
   return {
     kind: 'Command',
-    params: rawParams(opts.params ?? []),
+    params: opts.params ?? [],
     env: fsplSetEnv(),
   };
 }
@@ -102,6 +75,9 @@ export async function prepare(opts: PrepareOptions): Promise<bigint> {
     const lock = await sf.lock({ create: true, waitSeconds: opts.waitLockSeconds, what: `sequence file ${sf.path}` });
     try {
       const seq = sf.readIfExists() ?? 1n;
+      if (seq === U64_MAX) {
+        throw new FspoolError(`sequence file ${sf.path} is at ${seq}, the largest sequence number: no number can follow it; reset it with prepare-set-next`);
+      }
       emit(seq);
       sf.write(seq + 1n);
       return seq;

@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { prepare, prepareGetNext, prepareSetNext } from '../../send/prepare.js';
-import { seqfile, u64, waitLock } from '../options.js';
+import { rawTail } from '../../sys/argv.js';
+import { idArgument, seqfile, u64, waitLock } from '../options.js';
 import { print } from './out.js';
 
 interface PrepareArgs {
@@ -27,7 +28,7 @@ export const prepareCmd: CommandModule<object, PrepareArgs> = {
       .example('tar c dir | $0 prepare -s ~/.fspool-seq -i - | ssh host fspool queue-write -q /var/q', 'send a tar stream')
       .example('FSPL_SET_DB=app $0 prepare -s seq -- restore > p.fspl', 'a request with a param and an env var') as never,
   handler: async (a) => {
-    await prepare({ seqfile: a.seqfile, kind: 'Command', input: a.input, params: a['--'] ?? [], waitLockSeconds: a['wait-lock'] });
+    await prepare({ seqfile: a.seqfile, kind: 'Command', input: a.input, params: rawTail(process.argv.slice(2), a['--'] ?? []), waitLockSeconds: a['wait-lock'] });
   },
 };
 
@@ -50,13 +51,13 @@ export const prepareGetNextCmd: CommandModule<object, { seqfile: string }> = {
   handler: async (a) => print(`${await prepareGetNext(a.seqfile)}\n`),
 };
 
-export const prepareSetNextCmd: CommandModule<object, { seqfile: string; id: bigint }> = {
-  command: 'prepare-set-next <id>',
+export const prepareSetNextCmd: CommandModule<object, { seqfile: string; id?: bigint; '--'?: string[] }> = {
+  command: 'prepare-set-next [id]',
   describe: 'Set the next sequence number for prepare',
   builder: (y) =>
     y
       .option('seqfile', seqfile)
       .positional('id', { type: 'string', coerce: u64('ID'), describe: 'The ID to set it to' })
       .example('$0 prepare-set-next -s seq 200', '') as never,
-  handler: async (a) => prepareSetNext(a.seqfile, a.id),
+  handler: async (a) => prepareSetNext(a.seqfile, idArgument(a)),
 };

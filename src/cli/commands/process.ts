@@ -54,7 +54,7 @@ export const queueProcess: CommandModule<object, QueueProcessArgs> = {
         coerce: choice('--order-by', ['sequence', 'timestamp'] as const),
         describe: 'In what order to process jobs. Can be Sequence or Timestamp',
       })
-      .option('never-delete', { type: 'boolean', default: false, describe: 'Never delete processed job files in any circumstance' })
+      .option('never-delete', { type: 'boolean', nargs: 0, default: false, describe: 'Never delete processed job files in any circumstance' })
       .option('maxjobs', { alias: 'n', type: 'string', requiresArg: true, coerce: u64('--maxjobs'), describe: 'Maximum number of jobs to process' })
       .option('output-to', {
         type: 'string',

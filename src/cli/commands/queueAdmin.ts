@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { Queue } from '../../queue/queue.js';
-import { queuedir, u64, waitLock } from '../options.js';
+import { idArgument, queuedir, u64, waitLock } from '../options.js';
 import { print } from './out.js';
 
 export const queueInit: CommandModule<object, { queuedir: string; 'append-only': boolean }> = {
@@ -9,7 +9,7 @@ export const queueInit: CommandModule<object, { queuedir: string; 'append-only':
   builder: (y) =>
     y
       .option('queuedir', queuedir)
-      .option('append-only', { type: 'boolean', default: false, describe: 'Create the queue without nextseq: it can be written and listed, not processed' })
+      .option('append-only', { type: 'boolean', nargs: 0, default: false, describe: 'Create the queue without nextseq: it can be written and listed, not processed' })
       .example('$0 queue-init -q /var/spool/q', '') as never,
   handler: (a) => {
     Queue.init(a.queuedir, a['append-only']);
@@ -27,8 +27,8 @@ export const queueGetNext: CommandModule<object, { queuedir: string }> = {
   },
 };
 
-export const queueSetNext: CommandModule<object, { queuedir: string; id: bigint; 'wait-lock'?: number }> = {
-  command: 'queue-set-next <id>',
+export const queueSetNext: CommandModule<object, { queuedir: string; id?: bigint; '--'?: string[]; 'wait-lock'?: number }> = {
+  command: 'queue-set-next [id]',
   describe: 'Sets the next sequence number for the queue',
   builder: (y) =>
     y
@@ -40,7 +40,7 @@ export const queueSetNext: CommandModule<object, { queuedir: string; id: bigint;
     const q = new Queue(a.queuedir).checkProcessable();
     const lock = await q.nextseq.lock({ create: false, waitSeconds: a['wait-lock'], what: `queue ${q.dir}` });
     try {
-      q.nextseq.write(a.id);
+      q.nextseq.write(idArgument(a));
     } finally {
       lock.release();
     }

@@ -1,0 +1,127 @@
+// OpenPGP keys and passphrases, from options or the user's default location. Loaded only when
+// a packet (or a prepare option) needs them, since openpgp.js costs ~60 ms to load.
+//
+// Default location (spec/encoding.md): $FSPOOL_KEYS, else $XDG_CONFIG_HOME/fspool (else
+// ~/.config/fspool):
+//   keys/*              secret keys to decrypt with (armored or binary)
+//   passphrase          passphrase for symmetric packets
+//   key-passphrase      passphrase that unlocks the secret keys
+// Not the queue directory: queues are synced between machines, secret keys must not be.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { Key, PrivateKey } from 'openpgp';
+import { FspoolError } from '../errors.js';
+
+export interface KeyOptions {
+  /** Secret keys to decrypt with; none means the default location. */
+  decryptKeys?: string[];
+  /** Symmetric passphrase file (prepare: encrypt with it; processing: try it). */
+  passphraseFile?: string;
+  /** Unlocks protected secret keys (decryption and --sign-with). */
+  keyPassphraseFile?: string;
+  /** Only packets signed by one of these public keys are accepted. */
+  requireSignature?: string[];
+}
+
+export function configDir(): string {
+  if (process.env.FSPOOL_KEYS) return process.env.FSPOOL_KEYS;
+  return join(process.env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'fspool');
+}
+
+/** gpg's --passphrase-file rule: the first line, without its line end. */
+export function readPassphrase(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').split(/\r?\n/)[0]!;
+  } catch (e) {
+    throw new FspoolError(`cannot read passphrase file ${file}: ${(e as Error).message}`);
+  }
+}
+
+type OpenPGP = typeof import('openpgp');
+let lib: Promise<OpenPGP> | undefined;
+export const openpgp = (): Promise<OpenPGP> => (lib ??= import('openpgp'));
+
+async function readKeyFile<T extends Key>(file: string, read: (data: Buffer, armored: boolean) => Promise<T[]>): Promise<T[]> {
+  let data: Buffer;
+  try {
+    data = readFileSync(file);
+  } catch (e) {
+    throw new FspoolError(`cannot read key file ${file}: ${(e as Error).message}`);
+  }
+  try {
+    return await read(data, data.toString('latin1', 0, 64).trimStart().startsWith('-----BEGIN PGP'));
+  } catch (e) {
+    throw new FspoolError(`${file} holds no usable OpenPGP key: ${(e as Error).message}`);
+  }
+}
+
+export async function loadPublicKeys(files: string[]): Promise<Key[]> {
+  const pgp = await openpgp();
+  const keys = await Promise.all(
+    files.map((f) => readKeyFile(f, (d, armored) => (armored ? pgp.readKeys({ armoredKeys: d.toString('utf8') }) : pgp.readKeys({ binaryKeys: d })))),
+  );
+  return keys.flat();
+}
+
+export async function loadPrivateKeys(files: string[], passphraseFile?: string): Promise<PrivateKey[]> {
+  const pgp = await openpgp();
+  const keys = (
+    await Promise.all(
+      files.map((f) =>
+        readKeyFile(f, (d, armored) => (armored ? pgp.readPrivateKeys({ armoredKeys: d.toString('utf8') }) : pgp.readPrivateKeys({ binaryKeys: d }))),
+      ),
+    )
+  ).flat();
+  const passphrase = passphraseFile ? readPassphrase(passphraseFile) : undefined;
+  return Promise.all(
+    keys.map(async (k) => {
+      if (k.isDecrypted()) return k;
+      if (passphrase === undefined) throw new FspoolError(`secret key ${k.getKeyID().toHex()} is protected: give --key-passphrase-file`);
+      try {
+        return await pgp.decryptKey({ privateKey: k, passphrase });
+      } catch (e) {
+        throw new FspoolError(`cannot unlock secret key ${k.getKeyID().toHex()}: ${(e as Error).message}`);
+      }
+    }),
+  );
+}
+
+export interface DecryptionMaterial {
+  decryptionKeys: PrivateKey[];
+  passwords: string[];
+  verificationKeys: Key[];
+}
+
+/** What a processor decrypts and verifies with; read once, on first need. */
+export class Keyring {
+  private material: Promise<DecryptionMaterial> | undefined;
+
+  constructor(readonly opts: KeyOptions) {}
+
+  get requiresSignature(): boolean {
+    return (this.opts.requireSignature?.length ?? 0) > 0;
+  }
+
+  load(): Promise<DecryptionMaterial> {
+    this.material ??= this.read();
+    return this.material;
+  }
+
+  private async read(): Promise<DecryptionMaterial> {
+    const dir = configDir();
+    let keyFiles = this.opts.decryptKeys ?? [];
+    if (keyFiles.length === 0 && existsSync(join(dir, 'keys'))) {
+      keyFiles = readdirSync(join(dir, 'keys'))
+        .sort()
+        .map((n) => join(dir, 'keys', n));
+    }
+    const keyPass = this.opts.keyPassphraseFile ?? (existsSync(join(dir, 'key-passphrase')) ? join(dir, 'key-passphrase') : undefined);
+    const passFile = this.opts.passphraseFile ?? (existsSync(join(dir, 'passphrase')) ? join(dir, 'passphrase') : undefined);
+    return {
+      decryptionKeys: await loadPrivateKeys(keyFiles, keyPass),
+      passwords: passFile ? [readPassphrase(passFile)] : [],
+      verificationKeys: this.requiresSignature ? await loadPublicKeys(this.opts.requireSignature!) : [],
+    };
+  }
+}

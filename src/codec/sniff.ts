@@ -1,0 +1,30 @@
+// What a packet file starts with: a plain fspl packet, or a whole-packet encoding fspool can
+// undo in-process (zstd, OpenPGP binary or armored), as written by fspool or by the zstd and
+// gpg command-line tools.
+import { MAGIC } from '../packet/codec.js';
+
+export type Layer = 'fspl' | 'zstd' | 'openpgp' | 'unknown';
+
+/** Enough bytes to recognise every layer (armor may follow some whitespace). */
+export const SNIFF_BYTES = 64;
+
+const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
+const ARMOR = Buffer.from('-----BEGIN PGP MESSAGE-----');
+/** Packet tags a message can start with: PKESK, signature, SKESK, one-pass signature, compressed, SED, marker, literal, SEIPD, AEAD. */
+const MESSAGE_TAGS = new Set([1, 2, 3, 4, 8, 9, 10, 11, 18, 20]);
+
+/** The OpenPGP packet tag of a first byte, or undefined if it is not a packet header. */
+export function openpgpTag(b: number): number | undefined {
+  if ((b & 0x80) === 0) return undefined;
+  return b & 0x40 ? b & 0x3f : (b & 0x3c) >> 2;
+}
+
+export function sniff(head: Buffer): Layer {
+  if (head.length >= MAGIC.length && head.subarray(0, MAGIC.length).equals(MAGIC)) return 'fspl';
+  if (head.length >= 4 && head.subarray(0, 4).equals(ZSTD_MAGIC)) return 'zstd';
+  const text = head.toString('latin1').trimStart();
+  if (text.startsWith(ARMOR.toString('latin1'))) return 'openpgp';
+  const tag = head.length > 0 ? openpgpTag(head[0]!) : undefined;
+  if (tag !== undefined && MESSAGE_TAGS.has(tag)) return 'openpgp';
+  return 'unknown';
+}

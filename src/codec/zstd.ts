@@ -1,0 +1,26 @@
+// zstd in-process (zstd-napi), loaded only when a packet needs it.
+import { availableParallelism } from 'node:os';
+import { pipeline, Readable, type Transform } from 'node:stream';
+
+async function through(src: AsyncIterable<Buffer>, t: Transform): Promise<AsyncIterable<Buffer>> {
+  // pipeline carries an error of the source into the transform, and tears both down if the
+  // consumer stops early.
+  pipeline(Readable.from(src), t, () => {});
+  return t as AsyncIterable<Buffer>;
+}
+
+/**
+ * Decompress one or more zstd frames. A truncated frame or a wrong content checksum makes
+ * the iteration throw at the point it is found, which is after earlier output was passed on:
+ * the consumer must hold back EOF until the iteration has ended cleanly.
+ */
+export async function zstdDecompress(src: AsyncIterable<Buffer>): Promise<AsyncIterable<Buffer>> {
+  const { DecompressStream } = await import('zstd-napi');
+  return through(src, new DecompressStream());
+}
+
+/** Compress with the content checksum on (zstd-napi's default is off) and zstd's own worker threads. */
+export async function zstdCompress(src: AsyncIterable<Buffer>, level: number): Promise<AsyncIterable<Buffer>> {
+  const { CompressStream } = await import('zstd-napi');
+  return through(src, new CompressStream({ compressionLevel: level, checksumFlag: true, nbWorkers: availableParallelism() }));
+}
