@@ -15,6 +15,8 @@ const result = await build({
   target: 'node20',
   format: 'cjs',
   legalComments: 'none',
+  // Loaded on first use from node_modules: openpgp is large, zstd-napi is a native addon.
+  external: ['openpgp', 'zstd-napi'],
   logLevel: 'warning',
   define: {
     'import.meta.url': 'import_meta_url',

@@ -16,6 +16,9 @@ import { choice } from './options.js';
 
 declare const FSPOOL_VERSION: string;
 
+/** Options that may be given more than once, and the positional lists. */
+const REPEATABLE = new Set(['_', '--', 'decrypt-key', 'require-signature', 'encrypt-to']);
+
 const LICENSE = `fspool is free software under the MIT license.
 It reads and writes the packet format of Filespooler by John Goerzen (GPL-3.0-or-later),
 and shares no code with it.
@@ -68,8 +71,11 @@ export async function main(args: string[]): Promise<void> {
       'parse-numbers': false,
       'parse-positional-numbers': false,
       'dot-notation': false,
+      'camel-case-expansion': false,
       'boolean-negation': false,
-      'duplicate-arguments-array': false,
+      // Repeatable options (--decrypt-key, --encrypt-to, --require-signature) collect into
+      // arrays; repeating any other option is refused below, as fspl does.
+      'duplicate-arguments-array': true,
       'strip-aliased': true,
     })
     .usage('$0 [-l LEVEL] <SUBCOMMAND> [OPTIONS]\n\nSequential, distributed, POSIX-style job queue processing (Filespooler 1.2 compatible)')
@@ -82,7 +88,12 @@ export async function main(args: string[]): Promise<void> {
       coerce: choice('--log-level', LEVELS),
       describe: 'Logging (to stderr) level: TRACE, DEBUG, INFO, WARN, ERROR',
     })
-    .middleware((a) => setLogLevel(a['log-level'] as Level))
+    .middleware((a) => {
+      for (const [k, v] of Object.entries(a)) {
+        if (Array.isArray(v) && !REPEATABLE.has(k)) throw new UsageError(`--${k} was given more than once`);
+      }
+      setLogLevel(a['log-level'] as Level);
+    })
     .command(genFilename)
     .command(genUuid)
     .command(prepareCmd)

@@ -3,6 +3,9 @@
 import type { Argv, Options } from 'yargs';
 import { UsageError } from '../errors.js';
 import { parseU64 } from '../queue/seqfile.js';
+import type { DecodeContext } from '../codec/decode.js';
+import { Keyring } from '../codec/keys.js';
+import type { DeliveryMode } from '../run/source.js';
 import { rawTail } from '../sys/argv.js';
 
 export function u64(what: string) {
@@ -88,3 +91,57 @@ export function idArgument(argv: { id?: bigint; '--'?: unknown }): bigint {
   if (rest.length !== 1) throw new UsageError('missing ID: the sequence number to set');
   return u64('ID')(rest[0]);
 }
+
+/** How packets are decoded: an external decoder, and the keys for OpenPGP (spec/encoding.md). */
+export function decodeOptions<T>(y: Argv<T>, opts: { decoder: boolean; signature: boolean }) {
+  let r = y
+    .option('decrypt-key', {
+      type: 'string',
+      array: true,
+      nargs: 1,
+      requiresArg: true,
+      describe: 'OpenPGP secret key file (armored or binary) to decrypt packets with; repeatable. Default: the files in ~/.config/fspool/keys/',
+    })
+    .option('passphrase-file', { type: 'string', requiresArg: true, describe: 'File whose first line is the passphrase of symmetrically encrypted packets' })
+    .option('key-passphrase-file', { type: 'string', requiresArg: true, describe: 'File whose first line unlocks protected secret keys' });
+  if (opts.decoder) r = r.option('decoder', decoder);
+  if (opts.signature) {
+    r = r.option('require-signature', {
+      type: 'string',
+      array: true,
+      nargs: 1,
+      requiresArg: true,
+      describe: 'Accept only packets signed by a key in this public key file; repeatable',
+    });
+  }
+  return r;
+}
+
+export interface DecodeArgs {
+  decoder?: string;
+  'decrypt-key'?: string[];
+  'passphrase-file'?: string;
+  'key-passphrase-file'?: string;
+  'require-signature'?: string[];
+}
+
+export function decodeContext(a: DecodeArgs): DecodeContext {
+  return {
+    decoder: a.decoder,
+    keys: new Keyring({
+      decryptKeys: a['decrypt-key'],
+      passphraseFile: a['passphrase-file'],
+      keyPassphraseFile: a['key-passphrase-file'],
+      requireSignature: a['require-signature'],
+    }),
+  };
+}
+
+export const delivery: Options = {
+  type: 'string',
+  requiresArg: true,
+  default: 'stream',
+  coerce: choice('--delivery', ['stream', 'verified'] as const satisfies readonly DeliveryMode[]),
+  describe:
+    'Encoded packets: stream plaintext to the command as it is decoded (EOF only once verified), or decode and verify into a temp file first (verified)',
+};

@@ -8,6 +8,7 @@
 //   key-passphrase      passphrase that unlocks the secret keys
 // Not the queue directory: queues are synced between machines, secret keys must not be.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Key, PrivateKey } from 'openpgp';
@@ -39,8 +40,10 @@ export function readPassphrase(file: string): string {
 }
 
 type OpenPGP = typeof import('openpgp');
-let lib: Promise<OpenPGP> | undefined;
-export const openpgp = (): Promise<OpenPGP> => (lib ??= import('openpgp'));
+let lib: OpenPGP | undefined;
+// require, not import(): the bundle runs as CommonJS inside vm.Script (bin/fspool), where a
+// dynamic import() has no loader.
+export const openpgp = async (): Promise<OpenPGP> => (lib ??= createRequire(import.meta.url)('openpgp') as OpenPGP);
 
 async function readKeyFile<T extends Key>(file: string, read: (data: Buffer, armored: boolean) => Promise<T[]>): Promise<T[]> {
   let data: Buffer;

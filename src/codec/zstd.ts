@@ -1,6 +1,10 @@
 // zstd in-process (zstd-napi), loaded only when a packet needs it.
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { pipeline, Readable, type Transform } from 'node:stream';
+
+// require, not import(): see openpgp() in keys.ts.
+const zstd = () => createRequire(import.meta.url)('zstd-napi') as typeof import('zstd-napi');
 
 async function through(src: AsyncIterable<Buffer>, t: Transform): Promise<AsyncIterable<Buffer>> {
   // pipeline carries an error of the source into the transform, and tears both down if the
@@ -15,12 +19,12 @@ async function through(src: AsyncIterable<Buffer>, t: Transform): Promise<AsyncI
  * the consumer must hold back EOF until the iteration has ended cleanly.
  */
 export async function zstdDecompress(src: AsyncIterable<Buffer>): Promise<AsyncIterable<Buffer>> {
-  const { DecompressStream } = await import('zstd-napi');
+  const { DecompressStream } = zstd();
   return through(src, new DecompressStream());
 }
 
 /** Compress with the content checksum on (zstd-napi's default is off) and zstd's own worker threads. */
 export async function zstdCompress(src: AsyncIterable<Buffer>, level: number): Promise<AsyncIterable<Buffer>> {
-  const { CompressStream } = await import('zstd-napi');
+  const { CompressStream } = zstd();
   return through(src, new CompressStream({ compressionLevel: level, checksumFlag: true, nbWorkers: availableParallelism() }));
 }

@@ -5,14 +5,14 @@
 import { randomUUID } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openDecoded } from '../codec/external.js';
+import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
 import { isUtf8 } from '../sys/argv.js';
 import type { Header } from '../packet/header.js';
 import { replaceDurably } from '../sys/durable.js';
 import { copyFd } from '../sys/fd.js';
-import { readJobHeader } from './jobfile.js';
+import { peekPlainHeader } from './jobfile.js';
 import { SeqFile } from './seqfile.js';
 
 export const JOB_NAME = /^fspl-.*\.fspl$/;
@@ -96,6 +96,11 @@ export class Queue {
   }
 
   /** As fspl forms FSPL_JOB_FULLPATH: the queue dir as given, then jobs/NAME. */
+  /** Where fspool decodes payloads for `--delivery verified`: inside the queue, beside fspl's files. */
+  get spoolDir(): string {
+    return `${this.dir}/fspool/tmp`;
+  }
+
   jobPath(name: string): string {
     return `${this.jobsDir}/${name}`;
   }
@@ -119,16 +124,15 @@ export class Queue {
     return names.sort();
   }
 
-  /** Read the header of one job file, through the decoder if one is given. */
-  async readHeader(name: string, decoder?: string): Promise<ScannedJob> {
+  /** Read the header of a job file that is not a plain packet: through the decoder or its encodings. */
+  private async readEncodedHeader(name: string, ctx: DecodeContext): Promise<ScannedJob> {
     const path = this.jobPath(name);
     try {
-      if (!decoder) return { name, path, header: readJobHeader(path).header };
       const fd = openSync(path, 'r');
       try {
-        const d = await openDecoded(decoder, fd);
-        d.abort(); // the header is all a scan needs
-        return { name, path, header: d.header };
+        const p = await openPacket(fd, ctx);
+        if (p.kind === 'stream') p.abort(); // the header is all a scan needs
+        return { name, path, header: p.header };
       } finally {
         closeSync(fd);
       }
@@ -139,27 +143,44 @@ export class Queue {
   }
 
   /** Read the headers of `names` (all job files by default); decoders run a few at a time. */
-  async scan(decoder?: string, names = this.jobNames()): Promise<ScannedJob[]> {
-    return (await this.scanAll(decoder, names)).filter((j) => !j.vanished);
+  async scan(ctx: DecodeContext, names = this.jobNames()): Promise<ScannedJob[]> {
+    return (await this.scanAll(ctx, names)).filter((j) => !j.vanished);
   }
 
-  private async scanAll(decoder: string | undefined, names: string[]): Promise<ScannedJob[]> {
-    if (!decoder) return Promise.all(names.map((n) => this.readHeader(n)));
+  /** Plain packets are read in one synchronous pass; the others, a few at a time. */
+  private async scanAll(ctx: DecodeContext, names: string[]): Promise<ScannedJob[]> {
     const out: ScannedJob[] = new Array(names.length);
+    const slow: number[] = [];
+    names.forEach((name, i) => {
+      const path = this.jobPath(name);
+      if (ctx.decoder) return slow.push(i);
+      try {
+        const fd = openSync(path, 'r');
+        try {
+          const header = peekPlainHeader(fd);
+          if (header) out[i] = { name, path, header };
+          else slow.push(i);
+        } finally {
+          closeSync(fd);
+        }
+      } catch (e) {
+        out[i] = (e as NodeJS.ErrnoException).code === 'ENOENT' ? { name, path, vanished: true } : { name, path, error: describe(e) };
+      }
+    });
     let next = 0;
     const worker = async () => {
-      while (next < names.length) {
-        const i = next++;
-        out[i] = await this.readHeader(names[i]!, decoder);
+      while (next < slow.length) {
+        const i = slow[next++]!;
+        out[i] = await this.readEncodedHeader(names[i]!, ctx);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(4, names.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(4, slow.length) }, worker));
     return out;
   }
 
   /** The one job with this seq. Identical copies count as one; different ones are an error. */
-  async findJob(seq: bigint, decoder?: string): Promise<ScannedJob & { header: Header }> {
-    const jobs = await this.scan(decoder);
+  async findJob(seq: bigint, ctx: DecodeContext): Promise<ScannedJob & { header: Header }> {
+    const jobs = await this.scan(ctx);
     const hits = jobs.filter((j): j is ScannedJob & { header: Header } => j.header?.seq === seq);
     if (hits.length === 0) {
       const bad = jobs.filter((j) => j.error).length;

@@ -80,13 +80,25 @@ export async function deliver(receiver: Receiver, src: PayloadStream): Promise<D
     sink.destroy();
     return { bytes: pumped.bytes, early: true };
   }
-  try {
-    await src.verify();
-  } catch (e) {
+  // The source's verdict (a decoder's exit, a signature) may be slow to come; if the receiver
+  // ends first (timeout, signal, its own choice) stop waiting for it.
+  const verdict = await Promise.race([
+    src.verify().then(
+      () => 'verified' as const,
+      (e: unknown) => e,
+    ),
+    receiver.done.then(() => 'exited' as const),
+  ]);
+  if (verdict === 'exited') {
+    src.abort();
+    sink.destroy();
+    return { bytes: pumped.bytes, early: true };
+  }
+  if (verdict !== 'verified') {
     receiver.kill('SIGKILL');
     await receiver.done;
     sink.destroy();
-    return { bytes: pumped.bytes, early: false, failure: message(e) };
+    return { bytes: pumped.bytes, early: false, failure: message(verdict) };
   }
   receiver.endInput();
   return { bytes: pumped.bytes, early: false };

@@ -6,7 +6,7 @@ import { type JobLocation, jobEnv } from '../packet/jobenv.js';
 import { fdOffset } from '../sys/fd.js';
 import { type Delivery, deliver, type PayloadStream } from './deliver.js';
 import { ExecError } from './exec.js';
-import type { Interrupts } from './interrupts.js';
+import { interrupts } from './interrupts.js';
 import { Receiver, type ReceiverExit } from './receiver.js';
 
 export interface RunOptions {
@@ -49,7 +49,7 @@ function judge(exit: ReceiverExit, delivery: Delivery | undefined, unread: numbe
   return { ok: true };
 }
 
-export async function runJob(job: JobInput, opts: RunOptions, interrupts: Interrupts): Promise<Outcome> {
+export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> {
   const { header } = job;
   const stop = () => {
     if (job.payload.kind === 'stream') job.payload.abort();
@@ -96,7 +96,7 @@ export async function runJob(job: JobInput, opts: RunOptions, interrupts: Interr
   if (nullFd !== undefined) closeSync(nullFd);
   if (outFd !== undefined) closeSync(outFd);
 
-  interrupts.current = receiver;
+  const unforward = interrupts.forward(receiver);
   let delivery: Delivery | undefined;
   try {
     if (!opts.ignorePayload && job.payload.kind === 'stream') delivery = await deliver(receiver, job.payload);
@@ -114,6 +114,6 @@ export async function runJob(job: JobInput, opts: RunOptions, interrupts: Interr
     return outcome;
   } finally {
     receiver.release();
-    interrupts.current = undefined;
+    unforward();
   }
 }

@@ -1,37 +1,46 @@
 // queue-payload and stdin-payload: the payload alone, to stdout, in large unbuffered writes.
-import { closeSync, fstatSync, openSync } from 'node:fs';
-import { openDecoded } from '../codec/external.js';
-import { FspoolError } from '../errors.js';
-import { readHeaderFromFd } from '../queue/jobfile.js';
+import { closeSync, openSync } from 'node:fs';
+import { type DecodeContext, openPacket } from '../codec/decode.js';
+import { describe, FspoolError } from '../errors.js';
 import { copyFd, writeAll } from '../sys/fd.js';
+import { preparePayload } from './source.js';
 
-/** Copy the payload of the job file at `path` to `outFd`, through `decoder` if given. */
-export async function writeJobPayload(path: string, outFd: number, decoder?: string): Promise<void> {
-  const fd = openSync(path, 'r');
+/**
+ * Copy the payload of the packet at `fd` to `outFd`, undoing its encodings. With a required
+ * signature nothing is written before it verified (decoded into `spoolDir` first).
+ */
+export async function writePayload(fd: number, outFd: number, ctx: DecodeContext, spoolDir: string): Promise<void> {
+  const p = await preparePayload(await openPacket(fd, ctx), {
+    mode: ctx.keys.requiresSignature ? 'verified' : 'stream',
+    keys: ctx.keys,
+    fd,
+    spoolDir,
+  });
+  if (!p.ok) throw new FspoolError(p.reason.replace('; the command was not started', ''));
   try {
-    if (!decoder) {
-      readHeaderFromFd(fd, fstatSync(fd).size);
-      copyFd(fd, outFd);
+    if (p.payload.kind === 'fd') {
+      copyFd(p.payload.fd, outFd);
       return;
     }
-    const d = await openDecoded(decoder, fd);
+    const src = p.payload;
     try {
-      for await (const chunk of d.payload) writeAll(outFd, chunk);
+      for await (const chunk of src.chunks) writeAll(outFd, chunk);
+      await src.verify();
     } catch (e) {
-      d.abort();
-      throw e;
+      src.abort();
+      // What was written so far cannot be taken back: say so.
+      throw new FspoolError(`${describe(e)}: the payload written is incomplete or corrupt`);
     }
-    // The decoder's verdict comes last: what was written so far may be incomplete.
-    await d.verify().catch((e: Error) => {
-      throw new FspoolError(`${e.message}: the payload written is incomplete or corrupt`);
-    });
   } finally {
-    closeSync(fd);
+    p.cleanup();
   }
 }
 
-/** stdin-payload: header from fd 0, then the rest of fd 0 to `outFd`. */
-export function writeStdinPayload(outFd: number): void {
-  readHeaderFromFd(0);
-  copyFd(0, outFd);
+export async function writeJobPayload(path: string, outFd: number, ctx: DecodeContext, spoolDir: string): Promise<void> {
+  const fd = openSync(path, 'r');
+  try {
+    await writePayload(fd, outFd, ctx, spoolDir);
+  } finally {
+    closeSync(fd);
+  }
 }

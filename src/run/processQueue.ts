@@ -1,20 +1,21 @@
 // queue-process: run a queue's jobs strictly in sequence order (or by timestamp), one at a
 // time, under the flock on nextseq.lock. The life of a job is in spec/job-lifecycle.md.
-import { closeSync, fstatSync, openSync, unlinkSync } from 'node:fs';
-import { openDecoded } from '../codec/external.js';
+import { closeSync, openSync, unlinkSync } from 'node:fs';
+import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
 import { type Header, U64_MAX } from '../packet/header.js';
-import { readHeaderFromFd } from '../queue/jobfile.js';
 import { identical, type Queue, type ScannedJob } from '../queue/queue.js';
-import { Interrupts } from './interrupts.js';
+import { interrupts } from './interrupts.js';
+import { type DeliveryMode, preparePayload } from './source.js';
 import { type Outcome, type RunOptions, runJob } from './job.js';
 
 export type OnError = 'retry' | 'delete' | 'leave';
 export type OrderBy = 'sequence' | 'timestamp';
 
 export interface ProcessOptions extends Omit<RunOptions, 'outputFile'> {
-  decoder?: string;
+  decode: DecodeContext;
+  delivery: DeliveryMode;
   onError: OnError;
   orderBy: OrderBy;
   neverDelete: boolean;
@@ -32,7 +33,7 @@ class JobIndex {
 
   constructor(
     private readonly queue: Queue,
-    private readonly decoder: string | undefined,
+    private readonly decode: DecodeContext,
   ) {}
 
   /** Read the headers of files that appeared since the last look; forget vanished ones. */
@@ -40,7 +41,7 @@ class JobIndex {
     const names = this.queue.jobNames();
     const present = new Set(names);
     for (const n of this.byName.keys()) if (!present.has(n)) this.byName.delete(n);
-    const fresh = await this.queue.scan(this.decoder, names.filter((n) => !this.byName.has(n)));
+    const fresh = await this.queue.scan(this.decode, names.filter((n) => !this.byName.has(n)));
     for (const j of fresh) this.byName.set(j.name, j);
     return fresh;
   }
@@ -83,31 +84,45 @@ function reportGap(index: JobIndex, next: bigint): void {
 }
 
 /**
- * Run one job file: read its header again (it is the one we run) and deliver its payload.
+ * Run one job file: open and decode it again (it is the one we run) and deliver its payload.
  * 'vanished' if the file is gone (someone removed it since the scan).
  */
-async function runFile(queue: Queue, job: Readable, opts: ProcessOptions, interrupts: Interrupts): Promise<Outcome | 'vanished'> {
+async function runFile(queue: Queue, job: Readable, opts: ProcessOptions): Promise<Outcome | 'vanished'> {
   const location = { filename: job.name, queuedir: queue.dir, fullpath: job.path };
   const run: RunOptions = { ...opts, outputFile: opts.saveOutput ? `${job.path}.out` : undefined };
+  const open = () => openSync(job.path, 'r');
   let fd: number;
   try {
-    fd = openSync(job.path, 'r');
+    fd = open();
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'vanished';
     throw e;
   }
+  const extraFds: number[] = [];
+  let cleanup = () => {};
   try {
-    if (!opts.decoder) {
-      const { header } = readHeaderFromFd(fd, fstatSync(fd).size);
-      return await runJob({ header, location, payload: { kind: 'fd', fd } }, run, interrupts);
-    }
-    const d = await openDecoded(opts.decoder, fd);
-    return await runJob({ header: d.header, location, payload: { kind: 'stream', chunks: d.payload, verify: d.verify, abort: d.abort } }, run, interrupts);
+    const prepared = await preparePayload(await openPacket(fd, opts.decode), {
+      mode: opts.delivery,
+      keys: opts.decode.keys,
+      fd,
+      spoolDir: queue.spoolDir,
+      reopen: async () => {
+        const again = open();
+        extraFds.push(again);
+        return openPacket(again, opts.decode);
+      },
+    });
+    if (!prepared.ok) return { ok: false, reason: prepared.reason };
+    cleanup = prepared.cleanup;
+    if (prepared.header.seq !== job.header.seq) return { ok: false, reason: `the file now holds seq ${prepared.header.seq}, not ${job.header.seq}` };
+    return await runJob({ header: prepared.header, location, payload: prepared.payload }, run);
   } catch (e) {
     if (e instanceof FspoolError && e.exitCode === 2) throw e;
     return { ok: false, reason: describe(e) };
   } finally {
+    cleanup();
     closeSync(fd);
+    for (const x of extraFds) closeSync(x);
   }
 }
 
@@ -146,21 +161,21 @@ function remove(paths: string[]): void {
 export async function processQueue(queue: Queue, opts: ProcessOptions): Promise<number> {
   queue.checkProcessable();
   const lock = await queue.nextseq.lock({ create: false, waitSeconds: opts.waitLockSeconds, what: `queue ${queue.dir}` });
-  const interrupts = new Interrupts().install();
+  interrupts.deferExit(true);
   try {
-    const index = new JobIndex(queue, opts.decoder);
+    const index = new JobIndex(queue, opts.decode);
     reportUnreadable(await index.refresh());
     const code = opts.orderBy === 'timestamp'
-      ? await byTimestamp(queue, index, opts, interrupts)
-      : await bySequence(queue, index, opts, interrupts);
+      ? await byTimestamp(queue, index, opts)
+      : await bySequence(queue, index, opts);
     return interrupts.signal ? interrupts.exitCode : code;
   } finally {
-    interrupts.uninstall();
+    interrupts.deferExit(false);
     lock.release();
   }
 }
 
-async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, interrupts: Interrupts): Promise<number> {
+async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions): Promise<number> {
   let next = queue.nextseq.read();
   reportStale(index.all(), next);
   let done = 0;
@@ -187,7 +202,7 @@ async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, i
       throw new FspoolError(`job ${next} is at the largest sequence number: nextseq could not advance past it; reset the queue with queue-set-next`);
     }
     const job = candidates[0]!;
-    const outcome = await runFile(queue, job, opts, interrupts);
+    const outcome = await runFile(queue, job, opts);
     if (outcome === 'vanished') {
       log.warn(`job ${next} (${job.path}) was removed before it could run; looking again`);
       index.forget(job.name);
@@ -207,7 +222,7 @@ async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, i
   return 0;
 }
 
-async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions, interrupts: Interrupts): Promise<number> {
+async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions): Promise<number> {
   const jobs = index.all().filter(readable).sort((a, b) => {
     const x = a.header;
     const y = b.header;
@@ -219,7 +234,7 @@ async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions, 
   let done = 0;
   for (const job of jobs) {
     if (interrupts.signal || (opts.maxJobs !== undefined && done >= opts.maxJobs)) break;
-    const outcome = await runFile(queue, job, opts, interrupts);
+    const outcome = await runFile(queue, job, opts);
     if (outcome === 'vanished') {
       log.warn(`job ${job.header.seq} (${job.path}) was removed before it could run`);
       continue;

@@ -1,31 +1,28 @@
 // stdin-process: run the one packet on stdin.
 //
-// A regular file on stdin is handed to the receiver as it is, positioned at the payload. A
-// pipe is not: we have read the header from it, and handing a pipe we have read from to a
-// receiver is the state in which Linux bug 212295 can hang the writer. Its payload is copied
-// through a pipe of our own instead.
+// A plain packet in a regular file on stdin is handed to the receiver as it is, positioned at
+// the payload. Anything else (a pipe, an encoded packet) is streamed through a pipe of our
+// own: handing on a pipe we have read the header from is the state in which Linux bug 212295
+// can hang the writer.
+import { tmpdir } from 'node:os';
+import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { FspoolError } from '../errors.js';
-import { readHeaderFromFd } from '../queue/jobfile.js';
-import { fdChunks, isRegularFile } from '../sys/fd.js';
-import { Interrupts } from './interrupts.js';
-import { type PayloadSource, type RunOptions, runJob } from './job.js';
+import { interrupts } from './interrupts.js';
+import { type RunOptions, runJob } from './job.js';
+import { type DeliveryMode, preparePayload } from './source.js';
 
-export async function processStdin(opts: RunOptions): Promise<number> {
-  const { header } = readHeaderFromFd(0);
-  let payload: PayloadSource;
-  if (isRegularFile(0)) {
-    payload = { kind: 'fd', fd: 0 };
-  } else {
-    const src = fdChunks(0);
-    payload = { kind: 'stream', chunks: src.chunks, verify: async () => {}, abort: src.stop };
-  }
-  const interrupts = new Interrupts().install();
+export async function processStdin(opts: RunOptions & { decode: DecodeContext; delivery: DeliveryMode }): Promise<number> {
+  // stdin cannot be read twice: a required signature is checked in verified mode.
+  const prepared = await preparePayload(await openPacket(0, opts.decode), { mode: opts.delivery, keys: opts.decode.keys, fd: 0, spoolDir: tmpdir() });
+  if (!prepared.ok) throw new FspoolError(prepared.reason);
+  interrupts.deferExit(true);
   try {
-    const outcome = await runJob({ header, payload }, opts, interrupts);
+    const outcome = await runJob({ header: prepared.header, payload: prepared.payload }, opts);
     if (outcome.ok) return 0;
     if (outcome.interrupted) return interrupts.exitCode;
-    throw new FspoolError(`job ${header.seq}: ${outcome.reason}`);
+    throw new FspoolError(`job ${prepared.header.seq}: ${outcome.reason}`);
   } finally {
-    interrupts.uninstall();
+    interrupts.deferExit(false);
+    prepared.cleanup();
   }
 }

@@ -10,7 +10,8 @@ import { type CmdType, U64_MAX } from '../packet/header.js';
 import { FspoolError } from '../errors.js';
 import { SeqFile } from '../queue/seqfile.js';
 import { splitNul } from '../sys/argv.js';
-import { copyFd, writeAll } from '../sys/fd.js';
+import { copyFd, fdChunks, writeAll } from '../sys/fd.js';
+import { type EncodeOptions, makeEncoder } from './encode.js';
 
 export interface PrepareOptions {
   /** Path of the seqfile, or '-' for none (seq 1). */
@@ -23,6 +24,8 @@ export interface PrepareOptions {
   waitLockSeconds?: number;
   /** Where the packet goes; fd 1 by default. */
   outFd?: number;
+  /** zstd and OpenPGP around the whole packet. */
+  encode?: EncodeOptions;
 }
 
 /**
@@ -58,17 +61,30 @@ function cmdOf(opts: PrepareOptions): CmdType {
 
 export async function prepare(opts: PrepareOptions): Promise<bigint> {
   const out = opts.outFd ?? 1;
-  // Open the input before taking a number: a missing file must not leave a gap.
+  // Everything that can fail for a reason of its own comes before taking a number: the input
+  // must open and the keys must load, or a missing file would leave a gap at the receiver.
+  const encoder = await makeEncoder(opts.encode ?? {});
   const inFd = opts.input === undefined ? undefined : opts.input === '-' ? 0 : openSync(opts.input, 'r');
   try {
     const cmd = cmdOf(opts);
-    const emit = (seq: bigint) => {
+    const header = (seq: bigint) => {
       const t = now();
-      writeAll(out, encodeHeader({ seq, ctimeSecs: t.secs, ctimeNanos: t.nanos, cmd }));
-      if (inFd !== undefined) copyFd(inFd, out);
+      return encodeHeader({ seq, ctimeSecs: t.secs, ctimeNanos: t.nanos, cmd });
+    };
+    const emit = async (seq: bigint) => {
+      if (!encoder) {
+        writeAll(out, header(seq));
+        if (inFd !== undefined) copyFd(inFd, out);
+        return;
+      }
+      async function* packet(): AsyncGenerator<Buffer> {
+        yield header(seq);
+        if (inFd !== undefined) yield* fdChunks(inFd).chunks;
+      }
+      for await (const chunk of await encoder(packet())) writeAll(out, chunk);
     };
     if (opts.seqfile === '-') {
-      emit(1n);
+      await emit(1n);
       return 1n;
     }
     const sf = new SeqFile(opts.seqfile);
@@ -78,7 +94,7 @@ export async function prepare(opts: PrepareOptions): Promise<bigint> {
       if (seq === U64_MAX) {
         throw new FspoolError(`sequence file ${sf.path} is at ${seq}, the largest sequence number: no number can follow it; reset it with prepare-set-next`);
       }
-      emit(seq);
+      await emit(seq);
       sf.write(seq + 1n);
       return seq;
     } finally {

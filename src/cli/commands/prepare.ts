@@ -1,11 +1,48 @@
 import type { CommandModule } from 'yargs';
 import { prepare, prepareGetNext, prepareSetNext } from '../../send/prepare.js';
 import { rawTail } from '../../sys/argv.js';
+import { UsageError } from '../../errors.js';
 import { idArgument, seqfile, u64, waitLock } from '../options.js';
+import type { EncodeOptions } from '../../send/encode.js';
+import type { Argv } from 'yargs';
+
+/** zstd and OpenPGP around the whole packet (spec/encoding.md). */
+function encodeOptions<T>(y: Argv<T>) {
+  return y
+    .option('zstd', {
+      type: 'string',
+      describe: 'Compress the whole packet with zstd, at LEVEL (1-19, default 3): --zstd or --zstd=LEVEL',
+      coerce: (v: unknown) => {
+        if (v === '' || v === true) return 3;
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 1 || n > 19) throw new UsageError(`invalid value "${v}" for --zstd: expected a level from 1 to 19`);
+        return n;
+      },
+    })
+    .option('encrypt-to', { type: 'string', array: true, nargs: 1, requiresArg: true, describe: 'Encrypt to the OpenPGP public key(s) in this file (armored or binary); repeatable' })
+    .option('passphrase-file', { type: 'string', requiresArg: true, describe: 'Encrypt with the passphrase on the first line of this file (symmetric)' })
+    .option('sign-with', { type: 'string', requiresArg: true, describe: 'Sign with the OpenPGP secret key in this file' })
+    .option('key-passphrase-file', { type: 'string', requiresArg: true, describe: 'File whose first line unlocks the --sign-with key' });
+}
+
+function encodeArgs(a: PrepareArgs): EncodeOptions {
+  return {
+    zstdLevel: a.zstd,
+    encryptTo: a['encrypt-to'],
+    passphraseFile: a['passphrase-file'],
+    signWith: a['sign-with'],
+    keyPassphraseFile: a['key-passphrase-file'],
+  };
+}
 import { print } from './out.js';
 
 interface PrepareArgs {
   seqfile: string;
+  zstd?: number;
+  'encrypt-to'?: string[];
+  'passphrase-file'?: string;
+  'sign-with'?: string;
+  'key-passphrase-file'?: string;
   input?: string;
   'wait-lock'?: number;
   '--'?: string[];
@@ -15,8 +52,8 @@ export const prepareCmd: CommandModule<object, PrepareArgs> = {
   command: 'prepare',
   describe: 'Prepare a command for transmission, writing to stdout',
   builder: (y) =>
-    y
-      .usage('$0 prepare --seqfile FILE [-i INPUT] [-- PARAMS...]')
+    encodeOptions(y)
+      .usage('$0 prepare --seqfile FILE [-i INPUT] [--zstd[=LEVEL]] [--encrypt-to KEYFILE...] [-- PARAMS...]')
       .option('seqfile', seqfile)
       .option('input', {
         alias: 'i',
@@ -25,19 +62,27 @@ export const prepareCmd: CommandModule<object, PrepareArgs> = {
         describe: 'Path to file to use for input. Set to "-" to use stdin. If not given, no input is used',
       })
       .option('wait-lock', waitLock)
+      .example('tar c dir | $0 prepare -s seq -i - --zstd --encrypt-to recv.asc > p.fspl', 'compressed and encrypted, as zstd | gpg -e would')
       .example('tar c dir | $0 prepare -s ~/.fspool-seq -i - | ssh host fspool queue-write -q /var/q', 'send a tar stream')
       .example('FSPL_SET_DB=app $0 prepare -s seq -- restore > p.fspl', 'a request with a param and an env var') as never,
   handler: async (a) => {
-    await prepare({ seqfile: a.seqfile, kind: 'Command', input: a.input, params: rawTail(process.argv.slice(2), a['--'] ?? []), waitLockSeconds: a['wait-lock'] });
+    await prepare({
+      seqfile: a.seqfile,
+      kind: 'Command',
+      input: a.input,
+      params: rawTail(process.argv.slice(2), a['--'] ?? []),
+      waitLockSeconds: a['wait-lock'],
+      encode: encodeArgs(a),
+    });
   },
 };
 
 const bare = (kind: 'NOP' | 'Fail', command: string, describe: string): CommandModule<object, PrepareArgs> => ({
   command,
   describe,
-  builder: (y) => y.option('seqfile', seqfile).option('wait-lock', waitLock).example(`$0 ${command} -s seq | $0 queue-write -q q`, '') as never,
+  builder: (y) => encodeOptions(y.option('seqfile', seqfile).option('wait-lock', waitLock)).example(`$0 ${command} -s seq | $0 queue-write -q q`, '') as never,
   handler: async (a) => {
-    await prepare({ seqfile: a.seqfile, kind, waitLockSeconds: a['wait-lock'] });
+    await prepare({ seqfile: a.seqfile, kind, waitLockSeconds: a['wait-lock'], encode: encodeArgs(a) });
   },
 });
 

@@ -2,9 +2,11 @@ import type { CommandModule } from 'yargs';
 import { Queue } from '../../queue/queue.js';
 import { type OnError, type OrderBy, processQueue } from '../../run/processQueue.js';
 import { processStdin } from '../../run/processStdin.js';
-import { choice, commandAndParams, decoder, queuedir, runOptions, u64, waitLock } from '../options.js';
+import { choice, commandAndParams, type DecodeArgs, decodeContext, decodeOptions, delivery, queuedir, runOptions, u64, waitLock } from '../options.js';
+import type { DeliveryMode } from '../../run/source.js';
 
-interface RunArgs {
+interface RunArgs extends DecodeArgs {
+  delivery: DeliveryMode;
   command?: string;
   '--'?: string[];
   'allow-job-params': boolean;
@@ -15,7 +17,6 @@ interface RunArgs {
 
 interface QueueProcessArgs extends RunArgs {
   queuedir: string;
-  decoder?: string;
   'on-error': OnError;
   'order-by': OrderBy;
   'never-delete': boolean;
@@ -26,6 +27,8 @@ interface QueueProcessArgs extends RunArgs {
 
 const runOpts = (a: RunArgs) => ({
   ...commandAndParams(a),
+  decode: decodeContext(a),
+  delivery: a.delivery,
   allowJobParams: a['allow-job-params'],
   ignorePayload: a['ignore-payload'],
   timeoutSeconds: a.timeout,
@@ -36,10 +39,10 @@ export const queueProcess: CommandModule<object, QueueProcessArgs> = {
   command: 'queue-process [command]',
   describe: 'Process a queue',
   builder: (y) =>
-    runOptions(y)
+    decodeOptions(runOptions(y), { decoder: true, signature: true })
       .usage('$0 queue-process [OPTIONS] --queuedir DIR COMMAND [-- PARAMS...]')
       .option('queuedir', queuedir)
-      .option('decoder', decoder)
+      .option('delivery', delivery)
       .option('on-error', {
         type: 'string',
         requiresArg: true,
@@ -69,7 +72,6 @@ export const queueProcess: CommandModule<object, QueueProcessArgs> = {
   handler: async (a) => {
     const code = await processQueue(new Queue(a.queuedir), {
       ...runOpts(a),
-      decoder: a.decoder,
       onError: a['on-error'],
       orderBy: a['order-by'],
       neverDelete: a['never-delete'],
@@ -85,7 +87,8 @@ export const stdinProcess: CommandModule<object, RunArgs> = {
   command: 'stdin-process [command]',
   describe: 'Process a command from a job packet read from stdin',
   builder: (y) =>
-    runOptions(y)
+    decodeOptions(runOptions(y), { decoder: false, signature: true })
+      .option('delivery', delivery)
       .usage('$0 stdin-process [OPTIONS] COMMAND [-- PARAMS...]')
       .example('ssh sender fspool prepare -s seq -i file | $0 stdin-process cat', '') as never,
   handler: async (a) => {

@@ -3,21 +3,23 @@ import { log } from '../../log.js';
 import { formatEnv, jobEnv, rfc3339Local } from '../../packet/jobenv.js';
 import { Queue } from '../../queue/queue.js';
 import { writeJobPayload } from '../../run/payload.js';
-import { decoder, job, queuedir } from '../options.js';
+import { type DecodeArgs, decodeContext, decodeOptions, job, queuedir } from '../options.js';
 import { print } from './out.js';
 
-interface LsArgs {
+interface LsArgs extends DecodeArgs {
   queuedir: string;
-  decoder?: string;
 }
 
 export const queueLs: CommandModule<object, LsArgs> = {
   command: 'queue-ls',
   describe: 'Gets information about the jobs in a queue',
-  builder: (y) => y.option('queuedir', queuedir).option('decoder', decoder).example('$0 queue-ls -q q', '').example("$0 queue-ls -q q -d 'zstd -dc'", '') as never,
+  builder: (y) =>
+    decodeOptions(y.option('queuedir', queuedir), { decoder: true, signature: false })
+      .example('$0 queue-ls -q q', '')
+      .example("$0 queue-ls -q q -d 'gzip -dc'", 'packets gzipped as a whole (zstd and OpenPGP need no -d)') as never,
   handler: async (a) => {
     const q = new Queue(a.queuedir).check();
-    const jobs = await q.scan(a.decoder);
+    const jobs = await q.scan(decodeContext(a));
     const rows = [];
     for (const j of jobs) {
       if (j.header) rows.push({ seq: j.header.seq, name: j.name, ts: rfc3339Local(j.header.ctimeSecs) });
@@ -36,10 +38,10 @@ interface JobArgs extends LsArgs {
 export const queueInfo: CommandModule<object, JobArgs> = {
   command: 'queue-info',
   describe: 'Show information about a specific job ID in a queue',
-  builder: (y) => y.option('queuedir', queuedir).option('decoder', decoder).option('job', job).example('$0 queue-info -q q -j 3', '') as never,
+  builder: (y) => decodeOptions(y.option('queuedir', queuedir).option('job', job), { decoder: true, signature: false }).example('$0 queue-info -q q -j 3', '') as never,
   handler: async (a) => {
     const q = new Queue(a.queuedir).check();
-    const j = await q.findJob(a.job, a.decoder);
+    const j = await q.findJob(a.job, decodeContext(a));
     print(formatEnv(jobEnv(j.header, { filename: j.name, queuedir: q.dir, fullpath: j.path })));
   },
 };
@@ -47,10 +49,12 @@ export const queueInfo: CommandModule<object, JobArgs> = {
 export const queuePayload: CommandModule<object, JobArgs> = {
   command: 'queue-payload',
   describe: 'Dump the payload of a job to stdout',
-  builder: (y) => y.option('queuedir', queuedir).option('decoder', decoder).option('job', job).example('$0 queue-payload -q q -j 3 > payload', '') as never,
+  builder: (y) =>
+    decodeOptions(y.option('queuedir', queuedir).option('job', job), { decoder: true, signature: true }).example('$0 queue-payload -q q -j 3 > payload', '') as never,
   handler: async (a) => {
     const q = new Queue(a.queuedir).check();
-    const j = await q.findJob(a.job, a.decoder);
-    await writeJobPayload(j.path, 1, a.decoder);
+    const ctx = decodeContext(a);
+    const j = await q.findJob(a.job, ctx);
+    await writeJobPayload(j.path, 1, ctx, q.spoolDir);
   },
 };

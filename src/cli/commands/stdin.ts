@@ -1,19 +1,25 @@
+import { tmpdir } from 'node:os';
 import type { CommandModule } from 'yargs';
+import { openPacket } from '../../codec/decode.js';
 import { formatEnv, jobEnv } from '../../packet/jobenv.js';
-import { readHeaderFromFd } from '../../queue/jobfile.js';
-import { writeStdinPayload } from '../../run/payload.js';
+import { writePayload } from '../../run/payload.js';
+import { type DecodeArgs, decodeContext, decodeOptions } from '../options.js';
 import { print } from './out.js';
 
-export const stdinInfo: CommandModule = {
+export const stdinInfo: CommandModule<object, DecodeArgs> = {
   command: 'stdin-info',
   describe: 'Get information about a packet piped to filespooler on stdin',
-  builder: (y) => y.example('$0 stdin-info < packet.fspl', ''),
-  handler: () => print(formatEnv(jobEnv(readHeaderFromFd(0).header))),
+  builder: (y) => decodeOptions(y, { decoder: false, signature: false }).example('$0 stdin-info < packet.fspl', '') as never,
+  handler: async (a) => {
+    const p = await openPacket(0, decodeContext(a));
+    if (p.kind === 'stream') p.abort();
+    print(formatEnv(jobEnv(p.header)));
+  },
 };
 
-export const stdinPayload: CommandModule = {
+export const stdinPayload: CommandModule<object, DecodeArgs> = {
   command: 'stdin-payload',
   describe: 'Dumps the payload from the packet on stdin to stdout',
-  builder: (y) => y.example('$0 stdin-payload < packet.fspl > payload', ''),
-  handler: () => writeStdinPayload(1),
+  builder: (y) => decodeOptions(y, { decoder: false, signature: true }).example('$0 stdin-payload < packet.fspl > payload', '') as never,
+  handler: (a) => writePayload(0, 1, decodeContext(a), tmpdir()),
 };

@@ -1,0 +1,141 @@
+// From the bytes of a job file (or stdin) to a packet header and its payload, undoing
+// whole-packet encodings layer by layer: an external decoder (-d), then zstd and OpenPGP in
+// any order, recognised by their leading bytes (spec/encoding.md).
+import { fstatSync, readSync } from 'node:fs';
+import { HeaderReader, PacketError } from '../packet/codec.js';
+import type { Header } from '../packet/header.js';
+import { readHeaderFromFd } from '../queue/jobfile.js';
+import { fdChunks, fdOffset } from '../sys/fd.js';
+import { peek } from './chunks.js';
+import { runDecoder } from './external.js';
+import type { Keyring } from './keys.js';
+import { openpgpLayer } from './openpgp.js';
+import { SNIFF_BYTES, sniff } from './sniff.js';
+import { zstdDecompress } from './zstd.js';
+
+export interface DecodeContext {
+  /** External decoder command (`-d`), run before any built-in layer. */
+  decoder?: string;
+  keys: Keyring;
+}
+
+/** A packet whose payload must be streamed: decoded, or read from a pipe. */
+export interface StreamPacket {
+  kind: 'stream';
+  header: Header;
+  /** The payload, after the header. */
+  payload: AsyncIterable<Buffer>;
+  /** After the payload was read to its end: resolves if every layer verified, else rejects. */
+  verify(): Promise<void>;
+  /** Stop reading: kill an external decoder, release the input. */
+  abort(): void;
+  /** The layers undone, outermost first, e.g. ['openpgp', 'zstd']. */
+  layers: string[];
+  signed: boolean;
+}
+
+/** A plain fspl packet in a regular file: the fd is left at the payload (zero-copy). */
+export interface RawPacket {
+  kind: 'raw';
+  header: Header;
+  headerLength: number;
+}
+
+export type OpenedPacket = RawPacket | StreamPacket;
+
+/** Layers deeper than this are refused: nothing legitimate nests that far. */
+const MAX_LAYERS = 4;
+
+/** Undo layers from `src` until an fspl header appears; read the header. */
+export async function decodeChunks(
+  src: AsyncIterable<Buffer>,
+  ctx: DecodeContext,
+  outer: { verify(): Promise<void>; abort(): void; layers: string[] },
+): Promise<StreamPacket> {
+  let inputEnded = false;
+  let stream: AsyncIterable<Buffer> = (async function* () {
+    yield* src;
+    inputEnded = true;
+  })();
+  const layers = [...outer.layers];
+  const verifiers: Array<() => Promise<void>> = [outer.verify];
+  let signed = false;
+  try {
+    for (;;) {
+      const { head, all } = await peek(stream, SNIFF_BYTES);
+      stream = all;
+      const kind = sniff(head);
+      if (kind === 'fspl') break;
+      if (layers.length >= MAX_LAYERS) throw new PacketError(`more than ${MAX_LAYERS} layers of encoding`);
+      if (kind === 'zstd') {
+        stream = await zstdDecompress(stream);
+        layers.push('zstd');
+      } else if (kind === 'openpgp') {
+        const layer = await openpgpLayer(stream, head, ctx.keys);
+        stream = layer.plaintext;
+        verifiers.push(layer.verify);
+        signed ||= layer.signed;
+        layers.push('openpgp');
+      } else if (head.length === 0) {
+        throw new HeaderReader().endError();
+      } else {
+        const after = layers.length ? ` after ${layers.join(', ')}` : '';
+        throw new PacketError(`not a filespooler packet${after} (bad magic; not zstd or OpenPGP either)`);
+      }
+    }
+
+    const it = stream[Symbol.asyncIterator]();
+    const reader = new HeaderReader();
+    for (;;) {
+      const r = await it.next();
+      if (r.done) throw reader.endError();
+      if (reader.push(r.value)) break;
+    }
+    let complete = false;
+    async function* payload(): AsyncGenerator<Buffer> {
+      if (reader.rest.length > 0) yield reader.rest;
+      for (;;) {
+        const r = await it.next();
+        if (r.done) break;
+        yield r.value;
+      }
+      complete = true;
+    }
+    return {
+      kind: 'stream',
+      header: reader.header!,
+      payload: payload(),
+      layers,
+      signed,
+      abort: outer.abort,
+      async verify() {
+        if (!complete) throw new PacketError('payload was not read to its end');
+        for (const v of verifiers) await v();
+      },
+    };
+  } catch (e) {
+    // If the input ended early because an external decoder failed, that is the reason to give.
+    if (inputEnded) await outer.verify();
+    outer.abort();
+    throw e;
+  }
+}
+
+/**
+ * Open the packet at `fd`'s current offset. A plain fspl packet in a regular file comes back
+ * raw, with the fd at the payload; anything else (an encoding, a decoder, a pipe) as a stream.
+ */
+export async function openPacket(fd: number, ctx: DecodeContext): Promise<OpenedPacket> {
+  if (ctx.decoder) {
+    const d = runDecoder(ctx.decoder, fd);
+    return decodeChunks(d.chunks, ctx, { verify: d.verify, abort: d.abort, layers: ['decoder'] });
+  }
+  const st = fstatSync(fd);
+  if (st.isFile()) {
+    const head = Buffer.alloc(SNIFF_BYTES);
+    const n = readSync(fd, head, 0, SNIFF_BYTES, fdOffset(fd));
+    if (sniff(head.subarray(0, n)) === 'fspl') return { kind: 'raw', ...readHeaderFromFd(fd, st.size) };
+  }
+  const input = fdChunks(fd);
+  return decodeChunks(input.chunks, ctx, { verify: async () => {}, abort: input.stop, layers: [] });
+}

@@ -1,0 +1,102 @@
+// OpenPGP in-process (openpgp.js), streaming.
+//
+// openpgp.js by default holds back the whole plaintext until the integrity check at the end
+// (GiBs of memory for a GiB payload). We let it stream (`allowUnauthenticatedStream`) and make
+// the EOF rule carry the safety: the plaintext reaches the receiver as it is decrypted, but
+// the receiver sees EOF only after the iteration ended without error (MDC checked) and every
+// required signature verified; otherwise it is killed first (src/run/deliver.ts).
+import type { Message } from 'openpgp';
+import { FspoolError } from '../errors.js';
+import { fromWebStream, toWebStream } from './chunks.js';
+import { type Keyring, openpgp } from './keys.js';
+import { openpgpTag } from './sniff.js';
+
+/** Tags of packets that mean "encrypted": PKESK, SKESK, SED, SEIPD, AEAD. */
+const ENCRYPTED_TAGS = new Set([1, 3, 9, 18, 20]);
+
+export class OpenPGPError extends FspoolError {
+  override name = 'OpenPGPError';
+}
+
+export interface OpenPGPLayer {
+  plaintext: AsyncIterable<Buffer>;
+  /** After the plaintext has been read to its end: integrity and signature verdict. */
+  verify(): Promise<void>;
+  signed: boolean;
+}
+
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).replace(/^Error (decrypting|verifying) message: /, '');
+
+/**
+ * Open an OpenPGP message (binary or armored). `head` is its first bytes, used to tell an
+ * encrypted message from a signed-only one.
+ */
+export async function openpgpLayer(src: AsyncIterable<Buffer>, head: Buffer, keys: Keyring): Promise<OpenPGPLayer> {
+  const pgp = await openpgp();
+  const material = await keys.load();
+  const config = { allowUnauthenticatedStream: true };
+  const armored = head.toString('latin1').trimStart().startsWith('-----BEGIN');
+  let msg: Message<ReadableStream<Uint8Array>>;
+  try {
+    msg = armored
+      ? ((await pgp.readMessage({ armoredMessage: toWebStream(latin1(src)) as unknown as ReadableStream<string>, config })) as unknown as Message<ReadableStream<Uint8Array>>)
+      : await pgp.readMessage({ binaryMessage: toWebStream(src), config });
+  } catch (e) {
+    throw new OpenPGPError(`not a readable OpenPGP message: ${message(e)}`);
+  }
+  const firstTag = armored ? msg.packets[0]?.constructor && (msg.packets[0].constructor as unknown as { tag: number }).tag : openpgpTag(head[0]!);
+  const encrypted = firstTag !== undefined && ENCRYPTED_TAGS.has(firstTag);
+  let result;
+  try {
+    if (encrypted) {
+      if (material.decryptionKeys.length === 0 && material.passwords.length === 0) {
+        throw new OpenPGPError('encrypted packet and no key to decrypt it: give --decrypt-key FILE or --passphrase-file FILE (or see spec/encoding.md for the default location)');
+      }
+      // openpgp.js tries only the passwords when it is given both: offer the keys when the
+      // message is encrypted to public keys (PKESK) and we have some, else the passwords.
+      const toKeys = msg.getEncryptionKeyIDs().length > 0 && material.decryptionKeys.length > 0;
+      result = await pgp.decrypt({
+        message: msg,
+        ...(toKeys ? { decryptionKeys: material.decryptionKeys } : { passwords: material.passwords }),
+        verificationKeys: material.verificationKeys,
+        format: 'binary',
+        config,
+      });
+    } else {
+      result = await pgp.verify({ message: msg, verificationKeys: material.verificationKeys, format: 'binary', config });
+    }
+  } catch (e) {
+    if (e instanceof OpenPGPError) throw e;
+    throw new OpenPGPError(`cannot ${encrypted ? 'decrypt' : 'read'} OpenPGP packet: ${message(e)}`);
+  }
+  // Verdicts of signatures come when the data has been read; never leave one unhandled.
+  const verdicts = result.signatures.map((s) =>
+    s.verified.then(
+      () => undefined,
+      (e: unknown) => message(e),
+    ),
+  );
+  const data = result.data as unknown as ReadableStream<Uint8Array>;
+  async function* plaintext(): AsyncGenerator<Buffer> {
+    try {
+      yield* fromWebStream(data);
+    } catch (e) {
+      throw new OpenPGPError(`OpenPGP packet is corrupt or was tampered with: ${message(e)}`);
+    }
+  }
+  return {
+    plaintext: plaintext(),
+    signed: result.signatures.length > 0,
+    async verify() {
+      if (!keys.requiresSignature) return;
+      if (verdicts.length === 0) throw new OpenPGPError('packet is not signed, and --require-signature was given');
+      const outcomes = await Promise.all(verdicts);
+      if (outcomes.some((o) => o === undefined)) return;
+      throw new OpenPGPError(`no valid signature by an accepted key: ${outcomes.join('; ')}`);
+    },
+  };
+}
+
+async function* latin1(src: AsyncIterable<Buffer>): AsyncGenerator<Uint8Array> {
+  for await (const b of src) yield b.toString('latin1') as unknown as Uint8Array;
+}

@@ -1,0 +1,101 @@
+// Starting a child through fspool-exec (native/fspool_exec.c): byte-exact argv and
+// environment, exec failures reported apart from exit statuses, a process group of its own,
+// and a guardian that SIGKILLs that group if fspool dies before dismissing it. Receivers and
+// decoders both start this way (spec/processing.md, "If fspool dies").
+import { type ChildProcess, type IOType, spawn } from 'node:child_process';
+import { closeSync, writeSync } from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
+import { native, packageFile } from '../sys/native.js';
+import { execRequest } from './exec.js';
+import { killGroup } from './group.js';
+
+export interface GuardedSpec {
+  argv: Buffer[];
+  /** Variables added to our environment. */
+  env: Array<[string, Buffer]>;
+  stdio: [number | IOType, number | IOType, number | IOType];
+  /** The write end of the child's stdin pipe: the guardian holds a copy until told 'E'. */
+  stdinWriteEnd?: number;
+}
+
+export interface GuardedExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Could not be started at all (not found, not executable, no memory). */
+  startError?: string;
+}
+
+export class GuardedChild {
+  readonly child: ChildProcess;
+  /** Settles once the child has exited and we know whether its exec succeeded. */
+  readonly exited: Promise<GuardedExit>;
+  private lifeline: number | undefined;
+
+  /** Throws ExecError if argv or env cannot be exec'd (a NUL byte). */
+  constructor(spec: GuardedSpec) {
+    const request = execRequest(spec.argv, spec.env, true);
+    const [lifeRead, lifeWrite] = native().pipe();
+    this.lifeline = lifeWrite;
+    const extra: Array<IOType | number> = ['pipe', lifeRead];
+    if (spec.stdinWriteEnd !== undefined) extra.push(spec.stdinWriteEnd);
+    try {
+      this.child = spawn(packageFile('build/Release/fspool-exec'), [], {
+        stdio: [...spec.stdio, ...extra],
+        detached: true,
+        argv0: spec.argv[0]!.toString('utf8'),
+      });
+    } finally {
+      // The child has its copy of the lifeline's read end (or never will): ours must go, or
+      // the guardian would never see EOF.
+      closeSync(lifeRead);
+    }
+
+    // fd 3: the request goes in; an exec failure comes back; a successful exec closes it.
+    const control = this.child.stdio[3] as (Readable & Writable) | null;
+    const notStarted = new Promise<string | undefined>((resolve) => {
+      if (!control) return resolve('cannot talk to fspool-exec');
+      const said: Buffer[] = [];
+      control.on('data', (b: Buffer) => said.push(b));
+      control.on('error', () => {
+        /* the helper died: its exit status tells */
+      });
+      control.on('close', () => resolve(said.length ? Buffer.concat(said).toString() : undefined));
+      control.end(request);
+    });
+    const exit = new Promise<GuardedExit>((resolve) => {
+      this.child.once('error', (error) => resolve({ code: null, signal: null, startError: error.message }));
+      this.child.once('exit', (code, signal) => resolve({ code, signal }));
+    });
+    this.exited = Promise.all([exit, notStarted]).then(([e, failed]) => (failed && !e.startError ? { ...e, startError: failed } : e));
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  /** Signal the child's whole process group. */
+  kill(signal: NodeJS.Signals): void {
+    if (this.child.pid) killGroup(this.child.pid, signal);
+  }
+
+  /** The stdin payload is whole: the guardian closes its copy of the pipe's write end. */
+  allowEof(): void {
+    this.tell('E');
+  }
+
+  /** The child's work is over (it exited, or was killed and reaped): dismiss the guardian. */
+  release(): void {
+    this.tell('X');
+    if (this.lifeline !== undefined) closeSync(this.lifeline);
+    this.lifeline = undefined;
+  }
+
+  private tell(what: 'E' | 'X'): void {
+    if (this.lifeline === undefined) return;
+    try {
+      writeSync(this.lifeline, what);
+    } catch {
+      /* the guardian is gone (killed by someone): nothing left to tell */
+    }
+  }
+}

@@ -1,0 +1,106 @@
+// From an opened packet to what the receiver reads, by delivery mode (spec/encoding.md):
+//
+// - plain packet in a file: the file itself (zero-copy);
+// - `stream` (default): decoded plaintext flows into the receiver's pipe as it is decoded;
+//   EOF only after every layer verified (src/run/deliver.ts);
+// - `verified`: decoded into an unlinked temp file in the queue, verified, and only then
+//   handed over; a failure means the receiver never starts.
+//
+// With --require-signature, the header (seq, params, env) must be trusted before the receiver
+// starts, and an OpenPGP signature is only checked at the end of the message. So in `stream`
+// mode the packet is decoded and verified once without a receiver, then decoded again into the
+// receiver; `verified` mode does that by construction.
+import { closeSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import type { Keyring } from '../codec/keys.js';
+import type { OpenedPacket, StreamPacket } from '../codec/decode.js';
+import { describe } from '../errors.js';
+import { encodeHeader } from '../packet/codec.js';
+import type { Header } from '../packet/header.js';
+import type { PayloadSource } from './job.js';
+
+export type DeliveryMode = 'stream' | 'verified';
+
+export interface SourceOptions {
+  mode: DeliveryMode;
+  keys: Keyring;
+  /** The fd the packet was opened from (for zero-copy). */
+  fd: number;
+  /** Where `verified` mode decodes to: a directory on the queue's filesystem. */
+  spoolDir: string;
+  /** Open the same packet again, for a second pass; absent when the input cannot be re-read. */
+  reopen?: () => Promise<OpenedPacket>;
+}
+
+export type Prepared =
+  | { ok: true; header: Header; payload: PayloadSource; layers: string[]; cleanup(): void }
+  | { ok: false; reason: string };
+
+/** Decode the payload into a temp file that is unlinked at once, and verify it. */
+async function spool(p: StreamPacket, dir: string): Promise<{ fd: number } | { reason: string }> {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `decoded-${randomUUID()}.tmp`);
+  const fd = openSync(path, 'wx+', 0o600);
+  // Unlinked now, so no outcome (not even a crash) leaves it behind; the fd keeps the data.
+  unlinkSync(path);
+  try {
+    let pos = 0;
+    // Positional writes leave the fd's offset at 0, where the receiver will start reading.
+    for await (const chunk of p.payload) {
+      let off = 0;
+      while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off, pos + off);
+      pos += chunk.length;
+    }
+    await p.verify();
+    return { fd };
+  } catch (e) {
+    closeSync(fd);
+    p.abort();
+    return { reason: `${describe(e)}; the command was not started` };
+  }
+}
+
+/** Read the whole payload and verify it, without a receiver. */
+async function check(p: StreamPacket): Promise<string | undefined> {
+  try {
+    for await (const chunk of p.payload) void chunk;
+    await p.verify();
+    return undefined;
+  } catch (e) {
+    p.abort();
+    return describe(e);
+  }
+}
+
+export async function preparePayload(p: OpenedPacket, opts: SourceOptions): Promise<Prepared> {
+  const none = () => {};
+  if (p.kind === 'raw') {
+    if (opts.keys.requiresSignature) return { ok: false, reason: 'packet is not signed (a plain fspl packet), and --require-signature was given' };
+    return { ok: true, header: p.header, payload: { kind: 'fd', fd: opts.fd }, layers: [], cleanup: none };
+  }
+  if (opts.mode === 'verified' || (opts.keys.requiresSignature && !opts.reopen)) {
+    const s = await spool(p, opts.spoolDir);
+    if ('reason' in s) return { ok: false, reason: s.reason };
+    return { ok: true, header: p.header, payload: { kind: 'fd', fd: s.fd }, layers: p.layers, cleanup: () => closeSync(s.fd) };
+  }
+  let live = p;
+  if (opts.keys.requiresSignature) {
+    const bad = await check(p);
+    if (bad) return { ok: false, reason: `${bad}; the command was not started` };
+    const again = await opts.reopen!();
+    // The header the receiver is given must be the one that was verified.
+    if (again.kind !== 'stream' || !encodeHeader(again.header).equals(encodeHeader(p.header))) {
+      if (again.kind === 'stream') again.abort();
+      return { ok: false, reason: 'packet changed while it was being verified; the command was not started' };
+    }
+    live = again;
+  }
+  return {
+    ok: true,
+    header: live.header,
+    payload: { kind: 'stream', chunks: live.payload, verify: live.verify, abort: live.abort },
+    layers: live.layers,
+    cleanup: none,
+  };
+}
