@@ -6,6 +6,8 @@
  * and a running fspl from processing one queue at once. The lock belongs to the open file
  * description, so the kernel drops it when fspool's fd closes or fspool dies.
  *
+ * fcntl(2) to clear O_NONBLOCK: see src/run/guarded.ts, "fd 2".
+ *
  * pipe2(2): Node's stdio 'pipe' is an AF_UNIX socketpair. Receivers such as `zfs receive`
  * expect a real pipe on stdin (they resize it with F_SETPIPE_SZ), and we must never hand a
  * receiver a pipe we have already read from, so we make our own, with O_CLOEXEC on both ends
@@ -67,12 +69,27 @@ static napi_value js_pipe(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* clearNonblock(fd): clear O_NONBLOCK on the open file description behind fd. */
+static napi_value js_clear_nonblock(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) return throw_errno(env, EINVAL, "fcntl");
+  int flags = fcntl(fd, F_GETFL);
+  if (flags == -1) return throw_errno(env, errno, "fcntl");
+  if ((flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == -1) return throw_errno(env, errno, "fcntl");
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, num;
   napi_create_function(env, "flock", NAPI_AUTO_LENGTH, js_flock, NULL, &fn);
   napi_set_named_property(env, exports, "flock", fn);
   napi_create_function(env, "pipe", NAPI_AUTO_LENGTH, js_pipe, NULL, &fn);
   napi_set_named_property(env, exports, "pipe", fn);
+  napi_create_function(env, "clearNonblock", NAPI_AUTO_LENGTH, js_clear_nonblock, NULL, &fn);
+  napi_set_named_property(env, exports, "clearNonblock", fn);
   napi_create_int32(env, LOCK_EX, &num);
   napi_set_named_property(env, exports, "LOCK_EX", num);
   napi_create_int32(env, LOCK_NB, &num);

@@ -17,6 +17,8 @@ const result = await build({
   legalComments: 'none',
   // Loaded on first use from node_modules: openpgp is large, zstd-napi is a native addon.
   external: ['openpgp', 'zstd-napi'],
+  // yargs uses two functions of node:assert; loading it costs ~10 ms of start-up.
+  alias: { assert: './src/cli/assert-lite.ts', 'string-width': './src/cli/string-width-lazy.ts' },
   logLevel: 'warning',
   define: {
     'import.meta.url': 'import_meta_url',

@@ -160,3 +160,15 @@ describe('encoding', () => {
     expect(r.rest.toString()).toBe('hello\n');
   });
 });
+
+describe('crc32', () => {
+  it('equals zlib.crc32 on the empty input, every fixture and random buffers', async () => {
+    const { crc32: ours } = await import('../src/packet/crc32.js');
+    expect(ours(Buffer.alloc(0))).toBe(crc32(Buffer.alloc(0)));
+    for (const f of readdirSync(FIXTURES).filter((n) => n.endsWith('.fspl'))) expect(ours(fixture(f))).toBe(crc32(fixture(f)));
+    for (let i = 0; i < 50; i++) {
+      const b = Buffer.from(Array.from({ length: i * 37 }, () => Math.floor(Math.random() * 256)));
+      expect(ours(b)).toBe(crc32(b));
+    }
+  });
+});

@@ -1,7 +1,7 @@
 // Encode and decode Filespooler 1.2 packet headers, byte for byte as fspl 1.2.2 does.
 // Pure functions over buffers: no I/O here (see spec/packet-format.md).
-import { crc32 } from 'node:zlib';
 import { Decoder, Encoder } from '@msgpack/msgpack';
+import { crc32 } from './crc32.js';
 import { type CmdType, type Header, I64_MAX, I64_MIN, U64_MAX } from './header.js';
 
 export const MAGIC = Buffer.from('*FILESPOOLER', 'latin1');

@@ -2,13 +2,13 @@
 //   QUEUE/nextseq        next sequence number to process
 //   QUEUE/nextseq.lock   the processing lock (flock)
 //   QUEUE/jobs/          packets, fspl-<anything>.fspl; any other name is ignored
-import { randomUUID } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
 import { isUtf8 } from '../sys/argv.js';
+import { randomUUID } from '../sys/lazy.js';
 import type { Header } from '../packet/header.js';
 import { replaceDurably } from '../sys/durable.js';
 import { copyFd } from '../sys/fd.js';

@@ -2,9 +2,10 @@
 // environment, exec failures reported apart from exit statuses, a process group of its own,
 // and a guardian that SIGKILLs that group if fspool dies before dismissing it. Receivers and
 // decoders both start this way (spec/processing.md, "If fspool dies").
-import { type ChildProcess, type IOType, spawn } from 'node:child_process';
+import type { ChildProcess, IOType } from 'node:child_process';
 import { closeSync, writeSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
+import { childProcess } from '../sys/lazy.js';
 import { native, packageFile } from '../sys/native.js';
 import { execRequest } from './exec.js';
 import { killGroup } from './group.js';
@@ -25,6 +26,22 @@ export interface GuardedExit {
   startError?: string;
 }
 
+let stderrSettled = false;
+
+/**
+ * fd 2. Node creates process.stderr lazily, and its net.Socket destroy path reads it, so the
+ * first socket we close (fd 3 of fspool-exec, a decoder's stdout) would create it then, setting
+ * O_NONBLOCK on fd 2 in the middle of a job, on the open file description the receiver
+ * inherited. So create it before the first child starts, and make fd 2 blocking again; the
+ * stream is never created twice.
+ */
+function settleStderr(): void {
+  if (stderrSettled) return;
+  stderrSettled = true;
+  void process.stderr;
+  native().clearNonblock(2);
+}
+
 export class GuardedChild {
   readonly child: ChildProcess;
   /** Settles once the child has exited and we know whether its exec succeeded. */
@@ -34,12 +51,13 @@ export class GuardedChild {
   /** Throws ExecError if argv or env cannot be exec'd (a NUL byte). */
   constructor(spec: GuardedSpec) {
     const request = execRequest(spec.argv, spec.env, true);
+    settleStderr();
     const [lifeRead, lifeWrite] = native().pipe();
     this.lifeline = lifeWrite;
     const extra: Array<IOType | number> = ['pipe', lifeRead];
     if (spec.stdinWriteEnd !== undefined) extra.push(spec.stdinWriteEnd);
     try {
-      this.child = spawn(packageFile('build/Release/fspool-exec'), [], {
+      this.child = childProcess().spawn(packageFile('build/Release/fspool-exec'), [], {
         stdio: [...spec.stdio, ...extra],
         detached: true,
         argv0: spec.argv[0]!.toString('utf8'),

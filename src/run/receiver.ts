@@ -9,7 +9,8 @@
 // - a guardian (src/run/guarded.ts) that kills its group if fspool dies mid-job, before the
 //   last write end of its stdin pipe closes, so a truncated payload never ends in a clean EOF.
 import { closeSync } from 'node:fs';
-import { Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { net } from '../sys/lazy.js';
 import { native } from '../sys/native.js';
 import { GuardedChild } from './guarded.js';
 
@@ -66,7 +67,7 @@ export class Receiver {
     if (pipeWrite !== undefined) {
       // Non-blocking on our end only: the two ends of a pipe are separate open file
       // descriptions, so the receiver's end stays blocking.
-      this.stdin = new Socket({ fd: pipeWrite, readable: false, writable: true });
+      this.stdin = new (net().Socket)({ fd: pipeWrite, readable: false, writable: true });
       this.stdin.on('error', () => {
         /* EPIPE when the receiver stops reading: seen by the delivery as a broken pipe */
       });

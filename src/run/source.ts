@@ -11,13 +11,13 @@
 // mode the packet is decoded and verified once without a receiver, then decoded again into the
 // receiver; `verified` mode does that by construction.
 import { closeSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
-import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { Keyring } from '../codec/keys.js';
 import type { OpenedPacket, StreamPacket } from '../codec/decode.js';
 import { describe } from '../errors.js';
 import { encodeHeader } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
+import { randomUUID } from '../sys/lazy.js';
 import type { PayloadSource } from './job.js';
 
 export type DeliveryMode = 'stream' | 'verified';

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 interface Sys {
   flock(fd: number, op: number): boolean;
   pipe(): [number, number];
+  clearNonblock(fd: number): void;
   LOCK_EX: number;
   LOCK_NB: number;
   LOCK_UN: number;

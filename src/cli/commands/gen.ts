@@ -1,5 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import type { CommandModule } from 'yargs';
+import { randomUUID } from '../../sys/lazy.js';
 import { print } from './out.js';
 
 export const genFilename: CommandModule = {
