@@ -79,15 +79,17 @@ export function parsePrefix(prefix: Uint8Array): { metaLen: number; metaCrc: num
     throw new PacketError(`truncated header: ${prefix.length} of ${PREFIX_LEN} prefix bytes`);
   }
   const b = Buffer.from(prefix.buffer, prefix.byteOffset, PREFIX_LEN);
-  if (!b.subarray(0, 12).equals(MAGIC)) throw new PacketError('not a filespooler packet (bad magic)');
+  if (MAGIC.compare(b, 0, MAGIC.length) !== 0) throw new PacketError('not a filespooler packet (bad magic)');
   const version = b.readUInt16BE(12);
   if (version !== FORMAT_VERSION) throw new PacketError(`unsupported packet format version ${version} (expected 1)`);
   if (crc32(b.subarray(0, 26)) !== b.readUInt32BE(26)) throw new PacketError('header prefix CRC mismatch');
-  const len = b.readBigUInt64BE(14);
-  if (len > BigInt(MAX_METADATA_LEN)) {
-    throw new PacketError(`metadata length ${len} exceeds the limit of ${MAX_METADATA_LEN} bytes`);
+  // L is a u64; anything of 2^32 or more is far beyond the limit, so the high word decides.
+  const high = b.readUInt32BE(14);
+  const low = b.readUInt32BE(18);
+  if (high !== 0 || low > MAX_METADATA_LEN) {
+    throw new PacketError(`metadata length ${b.readBigUInt64BE(14)} exceeds the limit of ${MAX_METADATA_LEN} bytes`);
   }
-  return { metaLen: Number(len), metaCrc: b.readUInt32BE(22) };
+  return { metaLen: low, metaCrc: b.readUInt32BE(22) };
 }
 
 /** Check the metadata CRC and decode the metadata into a Header. */
@@ -95,16 +97,21 @@ export function parseMetadata(meta: Uint8Array, expectedCrc: number): Header {
   if (crc32(meta) !== expectedCrc) throw new PacketError('metadata CRC mismatch');
   let value: unknown;
   try {
-    // fspl ignores spare bytes after the map inside L: take the first object only.
-    const it = decoder.decodeMulti(meta);
-    const first = it.next();
-    if (first.done) throw new PacketError('empty metadata');
-    value = first.value;
+    value = decoder.decode(meta);
   } catch (e) {
-    if (e instanceof PacketError) throw e;
-    throw new PacketError(`metadata is not valid MessagePack: ${(e as Error).message}`);
+    // fspl ignores spare bytes after the map inside L: then take the first object only.
+    value = firstObject(meta, e);
   }
   return headerFrom(value);
+}
+
+function firstObject(meta: Uint8Array, whole: unknown): unknown {
+  if (!(whole instanceof RangeError && /^Extra /.test(whole.message))) {
+    throw new PacketError(`metadata is not valid MessagePack: ${(whole as Error).message}`);
+  }
+  const first = decoder.decodeMulti(meta).next();
+  if (first.done) throw new PacketError('empty metadata');
+  return first.value;
 }
 
 /** Decode a whole header held in one buffer (prefix + metadata); returns it and its length. */

@@ -33,7 +33,9 @@ export function readHeaderFromFd(fd: number, fileSize?: number): FdHeader {
  * The scanning path: three syscalls per file, open, pread, close.
  */
 export function peekPlainHeader(fd: number): Header | undefined {
-  const first = Buffer.allocUnsafe(PEEK_BYTES);
+  // One buffer for every peek: decoding copies what it keeps, and a scan of 10,000 files
+  // should not make 10,000 buffers of garbage.
+  const first = peekBuffer;
   const n = readSync(fd, first, 0, PEEK_BYTES, 0);
   const head = first.subarray(0, n);
   if (n < MAGIC.length || !head.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
@@ -49,4 +51,6 @@ export function peekPlainHeader(fd: number): Header | undefined {
   return decodeHeader(all).header;
 }
 
-const PEEK_BYTES = 4096;
+/** Covers a command header with a few hundred bytes of params and env; longer ones take a second read. */
+const PEEK_BYTES = 1024;
+const peekBuffer = Buffer.allocUnsafe(PEEK_BYTES);

@@ -26,7 +26,7 @@ export function rawArgs(args: string[]): Buffer[] | undefined {
   return same ? raw : undefined;
 }
 
-export const isUtf8 = (b: Buffer) => Buffer.from(b.toString('utf8'), 'utf8').equals(b);
+export { isUtf8 } from 'node:buffer';
 
 /** The raw bytes of `tail`, which must be the last arguments of our command line (params after `--`). */
 export function rawTail(args: string[], tail: string[]): Buffer[] {
