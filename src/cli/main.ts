@@ -4,10 +4,11 @@ import yargs, { type MiddlewareFunction } from 'yargs';
 import { describe, FspoolError, UsageError } from '../errors.js';
 import { type Level, LEVELS, log, setLogLevel } from '../log.js';
 import { PacketError } from '../packet/codec.js';
+import { setQuiet } from '../progress.js';
 import { isUtf8, rawArgs } from '../sys/argv.js';
 import { genFilename, genUuid } from './commands/gen.js';
 import { print } from './commands/out.js';
-import { prepareCmd, prepareFail, prepareGetNextCmd, prepareNop, prepareSetNextCmd } from './commands/prepare.js';
+import { enqueueCmd, prepareCmd, prepareFail, prepareGetNextCmd, prepareNop, prepareSetNextCmd } from './commands/prepare.js';
 import { queueProcess, stdinProcess } from './commands/process.js';
 import { queueGetNext, queueInit, queueSetNext, queueWrite } from './commands/queueAdmin.js';
 import { queueInfo, queueLs, queuePayload } from './commands/queueRead.js';
@@ -88,6 +89,7 @@ export async function main(args: string[]): Promise<void> {
       coerce: choice('--log-level', LEVELS),
       describe: 'Logging (to stderr) level: TRACE, DEBUG, INFO, WARN, ERROR',
     })
+    .option('quiet', { type: 'boolean', nargs: 0, global: true, default: false, describe: 'No progress lines on stderr' })
     .middleware(((a: Record<string, unknown>, y: unknown) => {
       // yargs renders the whole help text after starting every command, to show it if the
       // command fails; fspool never shows help on failure, and the rendering is a sixth of
@@ -98,7 +100,9 @@ export async function main(args: string[]): Promise<void> {
         if (Array.isArray(v) && !REPEATABLE.has(k)) throw new UsageError(`--${k} was given more than once`);
       }
       setLogLevel(a['log-level'] as Level);
+      setQuiet(a.quiet === true);
     }) as unknown as MiddlewareFunction)
+    .command(enqueueCmd)
     .command(genFilename)
     .command(genUuid)
     .command(prepareCmd)
@@ -118,6 +122,7 @@ export async function main(args: string[]): Promise<void> {
     .command(stdinInfo)
     .command(stdinPayload)
     .command(stdinProcess)
+    .completion('completion', 'Print a shell completion script (bash or zsh, from $SHELL): fspool completion >> ~/.bashrc')
     .demandCommand(1, 'a subcommand is required')
     .strict()
     .help('help')

@@ -2,15 +2,16 @@
 //   QUEUE/nextseq        next sequence number to process
 //   QUEUE/nextseq.lock   the processing lock (flock)
 //   QUEUE/jobs/          packets, fspl-<anything>.fspl; any other name is ignored
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
+import { Progress } from '../progress.js';
 import { isUtf8 } from '../sys/argv.js';
 import { randomUUID } from '../sys/lazy.js';
 import type { Header } from '../packet/header.js';
-import { replaceDurably } from '../sys/durable.js';
+import { fsyncDir } from '../sys/durable.js';
 import { copyFd } from '../sys/fd.js';
 import { peekPlainHeader } from './jobfile.js';
 import { SeqFile } from './seqfile.js';
@@ -198,12 +199,57 @@ export class Queue {
    * fsync, rename to fspl-<uuid>.fspl, fsync jobs/. Returns the new name only when durable.
    */
   write(fromFd: number): string {
+    const t = this.openTemp();
+    const progress = Progress.start('queue-write');
+    try {
+      if (copyFd(fromFd, t.fd, progress) === 0) throw new FspoolError('no packet on stdin (0 bytes); nothing written');
+      progress?.done();
+      t.durable();
+      return t.publish();
+    } catch (e) {
+      t.discard();
+      throw e;
+    }
+  }
+
+  /**
+   * A packet file written in steps: write to `fd` (a temp name, invisible to processors),
+   * `durable()` fsyncs it, `publish()` renames it to its job name and fsyncs jobs/, and
+   * `discard()` removes it if it was not published. enqueue consumes its sequence number
+   * between durable() and publish() (spec/queue-layout.md).
+   */
+  openTemp(): { fd: number; tmpPath: string; durable(): void; publish(): string; discard(): void } {
     this.check();
     const uuid = randomUUID();
     const name = `fspl-${uuid}.fspl`;
-    replaceDurably(this.jobPath(name), this.jobPath(`tmp-fspl-${uuid}.fspl.tmp`), (fd) => {
-      if (copyFd(fromFd, fd) === 0) throw new FspoolError('no packet on stdin (0 bytes); nothing written');
-    });
-    return name;
+    const tmpPath = this.jobPath(`tmp-fspl-${uuid}.fspl.tmp`);
+    const fd = openSync(tmpPath, 'wx', 0o644);
+    let open = true;
+    let published = false;
+    return {
+      fd,
+      tmpPath,
+      durable: () => {
+        fsyncSync(fd);
+        closeSync(fd);
+        open = false;
+      },
+      publish: () => {
+        renameSync(tmpPath, this.jobPath(name));
+        published = true;
+        fsyncDir(this.jobsDir);
+        return name;
+      },
+      discard: () => {
+        if (open) closeSync(fd);
+        open = false;
+        if (published) return;
+        try {
+          unlinkSync(tmpPath);
+        } catch {
+          /* never written */
+        }
+      },
+    };
   }
 }

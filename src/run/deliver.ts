@@ -4,6 +4,7 @@
 // killed first and only then is the pipe closed, so it can never take a truncated stream
 // for a complete one.
 import type { Socket } from 'node:net';
+import type { Progress } from '../progress.js';
 import type { Receiver } from './receiver.js';
 
 export interface PayloadStream {
@@ -28,7 +29,7 @@ interface Pumped {
   sourceError?: unknown;
 }
 
-async function pump(src: AsyncIterable<Buffer>, sink: Socket): Promise<Pumped> {
+async function pump(src: AsyncIterable<Buffer>, sink: Socket, progress?: Progress): Promise<Pumped> {
   let bytes = 0;
   try {
     for await (const chunk of src) {
@@ -45,6 +46,7 @@ async function pump(src: AsyncIterable<Buffer>, sink: Socket): Promise<Pumped> {
         });
       }
       bytes += chunk.length;
+      progress?.add(chunk.length);
     }
     return { bytes, broken: sink.destroyed };
   } catch (e) {
@@ -54,10 +56,10 @@ async function pump(src: AsyncIterable<Buffer>, sink: Socket): Promise<Pumped> {
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
-export async function deliver(receiver: Receiver, src: PayloadStream): Promise<Delivery> {
+export async function deliver(receiver: Receiver, src: PayloadStream, progress?: Progress): Promise<Delivery> {
   const sink = receiver.stdin!;
   let pumped: Pumped | undefined;
-  const pumping = pump(src.chunks, sink).then((p) => (pumped = p));
+  const pumping = pump(src.chunks, sink, progress).then((p) => (pumped = p));
   await Promise.race([pumping, receiver.done]);
 
   if (!pumped) {

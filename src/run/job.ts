@@ -1,6 +1,7 @@
 // Running one job: from a decoded header and a payload source to a judged outcome.
 import { closeSync, fstatSync, openSync } from 'node:fs';
 import { log } from '../log.js';
+import { Progress } from '../progress.js';
 import type { Header } from '../packet/header.js';
 import { type JobLocation, jobEnv } from '../packet/jobenv.js';
 import { fdOffset } from '../sys/fd.js';
@@ -47,6 +48,17 @@ function judge(exit: ReceiverExit, delivery: Delivery | undefined, unread: numbe
   if (delivery?.early) return { ok: true, note: 'command exited 0 before reading all of its input' };
   if (unread > 0) return { ok: true, note: `command exited 0 leaving ${unread} payload bytes unread` };
   return { ok: true };
+}
+
+function watchOffset(fd: number, progress: Progress): NodeJS.Timeout {
+  const start = fdOffset(fd);
+  return setInterval(() => {
+    try {
+      progress.set(fdOffset(fd) - start);
+    } catch {
+      /* fd closed at the end of the job */
+    }
+  }, 250);
 }
 
 export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> {
@@ -98,9 +110,14 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
 
   const unforward = interrupts.forward(receiver);
   let delivery: Delivery | undefined;
+  const progress = opts.ignorePayload ? undefined : Progress.start(`job ${header.seq}`);
+  // Zero-copy: the receiver reads our fd, so its offset is its progress.
+  const watcher = progress && job.payload.kind === 'fd' ? watchOffset(job.payload.fd, progress) : undefined;
   try {
-    if (!opts.ignorePayload && job.payload.kind === 'stream') delivery = await deliver(receiver, job.payload);
+    if (!opts.ignorePayload && job.payload.kind === 'stream') delivery = await deliver(receiver, job.payload, progress);
     const exit = await receiver.done;
+    if (watcher) clearInterval(watcher);
+    progress?.done();
     let unread = -1;
     if (!opts.ignorePayload && job.payload.kind === 'fd') {
       // The receiver shared our file offset: how far it got is how far it read.
@@ -113,6 +130,7 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
     }
     return outcome;
   } finally {
+    if (watcher) clearInterval(watcher);
     receiver.release();
     unforward();
   }

@@ -3,6 +3,7 @@ import { closeSync, openSync } from 'node:fs';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
 import { copyFd, writeAll } from '../sys/fd.js';
+import { Progress } from '../progress.js';
 import { preparePayload } from './source.js';
 
 /**
@@ -17,15 +18,21 @@ export async function writePayload(fd: number, outFd: number, ctx: DecodeContext
     spoolDir,
   });
   if (!p.ok) throw new FspoolError(p.reason.replace('; the command was not started', ''));
+  const progress = Progress.start(`payload of seq ${p.header.seq}`);
   try {
     if (p.payload.kind === 'fd') {
-      copyFd(p.payload.fd, outFd);
+      copyFd(p.payload.fd, outFd, progress);
+      progress?.done();
       return;
     }
     const src = p.payload;
     try {
-      for await (const chunk of src.chunks) writeAll(outFd, chunk);
+      for await (const chunk of src.chunks) {
+        writeAll(outFd, chunk);
+        progress?.add(chunk.length);
+      }
       await src.verify();
+      progress?.done();
     } catch (e) {
       src.abort();
       // What was written so far cannot be taken back: say so.

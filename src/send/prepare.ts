@@ -11,6 +11,7 @@ import { FspoolError } from '../errors.js';
 import { SeqFile } from '../queue/seqfile.js';
 import { splitNul } from '../sys/argv.js';
 import { copyFd, fdChunks, writeAll } from '../sys/fd.js';
+import { Progress } from '../progress.js';
 import { type EncodeOptions, makeEncoder } from './encode.js';
 
 export interface PrepareOptions {
@@ -26,6 +27,12 @@ export interface PrepareOptions {
   outFd?: number;
   /** zstd and OpenPGP around the whole packet. */
   encode?: EncodeOptions;
+  /**
+   * For a packet written to a file (enqueue): `durable` runs once the whole packet was
+   * written, before the sequence number is consumed (if it throws, the number is not);
+   * `publish` runs after the number was consumed durably.
+   */
+  finish?: { durable(): void; publish(): void };
 }
 
 /**
@@ -72,19 +79,27 @@ export async function prepare(opts: PrepareOptions): Promise<bigint> {
       return encodeHeader({ seq, ctimeSecs: t.secs, ctimeNanos: t.nanos, cmd });
     };
     const emit = async (seq: bigint) => {
+      const progress = inFd === undefined ? undefined : Progress.start(`prepare seq ${seq}`);
       if (!encoder) {
         writeAll(out, header(seq));
-        if (inFd !== undefined) copyFd(inFd, out);
-        return;
+        if (inFd !== undefined) copyFd(inFd, out, progress);
+      } else {
+        async function* packet(): AsyncGenerator<Buffer> {
+          yield header(seq);
+          if (inFd === undefined) return;
+          for await (const chunk of fdChunks(inFd).chunks) {
+            progress?.add(chunk.length);
+            yield chunk;
+          }
+        }
+        for await (const chunk of await encoder(packet())) writeAll(out, chunk);
       }
-      async function* packet(): AsyncGenerator<Buffer> {
-        yield header(seq);
-        if (inFd !== undefined) yield* fdChunks(inFd).chunks;
-      }
-      for await (const chunk of await encoder(packet())) writeAll(out, chunk);
+      progress?.done();
     };
     if (opts.seqfile === '-') {
       await emit(1n);
+      opts.finish?.durable();
+      opts.finish?.publish();
       return 1n;
     }
     const sf = new SeqFile(opts.seqfile);
@@ -95,7 +110,9 @@ export async function prepare(opts: PrepareOptions): Promise<bigint> {
         throw new FspoolError(`sequence file ${sf.path} is at ${seq}, the largest sequence number: no number can follow it; reset it with prepare-set-next`);
       }
       await emit(seq);
+      opts.finish?.durable();
       sf.write(seq + 1n);
+      opts.finish?.publish();
       return seq;
     } finally {
       lock.release();

@@ -49,14 +49,15 @@ export function writeAll(fd: number, data: Uint8Array): void {
 }
 
 /** Copy everything from `from` (at its offset) to `to`; returns the byte count. */
-export function copyFd(from: number, to: number, chunk = 1 << 20): number {
-  const buf = Buffer.allocUnsafe(chunk);
+export function copyFd(from: number, to: number, progress?: { add(n: number): void }): number {
+  const buf = Buffer.allocUnsafe(1 << 20);
   let total = 0;
   for (;;) {
     const n = readSome(from, buf);
     if (n === 0) return total;
     writeAll(to, buf.subarray(0, n));
     total += n;
+    progress?.add(n);
   }
 }
 

@@ -1,8 +1,9 @@
 import type { CommandModule } from 'yargs';
 import { prepare, prepareGetNext, prepareSetNext } from '../../send/prepare.js';
 import { rawTail } from '../../sys/argv.js';
-import { UsageError } from '../../errors.js';
-import { idArgument, seqfile, u64, waitLock } from '../options.js';
+import { describe, FspoolError, UsageError } from '../../errors.js';
+import { Queue } from '../../queue/queue.js';
+import { idArgument, queuedir, seqfile, u64, waitLock } from '../options.js';
 import type { EncodeOptions } from '../../send/encode.js';
 import type { Argv } from 'yargs';
 
@@ -88,6 +89,48 @@ const bare = (kind: 'NOP' | 'Fail', command: string, describe: string): CommandM
 
 export const prepareNop = bare('NOP', 'prepare-nop', 'Prepare a NOP packet for transmission, writing to stdout');
 export const prepareFail = bare('Fail', 'prepare-fail', 'Prepare a fail packet for transmission, writing to stdout');
+
+export const enqueueCmd: CommandModule<object, PrepareArgs & { queuedir: string }> = {
+  command: 'enqueue',
+  describe: 'Prepare a packet and write it into a local queue, in one process (prepare | queue-write)',
+  builder: (y) =>
+    encodeOptions(y)
+      .usage('$0 enqueue -q QUEUE -s SEQFILE [-i INPUT] [-- PARAMS...]')
+      .option('queuedir', queuedir)
+      .option('seqfile', seqfile)
+      .option('input', { alias: 'i', type: 'string', requiresArg: true, describe: 'Path to file to use for input; "-" for stdin; none for no payload' })
+      .option('wait-lock', waitLock)
+      .example('pg_dump app | $0 enqueue -q /var/spool/db -s /var/spool/db.seq -i - --zstd', 'one process instead of two') as never,
+  handler: async (a) => {
+    const q = new Queue(a.queuedir);
+    const t = q.openTemp();
+    let consumed = false;
+    try {
+      await prepare({
+        seqfile: a.seqfile,
+        kind: 'Command',
+        input: a.input,
+        params: rawTail(process.argv.slice(2), a['--'] ?? []),
+        waitLockSeconds: a['wait-lock'],
+        encode: encodeArgs(a),
+        outFd: t.fd,
+        // The packet is durable before its number is consumed, and visible only after:
+        // a crash between the two leaves a complete temp file, never a reused number.
+        finish: {
+          durable: t.durable,
+          publish: () => {
+            consumed = true;
+            t.publish();
+          },
+        },
+      });
+    } catch (e) {
+      if (consumed) throw new FspoolError(`${describe(e)}; the packet is complete in ${t.tmpPath}: rename it to ${q.jobsDir}/fspl-NAME.fspl`);
+      t.discard();
+      throw e;
+    }
+  },
+};
 
 export const prepareGetNextCmd: CommandModule<object, { seqfile: string }> = {
   command: 'prepare-get-next',
