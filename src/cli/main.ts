@@ -118,7 +118,12 @@ export async function main(args: string[]): Promise<void> {
     .command(queueProcess)
     .command(queueSetNext)
     .command(queueWrite)
-    .command({ command: 'show-license', describe: 'Show the license information', handler: () => print(LICENSE) })
+    .command({
+      command: 'show-license',
+      describe: 'Show the license information',
+      builder: (y) => y.example('$0 show-license', ''),
+      handler: () => print(LICENSE),
+    })
     .command(stdinInfo)
     .command(stdinPayload)
     .command(stdinProcess)

@@ -1,0 +1,115 @@
+// enqueue, progress lines and shell completion (issue 5), with real processes.
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { fspl, fspool, FSPOOL, makeQueue, runSync, tempDir } from './helpers/cli.js';
+
+const jobs = (q: string) => readdirSync(join(q, 'jobs')).sort();
+
+describe('enqueue', () => {
+  it('prepares and queues in one process; the packets run in order, with params and payload', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const seq = join(dir, 'seq');
+    for (const [i, body] of ['one', 'two', 'three'].entries()) {
+      const r = fspool(['enqueue', '-q', q, '-s', seq, '-i', '-', '--', `p${i + 1}`], { input: body });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.length).toBe(0);
+    }
+    expect(readFileSync(seq, 'latin1')).toBe('4\n');
+    expect(jobs(q).every((n) => /^fspl-[0-9a-f-]{36}\.fspl$/.test(n))).toBe(true);
+    const out = fspool(['queue-process', '-q', q, '--allow-job-params', 'sh', '--', '-c', 'echo "$FSPL_SEQ $(cat) $1"', 'x']);
+    expect(out.code, out.stderr).toBe(0);
+    expect(out.stdout.toString()).toBe('1 one p1\n2 two p2\n3 three p3\n');
+  });
+
+  it('writes packets fspl reads, compressed too', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    expect(fspool(['enqueue', '-q', q, '-s', join(dir, 's'), '-i', '-'], { input: 'plain' }).code).toBe(0);
+    const r = fspl(['queue-process', '-q', q, 'cat']);
+    expect(r.stdout.toString()).toBe('plain');
+    expect(fspool(['enqueue', '-q', q, '-s', join(dir, 's'), '-i', '-', '--zstd'], { input: 'squeezed' }).code).toBe(0);
+    expect(fspool(['queue-process', '-q', q, 'cat']).stdout.toString()).toBe('squeezed');
+  });
+
+  it('consumes no number and leaves no file when the input is missing or the queue is not one', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const seq = join(dir, 'seq');
+    writeFileSync(seq, '7\n');
+    const missing = fspool(['enqueue', '-q', q, '-s', seq, '-i', join(dir, 'nope')]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^Error: open .*nope: no such file or directory/m);
+    const notQueue = fspool(['enqueue', '-q', join(dir, 'noq'), '-s', seq]);
+    expect(notQueue.code).toBe(1);
+    expect(notQueue.stderr).toMatch(/is not a queue/);
+    expect(readFileSync(seq, 'latin1')).toBe('7\n');
+    expect(jobs(q)).toEqual([]);
+  });
+
+  it('a full disk leaves the number unconsumed and no temp file (the seqfile on /dev/full)', () => {
+    // The seqfile cannot be replaced on /dev/full: prepare fails after the packet is durable,
+    // and enqueue must then discard the packet rather than publish it without its number.
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const r = fspool(['enqueue', '-q', q, '-s', '/dev/full/seq', '-i', '-'], { input: 'x' });
+    expect(r.code).toBe(1);
+    expect(jobs(q)).toEqual([]);
+  });
+});
+
+describe('progress', () => {
+  // `script` gives the command a terminal; its output is the terminal's.
+  const onTerminal = (cmd: string) => runSync('script', ['-qec', cmd, '/dev/null'], { timeoutMs: 30_000 });
+  const slowInput = `sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do head -c 500000 /dev/zero; sleep 0.2; done'`;
+
+  it('draws bytes, rate and time on a terminal for a transfer longer than a second', () => {
+    const dir = tempDir();
+    const r = onTerminal(`${slowInput} | ${FSPOOL} prepare -s - -i - > ${join(dir, 'p')}`);
+    const text = r.stdout.toString();
+    expect(text).toMatch(/prepare seq 1: [\d.]+ MiB, [\d.]+ [KM]iB\/s, \ds/);
+    // stdout (the packet) got none of it
+    const packet = readFileSync(join(dir, 'p'));
+    expect(packet.length).toBe(85 + 5_000_000);
+    expect(packet.includes(Buffer.from('MiB/s'))).toBe(false);
+  });
+
+  it('is silent with --quiet, and when stderr is not a terminal', () => {
+    const dir = tempDir();
+    expect(onTerminal(`${slowInput} | ${FSPOOL} prepare -s - -i - --quiet > ${join(dir, 'p')}`).stdout.toString()).toBe('');
+    const piped = runSync('sh', ['-c', `${slowInput} | ${FSPOOL} prepare -s - -i - > ${join(dir, 'p2')}`]);
+    expect(piped.stderr).toBe('');
+  });
+
+  it('follows the receiver through a zero-copy job', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    writeFileSync(join(dir, 'big'), Buffer.alloc(3_000_000));
+    expect(fspool(['enqueue', '-q', q, '-s', '-', '-i', join(dir, 'big')]).code).toBe(0);
+    const r = onTerminal(`${FSPOOL} queue-process -q ${q} sh -- -c 'for i in $(seq 15); do dd bs=200000 count=1 status=none of=/dev/null; sleep 0.1; done'`);
+    expect(r.stdout.toString()).toMatch(/job 1: [\d.]+ [KM]iB/);
+  });
+});
+
+describe('completion', () => {
+  it('prints a bash script by default and a zsh one for zsh users, naming the subcommands', () => {
+    const bash = fspool(['completion'], { env: { ...process.env, SHELL: '/bin/bash' } });
+    expect(bash.code).toBe(0);
+    expect(bash.stdout.toString()).toMatch(/complete -o bashdefault -o default -F _fspool_yargs_completions fspool/);
+    const zsh = fspool(['completion'], { env: { ...process.env, SHELL: '/usr/bin/zsh' } });
+    expect(zsh.stdout.toString()).toMatch(/^#compdef fspool/m);
+    const words = fspool(['--get-yargs-completions', 'fspool', '']).stdout.toString().split('\n');
+    expect(words).toEqual(expect.arrayContaining(['queue-process', 'enqueue', 'stdin-info']));
+  });
+});
+
+it('every subcommand has --help with an example', () => {
+  const names = fspool(['--get-yargs-completions', 'fspool', '']).stdout.toString().trim().split('\n');
+  for (const n of names.filter((x) => x !== 'completion')) {
+    const h = fspool([n, '--help']);
+    expect(h.code, n).toBe(0);
+    expect(h.stdout.toString(), `${n} --help`).toMatch(/Examples:/);
+  }
+  expect(existsSync(FSPOOL)).toBe(true);
+});
