@@ -70,8 +70,19 @@ const version = (cmd) => execFileSync(cmd, ['--version'], { encoding: 'utf8' }).
 // ---- the temp dir ---------------------------------------------------------------------------
 const dir = mkdtempSync(join(tmpdir(), 'fspool-bench-'));
 let cleaned = false;
+/** Clean-up hooks of the benchmarks (e.g. stopping a gpg-agent), run before the dir goes. */
+const cleanups = [];
 const cleanup = () => {
-  if (!cleaned) rmSync(dir, { recursive: true, force: true });
+  if (!cleaned) {
+    for (const f of cleanups) {
+      try {
+        f();
+      } catch {
+        /* best effort */
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
   cleaned = true;
 };
 process.on('exit', cleanup);
@@ -120,7 +131,7 @@ console.log(`node ${process.version}, ${cpus().length} CPUs, load average ${load
 checkEncoder();
 
 const results = {};
-const ctx = makeContext({ dir, fspl, fspool, runsOverride, results });
+const ctx = makeContext({ dir, fspl, fspool, runsOverride, results, cleanups });
 const rows = [];
 let failed = false;
 for (const b of selected) {

@@ -1,11 +1,26 @@
 // The benchmarks. Each one prepares its inputs once, then runs the tools side by side,
 // interleaved (the order alternates every round, so drift on a busy machine hits both), after
 // warm-up rounds that are not recorded. Each returns table rows plus the raw samples.
+import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  fdatasyncSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { measure, summarize } from './measure.mjs';
-import { initQueue, makeJobs, packet, writeBigPacket, writeJobs, writeRepeated } from './packet.mjs';
+import { initQueue, makeJobs, packet, writeBigPacket, writeJobs, writeMixedPayload, writeRepeated } from './packet.mjs';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -124,6 +139,68 @@ export const BENCHMARKS = [
       const ms = pick(samples, 'ms');
       notes.push(startupNote(ctx, ms));
       return { rows: [row(this.name, 'wall ms', 'ms', ms.fspl, ms.fspool, '≤ 1.5×')], samples: { ms }, notes };
+    },
+  },
+
+  {
+    name: 'ls-10k-zstd',
+    title: '`queue-ls` of 10,000 zstd-compressed jobs: fspl `-d zstdcat` vs fspool built-in (no -d)',
+    defaultRuns: 3,
+    warmup: 1,
+    run(ctx) {
+      const n = 10_000;
+      const q = join(ctx.dir, 'ls-10k-zstd');
+      initQueue(q);
+      const jobs = makeJobs(n, (seq) => Buffer.from(`payload of job ${seq}\n`));
+      writeJobs(q, jobs);
+      // `fspl prepare | zstd`, in bulk: the zstd CLI compresses every job file in place.
+      execFileSync('zstd', ['-q', '-r', '--rm', join(q, 'jobs')], { stdio: ['ignore', 'ignore', 'pipe'] });
+      for (const j of jobs) renameSync(join(q, 'jobs', `${j.name}.zst`), join(q, 'jobs', j.name));
+      const head = Buffer.alloc(4);
+      const fd = openSync(join(q, 'jobs', jobs[0].name), 'r');
+      readSync(fd, head, 0, 4, 0);
+      closeSync(fd);
+      check(head.equals(Buffer.from([0x28, 0xb5, 0x2f, 0xfd])), 'zstd did not compress the job files');
+      const bytes = jobs.reduce((a, j) => a + statSync(join(q, 'jobs', j.name)).size, 0);
+
+      const argv = {
+        fspl: [ctx.fspl, 'queue-ls', '-q', q, '-d', 'zstdcat'],
+        fspool: [ctx.fspool, 'queue-ls', '-q', q],
+      };
+      const out = (t) => join(ctx.dir, `ls-10k-zstd.${t}.out`);
+      const unreadable = new Map();
+      const samples = sideBySide(['fspl', 'fspool'], { runs: ctx.runs(this), warmup: this.warmup }, (t) => {
+        const r = measure(argv[t], { stdout: out(t), stderr: ctx.errFile });
+        ranOk(r, t, ctx, 'queue-ls');
+        const listed = readFileSync(out(t), 'utf8').split('\n').filter((l) => /^\d+\s/.test(l)).length;
+        // What the tool said about files it could not list (fspool: "cannot read job file F: WHY").
+        for (const m of readFileSync(ctx.errFile, 'utf8').matchAll(/cannot read job file \S+: (.*)/g)) {
+          const k = `${t}: ${m[1]}`;
+          unreadable.set(k, (unreadable.get(k) ?? 0) + 1);
+        }
+        return { ...r, listed };
+      });
+      const a = readFileSync(out('fspl'), 'utf8');
+      const b = readFileSync(out('fspool'), 'utf8');
+      rmSync(q, { recursive: true, force: true });
+      check(samples.fspl.every((s) => s.listed === n), `fspl -d zstdcat listed ${samples.fspl.map((s) => s.listed).join(', ')} of ${n} jobs`);
+      const ms = pick(samples, 'ms');
+      const listed = pick(samples, 'listed');
+      const notes = [`${n} packets made as \`fspl prepare | zstd\` (zstd ${zstdVersion()} CLI, level 3, checksum on): ${(bytes / n).toFixed(0)} bytes each on average`];
+      if (listed.fspool.min < n) {
+        notes.push(
+          `WRONG OUTPUT: fspool listed only ${listed.fspool.min}..${listed.fspool.max} of the ${n} jobs (median ${listed.fspool.median}); ` +
+            `over all ${samples.fspool.length + this.warmup} runs it reported: ${[...unreadable].map(([k, c]) => `${c}× "${k}"`).join('; ')}`,
+        );
+      } else if (a !== b) notes.push(`queue-ls output differs from fspl's (fspl ${a.length} bytes, fspool ${b.length} bytes)`);
+      const plain = ctx.results['ls-10k']?.samples?.ms?.fspool;
+      if (plain) notes.push(`fspool, zstd over plain (ls-10k): +${(ms.fspool.median - plain.median).toFixed(0)} ms, ${((ms.fspool.median - plain.median) / n * 1000).toFixed(0)} µs per packet`);
+      notes.push(`per packet: fspl ${((ms.fspl.median / n) * 1000).toFixed(0)} µs (a zstdcat process each), fspool ${((ms.fspool.median / n) * 1000).toFixed(0)} µs`);
+      return {
+        rows: [row(this.name, 'wall ms', 'ms', ms.fspl, ms.fspool, 'info', { baseName: 'fspl -d zstdcat' })],
+        samples: { ms, listed },
+        notes,
+      };
     },
   },
 
@@ -259,11 +336,111 @@ export const BENCHMARKS = [
       };
     },
   },
+
+  {
+    name: 'enc-1g',
+    title: "1 GiB payload, zstd + OpenPGP, into `sh -c 'cat >/dev/null'`: built-in vs `-d 'gpg -q -d | zstd -dc'`",
+    defaultRuns: 3,
+    warmup: 1,
+    run(ctx) {
+      const g = ctx.gpg();
+      const notes = [];
+      // The payload, then the packet: `fspool prepare --zstd --encrypt-to`, once per bench run.
+      const payload = join(ctx.dir, 'enc-payload.bin');
+      writeMixedPayload(payload, GiB);
+      const pkt = join(ctx.dir, 'enc-1g.fspl');
+      const prep = measure([ctx.fspool, 'prepare', '-s', '-', '-i', payload, '--zstd', `--encrypt-to=${g.pub}`], { stdout: pkt, stderr: ctx.errFile });
+      ranOk(prep, 'fspool', ctx, 'prepare --zstd --encrypt-to');
+      // For information, one run: the same layers made by the command-line tools.
+      const extPrep = measure(
+        ['sh', '-c', '"$0" prepare -s - -i "$1" | zstd -q -c | gpg --batch -q --trust-model always --compress-algo none -e -r recv@test', ctx.fspl, payload],
+        { stdout: '/dev/null', stderr: ctx.errFile, env: g.env },
+      );
+      ranOk(extPrep, 'fspl | zstd | gpg', ctx, 'encode');
+      rmSync(payload);
+      const fd = openSync(pkt, 'r+');
+      fdatasyncSync(fd); // keep writeback of the new file out of the timed runs
+      closeSync(fd);
+      const size = statSync(pkt).size;
+      notes.push(
+        `payload: 1 GiB of 1 MiB blocks, alternately random (AES-CTR stream) and log-like text; packet ${(size / 1e6).toFixed(0)} MB ` +
+          `(${((100 * size) / GiB).toFixed(0)}% of the payload: zstd -3, then OpenPGP to an ${g.algo} key)`,
+        `making it, one run each: fspool prepare --zstd --encrypt-to ${(prep.ms / 1000).toFixed(2)} s (${(GiB / 1e6 / (prep.ms / 1000)).toFixed(0)} MB/s), ` +
+          `\`fspl prepare | zstd | gpg -e\` ${(extPrep.ms / 1000).toFixed(2)} s (${(GiB / 1e6 / (extPrep.ms / 1000)).toFixed(0)} MB/s)`,
+      );
+
+      const dec = 'gpg -q -d | zstd -dc';
+      const tools = ['fspl -d', 'built-in', 'verified', 'fspool -d'];
+      const opts = {
+        'fspl -d': [ctx.fspl, ['-d', dec]],
+        'built-in': [ctx.fspool, [`--decrypt-key=${g.key}`]],
+        verified: [ctx.fspool, ['--delivery', 'verified', `--decrypt-key=${g.key}`]],
+        'fspool -d': [ctx.fspool, ['-d', dec]],
+      };
+      const counts = {};
+      const samples = sideBySide(tools, { runs: ctx.runs(this), warmup: this.warmup }, (t, round) => {
+        const q = mkdtempSync(join(ctx.dir, `enc-1g-`));
+        initQueue(q);
+        linkSync(pkt, join(q, 'jobs', `fspl-${randomUUID()}.fspl`));
+        // Warm-up rounds count the bytes the receiver got; recorded rounds use `cat >/dev/null`.
+        const count = join(ctx.dir, 'enc-1g.count');
+        const recv = round < 0 ? ['sh', '--', '-c', 'wc -c >"$0"', count] : ['sh', '--', '-c', 'cat >/dev/null'];
+        const [bin, extra] = opts[t];
+        const r = measure([bin, 'queue-process', ...extra, '-q', q, ...recv], { stderr: ctx.errFile, env: g.env, poll: true });
+        ranOk(r, t, ctx, 'queue-process');
+        const next = readFileSync(join(q, 'nextseq'), 'utf8').trim();
+        const left = readdirSync(join(q, 'jobs')).length;
+        check(next === '2' && left === 0, `${t}: after queue-process nextseq=${next}, ${left} files left in jobs/`);
+        if (round < 0) {
+          counts[t] = Number(readFileSync(count, 'utf8').trim());
+          check(counts[t] === GiB, `${t}: the receiver got ${counts[t]} bytes, not ${GiB}`);
+        }
+        rmSync(q, { recursive: true, force: true });
+        return {
+          ...r,
+          mbps: GiB / 1e6 / (r.ms / 1000),
+          hwmMB: (r.hwmKb * 1024) / 1e6,
+          cpuS: r.userS + r.sysS,
+        };
+      });
+      rmSync(pkt);
+      const ms = pick(samples, 'ms');
+      const mbps = pick(samples, 'mbps');
+      const hwm = pick(samples, 'hwmMB');
+      const cpu = pick(samples, 'cpuS');
+      if (this.warmup > 0) notes.push(`every contender's receiver got all ${GiB} bytes (counted with wc -c in the warm-up round)`);
+      notes.push(
+        `CPU, user+sys of the whole tree (gpg, zstd, sh, cat included), median: ${tools.map((t) => `${t} ${cpu[t].median.toFixed(2)} s`).join(', ')}. ` +
+          `The shell pipeline runs gpg and zstd on two cores at once; the built-in decoder runs in fspool's one thread`,
+        `the 'fspl -d' and 'fspool -d' decoders print gpg "Broken pipe" errors: fspl (and fspool's scan) start the decoder once just to read the header`,
+      );
+      const base = (m) => m['fspl -d'];
+      const r = (metric, unit, b, f, target, o = {}) => row(this.name, metric, unit, b, f, target, { baseName: 'fspl -d', ...o });
+      return {
+        rows: [
+          r('wall ms: built-in (stream)', 'ms', base(ms), ms['built-in'], 'info'),
+          r('wall ms: built-in, --delivery verified', 'ms', base(ms), ms.verified, 'info'),
+          r('wall ms: fspool -d (same shell decoder)', 'ms', base(ms), ms['fspool -d'], 'info'),
+          r('MB/s: built-in (stream)', 'MB/s', base(mbps), mbps['built-in'], '≥ 0.5×', { higherIsBetter: true }),
+          r('MB/s: built-in (stream) vs fspool -d', 'MB/s', mbps['fspool -d'], mbps['built-in'], '≥ 0.5×', { higherIsBetter: true, baseName: 'fspool -d' }),
+          r('MB/s: built-in, --delivery verified', 'MB/s', base(mbps), mbps.verified, '≥ 0.5×', { higherIsBetter: true }),
+          r('MB/s: fspool -d (same shell decoder)', 'MB/s', base(mbps), mbps['fspool -d'], 'info', { higherIsBetter: true }),
+          r('spooler peak RSS MB: built-in (stream)', 'MB', base(hwm), hwm['built-in'], 'fspool ≤ 100 MB'),
+          r('spooler peak RSS MB: built-in, verified', 'MB', base(hwm), hwm.verified, 'fspool ≤ 100 MB'),
+          r('spooler peak RSS MB: fspool -d', 'MB', base(hwm), hwm['fspool -d'], 'fspool ≤ 100 MB'),
+        ],
+        samples: { ms, mbps, hwmMB: hwm, cpuS: cpu },
+        notes,
+        absolute: { builtinOverFsplDThroughput: mbps['built-in'].median / mbps['fspl -d'].median, fspoolPeakRssMBMax: Math.max(hwm['built-in'].max, hwm.verified.max, hwm['fspool -d'].max) },
+      };
+    },
+  },
 ];
 
 /** Shared state: the temp dir, tool paths, the random block and the cached 1 GiB packet. */
-export function makeContext({ dir, fspl, fspool, runsOverride, results }) {
+export function makeContext({ dir, fspl, fspool, runsOverride, results, cleanups = [] }) {
   let block;
+  let keys;
   const bigs = new Map();
   return {
     dir,
@@ -287,5 +464,45 @@ export function makeContext({ dir, fspl, fspool, runsOverride, results }) {
       }
       return bigs.get(bytes);
     },
+    /**
+     * A throwaway OpenPGP key pair, once per bench run: generated in one temp GNUPGHOME,
+     * exported (public: recv.pub, secret: recv.key), and the secret key imported into a second
+     * GNUPGHOME that the shell decoders use (`env`). Its gpg-agent is stopped at clean-up.
+     */
+    gpg() {
+      if (keys) return keys;
+      const gen = join(dir, 'gnupg-gen');
+      const home = join(dir, 'gnupg');
+      mkdirSync(gen, { mode: 0o700 });
+      mkdirSync(home, { mode: 0o700 });
+      const envGen = { ...process.env, GNUPGHOME: gen };
+      const env = { ...process.env, GNUPGHOME: home };
+      const gpg = (args, e) => execFileSync('gpg', ['--batch', ...args], { env: e, stdio: ['ignore', 'pipe', 'pipe'] });
+      cleanups.push(() => stopAgent(gen), () => stopAgent(home));
+      gpg(['--passphrase', '', '--quick-gen-key', 'Recv <recv@test>', 'future-default', 'default', 'never'], envGen);
+      const pub = join(dir, 'recv.pub');
+      const key = join(dir, 'recv.key');
+      writeFileSync(pub, gpg(['--export', 'recv@test'], envGen));
+      writeFileSync(key, gpg(['--export-secret-keys', '--pinentry-mode', 'loopback', '--passphrase', '', 'recv@test'], envGen));
+      stopAgent(gen);
+      gpg(['--import', key], env);
+      const algo = /^pub:[^:]*:[^:]*:(\d+):/m.exec(gpg(['--with-colons', '--list-keys', 'recv@test'], env).toString())?.[1];
+      keys = { pub, key, env, algo: { 22: 'ed25519/cv25519', 1: 'RSA' }[algo] ?? `algorithm ${algo}` };
+      return keys;
+    },
   };
+}
+
+function stopAgent(home) {
+  try {
+    execFileSync('gpgconf', ['--kill', 'gpg-agent'], { env: { ...process.env, GNUPGHOME: home }, stdio: 'ignore' });
+  } catch {
+    /* no agent, or no gpgconf */
+  }
+}
+
+let zstdV;
+function zstdVersion() {
+  zstdV ??= /v(\d+\.\d+\.\d+)/.exec(execFileSync('zstd', ['--version'], { encoding: 'utf8' }))?.[1] ?? '?';
+  return zstdV;
 }

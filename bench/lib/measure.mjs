@@ -24,7 +24,7 @@ fin, fout, ferr = f('stdin', 'rb'), f('stdout', 'wb'), f('stderr', 'wb')
 poll = spec.get('poll')
 hwm = 0
 t0 = time.perf_counter_ns()
-p = subprocess.Popen(spec['argv'], stdin=fin, stdout=fout, stderr=ferr, cwd=spec.get('cwd'))
+p = subprocess.Popen(spec['argv'], stdin=fin, stdout=fout, stderr=ferr, cwd=spec.get('cwd'), env=spec.get('env'))
 if poll:
     path = '/proc/%d/status' % p.pid
     while True:
@@ -51,7 +51,8 @@ print(json.dumps({'code': p.returncode, 'wall_ns': t1 - t0, 'user_s': ru.ru_utim
 export const PYTHON = ['/usr/bin/python3', '/usr/local/bin/python3'].find((p) => existsSync(p)) ?? 'python3';
 
 /**
- * Run argv once. opts: { stdin, stdout, stderr (paths; default /dev/null), cwd, poll (bool) }.
+ * Run argv once. opts: { stdin, stdout, stderr (paths; default /dev/null), cwd, env (the whole
+ * environment; default: inherited), poll (bool) }.
  * Returns { code, ms, userS, sysS, treeMaxRssKb, hwmKb }.
  */
 export function measure(argv, opts = {}) {
@@ -61,6 +62,7 @@ export function measure(argv, opts = {}) {
     stdout: opts.stdout ?? null,
     stderr: opts.stderr ?? null,
     cwd: opts.cwd ?? null,
+    env: opts.env ?? null,
     poll: opts.poll ? 0.002 : null,
   };
   const r = spawnSync(PYTHON, ['-c', PY, JSON.stringify(spec)], { encoding: 'utf8', maxBuffer: 1 << 20 });

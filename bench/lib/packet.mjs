@@ -3,7 +3,7 @@
 // `fspl prepare` writes (checked against fspl itself by `checkEncoder` before use):
 // 30-byte prefix, MessagePack metadata {seq, ctime: [s, ns], cmd_type: {Command: {params: [], env: []}}},
 // then the raw payload.
-import { randomUUID } from 'node:crypto';
+import { createCipheriv, randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, fdatasyncSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -107,4 +107,40 @@ export function writeRepeated(path, bytes, block, prefix = Buffer.alloc(0)) {
 /** A packet of seq 1 whose payload is `bytes` bytes of random data. */
 export function writeBigPacket(path, bytes, block) {
   writeRepeated(path, bytes, block, packet(1));
+}
+
+/**
+ * A payload that is partly compressible, as real backups and archives are: 1 MiB blocks,
+ * alternately random (an AES-CTR key stream, so no two blocks are alike and zstd finds nothing
+ * to match) and text (log-like lines with counters, which zstd -3 shrinks ~9-fold). `bytes`
+ * must be a multiple of 1 MiB. Synced before returning, like writeRepeated.
+ */
+export function writeMixedPayload(path, bytes) {
+  const MiB = 1 << 20;
+  const cipher = createCipheriv('aes-128-ctr', randomBytes(16), randomBytes(16));
+  const zeros = Buffer.alloc(MiB);
+  const fd = openSync(path, 'w');
+  let line = 0;
+  try {
+    for (let i = 0; i < bytes / MiB; i++) {
+      let block;
+      if (i % 2 === 0) block = cipher.update(zeros);
+      else {
+        const parts = [];
+        let n = 0;
+        while (n < MiB) {
+          line++;
+          const s = `2025-06-${String(1 + (line % 28)).padStart(2, '0')}T12:${String(line % 60).padStart(2, '0')}:00Z host${line % 7} backup[${1000 + (line % 97)}]: chunk ${line} stored, ${(line * 7919) % 100000} bytes, status ok\n`;
+          parts.push(s);
+          n += s.length;
+        }
+        block = Buffer.from(parts.join(''), 'latin1').subarray(0, MiB);
+      }
+      let off = 0;
+      while (off < block.length) off += writeSync(fd, block, off, block.length - off);
+    }
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
