@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { openDecoded } from '../codec/external.js';
 import { describe, FspoolError } from '../errors.js';
 import type { Header } from '../packet/header.js';
+import type { HeaderIndex } from './headerIndex.js';
 import { replaceDurably } from '../sys/durable.js';
 import { copyFd } from '../sys/fd.js';
 import { readJobHeader } from './jobfile.js';
@@ -48,6 +49,8 @@ export function identical(paths: string[]): boolean {
 export class Queue {
   readonly jobsDir: string;
   readonly nextseq: SeqFile;
+  /** Issue 4: the header cache (src/queue/headerIndex.ts), set by commands that use one. */
+  headerIndex?: Pick<HeaderIndex, 'scan'>;
 
   /** `dir` is kept as the user gave it: it is what FSPL_JOB_QUEUEDIR shows. */
   constructor(readonly dir: string) {
@@ -122,12 +125,19 @@ export class Queue {
     }
   }
 
-  /** Read the headers of `names` (all job files by default); decoders run a few at a time. */
-  async scan(decoder?: string, names = this.jobNames()): Promise<ScannedJob[]> {
-    return (await this.scanAll(decoder, names)).filter((j) => !j.vanished);
+  /**
+   * Read the headers of `names` (all job files by default); decoders run a few at a time.
+   * `complete`: `names` is all of jobs/ (lets the header cache forget files that are gone).
+   */
+  async scan(decoder?: string, names?: string[], complete = names === undefined): Promise<ScannedJob[]> {
+    const list = names ?? this.jobNames();
+    // Issue 4: through the header cache when the queue has a state database.
+    const jobs = this.headerIndex ? await this.headerIndex.scan(this, decoder, list, complete) : await this.readHeaders(decoder, list);
+    return jobs.filter((j) => !j.vanished);
   }
 
-  private async scanAll(decoder: string | undefined, names: string[]): Promise<ScannedJob[]> {
+  /** Read the headers of `names` from the files themselves (no cache). */
+  async readHeaders(decoder: string | undefined, names: string[]): Promise<ScannedJob[]> {
     if (!decoder) return Promise.all(names.map((n) => this.readHeader(n)));
     const out: ScannedJob[] = new Array(names.length);
     let next = 0;

@@ -1,23 +1,24 @@
 // queue-process: run a queue's jobs strictly in sequence order (or by timestamp), one at a
 // time, under the flock on nextseq.lock. The life of a job is in spec/job-lifecycle.md.
-import { closeSync, fstatSync, openSync, unlinkSync } from 'node:fs';
+import { closeSync, fstatSync, openSync } from 'node:fs';
 import { openDecoded } from '../codec/external.js';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
 import type { Header } from '../packet/header.js';
 import { readHeaderFromFd } from '../queue/jobfile.js';
+import { type Journal, packetId } from '../queue/journal.js';
 import { identical, type Queue, type ScannedJob } from '../queue/queue.js';
+import { attachState, PROCESSOR_BUSY_MS } from '../queue/state.js';
 import { Interrupts } from './interrupts.js';
 import { type Outcome, type RunOptions, runJob } from './job.js';
+import { commitJob, decide, failureKind, jobRef, record, recover, type RetryOptions, runAttempts } from './journaled.js';
 
-export type OnError = 'retry' | 'delete' | 'leave';
+export type { OnError } from './journaled.js';
 export type OrderBy = 'sequence' | 'timestamp';
 
-export interface ProcessOptions extends Omit<RunOptions, 'outputFile'> {
+export interface ProcessOptions extends Omit<RunOptions, 'outputFile'>, RetryOptions {
   decoder?: string;
-  onError: OnError;
   orderBy: OrderBy;
-  neverDelete: boolean;
   maxJobs?: number;
   saveOutput: boolean;
   waitLockSeconds?: number;
@@ -40,7 +41,8 @@ class JobIndex {
     const names = this.queue.jobNames();
     const present = new Set(names);
     for (const n of this.byName.keys()) if (!present.has(n)) this.byName.delete(n);
-    const fresh = await this.queue.scan(this.decoder, names.filter((n) => !this.byName.has(n)));
+    const complete = this.byName.size === 0; // issue 4: a first look lets the header cache prune
+    const fresh = await this.queue.scan(this.decoder, names.filter((n) => !this.byName.has(n)), complete);
     for (const j of fresh) this.byName.set(j.name, j);
     return fresh;
   }
@@ -62,10 +64,13 @@ function reportUnreadable(jobs: ScannedJob[]): void {
   for (const j of jobs) if (j.error) log.warn(`cannot read job file ${j.path}: ${j.error}; skipped`);
 }
 
-function reportStale(jobs: ScannedJob[], next: bigint): void {
+function reportStale(jobs: ScannedJob[], next: bigint, journal: Journal): void {
   for (const j of jobs) {
     if (readable(j) && j.header.seq < next) {
-      log.warn(`stale job file ${j.path}: seq ${j.header.seq} is below the queue's next seq ${next}; not run (remove it)`);
+      // Issue 4: the journal tells a copy of a processed packet from a job that never ran here.
+      const ran = journal.active ? journal.lastSuccess(packetId(j.header)) : undefined;
+      const hint = ran ? `it succeeded at ${new Date(ran.endedAt ?? ran.startedAt).toISOString()}; queue-clean removes it` : 'remove it';
+      log.warn(`stale job file ${j.path}: seq ${j.header.seq} is below the queue's next seq ${next}; not run (${hint})`);
     }
   }
 }
@@ -88,7 +93,7 @@ function reportGap(index: JobIndex, next: bigint): void {
  */
 async function runFile(queue: Queue, job: Readable, opts: ProcessOptions, interrupts: Interrupts): Promise<Outcome | 'vanished'> {
   const location = { filename: job.name, queuedir: queue.dir, fullpath: job.path };
-  const run: RunOptions = { ...opts, outputFile: opts.saveOutput ? `${job.path}.out` : undefined };
+  const run: RunOptions = { ...opts, outputFile: opts.saveOutput ? `${job.path}.out` : undefined, keepStderrTail: true };
   let fd: number;
   try {
     fd = openSync(job.path, 'r');
@@ -105,7 +110,7 @@ async function runFile(queue: Queue, job: Readable, opts: ProcessOptions, interr
     return await runJob({ header: d.header, location, payload: { kind: 'stream', chunks: d.payload, verify: d.verify, abort: d.abort } }, run, interrupts);
   } catch (e) {
     if (e instanceof FspoolError && e.exitCode === 2) throw e;
-    return { ok: false, reason: describe(e) };
+    return { ok: false, reason: describe(e), facts: { kind: failureKind(e), bytes: 0 } };
   } finally {
     closeSync(fd);
   }
@@ -133,43 +138,43 @@ function settle(outcome: Outcome, label: string, opts: ProcessOptions): boolean 
   return true;
 }
 
-function remove(paths: string[]): void {
-  for (const p of paths) {
-    try {
-      unlinkSync(p);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-  }
-}
-
 export async function processQueue(queue: Queue, opts: ProcessOptions): Promise<number> {
   queue.checkProcessable();
   const lock = await queue.nextseq.lock({ create: false, waitSeconds: opts.waitLockSeconds, what: `queue ${queue.dir}` });
+  // Issue 4: the journal and the header cache (QUEUE/fspool/state.db), when they can be had.
+  const state = attachState(queue, {
+    create: true,
+    busyMs: PROCESSOR_BUSY_MS,
+    cacheHeaders: true,
+    without: 'going on without it in this run: no journal (a crash is handled as fspl would), no header cache',
+  });
   const interrupts = new Interrupts().install();
   try {
     const index = new JobIndex(queue, opts.decoder);
-    reportUnreadable(await index.refresh());
+    const first = await index.refresh();
+    reportUnreadable(first);
+    for (const name of recover(queue, state.journal, first)) index.forget(name);
     const code = opts.orderBy === 'timestamp'
-      ? await byTimestamp(queue, index, opts, interrupts)
-      : await bySequence(queue, index, opts, interrupts);
+      ? await byTimestamp(queue, index, opts, interrupts, state.journal)
+      : await bySequence(queue, index, opts, interrupts, state.journal);
     return interrupts.signal ? interrupts.exitCode : code;
   } finally {
     interrupts.uninstall();
+    state.close();
     lock.release();
   }
 }
 
-async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, interrupts: Interrupts): Promise<number> {
+async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, interrupts: Interrupts, journal: Journal): Promise<number> {
   let next = queue.nextseq.read();
-  reportStale(index.all(), next);
+  reportStale(index.all(), next, journal);
   let done = 0;
   while (!interrupts.signal && (opts.maxJobs === undefined || done < opts.maxJobs)) {
     let candidates = index.withSeq(next);
     if (candidates.length === 0) {
       const fresh = await index.refresh();
       reportUnreadable(fresh);
-      reportStale(fresh, next);
+      reportStale(fresh, next, journal);
       candidates = index.withSeq(next);
       if (candidates.length === 0) {
         reportGap(index, next);
@@ -184,25 +189,29 @@ async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, i
       log.warn(`seq ${next} arrived ${candidates.length} times with identical content (${paths.join(', ')}); running it once`);
     }
     const job = candidates[0]!;
-    const outcome = await runFile(queue, job, opts, interrupts);
-    if (outcome === 'vanished') {
+    const label = `job ${next} (${job.path})`;
+    const ran = await runAttempts(journal, jobRef(job), 'sequence', label, opts, interrupts, () => runFile(queue, job, opts, interrupts));
+    if (ran === 'vanished') {
       log.warn(`job ${next} (${job.path}) was removed before it could run; looking again`);
       index.forget(job.name);
       continue;
     }
     done++;
-    if (!settle(outcome, `job ${next} (${job.path})`, opts)) return 0;
-    // Success, or failure under delete/leave: the job is over. nextseq first, durably; then
-    // the file. A crash between the two leaves a stale file, never a re-run.
-    queue.nextseq.write(next + 1n);
-    if (!opts.neverDelete && (outcome.ok || opts.onError === 'delete')) remove(paths);
+    // The journal first (durably, when the queue is to change), so that a crash from here on is
+    // completed by the next run without running the job again.
+    const action = decide(ran.outcome, opts);
+    record(journal, ran, action);
+    if (!settle(ran.outcome, label, opts)) return 0;
+    // Success, or failure under delete/leave/quarantine: the job is over. nextseq first,
+    // durably; then the file. A crash between the two leaves a stale file, never a re-run.
+    commitJob(queue, journal, ran, action!, 'sequence', candidates.map((c) => c.name), label);
     for (const c of candidates) index.forget(c.name);
     next += 1n;
   }
   return 0;
 }
 
-async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions, interrupts: Interrupts): Promise<number> {
+async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions, interrupts: Interrupts, journal: Journal): Promise<number> {
   const jobs = index.all().filter(readable).sort((a, b) => {
     const x = a.header;
     const y = b.header;
@@ -214,14 +223,17 @@ async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions, 
   let done = 0;
   for (const job of jobs) {
     if (interrupts.signal || (opts.maxJobs !== undefined && done >= opts.maxJobs)) break;
-    const outcome = await runFile(queue, job, opts, interrupts);
-    if (outcome === 'vanished') {
+    const label = `job ${job.header.seq} (${job.path})`;
+    const ran = await runAttempts(journal, jobRef(job), 'timestamp', label, opts, interrupts, () => runFile(queue, job, opts, interrupts));
+    if (ran === 'vanished') {
       log.warn(`job ${job.header.seq} (${job.path}) was removed before it could run`);
       continue;
     }
     done++;
-    if (!settle(outcome, `job ${job.header.seq} (${job.path})`, opts)) return 0;
-    if (!opts.neverDelete && (outcome.ok || opts.onError === 'delete')) remove([job.path]);
+    const action = decide(ran.outcome, opts);
+    record(journal, ran, action);
+    if (!settle(ran.outcome, label, opts)) return 0;
+    commitJob(queue, journal, ran, action!, 'timestamp', [job.name], label);
   }
   return 0;
 }
