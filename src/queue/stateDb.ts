@@ -9,7 +9,7 @@
 //
 // Its API is synchronous: a transaction waiting for a lock freezes the event loop. So every
 // transaction is short, IMMEDIATE when it writes, and never spans an await or a receiver's run.
-import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
+import { accessSync, chownSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
@@ -114,7 +114,8 @@ export class StateDb {
   static open(queueDir: string, opts: OpenOptions): StateDb | undefined {
     const dir = stateDir(queueDir);
     const path = join(dir, 'state.db');
-    if (!existsSync(path)) {
+    const creating = !existsSync(path);
+    if (creating) {
       if (!opts.create) return undefined;
       if (!existsSync(dir)) {
         if (!writable(queueDir)) {
@@ -155,6 +156,7 @@ export class StateDb {
           db!.pragma(`user_version = ${SCHEMA_VERSION}`);
         }).immediate();
       }
+      if (creating) giveToQueueOwner(queueDir, [dir, path]);
       return new StateDb(db, path, readonly, opts.without);
     } catch (e) {
       db?.close();
@@ -215,6 +217,18 @@ export class StateDb {
     this.broken = true;
     warnUnusable(this.path, e, this.without);
   }
+}
+
+/**
+ * root (say, `sudo fspool queue-ls`) must not leave a database the queue's own processor
+ * cannot write: what it creates goes to the queue directory's owner. (SQLite itself gives the
+ * -wal and -shm files the database file's owner when it runs as root.)
+ */
+function giveToQueueOwner(queueDir: string, paths: string[]): void {
+  if (process.getuid?.() !== 0) return;
+  const { uid, gid } = statSync(queueDir);
+  if (uid === 0) return;
+  for (const p of paths) chownSync(p, uid, gid);
 }
 
 function warnUnusable(path: string, e: unknown, without: string): void {

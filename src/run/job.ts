@@ -151,7 +151,7 @@ export async function runJob(job: JobInput, opts: RunOptions, interrupts: Interr
       unread = Math.max(0, fstatSync(fd).size - at);
       bytes = at - startOffset;
     }
-    const stderrTail = tail ? await tail.take() : opts.keepStderrTail && opts.outputFile ? fileTail(opts.outputFile) : undefined;
+    const stderrTail = (tail ? await tail.take() : opts.keepStderrTail && opts.outputFile ? fileTail(opts.outputFile) : undefined) || undefined;
     const outcome = judge(exit, delivery, unread);
     if (interrupts.signal && !exit.startError) {
       return { ok: false, reason: `interrupted by ${interrupts.signal}`, interrupted: interrupts.signal, facts: { kind: 'interrupted', signal: interrupts.signal, bytes, stderrTail } };

@@ -2,22 +2,38 @@ import type { CommandModule } from 'yargs';
 import { log } from '../../log.js';
 import { formatEnv, jobEnv, rfc3339Local } from '../../packet/jobenv.js';
 import { Queue } from '../../queue/queue.js';
+import { attachState, type QueueState, READER_BUSY_MS } from '../../queue/state.js';
 import { writeJobPayload } from '../../run/payload.js';
+import { infoJson, lsJson } from '../json.js';
 import { decoder, job, queuedir } from '../options.js';
 import { print } from './out.js';
+import { json } from './queueState.js';
 
 interface LsArgs {
   queuedir: string;
   decoder?: string;
+  json: boolean;
+}
+
+/** Issue 4: read headers through the queue's header cache, when it has one. */
+async function withCache<T>(q: Queue, fn: (state: QueueState) => Promise<T>): Promise<T> {
+  const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: 'going on without it: reading every file' });
+  try {
+    return await fn(state);
+  } finally {
+    state.close();
+  }
 }
 
 export const queueLs: CommandModule<object, LsArgs> = {
   command: 'queue-ls',
   describe: 'Gets information about the jobs in a queue',
-  builder: (y) => y.option('queuedir', queuedir).option('decoder', decoder).example('$0 queue-ls -q q', '').example("$0 queue-ls -q q -d 'zstd -dc'", '') as never,
+  builder: (y) =>
+    y.option('queuedir', queuedir).option('decoder', decoder).option('json', json).example('$0 queue-ls -q q', '').example("$0 queue-ls -q q -d 'zstd -dc'", '') as never,
   handler: async (a) => {
     const q = new Queue(a.queuedir).check();
-    const jobs = await q.scan(a.decoder);
+    const jobs = await withCache(q, () => q.scan(a.decoder));
+    if (a.json) return print(lsJson(q, jobs));
     const rows = [];
     for (const j of jobs) {
       if (j.header) rows.push({ seq: j.header.seq, name: j.name, ts: rfc3339Local(j.header.ctimeSecs) });
@@ -36,11 +52,12 @@ interface JobArgs extends LsArgs {
 export const queueInfo: CommandModule<object, JobArgs> = {
   command: 'queue-info',
   describe: 'Show information about a specific job ID in a queue',
-  builder: (y) => y.option('queuedir', queuedir).option('decoder', decoder).option('job', job).example('$0 queue-info -q q -j 3', '') as never,
+  builder: (y) => y.option('queuedir', queuedir).option('decoder', decoder).option('job', job).option('json', json).example('$0 queue-info -q q -j 3', '') as never,
   handler: async (a) => {
     const q = new Queue(a.queuedir).check();
-    const j = await q.findJob(a.job, a.decoder);
-    print(formatEnv(jobEnv(j.header, { filename: j.name, queuedir: q.dir, fullpath: j.path })));
+    const j = await withCache(q, () => q.findJob(a.job, a.decoder));
+    const env = jobEnv(j.header, { filename: j.name, queuedir: q.dir, fullpath: j.path });
+    print(a.json ? infoJson(q, j, env) : formatEnv(env));
   },
 };
 
@@ -50,7 +67,7 @@ export const queuePayload: CommandModule<object, JobArgs> = {
   builder: (y) => y.option('queuedir', queuedir).option('decoder', decoder).option('job', job).example('$0 queue-payload -q q -j 3 > payload', '') as never,
   handler: async (a) => {
     const q = new Queue(a.queuedir).check();
-    const j = await q.findJob(a.job, a.decoder);
+    const j = await withCache(q, () => q.findJob(a.job, a.decoder));
     await writeJobPayload(j.path, 1, a.decoder);
   },
 };
