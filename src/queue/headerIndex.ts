@@ -7,6 +7,7 @@
 // not cached (the next scan tries again, so a decoder that failed once does not make a job
 // unreadable for good); and without the database everything is read as before.
 import { type BigIntStats, statSync } from 'node:fs';
+import { log } from '../log.js';
 import { decodeHeader, encodeHeader } from '../packet/codec.js';
 import type { Queue, ScannedJob } from './queue.js';
 import type { Db, StateDb } from './stateDb.js';
@@ -37,10 +38,6 @@ function statOf(path: string): BigIntStats | undefined {
 }
 
 export class HeaderIndex {
-  /** Cache hits and files read in this process, for --log-level debug and the tests. */
-  hits = 0;
-  misses = 0;
-
   constructor(private readonly state: StateDb) {}
 
   /**
@@ -55,6 +52,7 @@ export class HeaderIndex {
 
     const out: ScannedJob[] = new Array(names.length);
     const missed: number[] = [];
+    let hits = 0;
     const stats: Array<BigIntStats | undefined> = new Array(names.length);
     for (let i = 0; i < names.length; i++) {
       const name = names[i]!;
@@ -69,7 +67,7 @@ export class HeaderIndex {
       if (row && sameFile(row, st)) {
         try {
           out[i] = { name, path, header: decodeHeader(row.header).header };
-          this.hits++;
+          hits++;
           continue;
         } catch {
           /* a row that no longer decodes is read again from the file */
@@ -77,7 +75,7 @@ export class HeaderIndex {
       }
       missed.push(i);
     }
-    this.misses += missed.length;
+    log.debug(`header cache: ${hits} hit(s), ${missed.length} file(s) to read`);
     const fresh = await queue.readHeaders(decoder, missed.map((i) => names[i]!));
     const store: Array<{ job: ScannedJob; st: BigIntStats }> = [];
     missed.forEach((i, k) => {
