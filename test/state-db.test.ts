@@ -7,7 +7,7 @@ import { existsSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync }
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { FSPOOL, fspl, fspool, type Result, runSync } from './helpers/cli.js';
+import { FSPOOL, fspl, fspool, type Result, runAsync, runSync } from './helpers/cli.js';
 import { dbPath, jobs, lines, LOGGER, logOf, nextseq, packet, proc, put, type Q, runs, setup, warns, zstd } from './helpers/state.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -265,6 +265,34 @@ describe('queue-status', () => {
     } finally {
       holder.kill('SIGKILL');
     }
+  });
+
+  it('while a processor runs a job: ls, status and history answer at once; status names its pid and job', async () => {
+    const q = setup('fspool-status-busy-');
+    put(q, packet(q, 1, 'p1'));
+    put(q, packet(q, 2, 'p2'));
+    const mark = join(q.dir, 'started');
+    const release = join(q.dir, 'release');
+    const script = `if [ "$FSPL_SEQ" = 1 ]; then touch "$MARK"; while [ ! -e "$REL" ]; do sleep 0.05; done; fi; ${LOGGER}`;
+    const p = runAsync(FSPOOL, ['queue-process', '-q', q.q, 'sh', '--', '-c', script], { env: { ...process.env, LOG: q.log, MARK: mark, REL: release } });
+    try {
+      for (let i = 0; !existsSync(mark); i++) {
+        if (i > 1500) throw new Error('the receiver never started');
+        await sleep(20);
+      }
+      const ls = ok(['queue-ls', '-q', q.q]);
+      expect(ls.stdout.toString().trim().split('\n')).toHaveLength(3);
+      const st = json(status(q, ['--json', '--stalled-after', '0']));
+      expect(st.processor).toMatchObject({ running: true, pid: p.pid, job: { seq: 1, outcome: 'running', attempt: 1 } });
+      expect(st.interrupted).toEqual([]);
+      expect(st.state).toBe('healthy');
+      expect(json(ok(['queue-history', '-q', q.q, '--json'])).runs.map((r: { outcome: string }) => r.outcome)).toEqual(['running']);
+    } finally {
+      writeFileSync(release, '');
+    }
+    const r = await p.done;
+    expect(r.code, r.stderr).toBe(0);
+    expect(logOf(q)).toBe(lines('1:p1', '2:p2'));
   });
 
   it('stale files, duplicates, unreadable files and interrupted attempts are listed', () => {
