@@ -29,9 +29,11 @@ CREATE TABLE IF NOT EXISTS headers (
   dev       TEXT NOT NULL,
   ino       TEXT NOT NULL,
   size      INTEGER NOT NULL,
-  mtime_ns  TEXT NOT NULL,
-  ctime_ns  TEXT NOT NULL,
+  mtime     TEXT NOT NULL,
+  ctime     TEXT NOT NULL,
   seq       TEXT NOT NULL,
+  ctime_secs TEXT NOT NULL,
+  ctime_nanos INTEGER NOT NULL,
   header    BLOB NOT NULL,
   first_seen INTEGER NOT NULL,
   PRIMARY KEY (decoder, name)
