@@ -142,7 +142,6 @@ export interface Attempt {
   id: number | undefined;
   attempt: number;
   job: JobRef;
-  startedAt: number;
 }
 
 export interface HistoryFilter {
@@ -199,7 +198,7 @@ export class Journal {
         .run(String(job.seq), job.packet, job.file, String(job.header.ctimeSecs), job.header.ctimeNanos, attempt, orderBy, process.pid, startedAt);
       return { id: Number(info.lastInsertRowid), attempt };
     });
-    return { id: r?.id, attempt: r?.attempt ?? local, job, startedAt };
+    return { id: r?.id, attempt: r?.attempt ?? local, job };
   }
 
   /** A run that did not happen after all (its file vanished before it could start). */

@@ -14,7 +14,7 @@ export interface LockHolder {
 }
 
 /** The pid holding a FLOCK lock on `path` (not a waiter), as /proc/locks tells. */
-export function lockHolder(path: string, procLocks = '/proc/locks'): LockHolder {
+export function lockHolder(path: string): LockHolder {
   let text: string;
   let dev: bigint;
   let ino: bigint;
@@ -22,7 +22,7 @@ export function lockHolder(path: string, procLocks = '/proc/locks'): LockHolder 
     const st = statSync(path, { bigint: true });
     dev = st.dev;
     ino = st.ino;
-    text = readFileSync(procLocks, 'latin1');
+    text = readFileSync('/proc/locks', 'latin1');
   } catch {
     return { known: false };
   }

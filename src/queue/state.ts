@@ -10,7 +10,6 @@ import { StateDb, stateDir } from './stateDb.js';
 export interface QueueState {
   db: StateDb | undefined;
   journal: Journal;
-  index: HeaderIndex | undefined;
   close(): void;
 }
 
@@ -39,7 +38,6 @@ export function attachState(queue: Queue, opts: AttachOptions): QueueState {
   return {
     db,
     journal: new Journal(db),
-    index,
     close: () => {
       if (queue.headerIndex === index) queue.headerIndex = undefined;
       db?.close();

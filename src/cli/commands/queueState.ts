@@ -83,7 +83,11 @@ function statusText(q: Queue, s: Status): string {
   row('last failure', s.lastFailure ? runLine(s.lastFailure) : '-');
   for (const r of s.interrupted) row('interrupted', `seq ${r.seq}, attempt ${r.attempt} started ${localMs(r.startedAt)} by pid ${r.pid}, which died; it runs again`);
   const p = s.processor;
-  row('processor', p.pid !== undefined ? `running, pid ${p.pid}${p.current ? ` (job ${p.current.seq} since ${localMs(p.current.startedAt)})` : ''}` : p.known ? 'not running' : 'unknown (/proc/locks unreadable)');
+  let proc: string;
+  if (p.pid !== undefined) proc = `running, pid ${p.pid}${p.current ? ` (job ${p.current.seq} since ${localMs(p.current.startedAt)})` : ''}`;
+  else if (s.nextSeq === undefined) proc = 'none (an append-only queue is not processed)';
+  else proc = p.known ? 'not running' : 'unknown (/proc/locks unreadable)';
+  row('processor', proc);
   if (!s.journal) row('journal', 'none (no state database)');
   return `${out.join('\n')}\n`;
 }
