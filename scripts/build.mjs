@@ -14,6 +14,8 @@ const result = await build({
   platform: 'node',
   target: 'node20',
   format: 'cjs',
+  // A native addon, loaded with require() at run time and only by the commands that use it.
+  external: ['better-sqlite3'],
   legalComments: 'none',
   // Loaded on first use from node_modules: openpgp is large, zstd-napi is a native addon.
   external: ['openpgp', 'zstd-napi'],

@@ -12,6 +12,7 @@ import { enqueueCmd, prepareCmd, prepareFail, prepareGetNextCmd, prepareNop, pre
 import { queueProcess, stdinProcess } from './commands/process.js';
 import { queueGetNext, queueInit, queueSetNext, queueWrite } from './commands/queueAdmin.js';
 import { queueInfo, queueLs, queuePayload } from './commands/queueRead.js';
+import { queueClean, queueHistory, queueStatusCmd } from './commands/queueState.js';
 import { stdinInfo, stdinPayload } from './commands/stdin.js';
 import { choice } from './options.js';
 
@@ -110,13 +111,16 @@ export async function main(args: string[]): Promise<void> {
     .command(prepareGetNextCmd)
     .command(prepareNop)
     .command(prepareSetNextCmd)
+    .command(queueClean)
     .command(queueGetNext)
+    .command(queueHistory)
     .command(queueInfo)
     .command(queueInit)
     .command(queueLs)
     .command(queuePayload)
     .command(queueProcess)
     .command(queueSetNext)
+    .command(queueStatusCmd)
     .command(queueWrite)
     .command({
       command: 'show-license',
@@ -134,7 +138,7 @@ export async function main(args: string[]): Promise<void> {
     .alias('help', 'h')
     .version('version', 'Print version information', `fspool ${FSPOOL_VERSION} (Filespooler 1.2 compatible)`)
     .alias('version', 'V')
-    .epilog('Exit status: 0 success or nothing to do; 1 error; 2 usage error; 128+N interrupted by signal N.')
+    .epilog('Exit status: 0 success or nothing to do; 1 error; 2 usage error; 128+N interrupted by signal N; queue-status: 3 stalled, 4 failing.')
     .wrap(Math.min(100, Number(process.env.COLUMNS) || 100))
     .fail((msg, err) => {
       // yargs' own parse and validation errors (coerce errors arrive as YError too) are usage

@@ -12,6 +12,7 @@ import { isUtf8 } from '../sys/argv.js';
 import { randomUUID } from '../sys/lazy.js';
 import type { Header } from '../packet/header.js';
 import { fsyncDir } from '../sys/durable.js';
+import type { HeaderIndex } from './headerIndex.js';
 import { copyFd } from '../sys/fd.js';
 import { peekPlainHeader } from './jobfile.js';
 import { SeqFile } from './seqfile.js';
@@ -26,6 +27,8 @@ export interface ScannedJob {
   error?: string;
   /** The file was removed while we looked (a processor finished it): not an error. */
   vanished?: boolean;
+  /** Encodings undone to read the header, outermost first (src/codec/decode.ts). */
+  layers?: string[];
 }
 
 /** True if all files have the same bytes: a packet delivered twice is not ambiguous. */
@@ -51,6 +54,8 @@ export function identical(paths: string[]): boolean {
 export class Queue {
   readonly jobsDir: string;
   readonly nextseq: SeqFile;
+  /** Issue 4: the header cache (src/queue/headerIndex.ts), set by commands that use one. */
+  headerIndex?: Pick<HeaderIndex, 'scan'>;
 
   /** `dir` is kept as the user gave it: it is what FSPL_JOB_QUEUEDIR shows. */
   constructor(readonly dir: string) {
@@ -132,8 +137,9 @@ export class Queue {
       const fd = openSync(path, 'r');
       try {
         const p = await openPacket(fd, ctx);
-        if (p.kind === 'stream') p.abort(); // the header is all a scan needs
-        return { name, path, header: p.header };
+        if (p.kind === 'raw') return { name, path, header: p.header };
+        p.abort(); // the header is all a scan needs
+        return { name, path, header: p.header, layers: p.layers };
       } finally {
         closeSync(fd);
       }
@@ -143,13 +149,19 @@ export class Queue {
     }
   }
 
-  /** Read the headers of `names` (all job files by default); decoders run a few at a time. */
-  async scan(ctx: DecodeContext, names = this.jobNames()): Promise<ScannedJob[]> {
-    return (await this.scanAll(ctx, names)).filter((j) => !j.vanished);
+  /**
+   * Read the headers of `names` (all job files by default): through the header cache when the
+   * queue has a state database (issue 4), else from the files. `complete`: `names` is all of
+   * jobs/ (lets the cache forget files that are gone).
+   */
+  async scan(ctx: DecodeContext, names?: string[], complete = names === undefined): Promise<ScannedJob[]> {
+    const list = names ?? this.jobNames();
+    const jobs = this.headerIndex ? await this.headerIndex.scan(this, ctx, list, complete) : await this.readHeaders(ctx, list);
+    return jobs.filter((j) => !j.vanished);
   }
 
-  /** Plain packets are read in one synchronous pass; the others, a few at a time. */
-  private async scanAll(ctx: DecodeContext, names: string[]): Promise<ScannedJob[]> {
+  /** Read the headers of `names` from the files: plain packets in one synchronous pass, the others a few at a time. */
+  async readHeaders(ctx: DecodeContext, names: string[]): Promise<ScannedJob[]> {
     const out: ScannedJob[] = new Array(names.length);
     const slow: number[] = [];
     names.forEach((name, i) => {

@@ -5,10 +5,12 @@ import { Progress } from '../progress.js';
 import type { Header } from '../packet/header.js';
 import { type JobLocation, jobEnv } from '../packet/jobenv.js';
 import { fdOffset } from '../sys/fd.js';
+import { crashPoint } from '../sys/crashPoint.js';
 import { type Delivery, deliver, type PayloadStream } from './deliver.js';
 import { ExecError } from './exec.js';
 import { interrupts } from './interrupts.js';
 import { Receiver, type ReceiverExit } from './receiver.js';
+import { fileTail, StderrTail } from './stderrTail.js';
 
 export interface RunOptions {
   command: string;
@@ -20,6 +22,8 @@ export interface RunOptions {
   graceSeconds: number;
   /** Where the receiver's stdout and stderr go: ours, or a file (saveboth). */
   outputFile?: string;
+  /** Issue 4: keep the tail of the receiver's stderr (or saved output) for the journal. */
+  keepStderrTail?: boolean;
 }
 
 /** The payload: an fd positioned at it (zero-copy) or a stream we copy into a pipe. */
@@ -31,23 +35,51 @@ export interface JobInput {
   payload: PayloadSource;
 }
 
-export type Outcome =
+/** How a run ended, in the journal's words (issue 4; spec/state-db.md lists them). */
+export type RunKind =
+  | 'success'
+  | 'exit-code'
+  | 'signal'
+  | 'timeout'
+  | 'decoder-failure'
+  | 'early-exit'
+  | 'fail-packet'
+  | 'bad-packet'
+  | 'cannot-start'
+  | 'interrupted'
+  | 'error';
+
+/** What the journal records of a run besides the verdict. */
+export interface RunFacts {
+  kind: RunKind;
+  exitCode?: number;
+  signal?: string;
+  /** Payload bytes the receiver took (read from the file, or written into its pipe). */
+  bytes?: number;
+  stderrTail?: string;
+}
+
+export type Outcome = (
   | { ok: true; note?: string }
   /** `fatal`: the command cannot run at all; stop the whole run, whatever --on-error says. */
-  | { ok: false; reason: string; fatal?: boolean; interrupted?: NodeJS.Signals };
+  | { ok: false; reason: string; fatal?: boolean; interrupted?: NodeJS.Signals }
+) & { facts?: RunFacts };
 
 function judge(exit: ReceiverExit, delivery: Delivery | undefined, unread: number): Outcome {
-  if (exit.startError) return { ok: false, fatal: true, reason: `cannot run command: ${exit.startError}` };
-  if (delivery?.failure) return { ok: false, reason: `${delivery.failure}; receiver killed before end of input` };
-  if (exit.timedOut) return { ok: false, reason: `timed out; command ${exit.signal ? `killed by ${exit.signal}` : `exited with status ${exit.code}`}` };
-  if (exit.signal) return { ok: false, reason: `command killed by ${exit.signal}` };
-  if (exit.code !== 0) {
-    const early = delivery?.early || unread > 0 ? ' before reading all of its input' : '';
-    return { ok: false, reason: `command exited with status ${exit.code}${early}` };
+  const how = { exitCode: exit.code ?? undefined, signal: exit.signal ?? undefined };
+  if (exit.startError) return { ok: false, fatal: true, reason: `cannot run command: ${exit.startError}`, facts: { kind: 'cannot-start' } };
+  if (delivery?.failure) return { ok: false, reason: `${delivery.failure}; receiver killed before end of input`, facts: { kind: 'decoder-failure', ...how } };
+  if (exit.timedOut) {
+    return { ok: false, reason: `timed out; command ${exit.signal ? `killed by ${exit.signal}` : `exited with status ${exit.code}`}`, facts: { kind: 'timeout', ...how } };
   }
-  if (delivery?.early) return { ok: true, note: 'command exited 0 before reading all of its input' };
-  if (unread > 0) return { ok: true, note: `command exited 0 leaving ${unread} payload bytes unread` };
-  return { ok: true };
+  if (exit.signal) return { ok: false, reason: `command killed by ${exit.signal}`, facts: { kind: 'signal', ...how } };
+  if (exit.code !== 0) {
+    const early = delivery?.early || unread > 0;
+    return { ok: false, reason: `command exited with status ${exit.code}${early ? ' before reading all of its input' : ''}`, facts: { kind: early ? 'early-exit' : 'exit-code', ...how } };
+  }
+  if (delivery?.early) return { ok: true, note: 'command exited 0 before reading all of its input', facts: { kind: 'success', ...how } };
+  if (unread > 0) return { ok: true, note: `command exited 0 leaving ${unread} payload bytes unread`, facts: { kind: 'success', ...how } };
+  return { ok: true, facts: { kind: 'success', ...how } };
 }
 
 function watchOffset(fd: number, progress: Progress): NodeJS.Timeout {
@@ -70,7 +102,9 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
     stop();
     // As fspl: saveboth leaves an (empty) output file for every job it handled.
     if (opts.outputFile) closeSync(openSync(opts.outputFile, 'w', 0o644));
-    return header.cmd.kind === 'NOP' ? { ok: true } : { ok: false, reason: 'Fail packet' };
+    return header.cmd.kind === 'NOP'
+      ? { ok: true, facts: { kind: 'success', bytes: 0 } }
+      : { ok: false, reason: 'Fail packet', facts: { kind: 'fail-packet', bytes: 0 } };
   }
   const argv: Buffer[] = [Buffer.from(opts.command), ...opts.params];
   if (opts.allowJobParams) argv.push(...header.cmd.params);
@@ -78,6 +112,8 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
 
   let nullFd: number | undefined;
   let outFd: number | undefined;
+  let tail: StderrTail | undefined;
+  let startOffset = 0;
   let receiver: Receiver;
   try {
     let stdin: number | 'pipe';
@@ -88,12 +124,14 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
       stdin = job.payload.kind === 'fd' ? job.payload.fd : 'pipe';
     }
     if (opts.outputFile) outFd = openSync(opts.outputFile, 'w', 0o644);
+    else if (opts.keepStderrTail) tail = new StderrTail();
+    if (stdin !== 'pipe' && !opts.ignorePayload) startOffset = fdOffset(stdin);
     receiver = new Receiver({
       argv,
       env: jobEnv(header, job.location),
       stdin,
       stdout: outFd ?? 'inherit',
-      stderr: outFd ?? 'inherit',
+      stderr: outFd ?? tail?.fd ?? 'inherit',
       timeoutSeconds: opts.timeoutSeconds,
       graceSeconds: opts.graceSeconds,
     });
@@ -101,12 +139,15 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
     stop();
     if (nullFd !== undefined) closeSync(nullFd);
     if (outFd !== undefined) closeSync(outFd);
-    if (e instanceof ExecError) return { ok: false, reason: `cannot run command: ${e.message}` };
+    tail?.close();
+    if (e instanceof ExecError) return { ok: false, reason: `cannot run command: ${e.message}`, facts: { kind: 'cannot-start' } };
     throw e;
   }
   // The receiver holds its own copies now.
   if (nullFd !== undefined) closeSync(nullFd);
   if (outFd !== undefined) closeSync(outFd);
+  tail?.spawned();
+  crashPoint('receiver-running');
 
   const unforward = interrupts.forward(receiver);
   let delivery: Delivery | undefined;
@@ -119,16 +160,20 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
     if (watcher) clearInterval(watcher);
     progress?.done();
     let unread = -1;
+    let bytes = delivery?.bytes ?? 0;
     if (!opts.ignorePayload && job.payload.kind === 'fd') {
       // The receiver shared our file offset: how far it got is how far it read.
       const fd = job.payload.fd;
-      unread = Math.max(0, fstatSync(fd).size - fdOffset(fd));
+      const at = fdOffset(fd);
+      unread = Math.max(0, fstatSync(fd).size - at);
+      bytes = at - startOffset;
     }
+    const stderrTail = (tail ? await tail.take() : opts.keepStderrTail && opts.outputFile ? fileTail(opts.outputFile) : undefined) || undefined;
     const outcome = judge(exit, delivery, unread);
     if (interrupts.signal && !exit.startError) {
-      return { ok: false, reason: `interrupted by ${interrupts.signal}`, interrupted: interrupts.signal };
+      return { ok: false, reason: `interrupted by ${interrupts.signal}`, interrupted: interrupts.signal, facts: { kind: 'interrupted', signal: interrupts.signal, bytes, stderrTail } };
     }
-    return outcome;
+    return { ...outcome, facts: { ...outcome.facts!, bytes, stderrTail } };
   } finally {
     if (watcher) clearInterval(watcher);
     receiver.release();

@@ -1,24 +1,25 @@
 // queue-process: run a queue's jobs strictly in sequence order (or by timestamp), one at a
 // time, under the flock on nextseq.lock. The life of a job is in spec/job-lifecycle.md.
-import { closeSync, openSync, unlinkSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
 import { type Header, U64_MAX } from '../packet/header.js';
+import { type Journal, packetId } from '../queue/journal.js';
 import { identical, type Queue, type ScannedJob } from '../queue/queue.js';
+import { attachState, PROCESSOR_BUSY_MS } from '../queue/state.js';
 import { interrupts } from './interrupts.js';
 import { type DeliveryMode, preparePayload } from './source.js';
 import { type Outcome, type RunOptions, runJob } from './job.js';
+import { commitJob, decide, failureKind, jobRef, record, recover, type RetryOptions, runAttempts } from './journaled.js';
 
-export type OnError = 'retry' | 'delete' | 'leave';
+export type { OnError } from './journaled.js';
 export type OrderBy = 'sequence' | 'timestamp';
 
-export interface ProcessOptions extends Omit<RunOptions, 'outputFile'> {
+export interface ProcessOptions extends Omit<RunOptions, 'outputFile'>, RetryOptions {
   decode: DecodeContext;
   delivery: DeliveryMode;
-  onError: OnError;
   orderBy: OrderBy;
-  neverDelete: boolean;
   maxJobs?: number;
   saveOutput: boolean;
   waitLockSeconds?: number;
@@ -41,7 +42,8 @@ class JobIndex {
     const names = this.queue.jobNames();
     const present = new Set(names);
     for (const n of this.byName.keys()) if (!present.has(n)) this.byName.delete(n);
-    const fresh = await this.queue.scan(this.decode, names.filter((n) => !this.byName.has(n)));
+    const complete = this.byName.size === 0; // issue 4: a first look lets the header cache prune
+    const fresh = await this.queue.scan(this.decode, names.filter((n) => !this.byName.has(n)), complete);
     for (const j of fresh) this.byName.set(j.name, j);
     return fresh;
   }
@@ -63,10 +65,13 @@ function reportUnreadable(jobs: ScannedJob[]): void {
   for (const j of jobs) if (j.error) log.warn(`cannot read job file ${j.path}: ${j.error}; skipped`);
 }
 
-function reportStale(jobs: ScannedJob[], next: bigint): void {
+function reportStale(jobs: ScannedJob[], next: bigint, journal: Journal): void {
   for (const j of jobs) {
     if (readable(j) && j.header.seq < next) {
-      log.warn(`stale job file ${j.path}: seq ${j.header.seq} is below the queue's next seq ${next}; not run (remove it)`);
+      // Issue 4: the journal tells a copy of a processed packet from a job that never ran here.
+      const ran = journal.active ? journal.lastSuccess(packetId(j.header)) : undefined;
+      const hint = ran ? `it succeeded at ${new Date(ran.endedAt ?? ran.startedAt).toISOString()}; queue-clean removes it` : 'remove it';
+      log.warn(`stale job file ${j.path}: seq ${j.header.seq} is below the queue's next seq ${next}; not run (${hint})`);
     }
   }
 }
@@ -89,7 +94,7 @@ function reportGap(index: JobIndex, next: bigint): void {
  */
 async function runFile(queue: Queue, job: Readable, opts: ProcessOptions): Promise<Outcome | 'vanished'> {
   const location = { filename: job.name, queuedir: queue.dir, fullpath: job.path };
-  const run: RunOptions = { ...opts, outputFile: opts.saveOutput ? `${job.path}.out` : undefined };
+  const run: RunOptions = { ...opts, outputFile: opts.saveOutput ? `${job.path}.out` : undefined, keepStderrTail: true };
   const open = () => openSync(job.path, 'r');
   let fd: number;
   try {
@@ -118,7 +123,7 @@ async function runFile(queue: Queue, job: Readable, opts: ProcessOptions): Promi
     return await runJob({ header: prepared.header, location, payload: prepared.payload }, run);
   } catch (e) {
     if (e instanceof FspoolError && e.exitCode === 2) throw e;
-    return { ok: false, reason: describe(e) };
+    return { ok: false, reason: describe(e), facts: { kind: failureKind(e), bytes: 0 } };
   } finally {
     cleanup();
     closeSync(fd);
@@ -148,43 +153,43 @@ function settle(outcome: Outcome, label: string, opts: ProcessOptions): boolean 
   return true;
 }
 
-function remove(paths: string[]): void {
-  for (const p of paths) {
-    try {
-      unlinkSync(p);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-  }
-}
-
 export async function processQueue(queue: Queue, opts: ProcessOptions): Promise<number> {
   queue.checkProcessable();
   const lock = await queue.nextseq.lock({ create: false, waitSeconds: opts.waitLockSeconds, what: `queue ${queue.dir}` });
+  // Issue 4: the journal and the header cache (QUEUE/fspool/state.db), when they can be had.
+  const state = attachState(queue, {
+    create: true,
+    busyMs: PROCESSOR_BUSY_MS,
+    cacheHeaders: true,
+    without: 'going on without it in this run: no journal (a crash is handled as fspl would), no header cache',
+  });
   interrupts.deferExit(true);
   try {
     const index = new JobIndex(queue, opts.decode);
-    reportUnreadable(await index.refresh());
+    const first = await index.refresh();
+    reportUnreadable(first);
+    for (const name of recover(queue, state.journal, first)) index.forget(name);
     const code = opts.orderBy === 'timestamp'
-      ? await byTimestamp(queue, index, opts)
-      : await bySequence(queue, index, opts);
+      ? await byTimestamp(queue, index, opts, state.journal)
+      : await bySequence(queue, index, opts, state.journal);
     return interrupts.signal ? interrupts.exitCode : code;
   } finally {
     interrupts.deferExit(false);
+    state.close();
     lock.release();
   }
 }
 
-async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions): Promise<number> {
+async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, journal: Journal): Promise<number> {
   let next = queue.nextseq.read();
-  reportStale(index.all(), next);
+  reportStale(index.all(), next, journal);
   let done = 0;
   while (!interrupts.signal && (opts.maxJobs === undefined || done < opts.maxJobs)) {
     let candidates = index.withSeq(next);
     if (candidates.length === 0) {
       const fresh = await index.refresh();
       reportUnreadable(fresh);
-      reportStale(fresh, next);
+      reportStale(fresh, next, journal);
       candidates = index.withSeq(next);
       if (candidates.length === 0) {
         reportGap(index, next);
@@ -202,27 +207,30 @@ async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions): 
       throw new FspoolError(`job ${next} is at the largest sequence number: nextseq could not advance past it; reset the queue with queue-set-next`);
     }
     const job = candidates[0]!;
-    const outcome = await runFile(queue, job, opts);
-    if (outcome === 'vanished') {
+    const label = `job ${next} (${job.path})`;
+    const ran = await runAttempts(journal, jobRef(job), 'sequence', label, opts, () => runFile(queue, job, opts));
+    if (ran === 'vanished') {
       log.warn(`job ${next} (${job.path}) was removed before it could run; looking again`);
       index.forget(job.name);
       continue;
     }
     done++;
-    if (!settle(outcome, `job ${next} (${job.path})`, opts)) return 0;
-    // Success, or failure under delete/leave: the job is over. nextseq first, durably; then
-    // the file. A crash between the two leaves a stale file, never a re-run.
-    queue.nextseq.write(next + 1n);
-    if (!opts.neverDelete && (outcome.ok || opts.onError === 'delete')) {
-      remove(paths);
-      for (const c of candidates) index.forget(c.name);
-    }
+    // The journal first (durably, when the queue is to change), so that a crash from here on is
+    // completed by the next run without running the job again.
+    const action = decide(ran.outcome, opts);
+    record(journal, ran, action);
+    if (!settle(ran.outcome, label, opts)) return 0;
+    // Success, or failure under delete/leave/quarantine: the job is over. nextseq first,
+    // durably; then the file. A crash between the two leaves a stale file, never a re-run.
+    commitJob(queue, journal, ran, action!, 'sequence', candidates.map((c) => c.name), label);
+    // Files that stay (never-delete, leave) stay known, so they are not reported as new stale files.
+    if (action !== 'keep') for (const c of candidates) index.forget(c.name);
     next += 1n;
   }
   return 0;
 }
 
-async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions): Promise<number> {
+async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions, journal: Journal): Promise<number> {
   const jobs = index.all().filter(readable).sort((a, b) => {
     const x = a.header;
     const y = b.header;
@@ -234,14 +242,17 @@ async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions):
   let done = 0;
   for (const job of jobs) {
     if (interrupts.signal || (opts.maxJobs !== undefined && done >= opts.maxJobs)) break;
-    const outcome = await runFile(queue, job, opts);
-    if (outcome === 'vanished') {
+    const label = `job ${job.header.seq} (${job.path})`;
+    const ran = await runAttempts(journal, jobRef(job), 'timestamp', label, opts, () => runFile(queue, job, opts));
+    if (ran === 'vanished') {
       log.warn(`job ${job.header.seq} (${job.path}) was removed before it could run`);
       continue;
     }
     done++;
-    if (!settle(outcome, `job ${job.header.seq} (${job.path})`, opts)) return 0;
-    if (!opts.neverDelete && (outcome.ok || opts.onError === 'delete')) remove([job.path]);
+    const action = decide(ran.outcome, opts);
+    record(journal, ran, action);
+    if (!settle(ran.outcome, label, opts)) return 0;
+    commitJob(queue, journal, ran, action!, 'timestamp', [job.name], label);
   }
   return 0;
 }

@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import { Queue } from '../../queue/queue.js';
 import { type OnError, type OrderBy, processQueue } from '../../run/processQueue.js';
 import { processStdin } from '../../run/processStdin.js';
-import { choice, commandAndParams, type DecodeArgs, decodeContext, decodeOptions, delivery, queuedir, runOptions, u64, waitLock } from '../options.js';
+import { choice, commandAndParams, type DecodeArgs, decodeContext, decodeOptions, delivery, queuedir, runOptions, seconds, u64, waitLock } from '../options.js';
 import type { DeliveryMode } from '../../run/source.js';
 
 interface RunArgs extends DecodeArgs {
@@ -23,6 +23,8 @@ interface QueueProcessArgs extends RunArgs {
   maxjobs?: bigint;
   'output-to': 'passboth' | 'saveboth';
   'wait-lock'?: number;
+  retries: bigint;
+  backoff: number;
 }
 
 const runOpts = (a: RunArgs) => ({
@@ -47,8 +49,23 @@ export const queueProcess: CommandModule<object, QueueProcessArgs> = {
         type: 'string',
         requiresArg: true,
         default: 'retry',
-        coerce: choice('--on-error', ['delete', 'leave', 'retry'] as const),
-        describe: 'What to do with an error. Can be Delete, Leave, or Retry',
+        coerce: choice('--on-error', ['delete', 'leave', 'retry', 'quarantine'] as const),
+        describe: 'What to do with an error. Can be Delete, Leave, Retry, or Quarantine (move it to QUEUE/fspool/quarantine/)',
+      })
+      // Issue 4: retries within a run, counted across runs by the journal.
+      .option('retries', {
+        type: 'string',
+        requiresArg: true,
+        default: '0',
+        coerce: u64('--retries'),
+        describe: 'Run a failed job again up to N times (failures are counted across runs) before --on-error applies',
+      })
+      .option('backoff', {
+        type: 'string',
+        requiresArg: true,
+        default: '0',
+        coerce: seconds('--backoff'),
+        describe: 'Seconds to wait before the first retry; doubled for each further retry in a run',
       })
       .option('order-by', {
         type: 'string',
@@ -68,13 +85,16 @@ export const queueProcess: CommandModule<object, QueueProcessArgs> = {
       })
       .option('wait-lock', waitLock)
       .example("$0 queue-process -q /var/q --timeout 3600 zfs -- receive -u tank/backup", 'receive zfs streams in order')
-      .example("$0 queue-process -q q -d 'zstd -dc' --on-error delete sh -- -c 'tar xf - -C /srv'", 'decode, unpack, drop failures') as never,
+      .example("$0 queue-process -q q -d 'zstd -dc' --on-error delete sh -- -c 'tar xf - -C /srv'", 'decode, unpack, drop failures')
+      .example('$0 queue-process -q q --retries 3 --backoff 60 --on-error quarantine ./apply', 'try 4 times, then set the job aside') as never,
   handler: async (a) => {
     const code = await processQueue(new Queue(a.queuedir), {
       ...runOpts(a),
       onError: a['on-error'],
       orderBy: a['order-by'],
       neverDelete: a['never-delete'],
+      retries: Number(a.retries),
+      backoffSeconds: a.backoff,
       maxJobs: a.maxjobs === undefined ? undefined : Number(a.maxjobs),
       saveOutput: a['output-to'] === 'saveboth',
       waitLockSeconds: a['wait-lock'],

@@ -2,24 +2,39 @@ import type { CommandModule } from 'yargs';
 import { log } from '../../log.js';
 import { formatEnv, jobEnv, rfc3339Local } from '../../packet/jobenv.js';
 import { Queue } from '../../queue/queue.js';
+import { attachState, type QueueState, READER_BUSY_MS } from '../../queue/state.js';
 import { writeJobPayload } from '../../run/payload.js';
+import { infoJson, lsJson } from '../json.js';
 import { type DecodeArgs, decodeContext, decodeOptions, job, queuedir } from '../options.js';
 import { print } from './out.js';
+import { json } from './queueState.js';
 
 interface LsArgs extends DecodeArgs {
   queuedir: string;
+  json: boolean;
+}
+
+/** Issue 4: read headers through the queue's header cache, when it has one. */
+async function withCache<T>(q: Queue, fn: (state: QueueState) => Promise<T>): Promise<T> {
+  const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: 'going on without it: reading every file' });
+  try {
+    return await fn(state);
+  } finally {
+    state.close();
+  }
 }
 
 export const queueLs: CommandModule<object, LsArgs> = {
   command: 'queue-ls',
   describe: 'Gets information about the jobs in a queue',
   builder: (y) =>
-    decodeOptions(y.option('queuedir', queuedir), { decoder: true, signature: false })
+    decodeOptions(y.option('queuedir', queuedir).option('json', json), { decoder: true, signature: false })
       .example('$0 queue-ls -q q', '')
       .example("$0 queue-ls -q q -d 'gzip -dc'", 'packets gzipped as a whole (zstd and OpenPGP need no -d)') as never,
   handler: async (a) => {
     const q = new Queue(a.queuedir).check();
-    const jobs = await q.scan(decodeContext(a));
+    const jobs = await withCache(q, () => q.scan(decodeContext(a)));
+    if (a.json) return print(lsJson(q, jobs));
     const rows = [];
     for (const j of jobs) {
       if (j.header) rows.push({ seq: j.header.seq, name: j.name, ts: rfc3339Local(j.header.ctimeSecs) });
@@ -38,11 +53,13 @@ interface JobArgs extends LsArgs {
 export const queueInfo: CommandModule<object, JobArgs> = {
   command: 'queue-info',
   describe: 'Show information about a specific job ID in a queue',
-  builder: (y) => decodeOptions(y.option('queuedir', queuedir).option('job', job), { decoder: true, signature: false }).example('$0 queue-info -q q -j 3', '') as never,
+  builder: (y) =>
+    decodeOptions(y.option('queuedir', queuedir).option('job', job).option('json', json), { decoder: true, signature: false }).example('$0 queue-info -q q -j 3', '') as never,
   handler: async (a) => {
     const q = new Queue(a.queuedir).check();
-    const j = await q.findJob(a.job, decodeContext(a));
-    print(formatEnv(jobEnv(j.header, { filename: j.name, queuedir: q.dir, fullpath: j.path })));
+    const j = await withCache(q, () => q.findJob(a.job, decodeContext(a)));
+    const env = jobEnv(j.header, { filename: j.name, queuedir: q.dir, fullpath: j.path });
+    print(a.json ? infoJson(q, j, env) : formatEnv(env));
   },
 };
 
@@ -54,7 +71,7 @@ export const queuePayload: CommandModule<object, JobArgs> = {
   handler: async (a) => {
     const q = new Queue(a.queuedir).check();
     const ctx = decodeContext(a);
-    const j = await q.findJob(a.job, ctx);
+    const j = await withCache(q, () => q.findJob(a.job, ctx));
     await writeJobPayload(j.path, 1, ctx, q.spoolDir);
   },
 };

@@ -1,0 +1,228 @@
+// Issue 4's commands: queue-status, queue-history and queue-clean, all reading (and queue-clean
+// acting on) the queue's files and its journal in QUEUE/fspool/state.db.
+import type { CommandModule } from 'yargs';
+import { UsageError } from '../../errors.js';
+import { log } from '../../log.js';
+import { rfc3339Local } from '../../packet/jobenv.js';
+import { cleanQueue } from '../../queue/clean.js';
+import { FAILURES, type JournalOutcome, OUTCOMES, type RunRow } from '../../queue/journal.js';
+import { Queue } from '../../queue/queue.js';
+import { attachState, READER_BUSY_MS } from '../../queue/state.js';
+import { type FileJob, queueStatus, type Status, VERDICT_EXIT } from '../../queue/status.js';
+import { type DecodeArgs, decodeContext, decodeOptions, queuedir, seconds, u64, waitLock } from '../options.js';
+import { doc, jobJson, msIso, runJson } from '../json.js';
+import { print } from './out.js';
+
+export const json = { type: 'boolean', nargs: 0, default: false, describe: 'Print one JSON object (schema: spec/json.md)' } as const;
+
+const READER_WITHOUT = 'going on without it: reading every file, no journal to show';
+
+const localMs = (ms: number | null) => (ms === null ? '-' : rfc3339Local(BigInt(Math.floor(ms / 1000))));
+
+// ---------------------------------------------------------------------------------------------
+// queue-status
+
+interface StatusArgs extends DecodeArgs {
+  queuedir: string;
+  json: boolean;
+  'stalled-after': number;
+}
+
+function statusJson(q: Queue, s: Status): string {
+  const job = (f: FileJob) => jobJson(f.header, f.name, f.path, f.packet);
+  return doc('queue-status', q.dir, {
+    state: s.verdict,
+    exit_code: VERDICT_EXIT[s.verdict],
+    reasons: s.reasons,
+    next_seq: s.nextSeq ?? null,
+    pending: s.pending,
+    due: s.due.map(job),
+    gap: s.gap ? { seq: s.gap.seq, since: msIso(s.gap.since), waiting: s.gap.waiting, lowest_waiting_seq: s.gap.lowest } : null,
+    stale: s.stale.map((f) => ({ ...job(f), processed: f.processed !== undefined, processed_at: msIso(f.processed?.endedAt) })),
+    duplicates: s.duplicates.map((d) => ({ seq: d.seq, files: d.files.map(job) })),
+    ambiguous: s.ambiguous.map((d) => ({ seq: d.seq, files: d.files.map(job) })),
+    unreadable: s.unreadable.map((u) => ({ file: u.name, path: u.path, error: u.error })),
+    quarantine: s.quarantine,
+    last_success: s.lastSuccess ? runJson(s.lastSuccess) : null,
+    last_failure: s.lastFailure ? runJson(s.lastFailure) : null,
+    interrupted: s.interrupted.map(runJson),
+    processor: { running: s.processor.pid !== undefined, known: s.processor.known, pid: s.processor.pid ?? null, job: s.processor.current ? runJson(s.processor.current) : null },
+    journal: s.journal,
+  });
+}
+
+function runLine(r: RunRow): string {
+  const how = r.exitCode !== null && r.outcome !== 'success' ? ` status ${r.exitCode}` : r.signal ? ` ${r.signal}` : '';
+  return `seq ${r.seq} at ${localMs(r.endedAt ?? r.startedAt)}, attempt ${r.attempt}: ${r.outcome}${how}${r.detail ? ` (${r.detail})` : ''}`;
+}
+
+function statusText(q: Queue, s: Status): string {
+  const out: string[] = [];
+  const row = (k: string, v: string) => out.push(`${`${k}:`.padEnd(14)}${v}`);
+  const file = (f: { name: string }, extra = '') => out.push(`  ${f.name}${extra}`);
+  row('queue', q.dir);
+  row('state', s.verdict + (s.reasons.length ? ` - ${s.reasons.join('; ')}` : ''));
+  row('next seq', s.nextSeq === undefined ? '- (append-only queue)' : String(s.nextSeq));
+  row('pending', String(s.pending));
+  if (s.due.length > 0) row('due', `seq ${s.nextSeq}: ${s.due.map((d) => d.name).join(', ')}`);
+  if (s.gap) row('gap', `waiting for seq ${s.gap.seq} since ${localMs(s.gap.since)}; ${s.gap.waiting} job(s) behind it, the lowest is seq ${s.gap.lowest}`);
+  row('stale', String(s.stale.length));
+  for (const f of s.stale) file(f, `  seq ${f.header.seq}  ${f.processed ? `processed ${localMs(f.processed.endedAt)}` : 'not known as processed'}`);
+  row('duplicates', String(s.duplicates.reduce((n, d) => n + d.files.length - 1, 0)));
+  for (const d of s.duplicates) for (const f of d.files) file(f, `  seq ${d.seq}`);
+  if (s.ambiguous.length > 0) {
+    row('ambiguous', String(s.ambiguous.length));
+    for (const d of s.ambiguous) for (const f of d.files) file(f, `  seq ${d.seq}`);
+  }
+  row('unreadable', String(s.unreadable.length));
+  for (const u of s.unreadable) file(u, `  ${u.error}`);
+  row('quarantine', String(s.quarantine.length));
+  for (const n of s.quarantine) file({ name: n });
+  row('last success', s.lastSuccess ? runLine(s.lastSuccess) : '-');
+  row('last failure', s.lastFailure ? runLine(s.lastFailure) : '-');
+  for (const r of s.interrupted) row('interrupted', `seq ${r.seq}, attempt ${r.attempt} started ${localMs(r.startedAt)} by pid ${r.pid}, which died; it runs again`);
+  const p = s.processor;
+  let proc: string;
+  if (p.pid !== undefined) proc = `running, pid ${p.pid}${p.current ? ` (job ${p.current.seq} since ${localMs(p.current.startedAt)})` : ''}`;
+  else if (s.nextSeq === undefined) proc = 'none (an append-only queue is not processed)';
+  else proc = p.known ? 'not running' : 'unknown (/proc/locks unreadable)';
+  row('processor', proc);
+  if (!s.journal) row('journal', 'none (no state database)');
+  return `${out.join('\n')}\n`;
+}
+
+export const queueStatusCmd: CommandModule<object, StatusArgs> = {
+  command: 'queue-status',
+  describe: 'Show what a queue is doing; the exit status says healthy (0), stalled (3) or failing (4)',
+  builder: (y) =>
+    decodeOptions(y.option('queuedir', queuedir), { decoder: true, signature: false })
+      .option('json', json)
+      .option('stalled-after', {
+        type: 'string',
+        requiresArg: true,
+        default: '3600',
+        coerce: seconds('--stalled-after'),
+        describe: 'Work waiting this many seconds with no processor at it makes the queue "stalled"',
+      })
+      .example('$0 queue-status -q q', '')
+      .example('$0 queue-status -q q --json --stalled-after 600 || alert', 'for cron or a Nagios-style check') as never,
+  handler: async (a) => {
+    const q = new Queue(a.queuedir).check();
+    const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: READER_WITHOUT });
+    try {
+      const jobs = await q.scan(decodeContext(a));
+      const s = queueStatus(q, jobs, state.journal, { stalledAfterSeconds: a['stalled-after'] });
+      print(a.json ? statusJson(q, s) : statusText(q, s));
+      process.exitCode = VERDICT_EXIT[s.verdict];
+    } finally {
+      state.close();
+    }
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// queue-history
+
+interface HistoryArgs {
+  queuedir: string;
+  job?: bigint;
+  outcome?: string | string[];
+  limit?: bigint;
+  json: boolean;
+}
+
+/** `--outcome a,b --outcome c`; "failure" stands for every failing outcome. */
+function outcomes(v: string | string[] | undefined): JournalOutcome[] | undefined {
+  if (v === undefined) return undefined;
+  const out: JournalOutcome[] = [];
+  for (const w of (Array.isArray(v) ? v : [v]).flatMap((s) => s.split(','))) {
+    const o = w.trim().toLowerCase();
+    if (o === 'failure') out.push(...FAILURES, 'cannot-start');
+    else if ((OUTCOMES as readonly string[]).includes(o)) out.push(o as JournalOutcome);
+    else throw new UsageError(`invalid value "${w}" for --outcome: must be failure or one of ${OUTCOMES.join(', ')}`);
+  }
+  return out;
+}
+
+function historyText(rows: RunRow[]): string {
+  const line = (c: string[]) => `${c[0]!.padEnd(26)}${c[1]!.padEnd(10)}${c[2]!.padEnd(8)}${c[3]!.padEnd(17)}${c[4]!.padEnd(10)}${c[5]!.padEnd(11)}${c[6]}\n`;
+  let text = line(['started', 'seq', 'try', 'outcome', 'seconds', 'action', 'file  detail']);
+  for (const r of rows) {
+    const secs = r.endedAt === null ? '-' : ((r.endedAt - r.startedAt) / 1000).toFixed(1);
+    const how = r.exitCode !== null && r.outcome !== 'success' ? `status ${r.exitCode}` : r.signal ? r.signal : '';
+    const detail = [how, r.detail].filter(Boolean).join('; ');
+    text += line([localMs(r.startedAt), String(r.seq), String(r.attempt), r.outcome, secs, r.action ?? '-', `${r.file}${detail ? `  ${detail}` : ''}`]);
+  }
+  return text;
+}
+
+export const queueHistory: CommandModule<object, HistoryArgs> = {
+  command: 'queue-history',
+  describe: "Show the journal of a queue's runs, newest first",
+  builder: (y) =>
+    y
+      .option('queuedir', queuedir)
+      .option('job', { alias: 'j', type: 'string', requiresArg: true, coerce: u64('--job'), describe: 'Only runs of the job with this seq' })
+      .option('outcome', {
+        type: 'string',
+        requiresArg: true,
+        describe: `Only runs that ended so (comma-separated, repeatable): failure, ${OUTCOMES.join(', ')}`,
+      })
+      .option('limit', { alias: 'n', type: 'string', requiresArg: true, coerce: u64('--limit'), describe: 'At most this many runs' })
+      .option('json', json)
+      .example('$0 queue-history -q q -n 20', 'the last 20 runs')
+      .example('$0 queue-history -q q -j 42 --outcome failure', 'why job 42 keeps failing') as never,
+  handler: (a) => {
+    const q = new Queue(a.queuedir).check();
+    const wanted = outcomes(a.outcome);
+    const state = attachState(q, { create: false, busyMs: READER_BUSY_MS, cacheHeaders: false, without: READER_WITHOUT });
+    try {
+      if (!state.db) log.info(`queue ${q.dir} has no journal yet (${q.dir.replace(/\/$/, '')}/fspool/state.db)`);
+      const rows = state.journal.history({ seq: a.job, outcomes: wanted, limit: a.limit === undefined ? undefined : Number(a.limit) });
+      print(a.json ? doc('queue-history', q.dir, { runs: rows.map(runJson) }) : historyText(rows));
+    } finally {
+      state.close();
+    }
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// queue-clean
+
+interface CleanArgs extends DecodeArgs {
+  queuedir: string;
+  stale: boolean;
+  'dry-run': boolean;
+  'wait-lock'?: number;
+}
+
+export const queueClean: CommandModule<object, CleanArgs> = {
+  command: 'queue-clean',
+  describe: 'Remove job files below nextseq that already ran (with --stale: every file below nextseq)',
+  builder: (y) =>
+    decodeOptions(y.option('queuedir', queuedir), { decoder: true, signature: false })
+      .option('stale', { type: 'boolean', nargs: 0, default: false, describe: 'Also remove stale files the journal does not know as processed' })
+      .option('dry-run', { type: 'boolean', nargs: 0, default: false, describe: 'Only say what would be removed' })
+      .option('wait-lock', waitLock)
+      .example('$0 queue-clean -q q --dry-run', '')
+      .example('$0 queue-clean -q q --stale', 'also stale files that never ran here') as never,
+  handler: async (a) => {
+    const q = new Queue(a.queuedir).checkProcessable();
+    const lock = await q.nextseq.lock({ create: false, waitSeconds: a['wait-lock'], what: `queue ${q.dir}` });
+    const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: 'going on without it: only --stale removes anything' });
+    try {
+      const done = await cleanQueue(q, state.journal, { stale: a.stale, dryRun: a['dry-run'], decode: decodeContext(a) });
+      let text = '';
+      for (const c of done) {
+        const why = c.processed ? `copy of a packet processed ${localMs(c.processed.endedAt)}` : 'stale, not known as processed';
+        if (c.removed) text += `removed ${c.path} (seq ${c.seq}: ${why})\n`;
+        else if (a['dry-run'] && (c.processed || a.stale)) text += `would remove ${c.path} (seq ${c.seq}: ${why})\n`;
+        else log.info(`kept ${c.path} (seq ${c.seq}: ${why}); --stale removes it`);
+      }
+      print(text);
+    } finally {
+      state.close();
+      lock.release();
+    }
+  },
+};

@@ -1,0 +1,297 @@
+// The journal: one row per run of a job (an attempt), in QUEUE/fspool/state.db's `runs`
+// table (spec/state-db.md). A processor writes a row when it starts a job ('running'), and
+// finishes it with the outcome and the action decided (advance and delete, quarantine, retry,
+// stop...). An action that changes the queue is recorded durably *before* it is carried out
+// and marked done after, so that a crash in between is completed by the next run instead of
+// running the job again (spec/job-lifecycle.md, "Crash points").
+//
+// Without a database (none, read-only, damaged, locked) the journal keeps its counts in
+// memory for the current run, and fspool behaves as fspl's order of commit allows.
+import { createHash } from 'node:crypto';
+import { encodeHeader } from '../packet/codec.js';
+import type { Header } from '../packet/header.js';
+import type { RunFacts, RunKind } from '../run/job.js';
+import type { Db, StateDb } from './stateDb.js';
+
+/** Outcomes of the journal: a run's RunKind, or what the processor could not write itself. */
+export type JournalOutcome = RunKind | 'running' | 'crashed';
+
+export const OUTCOMES: readonly JournalOutcome[] = [
+  'running',
+  'success',
+  'exit-code',
+  'signal',
+  'timeout',
+  'decoder-failure',
+  'early-exit',
+  'fail-packet',
+  'bad-packet',
+  'cannot-start',
+  'error',
+  'interrupted',
+  'crashed',
+];
+
+/** Outcomes that count as the job failing (toward --retries and quarantine). */
+export const FAILURES: readonly JournalOutcome[] = ['exit-code', 'signal', 'timeout', 'decoder-failure', 'early-exit', 'fail-packet', 'bad-packet', 'error'];
+
+/**
+ * What the processor decided after a run:
+ * delete     - the job is done: nextseq advanced (sequence order), its file(s) deleted;
+ * keep       - the job is done, its file(s) kept (--never-delete, or a failure under leave);
+ * quarantine - the job is done: its file(s) moved to QUEUE/fspool/quarantine/;
+ * retry      - it failed and is run again in this run after a pause (--retries);
+ * stop       - it failed; the run stopped and the job stays queued.
+ */
+export type Action = 'delete' | 'keep' | 'quarantine' | 'retry' | 'stop';
+/** Actions that change the queue, recorded before they are carried out. */
+export const COMMITTING: readonly Action[] = ['delete', 'keep', 'quarantine'];
+
+export type OrderBy = 'sequence' | 'timestamp';
+export type CommitState = 'pending' | 'done' | 'recovered';
+
+export interface RunRow {
+  id: number;
+  seq: bigint;
+  packet: string;
+  file: string;
+  ctimeSecs: bigint;
+  ctimeNanos: number;
+  attempt: number;
+  orderBy: OrderBy;
+  pid: number;
+  startedAt: number;
+  endedAt: number | null;
+  outcome: JournalOutcome;
+  exitCode: number | null;
+  signal: string | null;
+  detail: string | null;
+  bytes: number | null;
+  stderrTail: string | null;
+  action: Action | null;
+  movedTo: string | null;
+  commit: CommitState | null;
+}
+
+interface RawRow {
+  id: number;
+  seq: string;
+  packet: string;
+  file: string;
+  ctime_secs: string;
+  ctime_nanos: number;
+  attempt: number;
+  order_by: OrderBy;
+  pid: number;
+  started_at: number;
+  ended_at: number | null;
+  outcome: JournalOutcome;
+  exit_code: number | null;
+  signal: string | null;
+  detail: string | null;
+  bytes: number | null;
+  stderr_tail: string | null;
+  action: Action | null;
+  moved_to: string | null;
+  commit_state: CommitState | null;
+}
+
+const toRow = (r: RawRow): RunRow => ({
+  id: r.id,
+  seq: BigInt(r.seq),
+  packet: r.packet,
+  file: r.file,
+  ctimeSecs: BigInt(r.ctime_secs),
+  ctimeNanos: r.ctime_nanos,
+  attempt: r.attempt,
+  orderBy: r.order_by,
+  pid: r.pid,
+  startedAt: r.started_at,
+  endedAt: r.ended_at,
+  outcome: r.outcome,
+  exitCode: r.exit_code,
+  signal: r.signal,
+  detail: r.detail,
+  bytes: r.bytes,
+  stderrTail: r.stderr_tail,
+  action: r.action,
+  movedTo: r.moved_to,
+  commit: r.commit_state,
+});
+
+/**
+ * A packet's identity: SHA-256 of its header (seq, creation time to the nanosecond, command,
+ * params, variables), as re-encoded by fspool. Two files with the same identity are copies of
+ * one packet. The payload is not hashed (it may be gigabytes): a sender never makes two
+ * packets with one seq and one nanosecond.
+ */
+export function packetId(h: Header): string {
+  return createHash('sha256').update(encodeHeader(h)).digest('hex').slice(0, 32);
+}
+
+/** The job a run is about. */
+export interface JobRef {
+  seq: bigint;
+  file: string;
+  header: Header;
+  packet: string;
+}
+
+/** A run in progress: its row (when there is a database) and its attempt number. */
+export interface Attempt {
+  id: number | undefined;
+  attempt: number;
+  job: JobRef;
+}
+
+export interface HistoryFilter {
+  seq?: bigint;
+  outcomes?: JournalOutcome[];
+  limit?: number;
+}
+
+export class Journal {
+  /** Counts of this process, used when the database is not (or no longer) there. */
+  private readonly localAttempts = new Map<string, number>();
+  private readonly localFailures = new Map<string, number>();
+
+  constructor(private readonly state: StateDb | undefined) {}
+
+  /** True while runs are being recorded in the database. */
+  get active(): boolean {
+    return this.state?.usable === true;
+  }
+
+  /**
+   * Rows left 'running' by a processor that died (the caller holds the queue lock, so no
+   * live processor owns them): marked 'crashed' and returned, oldest first.
+   */
+  markCrashed(now = Date.now()): RunRow[] {
+    return (
+      this.state?.write((db) => {
+        const rows = (db.prepare("SELECT * FROM runs WHERE outcome = 'running' ORDER BY id").all() as RawRow[]).map(toRow);
+        const mark = db.prepare("UPDATE runs SET outcome = 'crashed', detail = ? WHERE id = ?");
+        for (const r of rows) mark.run(`fspool (pid ${r.pid}) died during this attempt; found by pid ${process.pid} at ${new Date(now).toISOString()}`, r.id);
+        return rows;
+      }) ?? []
+    );
+  }
+
+  /** Runs whose action was recorded but not (known to be) carried out, oldest first. */
+  pending(): RunRow[] {
+    return this.state?.read((db) => (db.prepare("SELECT * FROM runs WHERE commit_state = 'pending' ORDER BY id").all() as RawRow[]).map(toRow)) ?? [];
+  }
+
+  /** Record the start of a run. */
+  begin(job: JobRef, orderBy: OrderBy): Attempt {
+    const startedAt = Date.now();
+    const local = (this.localAttempts.get(job.packet) ?? 0) + 1;
+    this.localAttempts.set(job.packet, local);
+    const r = this.state?.write((db) => {
+      const before = (db.prepare('SELECT count(*) AS n FROM runs WHERE packet = ?').get(job.packet) as { n: number }).n;
+      const attempt = before + 1;
+      const info = db
+        .prepare(
+          `INSERT INTO runs (seq, packet, file, ctime_secs, ctime_nanos, attempt, order_by, pid, started_at, outcome)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')`,
+        )
+        .run(String(job.seq), job.packet, job.file, String(job.header.ctimeSecs), job.header.ctimeNanos, attempt, orderBy, process.pid, startedAt);
+      return { id: Number(info.lastInsertRowid), attempt };
+    });
+    return { id: r?.id, attempt: r?.attempt ?? local, job };
+  }
+
+  /** A run that did not happen after all (its file vanished before it could start). */
+  discard(a: Attempt): void {
+    const count = this.localAttempts.get(a.job.packet) ?? 1;
+    this.localAttempts.set(a.job.packet, count - 1);
+    if (a.id !== undefined) this.state?.write((db) => db.prepare('DELETE FROM runs WHERE id = ?').run(a.id));
+  }
+
+  /**
+   * Record how a run ended and what was decided. An action that changes the queue is
+   * committed durably (fsync) and left 'pending' until done() says it was carried out.
+   */
+  finish(a: Attempt, facts: RunFacts, detail: string | undefined, action: Action | undefined, movedTo?: string): void {
+    if (FAILURES.includes(facts.kind)) this.localFailures.set(a.job.packet, (this.localFailures.get(a.job.packet) ?? 0) + 1);
+    if (a.id === undefined) return;
+    const commits = action !== undefined && COMMITTING.includes(action);
+    this.state?.write(
+      (db) =>
+        db
+          .prepare(
+            `UPDATE runs SET ended_at = ?, outcome = ?, exit_code = ?, signal = ?, detail = ?, bytes = ?, stderr_tail = ?,
+               action = ?, moved_to = ?, commit_state = ? WHERE id = ?`,
+          )
+          .run(
+            Date.now(),
+            facts.kind,
+            facts.exitCode ?? null,
+            facts.signal ?? null,
+            detail ?? null,
+            facts.bytes ?? null,
+            facts.stderrTail ?? null,
+            action ?? null,
+            movedTo ?? null,
+            commits ? 'pending' : null,
+            a.id,
+          ),
+      commits,
+    );
+  }
+
+  /** The recorded action was carried out (by its own run, or completed by a later one). */
+  done(id: number | undefined, how: 'done' | 'recovered' = 'done', movedTo?: string): void {
+    if (id === undefined) return;
+    this.state?.write((db) => db.prepare('UPDATE runs SET commit_state = ?, moved_to = coalesce(?, moved_to) WHERE id = ?').run(how, movedTo ?? null, id));
+  }
+
+  /** Failed runs of this packet, in every run the journal knows (this one included). */
+  failures(packet: string): number {
+    const n = this.state?.read((db) => {
+      const marks = FAILURES.map(() => '?').join(', ');
+      return (db.prepare(`SELECT count(*) AS n FROM runs WHERE packet = ? AND outcome IN (${marks})`).get(packet, ...FAILURES) as { n: number }).n;
+    });
+    return Math.max(n ?? 0, this.localFailures.get(packet) ?? 0);
+  }
+
+  /** The latest successful run of this packet, if any. */
+  lastSuccess(packet: string): RunRow | undefined {
+    return this.state?.read((db) => {
+      const r = db.prepare("SELECT * FROM runs WHERE packet = ? AND outcome = 'success' ORDER BY id DESC LIMIT 1").get(packet) as RawRow | undefined;
+      return r && toRow(r);
+    });
+  }
+
+  /** Packets the journal knows as done successfully (for stale and duplicate files). */
+  succeededPackets(): Map<string, RunRow> {
+    const rows = this.state?.read((db) => (db.prepare("SELECT * FROM runs WHERE outcome = 'success' ORDER BY id").all() as RawRow[]).map(toRow)) ?? [];
+    return new Map(rows.map((r) => [r.packet, r]));
+  }
+
+  /** Runs, newest first. */
+  history(f: HistoryFilter = {}): RunRow[] {
+    return this.state?.read((db) => query(db, f)) ?? [];
+  }
+
+  /** The newest run with one of these outcomes. */
+  latest(outcomes: readonly JournalOutcome[]): RunRow | undefined {
+    return this.history({ outcomes: [...outcomes], limit: 1 })[0];
+  }
+}
+
+function query(db: Db, f: HistoryFilter): RunRow[] {
+  const where: string[] = [];
+  const args: unknown[] = [];
+  if (f.seq !== undefined) {
+    where.push('seq = ?');
+    args.push(String(f.seq));
+  }
+  if (f.outcomes && f.outcomes.length > 0) {
+    where.push(`outcome IN (${f.outcomes.map(() => '?').join(', ')})`);
+    args.push(...f.outcomes);
+  }
+  const sql = `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC ${f.limit !== undefined ? 'LIMIT ?' : ''}`;
+  if (f.limit !== undefined) args.push(f.limit);
+  return (db.prepare(sql).all(...args) as RawRow[]).map(toRow);
+}

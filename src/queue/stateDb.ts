@@ -1,0 +1,243 @@
+// fspool's own state for a queue: QUEUE/fspool/state.db, an SQLite database in WAL mode
+// (spec/state-db.md). It holds the journal of runs and the header cache. fspl's files stay
+// authoritative: nextseq is the truth about the next job, jobs/ about what is queued. The
+// database is only ever an addition, so anything wrong with it (damaged, locked, unwritable,
+// made by a newer fspool) is reported once and fspool goes on without it.
+//
+// better-sqlite3 is loaded here, on first use, and only by the commands that need it: the
+// sending commands never pay for it at start-up.
+//
+// Its API is synchronous: a transaction waiting for a lock freezes the event loop. So every
+// transaction is short, IMMEDIATE when it writes, and never spans an await or a receiver's run.
+import { accessSync, chownSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import type BetterSqlite3 from 'better-sqlite3';
+import { describe } from '../errors.js';
+import { log } from '../log.js';
+
+export type Db = BetterSqlite3.Database;
+
+/** Everything fspool adds to a queue lives under this folder; fspl ignores it. */
+export const STATE_DIR = 'fspool';
+export const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS headers (
+  decoder   TEXT NOT NULL,
+  name      TEXT NOT NULL,
+  dev       TEXT NOT NULL,
+  ino       TEXT NOT NULL,
+  size      INTEGER NOT NULL,
+  mtime     TEXT NOT NULL,
+  ctime     TEXT NOT NULL,
+  seq       TEXT NOT NULL,
+  ctime_secs TEXT NOT NULL,
+  ctime_nanos INTEGER NOT NULL,
+  header    BLOB NOT NULL,
+  first_seen INTEGER NOT NULL,
+  PRIMARY KEY (decoder, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  seq         TEXT NOT NULL,
+  packet      TEXT NOT NULL,
+  file        TEXT NOT NULL,
+  ctime_secs  TEXT NOT NULL,
+  ctime_nanos INTEGER NOT NULL,
+  attempt     INTEGER NOT NULL,
+  order_by    TEXT NOT NULL,
+  pid         INTEGER NOT NULL,
+  started_at  INTEGER NOT NULL,
+  ended_at    INTEGER,
+  outcome     TEXT NOT NULL,
+  exit_code   INTEGER,
+  signal      TEXT,
+  detail      TEXT,
+  bytes       INTEGER,
+  stderr_tail TEXT,
+  action      TEXT,
+  moved_to    TEXT,
+  commit_state TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_seq ON runs (seq);
+CREATE INDEX IF NOT EXISTS runs_packet ON runs (packet);
+CREATE INDEX IF NOT EXISTS runs_outcome ON runs (outcome);
+CREATE INDEX IF NOT EXISTS runs_pending ON runs (commit_state) WHERE commit_state = 'pending';
+`;
+
+export interface OpenOptions {
+  /**
+   * Create QUEUE/fspool/ and the database when missing, if the queue is writable. Commands that
+   * only report (queue-history) pass false: no database means no history, nothing to create.
+   */
+  create: boolean;
+  /** How long a write waits for another writer before the database is given up (ms). */
+  busyMs: number;
+  /** What going on without the database means for this command, for the one WARN line. */
+  without: string;
+}
+
+let loaded: typeof BetterSqlite3 | undefined;
+function sqlite(): typeof BetterSqlite3 {
+  loaded ??= createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
+  return loaded;
+}
+
+const code = (e: unknown) => (e as { code?: string }).code ?? '';
+
+function writable(dir: string): boolean {
+  try {
+    accessSync(dir, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function stateDir(queueDir: string): string {
+  return join(queueDir, STATE_DIR);
+}
+
+export class StateDb {
+  private broken = false;
+
+  private constructor(
+    private readonly db: Db,
+    readonly path: string,
+    readonly readonly: boolean,
+    private readonly without: string,
+  ) {}
+
+  /**
+   * The queue's state database, or undefined when there is none to use: not wanted here,
+   * not creatable (read-only queue), or unusable (reported with one WARN line).
+   */
+  static open(queueDir: string, opts: OpenOptions): StateDb | undefined {
+    const dir = stateDir(queueDir);
+    const path = join(dir, 'state.db');
+    const creating = !existsSync(path);
+    if (creating) {
+      if (!opts.create) return undefined;
+      if (!existsSync(dir)) {
+        if (!writable(queueDir)) {
+          log.debug(`queue ${queueDir} is not writable: no state database`);
+          return undefined;
+        }
+        try {
+          mkdirSync(dir);
+        } catch (e) {
+          if (code(e) !== 'EEXIST') {
+            log.debug(`cannot create ${dir}: ${describe(e)}; no state database`);
+            return undefined;
+          }
+        }
+      }
+    }
+    const readonly = !writable(dir);
+    if (readonly && !existsSync(path)) {
+      log.debug(`${dir} is not writable: no state database`);
+      return undefined;
+    }
+    let db: Db | undefined;
+    try {
+      const Database = sqlite();
+      db = new Database(path, { readonly, timeout: opts.busyMs });
+      if (!readonly) {
+        db.pragma('journal_mode = WAL');
+        db.pragma('synchronous = NORMAL');
+      }
+      const version = db.pragma('user_version', { simple: true }) as number;
+      if (version > SCHEMA_VERSION) {
+        throw new Error(`it was made by a newer fspool (schema ${version}, this one knows ${SCHEMA_VERSION})`);
+      }
+      if (version < SCHEMA_VERSION) {
+        if (readonly) throw new Error('it has no tables yet and is read-only');
+        db.transaction(() => {
+          db!.exec(SCHEMA);
+          db!.pragma(`user_version = ${SCHEMA_VERSION}`);
+        }).immediate();
+      }
+      if (creating) giveToQueueOwner(queueDir, [dir, path]);
+      return new StateDb(db, path, readonly, opts.without);
+    } catch (e) {
+      db?.close();
+      if (readonly && (code(e) === 'SQLITE_CANTOPEN' || code(e) === 'SQLITE_READONLY')) {
+        log.debug(`cannot open ${path} read-only: ${describe(e)}; no state database`);
+        return undefined;
+      }
+      warnUnusable(path, e, opts.without);
+      return undefined;
+    }
+  }
+
+  /** False once the database failed: the rest of the run goes on without it. */
+  get usable(): boolean {
+    return !this.broken;
+  }
+
+  /**
+   * Run `fn` in a short IMMEDIATE transaction. `durable` makes this commit reach the disk
+   * before it returns (synchronous=FULL: the WAL is fsynced), for the journal entries that
+   * decide what the next run does. On any database error: one WARN, and undefined from here on.
+   */
+  write<T>(fn: (db: Db) => T, durable = false): T | undefined {
+    if (this.broken || this.readonly) return undefined;
+    try {
+      if (durable) this.db.pragma('synchronous = FULL');
+      try {
+        return this.db.transaction(() => fn(this.db)).immediate();
+      } finally {
+        if (durable) this.db.pragma('synchronous = NORMAL');
+      }
+    } catch (e) {
+      this.fail(e);
+      return undefined;
+    }
+  }
+
+  /** Run `fn` in a read transaction (WAL: never waits for a writer). */
+  read<T>(fn: (db: Db) => T): T | undefined {
+    if (this.broken) return undefined;
+    try {
+      return this.db.transaction(() => fn(this.db)).deferred();
+    } catch (e) {
+      this.fail(e);
+      return undefined;
+    }
+  }
+
+  close(): void {
+    try {
+      this.db.close();
+    } catch {
+      /* closing a broken database: nothing more to lose */
+    }
+  }
+
+  private fail(e: unknown): void {
+    this.broken = true;
+    warnUnusable(this.path, e, this.without);
+  }
+}
+
+/**
+ * root (say, `sudo fspool queue-ls`) must not leave a database the queue's own processor
+ * cannot write: what it creates goes to the queue directory's owner. (SQLite itself gives the
+ * -wal and -shm files the database file's owner when it runs as root.)
+ */
+function giveToQueueOwner(queueDir: string, paths: string[]): void {
+  if (process.getuid?.() !== 0) return;
+  const { uid, gid } = statSync(queueDir);
+  if (uid === 0) return;
+  for (const p of paths) chownSync(p, uid, gid);
+}
+
+function warnUnusable(path: string, e: unknown, without: string): void {
+  const c = code(e);
+  let why: string;
+  if (c === 'SQLITE_BUSY' || c === 'SQLITE_LOCKED') why = 'is locked by another process';
+  else if (c === 'SQLITE_NOTADB' || c === 'SQLITE_CORRUPT') why = `is damaged (${describe(e)}); move it away to start afresh (only history is lost)`;
+  else why = `cannot be used: ${describe(e)}`;
+  log.warn(`state database ${path} ${why}; ${without}`);
+}

@@ -1,0 +1,149 @@
+// queue-status: what a queue is doing, from its files (authoritative), the journal and
+// /proc/locks, without taking any lock (spec/state-db.md, "Status"). The verdict, for
+// monitoring: healthy, stalled (work is waiting and nothing has moved it for a while) or
+// failing (a person is needed).
+import { statSync } from 'node:fs';
+import type { Header } from '../packet/header.js';
+import { FAILURES, type Journal, packetId, type RunRow } from './journal.js';
+import { lockHolder } from './lockHolder.js';
+import { quarantined } from './quarantine.js';
+import type { Queue, ScannedJob } from './queue.js';
+
+export type Verdict = 'healthy' | 'stalled' | 'failing';
+
+/** Exit statuses of queue-status (spec/exit-codes.md); 1 and 2 keep their usual meaning. */
+export const VERDICT_EXIT: Record<Verdict, number> = { healthy: 0, stalled: 3, failing: 4 };
+
+export interface FileJob {
+  name: string;
+  path: string;
+  header: Header;
+  packet: string;
+}
+
+export interface Status {
+  verdict: Verdict;
+  reasons: string[];
+  nextSeq: bigint | undefined;
+  /** Jobs (distinct seqs) at or above nextseq: due or waiting. */
+  pending: number;
+  due: FileJob[];
+  gap: { seq: bigint; waiting: number; lowest: bigint; since: number } | undefined;
+  stale: Array<FileJob & { processed: RunRow | undefined }>;
+  duplicates: Array<{ seq: bigint; files: FileJob[] }>;
+  ambiguous: Array<{ seq: bigint; files: FileJob[] }>;
+  unreadable: ScannedJob[];
+  quarantine: string[];
+  lastSuccess: RunRow | undefined;
+  lastFailure: RunRow | undefined;
+  /** Attempts left 'running' by a processor that is gone. */
+  interrupted: RunRow[];
+  processor: { known: boolean; pid?: number; current?: RunRow };
+  journal: boolean;
+}
+
+export interface StatusOptions {
+  /** Work waiting longer than this, with no processor at it, is "stalled". */
+  stalledAfterSeconds: number;
+  now?: number;
+}
+
+/** When a file arrived in jobs/: its inode change time, which the rename into jobs/ sets (an
+ * mtime may be the sender's, kept by rsync -t). */
+const arrivedMs = (path: string): number | undefined => {
+  try {
+    return statSync(path).ctimeMs;
+  } catch {
+    return undefined;
+  }
+};
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journal, opts: StatusOptions): Status {
+  const now = opts.now ?? Date.now();
+  const next = queue.nextseq.readIfExists();
+  const jobs: FileJob[] = [];
+  const unreadable: ScannedJob[] = [];
+  for (const j of scanned) {
+    if (j.header) jobs.push({ name: j.name, path: j.path, header: j.header, packet: packetId(j.header) });
+    else unreadable.push(j);
+  }
+  const bySeq = new Map<bigint, FileJob[]>();
+  for (const j of jobs) bySeq.set(j.header.seq, [...(bySeq.get(j.header.seq) ?? []), j]);
+
+  const succeeded = journal.active ? journal.succeededPackets() : new Map<string, RunRow>();
+  const stale = next === undefined ? [] : jobs.filter((j) => j.header.seq < next).map((j) => ({ ...j, processed: succeeded.get(j.packet) }));
+  const ahead = [...bySeq.entries()].filter(([seq]) => next === undefined || seq >= next).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const duplicates: Status['duplicates'] = [];
+  const ambiguous: Status['ambiguous'] = [];
+  for (const [seq, files] of ahead) {
+    if (files.length < 2) continue;
+    if (new Set(files.map((f) => f.packet)).size > 1) ambiguous.push({ seq, files });
+    else duplicates.push({ seq, files });
+  }
+  const due = next === undefined ? [] : (bySeq.get(next) ?? []);
+  let gap: Status['gap'];
+  if (next !== undefined && due.length === 0 && ahead.length > 0) {
+    const waitingFiles = ahead.flatMap(([, f]) => f);
+    const times = waitingFiles.map((f) => arrivedMs(f.path)).filter((t): t is number => t !== undefined);
+    gap = { seq: next, waiting: ahead.length, lowest: ahead[0]![0], since: times.length ? Math.min(...times) : now };
+  }
+
+  const holder = lockHolder(queue.nextseq.lockPath);
+  const running = journal.history({ outcomes: ['running'] });
+  const current = holder.pid !== undefined ? running.find((r) => r.pid === holder.pid) : undefined;
+  const interrupted = running.filter((r) => r !== current && !(holder.pid !== undefined && r.pid === holder.pid));
+
+  const s: Status = {
+    verdict: 'healthy',
+    reasons: [],
+    nextSeq: next,
+    pending: ahead.length,
+    due,
+    gap,
+    stale,
+    duplicates,
+    ambiguous,
+    unreadable,
+    quarantine: quarantined(queue.dir),
+    lastSuccess: journal.latest(['success']),
+    lastFailure: journal.latest([...FAILURES, 'cannot-start']),
+    interrupted,
+    processor: { known: holder.known, pid: holder.pid, current },
+    journal: journal.active,
+  };
+  judge(s, journal, now, opts.stalledAfterSeconds);
+  return s;
+}
+
+function judge(s: Status, journal: Journal, now: number, stalledAfter: number): void {
+  const failing: string[] = [];
+  const stalled: string[] = [];
+  const dueAmbiguous = s.nextSeq !== undefined && new Set(s.due.map((d) => d.packet)).size > 1;
+  if (dueAmbiguous) failing.push(`seq ${s.nextSeq} is ambiguous: ${s.due.length} different packets have it; remove the wrong one`);
+  if (s.due.length > 0 && !dueAmbiguous) {
+    const last = journal.history({ seq: s.nextSeq }).find((r) => r.packet === s.due[0]!.packet && r.outcome !== 'running');
+    if (last && (FAILURES.includes(last.outcome) || last.outcome === 'cannot-start')) {
+      failing.push(`job ${s.nextSeq} failed at ${iso(last.endedAt ?? last.startedAt)} (${last.outcome}${last.detail ? `: ${last.detail}` : ''}); it is kept and retried`);
+    }
+  }
+  if (s.quarantine.length > 0) failing.push(`${s.quarantine.length} job(s) in quarantine wait for a person`);
+
+  const working = s.processor.pid !== undefined;
+  const limit = stalledAfter * 1000;
+  if (!working && s.gap && now - s.gap.since >= limit) {
+    stalled.push(`waiting for seq ${s.gap.seq} since ${iso(s.gap.since)} (${s.gap.waiting} job(s) behind the gap)`);
+  }
+  if (!working && s.due.length > 0 && failing.length === 0) {
+    const since = Math.min(...s.due.map((d) => arrivedMs(d.path) ?? now));
+    if (now - since >= limit) stalled.push(`job ${s.nextSeq} is due since ${iso(since)} and no processor has run it`);
+  }
+  if (failing.length > 0) {
+    s.verdict = 'failing';
+    s.reasons = [...failing, ...stalled];
+  } else if (stalled.length > 0) {
+    s.verdict = 'stalled';
+    s.reasons = stalled;
+  }
+}

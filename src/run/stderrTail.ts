@@ -1,0 +1,87 @@
+// The tail of a receiver's stderr, for the journal (issue 4). The receiver's stderr is a pipe
+// of ours (made O_CLOEXEC, like every fd of ours, so nothing else inherits it); everything that
+// comes through is passed on to our own stderr at once, and the last few KiB are kept.
+//
+// A receiver that leaves a daemon holding its stderr: we wait a moment for end-of-file after
+// the receiver exited, take the tail, and keep passing the daemon's output on while we run.
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { writeAll } from '../sys/fd.js';
+import { net } from '../sys/lazy.js';
+import { native } from '../sys/native.js';
+
+export const TAIL_BYTES = 4096;
+
+export class StderrTail {
+  /** The write end: the receiver's stderr. */
+  readonly fd: number;
+  private readonly sock: Socket;
+  private tail = Buffer.alloc(0);
+  private readonly ended: Promise<void>;
+  private writeEndOpen = true;
+
+  constructor() {
+    const [r, w] = native().pipe();
+    this.fd = w;
+    this.sock = new (net().Socket)({ fd: r, readable: true, writable: false });
+    this.sock.on('data', (b: Buffer) => {
+      try {
+        writeAll(2, b);
+      } catch {
+        /* our stderr is gone: keep the tail anyway */
+      }
+      this.tail = this.tail.length + b.length <= TAIL_BYTES ? Buffer.concat([this.tail, b]) : Buffer.concat([this.tail, b]).subarray(-TAIL_BYTES);
+    });
+    this.ended = new Promise((resolve) => {
+      this.sock.once('end', resolve);
+      this.sock.once('close', resolve);
+      this.sock.once('error', () => resolve());
+    });
+  }
+
+  /** The receiver holds its copy: ours must go, or end-of-file never comes. */
+  spawned(): void {
+    this.closeWriteEnd();
+  }
+
+  /** Once the receiver exited: its last output, up to TAIL_BYTES. */
+  async take(graceMs = 250): Promise<string> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.ended, new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
+    clearTimeout(timer);
+    // Whatever a leftover holder writes later is still passed on, without keeping us alive.
+    this.sock.unref();
+    return textOf(this.tail);
+  }
+
+  /** The receiver never started: drop the pipe. */
+  close(): void {
+    this.closeWriteEnd();
+    this.sock.destroy();
+  }
+
+  private closeWriteEnd(): void {
+    if (!this.writeEndOpen) return;
+    this.writeEndOpen = false;
+    closeSync(this.fd);
+  }
+}
+
+/** The last TAIL_BYTES of a file (the job's saved output, --output-to saveboth). */
+export function fileTail(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const start = Math.max(0, size - TAIL_BYTES);
+    const buf = Buffer.alloc(size - start);
+    const n = readSync(fd, buf, 0, buf.length, start);
+    return textOf(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Text for the journal: UTF-8, a partial character at the cut dropped. */
+function textOf(b: Buffer): string {
+  return b.toString('utf8').replace(/^\uFFFD+/, '');
+}

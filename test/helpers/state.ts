@@ -1,0 +1,79 @@
+// Helpers for the tests of fspool's queue state (QUEUE/fspool/state.db): real queues, real
+// packets, the real database read with better-sqlite3 as any other program would.
+import { randomUUID } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { fspool, makeQueue, preparePacket, type Result, runSync, tempDir } from './cli.js';
+
+export interface Q {
+  dir: string;
+  q: string;
+  /** Receivers append "$FSPL_SEQ:<stdin>" lines here. */
+  log: string;
+}
+
+export function setup(prefix = 'fspool-state-'): Q {
+  const dir = tempDir(prefix);
+  return { dir, q: makeQueue(dir), log: join(dir, 'log') };
+}
+
+/** A Command packet with this seq and payload, as `fspool prepare` writes it. */
+export function packet(q: Q, seq: number, payload: string): Buffer {
+  const seqfile = join(q.dir, `seq-${randomUUID()}`);
+  writeFileSync(seqfile, `${seq}\n`);
+  return preparePacket(['-s', seqfile, '-i', '-'], payload);
+}
+
+export function zstd(b: Buffer): Buffer {
+  const r = runSync('zstd', ['-q', '-c'], { input: b });
+  if (r.code !== 0) throw new Error(`zstd failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Drop a packet into jobs/ as a syncing tool would (temp name, rename); returns its name. */
+export function put(q: Q, bytes: Buffer, name = `fspl-${randomUUID()}.fspl`): string {
+  const tmp = join(q.q, 'jobs', `.${name}.tmp`);
+  writeFileSync(tmp, bytes);
+  renameSync(tmp, join(q.q, 'jobs', name));
+  return name;
+}
+
+export const LOGGER = 'printf "%s:%s\\n" "$FSPL_SEQ" "$(cat)" >> "$LOG"';
+
+export function proc(q: Q, opts: string[], script = LOGGER, env: NodeJS.ProcessEnv = {}): Result {
+  return fspool(['queue-process', '-q', q.q, ...opts, 'sh', '--', '-c', script], { env: { ...process.env, LOG: q.log, ...env } });
+}
+
+export const logOf = (q: Q) => (existsSync(q.log) ? readFileSync(q.log, 'utf8') : '');
+export const nextseq = (q: Q) => readFileSync(join(q.q, 'nextseq'), 'utf8').trim();
+export const jobs = (q: Q) => readdirSync(join(q.q, 'jobs')).filter((n) => /^fspl-.*\.fspl$/.test(n)).sort();
+export const dbPath = (q: Q) => join(q.q, 'fspool', 'state.db');
+export const lines = (...l: string[]) => l.map((x) => `${x}\n`).join('');
+
+export interface RunRow {
+  id: number;
+  seq: string;
+  file: string;
+  attempt: number;
+  outcome: string;
+  action: string | null;
+  commit_state: string | null;
+  exit_code: number | null;
+  bytes: number | null;
+  stderr_tail: string | null;
+  detail: string | null;
+}
+
+/** The journal, oldest first, read straight from the database. */
+export function runs(q: Q): RunRow[] {
+  const db = new Database(dbPath(q), { readonly: true });
+  try {
+    return db.prepare('SELECT * FROM runs ORDER BY id').all() as RunRow[];
+  } finally {
+    db.close();
+  }
+}
+
+/** WARN lines of a run's stderr. */
+export const warns = (r: Result) => r.stderr.split('\n').filter((l) => l.startsWith(' WARN'));
