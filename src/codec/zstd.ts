@@ -1,7 +1,8 @@
 // zstd in-process (zstd-napi), loaded only when a packet needs it.
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { pipeline, Readable, type Transform } from 'node:stream';
+import type { Transform } from 'node:stream';
+import { stream } from '../sys/lazy.js';
 
 // require, not import(): see openpgp() in keys.ts.
 const zstd = () => createRequire(import.meta.url)('zstd-napi') as typeof import('zstd-napi');
@@ -9,6 +10,7 @@ const zstd = () => createRequire(import.meta.url)('zstd-napi') as typeof import(
 async function through(src: AsyncIterable<Buffer>, t: Transform): Promise<AsyncIterable<Buffer>> {
   // pipeline carries an error of the source into the transform, and tears both down if the
   // consumer stops early.
+  const { pipeline, Readable } = stream();
   pipeline(Readable.from(src), t, () => {});
   return t as AsyncIterable<Buffer>;
 }

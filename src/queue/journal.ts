@@ -7,7 +7,7 @@
 //
 // Without a database (none, read-only, damaged, locked) the journal keeps its counts in
 // memory for the current run, and fspool behaves as fspl's order of commit allows.
-import { createHash } from 'node:crypto';
+import { createHash as sha256Hash } from '../sys/lazy.js';
 import { encodeHeader } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
 import type { RunFacts, RunKind } from '../run/job.js';
@@ -126,7 +126,7 @@ const toRow = (r: RawRow): RunRow => ({
  * packets with one seq and one nanosecond.
  */
 export function packetId(h: Header): string {
-  return createHash('sha256').update(encodeHeader(h)).digest('hex').slice(0, 32);
+  return sha256Hash('sha256').update(encodeHeader(h)).digest('hex').slice(0, 32);
 }
 
 /** The job a run is about. */

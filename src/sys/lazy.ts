@@ -10,3 +10,10 @@ export const net = () => process.getBuiltinModule('node:net') as typeof Net;
 export function randomUUID(): string {
   return (process.getBuiltinModule('node:crypto') as typeof import('node:crypto')).randomUUID();
 }
+
+/** node:crypto's createHash. */
+export function createHash(algorithm: string): import('node:crypto').Hash {
+  return (process.getBuiltinModule('node:crypto') as typeof import('node:crypto')).createHash(algorithm);
+}
+
+export const stream = () => process.getBuiltinModule('node:stream') as typeof import('node:stream');
