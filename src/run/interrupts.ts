@@ -21,6 +21,7 @@ class Interrupts {
   signal: NodeJS.Signals | undefined;
   private readonly receivers = new Set<Killable>();
   private readonly helpers = new Set<Killable>();
+  private readonly listeners = new Set<() => void>();
   private deferring = false;
   private installed = false;
 
@@ -50,6 +51,13 @@ class Interrupts {
     return () => this.helpers.delete(helper);
   }
 
+  /** Call `fn` on the first signal (a watcher waiting for work wakes up); returns the undo. */
+  onSignal(fn: () => void): () => void {
+    this.install();
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
   /** The shell's convention for death by a signal: 128 + its number. */
   get exitCode(): number {
     return this.signal ? 128 + constants.signals[this.signal] : 0;
@@ -60,6 +68,7 @@ class Interrupts {
     this.signal ??= sig;
     for (const h of this.helpers) h.kill('SIGKILL');
     for (const r of this.receivers) r.kill(again ? 'SIGKILL' : sig);
+    for (const l of this.listeners) l();
     // Processing finishes its bookkeeping for the interrupted job and returns 128+N itself.
     if (!this.deferring) process.exit(this.exitCode);
   }

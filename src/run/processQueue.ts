@@ -1,12 +1,12 @@
 // queue-process: run a queue's jobs strictly in sequence order (or by timestamp), one at a
 // time, under the flock on nextseq.lock. The life of a job is in spec/job-lifecycle.md.
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, watch as watch_ } from 'node:fs';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
 import { type Header, U64_MAX } from '../packet/header.js';
 import { type Journal, packetId } from '../queue/journal.js';
-import { identical, type Queue, type ScannedJob } from '../queue/queue.js';
+import { identical, JOB_NAME, type Queue, type ScannedJob } from '../queue/queue.js';
 import { attachState, PROCESSOR_BUSY_MS } from '../queue/state.js';
 import { interrupts } from './interrupts.js';
 import { type DeliveryMode, preparePayload } from './source.js';
@@ -21,6 +21,10 @@ export interface ProcessOptions extends Omit<RunOptions, 'outputFile'>, RetryOpt
   delivery: DeliveryMode;
   orderBy: OrderBy;
   maxJobs?: number;
+  /** Keep running: process packets as they land (spec/processing.md, "Watching"). */
+  watch?: boolean;
+  /** With watch: look at jobs/ at least this often, events or not. */
+  rescanSeconds?: number;
   saveOutput: boolean;
   waitLockSeconds?: number;
 }
@@ -169,9 +173,9 @@ export async function processQueue(queue: Queue, opts: ProcessOptions): Promise<
     const first = await index.refresh();
     reportUnreadable(first);
     for (const name of recover(queue, state.journal, first)) index.forget(name);
-    const code = opts.orderBy === 'timestamp'
-      ? await byTimestamp(queue, index, opts, state.journal)
-      : await bySequence(queue, index, opts, state.journal);
+    const budget: Budget = { left: opts.maxJobs };
+    const pass = () => (opts.orderBy === 'timestamp' ? byTimestamp(queue, index, opts, state.journal, budget) : bySequence(queue, index, opts, state.journal, budget));
+    const code = opts.watch ? await watch(queue, opts, pass, budget) : await pass();
     return interrupts.signal ? interrupts.exitCode : code;
   } finally {
     interrupts.deferExit(false);
@@ -180,11 +184,76 @@ export async function processQueue(queue: Queue, opts: ProcessOptions): Promise<
   }
 }
 
-async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, journal: Journal): Promise<number> {
+/** How many more jobs this run may take (--maxjobs), across the passes of a watch. */
+interface Budget {
+  left: number | undefined;
+}
+const spent = (b: Budget) => b.left !== undefined && b.left <= 0;
+
+/**
+ * --watch: run a pass, then wait until a job file lands in jobs/ (inotify, through fs.watch),
+ * the rescan interval passes (events can be missed: a full inotify queue, a network
+ * filesystem), or a signal comes; and again. The lock is held throughout. A pass that stops
+ * at a failure (--on-error retry) or an ambiguous seq is reported, and the watch goes on: the
+ * job is tried again at the next arrival or rescan.
+ */
+async function watch(queue: Queue, opts: ProcessOptions, pass: () => Promise<number>, budget: Budget): Promise<number> {
+  let wake: (() => void) | undefined;
+  let woken = false;
+  const poke = () => {
+    woken = true;
+    wake?.();
+  };
+  const watcher = watchDir(queue.jobsDir, (name) => {
+    if (JOB_NAME.test(name)) poke();
+  });
+  const noSignal = interrupts.onSignal(poke);
+  try {
+    for (;;) {
+      woken = false;
+      try {
+        await pass();
+      } catch (e) {
+        if (!(e instanceof FspoolError) || e.exitCode === 2) throw e;
+        log.error(`${e.message}; watching on`);
+      }
+      if (interrupts.signal || spent(budget)) return 0;
+      if (woken) continue; // something landed while the pass ran
+      log.debug(`watching ${queue.jobsDir} for new packets`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, (opts.rescanSeconds ?? 30) * 1000);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
+      if (interrupts.signal) return 0;
+    }
+  } finally {
+    noSignal();
+    watcher?.close();
+  }
+}
+
+/** fs.watch on a directory, or undefined (with a WARN) where it cannot be had: rescans still come. */
+function watchDir(dir: string, onName: (name: string) => void): { close(): void } | undefined {
+  try {
+    const w = watch_(dir, (_event, name) => {
+      if (name) onName(name.toString());
+    });
+    w.on('error', (e) => log.warn(`cannot watch ${dir} (${describe(e)}); relying on rescans`));
+    return w;
+  } catch (e) {
+    log.warn(`cannot watch ${dir} (${describe(e)}); relying on rescans`);
+    return undefined;
+  }
+}
+
+async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, journal: Journal, budget: Budget): Promise<number> {
   let next = queue.nextseq.read();
   reportStale(index.all(), next, journal);
-  let done = 0;
-  while (!interrupts.signal && (opts.maxJobs === undefined || done < opts.maxJobs)) {
+  while (!interrupts.signal && !spent(budget)) {
     let candidates = index.withSeq(next);
     if (candidates.length === 0) {
       const fresh = await index.refresh();
@@ -214,7 +283,7 @@ async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, j
       index.forget(job.name);
       continue;
     }
-    done++;
+    if (budget.left !== undefined) budget.left--;
     // The journal first (durably, when the queue is to change), so that a crash from here on is
     // completed by the next run without running the job again.
     const action = decide(ran.outcome, opts);
@@ -230,7 +299,8 @@ async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, j
   return 0;
 }
 
-async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions, journal: Journal): Promise<number> {
+async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions, journal: Journal, budget: Budget): Promise<number> {
+  reportUnreadable(await index.refresh());
   const jobs = index.all().filter(readable).sort((a, b) => {
     const x = a.header;
     const y = b.header;
@@ -239,16 +309,15 @@ async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions, 
     if (x.seq !== y.seq) return x.seq < y.seq ? -1 : 1;
     return a.name < b.name ? -1 : 1;
   });
-  let done = 0;
   for (const job of jobs) {
-    if (interrupts.signal || (opts.maxJobs !== undefined && done >= opts.maxJobs)) break;
+    if (interrupts.signal || spent(budget)) break;
     const label = `job ${job.header.seq} (${job.path})`;
     const ran = await runAttempts(journal, jobRef(job), 'timestamp', label, opts, () => runFile(queue, job, opts));
     if (ran === 'vanished') {
       log.warn(`job ${job.header.seq} (${job.path}) was removed before it could run`);
       continue;
     }
-    done++;
+    if (budget.left !== undefined) budget.left--;
     const action = decide(ran.outcome, opts);
     record(journal, ran, action);
     if (!settle(ran.outcome, label, opts)) return 0;

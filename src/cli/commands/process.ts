@@ -23,6 +23,8 @@ interface QueueProcessArgs extends RunArgs {
   maxjobs?: bigint;
   'output-to': 'passboth' | 'saveboth';
   'wait-lock'?: number;
+  watch: boolean;
+  rescan: number;
   retries: bigint;
   backoff: number;
 }
@@ -84,8 +86,16 @@ export const queueProcess: CommandModule<object, QueueProcessArgs> = {
         describe: 'What to do with stdout and stderr of the process. Can be PassBoth or SaveBoth (to jobs/NAME.out)',
       })
       .option('wait-lock', waitLock)
+      .option('watch', {
+        type: 'boolean',
+        nargs: 0,
+        default: false,
+        describe: 'Keep running: process each packet as it lands (inotify, and a rescan every --rescan seconds); SIGTERM ends the run',
+      })
+      .option('rescan', { type: 'string', requiresArg: true, default: '30', coerce: seconds('--rescan'), describe: 'With --watch: look at jobs/ at least this often' })
       .example("$0 queue-process -q /var/q --timeout 3600 zfs -- receive -u tank/backup", 'receive zfs streams in order')
       .example("$0 queue-process -q q -d 'zstd -dc' --on-error delete sh -- -c 'tar xf - -C /srv'", 'decode, unpack, drop failures')
+      .example('$0 queue-process -q /var/spool/q --watch ./apply', 'a daemon: run packets as they arrive (contrib/fspool-watch@.service)')
       .example('$0 queue-process -q q --retries 3 --backoff 60 --on-error quarantine ./apply', 'try 4 times, then set the job aside') as never,
   handler: async (a) => {
     const code = await processQueue(new Queue(a.queuedir), {
@@ -98,6 +108,8 @@ export const queueProcess: CommandModule<object, QueueProcessArgs> = {
       maxJobs: a.maxjobs === undefined ? undefined : Number(a.maxjobs),
       saveOutput: a['output-to'] === 'saveboth',
       waitLockSeconds: a['wait-lock'],
+      watch: a.watch,
+      rescanSeconds: a.rescan,
     });
     process.exitCode = code;
   },

@@ -1,0 +1,123 @@
+// queue-process --watch (issue 5): packets processed as they land, the lock held while
+// watching, SIGTERM ending the run cleanly, a failure not ending the watch.
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FSPOOL, fspool, makeQueue, preparePacket, queueWrite, runAsync, runSync, tempDir } from './helpers/cli.js';
+
+const started: number[] = [];
+afterEach(() => {
+  for (const pid of started.splice(0)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+});
+
+async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+const lines = (f: string) => (existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').filter(Boolean) : []);
+const lockFree = (q: string) => runSync('flock', ['-n', join(q, 'nextseq.lock'), 'true']).code === 0;
+
+describe('queue-process --watch', () => {
+  it('runs packets as they land, in order, each within a second, and holds the lock meanwhile', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const log = join(dir, 'log');
+    const seq = join(dir, 'seq');
+    const packets = [1, 2, 3, 4].map((i) => preparePacket(['-s', seq, '-i', '-'], `p${i}`));
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '60', 'sh', '--', '-c', `echo "$FSPL_SEQ $(cat)" >> ${log}`]);
+    started.push(w.pid);
+    await until('the watcher to take the lock', () => !lockFree(q));
+    // 2 first: nothing may run until 1 lands
+    queueWrite(q, packets[1]!);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(lines(log)).toEqual([]);
+    for (const i of [0, 3, 2]) {
+      const t0 = Date.now();
+      queueWrite(q, packets[i]!);
+      const want = i === 0 ? 2 : i === 3 ? 2 : 4;
+      await until(`${want} jobs run`, () => lines(log).length >= want, 5000);
+      expect(Date.now() - t0).toBeLessThan(1000);
+    }
+    expect(lines(log)).toEqual(['1 p1', '2 p2', '3 p3', '4 p4']);
+    expect(lockFree(q)).toBe(false);
+    process.kill(w.pid, 'SIGTERM');
+    const r = await w.done;
+    expect([0, 143]).toContain(r.code);
+    expect(lockFree(q)).toBe(true);
+    expect(readFileSync(join(q, 'nextseq'), 'latin1')).toBe('5\n');
+  });
+
+  it('SIGTERM mid-job: the receiver gets it, the job stays queued, and the next start runs it', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const mark = join(dir, 'mark');
+    queueWrite(q, preparePacket(['-s', '-', '-i', '-'], 'slow'));
+    const script = `trap 'echo term >> ${mark}; exit 9' TERM; echo start >> ${mark}; cat > /dev/null; sleep 30 & wait`;
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', 'sh', '--', '-c', script]);
+    started.push(w.pid);
+    await until('the job to start', () => lines(mark).includes('start'));
+    process.kill(w.pid, 'SIGTERM');
+    const r = await w.done;
+    expect(r.code).toBe(143);
+    expect(lines(mark)).toEqual(['start', 'term']);
+    expect(r.stderr).toMatch(/interrupted by SIGTERM/);
+    expect(readFileSync(join(q, 'nextseq'), 'latin1')).toBe('1\n');
+    expect(lockFree(q)).toBe(true);
+    // the next start resumes with that job
+    const again = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'cat']);
+    expect(again.code).toBe(0);
+    expect(again.stdout.toString()).toBe('slow');
+  });
+
+  it('a failing job (retry) does not end the watch: it is tried again when the next packet lands', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const log = join(dir, 'log');
+    const gate = join(dir, 'gate');
+    const seq = join(dir, 'seq');
+    // the receiver fails until the gate file exists
+    const script = `test -e ${gate} || exit 3; echo "$FSPL_SEQ" >> ${log}`;
+    queueWrite(q, preparePacket(['-s', seq]));
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '60', 'sh', '--', '-c', script]);
+    started.push(w.pid);
+    // Give the first pass time to run the job and fail: nothing may be logged.
+    await new Promise((r) => setTimeout(r, 800));
+    expect(lines(log)).toEqual([]);
+    writeFileSync(gate, '');
+    queueWrite(q, preparePacket(['-s', seq]));
+    await until('both jobs to run', () => lines(log).length === 2, 5000);
+    expect(lines(log)).toEqual(['1', '2']);
+    process.kill(w.pid, 'SIGTERM');
+    const r = await w.done;
+    expect(r.stderr).toMatch(/job 1 .* failed: command exited with status 3/);
+    expect(r.stderr).toMatch(/watching on/);
+  });
+
+  it('the rescan finds packets no event announced (jobs/ replaced under the watcher)', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const log = join(dir, 'log');
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '1', 'sh', '--', '-c', `echo "$FSPL_SEQ" >> ${log}`]);
+    started.push(w.pid);
+    await until('the watcher to take the lock', () => !lockFree(q));
+    // inotify follows the old directory; only the rescan can see the new one's files.
+    renameSync(join(q, 'jobs'), join(q, 'jobs.old'));
+    mkdirSync(join(q, 'jobs'));
+    writeFileSync(join(q, 'jobs', 'fspl-x.fspl'), preparePacket(['-s', '-']));
+    const t0 = Date.now();
+    await until('the job to run', () => lines(log).length === 1, 5000);
+    expect(Date.now() - t0).toBeLessThan(2500);
+    process.kill(w.pid, 'SIGTERM');
+    await w.done;
+  });
+});
