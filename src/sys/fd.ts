@@ -1,7 +1,7 @@
 // Reading and writing raw fds. The payload paths never touch process.stdin/stdout: Node would
 // set O_NONBLOCK on them, and that flag lives in the open file description that the shell
 // pipeline shares with the programs around us (see spec/processing.md).
-import { closeSync, fstatSync, read, readFileSync, readSync, writeSync } from 'node:fs';
+import { read, readFileSync, readSync, writeSync } from 'node:fs';
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 /** Block the thread briefly: an fd someone else made non-blocking has no data yet. */
@@ -68,17 +68,6 @@ export function fdOffset(fd: number): number {
   const m = /^pos:\s*(\d+)/m.exec(info);
   if (!m) throw new Error(`cannot read the offset of fd ${fd}`);
   return Number(m[1]);
-}
-
-export const isRegularFile = (fd: number) => fstatSync(fd).isFile();
-
-export function closeQuietly(fd: number | undefined): void {
-  if (fd === undefined) return;
-  try {
-    closeSync(fd);
-  } catch {
-    /* already closed: nothing to release */
-  }
 }
 
 /** Chunks read from `fd` at its offset until EOF or `stop()`; async, so timers and signals run. */
