@@ -7,6 +7,7 @@
 // it, nextseq was set past it) may hold data that never ran: it is removed only with --stale.
 import type { DecodeContext } from '../codec/decode.js';
 import { unlinkSync } from 'node:fs';
+import { crashPoint } from '../sys/crashPoint.js';
 import { fsyncDir } from '../sys/durable.js';
 import { type Journal, packetId, type RunRow } from './journal.js';
 import type { Queue } from './queue.js';
@@ -46,6 +47,7 @@ export async function cleanQueue(queue: Queue, journal: Journal, opts: CleanOpti
     try {
       unlinkSync(c.path);
       any = true;
+      crashPoint('cleaning');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }

@@ -11,6 +11,7 @@ import { Progress } from '../progress.js';
 import { isUtf8 } from '../sys/argv.js';
 import { randomUUID } from '../sys/lazy.js';
 import type { Header } from '../packet/header.js';
+import { crashPoint } from '../sys/crashPoint.js';
 import { fsyncDir } from '../sys/durable.js';
 import type { HeaderIndex } from './headerIndex.js';
 import { copyFd } from '../sys/fd.js';
@@ -247,8 +248,10 @@ export class Queue {
         open = false;
       },
       publish: () => {
+        crashPoint('queue-write-before-rename');
         renameSync(tmpPath, this.jobPath(name));
         published = true;
+        crashPoint('queue-write-after-rename');
         fsyncDir(this.jobsDir);
         return name;
       },

@@ -8,6 +8,7 @@ import { type Header, U64_MAX } from '../packet/header.js';
 import { type Journal, packetId } from '../queue/journal.js';
 import { identical, JOB_NAME, type Queue, type ScannedJob } from '../queue/queue.js';
 import { attachState, PROCESSOR_BUSY_MS } from '../queue/state.js';
+import { crashPoint } from '../sys/crashPoint.js';
 import { interrupts } from './interrupts.js';
 import { type DeliveryMode, preparePayload } from './source.js';
 import { type Outcome, type RunOptions, runJob } from './job.js';
@@ -160,6 +161,7 @@ function settle(outcome: Outcome, label: string, opts: ProcessOptions): boolean 
 export async function processQueue(queue: Queue, opts: ProcessOptions): Promise<number> {
   queue.checkProcessable();
   const lock = await queue.nextseq.lock({ create: false, waitSeconds: opts.waitLockSeconds, what: `queue ${queue.dir}` });
+  crashPoint('lock-taken');
   // Issue 4: the journal and the header cache (QUEUE/fspool/state.db), when they can be had.
   const state = attachState(queue, {
     create: true,

@@ -9,6 +9,7 @@ import { encodeHeader } from '../packet/codec.js';
 import { type CmdType, U64_MAX } from '../packet/header.js';
 import { FspoolError } from '../errors.js';
 import { SeqFile } from '../queue/seqfile.js';
+import { crashPoint } from '../sys/crashPoint.js';
 import { splitNul } from '../sys/argv.js';
 import { copyFd, fdChunks, writeAll } from '../sys/fd.js';
 import { Progress } from '../progress.js';
@@ -111,7 +112,9 @@ export async function prepare(opts: PrepareOptions): Promise<bigint> {
       }
       await emit(seq);
       opts.finish?.durable();
+      crashPoint('prepare-before-seqfile');
       sf.write(seq + 1n);
+      crashPoint('prepare-after-seqfile');
       opts.finish?.publish();
       return seq;
     } finally {

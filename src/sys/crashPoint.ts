@@ -7,6 +7,11 @@
 
 /** Every named point. Add new ones here and to the table in spec/job-lifecycle.md. */
 export const CRASH_POINTS = [
+  'prepare-before-seqfile',
+  'prepare-after-seqfile',
+  'queue-write-before-rename',
+  'queue-write-after-rename',
+  'lock-taken',
   'attempt-recorded',
   'receiver-running',
   'receiver-exited',
@@ -15,6 +20,7 @@ export const CRASH_POINTS = [
   'quarantined',
   'files-removed',
   'backoff',
+  'cleaning',
 ] as const;
 
 export type CrashPointName = (typeof CRASH_POINTS)[number];
