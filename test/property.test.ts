@@ -1,0 +1,557 @@
+// Property tests of the header codec (issue 6, "Bad input"): round trips over the whole field
+// space, the exact bytes fspl writes, chunked reading, truncation and garbage. fast-check
+// prints the seed and the shrunk counterexample of any failure; FSPOOL_PROP_SEED replays one.
+import { crc32 } from 'node:zlib';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { decodeHeader, encodeHeader, HeaderReader, MAX_METADATA_LEN, PacketError, PREFIX_LEN } from '../src/packet/codec.js';
+import { type CmdType, type Header, I64_MAX, I64_MIN, U64_MAX } from '../src/packet/header.js';
+
+const seed = process.env.FSPOOL_PROP_SEED ? Number(process.env.FSPOOL_PROP_SEED) : undefined;
+const params = (numRuns: number): fc.Parameters<unknown> => ({ numRuns, ...(seed !== undefined ? { seed } : {}) });
+
+// ---- Arbitraries ----
+
+/** Powers of two and their neighbours: where every MessagePack form changes. */
+const edges = (lo: bigint, hi: bigint): bigint[] => {
+  const out = new Set<bigint>([lo, lo + 1n, hi - 1n, hi, 0n, 1n, -1n]);
+  for (let k = 0n; k <= 64n; k++) for (const d of [-1n, 0n, 1n]) for (const s of [1n, -1n]) out.add(s * (1n << k) + d);
+  for (const v of [-32n, -33n, -128n, -129n, -32768n, -32769n]) out.add(v);
+  return [...out].filter((v) => v >= lo && v <= hi);
+};
+
+const seqArb: fc.Arbitrary<bigint> = fc.oneof(
+  fc.constantFrom(...edges(0n, U64_MAX)),
+  fc.bigInt({ min: 0n, max: U64_MAX }),
+  fc.bigInt({ min: 0n, max: 1000n }),
+);
+const secsArb: fc.Arbitrary<bigint> = fc.oneof(
+  fc.constantFrom(...edges(I64_MIN, I64_MAX)),
+  fc.bigInt({ min: I64_MIN, max: I64_MAX }),
+  fc.bigInt({ min: -3000000000n, max: 3000000000n }),
+);
+const nanosArb = fc.oneof(fc.constantFrom(0, 1, 127, 128, 255, 256, 65535, 65536, 999_999_999), fc.integer({ min: 0, max: 999_999_999 }));
+
+/** Deterministic filler, so that long byte strings cost one integer of shrinking, not 70,000. */
+function filler(len: number, s: number): Buffer {
+  const b = Buffer.allocUnsafe(len);
+  let x = s >>> 0 || 1;
+  for (let i = 0; i < len; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
+
+const specialBytes = [
+  Buffer.alloc(0),
+  Buffer.from([0]),
+  Buffer.from([0, 0, 0]),
+  Buffer.from([0xff, 0xfe]), // not UTF-8
+  Buffer.from([0xc0, 0x80]), // overlong NUL
+  Buffer.from([0xed, 0xa0, 0x80]), // a lone surrogate in CESU form
+  Buffer.from('é=\n\r\t ', 'utf8'),
+  Buffer.from([0x7f, 0x80, 0xc1, 0xdc, 0xdd, 0xcf]), // bytes that are MessagePack markers
+];
+
+/** Short byte strings of any content, and the special ones. */
+const shortBytesArb: fc.Arbitrary<Buffer> = fc.oneof(
+  { arbitrary: fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)), weight: 3 },
+  { arbitrary: fc.constantFrom(...specialBytes), weight: 1 },
+);
+/** Lengths around the array header boundaries: fixarray 15/16, array16 65535/65536, array32 beyond. */
+const longBytesArb: fc.Arbitrary<Buffer> = fc.oneof(
+  fc.tuple(fc.constantFrom(15, 16, 17, 65535, 65536, 65537), fc.integer()).map(([n, s]) => filler(n, s)),
+  fc.tuple(fc.integer({ min: 65536, max: 100_000 }), fc.integer()).map(([n, s]) => filler(n, s)),
+);
+const bytesArb: fc.Arbitrary<Buffer> = fc.oneof({ arbitrary: shortBytesArb, weight: 30 }, { arbitrary: longBytesArb, weight: 1 });
+
+/** Many entries: counts around the array header boundaries, cheap to build. */
+const manyParamsArb = fc
+  .tuple(fc.constantFrom(15, 16, 65535, 65536, 70000), fc.integer({ min: 0, max: 3 }), fc.integer())
+  .map(([n, w, s]) => Array.from({ length: n }, (_, i) => filler(w, s + i)));
+
+const cmdArb: fc.Arbitrary<CmdType> = fc.oneof(
+  { arbitrary: fc.constant<CmdType>({ kind: 'NOP' }), weight: 1 },
+  { arbitrary: fc.constant<CmdType>({ kind: 'Fail' }), weight: 1 },
+  {
+    arbitrary: fc.record({
+      kind: fc.constant('Command' as const),
+      params: fc.array(bytesArb, { maxLength: 12 }),
+      env: fc.array(fc.tuple(bytesArb, bytesArb), { maxLength: 12 }),
+    }),
+    weight: 6,
+  },
+);
+
+const headerArb: fc.Arbitrary<Header> = fc.record({ seq: seqArb, ctimeSecs: secsArb, ctimeNanos: nanosArb, cmd: cmdArb });
+/** Small headers only, for the properties that run many times per header. */
+const smallHeaderArb: fc.Arbitrary<Header> = fc.record({
+  seq: seqArb,
+  ctimeSecs: secsArb,
+  ctimeNanos: nanosArb,
+  cmd: fc.oneof(
+    fc.constant<CmdType>({ kind: 'NOP' }),
+    fc.constant<CmdType>({ kind: 'Fail' }),
+    fc.record({
+      kind: fc.constant('Command' as const),
+      params: fc.array(fc.uint8Array({ maxLength: 20 }).map((a) => Buffer.from(a)), { maxLength: 5 }),
+      env: fc.array(fc.tuple(fc.uint8Array({ maxLength: 10 }), fc.uint8Array({ maxLength: 10 })).map(([k, v]) => [Buffer.from(k), Buffer.from(v)] as [Buffer, Buffer]), {
+        maxLength: 4,
+      }),
+    }),
+  ),
+});
+
+/** Deep equality of headers, with byte strings compared by Buffer.equals (fast on 100 KB). */
+function expectSameHeader(got: Header | undefined, want: Header): void {
+  expect(got).toBeDefined();
+  const g = got!;
+  expect([g.seq, g.ctimeSecs, g.ctimeNanos, g.cmd.kind]).toEqual([want.seq, want.ctimeSecs, want.ctimeNanos, want.cmd.kind]);
+  if (want.cmd.kind !== 'Command' || g.cmd.kind !== 'Command') return;
+  const gc = g.cmd;
+  expect(gc.params.length).toBe(want.cmd.params.length);
+  want.cmd.params.forEach((p, i) => {
+    expect(Buffer.isBuffer(gc.params[i])).toBe(true);
+    if (!gc.params[i]!.equals(p)) expect(gc.params[i]!.toString('hex')).toBe(p.toString('hex'));
+  });
+  expect(gc.env.length).toBe(want.cmd.env.length);
+  want.cmd.env.forEach(([k, v], i) => {
+    const [gk, gv] = gc.env[i]!;
+    if (!gk.equals(k) || !gv.equals(v)) expect([gk.toString('hex'), gv.toString('hex')]).toEqual([k.toString('hex'), v.toString('hex')]);
+  });
+}
+
+// ---- A reference encoder: the MessagePack rmp-serde (fspl 1.2.2) writes, spelled out ----
+
+function refUint(n: bigint): number[] {
+  if (n < 0x80n) return [Number(n)];
+  if (n < 0x100n) return [0xcc, Number(n)];
+  if (n < 0x10000n) return [0xcd, ...be(n, 2)];
+  if (n < 0x100000000n) return [0xce, ...be(n, 4)];
+  return [0xcf, ...be(n, 8)];
+}
+/** i64 as rmp writes it: non-negative values in the unsigned forms, negative in the smallest signed. */
+function refInt(n: bigint): number[] {
+  if (n >= 0n) return refUint(n);
+  if (n >= -32n) return [Number(n & 0xffn)];
+  if (n >= -128n) return [0xd0, ...be(n, 1)];
+  if (n >= -32768n) return [0xd1, ...be(n, 2)];
+  if (n >= -2147483648n) return [0xd2, ...be(n, 4)];
+  return [0xd3, ...be(n, 8)];
+}
+function be(n: bigint, bytes: number): number[] {
+  const v = BigInt.asUintN(bytes * 8, n);
+  return Array.from({ length: bytes }, (_, i) => Number((v >> BigInt(8 * (bytes - 1 - i))) & 0xffn));
+}
+function refArray(len: number): number[] {
+  if (len < 16) return [0x90 | len];
+  if (len < 0x10000) return [0xdc, ...be(BigInt(len), 2)];
+  return [0xdd, ...be(BigInt(len), 4)];
+}
+const refStr = (s: string): number[] => [0xa0 | s.length, ...Buffer.from(s, 'latin1')];
+function refBytes(b: Buffer, out: number[]): void {
+  out.push(...refArray(b.length));
+  for (const x of b) {
+    if (x < 0x80) out.push(x);
+    else out.push(0xcc, x);
+  }
+}
+function refMetadata(h: Header): Buffer {
+  const out: number[] = [0x83, ...refStr('seq'), ...refUint(h.seq), ...refStr('ctime'), 0x92, ...refInt(h.ctimeSecs), ...refUint(BigInt(h.ctimeNanos)), ...refStr('cmd_type')];
+  if (h.cmd.kind !== 'Command') {
+    out.push(...refStr(h.cmd.kind));
+  } else {
+    out.push(0x81, ...refStr('Command'), 0x82, ...refStr('params'), ...refArray(h.cmd.params.length));
+    for (const p of h.cmd.params) refBytes(p, out);
+    out.push(...refStr('env'), ...refArray(h.cmd.env.length));
+    for (const [k, v] of h.cmd.env) {
+      out.push(0x92);
+      refBytes(k, out);
+      refBytes(v, out);
+    }
+  }
+  return Buffer.from(out);
+}
+
+/** A header around raw metadata bytes with both CRCs right. */
+function wrap(meta: Uint8Array, claimedLen: bigint = BigInt(meta.length)): Buffer {
+  const p = Buffer.alloc(PREFIX_LEN);
+  p.write('*FILESPOOLER', 0, 'latin1');
+  p.writeUInt16BE(1, 12);
+  p.writeBigUInt64BE(claimedLen, 14);
+  p.writeUInt32BE(crc32(meta), 22);
+  p.writeUInt32BE(crc32(p.subarray(0, 26)), 26);
+  return Buffer.concat([p, meta]);
+}
+
+/** Run `f`; it must return normally or throw a PacketError with a one-line message, quickly. */
+function onlyPacketError(f: () => unknown, budgetMs = 200): { ok: boolean; error?: PacketError } {
+  const t0 = performance.now();
+  let result: { ok: boolean; error?: PacketError };
+  try {
+    f();
+    result = { ok: true };
+  } catch (e) {
+    if (!(e instanceof PacketError)) throw new Error(`a ${(e as Error)?.constructor?.name} escaped instead of a PacketError: ${String(e)}`);
+    expect(e.message).not.toMatch(/[\r\n]/);
+    expect(e.message.length).toBeGreaterThan(0);
+    result = { ok: false, error: e };
+  }
+  expect(performance.now() - t0).toBeLessThan(budgetMs);
+  return result;
+}
+
+// ---- Properties ----
+
+describe('round trips over the whole field space', () => {
+  it('decode(encode(h)) deep-equals h', () => {
+    fc.assert(
+      fc.property(headerArb, (h) => {
+        const bytes = encodeHeader(h);
+        const { header, length } = decodeHeader(bytes);
+        expect(length).toBe(bytes.length);
+        expectSameHeader(header, h);
+      }),
+      params(250),
+    );
+  });
+
+  it('long byte strings (array16/array32 headers) and many entries round-trip', () => {
+    const bigCmd: fc.Arbitrary<CmdType> = fc.oneof(
+      fc.record({ kind: fc.constant('Command' as const), params: fc.array(longBytesArb, { minLength: 1, maxLength: 3 }), env: fc.array(fc.tuple(bytesArb, longBytesArb), { maxLength: 2 }) }),
+      fc.record({ kind: fc.constant('Command' as const), params: manyParamsArb, env: fc.array(fc.tuple(shortBytesArb, shortBytesArb), { maxLength: 2 }) }),
+      fc.record({
+        kind: fc.constant('Command' as const),
+        params: fc.constant<Buffer[]>([]),
+        env: manyParamsArb.map((ps) => ps.map((p, i) => [p, Buffer.from(String(i))] as [Buffer, Buffer])),
+      }),
+    );
+    fc.assert(
+      // Integer fields kept small here: their encodings have properties of their own below.
+      fc.property(fc.record({ seq: fc.bigInt(0n, 0xffffffffn), ctimeSecs: fc.bigInt(-(1n << 31n), 0xffffffffn), ctimeNanos: nanosArb, cmd: bigCmd }), (h) => {
+        const bytes = encodeHeader(h);
+        expect(bytes.subarray(PREFIX_LEN).equals(refMetadata(h))).toBe(true);
+        const { header, length } = decodeHeader(bytes);
+        expect(length).toBe(bytes.length);
+        expectSameHeader(header, h);
+      }),
+      params(12),
+    );
+  });
+
+  it('encode is deterministic, and re-encoding a decoded header gives the same bytes', () => {
+    fc.assert(
+      fc.property(headerArb, (h) => {
+        const a = encodeHeader(h);
+        expect(encodeHeader(h).equals(a)).toBe(true);
+        expect(encodeHeader(decodeHeader(a).header).equals(a)).toBe(true);
+      }),
+      params(100),
+    );
+  });
+
+  it('values outside u64 / i64 / nanos < 10^9 are refused with a PacketError, never written', () => {
+    const bad = fc.oneof(
+      fc.record({ seq: fc.oneof(fc.bigInt({ min: U64_MAX + 1n, max: U64_MAX * 4n }), fc.bigInt({ min: -(1n << 70n), max: -1n })), ctimeSecs: secsArb, ctimeNanos: nanosArb, cmd: fc.constant<CmdType>({ kind: 'NOP' }) }),
+      fc.record({ seq: seqArb, ctimeSecs: fc.oneof(fc.bigInt({ min: I64_MAX + 1n, max: 1n << 70n }), fc.bigInt({ min: -(1n << 70n), max: I64_MIN - 1n })), ctimeNanos: nanosArb, cmd: fc.constant<CmdType>({ kind: 'NOP' }) }),
+      fc.record({ seq: seqArb, ctimeSecs: secsArb, ctimeNanos: fc.oneof(fc.integer({ min: 1_000_000_000, max: 2 ** 40 }), fc.integer({ max: -1 }), fc.constant(0.5)), cmd: fc.constant<CmdType>({ kind: 'NOP' }) }),
+    );
+    fc.assert(
+      fc.property(bad, (h) => {
+        expect(() => encodeHeader(h)).toThrow(PacketError);
+      }),
+      params(200),
+    );
+  });
+});
+
+describe('the bytes are the compact MessagePack fspl writes', () => {
+  it('every header encodes exactly as a reference rmp-serde encoder would write it', () => {
+    // The strongest structural check: fspl 1.2.2 (rmp-serde) writes the smallest integer form
+    // (uint for u64 and for non-negative i64, the smallest int form for negative i64), fixstr
+    // keys, and every byte string as an array of integers. A float or a bin is refused by fspl.
+    fc.assert(
+      fc.property(headerArb, (h) => {
+        const bytes = encodeHeader(h);
+        const meta = refMetadata(h);
+        expect(bytes.subarray(PREFIX_LEN).toString('hex')).toBe(meta.toString('hex'));
+        expect(bytes.equals(wrap(meta))).toBe(true);
+      }),
+      params(200),
+    );
+  });
+
+  it('seq and ctime integers take their smallest form: one byte below 128, never a float', () => {
+    fc.assert(
+      fc.property(seqArb, secsArb, nanosArb, (seq, secs, nanos) => {
+        const meta = encodeHeader({ seq, ctimeSecs: secs, ctimeNanos: nanos, cmd: { kind: 'NOP' } }).subarray(PREFIX_LEN);
+        // 83 a3 's' 'e' 'q' <seq>
+        const seqAt = 5;
+        const seqBytes = refUint(seq);
+        expect(meta[seqAt]).not.toBe(0xcb); // float 64
+        expect(meta[seqAt]).not.toBe(0xca); // float 32
+        if (seq < 128n) expect(meta[seqAt]).toBe(Number(seq));
+        expect([...meta.subarray(seqAt, seqAt + seqBytes.length)]).toEqual(seqBytes);
+        // a5 'ctime' 92 <secs> <nanos>
+        const secsAt = seqAt + seqBytes.length + 7;
+        expect(meta[secsAt - 1]).toBe(0x92);
+        expect([...meta.subarray(secsAt, secsAt + refInt(secs).length)]).toEqual(refInt(secs));
+        // 25 fixed bytes (map, keys, 92, "NOP") plus the three integers.
+        expect(meta.length).toBe(25 + seqBytes.length + refInt(secs).length + refUint(BigInt(nanos)).length);
+      }),
+      params(400),
+    );
+  });
+
+  it('seq 2^32 and beyond is written as fspl writes it (cf + 8 bytes), not as a float that fspl refuses', () => {
+    // fspl 1.2.2 on a packet with seq 2^32 written as float 64 (cb 41 f0 00 ...):
+    //   Error: invalid type: floating point `4294967296`, expected u64
+    const cases: Array<[bigint, string]> = [
+      [0xffffffffn, 'ceffffffff'],
+      [1n << 32n, 'cf0000000100000000'],
+      [(1n << 53n) - 1n, 'cf001fffffffffffff'],
+      [1n << 53n, 'cf0020000000000000'],
+    ];
+    for (const [seq, hex] of cases) {
+      const meta = encodeHeader({ seq, ctimeSecs: 0n, ctimeNanos: 0, cmd: { kind: 'NOP' } }).subarray(PREFIX_LEN);
+      expect(`seq ${seq}: ${meta.subarray(5, 5 + hex.length / 2).toString('hex')}`).toBe(`seq ${seq}: ${hex}`);
+    }
+  });
+
+  it('ctime seconds beyond 32 bits (either sign) are written as integers, not floats', () => {
+    const cases: Array<[bigint, string]> = [
+      [1n << 32n, 'cf0000000100000000'],
+      [-(1n << 31n), 'd280000000'],
+      [-(1n << 31n) - 1n, 'd3ffffffff7fffffff'],
+      [-(1n << 40n), 'd3ffffff0000000000'],
+    ];
+    for (const [secs, hex] of cases) {
+      const meta = encodeHeader({ seq: 1n, ctimeSecs: secs, ctimeNanos: 0, cmd: { kind: 'NOP' } }).subarray(PREFIX_LEN);
+      // 83 a3 'seq' 01 a5 'ctime' 92 <secs>
+      expect(`secs ${secs}: ${meta.subarray(13, 13 + hex.length / 2).toString('hex')}`).toBe(`secs ${secs}: ${hex}`);
+    }
+  });
+
+  it('byte strings are arrays of integers (fixarray / dc / dd), never bin or str', () => {
+    fc.assert(
+      fc.property(bytesArb, (b) => {
+        const meta = encodeHeader({ seq: 1n, ctimeSecs: 0n, ctimeNanos: 0, cmd: { kind: 'Command', params: [b], env: [] } }).subarray(PREFIX_LEN);
+        const at = meta.indexOf(Buffer.from('params', 'latin1')) + 6;
+        expect(meta[at]).toBe(0x91); // one param
+        const head = refArray(b.length);
+        expect([...meta.subarray(at + 1, at + 1 + head.length)]).toEqual(head);
+        // Then one integer per byte: positive fixint below 0x80, cc XX above.
+        const body: number[] = [];
+        refBytes(b, body);
+        expect(meta.subarray(at + 1, at + 1 + body.length).equals(Buffer.from(body))).toBe(true);
+        expect(meta.subarray(at + 1 + body.length).toString('latin1')).toBe('\xa3env\x90');
+      }),
+      params(150),
+    );
+  });
+
+  it('header sizes are fspl\'s: Command without params/env 85, NOP 66, Fail 67 (seq 1, 32-bit time)', () => {
+    const t = { seq: 1n, ctimeSecs: 1_795_301_146n, ctimeNanos: 447_393_176 };
+    expect(encodeHeader({ ...t, cmd: { kind: 'Command', params: [], env: [] } }).length).toBe(85);
+    expect(encodeHeader({ ...t, cmd: { kind: 'NOP' } }).length).toBe(66);
+    expect(encodeHeader({ ...t, cmd: { kind: 'Fail' } }).length).toBe(67);
+  });
+
+  it('the prefix is magic, version 1, L, CRC(metadata), CRC(bytes 0..25)', () => {
+    fc.assert(
+      fc.property(smallHeaderArb, (h) => {
+        const b = encodeHeader(h);
+        expect(b.subarray(0, 12).toString('latin1')).toBe('*FILESPOOLER');
+        expect(b.readUInt16BE(12)).toBe(1);
+        expect(b.readBigUInt64BE(14)).toBe(BigInt(b.length - PREFIX_LEN));
+        expect(b.readUInt32BE(22)).toBe(crc32(b.subarray(PREFIX_LEN)));
+        expect(b.readUInt32BE(26)).toBe(crc32(b.subarray(0, 26)));
+      }),
+      params(200),
+    );
+  });
+});
+
+describe('HeaderReader', () => {
+  /** Split `buf` at the given cut points (any order, duplicates give empty chunks). */
+  const chunked = (buf: Buffer, cuts: number[]): Buffer[] => {
+    const at = [0, ...cuts.map((c) => c % (buf.length + 1)).sort((a, b) => a - b), buf.length];
+    return at.slice(1).map((end, i) => buf.subarray(at[i]!, end));
+  };
+
+  it('fed the bytes in any chunking, gives the same header and exactly the bytes after it', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof({ arbitrary: smallHeaderArb, weight: 19 }, { arbitrary: headerArb, weight: 1 }),
+        fc.uint8Array({ maxLength: 300 }),
+        fc.array(fc.nat(), { maxLength: 40 }),
+        (h, payload, cuts) => {
+          const head = encodeHeader(h);
+          const all = Buffer.concat([head, payload]);
+          const r = new HeaderReader();
+          let doneAt = -1;
+          let pushed = 0;
+          for (const c of chunked(all, cuts)) {
+            const complete = r.push(c);
+            pushed += c.length;
+            if (complete && doneAt < 0) doneAt = pushed;
+            if (!complete) expect(r.needed).toBe((r.headerLength ?? PREFIX_LEN) - pushed);
+          }
+          expect(doneAt).toBeGreaterThanOrEqual(head.length);
+          expectSameHeader(r.header, h);
+          expect(r.headerLength).toBe(head.length);
+          expect(r.needed).toBe(0);
+          expect(Buffer.from(r.rest).equals(Buffer.from(payload))).toBe(true);
+        },
+      ),
+      params(300),
+    );
+  });
+
+  it('read `needed` bytes at a time (or fewer), it never takes a byte past the header', () => {
+    fc.assert(
+      fc.property(smallHeaderArb, fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 20 }), (h, sizes) => {
+        const head = encodeHeader(h);
+        const r = new HeaderReader();
+        let off = 0;
+        for (let i = 0; r.needed > 0; i++) {
+          const n = Math.min(r.needed, sizes[i % sizes.length]!);
+          r.push(head.subarray(off, off + n));
+          off += n;
+        }
+        expect(off).toBe(head.length);
+        expect(r.rest.length).toBe(0);
+        expectSameHeader(r.header, h);
+      }),
+      params(300),
+    );
+  });
+});
+
+describe('bad input', () => {
+  it('every truncation of a valid header is a PacketError, for decodeHeader and HeaderReader alike', () => {
+    fc.assert(
+      fc.property(smallHeaderArb, fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }), (h, frac) => {
+        const head = encodeHeader(h);
+        const n = Math.floor(frac * head.length);
+        const cut = head.subarray(0, n);
+        const v = onlyPacketError(() => decodeHeader(cut));
+        expect(v.ok).toBe(false);
+        const r = new HeaderReader();
+        expect(r.push(cut)).toBe(false);
+        expect(r.header).toBeUndefined();
+        expect(r.endError()).toBeInstanceOf(PacketError);
+        expect(r.endError().message).toMatch(/^(truncated header|empty input|not a filespooler packet)/);
+      }),
+      params(500),
+    );
+  });
+
+  it('random bytes: only PacketError, one line, fast', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (a) => {
+        onlyPacketError(() => decodeHeader(a));
+        const r = new HeaderReader();
+        const v = onlyPacketError(() => r.push(Buffer.from(a)));
+        if (v.ok && !r.header) expect(r.endError()).toBeInstanceOf(PacketError);
+      }),
+      params(500),
+    );
+  });
+
+  it('random metadata behind a valid prefix (both CRCs right): only PacketError, fast', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (meta) => {
+        const v = onlyPacketError(() => decodeHeader(wrap(meta)));
+        if (v.ok) expect(decodeHeader(wrap(meta)).header.seq).toBeLessThanOrEqual(U64_MAX);
+      }),
+      params(1000),
+    );
+  });
+
+  it('any MessagePack value as metadata (both CRCs right): a valid Header or a PacketError', async () => {
+    const { Encoder } = await import('@msgpack/msgpack');
+    const enc = new Encoder({ useBigInt64: true });
+    // Values shaped like a header, with each field replaced by anything at all.
+    const anything = fc.anything({
+      maxDepth: 3,
+      maxKeys: 4,
+      withBigInt: true,
+      withTypedArray: true,
+      withDate: true,
+      values: [fc.bigInt({ min: I64_MIN, max: U64_MAX }), fc.integer(), fc.double(), fc.string(), fc.constant(null), fc.boolean(), fc.integer({ min: 0, max: 255 })],
+    });
+    const field = fc.oneof(anything, seqArb, fc.tuple(secsArb, nanosArb), fc.constantFrom('NOP', 'Fail', 'Command', 'X'));
+    const shaped = fc.oneof(
+      fc.record({ seq: field, ctime: field, cmd_type: field }, { requiredKeys: [] }),
+      fc.tuple(field, field, field),
+      fc.record({ seq: seqArb, ctime: fc.tuple(secsArb, nanosArb), cmd_type: fc.oneof(anything, fc.record({ Command: fc.oneof(anything, fc.record({ params: anything, env: anything })) })) }),
+      anything,
+    );
+    fc.assert(
+      fc.property(shaped, (value) => {
+        let meta: Uint8Array;
+        try {
+          meta = enc.encode(value);
+        } catch {
+          return; // not encodable (e.g. a bigint beyond 64 bits): nothing to test
+        }
+        let header: Header | undefined;
+        const v = onlyPacketError(() => {
+          header = decodeHeader(wrap(meta)).header;
+        });
+        if (v.ok) {
+          const h = header!;
+          expect(h.seq >= 0n && h.seq <= U64_MAX).toBe(true);
+          expect(h.ctimeSecs >= I64_MIN && h.ctimeSecs <= I64_MAX).toBe(true);
+          expect(Number.isInteger(h.ctimeNanos) && h.ctimeNanos >= 0 && h.ctimeNanos < 1e9).toBe(true);
+          expect(['NOP', 'Fail', 'Command']).toContain(h.cmd.kind);
+        }
+      }),
+      params(1000),
+    );
+  });
+
+  it('MessagePack container headers that claim more elements than bytes remain: refused without allocating the claim', () => {
+    // Metadata built from container headers (array16/32, map16/32, fixarray) with arbitrary
+    // counts, and a few other bytes. An element needs at least one byte, so no valid metadata
+    // of n bytes holds a container of more than n elements: a decoder has no reason to
+    // allocate more than the metadata's own size (plus what a header legitimately holds).
+    const token = fc.oneof(
+      fc.integer({ min: 0, max: 0xffff }).map((n) => [0xdc, n >> 8, n & 0xff]),
+      fc.oneof(fc.integer({ min: 0, max: 2 ** 32 - 1 }), fc.constantFrom(2 ** 24, 2 ** 25, 2 ** 25 + 1, 99_999, 2 ** 32 - 1)).map((n) => [0xdd, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]),
+      fc.integer({ min: 0, max: 2 ** 32 - 1 }).map((n) => [0xdf, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]),
+      fc.integer({ min: 0, max: 15 }).map((n) => [0x90 | n]),
+      fc.integer({ min: 0, max: 255 }).map((b) => [b]),
+    );
+    fc.assert(
+      fc.property(fc.array(token, { minLength: 1, maxLength: 12 }), (tokens) => {
+        const meta = Uint8Array.from(tokens.flat());
+        const before = process.memoryUsage();
+        onlyPacketError(() => decodeHeader(wrap(meta)), 100);
+        const after = process.memoryUsage();
+        const grew = after.heapUsed + after.arrayBuffers - before.heapUsed - before.arrayBuffers;
+        expect(grew, `decoding ${meta.length} bytes of metadata (${Buffer.from(meta).toString('hex')}) allocated ${(grew / 2 ** 20).toFixed(0)} MiB`).toBeLessThan(16 * 2 ** 20);
+      }),
+      params(300),
+    );
+  });
+
+  it('a metadata length beyond the bound or the bytes present is refused without reading or allocating it', () => {
+    fc.assert(
+      fc.property(smallHeaderArb, fc.oneof(fc.bigInt({ min: BigInt(MAX_METADATA_LEN) + 1n, max: U64_MAX }), fc.constantFrom(1n << 40n, U64_MAX, BigInt(MAX_METADATA_LEN) + 1n)), (h, lie) => {
+        const meta = encodeHeader(h).subarray(PREFIX_LEN);
+        const t0 = performance.now();
+        const v = onlyPacketError(() => decodeHeader(wrap(meta, lie)), 50);
+        expect(v.error?.message).toMatch(/exceeds the limit of 16777216 bytes/);
+        const r = new HeaderReader();
+        expect(() => r.push(wrap(meta, lie))).toThrow(PacketError);
+        expect(performance.now() - t0).toBeLessThan(50);
+      }),
+      params(200),
+    );
+  });
+});
