@@ -1,0 +1,336 @@
+// Disk full (issue 6, "Bad input"): writes to /dev/full, and a queue, a seqfile and a nextseq
+// on a tiny tmpfs. Every case: exit 1, one clear line saying there is no space, nothing
+// half-committed (no job under a job name, no temp file left), no sequence number consumed.
+import { spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statfsSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeHeader } from '../src/packet/codec.js';
+import { FSPOOL, fspool, makeQueue, queueWrite, type Result, tempDir } from './helpers/cli.js';
+
+interface RunOpts {
+  input?: Buffer | string;
+  stdinFile?: string;
+  /** Where stdout goes: /dev/full, a file, or a pipe (collected). */
+  stdoutFile?: string;
+}
+
+const inputs = tempDir('fspool-diskfull-input-');
+let inputCount = 0;
+
+/**
+ * Run fspool with stdout on a file of our choice (e.g. /dev/full). Input goes through a real
+ * pipe from `cat`: fspool may rightly exit before reading all of it, which would make Node's
+ * own writer fail with EPIPE.
+ */
+function run(args: string[], opts: RunOpts = {}): Result {
+  let cmd = FSPOOL;
+  let argv = args;
+  if (opts.input !== undefined) {
+    const file = join(inputs, `input-${inputCount++}`);
+    writeFileSync(file, opts.input);
+    cmd = 'sh';
+    argv = ['-c', 'f=$1; shift; cat "$f" 2>/dev/null | "$@"', 'sh', file, FSPOOL, ...args];
+  }
+  const stdin = opts.stdinFile ? openSync(opts.stdinFile, 'r') : 'ignore';
+  const stdout = opts.stdoutFile ? openSync(opts.stdoutFile, 'w') : 'pipe';
+  try {
+    const r = spawnSync(cmd, argv, { stdio: [stdin, stdout, 'pipe'], timeout: 60_000, maxBuffer: 1 << 28 });
+    if (r.error) throw r.error;
+    return { code: r.status, signal: r.signal, stdout: r.stdout ?? Buffer.alloc(0), stderr: r.stderr.toString() };
+  } finally {
+    if (typeof stdin === 'number') closeSync(stdin);
+    if (typeof stdout === 'number') closeSync(stdout);
+  }
+}
+
+/** Exit 1 with exactly one line on stderr, `Error: ...`, saying the disk is full. */
+function expectNoSpace(r: Result, what: string): void {
+  expect(r.signal, `${what}: ${r.stderr}`).toBeNull();
+  expect(r.code, `${what}: ${r.stderr}`).toBe(1);
+  const lines = r.stderr.split('\n').filter((l) => l.trim().length > 0);
+  expect(lines, what).toHaveLength(1);
+  expect(lines[0], what).toMatch(/^Error: .*no space left on device/i);
+  expect(r.stderr, what).not.toMatch(/^\s+at |node:internal|FATAL/m);
+}
+
+const nextSeq = (seqfile: string) => {
+  const r = fspool(['prepare-get-next', '-s', seqfile]);
+  expect(r.code, r.stderr).toBe(0);
+  return r.stdout.toString().trim();
+};
+const queueNext = (q: string) => readFileSync(join(q, 'nextseq'), 'latin1');
+/** Names in jobs/ other than fspool's own state. */
+const jobsDir = (q: string) => readdirSync(join(q, 'jobs')).sort();
+
+describe('writing to /dev/full', () => {
+  const dir = tempDir('fspool-devfull-');
+  const big = randomBytes(3 << 20); // more than one write and more than a pipe holds
+  const passfile = join(dir, 'pass');
+  writeFileSync(passfile, 'correct horse\n');
+
+  const variants: Array<[string, string[], Buffer | undefined]> = [
+    ['prepare, small payload', ['prepare', '-i', '-'], Buffer.from('hello\n')],
+    ['prepare, 3 MiB payload', ['prepare', '-i', '-'], big],
+    ['prepare, no payload', ['prepare'], undefined],
+    ['prepare --zstd, 3 MiB payload', ['prepare', '--zstd', '-i', '-'], big],
+    ['prepare --passphrase-file, small payload', ['prepare', '--passphrase-file', passfile, '-i', '-'], Buffer.from('secret\n')],
+    ['prepare-nop', ['prepare-nop'], undefined],
+    ['prepare-fail', ['prepare-fail'], undefined],
+  ];
+  for (const [name, args, input] of variants) {
+    it(`${name} > /dev/full: exit 1, one line, the seq not consumed`, () => {
+      const seqfile = join(dir, `seq-${name.replace(/\W+/g, '-')}`);
+      expect(fspool(['prepare-set-next', '-s', seqfile, '7']).code).toBe(0);
+      const r = run([...args, '-s', seqfile], { input, stdoutFile: '/dev/full' });
+      expectNoSpace(r, name);
+      expect(nextSeq(seqfile)).toBe('7');
+      expect(existsSync(`${seqfile}.temp`)).toBe(false);
+      // And the same command to a working stdout takes 7 and moves on to 8.
+      const ok = run([...args, '-s', seqfile], { input });
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(nextSeq(seqfile)).toBe('8');
+    });
+  }
+
+  // Three jobs, seqs 1 to 3: a small payload, 3 MiB, and 3 MiB in a zstd-compressed packet.
+  const kinds = ['small', 'big', 'zstd'] as const;
+  const packets = {} as Record<(typeof kinds)[number], Buffer>;
+  const payloadOf = (k: (typeof kinds)[number]) => (k === 'small' ? Buffer.from('hello\n') : big);
+  let q = '';
+  beforeAll(() => {
+    q = makeQueue(dir);
+    const seqfile = join(dir, 'queue-sender-seq');
+    for (const k of kinds) {
+      const p = run(['prepare', '-s', seqfile, ...(k === 'zstd' ? ['--zstd'] : []), '-i', '-'], { input: payloadOf(k) });
+      expect(p.code, p.stderr).toBe(0);
+      packets[k] = p.stdout;
+      queueWrite(q, p.stdout);
+    }
+  });
+
+  kinds.forEach((kind, i) => {
+    it(`queue-payload of a ${kind} job > /dev/full: exit 1, one line, the job still queued`, () => {
+      const before = jobsDir(q);
+      const r = run(['queue-payload', '-q', q, '-j', String(i + 1)], { stdoutFile: '/dev/full' });
+      expectNoSpace(r, `queue-payload ${kind}`);
+      expect(jobsDir(q)).toEqual(before);
+      expect(queueNext(q)).toBe('1\n');
+      const ok = run(['queue-payload', '-q', q, '-j', String(i + 1)]);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(ok.stdout.equals(payloadOf(kind))).toBe(true);
+    });
+  });
+
+  for (const kind of kinds) {
+    for (const via of ['file', 'pipe'] as const) {
+      it(`stdin-payload of a ${kind} packet from a ${via} > /dev/full: exit 1, one line`, () => {
+        const file = join(dir, `stdin-${kind}.fspl`);
+        writeFileSync(file, packets[kind]);
+        const r = run(['stdin-payload'], { ...(via === 'file' ? { stdinFile: file } : { input: packets[kind] }), stdoutFile: '/dev/full' });
+        expectNoSpace(r, `stdin-payload ${kind} ${via}`);
+      });
+    }
+  }
+});
+
+// ---- A tiny filesystem ----
+
+/** Mount a fresh tmpfs of `size` (root only); undefined and the reason if that is not possible. */
+const mounts: string[] = [];
+function tinyFs(size = '256k'): string {
+  const d = join(tempDir('fspool-tinyfs-'), 'mnt');
+  mkdirSync(d);
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', d]);
+  if (r.status !== 0) throw new Error(`mount failed: ${r.stderr}`);
+  mounts.push(d);
+  return d;
+}
+afterAll(() => {
+  for (const d of mounts.reverse()) {
+    if (spawnSync('umount', [d]).status !== 0) spawnSync('umount', ['-l', d]);
+  }
+});
+
+/** Can this process mount a tmpfs? Tried once, at collection, so that skips say why. */
+const mountProbe = ((): string | undefined => {
+  if (process.getuid?.() !== 0) return 'not root';
+  try {
+    const d = tinyFs('64k');
+    if (spawnSync('umount', [d]).status === 0) mounts.pop();
+    return undefined;
+  } catch (e) {
+    return (e as Error).message.split('\n')[0];
+  }
+})();
+const onTmpfs = mountProbe ? `SKIPPED (cannot mount a tmpfs: ${mountProbe})` : 'on a 256 KiB tmpfs';
+
+/** Fill the filesystem of `dir` with FILE until writes fail; returns the filler's path. */
+function fill(dir: string): string {
+  const path = join(dir, 'filler');
+  const fd = openSync(path, 'a');
+  const chunk = Buffer.alloc(4096, 0x55);
+  try {
+    for (;;) writeSync(fd, chunk);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOSPC') throw e;
+  } finally {
+    closeSync(fd);
+  }
+  expect(statfsSync(dir).bavail).toBe(0);
+  return path;
+}
+const freeBlocks = (dir: string) => statfsSync(dir).bfree;
+
+describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTmpfs}`, () => {
+  it('queue-write of a packet bigger than the space: exit 1, no job and no temp file left, the existing job untouched', () => {
+    const q = makeQueue(tinyFs());
+    const first = run(['prepare', '-s', '-', '-i', '-'], { input: 'first\n' }).stdout;
+    queueWrite(q, first);
+    const [existing] = jobsDir(q);
+    const free = freeBlocks(q);
+    const huge = run(['prepare', '-s', '-', '-i', '-'], { input: randomBytes(400 << 10) }).stdout;
+    const r = run(['queue-write', '-q', q], { input: huge });
+    expectNoSpace(r, 'queue-write');
+    expect(jobsDir(q)).toEqual([existing]);
+    expect(readFileSync(join(q, 'jobs', existing!)).equals(first)).toBe(true);
+    expect(freeBlocks(q)).toBe(free); // the partial temp file was removed, its space returned
+    const ls = run(['queue-ls', '-q', q]);
+    expect(ls.code, ls.stderr).toBe(0);
+    expect(ls.stdout.toString().trim().split('\n')).toHaveLength(2);
+    // The queue still works once there is room: a small packet goes in.
+    const small = run(['prepare', '-s', '-', '-i', '-'], { input: 'second\n' }).stdout;
+    expect(run(['queue-write', '-q', q], { input: small }).code).toBe(0);
+  });
+
+  it('queue-write onto a full filesystem: exit 1, nothing left behind', () => {
+    const q = makeQueue(tinyFs());
+    const filler = fill(q);
+    const r = run(['queue-write', '-q', q], { input: run(['prepare', '-s', '-', '-i', '-'], { input: 'x\n' }).stdout });
+    expectNoSpace(r, 'queue-write onto a full fs');
+    expect(jobsDir(q)).toEqual([]);
+    unlinkSync(filler);
+  });
+
+  it('enqueue onto a full queue filesystem: exit 1, the sender seqfile (on a normal fs) not consumed', () => {
+    const q = makeQueue(tinyFs());
+    const seqfile = join(tempDir('fspool-enq-'), 'seq');
+    expect(fspool(['prepare-set-next', '-s', seqfile, '5']).code).toBe(0);
+    // A payload bigger than the filesystem, then any payload onto a filled one.
+    const r1 = run(['enqueue', '-q', q, '-s', seqfile, '-i', '-'], { input: randomBytes(400 << 10) });
+    expectNoSpace(r1, 'enqueue of a packet bigger than the fs');
+    expect(nextSeq(seqfile)).toBe('5');
+    expect(jobsDir(q)).toEqual([]);
+    const filler = fill(q);
+    const r2 = run(['enqueue', '-q', q, '-s', seqfile, '-i', '-'], { input: 'small\n' });
+    expectNoSpace(r2, 'enqueue onto a full fs');
+    expect(nextSeq(seqfile)).toBe('5');
+    expect(jobsDir(q)).toEqual([]);
+    // With room again, the same enqueue takes 5.
+    unlinkSync(filler);
+    const ok = run(['enqueue', '-q', q, '-s', seqfile, '-i', '-'], { input: 'small\n' });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(nextSeq(seqfile)).toBe('6');
+    const ls = run(['queue-ls', '-q', q]).stdout.toString();
+    expect(ls).toMatch(/^5 /m);
+  });
+
+  it('prepare with its seqfile on a full filesystem: exit 1, the seqfile keeps its number, no temp file', () => {
+    const fs = tinyFs();
+    const seqfile = join(fs, 'seq');
+    expect(fspool(['prepare-set-next', '-s', seqfile, '3']).code).toBe(0);
+    // Make the lock file exist too, as after any earlier prepare.
+    expect(run(['prepare', '-s', seqfile, '-i', '-'], { input: 'one\n', stdoutFile: '/dev/null' }).code).toBe(0);
+    expect(nextSeq(seqfile)).toBe('4');
+    const filler = fill(fs);
+    const out = join(tempDir('fspool-seqfull-'), 'p.fspl');
+    const r = run(['prepare', '-s', seqfile, '-i', '-'], { input: 'two\n', stdoutFile: out });
+    expectNoSpace(r, 'prepare with the seqfile on a full fs');
+    expect(readFileSync(seqfile, 'latin1')).toBe('4\n');
+    expect(existsSync(`${seqfile}.temp`)).toBe(false);
+    expect(run(['prepare-set-next', '-s', seqfile, '9']).code).toBe(1);
+    expect(readFileSync(seqfile, 'latin1')).toBe('4\n');
+    unlinkSync(filler);
+    expect(run(['prepare', '-s', seqfile, '-i', '-'], { input: 'two\n', stdoutFile: '/dev/null' }).code).toBe(0);
+    expect(nextSeq(seqfile)).toBe('5');
+  });
+
+  it('prepare whose seqfile cannot advance lets no complete packet out (the number is consumed exactly when one leaves)', () => {
+    // spec/queue-layout.md: "the number is consumed exactly when a complete packet left the
+    // process". If a whole packet with seq N reaches stdout and N is not consumed, a pipeline
+    // (prepare | queue-write, which cannot see prepare's status) queues it, and the sender's
+    // next packet gets N too: two different packets with seq N, and the queue stops as
+    // ambiguous. Writing N+1 to FILE.temp (and fsyncing it) before the packet goes out would
+    // fail on a full disk before anything is written, leaving only the rename for the end.
+    const fs = tinyFs();
+    const seqfile = join(fs, 'seq');
+    expect(fspool(['prepare-set-next', '-s', seqfile, '4']).code).toBe(0);
+    expect(run(['prepare', '-s', seqfile, '-i', '-'], { input: 'warm\n', stdoutFile: '/dev/null' }).code).toBe(0);
+    const filler = fill(fs);
+    const out = join(tempDir('fspool-seqfull2-'), 'p.fspl');
+    const r = run(['prepare', '-s', seqfile, '-i', '-'], { input: 'two\n', stdoutFile: out });
+    unlinkSync(filler);
+    expect(r.code).toBe(1);
+    expect(readFileSync(seqfile, 'latin1')).toBe('5\n');
+    const leaked = readFileSync(out);
+    let complete = false;
+    try {
+      complete = decodeHeader(leaked).length > 0 && leaked.subarray(decodeHeader(leaked).length).toString() === 'two\n';
+    } catch {
+      complete = false;
+    }
+    expect(complete, `stdout got a complete packet (${leaked.length} bytes) with seq 5 although 5 was not consumed`).toBe(false);
+  });
+
+  it('queue-process with nextseq on a full filesystem: the job ran, nextseq cannot advance: exit 1, the job kept, nextseq unchanged; a re-run finishes', () => {
+    const fs = tinyFs();
+    const q = makeQueue(fs);
+    const seqfile = join(tempDir('fspool-procfull-'), 'seq');
+    for (const p of ['one', 'two']) queueWrite(q, run(['prepare', '-s', seqfile, '-i', '-'], { input: `${p}\n` }).stdout);
+    const jobs = jobsDir(q);
+    expect(jobs).toHaveLength(2);
+    const log = join(tempDir('fspool-proclog-'), 'ran.log');
+    // The receiver reads its payload, records it, then fills the queue's filesystem.
+    const filling = `printf '%s %s\\n' "$FSPL_SEQ" "$(cat)" >> ${log}; head -c 1048576 /dev/zero > ${fs}/filler 2>/dev/null; exit 0`;
+    const r = run(['queue-process', '-q', q, '--', 'sh', '-c', filling]);
+    expect(readFileSync(log, 'utf8')).toBe('1 one\n');
+    expect(r.code, r.stderr).toBe(1);
+    const lines = r.stderr.split('\n').filter((l) => l.trim().length > 0);
+    expect(lines.filter((l) => l.startsWith('Error: '))).toHaveLength(1);
+    expect(lines[lines.length - 1]).toMatch(/^Error: .*no space left on device/i);
+    expect(r.stderr).not.toMatch(/^\s+at |node:internal|FATAL/m);
+    expect(queueNext(q)).toBe('1\n');
+    expect(existsSync(join(q, 'nextseq.temp'))).toBe(false);
+    expect(jobsDir(q)).toEqual(jobs);
+
+    // Room again: the next run starts at seq 1 again (at-least-once), then runs 2.
+    unlinkSync(join(fs, 'filler'));
+    const again = run(['queue-process', '-q', q, '--', 'sh', '-c', `printf '%s %s\\n' "$FSPL_SEQ" "$(cat)" >> ${log}`]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(readFileSync(log, 'utf8')).toBe('1 one\n1 one\n2 two\n');
+    expect(queueNext(q)).toBe('3\n');
+    expect(jobsDir(q)).toEqual([]);
+  });
+
+  it('the error names what could not be written (nextseq, the seqfile, the queue)', () => {
+    // spec/exit-codes.md: "Messages name the file, the seq and what to do". A bare
+    // "write: no space left on device" does not say that job 1 ran and will run again.
+    const fs = tinyFs();
+    const q = makeQueue(fs);
+    queueWrite(q, run(['prepare', '-s', '-', '-i', '-'], { input: 'one\n' }).stdout);
+    const proc = run(['queue-process', '-q', q, '--', 'sh', '-c', `cat >/dev/null; head -c 1048576 /dev/zero > ${fs}/filler 2>/dev/null; exit 0`]);
+    expect(proc.code).toBe(1);
+    expect.soft(proc.stderr.trim().split('\n').pop(), 'queue-process names nextseq').toMatch(/nextseq/);
+
+    const seqfile = join(fs, 'seq');
+    // The fs is full now: the seqfile cannot even be created.
+    const prep = run(['prepare', '-s', seqfile, '-i', '-'], { input: 'x\n', stdoutFile: '/dev/null' });
+    expect(prep.code).toBe(1);
+    expect.soft(prep.stderr, 'prepare names the seqfile').toContain(seqfile);
+
+    const qw = run(['queue-write', '-q', q], { input: run(['prepare', '-s', '-', '-i', '-'], { input: 'x\n' }).stdout });
+    expect(qw.code).toBe(1);
+    expect.soft(qw.stderr, 'queue-write names the queue').toContain(q);
+  });
+});
