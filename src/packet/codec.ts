@@ -2,6 +2,7 @@
 // Pure functions over buffers: no I/O here (see spec/packet-format.md).
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import { crc32 } from './crc32.js';
+import { checkShape } from './msgpackShape.js';
 import { type CmdType, type Header, I64_MAX, I64_MIN, U64_MAX } from './header.js';
 
 export const MAGIC = Buffer.from('*FILESPOOLER', 'latin1');
@@ -24,9 +25,14 @@ export class PacketError extends Error {
 const encoder = new Encoder({ useBigInt64: true });
 const decoder = new Decoder({ useBigInt64: true });
 
-/** MessagePack wants a number where it fits, so that it picks the compact forms fspl writes. */
+/**
+ * The integer as @msgpack/msgpack must be given it to write the form fspl writes: a number
+ * picks the 1-, 2-, 3- or 5-byte forms, but only up to 32 bits (a larger number would become
+ * a float64, which fspl refuses); beyond that a BigInt gives the 9-byte `cf`/`d3` forms, which
+ * are then the compact ones.
+ */
 function compactInt(n: bigint): number | bigint {
-  return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+  return n >= -(1n << 31n) && n < 1n << 32n ? Number(n) : n;
 }
 
 /** fspl writes every byte string as an array of integers, one per byte. */
@@ -95,6 +101,7 @@ export function parsePrefix(prefix: Uint8Array): { metaLen: number; metaCrc: num
 /** Check the metadata CRC and decode the metadata into a Header. */
 export function parseMetadata(meta: Uint8Array, expectedCrc: number): Header {
   if (crc32(meta) !== expectedCrc) throw new PacketError('metadata CRC mismatch');
+  checkShape(meta);
   let value: unknown;
   try {
     value = decoder.decode(meta);
@@ -129,9 +136,15 @@ export function decodeHeader(buf: Uint8Array): { header: Header; length: number 
 const isMap = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 
+/**
+ * An integer field. The decoder gives 64-bit integers as BigInt and smaller ones as numbers,
+ * and floats as numbers too: a number outside the 32-bit range, or with a fraction, was a float,
+ * which fspl refuses where it wants an integer. (A float holding a small whole number cannot be
+ * told apart here and is accepted.)
+ */
 function toBigInt(v: unknown, what: string): bigint {
   if (typeof v === 'bigint') return v;
-  if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
+  if (typeof v === 'number' && Number.isInteger(v) && v >= -(2 ** 31) && v < 2 ** 32) return BigInt(v);
   throw new PacketError(`${what} is not an integer`);
 }
 

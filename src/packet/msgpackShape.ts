@@ -1,0 +1,68 @@
+// A walk over the first MessagePack object in the metadata, before it is decoded.
+//
+// The decoder allocates an array or map as soon as it reads the container's declared length.
+// A packet that lies about lengths (`dd 01 00 00 00`, "16 million elements", repeated a few
+// times in a 45-byte file) would make it allocate gigabytes. Every element takes at least one
+// byte, so valid data never declares more elements than bytes are left: the walk refuses the
+// metadata the moment the elements still owed exceed the bytes remaining, which bounds all
+// that the decoder will allocate by the metadata's own size. No allocation, one pass.
+import { PacketError } from './codec.js';
+
+/** Payload bytes after the type byte for fixed-size types (ints, floats, fixext). */
+const FIXED: Record<number, number> = {
+  0xca: 4, 0xcb: 8, 0xcc: 1, 0xcd: 2, 0xce: 4, 0xcf: 8,
+  0xd0: 1, 0xd1: 2, 0xd2: 4, 0xd3: 8, 0xd4: 2, 0xd5: 3, 0xd6: 5, 0xd7: 9, 0xd8: 17,
+};
+/** Types followed by a length of 1, 2 or 4 bytes, then that many bytes (+1 for ext's type). */
+const SIZED: Record<number, [number, number]> = {
+  0xc4: [1, 0], 0xc5: [2, 0], 0xc6: [4, 0], 0xd9: [1, 0], 0xda: [2, 0], 0xdb: [4, 0],
+  0xc7: [1, 1], 0xc8: [2, 1], 0xc9: [4, 1],
+};
+/** Containers with a counted length: [length bytes, elements per count]. */
+const COUNTED: Record<number, [number, number]> = { 0xdc: [2, 1], 0xdd: [4, 1], 0xde: [2, 2], 0xdf: [4, 2] };
+
+export function checkShape(b: Uint8Array): void {
+  let pos = 0;
+  let owed = 1;
+  const need = (n: number) => {
+    if (pos + n > b.length) throw new PacketError('metadata is truncated MessagePack');
+  };
+  const uint = (n: number) => {
+    need(n);
+    let v = 0;
+    for (let i = 0; i < n; i++) v = v * 256 + b[pos + i]!;
+    pos += n;
+    return v;
+  };
+  while (owed > 0) {
+    need(1);
+    const t = b[pos++]!;
+    owed--;
+    let elements = 0;
+    if (t <= 0x7f || t >= 0xe0 || t === 0xc0 || t === 0xc2 || t === 0xc3) {
+      // fixint, nil, booleans: the type byte is all
+    } else if (t <= 0x8f) {
+      elements = (t & 0x0f) * 2;
+    } else if (t <= 0x9f) {
+      elements = t & 0x0f;
+    } else if (t <= 0xbf) {
+      need(t & 0x1f);
+      pos += t & 0x1f;
+    } else if (FIXED[t] !== undefined) {
+      need(FIXED[t]);
+      pos += FIXED[t];
+    } else if (SIZED[t] !== undefined) {
+      const [lenBytes, extra] = SIZED[t];
+      const n = uint(lenBytes) + extra;
+      need(n);
+      pos += n;
+    } else if (COUNTED[t] !== undefined) {
+      const [lenBytes, per] = COUNTED[t];
+      elements = uint(lenBytes) * per;
+    } else {
+      throw new PacketError(`metadata is not valid MessagePack (type byte 0x${t.toString(16)})`);
+    }
+    owed += elements;
+    if (owed > b.length - pos) throw new PacketError('metadata declares more elements than it has bytes (a lying length)');
+  }
+}
