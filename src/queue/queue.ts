@@ -221,7 +221,8 @@ export class Queue {
       return t.publish();
     } catch (e) {
       t.discard();
-      throw e;
+      if (e instanceof FspoolError || (e as NodeJS.ErrnoException).syscall === 'read') throw e;
+      throw new FspoolError(`cannot write ${t.tmpPath}: ${describe(e)}; nothing was queued`);
     }
   }
 

@@ -1,9 +1,9 @@
 // Sequence files: one line, the next number in decimal. Shared by the sender (`prepare -s`)
 // and the queue (`nextseq`), and by fspl: same parsing, same temp name, same lock file.
-import { readFileSync } from 'node:fs';
-import { FspoolError } from '../errors.js';
+import { readFileSync, rmSync } from 'node:fs';
+import { describe, FspoolError } from '../errors.js';
 import { U64_MAX } from '../packet/header.js';
-import { writeFileDurably } from '../sys/durable.js';
+import { renameDurably, writeSynced } from '../sys/durable.js';
 import { FileLock } from './lock.js';
 
 /** Parse a u64 as Rust's `str::parse::<u64>` does after trim(): optional `+`, digits. */
@@ -43,8 +43,33 @@ export class SeqFile {
 
   /** Temp, fsync, rename, fsync dir: a crash leaves the old number or the new, never neither. */
   write(n: bigint): void {
+    this.stage(n).commit();
+  }
+
+  /**
+   * The first half of write(): the new number is written and fsynced under the temp name,
+   * where it changes nothing yet; commit() renames it into place (and fsyncs the directory),
+   * abort() removes it. Staging first means that the step which can fail for lack of space
+   * comes before, not after, whatever the number is for (prepare's packet).
+   */
+  stage(n: bigint): { commit(): void; abort(): void } {
     if (n < 0n || n > U64_MAX) throw new FspoolError(`cannot store ${n} in ${this.path}: sequence numbers are 0 to ${U64_MAX}`);
-    writeFileDurably(this.path, `${this.path}.temp`, `${n}\n`);
+    const temp = `${this.path}.temp`;
+    try {
+      writeSynced(temp, `${n}\n`);
+    } catch (e) {
+      throw new FspoolError(`cannot write ${temp}: ${describe(e)}`);
+    }
+    return {
+      commit: () => {
+        try {
+          renameDurably(temp, this.path);
+        } catch (e) {
+          throw new FspoolError(`cannot update ${this.path}: ${describe(e)}`);
+        }
+      },
+      abort: () => rmSync(temp, { force: true }),
+    };
   }
 
   lock(opts: { create: boolean; waitSeconds?: number; what: string }): Promise<FileLock> {

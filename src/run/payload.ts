@@ -19,6 +19,7 @@ export async function writePayload(fd: number, outFd: number, ctx: DecodeContext
   });
   if (!p.ok) throw new FspoolError(p.reason.replace('; the command was not started', ''));
   const progress = Progress.start(`payload of seq ${p.header.seq}`);
+  const where = outFd === 1 ? 'stdout' : `fd ${outFd}`;
   try {
     if (p.payload.kind === 'fd') {
       copyFd(p.payload.fd, outFd, progress);
@@ -35,9 +36,12 @@ export async function writePayload(fd: number, outFd: number, ctx: DecodeContext
       progress?.done();
     } catch (e) {
       src.abort();
-      // What was written so far cannot be taken back: say so.
-      throw new FspoolError(`${describe(e)}: the payload written is incomplete or corrupt`);
+      throw e;
     }
+  } catch (e) {
+    // What was written so far cannot be taken back: say so.
+    const failed = (e as NodeJS.ErrnoException).syscall === 'write' ? `cannot write the payload to ${where}: ${describe(e)}` : describe(e);
+    throw new FspoolError(`${failed}; the payload written is incomplete`);
   } finally {
     p.cleanup();
   }

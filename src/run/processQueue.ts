@@ -186,6 +186,19 @@ export async function processQueue(queue: Queue, opts: ProcessOptions): Promise<
   }
 }
 
+/**
+ * Record a finished job (nextseq, the file, the journal). If that fails (a full disk), say
+ * which job ran and what becomes of it: the journal's pending entry lets the next run finish
+ * the recording without running the job again; without a journal it runs again.
+ */
+function commit(record: () => void, label: string): void {
+  try {
+    record();
+  } catch (e) {
+    throw new FspoolError(`${label} ran, but recording that failed: ${describe(e)}; the next run completes the recording, or runs the job again if it could not be journaled (spec/job-lifecycle.md)`);
+  }
+}
+
 /** How many more jobs this run may take (--maxjobs), across the passes of a watch. */
 interface Budget {
   left: number | undefined;
@@ -293,7 +306,7 @@ async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, j
     if (!settle(ran.outcome, label, opts)) return 0;
     // Success, or failure under delete/leave/quarantine: the job is over. nextseq first,
     // durably; then the file. A crash between the two leaves a stale file, never a re-run.
-    commitJob(queue, journal, ran, action!, 'sequence', candidates.map((c) => c.name), label);
+    commit(() => commitJob(queue, journal, ran, action!, 'sequence', candidates.map((c) => c.name), label), label);
     // Files that stay (never-delete, leave) stay known, so they are not reported as new stale files.
     if (action !== 'keep') for (const c of candidates) index.forget(c.name);
     next += 1n;
@@ -323,7 +336,7 @@ async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions, 
     const action = decide(ran.outcome, opts);
     record(journal, ran, action);
     if (!settle(ran.outcome, label, opts)) return 0;
-    commitJob(queue, journal, ran, action!, 'timestamp', [job.name], label);
+    commit(() => commitJob(queue, journal, ran, action!, 'timestamp', [job.name], label), label);
   }
   return 0;
 }

@@ -7,7 +7,7 @@
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { encodeHeader } from '../packet/codec.js';
 import { type CmdType, U64_MAX } from '../packet/header.js';
-import { FspoolError } from '../errors.js';
+import { describe, FspoolError } from '../errors.js';
 import { SeqFile } from '../queue/seqfile.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { splitNul } from '../sys/argv.js';
@@ -52,6 +52,9 @@ export function fsplSetEnv(): Array<[Buffer, Buffer]> {
   return out;
 }
 
+/** An error of writing the packet out (not of reading the input). */
+const isWriteError = (e: unknown) => (e as NodeJS.ErrnoException).syscall === 'write';
+
 /** Now, as seconds and nanoseconds since the epoch. */
 function now(): { secs: bigint; nanos: number } {
   const ns = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
@@ -80,6 +83,14 @@ export async function prepare(opts: PrepareOptions): Promise<bigint> {
       return encodeHeader({ seq, ctimeSecs: t.secs, ctimeNanos: t.nanos, cmd });
     };
     const emit = async (seq: bigint) => {
+      try {
+        await write(seq);
+      } catch (e) {
+        if (e instanceof FspoolError || !isWriteError(e)) throw e;
+        throw new FspoolError(`cannot write the packet ${out === 1 ? 'to stdout' : 'out'}: ${describe(e)}; sequence number ${seq} was not used`);
+      }
+    };
+    const write = async (seq: bigint) => {
       const progress = inFd === undefined ? undefined : Progress.start(`prepare seq ${seq}`);
       if (!encoder) {
         writeAll(out, header(seq));
@@ -110,10 +121,19 @@ export async function prepare(opts: PrepareOptions): Promise<bigint> {
       if (seq === U64_MAX) {
         throw new FspoolError(`sequence file ${sf.path} is at ${seq}, the largest sequence number: no number can follow it; reset it with prepare-set-next`);
       }
-      await emit(seq);
-      opts.finish?.durable();
+      // The next number is written (and fsynced) under the seqfile's temp name before the packet
+      // goes out, where a full disk shows up: then nothing has gone out. After the packet, only
+      // a rename is left to do.
+      const staged = sf.stage(seq + 1n);
+      try {
+        await emit(seq);
+        opts.finish?.durable();
+      } catch (e) {
+        staged.abort();
+        throw e;
+      }
       crashPoint('prepare-before-seqfile');
-      sf.write(seq + 1n);
+      staged.commit();
       crashPoint('prepare-after-seqfile');
       opts.finish?.publish();
       return seq;

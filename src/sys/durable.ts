@@ -13,34 +13,36 @@ export function fsyncDir(dir: string): void {
   }
 }
 
-/**
- * Write `tmp` with `fill(fd)`, fsync it, rename it to `dest`, fsync the directory.
- * On any failure the temp file is removed and `dest` is untouched.
- */
-export function replaceDurably(dest: string, tmp: string, fill: (fd: number) => void): void {
-  let fd: number | undefined = openSync(tmp, 'w', 0o644);
+/** Create or truncate `path`, write `data`, fsync. On failure the file is removed. */
+export function writeSynced(path: string, data: string | Uint8Array): void {
+  const buf = typeof data === 'string' ? Buffer.from(data) : data;
+  const fd = openSync(path, 'w', 0o644);
   try {
-    fill(fd);
+    let off = 0;
+    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
     fsyncSync(fd);
+  } catch (e) {
     closeSync(fd);
-    fd = undefined;
+    unlinkSync(path);
+    throw e;
+  }
+  closeSync(fd);
+}
+
+/** Rename `from` over `to` (same directory) and fsync the directory. */
+export function renameDurably(from: string, to: string): void {
+  renameSync(from, to);
+  fsyncDir(dirname(to));
+}
+
+/** `data` into `dest` by way of `tmp`; on failure `dest` is untouched and `tmp` gone. */
+export function writeFileDurably(dest: string, tmp: string, data: string | Uint8Array): void {
+  writeSynced(tmp, data);
+  try {
     renameSync(tmp, dest);
   } catch (e) {
-    if (fd !== undefined) closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* never created or already renamed */
-    }
+    unlinkSync(tmp);
     throw e;
   }
   fsyncDir(dirname(dest));
-}
-
-export function writeFileDurably(dest: string, tmp: string, data: string | Uint8Array): void {
-  replaceDurably(dest, tmp, (fd) => {
-    const buf = typeof data === 'string' ? Buffer.from(data) : data;
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-  });
 }

@@ -1,7 +1,7 @@
 // Reading and writing raw fds. The payload paths never touch process.stdin/stdout: Node would
 // set O_NONBLOCK on them, and that flag lives in the open file description that the shell
 // pipeline shares with the programs around us (see spec/processing.md).
-import { read, readFileSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, read, readFileSync, readSync, writeSync } from 'node:fs';
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 /** Block the thread briefly: an fd someone else made non-blocking has no data yet. */
@@ -70,23 +70,64 @@ export function fdOffset(fd: number): number {
   return Number(m[1]);
 }
 
-/** Chunks read from `fd` at its offset until EOF or `stop()`; async, so timers and signals run. */
+/** The first read of a stream is small (headers are small, and most scans stop after one). */
+const FIRST_CHUNK = 64 * 1024;
+
+/**
+ * Chunks read from `fd` at its offset until EOF or `stop()`; async (the reads run in libuv's
+ * thread pool), so timers and signals run meanwhile.
+ *
+ * A regular file is read through a descriptor of the reader's own, reopened through
+ * /proc/self/fd, by position. Callers close `fd` as soon as they stop reading, possibly while a
+ * read is still queued in the thread pool; that read must not land on whatever file is opened
+ * next under the same fd number (it did: a scan of encoded packets read other files' bytes).
+ * The reader closes its own descriptor only once no read is in flight. A pipe (stdin) is read
+ * through `fd` itself, which fspool never closes.
+ */
 export function fdChunks(fd: number, chunkSize = 1 << 20): { chunks: AsyncIterable<Buffer>; stop(): void } {
+  let own: number | undefined;
+  let pos = 0;
+  if (fstatSync(fd).isFile()) {
+    own = openSync(`/proc/self/fd/${fd}`, 'r');
+    pos = fdOffset(fd);
+  }
   let stopped = false;
+  let inFlight = false;
+  const release = () => {
+    if (own === undefined || inFlight) return;
+    closeSync(own);
+    own = undefined;
+  };
   async function* gen(): AsyncGenerator<Buffer> {
-    while (!stopped) {
-      const buf = Buffer.allocUnsafe(chunkSize);
-      let n: number;
-      try {
-        n = await new Promise<number>((resolve, reject) => read(fd, buf, 0, chunkSize, null, (e, r) => (e ? reject(e) : resolve(r))));
-      } catch (e) {
-        if (!isAgain(e)) throw e;
-        await new Promise((r) => setTimeout(r, 2));
-        continue;
+    try {
+      for (let size = Math.min(FIRST_CHUNK, chunkSize); !stopped; size = chunkSize) {
+        const buf = Buffer.allocUnsafe(size);
+        let n: number;
+        inFlight = true;
+        try {
+          const from = own ?? fd;
+          const at = own === undefined ? null : pos;
+          n = await new Promise<number>((resolve, reject) => read(from, buf, 0, size, at, (e, r) => (e ? reject(e) : resolve(r))));
+        } catch (e) {
+          if (!isAgain(e)) throw e;
+          await new Promise((r) => setTimeout(r, 2));
+          continue;
+        } finally {
+          inFlight = false;
+        }
+        if (stopped || n === 0) return;
+        pos += n;
+        yield buf.subarray(0, n);
       }
-      if (n === 0) return;
-      yield buf.subarray(0, n);
+    } finally {
+      release();
     }
   }
-  return { chunks: gen(), stop: () => (stopped = true) };
+  return {
+    chunks: gen(),
+    stop: () => {
+      stopped = true;
+      release();
+    },
+  };
 }
