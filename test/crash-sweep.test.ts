@@ -40,6 +40,8 @@ interface Sweep {
   expected: Map<number, { hash: string; times: Expect; step: string }>;
   /** Crash points driven so far. */
   hit: Set<string>;
+  /** fspool processes that SIGKILLed themselves at a crash point. */
+  kills: number;
   /** Processed packets' bytes, re-delivered later as stale copies for queue-clean. */
   saved: Buffer[];
 }
@@ -57,6 +59,7 @@ function point(p: string): string {
 
 function killed(r: Result, what: string): void {
   expect(r.signal, `${what} was to SIGKILL itself: ${r.stderr}`).toBe('SIGKILL');
+  if (S) S.kills++;
 }
 
 const senderNext = () => Number(fspool(['prepare-get-next', '-s', S.seq]).stdout.toString().trim());
@@ -194,7 +197,7 @@ const rowsOf = (seq: number) => journal(seq).map((r) => `${r.attempt}:${r.outcom
 
 beforeAll(() => {
   const dir = tempDir('fspool-sweep-');
-  S = { dir, q: makeQueue(dir), seq: join(dir, 'sender.seq'), log: join(dir, 'applied.log'), expected: new Map(), hit: new Set(), saved: [] };
+  S = { dir, q: makeQueue(dir), seq: join(dir, 'sender.seq'), log: join(dir, 'applied.log'), expected: new Map(), hit: new Set(), kills: 0, saved: [] };
 });
 
 describe('crash sweep: one queue through every crash point', () => {
@@ -451,6 +454,12 @@ describe('crash sweep: one queue through every crash point', () => {
     const status = JSON.parse(st.stdout.toString());
     expect(status.pending).toBe(0);
     expect(status.interrupted).toEqual([]);
+    const applications = logLines().length;
+    // The figures quoted in spec/reliability.md.
+    console.log(
+      `crash sweep: ${S.hit.size} crash points, ${S.kills} processes killed at them, ${last} packets, ` +
+        `${applications} applications (${applications - (last - 1)} re-runs), 1 quarantined Fail packet, 0 lost, 0 out of order`,
+    );
   });
 });
 
