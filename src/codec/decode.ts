@@ -9,7 +9,7 @@ import { fdChunks, fdOffset } from '../sys/fd.js';
 import { peek } from './chunks.js';
 import { runDecoder } from './external.js';
 import type { Keyring } from './keys.js';
-import { openpgpLayer } from './openpgp.js';
+import { type OpenPGPLayer, openpgpLayer, requireSignature } from './openpgp.js';
 import { SNIFF_BYTES, sniff } from './sniff.js';
 import { zstdDecompress } from './zstd.js';
 
@@ -31,7 +31,6 @@ export interface StreamPacket {
   abort(): void;
   /** The layers undone, outermost first, e.g. ['openpgp', 'zstd']. */
   layers: string[];
-  signed: boolean;
 }
 
 /** A plain fspl packet in a regular file: the fd is left at the payload (zero-copy). */
@@ -42,6 +41,12 @@ export interface RawPacket {
 }
 
 export type OpenedPacket = RawPacket | StreamPacket;
+
+/**
+ * Reads of an encoded file: 256 KiB keeps openpgp.js and zstd busy, and (measured, bench/) the
+ * garbage of larger reads is what drives peak RSS; memory stays bounded for any payload size.
+ */
+const DECODE_CHUNK = 256 * 1024;
 
 /** Layers deeper than this are refused: nothing legitimate nests that far. */
 const MAX_LAYERS = 4;
@@ -58,8 +63,7 @@ export async function decodeChunks(
     inputEnded = true;
   })();
   const layers = [...outer.layers];
-  const verifiers: Array<() => Promise<void>> = [outer.verify];
-  let signed = false;
+  const pgpLayers: OpenPGPLayer[] = [];
   try {
     for (;;) {
       const { head, all } = await peek(stream, SNIFF_BYTES);
@@ -73,8 +77,7 @@ export async function decodeChunks(
       } else if (kind === 'openpgp') {
         const layer = await openpgpLayer(stream, head, ctx.keys);
         stream = layer.plaintext;
-        verifiers.push(layer.verify);
-        signed ||= layer.signed;
+        pgpLayers.push(layer);
         layers.push('openpgp');
       } else if (head.length === 0) {
         throw new HeaderReader().endError();
@@ -106,11 +109,13 @@ export async function decodeChunks(
       header: reader.header!,
       payload: payload(),
       layers,
-      signed,
       abort: outer.abort,
       async verify() {
         if (!complete) throw new PacketError('payload was not read to its end');
-        for (const v of verifiers) await v();
+        // zstd checksums and OpenPGP integrity were checked as the stream was read to its end;
+        // what is left: the external decoder's exit, and the signatures over the whole packet.
+        await outer.verify();
+        if (ctx.keys.requiresSignature) await requireSignature(pgpLayers);
       },
     };
   } catch (e) {
@@ -136,6 +141,6 @@ export async function openPacket(fd: number, ctx: DecodeContext): Promise<Opened
     const n = readSync(fd, head, 0, SNIFF_BYTES, fdOffset(fd));
     if (sniff(head.subarray(0, n)) === 'fspl') return { kind: 'raw', ...readHeaderFromFd(fd, st.size) };
   }
-  const input = fdChunks(fd);
+  const input = fdChunks(fd, DECODE_CHUNK);
   return decodeChunks(input.chunks, ctx, { verify: async () => {}, abort: input.stop, layers: [] });
 }

@@ -20,9 +20,12 @@ export class OpenPGPError extends FspoolError {
 
 export interface OpenPGPLayer {
   plaintext: AsyncIterable<Buffer>;
-  /** After the plaintext has been read to its end: integrity and signature verdict. */
-  verify(): Promise<void>;
-  signed: boolean;
+  /**
+   * After the plaintext has been read to its end: the verdict of each signature in this layer,
+   * undefined for one that verified against an accepted key, else why not. Whether a packet is
+   * signed well enough is decided over all its layers (src/codec/decode.ts).
+   */
+  signatures(): Promise<Array<string | undefined>>;
 }
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).replace(/^Error (decrypting|verifying) message: /, '');
@@ -84,17 +87,19 @@ export async function openpgpLayer(src: AsyncIterable<Buffer>, head: Buffer, key
       throw new OpenPGPError(`OpenPGP packet is corrupt or was tampered with: ${message(e)}`);
     }
   }
-  return {
-    plaintext: plaintext(),
-    signed: result.signatures.length > 0,
-    async verify() {
-      if (!keys.requiresSignature) return;
-      if (verdicts.length === 0) throw new OpenPGPError('packet is not signed, and --require-signature was given');
-      const outcomes = await Promise.all(verdicts);
-      if (outcomes.some((o) => o === undefined)) return;
-      throw new OpenPGPError(`no valid signature by an accepted key: ${outcomes.join('; ')}`);
-    },
-  };
+  return { plaintext: plaintext(), signatures: () => Promise.all(verdicts) };
+}
+
+/**
+ * --require-signature over a whole packet: at least one signature, in any OpenPGP layer, made
+ * by an accepted key and verified. A packet with no OpenPGP layer, or none signed, is refused;
+ * so is one whose only signatures are by other keys or do not verify.
+ */
+export async function requireSignature(layers: OpenPGPLayer[]): Promise<void> {
+  const verdicts = (await Promise.all(layers.map((l) => l.signatures()))).flat();
+  if (verdicts.length === 0) throw new OpenPGPError('packet is not signed, and --require-signature was given');
+  if (verdicts.some((v) => v === undefined)) return;
+  throw new OpenPGPError(`no valid signature by an accepted key: ${verdicts.join('; ')}`);
 }
 
 async function* latin1(src: AsyncIterable<Buffer>): AsyncGenerator<Uint8Array> {

@@ -2,6 +2,7 @@
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import type { Transform } from 'node:stream';
+import { FspoolError } from '../errors.js';
 import { stream } from '../sys/lazy.js';
 
 // require, not import(): see openpgp() in keys.ts.
@@ -11,7 +12,9 @@ async function through(src: AsyncIterable<Buffer>, t: Transform): Promise<AsyncI
   // pipeline carries an error of the source into the transform, and tears both down if the
   // consumer stops early.
   const { pipeline, Readable } = stream();
-  pipeline(Readable.from(src), t, () => {});
+  // Readable.from buffers 16 chunks by default (16 MiB of 1 MiB reads): one is enough to keep
+  // zstd busy, and memory stays bounded whatever the payload size.
+  pipeline(Readable.from(src, { highWaterMark: 1 }), t, () => {});
   return t as AsyncIterable<Buffer>;
 }
 
@@ -22,7 +25,16 @@ async function through(src: AsyncIterable<Buffer>, t: Transform): Promise<AsyncI
  */
 export async function zstdDecompress(src: AsyncIterable<Buffer>): Promise<AsyncIterable<Buffer>> {
   const { DecompressStream } = zstd();
-  return through(src, new DecompressStream());
+  const out = await through(src, new DecompressStream());
+  return (async function* () {
+    try {
+      yield* out;
+    } catch (e) {
+      // zstd-napi's messages ("Restored data doesn't match checksum") do not say whose they are.
+      if (e instanceof FspoolError) throw e;
+      throw new FspoolError(`zstd data is corrupt or truncated: ${(e as Error).message}`);
+    }
+  })();
 }
 
 /** Compress with the content checksum on (zstd-napi's default is off) and zstd's own worker threads. */
