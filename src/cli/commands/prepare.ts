@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { prepare, prepareGetNext, prepareSetNext } from '../../send/prepare.js';
+import { prepare, prepareGetNext, type PrepareOptions, prepareSetNext } from '../../send/prepare.js';
 import { rawTail } from '../../sys/argv.js';
 import { describe, FspoolError, UsageError } from '../../errors.js';
 import { Queue } from '../../queue/queue.js';
@@ -24,6 +24,25 @@ function encodeOptions<T>(y: Argv<T>) {
     .option('passphrase-file', { type: 'string', requiresArg: true, describe: 'Encrypt with the passphrase on the first line of this file (symmetric)' })
     .option('sign-with', { type: 'string', requiresArg: true, describe: 'Sign with the OpenPGP secret key in this file' })
     .option('key-passphrase-file', { type: 'string', requiresArg: true, describe: 'File whose first line unlocks the --sign-with key' });
+}
+
+const input = {
+  alias: 'i',
+  type: 'string',
+  requiresArg: true,
+  describe: 'Path to file to use for input. Set to "-" to use stdin. If not given, no input is used',
+} as const;
+
+/** A command packet as the options describe it: seqfile, input, params after `--`, encodings. */
+function commandPacket(a: PrepareArgs): PrepareOptions {
+  return {
+    seqfile: a.seqfile,
+    kind: 'Command',
+    input: a.input,
+    params: rawTail(process.argv.slice(2), a['--'] ?? []),
+    waitLockSeconds: a['wait-lock'],
+    encode: encodeArgs(a),
+  };
 }
 
 function encodeArgs(a: PrepareArgs): EncodeOptions {
@@ -56,25 +75,13 @@ export const prepareCmd: CommandModule<object, PrepareArgs> = {
     encodeOptions(y)
       .usage('$0 prepare --seqfile FILE [-i INPUT] [--zstd[=LEVEL]] [--encrypt-to KEYFILE...] [-- PARAMS...]')
       .option('seqfile', seqfile)
-      .option('input', {
-        alias: 'i',
-        type: 'string',
-        requiresArg: true,
-        describe: 'Path to file to use for input. Set to "-" to use stdin. If not given, no input is used',
-      })
+      .option('input', input)
       .option('wait-lock', waitLock)
       .example('tar c dir | $0 prepare -s seq -i - --zstd --encrypt-to recv.asc > p.fspl', 'compressed and encrypted, as zstd | gpg -e would')
       .example('tar c dir | $0 prepare -s ~/.fspool-seq -i - | ssh host fspool queue-write -q /var/q', 'send a tar stream')
       .example('FSPL_SET_DB=app $0 prepare -s seq -- restore > p.fspl', 'a request with a param and an env var') as never,
   handler: async (a) => {
-    await prepare({
-      seqfile: a.seqfile,
-      kind: 'Command',
-      input: a.input,
-      params: rawTail(process.argv.slice(2), a['--'] ?? []),
-      waitLockSeconds: a['wait-lock'],
-      encode: encodeArgs(a),
-    });
+    await prepare(commandPacket(a));
   },
 };
 
@@ -98,7 +105,7 @@ export const enqueueCmd: CommandModule<object, PrepareArgs & { queuedir: string 
       .usage('$0 enqueue -q QUEUE -s SEQFILE [-i INPUT] [-- PARAMS...]')
       .option('queuedir', queuedir)
       .option('seqfile', seqfile)
-      .option('input', { alias: 'i', type: 'string', requiresArg: true, describe: 'Path to file to use for input; "-" for stdin; none for no payload' })
+      .option('input', input)
       .option('wait-lock', waitLock)
       .example('pg_dump app | $0 enqueue -q /var/spool/db -s /var/spool/db.seq -i - --zstd', 'one process instead of two') as never,
   handler: async (a) => {
@@ -107,12 +114,7 @@ export const enqueueCmd: CommandModule<object, PrepareArgs & { queuedir: string 
     let consumed = false;
     try {
       await prepare({
-        seqfile: a.seqfile,
-        kind: 'Command',
-        input: a.input,
-        params: rawTail(process.argv.slice(2), a['--'] ?? []),
-        waitLockSeconds: a['wait-lock'],
-        encode: encodeArgs(a),
+        ...commandPacket(a),
         outFd: t.fd,
         // The packet is durable before its number is consumed, and visible only after:
         // a crash between the two leaves a complete temp file, never a reused number.
