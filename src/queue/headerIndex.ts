@@ -12,7 +12,7 @@ import { log } from '../log.js';
 import { decodeHeader, encodeHeader } from '../packet/codec.js';
 import type { CmdType, Header } from '../packet/header.js';
 import type { Queue, ScannedJob } from './queue.js';
-import type { Db, StateDb } from './stateDb.js';
+import type { StateDb, Tx } from './stateDb.js';
 
 /** A row as `.raw()` gives it: name, dev, ino, size, mtime, ctime, seq, ctime_secs, ctime_nanos, header. */
 type Row = [string, string, string, number, string, string, string, string, number, Buffer];
@@ -61,9 +61,9 @@ export class HeaderIndex {
   async scan(queue: Queue, ctx: DecodeContext, names: string[], complete: boolean): Promise<ScannedJob[]> {
     const key = ctx.decoder ?? '';
     const rows = this.state.read(
-      (db) =>
-        db
-          .prepare('SELECT name, dev, ino, size, mtime, ctime, seq, ctime_secs, ctime_nanos, header FROM headers WHERE decoder = ?')
+      (tx) =>
+        tx
+          .stmt('SELECT name, dev, ino, size, mtime, ctime, seq, ctime_secs, ctime_nanos, header FROM headers WHERE decoder = ?')
           .raw(true)
           .all(key) as Row[],
     );
@@ -116,8 +116,8 @@ export class HeaderIndex {
     if (store.length === 0 && gone.length === 0) return;
     const now = Date.now();
     for (let at = 0; at < Math.max(store.length, gone.length); at += BATCH) {
-      const ok = this.state.write((db: Db) => {
-        const put = db.prepare(
+      const ok = this.state.write((tx: Tx) => {
+        const put = tx.stmt(
           `INSERT INTO headers (decoder, name, dev, ino, size, mtime, ctime, seq, ctime_secs, ctime_nanos, header, first_seen)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (decoder, name) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, size = excluded.size, mtime = excluded.mtime,
@@ -128,7 +128,7 @@ export class HeaderIndex {
           put.run(key, job.name, ...identity(st), String(h.seq), String(h.ctimeSecs), h.ctimeNanos, encodeHeader(h), now);
         }
         // A file that is gone is gone for every decoder.
-        const drop = db.prepare('DELETE FROM headers WHERE name = ?');
+        const drop = tx.stmt('DELETE FROM headers WHERE name = ?');
         for (const name of gone.slice(at, at + BATCH)) drop.run(name);
         return true;
       });

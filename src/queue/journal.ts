@@ -11,7 +11,7 @@ import { createHash as sha256Hash } from '../sys/lazy.js';
 import { encodeHeader } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
 import type { RunFacts, RunKind } from '../run/job.js';
-import type { Db, StateDb } from './stateDb.js';
+import type { StateDb, Tx } from './stateDb.js';
 
 /** Outcomes of the journal: a run's RunKind, or what the processor could not write itself. */
 export type JournalOutcome = RunKind | 'running' | 'crashed';
@@ -144,6 +144,9 @@ export interface Attempt {
   job: JobRef;
 }
 
+const LAST_SUCCESS = "SELECT * FROM runs WHERE packet = ? AND outcome = 'success' ORDER BY id DESC LIMIT 1";
+const COUNT_FAILURES = `SELECT count(*) AS n FROM runs WHERE packet = ? AND outcome IN (${FAILURES.map(() => '?').join(', ')})`;
+
 export interface HistoryFilter {
   seq?: bigint;
   outcomes?: JournalOutcome[];
@@ -168,9 +171,9 @@ export class Journal {
    */
   markCrashed(now = Date.now()): RunRow[] {
     return (
-      this.state?.write((db) => {
-        const rows = (db.prepare("SELECT * FROM runs WHERE outcome = 'running' ORDER BY id").all() as RawRow[]).map(toRow);
-        const mark = db.prepare("UPDATE runs SET outcome = 'crashed', detail = ? WHERE id = ?");
+      this.state?.write((tx) => {
+        const rows = (tx.stmt("SELECT * FROM runs WHERE outcome = 'running' ORDER BY id").all() as RawRow[]).map(toRow);
+        const mark = tx.stmt("UPDATE runs SET outcome = 'crashed', detail = ? WHERE id = ?");
         for (const r of rows) mark.run(`fspool (pid ${r.pid}) died during this attempt; found by pid ${process.pid} at ${new Date(now).toISOString()}`, r.id);
         return rows;
       }) ?? []
@@ -179,33 +182,37 @@ export class Journal {
 
   /** Runs whose action was recorded but not (known to be) carried out, oldest first. */
   pending(): RunRow[] {
-    return this.state?.read((db) => (db.prepare("SELECT * FROM runs WHERE commit_state = 'pending' ORDER BY id").all() as RawRow[]).map(toRow)) ?? [];
+    return this.state?.read((tx) => (tx.stmt("SELECT * FROM runs WHERE commit_state = 'pending' ORDER BY id").all() as RawRow[]).map(toRow)) ?? [];
   }
 
-  /** Record the start of a run. */
-  begin(job: JobRef, orderBy: OrderBy): Attempt {
+  /**
+   * Record the start of a run. With `lookBack`, also return the packet's latest earlier
+   * success, read in the same transaction (one transaction per job start, not two).
+   */
+  begin(job: JobRef, orderBy: OrderBy, lookBack = false): Attempt & { lastSuccess?: RunRow } {
     const startedAt = Date.now();
     const local = (this.localAttempts.get(job.packet) ?? 0) + 1;
     this.localAttempts.set(job.packet, local);
-    const r = this.state?.write((db) => {
-      const before = (db.prepare('SELECT count(*) AS n FROM runs WHERE packet = ?').get(job.packet) as { n: number }).n;
+    const r = this.state?.write((tx) => {
+      const success = lookBack ? (tx.stmt(LAST_SUCCESS).get(job.packet) as RawRow | undefined) : undefined;
+      const before = (tx.stmt('SELECT count(*) AS n FROM runs WHERE packet = ?').get(job.packet) as { n: number }).n;
       const attempt = before + 1;
-      const info = db
-        .prepare(
+      const info = tx
+        .stmt(
           `INSERT INTO runs (seq, packet, file, ctime_secs, ctime_nanos, attempt, order_by, pid, started_at, outcome)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')`,
         )
         .run(String(job.seq), job.packet, job.file, String(job.header.ctimeSecs), job.header.ctimeNanos, attempt, orderBy, process.pid, startedAt);
-      return { id: Number(info.lastInsertRowid), attempt };
+      return { id: Number(info.lastInsertRowid), attempt, lastSuccess: success && toRow(success) };
     });
-    return { id: r?.id, attempt: r?.attempt ?? local, job };
+    return { id: r?.id, attempt: r?.attempt ?? local, job, lastSuccess: r?.lastSuccess };
   }
 
   /** A run that did not happen after all (its file vanished before it could start). */
   discard(a: Attempt): void {
     const count = this.localAttempts.get(a.job.packet) ?? 1;
     this.localAttempts.set(a.job.packet, count - 1);
-    if (a.id !== undefined) this.state?.write((db) => db.prepare('DELETE FROM runs WHERE id = ?').run(a.id));
+    if (a.id !== undefined) this.state?.write((tx) => tx.stmt('DELETE FROM runs WHERE id = ?').run(a.id));
   }
 
   /**
@@ -217,9 +224,9 @@ export class Journal {
     if (a.id === undefined) return;
     const commits = action !== undefined && COMMITTING.includes(action);
     this.state?.write(
-      (db) =>
-        db
-          .prepare(
+      (tx) =>
+        tx
+          .stmt(
             `UPDATE runs SET ended_at = ?, outcome = ?, exit_code = ?, signal = ?, detail = ?, bytes = ?, stderr_tail = ?,
                action = ?, moved_to = ?, commit_state = ? WHERE id = ?`,
           )
@@ -243,35 +250,32 @@ export class Journal {
   /** The recorded action was carried out (by its own run, or completed by a later one). */
   done(id: number | undefined, how: 'done' | 'recovered' = 'done', movedTo?: string): void {
     if (id === undefined) return;
-    this.state?.write((db) => db.prepare('UPDATE runs SET commit_state = ?, moved_to = coalesce(?, moved_to) WHERE id = ?').run(how, movedTo ?? null, id));
+    this.state?.write((tx) => tx.stmt('UPDATE runs SET commit_state = ?, moved_to = coalesce(?, moved_to) WHERE id = ?').run(how, movedTo ?? null, id));
   }
 
   /** Failed runs of this packet, in every run the journal knows (this one included). */
   failures(packet: string): number {
-    const n = this.state?.read((db) => {
-      const marks = FAILURES.map(() => '?').join(', ');
-      return (db.prepare(`SELECT count(*) AS n FROM runs WHERE packet = ? AND outcome IN (${marks})`).get(packet, ...FAILURES) as { n: number }).n;
-    });
+    const n = this.state?.read((tx) => (tx.stmt(COUNT_FAILURES).get(packet, ...FAILURES) as { n: number }).n);
     return Math.max(n ?? 0, this.localFailures.get(packet) ?? 0);
   }
 
   /** The latest successful run of this packet, if any. */
   lastSuccess(packet: string): RunRow | undefined {
-    return this.state?.read((db) => {
-      const r = db.prepare("SELECT * FROM runs WHERE packet = ? AND outcome = 'success' ORDER BY id DESC LIMIT 1").get(packet) as RawRow | undefined;
+    return this.state?.read((tx) => {
+      const r = tx.stmt(LAST_SUCCESS).get(packet) as RawRow | undefined;
       return r && toRow(r);
     });
   }
 
   /** Packets the journal knows as done successfully (for stale and duplicate files). */
   succeededPackets(): Map<string, RunRow> {
-    const rows = this.state?.read((db) => (db.prepare("SELECT * FROM runs WHERE outcome = 'success' ORDER BY id").all() as RawRow[]).map(toRow)) ?? [];
+    const rows = this.state?.read((tx) => (tx.stmt("SELECT * FROM runs WHERE outcome = 'success' ORDER BY id").all() as RawRow[]).map(toRow)) ?? [];
     return new Map(rows.map((r) => [r.packet, r]));
   }
 
   /** Runs, newest first. */
   history(f: HistoryFilter = {}): RunRow[] {
-    return this.state?.read((db) => query(db, f)) ?? [];
+    return this.state?.read((tx) => query(tx, f)) ?? [];
   }
 
   /** The newest run with one of these outcomes. */
@@ -280,7 +284,7 @@ export class Journal {
   }
 }
 
-function query(db: Db, f: HistoryFilter): RunRow[] {
+function query(tx: Tx, f: HistoryFilter): RunRow[] {
   const where: string[] = [];
   const args: unknown[] = [];
   if (f.seq !== undefined) {
@@ -293,5 +297,5 @@ function query(db: Db, f: HistoryFilter): RunRow[] {
   }
   const sql = `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC ${f.limit !== undefined ? 'LIMIT ?' : ''}`;
   if (f.limit !== undefined) args.push(f.limit);
-  return (db.prepare(sql).all(...args) as RawRow[]).map(toRow);
+  return (tx.stmt(sql).all(...args) as RawRow[]).map(toRow);
 }

@@ -25,6 +25,8 @@ export interface AttachOptions {
   without: string;
   /** Use the header cache for this queue's scans. */
   cacheHeaders: boolean;
+  /** The command journals durably (a processor): open the durable connection up front. */
+  durable?: boolean;
 }
 
 export function attachState(queue: Queue, opts: AttachOptions): QueueState {
@@ -32,7 +34,7 @@ export function attachState(queue: Queue, opts: AttachOptions): QueueState {
   // unless someone made QUEUE/fspool/ there (then its header cache serves queue-ls).
   const appendOnly = !existsSync(queue.nextseq.path);
   const create = opts.create && (!appendOnly || existsSync(stateDir(queue.dir)));
-  const db = StateDb.open(queue.dir, { create, busyMs: opts.busyMs, without: opts.without });
+  const db = StateDb.open(queue.dir, { create, busyMs: opts.busyMs, without: opts.without, durable: opts.durable });
   const index = db && opts.cacheHeaders ? new HeaderIndex(db) : undefined;
   if (index) queue.headerIndex = index;
   return {

@@ -61,10 +61,10 @@ export async function runAttempts(
   opts: RetryOptions,
   run: () => Promise<Outcome | 'vanished'>,
 ): Promise<Ran | 'vanished'> {
-  const before = journal.lastSuccess(ref.packet);
-  if (before) log.warn(`${label} already ran successfully at ${iso(before.endedAt ?? before.startedAt)} (journal); running it again because it is due once more`);
   for (let retry = 1; ; retry++) {
-    const attempt = journal.begin(ref, orderBy);
+    // The first attempt's row and the packet's earlier success come in one transaction.
+    const { lastSuccess: before, ...attempt } = journal.begin(ref, orderBy, retry === 1);
+    if (before) log.warn(`${label} already ran successfully at ${iso(before.endedAt ?? before.startedAt)} (journal); running it again because it is due once more`);
     crashPoint('attempt-recorded');
     const outcome = await run();
     if (outcome === 'vanished') {

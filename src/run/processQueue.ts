@@ -167,6 +167,7 @@ export async function processQueue(queue: Queue, opts: ProcessOptions): Promise<
     create: true,
     busyMs: PROCESSOR_BUSY_MS,
     cacheHeaders: true,
+    durable: true,
     without: 'going on without it in this run: no journal (a crash is handled as fspl would), no header cache',
   });
   interrupts.deferExit(true);
