@@ -13,12 +13,22 @@ interface Sys {
   LOCK_UN: number;
 }
 
-/** The package root: the nearest directory above this module that has build/Release. */
+const found = new Map<string, string>();
+
+/**
+ * `rel` in the package root: the nearest directory above this module that has it. Looked up
+ * once per process (a processor starts fspool-exec for every job).
+ */
 export function packageFile(rel: string): string {
+  const known = found.get(rel);
+  if (known !== undefined) return known;
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const p = join(dir, rel);
-    if (existsSync(p)) return p;
+    if (existsSync(p)) {
+      found.set(rel, p);
+      return p;
+    }
     const up = dirname(dir);
     if (up === dir) throw new Error(`fspool is not built: ${rel} not found (run npm install)`);
     dir = up;
