@@ -129,8 +129,10 @@ export async function decodeChunks(
 /**
  * Open the packet at `fd`'s current offset. A plain fspl packet in a regular file comes back
  * raw, with the fd at the payload; anything else (an encoding, a decoder, a pipe) as a stream.
+ * `at`: that offset, when the caller knows it (a file it has just opened: 0), which spares
+ * reading it from /proc.
  */
-export async function openPacket(fd: number, ctx: DecodeContext): Promise<OpenedPacket> {
+export async function openPacket(fd: number, ctx: DecodeContext, at?: number): Promise<OpenedPacket> {
   if (ctx.decoder) {
     const d = runDecoder(ctx.decoder, fd);
     return decodeChunks(d.chunks, ctx, { verify: d.verify, abort: d.abort, layers: ['decoder'] });
@@ -138,7 +140,7 @@ export async function openPacket(fd: number, ctx: DecodeContext): Promise<Opened
   const st = fstatSync(fd);
   if (st.isFile()) {
     const head = Buffer.alloc(SNIFF_BYTES);
-    const n = readSync(fd, head, 0, SNIFF_BYTES, fdOffset(fd));
+    const n = readSync(fd, head, 0, SNIFF_BYTES, at ?? fdOffset(fd));
     if (sniff(head.subarray(0, n)) === 'fspl') return { kind: 'raw', ...readHeaderFromFd(fd, st.size) };
   }
   const input = fdChunks(fd, DECODE_CHUNK);

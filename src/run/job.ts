@@ -26,8 +26,12 @@ export interface RunOptions {
   keepStderrTail?: boolean;
 }
 
-/** The payload: an fd positioned at it (zero-copy) or a stream we copy into a pipe. */
-export type PayloadSource = { kind: 'fd'; fd: number } | ({ kind: 'stream' } & PayloadStream);
+/**
+ * The payload: an fd positioned at it (zero-copy) or a stream we copy into a pipe. `offset`:
+ * the fd's offset, where the payload starts, when the producer knows it (else it is read from
+ * /proc, which costs an open and a read).
+ */
+export type PayloadSource = { kind: 'fd'; fd: number; offset?: number } | ({ kind: 'stream' } & PayloadStream);
 
 export interface JobInput {
   header: Header;
@@ -82,8 +86,7 @@ function judge(exit: ReceiverExit, delivery: Delivery | undefined, unread: numbe
   return { ok: true, facts: { kind: 'success', ...how } };
 }
 
-function watchOffset(fd: number, progress: Progress): NodeJS.Timeout {
-  const start = fdOffset(fd);
+function watchOffset(fd: number, start: number, progress: Progress): NodeJS.Timeout {
   return setInterval(() => {
     try {
       progress.set(fdOffset(fd) - start);
@@ -125,7 +128,7 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
     }
     if (opts.outputFile) outFd = openSync(opts.outputFile, 'w', 0o644);
     else if (opts.keepStderrTail) tail = new StderrTail();
-    if (stdin !== 'pipe' && !opts.ignorePayload) startOffset = fdOffset(stdin);
+    if (job.payload.kind === 'fd' && !opts.ignorePayload) startOffset = job.payload.offset ?? fdOffset(job.payload.fd);
     receiver = new Receiver({
       argv,
       env: jobEnv(header, job.location),
@@ -153,7 +156,7 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
   let delivery: Delivery | undefined;
   const progress = opts.ignorePayload ? undefined : Progress.start(`job ${header.seq}`);
   // Zero-copy: the receiver reads our fd, so its offset is its progress.
-  const watcher = progress && job.payload.kind === 'fd' ? watchOffset(job.payload.fd, progress) : undefined;
+  const watcher = progress && job.payload.kind === 'fd' ? watchOffset(job.payload.fd, startOffset, progress) : undefined;
   try {
     if (!opts.ignorePayload && job.payload.kind === 'stream') delivery = await deliver(receiver, job.payload, progress);
     const exit = await receiver.done;
@@ -162,7 +165,8 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
     let unread = -1;
     let bytes = delivery?.bytes ?? 0;
     if (!opts.ignorePayload && job.payload.kind === 'fd') {
-      // The receiver shared our file offset: how far it got is how far it read.
+      // The receiver shared our file offset: how far it got is how far it read (the one look
+      // at the offset after the start, which came from the payload's producer).
       const fd = job.payload.fd;
       const at = fdOffset(fd);
       unread = Math.max(0, fstatSync(fd).size - at);

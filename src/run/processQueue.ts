@@ -111,15 +111,17 @@ async function runFile(queue: Queue, job: Readable, opts: ProcessOptions): Promi
   const extraFds: number[] = [];
   let cleanup = () => {};
   try {
-    const prepared = await preparePayload(await openPacket(fd, opts.decode), {
+    // A file just opened: the packet starts at offset 0.
+    const prepared = await preparePayload(await openPacket(fd, opts.decode, 0), {
       mode: opts.delivery,
       keys: opts.decode.keys,
       fd,
+      at: 0,
       spoolDir: queue.spoolDir,
       reopen: async () => {
         const again = open();
         extraFds.push(again);
-        return openPacket(again, opts.decode);
+        return openPacket(again, opts.decode, 0);
       },
     });
     if (!prepared.ok) return { ok: false, reason: prepared.reason };

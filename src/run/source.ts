@@ -27,6 +27,8 @@ export interface SourceOptions {
   keys: Keyring;
   /** The fd the packet was opened from (for zero-copy). */
   fd: number;
+  /** Where the packet starts in `fd`, when the caller knows it (a file it has just opened: 0). */
+  at?: number;
   /** Where `verified` mode decodes to: a directory on the queue's filesystem. */
   spoolDir: string;
   /** Open the same packet again, for a second pass; absent when the input cannot be re-read. */
@@ -77,12 +79,12 @@ export async function preparePayload(p: OpenedPacket, opts: SourceOptions): Prom
   const none = () => {};
   if (p.kind === 'raw') {
     if (opts.keys.requiresSignature) return { ok: false, reason: 'packet is not signed (a plain fspl packet), and --require-signature was given' };
-    return { ok: true, header: p.header, payload: { kind: 'fd', fd: opts.fd }, layers: [], cleanup: none };
+    return { ok: true, header: p.header, payload: { kind: 'fd', fd: opts.fd, offset: opts.at === undefined ? undefined : opts.at + p.headerLength }, layers: [], cleanup: none };
   }
   if (opts.mode === 'verified' || (opts.keys.requiresSignature && !opts.reopen)) {
     const s = await spool(p, opts.spoolDir);
     if ('reason' in s) return { ok: false, reason: s.reason };
-    return { ok: true, header: p.header, payload: { kind: 'fd', fd: s.fd }, layers: p.layers, cleanup: () => closeSync(s.fd) };
+    return { ok: true, header: p.header, payload: { kind: 'fd', fd: s.fd, offset: 0 }, layers: p.layers, cleanup: () => closeSync(s.fd) };
   }
   let live = p;
   if (opts.keys.requiresSignature) {
