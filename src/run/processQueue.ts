@@ -36,6 +36,8 @@ const readable = (j: ScannedJob): j is Readable => j.header !== undefined;
 /** What a run knows of jobs/: headers are read once per file and run, not once per job. */
 class JobIndex {
   private readonly byName = new Map<string, ScannedJob>();
+  /** The readable jobs by seq, in the order they were seen: finding the due job is O(1). */
+  private readonly bySeq = new Map<bigint, Readable[]>();
 
   constructor(
     private readonly queue: Queue,
@@ -46,15 +48,28 @@ class JobIndex {
   async refresh(): Promise<ScannedJob[]> {
     const names = this.queue.jobNames();
     const present = new Set(names);
-    for (const n of this.byName.keys()) if (!present.has(n)) this.byName.delete(n);
+    for (const n of this.byName.keys()) if (!present.has(n)) this.forget(n);
     const complete = this.byName.size === 0; // issue 4: a first look lets the header cache prune
     const fresh = await this.queue.scan(this.decode, names.filter((n) => !this.byName.has(n)), complete);
-    for (const j of fresh) this.byName.set(j.name, j);
+    for (const j of fresh) {
+      this.byName.set(j.name, j);
+      if (readable(j)) {
+        const same = this.bySeq.get(j.header.seq);
+        if (same) same.push(j);
+        else this.bySeq.set(j.header.seq, [j]);
+      }
+    }
     return fresh;
   }
 
   forget(name: string): void {
+    const j = this.byName.get(name);
+    if (!j) return;
     this.byName.delete(name);
+    if (!readable(j)) return;
+    const rest = (this.bySeq.get(j.header.seq) ?? []).filter((x) => x !== j);
+    if (rest.length > 0) this.bySeq.set(j.header.seq, rest);
+    else this.bySeq.delete(j.header.seq);
   }
 
   all(): ScannedJob[] {
@@ -62,7 +77,7 @@ class JobIndex {
   }
 
   withSeq(seq: bigint): Readable[] {
-    return this.all().filter((j): j is Readable => readable(j) && j.header.seq === seq);
+    return [...(this.bySeq.get(seq) ?? [])];
   }
 }
 
