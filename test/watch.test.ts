@@ -120,4 +120,20 @@ describe('queue-process --watch', () => {
     process.kill(w.pid, 'SIGTERM');
     await w.done;
   });
+
+  it('a file that could not be read once (a decoder that failed) is read again at the next rescan, and warned about once', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const log = join(dir, 'log');
+    const flag = join(dir, 'failed-once');
+    writeFileSync(join(q, 'jobs', 'fspl-1.fspl'), preparePacket(['-s', '-', '-i', '-'], 'hello'));
+    const decoder = `if [ ! -e ${flag} ]; then : > ${flag}; exit 1; fi; exec cat`;
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '0.5', '-d', decoder, 'sh', '--', '-c', `cat >> ${log}`]);
+    started.push(w.pid);
+    await until('the job to run after the decoder recovered', () => lines(log).includes('hello'), 8000);
+    process.kill(w.pid, 'SIGTERM');
+    const r = await w.done;
+    expect(r.stderr.match(/cannot read job file/g)).toHaveLength(1);
+    expect(readFileSync(join(q, 'nextseq'), 'latin1')).toBe('2\n');
+  });
 });

@@ -5,7 +5,7 @@ import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
 import { type Header, U64_MAX } from '../packet/header.js';
-import { type Journal, packetId } from '../queue/journal.js';
+import { COMMITTING, type Journal, packetId } from '../queue/journal.js';
 import { identical, JOB_NAME, type Queue, type ScannedJob } from '../queue/queue.js';
 import { attachState, PROCESSOR_BUSY_MS } from '../queue/state.js';
 import { crashPoint } from '../sys/crashPoint.js';
@@ -44,13 +44,26 @@ class JobIndex {
     private readonly decode: DecodeContext,
   ) {}
 
-  /** Read the headers of files that appeared since the last look; forget vanished ones. */
+  /** Why each unreadable file was last reported, so that a watch does not repeat itself. */
+  private readonly reported = new Map<string, string>();
+
+  /**
+   * Read the headers of files that appeared since the last look, and again of those that could
+   * not be read last time (a decoder that failed once, a key added since); forget vanished ones.
+   * Returns what was read, with the unreadable only where the reason is new.
+   */
   async refresh(): Promise<ScannedJob[]> {
     const names = this.queue.jobNames();
     const present = new Set(names);
-    for (const n of this.byName.keys()) if (!present.has(n)) this.forget(n);
+    for (const n of this.byName.keys()) if (!present.has(n) || this.byName.get(n)!.error) this.forget(n);
     const complete = this.byName.size === 0; // issue 4: a first look lets the header cache prune
     const fresh = await this.queue.scan(this.decode, names.filter((n) => !this.byName.has(n)), complete);
+    for (const n of this.reported.keys()) if (!present.has(n)) this.reported.delete(n);
+    const news = fresh.filter((j) => !j.error || this.reported.get(j.name) !== j.error);
+    for (const j of fresh) {
+      if (j.error) this.reported.set(j.name, j.error);
+      else this.reported.delete(j.name);
+    }
     for (const j of fresh) {
       this.byName.set(j.name, j);
       if (readable(j)) {
@@ -59,7 +72,7 @@ class JobIndex {
         else this.bySeq.set(j.header.seq, [j]);
       }
     }
-    return fresh;
+    return news;
   }
 
   forget(name: string): void {
@@ -209,9 +222,9 @@ export async function processQueue(queue: Queue, opts: ProcessOptions): Promise<
  * which job ran and what becomes of it: the journal's pending entry lets the next run finish
  * the recording without running the job again; without a journal it runs again.
  */
-function commit(record: () => void, label: string): void {
+async function commit(record: () => void | Promise<void>, label: string): Promise<void> {
   try {
-    record();
+    await record();
   } catch (e) {
     throw new FspoolError(`${label} ran, but recording that failed: ${describe(e)}; the next run completes the recording, or runs the job again if it could not be journaled (spec/job-lifecycle.md)`);
   }
@@ -320,11 +333,23 @@ async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, j
     // The journal first (durably, when the queue is to change), so that a crash from here on is
     // completed by the next run without running the job again.
     const action = decide(ran.outcome, opts);
-    record(journal, ran, action);
-    if (!settle(ran.outcome, label, opts)) return 0;
-    // Success, or failure under delete/leave/quarantine: the job is over. nextseq first,
-    // durably; then the file. A crash between the two leaves a stale file, never a re-run.
-    commit(() => commitJob(queue, journal, ran, action!, 'sequence', candidates.map((c) => c.name), label), label);
+    // If the queue is to change, nextseq's temp file (next + 1) is written now and fsynced in
+    // the thread pool while the journal fsyncs the outcome: the two fsyncs overlap. The temp
+    // file changes nothing until it is renamed, after the journal's commit has returned.
+    let staged = action !== undefined && COMMITTING.includes(action) ? queue.nextseq.stageConcurrently(next + 1n) : undefined;
+    staged?.catch(() => {}); // a failure (disk full) is reported by commit() below
+    try {
+      record(journal, ran, action);
+      if (!settle(ran.outcome, label, opts)) return 0;
+      // Success, or failure under delete/leave/quarantine: the job is over. nextseq first,
+      // durably; then the file. A crash between the two leaves a stale file, never a re-run.
+      const ready = staged;
+      staged = undefined;
+      await commit(async () => commitJob(queue, journal, ran, action!, 'sequence', candidates.map((c) => c.name), label, await ready), label);
+    } finally {
+      // Not used after all: never leave the temp file being written once the lock is dropped.
+      if (staged) await staged.then((s) => s.abort(), () => {});
+    }
     // Files that stay (never-delete, leave) stay known, so they are not reported as new stale files.
     if (action !== 'keep') for (const c of candidates) index.forget(c.name);
     next += 1n;
@@ -354,7 +379,7 @@ async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions, 
     const action = decide(ran.outcome, opts);
     record(journal, ran, action);
     if (!settle(ran.outcome, label, opts)) return 0;
-    commit(() => commitJob(queue, journal, ran, action!, 'timestamp', [job.name], label), label);
+    await commit(() => commitJob(queue, journal, ran, action!, 'timestamp', [job.name], label), label);
   }
   return 0;
 }
