@@ -54,6 +54,10 @@ static void fail(const char *what) {
 
 static void guardian(pid_t pgid) {
   setsid();
+  /* Our pid for fspool, which reaps us itself when it is PID 1 (a container without an init):
+   * then we are its child once reparented, and nobody else would. \001 marks it apart from an
+   * exec error on the same channel. */
+  dprintf(CTL_FD, "\001%d\n", (int)getpid());
   int null = open("/dev/null", O_RDWR);
   if (null >= 0) {
     dup2(null, 0);

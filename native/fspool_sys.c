@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <node_api.h>
 
@@ -82,12 +83,28 @@ static napi_value js_clear_nonblock(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* reap(pid) -> true once the (zombie) child is reaped or is not ours; false while it runs. */
+static napi_value js_reap(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  int32_t pid;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &pid) != napi_ok || pid <= 0) return throw_errno(env, EINVAL, "waitpid");
+  int status;
+  pid_t r;
+  do r = waitpid(pid, &status, WNOHANG); while (r == -1 && errno == EINTR);
+  napi_get_boolean(env, r != 0, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, num;
   napi_create_function(env, "flock", NAPI_AUTO_LENGTH, js_flock, NULL, &fn);
   napi_set_named_property(env, exports, "flock", fn);
   napi_create_function(env, "pipe", NAPI_AUTO_LENGTH, js_pipe, NULL, &fn);
   napi_set_named_property(env, exports, "pipe", fn);
+  napi_create_function(env, "reap", NAPI_AUTO_LENGTH, js_reap, NULL, &fn);
+  napi_set_named_property(env, exports, "reap", fn);
   napi_create_function(env, "clearNonblock", NAPI_AUTO_LENGTH, js_clear_nonblock, NULL, &fn);
   napi_set_named_property(env, exports, "clearNonblock", fn);
   napi_create_int32(env, LOCK_EX, &num);

@@ -136,4 +136,23 @@ describe('queue-process --watch', () => {
     expect(r.stderr.match(/cannot read job file/g)).toHaveLength(1);
     expect(readFileSync(join(q, 'nextseq'), 'latin1')).toBe('2\n');
   });
+
+  it('as PID 1 of a PID namespace (a container without an init), it reaps the guardians it leaves', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const seq = join(dir, 'seq');
+    for (let i = 1; i <= 15; i++) writeFileSync(join(q, 'jobs', `fspl-${i}.fspl`), preparePacket(['-s', seq]));
+    const w = runAsync('unshare', ['--fork', '--pid', '--mount-proc', FSPOOL, 'queue-process', '-q', q, '--watch', 'true']);
+    started.push(w.pid);
+    await until('15 jobs', () => readFileSync(join(q, 'nextseq'), 'latin1') === '16\n', 20_000);
+    await new Promise((r) => setTimeout(r, 500));
+    // unshare's child is fspool, PID 1 inside; count its zombie children from outside.
+    const inner = runSync('pgrep', ['-P', String(w.pid)]).stdout.toString().trim();
+    const zombies = runSync('ps', ['--ppid', inner, '-o', 'stat=']).stdout.toString().split('\n').filter((l) => l.startsWith('Z'));
+    process.kill(Number(inner), 'SIGTERM');
+    await w.done;
+    // The last job's guardian may still be waiting to be reaped at the next spawn; 15 jobs left
+    // 15 zombies before fspool reaped them.
+    expect(zombies.length).toBeLessThanOrEqual(1);
+  });
 });

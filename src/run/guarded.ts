@@ -26,6 +26,17 @@ export interface GuardedExit {
   startError?: string;
 }
 
+/**
+ * Guardians are reparented to init once fspool-exec has execed. When fspool *is* init (PID 1 of
+ * a container started without one), nobody else reaps them: fspool does, by pid, for guardians
+ * it has dismissed. Only then: a guardian is then fspool's child, and a zombie's pid cannot be
+ * reused, so reaping by pid can never take another child's exit status from libuv.
+ */
+const unreaped = new Set<number>();
+function reapGuardians(): void {
+  for (const pid of unreaped) if (native().reap(pid)) unreaped.delete(pid);
+}
+
 let stderrSettled = false;
 
 /**
@@ -47,11 +58,13 @@ export class GuardedChild {
   /** Settles once the child has exited and we know whether its exec succeeded. */
   readonly exited: Promise<GuardedExit>;
   private lifeline: number | undefined;
+  private guardianPid: number | undefined;
 
   /** Throws ExecError if argv or env cannot be exec'd (a NUL byte). */
   constructor(spec: GuardedSpec) {
     const request = execRequest(spec.argv, spec.env, true);
     settleStderr();
+    reapGuardians(); // the last job's guardian has had time to exit
     const [lifeRead, lifeWrite] = native().pipe();
     this.lifeline = lifeWrite;
     const extra: Array<IOType | number> = ['pipe', lifeRead];
@@ -68,7 +81,8 @@ export class GuardedChild {
       closeSync(lifeRead);
     }
 
-    // fd 3: the request goes in; an exec failure comes back; a successful exec closes it.
+    // fd 3: the request goes in; the guardian's pid comes back (marked \x01), and an exec
+    // failure as text; a successful exec closes it.
     const control = this.child.stdio[3] as (Readable & Writable) | null;
     const notStarted = new Promise<string | undefined>((resolve) => {
       if (!control) return resolve('cannot talk to fspool-exec');
@@ -77,7 +91,14 @@ export class GuardedChild {
       control.on('error', () => {
         /* the helper died: its exit status tells */
       });
-      control.on('close', () => resolve(said.length ? Buffer.concat(said).toString() : undefined));
+      control.on('close', () => {
+        let text = Buffer.concat(said).toString('utf8');
+        text = text.replace(/\x01(\d+)\n/g, (_m, pid: string) => {
+          this.guardianPid = Number(pid);
+          return '';
+        });
+        resolve(text.trim() || undefined);
+      });
       control.end(request);
     });
     const exit = new Promise<GuardedExit>((resolve) => {
@@ -106,6 +127,8 @@ export class GuardedChild {
     this.tell('X');
     if (this.lifeline !== undefined) closeSync(this.lifeline);
     this.lifeline = undefined;
+    if (process.pid === 1 && this.guardianPid !== undefined) unreaped.add(this.guardianPid);
+    reapGuardians();
   }
 
   private tell(what: 'E' | 'X'): void {

@@ -8,6 +8,7 @@ interface Sys {
   flock(fd: number, op: number): boolean;
   pipe(): [number, number];
   clearNonblock(fd: number): void;
+  reap(pid: number): boolean;
   LOCK_EX: number;
   LOCK_NB: number;
   LOCK_UN: number;
