@@ -3,7 +3,7 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { describe, FspoolError } from '../errors.js';
 import { U64_MAX } from '../packet/header.js';
-import { renameDurably, writeSynced } from '../sys/durable.js';
+import { renameDurably, writeSynced, writeSyncedConcurrently } from '../sys/durable.js';
 import { FileLock } from './lock.js';
 
 /** Parse a u64 as Rust's `str::parse::<u64>` does after trim(): optional `+`, digits. */
@@ -12,6 +12,14 @@ export function parseU64(text: string): bigint | undefined {
   if (!/^\+?[0-9]+$/.test(t)) return undefined;
   const n = BigInt(t);
   return n <= U64_MAX ? n : undefined;
+}
+
+/** A new number written and fsynced under the temp name, not yet in place. */
+export interface Staged {
+  /** Rename it into place and fsync the directory. */
+  commit(): void;
+  /** Remove the temp file. */
+  abort(): void;
 }
 
 export class SeqFile {
@@ -52,14 +60,41 @@ export class SeqFile {
    * abort() removes it. Staging first means that the step which can fail for lack of space
    * comes before, not after, whatever the number is for (prepare's packet).
    */
-  stage(n: bigint): { commit(): void; abort(): void } {
-    if (n < 0n || n > U64_MAX) throw new FspoolError(`cannot store ${n} in ${this.path}: sequence numbers are 0 to ${U64_MAX}`);
-    const temp = `${this.path}.temp`;
+  stage(n: bigint): Staged {
+    const temp = this.tempFor(n);
     try {
       writeSynced(temp, `${n}\n`);
     } catch (e) {
       throw new FspoolError(`cannot write ${temp}: ${describe(e)}`);
     }
+    return this.staged(temp);
+  }
+
+  /**
+   * stage(), with the temp file's fsync left running in libuv's thread pool while the caller
+   * does other work (a processor: the journal's own fsync), so that the two fsyncs overlap
+   * instead of following each other. The temp file is written before this returns; await the
+   * result before commit(). The caller holds the lock for as long as the promise is pending.
+   */
+  stageConcurrently(n: bigint): Promise<Staged> {
+    let temp: string;
+    try {
+      temp = this.tempFor(n);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return writeSyncedConcurrently(temp, `${n}\n`).then(
+      () => this.staged(temp),
+      (e) => Promise.reject(new FspoolError(`cannot write ${temp}: ${describe(e)}`)),
+    );
+  }
+
+  private tempFor(n: bigint): string {
+    if (n < 0n || n > U64_MAX) throw new FspoolError(`cannot store ${n} in ${this.path}: sequence numbers are 0 to ${U64_MAX}`);
+    return `${this.path}.temp`;
+  }
+
+  private staged(temp: string): Staged {
     return {
       commit: () => {
         try {

@@ -13,6 +13,7 @@ import { PacketError } from '../packet/codec.js';
 import { type Action, type Attempt, FAILURES, type Journal, type JobRef, type OrderBy, packetId, type RunRow } from '../queue/journal.js';
 import { quarantineJob } from '../queue/quarantine.js';
 import type { Queue, ScannedJob } from '../queue/queue.js';
+import type { Staged } from '../queue/seqfile.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { interrupts } from './interrupts.js';
 import type { Outcome, RunFacts, RunKind } from './job.js';
@@ -115,13 +116,20 @@ export function record(journal: Journal, ran: Ran, action: Action | undefined): 
 
 /**
  * Carry out a recorded action: nextseq first (sequence order), then the files. Each step is
- * idempotent, so that a later run can finish what a crashed one began. Returns where
- * quarantined files went.
+ * idempotent, so that a later run can finish what a crashed one began. `staged`: nextseq's
+ * temp file, already written and fsynced with seq+1. Returns where quarantined files went.
  */
-export function carryOut(queue: Queue, journal: Journal, job: { id: number | undefined; seq: bigint; orderBy: OrderBy; action: Action; note: object }, names: string[], recovering: boolean): string | undefined {
+export function carryOut(
+  queue: Queue,
+  journal: Journal,
+  job: { id: number | undefined; seq: bigint; orderBy: OrderBy; action: Action; note: object },
+  names: string[],
+  recovering: boolean,
+  staged?: Staged,
+): string | undefined {
   if (job.orderBy === 'sequence') {
     if (!recovering || queue.nextseq.read() === job.seq) {
-      queue.nextseq.write(job.seq + 1n);
+      (staged ?? queue.nextseq.stage(job.seq + 1n)).commit();
       crashPoint('nextseq-written');
     }
   }
@@ -148,10 +156,10 @@ export function remove(paths: string[]): void {
 }
 
 /** Carry out the action of a run that just ended (recorded by record()). */
-export function commitJob(queue: Queue, journal: Journal, ran: Ran, action: Action, orderBy: OrderBy, names: string[], label: string): void {
+export function commitJob(queue: Queue, journal: Journal, ran: Ran, action: Action, orderBy: OrderBy, names: string[], label: string, staged?: Staged): void {
   const ref = ran.attempt.job;
   const note = action === 'quarantine' ? quarantineNote(ref, ran.outcome, ran.attempt.attempt, journal.failures(ref.packet)) : {};
-  const movedTo = carryOut(queue, journal, { id: ran.attempt.id, seq: ref.seq, orderBy, action, note }, names, false);
+  const movedTo = carryOut(queue, journal, { id: ran.attempt.id, seq: ref.seq, orderBy, action, note }, names, false, staged);
   if (movedTo) log.warn(`${label} moved to quarantine: ${queue.dir.replace(/\/$/, '')}/${movedTo}`);
 }
 

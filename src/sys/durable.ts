@@ -1,7 +1,7 @@
 // Durable replacement of a file: temp name in the same directory, fsync, rename, fsync the
 // directory. Only after the directory fsync may a caller report success: before it, a crash
 // can bring back the old name or lose the new one.
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 export function fsyncDir(dir: string): void {
@@ -27,6 +27,30 @@ export function writeSynced(path: string, data: string | Uint8Array): void {
     throw e;
   }
   closeSync(fd);
+}
+
+/**
+ * writeSynced(), with the fsync running in libuv's thread pool: the file is created and written
+ * before this returns its promise, and the caller may do other work (its own fsync) while the
+ * disk catches up. Settles once the data is on disk; on failure the file is removed.
+ */
+export function writeSyncedConcurrently(path: string, data: string | Uint8Array): Promise<void> {
+  const buf = typeof data === 'string' ? Buffer.from(data) : data;
+  let fd: number | undefined;
+  const fail = (e: unknown) => {
+    if (fd !== undefined) closeSync(fd);
+    if (fd !== undefined) unlinkSync(path);
+    return Promise.reject(e);
+  };
+  try {
+    fd = openSync(path, 'w', 0o644);
+    let off = 0;
+    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+  } catch (e) {
+    return fail(e);
+  }
+  const opened = fd;
+  return new Promise<void>((resolve, reject) => fsync(opened, (e) => (e ? reject(e) : resolve()))).then(() => closeSync(opened), fail);
 }
 
 /** Rename `from` over `to` (same directory) and fsync the directory. */
