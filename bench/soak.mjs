@@ -272,6 +272,7 @@ async function main() {
   const modeRand = prng(mix(seed, 'modes'));
   let applied = 0;
   let stuck = 0;
+  let noProgress = 0;
   const procLog = join(dir, 'processor.log');
   while (applied < count) {
     const mode = modes[Math.floor(modeRand() * modes.length)];
@@ -303,6 +304,13 @@ async function main() {
     }
     await checkLeftovers(dir, fig, problem);
     applied = readFileSync(join(dir, 'applied.log'), 'utf8').split('\n').filter(Boolean).length;
+    // A processor that keeps stopping without getting anywhere (a fatal error: the command
+    // cannot start, a broken installation) would loop here for ever.
+    noProgress = applied === before ? noProgress + 1 : 0;
+    if (noProgress >= 30 && !(r.code === 0 && !sendersDone)) {
+      problem(`${noProgress} processor runs in a row applied nothing; giving up at nextseq ${readFileSync(join(q, 'nextseq'), 'utf8').trim()}`);
+      break;
+    }
     if (applied === before && r.code === 0) {
       // Nothing due: senders still at work, or a held-back packet not yet written.
       if (sendersDone && ++stuck >= 5) {
