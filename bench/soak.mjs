@@ -306,9 +306,9 @@ async function main() {
     applied = readFileSync(join(dir, 'applied.log'), 'utf8').split('\n').filter(Boolean).length;
     // A processor that keeps stopping without getting anywhere (a fatal error: the command
     // cannot start, a broken installation) would loop here for ever.
-    noProgress = applied === before ? noProgress + 1 : 0;
-    if (noProgress >= 30 && !(r.code === 0 && !sendersDone)) {
-      problem(`${noProgress} processor runs in a row applied nothing; giving up at nextseq ${readFileSync(join(q, 'nextseq'), 'utf8').trim()}`);
+    noProgress = applied === before && r.code !== 0 ? noProgress + 1 : 0;
+    if (noProgress >= 30) {
+      problem(`${noProgress} processor runs in a row failed and applied nothing; giving up at nextseq ${readFileSync(join(q, 'nextseq'), 'utf8').trim()}`);
       break;
     }
     if (applied === before && r.code === 0) {
