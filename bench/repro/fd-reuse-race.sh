@@ -19,12 +19,12 @@
 #      journaled a success (bytes 200000) and deleted: silent loss. Timing-dependent (seen 15
 #      times in 60 under load, 0 in other runs).
 #
-# Usage: bash bench/repro/fd-reuse-race.sh [A|B|C]...   (all three by default; ~1-2 min)
+# Usage: bash bench/repro/fd-reuse-race.sh [A|B|C]...   (all three by default; ~1-2 min; KEEP=1 keeps the files)
 set -u
 F=${FSPOOL:-$(cd "$(dirname "$0")/../.." && pwd)/bin/fspool}
 D=$(mktemp -d /tmp/fspool-fdrace-XXXXXX)
 cd "$D" || exit 1
-echo "in $D"
+[ -n "${KEEP:-}" ] && echo "in $D (kept)" || trap 'cd /; rm -rf "$D"' EXIT
 
 scenario_A() {
   "$F" queue-init -q a
