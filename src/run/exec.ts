@@ -9,14 +9,23 @@ export class ExecError extends Error {
 
 const NUL = Buffer.from([0]);
 
+/**
+ * fspool's own environment as `NAME=value` entries, encoded once per process: reading
+ * process.env goes through a getter per variable, which a processor paid at every job. fspool
+ * never changes its own environment (children get theirs through the request).
+ */
+let inherited: Array<[string, Buffer]> | undefined;
+function ownEnv(): Array<[string, Buffer]> {
+  inherited ??= Object.entries(process.env).flatMap(([k, v]): Array<[string, Buffer]> => (v === undefined ? [] : [[k, Buffer.from(`${k}=${v}`)]]));
+  return inherited;
+}
+
 export function execRequest(argv: Buffer[], extraEnv: Array<[string, Buffer]>, guard: boolean): Buffer {
   for (const a of argv) if (a.includes(0)) throw new ExecError(`argument "${a.toString('utf8').replace(/\0/g, '\\0')}" contains a NUL byte`);
   for (const [k, v] of extraEnv) if (v.includes(0)) throw new ExecError(`variable ${k} contains a NUL byte`);
   const env: Buffer[] = [];
   const overridden = new Set(extraEnv.map(([k]) => k));
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && !overridden.has(k)) env.push(Buffer.from(`${k}=${v}`));
-  }
+  for (const [k, entry] of ownEnv()) if (!overridden.has(k)) env.push(entry);
   // Names are kept as latin1 strings, one char per byte.
   for (const [k, v] of extraEnv) env.push(Buffer.concat([Buffer.from(`${k}=`, 'latin1'), v]));
   return Buffer.concat([

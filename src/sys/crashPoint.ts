@@ -1,7 +1,7 @@
 // Test-only crash points: with FSPOOL_CRASH_AT=<name> in the environment, fspool SIGKILLs
 // itself when it reaches the point of that name, so that tests can check what the next run does
 // after a crash exactly there (spec/job-lifecycle.md, "Crash points"). Without the variable
-// a crash point costs one environment lookup.
+// a crash point costs next to nothing (the environment is looked at once per process).
 //
 // FSPOOL_CRASH_AT=<name>@<n> crashes at the n-th time the point is reached (1 = the first).
 
@@ -26,9 +26,11 @@ export const CRASH_POINTS = [
 export type CrashPointName = (typeof CRASH_POINTS)[number];
 
 const reached = new Map<string, number>();
+/** FSPOOL_CRASH_AT, read once: a processor passes several points per job. */
+let wanted: string | undefined;
 
 export function crashPoint(name: CrashPointName): void {
-  const want = process.env.FSPOOL_CRASH_AT;
+  const want = (wanted ??= process.env.FSPOOL_CRASH_AT ?? '');
   if (!want) return;
   const [point, nth = '1'] = want.split('@');
   if (point !== name) return;
