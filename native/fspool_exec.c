@@ -53,6 +53,8 @@ static void fail(const char *what) {
 }
 
 static void guardian(pid_t pgid) {
+  /* First: fspool may already be dead, and writing to it (fd 3) must not kill us by SIGPIPE. */
+  signal(SIGPIPE, SIG_IGN);
   setsid();
   /* Our pid for fspool, which reaps us itself when it is PID 1 (a container without an init):
    * then we are its child once reparented, and nobody else would. \001 marks it apart from an
@@ -66,7 +68,6 @@ static void guardian(pid_t pgid) {
     if (null > 2) close(null);
   }
   close(CTL_FD);
-  signal(SIGPIPE, SIG_IGN);
   for (;;) {
     char c;
     ssize_t n = read(LIFELINE_FD, &c, 1);

@@ -36,7 +36,7 @@ describe('queue-process --watch', () => {
     const packets = [1, 2, 3, 4].map((i) => preparePacket(['-s', seq, '-i', '-'], `p${i}`));
     const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '60', 'sh', '--', '-c', `echo "$FSPL_SEQ $(cat)" >> ${log}`]);
     started.push(w.pid);
-    await until('the watcher to take the lock', () => !lockFree(q));
+    await until('the watcher to take the lock', () => !lockFree(q), 30_000);
     // 2 first: nothing may run until 1 lands
     queueWrite(q, packets[1]!);
     await new Promise((r) => setTimeout(r, 400));
@@ -109,7 +109,7 @@ describe('queue-process --watch', () => {
     const log = join(dir, 'log');
     const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '1', 'sh', '--', '-c', `echo "$FSPL_SEQ" >> ${log}`]);
     started.push(w.pid);
-    await until('the watcher to take the lock', () => !lockFree(q));
+    await until('the watcher to take the lock', () => !lockFree(q), 30_000);
     // inotify follows the old directory; only the rescan can see the new one's files.
     renameSync(join(q, 'jobs'), join(q, 'jobs.old'));
     mkdirSync(join(q, 'jobs'));

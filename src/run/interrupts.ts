@@ -41,6 +41,9 @@ class Interrupts {
   forward(receiver: Killable): () => void {
     this.install();
     this.receivers.add(receiver);
+    // A signal that came between the spawn and this registration must not be lost: the
+    // receiver would run on while fspool waits for it.
+    if (this.signal) receiver.kill(this.signal);
     return () => this.receivers.delete(receiver);
   }
 

@@ -113,6 +113,11 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
   if (opts.allowJobParams) argv.push(...header.cmd.params);
   else if (header.cmd.params.length > 0) log.warn(`job ${header.seq}: its params are ignored because --allow-job-params was not given`);
 
+  // Stopping already: do not start another receiver.
+  if (interrupts.signal) {
+    stop();
+    return { ok: false, reason: `interrupted by ${interrupts.signal}`, interrupted: interrupts.signal, facts: { kind: 'interrupted', signal: interrupts.signal } };
+  }
   let nullFd: number | undefined;
   let outFd: number | undefined;
   let tail: StderrTail | undefined;
