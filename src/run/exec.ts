@@ -1,6 +1,8 @@
 // The request fspool-exec (native/fspool_exec.c) reads on fd 3: the receiver's argv and whole
 // environment as bytes. Node's spawn() would encode both as UTF-8, but params and FSPL_SET_
 // values are whatever bytes the sender had.
+import { readFileSync } from 'node:fs';
+import { splitNul } from '../sys/argv.js';
 
 /** A job whose params or env cannot be exec'd: a NUL byte cannot be in argv or environ. */
 export class ExecError extends Error {
@@ -10,13 +12,17 @@ export class ExecError extends Error {
 const NUL = Buffer.from([0]);
 
 /**
- * fspool's own environment as `NAME=value` entries, encoded once per process: reading
- * process.env goes through a getter per variable, which a processor paid at every job. fspool
- * never changes its own environment (children get theirs through the request).
+ * fspool's own environment as `NAME=value` entries, byte-exact and read once per process:
+ * /proc/self/environ has the bytes (process.env would have turned non-UTF-8 ones into U+FFFD),
+ * and fspool never changes its own environment (children get theirs through the request).
+ * Names are latin1 strings, one char per byte, as the FSPL_* names they may be overridden by.
  */
 let inherited: Array<[string, Buffer]> | undefined;
 function ownEnv(): Array<[string, Buffer]> {
-  inherited ??= Object.entries(process.env).flatMap(([k, v]): Array<[string, Buffer]> => (v === undefined ? [] : [[k, Buffer.from(`${k}=${v}`)]]));
+  inherited ??= splitNul(readFileSync('/proc/self/environ')).flatMap((entry): Array<[string, Buffer]> => {
+    const eq = entry.indexOf(0x3d);
+    return eq <= 0 ? [] : [[entry.toString('latin1', 0, eq), entry]];
+  });
   return inherited;
 }
 
