@@ -138,3 +138,12 @@ describe('scanning many encoded packets', () => {
     expect(readFileSync(join(q, 'nextseq'), 'latin1')).toBe(`${n + 1}\n`);
   }, 120_000);
 });
+
+it("the receiver inherits fspool's own environment byte for byte, non-UTF-8 values included", () => {
+  const dir = tempDir();
+  const out = join(dir, 'seen');
+  // sh builds the variable from raw bytes; Node's process.env would have turned them into U+FFFD.
+  const r = runSync('sh', ['-c', `WEIRD="$(printf 'a\\376b')" ; export WEIRD; printf x | "$0" prepare -s - -i - | "$0" stdin-process sh -- -c 'printf %s "$WEIRD" > "$0"' "$1"`, FSPOOL, out]);
+  expect(r.code, r.stderr).toBe(0);
+  expect(readFileSync(out)).toEqual(Buffer.from([0x61, 0xfe, 0x62]));
+});
