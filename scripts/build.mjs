@@ -14,11 +14,10 @@ const result = await build({
   platform: 'node',
   target: 'node20',
   format: 'cjs',
-  // A native addon, loaded with require() at run time and only by the commands that use it.
-  external: ['better-sqlite3'],
   legalComments: 'none',
-  // Loaded on first use from node_modules: openpgp is large, zstd-napi is a native addon.
-  external: ['openpgp', 'zstd-napi'],
+  // Loaded on first use from node_modules: openpgp is large, zstd-napi and better-sqlite3 are
+  // native addons.
+  external: ['openpgp', 'zstd-napi', 'better-sqlite3'],
   // yargs uses two functions of node:assert; loading it costs ~10 ms of start-up.
   alias: { assert: './src/cli/assert-lite.ts', 'string-width': './src/cli/string-width-lazy.ts' },
   logLevel: 'warning',
