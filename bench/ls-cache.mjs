@@ -17,7 +17,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync,
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { crc32 } from 'node:zlib';
+import { packet } from './lib/packet.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const FSPOOL = process.env.FSPOOL ?? join(root, 'bin/fspool');
@@ -28,32 +28,6 @@ const RUNS = runsAt >= 0 ? Number(args[runsAt + 1]) : 5;
 const BIG = args.includes('--100k');
 
 // ---- packets: the bytes `fspl prepare` writes for a Command with no params, no env ----------
-function mpUint(n) {
-  if (n < 0x80) return Buffer.from([n]);
-  if (n < 0x100) return Buffer.from([0xcc, n]);
-  if (n < 0x10000) return Buffer.from([0xcd, n >> 8, n & 0xff]);
-  const b = Buffer.alloc(5);
-  b[0] = 0xce;
-  b.writeUInt32BE(n, 1);
-  return b;
-}
-const fixstr = (s) => Buffer.concat([Buffer.from([0xa0 | s.length]), Buffer.from(s)]);
-function packet(seq, payload) {
-  const when = Date.now();
-  const meta = Buffer.concat([
-    Buffer.from([0x83]), fixstr('seq'), mpUint(seq),
-    fixstr('ctime'), Buffer.from([0x92]), mpUint(Math.floor(when / 1000)), mpUint((when % 1000) * 1e6 + (seq % 1e6)),
-    fixstr('cmd_type'), Buffer.from([0x81]), fixstr('Command'), Buffer.from([0x82]), fixstr('params'), Buffer.from([0x90]), fixstr('env'), Buffer.from([0x90]),
-  ]);
-  const prefix = Buffer.alloc(30);
-  prefix.write('*FILESPOOLER', 0, 'ascii');
-  prefix.writeUInt16BE(1, 12);
-  prefix.writeBigUInt64BE(BigInt(meta.length), 14);
-  prefix.writeUInt32BE(crc32(meta), 22);
-  prefix.writeUInt32BE(crc32(prefix.subarray(0, 26)), 26);
-  return Buffer.concat([prefix, meta, payload]);
-}
-
 function makeQueue(dir, n, compress) {
   const q = join(dir, `q-${n}-${compress ? 'zstd' : 'raw'}`);
   execFileSync(FSPL, ['queue-init', '-q', q]);
