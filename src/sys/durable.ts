@@ -1,8 +1,9 @@
 // Durable replacement of a file: temp name in the same directory, fsync, rename, fsync the
 // directory. Only after the directory fsync may a caller report success: before it, a crash
 // can bring back the old name or lose the new one.
-import { closeSync, fsync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsync, fsyncSync, openSync, renameSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { writeAll } from './fd.js';
 
 export function fsyncDir(dir: string): void {
   const fd = openSync(dir, 'r');
@@ -13,13 +14,23 @@ export function fsyncDir(dir: string): void {
   }
 }
 
-/** Create or truncate `path`, write `data`, fsync. On failure the file is removed. */
-export function writeSynced(path: string, data: string | Uint8Array): void {
-  const buf = typeof data === 'string' ? Buffer.from(data) : data;
+/** Create or truncate `path` and write `data`; returns the open fd. On failure the file is removed. */
+function createWritten(path: string, data: string | Uint8Array): number {
   const fd = openSync(path, 'w', 0o644);
   try {
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    writeAll(fd, typeof data === 'string' ? Buffer.from(data) : data);
+  } catch (e) {
+    closeSync(fd);
+    unlinkSync(path);
+    throw e;
+  }
+  return fd;
+}
+
+/** Create or truncate `path`, write `data`, fsync. On failure the file is removed. */
+export function writeSynced(path: string, data: string | Uint8Array): void {
+  const fd = createWritten(path, data);
+  try {
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
@@ -35,22 +46,20 @@ export function writeSynced(path: string, data: string | Uint8Array): void {
  * disk catches up. Settles once the data is on disk; on failure the file is removed.
  */
 export function writeSyncedConcurrently(path: string, data: string | Uint8Array): Promise<void> {
-  const buf = typeof data === 'string' ? Buffer.from(data) : data;
-  let fd: number | undefined;
-  const fail = (e: unknown) => {
-    if (fd !== undefined) closeSync(fd);
-    if (fd !== undefined) unlinkSync(path);
-    return Promise.reject(e);
-  };
+  let fd: number;
   try {
-    fd = openSync(path, 'w', 0o644);
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    fd = createWritten(path, data);
   } catch (e) {
-    return fail(e);
+    return Promise.reject(e);
   }
-  const opened = fd;
-  return new Promise<void>((resolve, reject) => fsync(opened, (e) => (e ? reject(e) : resolve()))).then(() => closeSync(opened), fail);
+  return new Promise<void>((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve()))).then(
+    () => closeSync(fd),
+    (e: unknown) => {
+      closeSync(fd);
+      unlinkSync(path);
+      throw e;
+    },
+  );
 }
 
 /** Rename `from` over `to` (same directory) and fsync the directory. */
