@@ -1,11 +1,11 @@
 // fspool's command line: fspl 1.2's subcommands, flags and exit codes (spec/exit-codes.md).
-import { writeSync } from 'node:fs';
 import yargs, { type MiddlewareFunction } from 'yargs';
 import { describe, FspoolError, UsageError } from '../errors.js';
 import { type Level, LEVELS, log, setLogLevel } from '../log.js';
 import { PacketError } from '../packet/codec.js';
 import { setQuiet } from '../progress.js';
 import { isUtf8, rawArgs } from '../sys/argv.js';
+import { writeAll } from '../sys/fd.js';
 import { genFilename, genUuid } from './commands/gen.js';
 import { print } from './commands/out.js';
 import { enqueueCmd, prepareCmd, prepareFail, prepareGetNextCmd, prepareNop, prepareSetNextCmd } from './commands/prepare.js';
@@ -41,7 +41,7 @@ function exitWith(e: unknown): never {
 
 function writeErr(s: string): void {
   try {
-    writeSync(2, s);
+    writeAll(2, Buffer.from(s));
   } catch {
     /* nowhere to report */
   }
