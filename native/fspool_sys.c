@@ -1,5 +1,6 @@
 /*
- * The two system calls Node does not offer and fspool cannot do without.
+ * The system calls Node does not offer and fspool cannot do without, and one loop that is too
+ * slow in JavaScript (cfbXor, at the end).
  *
  * flock(2): fspl locks `nextseq.lock` with flock(LOCK_EX|LOCK_NB). On Linux flock locks and
  * fcntl/OFD locks do not exclude each other, so only flock(2) on the same file keeps fspool
@@ -21,6 +22,7 @@
 #include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <stdint.h>
 #include <node_api.h>
 
 static napi_value throw_errno(napi_env env, int err, const char *syscall) {
@@ -97,6 +99,36 @@ static napi_value js_reap(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * cfbXor(ks, ct, reg): the second half of CFB decryption (src/codec/seipd.ts). CFB decrypts
+ * P[i] = E(C[i-1]) ^ C[i]; fspool has Node encrypt all of C with AES-ECB at once (pipelined
+ * AES-NI, several times faster than OpenSSL's block-at-a-time CFB), which leaves ks[i] = E(C[i]).
+ * This turns ks into the plaintext in place, shifted by one block: P[0] = reg ^ C[0],
+ * P[i] = ks[i-1] ^ C[i]; and leaves E(C[last]) in reg (16 bytes) for the next call. ks's length
+ * is a multiple of 16; ct has at least as many bytes.
+ */
+static napi_value js_cfb_xor(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  uint8_t *ks, *ct, *reg;
+  size_t ks_len, ct_len, reg_len;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 3 || napi_get_buffer_info(env, argv[0], (void **)&ks, &ks_len) != napi_ok ||
+      napi_get_buffer_info(env, argv[1], (void **)&ct, &ct_len) != napi_ok ||
+      napi_get_buffer_info(env, argv[2], (void **)&reg, &reg_len) != napi_ok || ks_len % 16 != 0 ||
+      ct_len < ks_len || reg_len != 16)
+    return throw_errno(env, EINVAL, "cfbXor");
+  uint8_t prev[16], next[16];
+  memcpy(prev, reg, 16);
+  for (size_t i = 0; i < ks_len; i += 16) {
+    memcpy(next, ks + i, 16);
+    for (int j = 0; j < 16; j++) ks[i + j] = prev[j] ^ ct[i + j];
+    memcpy(prev, next, 16);
+  }
+  memcpy(reg, prev, 16);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, num;
   napi_create_function(env, "flock", NAPI_AUTO_LENGTH, js_flock, NULL, &fn);
@@ -105,6 +137,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "pipe", fn);
   napi_create_function(env, "reap", NAPI_AUTO_LENGTH, js_reap, NULL, &fn);
   napi_set_named_property(env, exports, "reap", fn);
+  napi_create_function(env, "cfbXor", NAPI_AUTO_LENGTH, js_cfb_xor, NULL, &fn);
+  napi_set_named_property(env, exports, "cfbXor", fn);
   napi_create_function(env, "clearNonblock", NAPI_AUTO_LENGTH, js_clear_nonblock, NULL, &fn);
   napi_set_named_property(env, exports, "clearNonblock", fn);
   napi_create_int32(env, LOCK_EX, &num);

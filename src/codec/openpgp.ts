@@ -1,4 +1,5 @@
-// OpenPGP in-process (openpgp.js), streaming.
+// OpenPGP in-process, streaming: the common encrypted shape by src/codec/seipd.ts, the rest by
+// openpgp.js.
 //
 // openpgp.js by default holds back the whole plaintext until the integrity check at the end
 // (GiBs of memory for a GiB payload). We let it stream (`allowUnauthenticatedStream`) and make
@@ -8,11 +9,16 @@
 import type { Message } from 'openpgp';
 import { FspoolError } from '../errors.js';
 import { fromWebStream, toWebStream } from './chunks.js';
-import { type Keyring, openpgp } from './keys.js';
+import { type DecryptionMaterial, type Keyring, openpgp } from './keys.js';
+import { openSeipd, type Seipd } from './seipd.js';
 import { openpgpTag } from './sniff.js';
+
+type OpenPGP = typeof import('openpgp');
 
 /** Tags of packets that mean "encrypted": PKESK, SKESK, SED, SEIPD, AEAD. */
 const ENCRYPTED_TAGS = new Set([1, 3, 9, 18, 20]);
+/** Session key packets: PKESK, SKESK. */
+const ESK_TAGS = new Set([1, 3]);
 
 export class OpenPGPError extends FspoolError {
   override name = 'OpenPGPError';
@@ -28,7 +34,7 @@ export interface OpenPGPLayer {
   signatures(): Promise<Array<string | undefined>>;
 }
 
-const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).replace(/^Error (decrypting|verifying) message: /, '');
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).replace(/^Error (decrypting|verifying) (message|session keys): /, '');
 
 /**
  * Open an OpenPGP message (binary or armored). `head` is its first bytes, used to tell an
@@ -37,8 +43,47 @@ const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).rep
 export async function openpgpLayer(src: AsyncIterable<Buffer>, head: Buffer, keys: Keyring): Promise<OpenPGPLayer> {
   const pgp = await openpgp();
   const material = await keys.load();
-  const config = { allowUnauthenticatedStream: true };
   const armored = head.toString('latin1').trimStart().startsWith('-----BEGIN');
+  const firstTag = armored ? undefined : openpgpTag(head[0]!);
+  if (firstTag !== undefined && ESK_TAGS.has(firstTag)) {
+    // The common shape, decrypted without openpgp.js's streams (src/codec/seipd.ts).
+    requireKeys(material);
+    let seipd: Seipd;
+    try {
+      seipd = await openSeipd(src, pgp, material);
+    } catch (e) {
+      throw new OpenPGPError(`cannot decrypt OpenPGP packet: ${message(e)}`);
+    }
+    if (seipd.kind === 'decrypted') {
+      const plaintext = tampered(seipd.plaintext);
+      if (seipd.literal) return { plaintext, signatures: async () => [] };
+      // Signed or compressed inside: openpgp.js reads the decrypted message.
+      return openMessage(pgp, material, plaintext, false, false);
+    }
+    src = seipd.input;
+  }
+  return openMessage(pgp, material, src, armored, firstTag !== undefined && ENCRYPTED_TAGS.has(firstTag));
+}
+
+function requireKeys(material: DecryptionMaterial): void {
+  if (material.decryptionKeys.length === 0 && material.passwords.length === 0) {
+    throw new OpenPGPError('encrypted packet and no key to decrypt it: give --decrypt-key FILE or --passphrase-file FILE (or see spec/encoding.md for the default location)');
+  }
+}
+
+/** A failure while reading the plaintext means the packet is damaged; say so. */
+async function* tampered(src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  try {
+    yield* src;
+  } catch (e) {
+    if (e instanceof OpenPGPError) throw e;
+    throw new OpenPGPError(`OpenPGP packet is corrupt or was tampered with: ${message(e)}`);
+  }
+}
+
+/** openpgp.js reads the message: decrypts it if `encrypted`, else verifies what it can. */
+async function openMessage(pgp: OpenPGP, material: DecryptionMaterial, src: AsyncIterable<Buffer>, armored: boolean, encrypted: boolean): Promise<OpenPGPLayer> {
+  const config = { allowUnauthenticatedStream: true };
   let msg: Message<ReadableStream<Uint8Array>>;
   try {
     msg = armored
@@ -47,14 +92,14 @@ export async function openpgpLayer(src: AsyncIterable<Buffer>, head: Buffer, key
   } catch (e) {
     throw new OpenPGPError(`not a readable OpenPGP message: ${message(e)}`);
   }
-  const firstTag = armored ? msg.packets[0]?.constructor && (msg.packets[0].constructor as unknown as { tag: number }).tag : openpgpTag(head[0]!);
-  const encrypted = firstTag !== undefined && ENCRYPTED_TAGS.has(firstTag);
+  if (armored) {
+    const tag = msg.packets[0]?.constructor && (msg.packets[0].constructor as unknown as { tag: number }).tag;
+    encrypted = tag !== undefined && ENCRYPTED_TAGS.has(tag);
+  }
   let result;
   try {
     if (encrypted) {
-      if (material.decryptionKeys.length === 0 && material.passwords.length === 0) {
-        throw new OpenPGPError('encrypted packet and no key to decrypt it: give --decrypt-key FILE or --passphrase-file FILE (or see spec/encoding.md for the default location)');
-      }
+      requireKeys(material);
       // openpgp.js tries only the passwords when it is given both: offer the keys when the
       // message is encrypted to public keys (PKESK) and we have some, else the passwords.
       const toKeys = msg.getEncryptionKeyIDs().length > 0 && material.decryptionKeys.length > 0;
@@ -80,14 +125,7 @@ export async function openpgpLayer(src: AsyncIterable<Buffer>, head: Buffer, key
     ),
   );
   const data = result.data as unknown as ReadableStream<Uint8Array>;
-  async function* plaintext(): AsyncGenerator<Buffer> {
-    try {
-      yield* fromWebStream(data);
-    } catch (e) {
-      throw new OpenPGPError(`OpenPGP packet is corrupt or was tampered with: ${message(e)}`);
-    }
-  }
-  return { plaintext: plaintext(), signatures: () => Promise.all(verdicts) };
+  return { plaintext: tampered(fromWebStream(data)), signatures: () => Promise.all(verdicts) };
 }
 
 /**

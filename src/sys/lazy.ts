@@ -6,14 +6,16 @@ import type * as Net from 'node:net';
 export const childProcess = () => process.getBuiltinModule('node:child_process') as typeof ChildProcess;
 export const net = () => process.getBuiltinModule('node:net') as typeof Net;
 
+export const crypto = () => process.getBuiltinModule('node:crypto') as typeof import('node:crypto');
+
 /** A random (v4) UUID, lower case. */
 export function randomUUID(): string {
-  return (process.getBuiltinModule('node:crypto') as typeof import('node:crypto')).randomUUID();
+  return crypto().randomUUID();
 }
 
 /** node:crypto's createHash. */
 export function createHash(algorithm: string): import('node:crypto').Hash {
-  return (process.getBuiltinModule('node:crypto') as typeof import('node:crypto')).createHash(algorithm);
+  return crypto().createHash(algorithm);
 }
 
 export const stream = () => process.getBuiltinModule('node:stream') as typeof import('node:stream');

@@ -1,4 +1,4 @@
-// Loads native/fspool_sys.c (built by node-gyp at install): flock(2) and pipe2(2).
+// Loads native/fspool_sys.c (built by node-gyp at install): flock(2), pipe2(2), and CFB's XOR.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -9,6 +9,8 @@ interface Sys {
   pipe(): [number, number];
   clearNonblock(fd: number): void;
   reap(pid: number): boolean;
+  /** See native/fspool_sys.c: turns ks = ECB(ct) into CFB plaintext in place; reg carries over. */
+  cfbXor(ks: Buffer, ct: Buffer, reg: Buffer): void;
   LOCK_EX: number;
   LOCK_NB: number;
   LOCK_UN: number;
