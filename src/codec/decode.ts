@@ -6,6 +6,7 @@ import { HeaderReader, PacketError } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
 import { readHeaderFromFd } from '../queue/jobfile.js';
 import { fdChunks, fdOffset } from '../sys/fd.js';
+import { allocated, collectIfDue } from '../sys/youngGc.js';
 import { peek } from './chunks.js';
 import { runDecoder } from './external.js';
 import type { Keyring } from './keys.js';
@@ -59,7 +60,11 @@ export async function decodeChunks(
 ): Promise<StreamPacket> {
   let inputEnded = false;
   let stream: AsyncIterable<Buffer> = (async function* () {
-    yield* src;
+    for await (const chunk of src) {
+      allocated(chunk.length);
+      yield chunk;
+      collectIfDue();
+    }
     inputEnded = true;
   })();
   const layers = [...outer.layers];
@@ -100,7 +105,10 @@ export async function decodeChunks(
       for (;;) {
         const r = await it.next();
         if (r.done) break;
+        allocated(r.value.length);
         yield r.value;
+        // Also here: one read can make much output (zstd: 30 MB from 256 KiB of repetitive text).
+        collectIfDue();
       }
       complete = true;
     }
