@@ -9,6 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { DecryptionMaterial } from '../src/codec/keys.js';
 import { BodyFramer, readPacketHead } from '../src/codec/pgpFraming.js';
 import { openSeipd, type Seipd } from '../src/codec/seipd.js';
+import { encryptSeipd } from '../src/codec/seipdEncrypt.js';
 
 const seed = process.env.FSPOOL_PROP_SEED ? Number(process.env.FSPOOL_PROP_SEED) : undefined;
 const params = (numRuns: number): fc.Parameters<unknown> => ({ numRuns, ...(seed !== undefined ? { seed } : {}) });
@@ -245,5 +246,41 @@ describe('fast SEIPD v1 decryption', () => {
     const r = await decrypt(packet, [100]);
     expect(r.kind).toBe('other');
     expect(r.data!.equals(packet)).toBe(true);
+  });
+});
+
+describe('fast SEIPD v1 encryption (the sender)', () => {
+  // Around the partial-length part (2^18) and the literal packet's own 6 bytes.
+  const SIZES = [0, 1, 17, 1000, 262_138, 262_143, 262_144, 262_145, 524_288, 600_001];
+
+  async function seal(data: Buffer, to: 'key' | 'password', sizes: number[]): Promise<Buffer> {
+    const out = await encryptSeipd(chunked(data, sizes), openpgp, to === 'key' ? { encryptionKeys: [key.toPublic()] } : { passwords: password.passwords });
+    expect(out, 'an AES session key').toBeDefined();
+    return readAll(out!);
+  }
+
+  for (const to of ['key', 'password'] as const) {
+    it(`what it writes, openpgp.js decrypts (MDC checked) and so does the fast reader (${to})`, async () => {
+      for (const n of SIZES) {
+        const data = payload(n, n + 7);
+        const packet = await seal(data, to, [65536, 1, 100_000]);
+        const message = await openpgp.readMessage({ binaryMessage: packet });
+        const viaOpenpgp = await openpgp.decrypt({
+          message,
+          ...(to === 'key' ? { decryptionKeys: key } : { passwords: password.passwords }),
+          format: 'binary',
+        });
+        expect(Buffer.from(viaOpenpgp.data as Uint8Array).equals(data), `openpgp.js, ${n} bytes`).toBe(true);
+        const mine = await decrypt(packet, [4096], to === 'key' ? material : password);
+        expect(mine.error).toBeUndefined();
+        expect(mine.data!.equals(data), `fast reader, ${n} bytes`).toBe(true);
+      }
+    });
+  }
+
+  it('each message has its own session key and prefix', async () => {
+    const data = payload(1000);
+    const [a, b] = [await seal(data, 'key', [1000]), await seal(data, 'key', [1000])];
+    expect(a.equals(b)).toBe(false);
   });
 });

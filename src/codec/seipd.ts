@@ -39,8 +39,9 @@ export class SessionKeyError extends Error {
 const TAG = { PKESK: 1, SKESK: 3, LITERAL: 11, SEIPD: 18 } as const;
 /** Session key packets are small (an RSA-4096 PKESK is ~520 bytes); more than this is not our shape. */
 const ESK_LIMIT = 64 * 1024;
-const AES: Record<string, string> = { aes128: 'aes-128-ecb', aes192: 'aes-192-ecb', aes256: 'aes-256-ecb' };
-const BLOCK = 16;
+/** openpgp.js's names of the AES ciphers, and Node's for them in ECB mode. */
+export const AES_CIPHERS: Record<string, string> = { aes128: 'aes-128-ecb', aes192: 'aes-192-ecb', aes256: 'aes-256-ecb' };
+export const BLOCK = 16;
 /** The random prefix: a block, then its last two bytes again (RFC 4880 §5.13). */
 const PREFIX = BLOCK + 2;
 /** The MDC packet at the end of the plaintext: 0xD3 0x14, then SHA-1 of all that came before. */
@@ -268,14 +269,14 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
     message,
     ...(toKeys ? { decryptionKeys: material.decryptionKeys } : { passwords: material.passwords }),
   });
-  if (!candidates.some((k) => k.algorithm && AES[k.algorithm])) return other();
+  if (!candidates.some((k) => k.algorithm && AES_CIPHERS[k.algorithm])) return other();
   const prefix = body.subarray(1, 1 + PREFIX);
-  const key = candidates.find((k) => k.algorithm && AES[k.algorithm] && prefixChecks(AES[k.algorithm]!, k.data, prefix));
+  const key = candidates.find((k) => k.algorithm && AES_CIPHERS[k.algorithm] && prefixChecks(AES_CIPHERS[k.algorithm]!, k.data, prefix));
   if (!key) throw new SessionKeyError('the session key does not decrypt the packet (wrong key or passphrase, or a damaged packet)');
 
   // Committed: from here on, this is the decryption.
   seen = undefined;
-  const dec = new CfbDecryptor(AES[key.algorithm!]!, key.data);
+  const dec = new CfbDecryptor(AES_CIPHERS[key.algorithm!]!, key.data);
   const mdc = new MdcCheck();
   const inner = new InnerMessage();
   let out: Buffer[] = [];

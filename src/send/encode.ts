@@ -4,6 +4,7 @@
 // MDC (no AEAD), no compression inside OpenPGP (compression is zstd's job).
 import { fromWebStream, toWebStream } from '../codec/chunks.js';
 import { loadPrivateKeys, loadPublicKeys, openpgp, readPassphrase } from '../codec/keys.js';
+import { encryptSeipd } from '../codec/seipdEncrypt.js';
 import { zstdCompress } from '../codec/zstd.js';
 
 export interface EncodeOptions {
@@ -33,6 +34,11 @@ export async function makeEncoder(o: EncodeOptions): Promise<Encoder | undefined
   return async (packet) => {
     let out = o.zstdLevel === undefined ? packet : await zstdCompress(packet, o.zstdLevel);
     if (!pgp) return out;
+    if ((encryptionKeys || passwords) && !signingKeys) {
+      // The common case, without openpgp.js's streams (src/codec/seipdEncrypt.ts).
+      const fast = await encryptSeipd(out, pgp, { encryptionKeys, passwords });
+      if (fast) return fast;
+    }
     const config = { preferredCompressionAlgorithm: pgp.enums.compression.uncompressed, aeadProtect: false };
     const message = await pgp.createMessage({ binary: toWebStream(out), format: 'binary' });
     const encoded =
