@@ -1077,11 +1077,13 @@ describe('prepare with a bad key or passphrase file: exit 1, nothing written, no
 
 describe('1 GiB payload through zstd + OpenPGP', () => {
   const SIZE = 1 << 30;
-  // Streaming means memory does not grow with the payload: a 1 GiB payload must go through in
-  // a small, fixed fraction of it. The issue's target of 100 MB peak RSS is not met (measured
-  // 100-170 MB processing, ~200 MB preparing with zstd's worker threads): bench/ enc-1g reports
-  // the peak against that target, and the closing note of issue 3 says so.
-  const LIMIT_KB = 300 * 1000; // 300 MB: under 30% of the payload
+  // Streaming means memory does not grow with the payload. The processor is held to the
+  // issue's target, 100 MB peak RSS in both delivery modes (measured 86-92 MB, here and in bench
+  // enc-1g). The sender has no target in the issue; it is held to 150 MB (measured 88-95 MB:
+  // zstd's two workers and their 2 MiB jobs).
+  const PROCESSOR_LIMIT_KB = Math.floor(100e6 / 1024); // VmHWM is in KiB
+  const SENDER_LIMIT_KB = Math.floor(150e6 / 1024);
+  const mb = (kb: number) => ((kb * 1024) / 1e6).toFixed(0);
   const dir = tempDir('fspool-enc-big-');
   const input = join(dir, 'input');
   const packetFile = join(dir, 'packet');
@@ -1135,7 +1137,7 @@ describe('1 GiB payload through zstd + OpenPGP', () => {
     return h.digest('hex');
   }
 
-  it('prepare -i 1GiB --zstd --encrypt-to: written, streaming, peak RSS bounded (≤ 300 MB)', async () => {
+  it('prepare -i 1GiB --zstd --encrypt-to: written, streaming, peak RSS ≤ 150 MB', async () => {
     digest = writeInput(input, SIZE);
     const fd = openSync(packetFile, 'w');
     const child = spawn(FSPOOL, ['prepare', '-s', '-', '-i', input, '--zstd', '--encrypt-to', K.recvPub], { stdio: ['ignore', fd, 'pipe'], env: ENV });
@@ -1147,16 +1149,16 @@ describe('1 GiB payload through zstd + OpenPGP', () => {
     const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
     const { hwm, rss } = mem.stop();
     const secs = (Date.now() - t0) / 1000;
-    console.log(`[encoding] 1 GiB prepare --zstd --encrypt-to: ${secs.toFixed(1)} s, peak RSS ${(hwm / 1000).toFixed(0)} MB (VmHWM), max sampled VmRSS ${(rss / 1000).toFixed(0)} MB`);
+    console.log(`[encoding] 1 GiB prepare --zstd --encrypt-to: ${secs.toFixed(1)} s, peak RSS ${mb(hwm)} MB (VmHWM), max sampled VmRSS ${mb(rss)} MB`);
     expect(code, Buffer.concat(err).toString()).toBe(0);
     const head = readFileSync(packetFile).subarray(0, 2);
     expect(head[0]! & 0x80).toBe(0x80); // an OpenPGP packet
-    expect(hwm, 'sender peak RSS (kB)').toBeLessThanOrEqual(LIMIT_KB);
+    expect(hwm, 'sender peak RSS (kB)').toBeLessThanOrEqual(SENDER_LIMIT_KB);
     rmSync(input);
   }, 300_000);
 
   for (const mode of MODES) {
-    it(`queue-process --delivery ${mode} into sha256sum: byte-exact, peak RSS bounded (≤ 300 MB), no temp file left`, async () => {
+    it(`queue-process --delivery ${mode} into sha256sum: byte-exact, peak RSS ≤ 100 MB, no temp file left`, async () => {
       expect(digest, 'the packet was made').not.toBe('');
       const q = makeQ(tempDir('fspool-enc-bigq-'));
       const name = `fspl-${randomUUID()}.fspl`;
@@ -1176,11 +1178,11 @@ describe('1 GiB payload through zstd + OpenPGP', () => {
       expect(Number(readFileSync(`${out}.ppid`, 'utf8').trim())).toBe(run.pid);
       const atEnd = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`${out}.hwm`, 'utf8'))?.[1]);
       const peak = Math.max(hwm, atEnd);
-      console.log(`[encoding] 1 GiB queue-process --delivery ${mode}: ${secs.toFixed(1)} s, peak RSS ${(peak / 1000).toFixed(0)} MB (VmHWM), max sampled VmRSS ${(rss / 1000).toFixed(0)} MB`);
+      console.log(`[encoding] 1 GiB queue-process --delivery ${mode}: ${secs.toFixed(1)} s, peak RSS ${mb(peak)} MB (VmHWM), max sampled VmRSS ${mb(rss)} MB`);
       expect(jobs(q)).toEqual([]);
       expect(nextseq(q)).toBe('2');
       expect(spoolTmp(q)).toEqual([]);
-      expect(peak, `fspool peak RSS (kB), --delivery ${mode}`).toBeLessThanOrEqual(LIMIT_KB);
+      expect(peak, `fspool peak RSS (kB), --delivery ${mode}`).toBeLessThanOrEqual(PROCESSOR_LIMIT_KB);
     }, 300_000);
   }
 });

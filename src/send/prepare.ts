@@ -12,6 +12,7 @@ import { SeqFile } from '../queue/seqfile.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { splitNul } from '../sys/argv.js';
 import { copyFd, fdChunks, writeAll } from '../sys/fd.js';
+import { allocated, collectIfDue } from '../sys/youngGc.js';
 import { Progress } from '../progress.js';
 import { type EncodeOptions, makeEncoder } from './encode.js';
 
@@ -99,12 +100,17 @@ export async function prepare(opts: PrepareOptions): Promise<bigint> {
         async function* packet(): AsyncGenerator<Buffer> {
           yield header(seq);
           if (inFd === undefined) return;
-          for await (const chunk of fdChunks(inFd).chunks) {
+          for await (const chunk of fdChunks(inFd, 512 * 1024).chunks) {
             progress?.add(chunk.length);
+            allocated(chunk.length);
             yield chunk;
           }
         }
-        for await (const chunk of await encoder(packet())) writeAll(out, chunk);
+        for await (const chunk of await encoder(packet())) {
+          writeAll(out, chunk);
+          allocated(chunk.length);
+          collectIfDue();
+        }
       }
       progress?.done();
     };
