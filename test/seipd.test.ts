@@ -3,6 +3,7 @@
 // of cutting the input into chunks, partial and definite lengths; and every damage (a flipped
 // byte anywhere, a cut anywhere, trailing bytes) must make it throw, never end cleanly.
 // End to end with gpg, zstd and fspl: test/encoding.test.ts.
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import * as openpgp from 'openpgp';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -229,16 +230,84 @@ describe('fast SEIPD v1 decryption', () => {
     expect(r.error).toMatch(/session key|decrypt/i);
   });
 
-  it('signed inside: decrypted, and handed on as an OpenPGP message for openpgp.js to verify', async () => {
-    const data = payload(2000);
-    const packet = await encrypt(data, { sign: true });
-    const r = await decrypt(packet, [4096]);
-    expect(r.kind).toBe('decrypted');
-    expect(r.literal).toBe(false);
-    const msg = await openpgp.readMessage({ binaryMessage: r.data! });
-    const v = await openpgp.verify({ message: msg, verificationKeys: key.toPublic(), format: 'binary' });
-    expect(Buffer.from(v.data as Uint8Array).equals(data)).toBe(true);
-    await expect(v.signatures[0]!.verified).resolves.toBe(true);
+  /** A SEIPD v1 message around any `inner` bytes (no literal packet added), to the test key. */
+  async function sealRaw(inner: Buffer): Promise<Buffer> {
+    const sk = await openpgp.generateSessionKey({ encryptionKeys: key.toPublic() });
+    const esk = Buffer.from((await openpgp.encryptSessionKey({ ...sk, encryptionKeys: key.toPublic(), format: 'binary' })) as Uint8Array);
+    const prefix = randomBytes(16);
+    const plain = Buffer.concat([prefix, prefix.subarray(14), inner, Buffer.from([0xd3, 0x14])]);
+    const mdc = createHash('sha1').update(plain).digest();
+    const c = createCipheriv('aes-256-cfb', sk.data, Buffer.alloc(16));
+    const body = Buffer.concat([Buffer.from([1]), c.update(Buffer.concat([plain, mdc])), c.final()]);
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(body.length);
+    return Buffer.concat([esk, Buffer.from([0xc0 | 18, 0xff]), len, body]);
+  }
+  /** openpgp.js's signed (not encrypted) message: one-pass signature, literal, signature. */
+  async function signedMessage(data: Buffer, signingKeys: openpgp.PrivateKey | openpgp.PrivateKey[]): Promise<Buffer> {
+    const message = await openpgp.createMessage({ binary: data, format: 'binary' });
+    return Buffer.from((await openpgp.sign({ message, signingKeys, format: 'binary', config: CONFIG })) as Uint8Array);
+  }
+  async function verdicts(packet: Buffer, verificationKeys: openpgp.Key[]): Promise<{ data?: Buffer; verdicts?: Array<string | undefined>; error?: string }> {
+    try {
+      const s = await openSeipd(chunked(packet, [777]), openpgp, { ...material, verificationKeys });
+      if (s.kind !== 'decrypted' || !s.literal) return { error: `not unwrapped: ${s.kind}` };
+      const data = await readAll(s.plaintext);
+      return { data, verdicts: await s.signatures() };
+    } catch (e) {
+      return { error: (e as Error).message };
+    }
+  }
+
+  it('signed inside (as fspool prepare --sign-with writes it): unwrapped here, and the signature verified', async () => {
+    const data = payload(300_000);
+    const packet = await encrypt(data, { sign: true, stream: true });
+    const good = await verdicts(packet, [key.toPublic()]);
+    expect(good.error).toBeUndefined();
+    expect(good.data!.equals(data)).toBe(true);
+    expect(good.verdicts).toEqual([undefined]);
+    const other = (await openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ email: 'other@example.org' }], format: 'object' })).privateKey;
+    const byOther = await verdicts(packet, [other.toPublic()]);
+    expect(byOther.verdicts![0]).toMatch(/Could not find signing key/);
+    // Not verifying (no keys given): the data is the same, the verdict says why not.
+    expect((await verdicts(packet, [])).verdicts![0]).toMatch(/Could not find signing key/);
+    // Two signers: both verdicts; one key given, one verifies.
+    const both = await sealRaw(await signedMessage(data, [key, other]));
+    const two = await verdicts(both, [other.toPublic()]);
+    expect(two.data!.equals(data)).toBe(true);
+    expect(two.verdicts!.filter((v) => v === undefined)).toHaveLength(1);
+    expect(two.verdicts).toHaveLength(2);
+  });
+
+  it('signed inside, the signed data changed (MDC intact): the signature does not verify', async () => {
+    const data = payload(5000);
+    const signed = await signedMessage(data, key);
+    const at = signed.indexOf(data.subarray(0, 64));
+    expect(at).toBeGreaterThan(0);
+    const forged = Buffer.from(signed);
+    forged[at + 100]! ^= 1;
+    const r = await verdicts(await sealRaw(forged), [key.toPublic()]);
+    expect(r.error).toBeUndefined();
+    expect(r.verdicts).toHaveLength(1);
+    expect(r.verdicts![0]).toMatch(/digest did not match|verification failed/i);
+    // The untouched message, sealed the same way, verifies: the forgery is what failed.
+    expect((await verdicts(await sealRaw(signed), [key.toPublic()])).verdicts).toEqual([undefined]);
+  });
+
+  it('signed inside, the signature packet missing or followed by junk: it throws at the end', async () => {
+    const signed = await signedMessage(payload(5000), key);
+    // Walk the packets: one-pass signature, literal data (definite lengths), then the signature.
+    let sigAt = 0;
+    for (const tag of [4, 11]) {
+      const h = readPacketHead(signed, sigAt)!;
+      expect(h.tag).toBe(tag);
+      sigAt += h.size + (h.body as { length: number }).length;
+    }
+    expect(readPacketHead(signed, sigAt)!.tag).toBe(2);
+    const cut = await verdicts(await sealRaw(signed.subarray(0, sigAt)), [key.toPublic()]);
+    expect(cut.error).toMatch(/one-pass signature packet\(s\) but 0 signature/);
+    const junk = await verdicts(await sealRaw(Buffer.concat([signed, Buffer.from('junk')])), [key.toPublic()]);
+    expect(junk.error).toMatch(/not a signature|not an OpenPGP packet header/);
   });
 
   it('AEAD (SEIPD v2 / AEAD packets) is not this shape: the input comes back whole', async () => {

@@ -56,8 +56,8 @@ export async function openpgpLayer(src: AsyncIterable<Buffer>, head: Buffer, key
     }
     if (seipd.kind === 'decrypted') {
       const plaintext = tampered(seipd.plaintext);
-      if (seipd.literal) return { plaintext, signatures: async () => [] };
-      // Signed or compressed inside: openpgp.js reads the decrypted message.
+      if (seipd.literal) return { plaintext, signatures: seipd.signatures };
+      // Compressed inside, say: openpgp.js reads the decrypted message.
       return openMessage(pgp, material, plaintext, false, false);
     }
     src = seipd.input;

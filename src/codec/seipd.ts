@@ -7,13 +7,14 @@
 // Anything else (SED, AEAD, SEIPD v2, a cipher that is not AES, a malformed start) goes to
 // openpgp.js as before: openSeipd() hands the input back whole, the bytes it looked at put back.
 //
-// Inside, the plaintext is again an OpenPGP message. A lone literal data packet (no signature,
-// no compression) is unwrapped here too; anything else is handed back for openpgp.js to read.
+// Inside, the plaintext is again an OpenPGP message. A literal data packet, alone or with
+// one-pass signatures, is unwrapped here too; anything else is handed back for openpgp.js.
 //
 // Safety is the EOF rule's, as with openpgp.js's streaming (src/codec/openpgp.ts): plaintext is
 // handed on as it is decrypted, and the MDC is checked at the end; a mismatch, a truncation or
 // trailing garbage makes the iteration throw there, so the receiver is killed before EOF.
-import type { Cipher } from 'node:crypto';
+import type { Cipher, Hash } from 'node:crypto';
+import type { Key, SignaturePacket, Subkey } from 'openpgp';
 import { createHash, crypto } from '../sys/lazy.js';
 import { native } from '../sys/native.js';
 import type { DecryptionMaterial } from './keys.js';
@@ -25,18 +26,19 @@ export type Seipd =
   /** Not the shape handled here: the input, whole again, for openpgp.js. */
   | { kind: 'other'; input: AsyncIterable<Buffer> }
   /**
-   * Decrypting. `literal`: the plaintext is the literal data's content; else it is an OpenPGP
-   * message (signed, compressed) for openpgp.js to read. The iteration throws, at the point it
-   * is found, if the packet is corrupt, truncated or tampered with.
+   * Decrypting. `literal`: the plaintext is the literal data's content, and `signatures()` gives
+   * (after the plaintext was read to its end) the verdict of each signature over it; else the
+   * plaintext is an OpenPGP message (compressed, say) for openpgp.js to read. The iteration
+   * throws, at the point it is found, if the packet is corrupt, truncated or tampered with.
    */
-  | { kind: 'decrypted'; literal: boolean; plaintext: AsyncIterable<Buffer> };
+  | { kind: 'decrypted'; literal: boolean; plaintext: AsyncIterable<Buffer>; signatures(): Promise<Array<string | undefined>> };
 
 /** The session key could not be used: wrong key or passphrase, or a damaged packet. */
 export class SessionKeyError extends Error {
   override name = 'SessionKeyError';
 }
 
-const TAG = { PKESK: 1, SKESK: 3, LITERAL: 11, SEIPD: 18 } as const;
+const TAG = { PKESK: 1, SIGNATURE: 2, SKESK: 3, ONE_PASS: 4, LITERAL: 11, SEIPD: 18 } as const;
 /** Session key packets are small (an RSA-4096 PKESK is ~520 bytes); more than this is not our shape. */
 const ESK_LIMIT = 64 * 1024;
 /** openpgp.js's names of the AES ciphers, and Node's for them in ECB mode. */
@@ -127,42 +129,75 @@ class MdcCheck {
   }
 }
 
+/** Node's names of the hash algorithms a signature may use (RFC 4880 §9.4 numbers). */
+const HASHES: Record<number, string> = { 2: 'sha1', 8: 'sha256', 9: 'sha384', 10: 'sha512', 11: 'sha224', 12: 'sha3-256', 14: 'sha3-512' };
+/** Signature packets after the literal data are small; more than this is not our shape. */
+const SIGNATURES_LIMIT = 64 * 1024;
+
+/** A one-pass signature packet, version 3 (RFC 4880 §5.4): what the signature at the end will be. */
+interface OnePass {
+  signatureType: number;
+  hashAlgorithm: number;
+  publicKeyAlgorithm: number;
+  keyID: Buffer;
+}
+
 /**
- * The plaintext message: a lone literal data packet is unwrapped to its content (its format,
- * file name and date are dropped, as openpgp.js's `format: 'binary'` does); any other message is
- * passed on whole.
+ * The plaintext message. Unwrapped here: one literal data packet, optionally signed the way
+ * fspool, openpgp.js and gpg sign (one-pass signature packets before it, version 3, over binary
+ * data; the signature packets after it). The literal packet's format, file name and date are
+ * dropped, as openpgp.js's `format: 'binary'` does. Any other message is passed on whole, for
+ * openpgp.js; that is decided before any plaintext is passed on.
+ *
+ * Signatures: the content is hashed as it streams (one hash per algorithm, only when there are
+ * keys to verify with); at the end each signature is checked by openpgp.js against the digest,
+ * with the same checks openpgp.js's own verify() makes (src/codec/openpgp.ts).
  */
 class InnerMessage {
   kind: 'literal' | 'message' | undefined;
   private head = EMPTY;
+  private readonly onePass: OnePass[] = [];
+  private readonly hashes = new Map<number, Hash>();
   private body: BodyFramer | undefined;
   /** Literal body bytes seen; the first 6 + name length are the literal packet's own fields. */
   private pos = 0;
   private nameLength = -1;
+  /** What follows the literal packet: the signature packets. */
+  private tail: Buffer[] = [];
+  private tailLength = 0;
+  private signaturePackets: SignaturePacket[] = [];
+
+  constructor(
+    private readonly pgp: OpenPGP,
+    private readonly verificationKeys: Key[],
+  ) {}
 
   push(p: Buffer): Buffer[] {
     if (this.kind === 'message') return [p];
     if (this.kind === undefined) {
       this.head = this.head.length ? Buffer.concat([this.head, p]) : p;
-      let h: PacketHead | undefined;
-      try {
-        h = readPacketHead(this.head);
-      } catch {
-        h = { tag: -1, size: 0, body: { kind: 'indeterminate' } };
-      }
-      if (!h) return [];
-      p = this.head;
-      this.head = EMPTY;
-      if (h.tag !== TAG.LITERAL) {
+      const literal = this.prelude();
+      if (literal === undefined) return [];
+      if (literal === 'message') {
         this.kind = 'message';
-        return [p];
+        const all = this.head;
+        this.head = EMPTY;
+        return [all];
       }
       this.kind = 'literal';
-      this.body = new BodyFramer(h.body);
-      p = p.subarray(h.size);
+      this.body = new BodyFramer(literal.head.body);
+      p = this.head.subarray(literal.at + literal.head.size);
+      this.head = EMPTY;
+      for (const o of this.onePass) {
+        if (this.verificationKeys.length && !this.hashes.has(o.hashAlgorithm)) this.hashes.set(o.hashAlgorithm, createHash(HASHES[o.hashAlgorithm]!));
+      }
     }
     const { body, after } = this.body!.push(p);
-    if (after && after.length > 0) throw new Error('data after the literal data packet');
+    if (after && after.length > 0) {
+      this.tail.push(after);
+      this.tailLength += after.length;
+      if (this.tailLength > SIGNATURES_LIMIT) throw new Error('more data after the literal data packet than signatures take');
+    }
     const out: Buffer[] = [];
     for (const b of body) {
       const start = this.pos;
@@ -170,17 +205,108 @@ class InnerMessage {
       if (this.nameLength < 0 && start <= 1 && this.pos > 1) this.nameLength = b[1 - start]!;
       const skip = this.nameLength < 0 ? Infinity : 6 + this.nameLength;
       if (this.pos <= skip) continue;
-      out.push(start >= skip ? b : b.subarray(skip - start));
+      const content = start >= skip ? b : b.subarray(skip - start);
+      for (const h of this.hashes.values()) h.update(content);
+      out.push(content);
     }
     return out;
   }
 
+  /**
+   * Read the one-pass signature packets at the start of `head`, up to the literal packet: where
+   * it is, 'message' if the message is not our shape, undefined if more bytes are needed.
+   */
+  private prelude(): { at: number; head: PacketHead } | 'message' | undefined {
+    let at = 0;
+    this.onePass.length = 0;
+    for (;;) {
+      let h: PacketHead | undefined;
+      try {
+        h = readPacketHead(this.head, at);
+      } catch {
+        return 'message';
+      }
+      if (!h) return undefined;
+      if (h.tag === TAG.LITERAL) return { at, head: h };
+      if (h.tag !== TAG.ONE_PASS || h.body.kind !== 'definite' || h.body.length !== 13) return 'message';
+      if (this.head.length < at + h.size + 13) return undefined;
+      const b = this.head.subarray(at + h.size, at + h.size + 13);
+      // Version 3 goes with version 4 signatures; signatures over binary data only.
+      if (b[0] !== 3 || b[1] !== 0 || HASHES[b[2]!] === undefined) return 'message';
+      this.onePass.push({ signatureType: b[1]!, hashAlgorithm: b[2]!, publicKeyAlgorithm: b[3]!, keyID: Buffer.from(b.subarray(4, 12)) });
+      at += h.size + 13;
+    }
+  }
+
   end(): void {
     if (this.kind === undefined) throw new Error(this.head.length ? 'the encrypted message is truncated' : 'the encrypted message is empty');
-    if (this.kind === 'literal') {
-      this.body!.end();
-      if (this.nameLength < 0 || this.pos < 6 + this.nameLength) throw new Error('the literal data packet is truncated');
+    if (this.kind === 'message') return;
+    this.body!.end();
+    if (this.nameLength < 0 || this.pos < 6 + this.nameLength) throw new Error('the literal data packet is truncated');
+    // The signature packets, one for each one-pass signature packet.
+    const tail = Buffer.concat(this.tail);
+    for (let at = 0; at < tail.length; ) {
+      const h = readPacketHead(tail, at);
+      if (!h || h.tag !== TAG.SIGNATURE || h.body.kind !== 'definite' || at + h.size + h.body.length > tail.length) throw new Error('data after the literal data packet that is not a signature');
+      const sig = new this.pgp.SignaturePacket();
+      sig.read(tail.subarray(at + h.size, at + h.size + h.body.length));
+      this.signaturePackets.push(sig);
+      at += h.size + h.body.length;
     }
+    if (this.signaturePackets.length !== this.onePass.length) throw new Error(`${this.onePass.length} one-pass signature packet(s) but ${this.signaturePackets.length} signature(s)`);
+  }
+
+  /** After end(): for each signature, undefined if it verified against one of the keys, else why not. */
+  async signatures(): Promise<Array<string | undefined>> {
+    return Promise.all(
+      this.signaturePackets.map(async (sig) => {
+        try {
+          await this.verify(sig);
+          return undefined;
+        } catch (e) {
+          return (e as Error).message;
+        }
+      }),
+    );
+  }
+
+  private async verify(sig: SignaturePacket): Promise<void> {
+    const keyID = sig.issuerKeyID.toHex();
+    const onePass = this.onePass.find((o) => o.keyID.toString('hex') === keyID);
+    if (
+      !onePass ||
+      sig.version !== 4 ||
+      sig.signatureType !== onePass.signatureType ||
+      sig.hashAlgorithm !== onePass.hashAlgorithm ||
+      sig.publicKeyAlgorithm !== onePass.publicKeyAlgorithm
+    ) {
+      throw new Error('Corresponding signature packet does not match one-pass signature packet');
+    }
+    let primary: Key | undefined;
+    let signing: Key | Subkey | undefined;
+    for (const key of this.verificationKeys) {
+      const found = key.getKeys(sig.issuerKeyID);
+      if (found.length > 0) {
+        primary = key;
+        signing = found[0];
+        break;
+      }
+    }
+    if (!primary || !signing) throw new Error(`Could not find signing key with key ID ${sig.issuerKeyID.toHex()}`);
+    // The digest (RFC 4880 §5.2.4): the data, the signature's hashed part, then its v4 trailer.
+    const h = this.hashes.get(sig.hashAlgorithm!)!.copy();
+    const data = sig.signatureData!;
+    h.update(data);
+    const trailer = Buffer.from([4, 0xff, 0, 0, 0, 0]);
+    trailer.writeUInt32BE(data.length, 2);
+    h.update(trailer);
+    // openpgp.js's own one-pass verification hands the signature its digest the same way
+    // (OnePassSignaturePacket.verify sets `hashed`); the rest is what its verify() checks:
+    // the signature (and its hash algorithm, expiry, critical subpackets), then the key.
+    (sig as SignaturePacket & { hashed?: Uint8Array }).hashed = h.digest();
+    await sig.verify(signing.keyPacket, sig.signatureType!, {});
+    if (signing.getCreationTime() > sig.created!) throw new Error('Key is newer than the signature');
+    await primary.getSigningKey(signing.getKeyID(), sig.created);
   }
 }
 
@@ -278,7 +404,7 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
   seen = undefined;
   const dec = new CfbDecryptor(AES_CIPHERS[key.algorithm!]!, key.data);
   const mdc = new MdcCheck();
-  const inner = new InnerMessage();
+  const inner = new InnerMessage(pgp, material.verificationKeys);
   let out: Buffer[] = [];
   const feed = (pt: Buffer) => {
     for (const p of mdc.push(pt)) out.push(...inner.push(p));
@@ -323,5 +449,5 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
       await it.return?.();
     }
   }
-  return { kind: 'decrypted', literal: inner.kind !== 'message', plaintext: plaintext() };
+  return { kind: 'decrypted', literal: inner.kind !== 'message', plaintext: plaintext(), signatures: () => inner.signatures() };
 }
