@@ -9,7 +9,7 @@ import * as openpgp from 'openpgp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { DecryptionMaterial } from '../src/codec/keys.js';
 import { BodyFramer, readPacketHead } from '../src/codec/pgpFraming.js';
-import { openSeipd, type Seipd } from '../src/codec/seipd.js';
+import { openLiteral, openSeipd, type Unwrapped } from '../src/codec/seipd.js';
 import { encryptSeipd } from '../src/codec/seipdEncrypt.js';
 
 const seed = process.env.FSPOOL_PROP_SEED ? Number(process.env.FSPOOL_PROP_SEED) : undefined;
@@ -66,8 +66,8 @@ async function readAll(s: AsyncIterable<Buffer>): Promise<Buffer> {
 }
 
 /** Decrypt `packet` fed in chunks: the plaintext, or the error, and the kind of result. */
-async function decrypt(packet: Buffer, sizes: number[], m: DecryptionMaterial = material): Promise<{ kind: Seipd['kind'] | 'threw'; literal?: boolean; data?: Buffer; error?: string }> {
-  let s: Seipd;
+async function decrypt(packet: Buffer, sizes: number[], m: DecryptionMaterial = material): Promise<{ kind: Unwrapped['kind'] | 'threw'; literal?: boolean; data?: Buffer; error?: string }> {
+  let s: Unwrapped;
   try {
     s = await openSeipd(chunked(packet, sizes), openpgp, m);
   } catch (e) {
@@ -75,7 +75,7 @@ async function decrypt(packet: Buffer, sizes: number[], m: DecryptionMaterial = 
   }
   if (s.kind === 'other') return { kind: 'other', data: await readAll(s.input) };
   try {
-    return { kind: 'decrypted', literal: s.literal, data: await readAll(s.plaintext) };
+    return { kind: 'plaintext', literal: s.literal, data: await readAll(s.plaintext) };
   } catch (e) {
     return { kind: 'threw', error: (e as Error).message };
   }
@@ -183,7 +183,7 @@ describe('fast SEIPD v1 decryption', () => {
             if (sizes[0] === 1 && n > 1000) continue;
             const r = await decrypt(packet, sizes, to === 'key' ? material : password);
             expect(r.error, `${n} bytes in chunks of ${sizes}`).toBeUndefined();
-            expect(r.kind).toBe('decrypted');
+            expect(r.kind).toBe('plaintext');
             expect(r.literal).toBe(true);
             expect(r.data!.equals(data), `${n} bytes in chunks of ${sizes}`).toBe(true);
           }
@@ -204,7 +204,7 @@ describe('fast SEIPD v1 decryption', () => {
       // A damaged session key packet or SEIPD header may make it not our shape: then openpgp.js
       // reads it (and refuses it, tested in test/encoding.test.ts). Inside the ciphertext it throws.
       if (i > seipdAt + 2) expect(r.kind, `byte ${i} of ${packet.length}`).toBe('threw');
-      else expect(r.kind, `byte ${i}`).not.toBe('decrypted');
+      else expect(r.kind, `byte ${i}`).not.toBe('plaintext');
     }
   });
 
@@ -212,7 +212,7 @@ describe('fast SEIPD v1 decryption', () => {
     const packet = await encrypt(payload(3000), { stream: true });
     for (let n = 1; n < packet.length; n += n < 200 ? 1 : 29) {
       const r = await decrypt(packet.subarray(0, n), [512]);
-      expect(r.kind, `cut at ${n} of ${packet.length}`).not.toBe('decrypted');
+      expect(r.kind, `cut at ${n} of ${packet.length}`).not.toBe('plaintext');
     }
   });
 
@@ -251,7 +251,7 @@ describe('fast SEIPD v1 decryption', () => {
   async function verdicts(packet: Buffer, verificationKeys: openpgp.Key[]): Promise<{ data?: Buffer; verdicts?: Array<string | undefined>; error?: string }> {
     try {
       const s = await openSeipd(chunked(packet, [777]), openpgp, { ...material, verificationKeys });
-      if (s.kind !== 'decrypted' || !s.literal) return { error: `not unwrapped: ${s.kind}` };
+      if (s.kind !== 'plaintext' || !s.literal) return { error: `not unwrapped: ${s.kind}` };
       const data = await readAll(s.plaintext);
       return { data, verdicts: await s.signatures() };
     } catch (e) {
@@ -351,5 +351,53 @@ describe('fast SEIPD v1 encryption (the sender)', () => {
     const data = payload(1000);
     const [a, b] = [await seal(data, 'key', [1000]), await seal(data, 'key', [1000])];
     expect(a.equals(b)).toBe(false);
+  });
+});
+
+describe('signed, not encrypted (openLiteral)', () => {
+  async function sign(data: Buffer, config: Partial<openpgp.Config> = CONFIG): Promise<Buffer> {
+    const message = await openpgp.createMessage({ binary: data, format: 'binary' });
+    return Buffer.from((await openpgp.sign({ message, signingKeys: key, format: 'binary', config: { ...CONFIG, ...config } })) as Uint8Array);
+  }
+  async function open(packet: Buffer, sizes: number[]) {
+    const s = await openLiteral(chunked(packet, sizes), openpgp, { ...material, verificationKeys: [key.toPublic()] });
+    if (s.kind === 'other') return { kind: s.kind, data: await readAll(s.input) };
+    try {
+      const data = await readAll(s.plaintext);
+      return { kind: s.kind, data, verdicts: await s.signatures() };
+    } catch (e) {
+      return { kind: 'threw' as const, error: (e as Error).message };
+    }
+  }
+
+  it('unwrapped and verified, in any chunking; a changed byte fails the signature', async () => {
+    const data = payload(70_000);
+    const signed = await sign(data);
+    for (const sizes of [[1, 2, 3], [4096], [1 << 20]]) {
+      const r = await open(signed, sizes);
+      expect(r.kind).toBe('plaintext');
+      expect(r.data!.equals(data)).toBe(true);
+      expect(r.verdicts).toEqual([undefined]);
+    }
+    const forged = Buffer.from(signed);
+    forged[signed.indexOf(data.subarray(0, 64)) + 5000]! ^= 1;
+    const bad = await open(forged, [4096]);
+    expect(bad.verdicts![0]).toMatch(/digest did not match|verification failed/i);
+  });
+
+  it('cut anywhere: it throws or is handed to openpgp.js, it never ends cleanly', async () => {
+    const signed = await sign(payload(3000));
+    for (let n = 1; n < signed.length; n += n < 100 ? 1 : 13) {
+      const r = await open(signed.subarray(0, n), [512]);
+      if (r.kind === 'plaintext') expect.fail(`cut at ${n} of ${signed.length} ended cleanly`);
+    }
+  });
+
+  it('a text signature (not this shape): the input comes back whole, for openpgp.js', async () => {
+    const message = await openpgp.createMessage({ text: 'hello\nworld\n' });
+    const signed = Buffer.from((await openpgp.sign({ message, signingKeys: key, format: 'binary', config: CONFIG })) as Uint8Array);
+    const r = await open(signed, [100]);
+    expect(r.kind).toBe('other');
+    expect(r.data!.equals(signed)).toBe(true);
   });
 });

@@ -10,7 +10,7 @@ import type { Message } from 'openpgp';
 import { FspoolError } from '../errors.js';
 import { fromWebStream, toWebStream } from './chunks.js';
 import { type DecryptionMaterial, type Keyring, openpgp } from './keys.js';
-import { openSeipd, type Seipd } from './seipd.js';
+import { openLiteral, openSeipd, type Unwrapped } from './seipd.js';
 import { openpgpTag } from './sniff.js';
 
 type OpenPGP = typeof import('openpgp');
@@ -19,6 +19,8 @@ type OpenPGP = typeof import('openpgp');
 const ENCRYPTED_TAGS = new Set([1, 3, 9, 18, 20]);
 /** Session key packets: PKESK, SKESK. */
 const ESK_TAGS = new Set([1, 3]);
+/** What a message that is not encrypted may start with, for src/codec/seipd.ts: one-pass signature, literal data. */
+const PLAIN_TAGS = new Set([4, 11]);
 
 export class OpenPGPError extends FspoolError {
   override name = 'OpenPGPError';
@@ -46,21 +48,26 @@ export async function openpgpLayer(src: AsyncIterable<Buffer>, head: Buffer, key
   const armored = head.toString('latin1').trimStart().startsWith('-----BEGIN');
   const firstTag = armored ? undefined : openpgpTag(head[0]!);
   if (firstTag !== undefined && ESK_TAGS.has(firstTag)) {
-    // The common shape, decrypted without openpgp.js's streams (src/codec/seipd.ts).
+    // The common encrypted shape, decrypted without openpgp.js's streams (src/codec/seipd.ts).
     requireKeys(material);
-    let seipd: Seipd;
+    let opened: Unwrapped;
     try {
-      seipd = await openSeipd(src, pgp, material);
+      opened = await openSeipd(src, pgp, material);
     } catch (e) {
       throw new OpenPGPError(`cannot decrypt OpenPGP packet: ${message(e)}`);
     }
-    if (seipd.kind === 'decrypted') {
-      const plaintext = tampered(seipd.plaintext);
-      if (seipd.literal) return { plaintext, signatures: seipd.signatures };
+    if (opened.kind === 'plaintext') {
+      const plaintext = tampered(opened.plaintext);
+      if (opened.literal) return { plaintext, signatures: opened.signatures };
       // Compressed inside, say: openpgp.js reads the decrypted message.
       return openMessage(pgp, material, plaintext, false, false);
     }
-    src = seipd.input;
+    src = opened.input;
+  } else if (firstTag !== undefined && PLAIN_TAGS.has(firstTag)) {
+    // Signed or bare literal data, the same way.
+    const opened = await openLiteral(src, pgp, material);
+    if (opened.kind === 'plaintext') return { plaintext: tampered(opened.plaintext), signatures: opened.signatures };
+    src = opened.input;
   }
   return openMessage(pgp, material, src, armored, firstTag !== undefined && ENCRYPTED_TAGS.has(firstTag));
 }

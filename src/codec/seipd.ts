@@ -22,16 +22,16 @@ import { BodyFramer, type PacketHead, readPacketHead } from './pgpFraming.js';
 
 type OpenPGP = typeof import('openpgp');
 
-export type Seipd =
+export type Unwrapped =
   /** Not the shape handled here: the input, whole again, for openpgp.js. */
   | { kind: 'other'; input: AsyncIterable<Buffer> }
   /**
-   * Decrypting. `literal`: the plaintext is the literal data's content, and `signatures()` gives
+   * Decrypting (or, from openLiteral, reading). `literal`: the plaintext is the literal data's content, and `signatures()` gives
    * (after the plaintext was read to its end) the verdict of each signature over it; else the
    * plaintext is an OpenPGP message (compressed, say) for openpgp.js to read. The iteration
    * throws, at the point it is found, if the packet is corrupt, truncated or tampered with.
    */
-  | { kind: 'decrypted'; literal: boolean; plaintext: AsyncIterable<Buffer>; signatures(): Promise<Array<string | undefined>> };
+  | { kind: 'plaintext'; literal: boolean; plaintext: AsyncIterable<Buffer>; signatures(): Promise<Array<string | undefined>> };
 
 /** The session key could not be used: wrong key or passphrase, or a damaged packet. */
 export class SessionKeyError extends Error {
@@ -238,8 +238,13 @@ class InnerMessage {
     }
   }
 
+  /** The bytes it was given while it could not yet tell the message's shape. */
+  undecided(): Buffer {
+    return this.head;
+  }
+
   end(): void {
-    if (this.kind === undefined) throw new Error(this.head.length ? 'the encrypted message is truncated' : 'the encrypted message is empty');
+    if (this.kind === undefined) throw new Error(this.head.length ? 'the message is truncated' : 'the message is empty');
     if (this.kind === 'message') return;
     this.body!.end();
     if (this.nameLength < 0 || this.pos < 6 + this.nameLength) throw new Error('the literal data packet is truncated');
@@ -321,7 +326,7 @@ async function* replay(seen: Buffer[], it: AsyncIterator<Buffer>, ended: boolean
 }
 
 /** Open an encrypted OpenPGP message (binary, starting with a session key packet). */
-export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, material: DecryptionMaterial): Promise<Seipd> {
+export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, material: DecryptionMaterial): Promise<Unwrapped> {
   const it = src[Symbol.asyncIterator]();
   /** What was read before deciding this is our shape, to be handed back if it is not. */
   let seen: Buffer[] | undefined = [];
@@ -337,7 +342,7 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
     seen?.push(r.value);
     return r.value;
   };
-  const other = (): Seipd => ({ kind: 'other', input: replay(seen!, it, ended) });
+  const other = (): Unwrapped => ({ kind: 'other', input: replay(seen!, it, ended) });
 
   // Session key packets, up to the SEIPD packet's header.
   let at = 0;
@@ -405,7 +410,7 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
   const dec = new CfbDecryptor(AES_CIPHERS[key.algorithm!]!, key.data);
   const mdc = new MdcCheck();
   const inner = new InnerMessage(pgp, material.verificationKeys);
-  let out: Buffer[] = [];
+  const out: Buffer[] = [];
   const feed = (pt: Buffer) => {
     for (const p of mdc.push(pt)) out.push(...inner.push(p));
   };
@@ -435,19 +440,54 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
   } catch (e) {
     failure = e;
   }
-  async function* plaintext(): AsyncGenerator<Buffer> {
-    try {
-      if (failure !== undefined) throw failure;
-      for (;;) {
-        const ready = out;
-        out = [];
-        yield* ready;
-        if (!(await step())) break;
-      }
-      yield* out;
-    } finally {
-      await it.return?.();
+  return { kind: 'plaintext', literal: inner.kind !== 'message', plaintext: drain(out, step, failure, it), signatures: () => inner.signatures() };
+}
+
+/**
+ * The plaintext: what is already in `out`, then what each further `step` puts there; or, if
+ * getting this far failed (`failure`), that error on the first read.
+ */
+async function* drain(out: Buffer[], step: () => Promise<boolean>, failure: unknown, it: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+  try {
+    if (failure !== undefined) throw failure;
+    for (;;) {
+      yield* out.splice(0);
+      if (!(await step())) break;
     }
+    yield* out.splice(0);
+  } finally {
+    await it.return?.();
   }
-  return { kind: 'decrypted', literal: inner.kind !== 'message', plaintext: plaintext(), signatures: () => inner.signatures() };
+}
+
+/**
+ * Open an OpenPGP message that is not encrypted (binary, starting with a one-pass signature or
+ * literal data packet): unwrapped here if it has the shape InnerMessage reads, else handed back
+ * whole for openpgp.js.
+ */
+export async function openLiteral(src: AsyncIterable<Buffer>, pgp: OpenPGP, material: DecryptionMaterial): Promise<Unwrapped> {
+  const it = src[Symbol.asyncIterator]();
+  const inner = new InnerMessage(pgp, material.verificationKeys);
+  const out: Buffer[] = [];
+  let finished = false;
+  const step = async (): Promise<boolean> => {
+    if (finished) return false;
+    const r = await it.next();
+    if (r.done) {
+      finished = true;
+      inner.end();
+      return false;
+    }
+    out.push(...inner.push(r.value));
+    return true;
+  };
+  while (inner.kind === undefined) {
+    const r = await it.next();
+    // Ended before it could tell: openpgp.js gives its reason.
+    if (r.done) return { kind: 'other', input: replay([inner.undecided()], it, true) };
+    out.push(...inner.push(r.value));
+  }
+  // 'message': InnerMessage handed back all it was given, unchanged.
+  if (inner.kind === 'message') return { kind: 'other', input: replay(out, it, false) };
+  return { kind: 'plaintext', literal: true, plaintext: drain(out, step, undefined, it), signatures: () => inner.signatures() };
 }
