@@ -400,4 +400,13 @@ describe('signed, not encrypted (openLiteral)', () => {
     expect(r.kind).toBe('other');
     expect(r.data!.equals(signed)).toBe(true);
   });
+
+  it('thousands of one-pass packets before the literal: not this shape, handed on whole (bounded)', async () => {
+    const onePass = Buffer.from([0xc4, 13, 3, 0, 8, 22, 1, 2, 3, 4, 5, 6, 7, 8, 1]);
+    const literal = Buffer.from([0xcb, 9, 0x62, 0, 0, 0, 0, 0, 0x68, 0x69, 0x0a]);
+    const packet = Buffer.concat([...Array.from({ length: 5000 }, () => onePass), literal]);
+    const r = await open(packet, [4096]);
+    expect(r.kind).toBe('other');
+    expect(r.data!.equals(packet)).toBe(true);
+  });
 });

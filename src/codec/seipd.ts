@@ -131,7 +131,7 @@ class MdcCheck {
 
 /** Node's names of the hash algorithms a signature may use (RFC 4880 §9.4 numbers). */
 const HASHES: Record<number, string> = { 2: 'sha1', 8: 'sha256', 9: 'sha384', 10: 'sha512', 11: 'sha224', 12: 'sha3-256', 14: 'sha3-512' };
-/** Signature packets after the literal data are small; more than this is not our shape. */
+/** Signature packets (and one-pass packets) around the literal data are small; more than this is not our shape. */
 const SIGNATURES_LIMIT = 64 * 1024;
 
 /** A one-pass signature packet, version 3 (RFC 4880 §5.4): what the signature at the end will be. */
@@ -219,6 +219,9 @@ class InnerMessage {
   private prelude(): { at: number; head: PacketHead } | 'message' | undefined {
     let at = 0;
     this.onePass.length = 0;
+    // A few one-pass packets of 15 bytes each come before the literal packet: still undecided
+    // past this, it is not our shape (and re-reading the start on every chunk would grow quadratic).
+    const more = () => (this.head.length > SIGNATURES_LIMIT ? 'message' : undefined);
     for (;;) {
       let h: PacketHead | undefined;
       try {
@@ -226,10 +229,10 @@ class InnerMessage {
       } catch {
         return 'message';
       }
-      if (!h) return undefined;
+      if (!h) return more();
       if (h.tag === TAG.LITERAL) return { at, head: h };
       if (h.tag !== TAG.ONE_PASS || h.body.kind !== 'definite' || h.body.length !== 13) return 'message';
-      if (this.head.length < at + h.size + 13) return undefined;
+      if (this.head.length < at + h.size + 13) return more();
       const b = this.head.subarray(at + h.size, at + h.size + 13);
       // Version 3 goes with version 4 signatures; signatures over binary data only.
       if (b[0] !== 3 || b[1] !== 0 || HASHES[b[2]!] === undefined) return 'message';
