@@ -1,5 +1,5 @@
-// OpenPGP in-process, streaming: the common encrypted shape by src/codec/seipd.ts, the rest by
-// openpgp.js.
+// OpenPGP in-process, streaming: the common shapes (encrypted with SEIPD v1 and AES, signed
+// with one-pass signatures, or both) by src/codec/seipd.ts, the rest by openpgp.js.
 //
 // openpgp.js by default holds back the whole plaintext until the integrity check at the end
 // (GiBs of memory for a GiB payload). We let it stream (`allowUnauthenticatedStream`) and make

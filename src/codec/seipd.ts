@@ -8,7 +8,8 @@
 // openpgp.js as before: openSeipd() hands the input back whole, the bytes it looked at put back.
 //
 // Inside, the plaintext is again an OpenPGP message. A literal data packet, alone or with
-// one-pass signatures, is unwrapped here too; anything else is handed back for openpgp.js.
+// one-pass signatures, is unwrapped here too (InnerMessage; openLiteral() does the same for a
+// message that is not encrypted); anything else is handed back for openpgp.js.
 //
 // Safety is the EOF rule's, as with openpgp.js's streaming (src/codec/openpgp.ts): plaintext is
 // handed on as it is decrypted, and the MDC is checked at the end; a mismatch, a truncation or
