@@ -876,6 +876,14 @@ describe('bad packets: no clean EOF, the job fails and stays, the reason is give
     { name: 'encrypted to another key', packet: () => make(['--zstd', '--encrypt-to', K.otherPub]), proc: DK, reason: /cannot decrypt OpenPGP packet/ },
     { name: 'encrypted to RSA, only the cv25519 key given', packet: () => make(['--encrypt-to', K.rsaPub]), proc: DK, reason: /cannot decrypt OpenPGP packet/ },
     { name: 'wrong passphrase', packet: () => make(['--passphrase-file', K.pass]), proc: ['--passphrase-file', K.wrongPass], reason: /cannot decrypt OpenPGP packet/ },
+    {
+      // gpg -c derives the session key from the passphrase itself: a wrong one yields a key, and
+      // only the plaintext shows it is wrong.
+      name: 'gpg -c, wrong passphrase',
+      packet: () => gpgEncrypt(make([]), '--passphrase-file', K.pass, '-c'),
+      proc: ['--passphrase-file', K.wrongPass],
+      reason: /cannot decrypt OpenPGP packet: .*wrong key or passphrase/,
+    },
     { name: 'no key at all', packet: () => make(['--encrypt-to', K.recvPub]), proc: [], reason: /encrypted packet and no key to decrypt it/ },
   ];
   for (const c of undecryptable) {
@@ -940,6 +948,22 @@ describe('bad packets: no clean EOF, the job fails and stays, the reason is give
     const t = fsp(['stdin-payload'], { input: half(make(['--zstd'])) });
     expect(t.code).toBe(1);
     expect(t.stderr).toMatch(/zstd/i);
+  });
+
+  it('a zstd frame that wants a 128 MiB window (zstd --long=27) is refused, with the way around it; -d takes it', () => {
+    const plain = make([]);
+    const long = zstdC(plain, '--long=27');
+    const q = makeQ();
+    const name = put(q, long);
+    const ls = fsp(['queue-ls', '-q', q]);
+    expect(ls.stderr).toMatch(new RegExp(`WARN fspool: cannot read job file \\S*${name}: zstd frame needs a window over 8 MiB .*zstd -dc --long=31`));
+    const r = fsp(['queue-process', '-q', q, '-d', 'zstd -dc --long=31', 'sh', '--', '-c', 'cat > "$0"', `${q}.out`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(`${q}.out`).equals(fsp(['stdin-payload'], { input: plain }).stdout)).toBe(true);
+    // Up to level 19 (an 8 MiB window) is read in-process.
+    const q19 = makeQ();
+    put(q19, zstdC(plain, '-19'));
+    expect(fsp(['queue-ls', '-q', q19]).stdout.toString()).toMatch(/^1 /m);
   });
 });
 

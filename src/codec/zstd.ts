@@ -8,6 +8,13 @@ import { FspoolError } from '../errors.js';
 // require, not import(): see openpgp() in keys.ts.
 const binding = () => createRequire(import.meta.url)('zstd-napi/binding') as typeof import('zstd-napi/binding');
 
+/**
+ * The largest window a frame may ask the decoder for: 8 MiB, what levels 1-19 use at most.
+ * zstd's own default (128 MiB) would let one hostile frame take the processor far past its
+ * 100 MB; frames made with --long or --ultra -20..22 are refused, with a way around it.
+ */
+const WINDOW_LOG_MAX = 23;
+
 /** Output buffers: zstd's block size twice over, fewer writes. */
 const OUT_CHUNK = 256 * 1024;
 
@@ -18,7 +25,9 @@ const OUT_CHUNK = 256 * 1024;
  * was passed on: the consumer must hold back EOF until the iteration has ended cleanly.
  */
 export async function zstdDecompress(src: AsyncIterable<Buffer>): Promise<AsyncIterable<Buffer>> {
-  const dctx = new (binding().DCtx)();
+  const b = binding();
+  const dctx = new b.DCtx();
+  dctx.setParameter(b.DParameter.windowLogMax, WINDOW_LOG_MAX);
   return (async function* () {
     // Inside a frame: its end has not been seen yet (ZSTD_decompressStream returns 0 at a frame's end).
     let inFrame = false;
@@ -38,6 +47,9 @@ export async function zstdDecompress(src: AsyncIterable<Buffer>): Promise<AsyncI
     } catch (e) {
       // zstd's messages ("Restored data doesn't match checksum") do not say whose they are.
       if (e instanceof FspoolError) throw e;
+      if (/too much memory/i.test((e as Error).message)) {
+        throw new FspoolError(`zstd frame needs a window over ${1 << (WINDOW_LOG_MAX - 20)} MiB (zstd --long or --ultra?), refused to keep memory bounded; decode it with zstd -dc --long=31 (as -d for queue commands)`);
+      }
       throw new FspoolError(`zstd data is corrupt or truncated: ${(e as Error).message}`);
     }
     if (inFrame) throw new FspoolError('zstd data is corrupt or truncated: the input ended inside a frame');
