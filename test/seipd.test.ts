@@ -231,7 +231,8 @@ describe('fast SEIPD v1 decryption', () => {
   });
 
   /** A SEIPD v1 message around any `inner` bytes (no literal packet added), to the test key. */
-  async function sealRaw(inner: Buffer): Promise<Buffer> {
+  /** `tinyParts`: the SEIPD body in one 512-byte part, then 1-byte parts (RFC 4880 allows it). */
+  async function sealRaw(inner: Buffer, tinyParts = false): Promise<Buffer> {
     const sk = await openpgp.generateSessionKey({ encryptionKeys: key.toPublic() });
     const esk = Buffer.from((await openpgp.encryptSessionKey({ ...sk, encryptionKeys: key.toPublic(), format: 'binary' })) as Uint8Array);
     const prefix = randomBytes(16);
@@ -239,10 +240,26 @@ describe('fast SEIPD v1 decryption', () => {
     const mdc = createHash('sha1').update(plain).digest();
     const c = createCipheriv('aes-256-cfb', sk.data, Buffer.alloc(16));
     const body = Buffer.concat([Buffer.from([1]), c.update(Buffer.concat([plain, mdc])), c.final()]);
+    if (tinyParts) {
+      const parts: Buffer[] = [Buffer.from([0xc0 | 18, 0xe0 | 9]), body.subarray(0, 512)];
+      for (let at = 512; at < body.length - 1; at++) parts.push(Buffer.from([0xe0, body[at]!]));
+      parts.push(Buffer.from([1, body[body.length - 1]!]));
+      return Buffer.concat([esk, ...parts]);
+    }
     const len = Buffer.alloc(4);
     len.writeUInt32BE(body.length);
     return Buffer.concat([esk, Buffer.from([0xc0 | 18, 0xff]), len, body]);
   }
+
+  it('a SEIPD body in 1-byte parts (hundreds of thousands per read) decrypts', async () => {
+    const data = payload(150_000);
+    const literal = Buffer.concat([Buffer.from([0xcb, 0xff, 0, 0, 0, 0, 0x62, 0, 0, 0, 0, 0]), data]);
+    literal.writeUInt32BE(data.length + 6, 2);
+    const packet = await sealRaw(literal, true);
+    const r = await decrypt(packet, [256 * 1024]);
+    expect(r.error).toBeUndefined();
+    expect(r.data!.equals(data)).toBe(true);
+  });
   /** openpgp.js's signed (not encrypted) message: one-pass signature, literal, signature. */
   async function signedMessage(data: Buffer, signingKeys: openpgp.PrivateKey | openpgp.PrivateKey[]): Promise<Buffer> {
     const message = await openpgp.createMessage({ binary: data, format: 'binary' });

@@ -88,7 +88,9 @@ export async function decodeChunks(
         throw new HeaderReader().endError();
       } else {
         const after = layers.length ? ` after ${layers.join(', ')}` : '';
-        throw new PacketError(`not a filespooler packet${after} (bad magic; not zstd or OpenPGP either)`);
+        // Under OpenPGP, garbage is what a wrong key or passphrase decrypts to (src/codec/seipd.ts).
+        const why = layers.at(-1) === 'openpgp' ? 'wrong key or passphrase, or not zstd or OpenPGP either' : 'not zstd or OpenPGP either';
+        throw new PacketError(`not a filespooler packet${after} (bad magic; ${why})`);
       }
     }
 

@@ -59,8 +59,13 @@ export async function openpgpLayer(src: AsyncIterable<Buffer>, head: Buffer, key
     if (opened.kind === 'plaintext') {
       const plaintext = tampered(opened.plaintext);
       if (opened.literal) return { plaintext, signatures: opened.signatures };
-      // Compressed inside, say: openpgp.js reads the decrypted message.
-      return openMessage(pgp, material, plaintext, false, false);
+      // Compressed inside, say: openpgp.js reads the decrypted message. Garbage there is what a
+      // wrong key makes (the prefix's check bytes are not used to say so: src/codec/seipd.ts).
+      try {
+        return await openMessage(pgp, material, plaintext, false, false);
+      } catch (e) {
+        throw new OpenPGPError(`cannot decrypt OpenPGP packet: it does not decrypt to an OpenPGP message (wrong key or passphrase, or a damaged packet): ${message(e)}`);
+      }
     }
     src = opened.input;
   } else if (firstTag !== undefined && PLAIN_TAGS.has(firstTag)) {

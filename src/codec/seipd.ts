@@ -34,14 +34,13 @@ export type Unwrapped =
    */
   | { kind: 'plaintext'; literal: boolean; plaintext: AsyncIterable<Buffer>; signatures(): Promise<Array<string | undefined>> };
 
-/** The session key could not be used: wrong key or passphrase, or a damaged packet. */
-export class SessionKeyError extends Error {
-  override name = 'SessionKeyError';
-}
-
 const TAG = { PKESK: 1, SIGNATURE: 2, SKESK: 3, ONE_PASS: 4, LITERAL: 11, SEIPD: 18 } as const;
-/** Session key packets are small (an RSA-4096 PKESK is ~520 bytes); more than this is not our shape. */
-const ESK_LIMIT = 64 * 1024;
+/**
+ * Session key packets are small (an RSA-4096 PKESK is ~520 bytes): more than this is not our
+ * shape. Small too because the start is joined anew with each chunk read (a pipe may give few
+ * bytes at a time).
+ */
+const ESK_LIMIT = 16 * 1024;
 /** openpgp.js's names of the AES ciphers, and Node's for them in ECB mode. */
 export const AES_CIPHERS: Record<string, string> = { aes128: 'aes-128-ecb', aes192: 'aes-192-ecb', aes256: 'aes-256-ecb' };
 export const BLOCK = 16;
@@ -66,7 +65,7 @@ class CfbDecryptor {
   }
 
   update(parts: Buffer[]): Buffer {
-    const ct = this.rest.length === 0 && parts.length === 1 ? parts[0]! : Buffer.concat([this.rest, ...parts]);
+    const ct = this.rest.length === 0 && parts.length === 1 ? parts[0]! : Buffer.concat([this.rest].concat(parts));
     const whole = ct.length - (ct.length % BLOCK);
     this.rest = Buffer.from(ct.subarray(whole));
     if (whole === 0) return EMPTY;
@@ -132,8 +131,14 @@ class MdcCheck {
 
 /** Node's names of the hash algorithms a signature may use (RFC 4880 §9.4 numbers). */
 const HASHES: Record<number, string> = { 2: 'sha1', 8: 'sha256', 9: 'sha384', 10: 'sha512', 11: 'sha224', 12: 'sha3-256', 14: 'sha3-512' };
-/** Signature packets (and one-pass packets) around the literal data are small; more than this is not our shape. */
+/** Signature packets after the literal data are small; more than this is not our shape. */
 const SIGNATURES_LIMIT = 64 * 1024;
+/**
+ * One-pass packets before it: at most this many, in at most this many bytes, or it is not our
+ * shape. The start is joined and re-read with each chunk until it is decided, so it stays small.
+ */
+const ONE_PASS_MAX = 16;
+const PRELUDE_LIMIT = 4096;
 
 /** A one-pass signature packet, version 3 (RFC 4880 §5.4): what the signature at the end will be. */
 interface OnePass {
@@ -220,9 +225,7 @@ class InnerMessage {
   private prelude(): { at: number; head: PacketHead } | 'message' | undefined {
     let at = 0;
     this.onePass.length = 0;
-    // A few one-pass packets of 15 bytes each come before the literal packet: still undecided
-    // past this, it is not our shape (and re-reading the start on every chunk would grow quadratic).
-    const more = () => (this.head.length > SIGNATURES_LIMIT ? 'message' : undefined);
+    const more = () => (this.head.length > PRELUDE_LIMIT ? 'message' : undefined);
     for (;;) {
       let h: PacketHead | undefined;
       try {
@@ -236,7 +239,7 @@ class InnerMessage {
       if (this.head.length < at + h.size + 13) return more();
       const b = this.head.subarray(at + h.size, at + h.size + 13);
       // Version 3 goes with version 4 signatures; signatures over binary data only.
-      if (b[0] !== 3 || b[1] !== 0 || HASHES[b[2]!] === undefined) return 'message';
+      if (b[0] !== 3 || b[1] !== 0 || HASHES[b[2]!] === undefined || this.onePass.length === ONE_PASS_MAX) return 'message';
       this.onePass.push({ signatureType: b[1]!, hashAlgorithm: b[2]!, publicKeyAlgorithm: b[3]!, keyID: Buffer.from(b.subarray(4, 12)) });
       at += h.size + 13;
     }
@@ -384,7 +387,7 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
   let trailing = false;
   const take = (chunk: Buffer) => {
     const { body, after } = framer.push(chunk);
-    start.push(...body);
+    for (const b of body) start.push(b);
     have += body.reduce((n, b) => n + b.length, 0);
     if (after && after.length > 0) trailing = true;
   };
@@ -396,7 +399,7 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
   }
   const body = Buffer.concat(start.splice(0));
   if (body.length < 1 || body[0] !== 1) return other();
-  if (body.length < 1 + PREFIX) throw new SessionKeyError('the encrypted packet is truncated');
+  if (body.length < 1 + PREFIX) throw new Error('the encrypted packet is truncated');
 
   const message = await pgp.readMessage({ binaryMessage: sessionKeyPackets });
   const toKeys = message.getEncryptionKeyIDs().length > 0 && material.decryptionKeys.length > 0;
@@ -405,9 +408,12 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
     ...(toKeys ? { decryptionKeys: material.decryptionKeys } : { passwords: material.passwords }),
   });
   if (!candidates.some((k) => k.algorithm && AES_CIPHERS[k.algorithm])) return other();
+  // The prefix's check bytes only choose among several candidate keys. They never fail the
+  // packet on their own: an early, distinct error for them is the oracle of Mister and
+  // Zuccherato (RFC 4880 §14); a wrong key shows at the header, and at the latest at the MDC.
   const prefix = body.subarray(1, 1 + PREFIX);
-  const key = candidates.find((k) => k.algorithm && AES_CIPHERS[k.algorithm] && prefixChecks(AES_CIPHERS[k.algorithm]!, k.data, prefix));
-  if (!key) throw new SessionKeyError('the session key does not decrypt the packet (wrong key or passphrase, or a damaged packet)');
+  const usable = candidates.filter((k) => k.algorithm && AES_CIPHERS[k.algorithm]);
+  const key = (usable.length > 1 && usable.find((k) => prefixChecks(AES_CIPHERS[k.algorithm!]!, k.data, prefix))) || usable[0]!;
 
   // Committed: from here on, this is the decryption.
   seen = undefined;
@@ -416,7 +422,7 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
   const inner = new InnerMessage(pgp, material.verificationKeys);
   const out: Buffer[] = [];
   const feed = (pt: Buffer) => {
-    for (const p of mdc.push(pt)) out.push(...inner.push(p));
+    for (const p of mdc.push(pt)) for (const b of inner.push(p)) out.push(b);
   };
   let finished = false;
   /** Decrypt the next chunk of input into `out`; false once the input has ended and all checked out. */
@@ -482,14 +488,14 @@ export async function openLiteral(src: AsyncIterable<Buffer>, pgp: OpenPGP, mate
       inner.end();
       return false;
     }
-    out.push(...inner.push(r.value));
+    for (const b of inner.push(r.value)) out.push(b);
     return true;
   };
   while (inner.kind === undefined) {
     const r = await it.next();
     // Ended before it could tell: openpgp.js gives its reason.
     if (r.done) return { kind: 'other', input: replay([inner.undecided()], it, true) };
-    out.push(...inner.push(r.value));
+    for (const b of inner.push(r.value)) out.push(b);
   }
   // 'message': InnerMessage handed back all it was given, unchanged.
   if (inner.kind === 'message') return { kind: 'other', input: replay(out, it, false) };

@@ -100,9 +100,9 @@ export async function encryptSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, to:
     // SEIPD v1: version 1, then (encrypted) the random prefix with its last two bytes repeated.
     yield* seipd.push(Buffer.from([1]));
     // The literal data packet: binary ('b'), no file name, the date; then the data.
-    yield* seal([prefix, prefix.subarray(BLOCK - 2), literal.head(), ...literal.push(Buffer.from([0x62, 0])), ...literal.push(date)]);
+    yield* seal([prefix, prefix.subarray(BLOCK - 2), literal.head()].concat(literal.push(Buffer.from([0x62, 0])), literal.push(date)));
     for await (const chunk of src) yield* seal(literal.push(chunk));
-    const last = [...literal.end(), Buffer.from([0xd3, 0x14])];
+    const last = literal.end().concat(Buffer.from([0xd3, 0x14]));
     yield* seal(last);
     yield* seipd.push(Buffer.concat([cfb.update(mdc.digest()), cfb.final()]));
     yield* seipd.end();
