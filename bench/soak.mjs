@@ -153,11 +153,17 @@ async function main() {
   const plans = new Map();
   for (let seq = 1; seq <= count; seq++) plans.set(seq, planOf(seq));
   if (opt.short) {
-    // Make sure every behaviour shows up, however few the packets.
+    // Make sure every behaviour shows up twice, however few the packets: on seqs of their own,
+    // since a behaviour that succeeds replaces the plan's last step, and a second one put on the
+    // same seq would replace the first (a short soak once planned 'slow' only once).
     const r = prng(mix(seed, 'cover'));
+    const used = new Set();
     for (const f of FAULTS) {
       for (let k = 0; k < 2; k++) {
-        const seq = 1 + Math.floor(r() * count);
+        let seq;
+        do seq = 1 + Math.floor(r() * count);
+        while (used.has(seq) && used.size < count);
+        used.add(seq);
         const p = plans.get(seq);
         if (FAILING.has(f)) p.unshift(f);
         else p[p.length - 1] = f;
