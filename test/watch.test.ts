@@ -130,11 +130,13 @@ describe('queue-process --watch', () => {
     const decoder = `if [ ! -e ${flag} ]; then : > ${flag}; exit 1; fi; exec cat`;
     const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '0.5', '-d', decoder, 'sh', '--', '-c', `cat >> ${log}`]);
     started.push(w.pid);
-    await until('the job to run after the decoder recovered', () => lines(log).includes('hello'), 8000);
+    // The receiver's output shows before fspool has recorded the job as done: wait for both, or
+    // the SIGTERM can interrupt the job between them (and it is rightly kept).
+    const done = () => lines(log).includes('hello') && readFileSync(join(q, 'nextseq'), 'latin1') === '2\n';
+    await until('the job to run and be done after the decoder recovered', done, 8000);
     process.kill(w.pid, 'SIGTERM');
     const r = await w.done;
     expect(r.stderr.match(/cannot read job file/g)).toHaveLength(1);
-    expect(readFileSync(join(q, 'nextseq'), 'latin1')).toBe('2\n');
   });
 
   it('as PID 1 of a PID namespace (a container without an init), it reaps the guardians it leaves', async () => {
