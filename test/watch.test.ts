@@ -25,6 +25,10 @@ async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void
 }
 
 const lines = (f: string) => (existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').filter(Boolean) : []);
+/**
+ * This probe takes the lock for a moment itself: a watcher started while it is polled gets
+ * --wait-lock, or it may meet the probe and rightly refuse to start (it did, under load).
+ */
 const lockFree = (q: string) => runSync('flock', ['-n', join(q, 'nextseq.lock'), 'true']).code === 0;
 
 describe('queue-process --watch', () => {
@@ -34,7 +38,7 @@ describe('queue-process --watch', () => {
     const log = join(dir, 'log');
     const seq = join(dir, 'seq');
     const packets = [1, 2, 3, 4].map((i) => preparePacket(['-s', seq, '-i', '-'], `p${i}`));
-    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '60', 'sh', '--', '-c', `echo "$FSPL_SEQ $(cat)" >> ${log}`]);
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--wait-lock', '30', '--rescan', '60', 'sh', '--', '-c', `echo "$FSPL_SEQ $(cat)" >> ${log}`]);
     started.push(w.pid);
     await until('the watcher to take the lock', () => !lockFree(q), 30_000);
     // 2 first: nothing may run until 1 lands
@@ -107,7 +111,7 @@ describe('queue-process --watch', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const log = join(dir, 'log');
-    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '1', 'sh', '--', '-c', `echo "$FSPL_SEQ" >> ${log}`]);
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--wait-lock', '30', '--rescan', '1', 'sh', '--', '-c', `echo "$FSPL_SEQ" >> ${log}`]);
     started.push(w.pid);
     await until('the watcher to take the lock', () => !lockFree(q), 30_000);
     // inotify follows the old directory; only the rescan can see the new one's files.
