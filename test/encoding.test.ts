@@ -608,6 +608,27 @@ describe('keys from the default location, protected keys', () => {
     expectPacket(processOne(q, 'stream', [], { env }), { seq: 1 });
   });
 
+  it('a key file that cannot be used is a configuration error: readers stop (exit 1) with the reason, nothing runs', () => {
+    const q = makeQ();
+    const name = put(q, prepPayload(['--zstd', '--encrypt-to', K.recvPub]));
+    for (const [args, reason] of [
+      [['--decrypt-key', '/nonexistent'], /^Error: cannot read key file \/nonexistent/m],
+      [['--decrypt-key', PAYLOAD_FILE], /^Error: \S+ holds no usable OpenPGP key/m],
+    ] as Array<[string[], RegExp]>) {
+      for (const cmd of [['queue-ls'], ['queue-process', 'true'], ['queue-process', '--require-signature', PAYLOAD_FILE, 'true']]) {
+        const r = fsp([cmd[0]!, '-q', q, ...args, ...cmd.slice(1)]);
+        expect(r.code, `${cmd[0]} ${args.join(' ')}: ${r.stderr}`).toBe(1);
+        expect(r.stderr).toMatch(reason);
+        expect(r.stderr).not.toMatch(/cannot read job file/);
+      }
+    }
+    const rs = fsp(['queue-process', '-q', q, '--decrypt-key', K.recvSec, '--require-signature', PAYLOAD_FILE, 'true']);
+    expect(rs.code, rs.stderr).toBe(1);
+    expect(rs.stderr).toMatch(/^Error: \S+ holds no usable OpenPGP key/m);
+    expect(jobs(q)).toEqual([name]);
+    expect(nextseq(q)).toBe('1');
+  });
+
   it('a protected --decrypt-key: without --key-passphrase-file, or with a wrong one, the reason is given', () => {
     const packet = prepPayload(['--encrypt-to', K.protPub]);
     const without = fsp(['stdin-payload', '--decrypt-key', K.protSec], { input: packet });

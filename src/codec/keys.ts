@@ -96,6 +96,15 @@ export interface DecryptionMaterial {
   verificationKeys: Key[];
 }
 
+/**
+ * A key or passphrase file given to a reader (or found in the default location) cannot be used:
+ * a mistake in the configuration, not in a packet. Readers stop on it (exit 1) instead of
+ * reporting every encoded job file as unreadable.
+ */
+export class KeyFileError extends FspoolError {
+  override name = 'KeyFileError';
+}
+
 /** What a processor decrypts and verifies with; read once, on first need. */
 export class Keyring {
   private material: Promise<DecryptionMaterial> | undefined;
@@ -107,7 +116,9 @@ export class Keyring {
   }
 
   load(): Promise<DecryptionMaterial> {
-    this.material ??= this.read();
+    this.material ??= this.read().catch((e: unknown) => {
+      throw e instanceof FspoolError ? new KeyFileError(e.message) : e;
+    });
     return this.material;
   }
 

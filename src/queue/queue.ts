@@ -5,6 +5,7 @@
 import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
+import { KeyFileError } from '../codec/keys.js';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
 import { Progress } from '../progress.js';
@@ -146,6 +147,8 @@ export class Queue {
       }
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { name, path, vanished: true };
+      // A key file that cannot be used is the configuration's fault, not this file's.
+      if (e instanceof KeyFileError) throw e;
       return { name, path, error: describe(e) };
     }
   }
