@@ -1,4 +1,5 @@
-// A young-generation GC every few MiB of payload, for the decoding pipelines.
+// A young-generation GC every few MiB of payload, for the decoding pipelines (and prepare's
+// encoding one, which has the same problem).
 //
 // Decoding makes ~2.7 bytes of short-lived Buffers per payload byte (a read, the ciphertext
 // joined across packet parts, AES's output, zstd's output). V8 frees young ArrayBuffers only in
