@@ -3,6 +3,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { lockHolder } from '../src/queue/lockHolder.js';
 import { FSPOOL, fspool, makeQueue, preparePacket, queueWrite, runAsync, runSync, tempDir } from './helpers/cli.js';
 
 const started: number[] = [];
@@ -25,11 +26,8 @@ async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void
 }
 
 const lines = (f: string) => (existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').filter(Boolean) : []);
-/**
- * This probe takes the lock for a moment itself: a watcher started while it is polled gets
- * --wait-lock, or it may meet the probe and rightly refuse to start (it did, under load).
- */
-const lockFree = (q: string) => runSync('flock', ['-n', join(q, 'nextseq.lock'), 'true']).code === 0;
+/** Read from /proc/locks: a probe that took the lock, even for a moment, could make a watcher starting then refuse to start. */
+const lockFree = (q: string) => lockHolder(join(q, 'nextseq.lock')).pid === undefined;
 
 describe('queue-process --watch', () => {
   it('runs packets as they land, in order, each within a second, and holds the lock meanwhile', async () => {
@@ -38,7 +36,7 @@ describe('queue-process --watch', () => {
     const log = join(dir, 'log');
     const seq = join(dir, 'seq');
     const packets = [1, 2, 3, 4].map((i) => preparePacket(['-s', seq, '-i', '-'], `p${i}`));
-    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--wait-lock', '30', '--rescan', '60', 'sh', '--', '-c', `echo "$FSPL_SEQ $(cat)" >> ${log}`]);
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '60', 'sh', '--', '-c', `echo "$FSPL_SEQ $(cat)" >> ${log}`]);
     started.push(w.pid);
     await until('the watcher to take the lock', () => !lockFree(q), 30_000);
     // 2 first: nothing may run until 1 lands
@@ -111,7 +109,7 @@ describe('queue-process --watch', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const log = join(dir, 'log');
-    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--wait-lock', '30', '--rescan', '1', 'sh', '--', '-c', `echo "$FSPL_SEQ" >> ${log}`]);
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '1', 'sh', '--', '-c', `echo "$FSPL_SEQ" >> ${log}`]);
     started.push(w.pid);
     await until('the watcher to take the lock', () => !lockFree(q), 30_000);
     // inotify follows the old directory; only the rescan can see the new one's files.
