@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import * as openpgp from 'openpgp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { DecryptionMaterial } from '../src/codec/keys.js';
-import { BodyFramer, readPacketHead } from '../src/codec/pgpFraming.js';
+import { BodyFramer, definiteLength, readPacketHead } from '../src/codec/pgpFraming.js';
 import { openLiteral, openSeipd, type Unwrapped } from '../src/codec/seipd.js';
 import { encryptSeipd } from '../src/codec/seipdEncrypt.js';
 
@@ -104,8 +104,7 @@ describe('OpenPGP framing', () => {
       at += 1 << p;
     }
     const rest = body.length - at;
-    const len = rest < 192 ? [rest] : rest < 8384 ? [((rest - 192) >> 8) + 192, (rest - 192) & 0xff] : [255, rest >>> 24, (rest >> 16) & 0xff, (rest >> 8) & 0xff, rest & 0xff];
-    out.push(Buffer.from(len), body.subarray(at));
+    out.push(definiteLength(rest), body.subarray(at));
     return Buffer.concat(out);
   }
 
@@ -165,6 +164,11 @@ describe('OpenPGP framing', () => {
     expect(readPacketHead(Buffer.from([0xc0 | 18, 255, 0, 1, 0]))).toBeUndefined();
     expect(readPacketHead(Buffer.from([0xc0 | 18, 255, 0, 1, 0, 0]))).toEqual({ tag: 18, size: 6, body: { kind: 'definite', length: 65536 } });
     expect(() => readPacketHead(Buffer.from([0x28]))).toThrow(/not an OpenPGP packet header/);
+    // Definite lengths at the edges of their three forms (RFC 4880 §4.2.2).
+    expect([...definiteLength(191)]).toEqual([191]);
+    expect([...definiteLength(192)]).toEqual([192, 0]);
+    expect([...definiteLength(8383)]).toEqual([223, 255]);
+    expect([...definiteLength(8384)]).toEqual([255, 0, 0, 0x20, 0xc0]);
   });
 });
 

@@ -1,5 +1,5 @@
-// OpenPGP packet framing (RFC 4880 §4.2), as much as the fast decryption path needs
-// (src/codec/seipd.ts): a packet's tag, and its body, which a data packet (literal, SEIPD) may
+// OpenPGP packet framing (RFC 4880 §4.2), as much as the fast paths need (src/codec/seipd.ts,
+// src/codec/seipdEncrypt.ts): a packet's tag, a definite length, and a packet's body, which a data packet (literal, SEIPD) may
 // split into partial-length parts. Pure: no I/O.
 
 export type BodyLength =
@@ -29,6 +29,16 @@ function newLength(b: Buffer, at: number): { body: BodyLength; size: number } | 
   if (o < 255) return { body: { kind: 'partial', length: 2 ** (o & 0x1f) }, size: 1 };
   if (at + 4 >= b.length) return undefined;
   return { body: { kind: 'definite', length: b.readUInt32BE(at + 1) }, size: 5 };
+}
+
+/** A new-format definite length of `n` bytes, in its shortest form (what newLength reads). */
+export function definiteLength(n: number): Buffer {
+  if (n < 192) return Buffer.from([n]);
+  if (n < 8384) return Buffer.from([((n - 192) >> 8) + 192, (n - 192) & 0xff]);
+  const b = Buffer.alloc(5);
+  b[0] = 0xff;
+  b.writeUInt32BE(n, 1);
+  return b;
 }
 
 /** The header of the packet at b[at]; undefined if b ends inside it. Throws if b[at] starts no packet. */

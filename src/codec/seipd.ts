@@ -407,12 +407,12 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
     message,
     ...(toKeys ? { decryptionKeys: material.decryptionKeys } : { passwords: material.passwords }),
   });
-  if (!candidates.some((k) => k.algorithm && AES_CIPHERS[k.algorithm])) return other();
+  const usable = candidates.filter((k) => k.algorithm && AES_CIPHERS[k.algorithm]);
+  if (usable.length === 0) return other();
   // The prefix's check bytes only choose among several candidate keys. They never fail the
   // packet on their own: an early, distinct error for them is the oracle of Mister and
   // Zuccherato (RFC 4880 §14); a wrong key shows at the header, and at the latest at the MDC.
   const prefix = body.subarray(1, 1 + PREFIX);
-  const usable = candidates.filter((k) => k.algorithm && AES_CIPHERS[k.algorithm]);
   const key = (usable.length > 1 && usable.find((k) => prefixChecks(AES_CIPHERS[k.algorithm!]!, k.data, prefix))) || usable[0]!;
 
   // Committed: from here on, this is the decryption.

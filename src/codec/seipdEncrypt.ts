@@ -6,6 +6,7 @@
 // they take openpgp.js's (test/encoding.test.ts). Signing still goes through openpgp.js.
 import type { Key } from 'openpgp';
 import { createHash, crypto } from '../sys/lazy.js';
+import { definiteLength } from './pgpFraming.js';
 import { AES_CIPHERS, BLOCK } from './seipd.js';
 
 type OpenPGP = typeof import('openpgp');
@@ -56,9 +57,7 @@ class PartWriter {
   }
 
   end(): Buffer[] {
-    const n = this.pendingLength;
-    const len = n < 192 ? [n] : n < 8384 ? [((n - 192) >> 8) + 192, (n - 192) & 0xff] : [0xff, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
-    const out = [Buffer.from(len), ...this.pending];
+    const out = [definiteLength(this.pendingLength), ...this.pending];
     this.pending = [];
     this.pendingLength = 0;
     return out;
