@@ -6,6 +6,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeHeader, encodeHeader, HeaderReader, MAX_METADATA_LEN, PacketError, PREFIX_LEN } from '../src/packet/codec.js';
 import { type CmdType, type Header, I64_MAX, I64_MIN, U64_MAX } from '../src/packet/header.js';
+// Deterministic filler, so that long byte strings cost one integer of shrinking, not 70,000.
+import { filler } from './helpers/bytes.js';
 
 const seed = process.env.FSPOOL_PROP_SEED ? Number(process.env.FSPOOL_PROP_SEED) : undefined;
 const params = (numRuns: number): fc.Parameters<unknown> => ({ numRuns, ...(seed !== undefined ? { seed } : {}) });
@@ -31,19 +33,6 @@ const secsArb: fc.Arbitrary<bigint> = fc.oneof(
   fc.bigInt({ min: -3000000000n, max: 3000000000n }),
 );
 const nanosArb = fc.oneof(fc.constantFrom(0, 1, 127, 128, 255, 256, 65535, 65536, 999_999_999), fc.integer({ min: 0, max: 999_999_999 }));
-
-/** Deterministic filler, so that long byte strings cost one integer of shrinking, not 70,000. */
-function filler(len: number, s: number): Buffer {
-  const b = Buffer.allocUnsafe(len);
-  let x = s >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
 
 const specialBytes = [
   Buffer.alloc(0),

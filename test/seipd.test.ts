@@ -11,6 +11,7 @@ import type { DecryptionMaterial } from '../src/codec/keys.js';
 import { BodyFramer, definiteLength, readPacketHead } from '../src/codec/pgpFraming.js';
 import { openLiteral, openSeipd, type Unwrapped } from '../src/codec/seipd.js';
 import { encryptSeipd } from '../src/codec/seipdEncrypt.js';
+import { filler } from './helpers/bytes.js';
 
 const seed = process.env.FSPOOL_PROP_SEED ? Number(process.env.FSPOOL_PROP_SEED) : undefined;
 const params = (numRuns: number): fc.Parameters<unknown> => ({ numRuns, ...(seed !== undefined ? { seed } : {}) });
@@ -81,17 +82,8 @@ async function decrypt(packet: Buffer, sizes: number[], m: DecryptionMaterial = 
   }
 }
 
-function payload(n: number, s = n): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  let x = s * 2654435761 + 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
+/** `n` deterministic bytes; `s` picks the stream (by default the size). */
+const payload = (n: number, s = n): Buffer => filler(n, s * 2654435761 + 1);
 
 describe('OpenPGP framing', () => {
   /** A packet of tag 11 whose body is sent in parts of 2^powers[i] bytes, then a definite last part. */

@@ -1,0 +1,14 @@
+// Deterministic test bytes.
+
+/** `len` bytes of an xorshift stream seeded with `s`: the same for the same seed, cheap to make. */
+export function filler(len: number, s: number): Buffer {
+  const b = Buffer.allocUnsafe(len);
+  let x = s >>> 0 || 1;
+  for (let i = 0; i < len; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
