@@ -10,6 +10,7 @@ import { genFilename, genUuid } from './commands/gen.js';
 import { print } from './commands/out.js';
 import { enqueueCmd, prepareCmd, prepareFail, prepareGetNextCmd, prepareNop, prepareSetNextCmd } from './commands/prepare.js';
 import { queueProcess, stdinProcess } from './commands/process.js';
+import { outboxApply, outboxResend, outboxStatusCmd, queueReceipt } from './commands/outbox.js';
 import { queueGetNext, queueInit, queueSetNext, queueWrite } from './commands/queueAdmin.js';
 import { queueInfo, queueLs, queuePayload } from './commands/queueRead.js';
 import { queueClean, queueHistory, queueStatusCmd } from './commands/queueState.js';
@@ -106,6 +107,9 @@ export async function main(args: string[]): Promise<void> {
     .command(enqueueCmd)
     .command(genFilename)
     .command(genUuid)
+    .command(outboxApply)
+    .command(outboxResend)
+    .command(outboxStatusCmd)
     .command(prepareCmd)
     .command(prepareFail)
     .command(prepareGetNextCmd)
@@ -119,6 +123,7 @@ export async function main(args: string[]): Promise<void> {
     .command(queueLs)
     .command(queuePayload)
     .command(queueProcess)
+    .command(queueReceipt)
     .command(queueSetNext)
     .command(queueStatusCmd)
     .command(queueWrite)

@@ -8,6 +8,7 @@ import { type Header, U64_MAX } from '../packet/header.js';
 import { COMMITTING, type Journal, packetId } from '../queue/journal.js';
 import { identical, JOB_NAME, type Queue, type ScannedJob } from '../queue/queue.js';
 import { attachState, PROCESSOR_BUSY_MS } from '../queue/state.js';
+import type { StateDb } from '../queue/stateDb.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { interrupts } from './interrupts.js';
 import { type DeliveryMode, preparePayload } from './source.js';
@@ -28,6 +29,8 @@ export interface ProcessOptions extends Omit<RunOptions, 'outputFile'>, RetryOpt
   rescanSeconds?: number;
   saveOutput: boolean;
   waitLockSeconds?: number;
+  /** Called after each pass, failed or not, with the run's state database (receipts: src/run/receiptHook.ts). */
+  afterPass?: (db: StateDb | undefined) => Promise<void>;
 }
 
 type Readable = ScannedJob & { header: Header };
@@ -207,7 +210,14 @@ export async function processQueue(queue: Queue, opts: ProcessOptions): Promise<
     reportUnreadable(first);
     for (const name of recover(queue, state.journal, first)) index.forget(name);
     const budget: Budget = { left: opts.maxJobs };
-    const pass = () => (opts.orderBy === 'timestamp' ? byTimestamp(queue, index, opts, state.journal, budget) : bySequence(queue, index, opts, state.journal, budget));
+    const run = () => (opts.orderBy === 'timestamp' ? byTimestamp(queue, index, opts, state.journal, budget) : bySequence(queue, index, opts, state.journal, budget));
+    const pass = async () => {
+      try {
+        return await run();
+      } finally {
+        await opts.afterPass?.(state.db);
+      }
+    };
     const code = opts.watch ? await watch(queue, opts, pass, budget) : await pass();
     return interrupts.signal ? interrupts.exitCode : code;
   } finally {
