@@ -3,16 +3,17 @@
 // identity (another stream, other packets with the same seqs), order (twice, older after
 // newer), failures, signatures, the outbox's binding to one seqfile.
 import { randomUUID } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Decoder } from '@msgpack/msgpack';
+import Database from 'better-sqlite3';
 import * as openpgp from 'openpgp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeHeader, encodeHeader, PREFIX_LEN } from '../src/packet/codec.js';
 import type { Header } from '../src/packet/header.js';
 import { blockDigest, blocksOf, decodeReceipt, encodeReceipt, NO_STREAM, type Receipt, ReceiptError, seqsOf } from '../src/packet/receipt.js';
-import { fspl, fspool, makeQueue, type Result, tempDir } from './helpers/cli.js';
+import { FSPOOL, fspl, fspool, makeQueue, type Result, runSync, tempDir } from './helpers/cli.js';
 
 const STREAM = 'a1'.repeat(16);
 const id = (n: number) => n.toString(16).padStart(32, '0');
@@ -460,5 +461,77 @@ describe('queue-receipt on a big queue', () => {
     expect(r.stderr).toContain('knows no stream');
     expect(decodeReceipt(r.stdout).stream).toBe(NO_STREAM);
     expect(fspool(['queue-receipt', '-q', s.q, '--stream', 'xyz']).code).toBe(2);
+  });
+});
+
+describe("the README's Syncthing recipe", () => {
+  it('runs as written, with the two folders synced by a copy (temp name, then rename) that loses a packet', () => {
+    const s = side();
+    const sync = { packets: join(s.dir, 'Sync', 'packets'), receipts: join(s.dir, 'Sync', 'receipts') };
+    const rdir = join(s.dir, 'receipts');
+    for (const d of [...Object.values(sync), rdir]) mkdirSync(d, { recursive: true });
+    const shell = (script: string) => {
+      const r = runSync('/bin/sh', ['-c', script], { env: { ...process.env, F: FSPOOL, Q: s.q, R: rdir, OB: s.ob, SEQ: s.seq, P: sync.packets, RS: sync.receipts, LOG: s.log } });
+      expect(r.code, `${script}: ${r.stderr}`).toBe(0);
+      return r;
+    };
+    // The recipe's lines, with its paths in variables.
+    const sendOne = (payload: string) => shell(`printf '${payload}' | "$F" prepare -s "$SEQ" -i - --outbox "$OB" > "$P"/.new.part && mv "$P"/.new.part "$P"/"$("$F" gen-filename)"`);
+    const receiver = () => shell(`"$F" queue-process -q "$Q" --receipt-to-dir "$R" sh -- -c 'printf "%s:%s\\n" "$FSPL_SEQ" "$(cat)" >> "$LOG"'`);
+    const sender = () =>
+      shell(`for r in "$RS"/fspool-receipt-*.rcpt; do
+  [ -e "$r" ] && "$F" outbox-apply --outbox "$OB" < "$r"
+done
+"$F" outbox-resend --outbox "$OB" --to-dir "$P" --older-than 0`);
+    // Syncthing's part: whole files only, under a temp name then renamed; one packet is lost.
+    let lose = 'p2';
+    const syncFolders = () => {
+      for (const n of readdirSync(sync.packets).filter((n) => /^fspl-.*\.fspl$/.test(n))) {
+        const bytes = readFileSync(join(sync.packets, n));
+        rmSync(join(sync.packets, n));
+        if (lose && bytes.includes(Buffer.from(lose))) {
+          lose = '';
+          continue;
+        }
+        writeFileSync(join(s.q, 'jobs', `.syncthing.${n}.tmp`), bytes);
+        renameSync(join(s.q, 'jobs', `.syncthing.${n}.tmp`), join(s.q, 'jobs', n));
+      }
+      for (const n of readdirSync(rdir).filter((n) => !n.startsWith('.'))) {
+        writeFileSync(join(sync.receipts, `.syncthing.${n}.tmp`), readFileSync(join(rdir, n)));
+        renameSync(join(sync.receipts, `.syncthing.${n}.tmp`), join(sync.receipts, n));
+      }
+    };
+    for (const p of ['p1', 'p2', 'p3']) sendOne(p);
+    for (let round = 0; round < 4 && (status(s).unacked > 0 || logOf(s) === ''); round++) {
+      syncFolders();
+      receiver();
+      syncFolders();
+      sender();
+    }
+    expect(logOf(s)).toBe('1:p1\n2:p2\n3:p3\n');
+    expect(status(s).unacked).toBe(0);
+  });
+});
+
+describe('the journal of a version-1 state database', () => {
+  it('gains the stream column when a processor opens it, and receipts then describe the new runs', () => {
+    const s = side();
+    deliver(s, send(s, 'p1'));
+    expect(processQ(s).code).toBe(0);
+    const db = new Database(join(s.q, 'fspool', 'state.db'));
+    db.exec('DROP INDEX runs_stream; ALTER TABLE runs DROP COLUMN stream; PRAGMA user_version = 1;');
+    db.close();
+    deliver(s, send(s, 'p2'));
+    expect(processQ(s).code).toBe(0);
+    const after = new Database(join(s.q, 'fspool', 'state.db'), { readonly: true });
+    expect(after.pragma('user_version', { simple: true })).toBe(2);
+    expect(after.prepare('SELECT seq, stream FROM runs ORDER BY id').all()).toEqual([
+      { seq: '1', stream: null },
+      { seq: '2', stream: status(s).stream },
+    ]);
+    after.close();
+    expect(apply(s, receiptOf(s)).code).toBe(0);
+    // Seq 1's run predates the column: the receipt cannot vouch for it; seq 2 is acknowledged.
+    expect(kept(s)).toEqual([1]);
   });
 });
