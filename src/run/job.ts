@@ -3,7 +3,7 @@ import { closeSync, fstatSync, openSync } from 'node:fs';
 import { log } from '../log.js';
 import { Progress } from '../progress.js';
 import type { Header } from '../packet/header.js';
-import { type JobLocation, jobEnv } from '../packet/jobenv.js';
+import { execBytes, execProblem, type JobLocation, jobEnv } from '../packet/jobenv.js';
 import { fdOffset } from '../sys/fd.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { type Delivery, deliver, type PayloadStream } from './deliver.js';
@@ -69,8 +69,20 @@ export type Outcome = (
   | { ok: false; reason: string; fatal?: boolean; interrupted?: NodeJS.Signals }
 ) & { facts?: RunFacts };
 
-function judge(exit: ReceiverExit, delivery: Delivery | undefined, unread: number): Outcome {
+const E2BIG = 7;
+
+/**
+ * exec's E2BIG is the packet's doing when the packet brought a large share of the request (its
+ * params and variables): then its job fails like any bad packet. Otherwise the processor's own
+ * command line and environment are too large, which no job can fix.
+ */
+const PACKET_SHARE = 64 * 1024;
+
+function judge(exit: ReceiverExit, delivery: Delivery | undefined, unread: number, packetBytes: number): Outcome {
   const how = { exitCode: exit.code ?? undefined, signal: exit.signal ?? undefined };
+  if (exit.startError && exit.startErrno === E2BIG && packetBytes > PACKET_SHARE) {
+    return { ok: false, reason: `cannot run command: the packet's params and variables (${packetBytes} bytes) make its argument list too long (E2BIG)`, facts: { kind: 'bad-packet' } };
+  }
   if (exit.startError) return { ok: false, fatal: true, reason: `cannot run command: ${exit.startError}`, facts: { kind: 'cannot-start' } };
   if (delivery?.failure) return { ok: false, reason: `${delivery.failure}; receiver killed before end of input`, facts: { kind: 'decoder-failure', ...how } };
   if (exit.timedOut) {
@@ -108,6 +120,11 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
     return header.cmd.kind === 'NOP'
       ? { ok: true, facts: { kind: 'success', bytes: 0 } }
       : { ok: false, reason: 'Fail packet', facts: { kind: 'fail-packet', bytes: 0 } };
+  }
+  const problem = execProblem(header, opts.allowJobParams);
+  if (problem) {
+    stop();
+    return { ok: false, reason: `${problem}; the command was not started`, facts: { kind: 'bad-packet', bytes: 0 } };
   }
   const argv: Buffer[] = [Buffer.from(opts.command), ...opts.params];
   if (opts.allowJobParams) argv.push(...header.cmd.params);
@@ -178,7 +195,7 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
       bytes = at - startOffset;
     }
     const stderrTail = (tail ? await tail.take() : opts.keepStderrTail && opts.outputFile ? fileTail(opts.outputFile) : undefined) || undefined;
-    const outcome = judge(exit, delivery, unread);
+    const outcome = judge(exit, delivery, unread, execBytes(header, opts.allowJobParams));
     if (interrupts.signal && !exit.startError) {
       return { ok: false, reason: `interrupted by ${interrupts.signal}`, interrupted: interrupts.signal, facts: { kind: 'interrupted', signal: interrupts.signal, bytes, stderrTail } };
     }

@@ -34,6 +34,8 @@ export interface ReceiverExit {
   timedOut: boolean;
   /** The command could not be started at all (not found, not executable). */
   startError?: string;
+  /** The errno of the exec that failed, when known (E2BIG: argv and environment too large). */
+  startErrno?: number;
 }
 
 export class Receiver {

@@ -1,0 +1,97 @@
+// Hostile packets and hostile queue contents: whoever can drop a file into a queue controls
+// every byte of a packet, its name and its type. A packet may make its own job fail; it may
+// never set the receiver's environment, take another packet's place, or hang the processor
+// (spec/processing.md, "Threat model"). Packets here are built byte by byte with fspool's own
+// encoder, which writes whatever bytes it is given, including those a sender could not have.
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { encodeHeader } from '../src/packet/codec.js';
+import type { CmdType } from '../src/packet/header.js';
+import { exists, jobFiles, nextseq, put } from './helpers/queue.js';
+import { fspool, makeQueue, tempDir } from './helpers/cli.js';
+
+const b = (s: string) => Buffer.from(s, 'latin1');
+
+/** A Command packet with exactly these params and variables (names without FSPL_SET_). */
+function packet(seq: number, env: Array<[Buffer, Buffer]>, payload = 'payload', params: Buffer[] = []): Buffer {
+  const cmd: CmdType = { kind: 'Command', params, env };
+  return Buffer.concat([encodeHeader({ seq: BigInt(seq), ctimeSecs: 1_700_000_000n, ctimeNanos: seq, cmd }), b(payload)]);
+}
+
+/** The environment every fspool gets in these tests, so that a receiver's is known exactly. */
+const BASE_ENV = { PATH: process.env.PATH!, LANG: 'C', HOME: '/nonexistent' };
+
+describe('packet variables reach the receiver only as FSPL_SET_<NAME>', () => {
+  const injections: Array<[string, Buffer]> = [
+    ['TAR_OPTIONS through a NUL in the name', b('X\0TAR_OPTIONS=--checkpoint=1 --checkpoint-action=exec=touch PWNED')],
+    ['a bash function through a NUL in the name', b('X\0BASH_FUNC_cat%%=() { touch PWNED; }')],
+    ['LD_PRELOAD through a NUL in the name', b('X\0LD_PRELOAD=/nonexistent/evil.so')],
+    ['another name through "="', b('PATH=/tmp/evil:/usr/bin')],
+  ];
+  for (const [what, name] of injections) {
+    it(`refuses ${what}: the job fails, the receiver never starts, the queue goes on`, () => {
+      const dir = tempDir();
+      const q = makeQueue(dir);
+      put(q, packet(1, [[name, b('value')]]));
+      put(q, packet(2, [[b('GOOD'), b('yes')]], 'second'));
+      const out = join(dir, 'out');
+      const r = fspool(['queue-process', '-q', q, '--on-error', 'delete', 'sh', '--', '-c', 'echo "$FSPL_SEQ $FSPL_SET_GOOD" >> "$0"; tar --version >/dev/null 2>&1; cat >/dev/null', out], {
+        env: BASE_ENV,
+        cwd: dir,
+      });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/job 1 .*failed: the packet's variable name .* (NUL byte|"=").*the command was not started/);
+      expect(readFileSync(out, 'utf8')).toBe('2 yes\n');
+      expect(exists(join(dir, 'PWNED'))).toBe(false);
+      expect(nextseq(q)).toBe('3');
+      expect(jobFiles(q)).toEqual([]);
+    });
+  }
+
+  it('refuses them in stdin-process too (exit 1, nothing run)', () => {
+    const dir = tempDir();
+    const r = fspool(['stdin-process', 'sh', '--', '-c', 'touch "$0"', join(dir, 'ran')], { input: packet(1, [[b('X\0LD_PRELOAD=/x.so'), b('v')]]), env: BASE_ENV });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/NUL byte/);
+    expect(exists(join(dir, 'ran'))).toBe(false);
+  });
+
+  it('property: the receiver sees exactly its own environment plus the FSPL_* entries, whatever bytes the names and values hold', () => {
+    const dir = tempDir();
+    const dump = join(dir, 'environ');
+    const byte = fc.integer({ min: 0, max: 255 });
+    // Mostly printable, sometimes any byte: NUL, '=', newlines, non-UTF-8.
+    const bytes = fc.oneof(
+      { weight: 3, arbitrary: fc.array(fc.integer({ min: 0x21, max: 0x7e }), { minLength: 1, maxLength: 8 }) },
+      { weight: 2, arbitrary: fc.array(byte, { minLength: 0, maxLength: 8 }) },
+    );
+    const entry = fc.tuple(bytes, bytes).map(([k, v]) => [Buffer.from(k), Buffer.from(v)] as [Buffer, Buffer]);
+    fc.assert(
+      fc.property(fc.array(entry, { maxLength: 4 }), (env) => {
+        const r = fspool(['stdin-process', 'sh', '--', '-c', 'cat /proc/$$/environ > "$0"', dump], { input: packet(7, env), env: BASE_ENV });
+        const names = env.map(([k]) => k);
+        const refused = names.some((k) => k.includes(0) || k.includes(0x3d)) || env.some(([, v]) => v.includes(0));
+        if (refused) {
+          expect(r.code).toBe(1);
+          return;
+        }
+        expect(r.code, r.stderr).toBe(0);
+        const seen = readFileSync(dump).toString('latin1').split('\0').filter((e) => e !== '');
+        // /proc/$$/environ is the shell's environment as exec'd: exactly what fspool gave it.
+        const own = Object.entries(BASE_ENV).map(([k, v]) => `${k}=${v}`);
+        const fsplVars = ['FSPL_SEQ=7', 'FSPL_CTIME_SECS=1700000000', 'FSPL_CTIME_NANOS=7', 'FSPL_CTIME_RFC3339_UTC=2023-11-14T22:13:20Z'];
+        // One entry per name; the last value given wins, as in fspl.
+        const set = new Map<string, string>();
+        for (const [k, v] of env) set.set(`FSPL_SET_${k.toString('latin1')}`, v.toString('latin1'));
+        const expected = [...own, ...fsplVars, ...[...set].map(([k, v]) => `${k}=${v}`)].sort();
+        const local = seen.filter((e) => e.startsWith('FSPL_CTIME_RFC3339_LOCAL='));
+        expect(local).toHaveLength(1);
+        expect(seen.filter((e) => !local.includes(e)).sort()).toEqual(expected);
+        rmSync(dump, { force: true });
+      }),
+      { numRuns: 30, seed: 1010 },
+    );
+  }, 120_000);
+});
