@@ -3,14 +3,14 @@
 // never set the receiver's environment, take another packet's place, or hang the processor
 // (spec/processing.md, "Threat model"). Packets here are built byte by byte with fspool's own
 // encoder, which writes whatever bytes it is given, including those a sender could not have.
-import { readFileSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeHeader } from '../src/packet/codec.js';
 import type { CmdType } from '../src/packet/header.js';
 import { exists, jobFiles, nextseq, put } from './helpers/queue.js';
-import { fspool, makeQueue, tempDir } from './helpers/cli.js';
+import { fspool, makeQueue, runSync, tempDir } from './helpers/cli.js';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
 
@@ -95,3 +95,127 @@ describe('packet variables reach the receiver only as FSPL_SET_<NAME>', () => {
     );
   }, 120_000);
 });
+
+/** A plain packet as a sender makes it (no hostile bytes), with this payload. */
+const plain = (seq: number, payload: string) => packet(seq, [], payload);
+
+/** Every reader and the processor, each of which must finish (not hang) on this queue. */
+function everyCommand(q: string): Array<[string, string[]]> {
+  return [
+    ['queue-ls', ['queue-ls', '-q', q]],
+    ['queue-status', ['queue-status', '-q', q]],
+    ['queue-info', ['queue-info', '-q', q, '-j', '1']],
+    ['queue-payload', ['queue-payload', '-q', q, '-j', '1']],
+    ['queue-clean', ['queue-clean', '-q', q, '--dry-run']],
+    ['queue-process', ['queue-process', '-q', q, 'cat']],
+  ];
+}
+
+describe('job names that are not regular files', () => {
+  const kinds: Array<[string, (jobs: string, dir: string) => void]> = [
+    ['a FIFO', (jobs) => runOk('mkfifo', [join(jobs, 'fspl-fifo.fspl')])],
+    ['a symlink to a FIFO', (jobs, dir) => (runOk('mkfifo', [join(dir, 'fifo')]), symlinkSync(join(dir, 'fifo'), join(jobs, 'fspl-link.fspl')))],
+    ['a symlink to a packet', (jobs, dir) => (writeFileSync(join(dir, 'elsewhere'), plain(2, 'x')), symlinkSync(join(dir, 'elsewhere'), join(jobs, 'fspl-link.fspl')))],
+    ['a directory', (jobs) => mkdirSync(join(jobs, 'fspl-dir.fspl'))],
+  ];
+  for (const [what, make] of kinds) {
+    it(`${what} is reported as unreadable by every command, and none of them hangs`, () => {
+      const dir = tempDir();
+      const q = makeQueue(dir);
+      put(q, plain(1, 'one'));
+      make(join(q, 'jobs'), dir);
+      for (const [name, args] of everyCommand(q)) {
+        const r = fspool(args, { timeoutMs: 30_000 });
+        expect(r.signal, `${name} hung`).toBe(null);
+        expect(r.code, `${name}: ${r.stderr}`).not.toBe(null);
+      }
+      const ls = fspool(['queue-ls', '-q', q]);
+      expect(ls.stderr).toMatch(/job files must be regular files/);
+      expect(nextseq(q)).toBe('2');
+    });
+  }
+});
+
+describe('a job file replaced between the scan and its run', () => {
+  it('is forgotten and looked at again: the packet now under the name runs, nothing is destroyed unrun', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    const name2 = put(q, plain(2, 'original'));
+    const spare = join(dir, 'replacement');
+    writeFileSync(spare, packet(2, [[b('V'), b('2')]], 'replacement'));
+    // Job 1's receiver renames another packet with seq 2 over job 2's name, after the scan.
+    const script = `if [ "$FSPL_SEQ" = 1 ]; then mv "$1" "$2"; fi; echo "$FSPL_SEQ $(cat)" >> "$0"`;
+    const out = join(dir, 'out');
+    const r = fspool(['queue-process', '-q', q, '--on-error', 'delete', 'sh', '--', '-c', script, out, spare, join(q, 'jobs', name2)]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/removed or replaced before it could run; looking again/);
+    expect(readFileSync(out, 'utf8')).toBe('1 one\n2 replacement\n');
+    expect(nextseq(q)).toBe('3');
+  });
+
+  it('a FIFO renamed over the due job hangs nothing: it is reported, and the queue waits for seq 2', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    const name2 = put(q, plain(2, 'two'));
+    const script = `if [ "$FSPL_SEQ" = 1 ]; then mkfifo "$0.fifo" && mv "$0.fifo" "$0"; fi; cat > /dev/null`;
+    const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', script, join(q, 'jobs', name2)], { timeoutMs: 30_000 });
+    expect(r.signal).toBe(null);
+    expect(r.stderr).toMatch(/a FIFO; job files must be regular files/);
+    expect(nextseq(q)).toBe('2');
+  });
+
+  it('a packet renamed over the running job is not deleted in its place', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const name1 = put(q, plain(1, 'one'));
+    const spare = join(dir, 'newcomer');
+    writeFileSync(spare, plain(5, 'newcomer'));
+    // The receiver renames a new packet over its own job's name while it runs.
+    const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'mv "$0" "$1"; cat > /dev/null', spare, join(q, 'jobs', name1)]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(nextseq(q)).toBe('2');
+    expect(jobFiles(q)).toEqual([name1]);
+    expect(readFileSync(join(q, 'jobs', name1))).toEqual(plain(5, 'newcomer'));
+  });
+});
+
+describe('hostile names', () => {
+  it('a newline in a job name does not hide the job: it is listed (escaped) and run', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'), 'fspl-a\nb.fspl');
+    put(q, plain(2, 'two'), 'fspl-\x1b[31mred\x1b[0m.fspl');
+    const ls = fspool(['queue-ls', '-q', q]);
+    expect(ls.code, ls.stderr).toBe(0);
+    const text = ls.stdout.toString();
+    expect(text).toContain('fspl-a\\x0ab.fspl');
+    expect(text).toContain('fspl-\\x1b[31mred\\x1b[0m.fspl');
+    expect(text).not.toContain('\x1b');
+    expect(text.trim().split('\n')).toHaveLength(3);
+    const r = fspool(['queue-process', '-q', q, 'cat']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.toString()).toBe('onetwo');
+    expect(r.stderr).not.toContain('\x1b');
+  });
+
+  it('--output-to saveboth writes a fresh NAME.out, never through a symlink placed there', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const name = put(q, plain(1, 'one'));
+    const victim = join(dir, 'victim');
+    writeFileSync(victim, 'precious\n');
+    symlinkSync(victim, join(q, 'jobs', `${name}.out`));
+    const r = fspool(['queue-process', '-q', q, '--output-to', 'saveboth', '--never-delete', 'sh', '--', '-c', 'echo out; cat']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+    expect(lstatSync(join(q, 'jobs', `${name}.out`)).isFile()).toBe(true);
+    expect(readFileSync(join(q, 'jobs', `${name}.out`), 'utf8')).toBe('out\none');
+  });
+});
+
+function runOk(cmd: string, args: string[]): void {
+  const r = runSync(cmd, args);
+  if (r.code !== 0) throw new Error(`${cmd} failed: ${r.stderr}`);
+}

@@ -4,6 +4,7 @@ import { log } from '../log.js';
 import { Progress } from '../progress.js';
 import type { Header } from '../packet/header.js';
 import { execBytes, execProblem, type JobLocation, jobEnv } from '../packet/jobenv.js';
+import { createFresh } from '../queue/jobfile.js';
 import { fdOffset } from '../sys/fd.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { type Delivery, deliver, type PayloadStream } from './deliver.js';
@@ -116,7 +117,7 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
   if (header.cmd.kind !== 'Command') {
     stop();
     // As fspl: saveboth leaves an (empty) output file for every job it handled.
-    if (opts.outputFile) closeSync(openSync(opts.outputFile, 'w', 0o644));
+    if (opts.outputFile) closeSync(createFresh(opts.outputFile));
     return header.cmd.kind === 'NOP'
       ? { ok: true, facts: { kind: 'success', bytes: 0 } }
       : { ok: false, reason: 'Fail packet', facts: { kind: 'fail-packet', bytes: 0 } };
@@ -148,7 +149,7 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
     } else {
       stdin = job.payload.kind === 'fd' ? job.payload.fd : 'pipe';
     }
-    if (opts.outputFile) outFd = openSync(opts.outputFile, 'w', 0o644);
+    if (opts.outputFile) outFd = createFresh(opts.outputFile);
     else if (opts.keepStderrTail) tail = new StderrTail();
     if (job.payload.kind === 'fd' && !opts.ignorePayload) startOffset = job.payload.offset ?? fdOffset(job.payload.fd);
     receiver = new Receiver({
@@ -168,9 +169,8 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
     if (e instanceof ExecError) return { ok: false, reason: `cannot run command: ${e.message}`, facts: { kind: 'cannot-start' } };
     throw e;
   }
-  // The receiver holds its own copies now.
+  // The receiver holds its own copies now (the output file's fd stays, to read its tail).
   if (nullFd !== undefined) closeSync(nullFd);
-  if (outFd !== undefined) closeSync(outFd);
   tail?.spawned();
   crashPoint('receiver-running');
 
@@ -194,7 +194,7 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
       unread = Math.max(0, fstatSync(fd).size - at);
       bytes = at - startOffset;
     }
-    const stderrTail = (tail ? await tail.take() : opts.keepStderrTail && opts.outputFile ? fileTail(opts.outputFile) : undefined) || undefined;
+    const stderrTail = (tail ? await tail.take() : opts.keepStderrTail && outFd !== undefined ? fileTail(outFd) : undefined) || undefined;
     const outcome = judge(exit, delivery, unread, execBytes(header, opts.allowJobParams));
     if (interrupts.signal && !exit.startError) {
       return { ok: false, reason: `interrupted by ${interrupts.signal}`, interrupted: interrupts.signal, facts: { kind: 'interrupted', signal: interrupts.signal, bytes, stderrTail } };
@@ -202,6 +202,7 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
     return { ...outcome, facts: { ...outcome.facts!, bytes, stderrTail } };
   } finally {
     if (watcher) clearInterval(watcher);
+    if (outFd !== undefined) closeSync(outFd);
     receiver.release();
     unforward();
   }

@@ -12,7 +12,11 @@ import { log } from '../log.js';
 import { PacketError } from '../packet/codec.js';
 import { type Action, type Attempt, FAILURES, type Journal, type JobRef, type OrderBy, packetId, type RunRow } from '../queue/journal.js';
 import { quarantineJob } from '../queue/quarantine.js';
+import { stillNames } from '../queue/jobfile.js';
 import type { Queue, ScannedJob } from '../queue/queue.js';
+
+/** A job file as a scan found it: its name, and the identity of what was read. */
+type JobFile = Pick<ScannedJob, 'name' | 'identity'>;
 import type { Staged } from '../queue/seqfile.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { interrupts } from './interrupts.js';
@@ -123,7 +127,7 @@ export function carryOut(
   queue: Queue,
   journal: Journal,
   job: { id: number | undefined; seq: bigint; orderBy: OrderBy; action: Action; note: object },
-  names: string[],
+  files: JobFile[],
   recovering: boolean,
   staged?: Staged,
 ): string | undefined {
@@ -133,12 +137,15 @@ export function carryOut(
       crashPoint('nextseq-written');
     }
   }
+  // Only the files that were read: a packet renamed over one of the names since is another
+  // packet, left for the next look.
+  const ours = files.filter((f) => !f.identity || stillNames(queue.jobPath(f.name), f.identity));
   let movedTo: string | undefined;
   if (job.action === 'quarantine') {
-    for (const n of names) movedTo ??= quarantineJob(queue, n, job.note);
+    for (const f of ours) movedTo ??= quarantineJob(queue, f.name, job.note);
     crashPoint('quarantined');
   } else if (job.action === 'delete') {
-    remove(names.map((n) => queue.jobPath(n)));
+    remove(ours.map((f) => queue.jobPath(f.name)));
     crashPoint('files-removed');
   }
   journal.done(job.id, recovering ? 'recovered' : 'done', movedTo);
@@ -156,10 +163,10 @@ export function remove(paths: string[]): void {
 }
 
 /** Carry out the action of a run that just ended (recorded by record()). */
-export function commitJob(queue: Queue, journal: Journal, ran: Ran, action: Action, orderBy: OrderBy, names: string[], label: string, staged?: Staged): void {
+export function commitJob(queue: Queue, journal: Journal, ran: Ran, action: Action, orderBy: OrderBy, files: JobFile[], label: string, staged?: Staged): void {
   const ref = ran.attempt.job;
   const note = action === 'quarantine' ? quarantineNote(ref, ran.outcome, ran.attempt.attempt, journal.failures(ref.packet)) : {};
-  const movedTo = carryOut(queue, journal, { id: ran.attempt.id, seq: ref.seq, orderBy, action, note }, names, false, staged);
+  const movedTo = carryOut(queue, journal, { id: ran.attempt.id, seq: ref.seq, orderBy, action, note }, files, false, staged);
   if (movedTo) log.warn(`${label} moved to quarantine: ${queue.dir.replace(/\/$/, '')}/${movedTo}`);
 }
 
@@ -202,19 +209,19 @@ export function recover(queue: Queue, journal: Journal, jobs: ScannedJob[]): str
   }
   const pending = journal.pending();
   if (pending.length === 0) return [];
-  const ids = new Map<string, string[]>();
+  const ids = new Map<string, ScannedJob[]>();
   for (const j of jobs) {
     if (!j.header) continue;
     const id = packetId(j.header);
-    ids.set(id, [...(ids.get(id) ?? []), j.name]);
+    ids.set(id, [...(ids.get(id) ?? []), j]);
   }
   const gone: string[] = [];
   for (const r of pending) {
-    const names = ids.get(r.packet) ?? [];
+    const files = ids.get(r.packet) ?? [];
     const action = r.action!;
     const note = recoveredNote(r);
-    const movedTo = carryOut(queue, journal, { id: r.id, seq: r.seq, orderBy: r.orderBy, action, note }, names, true);
-    if (action !== 'keep') gone.push(...names);
+    const movedTo = carryOut(queue, journal, { id: r.id, seq: r.seq, orderBy: r.orderBy, action, note }, files, true);
+    if (action !== 'keep') gone.push(...files.map((f) => f.name));
     const what = r.outcome === 'success' ? 'succeeded' : `failed (${r.outcome})`;
     log.warn(
       `job ${r.seq} (${queue.jobPath(r.file)}) ${what} at ${iso(r.endedAt ?? r.startedAt)}, but fspool stopped before it was done with it; ` +

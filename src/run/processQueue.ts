@@ -1,14 +1,17 @@
 // queue-process: run a queue's jobs strictly in sequence order (or by timestamp), one at a
 // time, under the flock on nextseq.lock. The life of a job is in spec/job-lifecycle.md.
-import { closeSync, openSync, watch as watch_ } from 'node:fs';
+import { closeSync, type Stats, watch as watch_ } from 'node:fs';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
+import { encodeHeader } from '../packet/codec.js';
 import { type Header, U64_MAX } from '../packet/header.js';
+import { identityOf, NotAJobFile, openJobFile, sameIdentity } from '../queue/jobfile.js';
 import { COMMITTING, type Journal, packetId } from '../queue/journal.js';
 import { identical, JOB_NAME, type Queue, type ScannedJob } from '../queue/queue.js';
 import { attachState, PROCESSOR_BUSY_MS } from '../queue/state.js';
 import { crashPoint } from '../sys/crashPoint.js';
+import { native } from '../sys/native.js';
 import { interrupts } from './interrupts.js';
 import { type DeliveryMode, preparePayload } from './source.js';
 import { type Outcome, type RunOptions, runJob } from './job.js';
@@ -128,14 +131,25 @@ function reportGap(index: JobIndex, next: bigint): void {
 async function runFile(queue: Queue, job: Readable, opts: ProcessOptions): Promise<Outcome | 'vanished'> {
   const location = { filename: job.name, queuedir: queue.dir, fullpath: job.path };
   const run: RunOptions = { ...opts, outputFile: opts.saveOutput ? `${job.path}.out` : undefined, keepStderrTail: true };
-  const open = () => openSync(job.path, 'r');
-  let fd: number;
-  try {
-    fd = open();
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'vanished';
-    throw e;
-  }
+  /** The file the scan read, still under its name; undefined if it was removed or replaced since. */
+  const open = (): number | undefined => {
+    let opened: { fd: number; stat: Stats };
+    try {
+      opened = openJobFile(job.path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || e instanceof NotAJobFile) return undefined;
+      throw e;
+    }
+    if (job.identity && !sameIdentity(job.identity, identityOf(opened.stat))) {
+      closeSync(opened.fd);
+      return undefined;
+    }
+    // The receiver may get this fd as its stdin, which must be blocking.
+    native().clearNonblock(opened.fd);
+    return opened.fd;
+  };
+  const fd = open();
+  if (fd === undefined) return 'vanished';
   const extraFds: number[] = [];
   let cleanup = () => {};
   try {
@@ -148,13 +162,19 @@ async function runFile(queue: Queue, job: Readable, opts: ProcessOptions): Promi
       spoolDir: queue.spoolDir,
       reopen: async () => {
         const again = open();
+        if (again === undefined) throw new FspoolError(`${job.path} was removed or replaced while it was being verified`);
         extraFds.push(again);
         return openPacket(again, opts.decode, 0);
       },
     });
     if (!prepared.ok) return { ok: false, reason: prepared.reason };
     cleanup = prepared.cleanup;
-    if (prepared.header.seq !== job.header.seq) return { ok: false, reason: `the file now holds seq ${prepared.header.seq}, not ${job.header.seq}` };
+    // Same identity, so the same bytes: unless a header differs, which only a file rewritten
+    // in place within the same second and size could do. That is another packet, not this job.
+    if (!encodeHeader(prepared.header).equals(encodeHeader(job.header))) {
+      if (prepared.payload.kind === 'stream') prepared.payload.abort();
+      return 'vanished';
+    }
     return await runJob({ header: prepared.header, location, payload: prepared.payload }, run);
   } catch (e) {
     if (e instanceof FspoolError && e.exitCode === 2) throw e;
@@ -325,7 +345,7 @@ async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, j
     const label = `job ${next} (${job.path})`;
     const ran = await runAttempts(journal, jobRef(job), 'sequence', label, opts, () => runFile(queue, job, opts));
     if (ran === 'vanished') {
-      log.warn(`job ${next} (${job.path}) was removed before it could run; looking again`);
+      log.warn(`job ${next} (${job.path}) was removed or replaced before it could run; looking again`);
       index.forget(job.name);
       continue;
     }
@@ -345,7 +365,7 @@ async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, j
       // durably; then the file. A crash between the two leaves a stale file, never a re-run.
       const ready = staged;
       staged = undefined;
-      await commit(async () => commitJob(queue, journal, ran, action!, 'sequence', candidates.map((c) => c.name), label, await ready), label);
+      await commit(async () => commitJob(queue, journal, ran, action!, 'sequence', candidates, label, await ready), label);
     } finally {
       // Not used after all: never leave the temp file being written once the lock is dropped.
       if (staged) await staged.then((s) => s.abort(), () => {});
@@ -372,14 +392,14 @@ async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions, 
     const label = `job ${job.header.seq} (${job.path})`;
     const ran = await runAttempts(journal, jobRef(job), 'timestamp', label, opts, () => runFile(queue, job, opts));
     if (ran === 'vanished') {
-      log.warn(`job ${job.header.seq} (${job.path}) was removed before it could run`);
+      log.warn(`job ${job.header.seq} (${job.path}) was removed or replaced before it could run`);
       continue;
     }
     if (budget.left !== undefined) budget.left--;
     const action = decide(ran.outcome, opts);
     record(journal, ran, action);
     if (!settle(ran.outcome, label, opts)) return 0;
-    await commit(() => commitJob(queue, journal, ran, action!, 'timestamp', [job.name], label), label);
+    await commit(() => commitJob(queue, journal, ran, action!, 'timestamp', [job], label), label);
   }
   return 0;
 }
