@@ -11,6 +11,7 @@ import { encodeHeader } from '../src/packet/codec.js';
 import type { CmdType } from '../src/packet/header.js';
 import { exists, jobFiles, nextseq, put } from './helpers/queue.js';
 import { fspool, makeQueue, runSync, tempDir } from './helpers/cli.js';
+import { makeKey } from './helpers/keys.js';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
 
@@ -219,3 +220,56 @@ function runOk(cmd: string, args: string[]): void {
   const r = runSync(cmd, args);
   if (r.code !== 0) throw new Error(`${cmd} failed: ${r.stderr}`);
 }
+
+describe('--require-signature: a packet that does not prove the signature is no job', () => {
+  const dir = tempDir();
+  const sender = makeKey('sender', dir);
+  const forger = makeKey('forger', dir);
+  const signed = (seq: number, payload: string, key = sender) => {
+    const seqfile = join(dir, `seq-${seq}-${Math.random()}`);
+    writeFileSync(seqfile, `${seq}\n`);
+    const r = fspool(['prepare', '-s', seqfile, '-i', '-', '--sign-with', key.sec], { input: payload });
+    if (r.code !== 0) throw new Error(r.stderr);
+    return r.stdout;
+  };
+  const process = (q: string, onError: string) =>
+    fspool(['queue-process', '-q', q, '--require-signature', sender.pub, '--on-error', onError, 'sh', '--', '-c', 'echo "$FSPL_SEQ $(cat)" >> "$0"', join(q, '..', 'out')]);
+
+  const unsigned = (seq: number) => plain(seq, 'forged');
+  const otherKey = (seq: number) => signed(seq, 'forged', forger);
+  for (const [what, forge, onError] of [
+    ['an unsigned packet', unsigned, 'delete'],
+    ['an unsigned packet', unsigned, 'quarantine'],
+    ['a packet signed by another key', otherKey, 'retry'],
+  ] as const) {
+    {
+      it(`${what} with the due seq does not take the signed one's place (--on-error ${onError})`, () => {
+        const d = tempDir();
+        const q = makeQueue(d);
+        put(q, signed(1, 'one'));
+        const forged = put(q, forge(2));
+        let r = process(q, onError);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stderr).toMatch(/claims seq 2 but fails --require-signature/);
+        expect(nextseq(q)).toBe('2');
+        // The genuine packet arrives late: it runs as seq 2; the forged file is still only reported.
+        put(q, signed(2, 'two'));
+        r = process(q, onError);
+        expect(r.code, r.stderr).toBe(0);
+        expect(readFileSync(join(d, 'out'), 'utf8')).toBe('1 one\n2 two\n');
+        expect(nextseq(q)).toBe('3');
+        expect(jobFiles(q)).toEqual([forged]);
+      });
+    }
+  }
+
+  it('a forged packet beside the genuine one does not make the seq ambiguous', () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    put(q, signed(1, 'one'));
+    put(q, plain(1, 'forged'));
+    const r = process(q, 'retry');
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(d, 'out'), 'utf8')).toBe('1 one\n');
+  });
+});

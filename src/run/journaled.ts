@@ -33,6 +33,13 @@ export interface RetryOptions {
   backoffSeconds: number;
 }
 
+/**
+ * A job file that turned out not to be the job after all, so no run of it is recorded:
+ * `vanished`, removed or replaced since the scan (look again); `unverified`, a required
+ * signature is missing or wrong (the file is unreadable, whatever seq it claims).
+ */
+export type Skip = { skip: 'vanished' } | { skip: 'unverified'; reason: string };
+
 export interface Ran {
   outcome: Outcome;
   attempt: Attempt;
@@ -64,17 +71,17 @@ export async function runAttempts(
   orderBy: OrderBy,
   label: string,
   opts: RetryOptions,
-  run: () => Promise<Outcome | 'vanished'>,
-): Promise<Ran | 'vanished'> {
+  run: () => Promise<Outcome | Skip>,
+): Promise<Ran | Skip> {
   for (let retry = 1; ; retry++) {
     // The first attempt's row and the packet's earlier success come in one transaction.
     const { lastSuccess: before, ...attempt } = journal.begin(ref, orderBy, retry === 1);
     if (before) log.warn(`${label} already ran successfully at ${iso(before.endedAt ?? before.startedAt)} (journal); running it again because it is due once more`);
     crashPoint('attempt-recorded');
     const outcome = await run();
-    if (outcome === 'vanished') {
+    if ('skip' in outcome) {
       journal.discard(attempt);
-      return 'vanished';
+      return outcome;
     }
     crashPoint('receiver-exited');
     const facts = factsOf(outcome);
