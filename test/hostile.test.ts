@@ -9,8 +9,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeHeader } from '../src/packet/codec.js';
 import type { CmdType } from '../src/packet/header.js';
-import { exists, jobFiles, nextseq, put } from './helpers/queue.js';
-import { fspool, makeQueue, runSync, tempDir } from './helpers/cli.js';
+import { exists, jobFiles, nextseq, put, sleep } from './helpers/queue.js';
+import { FSPOOL, fspool, makeQueue, runAsync, runSync, tempDir } from './helpers/cli.js';
 import { makeKey } from './helpers/keys.js';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
@@ -271,5 +271,64 @@ describe('--require-signature: a packet that does not prove the signature is no 
     const r = process(q, 'retry');
     expect(r.code, r.stderr).toBe(0);
     expect(readFileSync(join(d, 'out'), 'utf8')).toBe('1 one\n');
+  });
+});
+
+describe('durations of any length', () => {
+  it('--timeout of 25 days lets a receiver run (Node timers alone would fire at once)', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    const r = fspool(['queue-process', '-q', q, '--timeout', '2200000', '--on-error', 'delete', 'sh', '--', '-c', 'sleep 1; cat']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.toString()).toBe('one');
+    expect(r.stderr).not.toMatch(/TimeoutOverflowWarning|timed out/);
+  });
+
+  it('--grace of 25 days gives a timed-out receiver its grace instead of an immediate SIGKILL', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    const script = 'trap "sleep 1; echo graceful >&2; exit 3" TERM; sleep 30 & wait';
+    const r = fspool(['queue-process', '-q', q, '--timeout', '1', '--grace', '2200000', 'sh', '--', '-c', script]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/graceful/);
+    expect(r.stderr).toMatch(/timed out; command exited with status 3/);
+  });
+
+  it('--rescan of 25 days under --watch waits quietly instead of spinning', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '2200000', 'cat']);
+    await sleep(3000);
+    const [utime, stime] = readFileSync(`/proc/${w.pid}/stat`, 'latin1').split(') ')[1]!.split(' ').slice(11, 13).map(Number);
+    process.kill(w.pid, 'SIGTERM');
+    const r = await w.done;
+    expect(r.stderr).not.toMatch(/TimeoutOverflowWarning/);
+    // Clock ticks of CPU over three seconds of waiting: start-up only, nowhere near a spin.
+    expect(utime! + stime!).toBeLessThan(150);
+  });
+
+  it('refuses a --rescan below a second, and durations that are not numbers, as usage errors', () => {
+    const q = makeQueue(tempDir());
+    for (const bad of [['--rescan', '0'], ['--timeout', 'soon'], ['--grace', '-1'], ['--timeout', '1e400']]) {
+      const r = fspool(['queue-process', '-q', q, '--watch', ...bad, 'cat']);
+      expect(r.code, bad.join(' ')).toBe(2);
+    }
+  });
+});
+
+describe('--decoder-timeout', () => {
+  it('a decoder that never gives a header is killed, the file counted unreadable, and nothing hangs', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    for (const cmd of ['queue-ls', 'queue-process']) {
+      const args = cmd === 'queue-ls' ? [cmd, '-q', q] : [cmd, '-q', q, 'cat'];
+      const r = fspool([...args, '-d', 'sleep 600', '--decoder-timeout', '1'], { timeoutMs: 60_000 });
+      expect(r.signal, `${cmd} hung`).toBe(null);
+      expect(r.stderr).toMatch(/gave no packet header within 1s \(--decoder-timeout\)/);
+    }
+    expect(nextseq(q)).toBe('1');
   });
 });
