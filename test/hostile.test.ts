@@ -332,3 +332,36 @@ describe('--decoder-timeout', () => {
     expect(nextseq(q)).toBe('1');
   });
 });
+
+describe('a journal taken away during a run', () => {
+  it('is not reported as fspool dying: the job is done, and the next run says the outcome went unrecorded', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    expect(fspool(['queue-ls', '-q', q]).code).toBe(0); // creates QUEUE/fspool/state.db
+    const db = join(q, 'fspool', 'state.db');
+    const flag = join(dir, 'locked');
+    // The receiver has another program take the database's exclusive lock and keep it for a
+    // while after the receiver exits: the outcome cannot be journaled.
+    const hold = `import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+c.execute("BEGIN EXCLUSIVE")
+open(sys.argv[2], "w").close()
+time.sleep(3.5)`;
+    const script = 'python3 -c "$0" "$1" "$2" </dev/null >/dev/null 2>&1 & while [ ! -e "$2" ]; do sleep 0.05; done; cat >/dev/null';
+    let r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', script, hold, db, flag]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/state database .* is locked by another process/);
+    expect(nextseq(q)).toBe('2');
+    // Wait for the lock to go.
+    for (let i = 0; i < 200 && runSync('python3', ['-c', 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1], timeout=0.1); c.execute("BEGIN IMMEDIATE")', db]).code !== 0; i++) {
+      runSync('sleep', ['0.1']);
+    }
+    r = fspool(['queue-process', '-q', q, 'cat']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/died while it ran/);
+    expect(r.stderr).toMatch(/ended while the journal was unavailable; the queue has moved past it/);
+    const h = fspool(['queue-history', '-q', q, '--json']);
+    expect(JSON.parse(h.stdout.toString()).runs.map((x: { outcome: string }) => x.outcome)).toEqual(['unrecorded']);
+  });
+});

@@ -209,10 +209,15 @@ export function quarantineNote(ref: JobRef, outcome: Outcome, attempts: number, 
  * moved, for the caller's picture of jobs/.
  */
 export function recover(queue: Queue, journal: Journal, jobs: ScannedJob[]): string[] {
-  for (const r of journal.markCrashed()) {
+  const next = queue.nextseq.readIfExists();
+  const { crashed, unrecorded } = journal.closeAbandoned((r) => r.orderBy === 'sequence' && next !== undefined && r.seq < next);
+  for (const r of crashed) {
     log.warn(
       `job ${r.seq} (${queue.jobPath(r.file)}): attempt ${r.attempt}, started at ${iso(r.startedAt)} by fspool pid ${r.pid}, was interrupted: fspool died while it ran; the job runs again when due`,
     );
+  }
+  for (const r of unrecorded) {
+    log.info(`job ${r.seq} (${queue.jobPath(r.file)}): attempt ${r.attempt}, started at ${iso(r.startedAt)} by fspool pid ${r.pid}, ended while the journal was unavailable; the queue has moved past it`);
   }
   const pending = journal.pending();
   if (pending.length === 0) return [];
