@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeHeader } from '../src/packet/codec.js';
 import type { CmdType } from '../src/packet/header.js';
-import { exists, jobFiles, nextseq, put, sleep } from './helpers/queue.js';
+import { exists, jobFiles, nextseq, put, sleep, waitFor } from './helpers/queue.js';
 import { FSPOOL, fspool, makeQueue, runAsync, runSync, tempDir } from './helpers/cli.js';
 import { makeKey } from './helpers/keys.js';
 
@@ -363,5 +363,76 @@ time.sleep(3.5)`;
     expect(r.stderr).toMatch(/ended while the journal was unavailable; the queue has moved past it/);
     const h = fspool(['queue-history', '-q', q, '--json']);
     expect(JSON.parse(h.stdout.toString()).runs.map((x: { outcome: string }) => x.outcome)).toEqual(['unrecorded']);
+  });
+});
+
+describe('judgements the probe left open', () => {
+  it('a receiver told to stop that took the whole payload and exited 0 is done, not run again', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    const out = join(dir, 'out');
+    const script = 'cat >> "$0"; trap "exit 0" INT; touch "$0.ready"; while :; do sleep 0.1; done';
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, 'sh', '--', '-c', script, out]);
+    await waitFor('the receiver to have read its payload', () => exists(`${out}.ready`));
+    process.kill(w.pid, 'SIGINT');
+    const r = await w.done;
+    expect(r.code).toBe(130);
+    expect(nextseq(q)).toBe('2');
+    expect(fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'cat >> "$0"', out]).code).toBe(0);
+    expect(readFileSync(out, 'utf8')).toBe('one');
+  });
+
+  it('--order-by timestamp does not run again a copy of a packet the journal knows ran', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const p = plain(1, 'one');
+    put(q, p);
+    const run = () => fspool(['queue-process', '-q', q, '--order-by', 'timestamp', 'cat']);
+    expect(run().stdout.toString()).toBe('one');
+    put(q, p); // delivered again
+    const r = run();
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.toString()).toBe('');
+    expect(r.stderr).toMatch(/is a copy of a packet that ran successfully .* not run again; removed/);
+    expect(jobFiles(q)).toEqual([]);
+  });
+
+  it('a job file still being written under its job name does not count as done', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const name = put(q, plain(1, 'one'));
+    // A writer appends to the job file while its job runs (the receiver plays the writer).
+    const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'printf more >> "$0"; cat > /dev/null', join(q, 'jobs', name)]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/job file changed while the job ran .* a writer must use a temp name and rename/);
+    expect(nextseq(q)).toBe('1');
+    expect(jobFiles(q)).toEqual([name]);
+  });
+
+  it('reads no more of a seqfile than a number needs, and refuses what is not one', () => {
+    const dir = tempDir();
+    const big = join(dir, 'big');
+    writeFileSync(big, Buffer.alloc(20 << 20, '7'));
+    for (const [seq, why] of [
+      [big, /first line is over 4096 bytes/],
+      ['/dev/zero', /is not a regular file/],
+    ] as const) {
+      const r = fspool(['prepare', '-s', seq, '-i', '-'], { input: 'x' });
+      expect(r.code, seq).toBe(1);
+      expect(r.stderr).toMatch(why);
+      expect(r.stdout.length).toBe(0);
+    }
+  });
+
+  it('prepare -i DIR fails before it writes anything, and consumes no number', () => {
+    const dir = tempDir();
+    const seq = join(dir, 'seq');
+    writeFileSync(seq, '5\n');
+    const r = fspool(['prepare', '-s', seq, '-i', dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/is a directory; -i takes a file/);
+    expect(r.stdout.length).toBe(0);
+    expect(readFileSync(seq, 'utf8')).toBe('5\n');
   });
 });

@@ -144,29 +144,38 @@ export function carryOut(
       crashPoint('nextseq-written');
     }
   }
-  // Only the files that were read: a packet renamed over one of the names since is another
-  // packet, left for the next look.
-  const ours = files.filter((f) => !f.identity || stillNames(queue.jobPath(f.name), f.identity));
   let movedTo: string | undefined;
   if (job.action === 'quarantine') {
-    for (const f of ours) movedTo ??= quarantineJob(queue, f.name, job.note);
+    for (const f of stillOurs(queue, files)) movedTo ??= quarantineJob(queue, f.name, job.note);
     crashPoint('quarantined');
   } else if (job.action === 'delete') {
-    remove(ours.map((f) => queue.jobPath(f.name)));
+    removeJobFiles(queue, files);
     crashPoint('files-removed');
   }
   journal.done(job.id, recovering ? 'recovered' : 'done', movedTo);
   return movedTo;
 }
 
-export function remove(paths: string[]): void {
-  for (const p of paths) {
+/**
+ * The files that still hold what was read: a packet renamed over one of the names since is
+ * another packet, left for the next look.
+ */
+function stillOurs(queue: Queue, files: JobFile[]): JobFile[] {
+  return files.filter((f) => !f.identity || stillNames(queue.jobPath(f.name), f.identity));
+}
+
+/** Unlink the job files that still hold what was read; true if any was removed. */
+export function removeJobFiles(queue: Queue, files: JobFile[]): boolean {
+  let any = false;
+  for (const f of stillOurs(queue, files)) {
     try {
-      unlinkSync(p);
+      unlinkSync(queue.jobPath(f.name));
+      any = true;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
   }
+  return any;
 }
 
 /** Carry out the action of a run that just ended (recorded by record()). */

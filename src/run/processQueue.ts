@@ -1,6 +1,6 @@
 // queue-process: run a queue's jobs strictly in sequence order (or by timestamp), one at a
 // time, under the flock on nextseq.lock. The life of a job is in spec/job-lifecycle.md.
-import { closeSync, type Stats, watch as watch_ } from 'node:fs';
+import { closeSync, fstatSync, type Stats, watch as watch_ } from 'node:fs';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
@@ -16,7 +16,7 @@ import { after } from '../sys/timer.js';
 import { interrupts } from './interrupts.js';
 import { type DeliveryMode, preparePayload, verifyOnly } from './source.js';
 import { type Outcome, type RunOptions, runJob } from './job.js';
-import { commitJob, decide, failureKind, jobRef, record, recover, type RetryOptions, runAttempts, type Skip } from './journaled.js';
+import { commitJob, decide, failureKind, jobRef, record, recover, removeJobFiles as remove, type RetryOptions, runAttempts, type Skip } from './journaled.js';
 
 export type { OnError } from './journaled.js';
 export type OrderBy = 'sequence' | 'timestamp';
@@ -185,6 +185,21 @@ async function verifyFile(job: Readable, opts: ProcessOptions): Promise<string |
 }
 
 /**
+ * A job file that grew or was rewritten while its job ran was still being written under its
+ * job name (in place, instead of under a temp name and renamed): what the receiver got may be
+ * cut short, so the run cannot count as a success.
+ */
+function changedDuringRun(fd: number, job: Readable): Outcome | undefined {
+  const now = identityOf(fstatSync(fd));
+  if (!job.identity || (now.size === job.identity.size && now.mtimeMs === job.identity.mtimeMs)) return undefined;
+  return {
+    ok: false,
+    reason: `the job file changed while the job ran (${job.identity.size} bytes, now ${now.size}): it was being written under its job name; a writer must use a temp name and rename`,
+    facts: { kind: 'bad-packet' },
+  };
+}
+
+/**
  * Run one job file: open and decode it again (it is the one we run) and deliver its payload.
  * Skipped if the file is gone or replaced since the scan, or does not prove a required signature.
  */
@@ -218,7 +233,8 @@ async function runFile(queue: Queue, job: Readable, opts: ProcessOptions): Promi
       if (prepared.payload.kind === 'stream') prepared.payload.abort();
       return { skip: 'vanished' };
     }
-    return await runJob({ header: prepared.header, location, payload: prepared.payload }, run);
+    const outcome = await runJob({ header: prepared.header, location, payload: prepared.payload }, run);
+    return (outcome.ok && changedDuringRun(fd, job)) || outcome;
   } catch (e) {
     if (e instanceof FspoolError && e.exitCode === 2) throw e;
     return { ok: false, reason: describe(e), facts: { kind: failureKind(e), bytes: 0 } };
@@ -450,6 +466,15 @@ async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions, 
   for (const job of jobs) {
     if (interrupts.signal || spent(budget)) break;
     const label = `job ${job.header.seq} (${job.path})`;
+    // Without nextseq, the journal is what knows a packet ran: a copy delivered again is not
+    // run again.
+    const before = journal.active ? journal.lastSuccess(packetId(job.header)) : undefined;
+    if (before) {
+      const gone = !opts.neverDelete && remove(queue, [job]);
+      log.info(`${label} is a copy of a packet that ran successfully at ${new Date(before.endedAt ?? before.startedAt).toISOString()} (journal); not run again${gone ? '; removed' : ''}`);
+      index.forget(job.name);
+      continue;
+    }
     const ran = await runAttempts(journal, jobRef(job), 'timestamp', label, opts, () => runFile(queue, job, opts));
     if ('skip' in ran) {
       if (ran.skip === 'vanished') log.warn(`job ${job.header.seq} (${job.path}) was removed or replaced before it could run`);
