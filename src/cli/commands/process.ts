@@ -99,7 +99,8 @@ export const queueProcess: CommandModule<object, QueueProcessArgs> = {
         default: false,
         describe: 'Keep running: process each packet as it lands (inotify, and a rescan every --rescan seconds); SIGTERM ends the run',
       })
-      .option('rescan', { type: 'string', requiresArg: true, default: '30', coerce: seconds('--rescan'), describe: 'With --watch: look at jobs/ at least this often' })
+      // A rescan every instant would only spin: at least a second apart.
+      .option('rescan', { type: 'string', requiresArg: true, default: '30', coerce: seconds('--rescan', 1), describe: 'With --watch: look at jobs/ at least this often (1 or more)' })
       .option('receipt-to-dir', { type: 'string', requiresArg: true, describe: 'After each pass, write a receipt per stream into this directory (spec/receipts.md)' })
       .option('receipt-exec', { type: 'string', requiresArg: true, describe: 'After each pass, run $SHELL -c CMD with a receipt per stream on stdin' })
       .option('receipt-sign-with', { type: 'string', requiresArg: true, describe: 'Sign receipts with the OpenPGP secret key in this file' })
