@@ -315,6 +315,18 @@ describe('outbox-apply', () => {
     expect(kept(t)).toEqual([]);
   });
 
+  it('a --zstd packet is kept as sent, and acknowledged by the identity of the header inside', () => {
+    const s = side();
+    const packet = send(s, 'compressed', ['--zstd']);
+    expect(packet.subarray(0, 4)).toEqual(Buffer.from([0x28, 0xb5, 0x2f, 0xfd])); // a zstd frame
+    expect(readFileSync(join(s.ob, 'packets', readdirSync(join(s.ob, 'packets'))[0]!))).toEqual(packet);
+    deliver(s, packet);
+    expect(processQ(s).code).toBe(0);
+    expect(logOf(s)).toBe('1:compressed\n');
+    expect(apply(s, receiptOf(s)).code).toBe(0);
+    expect(kept(s)).toEqual([]);
+  });
+
   it('an unreadable receipt or a truncated one changes nothing (exit 1)', () => {
     const s = side();
     deliver(s, send(s, 'p1'));

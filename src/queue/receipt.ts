@@ -104,7 +104,7 @@ export function receiptFor(facts: QueueFacts, db: StateDb | undefined, stream: s
           settled.add(seq);
           processedIds.set(seq, r.packet);
         }
-        if (r.ended_at !== null && r.outcome !== 'running' && r.outcome !== 'crashed' && r.outcome !== 'interrupted' && !finished.has(seq)) {
+        if (r.ended_at !== null && !['running', 'crashed', 'interrupted', 'unrecorded'].includes(r.outcome) && !finished.has(seq)) {
           finished.add(seq);
           const settledHere = r.commit_state !== null;
           if (FAILURES.includes(r.outcome) && (settledHere || seq >= n) && failures.length < MAX_FAILURES) {
