@@ -27,6 +27,9 @@ export interface ApplyResult {
 
 type Known = Map<bigint, string>;
 
+/** How far ahead of the sender's clock the newest receipt may be and still order later ones. */
+const FUTURE_TOLERANCE_MS = 24 * 3600 * 1000;
+
 /** Does the block's digest match the identities we know for its listed seqs? */
 function verify(section: Section, stream: string, b: ReceiptBlock, known: Known): 'match' | 'unknown' | 'mismatch' {
   const seqs = seqsOf(b);
@@ -68,7 +71,9 @@ export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now())
     const stillKept = l.kept.filter((e) => !ackedSeqs.has(e.seq));
 
     const old = outbox.readState();
-    const newest = old === undefined || r.created > old.receipt.created;
+    // A receipt stamped far ahead of our clock (a receiver whose clock is wrong, a forgery)
+    // must not make every later receipt look older for good.
+    const newest = old === undefined || r.created > old.receipt.created || old.receipt.created > now + FUTURE_TOLERANCE_MS;
     const failures: FailureJson[] = [];
     let foreignFailures = 0;
     for (const f of r.failures) {

@@ -3,7 +3,7 @@
 // facts come from nextseq, jobs/ (through the header cache) and the journal's runs.
 import type { DecodeContext } from '../codec/decode.js';
 import { FspoolError } from '../errors.js';
-import type { Header } from '../packet/header.js';
+import { type Header, U64_MAX } from '../packet/header.js';
 import { packetId } from '../packet/identity.js';
 import { BLOCK, blocksOf, FAILURE_ACTIONS, FAILURE_OUTCOMES, type FailureAction, type FailureOutcome, MAX_FAILURES, NO_STREAM, type Receipt, type ReceiptFailure } from '../packet/receipt.js';
 import { COMMITTING, FAILURES, type JournalOutcome } from './journal.js';
@@ -66,7 +66,7 @@ const actionCode = (a: string | null): FailureAction => ((FAILURE_ACTIONS as rea
 export function receiptFor(facts: QueueFacts, db: StateDb | undefined, stream: string, now = Date.now()): Receipt {
   const n = facts.nextSeq;
   const windowStart = n > PROCESSED_WINDOW ? ((n - PROCESSED_WINDOW) / BLOCK) * BLOCK : 0n;
-  const heldEnd = n + HELD_SPAN;
+  const heldEnd = n + HELD_SPAN > U64_MAX ? U64_MAX : n + HELD_SPAN;
   const mine = stream === NO_STREAM ? [] : facts.jobs.filter((j) => j.header.stream === stream);
 
   // Held: one identity per seq; a seq held by two different packets of the stream is ambiguous.
