@@ -4,9 +4,9 @@
 // acknowledged packet comes back, no unacknowledged one is lost, a number consumed always has
 // its copy, and a number not consumed has none.
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeHeader } from '../src/packet/codec.js';
 import { fspool, makeQueue, type Result, tempDir } from './helpers/cli.js';
 
@@ -96,25 +96,36 @@ describe('prepare --outbox killed', () => {
 });
 
 describe('outbox-apply killed', () => {
+  // One sender and receiver for the three points: receipt R1 when seqs 1 and 2 ran, R2 when
+  // all three did; each point gets its own copy of the outbox as it was before R1.
+  let template: Box;
+  let r1: Buffer;
+  let r2: Buffer;
+  beforeAll(() => {
+    template = box();
+    const packets = [1, 2, 3].map((i) => ok(prepareArgs(template), `p${i}`).stdout);
+    deliver(template, packets[0]!);
+    deliver(template, packets[1]!);
+    ok(['queue-process', '-q', template.q, 'cat']);
+    r1 = ok(['queue-receipt', '-q', template.q]).stdout;
+    deliver(template, packets[2]!);
+    ok(['queue-process', '-q', template.q, 'cat']);
+    r2 = ok(['queue-receipt', '-q', template.q]).stdout;
+  }, 120_000);
+
   for (const point of ['outbox-acked-marked', 'outbox-pruned', 'outbox-recorded']) {
     it(`at ${point}: the acknowledged packets stay acknowledged, the others kept; the next apply finishes`, () => {
-      const b = box();
-      const packets = [1, 2, 3].map((i) => ok(prepareArgs(b), `p${i}`).stdout);
-      deliver(b, packets[0]!);
-      deliver(b, packets[1]!);
-      ok(['queue-process', '-q', b.q, 'cat']);
-      const receipt = ok(['queue-receipt', '-q', b.q]).stdout;
-      crashed(['outbox-apply', '--outbox', b.ob], point, receipt);
+      const b: Box = { ...template, ob: join(tempDir('fspool-rcrash-'), 'outbox') };
+      cpSync(template.ob, b.ob, { recursive: true });
+      crashed(['outbox-apply', '--outbox', b.ob], point, r1);
       expect(names(b, 'acked')).toHaveLength(2);
       // Not resurrected: status and resend see only seq 3.
       expect(status(b)).toMatchObject({ unacked: 1, lowest_seq: 3 });
       expect(resent(b)).toEqual([3]);
       expect(keptSeqs(b)).toEqual([3]);
-      ok(['outbox-apply', '--outbox', b.ob], receipt);
+      ok(['outbox-apply', '--outbox', b.ob], r1);
       expect(status(b)).toMatchObject({ unacked: 1, missing: 1 });
-      deliver(b, packets[2]!);
-      ok(['queue-process', '-q', b.q, 'cat']);
-      ok(['outbox-apply', '--outbox', b.ob], ok(['queue-receipt', '-q', b.q]).stdout);
+      ok(['outbox-apply', '--outbox', b.ob], r2);
       expect(status(b).unacked).toBe(0);
     });
   }
