@@ -476,6 +476,71 @@ describe('queue-receipt on a big queue', () => {
   });
 });
 
+describe('receipts after processing passes', () => {
+  it('are written only when something changed: a run, or a packet landing (even a stale copy); a failing --receipt-exec is a WARN and is tried again', () => {
+    const s = side();
+    const rdir = join(s.dir, 'receipts');
+    mkdirSync(rdir);
+    const p1 = send(s, 'p1');
+    deliver(s, p1);
+    expect(processQ(s, RECORD, ['--receipt-to-dir', rdir]).code).toBe(0);
+    const [file] = readdirSync(rdir);
+    const path = join(rdir, file!);
+    const first = readFileSync(path);
+    // Nothing changed: no new receipt (the file is the same one).
+    rmSync(path);
+    expect(processQ(s, RECORD, ['--receipt-to-dir', rdir]).code).toBe(0);
+    expect(readdirSync(rdir)).toEqual([]);
+    // A copy of seq 1 lands again (a re-send after a lost receipt): a receipt goes out.
+    deliver(s, p1);
+    expect(processQ(s, RECORD, ['--receipt-to-dir', rdir]).code).toBe(0);
+    expect(readdirSync(rdir)).toEqual([file]);
+    expect(decodeReceipt(readFileSync(path)).processed).toEqual(decodeReceipt(first).processed);
+    // --receipt-every 0: after every pass.
+    rmSync(path);
+    expect(processQ(s, RECORD, ['--receipt-to-dir', rdir, '--receipt-every', '0']).code).toBe(0);
+    expect(readdirSync(rdir)).toEqual([file]);
+
+    // A command that fails: one WARN, processing unaffected, the receipt tried after the next pass.
+    deliver(s, send(s, 'p2'));
+    const failing = processQ(s, RECORD, ['--receipt-exec', 'cat >/dev/null; exit 3']);
+    expect(failing.code).toBe(0);
+    expect(failing.stderr).toMatch(/WARN fspool: receipt command "cat >\/dev\/null; exit 3" exited with status 3; trying again after the next pass/);
+    expect(logOf(s)).toBe('1:p1\n2:p2\n');
+    const got = join(s.dir, 'got.rcpt');
+    expect(processQ(s, RECORD, ['--receipt-exec', `cat > "${got}"`]).code).toBe(0);
+    expect(apply(s, readFileSync(got)).code).toBe(0);
+    expect(kept(s)).toEqual([]);
+  });
+});
+
+describe('the processed window', () => {
+  it('a packet below it is re-sent, lands as a stale copy, and the next receipt vouches for it by the journal', () => {
+    const s = side();
+    const packets = [1, 2, 3].map((i) => send(s, `p${i}`));
+    for (const p of packets) deliver(s, p);
+    expect(processQ(s).code).toBe(0);
+    // The receiver has since run thousands of other packets (as far as its window is concerned).
+    ok(['queue-set-next', '-q', s.q, '10000']);
+    const r = decodeReceipt(receiptOf(s));
+    expect(r.windowStart).toBe(10000n - 4096n - ((10000n - 4096n) % 64n));
+    expect(r.processed).toEqual([]);
+    expect(apply(s, encodeReceipt(r)).code).toBe(0);
+    expect(kept(s)).toEqual([1, 2, 3]);
+    expect(status(s)).toMatchObject({ missing: 3, passed: [] });
+    const wire = join(s.dir, 'wire');
+    mkdirSync(wire);
+    ok(['outbox-resend', '--outbox', s.ob, '--to-dir', wire]);
+    for (const n of readdirSync(wire)) renameSync(join(wire, n), join(s.q, 'jobs', n));
+    const again = processQ(s);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain('is below the queue\'s next seq 10000; not run');
+    expect(logOf(s)).toBe('1:p1\n2:p2\n3:p3\n');
+    expect(apply(s, receiptOf(s)).code).toBe(0);
+    expect(kept(s)).toEqual([]);
+  });
+});
+
 describe("the README's Syncthing recipe", () => {
   it('runs as written, with the two folders synced by a copy (temp name, then rename) that loses a packet', () => {
     const s = side();
