@@ -7,7 +7,7 @@
 //   OUTBOX/acked/SEQ-ID            acknowledged identities, kept while their block is open
 //   OUTBOX/tmp/                    packets being written by prepare
 //   OUTBOX/state.json              the newest receipt's facts
-import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
@@ -393,9 +393,4 @@ export class PrepareCopy {
     this.lock?.release();
     this.lock = undefined;
   }
-}
-
-/** The copy's age in seconds (its mtime: when prepare wrote it). */
-export function ageSeconds(path: string, now = Date.now()): number {
-  return (now - statSync(path).mtimeMs) / 1000;
 }

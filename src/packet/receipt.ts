@@ -240,7 +240,7 @@ function readBlocks(r: Reader, what: string): ReceiptBlock[] {
 }
 
 /** Check the 26-byte prefix; returns the body's length and CRC. */
-export function parseReceiptPrefix(b: Buffer): { length: number; crc: number } {
+function parseReceiptPrefix(b: Buffer): { length: number; crc: number } {
   if (b.length < RECEIPT_PREFIX_LEN) {
     if (!RECEIPT_MAGIC.subarray(0, b.length).equals(b.subarray(0, RECEIPT_MAGIC.length))) throw new ReceiptError('not an fspool receipt (bad magic)');
     throw new ReceiptError(`truncated receipt: ${b.length} of ${RECEIPT_PREFIX_LEN} prefix bytes`);

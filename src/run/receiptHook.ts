@@ -35,7 +35,7 @@ interface Sent {
   streams: Record<string, { fingerprint: string; sent_at: number }>;
 }
 
-export const receiptFileName = (stream: string) => `fspool-receipt-${stream}.rcpt`;
+const receiptFileName = (stream: string) => `fspool-receipt-${stream}.rcpt`;
 
 function readSent(path: string): Sent {
   try {
