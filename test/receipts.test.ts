@@ -299,6 +299,12 @@ describe('outbox-apply', () => {
     expect(r.stdout.toString()).toMatch(/^seq 1 failed on the receiver at \S+: exit-code \(exit status 7\); it stays queued and runs again\n$/);
     expect(kept(s)).toEqual([1, 2]);
     expect(status(s).failures).toMatchObject([{ seq: 1, outcome: 'exit-code', action: 'none', exit_code: 7 }]);
+    // The same receipt again is no news: exit 0, the failure still shown.
+    expect(apply(s, receiptOf(s)).code).toBe(4); // a new receipt, made later: news again
+    const same = receiptOf(s);
+    expect(apply(s, same).code).toBe(4);
+    expect(apply(s, same).code).toBe(0);
+    expect(status(s).failures).toHaveLength(1);
     expect(processQ(s).code).toBe(0);
     const fine = apply(s, receiptOf(s));
     expect(fine.code).toBe(0);

@@ -101,7 +101,7 @@ export const outboxApply: CommandModule<object, ApplyArgs> = {
       })
       .example('$0 outbox-apply --outbox ~/outbox < fspool-receipt-ID.rcpt', '')
       .example('ssh receiver fspool queue-receipt -q /var/q | $0 outbox-apply --outbox ~/outbox --require-signature recv.asc', '')
-      .epilog('Exit status: 0 applied; 4 the receipt reports a failing job of this outbox; 1 a receipt that cannot be read, is about another stream, or is not signed as required.') as never,
+      .epilog('Exit status: 0 applied; 4 applied, and it is the newest receipt and reports a failing job of this outbox; 1 a receipt that cannot be read, is about another stream, or is not signed as required.') as never,
   handler: async (a) => {
     const outbox = Outbox.open(a.outbox);
     const input = readUpTo(0, MAX_INPUT + 1);
@@ -130,7 +130,9 @@ export const outboxApply: CommandModule<object, ApplyArgs> = {
     }
     if (r.unverifiable > 0) log.info(`${r.unverifiable} block(s) of the receipt name seqs this outbox does not know: their packets stay until a receipt can be checked`);
     if (r.foreignFailures > 0) log.info(`the receipt reports ${r.foreignFailures} failure(s) of packets that are not this outbox's`);
-    if (r.failures.length > 0) process.exitCode = 4;
+    // Exit 4 says there is news: the same receipt applied again (a transport retrying the
+    // delivery it saw fail, as nncp-toss does) exits 0, and outbox-status still shows it.
+    if (r.failures.length > 0 && r.newest) process.exitCode = 4;
   },
 };
 
