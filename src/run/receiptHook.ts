@@ -10,7 +10,7 @@ import type { DecodeContext } from '../codec/decode.js';
 import { signReceipt } from '../codec/signedReceipt.js';
 import { describe } from '../errors.js';
 import { log } from '../log.js';
-import { encodeReceipt, NO_STREAM } from '../packet/receipt.js';
+import { encodeReceipt } from '../packet/receipt.js';
 import type { Queue } from '../queue/queue.js';
 import { lookAtQueue, receiptFor } from '../queue/receipt.js';
 import { type StateDb, stateDir } from '../queue/stateDb.js';
@@ -66,7 +66,9 @@ async function sendReceipts(queue: Queue, db: StateDb | undefined, opts: Receipt
   const sent = readSent(record);
   const now = Date.now();
   let changed = false;
-  for (const stream of facts.streams.length > 0 ? facts.streams : [NO_STREAM]) {
+  // Only streams the queue knows: a sender learns nothing from a receipt about none that it
+  // would not do anyway (re-send what no receipt shows held).
+  for (const stream of facts.streams) {
     const r = receiptFor(facts, db, stream, now);
     const fingerprint = createHash('sha256')
       .update(encodeReceipt({ ...r, created: 0 }))
