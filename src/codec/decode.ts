@@ -9,7 +9,7 @@ import { fdChunks, fdOffset } from '../sys/fd.js';
 import { after, type Timer } from '../sys/timer.js';
 import { allocated, collectIfDue } from '../sys/youngGc.js';
 import { peek } from './chunks.js';
-import { DecoderError, runDecoder } from './external.js';
+import { DecoderError, type Guard, runDecoder } from './external.js';
 import type { Keyring } from './keys.js';
 import { type OpenPGPLayer, openpgpLayer, requireSignature } from './openpgp.js';
 import { SNIFF_BYTES, sniff } from './sniff.js';
@@ -24,6 +24,8 @@ export interface DecodeContext {
    */
   decoderTimeoutSeconds?: number;
   keys: Keyring;
+  /** Kills external decoders when the run they work for is interrupted. */
+  guard?: Guard;
 }
 
 /** A packet whose payload must be streamed: decoded, or read from a pipe. */
@@ -150,7 +152,7 @@ export async function decodeChunks(
  */
 export async function openPacket(fd: number, ctx: DecodeContext, at?: number): Promise<OpenedPacket> {
   if (ctx.decoder) {
-    const d = runDecoder(ctx.decoder, fd);
+    const d = runDecoder(ctx.decoder, fd, ctx.guard);
     const opened = decodeChunks(d.chunks, ctx, { verify: d.verify, abort: d.abort, layers: ['decoder'] });
     const limit = ctx.decoderTimeoutSeconds;
     if (!limit) return opened;

@@ -14,7 +14,7 @@ export class FileLock {
    * Take an exclusive lock on `path`. Fails at once if another process holds it (fspl's
    * behaviour), or keeps trying for up to `waitSeconds`.
    */
-  static async acquire(path: string, opts: { create: boolean; waitSeconds?: number; what: string }): Promise<FileLock> {
+  static async acquire(path: string, opts: { create: boolean; waitSeconds?: number; what: string; giveUp?: () => boolean }): Promise<FileLock> {
     let fd: number;
     try {
       fd = openSync(path, opts.create ? 'a' : 'r');
@@ -29,7 +29,7 @@ export class FileLock {
     let delay = 10;
     try {
       while (!sys.flock(fd, sys.LOCK_EX | sys.LOCK_NB)) {
-        if (Date.now() >= deadline) {
+        if (Date.now() >= deadline || opts.giveUp?.()) {
           const waited = opts.waitSeconds ? ` after waiting ${opts.waitSeconds}s` : '';
           throw new FspoolError(`${opts.what} is locked by another process (${path})${waited}; use --wait-lock SECONDS to wait`);
         }

@@ -23,11 +23,19 @@ interface QueueProcessArgs extends RunArgs {
   maxjobs?: bigint;
   'output-to': 'passboth' | 'saveboth';
   'wait-lock'?: number;
+  'skip-if-locked': boolean;
+  'stop-timeout': number;
   watch: boolean;
   rescan: number;
   retries: bigint;
   backoff: number;
 }
+
+/**
+ * Default --stop-timeout: under systemd's default stop timeout (90 s), so that a running job
+ * gets a minute to finish and is then interrupted cleanly, before systemd would SIGKILL it.
+ */
+const STOP_TIMEOUT = 60;
 
 const runOpts = (a: RunArgs) => ({
   ...commandAndParams(a),
@@ -86,14 +94,27 @@ export const queueProcess: CommandModule<object, QueueProcessArgs> = {
         describe: 'What to do with stdout and stderr of the process. Can be PassBoth or SaveBoth (to jobs/NAME.out)',
       })
       .option('wait-lock', waitLock)
+      .option('skip-if-locked', {
+        type: 'boolean',
+        nargs: 0,
+        default: false,
+        describe: 'If another processor holds the queue, exit 0 quietly (for cron) instead of failing',
+      })
+      .option('stop-timeout', {
+        type: 'string',
+        requiresArg: true,
+        default: String(STOP_TIMEOUT),
+        coerce: seconds('--stop-timeout'),
+        describe: 'On SIGTERM, start no new job and let the running one finish for up to this many seconds before interrupting it (0: as long as it takes)',
+      })
       .option('watch', {
         type: 'boolean',
         nargs: 0,
         default: false,
         describe: 'Keep running: process each packet as it lands (inotify, and a rescan every --rescan seconds); SIGTERM ends the run',
       })
-      // A rescan every instant would only spin: at least a second apart.
-      .option('rescan', { type: 'string', requiresArg: true, default: '30', coerce: seconds('--rescan', 1), describe: 'With --watch: look at jobs/ at least this often (1 or more)' })
+      // A rescan every instant would only spin: at least a tenth of a second apart.
+      .option('rescan', { type: 'string', requiresArg: true, default: '30', coerce: seconds('--rescan', 0.1), describe: 'With --watch: look at jobs/ at least this often (0.1 or more)' })
       .example("$0 queue-process -q /var/q --timeout 3600 zfs -- receive -u tank/backup", 'receive zfs streams in order')
       .example("$0 queue-process -q q -d 'zstd -dc' --on-error delete sh -- -c 'tar xf - -C /srv'", 'decode, unpack, drop failures')
       .example('$0 queue-process -q /var/spool/q --watch ./apply', 'a daemon: run packets as they arrive (contrib/fspool-watch@.service)')
@@ -109,6 +130,8 @@ export const queueProcess: CommandModule<object, QueueProcessArgs> = {
       maxJobs: a.maxjobs === undefined ? undefined : Number(a.maxjobs),
       saveOutput: a['output-to'] === 'saveboth',
       waitLockSeconds: a['wait-lock'],
+      skipIfLocked: a['skip-if-locked'],
+      stopTimeoutSeconds: a['stop-timeout'],
       watch: a.watch,
       rescanSeconds: a.rescan,
     });
