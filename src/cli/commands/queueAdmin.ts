@@ -1,9 +1,8 @@
-import type { CommandModule } from 'yargs';
 import { Queue } from '../../queue/queue.js';
-import { idArgument, queuedir, u64, waitLock } from '../options.js';
+import { idArgument, type PositionalDef, queuedir, type Subcommand, u64, waitLock } from '../options.js';
 import { print } from './out.js';
 
-export const queueInit: CommandModule<object, { queuedir: string; 'append-only': boolean }> = {
+export const queueInit: Subcommand<{ queuedir: string; 'append-only': boolean }> = {
   command: 'queue-init',
   describe: 'Initialize a queue',
   builder: (y) =>
@@ -16,7 +15,7 @@ export const queueInit: CommandModule<object, { queuedir: string; 'append-only':
   },
 };
 
-export const queueGetNext: CommandModule<object, { queuedir: string }> = {
+export const queueGetNext: Subcommand<{ queuedir: string }> = {
   command: 'queue-get-next',
   describe: 'Prints the next sequence number for the queue',
   builder: (y) => y.option('queuedir', queuedir).example('$0 queue-get-next -q q', '') as never,
@@ -27,14 +26,14 @@ export const queueGetNext: CommandModule<object, { queuedir: string }> = {
   },
 };
 
-export const queueSetNext: CommandModule<object, { queuedir: string; id?: bigint; '--'?: string[]; 'wait-lock'?: number }> = {
+export const queueSetNext: Subcommand<{ queuedir: string; id?: bigint; '--'?: string[]; 'wait-lock'?: number }> = {
   command: 'queue-set-next [id]',
   describe: 'Sets the next sequence number for the queue',
   builder: (y) =>
     y
       .option('queuedir', queuedir)
       .option('wait-lock', waitLock)
-      .positional('id', { type: 'string', coerce: u64('ID'), describe: 'The ID to set it to' })
+      .positional('id', { type: 'string', value: 'ID', required: true, coerce: u64('ID'), describe: 'The ID to set it to' } satisfies PositionalDef)
       .example('$0 queue-set-next -q q 42', 'skip ahead to seq 42') as never,
   handler: async (a) => {
     const q = new Queue(a.queuedir).checkProcessable();
@@ -47,7 +46,7 @@ export const queueSetNext: CommandModule<object, { queuedir: string; id?: bigint
   },
 };
 
-export const queueWrite: CommandModule<object, { queuedir: string }> = {
+export const queueWrite: Subcommand<{ queuedir: string }> = {
   command: 'queue-write',
   describe: 'Save a packet from stdin to a queue',
   builder: (y) => y.option('queuedir', queuedir).example('ssh sender fspool prepare -s seq | $0 queue-write -q q', '') as never,

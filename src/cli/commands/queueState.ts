@@ -1,6 +1,5 @@
 // Issue 4's commands: queue-status, queue-history and queue-clean, all reading (and queue-clean
 // acting on) the queue's files and its journal in QUEUE/fspool/state.db.
-import type { CommandModule } from 'yargs';
 import { UsageError } from '../../errors.js';
 import { log } from '../../log.js';
 import { rfc3339Local } from '../../packet/jobenv.js';
@@ -9,7 +8,7 @@ import { FAILURES, type JournalOutcome, OUTCOMES, type RunRow } from '../../queu
 import { Queue } from '../../queue/queue.js';
 import { attachState, READER_BUSY_MS } from '../../queue/state.js';
 import { type FileJob, queueStatus, type Status, VERDICT_EXIT } from '../../queue/status.js';
-import { type DecodeArgs, decodeContext, decodeOptions, queuedir, seconds, u64, waitLock } from '../options.js';
+import { type DecodeArgs, decodeContext, decodeOptions, queuedir, seconds, type Subcommand, u64, waitLock } from '../options.js';
 import { doc, jobJson, msIso, runJson } from '../json.js';
 import { print } from './out.js';
 
@@ -91,7 +90,7 @@ function statusText(q: Queue, s: Status): string {
   return `${out.join('\n')}\n`;
 }
 
-export const queueStatusCmd: CommandModule<object, StatusArgs> = {
+export const queueStatusCmd: Subcommand<StatusArgs> = {
   command: 'queue-status',
   describe: 'Show what a queue is doing; the exit status says healthy (0), stalled (3) or failing (4)',
   builder: (y) =>
@@ -99,6 +98,8 @@ export const queueStatusCmd: CommandModule<object, StatusArgs> = {
       .option('json', json)
       .option('stalled-after', {
         type: 'string',
+        value: 'SECONDS',
+        helpType: 'number',
         requiresArg: true,
         default: '3600',
         coerce: seconds('--stalled-after'),
@@ -156,19 +157,20 @@ function historyText(rows: RunRow[]): string {
   return text;
 }
 
-export const queueHistory: CommandModule<object, HistoryArgs> = {
+export const queueHistory: Subcommand<HistoryArgs> = {
   command: 'queue-history',
   describe: "Show the journal of a queue's runs, newest first",
   builder: (y) =>
     y
       .option('queuedir', queuedir)
-      .option('job', { alias: 'j', type: 'string', requiresArg: true, coerce: u64('--job'), describe: 'Only runs of the job with this seq' })
+      .option('job', { alias: 'j', type: 'string', value: 'ID', helpType: 'number', requiresArg: true, coerce: u64('--job'), describe: 'Only runs of the job with this seq' })
       .option('outcome', {
         type: 'string',
+        value: 'OUTCOMES',
         requiresArg: true,
         describe: `Only runs that ended so (comma-separated, repeatable): failure, ${OUTCOMES.join(', ')}`,
       })
-      .option('limit', { alias: 'n', type: 'string', requiresArg: true, coerce: u64('--limit'), describe: 'At most this many runs' })
+      .option('limit', { alias: 'n', type: 'string', value: 'N', helpType: 'number', requiresArg: true, coerce: u64('--limit'), describe: 'At most this many runs' })
       .option('json', json)
       .example('$0 queue-history -q q -n 20', 'the last 20 runs')
       .example('$0 queue-history -q q -j 42 --outcome failure', 'why job 42 keeps failing') as never,
@@ -196,7 +198,7 @@ interface CleanArgs extends DecodeArgs {
   'wait-lock'?: number;
 }
 
-export const queueClean: CommandModule<object, CleanArgs> = {
+export const queueClean: Subcommand<CleanArgs> = {
   command: 'queue-clean',
   describe: 'Remove job files below nextseq that already ran (with --stale: every file below nextseq)',
   builder: (y) =>
