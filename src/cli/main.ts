@@ -12,7 +12,7 @@ import { enqueueCmd, prepareCmd, prepareFail, prepareGetNextCmd, prepareNop, pre
 import { queueProcess, stdinProcess } from './commands/process.js';
 import { queueGetNext, queueInit, queueSetNext, queueWrite } from './commands/queueAdmin.js';
 import { queueInfo, queueLs, queuePayload } from './commands/queueRead.js';
-import { queueClean, queueHistory, queueStatusCmd } from './commands/queueState.js';
+import { NAGIOS_UNKNOWN, queueClean, queueHistory, queueStatusCmd } from './commands/queueState.js';
 import { stdinInfo, stdinPayload } from './commands/stdin.js';
 import { type HelpSource, helpWidth, type ProgramHelp, programHelp, renderCommand, renderProgram } from './help.js';
 import { choiceOption, type OptionDef, type Subcommand } from './options.js';
@@ -117,7 +117,12 @@ function helpAsked(args: string[]): boolean {
   return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--help' || a === '-h');
 }
 
-function exitWith(e: unknown): never {
+function exitWith(e: unknown, args: string[]): never {
+  if (e instanceof UsageError && nagios(args)) {
+    // A Nagios plugin's output is its stdout; a check that cannot run is UNKNOWN.
+    print(`FSPOOL ${NAGIOS_UNKNOWN.state} - ${e.message}\n`);
+    process.exit(NAGIOS_UNKNOWN.code);
+  }
   if (e instanceof UsageError) {
     writeErr(`error: ${e.message}\n\nFor more information try --help\n`);
     process.exit(2);
@@ -136,6 +141,11 @@ function exitWith(e: unknown): never {
  */
 function completions(items: string[], current: string): string[] {
   return items.filter((w) => !/^--.$/.test(w) && w.startsWith(current));
+}
+
+function nagios(args: string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).includes('--nagios');
 }
 
 function writeErr(s: string): void {
@@ -169,7 +179,7 @@ export async function main(args: string[]): Promise<void> {
       process.exit(0);
     }
   } catch (e) {
-    exitWith(e);
+    exitWith(e, args);
   }
   const cli = yargs(args)
     .scriptName('fspool')
@@ -218,7 +228,7 @@ export async function main(args: string[]): Promise<void> {
   try {
     await cli.parseAsync();
   } catch (e) {
-    exitWith(e);
+    exitWith(e, args);
   }
   log.trace('done');
   process.exit(process.exitCode ?? 0);

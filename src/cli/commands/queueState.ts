@@ -1,15 +1,15 @@
 // Issue 4's commands: queue-status, queue-history and queue-clean, all reading (and queue-clean
 // acting on) the queue's files and its journal in QUEUE/fspool/state.db.
-import { UsageError } from '../../errors.js';
+import { describe, UsageError } from '../../errors.js';
 import { log } from '../../log.js';
 import { rfc3339Local } from '../../packet/jobenv.js';
 import { cleanQueue } from '../../queue/clean.js';
 import { FAILURES, type JournalOutcome, OUTCOMES, type RunRow } from '../../queue/journal.js';
 import { Queue } from '../../queue/queue.js';
 import { attachState, READER_BUSY_MS } from '../../queue/state.js';
-import { type FileJob, queueStatus, type Status, VERDICT_EXIT } from '../../queue/status.js';
+import { type FileJob, queueStatus, type Status, type Verdict, VERDICT_EXIT } from '../../queue/status.js';
 import { type DecodeArgs, decodeContext, decodeOptions, queuedir, seconds, type Subcommand, u64, waitLock } from '../options.js';
-import { doc, jobJson, msIso, runJson } from '../json.js';
+import { doc, jobJson, msTime, runJson } from '../json.js';
 import { print } from './out.js';
 
 export const json = { type: 'boolean', nargs: 0, default: false, describe: 'Print one JSON object (schema: spec/json.md)' } as const;
@@ -24,6 +24,7 @@ const localMs = (ms: number | null) => (ms === null ? '-' : rfc3339Local(BigInt(
 interface StatusArgs extends DecodeArgs {
   queuedir: string;
   json: boolean;
+  nagios: boolean;
   'stalled-after': number;
 }
 
@@ -36,8 +37,8 @@ function statusJson(q: Queue, s: Status): string {
     next_seq: s.nextSeq ?? null,
     pending: s.pending,
     due: s.due.map(job),
-    gap: s.gap ? { seq: s.gap.seq, since: msIso(s.gap.since), waiting: s.gap.waiting, lowest_waiting_seq: s.gap.lowest } : null,
-    stale: s.stale.map((f) => ({ ...job(f), processed: f.processed !== undefined, processed_at: msIso(f.processed?.endedAt) })),
+    gap: s.gap ? { seq: s.gap.seq, ...msTime('since', s.gap.since), waiting: s.gap.waiting, lowest_waiting_seq: s.gap.lowest } : null,
+    stale: s.stale.map((f) => ({ ...job(f), processed: f.processed !== undefined, ...msTime('processed_at', f.processed?.endedAt) })),
     duplicates: s.duplicates.map((d) => ({ seq: d.seq, files: d.files.map(job) })),
     ambiguous: s.ambiguous.map((d) => ({ seq: d.seq, files: d.files.map(job) })),
     unreadable: s.unreadable.map((u) => ({ file: u.name, path: u.path, error: u.error })),
@@ -48,6 +49,22 @@ function statusJson(q: Queue, s: Status): string {
     processor: { running: s.processor.pid !== undefined, known: s.processor.known, pid: s.processor.pid ?? null, job: s.processor.current ? runJson(s.processor.current) : null },
     journal: s.journal,
   });
+}
+
+/** Nagios plugin states for queue-status's verdicts; 3 (UNKNOWN) is any error. */
+export const NAGIOS: Record<Verdict, { code: number; state: string }> = {
+  healthy: { code: 0, state: 'OK' },
+  stalled: { code: 1, state: 'WARNING' },
+  failing: { code: 2, state: 'CRITICAL' },
+};
+export const NAGIOS_UNKNOWN = { code: 3, state: 'UNKNOWN' };
+
+/** A Nagios plugin's first line: state, summary, and performance data after `|`. */
+function nagiosLine(q: Queue, s: Status): string {
+  const next = s.nextSeq === undefined ? 'append-only' : `next ${s.nextSeq}`;
+  const why = s.reasons.length ? `; ${s.reasons.join('; ')}` : '';
+  const perf = `pending=${s.pending} stale=${s.stale.length} unreadable=${s.unreadable.length} quarantine=${s.quarantine.length}`;
+  return `FSPOOL ${NAGIOS[s.verdict].state} - ${q.dir}: ${next}, ${s.pending} pending${why} | ${perf}\n`;
 }
 
 function runLine(r: RunRow): string {
@@ -96,6 +113,12 @@ export const queueStatusCmd: Subcommand<StatusArgs> = {
   builder: (y) =>
     decodeOptions(y.option('queuedir', queuedir), { decoder: true, signature: false })
       .option('json', json)
+      .option('nagios', {
+        type: 'boolean',
+        nargs: 0,
+        default: false,
+        describe: 'Be a Nagios plugin: a summary line first, then the report; exit 0 OK (healthy), 1 WARNING (stalled), 2 CRITICAL (failing), 3 UNKNOWN (an error)',
+      })
       .option('stalled-after', {
         type: 'string',
         value: 'SECONDS',
@@ -106,17 +129,25 @@ export const queueStatusCmd: Subcommand<StatusArgs> = {
         describe: 'Work waiting this many seconds with no processor at it makes the queue "stalled"',
       })
       .example('$0 queue-status -q q', '')
-      .example('$0 queue-status -q q --json --stalled-after 600 || alert', 'for cron or a Nagios-style check') as never,
+      .example('$0 queue-status -q q --json --stalled-after 600 || alert', 'for cron')
+      .example('$0 queue-status -q /var/spool/q --nagios --stalled-after 600', 'a Nagios (or Icinga) check command') as never,
   handler: async (a) => {
-    const q = new Queue(a.queuedir).check();
-    const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: READER_WITHOUT });
     try {
-      const jobs = await q.scan(decodeContext(a));
-      const s = queueStatus(q, jobs, state.journal, { stalledAfterSeconds: a['stalled-after'] });
-      print(a.json ? statusJson(q, s) : statusText(q, s));
-      process.exitCode = VERDICT_EXIT[s.verdict];
-    } finally {
-      state.close();
+      const q = new Queue(a.queuedir).check();
+      const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: READER_WITHOUT });
+      try {
+        const jobs = await q.scan(decodeContext(a));
+        const s = queueStatus(q, jobs, state.journal, { stalledAfterSeconds: a['stalled-after'] });
+        if (a.nagios) print(nagiosLine(q, s) + statusText(q, s));
+        else print(a.json ? statusJson(q, s) : statusText(q, s));
+        process.exitCode = a.nagios ? NAGIOS[s.verdict].code : VERDICT_EXIT[s.verdict];
+      } finally {
+        state.close();
+      }
+    } catch (e) {
+      if (!a.nagios) throw e;
+      print(`FSPOOL ${NAGIOS_UNKNOWN.state} - ${describe(e)}\n`);
+      process.exitCode = NAGIOS_UNKNOWN.code;
     }
   },
 };
