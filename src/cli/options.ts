@@ -175,3 +175,12 @@ export const delivery: OptionDef = choiceOption('delivery', ['stream', 'verified
   describe:
     'Encoded packets: stream plaintext to the command as it is decoded (EOF only once verified), or decode and verify into a temp file first (verified)',
 });
+
+/** Where stdin-process and stdin-payload decode a packet whose signature must verify first. */
+export const spoolDir: OptionDef = {
+  type: 'string',
+  value: 'DIR',
+  requiresArg: true,
+  describe:
+    'With --require-signature (or --delivery verified): the payload is decoded here and verified before it is used, since stdin cannot be read twice. Default: $TMPDIR or /tmp. Needs free space for the whole plaintext',
+};

@@ -1,7 +1,8 @@
 // Running one job: from a decoded header and a payload source to a judged outcome.
 import { closeSync, fstatSync, openSync } from 'node:fs';
+import { basename } from 'node:path';
 import { log } from '../log.js';
-import { Progress } from '../progress.js';
+import { bytesLeft, Progress } from '../progress.js';
 import type { Header } from '../packet/header.js';
 import { type JobLocation, jobEnv } from '../packet/jobenv.js';
 import { fdOffset } from '../sys/fd.js';
@@ -159,14 +160,17 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
 
   const unforward = interrupts.forward(receiver);
   let delivery: Delivery | undefined;
-  const progress = opts.ignorePayload ? undefined : Progress.start(`job ${header.seq}`);
+  const progress = opts.ignorePayload
+    ? undefined
+    : Progress.start(`job ${header.seq} (${basename(opts.command)})`, job.payload.kind === 'fd' ? bytesLeft(job.payload.fd, startOffset) : undefined);
+  tail?.showing(progress);
   // Zero-copy: the receiver reads our fd, so its offset is its progress.
   const watcher = progress && job.payload.kind === 'fd' ? watchOffset(job.payload.fd, startOffset, progress) : undefined;
   try {
     if (!opts.ignorePayload && job.payload.kind === 'stream') delivery = await deliver(receiver, job.payload, progress);
     const exit = await receiver.done;
     if (watcher) clearInterval(watcher);
-    progress?.done();
+    progress?.done(watcher && job.payload.kind === 'fd' ? fdOffset(job.payload.fd) - startOffset : undefined);
     let unread = -1;
     let bytes = delivery?.bytes ?? 0;
     if (!opts.ignorePayload && job.payload.kind === 'fd') {

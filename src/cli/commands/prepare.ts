@@ -116,6 +116,7 @@ export const enqueueCmd: Subcommand<PrepareArgs & { queuedir: string }> = {
     try {
       await prepare({
         ...commandPacket(a),
+        command: 'enqueue',
         outFd: t.fd,
         // The packet is durable before its number is consumed, and visible only after:
         // a crash between the two leaves a complete temp file, never a reused number.

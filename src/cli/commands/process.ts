@@ -1,7 +1,7 @@
 import { Queue } from '../../queue/queue.js';
 import { type OnError, type OrderBy, processQueue } from '../../run/processQueue.js';
 import { processStdin } from '../../run/processStdin.js';
-import { choiceOption, commandAndParams, type DecodeArgs, decodeContext, decodeOptions, delivery, queuedir, runOptions, seconds, type Subcommand, u64, waitLock } from '../options.js';
+import { choiceOption, commandAndParams, type DecodeArgs, decodeContext, decodeOptions, delivery, queuedir, runOptions, seconds, spoolDir, type Subcommand, u64, waitLock } from '../options.js';
 import type { DeliveryMode } from '../../run/source.js';
 
 interface RunArgs extends DecodeArgs {
@@ -114,15 +114,17 @@ export const queueProcess: Subcommand<QueueProcessArgs> = {
   },
 };
 
-export const stdinProcess: Subcommand<RunArgs> = {
+export const stdinProcess: Subcommand<RunArgs & { 'spool-dir'?: string }> = {
   command: 'stdin-process [command]',
   params: 'PARAMS...',
   describe: 'Process a command from a job packet read from stdin',
   builder: (y) =>
     decodeOptions(runOptions(y), { decoder: false, signature: true })
       .option('delivery', delivery)
-      .example('ssh sender fspool prepare -s seq -i file | $0 stdin-process cat', '') as never,
+      .option('spool-dir', spoolDir)
+      .example('ssh sender fspool prepare -s seq -i file | $0 stdin-process cat', '')
+      .example('$0 stdin-process --require-signature send.asc --spool-dir /var/tmp ./apply < p.fspl', 'the plaintext is decoded and verified in /var/tmp before ./apply starts') as never,
   handler: async (a) => {
-    process.exitCode = await processStdin(runOpts(a));
+    process.exitCode = await processStdin({ ...runOpts(a), spoolDir: a['spool-dir'] });
   },
 };

@@ -2,7 +2,7 @@ import { tmpdir } from 'node:os';
 import { openPacket } from '../../codec/decode.js';
 import { formatEnv, jobEnv } from '../../packet/jobenv.js';
 import { writePayload } from '../../run/payload.js';
-import { type DecodeArgs, decodeContext, decodeOptions, type Subcommand } from '../options.js';
+import { type DecodeArgs, decodeContext, decodeOptions, spoolDir, type Subcommand } from '../options.js';
 import { print } from './out.js';
 
 export const stdinInfo: Subcommand<DecodeArgs> = {
@@ -16,9 +16,12 @@ export const stdinInfo: Subcommand<DecodeArgs> = {
   },
 };
 
-export const stdinPayload: Subcommand<DecodeArgs> = {
+export const stdinPayload: Subcommand<DecodeArgs & { 'spool-dir'?: string }> = {
   command: 'stdin-payload',
   describe: 'Dumps the payload from the packet on stdin to stdout',
-  builder: (y) => decodeOptions(y, { decoder: false, signature: true }).example('$0 stdin-payload < packet.fspl > payload', '') as never,
-  handler: (a) => writePayload(0, 1, decodeContext(a), tmpdir()),
+  builder: (y) =>
+    decodeOptions(y, { decoder: false, signature: true })
+      .option('spool-dir', spoolDir)
+      .example('$0 stdin-payload < packet.fspl > payload', '') as never,
+  handler: (a) => writePayload(0, 1, decodeContext(a), a['spool-dir'] ?? tmpdir(), '--spool-dir'),
 };
