@@ -269,7 +269,7 @@ describe('errors say what they are about', () => {
     const i = fspool(['prepare', '-s', '-', '-i', dir]);
     expect(i.code).toBe(1);
     expect(i.stdout.length).toBe(0); // nothing was written before the refusal
-    expect(i.stderr).toBe(`Error: input ${dir} is a directory: -i takes a file, or - for stdin (to send a directory: tar c ${dir} | fspool prepare -i - ...)\n`);
+    expect(i.stderr).toBe(`Error: input ${dir} is a directory; -i takes a file, or - for stdin (tar cf - DIR | fspool prepare -i - ...); nothing was written\n`);
     const s = fspool(['prepare', '-s', '/no/such/dir/seq']);
     expect(s.code).toBe(1);
     expect(s.stderr).toBe('Error: sequence file /no/such/dir/seq: directory /no/such/dir does not exist; create it first (mkdir -p /no/such/dir)\n');

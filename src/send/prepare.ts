@@ -55,6 +55,19 @@ export function fsplSetEnv(): Array<[Buffer, Buffer]> {
   return out;
 }
 
+/**
+ * The input file, opened and checked before anything is written: a directory opens, and its
+ * first read would fail only after the packet's header went out.
+ */
+function openInput(path: string): number {
+  const fd = openSync(path, 'r');
+  if (fstatSync(fd).isDirectory()) {
+    closeSync(fd);
+    throw new FspoolError(`input ${path} is a directory; -i takes a file, or - for stdin (tar cf - DIR | fspool prepare -i - ...); nothing was written`);
+  }
+  return fd;
+}
+
 /** An error of writing the packet out (not of reading the input). */
 const isWriteError = (e: unknown) => (e as NodeJS.ErrnoException).syscall === 'write';
 
@@ -71,16 +84,6 @@ function cmdOf(opts: PrepareOptions): CmdType {
     params: opts.params ?? [],
     env: fsplSetEnv(),
   };
-}
-
-/** The -i file, refused before anything is written if it cannot be read as one. */
-function openInput(path: string): number {
-  const fd = openSync(path, 'r');
-  if (fstatSync(fd).isDirectory()) {
-    closeSync(fd);
-    throw new FspoolError(`input ${path} is a directory: -i takes a file, or - for stdin (to send a directory: tar c ${path} | fspool prepare -i - ...)`);
-  }
-  return fd;
 }
 
 export async function prepare(opts: PrepareOptions): Promise<bigint> {
