@@ -5,6 +5,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FSPOOL, fspool, makeQueue, preparePacket, queueWrite, runSync, tempDir } from './helpers/cli.js';
+import { helpWidth } from '../src/cli/help.js';
+import { didYouMean } from '../src/cli/suggest.js';
+import { progressLine } from '../src/progress.js';
 import { onPty, visibleLines } from './helpers/pty.js';
 
 const SUBCOMMANDS = fspool(['--get-yargs-completions', 'fspool', '']).stdout.toString().trim().split('\n');
@@ -78,6 +81,33 @@ describe('help on a terminal', () => {
     expect(width(wide)).toBeGreaterThan(80);
     expect(width(wide)).toBeLessThanOrEqual(100);
     expect(width(plain)).toBeLessThanOrEqual(80);
+  });
+});
+
+describe('the pieces, as units', () => {
+  it('help width: COLUMNS if exported, else fd 1, else fd 2, else 80; between 40 and 120', () => {
+    const tty = (w: Record<number, number>) => (fd: number) => w[fd];
+    expect(helpWidth({ COLUMNS: '90' }, tty({ 1: 200 }))).toBe(90);
+    expect(helpWidth({ COLUMNS: 'wide' }, tty({ 1: 100 }))).toBe(100);
+    expect(helpWidth({}, tty({ 2: 70 }))).toBe(70);
+    expect(helpWidth({}, tty({ 1: 100, 2: 70 }))).toBe(100);
+    expect(helpWidth({}, tty({}))).toBe(80);
+    expect(helpWidth({}, tty({ 1: 300 }))).toBe(120);
+    expect(helpWidth({ COLUMNS: '20' }, tty({}))).toBe(40);
+  });
+
+  it('suggestions: close words only', () => {
+    expect(didYouMean('queue-proces', ['queue-process', 'queue-ls'])).toBe('queue-process');
+    expect(didYouMean('on-eror', ['on-error', 'order-by'])).toBe('on-error');
+    expect(didYouMean('frobnicate', ['queue-process', 'queue-ls'])).toBeUndefined();
+  });
+
+  it('progress line: with a total, the share done and the time left', () => {
+    const MiB = 1024 * 1024;
+    expect(progressLine('job 3 (zfs)', 10 * MiB, undefined, 5)).toBe('job 3 (zfs): 10.0 MiB, 2.0 MiB/s, 5s');
+    expect(progressLine('job 3 (zfs)', 10 * MiB, 40 * MiB, 5)).toBe('job 3 (zfs): 10.0 MiB of 40.0 MiB (25%), 2.0 MiB/s, 5s, 15s left');
+    expect(progressLine('enqueue seq 9', 1 * MiB, 2000 * MiB, 65)).toBe('enqueue seq 9: 1.0 MiB of 2.0 GiB (0%), 15.8 KiB/s, 1m05s, 36h05m left');
+    expect(progressLine('prepare seq 1', 40 * MiB, 40 * MiB, 5)).toBe('prepare seq 1: 40.0 MiB of 40.0 MiB (100%), 8.0 MiB/s, 5s, done');
   });
 });
 
@@ -282,6 +312,38 @@ describe('errors say what they are about', () => {
     expect(fspool(['queue-ls', '-q', q, '-d', 'gzip -dc']).stdout.toString()).toMatch(/fspl-gz\.fspl/);
     const zst = runSync('zstd', ['-q', '-c'], { input: 'not a packet at all' }).stdout;
     expect(fspool(['stdin-info'], { input: zst }).stderr).toBe('Error: not a filespooler packet after zstd (bad magic: the zstd data holds something else)\n');
+  });
+
+  it('a packet for another key: its key ID, and the keys that were tried', () => {
+    const dir = tempDir();
+    const home = join(dir, 'gnupg');
+    mkdirSync(home, { mode: 0o700 });
+    const gpg = (args: string[]) => {
+      const r = runSync('gpg', ['--homedir', home, '--batch', '--quiet', ...args]);
+      expect(r.code, r.stderr).toBe(0);
+      return r.stdout.toString();
+    };
+    const ids: Record<string, string[]> = {};
+    for (const n of ['alice', 'bob', 'carol']) {
+      gpg(['--passphrase', '', '--quick-gen-key', `${n}@test`, 'future-default', 'default', 'never']);
+      writeFileSync(join(dir, `${n}.pub`), gpg(['--armor', '--export', `${n}@test`]));
+      writeFileSync(join(dir, `${n}.key`), gpg(['--armor', '--pinentry-mode', 'loopback', '--passphrase', '', '--export-secret-keys', `${n}@test`]));
+      // the key IDs of the primary key and its encryption subkey, as gpg --with-colons gives them
+      ids[n] = gpg(['--with-colons', '--list-keys', `${n}@test`]).split('\n').filter((l) => /^(pub|sub):/.test(l)).map((l) => l.split(':')[4]!);
+    }
+    const [alicePrimary, aliceSub] = ids.alice!;
+    const toAlice = preparePacket(['-s', '-', '--encrypt-to', join(dir, 'alice.pub')]);
+    const one = fspool(['stdin-info', '--decrypt-key', join(dir, 'bob.key')], { input: toAlice });
+    expect(one.code).toBe(1);
+    expect(one.stderr).toBe(
+      `Error: cannot decrypt OpenPGP packet: it is encrypted to key ${aliceSub}, and the secret key given (${ids.bob!.join('/')}) cannot open it: give the secret key of ${aliceSub} with --decrypt-key FILE\n`,
+    );
+    expect(alicePrimary).not.toBe(aliceSub);
+    // two recipients (gpg, armored: openpgp.js reads it), two keys tried
+    const both = runSync('gpg', ['--homedir', home, '--batch', '--trust-model', 'always', '--armor', '-e', '-r', 'alice@test', '-r', 'bob@test'], { input: preparePacket(['-s', '-']) }).stdout;
+    const two = fspool(['stdin-info', '--decrypt-key', join(dir, 'carol.key')], { input: both });
+    expect(two.code).toBe(1);
+    expect(two.stderr).toMatch(new RegExp(`^Error: cannot decrypt OpenPGP packet: it is encrypted to keys (${aliceSub}, ${ids.bob![1]}|${ids.bob![1]}, ${aliceSub}), and the secret key given \\(${ids.carol!.join('/')}\\) cannot open it: give the secret key of one of them with --decrypt-key FILE\n$`));
   });
 
   it('stdin-process --spool-dir: decodes there, and refuses a place without room for the packet', () => {
