@@ -64,7 +64,7 @@ const help: Subcommand<{ subcommand?: string }> = {
   describe: 'Show the help of a subcommand, or this list',
   builder: (y) =>
     y.positional('subcommand', { type: 'string', describe: 'The subcommand', choices: COMMANDS.map((c) => String(c.command).split(' ')[0]!) }).example('$0 help queue-ls', ''),
-  handler: (a) => showHelp(a.subcommand),
+  handler: (a) => showHelp(helpModel(), a.subcommand),
 };
 
 /** Every subcommand, in the order help lists them. */
@@ -101,8 +101,7 @@ export function helpModel(): ProgramHelp {
   return programHelp({ describe: DESCRIBE, epilog: EPILOG, commands: COMMANDS, globals: GLOBALS });
 }
 
-function showHelp(subcommand: string | undefined): void {
-  const model = helpModel();
+function showHelp(model: ProgramHelp, subcommand: string | undefined): void {
   const width = helpWidth(process.env);
   const cmd = model.commands.find((c) => c.name === subcommand);
   print(cmd ? renderCommand(cmd, model.globals, width) : renderProgram(model, width));
@@ -173,9 +172,10 @@ export async function main(args: string[]): Promise<void> {
   try {
     refuseNonUtf8(args);
     if (helpAsked(args) && args[0] !== '--get-yargs-completions') {
-      const sub = subcommandOf(args, helpModel());
-      if (sub && !helpModel().commands.some((c) => c.name === sub.word)) throw new UsageError(unknownSubcommand(sub.word, helpModel()));
-      showHelp(sub?.word);
+      const model = helpModel();
+      const sub = subcommandOf(args, model);
+      if (sub && !model.commands.some((c) => c.name === sub.word)) throw new UsageError(unknownSubcommand(sub.word, model));
+      showHelp(model, sub?.word);
       process.exit(0);
     }
   } catch (e) {
@@ -218,9 +218,10 @@ export async function main(args: string[]): Promise<void> {
     .version('version', GLOBALS.version.describe, `fspool ${FSPOOL_VERSION} (Filespooler 1.2 compatible)`)
     .alias('version', 'V')
     .fail((msg, err) => {
-      // yargs' own parse and validation errors are usage errors, said in fspool's words when
-      // the word at fault can be named; a coerce function's UsageError keeps its own words;
-      // anything else was thrown by a command and keeps its own exit status.
+      // yargs' own parse and validation errors, and those of coerce functions (they arrive as
+      // YError too), are usage errors: said in fspool's words when a word of the command line
+      // can be named as the fault, else in theirs. Anything else was thrown by a command and
+      // keeps its own exit status.
       if (err && err.name !== 'YError') throw err;
       throw new UsageError(explainUsage(args, helpModel()) ?? (msg ?? err?.message ?? 'invalid command line').replace(/^Error: /, ''));
     });

@@ -85,10 +85,8 @@ function unknownOption(args: string[], before: string[], at: number, cmd: Comman
       const last = k === o.names.length - 1;
       // -n5: the rest of a cluster is the value of an option that takes one
       if (opt.type !== 'boolean' && !t.startsWith('--') && !last) break;
-      if (opt.type !== 'boolean' && last && !o.inline) {
-        const next = before[i + 1];
-        if (next !== undefined && (!isOption(next) || opt.choices === undefined)) i++;
-      }
+      // its value is the next word, unless that looks like an option (yargs reads it as one)
+      if (opt.type !== 'boolean' && last && !o.inline && before[i + 1] !== undefined && !isOption(before[i + 1]!)) i++;
     }
   }
   return undefined;
