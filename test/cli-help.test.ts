@@ -273,6 +273,12 @@ describe('progress on a terminal', () => {
     // and the progress line was there, with its total, share and time left
     expect(r.text).toMatch(/job 1 \(sh\): [\d.]+ [KM]iB of 2\.9 MiB \(\d+%\), [\d.]+ [KM]iB\/s, \ds, (\ds left|done)/);
     expect(lines.at(-2)).toMatch(/^job 1 \(sh\): 2\.9 MiB of 2\.9 MiB \(100%\), .*done$/);
+
+    // stdin-process leaves the terminal to its command: its lines, and no progress line
+    writeFileSync(join(dir, 'p.fspl'), preparePacket(['-s', '-', '-i', join(dir, 'big')]));
+    const s = onPty(100, ['sh', '-c', `${FSPOOL} stdin-process sh -- -c '${receiver}' < ${join(dir, 'p.fspl')}`]);
+    expect(s.code, s.text).toBe(0);
+    expect(s.text).toBe(Array.from({ length: 15 }, (_, i) => `receiver-line-${i + 1}\n`).join(''));
   });
 
   it('prepare from a file shows its total; enqueue is labelled enqueue', () => {

@@ -177,9 +177,12 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
 
   const unforward = interrupts.forward(receiver);
   let delivery: Delivery | undefined;
-  const progress = opts.ignorePayload
-    ? undefined
-    : Progress.start(`job ${header.seq} (${basename(opts.command)})`, job.payload.kind === 'fd' ? bytesLeft(job.payload.fd, startOffset) : undefined);
+  // A receiver writing to our stderr itself (stdin-process) would run into the line: the
+  // line is drawn only when its stderr passes through us (the tail) or goes to a file.
+  const progress =
+    opts.ignorePayload || (tail === undefined && outFd === undefined)
+      ? undefined
+      : Progress.start(`job ${header.seq} (${basename(opts.command)})`, job.payload.kind === 'fd' ? bytesLeft(job.payload.fd, startOffset) : undefined);
   tail?.showing(progress);
   // Zero-copy: the receiver reads our fd, so its offset is its progress.
   const watcher = progress && job.payload.kind === 'fd' ? watchOffset(job.payload.fd, startOffset, progress) : undefined;
