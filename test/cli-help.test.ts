@@ -299,6 +299,30 @@ describe('progress on a terminal', () => {
   });
 });
 
+describe('progress before the command starts', () => {
+  it('--require-signature in stream mode: the verifying first pass draws its own line', () => {
+    const dir = tempDir();
+    const home = join(dir, 'gnupg');
+    mkdirSync(home, { mode: 0o700 });
+    const gpg = (args: string[]) => runSync('gpg', ['--homedir', home, '--batch', '--quiet', ...args]).stdout.toString();
+    gpg(['--passphrase', '', '--quick-gen-key', 'sender@test', 'future-default', 'default', 'never']);
+    writeFileSync(join(dir, 'sender.pub'), gpg(['--armor', '--export', 'sender@test']));
+    writeFileSync(join(dir, 'sender.key'), gpg(['--armor', '--pinentry-mode', 'loopback', '--passphrase', '', '--export-secret-keys', 'sender@test']));
+    writeFileSync(join(dir, 'big'), Buffer.alloc(2_000_000, 1));
+    const q = makeQueue(dir);
+    queueWrite(q, preparePacket(['-s', '-', '-i', join(dir, 'big'), '--sign-with', join(dir, 'sender.key')]));
+    // a decoder that passes the packet on slowly keeps each pass busy for more than a second
+    const slow = join(dir, 'slow');
+    const script = ['#!/usr/bin/env python3', 'import sys, time', 'while True:', '    b = sys.stdin.buffer.read(200000)', '    if not b: break', '    sys.stdout.buffer.write(b)', '    sys.stdout.buffer.flush()', '    time.sleep(0.15)'];
+    writeFileSync(slow, `${script.join('\n')}\n`, { mode: 0o755 });
+    const r = onPty(100, [FSPOOL, 'queue-process', '-q', q, '-d', slow, '--require-signature', join(dir, 'sender.pub'), 'sh', '--', '-c', 'wc -c >&2']);
+    expect(r.code, r.text).toBe(0);
+    expect(r.text).toMatch(/verify seq 1 \(first of two passes\): [\d.]+ [KM]iB, /);
+    expect(r.text).toMatch(/job 1 \(sh\): [\d.]+ [KM]iB, /);
+    expect(visibleLines(r.text)).toContain('2000000');
+  });
+});
+
 describe('errors say what they are about', () => {
   it('-i DIR, a seqfile in a missing directory, a gzip file given as a packet', () => {
     const dir = tempDir();
