@@ -14,9 +14,8 @@ import { queueGetNext, queueInit, queueSetNext, queueWrite } from './commands/qu
 import { queueInfo, queueLs, queuePayload } from './commands/queueRead.js';
 import { NAGIOS_UNKNOWN, queueClean, queueHistory, queueStatusCmd } from './commands/queueState.js';
 import { stdinInfo, stdinPayload } from './commands/stdin.js';
-import { type HelpSource, helpWidth, type ProgramHelp, programHelp, renderCommand, renderProgram } from './help.js';
+import type { HelpSource, ProgramHelp } from './help.js';
 import { choiceOption, type OptionDef, type Subcommand } from './options.js';
-import { explainUsage, subcommandOf, unknownSubcommand } from './suggest.js';
 
 declare const FSPOOL_VERSION: string;
 
@@ -64,7 +63,7 @@ const help: Subcommand<{ subcommand?: string }> = {
   describe: 'Show the help of a subcommand, or this list',
   builder: (y) =>
     y.positional('subcommand', { type: 'string', describe: 'The subcommand', choices: COMMANDS.map((c) => String(c.command).split(' ')[0]!) }).example('$0 help queue-ls', ''),
-  handler: (a) => showHelp(helpModel(), a.subcommand),
+  handler: async (a) => showHelp(await helpModel(), a.subcommand),
 };
 
 /** Every subcommand, in the order help lists them. */
@@ -96,15 +95,29 @@ export const COMMANDS: HelpSource[] = [
   help,
 ] as HelpSource[];
 
+// Help and the explaining of usage errors are loaded only when needed (dynamic imports are
+// lazy in the bundle): the other runs need neither, and start-up time counts.
+
 /** What help and the man page show: the subcommands as their builders declare them. */
-export function helpModel(): ProgramHelp {
+export async function helpModel(): Promise<ProgramHelp> {
+  const { programHelp } = await import('./help.js');
   return programHelp({ describe: DESCRIBE, epilog: EPILOG, commands: COMMANDS, globals: GLOBALS });
 }
 
-function showHelp(model: ProgramHelp, subcommand: string | undefined): void {
+async function showHelp(model: ProgramHelp, subcommand: string | undefined): Promise<void> {
+  const { helpWidth, renderCommand, renderProgram } = await import('./help.js');
   const width = helpWidth(process.env);
   const cmd = model.commands.find((c) => c.name === subcommand);
   print(cmd ? renderCommand(cmd, model.globals, width) : renderProgram(model, width));
+}
+
+/** A usage error from yargs' parser, to be said in fspool's words when it can (src/cli/suggest.ts). */
+class ParseError extends UsageError {}
+
+async function explained(e: unknown, args: string[]): Promise<unknown> {
+  if (!(e instanceof ParseError)) return e;
+  const { explainUsage } = await import('./suggest.js');
+  return new UsageError(explainUsage(args, await helpModel()) ?? e.message);
 }
 
 /**
@@ -172,10 +185,11 @@ export async function main(args: string[]): Promise<void> {
   try {
     refuseNonUtf8(args);
     if (helpAsked(args) && args[0] !== '--get-yargs-completions') {
-      const model = helpModel();
+      const model = await helpModel();
+      const { subcommandOf, unknownSubcommand } = await import('./suggest.js');
       const sub = subcommandOf(args, model);
       if (sub && !model.commands.some((c) => c.name === sub.word)) throw new UsageError(unknownSubcommand(sub.word, model));
-      showHelp(model, sub?.word);
+      await showHelp(model, sub?.word);
       process.exit(0);
     }
   } catch (e) {
@@ -223,13 +237,13 @@ export async function main(args: string[]): Promise<void> {
       // can be named as the fault, else in theirs. Anything else was thrown by a command and
       // keeps its own exit status.
       if (err && err.name !== 'YError') throw err;
-      throw new UsageError(explainUsage(args, helpModel()) ?? (msg ?? err?.message ?? 'invalid command line').replace(/^Error: /, ''));
+      throw new ParseError((msg ?? err?.message ?? 'invalid command line').replace(/^Error: /, ''));
     });
   for (const c of COMMANDS) if (c !== completion) cli.command(c as Subcommand);
   try {
     await cli.parseAsync();
   } catch (e) {
-    exitWith(e, args);
+    exitWith(await explained(e, args), args);
   }
   log.trace('done');
   process.exit(process.exitCode ?? 0);
