@@ -1,5 +1,5 @@
 // Why an encrypted packet could not be opened, in fspool's words: whom it is encrypted to (the
-// key IDs of its session key packets, or a passphrase), what was tried, and what to give.
+// key IDs of its session key packets, or a passphrase), what was tried, and what to give, where
 // openpgp.js only says "No decryption key packets found" or "Session key decryption failed".
 import type { KeyID } from 'openpgp';
 import type { DecryptionMaterial } from './keys.js';
@@ -9,6 +9,9 @@ const SKESK = 3;
 
 const hex = (id: { toHex(): string }) => id.toHex().toUpperCase();
 const plural = (n: number, word: string) => (n === 1 ? word : `${word}s`);
+
+/** openpgp.js's ways of saying that no key or passphrase given opened a session key. */
+export const isNoSessionKey = (e: unknown) => /session key decryption failed|no decryption key packets found/i.test(e instanceof Error ? e.message : String(e));
 
 /** The text after "cannot decrypt OpenPGP packet: " when no session key could be decrypted. */
 export function noSessionKey(msg: { getEncryptionKeyIDs(): KeyID[]; packets: Iterable<object> }, material: DecryptionMaterial): string {

@@ -18,7 +18,7 @@ import type { Cipher, Hash } from 'node:crypto';
 import type { Key, SignaturePacket, Subkey } from 'openpgp';
 import { createHash, crypto } from '../sys/lazy.js';
 import { native } from '../sys/native.js';
-import { noSessionKey } from './decryptError.js';
+import { isNoSessionKey, noSessionKey } from './decryptError.js';
 import type { DecryptionMaterial } from './keys.js';
 import { BodyFramer, type PacketHead, readPacketHead } from './pgpFraming.js';
 
@@ -410,8 +410,8 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
       message,
       ...(toKeys ? { decryptionKeys: material.decryptionKeys } : { passwords: material.passwords }),
     });
-  } catch {
-    throw new Error(noSessionKey(message, material));
+  } catch (e) {
+    throw isNoSessionKey(e) ? new Error(noSessionKey(message, material)) : e;
   }
   const usable = candidates.filter((k) => k.algorithm && AES_CIPHERS[k.algorithm]);
   if (usable.length === 0) return other();
