@@ -366,14 +366,14 @@ describe('errors say what they are about', () => {
     const one = fspool(['stdin-info', '--decrypt-key', join(dir, 'bob.key')], { input: toAlice });
     expect(one.code).toBe(1);
     expect(one.stderr).toBe(
-      `Error: cannot decrypt OpenPGP packet: it is encrypted to key ${aliceSub}, and the secret key given (${ids.bob!.join('/')}) cannot open it: give the secret key of ${aliceSub} with --decrypt-key FILE\n`,
+      `Error: cannot decrypt OpenPGP packet: it is encrypted to key ${aliceSub}, and the secret key given (${ids.bob!.join('/')}) cannot decrypt it: give the secret key of ${aliceSub} with --decrypt-key FILE\n`,
     );
     expect(alicePrimary).not.toBe(aliceSub);
     // two recipients (gpg, armored: openpgp.js reads it), two keys tried
     const both = runSync('gpg', ['--homedir', home, '--batch', '--trust-model', 'always', '--armor', '-e', '-r', 'alice@test', '-r', 'bob@test'], { input: preparePacket(['-s', '-']) }).stdout;
     const two = fspool(['stdin-info', '--decrypt-key', join(dir, 'carol.key')], { input: both });
     expect(two.code).toBe(1);
-    expect(two.stderr).toMatch(new RegExp(`^Error: cannot decrypt OpenPGP packet: it is encrypted to keys (${aliceSub}, ${ids.bob![1]}|${ids.bob![1]}, ${aliceSub}), and the secret key given \\(${ids.carol!.join('/')}\\) cannot open it: give the secret key of one of them with --decrypt-key FILE\n$`));
+    expect(two.stderr).toMatch(new RegExp(`^Error: cannot decrypt OpenPGP packet: it is encrypted to keys (${aliceSub}, ${ids.bob![1]}|${ids.bob![1]}, ${aliceSub}), and the secret key given \\(${ids.carol!.join('/')}\\) cannot decrypt it: give the secret key of one of them with --decrypt-key FILE\n$`));
   });
 
   it('stdin-process --spool-dir: decodes there, and refuses a place without room for the packet', () => {

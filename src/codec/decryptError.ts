@@ -25,9 +25,9 @@ export function noSessionKey(msg: { getEncryptionKeyIDs(): KeyID[]; packets: Ite
   const toKeys = ids.length > 0 && material.decryptionKeys.length > 0;
   const keys = material.decryptionKeys.map((k) => k.getKeyIDs().map(hex).join('/'));
   const tried = toKeys
-    ? `the ${plural(keys.length, 'secret key')} given (${keys.join(', ')}) cannot open it`
+    ? `the ${plural(keys.length, 'secret key')} given (${keys.join(', ')}) cannot decrypt it`
     : material.passwords.length > 0
-      ? 'the passphrase given cannot open it'
+      ? 'the passphrase given cannot decrypt it'
       : 'no passphrase was given';
   const fix = ids.length > 0 ? `give the secret key of ${ids.length === 1 ? recipients[0] : 'one of them'} with --decrypt-key FILE` : 'give its passphrase with --passphrase-file FILE';
   return `it is encrypted to ${forWhom || 'no recipient it names'}, and ${tried}: ${fix}${passphrase && ids.length > 0 ? ' (or its passphrase with --passphrase-file FILE)' : ''}`;
