@@ -1,6 +1,7 @@
 // The processing lock: flock(2) on `<seqfile>.lock`, exactly as fspl takes it, so that fspool
 // and fspl exclude each other. Why flock and how: spec/locking.md.
 import { closeSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { FspoolError } from '../errors.js';
 import { native } from '../sys/native.js';
 
@@ -19,9 +20,14 @@ export class FileLock {
     try {
       fd = openSync(path, opts.create ? 'a' : 'r');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new FspoolError(`${opts.what}: lock file ${path} does not exist`);
+      const code = (e as NodeJS.ErrnoException).code;
+      // Creating it can only miss its directory.
+      if (opts.create && (code === 'ENOENT' || code === 'ENOTDIR')) {
+        const dir = dirname(path);
+        if (code === 'ENOTDIR') throw new FspoolError(`${opts.what}: ${dir} is not a directory`);
+        throw new FspoolError(`${opts.what}: directory ${dir} does not exist; create it first (mkdir -p ${dir})`);
       }
+      if (code === 'ENOENT') throw new FspoolError(`${opts.what}: lock file ${path} does not exist`);
       throw e;
     }
     const sys = native();

@@ -1,7 +1,8 @@
 // Running one job: from a decoded header and a payload source to a judged outcome.
 import { closeSync, fstatSync, openSync } from 'node:fs';
+import { basename } from 'node:path';
 import type { RunFacts } from '../queue/journal.js';
-import { Progress } from '../progress.js';
+import { bytesLeft, Progress } from '../progress.js';
 import type { Header } from '../packet/header.js';
 import { execBytes, execProblem, type JobLocation, jobEnv } from '../packet/jobenv.js';
 import { createFresh } from '../queue/jobfile.js';
@@ -125,14 +126,20 @@ export async function runJob(job: JobInput, opts: RunOptions, ctx: RunContext): 
 
   const unforward = stopper.forward(receiver);
   let delivery: Delivery | undefined;
-  const progress = opts.ignorePayload ? undefined : Progress.start(`job ${header.seq}`);
+  // A receiver writing to our stderr itself (stdin-process) would run into the line: the
+  // line is drawn only when its stderr passes through us (the tail) or goes to a file.
+  const progress =
+    opts.ignorePayload || (tail === undefined && outFd === undefined)
+      ? undefined
+      : Progress.start(`job ${header.seq} (${basename(opts.command)})`, job.payload.kind === 'fd' ? bytesLeft(job.payload.fd, startOffset) : undefined);
+  tail?.showing(progress);
   // Zero-copy: the receiver reads our fd, so its offset is its progress.
   const watcher = progress && job.payload.kind === 'fd' ? watchOffset(job.payload.fd, startOffset, progress) : undefined;
   try {
     if (!opts.ignorePayload && job.payload.kind === 'stream') delivery = await deliver(receiver, job.payload, progress);
     const exit = await receiver.done;
     if (watcher) clearInterval(watcher);
-    progress?.done();
+    progress?.done(watcher && job.payload.kind === 'fd' ? fdOffset(job.payload.fd) - startOffset : undefined);
     let unread = -1;
     let bytes = delivery?.bytes ?? 0;
     if (!opts.ignorePayload && job.payload.kind === 'fd') {

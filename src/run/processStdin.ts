@@ -7,14 +7,24 @@
 import { tmpdir } from 'node:os';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { FspoolError } from '../errors.js';
+import { bytesLeft } from '../progress.js';
 import { runContext } from './context.js';
 import { type RunOptions, runJob } from './job.js';
 import { type DeliveryMode, preparePayload } from './source.js';
 import { listenForSignals } from './stop.js';
 
-export async function processStdin(opts: RunOptions & { decode: DecodeContext; delivery: DeliveryMode }): Promise<number> {
-  // stdin cannot be read twice: a required signature is checked in verified mode.
-  const prepared = await preparePayload(await openPacket(0, opts.decode), { mode: opts.delivery, keys: opts.decode.keys, fd: 0, spoolDir: tmpdir() });
+export async function processStdin(opts: RunOptions & { decode: DecodeContext; delivery: DeliveryMode; spoolDir?: string }): Promise<number> {
+  // stdin cannot be read twice: a required signature is checked in verified mode, decoding
+  // into --spool-dir (default $TMPDIR); a packet in a file needs at least its own size there.
+  const spoolAtLeast = bytesLeft(0);
+  const prepared = await preparePayload(await openPacket(0, opts.decode), {
+    mode: opts.delivery,
+    keys: opts.decode.keys,
+    fd: 0,
+    spoolDir: opts.spoolDir ?? tmpdir(),
+    spoolAtLeast,
+    spoolOption: '--spool-dir',
+  });
   if (!prepared.ok) throw new FspoolError(prepared.reason);
   // One job: any signal interrupts it at once.
   const ctx = runContext();
