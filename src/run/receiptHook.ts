@@ -7,9 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DecodeContext } from '../codec/decode.js';
+import type { Logger } from '../log.js';
 import { signReceipt } from '../codec/signedReceipt.js';
 import { describe } from '../errors.js';
-import { log } from '../log.js';
 import { encodeReceipt } from '../packet/receipt.js';
 import type { Queue } from '../queue/queue.js';
 import { lookAtQueue, receiptFor } from '../queue/receipt.js';
@@ -17,7 +17,7 @@ import { type StateDb, stateDir } from '../queue/stateDb.js';
 import { writeFileDurably } from '../sys/durable.js';
 import { createHash } from '../sys/lazy.js';
 import { runShell, shellFailure } from '../sys/shell.js';
-import { interrupts } from './interrupts.js';
+import type { RunContext } from './context.js';
 
 export interface ReceiptSending {
   toDir?: string;
@@ -48,18 +48,19 @@ function readSent(path: string): Sent {
 }
 
 /** The hook a processor calls after each pass, with its state database (if it has one). */
-export function receiptSender(queue: Queue, opts: ReceiptSending): (db: StateDb | undefined) => Promise<void> {
-  return async (db) => {
-    if (interrupts.signal) return;
+export function receiptSender(queue: Queue, opts: ReceiptSending): (db: StateDb | undefined, ctx: RunContext) => Promise<void> {
+  return async (db, ctx) => {
+    // Told to stop: the run ends now, and its receipts wait for the next one.
+    if (ctx.stop.stopping) return;
     try {
-      await sendReceipts(queue, db, opts);
+      await sendReceipts(queue, db, opts, ctx.log);
     } catch (e) {
-      log.warn(`cannot make the receipts of queue ${queue.dir}: ${describe(e)}; trying again after the next pass`);
+      ctx.log.warn(`cannot make the receipts of queue ${queue.dir}: ${describe(e)}; trying again after the next pass`);
     }
   };
 }
 
-async function sendReceipts(queue: Queue, db: StateDb | undefined, opts: ReceiptSending): Promise<void> {
+async function sendReceipts(queue: Queue, db: StateDb | undefined, opts: ReceiptSending, log: Logger): Promise<void> {
   const facts = await lookAtQueue(queue, db, opts.decode);
   const names = createHash('sha256').update(queue.jobNames().join('\n')).digest('hex');
   const record = join(stateDir(queue.dir), 'receipts.json');
@@ -78,7 +79,7 @@ async function sendReceipts(queue: Queue, db: StateDb | undefined, opts: Receipt
     if (last && last.fingerprint === fingerprint && now - last.sent_at < opts.everySeconds * 1000) continue;
     let bytes = encodeReceipt(r);
     if (opts.signWith) bytes = await signReceipt(bytes, opts.signWith, opts.keyPassphraseFile);
-    if (await deliver(queue, stream, bytes, opts)) {
+    if (await deliver(queue, stream, bytes, opts, log)) {
       sent.streams[stream] = { fingerprint, sent_at: now };
       changed = true;
     }
@@ -93,7 +94,7 @@ async function sendReceipts(queue: Queue, db: StateDb | undefined, opts: Receipt
   }
 }
 
-async function deliver(queue: Queue, stream: string, bytes: Buffer, opts: ReceiptSending): Promise<boolean> {
+async function deliver(queue: Queue, stream: string, bytes: Buffer, opts: ReceiptSending, log: Logger): Promise<boolean> {
   let ok = true;
   if (opts.toDir !== undefined) {
     const name = receiptFileName(stream);

@@ -15,7 +15,7 @@ import { crashPoint } from '../sys/crashPoint.js';
 import { splitNul } from '../sys/argv.js';
 import { copyFd, fdChunks, writeAll } from '../sys/fd.js';
 import { allocated, collectIfDue } from '../sys/youngGc.js';
-import { Progress } from '../progress.js';
+import { bytesLeft, Progress } from '../progress.js';
 import { type EncodeOptions, makeEncoder } from './encode.js';
 
 export interface PrepareOptions {
@@ -37,6 +37,8 @@ export interface PrepareOptions {
    * `publish` runs after the number was consumed durably.
    */
   finish?: { durable(): void; publish(): void };
+  /** The subcommand running, for the progress line: prepare (default) or enqueue. */
+  command?: string;
   /**
    * Keep a copy in this outbox (spec/receipts.md): the packet carries the outbox's stream id,
    * is written to the outbox first, and is published there before its number is consumed.
@@ -113,7 +115,7 @@ export async function prepare(opts: PrepareOptions): Promise<bigint> {
       }
     };
     const write = async (seq: bigint) => {
-      const progress = inFd === undefined ? undefined : Progress.start(`prepare seq ${seq}`);
+      const progress = inFd === undefined ? undefined : Progress.start(`${opts.command ?? 'prepare'} seq ${seq}`, bytesLeft(inFd));
       const h = header(seq);
       // With an outbox the packet is made into its copy, then the copy is written out.
       const target = copy ? copy.open(packetId(h)) : out;

@@ -1,6 +1,5 @@
 // Receipts and the outbox (spec/receipts.md): queue-receipt on the receiver; outbox-status,
 // outbox-apply and outbox-resend on the sender.
-import type { CommandModule } from 'yargs';
 import { openReceipt, signReceipt } from '../../codec/signedReceipt.js';
 import { FspoolError, UsageError } from '../../errors.js';
 import { log } from '../../log.js';
@@ -15,17 +14,18 @@ import { lookAtQueue, receiptFor } from '../../queue/receipt.js';
 import { attachState, READER_BUSY_MS } from '../../queue/state.js';
 import { readUpTo } from '../../sys/fd.js';
 import { msIso, toJson } from '../json.js';
-import { type DecodeArgs, decodeContext, decodeOptions, queuedir, seconds } from '../options.js';
+import { type DecodeArgs, decodeContext, decodeOptions, type OptionDef, queuedir, seconds, type Subcommand } from '../options.js';
 import { print } from './out.js';
 import { json } from './queueState.js';
 
-export const outboxOption = {
+export const outboxOption: OptionDef = {
   type: 'string',
+  value: 'DIR',
   requiresArg: true,
   describe: 'Keep a copy of the packet in this outbox until a receipt acknowledges it (spec/receipts.md)',
-} as const;
+};
 
-const outboxDir = { ...outboxOption, demandOption: true, describe: 'The outbox directory (made by prepare --outbox)' } as const;
+const outboxDir: OptionDef = { ...outboxOption, demandOption: true, describe: 'The outbox directory (made by prepare --outbox)' };
 
 /** A receipt on stdin is a few KB; anything this large is not one. */
 const MAX_INPUT = 4 << 20;
@@ -39,15 +39,15 @@ interface ReceiptArgs extends DecodeArgs {
   'sign-with'?: string;
 }
 
-export const queueReceipt: CommandModule<object, ReceiptArgs> = {
+export const queueReceipt: Subcommand<ReceiptArgs> = {
   command: 'queue-receipt',
   describe: "Write a receipt for the queue's packets of one stream to stdout (for the sender's outbox-apply)",
   builder: (y) =>
     decodeOptions(y, { decoder: true, signature: false })
-      .usage('$0 queue-receipt -q QUEUE [--stream ID] [--sign-with KEYFILE] > RECEIPT')
       .option('queuedir', queuedir)
       .option('stream', {
         type: 'string',
+        value: 'ID',
         requiresArg: true,
         describe: 'The stream to describe (32 hex digits); default: the stream of the latest packet',
         coerce: (v: unknown) => {
@@ -56,7 +56,7 @@ export const queueReceipt: CommandModule<object, ReceiptArgs> = {
           return s;
         },
       })
-      .option('sign-with', { type: 'string', requiresArg: true, describe: 'Sign the receipt with the OpenPGP secret key in this file' })
+      .option('sign-with', { type: 'string', value: 'KEYFILE', requiresArg: true, describe: 'Sign the receipt with the OpenPGP secret key in this file' })
       .example('$0 queue-receipt -q /var/spool/q | ssh sender fspool outbox-apply --outbox ~/outbox', 'tell the sender what ran')
       .example('$0 queue-receipt -q q --sign-with recv.key > receipt', 'a signed receipt (outbox-apply --require-signature)') as never,
   handler: async (a) => {
@@ -85,23 +85,22 @@ interface ApplyArgs {
   'require-signature'?: string[];
 }
 
-export const outboxApply: CommandModule<object, ApplyArgs> = {
+export const outboxApply: Subcommand<ApplyArgs> = {
   command: 'outbox-apply',
-  describe: 'Apply a receipt (stdin) to an outbox: prune what the receiver ran, note what it holds, report failures',
+  describe: 'Apply a receipt (stdin) to an outbox: prune what the receiver ran, note what it holds, report failures (exit 4 when the newest receipt reports a failing job)',
   builder: (y) =>
     y
-      .usage('$0 outbox-apply --outbox DIR [--require-signature KEYFILE] < RECEIPT')
       .option('outbox', outboxDir)
       .option('require-signature', {
         type: 'string',
+        value: 'KEYFILE',
         array: true,
         nargs: 1,
         requiresArg: true,
         describe: 'Accept only receipts signed by a key in this public key file; repeatable',
       })
       .example('$0 outbox-apply --outbox ~/outbox < fspool-receipt-ID.rcpt', '')
-      .example('ssh receiver fspool queue-receipt -q /var/q | $0 outbox-apply --outbox ~/outbox --require-signature recv.asc', '')
-      .epilog('Exit status: 0 applied; 4 applied, and it is the newest receipt and reports a failing job of this outbox; 1 a receipt that cannot be read, is about another stream, or is not signed as required.') as never,
+      .example('ssh receiver fspool queue-receipt -q /var/q | $0 outbox-apply --outbox ~/outbox --require-signature recv.asc', '') as never,
   handler: async (a) => {
     const outbox = Outbox.open(a.outbox);
     const input = readUpTo(0, MAX_INPUT + 1);
@@ -148,16 +147,15 @@ interface ResendArgs {
   'older-than': number;
 }
 
-export const outboxResend: CommandModule<object, ResendArgs> = {
+export const outboxResend: Subcommand<ResendArgs> = {
   command: 'outbox-resend',
   describe: 'Send again every unacknowledged packet the receiver is not known to hold',
   builder: (y) =>
     y
-      .usage('$0 outbox-resend --outbox DIR (--to-dir DIR | --exec CMD) [--older-than SECS]')
       .option('outbox', outboxDir)
-      .option('to-dir', { type: 'string', requiresArg: true, describe: 'Write each packet into this directory as fspl-ID.fspl (temp name, fsync, rename)' })
-      .option('exec', { type: 'string', requiresArg: true, describe: 'Run $SHELL -c CMD once per packet, with the packet on stdin' })
-      .option('older-than', { type: 'string', requiresArg: true, default: '0', coerce: seconds('--older-than'), describe: 'Leave packets made less than SECS ago alone' })
+      .option('to-dir', { type: 'string', value: 'DIR', requiresArg: true, describe: 'Write each packet into this directory as fspl-ID.fspl (temp name, fsync, rename)' })
+      .option('exec', { type: 'string', value: 'CMD', requiresArg: true, describe: 'Run $SHELL -c CMD once per packet, with the packet on stdin' })
+      .option('older-than', { type: 'string', value: 'SECONDS', helpType: 'number', requiresArg: true, default: '0', coerce: seconds('--older-than'), describe: 'Leave packets made less than SECONDS ago alone' })
       .example('$0 outbox-resend --outbox ~/outbox --exec "nncp-exec receiver fspool" --older-than 3600', '')
       .example('$0 outbox-resend --outbox ~/outbox --to-dir ~/Sync/packets', 'into a Syncthing folder') as never,
   handler: async (a) => {
@@ -185,18 +183,16 @@ interface StatusArgs {
 
 const age = (s: number | undefined) => (s === undefined ? '-' : s < 120 ? `${Math.round(s)}s` : s < 7200 ? `${Math.round(s / 60)}min` : `${(s / 3600).toFixed(1)}h`);
 
-export const outboxStatusCmd: CommandModule<object, StatusArgs> = {
+export const outboxStatusCmd: Subcommand<StatusArgs> = {
   command: 'outbox-status',
-  describe: 'What an outbox keeps, and what the newest receipt said about it',
+  describe: 'What an outbox keeps, and what the newest receipt said about it (exit 3 when a packet is older than --stale-after)',
   builder: (y) =>
     y
-      .usage('$0 outbox-status --outbox DIR [--json] [--stale-after SECS]')
       .option('outbox', outboxDir)
       .option('json', json)
-      .option('stale-after', { type: 'string', requiresArg: true, default: '3600', coerce: seconds('--stale-after'), describe: 'Exit 3 when an unacknowledged packet is older than this' })
+      .option('stale-after', { type: 'string', value: 'SECONDS', helpType: 'number', requiresArg: true, default: '3600', coerce: seconds('--stale-after'), describe: 'Exit 3 when an unacknowledged packet is older than this' })
       .example('$0 outbox-status --outbox ~/outbox', '')
-      .example('$0 outbox-status --outbox ~/outbox --stale-after 86400 >/dev/null || echo "receiver has not confirmed for a day"', '')
-      .epilog('Exit status: 0 nothing unacknowledged is older than --stale-after; 3 something is.') as never,
+      .example('$0 outbox-status --outbox ~/outbox --stale-after 86400 >/dev/null || echo "receiver has not confirmed for a day"', '') as never,
   handler: (a) => {
     const outbox = Outbox.open(a.outbox);
     const s = outboxStatus(outbox, a['stale-after']);
