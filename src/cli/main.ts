@@ -21,9 +21,13 @@ declare const FSPOOL_VERSION: string;
 /** Options that may be given more than once, and the positional lists. */
 const REPEATABLE = new Set(['_', '--', 'decrypt-key', 'require-signature', 'encrypt-to']);
 
-const LICENSE = `fspool is free software under the MIT license.
-It reads and writes the packet format of Filespooler by John Goerzen (GPL-3.0-or-later),
-and shares no code with it.
+/** The LICENSE file, put in by the build. */
+declare const FSPOOL_LICENSE: string;
+
+const LICENSE = `${FSPOOL_LICENSE}
+fspool reads and writes the packet format of Filespooler by John Goerzen (GPL-3.0-or-later),
+and shares no code with it. The code fspool's package carries from other projects (yargs,
+better-sqlite3, zstd-napi…) is under their own licenses: dist/THIRD-PARTY-NOTICES in it.
 `;
 
 function exitWith(e: unknown): never {
@@ -66,7 +70,19 @@ export async function main(args: string[]): Promise<void> {
   } catch (e) {
     exitWith(e);
   }
-  const cli = yargs(args)
+  const cli = commandLine(args);
+  try {
+    await cli.parseAsync();
+  } catch (e) {
+    exitWith(e);
+  }
+  log.trace('done');
+  process.exit(process.exitCode ?? 0);
+}
+
+/** fspool's yargs definitions: they parse the command line, and make --help and fspool(1) (manPage.ts). */
+export function commandLine(args: string[]) {
+  return yargs(args)
     .scriptName('fspool')
     .parserConfiguration({
       'populate--': true,
@@ -146,11 +162,4 @@ export async function main(args: string[]): Promise<void> {
       if (err && err.name !== 'YError') throw err;
       throw new UsageError((msg ?? err?.message ?? 'invalid command line').replace(/^Error: /, ''));
     });
-  try {
-    await cli.parseAsync();
-  } catch (e) {
-    exitWith(e);
-  }
-  log.trace('done');
-  process.exit(process.exitCode ?? 0);
 }
