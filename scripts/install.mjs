@@ -9,9 +9,10 @@
 //   devDependencies), else npm installs that version apart, which compiles it, and its addon
 //   goes to build/Release/ under the prebuilt one's name.
 // Compiling needs python3, make and a C++ compiler; a prebuilt install needs none of them.
-// `npm install --build-from-source` skips the prebuilt binaries.
+// npm_config_build_from_source=true (as for node-gyp-build and prebuild-install) skips the
+// prebuilt binaries.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -87,8 +88,9 @@ if (missing.length > 0) {
   }
 }
 
-// The V8 code cache bin/fspool loads, for this Node (one from another version is rejected, and
-// the bundle compiled at every start).
-if (existsSync('dist/fspool.cjs') && statSync('bin/fspool').isFile()) {
-  execFileSync(process.execPath, ['bin/fspool', '--version'], { env: { ...process.env, FSPOOL_WRITE_CODE_CACHE: '1' }, stdio: 'ignore' });
+// The V8 code cache bin/fspool loads, for this Node: the package's was made by the Node that
+// packed it, and V8 rejects a cache from another version (then the bundle is compiled at every
+// start). In a clone, the build writes it.
+if (existsSync('prebuilds')) {
+  spawnSync(process.execPath, ['bin/fspool', '--version'], { env: { ...process.env, FSPOOL_WRITE_CODE_CACHE: '1' }, stdio: 'ignore' });
 }

@@ -4,7 +4,7 @@
 // root and have it; otherwise it stops, before anything runs, with the command to run.
 // A test that needs a new program adds a line here (command, package, who needs it).
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 const NEEDS = [
@@ -36,10 +36,34 @@ const NEEDS = [
   ['python3', 'python3'],
   ['make', 'make'],
   ['g++', 'g++'],
+  // The package's linux-arm64 binaries: cross-compiled by `npm pack`, and run by the package
+  // test under qemu-user (through binfmt_misc, set up below).
+  ['aarch64-linux-gnu-g++', 'g++-aarch64-linux-gnu'],
+  ['qemu-aarch64-static', 'qemu-user-static'],
+  ['update-binfmts', 'binfmt-support'],
 ];
 
+// arm64 programs run through the kernel's binfmt_misc and qemu: mounted and registered as
+// root (qemu-user-static registers itself only where binfmt_misc was mounted at install).
+const BINFMT = '/proc/sys/fs/binfmt_misc';
+function binfmtSetup() {
+  if (existsSync(`${BINFMT}/qemu-aarch64`)) return;
+  if (process.getuid?.() !== 0) {
+    console.error(`test-deps: arm64 programs cannot run here (no ${BINFMT}/qemu-aarch64); as root: mount -t binfmt_misc binfmt_misc ${BINFMT}; update-binfmts --enable qemu-aarch64`);
+    process.exit(1);
+  }
+  console.error('test-deps: registering qemu-aarch64 with binfmt_misc, to run arm64 programs');
+  if (!existsSync(`${BINFMT}/register`)) spawnSync('mount', ['-t', 'binfmt_misc', 'binfmt_misc', BINFMT], { stdio: 'inherit' });
+  spawnSync('update-binfmts', ['--enable', 'qemu-aarch64'], { stdio: 'inherit' });
+  if (!existsSync(`${BINFMT}/qemu-aarch64`)) {
+    console.error(`test-deps: could not register qemu-aarch64 in ${BINFMT}`);
+    process.exit(1);
+  }
+}
+
+/** On PATH, or in the sbin directories a user's PATH may lack (update-binfmts). */
 function onPath(cmd) {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+  for (const dir of [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/sbin']) {
     if (!dir) continue;
     try {
       accessSync(join(dir, cmd), constants.X_OK);
@@ -50,15 +74,18 @@ function onPath(cmd) {
 }
 
 const missing = NEEDS.filter(([cmd]) => !onPath(cmd));
-if (missing.length === 0) process.exit(0);
+if (missing.length === 0) {
+  binfmtSetup();
+  process.exit(0);
+}
 
 const commands = missing.map(([cmd]) => cmd).join(', ');
 const packages = [...new Set(missing.map(([, pkg]) => pkg))];
 const aptCommand = `apt-get install -y --no-install-recommends ${packages.join(' ')}`;
 
 if (process.getuid?.() !== 0 || !onPath('apt-get')) {
-  const how = onPath('apt-get') ? `sudo ${aptCommand}` : `the Debian packages ${packages.join(' ')} (or your system's equivalents)`;
-  console.error(`test-deps: the tests need ${commands}, which are not on PATH; install ${how}, then run npm test again`);
+  const how = onPath('apt-get') ? `run: sudo ${aptCommand}` : `install the Debian packages ${packages.join(' ')} or your system's equivalents`;
+  console.error(`test-deps: the tests need ${commands} (not on PATH); ${how}; then npm test again`);
   process.exit(1);
 }
 
@@ -77,3 +104,4 @@ if (still.length > 0) {
   console.error(`test-deps: apt-get installed ${packages.join(' ')}, but ${still.join(', ')} are still not on PATH (PATH=${process.env.PATH})`);
   process.exit(1);
 }
+binfmtSetup();

