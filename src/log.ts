@@ -15,9 +15,17 @@ export function enabled(level: Level): boolean {
   return LEVELS.indexOf(level) >= threshold;
 }
 
+/**
+ * Control characters (C0, DEL, C1) as `\xNN`: file names come from whoever feeds a queue, and
+ * an escape sequence or a newline in one must neither drive the terminal nor forge a line.
+ */
+export function printable(s: string): string {
+  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 function emit(level: Level, msg: string): void {
   if (!enabled(level)) return;
-  const line = `${level.toUpperCase().padStart(5)} fspool: ${msg.replace(/\n/g, ' ')}\n`;
+  const line = `${level.toUpperCase().padStart(5)} fspool: ${printable(msg)}\n`;
   try {
     writeAll(2, Buffer.from(line));
   } catch {

@@ -1,7 +1,7 @@
 // fspool's command line: fspl 1.2's subcommands, flags and exit codes (spec/exit-codes.md).
 import yargs, { type MiddlewareFunction } from 'yargs';
 import { describe, FspoolError, UsageError } from '../errors.js';
-import { type Level, LEVELS, log, setLogLevel } from '../log.js';
+import { type Level, LEVELS, log, printable, setLogLevel } from '../log.js';
 import { PacketError } from '../packet/codec.js';
 import { setQuiet } from '../progress.js';
 import { isUtf8, rawArgs } from '../sys/argv.js';
@@ -45,7 +45,7 @@ function exitWith(e: unknown): never {
 
 function writeErr(s: string): void {
   try {
-    writeAll(2, Buffer.from(s));
+    writeAll(2, Buffer.from(s.split('\n').map(printable).join('\n')));
   } catch {
     /* nowhere to report */
   }

@@ -2,7 +2,7 @@
 //   QUEUE/nextseq        next sequence number to process
 //   QUEUE/nextseq.lock   the processing lock (flock)
 //   QUEUE/jobs/          packets, fspl-<anything>.fspl; any other name is ignored
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { KeyFileError } from '../codec/keys.js';
@@ -16,10 +16,11 @@ import { crashPoint } from '../sys/crashPoint.js';
 import { fsyncDir } from '../sys/durable.js';
 import type { HeaderIndex } from './headerIndex.js';
 import { copyFd } from '../sys/fd.js';
-import { peekPlainHeader } from './jobfile.js';
+import { type FileIdentity, identityOf, openJobFile, peekPlainHeader } from './jobfile.js';
 import { SeqFile } from './seqfile.js';
 
-export const JOB_NAME = /^fspl-.*\.fspl$/;
+/** fspl's glob `fspl-*.fspl`, whose `*` matches any character, newlines included. */
+export const JOB_NAME = /^fspl-[\s\S]*\.fspl$/;
 
 export interface ScannedJob {
   name: string;
@@ -31,14 +32,22 @@ export interface ScannedJob {
   vanished?: boolean;
   /** Encodings undone to read the header, outermost first (src/codec/decode.ts). */
   layers?: string[];
+  /** The file the header was read from; a file with another identity is another job. */
+  identity?: FileIdentity;
 }
 
 /** True if all files have the same bytes: a packet delivered twice is not ambiguous. */
 export function identical(paths: string[]): boolean {
-  const fds = paths.map((p) => openSync(p, 'r'));
+  const fds: number[] = [];
+  const sizes: number[] = [];
   try {
-    const size = fstatSync(fds[0]!).size;
-    if (fds.some((fd) => fstatSync(fd).size !== size)) return false;
+    for (const p of paths) {
+      const { fd, stat } = openJobFile(p);
+      fds.push(fd);
+      sizes.push(stat.size);
+    }
+    const size = sizes[0]!;
+    if (sizes.some((n) => n !== size)) return false;
     const bufs = fds.map(() => Buffer.allocUnsafe(1 << 16));
     for (let pos = 0; pos < size; pos += 1 << 16) {
       const n = readSync(fds[0]!, bufs[0]!, 0, 1 << 16, pos);
@@ -136,12 +145,13 @@ export class Queue {
   private async readEncodedHeader(name: string, ctx: DecodeContext): Promise<ScannedJob> {
     const path = this.jobPath(name);
     try {
-      const fd = openSync(path, 'r');
+      const { fd, stat } = openJobFile(path);
+      const identity = identityOf(stat);
       try {
-        const p = await openPacket(fd, ctx);
-        if (p.kind === 'raw') return { name, path, header: p.header };
+        const p = await openPacket(fd, ctx, 0);
+        if (p.kind === 'raw') return { name, path, header: p.header, identity };
         p.abort(); // the header is all a scan needs
-        return { name, path, header: p.header, layers: p.layers };
+        return { name, path, header: p.header, layers: p.layers, identity };
       } finally {
         closeSync(fd);
       }
@@ -172,10 +182,10 @@ export class Queue {
       const path = this.jobPath(name);
       if (ctx.decoder) return slow.push(i);
       try {
-        const fd = openSync(path, 'r');
+        const { fd, stat } = openJobFile(path);
         try {
           const header = peekPlainHeader(fd);
-          if (header) out[i] = { name, path, header };
+          if (header) out[i] = { name, path, header, identity: identityOf(stat) };
           else slow.push(i);
         } finally {
           closeSync(fd);

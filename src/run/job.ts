@@ -3,7 +3,8 @@ import { closeSync, fstatSync, openSync } from 'node:fs';
 import { log } from '../log.js';
 import { Progress } from '../progress.js';
 import type { Header } from '../packet/header.js';
-import { type JobLocation, jobEnv } from '../packet/jobenv.js';
+import { execBytes, execProblem, type JobLocation, jobEnv } from '../packet/jobenv.js';
+import { createFresh } from '../queue/jobfile.js';
 import { fdOffset } from '../sys/fd.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { type Delivery, deliver, type PayloadStream } from './deliver.js';
@@ -69,8 +70,20 @@ export type Outcome = (
   | { ok: false; reason: string; fatal?: boolean; interrupted?: NodeJS.Signals }
 ) & { facts?: RunFacts };
 
-function judge(exit: ReceiverExit, delivery: Delivery | undefined, unread: number): Outcome {
+const E2BIG = 7;
+
+/**
+ * exec's E2BIG is the packet's doing when the packet brought a large share of the request (its
+ * params and variables): then its job fails like any bad packet. Otherwise the processor's own
+ * command line and environment are too large, which no job can fix.
+ */
+const PACKET_SHARE = 64 * 1024;
+
+function judge(exit: ReceiverExit, delivery: Delivery | undefined, unread: number, packetBytes: number): Outcome {
   const how = { exitCode: exit.code ?? undefined, signal: exit.signal ?? undefined };
+  if (exit.startError && exit.startErrno === E2BIG && packetBytes > PACKET_SHARE) {
+    return { ok: false, reason: `cannot run command: the packet's params and variables (${packetBytes} bytes) make its argument list too long (E2BIG)`, facts: { kind: 'bad-packet' } };
+  }
   if (exit.startError) return { ok: false, fatal: true, reason: `cannot run command: ${exit.startError}`, facts: { kind: 'cannot-start' } };
   if (delivery?.failure) return { ok: false, reason: `${delivery.failure}; receiver killed before end of input`, facts: { kind: 'decoder-failure', ...how } };
   if (exit.timedOut) {
@@ -104,10 +117,15 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
   if (header.cmd.kind !== 'Command') {
     stop();
     // As fspl: saveboth leaves an (empty) output file for every job it handled.
-    if (opts.outputFile) closeSync(openSync(opts.outputFile, 'w', 0o644));
+    if (opts.outputFile) closeSync(createFresh(opts.outputFile));
     return header.cmd.kind === 'NOP'
       ? { ok: true, facts: { kind: 'success', bytes: 0 } }
       : { ok: false, reason: 'Fail packet', facts: { kind: 'fail-packet', bytes: 0 } };
+  }
+  const problem = execProblem(header, opts.allowJobParams);
+  if (problem) {
+    stop();
+    return { ok: false, reason: `${problem}; the command was not started`, facts: { kind: 'bad-packet', bytes: 0 } };
   }
   const argv: Buffer[] = [Buffer.from(opts.command), ...opts.params];
   if (opts.allowJobParams) argv.push(...header.cmd.params);
@@ -131,7 +149,7 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
     } else {
       stdin = job.payload.kind === 'fd' ? job.payload.fd : 'pipe';
     }
-    if (opts.outputFile) outFd = openSync(opts.outputFile, 'w', 0o644);
+    if (opts.outputFile) outFd = createFresh(opts.outputFile);
     else if (opts.keepStderrTail) tail = new StderrTail();
     if (job.payload.kind === 'fd' && !opts.ignorePayload) startOffset = job.payload.offset ?? fdOffset(job.payload.fd);
     receiver = new Receiver({
@@ -151,9 +169,8 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
     if (e instanceof ExecError) return { ok: false, reason: `cannot run command: ${e.message}`, facts: { kind: 'cannot-start' } };
     throw e;
   }
-  // The receiver holds its own copies now.
+  // The receiver holds its own copies now (the output file's fd stays, to read its tail).
   if (nullFd !== undefined) closeSync(nullFd);
-  if (outFd !== undefined) closeSync(outFd);
   tail?.spawned();
   crashPoint('receiver-running');
 
@@ -177,14 +194,18 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
       unread = Math.max(0, fstatSync(fd).size - at);
       bytes = at - startOffset;
     }
-    const stderrTail = (tail ? await tail.take() : opts.keepStderrTail && opts.outputFile ? fileTail(opts.outputFile) : undefined) || undefined;
-    const outcome = judge(exit, delivery, unread);
-    if (interrupts.signal && !exit.startError) {
+    const stderrTail = (tail ? await tail.take() : opts.keepStderrTail && outFd !== undefined ? fileTail(outFd) : undefined) || undefined;
+    const outcome = judge(exit, delivery, unread, execBytes(header, opts.allowJobParams));
+    // A receiver told to stop that still took the whole payload and exited 0 has given its
+    // verdict: the job is done, and running it again would apply it twice. Anything less is an
+    // interruption, and the job stays queued.
+    if (interrupts.signal && !exit.startError && !(outcome.ok && !outcome.note)) {
       return { ok: false, reason: `interrupted by ${interrupts.signal}`, interrupted: interrupts.signal, facts: { kind: 'interrupted', signal: interrupts.signal, bytes, stderrTail } };
     }
     return { ...outcome, facts: { ...outcome.facts!, bytes, stderrTail } };
   } finally {
     if (watcher) clearInterval(watcher);
+    if (outFd !== undefined) closeSync(outFd);
     receiver.release();
     unforward();
   }

@@ -12,7 +12,11 @@ import { log } from '../log.js';
 import { PacketError } from '../packet/codec.js';
 import { type Action, type Attempt, FAILURES, type Journal, type JobRef, type OrderBy, packetId, type RunRow } from '../queue/journal.js';
 import { quarantineJob } from '../queue/quarantine.js';
+import { stillNames } from '../queue/jobfile.js';
 import type { Queue, ScannedJob } from '../queue/queue.js';
+
+/** A job file as a scan found it: its name, and the identity of what was read. */
+type JobFile = Pick<ScannedJob, 'name' | 'identity'>;
 import type { Staged } from '../queue/seqfile.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { interrupts } from './interrupts.js';
@@ -28,6 +32,13 @@ export interface RetryOptions {
   /** Pause before the k-th retry of a run: backoff × 2^(k-1) seconds. */
   backoffSeconds: number;
 }
+
+/**
+ * A job file that turned out not to be the job after all, so no run of it is recorded:
+ * `vanished`, removed or replaced since the scan (look again); `unverified`, a required
+ * signature is missing or wrong (the file is unreadable, whatever seq it claims).
+ */
+export type Skip = { skip: 'vanished' } | { skip: 'unverified'; reason: string };
 
 export interface Ran {
   outcome: Outcome;
@@ -60,17 +71,17 @@ export async function runAttempts(
   orderBy: OrderBy,
   label: string,
   opts: RetryOptions,
-  run: () => Promise<Outcome | 'vanished'>,
-): Promise<Ran | 'vanished'> {
+  run: () => Promise<Outcome | Skip>,
+): Promise<Ran | Skip> {
   for (let retry = 1; ; retry++) {
     // The first attempt's row and the packet's earlier success come in one transaction.
     const { lastSuccess: before, ...attempt } = journal.begin(ref, orderBy, retry === 1);
     if (before) log.warn(`${label} already ran successfully at ${iso(before.endedAt ?? before.startedAt)} (journal); running it again because it is due once more`);
     crashPoint('attempt-recorded');
     const outcome = await run();
-    if (outcome === 'vanished') {
+    if ('skip' in outcome) {
       journal.discard(attempt);
-      return 'vanished';
+      return outcome;
     }
     crashPoint('receiver-exited');
     const facts = factsOf(outcome);
@@ -123,7 +134,7 @@ export function carryOut(
   queue: Queue,
   journal: Journal,
   job: { id: number | undefined; seq: bigint; orderBy: OrderBy; action: Action; note: object },
-  names: string[],
+  files: JobFile[],
   recovering: boolean,
   staged?: Staged,
 ): string | undefined {
@@ -135,31 +146,43 @@ export function carryOut(
   }
   let movedTo: string | undefined;
   if (job.action === 'quarantine') {
-    for (const n of names) movedTo ??= quarantineJob(queue, n, job.note);
+    for (const f of stillOurs(queue, files)) movedTo ??= quarantineJob(queue, f.name, job.note);
     crashPoint('quarantined');
   } else if (job.action === 'delete') {
-    remove(names.map((n) => queue.jobPath(n)));
+    removeJobFiles(queue, files);
     crashPoint('files-removed');
   }
   journal.done(job.id, recovering ? 'recovered' : 'done', movedTo);
   return movedTo;
 }
 
-export function remove(paths: string[]): void {
-  for (const p of paths) {
+/**
+ * The files that still hold what was read: a packet renamed over one of the names since is
+ * another packet, left for the next look.
+ */
+function stillOurs(queue: Queue, files: JobFile[]): JobFile[] {
+  return files.filter((f) => !f.identity || stillNames(queue.jobPath(f.name), f.identity));
+}
+
+/** Unlink the job files that still hold what was read; true if any was removed. */
+export function removeJobFiles(queue: Queue, files: JobFile[]): boolean {
+  let any = false;
+  for (const f of stillOurs(queue, files)) {
     try {
-      unlinkSync(p);
+      unlinkSync(queue.jobPath(f.name));
+      any = true;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
   }
+  return any;
 }
 
 /** Carry out the action of a run that just ended (recorded by record()). */
-export function commitJob(queue: Queue, journal: Journal, ran: Ran, action: Action, orderBy: OrderBy, names: string[], label: string, staged?: Staged): void {
+export function commitJob(queue: Queue, journal: Journal, ran: Ran, action: Action, orderBy: OrderBy, files: JobFile[], label: string, staged?: Staged): void {
   const ref = ran.attempt.job;
   const note = action === 'quarantine' ? quarantineNote(ref, ran.outcome, ran.attempt.attempt, journal.failures(ref.packet)) : {};
-  const movedTo = carryOut(queue, journal, { id: ran.attempt.id, seq: ref.seq, orderBy, action, note }, names, false, staged);
+  const movedTo = carryOut(queue, journal, { id: ran.attempt.id, seq: ref.seq, orderBy, action, note }, files, false, staged);
   if (movedTo) log.warn(`${label} moved to quarantine: ${queue.dir.replace(/\/$/, '')}/${movedTo}`);
 }
 
@@ -195,26 +218,31 @@ export function quarantineNote(ref: JobRef, outcome: Outcome, attempts: number, 
  * moved, for the caller's picture of jobs/.
  */
 export function recover(queue: Queue, journal: Journal, jobs: ScannedJob[]): string[] {
-  for (const r of journal.markCrashed()) {
+  const next = queue.nextseq.readIfExists();
+  const { crashed, unrecorded } = journal.closeAbandoned((r) => r.orderBy === 'sequence' && next !== undefined && r.seq < next);
+  for (const r of crashed) {
     log.warn(
       `job ${r.seq} (${queue.jobPath(r.file)}): attempt ${r.attempt}, started at ${iso(r.startedAt)} by fspool pid ${r.pid}, was interrupted: fspool died while it ran; the job runs again when due`,
     );
   }
+  for (const r of unrecorded) {
+    log.info(`job ${r.seq} (${queue.jobPath(r.file)}): attempt ${r.attempt}, started at ${iso(r.startedAt)} by fspool pid ${r.pid}, ended while the journal was unavailable; the queue has moved past it`);
+  }
   const pending = journal.pending();
   if (pending.length === 0) return [];
-  const ids = new Map<string, string[]>();
+  const ids = new Map<string, ScannedJob[]>();
   for (const j of jobs) {
     if (!j.header) continue;
     const id = packetId(j.header);
-    ids.set(id, [...(ids.get(id) ?? []), j.name]);
+    ids.set(id, [...(ids.get(id) ?? []), j]);
   }
   const gone: string[] = [];
   for (const r of pending) {
-    const names = ids.get(r.packet) ?? [];
+    const files = ids.get(r.packet) ?? [];
     const action = r.action!;
     const note = recoveredNote(r);
-    const movedTo = carryOut(queue, journal, { id: r.id, seq: r.seq, orderBy: r.orderBy, action, note }, names, true);
-    if (action !== 'keep') gone.push(...names);
+    const movedTo = carryOut(queue, journal, { id: r.id, seq: r.seq, orderBy: r.orderBy, action, note }, files, true);
+    if (action !== 'keep') gone.push(...files.map((f) => f.name));
     const what = r.outcome === 'success' ? 'succeeded' : `failed (${r.outcome})`;
     log.warn(
       `job ${r.seq} (${queue.jobPath(r.file)}) ${what} at ${iso(r.endedAt ?? r.startedAt)}, but fspool stopped before it was done with it; ` +

@@ -1,7 +1,8 @@
 // queue-payload and stdin-payload: the payload alone, to stdout, in large unbuffered writes.
-import { closeSync, openSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
+import { openJobFile } from '../queue/jobfile.js';
 import { copyFd, writeAll } from '../sys/fd.js';
 import { Progress } from '../progress.js';
 import { preparePayload } from './source.js';
@@ -48,7 +49,7 @@ export async function writePayload(fd: number, outFd: number, ctx: DecodeContext
 }
 
 export async function writeJobPayload(path: string, outFd: number, ctx: DecodeContext, spoolDir: string): Promise<void> {
-  const fd = openSync(path, 'r');
+  const { fd } = openJobFile(path);
   try {
     await writePayload(fd, outFd, ctx, spoolDir);
   } finally {

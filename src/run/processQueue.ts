@@ -1,18 +1,22 @@
 // queue-process: run a queue's jobs strictly in sequence order (or by timestamp), one at a
 // time, under the flock on nextseq.lock. The life of a job is in spec/job-lifecycle.md.
-import { closeSync, openSync, watch as watch_ } from 'node:fs';
+import { closeSync, fstatSync, type Stats, watch as watch_ } from 'node:fs';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
+import { encodeHeader } from '../packet/codec.js';
 import { type Header, U64_MAX } from '../packet/header.js';
+import { type FileIdentity, identityOf, NotAJobFile, openJobFile, sameIdentity } from '../queue/jobfile.js';
 import { COMMITTING, type Journal, packetId } from '../queue/journal.js';
 import { identical, JOB_NAME, type Queue, type ScannedJob } from '../queue/queue.js';
 import { attachState, PROCESSOR_BUSY_MS } from '../queue/state.js';
 import { crashPoint } from '../sys/crashPoint.js';
+import { native } from '../sys/native.js';
+import { after } from '../sys/timer.js';
 import { interrupts } from './interrupts.js';
-import { type DeliveryMode, preparePayload } from './source.js';
+import { type DeliveryMode, preparePayload, verifyOnly } from './source.js';
 import { type Outcome, type RunOptions, runJob } from './job.js';
-import { commitJob, decide, failureKind, jobRef, record, recover, type RetryOptions, runAttempts } from './journaled.js';
+import { commitJob, decide, failureKind, jobRef, record, recover, removeJobFiles as remove, type RetryOptions, runAttempts, type Skip } from './journaled.js';
 
 export type { OnError } from './journaled.js';
 export type OrderBy = 'sequence' | 'timestamp';
@@ -46,6 +50,12 @@ class JobIndex {
 
   /** Why each unreadable file was last reported, so that a watch does not repeat itself. */
   private readonly reported = new Map<string, string>();
+  /**
+   * Files that failed a required signature, by name, with the identity that failed and why: a
+   * header that cannot be trusted makes no job, and reading it again at every look changes
+   * nothing until the file itself changes.
+   */
+  private readonly distrusted = new Map<string, { identity?: FileIdentity; reason: string }>();
 
   /**
    * Read the headers of files that appeared since the last look, and again of those that could
@@ -57,7 +67,13 @@ class JobIndex {
     const present = new Set(names);
     for (const n of this.byName.keys()) if (!present.has(n) || this.byName.get(n)!.error) this.forget(n);
     const complete = this.byName.size === 0; // issue 4: a first look lets the header cache prune
-    const fresh = await this.queue.scan(this.decode, names.filter((n) => !this.byName.has(n)), complete);
+    const fresh = (await this.queue.scan(this.decode, names.filter((n) => !this.byName.has(n)), complete)).map((j) => {
+      const d = this.distrusted.get(j.name);
+      if (!d) return j;
+      if (d.identity && j.identity && sameIdentity(d.identity, j.identity)) return { name: j.name, path: j.path, identity: j.identity, error: d.reason };
+      this.distrusted.delete(j.name);
+      return j;
+    });
     for (const n of this.reported.keys()) if (!present.has(n)) this.reported.delete(n);
     const news = fresh.filter((j) => !j.error || this.reported.get(j.name) !== j.error);
     for (const j of fresh) {
@@ -75,6 +91,15 @@ class JobIndex {
     return news;
   }
 
+  /** The file does not prove the signature it must carry: unreadable from now on, until it changes. */
+  distrust(job: Readable, reason: string): void {
+    this.forget(job.name);
+    const error = `fails --require-signature (${reason}), whatever seq it claims; not run`;
+    this.distrusted.set(job.name, { identity: job.identity, reason: error });
+    this.byName.set(job.name, { name: job.name, path: job.path, identity: job.identity, error });
+    this.reported.set(job.name, error);
+  }
+
   forget(name: string): void {
     const j = this.byName.get(name);
     if (!j) return;
@@ -83,6 +108,10 @@ class JobIndex {
     const rest = (this.bySeq.get(j.header.seq) ?? []).filter((x) => x !== j);
     if (rest.length > 0) this.bySeq.set(j.header.seq, rest);
     else this.bySeq.delete(j.header.seq);
+  }
+
+  errorOf(name: string): string | undefined {
+    return this.byName.get(name)?.error;
   }
 
   all(): ScannedJob[] {
@@ -121,21 +150,64 @@ function reportGap(index: JobIndex, next: bigint): void {
   if (later.length === 0 && bad.length === 0) log.debug(`no job with seq ${next}; nothing to do`);
 }
 
-/**
- * Run one job file: open and decode it again (it is the one we run) and deliver its payload.
- * 'vanished' if the file is gone (someone removed it since the scan).
- */
-async function runFile(queue: Queue, job: Readable, opts: ProcessOptions): Promise<Outcome | 'vanished'> {
-  const location = { filename: job.name, queuedir: queue.dir, fullpath: job.path };
-  const run: RunOptions = { ...opts, outputFile: opts.saveOutput ? `${job.path}.out` : undefined, keepStderrTail: true };
-  const open = () => openSync(job.path, 'r');
-  let fd: number;
+/** The file the scan read, opened again and still under its name; undefined if it was removed or replaced since. */
+function reopen(job: Readable): number | undefined {
+  let opened: { fd: number; stat: Stats };
   try {
-    fd = open();
+    opened = openJobFile(job.path);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'vanished';
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || e instanceof NotAJobFile) return undefined;
     throw e;
   }
+  if (job.identity && !sameIdentity(job.identity, identityOf(opened.stat))) {
+    closeSync(opened.fd);
+    return undefined;
+  }
+  // The receiver may get this fd as its stdin, which must be blocking.
+  native().clearNonblock(opened.fd);
+  return opened.fd;
+}
+
+/**
+ * Whether a file with the due seq proves the signature --require-signature asks for: the
+ * reason it does not, or undefined. Read in full, without a receiver.
+ */
+async function verifyFile(job: Readable, opts: ProcessOptions): Promise<string | undefined> {
+  const fd = reopen(job);
+  if (fd === undefined) return 'removed or replaced since it was read';
+  try {
+    return await verifyOnly(await openPacket(fd, opts.decode, 0));
+  } catch (e) {
+    return describe(e);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * A job file that grew or was rewritten while its job ran was still being written under its
+ * job name (in place, instead of under a temp name and renamed): what the receiver got may be
+ * cut short, so the run cannot count as a success.
+ */
+function changedDuringRun(fd: number, job: Readable): Outcome | undefined {
+  const now = identityOf(fstatSync(fd));
+  if (!job.identity || (now.size === job.identity.size && now.mtimeMs === job.identity.mtimeMs)) return undefined;
+  return {
+    ok: false,
+    reason: `the job file changed while the job ran (${job.identity.size} bytes, now ${now.size}): it was being written under its job name; a writer must use a temp name and rename`,
+    facts: { kind: 'bad-packet' },
+  };
+}
+
+/**
+ * Run one job file: open and decode it again (it is the one we run) and deliver its payload.
+ * Skipped if the file is gone or replaced since the scan, or does not prove a required signature.
+ */
+async function runFile(queue: Queue, job: Readable, opts: ProcessOptions): Promise<Outcome | Skip> {
+  const location = { filename: job.name, queuedir: queue.dir, fullpath: job.path };
+  const run: RunOptions = { ...opts, outputFile: opts.saveOutput ? `${job.path}.out` : undefined, keepStderrTail: true };
+  const fd = reopen(job);
+  if (fd === undefined) return { skip: 'vanished' };
   const extraFds: number[] = [];
   let cleanup = () => {};
   try {
@@ -147,15 +219,22 @@ async function runFile(queue: Queue, job: Readable, opts: ProcessOptions): Promi
       at: 0,
       spoolDir: queue.spoolDir,
       reopen: async () => {
-        const again = open();
+        const again = reopen(job);
+        if (again === undefined) throw new FspoolError(`${job.path} was removed or replaced while it was being verified`);
         extraFds.push(again);
         return openPacket(again, opts.decode, 0);
       },
     });
-    if (!prepared.ok) return { ok: false, reason: prepared.reason };
+    if (!prepared.ok) return prepared.unverified ? { skip: 'unverified', reason: prepared.reason } : { ok: false, reason: prepared.reason };
     cleanup = prepared.cleanup;
-    if (prepared.header.seq !== job.header.seq) return { ok: false, reason: `the file now holds seq ${prepared.header.seq}, not ${job.header.seq}` };
-    return await runJob({ header: prepared.header, location, payload: prepared.payload }, run);
+    // Same identity, so the same bytes: unless a header differs, which only a file rewritten
+    // in place within the same second and size could do. That is another packet, not this job.
+    if (!encodeHeader(prepared.header).equals(encodeHeader(job.header))) {
+      if (prepared.payload.kind === 'stream') prepared.payload.abort();
+      return { skip: 'vanished' };
+    }
+    const outcome = await runJob({ header: prepared.header, location, payload: prepared.payload }, run);
+    return (outcome.ok && changedDuringRun(fd, job)) || outcome;
   } catch (e) {
     if (e instanceof FspoolError && e.exitCode === 2) throw e;
     return { ok: false, reason: describe(e), facts: { kind: failureKind(e), bytes: 0 } };
@@ -267,9 +346,9 @@ async function watch(queue: Queue, opts: ProcessOptions, pass: () => Promise<num
       if (woken) continue; // something landed while the pass ran
       log.debug(`watching ${queue.jobsDir} for new packets`);
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, (opts.rescanSeconds ?? 30) * 1000);
+        const timer = after(opts.rescanSeconds ?? 30, resolve);
         wake = () => {
-          clearTimeout(timer);
+          timer.clear();
           resolve();
         };
       });
@@ -311,6 +390,18 @@ async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, j
         return 0;
       }
     }
+    if (candidates.length > 1 && opts.decode.keys.requiresSignature && !identical(candidates.map((c) => c.path))) {
+      // Anyone may drop a file claiming the due seq; only a signed one can make it ambiguous.
+      for (const c of candidates) {
+        const bad = await verifyFile(c, opts);
+        if (bad !== undefined) {
+          index.distrust(c, bad);
+          log.warn(`job file ${c.path} claims seq ${next} but ${index.errorOf(c.name)}`);
+        }
+      }
+      candidates = index.withSeq(next);
+      if (candidates.length === 0) continue;
+    }
     const paths = candidates.map((c) => c.path);
     if (candidates.length > 1) {
       if (!identical(paths)) {
@@ -324,9 +415,14 @@ async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, j
     const job = candidates[0]!;
     const label = `job ${next} (${job.path})`;
     const ran = await runAttempts(journal, jobRef(job), 'sequence', label, opts, () => runFile(queue, job, opts));
-    if (ran === 'vanished') {
-      log.warn(`job ${next} (${job.path}) was removed before it could run; looking again`);
-      index.forget(job.name);
+    if ('skip' in ran) {
+      if (ran.skip === 'vanished') {
+        log.warn(`job ${next} (${job.path}) was removed or replaced before it could run; looking again`);
+        index.forget(job.name);
+      } else {
+        index.distrust(job, ran.reason);
+        log.warn(`job file ${job.path} claims seq ${next} but ${index.errorOf(job.name)}; looking for another`);
+      }
       continue;
     }
     if (budget.left !== undefined) budget.left--;
@@ -345,7 +441,7 @@ async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, j
       // durably; then the file. A crash between the two leaves a stale file, never a re-run.
       const ready = staged;
       staged = undefined;
-      await commit(async () => commitJob(queue, journal, ran, action!, 'sequence', candidates.map((c) => c.name), label, await ready), label);
+      await commit(async () => commitJob(queue, journal, ran, action!, 'sequence', candidates, label, await ready), label);
     } finally {
       // Not used after all: never leave the temp file being written once the lock is dropped.
       if (staged) await staged.then((s) => s.abort(), () => {});
@@ -370,16 +466,29 @@ async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions, 
   for (const job of jobs) {
     if (interrupts.signal || spent(budget)) break;
     const label = `job ${job.header.seq} (${job.path})`;
+    // Without nextseq, the journal is what knows a packet ran: a copy delivered again is not
+    // run again.
+    const before = journal.active ? journal.lastSuccess(packetId(job.header)) : undefined;
+    if (before) {
+      const gone = !opts.neverDelete && remove(queue, [job]);
+      log.info(`${label} is a copy of a packet that ran successfully at ${new Date(before.endedAt ?? before.startedAt).toISOString()} (journal); not run again${gone ? '; removed' : ''}`);
+      index.forget(job.name);
+      continue;
+    }
     const ran = await runAttempts(journal, jobRef(job), 'timestamp', label, opts, () => runFile(queue, job, opts));
-    if (ran === 'vanished') {
-      log.warn(`job ${job.header.seq} (${job.path}) was removed before it could run`);
+    if ('skip' in ran) {
+      if (ran.skip === 'vanished') log.warn(`job ${job.header.seq} (${job.path}) was removed or replaced before it could run`);
+      else {
+        index.distrust(job, ran.reason);
+        log.warn(`job file ${job.path} ${index.errorOf(job.name)}`);
+      }
       continue;
     }
     if (budget.left !== undefined) budget.left--;
     const action = decide(ran.outcome, opts);
     record(journal, ran, action);
     if (!settle(ran.outcome, label, opts)) return 0;
-    await commit(() => commitJob(queue, journal, ran, action!, 'timestamp', [job.name], label), label);
+    await commit(() => commitJob(queue, journal, ran, action!, 'timestamp', [job], label), label);
   }
   return 0;
 }

@@ -4,7 +4,7 @@
 //
 // A receiver that leaves a daemon holding its stderr: we wait a moment for end-of-file after
 // the receiver exited, take the tail, and keep passing the daemon's output on while we run.
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, readSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { writeAll } from '../sys/fd.js';
 import { net } from '../sys/lazy.js';
@@ -67,18 +67,16 @@ export class StderrTail {
   }
 }
 
-/** The last TAIL_BYTES of a file (the job's saved output, --output-to saveboth). */
-export function fileTail(path: string): string {
-  const fd = openSync(path, 'r');
-  try {
-    const size = fstatSync(fd).size;
-    const start = Math.max(0, size - TAIL_BYTES);
-    const buf = Buffer.alloc(size - start);
-    const n = readSync(fd, buf, 0, buf.length, start);
-    return textOf(buf.subarray(0, n));
-  } finally {
-    closeSync(fd);
-  }
+/**
+ * The last TAIL_BYTES of a file (the job's saved output, --output-to saveboth), read through
+ * the fd it was written by: its name is in jobs/, where others may have replaced it since.
+ */
+export function fileTail(fd: number): string {
+  const size = fstatSync(fd).size;
+  const start = Math.max(0, size - TAIL_BYTES);
+  const buf = Buffer.alloc(size - start);
+  const n = readSync(fd, buf, 0, buf.length, start);
+  return textOf(buf.subarray(0, n));
 }
 
 /** Text for the journal: UTF-8, a partial character at the cut dropped. */

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { log } from '../../log.js';
+import { log, printable } from '../../log.js';
 import { formatEnv, jobEnv, rfc3339Local } from '../../packet/jobenv.js';
 import { Queue } from '../../queue/queue.js';
 import { attachState, type QueueState, READER_BUSY_MS } from '../../queue/state.js';
@@ -37,7 +37,8 @@ export const queueLs: CommandModule<object, LsArgs> = {
     if (a.json) return print(lsJson(q, jobs));
     const rows = [];
     for (const j of jobs) {
-      if (j.header) rows.push({ seq: j.header.seq, name: j.name, ts: rfc3339Local(j.header.ctimeSecs) });
+      // A name is shown with its control characters escaped: it is not fspool's to trust.
+      if (j.header) rows.push({ seq: j.header.seq, name: printable(j.name), ts: rfc3339Local(j.header.ctimeSecs) });
       else log.warn(`cannot read job file ${j.path}: ${j.error}`);
     }
     rows.sort((x, y) => (x.seq !== y.seq ? (x.seq < y.seq ? -1 : 1) : x.name < y.name ? -1 : 1));

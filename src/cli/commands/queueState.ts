@@ -2,7 +2,7 @@
 // acting on) the queue's files and its journal in QUEUE/fspool/state.db.
 import type { CommandModule } from 'yargs';
 import { UsageError } from '../../errors.js';
-import { log } from '../../log.js';
+import { log, printable } from '../../log.js';
 import { rfc3339Local } from '../../packet/jobenv.js';
 import { cleanQueue } from '../../queue/clean.js';
 import { FAILURES, type JournalOutcome, OUTCOMES, type RunRow } from '../../queue/journal.js';
@@ -88,7 +88,8 @@ function statusText(q: Queue, s: Status): string {
   else proc = p.known ? 'not running' : 'unknown (/proc/locks unreadable)';
   row('processor', proc);
   if (!s.journal) row('journal', 'none (no state database)');
-  return `${out.join('\n')}\n`;
+  // Names and details come from the queue's files: their control characters are escaped.
+  return `${out.map(printable).join('\n')}\n`;
 }
 
 export const queueStatusCmd: CommandModule<object, StatusArgs> = {
@@ -151,7 +152,7 @@ function historyText(rows: RunRow[]): string {
     const secs = r.endedAt === null ? '-' : ((r.endedAt - r.startedAt) / 1000).toFixed(1);
     const how = r.exitCode !== null && r.outcome !== 'success' ? `status ${r.exitCode}` : r.signal ? r.signal : '';
     const detail = [how, r.detail].filter(Boolean).join('; ');
-    text += line([localMs(r.startedAt), String(r.seq), String(r.attempt), r.outcome, secs, r.action ?? '-', `${r.file}${detail ? `  ${detail}` : ''}`]);
+    text += line([localMs(r.startedAt), String(r.seq), String(r.attempt), r.outcome, secs, r.action ?? '-', printable(`${r.file}${detail ? `  ${detail}` : ''}`)]);
   }
   return text;
 }
