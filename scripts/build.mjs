@@ -76,7 +76,7 @@ writeFileSync('dist/THIRD-PARTY-NOTICES', `fspool's package carries code from th
 
 // The V8 code cache bin/fspool loads: written after a run through yargs' set-up and parse,
 // which every command shares, so the functions it compiled lazily are in the cache too.
-rmSync('dist/fspool.cjs.cache', { force: true });
+for (const f of readdirSync('dist')) if (f.endsWith('.cache')) rmSync(join('dist', f));
 execFileSync(process.execPath, ['bin/fspool', '--version'], {
   env: { ...process.env, FSPOOL_WRITE_CODE_CACHE: '1' },
   stdio: ['ignore', 'ignore', 'inherit'],

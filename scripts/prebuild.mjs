@@ -75,7 +75,7 @@ if (host !== 'linux-x64') {
   say(`no linux-arm64 binaries: ${CROSS}g++ is not installed (Debian g++-aarch64-linux-gnu; scripts/test-deps.mjs installs it)`);
 } else {
   const node = armNode();
-  const gyp = (cwd) => execFileSync('node-gyp', ['rebuild', '--silent', '--release', '--arch=arm64', `--nodedir=${node}`], { cwd, env: crossEnv, stdio: ['ignore', 'ignore', 'inherit'] });
+  const gyp = (cwd) => execFileSync('node-gyp', ['rebuild', '--silent', '--release', '--jobs=max', '--arch=arm64', `--nodedir=${node}`], { cwd, env: crossEnv, stdio: ['ignore', 'ignore', 'inherit'] });
   const arm = fresh(join('prebuilds', 'linux-arm64'));
 
   // fspool's own: binding.gyp and native/, built apart from this machine's build/.
