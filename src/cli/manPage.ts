@@ -114,9 +114,11 @@ export async function manPage(version: string): Promise<string> {
   ];
   for (const name of names) {
     const help = await helpText([name, '--help']);
-    // A command whose --help is not help (yargs' completion prints its script) is in the list
-    // above only.
-    if (!help.startsWith(`fspool ${name}`)) continue;
+    if (!help.startsWith(`fspool ${name}`)) {
+      // yargs' own completion command prints its script for --help: it is in the list above only.
+      if (name === 'completion') continue;
+      throw new Error(`fspool ${name} --help printed no usage line to make the man page from:\n${help}`);
+    }
     page.push(...commandSection(help, (usage) => [`.SS ${esc(usage)}`], global));
   }
   page.push(

@@ -34,10 +34,10 @@ type Dependency = keyof typeof fspool.nativeDependencies;
 const BUILD = 'build/Release/';
 
 /** Where this platform's prebuilt binaries are, relative to the package root. */
-export const PREBUILDS = `prebuilds/${process.platform}-${process.arch}/`;
+const PREBUILDS = `prebuilds/${process.platform}-${process.arch}/`;
 
 /** A dependency's prebuilt addon, by the name scripts/prebuild.mjs gives it. */
-export function prebuiltName(dep: Dependency): string {
+function prebuiltName(dep: Dependency): string {
   return `${dep}.${fspool.nativeDependencies[dep].napi ? 'napi' : `abi${process.versions.modules}`}.node`;
 }
 
