@@ -49,27 +49,24 @@ describe('npm package', () => {
 
   /**
    * A real job through every native binary: zstd, the state database, the lock, fspool-exec;
-   * run by the `node` first on `bin`, with the rest of PATH for the receiver.
+   * run by the `node` first on `bin`, with the rest of PATH for the receiver. Returns a runner
+   * of more commands in the same directory.
    */
-  function realJob(prefix: string, bin = bare.PATH!, env: NodeJS.ProcessEnv = {}): void {
-    const fspool = join(prefix, 'bin/fspool');
+  function realJob(prefix: string, bin = bare.PATH!, env: NodeJS.ProcessEnv = {}) {
     const dir = tempDir();
-    const opts = { cwd: dir, env: { ...process.env, ...env, PATH: `${bin}:/usr/bin:/bin` }, timeoutMs: 300_000 };
-    const run = (args: string[], input?: Buffer) => {
-      const r = runSync(fspool, args, { ...opts, input });
+    const run = (args: string[], input?: string) => {
+      const r = runSync(join(prefix, 'bin/fspool'), args, { cwd: dir, input, env: { ...process.env, ...env, PATH: `${bin}:/usr/bin:/bin` }, timeoutMs: 300_000 });
       expect(r.code, `fspool ${args.join(' ')}: ${r.stderr}`).toBe(0);
       return r.stdout.toString();
     };
-    expect(run(['--version'])).toBe(`fspool ${pkg.version} (Filespooler 1.2 compatible)\n`);
     run(['queue-init', '-q', 'q']);
-    const packet = runSync(fspool, ['prepare', '-s', '-', '-i', '-', '--zstd'], { ...opts, input: 'hello from the package\n' });
-    expect(packet.code, packet.stderr).toBe(0);
-    expect(packet.stdout.subarray(0, 4).toString('hex')).toBe('28b52ffd'); // a zstd frame
-    run(['queue-write', '-q', 'q'], packet.stdout);
-    expect(run(['queue-ls', '-q', 'q'])).toMatch(/^1 +\S+ +fspl-[0-9a-f-]+\.fspl$/m);
+    run(['enqueue', '-q', 'q', '-s', 'seq', '-i', '-', '--zstd'], 'hello from the package\n');
+    const [name] = readdirSync(join(dir, 'q/jobs'));
+    expect(readFileSync(join(dir, 'q/jobs', name!)).subarray(0, 4).toString('hex')).toBe('28b52ffd'); // a zstd frame
+    expect(run(['queue-ls', '-q', 'q'])).toMatch(new RegExp(`^1 +\\S+ +${name}$`, 'm'));
     expect(existsSync(join(dir, 'q/fspool/state.db'))).toBe(true);
     expect(run(['queue-process', '-q', 'q', 'sh', '--', '-c', 'tr a-z A-Z'])).toBe('HELLO FROM THE PACKAGE\n');
-    expect(run(['queue-history', '-q', 'q'])).toMatch(/success/);
+    return run;
   }
 
   it('installs globally with no compiler, from the prebuilt binaries, and runs a real job', () => {
@@ -78,7 +75,9 @@ describe('npm package', () => {
     // Nothing was compiled, and no native dependency was installed: the prebuilt binaries run.
     expect(existsSync(join(installed, 'build'))).toBe(false);
     for (const dep of ['better-sqlite3', 'zstd-napi', 'prebuild-install']) expect(existsSync(join(installed, 'node_modules', dep))).toBe(false);
-    realJob(prefix);
+    const run = realJob(prefix);
+    expect(run(['--version'])).toBe(`fspool ${pkg.version} (Filespooler 1.2 compatible)\n`);
+    expect(run(['queue-history', '-q', 'q'])).toMatch(/^\S+ +1 +1 +success /m);
 
     // fspool(1), where `man` looks for it once the prefix's bin is on PATH (as npm sets it up).
     const env = { ...process.env, MANPATH: join(prefix, 'share/man'), MANWIDTH: '80' };
