@@ -282,6 +282,20 @@ export class Journal {
     });
   }
 
+  /**
+   * Packets the journal saw finish, by identity, with their latest such run: a success, a
+   * failure the queue moved past (deleted, kept, quarantined), or an outcome that went
+   * unrecorded after the queue moved past it. A stale file none of these accounts for never
+   * ran here.
+   */
+  finishedPackets(): Map<string, RunRow> {
+    const rows =
+      this.state?.read((tx) =>
+        (tx.stmt("SELECT * FROM runs WHERE outcome IN ('success', 'unrecorded') OR action IN ('delete', 'keep', 'quarantine') ORDER BY id").all() as RawRow[]).map(toRow),
+      ) ?? [];
+    return new Map(rows.map((r) => [r.packet, r]));
+  }
+
   /** Packets the journal knows as done successfully (for stale and duplicate files). */
   succeededPackets(): Map<string, RunRow> {
     const rows = this.state?.read((tx) => (tx.stmt("SELECT * FROM runs WHERE outcome = 'success' ORDER BY id").all() as RawRow[]).map(toRow)) ?? [];

@@ -89,18 +89,21 @@ export class SeqFile {
 
   /**
    * stage(), with the temp file's fsync left running in libuv's thread pool while the caller
-   * does other work (a processor: the journal's own fsync), so that the two fsyncs overlap
-   * instead of following each other. The temp file is written before this returns; await the
-   * result before commit(). The caller holds the lock for as long as the promise is pending.
+   * does other work (a processor: the job itself), so that it costs no time of its own. The
+   * temp file is written before this returns, and this throws at once if it cannot be (no
+   * permission, no space): a processor stages before it starts a job, so that a job whose
+   * completion could not be recorded never starts. Await the result before commit(); the
+   * caller holds the lock for as long as the promise is pending.
    */
   stageConcurrently(n: bigint): Promise<Staged> {
-    let temp: string;
+    const temp = this.tempFor(n);
+    let written: Promise<void>;
     try {
-      temp = this.tempFor(n);
+      written = writeSyncedConcurrently(temp, `${n}\n`);
     } catch (e) {
-      return Promise.reject(e);
+      throw new FspoolError(`cannot write ${temp}: ${describe(e)}`);
     }
-    return writeSyncedConcurrently(temp, `${n}\n`).then(
+    return written.then(
       () => this.staged(temp),
       (e) => Promise.reject(new FspoolError(`cannot write ${temp}: ${describe(e)}`)),
     );

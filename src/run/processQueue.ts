@@ -7,13 +7,16 @@ import { log } from '../log.js';
 import { encodeHeader } from '../packet/codec.js';
 import { type Header, U64_MAX } from '../packet/header.js';
 import { type FileIdentity, identityOf, NotAJobFile, openJobFile, sameIdentity } from '../queue/jobfile.js';
-import { COMMITTING, type Journal, packetId } from '../queue/journal.js';
+import { type Journal, packetId, type RunRow } from '../queue/journal.js';
+import { staleJobs } from '../queue/status.js';
+import type { Staged } from '../queue/seqfile.js';
 import { identical, JOB_NAME, type Queue, type ScannedJob } from '../queue/queue.js';
 import { attachState, PROCESSOR_BUSY_MS } from '../queue/state.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { native } from '../sys/native.js';
 import { after } from '../sys/timer.js';
 import { interrupts } from './interrupts.js';
+import { checkWritable, lackOfSpace } from './preflight.js';
 import { type DeliveryMode, preparePayload, verifyOnly } from './source.js';
 import { type Outcome, type RunOptions, runJob } from './job.js';
 import { commitJob, decide, failureKind, jobRef, record, recover, removeJobFiles as remove, type RetryOptions, runAttempts, type Skip } from './journaled.js';
@@ -110,6 +113,11 @@ class JobIndex {
     else this.bySeq.delete(j.header.seq);
   }
 
+  /** Files whose header could not be read, so that any of them could be any seq (not those a signature check refused: their seq is known, only untrusted). */
+  unreadable(): ScannedJob[] {
+    return this.all().filter((j) => j.error && !this.distrusted.has(j.name));
+  }
+
   errorOf(name: string): string | undefined {
     return this.byName.get(name)?.error;
   }
@@ -127,27 +135,44 @@ function reportUnreadable(jobs: ScannedJob[]): void {
   for (const j of jobs) if (j.error) log.warn(`cannot read job file ${j.path}: ${j.error}; skipped`);
 }
 
+/**
+ * Files below nextseq are never run; what they call for depends on whether their packet ran:
+ * a copy of one that succeeded, or one the queue moved past after a failure, is routine (INFO);
+ * one that never ran here may be data never applied (its sender restarted its numbering), and
+ * is never called removable (WARN).
+ */
 function reportStale(jobs: ScannedJob[], next: bigint, journal: Journal): void {
-  for (const j of jobs) {
-    if (readable(j) && j.header.seq < next) {
-      // Issue 4: the journal tells a copy of a processed packet from a job that never ran here.
-      const ran = journal.active ? journal.lastSuccess(packetId(j.header)) : undefined;
-      const hint = ran ? `it succeeded at ${new Date(ran.endedAt ?? ran.startedAt).toISOString()}; queue-clean removes it` : 'remove it';
-      log.warn(`stale job file ${j.path}: seq ${j.header.seq} is below the queue's next seq ${next}; not run (${hint})`);
+  const files = jobs.filter(readable).map((j) => ({ name: j.name, path: j.path, header: j.header, packet: packetId(j.header) }));
+  const at = (r: RunRow) => new Date(r.endedAt ?? r.startedAt).toISOString();
+  for (const f of staleJobs(files, next, journal)) {
+    const what = `stale job file ${f.path}: seq ${f.header.seq} is below the queue's next seq ${next}; not run`;
+    if (f.processed) log.info(`${what} (it succeeded at ${at(f.processed)}; queue-clean removes it)`);
+    else if (f.ran) log.info(`${what} (it ran at ${at(f.ran)}, ${f.ran.outcome}, and the queue moved past it; queue-clean --stale removes it)`);
+    else {
+      const known = journal.active ? 'it never ran here' : 'whether it ran is not known (no journal)';
+      log.warn(`${what}: ${known}; if its sender restarted its numbering, queue-set-next ${f.header.seq} runs it; queue-clean --stale --force removes it`);
     }
   }
 }
 
+/**
+ * No job with the due seq: a gap, reported at INFO (the packet has not arrived; a transport
+ * will bring it). But if files that could not be read might be that packet, waiting is not
+ * enough: a person must give the key or decoder they need, or remove them, so the run fails.
+ */
 function reportGap(index: JobIndex, next: bigint): void {
   const all = index.all();
   const later = all.filter((j): j is Readable => readable(j) && j.header.seq > next);
-  const bad = all.filter((j) => j.error);
+  const bad = index.unreadable();
   if (later.length > 0) {
     const lowest = later.reduce((m, j) => (j.header.seq < m ? j.header.seq : m), later[0]!.header.seq);
     log.info(`waiting for seq ${next}: it has not arrived; ${later.length} later job(s) queued, the lowest is seq ${lowest}`);
   }
-  if (bad.length > 0) log.warn(`seq ${next} not found, and ${bad.length} unreadable job file(s) could hold it`);
-  if (later.length === 0 && bad.length === 0) log.debug(`no job with seq ${next}; nothing to do`);
+  if (bad.length > 0) {
+    const files = bad.slice(0, 3).map((j) => `${j.path} (${j.error})`).join(', ') + (bad.length > 3 ? ` and ${bad.length - 3} more` : '');
+    throw new FspoolError(`seq ${next} not found, and ${bad.length} job file(s) that cannot be read could hold it: ${files}; give the key or decoder they need, or remove them`);
+  }
+  if (later.length === 0) log.debug(`no job with seq ${next}; nothing to do`);
 }
 
 /** The file the scan read, opened again and still under its name; undefined if it was removed or replaced since. */
@@ -281,6 +306,7 @@ export async function processQueue(queue: Queue, opts: ProcessOptions): Promise<
   });
   interrupts.deferExit(true);
   try {
+    checkWritable(queue, { deletes: !opts.neverDelete, savesOutput: opts.saveOutput, quarantines: opts.onError === 'quarantine' });
     const index = new JobIndex(queue, opts.decode);
     const first = await index.refresh();
     reportUnreadable(first);
@@ -414,27 +440,35 @@ async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, j
     }
     const job = candidates[0]!;
     const label = `job ${next} (${job.path})`;
-    const ran = await runAttempts(journal, jobRef(job), 'sequence', label, opts, () => runFile(queue, job, opts));
-    if ('skip' in ran) {
-      if (ran.skip === 'vanished') {
-        log.warn(`job ${next} (${job.path}) was removed or replaced before it could run; looking again`);
-        index.forget(job.name);
-      } else {
-        index.distrust(job, ran.reason);
-        log.warn(`job file ${job.path} claims seq ${next} but ${index.errorOf(job.name)}; looking for another`);
-      }
-      continue;
-    }
-    if (budget.left !== undefined) budget.left--;
-    // The journal first (durably, when the queue is to change), so that a crash from here on is
-    // completed by the next run without running the job again.
-    const action = decide(ran.outcome, opts);
-    // If the queue is to change, nextseq's temp file (next + 1) is written now and fsynced in
-    // the thread pool while the journal fsyncs the outcome: the two fsyncs overlap. The temp
-    // file changes nothing until it is renamed, after the journal's commit has returned.
-    let staged = action !== undefined && COMMITTING.includes(action) ? queue.nextseq.stageConcurrently(next + 1n) : undefined;
-    staged?.catch(() => {}); // a failure (disk full) is reported by commit() below
+    // What the job's completion will write must be writable before it starts: next + 1 goes
+    // into nextseq's temp file now (its fsync runs in the thread pool while the job runs), and
+    // the file system must have room for the journal's record. A job that ran but could not be
+    // recorded would run again.
+    const cramped = lackOfSpace(queue);
+    if (cramped) throw new FspoolError(`${cramped}; job ${next} was not run`);
+    let staged: Promise<Staged> | undefined;
     try {
+      staged = queue.nextseq.stageConcurrently(next + 1n);
+    } catch (e) {
+      throw new FspoolError(`${describe(e)}; job ${next} was not run: its completion could not be recorded`);
+    }
+    staged.catch(() => {}); // a late failure (the fsync) is reported by commit() below
+    try {
+      const ran = await runAttempts(journal, jobRef(job), 'sequence', label, opts, () => runFile(queue, job, opts));
+      if ('skip' in ran) {
+        if (ran.skip === 'vanished') {
+          log.warn(`job ${next} (${job.path}) was removed or replaced before it could run; looking again`);
+          index.forget(job.name);
+        } else {
+          index.distrust(job, ran.reason);
+          log.warn(`job file ${job.path} claims seq ${next} but ${index.errorOf(job.name)}; looking for another`);
+        }
+        continue;
+      }
+      if (budget.left !== undefined) budget.left--;
+      // The journal first (durably, when the queue is to change), so that a crash from here on
+      // is completed by the next run without running the job again.
+      const action = decide(ran.outcome, opts);
       record(journal, ran, action);
       if (!settle(ran.outcome, label, opts)) return 0;
       // Success, or failure under delete/leave/quarantine: the job is over. nextseq first,
@@ -442,12 +476,12 @@ async function bySequence(queue: Queue, index: JobIndex, opts: ProcessOptions, j
       const ready = staged;
       staged = undefined;
       await commit(async () => commitJob(queue, journal, ran, action!, 'sequence', candidates, label, await ready), label);
+      // Files that stay (never-delete, leave) stay known, so they are not reported as new stale files.
+      if (action !== 'keep') for (const c of candidates) index.forget(c.name);
     } finally {
       // Not used after all: never leave the temp file being written once the lock is dropped.
-      if (staged) await staged.then((s) => s.abort(), () => {});
+      if (staged) await staged.then((st) => st.abort(), () => {});
     }
-    // Files that stay (never-delete, leave) stay known, so they are not reported as new stale files.
-    if (action !== 'keep') for (const c of candidates) index.forget(c.name);
     next += 1n;
   }
   return 0;
@@ -475,6 +509,8 @@ async function byTimestamp(queue: Queue, index: JobIndex, opts: ProcessOptions, 
       index.forget(job.name);
       continue;
     }
+    const cramped = lackOfSpace(queue);
+    if (cramped) throw new FspoolError(`${cramped}; job ${job.header.seq} was not run`);
     const ran = await runAttempts(journal, jobRef(job), 'timestamp', label, opts, () => runFile(queue, job, opts));
     if ('skip' in ran) {
       if (ran.skip === 'vanished') log.warn(`job ${job.header.seq} (${job.path}) was removed or replaced before it could run`);
