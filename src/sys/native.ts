@@ -1,5 +1,5 @@
 // Native code. fspool's own (binding.gyp: native/fspool_sys.c, the addon that gives flock(2),
-// pipe2(2) and CFB's XOR, and native/fspool_exec.c) and the addons of two dependencies,
+// pipe2(2), the terminal's width and CFB's XOR, and native/fspool_exec.c) and the addons of two dependencies,
 // better-sqlite3 and zstd-napi, whose JavaScript the build bundles into dist/.
 //
 // Each binary is looked for where it was compiled on this machine first, then prebuilt:
@@ -22,6 +22,8 @@ interface Sys {
   pipe(): [number, number];
   clearNonblock(fd: number): void;
   reap(pid: number): boolean;
+  /** The columns of the terminal on fd (ioctl TIOCGWINSZ), or undefined if it is none. */
+  winsize(fd: number): number | undefined;
   /** See native/fspool_sys.c: turns ks = ECB(ct) into CFB plaintext in place; reg carries over. */
   cfbXor(ks: Buffer, ct: Buffer, reg: Buffer): void;
   LOCK_EX: number;
