@@ -13,6 +13,7 @@ import { queueProcess, stdinProcess } from './commands/process.js';
 import { queueGetNext, queueInit, queueSetNext, queueWrite } from './commands/queueAdmin.js';
 import { queueInfo, queueLs, queuePayload } from './commands/queueRead.js';
 import { NAGIOS_UNKNOWN, queueClean, queueHistory, queueStatusCmd } from './commands/queueState.js';
+import { queueQuarantine } from './commands/quarantine.js';
 import { stdinInfo, stdinPayload } from './commands/stdin.js';
 import type { HelpSource, ProgramHelp } from './help.js';
 import { choiceOption, type OptionDef, type Subcommand } from './options.js';
@@ -88,6 +89,7 @@ export const COMMANDS: HelpSource[] = [
   queueLs,
   queuePayload,
   queueProcess,
+  queueQuarantine,
   queueSetNext,
   queueStatusCmd,
   queueWrite,

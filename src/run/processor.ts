@@ -173,9 +173,38 @@ export class QueueProcessor {
     if (later.length === 0) this.ctx.log.debug(`no job with seq ${next}; nothing to do`);
   }
 
+  /**
+   * Packets a person released from quarantine (queue-quarantine --release) run once more, out
+   * of turn, before the due one: their seq is below nextseq, and nextseq is left alone. Returns
+   * false when the run is to end (a stop, --maxjobs).
+   */
+  private async runReleased(next: bigint): Promise<boolean> {
+    const released = this.journal.active ? this.journal.releasedPackets() : new Set<string>();
+    if (released.size === 0) return true;
+    for (const job of this.index.all().filter(readable)) {
+      if (!released.has(packetId(job.header)) || job.header.seq >= next) continue;
+      if (this.ctx.stop.stopping || this.spent) return false;
+      this.ctx.log.info(`job ${job.header.seq} (${job.path}) was released from quarantine: running it once more, out of turn`);
+      const end = await this.live(job, [job], 'released');
+      if ('skip' in end) {
+        if (end.skip === 'unverified') this.index.distrust(job, end.reason);
+        else this.index.forget(job.name);
+        continue;
+      }
+      if (this.left !== undefined) this.left--;
+      if (end.action !== undefined && end.action !== 'keep') this.index.forget(job.name);
+      if (!end.effect.next) {
+        if ('error' in end.effect) throw new JobFailed(end.effect.error);
+        return false;
+      }
+    }
+    return true;
+  }
+
   private async bySequence(): Promise<number> {
     const { queue, opts, ctx, index } = this;
     let next = queue.nextseq.read();
+    if (!(await this.runReleased(next))) return 0;
     this.reportStale(index.all(), next);
     while (!ctx.stop.stopping && !this.spent) {
       let candidates = index.withSeq(next);
@@ -280,7 +309,7 @@ export class QueueProcessor {
   }
 
   /** lifeOfJob, with a job that could not start (no room to record it) blocking the queue. */
-  private async live(job: Readable, copies: Readable[], order: OrderBy) {
+  private async live(job: Readable, copies: Readable[], order: OrderBy | 'released') {
     try {
       return await lifeOfJob(this.processing, job, copies, order);
     } catch (e) {
