@@ -13,9 +13,11 @@ const NEEDS = [
   // External decoders, and the packets fspl users make with them.
   ['zstd', 'zstd'],
   ['gzip', 'gzip'],
-  // The lock tests take fspl's lock with flock(1); the watch tests run a PID namespace.
+  // The lock tests take fspl's lock with flock(1); the watch tests run a PID namespace; the
+  // deployment tests run fspool as another user.
   ['flock', 'util-linux'],
   ['unshare', 'util-linux'],
+  ['setpriv', 'util-linux'],
   // Progress and help through a pseudo-terminal.
   ['script', 'bsdutils'],
   // The disk-full tests mount a small tmpfs.
