@@ -24,9 +24,13 @@ declare const FSPOOL_VERSION: string;
 /** Options that may be given more than once, and the positional lists. */
 const REPEATABLE = new Set(['_', '--', 'decrypt-key', 'require-signature', 'encrypt-to']);
 
-const LICENSE = `fspool is free software under the MIT license.
-It reads and writes the packet format of Filespooler by John Goerzen (GPL-3.0-or-later),
-and shares no code with it.
+/** The LICENSE file, put in by the build. */
+declare const FSPOOL_LICENSE: string;
+
+const LICENSE = `${FSPOOL_LICENSE}
+fspool reads and writes the packet format of Filespooler by John Goerzen (GPL-3.0-or-later),
+and shares no code with it. The code fspool's package carries from other projects (yargs,
+better-sqlite3, zstd-napi…) is under their own licenses: dist/THIRD-PARTY-NOTICES in it.
 `;
 
 const DESCRIBE = 'Sequential, distributed, POSIX-style job queue processing (Filespooler 1.2 compatible)';

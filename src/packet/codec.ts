@@ -3,7 +3,9 @@
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import { crc32 } from './crc32.js';
 import { checkShape } from './msgpackShape.js';
-import { type CmdType, type Header, I64_MAX, I64_MIN, U64_MAX } from './header.js';
+import { type CmdType, type Header, I64_MAX, I64_MIN, PacketError, U64_MAX } from './header.js';
+
+export { PacketError };
 
 export const MAGIC = Buffer.from('*FILESPOOLER', 'latin1');
 export const FORMAT_VERSION = 1;
@@ -17,10 +19,6 @@ export const PREFIX_LEN = 30;
  */
 export const MAX_METADATA_LEN = 16 * 1024 * 1024;
 
-/** A packet that is not a valid fspl packet. The message is one line, fit for the user. */
-export class PacketError extends Error {
-  override name = 'PacketError';
-}
 
 const encoder = new Encoder({ useBigInt64: true });
 const decoder = new Decoder({ useBigInt64: true });

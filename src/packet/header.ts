@@ -28,3 +28,8 @@ export interface Header {
 export const U64_MAX = (1n << 64n) - 1n;
 export const I64_MIN = -(1n << 63n);
 export const I64_MAX = (1n << 63n) - 1n;
+
+/** A packet that is not a valid fspl packet. The message is one line, fit for the user. */
+export class PacketError extends Error {
+  override name = 'PacketError';
+}

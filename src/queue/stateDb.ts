@@ -19,11 +19,11 @@
 // order, so a durable commit makes every earlier commit of either connection durable too.
 import { accessSync, chownSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { describe } from '../errors.js';
 import { log } from '../log.js';
+import { betterSqlite3 } from '../sys/native.js';
 
 export type Db = BetterSqlite3.Database;
 export type Statement = BetterSqlite3.Statement;
@@ -110,7 +110,7 @@ export interface OpenOptions {
 
 let loaded: typeof BetterSqlite3 | undefined;
 function sqlite(): typeof BetterSqlite3 {
-  loaded ??= createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
+  loaded ??= betterSqlite3();
   return loaded;
 }
 
