@@ -290,12 +290,12 @@ beforeAll(() => {
     ['other', 'other@test'],
   ] as const) {
     writeFileSync(kf(`${who}.pub`), gpg(['--export', '-a', uid]));
-    writeFileSync(kf(`${who}.sec`), exportSecret(uid));
+    writeFileSync(kf(`${who}.sec`), exportSecret(uid), { mode: 0o600 });
   }
   writeFileSync(K.recvPubBin, gpg(['--export', 'recv@test']));
-  writeFileSync(K.recvSecBin, exportSecret('recv@test', '', false));
+  writeFileSync(K.recvSecBin, exportSecret('recv@test', '', false), { mode: 0o600 });
   writeFileSync(K.protPub, gpg(['--export', '-a', 'prot@test']));
-  writeFileSync(K.protSec, exportSecret('prot@test', PROT_PASSPHRASE));
+  writeFileSync(K.protSec, exportSecret('prot@test', PROT_PASSPHRASE), { mode: 0o600 });
   writeFileSync(K.protPass, `${PROT_PASSPHRASE}\n`);
   writeFileSync(K.bothPub, gpg(['--export', '-a', 'recv@test', 'rsa@test']));
   writeFileSync(K.pass, `${SYM_PASSPHRASE}\n`);
@@ -572,7 +572,7 @@ describe('keys from the default location, protected keys', () => {
     const keys = join(dir, 'conf');
     mkdirSync(join(keys, 'keys'), { recursive: true });
     writeFileSync(join(keys, 'keys', 'recv.asc'), readFileSync(K.recvSec));
-    writeFileSync(join(keys, 'keys', 'rsa.gpg'), gpg(['--passphrase', '', '--export-secret-keys', 'rsa@test']));
+    writeFileSync(join(keys, 'keys', 'rsa.gpg'), gpg(['--passphrase', '', '--export-secret-keys', 'rsa@test']), { mode: 0o600 });
     writeFileSync(join(keys, 'passphrase'), `${SYM_PASSPHRASE}\n`);
     const q = makeQ(dir);
     const seq = join(dir, 'seq');
