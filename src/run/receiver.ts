@@ -1,13 +1,13 @@
 // The receiver: the processor's command, run for one job.
 //
 // What it gets (spec/processing.md, "The receiver's world"):
-// - its own process group, so timeouts and forwarded signals reach its children too;
+// - its own session and process group, so timeouts and forwarded signals reach its children;
 // - stdin: the job file itself at the payload offset (zero-copy), a pipe of ours, or
-//   /dev/null; always blocking, since libuv clears O_NONBLOCK on a child's fds 0-2;
-// - signals at their defaults (libuv resets them; fspl 1.2.2 leaves SIGPIPE ignored);
-// - no other fd of ours: Node opens everything O_CLOEXEC, and our pipes are made O_CLOEXEC;
-// - a guardian (src/run/guarded.ts) that kills its group if fspool dies mid-job, before the
-//   last write end of its stdin pipe closes, so a truncated payload never ends in a clean EOF.
+//   /dev/null; always blocking, since the spawner clears O_NONBLOCK on a child's fds 0-2;
+// - signals at their defaults, none blocked (fspl 1.2.2 leaves SIGPIPE ignored);
+// - no other fd of ours: only its three stdio fds are passed to the spawner;
+// - a guard (src/run/guarded.ts) that kills its group if fspool dies mid-job, before the last
+//   write end of its stdin pipe closes, so a truncated payload never ends in a clean EOF.
 import { closeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { net } from '../sys/lazy.js';
@@ -81,7 +81,7 @@ export class Receiver {
       if (this.timedOut) this.kill('SIGKILL');
       return { ...e, timedOut: this.timedOut && !e.startError };
     });
-    if (spec.timeoutSeconds !== undefined && this.proc.pid) {
+    if (spec.timeoutSeconds !== undefined && this.proc.pid !== undefined) {
       this.timers.push(setTimeout(() => this.timeout(), spec.timeoutSeconds * 1000));
     }
   }
@@ -97,7 +97,7 @@ export class Receiver {
     this.stdin?.end();
   }
 
-  /** The job is over: dismiss the guardian. Call once, after `done`, in every outcome. */
+  /** The job is over: the spawner reaps it and stops guarding it. Call after `done`, always. */
   release(): void {
     this.proc.release();
   }

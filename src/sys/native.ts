@@ -1,4 +1,5 @@
-// Loads native/fspool_sys.c (built by node-gyp at install): flock(2), pipe2(2), and CFB's XOR.
+// Loads native/fspool_sys.c (built by node-gyp at install): flock(2), pipe2(2), the spawner's
+// start and requests (src/run/spawner.ts), and CFB's XOR.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -8,7 +9,14 @@ interface Sys {
   flock(fd: number, op: number): boolean;
   pipe(): [number, number];
   clearNonblock(fd: number): void;
-  reap(pid: number): boolean;
+  /** waitpid: true once reaped (or not our child); with `wait` false, false while it runs. */
+  reap(pid: number, wait: boolean): boolean;
+  /** posix_spawn native/fspool_spawner.c with a socket as its fd 3; our end back. */
+  spawnHelper(path: string): { pid: number; requestFd: number };
+  /** waitid without reaping: undefined while it runs, [code, signal] once exited, null if not ours. */
+  childStatus(pid: number): [number, number] | null | undefined;
+  /** Send a request (with fds as SCM_RIGHTS) on the helper's socket; read the reply if asked. */
+  helperCall(fd: number, request: Buffer, fds: number[], wantReply: boolean): Buffer | undefined;
   /** See native/fspool_sys.c: turns ks = ECB(ct) into CFB plaintext in place; reg carries over. */
   cfbXor(ks: Buffer, ct: Buffer, reg: Buffer): void;
   LOCK_EX: number;
@@ -20,7 +28,7 @@ const found = new Map<string, string>();
 
 /**
  * `rel` in the package root: the nearest directory above this module that has it. Looked up
- * once per process (a processor starts fspool-exec for every job).
+ * once per process.
  */
 export function packageFile(rel: string): string {
   const known = found.get(rel);
