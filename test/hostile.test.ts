@@ -9,8 +9,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeHeader } from '../src/packet/codec.js';
 import type { CmdType } from '../src/packet/header.js';
-import { exists, jobFiles, nextseq, put } from './helpers/queue.js';
-import { fspool, makeQueue, runSync, tempDir } from './helpers/cli.js';
+import { exists, jobFiles, nextseq, put, sleep, waitFor } from './helpers/queue.js';
+import { FSPOOL, fspool, makeQueue, runAsync, runSync, tempDir } from './helpers/cli.js';
+import { makeKey } from './helpers/keys.js';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
 
@@ -219,3 +220,219 @@ function runOk(cmd: string, args: string[]): void {
   const r = runSync(cmd, args);
   if (r.code !== 0) throw new Error(`${cmd} failed: ${r.stderr}`);
 }
+
+describe('--require-signature: a packet that does not prove the signature is no job', () => {
+  const dir = tempDir();
+  const sender = makeKey('sender', dir);
+  const forger = makeKey('forger', dir);
+  const signed = (seq: number, payload: string, key = sender) => {
+    const seqfile = join(dir, `seq-${seq}-${Math.random()}`);
+    writeFileSync(seqfile, `${seq}\n`);
+    const r = fspool(['prepare', '-s', seqfile, '-i', '-', '--sign-with', key.sec], { input: payload });
+    if (r.code !== 0) throw new Error(r.stderr);
+    return r.stdout;
+  };
+  const process = (q: string, onError: string) =>
+    fspool(['queue-process', '-q', q, '--require-signature', sender.pub, '--on-error', onError, 'sh', '--', '-c', 'echo "$FSPL_SEQ $(cat)" >> "$0"', join(q, '..', 'out')]);
+
+  const unsigned = (seq: number) => plain(seq, 'forged');
+  const otherKey = (seq: number) => signed(seq, 'forged', forger);
+  for (const [what, forge, onError] of [
+    ['an unsigned packet', unsigned, 'delete'],
+    ['an unsigned packet', unsigned, 'quarantine'],
+    ['a packet signed by another key', otherKey, 'retry'],
+  ] as const) {
+    {
+      it(`${what} with the due seq does not take the signed one's place (--on-error ${onError})`, () => {
+        const d = tempDir();
+        const q = makeQueue(d);
+        put(q, signed(1, 'one'));
+        const forged = put(q, forge(2));
+        let r = process(q, onError);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stderr).toMatch(/claims seq 2 but fails --require-signature/);
+        expect(nextseq(q)).toBe('2');
+        // The genuine packet arrives late: it runs as seq 2; the forged file is still only reported.
+        put(q, signed(2, 'two'));
+        r = process(q, onError);
+        expect(r.code, r.stderr).toBe(0);
+        expect(readFileSync(join(d, 'out'), 'utf8')).toBe('1 one\n2 two\n');
+        expect(nextseq(q)).toBe('3');
+        expect(jobFiles(q)).toEqual([forged]);
+      });
+    }
+  }
+
+  it('a forged packet beside the genuine one does not make the seq ambiguous', () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    put(q, signed(1, 'one'));
+    put(q, plain(1, 'forged'));
+    const r = process(q, 'retry');
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(d, 'out'), 'utf8')).toBe('1 one\n');
+  });
+});
+
+describe('durations of any length', () => {
+  it('--timeout of 25 days lets a receiver run (Node timers alone would fire at once)', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    const r = fspool(['queue-process', '-q', q, '--timeout', '2200000', '--on-error', 'delete', 'sh', '--', '-c', 'sleep 1; cat']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.toString()).toBe('one');
+    expect(r.stderr).not.toMatch(/TimeoutOverflowWarning|timed out/);
+  });
+
+  it('--grace of 25 days gives a timed-out receiver its grace instead of an immediate SIGKILL', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    const script = 'trap "sleep 1; echo graceful >&2; exit 3" TERM; sleep 30 & wait';
+    const r = fspool(['queue-process', '-q', q, '--timeout', '1', '--grace', '2200000', 'sh', '--', '-c', script]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/graceful/);
+    expect(r.stderr).toMatch(/timed out; command exited with status 3/);
+  });
+
+  it('--rescan of 25 days under --watch waits quietly instead of spinning', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '2200000', 'cat']);
+    await sleep(3000);
+    const [utime, stime] = readFileSync(`/proc/${w.pid}/stat`, 'latin1').split(') ')[1]!.split(' ').slice(11, 13).map(Number);
+    process.kill(w.pid, 'SIGTERM');
+    const r = await w.done;
+    expect(r.stderr).not.toMatch(/TimeoutOverflowWarning/);
+    // Clock ticks of CPU over three seconds of waiting: start-up only, nowhere near a spin.
+    expect(utime! + stime!).toBeLessThan(150);
+  });
+
+  it('refuses a --rescan below a second, and durations that are not numbers, as usage errors', () => {
+    const q = makeQueue(tempDir());
+    for (const bad of [['--rescan', '0'], ['--timeout', 'soon'], ['--grace', '-1'], ['--timeout', '1e400']]) {
+      const r = fspool(['queue-process', '-q', q, '--watch', ...bad, 'cat']);
+      expect(r.code, bad.join(' ')).toBe(2);
+    }
+  });
+});
+
+describe('--decoder-timeout', () => {
+  it('a decoder that never gives a header is killed, the file counted unreadable, and nothing hangs', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    for (const cmd of ['queue-ls', 'queue-process']) {
+      const args = cmd === 'queue-ls' ? [cmd, '-q', q] : [cmd, '-q', q, 'cat'];
+      const r = fspool([...args, '-d', 'sleep 600', '--decoder-timeout', '1'], { timeoutMs: 60_000 });
+      expect(r.signal, `${cmd} hung`).toBe(null);
+      expect(r.stderr).toMatch(/gave no packet header within 1s \(--decoder-timeout\)/);
+    }
+    expect(nextseq(q)).toBe('1');
+  });
+});
+
+describe('a journal taken away during a run', () => {
+  it('is not reported as fspool dying: the job is done, and the next run says the outcome went unrecorded', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    expect(fspool(['queue-ls', '-q', q]).code).toBe(0); // creates QUEUE/fspool/state.db
+    const db = join(q, 'fspool', 'state.db');
+    const flag = join(dir, 'locked');
+    // The receiver has another program take the database's exclusive lock and keep it for a
+    // while after the receiver exits: the outcome cannot be journaled.
+    const hold = `import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+c.execute("BEGIN EXCLUSIVE")
+open(sys.argv[2], "w").close()
+time.sleep(3.5)`;
+    const script = 'python3 -c "$0" "$1" "$2" </dev/null >/dev/null 2>&1 & while [ ! -e "$2" ]; do sleep 0.05; done; cat >/dev/null';
+    let r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', script, hold, db, flag]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/state database .* is locked by another process/);
+    expect(nextseq(q)).toBe('2');
+    // Wait for the lock to go.
+    for (let i = 0; i < 200 && runSync('python3', ['-c', 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1], timeout=0.1); c.execute("BEGIN IMMEDIATE")', db]).code !== 0; i++) {
+      runSync('sleep', ['0.1']);
+    }
+    r = fspool(['queue-process', '-q', q, 'cat']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/died while it ran/);
+    expect(r.stderr).toMatch(/ended while the journal was unavailable; the queue has moved past it/);
+    const h = fspool(['queue-history', '-q', q, '--json']);
+    expect(JSON.parse(h.stdout.toString()).runs.map((x: { outcome: string }) => x.outcome)).toEqual(['unrecorded']);
+  });
+});
+
+describe('judgements the probe left open', () => {
+  it('a receiver told to stop that took the whole payload and exited 0 is done, not run again', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    const out = join(dir, 'out');
+    const script = 'cat >> "$0"; trap "exit 0" INT; touch "$0.ready"; while :; do sleep 0.1; done';
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, 'sh', '--', '-c', script, out]);
+    await waitFor('the receiver to have read its payload', () => exists(`${out}.ready`));
+    process.kill(w.pid, 'SIGINT');
+    const r = await w.done;
+    expect(r.code).toBe(130);
+    expect(nextseq(q)).toBe('2');
+    expect(fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'cat >> "$0"', out]).code).toBe(0);
+    expect(readFileSync(out, 'utf8')).toBe('one');
+  });
+
+  it('--order-by timestamp does not run again a copy of a packet the journal knows ran', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const p = plain(1, 'one');
+    put(q, p);
+    const run = () => fspool(['queue-process', '-q', q, '--order-by', 'timestamp', 'cat']);
+    expect(run().stdout.toString()).toBe('one');
+    put(q, p); // delivered again
+    const r = run();
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.toString()).toBe('');
+    expect(r.stderr).toMatch(/is a copy of a packet that ran successfully .* not run again; removed/);
+    expect(jobFiles(q)).toEqual([]);
+  });
+
+  it('a job file still being written under its job name does not count as done', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const name = put(q, plain(1, 'one'));
+    // A writer appends to the job file while its job runs (the receiver plays the writer).
+    const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'printf more >> "$0"; cat > /dev/null', join(q, 'jobs', name)]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/job file changed while the job ran .* a writer must use a temp name and rename/);
+    expect(nextseq(q)).toBe('1');
+    expect(jobFiles(q)).toEqual([name]);
+  });
+
+  it('reads no more of a seqfile than a number needs, and refuses what is not one', () => {
+    const dir = tempDir();
+    const big = join(dir, 'big');
+    writeFileSync(big, Buffer.alloc(20 << 20, '7'));
+    for (const [seq, why] of [
+      [big, /first line is over 4096 bytes/],
+      ['/dev/zero', /is not a regular file/],
+    ] as const) {
+      const r = fspool(['prepare', '-s', seq, '-i', '-'], { input: 'x' });
+      expect(r.code, seq).toBe(1);
+      expect(r.stderr).toMatch(why);
+      expect(r.stdout.length).toBe(0);
+    }
+  });
+
+  it('prepare -i DIR fails before it writes anything, and consumes no number', () => {
+    const dir = tempDir();
+    const seq = join(dir, 'seq');
+    writeFileSync(seq, '5\n');
+    const r = fspool(['prepare', '-s', seq, '-i', dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/is a directory; -i takes a file/);
+    expect(r.stdout.length).toBe(0);
+    expect(readFileSync(seq, 'utf8')).toBe('5\n');
+  });
+});

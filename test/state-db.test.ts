@@ -427,33 +427,43 @@ describe('--json schema', () => {
 });
 
 describe('queue-clean', () => {
-  it('removes copies of processed packets; stale files that never ran only with --stale; --dry-run removes nothing', () => {
+  it('removes copies of processed packets; --stale those that ran and failed; --stale --force those that never ran; --dry-run removes nothing', () => {
     const q = setup('fspool-clean-');
     const p1 = packet(q, 1, 'p1');
     put(q, p1);
     expect(proc(q, []).code).toBe(0);
     const copy = put(q, p1); // a late second delivery of a packet that ran
+    put(q, packet(q, 2, 'p2'));
+    expect(proc(q, ['--on-error', 'leave'], 'cat > /dev/null; exit 3').code).toBe(0); // 2 fails, kept
+    const failed = jobs(q).find((n) => n !== copy)!;
     const never = put(q, packet(q, 5, 'p5'));
     ok(['queue-set-next', '-q', q.q, '7']); // 5 will never run now
 
     // Processing never runs them, and says which is which.
     const r = proc(q, []);
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(new RegExp(`stale job file .*${copy}: seq 1 .*not run \\(it succeeded at .*; queue-clean removes it\\)`));
-    expect(r.stderr).toMatch(new RegExp(`stale job file .*${never}: seq 5 .*not run \\(remove it\\)`));
+    expect(r.stderr).toMatch(new RegExp(`INFO fspool: stale job file .*${copy}: seq 1 .*not run \\(it succeeded at .*; queue-clean removes it\\)`));
+    expect(r.stderr).toMatch(new RegExp(`INFO fspool: stale job file .*${failed}: seq 2 .*not run \\(it ran at .*, exit-code, and the queue moved past it; queue-clean --stale removes it\\)`));
+    expect(r.stderr).toMatch(new RegExp(`WARN fspool: stale job file .*${never}: seq 5 .*not run: it never ran here; if its sender restarted its numbering, queue-set-next 5 runs it`));
     expect(logOf(q)).toBe(lines('1:p1'));
 
     const dry = ok(['queue-clean', '-q', q.q, '--dry-run']);
     expect(dry.stdout.toString()).toMatch(new RegExp(`^would remove .*${copy} \\(seq 1: copy of a packet processed `));
-    expect(jobs(q)).toHaveLength(2);
+    expect(jobs(q)).toHaveLength(3);
 
     const clean = ok(['queue-clean', '-q', q.q]);
     expect(clean.stdout.toString()).toMatch(new RegExp(`^removed .*${copy} \\(seq 1: copy of a packet processed .*\\)\\n$`));
-    expect(clean.stderr).toMatch(new RegExp(`kept .*${never} \\(seq 5: stale, not known as processed\\); --stale removes it`));
+    expect(clean.stderr).toMatch(new RegExp(`kept .*${failed} \\(seq 2: its packet ran .* \\(exit-code\\) and the queue moved past it\\); --stale removes it`));
+    expect(clean.stderr).toMatch(new RegExp(`kept .*${never} \\(seq 5: its packet never ran here\\): .*--stale --force removes it`));
+    expect(jobs(q).sort()).toEqual([failed, never].sort());
+
+    const stale = ok(['queue-clean', '-q', q.q, '--stale']);
+    expect(stale.stdout.toString()).toMatch(new RegExp(`^removed .*${failed} \\(seq 2: `));
     expect(jobs(q)).toEqual([never]);
 
-    const all = ok(['queue-clean', '-q', q.q, '--stale']);
-    expect(all.stdout.toString()).toMatch(new RegExp(`^removed .*${never} \\(seq 5: stale, not known as processed\\)\\n$`));
+    expect(fspool(['queue-clean', '-q', q.q, '--force']).code).toBe(2);
+    const all = ok(['queue-clean', '-q', q.q, '--stale', '--force']);
+    expect(all.stdout.toString()).toMatch(new RegExp(`^removed .*${never} \\(seq 5: its packet never ran here\\)\\n$`));
     expect(jobs(q)).toEqual([]);
   });
 

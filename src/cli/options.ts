@@ -16,10 +16,13 @@ export function u64(what: string) {
   };
 }
 
-export function seconds(what: string) {
+/** A duration in seconds: any finite number from `min` up (fspool's timers take any length). */
+export function seconds(what: string, min = 0) {
   return (v: unknown): number => {
     const n = Number(v);
-    if (!Number.isFinite(n) || n < 0 || String(v).trim() === '') throw new UsageError(`invalid value "${v}" for ${what}: expected seconds (a number, 0 or more)`);
+    if (!Number.isFinite(n) || n < min || String(v).trim() === '') {
+      throw new UsageError(`invalid value "${v}" for ${what}: expected seconds (a number, ${min === 0 ? '0' : min} or more)`);
+    }
     return n;
   };
 }
@@ -104,7 +107,15 @@ export function decodeOptions<T>(y: Argv<T>, opts: { decoder: boolean; signature
     })
     .option('passphrase-file', { type: 'string', requiresArg: true, describe: 'File whose first line is the passphrase of symmetrically encrypted packets' })
     .option('key-passphrase-file', { type: 'string', requiresArg: true, describe: 'File whose first line unlocks protected secret keys' });
-  if (opts.decoder) r = r.option('decoder', decoder);
+  if (opts.decoder) {
+    r = r.option('decoder', decoder).option('decoder-timeout', {
+      type: 'string',
+      requiresArg: true,
+      default: String(DECODER_TIMEOUT),
+      coerce: seconds('--decoder-timeout'),
+      describe: 'Seconds the decoder may take to produce a packet header before it is killed and the file counted unreadable (0: no limit)',
+    });
+  }
   if (opts.signature) {
     r = r.option('require-signature', {
       type: 'string',
@@ -117,8 +128,12 @@ export function decodeOptions<T>(y: Argv<T>, opts: { decoder: boolean; signature
   return r;
 }
 
+/** Default --decoder-timeout: long enough for a decoder that buffers a large file, not forever. */
+const DECODER_TIMEOUT = 300;
+
 export interface DecodeArgs {
   decoder?: string;
+  'decoder-timeout'?: number;
   'decrypt-key'?: string[];
   'passphrase-file'?: string;
   'key-passphrase-file'?: string;
@@ -128,6 +143,7 @@ export interface DecodeArgs {
 export function decodeContext(a: DecodeArgs): DecodeContext {
   return {
     decoder: a.decoder,
+    decoderTimeoutSeconds: a['decoder-timeout'],
     keys: new Keyring({
       decryptKeys: a['decrypt-key'],
       passphraseFile: a['passphrase-file'],

@@ -6,9 +6,10 @@ import { HeaderReader, PacketError } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
 import { readHeaderFromFd } from '../queue/jobfile.js';
 import { fdChunks, fdOffset } from '../sys/fd.js';
+import { after, type Timer } from '../sys/timer.js';
 import { allocated, collectIfDue } from '../sys/youngGc.js';
 import { peek } from './chunks.js';
-import { runDecoder } from './external.js';
+import { DecoderError, runDecoder } from './external.js';
 import type { Keyring } from './keys.js';
 import { type OpenPGPLayer, openpgpLayer, requireSignature } from './openpgp.js';
 import { SNIFF_BYTES, sniff } from './sniff.js';
@@ -17,6 +18,11 @@ import { zstdDecompress } from './zstd.js';
 export interface DecodeContext {
   /** External decoder command (`-d`), run before any built-in layer. */
   decoder?: string;
+  /**
+   * How long the decoder may take to produce the packet header (seconds; 0 or absent: no
+   * limit). A decoder that hangs there would otherwise hang the processor, lock held.
+   */
+  decoderTimeoutSeconds?: number;
   keys: Keyring;
 }
 
@@ -145,7 +151,21 @@ export async function decodeChunks(
 export async function openPacket(fd: number, ctx: DecodeContext, at?: number): Promise<OpenedPacket> {
   if (ctx.decoder) {
     const d = runDecoder(ctx.decoder, fd);
-    return decodeChunks(d.chunks, ctx, { verify: d.verify, abort: d.abort, layers: ['decoder'] });
+    const opened = decodeChunks(d.chunks, ctx, { verify: d.verify, abort: d.abort, layers: ['decoder'] });
+    const limit = ctx.decoderTimeoutSeconds;
+    if (!limit) return opened;
+    let timer: Timer | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = after(limit, () => {
+        d.abort();
+        reject(new DecoderError(`decoder "${ctx.decoder}" gave no packet header within ${limit}s (--decoder-timeout); it was killed`));
+      });
+    });
+    try {
+      return await Promise.race([opened, late]);
+    } finally {
+      timer?.clear();
+    }
   }
   const st = fstatSync(fd);
   if (st.isFile()) {

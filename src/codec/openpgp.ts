@@ -26,6 +26,11 @@ export class OpenPGPError extends FspoolError {
   override name = 'OpenPGPError';
 }
 
+/** An encrypted packet, and no key or passphrase at all to try on it. */
+export class NoKeyError extends OpenPGPError {
+  override name = 'NoKeyError';
+}
+
 export interface OpenPGPLayer {
   plaintext: AsyncIterable<Buffer>;
   /**
@@ -79,7 +84,7 @@ export async function openpgpLayer(src: AsyncIterable<Buffer>, head: Buffer, key
 
 function requireKeys(material: DecryptionMaterial): void {
   if (material.decryptionKeys.length === 0 && material.passwords.length === 0) {
-    throw new OpenPGPError('encrypted packet and no key to decrypt it: give --decrypt-key FILE or --passphrase-file FILE (or see spec/encoding.md for the default location)');
+    throw new NoKeyError('encrypted packet and no key to decrypt it: give --decrypt-key FILE or --passphrase-file FILE (or see spec/encoding.md for the default location)');
   }
 }
 

@@ -224,12 +224,23 @@ export class Queue {
    * Copy a packet from `fromFd` into jobs/ under a temp name that no processor picks up,
    * fsync, rename to fspl-<uuid>.fspl, fsync jobs/. Returns the new name only when durable.
    */
-  write(fromFd: number): string {
+  async write(fromFd: number, check?: (fd: number) => Promise<string | undefined>): Promise<string> {
     const t = this.openTemp();
     const progress = Progress.start('queue-write');
     try {
       if (copyFd(fromFd, t.fd, progress) === 0) throw new FspoolError('no packet on stdin (0 bytes); nothing written');
       progress?.done();
+      if (check) {
+        // A descriptor of its own, at offset 0 (a decoder reads from its stdin's offset).
+        const fd = openSync(t.tmpPath, 'r');
+        let wrong: string | undefined;
+        try {
+          wrong = await check(fd);
+        } finally {
+          closeSync(fd);
+        }
+        if (wrong) throw new FspoolError(`${wrong}; nothing was queued (--raw queues it anyway)`);
+      }
       t.durable();
       return t.publish();
     } catch (e) {

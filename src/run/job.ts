@@ -196,7 +196,10 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
     }
     const stderrTail = (tail ? await tail.take() : opts.keepStderrTail && outFd !== undefined ? fileTail(outFd) : undefined) || undefined;
     const outcome = judge(exit, delivery, unread, execBytes(header, opts.allowJobParams));
-    if (interrupts.signal && !exit.startError) {
+    // A receiver told to stop that still took the whole payload and exited 0 has given its
+    // verdict: the job is done, and running it again would apply it twice. Anything less is an
+    // interruption, and the job stays queued.
+    if (interrupts.signal && !exit.startError && !(outcome.ok && !outcome.note)) {
       return { ok: false, reason: `interrupted by ${interrupts.signal}`, interrupted: interrupts.signal, facts: { kind: 'interrupted', signal: interrupts.signal, bytes, stderrTail } };
     }
     return { ...outcome, facts: { ...outcome.facts!, bytes, stderrTail } };

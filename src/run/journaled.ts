@@ -33,6 +33,13 @@ export interface RetryOptions {
   backoffSeconds: number;
 }
 
+/**
+ * A job file that turned out not to be the job after all, so no run of it is recorded:
+ * `vanished`, removed or replaced since the scan (look again); `unverified`, a required
+ * signature is missing or wrong (the file is unreadable, whatever seq it claims).
+ */
+export type Skip = { skip: 'vanished' } | { skip: 'unverified'; reason: string };
+
 export interface Ran {
   outcome: Outcome;
   attempt: Attempt;
@@ -64,17 +71,17 @@ export async function runAttempts(
   orderBy: OrderBy,
   label: string,
   opts: RetryOptions,
-  run: () => Promise<Outcome | 'vanished'>,
-): Promise<Ran | 'vanished'> {
+  run: () => Promise<Outcome | Skip>,
+): Promise<Ran | Skip> {
   for (let retry = 1; ; retry++) {
     // The first attempt's row and the packet's earlier success come in one transaction.
     const { lastSuccess: before, ...attempt } = journal.begin(ref, orderBy, retry === 1);
     if (before) log.warn(`${label} already ran successfully at ${iso(before.endedAt ?? before.startedAt)} (journal); running it again because it is due once more`);
     crashPoint('attempt-recorded');
     const outcome = await run();
-    if (outcome === 'vanished') {
+    if ('skip' in outcome) {
       journal.discard(attempt);
-      return 'vanished';
+      return outcome;
     }
     crashPoint('receiver-exited');
     const facts = factsOf(outcome);
@@ -137,29 +144,38 @@ export function carryOut(
       crashPoint('nextseq-written');
     }
   }
-  // Only the files that were read: a packet renamed over one of the names since is another
-  // packet, left for the next look.
-  const ours = files.filter((f) => !f.identity || stillNames(queue.jobPath(f.name), f.identity));
   let movedTo: string | undefined;
   if (job.action === 'quarantine') {
-    for (const f of ours) movedTo ??= quarantineJob(queue, f.name, job.note);
+    for (const f of stillOurs(queue, files)) movedTo ??= quarantineJob(queue, f.name, job.note);
     crashPoint('quarantined');
   } else if (job.action === 'delete') {
-    remove(ours.map((f) => queue.jobPath(f.name)));
+    removeJobFiles(queue, files);
     crashPoint('files-removed');
   }
   journal.done(job.id, recovering ? 'recovered' : 'done', movedTo);
   return movedTo;
 }
 
-export function remove(paths: string[]): void {
-  for (const p of paths) {
+/**
+ * The files that still hold what was read: a packet renamed over one of the names since is
+ * another packet, left for the next look.
+ */
+function stillOurs(queue: Queue, files: JobFile[]): JobFile[] {
+  return files.filter((f) => !f.identity || stillNames(queue.jobPath(f.name), f.identity));
+}
+
+/** Unlink the job files that still hold what was read; true if any was removed. */
+export function removeJobFiles(queue: Queue, files: JobFile[]): boolean {
+  let any = false;
+  for (const f of stillOurs(queue, files)) {
     try {
-      unlinkSync(p);
+      unlinkSync(queue.jobPath(f.name));
+      any = true;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
   }
+  return any;
 }
 
 /** Carry out the action of a run that just ended (recorded by record()). */
@@ -202,10 +218,15 @@ export function quarantineNote(ref: JobRef, outcome: Outcome, attempts: number, 
  * moved, for the caller's picture of jobs/.
  */
 export function recover(queue: Queue, journal: Journal, jobs: ScannedJob[]): string[] {
-  for (const r of journal.markCrashed()) {
+  const next = queue.nextseq.readIfExists();
+  const { crashed, unrecorded } = journal.closeAbandoned((r) => r.orderBy === 'sequence' && next !== undefined && r.seq < next);
+  for (const r of crashed) {
     log.warn(
       `job ${r.seq} (${queue.jobPath(r.file)}): attempt ${r.attempt}, started at ${iso(r.startedAt)} by fspool pid ${r.pid}, was interrupted: fspool died while it ran; the job runs again when due`,
     );
+  }
+  for (const r of unrecorded) {
+    log.info(`job ${r.seq} (${queue.jobPath(r.file)}): attempt ${r.attempt}, started at ${iso(r.startedAt)} by fspool pid ${r.pid}, ended while the journal was unavailable; the queue has moved past it`);
   }
   const pending = journal.pending();
   if (pending.length === 0) return [];

@@ -37,10 +37,14 @@ export interface SourceOptions {
 
 export type Prepared =
   | { ok: true; header: Header; payload: PayloadSource; layers: string[]; cleanup(): void }
-  | { ok: false; reason: string };
+  /**
+   * `unverified`: a signature was required and the packet did not prove it: its header (the
+   * seq it claims included) cannot be trusted, so it is no job at all, not a failed one.
+   */
+  | { ok: false; reason: string; unverified?: boolean };
 
 /** Decode the payload into a temp file that is unlinked at once, and verify it. */
-async function spool(p: StreamPacket, dir: string): Promise<{ fd: number } | { reason: string }> {
+async function spool(p: StreamPacket, dir: string): Promise<{ fd: number } | { reason: string; local: boolean }> {
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `decoded-${randomUUID()}.tmp`);
   const fd = openSync(path, 'wx+', 0o600);
@@ -59,7 +63,9 @@ async function spool(p: StreamPacket, dir: string): Promise<{ fd: number } | { r
   } catch (e) {
     closeSync(fd);
     p.abort();
-    return { reason: `${describe(e)}; the command was not started` };
+    // A write that failed (a full disk) is this machine's trouble, not the packet's.
+    const local = (e as NodeJS.ErrnoException).syscall === 'write';
+    return { reason: `${describe(e)}; the command was not started`, local };
   }
 }
 
@@ -75,21 +81,30 @@ async function check(p: StreamPacket): Promise<string | undefined> {
   }
 }
 
+/**
+ * Why the packet does not prove a required signature, or undefined when it does: the whole
+ * packet is read and verified, without a receiver.
+ */
+export async function verifyOnly(p: OpenedPacket): Promise<string | undefined> {
+  if (p.kind === 'raw') return 'packet is not signed (a plain fspl packet), and --require-signature was given';
+  return check(p);
+}
+
 export async function preparePayload(p: OpenedPacket, opts: SourceOptions): Promise<Prepared> {
   const none = () => {};
   if (p.kind === 'raw') {
-    if (opts.keys.requiresSignature) return { ok: false, reason: 'packet is not signed (a plain fspl packet), and --require-signature was given' };
+    if (opts.keys.requiresSignature) return { ok: false, unverified: true, reason: 'packet is not signed (a plain fspl packet), and --require-signature was given' };
     return { ok: true, header: p.header, payload: { kind: 'fd', fd: opts.fd, offset: opts.at === undefined ? undefined : opts.at + p.headerLength }, layers: [], cleanup: none };
   }
   if (opts.mode === 'verified' || (opts.keys.requiresSignature && !opts.reopen)) {
     const s = await spool(p, opts.spoolDir);
-    if ('reason' in s) return { ok: false, reason: s.reason };
+    if ('reason' in s) return { ok: false, reason: s.reason, unverified: opts.keys.requiresSignature && !s.local };
     return { ok: true, header: p.header, payload: { kind: 'fd', fd: s.fd, offset: 0 }, layers: p.layers, cleanup: () => closeSync(s.fd) };
   }
   let live = p;
   if (opts.keys.requiresSignature) {
     const bad = await check(p);
-    if (bad) return { ok: false, reason: `${bad}; the command was not started` };
+    if (bad) return { ok: false, unverified: true, reason: `${bad}; the command was not started` };
     const again = await opts.reopen!();
     // The header the receiver is given must be the one that was verified.
     if (again.kind !== 'stream' || !encodeHeader(again.header).equals(encodeHeader(p.header))) {

@@ -92,7 +92,8 @@ export const queueProcess: CommandModule<object, QueueProcessArgs> = {
         default: false,
         describe: 'Keep running: process each packet as it lands (inotify, and a rescan every --rescan seconds); SIGTERM ends the run',
       })
-      .option('rescan', { type: 'string', requiresArg: true, default: '30', coerce: seconds('--rescan'), describe: 'With --watch: look at jobs/ at least this often' })
+      // A rescan every instant would only spin: at least a second apart.
+      .option('rescan', { type: 'string', requiresArg: true, default: '30', coerce: seconds('--rescan', 1), describe: 'With --watch: look at jobs/ at least this often (1 or more)' })
       .example("$0 queue-process -q /var/q --timeout 3600 zfs -- receive -u tank/backup", 'receive zfs streams in order')
       .example("$0 queue-process -q q -d 'zstd -dc' --on-error delete sh -- -c 'tar xf - -C /srv'", 'decode, unpack, drop failures')
       .example('$0 queue-process -q /var/spool/q --watch ./apply', 'a daemon: run packets as they arrive (contrib/fspool-watch@.service)')

@@ -4,7 +4,7 @@ import type { CommandModule } from 'yargs';
 import { UsageError } from '../../errors.js';
 import { log, printable } from '../../log.js';
 import { rfc3339Local } from '../../packet/jobenv.js';
-import { cleanQueue } from '../../queue/clean.js';
+import { type Cleaned, cleanQueue } from '../../queue/clean.js';
 import { FAILURES, type JournalOutcome, OUTCOMES, type RunRow } from '../../queue/journal.js';
 import { Queue } from '../../queue/queue.js';
 import { attachState, READER_BUSY_MS } from '../../queue/state.js';
@@ -38,7 +38,13 @@ function statusJson(q: Queue, s: Status): string {
     pending: s.pending,
     due: s.due.map(job),
     gap: s.gap ? { seq: s.gap.seq, since: msIso(s.gap.since), waiting: s.gap.waiting, lowest_waiting_seq: s.gap.lowest } : null,
-    stale: s.stale.map((f) => ({ ...job(f), processed: f.processed !== undefined, processed_at: msIso(f.processed?.endedAt) })),
+    stale: s.stale.map((f) => ({
+      ...job(f),
+      processed: f.processed !== undefined,
+      processed_at: msIso(f.processed?.endedAt),
+      ran: f.ran !== undefined,
+      never_ran: s.journal ? f.ran === undefined && f.processed === undefined : null,
+    })),
     duplicates: s.duplicates.map((d) => ({ seq: d.seq, files: d.files.map(job) })),
     ambiguous: s.ambiguous.map((d) => ({ seq: d.seq, files: d.files.map(job) })),
     unreadable: s.unreadable.map((u) => ({ file: u.name, path: u.path, error: u.error })),
@@ -49,6 +55,12 @@ function statusJson(q: Queue, s: Status): string {
     processor: { running: s.processor.pid !== undefined, known: s.processor.known, pid: s.processor.pid ?? null, job: s.processor.current ? runJson(s.processor.current) : null },
     journal: s.journal,
   });
+}
+
+function staleWhy(f: { processed?: RunRow; ran?: RunRow }, journal: boolean): string {
+  if (f.processed) return `processed ${localMs(f.processed.endedAt)}`;
+  if (f.ran) return `ran ${localMs(f.ran.endedAt)} (${f.ran.outcome}), not processed`;
+  return journal ? 'never ran here' : 'unknown (no journal)';
 }
 
 function runLine(r: RunRow): string {
@@ -67,7 +79,7 @@ function statusText(q: Queue, s: Status): string {
   if (s.due.length > 0) row('due', `seq ${s.nextSeq}: ${s.due.map((d) => d.name).join(', ')}`);
   if (s.gap) row('gap', `waiting for seq ${s.gap.seq} since ${localMs(s.gap.since)}; ${s.gap.waiting} job(s) behind it, the lowest is seq ${s.gap.lowest}`);
   row('stale', String(s.stale.length));
-  for (const f of s.stale) file(f, `  seq ${f.header.seq}  ${f.processed ? `processed ${localMs(f.processed.endedAt)}` : 'not known as processed'}`);
+  for (const f of s.stale) file(f, `  seq ${f.header.seq}  ${staleWhy(f, s.journal)}`);
   row('duplicates', String(s.duplicates.reduce((n, d) => n + d.files.length - 1, 0)));
   for (const d of s.duplicates) for (const f of d.files) file(f, `  seq ${d.seq}`);
   if (s.ambiguous.length > 0) {
@@ -193,32 +205,46 @@ export const queueHistory: CommandModule<object, HistoryArgs> = {
 interface CleanArgs extends DecodeArgs {
   queuedir: string;
   stale: boolean;
+  force: boolean;
   'dry-run': boolean;
   'wait-lock'?: number;
 }
 
+function cleanedWhy(c: Cleaned): string {
+  if (c.kind === 'processed') return `copy of a packet processed ${localMs(c.run!.endedAt)}`;
+  if (c.kind === 'ran') return `its packet ran ${localMs(c.run!.endedAt)} (${c.run!.outcome}) and the queue moved past it`;
+  return 'its packet never ran here';
+}
+
 export const queueClean: CommandModule<object, CleanArgs> = {
   command: 'queue-clean',
-  describe: 'Remove job files below nextseq that already ran (with --stale: every file below nextseq)',
+  describe: 'Remove job files below nextseq that already ran (--stale: also those that failed; --stale --force: also those that never ran here)',
   builder: (y) =>
     decodeOptions(y.option('queuedir', queuedir), { decoder: true, signature: false })
-      .option('stale', { type: 'boolean', nargs: 0, default: false, describe: 'Also remove stale files the journal does not know as processed' })
+      .option('stale', { type: 'boolean', nargs: 0, default: false, describe: 'Also remove stale files whose packet ran and failed (the queue moved past it)' })
+      .option('force', {
+        type: 'boolean',
+        nargs: 0,
+        default: false,
+        describe: 'With --stale: also remove stale files whose packet never ran here (their data was never applied)',
+      })
       .option('dry-run', { type: 'boolean', nargs: 0, default: false, describe: 'Only say what would be removed' })
       .option('wait-lock', waitLock)
       .example('$0 queue-clean -q q --dry-run', '')
-      .example('$0 queue-clean -q q --stale', 'also stale files that never ran here') as never,
+      .example('$0 queue-clean -q q --stale', 'also stale files whose packet ran and failed') as never,
   handler: async (a) => {
+    if (a.force && !a.stale) throw new UsageError('--force only applies with --stale');
     const q = new Queue(a.queuedir).checkProcessable();
     const lock = await q.nextseq.lock({ create: false, waitSeconds: a['wait-lock'], what: `queue ${q.dir}` });
-    const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: 'going on without it: only --stale removes anything' });
+    const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: 'going on without it: nothing is known as processed, so only --stale --force removes anything' });
     try {
-      const done = await cleanQueue(q, state.journal, { stale: a.stale, dryRun: a['dry-run'], decode: decodeContext(a) });
+      const done = await cleanQueue(q, state.journal, { stale: a.stale, force: a.force, dryRun: a['dry-run'], decode: decodeContext(a) });
       let text = '';
       for (const c of done) {
-        const why = c.processed ? `copy of a packet processed ${localMs(c.processed.endedAt)}` : 'stale, not known as processed';
-        if (c.removed) text += `removed ${c.path} (seq ${c.seq}: ${why})\n`;
-        else if (a['dry-run'] && (c.processed || a.stale)) text += `would remove ${c.path} (seq ${c.seq}: ${why})\n`;
-        else log.info(`kept ${c.path} (seq ${c.seq}: ${why}); --stale removes it`);
+        const why = `seq ${c.seq}: ${cleanedWhy(c)}`;
+        if (c.removed) text += `${a['dry-run'] ? 'would remove' : 'removed'} ${c.path} (${why})\n`;
+        else if (c.kind === 'ran') log.info(`kept ${c.path} (${why}); --stale removes it`);
+        else log.warn(`kept ${c.path} (${why}): if its sender restarted its numbering, queue-set-next ${c.seq} runs it; --stale --force removes it`);
       }
       print(text);
     } finally {
