@@ -50,6 +50,9 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall) {
   napi_create_int32(env, -err, &errnum);
   napi_set_named_property(env, error, "errno", errnum);
   napi_set_named_property(env, error, "code", code);
+  napi_value sys;
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sys);
+  napi_set_named_property(env, error, "syscall", sys);
   napi_throw(env, error);
   return NULL;
 }

@@ -120,6 +120,7 @@ export class Spawner {
   /** Node's signal listeners do not keep the event loop alive; this does, while children run. */
   private keepAlive: NodeJS.Timeout | undefined;
   private readonly onSigchld = () => this.check();
+  private listening = false;
 
   constructor(private readonly path: string) {}
 
@@ -137,8 +138,11 @@ export class Spawner {
       try {
         r = h.spawn(request, fds);
       } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (attempt > 0 || (code !== 'EPIPE' && code !== 'ECONNRESET')) {
+        const err = e as NodeJS.ErrnoException;
+        // Only a request the helper never read may be sent again: once it has the request, the
+        // child may exist, and a second one would run the job twice.
+        const unsent = err.syscall === 'sendmsg' && (err.code === 'EPIPE' || err.code === 'ECONNRESET');
+        if (attempt > 0 || !unsent) {
           this.unwatchIfIdle();
           throw e;
         }
@@ -176,15 +180,15 @@ export class Spawner {
     return this.helper;
   }
 
+  /** From the first child on, SIGCHLD is listened to for good (a listener costs nothing idle). */
   private watch(): void {
-    if (this.keepAlive) return;
-    process.on('SIGCHLD', this.onSigchld);
-    this.keepAlive = setInterval(this.onSigchld, 1000);
+    if (!this.listening) process.on('SIGCHLD', this.onSigchld);
+    this.listening = true;
+    this.keepAlive ??= setInterval(this.onSigchld, 1000);
   }
 
   private unwatchIfIdle(): void {
     if (!this.keepAlive || [...this.children.values()].some((c) => !c.exited)) return;
-    process.off('SIGCHLD', this.onSigchld);
     clearInterval(this.keepAlive);
     this.keepAlive = undefined;
   }

@@ -15,7 +15,10 @@ interface Sys {
   spawnHelper(path: string): { pid: number; requestFd: number };
   /** waitid without reaping: undefined while it runs, [code, signal] once exited, null if not ours. */
   childStatus(pid: number): [number, number] | null | undefined;
-  /** Send a request (with fds as SCM_RIGHTS) on the helper's socket; read the reply if asked. */
+  /**
+   * Send a request (with fds as SCM_RIGHTS) on the helper's socket; read the reply if asked.
+   * Errors carry `syscall`: 'sendmsg' (the helper never had the request) or 'read'.
+   */
   helperCall(fd: number, request: Buffer, fds: number[], wantReply: boolean): Buffer | undefined;
   /** See native/fspool_sys.c: turns ks = ECB(ct) into CFB plaintext in place; reg carries over. */
   cfbXor(ks: Buffer, ct: Buffer, reg: Buffer): void;
