@@ -20,6 +20,9 @@
  * of Node's memory, and nothing but async-signal-safe calls before the exec, as a parent with
  * threads (libuv's pool, V8's) requires. Requests go over a unix socket, with the child's fds
  * as SCM_RIGHTS, which Node cannot send.
+ *
+ * ioctl(TIOCGWINSZ): the terminal's width for --help. Node offers it only through a tty stream
+ * on the fd, which would set O_NONBLOCK on the open file description the shell shares.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,6 +33,7 @@
 #include <spawn.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <stdint.h>
@@ -301,6 +305,22 @@ static napi_value js_cfb_xor(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* winsize(fd) -> columns of the terminal on fd, or undefined when fd is not a terminal. */
+static napi_value js_winsize(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  int32_t fd;
+  struct winsize ws;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) return throw_errno(env, EINVAL, "winsize");
+  if (ioctl(fd, TIOCGWINSZ, &ws) != 0 || ws.ws_col == 0) {
+    napi_get_undefined(env, &result);
+    return result;
+  }
+  napi_create_int32(env, ws.ws_col, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, num;
   napi_create_function(env, "flock", NAPI_AUTO_LENGTH, js_flock, NULL, &fn);
@@ -319,6 +339,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "cfbXor", fn);
   napi_create_function(env, "clearNonblock", NAPI_AUTO_LENGTH, js_clear_nonblock, NULL, &fn);
   napi_set_named_property(env, exports, "clearNonblock", fn);
+  napi_create_function(env, "winsize", NAPI_AUTO_LENGTH, js_winsize, NULL, &fn);
+  napi_set_named_property(env, exports, "winsize", fn);
   napi_create_int32(env, LOCK_EX, &num);
   napi_set_named_property(env, exports, "LOCK_EX", num);
   napi_create_int32(env, LOCK_NB, &num);

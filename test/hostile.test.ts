@@ -309,7 +309,7 @@ describe('durations of any length', () => {
     expect(utime! + stime!).toBeLessThan(150);
   });
 
-  it('refuses a --rescan below a second, and durations that are not numbers, as usage errors', () => {
+  it('refuses a --rescan of 0 (a spin), and durations that are not numbers, as usage errors', () => {
     const q = makeQueue(tempDir());
     for (const bad of [['--rescan', '0'], ['--timeout', 'soon'], ['--grace', '-1'], ['--timeout', '1e400']]) {
       const r = fspool(['queue-process', '-q', q, '--watch', ...bad, 'cat']);

@@ -367,10 +367,10 @@ describe('queue-history', () => {
 });
 
 describe('--json schema', () => {
-  const JOB_KEYS = ['ctime', 'file', 'packet', 'path', 'seq', 'type'];
+  const JOB_KEYS = ['ctime', 'ctime_epoch', 'file', 'packet', 'path', 'seq', 'size', 'type'];
   const RUN_KEYS = [
-    'action', 'attempt', 'bytes', 'commit', 'ctime', 'detail', 'duration_ms', 'ended_at', 'exit_code', 'file', 'id', 'moved_to', 'order_by', 'outcome',
-    'packet', 'pid', 'seq', 'signal', 'started_at', 'stderr_tail',
+    'action', 'attempt', 'bytes', 'commit', 'ctime', 'ctime_epoch', 'detail', 'duration_ms', 'ended_at', 'ended_at_epoch', 'exit_code', 'file', 'id',
+    'moved_to', 'order_by', 'outcome', 'packet', 'pid', 'seq', 'signal', 'started_at', 'started_at_epoch', 'stderr_tail',
   ];
 
   it('queue-ls, queue-info, queue-status and queue-history: the documented keys, exact u64 seqs, bytes that are not UTF-8', () => {
@@ -390,8 +390,10 @@ describe('--json schema', () => {
     expect(Object.keys(l).sort()).toEqual(['jobs', 'kind', 'next_seq', 'queue', 'unreadable', 'version']);
     expect(l).toMatchObject({ version: 1, kind: 'queue-ls', next_seq: 1 });
     expect(Object.keys(l.jobs[0]).sort()).toEqual(JOB_KEYS);
-    expect(l.jobs[0]).toMatchObject({ file: name, type: 'command', path: `${q.q}/jobs/${name}` });
+    expect(l.jobs[0]).toMatchObject({ file: name, type: 'command', path: `${q.q}/jobs/${name}`, size: r.stdout.length });
     expect(Object.keys(l.jobs[0].ctime).sort()).toEqual(['local', 'nanos', 'secs', 'utc']);
+    expect(l.jobs[0].ctime_epoch).toBe(l.jobs[0].ctime.secs);
+    expect(Math.abs(l.jobs[0].ctime_epoch - Date.now() / 1000)).toBeLessThan(600);
     expect(l.unreadable).toEqual([expect.objectContaining({ error: 'not a filespooler packet (bad magic; not zstd or OpenPGP either)' })]);
 
     const info = ok(['queue-info', '-q', q.q, '-j', big, '--json']);
@@ -413,6 +415,10 @@ describe('--json schema', () => {
     expect(proc(q, ['-n', '1']).code).toBe(0);
     const h = json(ok(['queue-history', '-q', q.q, '--json']));
     expect(Object.keys(h.runs[0]).sort()).toEqual(RUN_KEYS.sort());
+    // the *_epoch fields are the same instants as the RFC 3339 strings, in seconds
+    expect(h.runs[0].started_at_epoch).toBe(Date.parse(h.runs[0].started_at) / 1000);
+    expect(h.runs[0].ended_at_epoch).toBe(Date.parse(h.runs[0].ended_at) / 1000);
+    expect(h.runs[0].ended_at_epoch - h.runs[0].started_at_epoch).toBeCloseTo(h.runs[0].duration_ms / 1000, 3);
   });
 
   it('bytes that are not UTF-8 come as {"base64": ...}', () => {

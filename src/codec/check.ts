@@ -3,11 +3,10 @@
 // at the head of the queue as unreadable, and the queue would stall without a word.
 import { readSync } from 'node:fs';
 import { describe } from '../errors.js';
+import { PacketError } from '../packet/codec.js';
 import { type DecodeContext, openPacket } from './decode.js';
 import { NoKeyError } from './openpgp.js';
 import { SNIFF_BYTES, sniff } from './sniff.js';
-
-const GZIP = Buffer.from([0x1f, 0x8b]);
 
 /**
  * Why the packet file at `fd` (a regular file, read from offset 0) is not one fspool or the
@@ -18,19 +17,14 @@ const GZIP = Buffer.from([0x1f, 0x8b]);
 export async function notAPacket(fd: number, ctx: DecodeContext): Promise<string | undefined> {
   const head = Buffer.alloc(SNIFF_BYTES);
   const n = readSync(fd, head, 0, head.length, 0);
-  const layer = sniff(head.subarray(0, n));
-  if (layer === 'openpgp' && !ctx.decoder) return undefined;
-  if (layer === 'unknown' && !ctx.decoder) {
-    const start = [...head.subarray(0, Math.min(n, 8))].map((b) => b.toString(16).padStart(2, '0')).join(' ');
-    const hint = head.subarray(0, 2).equals(GZIP) ? "gzip data: give the decoder that reads it (-d 'gzip -dc')" : 'did you forget fspool prepare?';
-    return `not a filespooler packet: it does not start with a packet header, zstd or OpenPGP (it starts with ${start || 'nothing'}): ${hint}`;
-  }
+  if (sniff(head.subarray(0, n)) === 'openpgp' && !ctx.decoder) return undefined;
   try {
     const p = await openPacket(fd, ctx, 0);
     if (p.kind === 'stream') p.abort();
     return undefined;
   } catch (e) {
     if (e instanceof NoKeyError) return undefined; // encrypted inside: not ours to open
-    return `not a readable packet: ${describe(e)}`;
+    const hint = e instanceof PacketError && /bad magic/.test(e.message) ? '; did you forget fspool prepare?' : '';
+    return `${describe(e)}${hint}`;
   }
 }

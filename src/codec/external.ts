@@ -10,7 +10,6 @@ import { closeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { FspoolError } from '../errors.js';
 import { GuardedChild } from '../run/guarded.js';
-import { interrupts } from '../run/interrupts.js';
 import { net } from '../sys/lazy.js';
 import { native } from '../sys/native.js';
 
@@ -27,8 +26,11 @@ export interface DecoderOutput {
   abort(): void;
 }
 
-/** Start `cmd` on the file behind `fd`, read from its current offset. */
-export function runDecoder(cmd: string, fd: number): DecoderOutput {
+/** Something that kills helpers when their run is interrupted; returns the undo. */
+export type Guard = (helper: { kill(signal: NodeJS.Signals): void }) => () => void;
+
+/** Start `cmd` on the file behind `fd`, read from its current offset; `guard` kills it if the run is interrupted. */
+export function runDecoder(cmd: string, fd: number, guard?: Guard): DecoderOutput {
   const shell = process.env.SHELL || '/bin/sh';
   const [outRead, outWrite] = native().pipe();
   let proc: GuardedChild;
@@ -42,7 +44,7 @@ export function runDecoder(cmd: string, fd: number): DecoderOutput {
     closeSync(outWrite);
   }
   const stdout: Socket = new (net().Socket)({ fd: outRead, readable: true, writable: false });
-  const unguard = interrupts.guard(proc);
+  const unguard = guard?.(proc) ?? (() => {});
   const exited = proc.exited.then((e) => {
     unguard();
     proc.release();

@@ -8,6 +8,7 @@
 // required signature verified; otherwise it is killed first (src/run/deliver.ts).
 import type { Message } from 'openpgp';
 import { FspoolError } from '../errors.js';
+import { isNoSessionKey, noSessionKey } from './decryptError.js';
 import { fromWebStream, toWebStream } from './chunks.js';
 import { type DecryptionMaterial, type Keyring, openpgp } from './keys.js';
 import { openLiteral, openSeipd, type Unwrapped } from './seipd.js';
@@ -132,7 +133,9 @@ async function openMessage(pgp: OpenPGP, material: DecryptionMaterial, src: Asyn
     }
   } catch (e) {
     if (e instanceof OpenPGPError) throw e;
-    throw new OpenPGPError(`cannot ${encrypted ? 'decrypt' : 'read'} OpenPGP packet: ${message(e)}`);
+    // openpgp.js's words for "no session key opened" (a wrong key or passphrase); ours say whom for.
+    const why = encrypted && isNoSessionKey(e) ? noSessionKey(msg, material) : message(e);
+    throw new OpenPGPError(`cannot ${encrypted ? 'decrypt' : 'read'} OpenPGP packet: ${why}`);
   }
   // Verdicts of signatures come when the data has been read; never leave one unhandled.
   const verdicts = result.signatures.map((s) =>

@@ -10,8 +10,31 @@
 import { createHash as sha256Hash } from '../sys/lazy.js';
 import { encodeHeader } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
-import type { RunFacts, RunKind } from '../run/job.js';
 import type { StateDb, Tx } from './stateDb.js';
+
+/** How a run ended, in the journal's words (spec/state-db.md lists them). */
+export type RunKind =
+  | 'success'
+  | 'exit-code'
+  | 'signal'
+  | 'timeout'
+  | 'decoder-failure'
+  | 'early-exit'
+  | 'fail-packet'
+  | 'bad-packet'
+  | 'cannot-start'
+  | 'interrupted'
+  | 'error';
+
+/** What the journal records of a run besides the verdict. */
+export interface RunFacts {
+  kind: RunKind;
+  exitCode?: number;
+  signal?: string;
+  /** Payload bytes the receiver took (read from the file, or written into its pipe). */
+  bytes?: number;
+  stderrTail?: string;
+}
 
 /** Outcomes of the journal: a run's RunKind, or what the processor could not write itself. */
 export type JournalOutcome = RunKind | 'running' | 'crashed' | 'unrecorded';

@@ -8,7 +8,7 @@ import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { KeyFileError } from '../codec/keys.js';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
-import { Progress } from '../progress.js';
+import { bytesLeft, Progress } from '../progress.js';
 import { isUtf8 } from '../sys/argv.js';
 import { randomUUID } from '../sys/lazy.js';
 import type { Header } from '../packet/header.js';
@@ -226,7 +226,7 @@ export class Queue {
    */
   async write(fromFd: number, check?: (fd: number) => Promise<string | undefined>): Promise<string> {
     const t = this.openTemp();
-    const progress = Progress.start('queue-write');
+    const progress = Progress.start('queue-write', bytesLeft(fromFd));
     try {
       if (copyFd(fromFd, t.fd, progress) === 0) throw new FspoolError('no packet on stdin (0 bytes); nothing written');
       progress?.done();

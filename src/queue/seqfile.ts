@@ -1,6 +1,6 @@
 // Sequence files: one line, the next number in decimal. Shared by the sender (`prepare -s`)
 // and the queue (`nextseq`), and by fspl: same parsing, same temp name, same lock file.
-import { closeSync, constants, fstatSync, openSync, readSync, rmSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
 import { describe, FspoolError } from '../errors.js';
 import { U64_MAX } from '../packet/header.js';
 import { renameDurably, writeSynced, writeSyncedConcurrently } from '../sys/durable.js';
@@ -16,8 +16,11 @@ export function parseU64(text: string): bigint | undefined {
 
 /** A new number written and fsynced under the temp name, not yet in place. */
 export interface Staged {
-  /** Rename it into place and fsync the directory. */
-  commit(): void;
+  /**
+   * Rename it into place, then fsync the directory unless `durable` is false: a caller that
+   * has recorded the change elsewhere durably (the journal) can redo a rename a power cut lost.
+   */
+  commit(durable?: boolean): void;
   /** Remove the temp file. */
   abort(): void;
 }
@@ -116,9 +119,10 @@ export class SeqFile {
 
   private staged(temp: string): Staged {
     return {
-      commit: () => {
+      commit: (durable = true) => {
         try {
-          renameDurably(temp, this.path);
+          if (durable) renameDurably(temp, this.path);
+          else renameSync(temp, this.path);
         } catch (e) {
           throw new FspoolError(`cannot update ${this.path}: ${describe(e)}`);
         }
@@ -127,7 +131,7 @@ export class SeqFile {
     };
   }
 
-  lock(opts: { create: boolean; waitSeconds?: number; what: string }): Promise<FileLock> {
+  lock(opts: { create: boolean; waitSeconds?: number; what: string; giveUp?: () => boolean }): Promise<FileLock> {
     return FileLock.acquire(this.lockPath, opts);
   }
 }

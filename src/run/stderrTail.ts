@@ -6,6 +6,7 @@
 // the receiver exited, take the tail, and keep passing the daemon's output on while we run.
 import { closeSync, fstatSync, readSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import type { Progress } from '../progress.js';
 import { writeAll } from '../sys/fd.js';
 import { net } from '../sys/lazy.js';
 import { native } from '../sys/native.js';
@@ -19,17 +20,22 @@ export class StderrTail {
   private tail = Buffer.alloc(0);
   private readonly ended: Promise<void>;
   private writeEndOpen = true;
+  private line: Progress | undefined;
 
   constructor() {
     const [r, w] = native().pipe();
     this.fd = w;
     this.sock = new (net().Socket)({ fd: r, readable: true, writable: false });
     this.sock.on('data', (b: Buffer) => {
-      try {
-        writeAll(2, b);
-      } catch {
-        /* our stderr is gone: keep the tail anyway */
-      }
+      const pass = () => {
+        try {
+          writeAll(2, b);
+        } catch {
+          /* our stderr is gone: keep the tail anyway */
+        }
+      };
+      if (this.line) this.line.around(b, pass);
+      else pass();
       this.tail = this.tail.length + b.length <= TAIL_BYTES ? Buffer.concat([this.tail, b]) : Buffer.concat([this.tail, b]).subarray(-TAIL_BYTES);
     });
     this.ended = new Promise((resolve) => {
@@ -37,6 +43,11 @@ export class StderrTail {
       this.sock.once('close', resolve);
       this.sock.once('error', () => resolve());
     });
+  }
+
+  /** A progress line on our stderr, which what passes through must not run into. */
+  showing(line: Progress | undefined): void {
+    this.line = line;
   }
 
   /** The receiver holds its copy: ours must go, or end-of-file never comes. */

@@ -13,7 +13,7 @@ import { crashPoint } from '../sys/crashPoint.js';
 import { splitNul } from '../sys/argv.js';
 import { copyFd, fdChunks, writeAll } from '../sys/fd.js';
 import { allocated, collectIfDue } from '../sys/youngGc.js';
-import { Progress } from '../progress.js';
+import { bytesLeft, Progress } from '../progress.js';
 import { type EncodeOptions, makeEncoder } from './encode.js';
 
 export interface PrepareOptions {
@@ -35,6 +35,8 @@ export interface PrepareOptions {
    * `publish` runs after the number was consumed durably.
    */
   finish?: { durable(): void; publish(): void };
+  /** The subcommand running, for the progress line: prepare (default) or enqueue. */
+  command?: string;
 }
 
 /**
@@ -105,7 +107,7 @@ export async function prepare(opts: PrepareOptions): Promise<bigint> {
       }
     };
     const write = async (seq: bigint) => {
-      const progress = inFd === undefined ? undefined : Progress.start(`prepare seq ${seq}`);
+      const progress = inFd === undefined ? undefined : Progress.start(`${opts.command ?? 'prepare'} seq ${seq}`, bytesLeft(inFd));
       if (!encoder) {
         writeAll(out, header(seq));
         if (inFd !== undefined) copyFd(inFd, out, progress);

@@ -1,5 +1,5 @@
 // Loads native/fspool_sys.c (built by node-gyp at install): flock(2), pipe2(2), the spawner's
-// start and requests (src/run/spawner.ts), and CFB's XOR.
+// start and requests (src/run/spawner.ts), the terminal's width, and CFB's XOR.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -20,6 +20,8 @@ interface Sys {
    * Errors carry `syscall`: 'sendmsg' (the helper never had the request) or 'read'.
    */
   helperCall(fd: number, request: Buffer, fds: number[], wantReply: boolean): Buffer | undefined;
+  /** The columns of the terminal on fd (ioctl TIOCGWINSZ), or undefined if it is none. */
+  winsize(fd: number): number | undefined;
   /** See native/fspool_sys.c: turns ks = ECB(ct) into CFB plaintext in place; reg carries over. */
   cfbXor(ks: Buffer, ct: Buffer, reg: Buffer): void;
   LOCK_EX: number;

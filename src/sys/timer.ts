@@ -8,13 +8,12 @@ export interface Timer {
   clear(): void;
 }
 
-/** Call `fn` once, `seconds` from now, for any finite `seconds` >= 0. */
+/** Call `fn` once, `seconds` from now, for any finite `seconds` >= 0; never before this returns. */
 export function after(seconds: number, fn: () => void): Timer {
   const due = Date.now() + seconds * 1000;
   let t: NodeJS.Timeout;
   const arm = () => {
-    const left = due - Date.now();
-    if (left <= 0) return fn();
+    const left = Math.max(0, due - Date.now());
     // Long waits go in steps Node can take, each re-measured against the clock.
     t = setTimeout(left > MAX_DELAY_MS ? arm : fn, Math.min(left, MAX_DELAY_MS));
   };

@@ -1,11 +1,10 @@
-import type { CommandModule } from 'yargs';
 import { log, printable } from '../../log.js';
 import { formatEnv, jobEnv, rfc3339Local } from '../../packet/jobenv.js';
 import { Queue } from '../../queue/queue.js';
 import { attachState, type QueueState, READER_BUSY_MS } from '../../queue/state.js';
 import { writeJobPayload } from '../../run/payload.js';
 import { infoJson, lsJson } from '../json.js';
-import { type DecodeArgs, decodeContext, decodeOptions, job, queuedir } from '../options.js';
+import { type DecodeArgs, decodeContext, decodeOptions, job, queuedir, type Subcommand } from '../options.js';
 import { print } from './out.js';
 import { json } from './queueState.js';
 
@@ -24,7 +23,7 @@ async function withCache<T>(q: Queue, fn: (state: QueueState) => Promise<T>): Pr
   }
 }
 
-export const queueLs: CommandModule<object, LsArgs> = {
+export const queueLs: Subcommand<LsArgs> = {
   command: 'queue-ls',
   describe: 'Gets information about the jobs in a queue',
   builder: (y) =>
@@ -51,7 +50,7 @@ interface JobArgs extends LsArgs {
   job: bigint;
 }
 
-export const queueInfo: CommandModule<object, JobArgs> = {
+export const queueInfo: Subcommand<JobArgs> = {
   command: 'queue-info',
   describe: 'Show information about a specific job ID in a queue',
   builder: (y) =>
@@ -64,7 +63,7 @@ export const queueInfo: CommandModule<object, JobArgs> = {
   },
 };
 
-export const queuePayload: CommandModule<object, JobArgs> = {
+export const queuePayload: Subcommand<JobArgs> = {
   command: 'queue-payload',
   describe: 'Dump the payload of a job to stdout',
   builder: (y) =>

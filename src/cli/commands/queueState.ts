@@ -1,16 +1,15 @@
 // Issue 4's commands: queue-status, queue-history and queue-clean, all reading (and queue-clean
 // acting on) the queue's files and its journal in QUEUE/fspool/state.db.
-import type { CommandModule } from 'yargs';
-import { UsageError } from '../../errors.js';
+import { describe, UsageError } from '../../errors.js';
 import { log, printable } from '../../log.js';
 import { rfc3339Local } from '../../packet/jobenv.js';
 import { type Cleaned, cleanQueue } from '../../queue/clean.js';
 import { FAILURES, type JournalOutcome, OUTCOMES, type RunRow } from '../../queue/journal.js';
 import { Queue } from '../../queue/queue.js';
 import { attachState, READER_BUSY_MS } from '../../queue/state.js';
-import { type FileJob, queueStatus, type Status, VERDICT_EXIT } from '../../queue/status.js';
-import { type DecodeArgs, decodeContext, decodeOptions, queuedir, seconds, u64, waitLock } from '../options.js';
-import { doc, jobJson, msIso, runJson } from '../json.js';
+import { type FileJob, queueStatus, type Status, type Verdict, VERDICT_EXIT } from '../../queue/status.js';
+import { type DecodeArgs, decodeContext, decodeOptions, queuedir, seconds, type Subcommand, u64, waitLock } from '../options.js';
+import { doc, jobJson, msTime, runJson } from '../json.js';
 import { print } from './out.js';
 
 export const json = { type: 'boolean', nargs: 0, default: false, describe: 'Print one JSON object (schema: spec/json.md)' } as const;
@@ -25,6 +24,7 @@ const localMs = (ms: number | null) => (ms === null ? '-' : rfc3339Local(BigInt(
 interface StatusArgs extends DecodeArgs {
   queuedir: string;
   json: boolean;
+  nagios: boolean;
   'stalled-after': number;
 }
 
@@ -37,11 +37,11 @@ function statusJson(q: Queue, s: Status): string {
     next_seq: s.nextSeq ?? null,
     pending: s.pending,
     due: s.due.map(job),
-    gap: s.gap ? { seq: s.gap.seq, since: msIso(s.gap.since), waiting: s.gap.waiting, lowest_waiting_seq: s.gap.lowest } : null,
+    gap: s.gap ? { seq: s.gap.seq, ...msTime('since', s.gap.since), waiting: s.gap.waiting, lowest_waiting_seq: s.gap.lowest } : null,
     stale: s.stale.map((f) => ({
       ...job(f),
       processed: f.processed !== undefined,
-      processed_at: msIso(f.processed?.endedAt),
+      ...msTime('processed_at', f.processed?.endedAt),
       ran: f.ran !== undefined,
       never_ran: s.journal ? f.ran === undefined && f.processed === undefined : null,
     })),
@@ -55,6 +55,22 @@ function statusJson(q: Queue, s: Status): string {
     processor: { running: s.processor.pid !== undefined, known: s.processor.known, pid: s.processor.pid ?? null, job: s.processor.current ? runJson(s.processor.current) : null },
     journal: s.journal,
   });
+}
+
+/** Nagios plugin states for queue-status's verdicts; 3 (UNKNOWN) is any error. */
+export const NAGIOS: Record<Verdict, { code: number; state: string }> = {
+  healthy: { code: 0, state: 'OK' },
+  stalled: { code: 1, state: 'WARNING' },
+  failing: { code: 2, state: 'CRITICAL' },
+};
+export const NAGIOS_UNKNOWN = { code: 3, state: 'UNKNOWN' };
+
+/** A Nagios plugin's first line: state, summary, and performance data after `|`. */
+function nagiosLine(q: Queue, s: Status): string {
+  const next = s.nextSeq === undefined ? 'append-only' : `next ${s.nextSeq}`;
+  const why = s.reasons.length ? `; ${s.reasons.join('; ')}` : '';
+  const perf = `pending=${s.pending} stale=${s.stale.length} unreadable=${s.unreadable.length} quarantine=${s.quarantine.length}`;
+  return `FSPOOL ${NAGIOS[s.verdict].state} - ${q.dir}: ${next}, ${s.pending} pending${why} | ${perf}\n`;
 }
 
 function staleWhy(f: { processed?: RunRow; ran?: RunRow }, journal: boolean): string {
@@ -104,31 +120,47 @@ function statusText(q: Queue, s: Status): string {
   return `${out.map(printable).join('\n')}\n`;
 }
 
-export const queueStatusCmd: CommandModule<object, StatusArgs> = {
+export const queueStatusCmd: Subcommand<StatusArgs> = {
   command: 'queue-status',
   describe: 'Show what a queue is doing; the exit status says healthy (0), stalled (3) or failing (4)',
   builder: (y) =>
     decodeOptions(y.option('queuedir', queuedir), { decoder: true, signature: false })
       .option('json', json)
+      .option('nagios', {
+        type: 'boolean',
+        nargs: 0,
+        default: false,
+        describe: 'Be a Nagios plugin: a summary line first, then the report; exit 0 OK (healthy), 1 WARNING (stalled), 2 CRITICAL (failing), 3 UNKNOWN (an error)',
+      })
       .option('stalled-after', {
         type: 'string',
+        value: 'SECONDS',
+        helpType: 'number',
         requiresArg: true,
         default: '3600',
         coerce: seconds('--stalled-after'),
         describe: 'Work waiting this many seconds with no processor at it makes the queue "stalled"',
       })
       .example('$0 queue-status -q q', '')
-      .example('$0 queue-status -q q --json --stalled-after 600 || alert', 'for cron or a Nagios-style check') as never,
+      .example('$0 queue-status -q q --json --stalled-after 600 || alert', 'for cron')
+      .example('$0 queue-status -q /var/spool/q --nagios --stalled-after 600', 'a Nagios (or Icinga) check command') as never,
   handler: async (a) => {
-    const q = new Queue(a.queuedir).check();
-    const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: READER_WITHOUT });
     try {
-      const jobs = await q.scan(decodeContext(a));
-      const s = queueStatus(q, jobs, state.journal, { stalledAfterSeconds: a['stalled-after'] });
-      print(a.json ? statusJson(q, s) : statusText(q, s));
-      process.exitCode = VERDICT_EXIT[s.verdict];
-    } finally {
-      state.close();
+      const q = new Queue(a.queuedir).check();
+      const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: READER_WITHOUT });
+      try {
+        const jobs = await q.scan(decodeContext(a));
+        const s = queueStatus(q, jobs, state.journal, { stalledAfterSeconds: a['stalled-after'] });
+        if (a.nagios) print(nagiosLine(q, s) + statusText(q, s));
+        else print(a.json ? statusJson(q, s) : statusText(q, s));
+        process.exitCode = a.nagios ? NAGIOS[s.verdict].code : VERDICT_EXIT[s.verdict];
+      } finally {
+        state.close();
+      }
+    } catch (e) {
+      if (!a.nagios) throw e;
+      print(`FSPOOL ${NAGIOS_UNKNOWN.state} - ${describe(e)}\n`);
+      process.exitCode = NAGIOS_UNKNOWN.code;
     }
   },
 };
@@ -169,19 +201,20 @@ function historyText(rows: RunRow[]): string {
   return text;
 }
 
-export const queueHistory: CommandModule<object, HistoryArgs> = {
+export const queueHistory: Subcommand<HistoryArgs> = {
   command: 'queue-history',
   describe: "Show the journal of a queue's runs, newest first",
   builder: (y) =>
     y
       .option('queuedir', queuedir)
-      .option('job', { alias: 'j', type: 'string', requiresArg: true, coerce: u64('--job'), describe: 'Only runs of the job with this seq' })
+      .option('job', { alias: 'j', type: 'string', value: 'ID', helpType: 'number', requiresArg: true, coerce: u64('--job'), describe: 'Only runs of the job with this seq' })
       .option('outcome', {
         type: 'string',
+        value: 'OUTCOMES',
         requiresArg: true,
         describe: `Only runs that ended so (comma-separated, repeatable): failure, ${OUTCOMES.join(', ')}`,
       })
-      .option('limit', { alias: 'n', type: 'string', requiresArg: true, coerce: u64('--limit'), describe: 'At most this many runs' })
+      .option('limit', { alias: 'n', type: 'string', value: 'N', helpType: 'number', requiresArg: true, coerce: u64('--limit'), describe: 'At most this many runs' })
       .option('json', json)
       .example('$0 queue-history -q q -n 20', 'the last 20 runs')
       .example('$0 queue-history -q q -j 42 --outcome failure', 'why job 42 keeps failing') as never,
@@ -216,7 +249,7 @@ function cleanedWhy(c: Cleaned): string {
   return 'its packet never ran here';
 }
 
-export const queueClean: CommandModule<object, CleanArgs> = {
+export const queueClean: Subcommand<CleanArgs> = {
   command: 'queue-clean',
   describe: 'Remove job files below nextseq that already ran (--stale: also those that failed; --stale --force: also those that never ran here)',
   builder: (y) =>
