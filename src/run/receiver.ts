@@ -14,6 +14,7 @@ import { net } from '../sys/lazy.js';
 import { native } from '../sys/native.js';
 import { after, type Timer } from '../sys/timer.js';
 import { GuardedChild } from './guarded.js';
+import type { Spawner } from './spawner.js';
 
 export interface ReceiverSpec {
   /** Command and arguments as bytes: job params need not be UTF-8. */
@@ -27,6 +28,8 @@ export interface ReceiverSpec {
   /** Wall-clock limit in seconds; then SIGTERM to the group, SIGKILL after `graceSeconds`. */
   timeoutSeconds?: number;
   graceSeconds: number;
+  /** The spawner to start it with; by default the process's own. */
+  spawner?: Spawner;
 }
 
 export interface ReceiverExit {
@@ -59,6 +62,7 @@ export class Receiver {
         env: spec.env,
         stdio: [pipeRead ?? (spec.stdin as number), spec.stdout, spec.stderr],
         stdinWriteEnd: pipeWrite,
+        spawner: spec.spawner,
       });
     } catch (e) {
       if (pipeWrite !== undefined) closeSync(pipeWrite);
