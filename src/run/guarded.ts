@@ -43,7 +43,7 @@ let stderrSettled = false;
 
 /**
  * fd 2. Node creates process.stderr lazily, and its net.Socket destroy path reads it, so the
- * first socket we close (a decoder's stdout, the spawner's report pipe) would create it then,
+ * first socket we close (a decoder's stdout, a receiver's stdin pipe) would create it then,
  * setting O_NONBLOCK on fd 2 in the middle of a job, on the open file description the receiver
  * inherited. So create it before the first child starts, and make fd 2 blocking again; the
  * stream is never created twice. (The spawner clears O_NONBLOCK on a child's fds 0-2 too.)
