@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { execRequest } from '../src/run/exec.js';
 import { GuardedChild } from '../src/run/guarded.js';
 import { Spawner } from '../src/run/spawner.js';
 import { native, packageFile } from '../src/sys/native.js';
@@ -90,6 +91,28 @@ describe('the spawner, driven from this process', () => {
     for (const k of kids) expect(zombie(k.pid!)).toBe(true);
     for (const k of [...kids, killed]) k.release();
     for (const k of kids) expect(existsSync(`/proc/${k.pid}`)).toBe(false);
+  });
+
+  it('refuses a request that does not hold exactly the strings it announces (EPROTO), and serves the next', async () => {
+    const sp = new Spawner(SPAWNER);
+    const fds = [devnull, 1, 2];
+    const good = execRequest([b('sh'), b('-c'), b('exit 7')], [['FSPL_X', b('1')]], 3);
+    const EPROTO = 71;
+    // One argv string more than there is: the last environment entry falls short.
+    const more = Buffer.from(good);
+    more.writeUInt32LE(4, 5);
+    expect(sp.spawn(more, fds)).toEqual({ errno: EPROTO });
+    // A string after the announced ones (an entry split in two would look like this).
+    const extra = Buffer.concat([good, b('LD_PRELOAD=/tmp/x.so\0')]);
+    extra.writeUInt32LE(extra.length - 4, 0);
+    expect(sp.spawn(extra, fds)).toEqual({ errno: EPROTO });
+    // The last string without its NUL.
+    const cut = Buffer.from(good.subarray(0, good.length - 1));
+    cut.writeUInt32LE(cut.length - 4, 0);
+    expect(sp.spawn(cut, fds)).toEqual({ errno: EPROTO });
+    const ok = sp.spawn(good, fds);
+    expect('pid' in ok && (await ok.exited)).toEqual({ code: 7, signal: null });
+    if ('pid' in ok) sp.release(ok.pid);
   });
 
   it("holds a copy of the stdin pipe's write end until told the payload is whole", async () => {
