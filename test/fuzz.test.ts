@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sniff } from '../src/codec/sniff.js';
 import { decodeHeader, HeaderReader, MAGIC, MAX_METADATA_LEN, PacketError, PREFIX_LEN } from '../src/packet/codec.js';
 import type { Header } from '../src/packet/header.js';
-import { peekPlainHeader, readHeaderFromFd } from '../src/queue/jobfile.js';
+import { peekPlainHeader, readHeaderFromFd } from '../src/codec/plainHeader.js';
 import { fdOffset } from '../src/sys/fd.js';
 import { FIXTURES, FSPOOL, fspool, makeQueue, tempDir } from './helpers/cli.js';
 

@@ -763,12 +763,15 @@ describe('7: exit codes and option spelling as in fspl', () => {
 describe('edges where fspool must not part ways with fspl', () => {
   const MAX = '18446744073709551615';
 
-  it('prepare at seq 2^64-1 leaves a seqfile both can still read', () => {
+  it('prepare at seq 2^64-1 is refused, and leaves a seqfile both can still read', () => {
     const dir = tempDir();
     ok('fspool', ['prepare-set-next', '-s', 'S', MAX], { cwd: dir });
+    // No number can follow 2^64-1: fspool refuses rather than make a packet whose successor
+    // cannot be stored (fspl wraps to 0). Writing 2^64 would be worse: neither could read it.
     const r = run('fspool', ['prepare-nop', '-s', 'S'], { cwd: dir });
-    if (r.code === 0) expect(splitLines(ok('fspl', ['stdin-info'], { input: r.stdout }))[0]!.toString()).toBe(`FSPL_SEQ=${MAX}`);
-    // fspl wraps to 0; refusing would be fine too. Writing 2^64 is not: neither can read it.
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/is at 18446744073709551615, the largest sequence number: no number can follow it; reset it with prepare-set-next/);
+    expect(r.stdout.length).toBe(0);
     for (const t of TOOLS) {
       const g = run(t, ['prepare-get-next', '-s', 'S'], { cwd: dir });
       expect(g.code, `${t} prepare-get-next after seq 2^64-1; seqfile holds ${JSON.stringify(readFileSync(join(dir, 'S'), 'latin1'))}: ${g.stderr}`).toBe(0);

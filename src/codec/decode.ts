@@ -4,7 +4,7 @@
 import { fstatSync, readSync } from 'node:fs';
 import { HeaderReader, PacketError } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
-import { readHeaderFromFd } from '../queue/jobfile.js';
+import { readHeaderFromFd } from './plainHeader.js';
 import { fdChunks, fdOffset } from '../sys/fd.js';
 import { after, type Timer } from '../sys/timer.js';
 import { allocated, collectIfDue } from '../sys/youngGc.js';
