@@ -1,7 +1,9 @@
 // Node built-ins that only some commands need, loaded on first use: each costs start-up time
 // (node:crypto alone ~6 ms) that `prepare` and `queue-ls` should not pay.
+import type * as ChildProcess from 'node:child_process';
 import type * as Net from 'node:net';
 
+export const childProcess = () => process.getBuiltinModule('node:child_process') as typeof ChildProcess;
 export const net = () => process.getBuiltinModule('node:net') as typeof Net;
 
 export const crypto = () => process.getBuiltinModule('node:crypto') as typeof import('node:crypto');
