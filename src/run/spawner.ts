@@ -56,7 +56,7 @@ class Helper {
 
   /** The child's pid once it has exec'd, or the errno of its failure. Throws if the helper died. */
   spawn(request: Buffer, fds: number[]): { pid: number } | { errno: number; zombie: number } {
-    if (this.requestFd === undefined) throw Object.assign(new Error('fspool-spawner is closed'), { code: 'EPIPE' });
+    if (this.requestFd === undefined) throw Object.assign(new Error('fspool-spawner is closed'), { code: 'EPIPE', syscall: 'sendmsg' });
     const reply = native().helperCall(this.requestFd, request, fds, true)!;
     const kind = String.fromCharCode(reply[0]!);
     if (kind === 'P') return { pid: reply.readInt32LE(4) };
