@@ -1,52 +1,52 @@
-// Starting a child through fspool-exec (native/fspool_exec.c): byte-exact argv and
-// environment, exec failures reported apart from exit statuses, a process group of its own,
-// and a guardian that SIGKILLs that group if fspool dies before dismissing it. Receivers and
-// decoders both start this way (spec/processing.md, "If fspool dies").
-import type { ChildProcess, IOType } from 'node:child_process';
-import { closeSync, writeSync } from 'node:fs';
-import type { Readable, Writable } from 'node:stream';
-import { childProcess } from '../sys/lazy.js';
+// Starting a child through fspool's spawner (src/run/spawner.ts, native/fspool_spawner.c):
+// byte-exact argv and environment, exec failures reported apart from exit statuses, a session
+// and process group of its own, and a guard that SIGKILLs that group if fspool dies before
+// releasing it. Receivers and decoders both start this way (spec/processing.md, "Starting a
+// child", "If fspool dies").
 import { native, packageFile } from '../sys/native.js';
 import { execRequest } from './exec.js';
 import { killGroup } from './group.js';
+import { Spawner } from './spawner.js';
 
 export interface GuardedSpec {
   argv: Buffer[];
   /** Variables added to our environment. */
   env: Array<[string, Buffer]>;
-  stdio: [number | IOType, number | IOType, number | IOType];
-  /** The write end of the child's stdin pipe: the guardian holds a copy until told 'E'. */
+  /** stdin, stdout, stderr: fds of ours to hand over ('inherit': our own 1 and 2). */
+  stdio: [number, number | 'inherit', number | 'inherit'];
+  /** The write end of the child's stdin pipe: the spawner holds a copy until `allowEof`. */
   stdinWriteEnd?: number;
+  /** The spawner to start it with; by default the process's own. */
+  spawner?: Spawner;
 }
 
 export interface GuardedExit {
   code: number | null;
   signal: NodeJS.Signals | null;
-  /** Could not be started at all (not found, not executable, no memory). */
+  /** Could not be started at all (not found, not executable, no memory), or its fate is lost. */
   startError?: string;
-  /** The errno of the failed exec, when it came that far. */
+  /** The errno of the exec that failed (E2BIG: argv and environment too large). */
   startErrno?: number;
 }
 
+let processSpawner: Spawner | undefined;
 /**
- * Guardians are reparented to init once fspool-exec has execed. When fspool *is* init (PID 1 of
- * a container started without one), nobody else reaps them: fspool does, by pid, for guardians
- * it has dismissed. Only then: a guardian is then fspool's child, and a zombie's pid cannot be
- * reused, so reaping by pid can never take another child's exit status from libuv.
+ * One spawner serves every run of the process (a helper process, started on first use): it
+ * belongs to the process, as its fd table does.
  */
-const unreaped = new Set<number>();
-function reapGuardians(): void {
-  for (const pid of unreaped) if (native().reap(pid)) unreaped.delete(pid);
+export function defaultSpawner(): Spawner {
+  processSpawner ??= new Spawner(packageFile('build/Release/fspool-spawner'));
+  return processSpawner;
 }
 
 let stderrSettled = false;
 
 /**
  * fd 2. Node creates process.stderr lazily, and its net.Socket destroy path reads it, so the
- * first socket we close (fd 3 of fspool-exec, a decoder's stdout) would create it then, setting
- * O_NONBLOCK on fd 2 in the middle of a job, on the open file description the receiver
+ * first socket we close (a decoder's stdout, a receiver's stdin pipe) would create it then,
+ * setting O_NONBLOCK on fd 2 in the middle of a job, on the open file description the receiver
  * inherited. So create it before the first child starts, and make fd 2 blocking again; the
- * stream is never created twice.
+ * stream is never created twice. (The spawner clears O_NONBLOCK on a child's fds 0-2 too.)
  */
 function settleStderr(): void {
   if (stderrSettled) return;
@@ -55,95 +55,57 @@ function settleStderr(): void {
   native().clearNonblock(2);
 }
 
+let errnoNames: Map<number, [string, string]> | undefined;
+/** `ENOENT`, `no such file or directory` for errno 2 (libuv's words, as Node's errors use). */
+function describeErrno(errno: number): [string, string] {
+  errnoNames ??= new Map([...process.getBuiltinModule('node:util').getSystemErrorMap()].map(([n, v]) => [-n, v]));
+  return errnoNames.get(errno) ?? [`errno ${errno}`, `error ${errno}`];
+}
+
 export class GuardedChild {
-  readonly child: ChildProcess;
-  /** Settles once the child has exited and we know whether its exec succeeded. */
+  /** Set once the child has exec'd; undefined if it could not start. */
+  readonly pid: number | undefined;
+  /** Settles once the child has exited, or at once if it could not start. */
   readonly exited: Promise<GuardedExit>;
-  private lifeline: number | undefined;
-  private guardianPid: number | undefined;
+  private readonly spawner: Spawner;
+  private released = false;
 
   /** Throws ExecError if argv or env cannot be exec'd (a NUL byte). */
   constructor(spec: GuardedSpec) {
-    const request = execRequest(spec.argv, spec.env, true);
+    const request = execRequest(spec.argv, spec.env, spec.stdinWriteEnd === undefined ? 3 : 4);
     settleStderr();
-    reapGuardians(); // the last job's guardian has had time to exit
-    const [lifeRead, lifeWrite] = native().pipe();
-    this.lifeline = lifeWrite;
-    const extra: Array<IOType | number> = ['pipe', lifeRead];
-    if (spec.stdinWriteEnd !== undefined) extra.push(spec.stdinWriteEnd);
-    try {
-      this.child = childProcess().spawn(packageFile('build/Release/fspool-exec'), [], {
-        stdio: [...spec.stdio, ...extra],
-        detached: true,
-        argv0: spec.argv[0]!.toString('utf8'),
-      });
-    } finally {
-      // The child has its copy of the lifeline's read end (or never will): ours must go, or
-      // the guardian would never see EOF.
-      closeSync(lifeRead);
+    this.spawner = spec.spawner ?? defaultSpawner();
+    const [stdin, stdout, stderr] = spec.stdio;
+    const fds = [stdin, stdout === 'inherit' ? 1 : stdout, stderr === 'inherit' ? 2 : stderr];
+    if (spec.stdinWriteEnd !== undefined) fds.push(spec.stdinWriteEnd);
+    const started = this.spawner.spawn(request, fds);
+    if ('errno' in started) {
+      const [name, text] = describeErrno(started.errno);
+      this.released = true;
+      this.exited = Promise.resolve({ code: null, signal: null, startError: `${spec.argv[0]!.toString('utf8')}: ${text} (${name})`, startErrno: started.errno });
+      return;
     }
-
-    // fd 3: the request goes in; the guardian's pid comes back (marked \x01), and an exec
-    // failure as text; a successful exec closes it.
-    const control = this.child.stdio[3] as (Readable & Writable) | null;
-    let errno: number | undefined;
-    const notStarted = new Promise<string | undefined>((resolve) => {
-      if (!control) return resolve('cannot talk to fspool-exec');
-      const said: Buffer[] = [];
-      control.on('data', (b: Buffer) => said.push(b));
-      control.on('error', () => {
-        /* the helper died: its exit status tells */
-      });
-      control.on('close', () => {
-        let text = Buffer.concat(said).toString('utf8');
-        text = text.replace(/\x01(\d+)\n/g, (_m, pid: string) => {
-          this.guardianPid = Number(pid);
-          return '';
-        });
-        text = text.replace(/\x02(\d+)\n/, (_m, n: string) => {
-          errno = Number(n);
-          return '';
-        });
-        resolve(text.trim() || undefined);
-      });
-      control.end(request);
-    });
-    const exit = new Promise<GuardedExit>((resolve) => {
-      this.child.once('error', (error) => resolve({ code: null, signal: null, startError: error.message }));
-      this.child.once('exit', (code, signal) => resolve({ code, signal }));
-    });
-    this.exited = Promise.all([exit, notStarted]).then(([e, failed]) => (failed && !e.startError ? { ...e, startError: failed, startErrno: errno } : e));
-  }
-
-  get pid(): number | undefined {
-    return this.child.pid;
+    this.pid = started.pid;
+    this.exited = started.exited.then((e) => (e.lost ? { code: null, signal: null, startError: e.lost } : { code: e.code, signal: e.signal }));
   }
 
   /** Signal the child's whole process group. */
   kill(signal: NodeJS.Signals): void {
-    if (this.child.pid) killGroup(this.child.pid, signal);
+    if (this.pid) killGroup(this.pid, signal);
   }
 
-  /** The stdin payload is whole: the guardian closes its copy of the pipe's write end. */
+  /** The stdin payload is whole: the spawner closes its copy of the pipe's write end. */
   allowEof(): void {
-    this.tell('E');
+    if (this.pid && !this.released) this.spawner.allowEof(this.pid);
   }
 
-  /** The child's work is over (it exited, or was killed and reaped): dismiss the guardian. */
+  /**
+   * The child's work is over (it exited, or was killed and has exited): the spawner reaps it
+   * and stops guarding it. Until then its zombie keeps its pid, and its group id, from reuse.
+   */
   release(): void {
-    this.tell('X');
-    if (this.lifeline !== undefined) closeSync(this.lifeline);
-    this.lifeline = undefined;
-    if (process.pid === 1 && this.guardianPid !== undefined) unreaped.add(this.guardianPid);
-    reapGuardians();
-  }
-
-  private tell(what: 'E' | 'X'): void {
-    if (this.lifeline === undefined) return;
-    try {
-      writeSync(this.lifeline, what);
-    } catch {
-      /* the guardian is gone (killed by someone): nothing left to tell */
-    }
+    if (this.released || !this.pid) return;
+    this.released = true;
+    this.spawner.release(this.pid);
   }
 }
