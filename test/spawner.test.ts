@@ -1,4 +1,4 @@
-// fspool's spawner (native/fspool_spawner.c, src/run/spawner.ts; spec/processing.md, "Starting
+// fspool's spawner (native/fspool_spawner.c, src/sys/spawner.ts; spec/processing.md, "Starting
 // a child" and "If fspool dies"): children started from one helper process, told apart by pid,
 // waited for without blocking, guarded until released. Real processes throughout: the unit
 // tests drive the spawner from this (Node) process, the others run bin/fspool.
@@ -6,9 +6,9 @@ import { spawn } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { execRequest } from '../src/run/exec.js';
-import { GuardedChild } from '../src/run/guarded.js';
-import { Spawner } from '../src/run/spawner.js';
+import { execRequest } from '../src/sys/exec.js';
+import { GuardedChild } from '../src/sys/guarded.js';
+import { Spawner } from '../src/sys/spawner.js';
 import { native, packageFile } from '../src/sys/native.js';
 import { FSPOOL, fspool, makeQueue, preparePacket, queueWrite, runSync, tempDir } from './helpers/cli.js';
 import { sleep, waitFor } from './helpers/queue.js';

@@ -9,7 +9,7 @@
 import { closeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { FspoolError } from '../errors.js';
-import { GuardedChild } from '../run/guarded.js';
+import { GuardedChild } from '../sys/guarded.js';
 import { net } from '../sys/lazy.js';
 import { native } from '../sys/native.js';
 

@@ -6,15 +6,15 @@
 //   /dev/null; always blocking, since the spawner clears O_NONBLOCK on a child's fds 0-2;
 // - signals at their defaults, none blocked (fspl 1.2.2 leaves SIGPIPE ignored);
 // - no other fd of ours: only its three stdio fds are passed to the spawner;
-// - a guard (src/run/guarded.ts) that kills its group if fspool dies mid-job, before the last
+// - a guard (src/sys/guarded.ts) that kills its group if fspool dies mid-job, before the last
 //   write end of its stdin pipe closes, so a truncated payload never ends in a clean EOF.
 import { closeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { net } from '../sys/lazy.js';
 import { native } from '../sys/native.js';
 import { after, type Timer } from '../sys/timer.js';
-import { GuardedChild } from './guarded.js';
-import type { Spawner } from './spawner.js';
+import { GuardedChild } from '../sys/guarded.js';
+import type { Spawner } from '../sys/spawner.js';
 
 export interface ReceiverSpec {
   /** Command and arguments as bytes: job params need not be UTF-8. */

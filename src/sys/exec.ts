@@ -2,7 +2,7 @@
 // whole environment as bytes. Node's spawn() would encode both as UTF-8, but params and FSPL_SET_
 // values are whatever bytes the sender had.
 import { readFileSync } from 'node:fs';
-import { splitNul } from '../sys/argv.js';
+import { splitNul } from './argv.js';
 
 /** A job whose params or env cannot be exec'd: a NUL byte cannot be in argv or environ. */
 export class ExecError extends Error {

@@ -1,9 +1,9 @@
-// Starting a child through fspool's spawner (src/run/spawner.ts, native/fspool_spawner.c):
+// Starting a child through fspool's spawner (src/sys/spawner.ts, native/fspool_spawner.c):
 // byte-exact argv and environment, exec failures reported apart from exit statuses, a session
 // and process group of its own, and a guard that SIGKILLs that group if fspool dies before
 // releasing it. Receivers and decoders both start this way (spec/processing.md, "Starting a
 // child", "If fspool dies").
-import { native, packageFile } from '../sys/native.js';
+import { native, packageFile } from './native.js';
 import { execRequest } from './exec.js';
 import { killGroup } from './group.js';
 import { Spawner } from './spawner.js';

@@ -9,7 +9,7 @@
 // process group id from reuse until the child is released.
 import { closeSync } from 'node:fs';
 import { constants } from 'node:os';
-import { native } from '../sys/native.js';
+import { native } from './native.js';
 
 export interface ChildExit {
   code: number | null;
