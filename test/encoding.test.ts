@@ -13,6 +13,7 @@ import { closeSync, existsSync, linkSync, mkdirSync, openSync, readdirSync, read
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FSPOOL, type Result, runAsync, runSync, type RunOpts, tempDir } from './helpers/cli.js';
+import { fileLines, jobFiles, nextseq } from './helpers/queue.js';
 
 // ---------------------------------------------------------------------------------------------
 // The world: keys, environment, payloads
@@ -127,14 +128,12 @@ function makeQ(dir = tempDir()): string {
 /** queue-write the packet; returns its file name in jobs/. */
 /** queue-write a packet (`args`: --raw for one queue-write itself would refuse). */
 function put(q: string, packet: Buffer, args: string[] = []): string {
-  const before = new Set(jobs(q));
+  const before = new Set(jobFiles(q));
   ok(fsp(['queue-write', '-q', q, ...args], { input: packet }), 'queue-write');
-  const added = jobs(q).filter((n) => !before.has(n));
+  const added = jobFiles(q).filter((n) => !before.has(n));
   expect(added).toHaveLength(1);
   return added[0]!;
 }
-const jobs = (q: string) => readdirSync(join(q, 'jobs')).filter((n) => /^fspl-.*\.fspl$/.test(n)).sort();
-const nextseq = (q: string) => readFileSync(join(q, 'nextseq'), 'utf8').trim();
 const spoolTmp = (q: string) => (existsSync(join(q, 'fspool', 'tmp')) ? readdirSync(join(q, 'fspool', 'tmp')) : []);
 
 /** Offsets, tags and total lengths of the top-level OpenPGP packets of a binary message (new-format headers). */
@@ -210,7 +209,7 @@ function seen(base: string, seq: number | bigint): Seen {
   const at = argv.findIndex((a) => a.equals(Buffer.from(base)));
   return { payload: readFileSync(b), env, params: argv.slice(at + 1) };
 }
-const order = (base: string) => (existsSync(`${base}.order`) ? readFileSync(`${base}.order`, 'utf8').split('\n').filter((l) => l !== '') : []);
+const order = (base: string) => fileLines(`${base}.order`);
 
 const hex = (b: Buffer | undefined) => (b === undefined ? 'undefined' : b.toString('hex'));
 
@@ -255,7 +254,7 @@ function processOne(q: string, mode: 'stream' | 'verified', procArgs: string[], 
   expect(r.code, r.stderr).toBe(0);
   expect(r.stderr).not.toMatch(/ERROR|WARN fspool: cannot read/);
   expect(order(base), 'the receiver ran exactly once').toEqual(['1']);
-  expect(jobs(q)).toEqual([]);
+  expect(jobFiles(q)).toEqual([]);
   expect(nextseq(q)).toBe('2');
   return seen(base, 1);
 }
@@ -369,7 +368,7 @@ describe('fspool → fspool: prepare with encodings, queue-write, queue-process'
     expect(r.code, r.stderr).toBe(1);
     expect(order(base)).toEqual([]);
     expect(nextseq(q)).toBe('2');
-    expect(jobs(q)).toHaveLength(1);
+    expect(jobFiles(q)).toHaveLength(1);
     expect(r.stderr).toMatch(/job 2 .*failed/);
   });
 
@@ -563,7 +562,7 @@ describe('fspool → gpg / zstd command-line tools and fspl', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(order(base)).toEqual(['1', '2', '3']);
     for (const s of [1, 2, 3]) expectPacket(seen(base, s), { seq: s });
-    expect(readFileSync(join(q, 'nextseq'), 'utf8').trim()).toBe('4');
+    expect(nextseq(q)).toBe('4');
   });
 });
 
@@ -626,7 +625,7 @@ describe('keys from the default location, protected keys', () => {
     const rs = fsp(['queue-process', '-q', q, '--decrypt-key', K.recvSec, '--require-signature', PAYLOAD_FILE, 'true']);
     expect(rs.code, rs.stderr).toBe(1);
     expect(rs.stderr).toMatch(/^Error: \S+ holds no usable OpenPGP key/m);
-    expect(jobs(q)).toEqual([name]);
+    expect(jobFiles(q)).toEqual([name]);
     expect(nextseq(q)).toBe('1');
   });
 
@@ -738,7 +737,7 @@ describe('queue-ls / queue-info / queue-process of a queue mixing encodings', ()
       for (let n = 1; n <= 6; n++) expectPacket(seen(base, n), { seq: n, payload: payloads[n - 1]!, params: n === 3 ? FSPL_PARAMS : PARAMS });
       expect(r.stderr).toMatch(new RegExp(`WARN.*cannot read job file \\S*${bad}: cannot decrypt OpenPGP packet`));
       expect(r.stderr).toMatch(/^Error: seq 7 not found, and 1 job file\(s\) that cannot be read could hold it/m);
-      expect(jobs(q)).toEqual([bad]);
+      expect(jobFiles(q)).toEqual([bad]);
       expect(nextseq(q)).toBe('7');
     });
   }
@@ -756,8 +755,8 @@ describe('queue-ls / queue-info / queue-process of a queue mixing encodings', ()
     expect(order(base)).toEqual(['1']);
     expect(r.stderr).toContain(two);
     expect(r.stderr).toMatch(/^Error: seq 2 not found, and 1 job file\(s\) that cannot be read could hold it/m);
-    expect(jobs(q)).toEqual([two, three].sort());
-    expect(jobs(q)).not.toContain(one);
+    expect(jobFiles(q)).toEqual([two, three].sort());
+    expect(jobFiles(q)).not.toContain(one);
     expect(nextseq(q)).toBe('2');
   });
 });
@@ -887,7 +886,7 @@ describe('bad packets: no clean EOF, the job fails and stays, the reason is give
           expect(r.stderr).toMatch(/ERROR fspool: job 1 .*failed: /);
         }
         expect(r.stderr).toMatch(c.reason);
-        expect(jobs(q)).toEqual([name]);
+        expect(jobFiles(q)).toEqual([name]);
         expect(readFileSync(join(q, 'jobs', name)).equals(packet), 'job file unchanged').toBe(true);
         expect(nextseq(q)).toBe('1');
         if (mode === 'verified' || !c.streamsFirst) {
@@ -934,7 +933,7 @@ describe('bad packets: no clean EOF, the job fails and stays, the reason is give
         expect(r.stderr).toMatch(c.reason);
         expect(r.stderr).toMatch(/^Error: seq 1 not found, and 1 job file\(s\) that cannot be read could hold it/m);
         expect(existsSync(started)).toBe(false);
-        expect(jobs(q)).toEqual([name]);
+        expect(jobFiles(q)).toEqual([name]);
         expect(readFileSync(join(q, 'jobs', name)).equals(packet)).toBe(true);
         expect(nextseq(q)).toBe('1');
         const s = fsp(['stdin-process', '--delivery', mode, ...c.proc, 'sh', '--', '-c', RECEIVER, started, out, marker], { input: packet });
@@ -1017,7 +1016,7 @@ describe('--require-signature, --delivery stream: verified first, then run once'
     expect(order(base), 'each job ran exactly once').toEqual(['1', '2']);
     expectPacket(seen(base, 1), { seq: 1 });
     expectPacket(seen(base, 2), { seq: 2 });
-    expect(jobs(q)).toEqual([]);
+    expect(jobFiles(q)).toEqual([]);
     expect(nextseq(q)).toBe('3');
   });
 
@@ -1034,7 +1033,7 @@ describe('--require-signature, --delivery stream: verified first, then run once'
     expect(r.stderr).toMatch(/job file .* claims seq 2 but fails --require-signature \(.*not signed.*\), whatever seq it claims; not run/);
     expect(order(base)).toEqual(['1']);
     expectPacket(seen(base, 1), { seq: 1 });
-    expect(jobs(q)).toEqual([second]);
+    expect(jobFiles(q)).toEqual([second]);
     expect(nextseq(q)).toBe('2');
   });
 });
@@ -1237,7 +1236,7 @@ describe('1 GiB payload through zstd + OpenPGP', () => {
       const atEnd = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`${out}.hwm`, 'utf8'))?.[1]);
       const peak = Math.max(hwm, atEnd);
       console.log(`[encoding] 1 GiB queue-process --delivery ${mode}: ${secs.toFixed(1)} s, peak RSS ${mb(peak)} MB (VmHWM), max sampled VmRSS ${mb(rss)} MB`);
-      expect(jobs(q)).toEqual([]);
+      expect(jobFiles(q)).toEqual([]);
       expect(nextseq(q)).toBe('2');
       expect(spoolTmp(q)).toEqual([]);
       expect(peak, `fspool peak RSS (kB), --delivery ${mode}`).toBeLessThanOrEqual(PROCESSOR_LIMIT_KB);
