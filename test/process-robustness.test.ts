@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FSPOOL, fspl, fspool, makeQueue, preparePacket, queueWrite, type Result, runAsync, type RunOpts, runSync, tempDir } from './helpers/cli.js';
-import { alive, allInJobs, fileLines, jobFiles, nextseq, put, sleep, waitFor, within } from './helpers/queue.js';
+import { alive, allInJobs, fileLines, jobFiles, LONG, nextseq, put, sleep, waitFor, within } from './helpers/queue.js';
 
 /** The real interpreter, not the pyenv shim (a bash script that would add startup time). */
 const PY = execFileSync('python3', ['-c', 'import sys; print(sys.executable)']).toString().trim();
@@ -365,14 +365,17 @@ describe('failing and truncating decoders: the receiver never sees a clean EOF',
   });
 });
 
-describe('1 GiB payload', () => {
+// 1 GiB in the long mode; 128 MiB by default, many times what a pipe or a read holds.
+const BIG = LONG ? 1 << 30 : 128 << 20;
+
+describe(`${BIG >> 20} MiB payload`, () => {
   it('arrives intact into sha256sum, zero-copy (the receiver reads the job file itself)', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const big = join(dir, 'big');
     const out = join(dir, 'out');
     try {
-      const digest = writePseudoRandomFile(big, 1 << 30);
+      const digest = writePseudoRandomFile(big, BIG);
       const w = sh('"$0" prepare -s - -i "$1" | "$0" queue-write -q "$2"', [FSPOOL, big, q], { timeoutMs: 60_000 });
       expect(w.code, w.stderr).toBe(0);
       rmSync(big);
@@ -662,14 +665,18 @@ describe('signals to fspool queue-process', () => {
 });
 
 describe('concurrency', () => {
-  it('3 concurrent writers x 50 packets while queue-process runs: every seq once, in order', async () => {
+  // 3 x 50 packets in the long mode; 3 x 12 are already many overlapping writes and passes.
+  const PER_WRITER = LONG ? 50 : 12;
+  const TOTAL = 3 * PER_WRITER;
+
+  it(`3 concurrent writers x ${PER_WRITER} packets while queue-process runs: every seq once, in order`, async () => {
     const d = tempDir();
     const q = makeQueue(d);
     const recv = recvScript(d);
     const log = join(d, 'log');
     const pk = join(d, 'packets');
     mkdirSync(pk);
-    const packets = fsplPackets(150, join(d, 'seq'));
+    const packets = fsplPackets(TOTAL, join(d, 'seq'));
     const files = packets.map((p, i) => {
       const f = join(pk, String(i + 1).padStart(3, '0'));
       writeFileSync(f, p);
@@ -694,8 +701,8 @@ describe('concurrency', () => {
     expect(p.stderr).not.toMatch(/queue-process exit|ERROR/);
     const final = fspool(['queue-process', '-q', q, 'sh', '--', recv, log, 'final']);
     expect(final.code, final.stderr).toBe(0);
-    expect(seqsIn(log)).toEqual(range(1, 150));
-    expect(nextseq(q)).toBe('151');
+    expect(seqsIn(log)).toEqual(range(1, TOTAL));
+    expect(nextseq(q)).toBe(String(TOTAL + 1));
     expect(allInJobs(q)).toEqual([]);
   }, 90_000);
 
