@@ -74,6 +74,3 @@ export function alive(pid: number): boolean {
  * few minutes.
  */
 export const LONG = process.env.FSPOOL_LONG === '1';
-
-/** `short` in the default run, `long` with FSPOOL_LONG=1. */
-export const byMode = <T>(short: T, long: T): T => (LONG ? long : short);
