@@ -1053,7 +1053,8 @@ describe('reading headers of zstd packets during the scan', () => {
   // Each run gets a fresh queue: a header cache (QUEUE/fspool/state.db) would spare the scan
   // from decoding the zstd packet again, and the scan is what is under test. The failure is a
   // race (a read left in flight by the scan lands on a reused fd number), seen in roughly one
-  // run in ten to one in three depending on load: many runs (more in the long mode).
+  // run in ten to one in three depending on load: many runs (more in the long mode), each of a
+  // few processes, which take seconds on a loaded machine.
   const RUNS = LONG ? 30 : 8;
 
   it(`a scanned zstd packet never takes bytes of the plain job run next (${RUNS} fresh queues)`, () => {
@@ -1070,7 +1071,7 @@ describe('reading headers of zstd packets during the scan', () => {
       if (r.code !== 0 || !got.equals(PAYLOAD)) bad.push(`run ${i}: exit ${r.code}, receiver got ${got.length} of ${PAYLOAD.length} bytes; ${r.stderr.trim()}`);
     }
     expect(bad).toEqual([]);
-  });
+  }, RUNS * 20_000);
 
   it(`a small zstd packet is read reliably by queue-process (${RUNS} fresh queues)`, () => {
     const bad: string[] = [];
@@ -1085,7 +1086,7 @@ describe('reading headers of zstd packets during the scan', () => {
       if (r.code !== 0 || got !== 'small\n') bad.push(`run ${i}: exit ${r.code}, got ${JSON.stringify(got)}; ${r.stderr.trim()}`);
     }
     expect(bad).toEqual([]);
-  });
+  }, RUNS * 20_000);
 });
 
 // ---------------------------------------------------------------------------------------------
