@@ -10,7 +10,7 @@
 import type { DecodeContext } from '../codec/decode.js';
 import { log } from '../log.js';
 import { decodeHeader, encodeHeader } from '../packet/codec.js';
-import type { CmdType, Header } from '../packet/header.js';
+import type { Header } from '../packet/header.js';
 import type { FileIdentity, JobDir } from './jobfile.js';
 import type { CacheHit, HeaderSource, ScannedJob } from './queue.js';
 import type { StateDb, Tx } from './stateDb.js';
@@ -80,10 +80,10 @@ class Arena {
 
 /**
  * A header from its row: seq and ctime from their columns; the command (params, variables)
- * decoded from the stored header only if something asks for it.
+ * and stream decoded from the stored header only if something asks for it.
  */
 class CachedHeader implements Header {
-  private decoded: CmdType | undefined;
+  private decoded: Header | undefined;
 
   constructor(
     readonly seq: bigint,
@@ -94,9 +94,17 @@ class CachedHeader implements Header {
     private readonly length: number,
   ) {}
 
-  get cmd(): CmdType {
-    this.decoded ??= decodeHeader(this.arena.get(this.at, this.length)).header.cmd;
+  private full(): Header {
+    this.decoded ??= decodeHeader(this.arena.get(this.at, this.length)).header;
     return this.decoded;
+  }
+
+  get cmd(): Header['cmd'] {
+    return this.full().cmd;
+  }
+
+  get stream(): string | undefined {
+    return this.full().stream;
   }
 }
 
