@@ -2,8 +2,11 @@
 // index in its JobDir in typed arrays, not in an object per job. A listing of 10,000 jobs
 // then holds their names and a few arrays: its memory does not grow by a scan's worth of
 // objects per job, and the garbage collector has almost nothing to copy.
+import type { Header } from '../packet/header.js';
 import type { JobDir } from './jobfile.js';
-import type { Stamp } from './queue.js';
+
+/** What a listing needs of a header: its seq and creation time, not its command. */
+export type Stamp = Pick<Header, 'seq' | 'ctimeSecs' | 'ctimeNanos'>;
 
 export class Listing {
   private readonly seqs: BigUint64Array;

@@ -22,9 +22,6 @@ import { SeqFile } from './seqfile.js';
 /** fspl's glob `fspl-*.fspl`, whose `*` matches any character, newlines included. */
 export const JOB_NAME = /^fspl-[\s\S]*\.fspl$/;
 
-/** What a listing needs of a header: its seq and creation time, not its command. */
-export type Stamp = Pick<Header, 'seq' | 'ctimeSecs' | 'ctimeNanos'>;
-
 export interface ScannedJob {
   name: string;
   path: string;
