@@ -21,6 +21,9 @@
  * threads (libuv's pool, V8's) requires. Requests go over a unix socket, with the child's fds
  * as SCM_RIGHTS, which Node cannot send.
  *
+ * scanJobDir: a queue's jobs/ read and every job file lstat'ed in one call, for listings (see
+ * the function).
+ *
  * ioctl(TIOCGWINSZ): the terminal's width for --help. Node offers it only through a tty stream
  * on the fd, which would set O_NONBLOCK on the open file description the shell shares.
  */
@@ -346,11 +349,9 @@ static int is_job_name(const char *name, size_t len) {
   return len >= 10 && memcmp(name, "fspl-", 5) == 0 && memcmp(name + len - 5, ".fspl", 5) == 0;
 }
 
-/* qsort has no context argument in C99: the names of the entries being sorted, for scan_order. */
-static _Thread_local const char *scan_names;
-
-static int scan_order(const void *a, const void *b) {
-  return strcmp(scan_names + (size_t)((const double *)a)[0], scan_names + (size_t)((const double *)b)[0]);
+/* For qsort_r (glibc's and musl's argument order): `names` is the buffer the entries point into. */
+static int scan_order(const void *a, const void *b, void *names) {
+  return strcmp((const char *)names + (size_t)((const double *)a)[0], (const char *)names + (size_t)((const double *)b)[0]);
 }
 
 static void scan_free(napi_env env, void *data, void *hint) {
@@ -380,7 +381,8 @@ static napi_value js_scan_job_dir(napi_env env, napi_callback_info info) {
   if (argc < 1 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &path_len) != napi_ok || path_len >= sizeof path - 1)
     return throw_errno(env, EINVAL, "scandir");
 
-  int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  /* O_NONBLOCK: should `path` be a FIFO, O_DIRECTORY fails it before any open could wait. */
+  int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_CLOEXEC);
   DIR *dir = dfd < 0 ? NULL : fdopendir(dfd);
   if (!dir) {
     int err = errno;
@@ -432,8 +434,7 @@ static napi_value js_scan_job_dir(napi_env env, napi_callback_info info) {
     napi_create_int32(env, err, &result);
     return result;
   }
-  scan_names = names;
-  if (count) qsort(stats, count, SCAN_FIELDS * sizeof *stats, scan_order);
+  if (count) qsort_r(stats, count, SCAN_FIELDS * sizeof *stats, scan_order, names);
   /* The names in the same order, in a buffer of exactly their size. */
   char *sorted = names_len ? malloc(names_len) : NULL;
   if (names_len && !sorted) {
