@@ -128,10 +128,8 @@ export class HeaderIndex implements HeaderSource {
         }
         const i = which[k]!;
         if (r[1] !== dir.identityKey(i)) continue;
-        const seq = BigInt(r[2]);
-        const ctimeSecs = BigInt(r[3]);
         const stored = r[5];
-        hit(i, seq, ctimeSecs, r[4], stored && new CachedHeader(seq, ctimeSecs, r[4], arena, arena.add(stored), stored.length));
+        hit(i, r[2], r[3], r[4], stored && new CachedHeader(BigInt(r[2]), BigInt(r[3]), r[4], arena, arena.add(stored), stored.length));
         hits++;
       }
       return true;

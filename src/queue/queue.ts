@@ -62,8 +62,11 @@ export function identical(paths: string[]): boolean {
   }
 }
 
-/** A file the header cache knew, unchanged: its index in the JobDir and its header. */
-export type CacheHit = (i: number, seq: bigint, ctimeSecs: bigint, ctimeNanos: number, header: Header | undefined) => void;
+/**
+ * A file the header cache knew, unchanged: its index in the JobDir, its seq and ctime's seconds
+ * as the decimal text they are stored as (a listing needs no BigInt of them), and its header.
+ */
+export type CacheHit = (i: number, seq: string, ctimeSecs: string, ctimeNanos: number, header: Header | undefined) => void;
 
 /** What gives headers for a scan in place of the files themselves (the header cache). */
 export interface HeaderSource {

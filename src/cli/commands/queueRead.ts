@@ -41,10 +41,17 @@ export const queueLs: Subcommand<LsArgs> = {
     // Written a block at a time: the listing of 10,000 jobs is never one string.
     const line = (id: string, ts: string, name: string) => `${id.padEnd(20)} ${ts.padEnd(27)} ${name}\n`;
     let out = line('ID', 'creation timestamp', 'filename');
+    // Packets made together share their second: its text is made once for them.
+    let secs: number | bigint | undefined;
+    let ts = '';
     for (const i of order) {
-      const h = listing.stamp(i)!;
+      const s = listing.ctimeSecs(i);
+      if (s !== secs) {
+        secs = s;
+        ts = rfc3339Local(s);
+      }
       // A name is shown with its control characters escaped: it is not fspool's to trust.
-      out += line(String(h.seq), rfc3339Local(h.ctimeSecs), printable(listing.name(i)));
+      out += line(listing.seqText(i), ts, printable(listing.name(i)));
       if (out.length >= 1 << 16) {
         print(out);
         out = '';
