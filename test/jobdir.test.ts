@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readJobDir } from '../src/queue/jobfile.js';
 import { native } from '../src/sys/native.js';
-import { runSync, tempDir } from './helpers/cli.js';
+import { fspool, makeQueue, preparePacket, runSync, tempDir } from './helpers/cli.js';
 
 const GLOB = /^fspl-[\s\S]*\.fspl$/;
 
@@ -133,4 +133,22 @@ describe('scanJobDir / JobDir', () => {
     }
     expect(caught).toBeGreaterThan(0);
   }, 300_000);
+
+  it('the header cache finds every name, whatever its bytes: names beyond the BMP sort where SQLite puts them', () => {
+    const q = makeQueue();
+    const seq = tempDir();
+    // Names whose UTF-16 order differs from their byte order (SQLite's and the directory
+    // read's): a surrogate pair against U+E000..U+FFFF; and control characters.
+    const names = ['fspl-\u{1f600}.fspl', 'fspl-\uffff.fspl', 'fspl-\ue000.fspl', 'fspl-a.fspl', 'fspl-\u00e9.fspl', 'fspl-\n\x1b.fspl', 'fspl-\u{10ffff}z.fspl'];
+    for (const n of names) writeFileSync(join(q, 'jobs', n), preparePacket(['-s', join(seq, 'S'), '-i', '-'], n));
+    const first = fspool(['-l', 'debug', 'queue-ls', '-q', q]);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toContain(`header cache: 0 hit(s), ${names.length} file(s) to read`);
+    const second = fspool(['-l', 'debug', 'queue-ls', '-q', q]);
+    expect(second.stderr).toContain(`header cache: ${names.length} hit(s), 0 file(s) to read`);
+    expect(second.stdout.toString()).toBe(first.stdout.toString());
+    // Control characters are shown escaped, never raw.
+    expect(second.stdout.toString()).not.toContain('\x1b');
+    expect(second.stdout.toString().trimEnd().split('\n')).toHaveLength(names.length + 1);
+  });
 });
