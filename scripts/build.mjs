@@ -86,6 +86,9 @@ execFileSync(process.execPath, ['bin/fspool', '--version'], {
 // package.json's "man". The generator is bundled like the CLI and run once, here.
 const man = await build({
   ...options,
+  // Run as a script by `node -`, where the bundle's top-level names would be globals (and
+  // `crypto` is a read-only one): an IIFE keeps them its own.
+  format: 'iife',
   write: false,
   entryPoints: undefined,
   stdin: {
