@@ -40,7 +40,8 @@ const QUEUE_KEYS = [...[...SETTINGS].filter(([, { s }]) => !s.cliOnly).map(([k])
 const TYPE_WORDS: Record<TomlType, string> = {
   string: 'a string',
   path: 'a string (a path)',
-  paths: 'a path or an array of paths',
+  file: 'a string (a path)',
+  files: 'a path or an array of paths',
   number: 'a number',
   integer: 'a whole number',
   boolean: 'true or false',
@@ -55,7 +56,8 @@ function keySchema(key: string, s: Setting, base: string) {
   const type = {
     string: v.string(message),
     path: v.string(message),
-    paths: v.union([v.string(), v.array(v.string())], message),
+    file: v.string(message),
+    files: v.union([v.string(), v.array(v.string())], message),
     number: v.number(message),
     integer: v.union([v.pipe(v.number(), v.integer(message)), v.bigint()], message),
     boolean: v.boolean(message),
@@ -64,8 +66,8 @@ function keySchema(key: string, s: Setting, base: string) {
     type as v.GenericSchema<unknown>,
     v.rawTransform(({ dataset, addIssue, NEVER }) => {
       let value = dataset.value;
-      if (s.toml === 'path') value = resolve(base, value as string);
-      if (s.toml === 'paths') value = (Array.isArray(value) ? value : [value]).map((p: string) => resolve(base, p));
+      if (s.toml === 'path' || s.toml === 'file') value = resolve(base, value as string);
+      if (s.toml === 'files') value = (Array.isArray(value) ? value : [value]).map((p: string) => resolve(base, p));
       if (!s.parse) return value;
       try {
         return s.parse(key)(value);
@@ -228,7 +230,7 @@ export function loadConfig(file: string): ServeConfig {
       args[option] = given !== undefined ? given : dflt !== undefined && s.parse ? s.parse(`--${option}`)(dflt) : dflt;
     }
     for (const [key, { s }] of SETTINGS) {
-      if ((s.toml === 'path' || s.toml === 'paths') && key !== 'dir' && values[key] !== undefined) {
+      if ((s.toml === 'file' || s.toml === 'files') && values[key] !== undefined) {
         for (const p of [values[key]].flat() as string[]) {
           try {
             accessSync(p, constants.R_OK);
@@ -249,9 +251,17 @@ export function loadConfig(file: string): ServeConfig {
     if (other) problems.push(`${where}.dir: the same directory as queues.${other}.dir (${dir}): a queue has one processor`);
     dirs.set(real, name);
     const [program, ...params] = values.command as string[];
-    const opts = queueProcessOptions(args as unknown as QueueProcessArgs, { command: program!, params: params.map((p) => Buffer.from(p)) });
+    let opts: ReturnType<typeof queueProcessOptions>;
+    try {
+      opts = queueProcessOptions(args as unknown as QueueProcessArgs, { command: program!, params: params.map((p) => Buffer.from(p)) });
+    } catch (e) {
+      // Said of options that go together: in the configuration's words, its keys.
+      problems.push(`${where}: ${describe(e).replace(/--([a-z][a-z-]*)/g, (_m, o: string) => keyOf(o, QUEUE_SETTINGS[o] ?? { option: {}, toml: 'string' }))}`);
+      continue;
+    }
     const { stopTimeoutSeconds, ...processOptions } = opts;
-    const stamps = [values.decrypt_key, values.require_signature, values.passphrase_file, values.key_passphrase_file].flat().filter((p): p is string => typeof p === 'string').map(fileStamp);
+    const files = [...SETTINGS].filter(([, { s }]) => s.toml === 'file' || s.toml === 'files').map(([key]) => values[key]);
+    const stamps = files.flat().filter((p): p is string => typeof p === 'string').map(fileStamp);
     const fingerprint = JSON.stringify([values, stamps], (_k, x) => (typeof x === 'bigint' ? String(x) : x));
     queues.push({ name, dir, opts: processOptions, stopTimeoutSeconds, fingerprint });
   }

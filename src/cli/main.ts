@@ -10,6 +10,7 @@ import { genFilename, genUuid } from './commands/gen.js';
 import { print } from './commands/out.js';
 import { enqueueCmd, prepareCmd, prepareFail, prepareGetNextCmd, prepareNop, prepareSetNextCmd } from './commands/prepare.js';
 import { queueProcess, stdinProcess } from './commands/process.js';
+import { outboxApply, outboxResend, outboxStatusCmd, queueReceipt } from './commands/outbox.js';
 import { queueGetNext, queueInit, queueSetNext, queueWrite } from './commands/queueAdmin.js';
 import { queueInfo, queueLs, queuePayload } from './commands/queueRead.js';
 import { NAGIOS_UNKNOWN, queueClean, queueHistory, queueStatusCmd } from './commands/queueState.js';
@@ -77,6 +78,9 @@ export const COMMANDS: HelpSource[] = [
   enqueueCmd,
   genFilename,
   genUuid,
+  outboxApply,
+  outboxResend,
+  outboxStatusCmd,
   prepareCmd,
   prepareFail,
   prepareGetNextCmd,
@@ -91,6 +95,7 @@ export const COMMANDS: HelpSource[] = [
   queuePayload,
   queueProcess,
   queueQuarantine,
+  queueReceipt,
   queueSetNext,
   queueStatusCmd,
   queueWrite,

@@ -92,7 +92,11 @@ export const waitLock: OptionDef = {
 export interface Setting {
   /** The yargs definition (help, alias, the default as a command line would give it), without coerce: see parse. */
   option: OptionDef;
-  /** The value's type in TOML, checked before parse; paths are resolved against the configuration's directory. */
+  /**
+   * The value's type in TOML, checked before parse. Paths (`path`, and `file`/`files`: files
+   * fspool reads, which must be readable when the configuration is loaded) are taken from the
+   * configuration's directory.
+   */
   toml: TomlType;
   /** A command-line string or a TOML value to the option's value; throws UsageError naming `what`. */
   parse?: (what: string) => (v: unknown) => unknown;
@@ -102,7 +106,7 @@ export interface Setting {
   cliOnly?: string;
 }
 
-export type TomlType = 'string' | 'path' | 'paths' | 'number' | 'integer' | 'boolean';
+export type TomlType = 'string' | 'path' | 'file' | 'files' | 'number' | 'integer' | 'boolean';
 
 /** The yargs option of a setting named `name`. */
 export function cliOption(name: string, s: Setting): OptionDef {
@@ -175,10 +179,10 @@ export const DECODE_SETTINGS = {
       requiresArg: true,
       describe: 'OpenPGP secret key file (armored or binary) to decrypt packets with; repeatable. Default: the files in ~/.config/fspool/keys/',
     },
-    toml: 'paths',
+    toml: 'files',
   },
-  'passphrase-file': { option: { type: 'string', value: 'FILE', requiresArg: true, describe: 'File whose first line is the passphrase of symmetrically encrypted packets' }, toml: 'path' },
-  'key-passphrase-file': { option: { type: 'string', value: 'FILE', requiresArg: true, describe: 'File whose first line unlocks protected secret keys' }, toml: 'path' },
+  'passphrase-file': { option: { type: 'string', value: 'FILE', requiresArg: true, describe: 'File whose first line is the passphrase of symmetrically encrypted packets' }, toml: 'file' },
+  'key-passphrase-file': { option: { type: 'string', value: 'FILE', requiresArg: true, describe: 'File whose first line unlocks protected secret keys' }, toml: 'file' },
   decoder: { option: decoder, toml: 'string' },
   'decoder-timeout': secondsSetting({
     value: 'SECONDS',
@@ -187,7 +191,7 @@ export const DECODE_SETTINGS = {
   }),
   'require-signature': {
     option: { type: 'string', value: 'KEYFILE', array: true, nargs: 1, requiresArg: true, describe: 'Accept only packets signed by a key in this public key file; repeatable' },
-    toml: 'paths',
+    toml: 'files',
   },
 } satisfies Record<string, Setting>;
 

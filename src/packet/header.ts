@@ -18,6 +18,11 @@ export interface Header {
   ctimeSecs: bigint;
   ctimeNanos: number;
   cmd: CmdType;
+  /**
+   * fspool's own metadata key `fspool_stream` (spec/receipts.md): the stream id of a packet made
+   * with --outbox, 32 lower-case hex digits. Absent in every packet fspl makes.
+   */
+  stream?: string;
 }
 
 export const U64_MAX = (1n << 64n) - 1n;

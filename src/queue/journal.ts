@@ -7,8 +7,6 @@
 //
 // Without a database (none, read-only, damaged, locked) the journal keeps its counts in
 // memory for the current run, and fspool behaves as fspl's order of commit allows.
-import { createHash as sha256Hash } from '../sys/lazy.js';
-import { encodeHeader } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
 import type { StateDb, Tx } from './stateDb.js';
 
@@ -149,15 +147,7 @@ const toRow = (r: RawRow): RunRow => ({
   commit: r.commit_state,
 });
 
-/**
- * A packet's identity: SHA-256 of its header (seq, creation time to the nanosecond, command,
- * params, variables), as re-encoded by fspool. Two files with the same identity are copies of
- * one packet. The payload is not hashed (it may be gigabytes): a sender never makes two
- * packets with one seq and one nanosecond.
- */
-export function packetId(h: Header): string {
-  return sha256Hash('sha256').update(encodeHeader(h)).digest('hex').slice(0, 32);
-}
+export { packetId } from '../packet/identity.js';
 
 /** The job a run is about. */
 export interface JobRef {
@@ -243,10 +233,10 @@ export class Journal {
       const attempt = before + 1;
       const info = tx
         .stmt(
-          `INSERT INTO runs (seq, packet, file, ctime_secs, ctime_nanos, attempt, order_by, pid, started_at, outcome)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')`,
+          `INSERT INTO runs (seq, packet, file, ctime_secs, ctime_nanos, attempt, order_by, pid, started_at, outcome, stream)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)`,
         )
-        .run(String(job.seq), job.packet, job.file, String(job.header.ctimeSecs), job.header.ctimeNanos, attempt, orderBy, process.pid, startedAt);
+        .run(String(job.seq), job.packet, job.file, String(job.header.ctimeSecs), job.header.ctimeNanos, attempt, orderBy, process.pid, startedAt, job.header.stream ?? null);
       return { id: Number(info.lastInsertRowid), attempt, lastSuccess: success && toRow(success) };
     });
     return { id: r?.id, attempt: r?.attempt ?? local, job, lastSuccess: r?.lastSuccess };

@@ -39,7 +39,7 @@ export interface Tx {
 
 /** Everything fspool adds to a queue lives under this folder; fspl ignores it. */
 export const STATE_DIR = 'fspool';
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS headers (
@@ -77,13 +77,18 @@ CREATE TABLE IF NOT EXISTS runs (
   stderr_tail TEXT,
   action      TEXT,
   moved_to    TEXT,
-  commit_state TEXT
+  commit_state TEXT,
+  stream      TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_seq ON runs (seq);
 CREATE INDEX IF NOT EXISTS runs_packet ON runs (packet);
 CREATE INDEX IF NOT EXISTS runs_outcome ON runs (outcome);
 CREATE INDEX IF NOT EXISTS runs_pending ON runs (commit_state) WHERE commit_state = 'pending';
+CREATE INDEX IF NOT EXISTS runs_stream ON runs (stream) WHERE stream IS NOT NULL;
 `;
+
+/** Version 1 lacked the stream of each run's packet (receipts, spec/receipts.md). */
+const MIGRATE_FROM_1 = 'ALTER TABLE runs ADD COLUMN stream TEXT;';
 
 export interface OpenOptions {
   /**
@@ -261,9 +266,11 @@ export class StateDb {
       if (version > SCHEMA_VERSION) {
         throw new Error(`it was made by a newer fspool (schema ${version}, this one knows ${SCHEMA_VERSION})`);
       }
-      if (version < SCHEMA_VERSION) {
+      // A read-only database of an older version is read as it is (what it lacks reads as unknown).
+      if (version < SCHEMA_VERSION && !(readonly && version > 0)) {
         if (readonly) throw new Error('it has no tables yet and is read-only');
         db.transaction(() => {
+          if (version === 1) db!.exec(MIGRATE_FROM_1);
           db!.exec(SCHEMA);
           db!.pragma(`user_version = ${SCHEMA_VERSION}`);
         }).immediate();

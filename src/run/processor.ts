@@ -11,6 +11,7 @@ import type { Journal } from '../queue/journal.js';
 import { JobIndex, readable, type Readable } from '../queue/jobIndex.js';
 import { identical, JOB_NAME, type Queue, type ScannedJob } from '../queue/queue.js';
 import { attachState, PROCESSOR_BUSY_MS } from '../queue/state.js';
+import type { StateDb } from '../queue/stateDb.js';
 import { staleJobs } from '../queue/status.js';
 import { packetId } from '../queue/journal.js';
 import { after } from '../sys/timer.js';
@@ -33,6 +34,8 @@ export interface ProcessOptions extends JobOptions {
   waitLockSeconds?: number;
   /** Another processor holds the lock: end quietly with status 0 (cron). */
   skipIfLocked?: boolean;
+  /** Called after each pass, failed or not, with the run's state database (receipts: receiptHook.ts). */
+  afterPass?: (db: StateDb | undefined, ctx: RunContext) => Promise<void>;
 }
 
 /** A job failed and the run stopped at it (--on-error retry): a watch tries it again later. */
@@ -53,6 +56,7 @@ const at = (ms: number) => new Date(ms).toISOString();
 export class QueueProcessor {
   private readonly index: JobIndex;
   private journal!: Journal;
+  private db: StateDb | undefined;
   /** Jobs this run may still take (--maxjobs), across the passes of a watch. */
   private left: number | undefined;
   /** The gap last reported, so that a watch says "waiting for seq N" once, not at every look. */
@@ -111,6 +115,7 @@ export class QueueProcessor {
       without: 'going on without it in this run: no journal (a crash is handled as fspl would), no header cache',
     });
     this.journal = state.journal;
+    this.db = state.db;
     try {
       checkWritable(queue, { deletes: !opts.neverDelete, savesOutput: opts.saveOutput, quarantines: opts.onError === 'quarantine' });
       const first = await this.index.refresh();
@@ -124,8 +129,12 @@ export class QueueProcessor {
     }
   }
 
-  private pass(): Promise<number> {
-    return this.opts.orderBy === 'timestamp' ? this.byTimestamp() : this.bySequence();
+  private async pass(): Promise<number> {
+    try {
+      return await (this.opts.orderBy === 'timestamp' ? this.byTimestamp() : this.bySequence());
+    } finally {
+      await this.opts.afterPass?.(this.db, this.ctx);
+    }
   }
 
   private reportUnreadable(jobs: ScannedJob[]): void {

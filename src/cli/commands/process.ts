@@ -23,6 +23,9 @@ import {
   withSettings,
 } from '../options.js';
 import type { DeliveryMode } from '../../run/source.js';
+import { receiptSender } from '../../run/receiptHook.js';
+import { FspoolError, UsageError } from '../../errors.js';
+import { statSync } from 'node:fs';
 
 interface RunArgs extends DecodeArgs {
   delivery: DeliveryMode;
@@ -49,6 +52,10 @@ export interface QueueProcessArgs extends RunArgs {
   rescan: number;
   retries: bigint;
   backoff: number;
+  'receipt-to-dir'?: string;
+  'receipt-exec'?: string;
+  'receipt-sign-with'?: string;
+  'receipt-every': number;
 }
 
 /**
@@ -116,6 +123,10 @@ const PROCESS_SETTINGS = {
   },
   // A rescan every instant would only spin: at least a tenth of a second apart.
   rescan: secondsSetting({ value: 'SECONDS', default: '30', describe: 'With --watch: look at jobs/ at least this often (0.1 or more)' }, 0.1),
+  'receipt-to-dir': { option: { type: 'string', value: 'DIR', requiresArg: true, describe: 'After each pass, write a receipt per stream into this directory (spec/receipts.md)' }, toml: 'path' },
+  'receipt-exec': { option: { type: 'string', value: 'CMD', requiresArg: true, describe: 'After each pass, run $SHELL -c CMD with a receipt per stream on stdin' }, toml: 'string' },
+  'receipt-sign-with': { option: { type: 'string', value: 'KEYFILE', requiresArg: true, describe: 'Sign receipts with the OpenPGP secret key in this file' }, toml: 'file' },
+  'receipt-every': secondsSetting({ value: 'SECONDS', default: '3600', describe: 'Send a receipt at least this often, even when nothing changed' }),
 } satisfies Record<string, Setting>;
 
 /**
@@ -136,6 +147,7 @@ const runOpts = (a: RunArgs, cmd: { command: string; params: Buffer[] }) => ({
 
 /** What queue-process's options mean: the one mapping from them to a processor's options, for the command line and for serve. */
 export function queueProcessOptions(a: QueueProcessArgs, cmd: { command: string; params: Buffer[] }): ProcessOptions & { stopTimeoutSeconds: number } {
+  const q = new Queue(a.queuedir);
   return {
     ...runOpts(a, cmd),
     onError: a['on-error'],
@@ -150,7 +162,28 @@ export function queueProcessOptions(a: QueueProcessArgs, cmd: { command: string;
     stopTimeoutSeconds: a['stop-timeout'],
     watch: a.watch,
     rescanSeconds: a.rescan,
+    afterPass: receiptHook(q, a),
   };
+}
+
+/** --receipt-to-dir / --receipt-exec: the hook that sends receipts after each pass. */
+function receiptHook(q: Queue, a: QueueProcessArgs) {
+  if (a['receipt-to-dir'] === undefined && a['receipt-exec'] === undefined) {
+    if (a['receipt-sign-with'] !== undefined) throw new UsageError('--receipt-sign-with needs --receipt-to-dir or --receipt-exec');
+    return undefined;
+  }
+  const dir = a['receipt-to-dir'];
+  if (dir !== undefined && !statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new FspoolError(`--receipt-to-dir ${dir}: no such directory; create it (receipts are written into it after each pass)`);
+  }
+  return receiptSender(q, {
+    toDir: a['receipt-to-dir'],
+    exec: a['receipt-exec'],
+    signWith: a['receipt-sign-with'],
+    keyPassphraseFile: a['key-passphrase-file'],
+    everySeconds: a['receipt-every'],
+    decode: decodeContext(a),
+  });
 }
 
 export const queueProcess: Subcommand<QueueProcessArgs> = {
@@ -162,7 +195,8 @@ export const queueProcess: Subcommand<QueueProcessArgs> = {
       .example("$0 queue-process -q /var/q --timeout 3600 zfs -- receive -u tank/backup", 'receive zfs streams in order')
       .example("$0 queue-process -q q -d 'zstd -dc' --on-error delete sh -- -c 'tar xf - -C /srv'", 'decode, unpack, drop failures')
       .example('$0 queue-process -q /var/spool/q --watch ./apply', 'a daemon: run packets as they arrive (contrib/systemd/fspool-watch.service)')
-      .example('$0 queue-process -q q --retries 3 --backoff 60 --on-error quarantine ./apply', 'try 4 times, then set the job aside') as never,
+      .example('$0 queue-process -q q --retries 3 --backoff 60 --on-error quarantine ./apply', 'try 4 times, then set the job aside')
+      .example("$0 queue-process -q q --receipt-exec 'nncp-exec sender fspool-receipt' ./apply", "tell the sender's outbox what ran") as never,
   handler: async (a) => {
     const code = await processQueue(new Queue(a.queuedir), queueProcessOptions(a, commandAndParams(a)));
     process.exitCode = code;
