@@ -171,7 +171,10 @@ export class QueueRunner {
       let message: string;
       if (error instanceof FspoolError && /is locked by another process/.test(error.message)) {
         const pid = lockHolder(queue.nextseq.lockPath).pid;
-        message = `another processor${pid === undefined ? '' : ` (pid ${pid})`} holds the queue; it is taken once it is free`;
+        message =
+          pid === process.pid
+            ? 'the queue is still held by its processor under an earlier name or settings, until its running job is over; it is taken then'
+            : `another processor${pid === undefined ? '' : ` (pid ${pid})`} holds the queue; it is taken once it is free`;
         pause = 0;
       } else {
         this.troubles++;
