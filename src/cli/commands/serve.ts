@@ -18,7 +18,7 @@ const config = {
   value: 'FILE',
   demandOption: true,
   requiresArg: true,
-  describe: 'The configuration: TOML, with one [queues.NAME] table per queue (README, "Many queues"; man fspool)',
+  describe: 'The configuration: TOML, one [queues.NAME] table per queue: its dir, its command (an array), and any queue-process option as a key in snake_case (README, "Many queues")',
 } as const;
 
 /** The configuration, or every problem with it said on stderr and exit status 2. */
