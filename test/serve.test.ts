@@ -350,6 +350,7 @@ describe('fspool serve: configuration', () => {
 metric_listen = "127.0.0.1:9464"
 [defaults]
 watch = true
+grace = -2
 [queues.a]
 dir = "qa"
 command = "sh -c x"
@@ -376,6 +377,8 @@ decrypt_key = ["missing.asc"]
         /serve.toml: metric_listen: unknown key; did you mean metrics_listen\?$/,
         /serve.toml: max_parallel: must be 1 or more$/,
         /serve.toml: defaults.watch: not a queue key \(serve watches every queue\)$/,
+        // said once, not again for each queue that takes the default
+        /serve.toml: defaults.grace: invalid value "-2": expected seconds/,
         /serve.toml: queues.a.on_eror: unknown key; did you mean on_error\?$/,
         /serve.toml: queues.a.command: expected an array of strings .*, not string "sh -c x"$/,
         /serve.toml: queues.a.timeout: invalid value "-1": expected seconds/,

@@ -197,7 +197,11 @@ export function loadConfig(file: string): ServeConfig {
   if (doc.queues === undefined) problems.push('queues: missing: one [queues.NAME] table per queue');
   problems.push(...unknownKeys(defaults, QUEUE_KEYS, 'defaults', CLI_ONLY));
   if ('dir' in defaults) problems.push('defaults.dir: each queue has its own directory; give dir in [queues.NAME]');
-  problems.push(...issueLines(v.safeParse(queueSchema('defaults', base, false), defaults, { abortEarly: false }).issues, 'defaults'));
+  const checkedDefaults = v.safeParse(queueSchema('defaults', base, false), defaults, { abortEarly: false });
+  problems.push(...issueLines(checkedDefaults.issues, 'defaults'));
+  // A bad default is said once, under [defaults], not again for every queue that takes it.
+  const badDefaults = new Set((checkedDefaults.issues ?? []).map((i) => String(i.path?.[0]?.key)));
+  const goodDefaults = Object.fromEntries(Object.entries(defaults).filter(([k]) => !badDefaults.has(k)));
 
   const queues: QueueSettings[] = [];
   const dirs = new Map<string, string>();
@@ -211,7 +215,7 @@ export function loadConfig(file: string): ServeConfig {
       problems.push(`${where}: expected a table ([${where}]), not ${got(table)}`);
       continue;
     }
-    const merged = { ...defaults, ...table };
+    const merged = { ...goodDefaults, ...table };
     const before = problems.length;
     problems.push(...unknownKeys(table, QUEUE_KEYS, where, CLI_ONLY));
     const r = v.safeParse(queueSchema(where, base, true), merged, { abortEarly: false });
