@@ -486,18 +486,23 @@ export const BENCHMARKS = [
       const fd = openSync(payload, 'w');
       for (let i = 0; i < size / MiB; i++) writeSync(fd, randomBytes(MiB));
       closeSync(fd);
-      const pkt = join(ctx.dir, 'serve-2q.fspl');
-      const prep = measure([ctx.fspool, 'prepare', '-s', '-', '-i', payload, '--zstd', `--encrypt-to=${g.pub}`], { stdout: pkt, stderr: ctx.errFile });
-      ranOk(prep, 'fspool', ctx, 'prepare --zstd --encrypt-to');
+      // One packet per queue: a file linked into two queues at once would change under one
+      // (its ctime, when the other queue deletes its link) and be read again.
+      const pkts = ['a', 'b'].map((n) => {
+        const pkt = join(ctx.dir, `serve-2q-${n}.fspl`);
+        const prep = measure([ctx.fspool, 'prepare', '-s', '-', '-i', payload, '--zstd', `--encrypt-to=${g.pub}`], { stdout: pkt, stderr: ctx.errFile });
+        ranOk(prep, 'fspool', ctx, 'prepare --zstd --encrypt-to');
+        const pfd = openSync(pkt, 'r+');
+        fdatasyncSync(pfd);
+        closeSync(pfd);
+        return pkt;
+      });
       rmSync(payload);
-      const pfd = openSync(pkt, 'r+');
-      fdatasyncSync(pfd);
-      closeSync(pfd);
       const recv = 'cat >/dev/null';
-      /** Two fresh queues, each holding the packet (hard links: the same bytes, no copy). */
+      /** Two fresh queues, each holding its packet (a hard link: no copy). */
       const queues = () =>
-        ['a', 'b'].map((n) => {
-          const q = mkdtempSync(join(ctx.dir, `serve-2q-${n}-`));
+        pkts.map((pkt, i) => {
+          const q = mkdtempSync(join(ctx.dir, `serve-2q-${i}-`));
           initQueue(q);
           linkSync(pkt, join(q, 'jobs', `fspl-${randomUUID()}.fspl`));
           return q;
@@ -529,7 +534,7 @@ export const BENCHMARKS = [
         }
         return { ...r, cpuS: r.userS + r.sysS };
       });
-      rmSync(pkt);
+      for (const pkt of pkts) rmSync(pkt);
       const ms = pick(samples, 'ms');
       const cpu = pick(samples, 'cpuS');
       const notes = [

@@ -21,7 +21,7 @@ export interface SupervisorOptions {
   /** Says what was wrong with a configuration a reload refused. */
   refused: (e: unknown) => string[];
   /** The metrics to serve at metrics_listen (made only when one is set). */
-  metrics?: () => Metrics;
+  metrics?: () => Promise<Metrics>;
   log?: Logger;
 }
 
@@ -141,7 +141,7 @@ export class Supervisor {
 
   private async listen(at: Listen | undefined): Promise<void> {
     if (!at) return;
-    this.metrics ??= this.opts.metrics?.();
+    this.metrics ??= await this.opts.metrics?.();
     const server = createServer((req, res) => {
       const path = (req.url ?? '').split('?')[0];
       if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {

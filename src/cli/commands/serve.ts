@@ -78,11 +78,7 @@ export const serve: Subcommand<ServeArgs> = {
     }
     // Progress lines of receivers running side by side would overwrite one another.
     setQuiet(true);
-    const [{ Supervisor }, { Metrics }, { ConfigProblems, loadConfig, metricsListen }] = await Promise.all([
-      import('../../serve/supervisor.js'),
-      import('../../serve/metrics.js'),
-      import('../config.js'),
-    ]);
+    const [{ Supervisor }, { ConfigProblems, loadConfig, metricsListen }] = await Promise.all([import('../../serve/supervisor.js'), import('../config.js')]);
     const override = a['metrics-listen'];
     const supervisor = new Supervisor({
       reload: () => {
@@ -91,7 +87,8 @@ export const serve: Subcommand<ServeArgs> = {
         return next;
       },
       refused: (e) => (e instanceof ConfigProblems ? e.message.split('\n') : [describe(e)]),
-      metrics: () => new Metrics({ counters: true }),
+      // prom-client is loaded only when metrics are to be served.
+      metrics: async () => new (await import('../../serve/metrics.js')).Metrics({ counters: true }),
     });
     process.exitCode = await supervisor.run(cfg);
   },
