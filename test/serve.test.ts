@@ -209,6 +209,14 @@ command = ${receiver(log, 2, 'slow')}
     expect(records(log).filter((l) => l.startsWith('start failing 1')).length).toBeGreaterThanOrEqual(1);
     expect(records(log).some((l) => / (gap|unreadable) /.test(l))).toBe(false);
     expect(s.stderr()).toMatch(/\[gap\] waiting for seq 1/);
+    // fspool status sees the same: what runs where, the gap, the failing and the unreadable queue
+    const st = fspool(['status', '--config', join(dir, 'serve.toml')]);
+    expect(st.code, st.stderr).toBe(4);
+    const row = (n: string) => st.stdout.toString().split('\n').find((l) => l.startsWith(`${n} `)) ?? '';
+    expect(row('hung')).toMatch(/^hung\s+healthy\s+1\s+1\s+-\s+-\s+job 1 since \S+$/);
+    expect(row('gap')).toMatch(/^gap\s+healthy\s+1\s+2\s+seq 1, \d+s\s+-\s+idle \(pid \d+\)$/);
+    expect(row('failing')).toMatch(/^failing\s+failing\s+1\s+2\s/);
+    expect(row('unreadable')).toMatch(/^unreadable\s+failing\s+1\s+0\s/);
     expect(s.stderr()).toMatch(/\[unreadable\] .*seq 1 not found, and 1 job file\(s\) that cannot be read could hold it/);
     // A job that finishes within its stop_timeout is done; the hung one is interrupted at 1 s.
     fill(q.slow!, 1);
