@@ -10,7 +10,7 @@ import * as v from 'valibot';
 import { describe, FspoolError, UsageError } from '../errors.js';
 import type { Listen, QueueSettings, ServeConfig } from '../serve/settings.js';
 import { type QueueProcessArgs, queueProcessOptions, QUEUE_SETTINGS } from './commands/process.js';
-import type { Setting, TomlType } from './options.js';
+import { type DecodeArgs, decodeContext, type Setting, type TomlType } from './options.js';
 import { didYouMean } from './suggest.js';
 
 /** A configuration that cannot be used: every problem found, each one line (exit 2). */
@@ -267,7 +267,7 @@ export function loadConfig(file: string): ServeConfig {
     const files = [...SETTINGS].filter(([, { s }]) => s.toml === 'file' || s.toml === 'files').map(([key]) => values[key]);
     const stamps = files.flat().filter((p): p is string => typeof p === 'string').map(fileStamp);
     const fingerprint = JSON.stringify([values, stamps], (_k, x) => (typeof x === 'bigint' ? String(x) : x));
-    queues.push({ name, dir, opts: processOptions, stopTimeoutSeconds, fingerprint });
+    queues.push({ name, dir, opts: processOptions, stopTimeoutSeconds, fingerprint, readerDecode: decodeContext(args as unknown as DecodeArgs) });
   }
   if (problems.length > 0) throw new ConfigProblems(file, problems);
   return { maxParallel: maxParallel ?? defaultParallel(), metricsListen: listenAt, queues };

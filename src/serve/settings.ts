@@ -1,5 +1,6 @@
 // What serve runs: its settings and one queue's, as the configuration file gives them once
 // read and checked (src/cli/config.ts reads it; this layer only runs what it is given).
+import type { DecodeContext } from '../codec/decode.js';
 import type { ProcessOptions } from '../run/processor.js';
 
 export interface QueueSettings {
@@ -9,6 +10,11 @@ export interface QueueSettings {
   /** queue-process's options, as its command line would give them. */
   opts: ProcessOptions;
   stopTimeoutSeconds: number;
+  /**
+   * How the metrics' readings of the queue decode packet headers: apart from the processor's,
+   * so that a scrape never waits behind the decoding of a running job.
+   */
+  readerDecode: DecodeContext;
   /** Equal for equal settings: a reload starts a queue's processor again only when it differs. */
   fingerprint: string;
 }

@@ -181,7 +181,7 @@ export class Supervisor {
         const read = await Promise.all(
           queues.map(async (q) => {
             try {
-              return { queue: q.name, status: (await readStatus(q.dir, q.opts.decode, Infinity)).status };
+              return { queue: q.name, status: (await readStatus(q.dir, q.readerDecode, Infinity)).status };
             } catch (e) {
               this.log.debug(`[${q.name}] no status for the metrics: ${describe(e)}`);
               return undefined;
