@@ -30,8 +30,8 @@ function works(file) {
   if (file.endsWith('.node')) {
     return spawnSync(process.execPath, ['-e', 'require(process.argv[1])', file], { stdio: 'ignore' }).status === 0;
   }
-  // Run with no input and no fd 3, it refuses to work (fspool-exec exits 127, as it does when it
-  // cannot exec). What tells is stderr: the dynamic loader names a missing library or a glibc
+  // Run with no input and no fd 3, it refuses to work (fspool-spawner exits at once without its
+  // socket). What tells is stderr: the dynamic loader names a missing library or a glibc
   // too old. (Another architecture or libc is caught by the addons, which then fail to load.)
   const r = spawnSync(file, [], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: 10_000 });
   return r.error === undefined && r.signal === null && !/error while loading shared libraries|not found \(required by|exec format error|cannot execute/i.test(r.stderr);

@@ -8,7 +8,7 @@ import { createFresh } from '../queue/jobfile.js';
 import { fdOffset } from '../sys/fd.js';
 import { type Delivery, deliver, type PayloadStream } from './deliver.js';
 import type { RunContext } from './context.js';
-import { ExecError } from './exec.js';
+import { ExecError } from '../sys/exec.js';
 import { judge, type Outcome } from './policy.js';
 import { Receiver } from './receiver.js';
 import { fileTail, StderrTail } from './stderrTail.js';

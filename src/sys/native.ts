@@ -1,6 +1,8 @@
 // Native code. fspool's own (binding.gyp: native/fspool_sys.c, the addon that gives flock(2),
-// pipe2(2), the terminal's width and CFB's XOR, and native/fspool_exec.c) and the addons of two dependencies,
-// better-sqlite3 and zstd-napi, whose JavaScript the build bundles into dist/.
+// pipe2(2), the spawner's start and requests (src/sys/spawner.ts), the terminal's width and
+// CFB's XOR, and native/fspool_spawner.c, the helper that starts fspool's children) and the
+// addons of two dependencies, better-sqlite3 and zstd-napi, whose JavaScript the build bundles
+// into dist/.
 //
 // Each binary is looked for where it was compiled on this machine first, then prebuilt:
 // - build/Release/NAME: fspool's own, compiled by node-gyp (`npm ci` in a clone, or an install
@@ -21,7 +23,17 @@ interface Sys {
   flock(fd: number, op: number): boolean;
   pipe(): [number, number];
   clearNonblock(fd: number): void;
-  reap(pid: number): boolean;
+  /** waitpid: true once reaped (or not our child); with `wait` false, false while it runs. */
+  reap(pid: number, wait: boolean): boolean;
+  /** posix_spawn native/fspool_spawner.c with a socket as its fd 3; our end back. */
+  spawnHelper(path: string): { pid: number; requestFd: number };
+  /** waitid without reaping: undefined while it runs, [code, signal] once exited, null if not ours. */
+  childStatus(pid: number): [number, number] | null | undefined;
+  /**
+   * Send a request (with fds as SCM_RIGHTS) on the helper's socket; read the reply if asked.
+   * Errors carry `syscall`: 'sendmsg' (the helper never had the request) or 'read'.
+   */
+  helperCall(fd: number, request: Buffer, fds: number[], wantReply: boolean): Buffer | undefined;
   /** The columns of the terminal on fd (ioctl TIOCGWINSZ), or undefined if it is none. */
   winsize(fd: number): number | undefined;
   /** See native/fspool_sys.c: turns ks = ECB(ct) into CFB plaintext in place; reg carries over. */
@@ -48,7 +60,7 @@ const found = new Map<string, string>();
 /**
  * `rel` in the package root: the nearest directory above this module that has it. A binary
  * of fspool's own, `build/Release/NAME`, may also be the prebuilt `prebuilds/PLATFORM-ARCH/NAME`.
- * Looked up once per process (a processor starts fspool-exec for every job).
+ * Looked up once per process.
  */
 export function packageFile(rel: string): string {
   const known = found.get(rel);
