@@ -311,6 +311,25 @@ describe('the spawner under qemu-user, which refuses CLONE_PARENT: its children 
     c.release();
   }, 60_000);
 
+  it('a spawner killed by someone: its running children are killed and end as lost; the next spawn starts another', async () => {
+    const sp = new Spawner(emulatedSpawner());
+    const before = new Set(helpersOf(process.pid, QEMU_COMM));
+    const done = run(sp, ['true'], [devnull, 'inherit', 'inherit']);
+    expect(await done.exited).toEqual({ code: 0, signal: null });
+    const c = run(sp, ['sleep', '30'], [devnull, 'inherit', 'inherit']);
+    const ours = helpersOf(process.pid, QEMU_COMM).filter((h) => !before.has(h));
+    expect(ours).toHaveLength(1);
+    process.kill(ours[0]!, 'SIGKILL');
+    const e = await c.exited;
+    expect(e.startError).toMatch(/fspool-spawner \(pid \d+\) died, and the command was killed with it/);
+    await waitFor('the orphan to die', () => !alive(c.pid!), 10_000);
+    c.release();
+    done.release();
+    const again = run(sp, ['sh', '-c', 'exit 5'], [devnull, 'inherit', 'inherit']);
+    expect(await again.exited).toEqual({ code: 5, signal: null });
+    again.release();
+  }, 60_000);
+
   it('bin/fspool: jobs succeed and fail by their exit status or signal; a missing command is fatal and keeps the job', () => {
     const emulated = fspoolWithEmulatedSpawner();
     const d = tempDir();
