@@ -14,12 +14,12 @@
  * receiver a pipe we have already read from, so we make our own, with O_CLOEXEC on both ends
  * so that no other child inherits them.
  *
- * spawnHelper, helperCall, reap: fspool starts its children through one small helper process
- * (native/fspool_spawner.c; spec/processing.md, "Starting a child"). The helper itself is
- * started with posix_spawn, which glibc implements with clone(CLONE_VM | CLONE_VFORK): no copy
- * of Node's memory, and nothing but async-signal-safe calls before the exec, as a parent with
- * threads (libuv's pool, V8's) requires. Requests go over a unix socket, with the child's fds
- * as SCM_RIGHTS, which Node cannot send.
+ * spawnHelper, helperCall, helperRecv, reap: fspool starts its children through one small
+ * helper process (native/fspool_spawner.c; spec/processing.md, "Starting a child"). The helper
+ * itself is started with posix_spawn, which glibc implements with clone(CLONE_VM |
+ * CLONE_VFORK): no copy of Node's memory, and nothing but async-signal-safe calls before the
+ * exec, as a parent with threads (libuv's pool, V8's) requires. Requests go over a unix
+ * socket, with the child's fds as SCM_RIGHTS, which Node cannot send.
  *
  * scanJobDir: a queue's jobs/ read and every job file lstat'ed in one call, for listings (see
  * the function).
@@ -282,6 +282,37 @@ static napi_value js_helper_call(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * helperRecv(fd, wait) -> the helper's next 16-byte record; with `wait` false, undefined if
+ * none has come. null at end of file (the helper is gone). A record is sent whole: once its
+ * first byte is here, the rest is read blocking.
+ */
+static napi_value js_helper_recv(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  int32_t fd;
+  bool wait = false;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_bool(env, argv[1], &wait) != napi_ok)
+    return throw_errno(env, EINVAL, "recv");
+  unsigned char rec[16];
+  size_t got = 0;
+  while (got < sizeof rec) {
+    ssize_t n = recv(fd, rec + got, sizeof rec - got, got == 0 && !wait ? MSG_DONTWAIT : 0);
+    if (n == -1 && errno == EINTR) continue;
+    if (n == -1 && got == 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return NULL;
+    if (n == -1) return throw_errno(env, errno, "recv");
+    if (n == 0) {
+      napi_get_null(env, &result);
+      return result;
+    }
+    got += (size_t)n;
+  }
+  void *data;
+  napi_create_buffer_copy(env, sizeof rec, rec, &data, &result);
+  return result;
+}
+
+/*
  * cfbXor(ks, ct, reg): the second half of CFB decryption (src/codec/seipd.ts). CFB decrypts
  * P[i] = E(C[i-1]) ^ C[i]; fspool has Node encrypt all of C with AES-ECB at once (pipelined
  * AES-NI, several times faster than OpenSSL's block-at-a-time CFB), which leaves ks[i] = E(C[i]).
@@ -491,6 +522,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "childStatus", fn);
   napi_create_function(env, "helperCall", NAPI_AUTO_LENGTH, js_helper_call, NULL, &fn);
   napi_set_named_property(env, exports, "helperCall", fn);
+  napi_create_function(env, "helperRecv", NAPI_AUTO_LENGTH, js_helper_recv, NULL, &fn);
+  napi_set_named_property(env, exports, "helperRecv", fn);
   napi_create_function(env, "cfbXor", NAPI_AUTO_LENGTH, js_cfb_xor, NULL, &fn);
   napi_set_named_property(env, exports, "cfbXor", fn);
   napi_create_function(env, "clearNonblock", NAPI_AUTO_LENGTH, js_clear_nonblock, NULL, &fn);
