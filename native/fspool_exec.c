@@ -7,9 +7,9 @@
  *      "ARGC\0ENVC\0GUARD\0" then ARGC strings and ENVC "NAME=value" strings, each ending in
  *      NUL; then it shuts down its side. GUARD is "1" if a guardian is wanted.
  *    We exec in place, so the receiver keeps this pid, process group (libuv made us a session
- *    and group leader) and stdio. fd 3 is made close-on-exec: if exec fails we write the
- *    reason to it and exit 127, and fspool reports "cannot run"; if exec succeeds fspool sees
- *    fd 3 close with nothing written.
+ *    and group leader) and stdio. fd 3 is made close-on-exec: if exec fails we write
+ *    "\002ERRNO\n" and the reason to it and exit 127, and fspool reports "cannot run"; if exec
+ *    succeeds fspool sees fd 3 close with nothing written.
  *
  * 2. The guardian (spec/processing.md, "If fspool dies"). When fspool dies, the kernel closes
  *    its files before anything else, and a receiver reading a pipe from fspool would see a
@@ -112,6 +112,8 @@ int main(void) {
     if (!(argv[i] = next_str(&p, end))) fail("fspool-exec: bad request");
   for (long i = 0; i < envc; i++)
     if (!(envp[i] = next_str(&p, end))) fail("fspool-exec: bad request");
+  /* Exactly the announced strings: anything left over means an entry was split somewhere. */
+  if (p != end) fail("fspool-exec: bad request");
 
   if (strcmp(g, "1") == 0) {
     pid_t pgid = getpgrp();
@@ -132,8 +134,11 @@ int main(void) {
   close(STDIN_COPY_FD);
   fcntl(CTL_FD, F_SETFD, FD_CLOEXEC);
   execvpe(argv[0], argv, envp);
+  /* \002 and the errno first, apart from the text: fspool tells E2BIG (the job's params and
+   * variables are too large) from a command that cannot be found or run. */
+  int err = errno;
   char msg[512];
-  snprintf(msg, sizeof msg, "%s: %s", argv[0], strerror(errno));
+  snprintf(msg, sizeof msg, "\002%d\n%s: %s", err, argv[0], strerror(err));
   fail(msg);
   return 127;
 }

@@ -13,6 +13,9 @@
  * expect a real pipe on stdin (they resize it with F_SETPIPE_SZ), and we must never hand a
  * receiver a pipe we have already read from, so we make our own, with O_CLOEXEC on both ends
  * so that no other child inherits them.
+ *
+ * ioctl(TIOCGWINSZ): the terminal's width for --help. Node offers it only through a tty stream
+ * on the fd, which would set O_NONBLOCK on the open file description the shell shares.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,6 +23,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <stdint.h>
@@ -129,6 +133,22 @@ static napi_value js_cfb_xor(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* winsize(fd) -> columns of the terminal on fd, or undefined when fd is not a terminal. */
+static napi_value js_winsize(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  int32_t fd;
+  struct winsize ws;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) return throw_errno(env, EINVAL, "winsize");
+  if (ioctl(fd, TIOCGWINSZ, &ws) != 0 || ws.ws_col == 0) {
+    napi_get_undefined(env, &result);
+    return result;
+  }
+  napi_create_int32(env, ws.ws_col, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, num;
   napi_create_function(env, "flock", NAPI_AUTO_LENGTH, js_flock, NULL, &fn);
@@ -141,6 +161,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "cfbXor", fn);
   napi_create_function(env, "clearNonblock", NAPI_AUTO_LENGTH, js_clear_nonblock, NULL, &fn);
   napi_set_named_property(env, exports, "clearNonblock", fn);
+  napi_create_function(env, "winsize", NAPI_AUTO_LENGTH, js_winsize, NULL, &fn);
+  napi_set_named_property(env, exports, "winsize", fn);
   napi_create_int32(env, LOCK_EX, &num);
   napi_set_named_property(env, exports, "LOCK_EX", num);
   napi_create_int32(env, LOCK_NB, &num);

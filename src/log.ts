@@ -15,9 +15,17 @@ export function enabled(level: Level): boolean {
   return LEVELS.indexOf(level) >= threshold;
 }
 
-function emit(level: Level, msg: string): void {
+/**
+ * Control characters (C0, DEL, C1) as `\xNN`: file names come from whoever feeds a queue, and
+ * an escape sequence or a newline in one must neither drive the terminal nor forge a line.
+ */
+export function printable(s: string): string {
+  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+function emit(level: Level, prefix: string, msg: string): void {
   if (!enabled(level)) return;
-  const line = `${level.toUpperCase().padStart(5)} fspool: ${msg.replace(/\n/g, ' ')}\n`;
+  const line = `${level.toUpperCase().padStart(5)} fspool: ${prefix}${printable(msg)}\n`;
   try {
     writeAll(2, Buffer.from(line));
   } catch {
@@ -25,10 +33,28 @@ function emit(level: Level, msg: string): void {
   }
 }
 
-export const log = {
-  trace: (m: string) => emit('trace', m),
-  debug: (m: string) => emit('debug', m),
-  info: (m: string) => emit('info', m),
-  warn: (m: string) => emit('warn', m),
-  error: (m: string) => emit('error', m),
-};
+/** Where a part of fspool reports; the threshold is the process's (-l), the prefix its own. */
+export interface Logger {
+  trace(m: string): void;
+  debug(m: string): void;
+  info(m: string): void;
+  warn(m: string): void;
+  error(m: string): void;
+}
+
+function logger(prefix: string): Logger {
+  return {
+    trace: (m) => emit('trace', prefix, m),
+    debug: (m) => emit('debug', prefix, m),
+    info: (m) => emit('info', prefix, m),
+    warn: (m) => emit('warn', prefix, m),
+    error: (m) => emit('error', prefix, m),
+  };
+}
+
+export const log: Logger = logger('');
+
+/** A logger whose lines name what they are about (`[queue] ...`): one of several running side by side. */
+export function labelled(label: string): Logger {
+  return logger(`[${printable(label)}] `);
+}

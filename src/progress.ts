@@ -1,9 +1,11 @@
-// A progress line on stderr for long payloads: bytes, rate, elapsed. Only when stderr is a
-// terminal, not with --quiet or a log level above INFO, and only once a transfer has run for a
-// second (short ones stay silent). Never on stdout. Written with write(2) like every other line.
-// No library: the ones that fit draw through process.stderr and cost start-up time.
-import { enabled } from './log.js';
-import { writeAll } from './sys/fd.js';
+// A progress line on stderr for long payloads: bytes, rate, elapsed, and with a known total its
+// percentage and the time left. Only when stderr is a terminal and not with --quiet (the log
+// level does not matter: -l warn hides events, not the line showing the transfer), and only
+// once a transfer has run for a second (short ones stay silent). Never on stdout. Written with
+// write(2) like every other line. No library: the ones that fit draw through process.stderr
+// and cost start-up time.
+import { fstatSync } from 'node:fs';
+import { fdOffset, writeAll } from './sys/fd.js';
 
 let quiet = false;
 export function setQuiet(q: boolean): void {
@@ -12,6 +14,7 @@ export function setQuiet(q: boolean): void {
 
 const DELAY_MS = 1000;
 const EVERY_MS = 250;
+const CLEAR = '\r\x1b[K';
 
 function size(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -23,20 +26,52 @@ function size(n: number): string {
   return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
+function duration(secs: number): string {
+  const s = Math.round(secs);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/** What the line says: label, bytes, and with a total the share done and the time left. */
+export function progressLine(label: string, bytes: number, total: number | undefined, secs: number): string {
+  const rate = bytes / Math.max(secs, 0.001);
+  if (!total) return `${label}: ${size(bytes)}, ${size(rate)}/s, ${duration(secs)}`;
+  const pct = Math.min(100, Math.floor((100 * bytes) / total));
+  const left = bytes >= total ? 'done' : rate > 0 ? `${duration((total - bytes) / rate)} left` : 'time left unknown';
+  return `${label}: ${size(bytes)} of ${size(total)} (${pct}%), ${size(rate)}/s, ${duration(secs)}, ${left}`;
+}
+
+/**
+ * The bytes a copy from `fd` will move, when fd is a regular file: from `from` (default: its
+ * offset now) to the end. Undefined for a pipe or a terminal, whose length nobody knows.
+ */
+export function bytesLeft(fd: number, from?: number): number | undefined {
+  try {
+    const st = fstatSync(fd);
+    return st.isFile() ? Math.max(0, st.size - (from ?? fdOffset(fd))) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export class Progress {
   private bytes = 0;
   private readonly start = Date.now();
   private last = 0;
   private shown = false;
+  /** Other output on the terminal left a line unfinished: drawing now would erase it. */
+  private held = false;
+  private finished = false;
 
   private constructor(
     private readonly label: string,
     private readonly total: number | undefined,
   ) {}
 
-  /** A progress reporter, or undefined when none should be shown. */
+  /** A progress reporter, or undefined when none should be shown. `total`: the bytes expected, if known. */
   static start(label: string, total?: number): Progress | undefined {
-    if (quiet || !enabled('info')) return undefined;
+    if (quiet) return undefined;
     const tty = process.getBuiltinModule('node:tty') as typeof import('node:tty');
     return tty.isatty(2) ? new Progress(label, total) : undefined;
   }
@@ -53,20 +88,41 @@ export class Progress {
     this.draw(now);
   }
 
-  /** The final figures, if a line was shown at all, and a newline. */
-  done(): void {
-    if (!this.shown) return;
-    this.draw(Date.now());
-    writeAll(2, Buffer.from('\n'));
+  /**
+   * Pass other output (a receiver's stderr) through to the terminal without running into the
+   * line: erase it, write, and draw it again once the output has ended its line.
+   */
+  around(chunk: Buffer, write: () => void): void {
+    if (this.finished || chunk.length === 0) return write();
+    if (this.shown && !this.held) this.put(CLEAR);
+    write();
+    this.held = chunk[chunk.length - 1] !== 0x0a;
+    if (this.shown && !this.held) this.draw(Date.now());
+  }
+
+  /** The final figures (`bytes`: the count at the end, if the last set() was not), if a line was shown at all, and a newline. */
+  done(bytes?: number): void {
+    if (this.finished) return;
+    if (bytes !== undefined) this.bytes = bytes;
+    if (this.shown) {
+      // Someone else's unfinished line: end it rather than draw over it.
+      if (this.held) this.put('\n');
+      this.held = false;
+      this.draw(Date.now());
+      this.put('\n');
+    }
+    this.finished = true;
   }
 
   private draw(now: number): void {
-    const secs = Math.max((now - this.start) / 1000, 0.001);
-    const of = this.total ? ` of ${size(this.total)} (${Math.floor((100 * this.bytes) / this.total)}%)` : '';
-    const line = `${this.label}: ${size(this.bytes)}${of}, ${size(this.bytes / secs)}/s, ${Math.round(secs)}s`;
+    if (this.held || this.finished) return;
     this.shown = true;
+    this.put(`${CLEAR}${progressLine(this.label, this.bytes, this.total, (now - this.start) / 1000)}`);
+  }
+
+  private put(s: string): void {
     try {
-      writeAll(2, Buffer.from(`\r\x1b[K${line}`));
+      writeAll(2, Buffer.from(s));
     } catch {
       /* stderr gone: progress is not worth failing for */
     }

@@ -88,7 +88,7 @@ describe('progress', () => {
     writeFileSync(join(dir, 'big'), Buffer.alloc(3_000_000));
     expect(fspool(['enqueue', '-q', q, '-s', '-', '-i', join(dir, 'big')]).code).toBe(0);
     const r = onTerminal(`${FSPOOL} queue-process -q ${q} sh -- -c 'for i in $(seq 15); do dd bs=200000 count=1 status=none of=/dev/null; sleep 0.1; done'`);
-    expect(r.stdout.toString()).toMatch(/job 1: [\d.]+ [KM]iB/);
+    expect(r.stdout.toString()).toMatch(/job 1 \(sh\): [\d.]+ [KM]iB of 2\.9 MiB/);
   });
 });
 

@@ -500,10 +500,10 @@ describe('prepare killed after its last byte, delivered anyway by a pipeline', (
     expect(fspool(['queue-write', '-q', q], { input: second.stdout }).code).toBe(0);
     const r = run();
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/stale job file .*: seq 1 is below the queue's next seq 2; not run \(remove it\)/);
+    expect(r.stderr).toMatch(/stale job file .*: seq 1 is below the queue's next seq 2; not run: it never ran here; if its sender restarted its numbering, queue-set-next 1 runs it/);
     expect(readFileSync(log, 'utf8')).toBe(`1:${hash16(Buffer.from('first try\n'))}\n`);
     const c = fspool(['queue-clean', '-q', q], { env: e });
     expect(c.code).toBe(0);
-    expect(c.stderr).toMatch(/kept .* \(seq 1: stale, not known as processed\); --stale removes it/);
+    expect(c.stderr).toMatch(/kept .* \(seq 1: its packet never ran here\): if its sender restarted its numbering, queue-set-next 1 runs it; --stale --force removes it/);
   });
 });

@@ -283,7 +283,7 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     expect(complete, `stdout got a complete packet (${leaked.length} bytes) with seq 5 although 5 was not consumed`).toBe(false);
   });
 
-  it('queue-process with nextseq on a full filesystem: the job ran, nextseq cannot advance: exit 1, the job kept, nextseq unchanged; a re-run finishes', () => {
+  it('queue-process on a file system that fills during a job: that job is recorded once, the next is not started until there is room', () => {
     const fs = tinyFs();
     const q = makeQueue(fs);
     const seqfile = join(tempDir('fspool-procfull-'), 'seq');
@@ -298,17 +298,18 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     expect(r.code, r.stderr).toBe(1);
     const lines = r.stderr.split('\n').filter((l) => l.trim().length > 0);
     expect(lines.filter((l) => l.startsWith('Error: '))).toHaveLength(1);
-    expect(lines[lines.length - 1]).toMatch(/^Error: .*no space left on device/i);
+    expect(lines[lines.length - 1]).toMatch(/^Error: no space left on device: .* free on the file system of .*; free some space; job 2 was not run/i);
     expect(r.stderr).not.toMatch(/^\s+at |node:internal|FATAL/m);
-    expect(queueNext(q)).toBe('1\n');
+    // Job 1's next seq was written before it ran: its completion needed no space.
+    expect(queueNext(q)).toBe('2\n');
     expect(existsSync(join(q, 'nextseq.temp'))).toBe(false);
-    expect(jobsDir(q)).toEqual(jobs);
+    expect(jobsDir(q)).toHaveLength(1);
 
-    // Room again: the next run starts at seq 1 again (at-least-once), then runs 2.
+    // Room again: job 2 runs, and job 1 never runs again.
     unlinkSync(join(fs, 'filler'));
     const again = run(['queue-process', '-q', q, '--', 'sh', '-c', `printf '%s %s\\n' "$FSPL_SEQ" "$(cat)" >> ${log}`]);
     expect(again.code, again.stderr).toBe(0);
-    expect(readFileSync(log, 'utf8')).toBe('1 one\n1 one\n2 two\n');
+    expect(readFileSync(log, 'utf8')).toBe('1 one\n2 two\n');
     expect(queueNext(q)).toBe('3\n');
     expect(jobsDir(q)).toEqual([]);
   });
@@ -318,10 +319,11 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     // "write: no space left on device" does not say that job 1 ran and will run again.
     const fs = tinyFs();
     const q = makeQueue(fs);
-    queueWrite(q, run(['prepare', '-s', '-', '-i', '-'], { input: 'one\n' }).stdout);
+    const seq = join(tempDir('fspool-names-'), 'seq');
+    for (const p of ['one', 'two']) queueWrite(q, run(['prepare', '-s', seq, '-i', '-'], { input: `${p}\n` }).stdout);
     const proc = run(['queue-process', '-q', q, '--', 'sh', '-c', `cat >/dev/null; head -c 1048576 /dev/zero > ${fs}/filler 2>/dev/null; exit 0`]);
     expect(proc.code).toBe(1);
-    expect.soft(proc.stderr.trim().split('\n').pop(), 'queue-process names nextseq').toMatch(/nextseq/);
+    expect.soft(proc.stderr.trim().split('\n').pop(), 'queue-process names the queue and the job it did not run').toMatch(new RegExp(`file system of ${q}.*job 2 was not run`));
 
     const seqfile = join(fs, 'seq');
     // The fs is full now: the seqfile cannot even be created.

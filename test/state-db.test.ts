@@ -367,10 +367,10 @@ describe('queue-history', () => {
 });
 
 describe('--json schema', () => {
-  const JOB_KEYS = ['ctime', 'file', 'packet', 'path', 'seq', 'type'];
+  const JOB_KEYS = ['ctime', 'ctime_epoch', 'file', 'packet', 'path', 'seq', 'size', 'type'];
   const RUN_KEYS = [
-    'action', 'attempt', 'bytes', 'commit', 'ctime', 'detail', 'duration_ms', 'ended_at', 'exit_code', 'file', 'id', 'moved_to', 'order_by', 'outcome',
-    'packet', 'pid', 'seq', 'signal', 'started_at', 'stderr_tail',
+    'action', 'attempt', 'bytes', 'commit', 'ctime', 'ctime_epoch', 'detail', 'duration_ms', 'ended_at', 'ended_at_epoch', 'exit_code', 'file', 'id',
+    'moved_to', 'order_by', 'outcome', 'packet', 'pid', 'seq', 'signal', 'started_at', 'started_at_epoch', 'stderr_tail',
   ];
 
   it('queue-ls, queue-info, queue-status and queue-history: the documented keys, exact u64 seqs, bytes that are not UTF-8', () => {
@@ -390,8 +390,10 @@ describe('--json schema', () => {
     expect(Object.keys(l).sort()).toEqual(['jobs', 'kind', 'next_seq', 'queue', 'unreadable', 'version']);
     expect(l).toMatchObject({ version: 1, kind: 'queue-ls', next_seq: 1 });
     expect(Object.keys(l.jobs[0]).sort()).toEqual(JOB_KEYS);
-    expect(l.jobs[0]).toMatchObject({ file: name, type: 'command', path: `${q.q}/jobs/${name}` });
+    expect(l.jobs[0]).toMatchObject({ file: name, type: 'command', path: `${q.q}/jobs/${name}`, size: r.stdout.length });
     expect(Object.keys(l.jobs[0].ctime).sort()).toEqual(['local', 'nanos', 'secs', 'utc']);
+    expect(l.jobs[0].ctime_epoch).toBe(l.jobs[0].ctime.secs);
+    expect(Math.abs(l.jobs[0].ctime_epoch - Date.now() / 1000)).toBeLessThan(600);
     expect(l.unreadable).toEqual([expect.objectContaining({ error: 'not a filespooler packet (bad magic; not zstd or OpenPGP either)' })]);
 
     const info = ok(['queue-info', '-q', q.q, '-j', big, '--json']);
@@ -413,6 +415,10 @@ describe('--json schema', () => {
     expect(proc(q, ['-n', '1']).code).toBe(0);
     const h = json(ok(['queue-history', '-q', q.q, '--json']));
     expect(Object.keys(h.runs[0]).sort()).toEqual(RUN_KEYS.sort());
+    // the *_epoch fields are the same instants as the RFC 3339 strings, in seconds
+    expect(h.runs[0].started_at_epoch).toBe(Date.parse(h.runs[0].started_at) / 1000);
+    expect(h.runs[0].ended_at_epoch).toBe(Date.parse(h.runs[0].ended_at) / 1000);
+    expect(h.runs[0].ended_at_epoch - h.runs[0].started_at_epoch).toBeCloseTo(h.runs[0].duration_ms / 1000, 3);
   });
 
   it('bytes that are not UTF-8 come as {"base64": ...}', () => {
@@ -427,33 +433,43 @@ describe('--json schema', () => {
 });
 
 describe('queue-clean', () => {
-  it('removes copies of processed packets; stale files that never ran only with --stale; --dry-run removes nothing', () => {
+  it('removes copies of processed packets; --stale those that ran and failed; --stale --force those that never ran; --dry-run removes nothing', () => {
     const q = setup('fspool-clean-');
     const p1 = packet(q, 1, 'p1');
     put(q, p1);
     expect(proc(q, []).code).toBe(0);
     const copy = put(q, p1); // a late second delivery of a packet that ran
+    put(q, packet(q, 2, 'p2'));
+    expect(proc(q, ['--on-error', 'leave'], 'cat > /dev/null; exit 3').code).toBe(0); // 2 fails, kept
+    const failed = jobs(q).find((n) => n !== copy)!;
     const never = put(q, packet(q, 5, 'p5'));
     ok(['queue-set-next', '-q', q.q, '7']); // 5 will never run now
 
     // Processing never runs them, and says which is which.
     const r = proc(q, []);
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(new RegExp(`stale job file .*${copy}: seq 1 .*not run \\(it succeeded at .*; queue-clean removes it\\)`));
-    expect(r.stderr).toMatch(new RegExp(`stale job file .*${never}: seq 5 .*not run \\(remove it\\)`));
+    expect(r.stderr).toMatch(new RegExp(`INFO fspool: stale job file .*${copy}: seq 1 .*not run \\(it succeeded at .*; queue-clean removes it\\)`));
+    expect(r.stderr).toMatch(new RegExp(`INFO fspool: stale job file .*${failed}: seq 2 .*not run \\(it ran at .*, exit-code, and the queue moved past it; queue-clean --stale removes it\\)`));
+    expect(r.stderr).toMatch(new RegExp(`WARN fspool: stale job file .*${never}: seq 5 .*not run: it never ran here; if its sender restarted its numbering, queue-set-next 5 runs it`));
     expect(logOf(q)).toBe(lines('1:p1'));
 
     const dry = ok(['queue-clean', '-q', q.q, '--dry-run']);
     expect(dry.stdout.toString()).toMatch(new RegExp(`^would remove .*${copy} \\(seq 1: copy of a packet processed `));
-    expect(jobs(q)).toHaveLength(2);
+    expect(jobs(q)).toHaveLength(3);
 
     const clean = ok(['queue-clean', '-q', q.q]);
     expect(clean.stdout.toString()).toMatch(new RegExp(`^removed .*${copy} \\(seq 1: copy of a packet processed .*\\)\\n$`));
-    expect(clean.stderr).toMatch(new RegExp(`kept .*${never} \\(seq 5: stale, not known as processed\\); --stale removes it`));
+    expect(clean.stderr).toMatch(new RegExp(`kept .*${failed} \\(seq 2: its packet ran .* \\(exit-code\\) and the queue moved past it\\); --stale removes it`));
+    expect(clean.stderr).toMatch(new RegExp(`kept .*${never} \\(seq 5: its packet never ran here\\): .*--stale --force removes it`));
+    expect(jobs(q).sort()).toEqual([failed, never].sort());
+
+    const stale = ok(['queue-clean', '-q', q.q, '--stale']);
+    expect(stale.stdout.toString()).toMatch(new RegExp(`^removed .*${failed} \\(seq 2: `));
     expect(jobs(q)).toEqual([never]);
 
-    const all = ok(['queue-clean', '-q', q.q, '--stale']);
-    expect(all.stdout.toString()).toMatch(new RegExp(`^removed .*${never} \\(seq 5: stale, not known as processed\\)\\n$`));
+    expect(fspool(['queue-clean', '-q', q.q, '--force']).code).toBe(2);
+    const all = ok(['queue-clean', '-q', q.q, '--stale', '--force']);
+    expect(all.stdout.toString()).toMatch(new RegExp(`^removed .*${never} \\(seq 5: its packet never ran here\\)\\n$`));
     expect(jobs(q)).toEqual([]);
   });
 

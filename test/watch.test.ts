@@ -30,7 +30,7 @@ const lines = (f: string) => (existsSync(f) ? readFileSync(f, 'utf8').trim().spl
 const lockFree = (q: string) => lockHolder(join(q, 'nextseq.lock')).pid === undefined;
 
 describe('queue-process --watch', () => {
-  it('runs packets as they land, in order, each within a second, and holds the lock meanwhile', async () => {
+  it('runs packets as they land (announced by inotify, long before the rescan), in order, and holds the lock meanwhile', async () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const log = join(dir, 'log');
@@ -47,8 +47,9 @@ describe('queue-process --watch', () => {
       const t0 = Date.now();
       queueWrite(q, packets[i]!);
       const want = i === 0 ? 2 : i === 3 ? 2 : 4;
-      await until(`${want} jobs run`, () => lines(log).length >= want, 5000);
-      expect(Date.now() - t0).toBeLessThan(1000);
+      await until(`${want} jobs run`, () => lines(log).length >= want, 30_000);
+      // The rescan is a minute away: only the arrival itself can have woken the watcher.
+      expect(Date.now() - t0).toBeLessThan(30_000);
     }
     expect(lines(log)).toEqual(['1 p1', '2 p2', '3 p3', '4 p4']);
     expect(lockFree(q)).toBe(false);
@@ -59,16 +60,37 @@ describe('queue-process --watch', () => {
     expect(readFileSync(join(q, 'nextseq'), 'latin1')).toBe('5\n');
   });
 
-  it('SIGTERM mid-job: the receiver gets it, the job stays queued, and the next start runs it', async () => {
+  it('SIGTERM mid-job: no new job starts, the running one finishes, the watch ends (143)', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const mark = join(dir, 'mark');
+    const seq = join(dir, 'seq');
+    for (const p of ['one', 'two']) queueWrite(q, preparePacket(['-s', seq, '-i', '-'], p));
+    const script = `echo "start $FSPL_SEQ" >> ${mark}; cat > /dev/null; sleep 1; echo "end $FSPL_SEQ" >> ${mark}`;
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', 'sh', '--', '-c', script]);
+    started.push(w.pid);
+    await until('the job to start', () => lines(mark).includes('start 1'));
+    process.kill(w.pid, 'SIGTERM');
+    const r = await w.done;
+    expect(r.code, r.stderr).toBe(143);
+    expect(lines(mark)).toEqual(['start 1', 'end 1']);
+    expect(r.stderr).toMatch(/job 1 .* succeeded/);
+    expect(readFileSync(join(q, 'nextseq'), 'latin1')).toBe('2\n');
+    expect(lockFree(q)).toBe(true);
+  });
+
+  it('SIGTERM mid-job with --stop-timeout: the receiver gets it once the timeout is over; the job stays queued and the next start runs it', async () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const mark = join(dir, 'mark');
     queueWrite(q, preparePacket(['-s', '-', '-i', '-'], 'slow'));
     const script = `trap 'echo term >> ${mark}; exit 9' TERM; echo start >> ${mark}; cat > /dev/null; sleep 30 & wait`;
-    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', 'sh', '--', '-c', script]);
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--stop-timeout', '1', 'sh', '--', '-c', script]);
     started.push(w.pid);
     await until('the job to start', () => lines(mark).includes('start'));
     process.kill(w.pid, 'SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(lines(mark), 'not before the stop timeout').toEqual(['start']);
     const r = await w.done;
     expect(r.code).toBe(143);
     expect(lines(mark)).toEqual(['start', 'term']);
@@ -81,28 +103,58 @@ describe('queue-process --watch', () => {
     expect(again.stdout.toString()).toBe('slow');
   });
 
-  it('a failing job (retry) does not end the watch: it is tried again when the next packet lands', async () => {
+  it('a second SIGTERM interrupts the running job at once', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const mark = join(dir, 'mark');
+    queueWrite(q, preparePacket(['-s', '-', '-i', '-'], 'slow'));
+    const script = `trap 'echo term >> ${mark}; exit 9' TERM; echo start >> ${mark}; cat > /dev/null; sleep 30 & wait`;
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', 'sh', '--', '-c', script]);
+    started.push(w.pid);
+    await until('the job to start', () => lines(mark).includes('start'));
+    process.kill(w.pid, 'SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(w.pid, 'SIGTERM');
+    const r = await w.done;
+    expect(r.code).toBe(143);
+    expect(lines(mark)).toEqual(['start', 'term']);
+    expect(readFileSync(join(q, 'nextseq'), 'latin1')).toBe('1\n');
+  });
+
+  it('a failing job (retry) does not end the watch: it is tried again after a pause that doubles, and reported once', async () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const log = join(dir, 'log');
+    const tries = join(dir, 'tries');
     const gate = join(dir, 'gate');
     const seq = join(dir, 'seq');
     // the receiver fails until the gate file exists
-    const script = `test -e ${gate} || exit 3; echo "$FSPL_SEQ" >> ${log}`;
+    const script = `echo x >> ${tries}; test -e ${gate} || exit 3; echo "$FSPL_SEQ" >> ${log}`;
     queueWrite(q, preparePacket(['-s', seq]));
-    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '60', 'sh', '--', '-c', script]);
+    // A rescan every second, and new packets landing: neither may bring the next try forward.
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '1', '--backoff', '1', 'sh', '--', '-c', script]);
     started.push(w.pid);
-    // Give the first pass time to run the job and fail: nothing may be logged.
-    await new Promise((r) => setTimeout(r, 800));
+    const t0 = Date.now();
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      queueWrite(q, preparePacket(['-s', seq]));
+    }
+    await until('10 seconds of watching', () => Date.now() - t0 >= 10_000, 20_000);
+    // Tries at about 0, 1, 3, 7 s (the pause doubles from --backoff): never one per rescan.
+    const n = lines(tries).length;
+    expect(n).toBeGreaterThanOrEqual(2);
+    expect(n).toBeLessThanOrEqual(5);
     expect(lines(log)).toEqual([]);
     writeFileSync(gate, '');
-    queueWrite(q, preparePacket(['-s', seq]));
-    await until('both jobs to run', () => lines(log).length === 2, 5000);
-    expect(lines(log)).toEqual(['1', '2']);
+    await until('the jobs to run once the failing one succeeds', () => lines(log).length === 6, 30_000);
+    expect(lines(log)).toEqual(['1', '2', '3', '4', '5', '6']);
     process.kill(w.pid, 'SIGTERM');
     const r = await w.done;
-    expect(r.stderr).toMatch(/job 1 .* failed: command exited with status 3/);
-    expect(r.stderr).toMatch(/watching on/);
+    expect(r.code).toBe(143);
+    // One ERROR per try of the job, and the stop it caused reported once, not once per look.
+    expect(r.stderr.match(/job 1 .* failed: command exited with status 3/g)?.length).toBe(n);
+    expect(r.stderr.match(/watching on/g)?.length).toBe(1);
+    expect(r.stderr).toMatch(/tried again in 2s \(failure 2 in a row\)/);
   });
 
   it('the rescan finds packets no event announced (jobs/ replaced under the watcher)', async () => {

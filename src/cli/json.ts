@@ -2,6 +2,7 @@
 // documented in spec/json.md. Every document is one JSON object on one line with
 // "version": 1 and "kind": the command. Sequence numbers are u64 and are written as exact JSON
 // integers (JSON has no limit; a reader in JavaScript loses precision above 2^53).
+import { lstatSync } from 'node:fs';
 import { rfc3339Local, rfc3339Utc } from '../packet/jobenv.js';
 import type { Header } from '../packet/header.js';
 import { packetId, type RunRow } from '../queue/journal.js';
@@ -39,13 +40,22 @@ export function bytesJson(b: Buffer): string | { base64: string } {
 
 export const msIso = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
 
+/** The same time as seconds since the epoch (the `*_epoch` fields), for arithmetic in jq. */
+export const msEpoch = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : ms / 1000);
+
+/** A time in milliseconds as the pair of fields NAME and NAME_epoch. */
+export const msTime = (name: string, ms: number | null | undefined) => ({ [name]: msIso(ms), [`${name}_epoch`]: msEpoch(ms) });
+
+/** The job file's size in bytes; null if it went away meanwhile. */
+const fileSize = (path: string) => lstatSync(path, { throwIfNoEntry: false })?.size ?? null;
+
 export function ctimeJson(secs: bigint, nanos: number) {
   return { secs, nanos, utc: rfc3339Utc(secs), local: rfc3339Local(secs) };
 }
 
 /** What every document says about a job file. */
 export function jobJson(h: Header, file: string, path: string, packet: string) {
-  return { seq: h.seq, file, path, ctime: ctimeJson(h.ctimeSecs, h.ctimeNanos), type: h.cmd.kind.toLowerCase(), packet };
+  return { seq: h.seq, file, path, size: fileSize(path), ctime: ctimeJson(h.ctimeSecs, h.ctimeNanos), ctime_epoch: h.ctimeSecs, type: h.cmd.kind.toLowerCase(), packet };
 }
 
 export function runJson(r: RunRow) {
@@ -55,11 +65,12 @@ export function runJson(r: RunRow) {
     file: r.file,
     packet: r.packet,
     ctime: ctimeJson(r.ctimeSecs, r.ctimeNanos),
+    ctime_epoch: r.ctimeSecs,
     attempt: r.attempt,
     order_by: r.orderBy,
     pid: r.pid,
-    started_at: msIso(r.startedAt),
-    ended_at: msIso(r.endedAt),
+    ...msTime('started_at', r.startedAt),
+    ...msTime('ended_at', r.endedAt),
     duration_ms: r.endedAt === null ? null : r.endedAt - r.startedAt,
     outcome: r.outcome,
     exit_code: r.exitCode,

@@ -1,7 +1,7 @@
 // fspool's command line: fspl 1.2's subcommands, flags and exit codes (spec/exit-codes.md).
 import yargs, { type MiddlewareFunction } from 'yargs';
 import { describe, FspoolError, UsageError } from '../errors.js';
-import { type Level, LEVELS, log, setLogLevel } from '../log.js';
+import { type Level, LEVELS, log, printable, setLogLevel } from '../log.js';
 import { PacketError } from '../packet/codec.js';
 import { setQuiet } from '../progress.js';
 import { isUtf8, rawArgs } from '../sys/argv.js';
@@ -12,9 +12,10 @@ import { enqueueCmd, prepareCmd, prepareFail, prepareGetNextCmd, prepareNop, pre
 import { queueProcess, stdinProcess } from './commands/process.js';
 import { queueGetNext, queueInit, queueSetNext, queueWrite } from './commands/queueAdmin.js';
 import { queueInfo, queueLs, queuePayload } from './commands/queueRead.js';
-import { queueClean, queueHistory, queueStatusCmd } from './commands/queueState.js';
+import { NAGIOS_UNKNOWN, queueClean, queueHistory, queueStatusCmd } from './commands/queueState.js';
 import { stdinInfo, stdinPayload } from './commands/stdin.js';
-import { choice } from './options.js';
+import type { HelpSource, ProgramHelp } from './help.js';
+import { choiceOption, type OptionDef, type Subcommand } from './options.js';
 
 declare const FSPOOL_VERSION: string;
 
@@ -26,7 +27,114 @@ It reads and writes the packet format of Filespooler by John Goerzen (GPL-3.0-or
 and shares no code with it.
 `;
 
-function exitWith(e: unknown): never {
+const DESCRIBE = 'Sequential, distributed, POSIX-style job queue processing (Filespooler 1.2 compatible)';
+const EPILOG = 'Exit status: 0 success or nothing to do; 1 error; 2 usage error; 128+N interrupted by signal N; queue-status: 3 stalled, 4 failing (--nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).';
+
+/** Options every subcommand takes. */
+const GLOBALS = {
+  'log-level': choiceOption('log-level', LEVELS, {
+    alias: 'l',
+    global: true,
+    default: 'info',
+    value: 'LEVEL',
+    describe: 'Logging (to stderr) level',
+  }),
+  quiet: { type: 'boolean', nargs: 0, global: true, default: false, describe: 'No progress lines on stderr' },
+  help: { alias: 'h', type: 'boolean', nargs: 0, global: true, describe: `Show help (also: fspool help SUBCOMMAND)` },
+  version: { alias: 'V', type: 'boolean', nargs: 0, describe: 'Print version information' },
+} satisfies Record<string, OptionDef>;
+
+const showLicense: Subcommand = {
+  command: 'show-license',
+  describe: 'Show the license information',
+  builder: (y) => y.example('$0 show-license', ''),
+  handler: () => print(LICENSE),
+};
+
+/** yargs' own subcommand (.completion below); here for help. */
+const completion: HelpSource = {
+  command: 'completion',
+  describe: 'Print a shell completion script for bash, or zsh when $SHELL is zsh: subcommands, options and their values',
+  builder: (y) => y.example('$0 completion >> ~/.bashrc', 'bash').example('SHELL=zsh $0 completion >> ~/.zshrc', 'zsh'),
+};
+
+const help: Subcommand<{ subcommand?: string }> = {
+  command: 'help [subcommand]',
+  describe: 'Show the help of a subcommand, or this list',
+  builder: (y) =>
+    y.positional('subcommand', { type: 'string', describe: 'The subcommand', choices: COMMANDS.map((c) => String(c.command).split(' ')[0]!) }).example('$0 help queue-ls', ''),
+  handler: async (a) => showHelp(await helpModel(), a.subcommand),
+};
+
+/** Every subcommand, in the order help lists them. */
+export const COMMANDS: HelpSource[] = [
+  enqueueCmd,
+  genFilename,
+  genUuid,
+  prepareCmd,
+  prepareFail,
+  prepareGetNextCmd,
+  prepareNop,
+  prepareSetNextCmd,
+  queueClean,
+  queueGetNext,
+  queueHistory,
+  queueInfo,
+  queueInit,
+  queueLs,
+  queuePayload,
+  queueProcess,
+  queueSetNext,
+  queueStatusCmd,
+  queueWrite,
+  showLicense,
+  stdinInfo,
+  stdinPayload,
+  stdinProcess,
+  completion,
+  help,
+] as HelpSource[];
+
+// Help and the explaining of usage errors are loaded only when needed (dynamic imports are
+// lazy in the bundle): the other runs need neither, and start-up time counts.
+
+/** What help and the man page show: the subcommands as their builders declare them. */
+export async function helpModel(): Promise<ProgramHelp> {
+  const { programHelp } = await import('./help.js');
+  return programHelp({ describe: DESCRIBE, epilog: EPILOG, commands: COMMANDS, globals: GLOBALS });
+}
+
+async function showHelp(model: ProgramHelp, subcommand: string | undefined): Promise<void> {
+  const { helpWidth, renderCommand, renderProgram } = await import('./help.js');
+  const width = helpWidth(process.env);
+  const cmd = model.commands.find((c) => c.name === subcommand);
+  print(cmd ? renderCommand(cmd, model.globals, width) : renderProgram(model, width));
+}
+
+/** A usage error from yargs' parser, to be said in fspool's words when it can (src/cli/suggest.ts). */
+class ParseError extends UsageError {}
+
+async function explained(e: unknown, args: string[]): Promise<unknown> {
+  if (!(e instanceof ParseError)) return e;
+  const { explainUsage } = await import('./suggest.js');
+  return new UsageError(explainUsage(args, await helpModel()) ?? e.message);
+}
+
+/**
+ * `-h`/`--help` anywhere before `--`: help for the subcommand named, shown before yargs
+ * parses, so that a missing required option does not stand in its way.
+ */
+function helpAsked(args: string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--help' || a === '-h');
+}
+
+function exitWith(e: unknown, args: string[]): never {
+  if (e instanceof UsageError && nagios(args)) {
+    // A Nagios plugin's output is its stdout; a check that cannot run is UNKNOWN.
+    print(`FSPOOL ${NAGIOS_UNKNOWN.state} - ${e.message}\n`);
+    process.exit(NAGIOS_UNKNOWN.code);
+  }
   if (e instanceof UsageError) {
     writeErr(`error: ${e.message}\n\nFor more information try --help\n`);
     process.exit(2);
@@ -39,9 +147,22 @@ function exitWith(e: unknown): never {
   process.exit(1);
 }
 
+/**
+ * yargs offers `--l` for `-l` when the word so far is `--`, and nothing for a word that matches
+ * no option: keep what can be typed.
+ */
+function completions(items: string[], current: string): string[] {
+  return items.filter((w) => !/^--.$/.test(w) && w.startsWith(current));
+}
+
+function nagios(args: string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).includes('--nagios');
+}
+
 function writeErr(s: string): void {
   try {
-    writeAll(2, Buffer.from(s));
+    writeAll(2, Buffer.from(s.split('\n').map(printable).join('\n')));
   } catch {
     /* nowhere to report */
   }
@@ -63,8 +184,16 @@ function refuseNonUtf8(args: string[]): void {
 export async function main(args: string[]): Promise<void> {
   try {
     refuseNonUtf8(args);
+    if (helpAsked(args) && args[0] !== '--get-yargs-completions') {
+      const model = await helpModel();
+      const { subcommandOf, unknownSubcommand } = await import('./suggest.js');
+      const sub = subcommandOf(args, model);
+      if (sub && !model.commands.some((c) => c.name === sub.word)) throw new UsageError(unknownSubcommand(sub.word, model));
+      await showHelp(model, sub?.word);
+      process.exit(0);
+    }
   } catch (e) {
-    exitWith(e);
+    exitWith(e, args);
   }
   const cli = yargs(args)
     .scriptName('fspool')
@@ -80,17 +209,8 @@ export async function main(args: string[]): Promise<void> {
       'duplicate-arguments-array': true,
       'strip-aliased': true,
     })
-    .usage('$0 [-l LEVEL] <SUBCOMMAND> [OPTIONS]\n\nSequential, distributed, POSIX-style job queue processing (Filespooler 1.2 compatible)')
-    .option('log-level', {
-      alias: 'l',
-      type: 'string',
-      requiresArg: true,
-      global: true,
-      default: 'info',
-      coerce: choice('--log-level', LEVELS),
-      describe: 'Logging (to stderr) level: TRACE, DEBUG, INFO, WARN, ERROR',
-    })
-    .option('quiet', { type: 'boolean', nargs: 0, global: true, default: false, describe: 'No progress lines on stderr' })
+    .option('log-level', GLOBALS['log-level'])
+    .option('quiet', GLOBALS.quiet)
     .middleware(((a: Record<string, unknown>, y: unknown) => {
       // yargs renders the whole help text after starting every command, to show it if the
       // command fails; fspool never shows help on failure, and the rendering is a sixth of
@@ -103,53 +223,27 @@ export async function main(args: string[]): Promise<void> {
       setLogLevel(a['log-level'] as Level);
       setQuiet(a.quiet === true);
     }) as unknown as MiddlewareFunction)
-    .command(enqueueCmd)
-    .command(genFilename)
-    .command(genUuid)
-    .command(prepareCmd)
-    .command(prepareFail)
-    .command(prepareGetNextCmd)
-    .command(prepareNop)
-    .command(prepareSetNextCmd)
-    .command(queueClean)
-    .command(queueGetNext)
-    .command(queueHistory)
-    .command(queueInfo)
-    .command(queueInit)
-    .command(queueLs)
-    .command(queuePayload)
-    .command(queueProcess)
-    .command(queueSetNext)
-    .command(queueStatusCmd)
-    .command(queueWrite)
-    .command({
-      command: 'show-license',
-      describe: 'Show the license information',
-      builder: (y) => y.example('$0 show-license', ''),
-      handler: () => print(LICENSE),
-    })
-    .command(stdinInfo)
-    .command(stdinPayload)
-    .command(stdinProcess)
-    .completion('completion', 'Print a shell completion script (bash or zsh, from $SHELL): fspool completion >> ~/.bashrc')
-    .demandCommand(1, 'a subcommand is required')
+    .completion('completion', completion.describe as string, ((current: string, _argv: unknown, complete: (done: (err: unknown, items: string[]) => void) => void, done: (items: string[]) => void) =>
+      complete((_err, items) => done(completions(items, current)))) as never)
+    .demandCommand(1, 'a subcommand is required; `fspool --help` lists them')
     .strict()
-    .help('help')
-    .alias('help', 'h')
-    .version('version', 'Print version information', `fspool ${FSPOOL_VERSION} (Filespooler 1.2 compatible)`)
+    .help(false)
+    .option('help', GLOBALS.help)
+    .version('version', GLOBALS.version.describe, `fspool ${FSPOOL_VERSION} (Filespooler 1.2 compatible)`)
     .alias('version', 'V')
-    .epilog('Exit status: 0 success or nothing to do; 1 error; 2 usage error; 128+N interrupted by signal N; queue-status: 3 stalled, 4 failing.')
-    .wrap(Math.min(100, Number(process.env.COLUMNS) || 100))
     .fail((msg, err) => {
-      // yargs' own parse and validation errors (coerce errors arrive as YError too) are usage
-      // errors; anything else was thrown by a command and keeps its own exit status.
+      // yargs' own parse and validation errors, and those of coerce functions (they arrive as
+      // YError too), are usage errors: said in fspool's words when a word of the command line
+      // can be named as the fault, else in theirs. Anything else was thrown by a command and
+      // keeps its own exit status.
       if (err && err.name !== 'YError') throw err;
-      throw new UsageError((msg ?? err?.message ?? 'invalid command line').replace(/^Error: /, ''));
+      throw new ParseError((msg ?? err?.message ?? 'invalid command line').replace(/^Error: /, ''));
     });
+  for (const c of COMMANDS) if (c !== completion) cli.command(c as Subcommand);
   try {
     await cli.parseAsync();
   } catch (e) {
-    exitWith(e);
+    exitWith(await explained(e, args), args);
   }
   log.trace('done');
   process.exit(process.exitCode ?? 0);

@@ -1,12 +1,29 @@
 // Options shared by several subcommands, spelled as fspl spells them. Values fspl treats
 // case-insensitively are lower-cased here; bad values are usage errors (exit 2).
-import type { Argv, Options } from 'yargs';
+import type { Argv, CommandModule, Options, PositionalOptions } from 'yargs';
 import { UsageError } from '../errors.js';
 import { parseU64 } from '../queue/seqfile.js';
 import type { DecodeContext } from '../codec/decode.js';
 import { Keyring } from '../codec/keys.js';
 import type { DeliveryMode } from '../run/source.js';
 import { rawTail } from '../sys/argv.js';
+
+/** A yargs option, plus what help shows that yargs has no field for (src/cli/help.ts). */
+export interface OptionDef extends Options {
+  /** The value's name in usage lines and help: DIR, FILE, SECONDS. */
+  value?: string;
+  /** Shown as [number]: the value is a string to yargs, parsed by a coerce function (a u64 must stay exact). */
+  helpType?: 'number';
+}
+
+export interface PositionalDef extends PositionalOptions {
+  value?: string;
+  /** Required, though optional to yargs because it may also come after `--`. */
+  required?: boolean;
+}
+
+/** A subcommand: yargs' module, and what its usage line ends with (`[-- PARAMS...]`). */
+export type Subcommand<T = object> = CommandModule<object, T> & { params?: string };
 
 export function u64(what: string) {
   return (v: unknown): bigint => {
@@ -16,10 +33,13 @@ export function u64(what: string) {
   };
 }
 
-export function seconds(what: string) {
+/** A duration in seconds: any finite number from `min` up (fspool's timers take any length). */
+export function seconds(what: string, min = 0) {
   return (v: unknown): number => {
     const n = Number(v);
-    if (!Number.isFinite(n) || n < 0 || String(v).trim() === '') throw new UsageError(`invalid value "${v}" for ${what}: expected seconds (a number, 0 or more)`);
+    if (!Number.isFinite(n) || n < min || String(v).trim() === '') {
+      throw new UsageError(`invalid value "${v}" for ${what}: expected seconds (a number, ${min === 0 ? '0' : min} or more)`);
+    }
     return n;
   };
 }
@@ -32,23 +52,32 @@ export function choice<T extends string>(what: string, values: readonly T[]) {
   };
 }
 
-export const queuedir: Options = { alias: 'q', type: 'string', demandOption: true, requiresArg: true, describe: 'The path to the queue directory' };
-export const decoder: Options = {
+/** An option whose values are fixed words: completed by the shell, any case accepted. */
+export function choiceOption<T extends string>(name: string, values: readonly T[], o: OptionDef & { default: T; value: string }): OptionDef {
+  return { type: 'string', requiresArg: true, choices: values, coerce: choice(`--${name}`, values), ...o };
+}
+
+export const queuedir: OptionDef = { alias: 'q', type: 'string', value: 'DIR', demandOption: true, requiresArg: true, describe: 'The path to the queue directory' };
+export const decoder: OptionDef = {
   alias: 'd',
   type: 'string',
+  value: 'CMD',
   requiresArg: true,
   describe: 'Command to decode the files (run by $SHELL -c); its exit status is checked',
 };
-export const seqfile: Options = {
+export const seqfile: OptionDef = {
   alias: 's',
   type: 'string',
+  value: 'FILE',
   demandOption: true,
   requiresArg: true,
   describe: 'The path to the state file. Set to "-" to not use any state file at all',
 };
-export const job: Options = { alias: 'j', type: 'string', demandOption: true, requiresArg: true, coerce: u64('--job'), describe: 'The ID of the job' };
-export const waitLock: Options = {
+export const job: OptionDef = { alias: 'j', type: 'string', value: 'ID', helpType: 'number', demandOption: true, requiresArg: true, coerce: u64('--job'), describe: 'The ID of the job' };
+export const waitLock: OptionDef = {
   type: 'string',
+  value: 'SECONDS',
+  helpType: 'number',
   requiresArg: true,
   coerce: seconds('--wait-lock'),
   describe: 'If the lock is held, keep trying for up to this many seconds (fspl fails at once)',
@@ -61,18 +90,22 @@ export function runOptions<T>(y: Argv<T>) {
     .option('ignore-payload', { type: 'boolean', nargs: 0, default: false, describe: 'Ignore the payload; the command gets an empty stdin' })
     .option('timeout', {
       type: 'string',
+      value: 'SECONDS',
+      helpType: 'number',
       requiresArg: true,
       coerce: seconds('--timeout'),
       describe: 'A timeout, in seconds, for the command: then SIGTERM to its process group, SIGKILL after --grace',
     })
     .option('grace', {
       type: 'string',
+      value: 'SECONDS',
+      helpType: 'number',
       requiresArg: true,
       default: '5',
       coerce: seconds('--grace'),
       describe: 'Seconds between SIGTERM and SIGKILL when a command times out',
     })
-    .positional('command', { type: 'string', describe: 'The command to run' });
+    .positional('command', { type: 'string', value: 'COMMAND', required: true, describe: 'The command to run (its own options go after --)' } satisfies PositionalDef);
 }
 
 /** COMMAND, then PARAMS after `--`. Also accepts `-- COMMAND PARAMS...` (fspl does not). */
@@ -97,17 +130,29 @@ export function decodeOptions<T>(y: Argv<T>, opts: { decoder: boolean; signature
   let r = y
     .option('decrypt-key', {
       type: 'string',
+      value: 'KEYFILE',
       array: true,
       nargs: 1,
       requiresArg: true,
       describe: 'OpenPGP secret key file (armored or binary) to decrypt packets with; repeatable. Default: the files in ~/.config/fspool/keys/',
     })
-    .option('passphrase-file', { type: 'string', requiresArg: true, describe: 'File whose first line is the passphrase of symmetrically encrypted packets' })
-    .option('key-passphrase-file', { type: 'string', requiresArg: true, describe: 'File whose first line unlocks protected secret keys' });
-  if (opts.decoder) r = r.option('decoder', decoder);
+    .option('passphrase-file', { type: 'string', value: 'FILE', requiresArg: true, describe: 'File whose first line is the passphrase of symmetrically encrypted packets' })
+    .option('key-passphrase-file', { type: 'string', value: 'FILE', requiresArg: true, describe: 'File whose first line unlocks protected secret keys' });
+  if (opts.decoder) {
+    r = r.option('decoder', decoder).option('decoder-timeout', {
+      type: 'string',
+      value: 'SECONDS',
+      helpType: 'number',
+      requiresArg: true,
+      default: String(DECODER_TIMEOUT),
+      coerce: seconds('--decoder-timeout'),
+      describe: 'Seconds the decoder may take to produce a packet header before it is killed and the file counted unreadable (0: no limit)',
+    });
+  }
   if (opts.signature) {
     r = r.option('require-signature', {
       type: 'string',
+      value: 'KEYFILE',
       array: true,
       nargs: 1,
       requiresArg: true,
@@ -117,8 +162,12 @@ export function decodeOptions<T>(y: Argv<T>, opts: { decoder: boolean; signature
   return r;
 }
 
+/** Default --decoder-timeout: long enough for a decoder that buffers a large file, not forever. */
+const DECODER_TIMEOUT = 300;
+
 export interface DecodeArgs {
   decoder?: string;
+  'decoder-timeout'?: number;
   'decrypt-key'?: string[];
   'passphrase-file'?: string;
   'key-passphrase-file'?: string;
@@ -128,6 +177,7 @@ export interface DecodeArgs {
 export function decodeContext(a: DecodeArgs): DecodeContext {
   return {
     decoder: a.decoder,
+    decoderTimeoutSeconds: a['decoder-timeout'],
     keys: new Keyring({
       decryptKeys: a['decrypt-key'],
       passphraseFile: a['passphrase-file'],
@@ -137,11 +187,18 @@ export function decodeContext(a: DecodeArgs): DecodeContext {
   };
 }
 
-export const delivery: Options = {
-  type: 'string',
-  requiresArg: true,
+export const delivery: OptionDef = choiceOption('delivery', ['stream', 'verified'] as const satisfies readonly DeliveryMode[], {
   default: 'stream',
-  coerce: choice('--delivery', ['stream', 'verified'] as const satisfies readonly DeliveryMode[]),
+  value: 'MODE',
   describe:
     'Encoded packets: stream plaintext to the command as it is decoded (EOF only once verified), or decode and verify into a temp file first (verified)',
+});
+
+/** Where stdin-process and stdin-payload decode a packet whose signature must verify first. */
+export const spoolDir: OptionDef = {
+  type: 'string',
+  value: 'DIR',
+  requiresArg: true,
+  describe:
+    'With --require-signature (or --delivery verified): the payload is decoded here and verified before it is used, since stdin cannot be read twice. Default: $TMPDIR or /tmp. Needs free space for the whole plaintext',
 };

@@ -6,9 +6,10 @@ import { HeaderReader, PacketError } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
 import { readHeaderFromFd } from '../queue/jobfile.js';
 import { fdChunks, fdOffset } from '../sys/fd.js';
+import { after, type Timer } from '../sys/timer.js';
 import { allocated, collectIfDue } from '../sys/youngGc.js';
 import { peek } from './chunks.js';
-import { runDecoder } from './external.js';
+import { DecoderError, type Guard, runDecoder } from './external.js';
 import type { Keyring } from './keys.js';
 import { type OpenPGPLayer, openpgpLayer, requireSignature } from './openpgp.js';
 import { SNIFF_BYTES, sniff } from './sniff.js';
@@ -17,7 +18,14 @@ import { zstdDecompress } from './zstd.js';
 export interface DecodeContext {
   /** External decoder command (`-d`), run before any built-in layer. */
   decoder?: string;
+  /**
+   * How long the decoder may take to produce the packet header (seconds; 0 or absent: no
+   * limit). A decoder that hangs there would otherwise hang the processor, lock held.
+   */
+  decoderTimeoutSeconds?: number;
   keys: Keyring;
+  /** Kills external decoders when the run they work for is interrupted. */
+  guard?: Guard;
 }
 
 /** A packet whose payload must be streamed: decoded, or read from a pipe. */
@@ -87,10 +95,7 @@ export async function decodeChunks(
       } else if (head.length === 0) {
         throw new HeaderReader().endError();
       } else {
-        const after = layers.length ? ` after ${layers.join(', ')}` : '';
-        // Under OpenPGP, garbage is what a wrong key or passphrase decrypts to (src/codec/seipd.ts).
-        const why = layers.at(-1) === 'openpgp' ? 'wrong key or passphrase, or not zstd or OpenPGP either' : 'not zstd or OpenPGP either';
-        throw new PacketError(`not a filespooler packet${after} (bad magic; ${why})`);
+        throw new PacketError(notAPacket(head, layers));
       }
     }
 
@@ -144,8 +149,22 @@ export async function decodeChunks(
  */
 export async function openPacket(fd: number, ctx: DecodeContext, at?: number): Promise<OpenedPacket> {
   if (ctx.decoder) {
-    const d = runDecoder(ctx.decoder, fd);
-    return decodeChunks(d.chunks, ctx, { verify: d.verify, abort: d.abort, layers: ['decoder'] });
+    const d = runDecoder(ctx.decoder, fd, ctx.guard);
+    const opened = decodeChunks(d.chunks, ctx, { verify: d.verify, abort: d.abort, layers: ['decoder'] });
+    const limit = ctx.decoderTimeoutSeconds;
+    if (!limit) return opened;
+    let timer: Timer | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = after(limit, () => {
+        d.abort();
+        reject(new DecoderError(`decoder "${ctx.decoder}" gave no packet header within ${limit}s (--decoder-timeout); it was killed`));
+      });
+    });
+    try {
+      return await Promise.race([opened, late]);
+    } finally {
+      timer?.clear();
+    }
   }
   const st = fstatSync(fd);
   if (st.isFile()) {
@@ -155,4 +174,23 @@ export async function openPacket(fd: number, ctx: DecodeContext, at?: number): P
   }
   const input = fdChunks(fd, DECODE_CHUNK);
   return decodeChunks(input.chunks, ctx, { verify: async () => {}, abort: input.stop, layers: [] });
+}
+
+/** Compressions fspool does not undo itself, and the decoder that does. */
+const FOREIGN: Array<{ magic: Buffer; name: string; decoder: string }> = [
+  { magic: Buffer.from([0x1f, 0x8b]), name: 'gzip', decoder: 'gzip -dc' },
+  { magic: Buffer.from('BZh'), name: 'bzip2', decoder: 'bzip2 -dc' },
+  { magic: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), name: 'xz', decoder: 'xz -dc' },
+  { magic: Buffer.from([0x04, 0x22, 0x4d, 0x18]), name: 'lz4', decoder: 'lz4 -dc' },
+];
+
+/** Why bytes starting with `head` (after `layers` were undone) are no packet, and what would read them. */
+function notAPacket(head: Buffer, layers: string[]): string {
+  const after = layers.length ? ` after ${layers.join(', ')}` : '';
+  const foreign = FOREIGN.find((f) => head.subarray(0, f.magic.length).equals(f.magic));
+  if (foreign) return `not a filespooler packet${after} but ${foreign.name} data: decode it with -d '${foreign.decoder}' (stdin-*: ${foreign.decoder} < FILE | fspool ...)`;
+  // Under OpenPGP, garbage is what a wrong key or passphrase decrypts to (src/codec/seipd.ts).
+  if (layers.at(-1) === 'openpgp') return `not a filespooler packet${after} (bad magic; wrong key or passphrase, or not zstd or OpenPGP either)`;
+  if (layers.length) return `not a filespooler packet${after} (bad magic: the ${layers.at(-1)} data holds something else)`;
+  return 'not a filespooler packet (bad magic; not zstd or OpenPGP either)';
 }

@@ -9,7 +9,6 @@
 import type { Readable } from 'node:stream';
 import { FspoolError } from '../errors.js';
 import { GuardedChild } from '../run/guarded.js';
-import { interrupts } from '../run/interrupts.js';
 
 /** A decoder that failed: exit status, signal, or a start failure. */
 export class DecoderError extends FspoolError {
@@ -24,11 +23,14 @@ export interface DecoderOutput {
   abort(): void;
 }
 
-/** Start `cmd` on the file behind `fd`, read from its current offset. */
-export function runDecoder(cmd: string, fd: number): DecoderOutput {
+/** Something that kills helpers when their run is interrupted; returns the undo. */
+export type Guard = (helper: { kill(signal: NodeJS.Signals): void }) => () => void;
+
+/** Start `cmd` on the file behind `fd`, read from its current offset; `guard` kills it if the run is interrupted. */
+export function runDecoder(cmd: string, fd: number, guard?: Guard): DecoderOutput {
   const shell = process.env.SHELL || '/bin/sh';
   const proc = new GuardedChild({ argv: [Buffer.from(shell), Buffer.from('-c'), Buffer.from(cmd)], env: [], stdio: [fd, 'pipe', 'inherit'] });
-  const unguard = interrupts.guard(proc);
+  const unguard = guard?.(proc) ?? (() => {});
   const exited = proc.exited.then((e) => {
     unguard();
     proc.release();

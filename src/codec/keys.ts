@@ -23,6 +23,8 @@ export interface KeyOptions {
   keyPassphraseFile?: string;
   /** Only packets signed by one of these public keys are accepted. */
   requireSignature?: string[];
+  /** Look in the default location when no key or passphrase file is given (default: yes). */
+  defaults?: boolean;
 }
 
 export function configDir(): string {
@@ -124,14 +126,15 @@ export class Keyring {
 
   private async read(): Promise<DecryptionMaterial> {
     const dir = configDir();
+    const defaults = this.opts.defaults !== false;
     let keyFiles = this.opts.decryptKeys ?? [];
-    if (keyFiles.length === 0 && existsSync(join(dir, 'keys'))) {
+    if (defaults && keyFiles.length === 0 && existsSync(join(dir, 'keys'))) {
       keyFiles = readdirSync(join(dir, 'keys'))
         .sort()
         .map((n) => join(dir, 'keys', n));
     }
-    const keyPass = this.opts.keyPassphraseFile ?? (existsSync(join(dir, 'key-passphrase')) ? join(dir, 'key-passphrase') : undefined);
-    const passFile = this.opts.passphraseFile ?? (existsSync(join(dir, 'passphrase')) ? join(dir, 'passphrase') : undefined);
+    const keyPass = this.opts.keyPassphraseFile ?? (defaults && existsSync(join(dir, 'key-passphrase')) ? join(dir, 'key-passphrase') : undefined);
+    const passFile = this.opts.passphraseFile ?? (defaults && existsSync(join(dir, 'passphrase')) ? join(dir, 'passphrase') : undefined);
     return {
       decryptionKeys: await loadPrivateKeys(keyFiles, keyPass),
       passwords: passFile ? [readPassphrase(passFile)] : [],

@@ -9,6 +9,7 @@
 import type { Message } from 'openpgp';
 import { FspoolError } from '../errors.js';
 import { fromWebStream, peek, toWebStream } from './chunks.js';
+import { isNoSessionKey, noSessionKey } from './decryptError.js';
 import { type DecryptionMaterial, type Keyring, openpgp } from './keys.js';
 import { openLiteral, openSeipd, type Unwrapped } from './seipd.js';
 import { openpgpTag, SNIFF_BYTES } from './sniff.js';
@@ -24,6 +25,11 @@ const PLAIN_TAGS = new Set([4, 11]);
 
 export class OpenPGPError extends FspoolError {
   override name = 'OpenPGPError';
+}
+
+/** An encrypted packet, and no key or passphrase at all to try on it. */
+export class NoKeyError extends OpenPGPError {
+  override name = 'NoKeyError';
 }
 
 export interface OpenPGPLayer {
@@ -113,7 +119,7 @@ async function dearmor(pgp: OpenPGP, src: AsyncIterable<Buffer>): Promise<AsyncI
 
 function requireKeys(material: DecryptionMaterial): void {
   if (material.decryptionKeys.length === 0 && material.passwords.length === 0) {
-    throw new OpenPGPError('encrypted packet and no key to decrypt it: give --decrypt-key FILE or --passphrase-file FILE (or see spec/encoding.md for the default location)');
+    throw new NoKeyError('encrypted packet and no key to decrypt it: give --decrypt-key FILE or --passphrase-file FILE (or see spec/encoding.md for the default location)');
   }
 }
 
@@ -189,7 +195,8 @@ async function openEncrypted(pgp: OpenPGP, material: DecryptionMaterial, src: As
       });
       return layerOf(result.data as unknown as Uint8Array | ReadableStream<Uint8Array>, result.signatures);
     } catch (e) {
-      throw new OpenPGPError(`cannot decrypt OpenPGP packet: ${message(e)}`);
+      // openpgp.js's words for "no session key opened" (a wrong key or passphrase); ours say whom for.
+      throw new OpenPGPError(`cannot decrypt OpenPGP packet: ${isNoSessionKey(e) ? noSessionKey(msg, material) : message(e)}`);
     }
   });
 }

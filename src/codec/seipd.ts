@@ -18,6 +18,7 @@ import type { Cipher, Hash } from 'node:crypto';
 import type { AnyPacket, Key, Message, PacketList, SignaturePacket } from 'openpgp';
 import { createHash, crypto } from '../sys/lazy.js';
 import { native } from '../sys/native.js';
+import { isNoSessionKey, noSessionKey } from './decryptError.js';
 import type { DecryptionMaterial } from './keys.js';
 import { BodyFramer, definiteLength, type PacketHead, readPacketHead } from './pgpFraming.js';
 
@@ -484,10 +485,15 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
 
   const message = await pgp.readMessage({ binaryMessage: sessionKeyPackets });
   const toKeys = message.getEncryptionKeyIDs().length > 0 && material.decryptionKeys.length > 0;
-  const candidates = await pgp.decryptSessionKeys({
-    message,
-    ...(toKeys ? { decryptionKeys: material.decryptionKeys } : { passwords: material.passwords }),
-  });
+  let candidates;
+  try {
+    candidates = await pgp.decryptSessionKeys({
+      message,
+      ...(toKeys ? { decryptionKeys: material.decryptionKeys } : { passwords: material.passwords }),
+    });
+  } catch (e) {
+    throw isNoSessionKey(e) ? new Error(noSessionKey(message, material)) : e;
+  }
   const usable = candidates.filter((k) => k.algorithm && AES_CIPHERS[k.algorithm]);
   if (usable.length === 0) return other();
   // The prefix's check bytes only choose among several candidate keys. They never fail the

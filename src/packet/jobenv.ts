@@ -61,6 +61,48 @@ export function jobEnv(h: Header, where?: JobLocation): Array<[string, Buffer]> 
   return env;
 }
 
+/**
+ * The most Linux takes in one argument or one environment entry (MAX_ARG_STRLEN, 32 pages,
+ * counting the terminating NUL); a longer one makes exec fail with E2BIG.
+ */
+export const MAX_EXEC_STRING = 32 * 4096 - 1;
+
+/**
+ * Why a Command packet's params and variables cannot reach a receiver as its own request, or
+ * undefined when they can. A variable's name must not hold NUL (it would end the entry and
+ * start another one, unprefixed: `X\0LD_PRELOAD=...`) nor `=` (the name the receiver sees would
+ * not be the one sent); no value or param may hold NUL; no single entry may pass the kernel's
+ * per-string limit. Such a packet fails its own job; it never changes what the receiver gets.
+ */
+export function execProblem(h: Header, allowJobParams: boolean): string | undefined {
+  if (h.cmd.kind !== 'Command') return undefined;
+  const shown = (b: Buffer) => JSON.stringify(b.toString('latin1').slice(0, 40));
+  for (const [i, p] of h.cmd.params.entries()) {
+    const name = `param ${i + 1}`;
+    if (p.includes(0)) return `the packet's ${name} holds a NUL byte, which no argument or variable can carry`;
+    // Every param is also FSPL_PARAM_n=<param>; with --allow-job-params it is an argument too.
+    const longest = Math.max(`FSPL_PARAM_${i + 1}=`.length + p.length, allowJobParams ? p.length : 0);
+    if (longest > MAX_EXEC_STRING) return `the packet's ${name} is ${p.length} bytes, more than the ${MAX_EXEC_STRING} that Linux allows in one argument or variable`;
+  }
+  for (const [k, v] of h.cmd.env) {
+    if (k.includes(0)) return `the packet's variable name ${shown(k)} holds a NUL byte, which no variable name can carry`;
+    if (k.includes(0x3d)) return `the packet's variable name ${shown(k)} holds "=", which no variable name can carry`;
+    if (v.includes(0)) return `the packet's variable FSPL_SET_${k.toString('latin1')} holds a NUL byte, which no variable can carry`;
+    const size = 'FSPL_SET_='.length + k.length + v.length;
+    if (size > MAX_EXEC_STRING) return `the packet's variable FSPL_SET_${k.toString('latin1')} is ${size} bytes, more than the ${MAX_EXEC_STRING} that Linux allows in one variable`;
+  }
+  return undefined;
+}
+
+/** Bytes a packet adds to its receiver's argv and environment (params, FSPL_PARAM_n, FSPL_SET_*). */
+export function execBytes(h: Header, allowJobParams: boolean): number {
+  if (h.cmd.kind !== 'Command') return 0;
+  let n = 0;
+  for (const [i, p] of h.cmd.params.entries()) n += `FSPL_PARAM_${i + 1}=`.length + p.length + 1 + (allowJobParams ? p.length + 1 : 0);
+  for (const [k, v] of h.cmd.env) n += 'FSPL_SET_='.length + k.length + v.length + 1;
+  return n;
+}
+
 /** `NAME=value` lines, bytes exact, as queue-info and stdin-info print them. */
 export function formatEnv(env: Array<[string, Buffer]>): Buffer {
   return Buffer.concat(env.flatMap(([k, v]) => [Buffer.from(`${k}=`, 'latin1'), v, Buffer.from('\n')]));

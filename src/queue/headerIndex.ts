@@ -6,11 +6,12 @@
 // Only a cache: a file whose identity changed is read again; a file that could not be read is
 // not cached (the next scan tries again, so a decoder that failed once does not make a job
 // unreadable for good); and without the database everything is read as before.
-import { type Stats, statSync } from 'node:fs';
+import type { Stats } from 'node:fs';
 import type { DecodeContext } from '../codec/decode.js';
 import { log } from '../log.js';
 import { decodeHeader, encodeHeader } from '../packet/codec.js';
 import type { CmdType, Header } from '../packet/header.js';
+import { identityOf, NotAJobFile, statJobFile } from './jobfile.js';
 import type { Queue, ScannedJob } from './queue.js';
 import type { StateDb, Tx } from './stateDb.js';
 
@@ -42,15 +43,6 @@ function cachedHeader(r: Row): Header {
   };
 }
 
-function statOf(path: string): Stats | undefined {
-  try {
-    return statSync(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
-}
-
 export class HeaderIndex {
   constructor(private readonly state: StateDb) {}
 
@@ -78,14 +70,21 @@ export class HeaderIndex {
     for (let i = 0; i < names.length; i++) {
       const name = names[i]!;
       const path = queue.jobPath(name);
-      const st = statOf(path);
+      let st: Stats | undefined;
+      try {
+        st = statJobFile(path);
+      } catch (e) {
+        if (!(e instanceof NotAJobFile)) throw e;
+        out[i] = { name, path, error: e.message };
+        continue;
+      }
       if (!st) {
         out[i] = { name, path, vanished: true };
         continue;
       }
       const row = cached.get(name);
       if (row && sameFile(row, st)) {
-        out[i] = { name, path, header: cachedHeader(row) };
+        out[i] = { name, path, header: cachedHeader(row), identity: identityOf(st) };
         hits++;
         continue;
       }

@@ -10,11 +10,34 @@
 import { createHash as sha256Hash } from '../sys/lazy.js';
 import { encodeHeader } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
-import type { RunFacts, RunKind } from '../run/job.js';
 import type { StateDb, Tx } from './stateDb.js';
 
+/** How a run ended, in the journal's words (spec/state-db.md lists them). */
+export type RunKind =
+  | 'success'
+  | 'exit-code'
+  | 'signal'
+  | 'timeout'
+  | 'decoder-failure'
+  | 'early-exit'
+  | 'fail-packet'
+  | 'bad-packet'
+  | 'cannot-start'
+  | 'interrupted'
+  | 'error';
+
+/** What the journal records of a run besides the verdict. */
+export interface RunFacts {
+  kind: RunKind;
+  exitCode?: number;
+  signal?: string;
+  /** Payload bytes the receiver took (read from the file, or written into its pipe). */
+  bytes?: number;
+  stderrTail?: string;
+}
+
 /** Outcomes of the journal: a run's RunKind, or what the processor could not write itself. */
-export type JournalOutcome = RunKind | 'running' | 'crashed';
+export type JournalOutcome = RunKind | 'running' | 'crashed' | 'unrecorded';
 
 export const OUTCOMES: readonly JournalOutcome[] = [
   'running',
@@ -30,6 +53,7 @@ export const OUTCOMES: readonly JournalOutcome[] = [
   'error',
   'interrupted',
   'crashed',
+  'unrecorded',
 ];
 
 /** Outcomes that count as the job failing (toward --retries and quarantine). */
@@ -166,17 +190,31 @@ export class Journal {
   }
 
   /**
-   * Rows left 'running' by a processor that died (the caller holds the queue lock, so no
-   * live processor owns them): marked 'crashed' and returned, oldest first.
+   * Rows left 'running' by an earlier processor (the caller holds the queue lock, so no live
+   * processor owns them), oldest first. Either that fspool died while the job ran ('crashed':
+   * the job is still due and runs again), or it lost the journal during the run (another
+   * program locked the database, the disk filled) and went on without it: then `completed`
+   * says the queue moved past the job (its seq is below nextseq), and the row is
+   * 'unrecorded', not a crash.
    */
-  markCrashed(now = Date.now()): RunRow[] {
+  closeAbandoned(completed: (r: RunRow) => boolean, now = Date.now()): { crashed: RunRow[]; unrecorded: RunRow[] } {
     return (
       this.state?.write((tx) => {
         const rows = (tx.stmt("SELECT * FROM runs WHERE outcome = 'running' ORDER BY id").all() as RawRow[]).map(toRow);
-        const mark = tx.stmt("UPDATE runs SET outcome = 'crashed', detail = ? WHERE id = ?");
-        for (const r of rows) mark.run(`fspool (pid ${r.pid}) died during this attempt; found by pid ${process.pid} at ${new Date(now).toISOString()}`, r.id);
-        return rows;
-      }) ?? []
+        const mark = tx.stmt('UPDATE runs SET outcome = ?, detail = ? WHERE id = ?');
+        const at = `found by pid ${process.pid} at ${new Date(now).toISOString()}`;
+        const out = { crashed: [] as RunRow[], unrecorded: [] as RunRow[] };
+        for (const r of rows) {
+          if (completed(r)) {
+            mark.run('unrecorded', `fspool (pid ${r.pid}) could not record how this attempt ended (the journal was unavailable); the queue has moved past it; ${at}`, r.id);
+            out.unrecorded.push(r);
+          } else {
+            mark.run('crashed', `fspool (pid ${r.pid}) died during this attempt; ${at}`, r.id);
+            out.crashed.push(r);
+          }
+        }
+        return out;
+      }) ?? { crashed: [], unrecorded: [] }
     );
   }
 
@@ -265,6 +303,20 @@ export class Journal {
       const r = tx.stmt(LAST_SUCCESS).get(packet) as RawRow | undefined;
       return r && toRow(r);
     });
+  }
+
+  /**
+   * Packets the journal saw finish, by identity, with their latest such run: a success, a
+   * failure the queue moved past (deleted, kept, quarantined), or an outcome that went
+   * unrecorded after the queue moved past it. A stale file none of these accounts for never
+   * ran here.
+   */
+  finishedPackets(): Map<string, RunRow> {
+    const rows =
+      this.state?.read((tx) =>
+        (tx.stmt("SELECT * FROM runs WHERE outcome IN ('success', 'unrecorded') OR action IN ('delete', 'keep', 'quarantine') ORDER BY id").all() as RawRow[]).map(toRow),
+      ) ?? [];
+    return new Map(rows.map((r) => [r.packet, r]));
   }
 
   /** Packets the journal knows as done successfully (for stale and duplicate files). */

@@ -1,6 +1,7 @@
 // The processing lock: flock(2) on `<seqfile>.lock`, exactly as fspl takes it, so that fspool
 // and fspl exclude each other. Why flock and how: spec/locking.md.
 import { closeSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { FspoolError } from '../errors.js';
 import { native } from '../sys/native.js';
 
@@ -14,14 +15,19 @@ export class FileLock {
    * Take an exclusive lock on `path`. Fails at once if another process holds it (fspl's
    * behaviour), or keeps trying for up to `waitSeconds`.
    */
-  static async acquire(path: string, opts: { create: boolean; waitSeconds?: number; what: string }): Promise<FileLock> {
+  static async acquire(path: string, opts: { create: boolean; waitSeconds?: number; what: string; giveUp?: () => boolean }): Promise<FileLock> {
     let fd: number;
     try {
       fd = openSync(path, opts.create ? 'a' : 'r');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new FspoolError(`${opts.what}: lock file ${path} does not exist`);
+      const code = (e as NodeJS.ErrnoException).code;
+      // Creating it can only miss its directory.
+      if (opts.create && (code === 'ENOENT' || code === 'ENOTDIR')) {
+        const dir = dirname(path);
+        if (code === 'ENOTDIR') throw new FspoolError(`${opts.what}: ${dir} is not a directory`);
+        throw new FspoolError(`${opts.what}: directory ${dir} does not exist; create it first (mkdir -p ${dir})`);
       }
+      if (code === 'ENOENT') throw new FspoolError(`${opts.what}: lock file ${path} does not exist`);
       throw e;
     }
     const sys = native();
@@ -29,7 +35,7 @@ export class FileLock {
     let delay = 10;
     try {
       while (!sys.flock(fd, sys.LOCK_EX | sys.LOCK_NB)) {
-        if (Date.now() >= deadline) {
+        if (Date.now() >= deadline || opts.giveUp?.()) {
           const waited = opts.waitSeconds ? ` after waiting ${opts.waitSeconds}s` : '';
           throw new FspoolError(`${opts.what} is locked by another process (${path})${waited}; use --wait-lock SECONDS to wait`);
         }

@@ -4,7 +4,7 @@
 // fsynced, hard-linked into quarantine/ (link never replaces an existing file), the folder
 // fsynced, and only then removed from jobs/, and jobs/ fsynced. A crash leaves the packet in
 // jobs/, in quarantine/, or in both (then the next run finishes the move): never in neither.
-import { closeSync, copyFileSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
+import { closeSync, constants, copyFileSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDir, writeFileDurably } from '../sys/durable.js';
 import { JOB_NAME, type Queue } from './queue.js';
@@ -37,7 +37,8 @@ function ensureDir(path: string): void {
 }
 
 function fsyncFile(path: string): void {
-  const fd = openSync(path, 'r');
+  // Never blocking: a FIFO renamed over the name meanwhile must not hang the processor.
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
   try {
     fsyncSync(fd);
   } finally {

@@ -2,13 +2,13 @@
 //   QUEUE/nextseq        next sequence number to process
 //   QUEUE/nextseq.lock   the processing lock (flock)
 //   QUEUE/jobs/          packets, fspl-<anything>.fspl; any other name is ignored
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { KeyFileError } from '../codec/keys.js';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
-import { Progress } from '../progress.js';
+import { bytesLeft, Progress } from '../progress.js';
 import { isUtf8 } from '../sys/argv.js';
 import { randomUUID } from '../sys/lazy.js';
 import type { Header } from '../packet/header.js';
@@ -16,10 +16,11 @@ import { crashPoint } from '../sys/crashPoint.js';
 import { fsyncDir } from '../sys/durable.js';
 import type { HeaderIndex } from './headerIndex.js';
 import { copyFd } from '../sys/fd.js';
-import { peekPlainHeader } from './jobfile.js';
+import { type FileIdentity, identityOf, openJobFile, peekPlainHeader } from './jobfile.js';
 import { SeqFile } from './seqfile.js';
 
-export const JOB_NAME = /^fspl-.*\.fspl$/;
+/** fspl's glob `fspl-*.fspl`, whose `*` matches any character, newlines included. */
+export const JOB_NAME = /^fspl-[\s\S]*\.fspl$/;
 
 export interface ScannedJob {
   name: string;
@@ -31,14 +32,22 @@ export interface ScannedJob {
   vanished?: boolean;
   /** Encodings undone to read the header, outermost first (src/codec/decode.ts). */
   layers?: string[];
+  /** The file the header was read from; a file with another identity is another job. */
+  identity?: FileIdentity;
 }
 
 /** True if all files have the same bytes: a packet delivered twice is not ambiguous. */
 export function identical(paths: string[]): boolean {
-  const fds = paths.map((p) => openSync(p, 'r'));
+  const fds: number[] = [];
+  const sizes: number[] = [];
   try {
-    const size = fstatSync(fds[0]!).size;
-    if (fds.some((fd) => fstatSync(fd).size !== size)) return false;
+    for (const p of paths) {
+      const { fd, stat } = openJobFile(p);
+      fds.push(fd);
+      sizes.push(stat.size);
+    }
+    const size = sizes[0]!;
+    if (sizes.some((n) => n !== size)) return false;
     const bufs = fds.map(() => Buffer.allocUnsafe(1 << 16));
     for (let pos = 0; pos < size; pos += 1 << 16) {
       const n = readSync(fds[0]!, bufs[0]!, 0, 1 << 16, pos);
@@ -136,12 +145,13 @@ export class Queue {
   private async readEncodedHeader(name: string, ctx: DecodeContext): Promise<ScannedJob> {
     const path = this.jobPath(name);
     try {
-      const fd = openSync(path, 'r');
+      const { fd, stat } = openJobFile(path);
+      const identity = identityOf(stat);
       try {
-        const p = await openPacket(fd, ctx);
-        if (p.kind === 'raw') return { name, path, header: p.header };
+        const p = await openPacket(fd, ctx, 0);
+        if (p.kind === 'raw') return { name, path, header: p.header, identity };
         p.abort(); // the header is all a scan needs
-        return { name, path, header: p.header, layers: p.layers };
+        return { name, path, header: p.header, layers: p.layers, identity };
       } finally {
         closeSync(fd);
       }
@@ -172,10 +182,10 @@ export class Queue {
       const path = this.jobPath(name);
       if (ctx.decoder) return slow.push(i);
       try {
-        const fd = openSync(path, 'r');
+        const { fd, stat } = openJobFile(path);
         try {
           const header = peekPlainHeader(fd);
-          if (header) out[i] = { name, path, header };
+          if (header) out[i] = { name, path, header, identity: identityOf(stat) };
           else slow.push(i);
         } finally {
           closeSync(fd);
@@ -214,12 +224,23 @@ export class Queue {
    * Copy a packet from `fromFd` into jobs/ under a temp name that no processor picks up,
    * fsync, rename to fspl-<uuid>.fspl, fsync jobs/. Returns the new name only when durable.
    */
-  write(fromFd: number): string {
+  async write(fromFd: number, check?: (fd: number) => Promise<string | undefined>): Promise<string> {
     const t = this.openTemp();
-    const progress = Progress.start('queue-write');
+    const progress = Progress.start('queue-write', bytesLeft(fromFd));
     try {
       if (copyFd(fromFd, t.fd, progress) === 0) throw new FspoolError('no packet on stdin (0 bytes); nothing written');
       progress?.done();
+      if (check) {
+        // A descriptor of its own, at offset 0 (a decoder reads from its stdin's offset).
+        const fd = openSync(t.tmpPath, 'r');
+        let wrong: string | undefined;
+        try {
+          wrong = await check(fd);
+        } finally {
+          closeSync(fd);
+        }
+        if (wrong) throw new FspoolError(`${wrong}; nothing was queued (--raw queues it anyway)`);
+      }
       t.durable();
       return t.publish();
     } catch (e) {

@@ -1,6 +1,6 @@
 // Sequence files: one line, the next number in decimal. Shared by the sender (`prepare -s`)
 // and the queue (`nextseq`), and by fspl: same parsing, same temp name, same lock file.
-import { readFileSync, rmSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
 import { describe, FspoolError } from '../errors.js';
 import { U64_MAX } from '../packet/header.js';
 import { renameDurably, writeSynced, writeSyncedConcurrently } from '../sys/durable.js';
@@ -16,11 +16,17 @@ export function parseU64(text: string): bigint | undefined {
 
 /** A new number written and fsynced under the temp name, not yet in place. */
 export interface Staged {
-  /** Rename it into place and fsync the directory. */
-  commit(): void;
+  /**
+   * Rename it into place, then fsync the directory unless `durable` is false: a caller that
+   * has recorded the change elsewhere durably (the journal) can redo a rename a power cut lost.
+   */
+  commit(durable?: boolean): void;
   /** Remove the temp file. */
   abort(): void;
 }
+
+/** More than any first line fspl writes or parses ("18446744073709551615\n", with spaces). */
+const SEQ_READ_MAX = 4096;
 
 export class SeqFile {
   constructor(readonly path: string) {}
@@ -29,16 +35,30 @@ export class SeqFile {
     return `${this.path}.lock`;
   }
 
-  /** The stored number; undefined if the file does not exist. */
+  /**
+   * The stored number; undefined if the file does not exist. Only the start of the file is
+   * read, without blocking: a number is a few bytes, and a seqfile that is huge, endless
+   * (`/dev/zero`) or a FIFO must give an error, not exhaust memory or hang.
+   */
   readIfExists(): bigint | undefined {
-    let text: string;
+    let fd: number;
     try {
-      text = readFileSync(this.path, 'latin1');
+      fd = openSync(this.path, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw e;
     }
-    const n = parseU64(text.split('\n')[0] ?? '');
+    let text: string;
+    try {
+      if (!fstatSync(fd).isFile()) throw new FspoolError(`sequence file ${this.path} is not a regular file`);
+      const buf = Buffer.alloc(SEQ_READ_MAX);
+      text = buf.toString('latin1', 0, readSync(fd, buf, 0, buf.length, 0));
+    } finally {
+      closeSync(fd);
+    }
+    const end = text.indexOf('\n');
+    if (end < 0 && text.length === SEQ_READ_MAX) throw new FspoolError(`sequence file ${this.path} does not hold a number (its first line is over ${SEQ_READ_MAX} bytes)`);
+    const n = parseU64(end < 0 ? text : text.slice(0, end));
     if (n === undefined) throw new FspoolError(`sequence file ${this.path} does not hold a number`);
     return n;
   }
@@ -72,18 +92,21 @@ export class SeqFile {
 
   /**
    * stage(), with the temp file's fsync left running in libuv's thread pool while the caller
-   * does other work (a processor: the journal's own fsync), so that the two fsyncs overlap
-   * instead of following each other. The temp file is written before this returns; await the
-   * result before commit(). The caller holds the lock for as long as the promise is pending.
+   * does other work (a processor: the job itself), so that it costs no time of its own. The
+   * temp file is written before this returns, and this throws at once if it cannot be (no
+   * permission, no space): a processor stages before it starts a job, so that a job whose
+   * completion could not be recorded never starts. Await the result before commit(); the
+   * caller holds the lock for as long as the promise is pending.
    */
   stageConcurrently(n: bigint): Promise<Staged> {
-    let temp: string;
+    const temp = this.tempFor(n);
+    let written: Promise<void>;
     try {
-      temp = this.tempFor(n);
+      written = writeSyncedConcurrently(temp, `${n}\n`);
     } catch (e) {
-      return Promise.reject(e);
+      throw new FspoolError(`cannot write ${temp}: ${describe(e)}`);
     }
-    return writeSyncedConcurrently(temp, `${n}\n`).then(
+    return written.then(
       () => this.staged(temp),
       (e) => Promise.reject(new FspoolError(`cannot write ${temp}: ${describe(e)}`)),
     );
@@ -96,9 +119,10 @@ export class SeqFile {
 
   private staged(temp: string): Staged {
     return {
-      commit: () => {
+      commit: (durable = true) => {
         try {
-          renameDurably(temp, this.path);
+          if (durable) renameDurably(temp, this.path);
+          else renameSync(temp, this.path);
         } catch (e) {
           throw new FspoolError(`cannot update ${this.path}: ${describe(e)}`);
         }
@@ -107,7 +131,7 @@ export class SeqFile {
     };
   }
 
-  lock(opts: { create: boolean; waitSeconds?: number; what: string }): Promise<FileLock> {
+  lock(opts: { create: boolean; waitSeconds?: number; what: string; giveUp?: () => boolean }): Promise<FileLock> {
     return FileLock.acquire(this.lockPath, opts);
   }
 }

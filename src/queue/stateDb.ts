@@ -17,7 +17,8 @@
 // OS, not the disk) and a durable one (synchronous=FULL: the commit fsyncs the WAL) for the
 // journal entries that decide what the next run does. The WAL is one file, appended in commit
 // order, so a durable commit makes every earlier commit of either connection durable too.
-import { accessSync, chownSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
+import { accessSync, chownSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
@@ -156,8 +157,41 @@ class Conn implements Tx {
   }
 }
 
+/** Errors of a read-only connection that cannot create the WAL's shared-memory file. */
+const CANNOT_SHARE = ['SQLITE_READONLY_DIRECTORY', 'SQLITE_READONLY_CANTINIT', 'SQLITE_CANTOPEN'];
+
+interface Snapshot {
+  path: string;
+  remove(): void;
+}
+
+/**
+ * A private copy of the database for a reader that may read it but not write beside it. The
+ * WAL is copied before the database: a checkpoint between the two copies only moves into the
+ * database pages that the copied WAL holds too, and a frame torn by a writer at the WAL's end
+ * fails its checksum and is ignored, so the copy is a state some commit left.
+ */
+function snapshot(path: string): Snapshot {
+  const dir = mkdtempSync(join(tmpdir(), 'fspool-state-'));
+  const remove = () => rmSync(dir, { recursive: true, force: true });
+  try {
+    try {
+      copyFileSync(`${path}-wal`, join(dir, 'state.db-wal'));
+    } catch (e) {
+      if (code(e) !== 'ENOENT') throw e;
+    }
+    copyFileSync(path, join(dir, 'state.db'));
+  } catch (e) {
+    remove();
+    throw e;
+  }
+  return { path: join(dir, 'state.db'), remove };
+}
+
 export class StateDb {
   private broken = false;
+  /** The private copy a read-only reader works on, removed on close. */
+  private snapshot: Snapshot | undefined;
   private readonly conn: Conn;
   /** synchronous=FULL, for durable writes; opened by open() with `durable`, else on first use. */
   private durableConn: Conn | undefined;
@@ -203,9 +237,22 @@ export class StateDb {
       return undefined;
     }
     let db: Db | undefined;
+    let copy: Snapshot | undefined;
     try {
       const Database = sqlite();
       db = new Database(path, { readonly, timeout: opts.busyMs });
+      if (readonly) {
+        try {
+          db.pragma('user_version', { simple: true });
+        } catch (e) {
+          if (!CANNOT_SHARE.includes(code(e))) throw e;
+          // WAL mode needs the -shm file, which a reader who may not write QUEUE/fspool/
+          // cannot create: it reads a snapshot instead (a monitoring user, say).
+          db.close();
+          copy = snapshot(path);
+          db = new Database(copy.path, { readonly: true, timeout: opts.busyMs });
+        }
+      }
       if (!readonly) {
         db.pragma('journal_mode = WAL');
         db.pragma('synchronous = NORMAL');
@@ -223,10 +270,12 @@ export class StateDb {
       }
       if (creating) giveToQueueOwner(queueDir, [dir, path]);
       const state = new StateDb(db, path, readonly, opts.without, opts.busyMs);
+      state.snapshot = copy;
       if (opts.durable && !readonly) state.durableConn = state.openDurable();
       return state;
     } catch (e) {
       db?.close();
+      copy?.remove();
       if (readonly && (code(e) === 'SQLITE_CANTOPEN' || code(e) === 'SQLITE_READONLY')) {
         log.debug(`cannot open ${path} read-only: ${describe(e)}; no state database`);
         return undefined;
@@ -272,6 +321,7 @@ export class StateDb {
   close(): void {
     this.durableConn?.close();
     this.conn.close();
+    this.snapshot?.remove();
   }
 
   /**

@@ -29,7 +29,7 @@ export interface Status {
   pending: number;
   due: FileJob[];
   gap: { seq: bigint; waiting: number; lowest: bigint; since: number } | undefined;
-  stale: Array<FileJob & { processed: RunRow | undefined }>;
+  stale: StaleJob[];
   duplicates: Array<{ seq: bigint; files: FileJob[] }>;
   ambiguous: Array<{ seq: bigint; files: FileJob[] }>;
   unreadable: ScannedJob[];
@@ -40,6 +40,23 @@ export interface Status {
   interrupted: RunRow[];
   processor: { known: boolean; pid?: number; current?: RunRow };
   journal: boolean;
+}
+
+/**
+ * A file below nextseq and what the journal knows of its packet: `processed` (a success),
+ * `ran` (a run the queue moved past: it failed under delete, leave or quarantine, or its
+ * outcome went unrecorded), or neither: it never ran here (its sender may have restarted its
+ * numbering), and it is no one's to remove without a look. Without a journal nothing is known.
+ */
+export type StaleJob = FileJob & { processed: RunRow | undefined; ran: RunRow | undefined };
+
+/** The stale files, told apart by the journal. */
+export function staleJobs(jobs: FileJob[], next: bigint, journal: Journal): StaleJob[] {
+  const below = jobs.filter((j) => j.header.seq < next);
+  if (below.length === 0) return [];
+  const succeeded = journal.active ? journal.succeededPackets() : new Map<string, RunRow>();
+  const finished = journal.active ? journal.finishedPackets() : new Map<string, RunRow>();
+  return below.map((j) => ({ ...j, processed: succeeded.get(j.packet), ran: finished.get(j.packet) }));
 }
 
 export interface StatusOptions {
@@ -72,8 +89,7 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
   const bySeq = new Map<bigint, FileJob[]>();
   for (const j of jobs) bySeq.set(j.header.seq, [...(bySeq.get(j.header.seq) ?? []), j]);
 
-  const succeeded = journal.active ? journal.succeededPackets() : new Map<string, RunRow>();
-  const stale = next === undefined ? [] : jobs.filter((j) => j.header.seq < next).map((j) => ({ ...j, processed: succeeded.get(j.packet) }));
+  const stale = next === undefined ? [] : staleJobs(jobs, next, journal);
   const ahead = [...bySeq.entries()].filter(([seq]) => next === undefined || seq >= next).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const duplicates: Status['duplicates'] = [];
   const ambiguous: Status['ambiguous'] = [];
@@ -117,6 +133,11 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
   return s;
 }
 
+/** The first few of a list, for a reason that must stay one line. */
+function some(items: string[], n = 3): string {
+  return items.length <= n ? items.join(', ') : `${items.slice(0, n).join(', ')} and ${items.length - n} more`;
+}
+
 function judge(s: Status, journal: Journal, now: number, stalledAfter: number): void {
   const failing: string[] = [];
   const stalled: string[] = [];
@@ -128,7 +149,21 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
       failing.push(`job ${s.nextSeq} failed at ${iso(last.endedAt ?? last.startedAt)} (${last.outcome}${last.detail ? `: ${last.detail}` : ''}); it is kept and retried`);
     }
   }
-  if (s.quarantine.length > 0) failing.push(`${s.quarantine.length} job(s) in quarantine wait for a person`);
+  if (s.quarantine.length > 0) {
+    failing.push(`${s.quarantine.length} job(s) in quarantine wait for a person: ${some(s.quarantine)}; see queue-quarantine`);
+  }
+  if (s.unreadable.length > 0) {
+    const files = some(s.unreadable.map((u) => `${u.name} (${u.error})`));
+    failing.push(`${s.unreadable.length} job file(s) cannot be read: ${files}; give the key or decoder they need (-d, --decrypt-key), or remove them`);
+  }
+  const neverRan = journal.active ? s.stale.filter((f) => !f.processed && !f.ran) : [];
+  if (neverRan.length > 0) {
+    const lowest = neverRan.reduce((m, f) => (f.header.seq < m ? f.header.seq : m), neverRan[0]!.header.seq);
+    failing.push(
+      `${neverRan.length} packet(s) below next seq ${s.nextSeq} never ran here: ${some(neverRan.map((f) => `${f.name} (seq ${f.header.seq})`))}; ` +
+        `if their sender restarted its numbering, queue-set-next ${lowest} runs them; if not, queue-clean --stale --force removes them`,
+    );
+  }
 
   const working = s.processor.pid !== undefined;
   const limit = stalledAfter * 1000;

@@ -27,13 +27,24 @@ function ownEnv(): Array<[string, Buffer]> {
 }
 
 export function execRequest(argv: Buffer[], extraEnv: Array<[string, Buffer]>, guard: boolean): Buffer {
+  // Entries end at NUL in the request (and in environ itself): one NUL inside a name or value
+  // would start another entry, of the sender's choosing. Names must also not hold '=', which
+  // would make the receiver see another name than the one given.
   for (const a of argv) if (a.includes(0)) throw new ExecError(`argument "${a.toString('utf8').replace(/\0/g, '\\0')}" contains a NUL byte`);
-  for (const [k, v] of extraEnv) if (v.includes(0)) throw new ExecError(`variable ${k} contains a NUL byte`);
+  for (const [k, v] of extraEnv) {
+    if (k.includes('\0') || k.includes('=')) throw new ExecError(`variable name ${JSON.stringify(k)} contains a NUL byte or "="`);
+    if (v.includes(0)) throw new ExecError(`variable ${k} contains a NUL byte`);
+  }
   const env: Buffer[] = [];
-  const overridden = new Set(extraEnv.map(([k]) => k));
-  for (const [k, entry] of ownEnv()) if (!overridden.has(k)) env.push(entry);
-  // Names are kept as latin1 strings, one char per byte.
-  for (const [k, v] of extraEnv) env.push(Buffer.concat([Buffer.from(`${k}=`, 'latin1'), v]));
+  // One entry per name, the last value given winning, as in fspl (a packet may name a variable
+  // twice). Names are latin1 strings, one char per byte.
+  const extra = new Map<string, Buffer>();
+  for (const [k, v] of extraEnv) {
+    extra.delete(k);
+    extra.set(k, v);
+  }
+  for (const [k, entry] of ownEnv()) if (!extra.has(k)) env.push(entry);
+  for (const [k, v] of extra) env.push(Buffer.concat([Buffer.from(`${k}=`, 'latin1'), v]));
   return Buffer.concat([
     Buffer.from(`${argv.length}\0${env.length}\0${guard ? 1 : 0}\0`),
     ...argv.flatMap((a) => [a, NUL]),

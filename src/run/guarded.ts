@@ -24,6 +24,8 @@ export interface GuardedExit {
   signal: NodeJS.Signals | null;
   /** Could not be started at all (not found, not executable, no memory). */
   startError?: string;
+  /** The errno of the failed exec, when it came that far. */
+  startErrno?: number;
 }
 
 /**
@@ -84,6 +86,7 @@ export class GuardedChild {
     // fd 3: the request goes in; the guardian's pid comes back (marked \x01), and an exec
     // failure as text; a successful exec closes it.
     const control = this.child.stdio[3] as (Readable & Writable) | null;
+    let errno: number | undefined;
     const notStarted = new Promise<string | undefined>((resolve) => {
       if (!control) return resolve('cannot talk to fspool-exec');
       const said: Buffer[] = [];
@@ -97,6 +100,10 @@ export class GuardedChild {
           this.guardianPid = Number(pid);
           return '';
         });
+        text = text.replace(/\x02(\d+)\n/, (_m, n: string) => {
+          errno = Number(n);
+          return '';
+        });
         resolve(text.trim() || undefined);
       });
       control.end(request);
@@ -105,7 +112,7 @@ export class GuardedChild {
       this.child.once('error', (error) => resolve({ code: null, signal: null, startError: error.message }));
       this.child.once('exit', (code, signal) => resolve({ code, signal }));
     });
-    this.exited = Promise.all([exit, notStarted]).then(([e, failed]) => (failed && !e.startError ? { ...e, startError: failed } : e));
+    this.exited = Promise.all([exit, notStarted]).then(([e, failed]) => (failed && !e.startError ? { ...e, startError: failed, startErrno: errno } : e));
   }
 
   get pid(): number | undefined {

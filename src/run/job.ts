@@ -1,15 +1,17 @@
 // Running one job: from a decoded header and a payload source to a judged outcome.
 import { closeSync, fstatSync, openSync } from 'node:fs';
-import { log } from '../log.js';
-import { Progress } from '../progress.js';
+import { basename } from 'node:path';
+import type { RunFacts } from '../queue/journal.js';
+import { bytesLeft, Progress } from '../progress.js';
 import type { Header } from '../packet/header.js';
-import { type JobLocation, jobEnv } from '../packet/jobenv.js';
+import { execBytes, execProblem, type JobLocation, jobEnv } from '../packet/jobenv.js';
+import { createFresh } from '../queue/jobfile.js';
 import { fdOffset } from '../sys/fd.js';
-import { crashPoint } from '../sys/crashPoint.js';
 import { type Delivery, deliver, type PayloadStream } from './deliver.js';
+import type { RunContext } from './context.js';
 import { ExecError } from './exec.js';
-import { interrupts } from './interrupts.js';
-import { Receiver, type ReceiverExit } from './receiver.js';
+import { judge } from './policy.js';
+import { Receiver } from './receiver.js';
 import { fileTail, StderrTail } from './stderrTail.js';
 
 export interface RunOptions {
@@ -39,52 +41,11 @@ export interface JobInput {
   payload: PayloadSource;
 }
 
-/** How a run ended, in the journal's words (issue 4; spec/state-db.md lists them). */
-export type RunKind =
-  | 'success'
-  | 'exit-code'
-  | 'signal'
-  | 'timeout'
-  | 'decoder-failure'
-  | 'early-exit'
-  | 'fail-packet'
-  | 'bad-packet'
-  | 'cannot-start'
-  | 'interrupted'
-  | 'error';
-
-/** What the journal records of a run besides the verdict. */
-export interface RunFacts {
-  kind: RunKind;
-  exitCode?: number;
-  signal?: string;
-  /** Payload bytes the receiver took (read from the file, or written into its pipe). */
-  bytes?: number;
-  stderrTail?: string;
-}
-
 export type Outcome = (
   | { ok: true; note?: string }
   /** `fatal`: the command cannot run at all; stop the whole run, whatever --on-error says. */
   | { ok: false; reason: string; fatal?: boolean; interrupted?: NodeJS.Signals }
 ) & { facts?: RunFacts };
-
-function judge(exit: ReceiverExit, delivery: Delivery | undefined, unread: number): Outcome {
-  const how = { exitCode: exit.code ?? undefined, signal: exit.signal ?? undefined };
-  if (exit.startError) return { ok: false, fatal: true, reason: `cannot run command: ${exit.startError}`, facts: { kind: 'cannot-start' } };
-  if (delivery?.failure) return { ok: false, reason: `${delivery.failure}; receiver killed before end of input`, facts: { kind: 'decoder-failure', ...how } };
-  if (exit.timedOut) {
-    return { ok: false, reason: `timed out; command ${exit.signal ? `killed by ${exit.signal}` : `exited with status ${exit.code}`}`, facts: { kind: 'timeout', ...how } };
-  }
-  if (exit.signal) return { ok: false, reason: `command killed by ${exit.signal}`, facts: { kind: 'signal', ...how } };
-  if (exit.code !== 0) {
-    const early = delivery?.early || unread > 0;
-    return { ok: false, reason: `command exited with status ${exit.code}${early ? ' before reading all of its input' : ''}`, facts: { kind: early ? 'early-exit' : 'exit-code', ...how } };
-  }
-  if (delivery?.early) return { ok: true, note: 'command exited 0 before reading all of its input', facts: { kind: 'success', ...how } };
-  if (unread > 0) return { ok: true, note: `command exited 0 leaving ${unread} payload bytes unread`, facts: { kind: 'success', ...how } };
-  return { ok: true, facts: { kind: 'success', ...how } };
-}
 
 function watchOffset(fd: number, start: number, progress: Progress): NodeJS.Timeout {
   return setInterval(() => {
@@ -96,27 +57,34 @@ function watchOffset(fd: number, start: number, progress: Progress): NodeJS.Time
   }, 250);
 }
 
-export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> {
+export async function runJob(job: JobInput, opts: RunOptions, ctx: RunContext): Promise<Outcome> {
   const { header } = job;
+  const { log, stop: stopper } = ctx;
   const stop = () => {
     if (job.payload.kind === 'stream') job.payload.abort();
   };
   if (header.cmd.kind !== 'Command') {
     stop();
     // As fspl: saveboth leaves an (empty) output file for every job it handled.
-    if (opts.outputFile) closeSync(openSync(opts.outputFile, 'w', 0o644));
+    if (opts.outputFile) closeSync(createFresh(opts.outputFile));
     return header.cmd.kind === 'NOP'
       ? { ok: true, facts: { kind: 'success', bytes: 0 } }
       : { ok: false, reason: 'Fail packet', facts: { kind: 'fail-packet', bytes: 0 } };
   }
+  const problem = execProblem(header, opts.allowJobParams);
+  if (problem) {
+    stop();
+    return { ok: false, reason: `${problem}; the command was not started`, facts: { kind: 'bad-packet', bytes: 0 } };
+  }
   const argv: Buffer[] = [Buffer.from(opts.command), ...opts.params];
   if (opts.allowJobParams) argv.push(...header.cmd.params);
-  else if (header.cmd.params.length > 0) log.warn(`job ${header.seq}: its params are ignored because --allow-job-params was not given`);
+  // fspl's default, and routine: worth a line at INFO, not a warning.
+  else if (header.cmd.params.length > 0) log.info(`job ${header.seq}: its params are ignored because --allow-job-params was not given`);
 
   // Stopping already: do not start another receiver.
-  if (interrupts.signal) {
+  if (stopper.requested) {
     stop();
-    return { ok: false, reason: `interrupted by ${interrupts.signal}`, interrupted: interrupts.signal, facts: { kind: 'interrupted', signal: interrupts.signal } };
+    return { ok: false, reason: `interrupted by ${stopper.requested}`, interrupted: stopper.requested, facts: { kind: 'interrupted', signal: stopper.requested } };
   }
   let nullFd: number | undefined;
   let outFd: number | undefined;
@@ -131,7 +99,7 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
     } else {
       stdin = job.payload.kind === 'fd' ? job.payload.fd : 'pipe';
     }
-    if (opts.outputFile) outFd = openSync(opts.outputFile, 'w', 0o644);
+    if (opts.outputFile) outFd = createFresh(opts.outputFile);
     else if (opts.keepStderrTail) tail = new StderrTail();
     if (job.payload.kind === 'fd' && !opts.ignorePayload) startOffset = job.payload.offset ?? fdOffset(job.payload.fd);
     receiver = new Receiver({
@@ -151,22 +119,27 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
     if (e instanceof ExecError) return { ok: false, reason: `cannot run command: ${e.message}`, facts: { kind: 'cannot-start' } };
     throw e;
   }
-  // The receiver holds its own copies now.
+  // The receiver holds its own copies now (the output file's fd stays, to read its tail).
   if (nullFd !== undefined) closeSync(nullFd);
-  if (outFd !== undefined) closeSync(outFd);
   tail?.spawned();
-  crashPoint('receiver-running');
+  ctx.crash.reach('receiver-running');
 
-  const unforward = interrupts.forward(receiver);
+  const unforward = stopper.forward(receiver);
   let delivery: Delivery | undefined;
-  const progress = opts.ignorePayload ? undefined : Progress.start(`job ${header.seq}`);
+  // A receiver writing to our stderr itself (stdin-process) would run into the line: the
+  // line is drawn only when its stderr passes through us (the tail) or goes to a file.
+  const progress =
+    opts.ignorePayload || (tail === undefined && outFd === undefined)
+      ? undefined
+      : Progress.start(`job ${header.seq} (${basename(opts.command)})`, job.payload.kind === 'fd' ? bytesLeft(job.payload.fd, startOffset) : undefined);
+  tail?.showing(progress);
   // Zero-copy: the receiver reads our fd, so its offset is its progress.
   const watcher = progress && job.payload.kind === 'fd' ? watchOffset(job.payload.fd, startOffset, progress) : undefined;
   try {
     if (!opts.ignorePayload && job.payload.kind === 'stream') delivery = await deliver(receiver, job.payload, progress);
     const exit = await receiver.done;
     if (watcher) clearInterval(watcher);
-    progress?.done();
+    progress?.done(watcher && job.payload.kind === 'fd' ? fdOffset(job.payload.fd) - startOffset : undefined);
     let unread = -1;
     let bytes = delivery?.bytes ?? 0;
     if (!opts.ignorePayload && job.payload.kind === 'fd') {
@@ -177,14 +150,19 @@ export async function runJob(job: JobInput, opts: RunOptions): Promise<Outcome> 
       unread = Math.max(0, fstatSync(fd).size - at);
       bytes = at - startOffset;
     }
-    const stderrTail = (tail ? await tail.take() : opts.keepStderrTail && opts.outputFile ? fileTail(opts.outputFile) : undefined) || undefined;
-    const outcome = judge(exit, delivery, unread);
-    if (interrupts.signal && !exit.startError) {
-      return { ok: false, reason: `interrupted by ${interrupts.signal}`, interrupted: interrupts.signal, facts: { kind: 'interrupted', signal: interrupts.signal, bytes, stderrTail } };
+    const stderrTail = (tail ? await tail.take() : opts.keepStderrTail && outFd !== undefined ? fileTail(outFd) : undefined) || undefined;
+    const outcome = judge(exit, delivery, unread, execBytes(header, opts.allowJobParams));
+    // A receiver told to stop that still took the whole payload and exited 0 has given its
+    // verdict: the job is done, and running it again would apply it twice. Anything less is an
+    // interruption, and the job stays queued.
+    const sig = stopper.interrupted;
+    if (sig && !exit.startError && !(outcome.ok && !outcome.note)) {
+      return { ok: false, reason: `interrupted by ${sig}`, interrupted: sig, facts: { kind: 'interrupted', signal: sig, bytes, stderrTail } };
     }
     return { ...outcome, facts: { ...outcome.facts!, bytes, stderrTail } };
   } finally {
     if (watcher) clearInterval(watcher);
+    if (outFd !== undefined) closeSync(outFd);
     receiver.release();
     unforward();
   }

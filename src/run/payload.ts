@@ -1,24 +1,28 @@
 // queue-payload and stdin-payload: the payload alone, to stdout, in large unbuffered writes.
-import { closeSync, openSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
+import { openJobFile } from '../queue/jobfile.js';
 import { copyFd, writeAll } from '../sys/fd.js';
-import { Progress } from '../progress.js';
+import { bytesLeft, Progress } from '../progress.js';
 import { preparePayload } from './source.js';
 
 /**
  * Copy the payload of the packet at `fd` to `outFd`, undoing its encodings. With a required
  * signature nothing is written before it verified (decoded into `spoolDir` first).
  */
-export async function writePayload(fd: number, outFd: number, ctx: DecodeContext, spoolDir: string): Promise<void> {
+export async function writePayload(fd: number, outFd: number, ctx: DecodeContext, spoolDir: string, spoolOption?: string): Promise<void> {
+  const spoolAtLeast = bytesLeft(fd);
   const p = await preparePayload(await openPacket(fd, ctx), {
     mode: ctx.keys.requiresSignature ? 'verified' : 'stream',
     keys: ctx.keys,
     fd,
     spoolDir,
+    spoolAtLeast,
+    spoolOption,
   });
   if (!p.ok) throw new FspoolError(p.reason.replace('; the command was not started', ''));
-  const progress = Progress.start(`payload of seq ${p.header.seq}`);
+  const progress = Progress.start(`payload of seq ${p.header.seq}`, p.payload.kind === 'fd' ? bytesLeft(p.payload.fd, p.payload.offset) : undefined);
   const where = outFd === 1 ? 'stdout' : `fd ${outFd}`;
   try {
     if (p.payload.kind === 'fd') {
@@ -48,7 +52,7 @@ export async function writePayload(fd: number, outFd: number, ctx: DecodeContext
 }
 
 export async function writeJobPayload(path: string, outFd: number, ctx: DecodeContext, spoolDir: string): Promise<void> {
-  const fd = openSync(path, 'r');
+  const { fd } = openJobFile(path);
   try {
     await writePayload(fd, outFd, ctx, spoolDir);
   } finally {

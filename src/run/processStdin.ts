@@ -7,22 +7,36 @@
 import { tmpdir } from 'node:os';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { FspoolError } from '../errors.js';
-import { interrupts } from './interrupts.js';
+import { bytesLeft } from '../progress.js';
+import { runContext } from './context.js';
 import { type RunOptions, runJob } from './job.js';
 import { type DeliveryMode, preparePayload } from './source.js';
+import { listenForSignals } from './stop.js';
 
-export async function processStdin(opts: RunOptions & { decode: DecodeContext; delivery: DeliveryMode }): Promise<number> {
-  // stdin cannot be read twice: a required signature is checked in verified mode.
-  const prepared = await preparePayload(await openPacket(0, opts.decode), { mode: opts.delivery, keys: opts.decode.keys, fd: 0, spoolDir: tmpdir() });
+export async function processStdin(opts: RunOptions & { decode: DecodeContext; delivery: DeliveryMode; spoolDir?: string }): Promise<number> {
+  // stdin cannot be read twice: a required signature is checked in verified mode, decoding
+  // into --spool-dir (default $TMPDIR); a packet in a file needs at least its own size there.
+  const spoolAtLeast = bytesLeft(0);
+  const prepared = await preparePayload(await openPacket(0, opts.decode), {
+    mode: opts.delivery,
+    keys: opts.decode.keys,
+    fd: 0,
+    spoolDir: opts.spoolDir ?? tmpdir(),
+    spoolAtLeast,
+    spoolOption: '--spool-dir',
+  });
   if (!prepared.ok) throw new FspoolError(prepared.reason);
-  interrupts.deferExit(true);
+  // One job: any signal interrupts it at once.
+  const ctx = runContext();
+  const unlisten = listenForSignals((sig) => ctx.stop.receive(sig));
   try {
-    const outcome = await runJob({ header: prepared.header, payload: prepared.payload }, opts);
+    const outcome = await runJob({ header: prepared.header, payload: prepared.payload }, opts, ctx);
     if (outcome.ok) return 0;
-    if (outcome.interrupted) return interrupts.exitCode;
+    if (outcome.interrupted) return ctx.stop.exitCode;
     throw new FspoolError(`job ${prepared.header.seq}: ${outcome.reason}`);
   } finally {
-    interrupts.deferExit(false);
+    unlisten();
+    ctx.stop.dispose();
     prepared.cleanup();
   }
 }

@@ -12,6 +12,7 @@ import { closeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { net } from '../sys/lazy.js';
 import { native } from '../sys/native.js';
+import { after, type Timer } from '../sys/timer.js';
 import { GuardedChild } from './guarded.js';
 
 export interface ReceiverSpec {
@@ -34,6 +35,8 @@ export interface ReceiverExit {
   timedOut: boolean;
   /** The command could not be started at all (not found, not executable). */
   startError?: string;
+  /** The errno of the exec that failed, when known (E2BIG: argv and environment too large). */
+  startErrno?: number;
 }
 
 export class Receiver {
@@ -43,7 +46,7 @@ export class Receiver {
   private readonly proc: GuardedChild;
   private exited = false;
   private timedOut = false;
-  private timers: NodeJS.Timeout[] = [];
+  private timers: Timer[] = [];
 
   /** Throws ExecError if argv or env cannot be exec'd. */
   constructor(private readonly spec: ReceiverSpec) {
@@ -80,7 +83,7 @@ export class Receiver {
       return { ...e, timedOut: this.timedOut && !e.startError };
     });
     if (spec.timeoutSeconds !== undefined && this.proc.pid) {
-      this.timers.push(setTimeout(() => this.timeout(), spec.timeoutSeconds * 1000));
+      this.timers.push(after(spec.timeoutSeconds, () => this.timeout()));
     }
   }
 
@@ -104,14 +107,14 @@ export class Receiver {
     this.timedOut = true;
     this.kill('SIGTERM');
     this.timers.push(
-      setTimeout(() => {
+      after(this.spec.graceSeconds, () => {
         if (!this.exited) this.kill('SIGKILL');
-      }, this.spec.graceSeconds * 1000),
+      }),
     );
   }
 
   private clearTimers(): void {
-    for (const t of this.timers) clearTimeout(t);
+    for (const t of this.timers) t.clear();
     this.timers = [];
   }
 }

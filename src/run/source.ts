@@ -10,13 +10,14 @@
 // starts, and an OpenPGP signature is only checked at the end of the message. So in `stream`
 // mode the packet is decoded and verified once without a receiver, then decoded again into the
 // receiver; `verified` mode does that by construction.
-import { closeSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Keyring } from '../codec/keys.js';
 import type { OpenedPacket, StreamPacket } from '../codec/decode.js';
 import { describe } from '../errors.js';
 import { encodeHeader } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
+import { Progress } from '../progress.js';
 import { randomUUID } from '../sys/lazy.js';
 import type { PayloadSource } from './job.js';
 
@@ -33,15 +34,37 @@ export interface SourceOptions {
   spoolDir: string;
   /** Open the same packet again, for a second pass; absent when the input cannot be re-read. */
   reopen?: () => Promise<OpenedPacket>;
+  /**
+   * What decoding into `spoolDir` needs at least (the packet's own size, when it is a file):
+   * less free space than that is refused before anything is written.
+   */
+  spoolAtLeast?: number;
+  /** The option that sets `spoolDir`, for the message saying where else it could go. */
+  spoolOption?: string;
 }
 
 export type Prepared =
   | { ok: true; header: Header; payload: PayloadSource; layers: string[]; cleanup(): void }
-  | { ok: false; reason: string };
+  /**
+   * `unverified`: a signature was required and the packet did not prove it: its header (the
+   * seq it claims included) cannot be trusted, so it is no job at all, not a failed one.
+   */
+  | { ok: false; reason: string; unverified?: boolean };
 
 /** Decode the payload into a temp file that is unlinked at once, and verify it. */
-async function spool(p: StreamPacket, dir: string): Promise<{ fd: number } | { reason: string }> {
+async function spool(p: StreamPacket, opts: SourceOptions): Promise<{ fd: number } | { reason: string; local: boolean }> {
+  const dir = opts.spoolDir;
   mkdirSync(dir, { recursive: true });
+  if (opts.spoolAtLeast !== undefined) {
+    const st = statfsSync(dir);
+    const free = st.bavail * st.bsize;
+    if (free < opts.spoolAtLeast) {
+      p.abort();
+      const elsewhere = opts.spoolOption ? `; ${opts.spoolOption} DIR decodes it elsewhere` : '';
+      return { reason: `not enough free space in ${dir} to decode the payload before running the command: ${free} bytes free, at least ${opts.spoolAtLeast} needed${elsewhere}; the command was not started`, local: true };
+    }
+  }
+  const progress = Progress.start(`decode seq ${p.header.seq} into ${dir}`);
   const path = join(dir, `decoded-${randomUUID()}.tmp`);
   const fd = openSync(path, 'wx+', 0o600);
   // Unlinked now, so no outcome (not even a crash) leaves it behind; the fd keeps the data.
@@ -53,43 +76,60 @@ async function spool(p: StreamPacket, dir: string): Promise<{ fd: number } | { r
       let off = 0;
       while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off, pos + off);
       pos += chunk.length;
+      progress?.add(chunk.length);
     }
     await p.verify();
     return { fd };
   } catch (e) {
     closeSync(fd);
     p.abort();
-    return { reason: `${describe(e)}; the command was not started` };
+    // A write that failed (a full disk) is this machine's trouble, not the packet's.
+    const local = (e as NodeJS.ErrnoException).syscall === 'write';
+    return { reason: `${describe(e)}; the command was not started`, local };
+  } finally {
+    progress?.done();
   }
 }
 
 /** Read the whole payload and verify it, without a receiver. */
 async function check(p: StreamPacket): Promise<string | undefined> {
+  const progress = Progress.start(`verify seq ${p.header.seq} (first of two passes)`);
   try {
-    for await (const chunk of p.payload) void chunk;
+    for await (const chunk of p.payload) progress?.add(chunk.length);
     await p.verify();
     return undefined;
   } catch (e) {
     p.abort();
     return describe(e);
+  } finally {
+    progress?.done();
   }
+}
+
+/**
+ * Why the packet does not prove a required signature, or undefined when it does: the whole
+ * packet is read and verified, without a receiver.
+ */
+export async function verifyOnly(p: OpenedPacket): Promise<string | undefined> {
+  if (p.kind === 'raw') return 'packet is not signed (a plain fspl packet), and --require-signature was given';
+  return check(p);
 }
 
 export async function preparePayload(p: OpenedPacket, opts: SourceOptions): Promise<Prepared> {
   const none = () => {};
   if (p.kind === 'raw') {
-    if (opts.keys.requiresSignature) return { ok: false, reason: 'packet is not signed (a plain fspl packet), and --require-signature was given' };
+    if (opts.keys.requiresSignature) return { ok: false, unverified: true, reason: 'packet is not signed (a plain fspl packet), and --require-signature was given' };
     return { ok: true, header: p.header, payload: { kind: 'fd', fd: opts.fd, offset: opts.at === undefined ? undefined : opts.at + p.headerLength }, layers: [], cleanup: none };
   }
   if (opts.mode === 'verified' || (opts.keys.requiresSignature && !opts.reopen)) {
-    const s = await spool(p, opts.spoolDir);
-    if ('reason' in s) return { ok: false, reason: s.reason };
+    const s = await spool(p, opts);
+    if ('reason' in s) return { ok: false, reason: s.reason, unverified: opts.keys.requiresSignature && !s.local };
     return { ok: true, header: p.header, payload: { kind: 'fd', fd: s.fd, offset: 0 }, layers: p.layers, cleanup: () => closeSync(s.fd) };
   }
   let live = p;
   if (opts.keys.requiresSignature) {
     const bad = await check(p);
-    if (bad) return { ok: false, reason: `${bad}; the command was not started` };
+    if (bad) return { ok: false, unverified: true, reason: `${bad}; the command was not started` };
     const again = await opts.reopen!();
     // The header the receiver is given must be the one that was verified.
     if (again.kind !== 'stream' || !encodeHeader(again.header).equals(encodeHeader(p.header))) {

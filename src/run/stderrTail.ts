@@ -4,8 +4,9 @@
 //
 // A receiver that leaves a daemon holding its stderr: we wait a moment for end-of-file after
 // the receiver exited, take the tail, and keep passing the daemon's output on while we run.
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, readSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import type { Progress } from '../progress.js';
 import { writeAll } from '../sys/fd.js';
 import { net } from '../sys/lazy.js';
 import { native } from '../sys/native.js';
@@ -19,17 +20,22 @@ export class StderrTail {
   private tail = Buffer.alloc(0);
   private readonly ended: Promise<void>;
   private writeEndOpen = true;
+  private line: Progress | undefined;
 
   constructor() {
     const [r, w] = native().pipe();
     this.fd = w;
     this.sock = new (net().Socket)({ fd: r, readable: true, writable: false });
     this.sock.on('data', (b: Buffer) => {
-      try {
-        writeAll(2, b);
-      } catch {
-        /* our stderr is gone: keep the tail anyway */
-      }
+      const pass = () => {
+        try {
+          writeAll(2, b);
+        } catch {
+          /* our stderr is gone: keep the tail anyway */
+        }
+      };
+      if (this.line) this.line.around(b, pass);
+      else pass();
       this.tail = this.tail.length + b.length <= TAIL_BYTES ? Buffer.concat([this.tail, b]) : Buffer.concat([this.tail, b]).subarray(-TAIL_BYTES);
     });
     this.ended = new Promise((resolve) => {
@@ -37,6 +43,11 @@ export class StderrTail {
       this.sock.once('close', resolve);
       this.sock.once('error', () => resolve());
     });
+  }
+
+  /** A progress line on our stderr, which what passes through must not run into. */
+  showing(line: Progress | undefined): void {
+    this.line = line;
   }
 
   /** The receiver holds its copy: ours must go, or end-of-file never comes. */
@@ -67,18 +78,16 @@ export class StderrTail {
   }
 }
 
-/** The last TAIL_BYTES of a file (the job's saved output, --output-to saveboth). */
-export function fileTail(path: string): string {
-  const fd = openSync(path, 'r');
-  try {
-    const size = fstatSync(fd).size;
-    const start = Math.max(0, size - TAIL_BYTES);
-    const buf = Buffer.alloc(size - start);
-    const n = readSync(fd, buf, 0, buf.length, start);
-    return textOf(buf.subarray(0, n));
-  } finally {
-    closeSync(fd);
-  }
+/**
+ * The last TAIL_BYTES of a file (the job's saved output, --output-to saveboth), read through
+ * the fd it was written by: its name is in jobs/, where others may have replaced it since.
+ */
+export function fileTail(fd: number): string {
+  const size = fstatSync(fd).size;
+  const start = Math.max(0, size - TAIL_BYTES);
+  const buf = Buffer.alloc(size - start);
+  const n = readSync(fd, buf, 0, buf.length, start);
+  return textOf(buf.subarray(0, n));
 }
 
 /** Text for the journal: UTF-8, a partial character at the cut dropped. */

@@ -4,7 +4,7 @@
 // input is opened first, the seqfile lock is held while the packet is written, and the
 // seqfile advances (durably) only after the last byte went out. A missing input file or a
 // full disk leaves no gap at the receiver.
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { encodeHeader } from '../packet/codec.js';
 import { type CmdType, U64_MAX } from '../packet/header.js';
 import { describe, FspoolError } from '../errors.js';
@@ -13,7 +13,7 @@ import { crashPoint } from '../sys/crashPoint.js';
 import { splitNul } from '../sys/argv.js';
 import { copyFd, fdChunks, writeAll } from '../sys/fd.js';
 import { allocated, collectIfDue } from '../sys/youngGc.js';
-import { Progress } from '../progress.js';
+import { bytesLeft, Progress } from '../progress.js';
 import { type EncodeOptions, makeEncoder } from './encode.js';
 
 export interface PrepareOptions {
@@ -35,6 +35,8 @@ export interface PrepareOptions {
    * `publish` runs after the number was consumed durably.
    */
   finish?: { durable(): void; publish(): void };
+  /** The subcommand running, for the progress line: prepare (default) or enqueue. */
+  command?: string;
 }
 
 /**
@@ -51,6 +53,19 @@ export function fsplSetEnv(): Array<[Buffer, Buffer]> {
     out.push([entry.subarray(prefix.length, eq), entry.subarray(eq + 1)]);
   }
   return out;
+}
+
+/**
+ * The input file, opened and checked before anything is written: a directory opens, and its
+ * first read would fail only after the packet's header went out.
+ */
+function openInput(path: string): number {
+  const fd = openSync(path, 'r');
+  if (fstatSync(fd).isDirectory()) {
+    closeSync(fd);
+    throw new FspoolError(`input ${path} is a directory; -i takes a file, or - for stdin (tar cf - DIR | fspool prepare -i - ...); nothing was written`);
+  }
+  return fd;
 }
 
 /** An error of writing the packet out (not of reading the input). */
@@ -76,7 +91,7 @@ export async function prepare(opts: PrepareOptions): Promise<bigint> {
   // Everything that can fail for a reason of its own comes before taking a number: the input
   // must open and the keys must load, or a missing file would leave a gap at the receiver.
   const encoder = await makeEncoder(opts.encode ?? {});
-  const inFd = opts.input === undefined ? undefined : opts.input === '-' ? 0 : openSync(opts.input, 'r');
+  const inFd = opts.input === undefined ? undefined : opts.input === '-' ? 0 : openInput(opts.input);
   try {
     const cmd = cmdOf(opts);
     const header = (seq: bigint) => {
@@ -92,7 +107,7 @@ export async function prepare(opts: PrepareOptions): Promise<bigint> {
       }
     };
     const write = async (seq: bigint) => {
-      const progress = inFd === undefined ? undefined : Progress.start(`prepare seq ${seq}`);
+      const progress = inFd === undefined ? undefined : Progress.start(`${opts.command ?? 'prepare'} seq ${seq}`, bytesLeft(inFd));
       if (!encoder) {
         writeAll(out, header(seq));
         if (inFd !== undefined) copyFd(inFd, out, progress);

@@ -25,16 +25,33 @@ export const CRASH_POINTS = [
 
 export type CrashPointName = (typeof CRASH_POINTS)[number];
 
-const reached = new Map<string, number>();
-/** FSPOOL_CRASH_AT, read once: a processor passes several points per job. */
-let wanted: string | undefined;
+/**
+ * The points one command or run has reached, and the crash it is to have. Each run of a
+ * processor has its own, so that `<name>@<n>` counts that run's passages, whatever else the
+ * process runs beside it.
+ */
+export class CrashPoints {
+  private readonly reached = new Map<string, number>();
+  private readonly point: string;
+  private readonly nth: number;
 
+  constructor(spec = process.env.FSPOOL_CRASH_AT ?? '') {
+    const [point = '', nth = '1'] = spec.split('@');
+    this.point = point;
+    this.nth = Number(nth);
+  }
+
+  reach(name: CrashPointName): void {
+    if (this.point !== name) return;
+    const count = (this.reached.get(name) ?? 0) + 1;
+    this.reached.set(name, count);
+    if (count === this.nth) process.kill(process.pid, 'SIGKILL');
+  }
+}
+
+let commandPoints: CrashPoints | undefined;
+
+/** A crash point of a one-shot command (prepare, queue-write, queue-clean). */
 export function crashPoint(name: CrashPointName): void {
-  const want = (wanted ??= process.env.FSPOOL_CRASH_AT ?? '');
-  if (!want) return;
-  const [point, nth = '1'] = want.split('@');
-  if (point !== name) return;
-  const count = (reached.get(name) ?? 0) + 1;
-  reached.set(name, count);
-  if (count === Number(nth)) process.kill(process.pid, 'SIGKILL');
+  (commandPoints ??= new CrashPoints()).reach(name);
 }

@@ -42,16 +42,12 @@ export function writeSynced(path: string, data: string | Uint8Array): void {
 
 /**
  * writeSynced(), with the fsync running in libuv's thread pool: the file is created and written
- * before this returns its promise, and the caller may do other work (its own fsync) while the
- * disk catches up. Settles once the data is on disk; on failure the file is removed.
+ * before this returns (it throws if it cannot be: no permission, no space), and the caller may
+ * do other work (its own fsync, a job) while the disk catches up. The promise settles once the
+ * data is on disk; on failure the file is removed.
  */
 export function writeSyncedConcurrently(path: string, data: string | Uint8Array): Promise<void> {
-  let fd: number;
-  try {
-    fd = createWritten(path, data);
-  } catch (e) {
-    return Promise.reject(e);
-  }
+  const fd = createWritten(path, data);
   return new Promise<void>((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve()))).then(
     () => closeSync(fd),
     (e: unknown) => {

@@ -1,4 +1,5 @@
-// Loads native/fspool_sys.c (built by node-gyp at install): flock(2), pipe2(2), and CFB's XOR.
+// Loads native/fspool_sys.c (built by node-gyp at install): flock(2), pipe2(2), the terminal's width,
+// and CFB's XOR.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -9,6 +10,8 @@ interface Sys {
   pipe(): [number, number];
   clearNonblock(fd: number): void;
   reap(pid: number): boolean;
+  /** The columns of the terminal on fd (ioctl TIOCGWINSZ), or undefined if it is none. */
+  winsize(fd: number): number | undefined;
   /** See native/fspool_sys.c: turns ks = ECB(ct) into CFB plaintext in place; reg carries over. */
   cfbXor(ks: Buffer, ct: Buffer, reg: Buffer): void;
   LOCK_EX: number;

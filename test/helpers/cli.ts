@@ -98,8 +98,12 @@ export function preparePacket(args: string[], input?: string | Buffer, env?: Nod
   return r.stdout;
 }
 
-/** Write a packet into a queue with queue-write. */
+/**
+ * Write a packet into a queue with queue-write. A gzipped packet is written as its sender
+ * would have to: with the decoder that reads it (queue-write checks that it is a packet).
+ */
 export function queueWrite(q: string, packet: Buffer): void {
-  const r = fspool(['queue-write', '-q', q], { input: packet });
+  const gzipped = packet[0] === 0x1f && packet[1] === 0x8b;
+  const r = fspool(['queue-write', '-q', q, ...(gzipped ? ['-d', 'gzip -dc'] : [])], { input: packet });
   if (r.code !== 0) throw new Error(`queue-write failed: ${r.stderr}`);
 }

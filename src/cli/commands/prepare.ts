@@ -1,9 +1,8 @@
-import type { CommandModule } from 'yargs';
 import { prepare, prepareGetNext, type PrepareOptions, prepareSetNext } from '../../send/prepare.js';
 import { rawTail } from '../../sys/argv.js';
 import { describe, FspoolError, UsageError } from '../../errors.js';
 import { Queue } from '../../queue/queue.js';
-import { idArgument, queuedir, seqfile, u64, waitLock } from '../options.js';
+import { idArgument, type OptionDef, type PositionalDef, queuedir, seqfile, type Subcommand, u64, waitLock } from '../options.js';
 import type { EncodeOptions } from '../../send/encode.js';
 import type { Argv } from 'yargs';
 
@@ -12,6 +11,7 @@ function encodeOptions<T>(y: Argv<T>) {
   return y
     .option('zstd', {
       type: 'string',
+      value: 'LEVEL',
       describe: 'Compress the whole packet with zstd, at LEVEL (1-19, default 3): --zstd or --zstd=LEVEL',
       coerce: (v: unknown) => {
         if (v === '' || v === true) return 3;
@@ -20,18 +20,19 @@ function encodeOptions<T>(y: Argv<T>) {
         return n;
       },
     })
-    .option('encrypt-to', { type: 'string', array: true, nargs: 1, requiresArg: true, describe: 'Encrypt to the OpenPGP public key(s) in this file (armored or binary); repeatable' })
-    .option('passphrase-file', { type: 'string', requiresArg: true, describe: 'Encrypt with the passphrase on the first line of this file (symmetric)' })
-    .option('sign-with', { type: 'string', requiresArg: true, describe: 'Sign with the OpenPGP secret key in this file' })
-    .option('key-passphrase-file', { type: 'string', requiresArg: true, describe: 'File whose first line unlocks the --sign-with key' });
+    .option('encrypt-to', { type: 'string', value: 'KEYFILE', array: true, nargs: 1, requiresArg: true, describe: 'Encrypt to the OpenPGP public key(s) in this file (armored or binary); repeatable' })
+    .option('passphrase-file', { type: 'string', value: 'FILE', requiresArg: true, describe: 'Encrypt with the passphrase on the first line of this file (symmetric)' })
+    .option('sign-with', { type: 'string', value: 'KEYFILE', requiresArg: true, describe: 'Sign with the OpenPGP secret key in this file' })
+    .option('key-passphrase-file', { type: 'string', value: 'FILE', requiresArg: true, describe: 'File whose first line unlocks the --sign-with key' });
 }
 
-const input = {
+const input: OptionDef = {
   alias: 'i',
   type: 'string',
+  value: 'FILE',
   requiresArg: true,
   describe: 'Path to file to use for input. Set to "-" to use stdin. If not given, no input is used',
-} as const;
+};
 
 /** A command packet as the options describe it: seqfile, input, params after `--`, encodings. */
 function commandPacket(a: PrepareArgs): PrepareOptions {
@@ -68,12 +69,12 @@ interface PrepareArgs {
   '--'?: string[];
 }
 
-export const prepareCmd: CommandModule<object, PrepareArgs> = {
+export const prepareCmd: Subcommand<PrepareArgs> = {
   command: 'prepare',
-  describe: 'Prepare a command for transmission, writing to stdout',
+  describe: 'Prepare a command packet, with its payload from -i and its params after --, writing it to stdout',
+  params: 'PARAMS...',
   builder: (y) =>
     encodeOptions(y)
-      .usage('$0 prepare --seqfile FILE [-i INPUT] [--zstd[=LEVEL]] [--encrypt-to KEYFILE...] [-- PARAMS...]')
       .option('seqfile', seqfile)
       .option('input', input)
       .option('wait-lock', waitLock)
@@ -85,7 +86,7 @@ export const prepareCmd: CommandModule<object, PrepareArgs> = {
   },
 };
 
-const bare = (kind: 'NOP' | 'Fail', command: string, describe: string): CommandModule<object, PrepareArgs> => ({
+const bare = (kind: 'NOP' | 'Fail', command: string, describe: string): Subcommand<PrepareArgs> => ({
   command,
   describe,
   builder: (y) => encodeOptions(y.option('seqfile', seqfile).option('wait-lock', waitLock)).example(`$0 ${command} -s seq | $0 queue-write -q q`, '') as never,
@@ -97,12 +98,12 @@ const bare = (kind: 'NOP' | 'Fail', command: string, describe: string): CommandM
 export const prepareNop = bare('NOP', 'prepare-nop', 'Prepare a NOP packet for transmission, writing to stdout');
 export const prepareFail = bare('Fail', 'prepare-fail', 'Prepare a fail packet for transmission, writing to stdout');
 
-export const enqueueCmd: CommandModule<object, PrepareArgs & { queuedir: string }> = {
+export const enqueueCmd: Subcommand<PrepareArgs & { queuedir: string }> = {
   command: 'enqueue',
-  describe: 'Prepare a packet and write it into a local queue, in one process (prepare | queue-write)',
+  describe: 'Prepare a command packet and write it into a local queue, in one process (prepare | queue-write)',
+  params: 'PARAMS...',
   builder: (y) =>
     encodeOptions(y)
-      .usage('$0 enqueue -q QUEUE -s SEQFILE [-i INPUT] [-- PARAMS...]')
       .option('queuedir', queuedir)
       .option('seqfile', seqfile)
       .option('input', input)
@@ -115,6 +116,7 @@ export const enqueueCmd: CommandModule<object, PrepareArgs & { queuedir: string 
     try {
       await prepare({
         ...commandPacket(a),
+        command: 'enqueue',
         outFd: t.fd,
         // The packet is durable before its number is consumed, and visible only after:
         // a crash between the two leaves a complete temp file, never a reused number.
@@ -134,20 +136,20 @@ export const enqueueCmd: CommandModule<object, PrepareArgs & { queuedir: string 
   },
 };
 
-export const prepareGetNextCmd: CommandModule<object, { seqfile: string }> = {
+export const prepareGetNextCmd: Subcommand<{ seqfile: string }> = {
   command: 'prepare-get-next',
   describe: 'Get the next sequence number for prepare',
   builder: (y) => y.option('seqfile', seqfile).example('$0 prepare-get-next -s seq', '') as never,
   handler: async (a) => print(`${await prepareGetNext(a.seqfile)}\n`),
 };
 
-export const prepareSetNextCmd: CommandModule<object, { seqfile: string; id?: bigint; '--'?: string[] }> = {
+export const prepareSetNextCmd: Subcommand<{ seqfile: string; id?: bigint; '--'?: string[] }> = {
   command: 'prepare-set-next [id]',
   describe: 'Set the next sequence number for prepare',
   builder: (y) =>
     y
       .option('seqfile', seqfile)
-      .positional('id', { type: 'string', coerce: u64('ID'), describe: 'The ID to set it to' })
+      .positional('id', { type: 'string', value: 'ID', required: true, coerce: u64('ID'), describe: 'The ID to set it to' } satisfies PositionalDef)
       .example('$0 prepare-set-next -s seq 200', '') as never,
   handler: async (a) => prepareSetNext(a.seqfile, idArgument(a)),
 };

@@ -1,8 +1,7 @@
-import type { CommandModule } from 'yargs';
 import { Queue } from '../../queue/queue.js';
 import { type OnError, type OrderBy, processQueue } from '../../run/processQueue.js';
 import { processStdin } from '../../run/processStdin.js';
-import { choice, commandAndParams, type DecodeArgs, decodeContext, decodeOptions, delivery, queuedir, runOptions, seconds, u64, waitLock } from '../options.js';
+import { choiceOption, commandAndParams, type DecodeArgs, decodeContext, decodeOptions, delivery, queuedir, runOptions, seconds, spoolDir, type Subcommand, u64, waitLock } from '../options.js';
 import type { DeliveryMode } from '../../run/source.js';
 
 interface RunArgs extends DecodeArgs {
@@ -23,11 +22,19 @@ interface QueueProcessArgs extends RunArgs {
   maxjobs?: bigint;
   'output-to': 'passboth' | 'saveboth';
   'wait-lock'?: number;
+  'skip-if-locked': boolean;
+  'stop-timeout': number;
   watch: boolean;
   rescan: number;
   retries: bigint;
   backoff: number;
 }
+
+/**
+ * Default --stop-timeout: under systemd's default stop timeout (90 s), so that a running job
+ * gets a minute to finish and is then interrupted cleanly, before systemd would SIGKILL it.
+ */
+const STOP_TIMEOUT = 60;
 
 const runOpts = (a: RunArgs) => ({
   ...commandAndParams(a),
@@ -39,24 +46,27 @@ const runOpts = (a: RunArgs) => ({
   graceSeconds: a.grace,
 });
 
-export const queueProcess: CommandModule<object, QueueProcessArgs> = {
+export const queueProcess: Subcommand<QueueProcessArgs> = {
   command: 'queue-process [command]',
+  params: 'PARAMS...',
   describe: 'Process a queue',
   builder: (y) =>
     decodeOptions(runOptions(y), { decoder: true, signature: true })
-      .usage('$0 queue-process [OPTIONS] --queuedir DIR COMMAND [-- PARAMS...]')
       .option('queuedir', queuedir)
       .option('delivery', delivery)
-      .option('on-error', {
-        type: 'string',
-        requiresArg: true,
-        default: 'retry',
-        coerce: choice('--on-error', ['delete', 'leave', 'retry', 'quarantine'] as const),
-        describe: 'What to do with an error. Can be Delete, Leave, Retry, or Quarantine (move it to QUEUE/fspool/quarantine/)',
-      })
+      .option(
+        'on-error',
+        choiceOption('on-error', ['delete', 'leave', 'retry', 'quarantine'] as const, {
+          default: 'retry',
+          value: 'ACTION',
+          describe: 'What to do with a job that failed: delete it, leave it (and go on), retry it next run, or quarantine it (move it to QUEUE/fspool/quarantine/)',
+        }),
+      )
       // Issue 4: retries within a run, counted across runs by the journal.
       .option('retries', {
         type: 'string',
+        value: 'N',
+        helpType: 'number',
         requiresArg: true,
         default: '0',
         coerce: u64('--retries'),
@@ -64,38 +74,59 @@ export const queueProcess: CommandModule<object, QueueProcessArgs> = {
       })
       .option('backoff', {
         type: 'string',
+        value: 'SECONDS',
+        helpType: 'number',
         requiresArg: true,
         default: '0',
         coerce: seconds('--backoff'),
         describe: 'Seconds to wait before the first retry; doubled for each further retry in a run',
       })
-      .option('order-by', {
-        type: 'string',
-        requiresArg: true,
-        default: 'sequence',
-        coerce: choice('--order-by', ['sequence', 'timestamp'] as const),
-        describe: 'In what order to process jobs. Can be Sequence or Timestamp',
-      })
+      .option('order-by', choiceOption('order-by', ['sequence', 'timestamp'] as const, { default: 'sequence', value: 'ORDER', describe: 'In what order to process jobs' }))
       .option('never-delete', { type: 'boolean', nargs: 0, default: false, describe: 'Never delete processed job files in any circumstance' })
-      .option('maxjobs', { alias: 'n', type: 'string', requiresArg: true, coerce: u64('--maxjobs'), describe: 'Maximum number of jobs to process' })
-      .option('output-to', {
-        type: 'string',
-        requiresArg: true,
-        default: 'passboth',
-        coerce: choice('--output-to', ['passboth', 'saveboth'] as const),
-        describe: 'What to do with stdout and stderr of the process. Can be PassBoth or SaveBoth (to jobs/NAME.out)',
-      })
+      .option('maxjobs', { alias: 'n', type: 'string', value: 'N', helpType: 'number', requiresArg: true, coerce: u64('--maxjobs'), describe: 'Maximum number of jobs to process' })
+      .option(
+        'output-to',
+        choiceOption('output-to', ['passboth', 'saveboth'] as const, {
+          default: 'passboth',
+          value: 'WHERE',
+          describe: "The command's stdout and stderr: pass both on (passboth) or save both to jobs/NAME.out (saveboth)",
+        }),
+      )
       .option('wait-lock', waitLock)
+      .option('skip-if-locked', {
+        type: 'boolean',
+        nargs: 0,
+        default: false,
+        describe: 'If another processor holds the queue, exit 0 quietly (for cron) instead of failing',
+      })
+      .option('stop-timeout', {
+        type: 'string',
+        value: 'SECONDS',
+        helpType: 'number',
+        requiresArg: true,
+        default: String(STOP_TIMEOUT),
+        coerce: seconds('--stop-timeout'),
+        describe: 'On SIGTERM, start no new job and let the running one finish for up to this many seconds before interrupting it (0: as long as it takes)',
+      })
       .option('watch', {
         type: 'boolean',
         nargs: 0,
         default: false,
         describe: 'Keep running: process each packet as it lands (inotify, and a rescan every --rescan seconds); SIGTERM ends the run',
       })
-      .option('rescan', { type: 'string', requiresArg: true, default: '30', coerce: seconds('--rescan'), describe: 'With --watch: look at jobs/ at least this often' })
+      // A rescan every instant would only spin: at least a tenth of a second apart.
+      .option('rescan', {
+        type: 'string',
+        value: 'SECONDS',
+        helpType: 'number',
+        requiresArg: true,
+        default: '30',
+        coerce: seconds('--rescan', 0.1),
+        describe: 'With --watch: look at jobs/ at least this often (0.1 or more)',
+      })
       .example("$0 queue-process -q /var/q --timeout 3600 zfs -- receive -u tank/backup", 'receive zfs streams in order')
       .example("$0 queue-process -q q -d 'zstd -dc' --on-error delete sh -- -c 'tar xf - -C /srv'", 'decode, unpack, drop failures')
-      .example('$0 queue-process -q /var/spool/q --watch ./apply', 'a daemon: run packets as they arrive (contrib/fspool-watch@.service)')
+      .example('$0 queue-process -q /var/spool/q --watch ./apply', 'a daemon: run packets as they arrive (contrib/systemd/fspool-watch.service)')
       .example('$0 queue-process -q q --retries 3 --backoff 60 --on-error quarantine ./apply', 'try 4 times, then set the job aside') as never,
   handler: async (a) => {
     const code = await processQueue(new Queue(a.queuedir), {
@@ -108,6 +139,8 @@ export const queueProcess: CommandModule<object, QueueProcessArgs> = {
       maxJobs: a.maxjobs === undefined ? undefined : Number(a.maxjobs),
       saveOutput: a['output-to'] === 'saveboth',
       waitLockSeconds: a['wait-lock'],
+      skipIfLocked: a['skip-if-locked'],
+      stopTimeoutSeconds: a['stop-timeout'],
       watch: a.watch,
       rescanSeconds: a.rescan,
     });
@@ -115,15 +148,17 @@ export const queueProcess: CommandModule<object, QueueProcessArgs> = {
   },
 };
 
-export const stdinProcess: CommandModule<object, RunArgs> = {
+export const stdinProcess: Subcommand<RunArgs & { 'spool-dir'?: string }> = {
   command: 'stdin-process [command]',
+  params: 'PARAMS...',
   describe: 'Process a command from a job packet read from stdin',
   builder: (y) =>
     decodeOptions(runOptions(y), { decoder: false, signature: true })
       .option('delivery', delivery)
-      .usage('$0 stdin-process [OPTIONS] COMMAND [-- PARAMS...]')
-      .example('ssh sender fspool prepare -s seq -i file | $0 stdin-process cat', '') as never,
+      .option('spool-dir', spoolDir)
+      .example('ssh sender fspool prepare -s seq -i file | $0 stdin-process cat', '')
+      .example('$0 stdin-process --require-signature send.asc --spool-dir /var/tmp ./apply < p.fspl', 'the plaintext is decoded and verified in /var/tmp before ./apply starts') as never,
   handler: async (a) => {
-    process.exitCode = await processStdin(runOpts(a));
+    process.exitCode = await processStdin({ ...runOpts(a), spoolDir: a['spool-dir'] });
   },
 };

@@ -1,9 +1,10 @@
-import type { CommandModule } from 'yargs';
 import { Queue } from '../../queue/queue.js';
-import { idArgument, queuedir, u64, waitLock } from '../options.js';
+import { notAPacket } from '../../codec/check.js';
+import { Keyring } from '../../codec/keys.js';
+import { decoder, idArgument, type PositionalDef, queuedir, seconds, type Subcommand, u64, waitLock } from '../options.js';
 import { print } from './out.js';
 
-export const queueInit: CommandModule<object, { queuedir: string; 'append-only': boolean }> = {
+export const queueInit: Subcommand<{ queuedir: string; 'append-only': boolean }> = {
   command: 'queue-init',
   describe: 'Initialize a queue',
   builder: (y) =>
@@ -16,7 +17,7 @@ export const queueInit: CommandModule<object, { queuedir: string; 'append-only':
   },
 };
 
-export const queueGetNext: CommandModule<object, { queuedir: string }> = {
+export const queueGetNext: Subcommand<{ queuedir: string }> = {
   command: 'queue-get-next',
   describe: 'Prints the next sequence number for the queue',
   builder: (y) => y.option('queuedir', queuedir).example('$0 queue-get-next -q q', '') as never,
@@ -27,14 +28,14 @@ export const queueGetNext: CommandModule<object, { queuedir: string }> = {
   },
 };
 
-export const queueSetNext: CommandModule<object, { queuedir: string; id?: bigint; '--'?: string[]; 'wait-lock'?: number }> = {
+export const queueSetNext: Subcommand<{ queuedir: string; id?: bigint; '--'?: string[]; 'wait-lock'?: number }> = {
   command: 'queue-set-next [id]',
   describe: 'Sets the next sequence number for the queue',
   builder: (y) =>
     y
       .option('queuedir', queuedir)
       .option('wait-lock', waitLock)
-      .positional('id', { type: 'string', coerce: u64('ID'), describe: 'The ID to set it to' })
+      .positional('id', { type: 'string', value: 'ID', required: true, coerce: u64('ID'), describe: 'The ID to set it to' } satisfies PositionalDef)
       .example('$0 queue-set-next -q q 42', 'skip ahead to seq 42') as never,
   handler: async (a) => {
     const q = new Queue(a.queuedir).checkProcessable();
@@ -47,11 +48,26 @@ export const queueSetNext: CommandModule<object, { queuedir: string; id?: bigint
   },
 };
 
-export const queueWrite: CommandModule<object, { queuedir: string }> = {
+interface WriteArgs {
+  queuedir: string;
+  raw: boolean;
+  decoder?: string;
+  'decoder-timeout'?: number;
+}
+
+export const queueWrite: Subcommand<WriteArgs> = {
   command: 'queue-write',
-  describe: 'Save a packet from stdin to a queue',
-  builder: (y) => y.option('queuedir', queuedir).example('ssh sender fspool prepare -s seq | $0 queue-write -q q', '') as never,
-  handler: (a) => {
-    new Queue(a.queuedir).write(0);
+  describe: 'Save a packet from stdin to a queue (refused if it is not one)',
+  builder: (y) =>
+    y
+      .option('queuedir', queuedir)
+      .option('decoder', { ...decoder, describe: 'Command that decodes the packet (run by $SHELL -c): the input must decode to a packet header' })
+      .option('decoder-timeout', { type: 'string', value: 'SECONDS', helpType: 'number', requiresArg: true, default: '300', coerce: seconds('--decoder-timeout'), describe: 'Seconds the decoder may take to give the header' })
+      .option('raw', { type: 'boolean', nargs: 0, default: false, describe: 'Write the input as it is, whatever it holds (a deliberately opaque file)' })
+      .example('ssh sender fspool prepare -s seq | $0 queue-write -q q', '') as never,
+  handler: async (a) => {
+    // The writer rarely holds the receiver's keys: an encrypted packet is taken as it is.
+    const ctx = { decoder: a.decoder, decoderTimeoutSeconds: a['decoder-timeout'], keys: new Keyring({ defaults: false }) };
+    await new Queue(a.queuedir).write(0, a.raw ? undefined : (fd) => notAPacket(fd, ctx));
   },
 };

@@ -1,11 +1,10 @@
-import type { CommandModule } from 'yargs';
-import { log } from '../../log.js';
+import { log, printable } from '../../log.js';
 import { formatEnv, jobEnv, rfc3339Local } from '../../packet/jobenv.js';
 import { Queue } from '../../queue/queue.js';
 import { attachState, type QueueState, READER_BUSY_MS } from '../../queue/state.js';
 import { writeJobPayload } from '../../run/payload.js';
 import { infoJson, lsJson } from '../json.js';
-import { type DecodeArgs, decodeContext, decodeOptions, job, queuedir } from '../options.js';
+import { type DecodeArgs, decodeContext, decodeOptions, job, queuedir, type Subcommand } from '../options.js';
 import { print } from './out.js';
 import { json } from './queueState.js';
 
@@ -24,7 +23,7 @@ async function withCache<T>(q: Queue, fn: (state: QueueState) => Promise<T>): Pr
   }
 }
 
-export const queueLs: CommandModule<object, LsArgs> = {
+export const queueLs: Subcommand<LsArgs> = {
   command: 'queue-ls',
   describe: 'Gets information about the jobs in a queue',
   builder: (y) =>
@@ -37,7 +36,8 @@ export const queueLs: CommandModule<object, LsArgs> = {
     if (a.json) return print(lsJson(q, jobs));
     const rows = [];
     for (const j of jobs) {
-      if (j.header) rows.push({ seq: j.header.seq, name: j.name, ts: rfc3339Local(j.header.ctimeSecs) });
+      // A name is shown with its control characters escaped: it is not fspool's to trust.
+      if (j.header) rows.push({ seq: j.header.seq, name: printable(j.name), ts: rfc3339Local(j.header.ctimeSecs) });
       else log.warn(`cannot read job file ${j.path}: ${j.error}`);
     }
     rows.sort((x, y) => (x.seq !== y.seq ? (x.seq < y.seq ? -1 : 1) : x.name < y.name ? -1 : 1));
@@ -50,7 +50,7 @@ interface JobArgs extends LsArgs {
   job: bigint;
 }
 
-export const queueInfo: CommandModule<object, JobArgs> = {
+export const queueInfo: Subcommand<JobArgs> = {
   command: 'queue-info',
   describe: 'Show information about a specific job ID in a queue',
   builder: (y) =>
@@ -63,7 +63,7 @@ export const queueInfo: CommandModule<object, JobArgs> = {
   },
 };
 
-export const queuePayload: CommandModule<object, JobArgs> = {
+export const queuePayload: Subcommand<JobArgs> = {
   command: 'queue-payload',
   describe: 'Dump the payload of a job to stdout',
   builder: (y) =>

@@ -1,16 +1,15 @@
 // Issue 4's commands: queue-status, queue-history and queue-clean, all reading (and queue-clean
 // acting on) the queue's files and its journal in QUEUE/fspool/state.db.
-import type { CommandModule } from 'yargs';
-import { UsageError } from '../../errors.js';
-import { log } from '../../log.js';
+import { describe, UsageError } from '../../errors.js';
+import { log, printable } from '../../log.js';
 import { rfc3339Local } from '../../packet/jobenv.js';
-import { cleanQueue } from '../../queue/clean.js';
+import { type Cleaned, cleanQueue } from '../../queue/clean.js';
 import { FAILURES, type JournalOutcome, OUTCOMES, type RunRow } from '../../queue/journal.js';
 import { Queue } from '../../queue/queue.js';
 import { attachState, READER_BUSY_MS } from '../../queue/state.js';
-import { type FileJob, queueStatus, type Status, VERDICT_EXIT } from '../../queue/status.js';
-import { type DecodeArgs, decodeContext, decodeOptions, queuedir, seconds, u64, waitLock } from '../options.js';
-import { doc, jobJson, msIso, runJson } from '../json.js';
+import { type FileJob, queueStatus, type Status, type Verdict, VERDICT_EXIT } from '../../queue/status.js';
+import { type DecodeArgs, decodeContext, decodeOptions, queuedir, seconds, type Subcommand, u64, waitLock } from '../options.js';
+import { doc, jobJson, msTime, runJson } from '../json.js';
 import { print } from './out.js';
 
 export const json = { type: 'boolean', nargs: 0, default: false, describe: 'Print one JSON object (schema: spec/json.md)' } as const;
@@ -25,6 +24,7 @@ const localMs = (ms: number | null) => (ms === null ? '-' : rfc3339Local(BigInt(
 interface StatusArgs extends DecodeArgs {
   queuedir: string;
   json: boolean;
+  nagios: boolean;
   'stalled-after': number;
 }
 
@@ -37,8 +37,14 @@ function statusJson(q: Queue, s: Status): string {
     next_seq: s.nextSeq ?? null,
     pending: s.pending,
     due: s.due.map(job),
-    gap: s.gap ? { seq: s.gap.seq, since: msIso(s.gap.since), waiting: s.gap.waiting, lowest_waiting_seq: s.gap.lowest } : null,
-    stale: s.stale.map((f) => ({ ...job(f), processed: f.processed !== undefined, processed_at: msIso(f.processed?.endedAt) })),
+    gap: s.gap ? { seq: s.gap.seq, ...msTime('since', s.gap.since), waiting: s.gap.waiting, lowest_waiting_seq: s.gap.lowest } : null,
+    stale: s.stale.map((f) => ({
+      ...job(f),
+      processed: f.processed !== undefined,
+      ...msTime('processed_at', f.processed?.endedAt),
+      ran: f.ran !== undefined,
+      never_ran: s.journal ? f.ran === undefined && f.processed === undefined : null,
+    })),
     duplicates: s.duplicates.map((d) => ({ seq: d.seq, files: d.files.map(job) })),
     ambiguous: s.ambiguous.map((d) => ({ seq: d.seq, files: d.files.map(job) })),
     unreadable: s.unreadable.map((u) => ({ file: u.name, path: u.path, error: u.error })),
@@ -49,6 +55,28 @@ function statusJson(q: Queue, s: Status): string {
     processor: { running: s.processor.pid !== undefined, known: s.processor.known, pid: s.processor.pid ?? null, job: s.processor.current ? runJson(s.processor.current) : null },
     journal: s.journal,
   });
+}
+
+/** Nagios plugin states for queue-status's verdicts; 3 (UNKNOWN) is any error. */
+export const NAGIOS: Record<Verdict, { code: number; state: string }> = {
+  healthy: { code: 0, state: 'OK' },
+  stalled: { code: 1, state: 'WARNING' },
+  failing: { code: 2, state: 'CRITICAL' },
+};
+export const NAGIOS_UNKNOWN = { code: 3, state: 'UNKNOWN' };
+
+/** A Nagios plugin's first line: state, summary, and performance data after `|`. */
+function nagiosLine(q: Queue, s: Status): string {
+  const next = s.nextSeq === undefined ? 'append-only' : `next ${s.nextSeq}`;
+  const why = s.reasons.length ? `; ${s.reasons.join('; ')}` : '';
+  const perf = `pending=${s.pending} stale=${s.stale.length} unreadable=${s.unreadable.length} quarantine=${s.quarantine.length}`;
+  return `FSPOOL ${NAGIOS[s.verdict].state} - ${q.dir}: ${next}, ${s.pending} pending${why} | ${perf}\n`;
+}
+
+function staleWhy(f: { processed?: RunRow; ran?: RunRow }, journal: boolean): string {
+  if (f.processed) return `processed ${localMs(f.processed.endedAt)}`;
+  if (f.ran) return `ran ${localMs(f.ran.endedAt)} (${f.ran.outcome}), not processed`;
+  return journal ? 'never ran here' : 'unknown (no journal)';
 }
 
 function runLine(r: RunRow): string {
@@ -67,7 +95,7 @@ function statusText(q: Queue, s: Status): string {
   if (s.due.length > 0) row('due', `seq ${s.nextSeq}: ${s.due.map((d) => d.name).join(', ')}`);
   if (s.gap) row('gap', `waiting for seq ${s.gap.seq} since ${localMs(s.gap.since)}; ${s.gap.waiting} job(s) behind it, the lowest is seq ${s.gap.lowest}`);
   row('stale', String(s.stale.length));
-  for (const f of s.stale) file(f, `  seq ${f.header.seq}  ${f.processed ? `processed ${localMs(f.processed.endedAt)}` : 'not known as processed'}`);
+  for (const f of s.stale) file(f, `  seq ${f.header.seq}  ${staleWhy(f, s.journal)}`);
   row('duplicates', String(s.duplicates.reduce((n, d) => n + d.files.length - 1, 0)));
   for (const d of s.duplicates) for (const f of d.files) file(f, `  seq ${d.seq}`);
   if (s.ambiguous.length > 0) {
@@ -88,34 +116,51 @@ function statusText(q: Queue, s: Status): string {
   else proc = p.known ? 'not running' : 'unknown (/proc/locks unreadable)';
   row('processor', proc);
   if (!s.journal) row('journal', 'none (no state database)');
-  return `${out.join('\n')}\n`;
+  // Names and details come from the queue's files: their control characters are escaped.
+  return `${out.map(printable).join('\n')}\n`;
 }
 
-export const queueStatusCmd: CommandModule<object, StatusArgs> = {
+export const queueStatusCmd: Subcommand<StatusArgs> = {
   command: 'queue-status',
   describe: 'Show what a queue is doing; the exit status says healthy (0), stalled (3) or failing (4)',
   builder: (y) =>
     decodeOptions(y.option('queuedir', queuedir), { decoder: true, signature: false })
       .option('json', json)
+      .option('nagios', {
+        type: 'boolean',
+        nargs: 0,
+        default: false,
+        describe: 'Be a Nagios plugin: a summary line first, then the report; exit 0 OK (healthy), 1 WARNING (stalled), 2 CRITICAL (failing), 3 UNKNOWN (an error)',
+      })
       .option('stalled-after', {
         type: 'string',
+        value: 'SECONDS',
+        helpType: 'number',
         requiresArg: true,
         default: '3600',
         coerce: seconds('--stalled-after'),
         describe: 'Work waiting this many seconds with no processor at it makes the queue "stalled"',
       })
       .example('$0 queue-status -q q', '')
-      .example('$0 queue-status -q q --json --stalled-after 600 || alert', 'for cron or a Nagios-style check') as never,
+      .example('$0 queue-status -q q --json --stalled-after 600 || alert', 'for cron')
+      .example('$0 queue-status -q /var/spool/q --nagios --stalled-after 600', 'a Nagios (or Icinga) check command') as never,
   handler: async (a) => {
-    const q = new Queue(a.queuedir).check();
-    const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: READER_WITHOUT });
     try {
-      const jobs = await q.scan(decodeContext(a));
-      const s = queueStatus(q, jobs, state.journal, { stalledAfterSeconds: a['stalled-after'] });
-      print(a.json ? statusJson(q, s) : statusText(q, s));
-      process.exitCode = VERDICT_EXIT[s.verdict];
-    } finally {
-      state.close();
+      const q = new Queue(a.queuedir).check();
+      const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: READER_WITHOUT });
+      try {
+        const jobs = await q.scan(decodeContext(a));
+        const s = queueStatus(q, jobs, state.journal, { stalledAfterSeconds: a['stalled-after'] });
+        if (a.nagios) print(nagiosLine(q, s) + statusText(q, s));
+        else print(a.json ? statusJson(q, s) : statusText(q, s));
+        process.exitCode = a.nagios ? NAGIOS[s.verdict].code : VERDICT_EXIT[s.verdict];
+      } finally {
+        state.close();
+      }
+    } catch (e) {
+      if (!a.nagios) throw e;
+      print(`FSPOOL ${NAGIOS_UNKNOWN.state} - ${describe(e)}\n`);
+      process.exitCode = NAGIOS_UNKNOWN.code;
     }
   },
 };
@@ -151,24 +196,25 @@ function historyText(rows: RunRow[]): string {
     const secs = r.endedAt === null ? '-' : ((r.endedAt - r.startedAt) / 1000).toFixed(1);
     const how = r.exitCode !== null && r.outcome !== 'success' ? `status ${r.exitCode}` : r.signal ? r.signal : '';
     const detail = [how, r.detail].filter(Boolean).join('; ');
-    text += line([localMs(r.startedAt), String(r.seq), String(r.attempt), r.outcome, secs, r.action ?? '-', `${r.file}${detail ? `  ${detail}` : ''}`]);
+    text += line([localMs(r.startedAt), String(r.seq), String(r.attempt), r.outcome, secs, r.action ?? '-', printable(`${r.file}${detail ? `  ${detail}` : ''}`)]);
   }
   return text;
 }
 
-export const queueHistory: CommandModule<object, HistoryArgs> = {
+export const queueHistory: Subcommand<HistoryArgs> = {
   command: 'queue-history',
   describe: "Show the journal of a queue's runs, newest first",
   builder: (y) =>
     y
       .option('queuedir', queuedir)
-      .option('job', { alias: 'j', type: 'string', requiresArg: true, coerce: u64('--job'), describe: 'Only runs of the job with this seq' })
+      .option('job', { alias: 'j', type: 'string', value: 'ID', helpType: 'number', requiresArg: true, coerce: u64('--job'), describe: 'Only runs of the job with this seq' })
       .option('outcome', {
         type: 'string',
+        value: 'OUTCOMES',
         requiresArg: true,
         describe: `Only runs that ended so (comma-separated, repeatable): failure, ${OUTCOMES.join(', ')}`,
       })
-      .option('limit', { alias: 'n', type: 'string', requiresArg: true, coerce: u64('--limit'), describe: 'At most this many runs' })
+      .option('limit', { alias: 'n', type: 'string', value: 'N', helpType: 'number', requiresArg: true, coerce: u64('--limit'), describe: 'At most this many runs' })
       .option('json', json)
       .example('$0 queue-history -q q -n 20', 'the last 20 runs')
       .example('$0 queue-history -q q -j 42 --outcome failure', 'why job 42 keeps failing') as never,
@@ -192,32 +238,46 @@ export const queueHistory: CommandModule<object, HistoryArgs> = {
 interface CleanArgs extends DecodeArgs {
   queuedir: string;
   stale: boolean;
+  force: boolean;
   'dry-run': boolean;
   'wait-lock'?: number;
 }
 
-export const queueClean: CommandModule<object, CleanArgs> = {
+function cleanedWhy(c: Cleaned): string {
+  if (c.kind === 'processed') return `copy of a packet processed ${localMs(c.run!.endedAt)}`;
+  if (c.kind === 'ran') return `its packet ran ${localMs(c.run!.endedAt)} (${c.run!.outcome}) and the queue moved past it`;
+  return 'its packet never ran here';
+}
+
+export const queueClean: Subcommand<CleanArgs> = {
   command: 'queue-clean',
-  describe: 'Remove job files below nextseq that already ran (with --stale: every file below nextseq)',
+  describe: 'Remove job files below nextseq that already ran (--stale: also those that failed; --stale --force: also those that never ran here)',
   builder: (y) =>
     decodeOptions(y.option('queuedir', queuedir), { decoder: true, signature: false })
-      .option('stale', { type: 'boolean', nargs: 0, default: false, describe: 'Also remove stale files the journal does not know as processed' })
+      .option('stale', { type: 'boolean', nargs: 0, default: false, describe: 'Also remove stale files whose packet ran and failed (the queue moved past it)' })
+      .option('force', {
+        type: 'boolean',
+        nargs: 0,
+        default: false,
+        describe: 'With --stale: also remove stale files whose packet never ran here (their data was never applied)',
+      })
       .option('dry-run', { type: 'boolean', nargs: 0, default: false, describe: 'Only say what would be removed' })
       .option('wait-lock', waitLock)
       .example('$0 queue-clean -q q --dry-run', '')
-      .example('$0 queue-clean -q q --stale', 'also stale files that never ran here') as never,
+      .example('$0 queue-clean -q q --stale', 'also stale files whose packet ran and failed') as never,
   handler: async (a) => {
+    if (a.force && !a.stale) throw new UsageError('--force only applies with --stale');
     const q = new Queue(a.queuedir).checkProcessable();
     const lock = await q.nextseq.lock({ create: false, waitSeconds: a['wait-lock'], what: `queue ${q.dir}` });
-    const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: 'going on without it: only --stale removes anything' });
+    const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: 'going on without it: nothing is known as processed, so only --stale --force removes anything' });
     try {
-      const done = await cleanQueue(q, state.journal, { stale: a.stale, dryRun: a['dry-run'], decode: decodeContext(a) });
+      const done = await cleanQueue(q, state.journal, { stale: a.stale, force: a.force, dryRun: a['dry-run'], decode: decodeContext(a) });
       let text = '';
       for (const c of done) {
-        const why = c.processed ? `copy of a packet processed ${localMs(c.processed.endedAt)}` : 'stale, not known as processed';
-        if (c.removed) text += `removed ${c.path} (seq ${c.seq}: ${why})\n`;
-        else if (a['dry-run'] && (c.processed || a.stale)) text += `would remove ${c.path} (seq ${c.seq}: ${why})\n`;
-        else log.info(`kept ${c.path} (seq ${c.seq}: ${why}); --stale removes it`);
+        const why = `seq ${c.seq}: ${cleanedWhy(c)}`;
+        if (c.removed) text += `${a['dry-run'] ? 'would remove' : 'removed'} ${c.path} (${why})\n`;
+        else if (c.kind === 'ran') log.info(`kept ${c.path} (${why}); --stale removes it`);
+        else log.warn(`kept ${c.path} (${why}): if its sender restarted its numbering, queue-set-next ${c.seq} runs it; --stale --force removes it`);
       }
       print(text);
     } finally {

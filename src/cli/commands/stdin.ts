@@ -1,12 +1,11 @@
 import { tmpdir } from 'node:os';
-import type { CommandModule } from 'yargs';
 import { openPacket } from '../../codec/decode.js';
 import { formatEnv, jobEnv } from '../../packet/jobenv.js';
 import { writePayload } from '../../run/payload.js';
-import { type DecodeArgs, decodeContext, decodeOptions } from '../options.js';
+import { type DecodeArgs, decodeContext, decodeOptions, spoolDir, type Subcommand } from '../options.js';
 import { print } from './out.js';
 
-export const stdinInfo: CommandModule<object, DecodeArgs> = {
+export const stdinInfo: Subcommand<DecodeArgs> = {
   command: 'stdin-info',
   describe: 'Get information about a packet piped to filespooler on stdin',
   builder: (y) => decodeOptions(y, { decoder: false, signature: false }).example('$0 stdin-info < packet.fspl', '') as never,
@@ -17,9 +16,12 @@ export const stdinInfo: CommandModule<object, DecodeArgs> = {
   },
 };
 
-export const stdinPayload: CommandModule<object, DecodeArgs> = {
+export const stdinPayload: Subcommand<DecodeArgs & { 'spool-dir'?: string }> = {
   command: 'stdin-payload',
   describe: 'Dumps the payload from the packet on stdin to stdout',
-  builder: (y) => decodeOptions(y, { decoder: false, signature: true }).example('$0 stdin-payload < packet.fspl > payload', '') as never,
-  handler: (a) => writePayload(0, 1, decodeContext(a), tmpdir()),
+  builder: (y) =>
+    decodeOptions(y, { decoder: false, signature: true })
+      .option('spool-dir', spoolDir)
+      .example('$0 stdin-payload < packet.fspl > payload', '') as never,
+  handler: (a) => writePayload(0, 1, decodeContext(a), a['spool-dir'] ?? tmpdir(), '--spool-dir'),
 };

@@ -1,0 +1,101 @@
+// What a run knows of a queue's jobs/: every file's header, read once per file and run (not
+// once per job), the readable ones by seq so that finding the due job is O(1), and the files
+// that could not be read or did not prove a required signature, reported once each.
+import type { DecodeContext } from '../codec/decode.js';
+import { type FileIdentity, sameIdentity } from './jobfile.js';
+import type { Queue, ScannedJob } from './queue.js';
+
+/** A job file whose header was read. */
+export type Readable = ScannedJob & { header: NonNullable<ScannedJob['header']> };
+export const readable = (j: ScannedJob): j is Readable => j.header !== undefined;
+
+/** What a run knows of jobs/: headers are read once per file and run, not once per job. */
+export class JobIndex {
+  private readonly byName = new Map<string, ScannedJob>();
+  /** The readable jobs by seq, in the order they were seen: finding the due job is O(1). */
+  private readonly bySeq = new Map<bigint, Readable[]>();
+
+  constructor(
+    private readonly queue: Queue,
+    private readonly decode: DecodeContext,
+  ) {}
+
+  /** Why each unreadable file was last reported, so that a watch does not repeat itself. */
+  private readonly reported = new Map<string, string>();
+  /**
+   * Files that failed a required signature, by name, with the identity that failed and why: a
+   * header that cannot be trusted makes no job, and reading it again at every look changes
+   * nothing until the file itself changes.
+   */
+  private readonly distrusted = new Map<string, { identity?: FileIdentity; reason: string }>();
+
+  /**
+   * Read the headers of files that appeared since the last look, and again of those that could
+   * not be read last time (a decoder that failed once, a key added since); forget vanished ones.
+   * Returns what was read, with the unreadable only where the reason is new.
+   */
+  async refresh(): Promise<ScannedJob[]> {
+    const names = this.queue.jobNames();
+    const present = new Set(names);
+    for (const n of this.byName.keys()) if (!present.has(n) || this.byName.get(n)!.error) this.forget(n);
+    const complete = this.byName.size === 0; // a first look lets the header cache prune
+    const fresh = (await this.queue.scan(this.decode, names.filter((n) => !this.byName.has(n)), complete)).map((j) => {
+      const d = this.distrusted.get(j.name);
+      if (!d) return j;
+      if (d.identity && j.identity && sameIdentity(d.identity, j.identity)) return { name: j.name, path: j.path, identity: j.identity, error: d.reason };
+      this.distrusted.delete(j.name);
+      return j;
+    });
+    for (const n of this.reported.keys()) if (!present.has(n)) this.reported.delete(n);
+    const news = fresh.filter((j) => !j.error || this.reported.get(j.name) !== j.error);
+    for (const j of fresh) {
+      if (j.error) this.reported.set(j.name, j.error);
+      else this.reported.delete(j.name);
+    }
+    for (const j of fresh) {
+      this.byName.set(j.name, j);
+      if (readable(j)) {
+        const same = this.bySeq.get(j.header.seq);
+        if (same) same.push(j);
+        else this.bySeq.set(j.header.seq, [j]);
+      }
+    }
+    return news;
+  }
+
+  /** The file does not prove the signature it must carry: unreadable from now on, until it changes. */
+  distrust(job: Readable, reason: string): void {
+    this.forget(job.name);
+    const error = `fails --require-signature (${reason}), whatever seq it claims; not run`;
+    this.distrusted.set(job.name, { identity: job.identity, reason: error });
+    this.byName.set(job.name, { name: job.name, path: job.path, identity: job.identity, error });
+    this.reported.set(job.name, error);
+  }
+
+  forget(name: string): void {
+    const j = this.byName.get(name);
+    if (!j) return;
+    this.byName.delete(name);
+    if (!readable(j)) return;
+    const rest = (this.bySeq.get(j.header.seq) ?? []).filter((x) => x !== j);
+    if (rest.length > 0) this.bySeq.set(j.header.seq, rest);
+    else this.bySeq.delete(j.header.seq);
+  }
+
+  /** Files whose header could not be read, so that any of them could be any seq (not those a signature check refused: their seq is known, only untrusted). */
+  unreadable(): ScannedJob[] {
+    return this.all().filter((j) => j.error && !this.distrusted.has(j.name));
+  }
+
+  errorOf(name: string): string | undefined {
+    return this.byName.get(name)?.error;
+  }
+
+  all(): ScannedJob[] {
+    return [...this.byName.values()];
+  }
+
+  withSeq(seq: bigint): Readable[] {
+    return [...(this.bySeq.get(seq) ?? [])];
+  }
+}

@@ -1,0 +1,134 @@
+// One job file, from the name a scan found to a judged run: opened again (it must still be the
+// file the scan read), decoded and verified as --delivery and --require-signature say, and its
+// payload delivered to the receiver (src/run/job.ts).
+import { closeSync, fstatSync, type Stats } from 'node:fs';
+import { type DecodeContext, openPacket } from '../codec/decode.js';
+import { describe, FspoolError } from '../errors.js';
+import { encodeHeader } from '../packet/codec.js';
+import { PacketError } from '../packet/codec.js';
+import { DecoderError } from '../codec/external.js';
+import { identityOf, NotAJobFile, openJobFile, sameIdentity } from '../queue/jobfile.js';
+import type { Readable } from '../queue/jobIndex.js';
+import type { Queue } from '../queue/queue.js';
+import { native } from '../sys/native.js';
+import type { RunContext } from './context.js';
+import type { RunKind } from '../queue/journal.js';
+import { type Outcome, type RunOptions, runJob } from './job.js';
+import { type DeliveryMode, preparePayload, verifyOnly } from './source.js';
+
+/** How a queue's job files are run. */
+export interface FileRunOptions extends Omit<RunOptions, 'outputFile'> {
+  decode: DecodeContext;
+  delivery: DeliveryMode;
+  /** --output-to saveboth: the receiver's output goes to jobs/NAME.out. */
+  saveOutput: boolean;
+}
+
+/**
+ * A job file that turned out not to be the job after all, so no run of it is recorded:
+ * `vanished`, removed or replaced since the scan (look again); `unverified`, a required
+ * signature is missing or wrong (the file is unreadable, whatever seq it claims).
+ */
+export type Skip = { skip: 'vanished' } | { skip: 'unverified'; reason: string };
+
+/** The file the scan read, opened again and still under its name; undefined if it was removed or replaced since. */
+function reopen(job: Readable): number | undefined {
+  let opened: { fd: number; stat: Stats };
+  try {
+    opened = openJobFile(job.path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || e instanceof NotAJobFile) return undefined;
+    throw e;
+  }
+  if (job.identity && !sameIdentity(job.identity, identityOf(opened.stat))) {
+    closeSync(opened.fd);
+    return undefined;
+  }
+  // The receiver may get this fd as its stdin, which must be blocking.
+  native().clearNonblock(opened.fd);
+  return opened.fd;
+}
+
+/**
+ * Whether a file proves the signature --require-signature asks for: the reason it does not,
+ * or undefined. Read in full, without a receiver.
+ */
+export async function verifyFile(job: Readable, decode: DecodeContext): Promise<string | undefined> {
+  const fd = reopen(job);
+  if (fd === undefined) return 'removed or replaced since it was read';
+  try {
+    return await verifyOnly(await openPacket(fd, decode, 0));
+  } catch (e) {
+    return describe(e);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * A job file that grew or was rewritten while its job ran was still being written under its
+ * job name (in place, instead of under a temp name and renamed): what the receiver got may be
+ * cut short, so the run cannot count as a success.
+ */
+function changedDuringRun(fd: number, job: Readable): Outcome | undefined {
+  const now = identityOf(fstatSync(fd));
+  if (!job.identity || (now.size === job.identity.size && now.mtimeMs === job.identity.mtimeMs)) return undefined;
+  return {
+    ok: false,
+    reason: `the job file changed while the job ran (${job.identity.size} bytes, now ${now.size}): it was being written under its job name; a writer must use a temp name and rename`,
+    facts: { kind: 'bad-packet' },
+  };
+}
+
+/** The journal's word for a run that could not even start delivering. */
+function failureKind(e: unknown): RunKind {
+  if (e instanceof DecoderError) return 'decoder-failure';
+  if (e instanceof PacketError) return 'bad-packet';
+  return 'error';
+}
+
+/**
+ * Run one job file: open and decode it again (it is the one we run) and deliver its payload.
+ * Skipped if the file is gone or replaced since the scan, or does not prove a required signature.
+ */
+export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions, ctx: RunContext): Promise<Outcome | Skip> {
+  const location = { filename: job.name, queuedir: queue.dir, fullpath: job.path };
+  const run: RunOptions = { ...opts, outputFile: opts.saveOutput ? `${job.path}.out` : undefined, keepStderrTail: true };
+  const fd = reopen(job);
+  if (fd === undefined) return { skip: 'vanished' };
+  const extraFds: number[] = [];
+  let cleanup = () => {};
+  try {
+    // A file just opened: the packet starts at offset 0.
+    const prepared = await preparePayload(await openPacket(fd, opts.decode, 0), {
+      mode: opts.delivery,
+      keys: opts.decode.keys,
+      fd,
+      at: 0,
+      spoolDir: queue.spoolDir,
+      reopen: async () => {
+        const again = reopen(job);
+        if (again === undefined) throw new FspoolError(`${job.path} was removed or replaced while it was being verified`);
+        extraFds.push(again);
+        return openPacket(again, opts.decode, 0);
+      },
+    });
+    if (!prepared.ok) return prepared.unverified ? { skip: 'unverified', reason: prepared.reason } : { ok: false, reason: prepared.reason };
+    cleanup = prepared.cleanup;
+    // Same identity, so the same bytes: unless a header differs, which only a file rewritten
+    // in place within the same second and size could do. That is another packet, not this job.
+    if (!encodeHeader(prepared.header).equals(encodeHeader(job.header))) {
+      if (prepared.payload.kind === 'stream') prepared.payload.abort();
+      return { skip: 'vanished' };
+    }
+    const outcome = await runJob({ header: prepared.header, location, payload: prepared.payload }, run, ctx);
+    return (outcome.ok && changedDuringRun(fd, job)) || outcome;
+  } catch (e) {
+    if (e instanceof FspoolError && e.exitCode === 2) throw e;
+    return { ok: false, reason: describe(e), facts: { kind: failureKind(e), bytes: 0 } };
+  } finally {
+    cleanup();
+    closeSync(fd);
+    for (const x of extraFds) closeSync(x);
+  }
+}

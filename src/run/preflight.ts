@@ -1,0 +1,87 @@
+// Before a receiver starts, everything its job's completion will need must be there: a job
+// that ran but could not be recorded runs again next time, which is the one thing a spooler
+// must not do. So a processor proves, before the first job, that it can write what the commit
+// writes (nextseq, the job files' directory, the quarantine), and before each job that the
+// queue's file system has room; the staged nextseq (written before the job starts) proves the
+// rest. Each failure says what to fix in one line, and nothing runs.
+import { accessSync, constants, existsSync, statfsSync, statSync } from 'node:fs';
+import { FspoolError } from '../errors.js';
+import type { Queue } from '../queue/queue.js';
+import { stateDir } from '../queue/stateDb.js';
+
+/**
+ * Free space a job's record needs at the least: the journal's outcome and its "done" mark (a
+ * few WAL frames of 4 KiB each), with room to spare. The next seq is staged before the job, so
+ * its commit, a rename, needs none.
+ */
+export const MIN_FREE_BYTES = 128 * 1024;
+
+export interface WhatCommits {
+  /** Job files are deleted after success or --on-error delete. */
+  deletes: boolean;
+  /** --output-to saveboth writes jobs/NAME.out. */
+  savesOutput: boolean;
+  /** --on-error quarantine moves job files to QUEUE/fspool/quarantine/. */
+  quarantines: boolean;
+}
+
+function who(): string {
+  return `uid ${process.geteuid?.() ?? '?'}`;
+}
+
+function describeDir(dir: string): string {
+  try {
+    const s = statSync(dir);
+    return `owned by uid ${s.uid}, mode ${(s.mode & 0o7777).toString(8).padStart(4, '0')}`;
+  } catch {
+    return 'not readable';
+  }
+}
+
+function writable(dir: string): string | undefined {
+  try {
+    accessSync(dir, constants.W_OK);
+    return undefined;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EROFS') return `${dir} is on a read-only file system`;
+    return `${dir} (${describeDir(dir)}) is not writable by ${who()}`;
+  }
+}
+
+/**
+ * Once per run, before any job: the directories the commits write. Throws with what to fix.
+ */
+export function checkWritable(queue: Queue, what: WhatCommits): void {
+  const problems: string[] = [];
+  const dirProblem = writable(queue.dir); // nextseq is replaced by a rename in the queue directory
+  if (dirProblem) problems.push(`${dirProblem}, so nextseq could not advance after a job`);
+  if (what.deletes || what.savesOutput) {
+    const jobsProblem = writable(queue.jobsDir);
+    if (jobsProblem) problems.push(`${jobsProblem}, so ${what.deletes ? 'finished job files could not be removed' : 'jobs/NAME.out could not be written'}`);
+  }
+  if (what.quarantines) {
+    const dir = stateDir(queue.dir);
+    const quarantineProblem = existsSync(dir) ? writable(dir) : dirProblem;
+    if (quarantineProblem && quarantineProblem !== dirProblem) problems.push(`${quarantineProblem}, so failed jobs could not be quarantined`);
+  }
+  if (problems.length > 0) {
+    throw new FspoolError(`cannot process queue ${queue.dir}: ${problems.join('; ')}; run as the queue's owner or make it writable; nothing was run`);
+  }
+}
+
+const size = (n: number) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${Math.floor(n / 1024)} KiB`);
+
+/** Before each job: room on the queue's file system for recording it, or why not. */
+export function lackOfSpace(queue: Queue): string | undefined {
+  let free: number;
+  try {
+    const s = statfsSync(queue.dir);
+    // root may use the blocks reserved for it; others only the available ones.
+    free = (process.geteuid?.() === 0 ? s.bfree : s.bavail) * s.bsize;
+  } catch {
+    return undefined; // no statfs here: the staged nextseq still proves the essentials
+  }
+  if (free >= MIN_FREE_BYTES) return undefined;
+  return `no space left on device: ${size(free)} free on the file system of ${queue.dir}, and recording a job needs ${size(MIN_FREE_BYTES)}; free some space`;
+}

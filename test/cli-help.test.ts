@@ -1,0 +1,397 @@
+// First contact with the command line: help on a real terminal, usage errors that name the
+// word at fault, shell completion, queue-status --nagios and the progress line, with real
+// processes (a pty from python3 where a terminal matters).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { FSPOOL, fspool, makeQueue, preparePacket, queueWrite, runSync, tempDir } from './helpers/cli.js';
+import { helpWidth } from '../src/cli/help.js';
+import { didYouMean } from '../src/cli/suggest.js';
+import { progressLine } from '../src/progress.js';
+import { onPty, visibleLines } from './helpers/pty.js';
+
+const SUBCOMMANDS = fspool(['--get-yargs-completions', 'fspool', '']).stdout.toString().trim().split('\n');
+
+/** The examples of a subcommand's help: command lines, each followed by its description. */
+function examplesOf(text: string): string[] {
+  const at = text.indexOf('\nExamples:\n');
+  return at < 0 ? [] : text.slice(at + '\nExamples:\n'.length).split('\n').filter((l) => /^ {2}\S/.test(l));
+}
+
+describe('help on a terminal', () => {
+  it('lists every subcommand', () => {
+    expect(SUBCOMMANDS).toEqual(expect.arrayContaining(['enqueue', 'prepare', 'queue-process', 'queue-status', 'stdin-process', 'completion', 'help']));
+    expect(SUBCOMMANDS.length).toBeGreaterThanOrEqual(25);
+  });
+
+  it.each([80, 200])('at %i columns: lines fit (at most 120 wide), words are whole, examples stay one line each', (cols) => {
+    const limit = Math.min(cols, 120);
+    let widest = 0;
+    // One terminal session for all of them: the program's help, then each subcommand's.
+    const END = '=== end of help ===';
+    const loop = ['', ...SUBCOMMANDS].map((sub) => `${FSPOOL} ${sub} --help && echo '${END}'`).join('; ');
+    const all = onPty(cols, ['sh', '-c', loop]);
+    const texts = all.text.split(`${END}\n`);
+    expect(texts.length, all.text).toBe(SUBCOMMANDS.length + 2);
+    for (const [i, sub] of ['', ...SUBCOMMANDS].entries()) {
+      const r = { text: texts[i]! };
+      const examples = examplesOf(r.text);
+      if (sub && sub !== 'help') expect(examples.length, `${sub} has an example`).toBeGreaterThan(0);
+      for (const e of examples) expect(e, `${sub}: an example is a whole command line`).toMatch(/fspool /);
+      for (const line of r.text.split('\n')) {
+        widest = Math.max(widest, line.length);
+        if (!examples.includes(line)) expect(line.length, `${sub}: "${line}"`).toBeLessThanOrEqual(limit);
+        // a hint glued to the word before it, as yargs' layout did ("the run[boolean]")
+        expect(line, `${sub}: "${line}"`).not.toMatch(/\w\[(boolean|string|number|required|default)/);
+      }
+    }
+    // the width was used: 200 columns give wider lines than 80 can hold
+    if (cols === 200) expect(widest).toBeGreaterThan(80);
+    else expect(widest).toBeGreaterThan(60);
+  });
+
+  it('no example is cut, whatever the width: the one-line commands of the source appear whole', () => {
+    const r = onPty(80, [FSPOOL, 'queue-process', '--help']);
+    expect(r.text).toContain("\n  fspool queue-process -q q -d 'zstd -dc' --on-error delete sh -- -c 'tar xf - -C /srv'\n");
+    expect(r.text).toContain('\n  fspool queue-process -q q --retries 3 --backoff 60 --on-error quarantine ./apply\n      try 4 times, then set the job aside\n');
+    expect(r.text).toContain('contrib/systemd/fspool-watch.service');
+  });
+
+  it('descriptions wrap between words: every option description is there with its words whole', () => {
+    const r = onPty(80, [FSPOOL, 'queue-process', '--help']);
+    const flat = r.text.replace(/\s+/g, ' ');
+    expect(flat).toContain('Keep running: process each packet as it lands (inotify, and a rescan every --rescan seconds); SIGTERM ends the run [boolean]');
+    expect(flat).toContain('What to do with a job that failed: delete it, leave it (and go on), retry it next run, or quarantine it');
+  });
+
+  it('uses the terminal on fd 2 when stdout is a pipe (help piped into a pager)', () => {
+    const r = onPty(64, ['sh', '-c', `${FSPOOL} queue-process --help | cat`]);
+    expect(r.code).toBe(0);
+    const lines = r.text.split('\n');
+    const examples = examplesOf(r.text);
+    for (const l of lines.filter((x) => !examples.includes(x))) expect(l.length, l).toBeLessThanOrEqual(64);
+    expect(Math.max(...lines.filter((x) => !examples.includes(x)).map((l) => l.length))).toBeGreaterThan(50);
+  });
+
+  it('COLUMNS, when exported, wins; without a terminal the width is 80', () => {
+    const wide = fspool(['queue-process', '--help'], { env: { ...process.env, COLUMNS: '100' } }).stdout.toString();
+    const { COLUMNS: _c, ...noColumns } = process.env;
+    const plain = fspool(['queue-process', '--help'], { env: noColumns }).stdout.toString();
+    const width = (t: string) => Math.max(...t.split('\n').filter((l) => !examplesOf(t).includes(l)).map((l) => l.length));
+    expect(width(wide)).toBeGreaterThan(80);
+    expect(width(wide)).toBeLessThanOrEqual(100);
+    expect(width(plain)).toBeLessThanOrEqual(80);
+  });
+});
+
+describe('the pieces, as units', () => {
+  it('help width: COLUMNS if exported, else fd 1, else fd 2, else 80; between 40 and 120', () => {
+    const tty = (w: Record<number, number>) => (fd: number) => w[fd];
+    expect(helpWidth({ COLUMNS: '90' }, tty({ 1: 200 }))).toBe(90);
+    expect(helpWidth({ COLUMNS: 'wide' }, tty({ 1: 100 }))).toBe(100);
+    expect(helpWidth({}, tty({ 2: 70 }))).toBe(70);
+    expect(helpWidth({}, tty({ 1: 100, 2: 70 }))).toBe(100);
+    expect(helpWidth({}, tty({}))).toBe(80);
+    expect(helpWidth({}, tty({ 1: 300 }))).toBe(120);
+    expect(helpWidth({ COLUMNS: '20' }, tty({}))).toBe(40);
+  });
+
+  it('suggestions: close words only', () => {
+    expect(didYouMean('queue-proces', ['queue-process', 'queue-ls'])).toBe('queue-process');
+    expect(didYouMean('on-eror', ['on-error', 'order-by'])).toBe('on-error');
+    expect(didYouMean('frobnicate', ['queue-process', 'queue-ls'])).toBeUndefined();
+  });
+
+  it('progress line: with a total, the share done and the time left', () => {
+    const MiB = 1024 * 1024;
+    expect(progressLine('job 3 (zfs)', 10 * MiB, undefined, 5)).toBe('job 3 (zfs): 10.0 MiB, 2.0 MiB/s, 5s');
+    expect(progressLine('job 3 (zfs)', 10 * MiB, 40 * MiB, 5)).toBe('job 3 (zfs): 10.0 MiB of 40.0 MiB (25%), 2.0 MiB/s, 5s, 15s left');
+    expect(progressLine('enqueue seq 9', 1 * MiB, 2000 * MiB, 65)).toBe('enqueue seq 9: 1.0 MiB of 2.0 GiB (0%), 15.8 KiB/s, 1m05s, 36h05m left');
+    expect(progressLine('prepare seq 1', 40 * MiB, 40 * MiB, 5)).toBe('prepare seq 1: 40.0 MiB of 40.0 MiB (100%), 8.0 MiB/s, 5s, done');
+  });
+});
+
+describe('help text', () => {
+  const help = (...a: string[]) => {
+    const r = fspool([...a, '--help'], { env: { ...process.env, COLUMNS: '120' } });
+    expect(r.code, r.stderr).toBe(0);
+    return r.stdout.toString();
+  };
+
+  it('usage lines name the required options, and positionals that are required without brackets', () => {
+    expect(help('queue-info')).toMatch(/^Usage: fspool queue-info -q DIR -j ID \[OPTIONS\]$/m);
+    expect(help('queue-process')).toMatch(/^Usage: fspool queue-process -q DIR \[OPTIONS\] COMMAND \[-- PARAMS\.\.\.\]$/m);
+    expect(help('queue-set-next')).toMatch(/^Usage: fspool queue-set-next -q DIR \[OPTIONS\] ID$/m);
+    expect(help('prepare-set-next')).toMatch(/^Usage: fspool prepare-set-next -s FILE \[OPTIONS\] ID$/m);
+    expect(help('enqueue')).toMatch(/^Usage: fspool enqueue -q DIR -s FILE \[OPTIONS\] \[-- PARAMS\.\.\.\]$/m);
+    // every subcommand: each [required] option is in its usage line
+    const END = '=== end of help ===';
+    const all = runSync('sh', ['-c', SUBCOMMANDS.map((sub) => `${FSPOOL} ${sub} --help && echo '${END}'`).join('; ')], { env: { ...process.env, COLUMNS: '120' } });
+    const texts = all.stdout.toString().split(`${END}\n`);
+    expect(texts.length).toBe(SUBCOMMANDS.length + 1);
+    for (const [i, sub] of SUBCOMMANDS.entries()) {
+      const text = texts[i]!;
+      const usage = text.split('\n')[0]!;
+      for (const m of text.matchAll(/^ {2}(-\w), --[\w-]+ (\S+) .*\[required\]/gm)) expect(usage, `${sub}: ${m[1]}`).toContain(`${m[1]} ${m[2]}`);
+    }
+  });
+
+  it('numbers are [number]; prepare and enqueue say what they do; completion has help', () => {
+    const flat = (t: string) => t.replace(/\s+/g, ' ');
+    expect(flat(help('queue-info'))).toMatch(/-j, --job ID +The ID of the job \[number\] \[required\]/);
+    expect(flat(help('queue-process'))).toMatch(/--timeout SECONDS A timeout, in seconds, [^[]*\[number\]/);
+    expect(flat(help('queue-process'))).toMatch(/-n, --maxjobs N Maximum number of jobs to process \[number\]/);
+    expect(help('prepare').split('\n')[2]).toMatch(/^Prepare a command packet/);
+    expect(help('enqueue').split('\n')[2]).toMatch(/^Prepare a command packet and write it into a local queue/);
+    const c = fspool(['completion', '--help']);
+    expect(c.code).toBe(0);
+    expect(c.stdout.toString()).toMatch(/^Usage: fspool completion/);
+    expect(c.stdout.toString()).not.toMatch(/_fspool_yargs_completions/);
+  });
+
+  it('`fspool help SUBCOMMAND` is `fspool SUBCOMMAND --help`, as in fspl; `fspool help` is the list', () => {
+    for (const sub of ['queue-ls', 'prepare', 'completion']) {
+      const a = fspool(['help', sub]);
+      expect(a.code, a.stderr).toBe(0);
+      expect(a.stdout.toString()).toBe(fspool([sub, '--help']).stdout.toString());
+    }
+    expect(fspool(['help']).stdout.toString()).toBe(fspool(['--help']).stdout.toString());
+    expect(fspool(['help']).stdout.toString()).toMatch(/^Subcommands:$/m);
+    // help wins over missing required options
+    expect(fspool(['queue-info', '-h']).code).toBe(0);
+    expect(fspool(['-l', 'warn', 'queue-ls', '--help']).stdout.toString()).toMatch(/^Usage: fspool queue-ls/);
+    // after --, -h is the command's
+    const q = makeQueue();
+    const r = fspool(['queue-process', '-q', q, 'sh', '--', '-h']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.length).toBe(0);
+  });
+});
+
+describe('usage errors say what was meant', () => {
+  const usage = (args: string[]) => {
+    const r = fspool(args);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stdout.length).toBe(0);
+    return r.stderr.split('\n')[0]!;
+  };
+
+  it('a mistyped subcommand or option gets the nearest real one', () => {
+    expect(usage(['queue-proces', '-q', 'q', 'true'])).toBe("error: unknown subcommand 'queue-proces'; did you mean queue-process?");
+    expect(usage(['help', 'queue-lss'])).toBe("error: unknown subcommand 'queue-lss'; did you mean queue-ls?");
+    expect(usage(['queue-frobnicate'])).toBe("error: unknown subcommand 'queue-frobnicate'; `fspool --help` lists them");
+    expect(usage(['queue-process', '--on-eror', 'delete', '-q', 'q', 'true'])).toBe("error: unknown option '--on-eror'; did you mean --on-error?");
+    expect(usage(['queue-ls', '--jsno', '-q', 'q'])).toBe("error: unknown option '--jsno'; did you mean --json?");
+  });
+
+  it('an unknown option is named as such, not as the required option it misspells', () => {
+    expect(usage(['queue-ls', '--queudir', 'q'])).toBe("error: unknown option '--queudir'; did you mean --queuedir?");
+    expect(usage(['queue-info', '-q', 'q'])).toBe('error: missing required option -j/--job ID: the ID of the job');
+  });
+
+  it("the command's own options go after --, and the error shows the line to run", () => {
+    expect(usage(['queue-process', '-q', 'q', 'sh', '-c', 'echo hi'])).toBe(
+      "error: '-c' is not an option of fspool queue-process; to pass it to sh, put the command's options after --: fspool queue-process -q q sh -- -c 'echo hi'",
+    );
+    expect(usage(['stdin-process', 'tar', 'xf', '-'])).toBe("error: unexpected argument 'xf' after the command tar; its arguments go after --: fspool stdin-process tar -- xf -");
+    expect(usage(['queue-ls', '-q', 'q', 'extra'])).toBe("error: unexpected argument 'extra': fspool queue-ls takes no arguments");
+  });
+});
+
+describe('completion', () => {
+  const complete = (...words: string[]) => fspool(['--get-yargs-completions', 'fspool', ...words]).stdout.toString().trim().split('\n');
+
+  it('offers real options only (no --l, --d, --q, --n)', () => {
+    const all = complete('queue-process', '--');
+    expect(all).toEqual(expect.arrayContaining(['--queuedir', '--on-error', '--decoder', '--maxjobs', '--log-level']));
+    for (const w of all) expect(w).toMatch(/^--[\w-]{2,}$/);
+    expect(complete('queue-process', '-')).toEqual(expect.arrayContaining(['-q', '-d', '-n', '-l', '--queuedir']));
+  });
+
+  it('completes the values of options with a fixed set', () => {
+    expect(complete('queue-process', '--on-error', '')).toEqual(['delete', 'leave', 'retry', 'quarantine']);
+    expect(complete('queue-process', '--on-error', 'q')).toEqual(['quarantine']);
+    expect(complete('queue-process', '--order-by', '')).toEqual(['sequence', 'timestamp']);
+    expect(complete('queue-process', '--output-to', '')).toEqual(['passboth', 'saveboth']);
+    expect(complete('stdin-process', '--delivery', '')).toEqual(['stream', 'verified']);
+    expect(complete('-l', '')).toEqual(['trace', 'debug', 'info', 'warn', 'error']);
+    expect(complete('help', 'queue-l')).toEqual(['queue-ls']);
+  });
+});
+
+describe('queue-status --nagios', () => {
+  function nagios(q: string, extra: string[] = []) {
+    const r = fspool(['queue-status', '-q', q, '--nagios', ...extra]);
+    return { code: r.code, first: r.stdout.toString().split('\n')[0]!, text: r.stdout.toString() };
+  }
+
+  it('one summary line first, then the report; OK 0, WARNING 1, CRITICAL 2, UNKNOWN 3', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const ok = nagios(q);
+    expect(ok.code).toBe(0);
+    expect(ok.first).toBe(`FSPOOL OK - ${q}: next 1, 0 pending | pending=0 stale=0 unreadable=0 quarantine=0`);
+    expect(ok.text).toMatch(/^state: +healthy$/m);
+
+    // stalled: a job due and no processor at it for --stalled-after seconds
+    queueWrite(q, preparePacket(['-s', '-']));
+    const stalled = nagios(q, ['--stalled-after', '0']);
+    expect(stalled.code).toBe(1);
+    expect(stalled.first).toMatch(new RegExp(`^FSPOOL WARNING - ${q}: next 1, 1 pending; job 1 is due since \\S+ and no processor has run it \\| pending=1 `));
+
+    // failing: the due job's last run failed
+    expect(fspool(['queue-process', '-q', q, 'false']).code).toBe(1);
+    const failing = nagios(q);
+    expect(failing.code).toBe(2);
+    expect(failing.first).toMatch(new RegExp(`^FSPOOL CRITICAL - ${q}: next 1, 1 pending; job 1 failed at .*\\| pending=1 `));
+
+    // no verdict at all: the queue is not there, or the command line is wrong
+    const missing = nagios(join(dir, 'nope'));
+    expect(missing.code).toBe(3);
+    expect(missing.first).toMatch(/^FSPOOL UNKNOWN - \S*nope is not a queue/);
+    const bad = fspool(['queue-status', '-q', q, '--nagios', '--stalled-after', 'soon']);
+    expect(bad.code).toBe(3);
+    expect(bad.stdout.toString()).toMatch(/^FSPOOL UNKNOWN - invalid value "soon" for --stalled-after/);
+    // without --nagios, the exit statuses stay fspool's
+    expect(fspool(['queue-status', '-q', q]).code).toBe(4);
+  });
+});
+
+describe('progress on a terminal', () => {
+  it("the receiver's stderr never runs into the line; -l warn keeps it; a zero-copy job shows its total", () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    writeFileSync(join(dir, 'big'), Buffer.alloc(3_000_000));
+    expect(fspool(['enqueue', '-q', q, '-s', '-', '-i', join(dir, 'big')]).code).toBe(0);
+    const receiver = 'for i in $(seq 15); do dd bs=200000 count=1 status=none of=/dev/null; echo receiver-line-$i >&2; sleep 0.1; done';
+    const r = onPty(100, [FSPOOL, '-l', 'warn', 'queue-process', '-q', q, 'sh', '--', '-c', receiver]);
+    expect(r.code, r.text).toBe(0);
+    const lines = visibleLines(r.text);
+    // every line the receiver wrote is a line of its own on the terminal
+    for (let i = 1; i <= 15; i++) expect(lines, r.text).toContain(`receiver-line-${i}`);
+    for (const l of lines.filter((x) => x.includes('receiver-line'))) expect(l).toMatch(/^receiver-line-\d+$/);
+    // and the progress line was there, with its total, share and time left
+    expect(r.text).toMatch(/job 1 \(sh\): [\d.]+ [KM]iB of 2\.9 MiB \(\d+%\), [\d.]+ [KM]iB\/s, \ds, (\ds left|done)/);
+    expect(lines.at(-2)).toMatch(/^job 1 \(sh\): 2\.9 MiB of 2\.9 MiB \(100%\), .*done$/);
+
+    // stdin-process leaves the terminal to its command: its lines, and no progress line
+    writeFileSync(join(dir, 'p.fspl'), preparePacket(['-s', '-', '-i', join(dir, 'big')]));
+    const s = onPty(100, ['sh', '-c', `${FSPOOL} stdin-process sh -- -c '${receiver}' < ${join(dir, 'p.fspl')}`]);
+    expect(s.code, s.text).toBe(0);
+    expect(s.text).toBe(Array.from({ length: 15 }, (_, i) => `receiver-line-${i + 1}\n`).join(''));
+  });
+
+  it('prepare from a file shows its total; enqueue is labelled enqueue', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'big'), Buffer.alloc(4_000_000));
+    // a slow reader of the packet keeps prepare busy for more than the second before the line
+    const slowReader = "sh -c 'for i in $(seq 20); do dd bs=200000 count=1 status=none of=/dev/null; sleep 0.1; done; cat > /dev/null'";
+    const prep = onPty(100, ['sh', '-c', `${FSPOOL} prepare -s - -i ${join(dir, 'big')} | ${slowReader}`]);
+    expect(prep.code, prep.text).toBe(0);
+    expect(prep.text).toMatch(/prepare seq 1: [\d.]+ [KM]iB of 3\.8 MiB \(\d+%\), /);
+
+    const q = makeQueue(dir);
+    const slowInput = `sh -c 'for i in 1 2 3 4 5 6 7 8; do head -c 300000 /dev/zero; sleep 0.2; done'`;
+    const enq = onPty(100, ['sh', '-c', `${slowInput} | ${FSPOOL} -l warn enqueue -q ${q} -s ${join(dir, 'seq')} -i -`]);
+    expect(enq.code, enq.text).toBe(0);
+    expect(enq.text).toMatch(/enqueue seq 1: [\d.]+ [KM]iB, [\d.]+ [KM]iB\/s, \ds/);
+    expect(enq.text).not.toMatch(/prepare seq/);
+  });
+});
+
+describe('progress before the command starts', () => {
+  it('--require-signature in stream mode: the verifying first pass draws its own line', () => {
+    const dir = tempDir();
+    const home = join(dir, 'gnupg');
+    mkdirSync(home, { mode: 0o700 });
+    const gpg = (args: string[]) => runSync('gpg', ['--homedir', home, '--batch', '--quiet', ...args]).stdout.toString();
+    gpg(['--passphrase', '', '--quick-gen-key', 'sender@test', 'future-default', 'default', 'never']);
+    writeFileSync(join(dir, 'sender.pub'), gpg(['--armor', '--export', 'sender@test']));
+    writeFileSync(join(dir, 'sender.key'), gpg(['--armor', '--pinentry-mode', 'loopback', '--passphrase', '', '--export-secret-keys', 'sender@test']));
+    writeFileSync(join(dir, 'big'), Buffer.alloc(2_000_000, 1));
+    const q = makeQueue(dir);
+    queueWrite(q, preparePacket(['-s', '-', '-i', join(dir, 'big'), '--sign-with', join(dir, 'sender.key')]));
+    // a decoder that passes the packet on slowly keeps each pass busy for more than a second
+    const slow = join(dir, 'slow');
+    const script = ['#!/usr/bin/env python3', 'import sys, time', 'while True:', '    b = sys.stdin.buffer.read(200000)', '    if not b: break', '    sys.stdout.buffer.write(b)', '    sys.stdout.buffer.flush()', '    time.sleep(0.15)'];
+    writeFileSync(slow, `${script.join('\n')}\n`, { mode: 0o755 });
+    const r = onPty(100, [FSPOOL, 'queue-process', '-q', q, '-d', slow, '--require-signature', join(dir, 'sender.pub'), 'sh', '--', '-c', 'wc -c >&2']);
+    expect(r.code, r.text).toBe(0);
+    expect(r.text).toMatch(/verify seq 1 \(first of two passes\): [\d.]+ [KM]iB, /);
+    expect(r.text).toMatch(/job 1 \(sh\): [\d.]+ [KM]iB, /);
+    expect(visibleLines(r.text)).toContain('2000000');
+  });
+});
+
+describe('errors say what they are about', () => {
+  it('-i DIR, a seqfile in a missing directory, a gzip file given as a packet', () => {
+    const dir = tempDir();
+    const i = fspool(['prepare', '-s', '-', '-i', dir]);
+    expect(i.code).toBe(1);
+    expect(i.stdout.length).toBe(0); // nothing was written before the refusal
+    expect(i.stderr).toBe(`Error: input ${dir} is a directory; -i takes a file, or - for stdin (tar cf - DIR | fspool prepare -i - ...); nothing was written\n`);
+    const s = fspool(['prepare', '-s', '/no/such/dir/seq']);
+    expect(s.code).toBe(1);
+    expect(s.stderr).toBe('Error: sequence file /no/such/dir/seq: directory /no/such/dir does not exist; create it first (mkdir -p /no/such/dir)\n');
+
+    const q = makeQueue(dir);
+    const gz = runSync('gzip', ['-c'], { input: preparePacket(['-s', '-']) }).stdout;
+    writeFileSync(join(q, 'jobs', 'fspl-gz.fspl'), gz);
+    const ls = fspool(['queue-ls', '-q', q]);
+    expect(ls.stderr).toMatch(/fspl-gz\.fspl: not a filespooler packet but gzip data: decode it with -d 'gzip -dc'/);
+    expect(fspool(['queue-ls', '-q', q, '-d', 'gzip -dc']).stdout.toString()).toMatch(/fspl-gz\.fspl/);
+    const zst = runSync('zstd', ['-q', '-c'], { input: 'not a packet at all' }).stdout;
+    expect(fspool(['stdin-info'], { input: zst }).stderr).toBe('Error: not a filespooler packet after zstd (bad magic: the zstd data holds something else)\n');
+  });
+
+  it('a packet for another key: its key ID, and the keys that were tried', () => {
+    const dir = tempDir();
+    const home = join(dir, 'gnupg');
+    mkdirSync(home, { mode: 0o700 });
+    const gpg = (args: string[]) => {
+      const r = runSync('gpg', ['--homedir', home, '--batch', '--quiet', ...args]);
+      expect(r.code, r.stderr).toBe(0);
+      return r.stdout.toString();
+    };
+    const ids: Record<string, string[]> = {};
+    for (const n of ['alice', 'bob', 'carol']) {
+      gpg(['--passphrase', '', '--quick-gen-key', `${n}@test`, 'future-default', 'default', 'never']);
+      writeFileSync(join(dir, `${n}.pub`), gpg(['--armor', '--export', `${n}@test`]));
+      writeFileSync(join(dir, `${n}.key`), gpg(['--armor', '--pinentry-mode', 'loopback', '--passphrase', '', '--export-secret-keys', `${n}@test`]));
+      // the key IDs of the primary key and its encryption subkey, as gpg --with-colons gives them
+      ids[n] = gpg(['--with-colons', '--list-keys', `${n}@test`]).split('\n').filter((l) => /^(pub|sub):/.test(l)).map((l) => l.split(':')[4]!);
+    }
+    const [alicePrimary, aliceSub] = ids.alice!;
+    const toAlice = preparePacket(['-s', '-', '--encrypt-to', join(dir, 'alice.pub')]);
+    const one = fspool(['stdin-info', '--decrypt-key', join(dir, 'bob.key')], { input: toAlice });
+    expect(one.code).toBe(1);
+    expect(one.stderr).toBe(
+      `Error: cannot decrypt OpenPGP packet: it is encrypted to key ${aliceSub}, and the secret key given (${ids.bob!.join('/')}) cannot decrypt it: give the secret key of ${aliceSub} with --decrypt-key FILE\n`,
+    );
+    expect(alicePrimary).not.toBe(aliceSub);
+    // two recipients (gpg, armored: openpgp.js reads it), two keys tried
+    const both = runSync('gpg', ['--homedir', home, '--batch', '--trust-model', 'always', '--armor', '-e', '-r', 'alice@test', '-r', 'bob@test'], { input: preparePacket(['-s', '-']) }).stdout;
+    const two = fspool(['stdin-info', '--decrypt-key', join(dir, 'carol.key')], { input: both });
+    expect(two.code).toBe(1);
+    expect(two.stderr).toMatch(new RegExp(`^Error: cannot decrypt OpenPGP packet: it is encrypted to keys (${aliceSub}, ${ids.bob![1]}|${ids.bob![1]}, ${aliceSub}), and the secret key given \\(${ids.carol!.join('/')}\\) cannot decrypt it: give the secret key of one of them with --decrypt-key FILE\n$`));
+  });
+
+  it('stdin-process --spool-dir: decodes there, and refuses a place without room for the packet', () => {
+    const dir = tempDir();
+    const pw = join(dir, 'pw');
+    writeFileSync(pw, 'secret\n');
+    const packet = preparePacket(['-s', '-', '-i', '-', '--passphrase-file', pw], Buffer.alloc(200_000, 7));
+    const file = join(dir, 'p.fspl');
+    writeFileSync(file, packet);
+    const spool = join(dir, 'spool');
+    mkdirSync(spool);
+    const ok = runSync(FSPOOL, ['stdin-process', '--passphrase-file', pw, '--delivery', 'verified', '--spool-dir', spool, 'wc', '--', '-c'], { stdinFile: file });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout.toString().trim()).toBe('200000');
+    // /dev/shm-like places are not needed: a tmpfs of 64 KiB is too small, but mounting needs
+    // root; /proc has no free blocks at all, and statfs says so.
+    const full = runSync(FSPOOL, ['stdin-process', '--passphrase-file', pw, '--delivery', 'verified', '--spool-dir', '/proc/self', 'wc'], { stdinFile: file });
+    expect(full.code).toBe(1);
+    expect(full.stderr).toMatch(/^Error: not enough free space in \/proc\/self to decode the payload before running the command: 0 bytes free, at least \d+ needed; --spool-dir DIR decodes it elsewhere; the command was not started$/m);
+  });
+});

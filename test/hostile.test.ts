@@ -1,0 +1,438 @@
+// Hostile packets and hostile queue contents: whoever can drop a file into a queue controls
+// every byte of a packet, its name and its type. A packet may make its own job fail; it may
+// never set the receiver's environment, take another packet's place, or hang the processor
+// (spec/processing.md, "Threat model"). Packets here are built byte by byte with fspool's own
+// encoder, which writes whatever bytes it is given, including those a sender could not have.
+import { lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { encodeHeader } from '../src/packet/codec.js';
+import type { CmdType } from '../src/packet/header.js';
+import { exists, jobFiles, nextseq, put, sleep, waitFor } from './helpers/queue.js';
+import { FSPOOL, fspool, makeQueue, runAsync, runSync, tempDir } from './helpers/cli.js';
+import { makeKey } from './helpers/keys.js';
+
+const b = (s: string) => Buffer.from(s, 'latin1');
+
+/** A Command packet with exactly these params and variables (names without FSPL_SET_). */
+function packet(seq: number, env: Array<[Buffer, Buffer]>, payload = 'payload', params: Buffer[] = []): Buffer {
+  const cmd: CmdType = { kind: 'Command', params, env };
+  return Buffer.concat([encodeHeader({ seq: BigInt(seq), ctimeSecs: 1_700_000_000n, ctimeNanos: seq, cmd }), b(payload)]);
+}
+
+/** The environment every fspool gets in these tests, so that a receiver's is known exactly. */
+const BASE_ENV = { PATH: process.env.PATH!, LANG: 'C', HOME: '/nonexistent' };
+
+describe('packet variables reach the receiver only as FSPL_SET_<NAME>', () => {
+  const injections: Array<[string, Buffer]> = [
+    ['TAR_OPTIONS through a NUL in the name', b('X\0TAR_OPTIONS=--checkpoint=1 --checkpoint-action=exec=touch PWNED')],
+    ['a bash function through a NUL in the name', b('X\0BASH_FUNC_cat%%=() { touch PWNED; }')],
+    ['LD_PRELOAD through a NUL in the name', b('X\0LD_PRELOAD=/nonexistent/evil.so')],
+    ['another name through "="', b('PATH=/tmp/evil:/usr/bin')],
+  ];
+  for (const [what, name] of injections) {
+    it(`refuses ${what}: the job fails, the receiver never starts, the queue goes on`, () => {
+      const dir = tempDir();
+      const q = makeQueue(dir);
+      put(q, packet(1, [[name, b('value')]]));
+      put(q, packet(2, [[b('GOOD'), b('yes')]], 'second'));
+      const out = join(dir, 'out');
+      const r = fspool(['queue-process', '-q', q, '--on-error', 'delete', 'sh', '--', '-c', 'echo "$FSPL_SEQ $FSPL_SET_GOOD" >> "$0"; tar --version >/dev/null 2>&1; cat >/dev/null', out], {
+        env: BASE_ENV,
+        cwd: dir,
+      });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/job 1 .*failed: the packet's variable name .* (NUL byte|"=").*the command was not started/);
+      expect(readFileSync(out, 'utf8')).toBe('2 yes\n');
+      expect(exists(join(dir, 'PWNED'))).toBe(false);
+      expect(nextseq(q)).toBe('3');
+      expect(jobFiles(q)).toEqual([]);
+    });
+  }
+
+  it('refuses them in stdin-process too (exit 1, nothing run)', () => {
+    const dir = tempDir();
+    const r = fspool(['stdin-process', 'sh', '--', '-c', 'touch "$0"', join(dir, 'ran')], { input: packet(1, [[b('X\0LD_PRELOAD=/x.so'), b('v')]]), env: BASE_ENV });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/NUL byte/);
+    expect(exists(join(dir, 'ran'))).toBe(false);
+  });
+
+  it('property: the receiver sees exactly its own environment plus the FSPL_* entries, whatever bytes the names and values hold', () => {
+    const dir = tempDir();
+    const dump = join(dir, 'environ');
+    const byte = fc.integer({ min: 0, max: 255 });
+    // Mostly printable, sometimes any byte: NUL, '=', newlines, non-UTF-8.
+    const bytes = fc.oneof(
+      { weight: 3, arbitrary: fc.array(fc.integer({ min: 0x21, max: 0x7e }), { minLength: 1, maxLength: 8 }) },
+      { weight: 2, arbitrary: fc.array(byte, { minLength: 0, maxLength: 8 }) },
+    );
+    const entry = fc.tuple(bytes, bytes).map(([k, v]) => [Buffer.from(k), Buffer.from(v)] as [Buffer, Buffer]);
+    fc.assert(
+      fc.property(fc.array(entry, { maxLength: 4 }), (env) => {
+        const r = fspool(['stdin-process', 'sh', '--', '-c', 'cat /proc/$$/environ > "$0"', dump], { input: packet(7, env), env: BASE_ENV });
+        const names = env.map(([k]) => k);
+        const refused = names.some((k) => k.includes(0) || k.includes(0x3d)) || env.some(([, v]) => v.includes(0));
+        if (refused) {
+          expect(r.code).toBe(1);
+          return;
+        }
+        expect(r.code, r.stderr).toBe(0);
+        const seen = readFileSync(dump).toString('latin1').split('\0').filter((e) => e !== '');
+        // /proc/$$/environ is the shell's environment as exec'd: exactly what fspool gave it.
+        const own = Object.entries(BASE_ENV).map(([k, v]) => `${k}=${v}`);
+        const fsplVars = ['FSPL_SEQ=7', 'FSPL_CTIME_SECS=1700000000', 'FSPL_CTIME_NANOS=7', 'FSPL_CTIME_RFC3339_UTC=2023-11-14T22:13:20Z'];
+        // One entry per name; the last value given wins, as in fspl.
+        const set = new Map<string, string>();
+        for (const [k, v] of env) set.set(`FSPL_SET_${k.toString('latin1')}`, v.toString('latin1'));
+        const expected = [...own, ...fsplVars, ...[...set].map(([k, v]) => `${k}=${v}`)].sort();
+        const local = seen.filter((e) => e.startsWith('FSPL_CTIME_RFC3339_LOCAL='));
+        expect(local).toHaveLength(1);
+        expect(seen.filter((e) => !local.includes(e)).sort()).toEqual(expected);
+        rmSync(dump, { force: true });
+      }),
+      { numRuns: 30, seed: 1010 },
+    );
+  }, 120_000);
+});
+
+/** A plain packet as a sender makes it (no hostile bytes), with this payload. */
+const plain = (seq: number, payload: string) => packet(seq, [], payload);
+
+/** Every reader and the processor, each of which must finish (not hang) on this queue. */
+function everyCommand(q: string): Array<[string, string[]]> {
+  return [
+    ['queue-ls', ['queue-ls', '-q', q]],
+    ['queue-status', ['queue-status', '-q', q]],
+    ['queue-info', ['queue-info', '-q', q, '-j', '1']],
+    ['queue-payload', ['queue-payload', '-q', q, '-j', '1']],
+    ['queue-clean', ['queue-clean', '-q', q, '--dry-run']],
+    ['queue-process', ['queue-process', '-q', q, 'cat']],
+  ];
+}
+
+describe('job names that are not regular files', () => {
+  const kinds: Array<[string, (jobs: string, dir: string) => void]> = [
+    ['a FIFO', (jobs) => runOk('mkfifo', [join(jobs, 'fspl-fifo.fspl')])],
+    ['a symlink to a FIFO', (jobs, dir) => (runOk('mkfifo', [join(dir, 'fifo')]), symlinkSync(join(dir, 'fifo'), join(jobs, 'fspl-link.fspl')))],
+    ['a symlink to a packet', (jobs, dir) => (writeFileSync(join(dir, 'elsewhere'), plain(2, 'x')), symlinkSync(join(dir, 'elsewhere'), join(jobs, 'fspl-link.fspl')))],
+    ['a directory', (jobs) => mkdirSync(join(jobs, 'fspl-dir.fspl'))],
+  ];
+  for (const [what, make] of kinds) {
+    it(`${what} is reported as unreadable by every command, and none of them hangs`, () => {
+      const dir = tempDir();
+      const q = makeQueue(dir);
+      put(q, plain(1, 'one'));
+      make(join(q, 'jobs'), dir);
+      for (const [name, args] of everyCommand(q)) {
+        const r = fspool(args, { timeoutMs: 30_000 });
+        expect(r.signal, `${name} hung`).toBe(null);
+        expect(r.code, `${name}: ${r.stderr}`).not.toBe(null);
+      }
+      const ls = fspool(['queue-ls', '-q', q]);
+      expect(ls.stderr).toMatch(/job files must be regular files/);
+      expect(nextseq(q)).toBe('2');
+    });
+  }
+});
+
+describe('a job file replaced between the scan and its run', () => {
+  it('is forgotten and looked at again: the packet now under the name runs, nothing is destroyed unrun', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    const name2 = put(q, plain(2, 'original'));
+    const spare = join(dir, 'replacement');
+    writeFileSync(spare, packet(2, [[b('V'), b('2')]], 'replacement'));
+    // Job 1's receiver renames another packet with seq 2 over job 2's name, after the scan.
+    const script = `if [ "$FSPL_SEQ" = 1 ]; then mv "$1" "$2"; fi; echo "$FSPL_SEQ $(cat)" >> "$0"`;
+    const out = join(dir, 'out');
+    const r = fspool(['queue-process', '-q', q, '--on-error', 'delete', 'sh', '--', '-c', script, out, spare, join(q, 'jobs', name2)]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/removed or replaced before it could run; looking again/);
+    expect(readFileSync(out, 'utf8')).toBe('1 one\n2 replacement\n');
+    expect(nextseq(q)).toBe('3');
+  });
+
+  it('a FIFO renamed over the due job hangs nothing: it is reported, and the queue waits for seq 2', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    const name2 = put(q, plain(2, 'two'));
+    const script = `if [ "$FSPL_SEQ" = 1 ]; then mkfifo "$0.fifo" && mv "$0.fifo" "$0"; fi; cat > /dev/null`;
+    const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', script, join(q, 'jobs', name2)], { timeoutMs: 30_000 });
+    expect(r.signal).toBe(null);
+    expect(r.stderr).toMatch(/a FIFO; job files must be regular files/);
+    expect(nextseq(q)).toBe('2');
+  });
+
+  it('a packet renamed over the running job is not deleted in its place', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const name1 = put(q, plain(1, 'one'));
+    const spare = join(dir, 'newcomer');
+    writeFileSync(spare, plain(5, 'newcomer'));
+    // The receiver renames a new packet over its own job's name while it runs.
+    const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'mv "$0" "$1"; cat > /dev/null', spare, join(q, 'jobs', name1)]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(nextseq(q)).toBe('2');
+    expect(jobFiles(q)).toEqual([name1]);
+    expect(readFileSync(join(q, 'jobs', name1))).toEqual(plain(5, 'newcomer'));
+  });
+});
+
+describe('hostile names', () => {
+  it('a newline in a job name does not hide the job: it is listed (escaped) and run', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'), 'fspl-a\nb.fspl');
+    put(q, plain(2, 'two'), 'fspl-\x1b[31mred\x1b[0m.fspl');
+    const ls = fspool(['queue-ls', '-q', q]);
+    expect(ls.code, ls.stderr).toBe(0);
+    const text = ls.stdout.toString();
+    expect(text).toContain('fspl-a\\x0ab.fspl');
+    expect(text).toContain('fspl-\\x1b[31mred\\x1b[0m.fspl');
+    expect(text).not.toContain('\x1b');
+    expect(text.trim().split('\n')).toHaveLength(3);
+    const r = fspool(['queue-process', '-q', q, 'cat']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.toString()).toBe('onetwo');
+    expect(r.stderr).not.toContain('\x1b');
+  });
+
+  it('--output-to saveboth writes a fresh NAME.out, never through a symlink placed there', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const name = put(q, plain(1, 'one'));
+    const victim = join(dir, 'victim');
+    writeFileSync(victim, 'precious\n');
+    symlinkSync(victim, join(q, 'jobs', `${name}.out`));
+    const r = fspool(['queue-process', '-q', q, '--output-to', 'saveboth', '--never-delete', 'sh', '--', '-c', 'echo out; cat']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+    expect(lstatSync(join(q, 'jobs', `${name}.out`)).isFile()).toBe(true);
+    expect(readFileSync(join(q, 'jobs', `${name}.out`), 'utf8')).toBe('out\none');
+  });
+});
+
+function runOk(cmd: string, args: string[]): void {
+  const r = runSync(cmd, args);
+  if (r.code !== 0) throw new Error(`${cmd} failed: ${r.stderr}`);
+}
+
+describe('--require-signature: a packet that does not prove the signature is no job', () => {
+  const dir = tempDir();
+  const sender = makeKey('sender', dir);
+  const forger = makeKey('forger', dir);
+  const signed = (seq: number, payload: string, key = sender) => {
+    const seqfile = join(dir, `seq-${seq}-${Math.random()}`);
+    writeFileSync(seqfile, `${seq}\n`);
+    const r = fspool(['prepare', '-s', seqfile, '-i', '-', '--sign-with', key.sec], { input: payload });
+    if (r.code !== 0) throw new Error(r.stderr);
+    return r.stdout;
+  };
+  const process = (q: string, onError: string) =>
+    fspool(['queue-process', '-q', q, '--require-signature', sender.pub, '--on-error', onError, 'sh', '--', '-c', 'echo "$FSPL_SEQ $(cat)" >> "$0"', join(q, '..', 'out')]);
+
+  const unsigned = (seq: number) => plain(seq, 'forged');
+  const otherKey = (seq: number) => signed(seq, 'forged', forger);
+  for (const [what, forge, onError] of [
+    ['an unsigned packet', unsigned, 'delete'],
+    ['an unsigned packet', unsigned, 'quarantine'],
+    ['a packet signed by another key', otherKey, 'retry'],
+  ] as const) {
+    {
+      it(`${what} with the due seq does not take the signed one's place (--on-error ${onError})`, () => {
+        const d = tempDir();
+        const q = makeQueue(d);
+        put(q, signed(1, 'one'));
+        const forged = put(q, forge(2));
+        let r = process(q, onError);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stderr).toMatch(/claims seq 2 but fails --require-signature/);
+        expect(nextseq(q)).toBe('2');
+        // The genuine packet arrives late: it runs as seq 2; the forged file is still only reported.
+        put(q, signed(2, 'two'));
+        r = process(q, onError);
+        expect(r.code, r.stderr).toBe(0);
+        expect(readFileSync(join(d, 'out'), 'utf8')).toBe('1 one\n2 two\n');
+        expect(nextseq(q)).toBe('3');
+        expect(jobFiles(q)).toEqual([forged]);
+      });
+    }
+  }
+
+  it('a forged packet beside the genuine one does not make the seq ambiguous', () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    put(q, signed(1, 'one'));
+    put(q, plain(1, 'forged'));
+    const r = process(q, 'retry');
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(d, 'out'), 'utf8')).toBe('1 one\n');
+  });
+});
+
+describe('durations of any length', () => {
+  it('--timeout of 25 days lets a receiver run (Node timers alone would fire at once)', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    const r = fspool(['queue-process', '-q', q, '--timeout', '2200000', '--on-error', 'delete', 'sh', '--', '-c', 'sleep 1; cat']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.toString()).toBe('one');
+    expect(r.stderr).not.toMatch(/TimeoutOverflowWarning|timed out/);
+  });
+
+  it('--grace of 25 days gives a timed-out receiver its grace instead of an immediate SIGKILL', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    const script = 'trap "sleep 1; echo graceful >&2; exit 3" TERM; sleep 30 & wait';
+    const r = fspool(['queue-process', '-q', q, '--timeout', '1', '--grace', '2200000', 'sh', '--', '-c', script]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/graceful/);
+    expect(r.stderr).toMatch(/timed out; command exited with status 3/);
+  });
+
+  it('--rescan of 25 days under --watch waits quietly instead of spinning', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '2200000', 'cat']);
+    await sleep(3000);
+    const [utime, stime] = readFileSync(`/proc/${w.pid}/stat`, 'latin1').split(') ')[1]!.split(' ').slice(11, 13).map(Number);
+    process.kill(w.pid, 'SIGTERM');
+    const r = await w.done;
+    expect(r.stderr).not.toMatch(/TimeoutOverflowWarning/);
+    // Clock ticks of CPU over three seconds of waiting: start-up only, nowhere near a spin.
+    expect(utime! + stime!).toBeLessThan(150);
+  });
+
+  it('refuses a --rescan of 0 (a spin), and durations that are not numbers, as usage errors', () => {
+    const q = makeQueue(tempDir());
+    for (const bad of [['--rescan', '0'], ['--timeout', 'soon'], ['--grace', '-1'], ['--timeout', '1e400']]) {
+      const r = fspool(['queue-process', '-q', q, '--watch', ...bad, 'cat']);
+      expect(r.code, bad.join(' ')).toBe(2);
+    }
+  });
+});
+
+describe('--decoder-timeout', () => {
+  it('a decoder that never gives a header is killed, the file counted unreadable, and nothing hangs', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    for (const cmd of ['queue-ls', 'queue-process']) {
+      const args = cmd === 'queue-ls' ? [cmd, '-q', q] : [cmd, '-q', q, 'cat'];
+      const r = fspool([...args, '-d', 'sleep 600', '--decoder-timeout', '1'], { timeoutMs: 60_000 });
+      expect(r.signal, `${cmd} hung`).toBe(null);
+      expect(r.stderr).toMatch(/gave no packet header within 1s \(--decoder-timeout\)/);
+    }
+    expect(nextseq(q)).toBe('1');
+  });
+});
+
+describe('a journal taken away during a run', () => {
+  it('is not reported as fspool dying: the job is done, and the next run says the outcome went unrecorded', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    expect(fspool(['queue-ls', '-q', q]).code).toBe(0); // creates QUEUE/fspool/state.db
+    const db = join(q, 'fspool', 'state.db');
+    const flag = join(dir, 'locked');
+    // The receiver has another program take the database's exclusive lock and keep it for a
+    // while after the receiver exits: the outcome cannot be journaled.
+    const hold = `import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+c.execute("BEGIN EXCLUSIVE")
+open(sys.argv[2], "w").close()
+time.sleep(3.5)`;
+    const script = 'python3 -c "$0" "$1" "$2" </dev/null >/dev/null 2>&1 & while [ ! -e "$2" ]; do sleep 0.05; done; cat >/dev/null';
+    let r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', script, hold, db, flag]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/state database .* is locked by another process/);
+    expect(nextseq(q)).toBe('2');
+    // Wait for the lock to go.
+    for (let i = 0; i < 200 && runSync('python3', ['-c', 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1], timeout=0.1); c.execute("BEGIN IMMEDIATE")', db]).code !== 0; i++) {
+      runSync('sleep', ['0.1']);
+    }
+    r = fspool(['queue-process', '-q', q, 'cat']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/died while it ran/);
+    expect(r.stderr).toMatch(/ended while the journal was unavailable; the queue has moved past it/);
+    const h = fspool(['queue-history', '-q', q, '--json']);
+    expect(JSON.parse(h.stdout.toString()).runs.map((x: { outcome: string }) => x.outcome)).toEqual(['unrecorded']);
+  });
+});
+
+describe('judgements the probe left open', () => {
+  it('a receiver told to stop that took the whole payload and exited 0 is done, not run again', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    const out = join(dir, 'out');
+    const script = 'cat >> "$0"; trap "exit 0" INT; touch "$0.ready"; while :; do sleep 0.1; done';
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, 'sh', '--', '-c', script, out]);
+    await waitFor('the receiver to have read its payload', () => exists(`${out}.ready`));
+    process.kill(w.pid, 'SIGINT');
+    const r = await w.done;
+    expect(r.code).toBe(130);
+    expect(nextseq(q)).toBe('2');
+    expect(fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'cat >> "$0"', out]).code).toBe(0);
+    expect(readFileSync(out, 'utf8')).toBe('one');
+  });
+
+  it('--order-by timestamp does not run again a copy of a packet the journal knows ran', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const p = plain(1, 'one');
+    put(q, p);
+    const run = () => fspool(['queue-process', '-q', q, '--order-by', 'timestamp', 'cat']);
+    expect(run().stdout.toString()).toBe('one');
+    put(q, p); // delivered again
+    const r = run();
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.toString()).toBe('');
+    expect(r.stderr).toMatch(/is a copy of a packet that ran successfully .* not run again; removed/);
+    expect(jobFiles(q)).toEqual([]);
+  });
+
+  it('a job file still being written under its job name does not count as done', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const name = put(q, plain(1, 'one'));
+    // A writer appends to the job file while its job runs (the receiver plays the writer).
+    const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'printf more >> "$0"; cat > /dev/null', join(q, 'jobs', name)]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/job file changed while the job ran .* a writer must use a temp name and rename/);
+    expect(nextseq(q)).toBe('1');
+    expect(jobFiles(q)).toEqual([name]);
+  });
+
+  it('reads no more of a seqfile than a number needs, and refuses what is not one', () => {
+    const dir = tempDir();
+    const big = join(dir, 'big');
+    writeFileSync(big, Buffer.alloc(20 << 20, '7'));
+    for (const [seq, why] of [
+      [big, /first line is over 4096 bytes/],
+      ['/dev/zero', /is not a regular file/],
+    ] as const) {
+      const r = fspool(['prepare', '-s', seq, '-i', '-'], { input: 'x' });
+      expect(r.code, seq).toBe(1);
+      expect(r.stderr).toMatch(why);
+      expect(r.stdout.length).toBe(0);
+    }
+  });
+
+  it('prepare -i DIR fails before it writes anything, and consumes no number', () => {
+    const dir = tempDir();
+    const seq = join(dir, 'seq');
+    writeFileSync(seq, '5\n');
+    const r = fspool(['prepare', '-s', seq, '-i', dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/is a directory; -i takes a file/);
+    expect(r.stdout.length).toBe(0);
+    expect(readFileSync(seq, 'utf8')).toBe('5\n');
+  });
+});
