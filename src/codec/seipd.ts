@@ -18,6 +18,7 @@ import type { Cipher, Hash } from 'node:crypto';
 import type { AnyPacket, Key, Message, PacketList, SignaturePacket } from 'openpgp';
 import { createHash, crypto } from '../sys/lazy.js';
 import { native } from '../sys/native.js';
+import { cfbNative } from './cfbNative.js';
 import { isNoSessionKey, noSessionKey } from './decryptError.js';
 import type { DecryptionMaterial } from './keys.js';
 import { BodyFramer, definiteLength, type PacketHead, readPacketHead } from './pgpFraming.js';
@@ -65,13 +66,35 @@ class CfbDecryptor {
     this.reg = this.ecb.update(Buffer.alloc(BLOCK));
   }
 
-  update(parts: Buffer[]): Buffer {
-    const ct = this.rest.length === 0 && parts.length === 1 ? parts[0]! : Buffer.concat([this.rest].concat(parts));
-    const whole = ct.length - (ct.length % BLOCK);
-    this.rest = Buffer.from(ct.subarray(whole));
-    if (whole === 0) return EMPTY;
-    const ks = this.ecb.update(ct.subarray(0, whole));
-    if (ks.length !== whole) throw new Error(`AES-ECB returned ${ks.length} bytes for ${whole}`);
+  /**
+   * The plaintext of `parts` (pieces of ciphertext, in order), as far as whole blocks go. Each
+   * part is decrypted where it lies (a read spans two SEIPD parts as a rule: no joining copy);
+   * only a block split between parts is put together.
+   */
+  update(parts: Buffer[]): Buffer[] {
+    const out: Buffer[] = [];
+    for (let p of parts) {
+      if (this.rest.length > 0) {
+        const need = BLOCK - this.rest.length;
+        if (p.length < need) {
+          this.rest = Buffer.concat([this.rest, p]);
+          continue;
+        }
+        out.push(this.whole(Buffer.concat([this.rest, p.subarray(0, need)])));
+        this.rest = EMPTY;
+        p = p.subarray(need);
+      }
+      const whole = p.length - (p.length % BLOCK);
+      if (whole > 0) out.push(this.whole(p.subarray(0, whole)));
+      if (whole < p.length) this.rest = Buffer.from(p.subarray(whole));
+    }
+    return out;
+  }
+
+  /** Decrypt `ct`, whole blocks. */
+  private whole(ct: Buffer): Buffer {
+    const ks = this.ecb.update(ct);
+    if (ks.length !== ct.length) throw new Error(`AES-ECB returned ${ks.length} bytes for ${ct.length}`);
     native().cfbXor(ks, ct, this.reg);
     return ks;
   }
@@ -87,13 +110,106 @@ class CfbDecryptor {
 /** Does the key decrypt the prefix's check bytes? `c`: the first PREFIX bytes of ciphertext. */
 function prefixChecks(cipher: string, key: Uint8Array, c: Buffer): boolean {
   const d = new CfbDecryptor(cipher, key);
-  const p = Buffer.concat([d.update([c]), d.final()]);
+  const p = Buffer.concat([...d.update([c]), d.final()]);
   return p[BLOCK - 2] === p[BLOCK] && p[BLOCK - 1] === p[BLOCK + 1];
 }
 
-/** Strips the prefix and the MDC packet off the plaintext, hashing it; checks the MDC at the end. */
+/**
+ * CFB decryption of a SEIPD body with the SHA-1 of its plaintext for the MDC, both run on
+ * libuv's thread pool by native/fspool_cfb.c: while one chunk is decrypted and hashed there, the
+ * thread that called passes on (decompresses, writes) the chunk before. SHA-1 covers all the
+ * plaintext but its last 20 bytes, which are the MDC's hash.
+ */
+class CfbStream {
+  private readonly ctx: object;
+  /** Ciphertext of an incomplete block, waiting for the rest. */
+  private rest = EMPTY;
+  /** The last ciphertext block so far (at the start, the zero IV). */
+  private prev = Buffer.alloc(BLOCK);
+  /** Plaintext buffers used in turn while `reuse` says so: one is read while the other is written. */
+  private readonly spare: Buffer[] = [];
+
+  constructor(
+    cipher: string,
+    key: Uint8Array,
+    private readonly reuse: () => boolean,
+  ) {
+    this.ctx = cfbNative().cfbNew(Number(/\d+/.exec(cipher)![0]), Buffer.from(key));
+  }
+
+  /** The plaintext of `parts` (pieces of ciphertext, in order), as far as whole blocks go. */
+  async update(parts: Buffer[]): Promise<Buffer[]> {
+    const out: Buffer[] = [];
+    const cts = wholeBlocks(parts, this);
+    const size = cts.reduce((n, ct) => n + ct.length, 0);
+    // All of this call's plaintext in one buffer: the reader is done with the last call's by now.
+    let room: Buffer;
+    if (this.reuse()) {
+      let b = this.spare.length >= 2 ? this.spare.shift() : undefined;
+      if (!b || b.length < size) b = Buffer.allocUnsafeSlow(Math.max(size, 256 * 1024));
+      this.spare.push(b);
+      room = b;
+    } else {
+      room = Buffer.allocUnsafeSlow(size);
+    }
+    let at = 0;
+    for (const ct of cts) {
+      const pt = room.subarray(at, at + ct.length);
+      at += ct.length;
+      await cfbNative().cfbDecrypt(this.ctx, ct, this.prev, pt);
+      this.prev = Buffer.from(ct.subarray(ct.length - BLOCK));
+      out.push(pt);
+    }
+    return out;
+  }
+
+  /** Ciphertext left over from update(), an incomplete block. */
+  get pending(): Buffer {
+    return this.rest;
+  }
+
+  set pending(b: Buffer) {
+    this.rest = b;
+  }
+
+  /** The plaintext of the last, incomplete block. */
+  final(): Buffer {
+    return cfbNative().cfbFinal(this.ctx, this.rest, this.prev);
+  }
+
+  /** SHA-1 of all the plaintext but its last 20 bytes (after final). */
+  digest(): Buffer {
+    return cfbNative().cfbDigest(this.ctx);
+  }
+}
+
+/**
+ * The whole blocks of `parts`, each part where it lies (a read spans two SEIPD parts as a rule:
+ * no joining copy); only a block split between parts is put together. What is left (under a
+ * block) stays in `carry.pending`.
+ */
+function wholeBlocks(parts: Buffer[], carry: { pending: Buffer }): Buffer[] {
+  const out: Buffer[] = [];
+  for (let p of parts) {
+    if (carry.pending.length > 0) {
+      const need = BLOCK - carry.pending.length;
+      if (p.length < need) {
+        carry.pending = Buffer.concat([carry.pending, p]);
+        continue;
+      }
+      out.push(Buffer.concat([carry.pending, p.subarray(0, need)]));
+      carry.pending = EMPTY;
+      p = p.subarray(need);
+    }
+    const whole = p.length - (p.length % BLOCK);
+    if (whole > 0) out.push(p.subarray(0, whole));
+    if (whole < p.length) carry.pending = Buffer.from(p.subarray(whole));
+  }
+  return out;
+}
+
+/** Strips the prefix and the MDC packet off the plaintext; checks the MDC at the end against the SHA-1 of the rest. */
 class MdcCheck {
-  private readonly hash = createHash('sha1');
   private prefixLeft = PREFIX;
   /** The last MDC bytes seen: the MDC packet, once the input has ended. */
   private tail = EMPTY;
@@ -101,7 +217,6 @@ class MdcCheck {
   push(p: Buffer): Buffer[] {
     if (this.prefixLeft > 0) {
       const n = Math.min(this.prefixLeft, p.length);
-      this.hash.update(p.subarray(0, n));
       this.prefixLeft -= n;
       p = p.subarray(n);
     }
@@ -117,16 +232,14 @@ class MdcCheck {
       out = [joined.subarray(0, cut)];
       this.tail = joined.subarray(cut);
     }
-    out = out.filter((b) => b.length > 0);
-    for (const b of out) this.hash.update(b);
-    return out;
+    return out.filter((b) => b.length > 0);
   }
 
-  end(): void {
+  /** `digest`: SHA-1 of the prefix, the plaintext and the MDC packet's header. */
+  end(digest: Buffer): void {
     const t = this.tail;
     if (this.prefixLeft > 0 || t.length < MDC || t[0] !== 0xd3 || t[1] !== 0x14) throw new Error('the modification detection code (MDC) is missing');
-    this.hash.update(t.subarray(0, 2));
-    if (!this.hash.digest().equals(t.subarray(2))) throw new Error('modification detected: the MDC does not match');
+    if (!digest.equals(t.subarray(2))) throw new Error('modification detected: the MDC does not match');
   }
 }
 
@@ -202,7 +315,8 @@ class InnerMessage {
         return [all];
       }
       this.kind = 'literal';
-      this.prelude = this.head.subarray(0, literal.at.at);
+      // Copies (small), here and of what follows the literal: a subarray would keep a whole chunk alive.
+      this.prelude = Buffer.from(this.head.subarray(0, literal.at.at));
       this.onePassCount = literal.at.hashes.length;
       this.body = new BodyFramer(literal.head.body);
       p = this.head.subarray(literal.at.at + literal.head.size);
@@ -211,7 +325,7 @@ class InnerMessage {
     }
     const { body, after } = this.body!.push(p);
     if (after && after.length > 0) {
-      this.tail.push(after);
+      this.tail.push(Buffer.from(after));
       this.tailLength += after.length;
       if (this.tailLength > TAIL_LIMIT) throw new Error(`more than ${TAIL_LIMIT >> 10} KiB after the literal data packet (signatures take less)`);
     }
@@ -410,7 +524,11 @@ async function* replay(seen: Buffer[], it: AsyncIterator<Buffer>, ended: boolean
 }
 
 /** Open an encrypted OpenPGP message (binary, starting with a session key packet). */
-export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, material: DecryptionMaterial): Promise<Unwrapped> {
+/**
+ * `reuse`: may the plaintext's buffers be overwritten once the next chunk is asked for (its
+ * reader keeps nothing; see decodeChunks)? Then two are used in turn.
+ */
+export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, material: DecryptionMaterial, reuse?: () => boolean): Promise<Unwrapped> {
   const it = src[Symbol.asyncIterator]();
   /** What was read before deciding this is our shape, to be handed back if it is not. */
   let seen: Buffer[] | undefined = [];
@@ -469,7 +587,7 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
     for (const b of body) start.push(b);
     have += body.reduce((n, b) => n + b.length, 0);
     if (after && after.length > 0) {
-      trailer.push(after);
+      trailer.push(Buffer.from(after));
       trailerLength += after.length;
     }
   };
@@ -504,35 +622,47 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
 
   // Committed: from here on, this is the decryption.
   seen = undefined;
-  const dec = new CfbDecryptor(AES_CIPHERS[key.algorithm!]!, key.data);
   const mdc = new MdcCheck();
   const inner = new InnerMessage(pgp, material.verificationKeys, (skeleton) => asSeipdPlaintext(pgp, skeleton));
+  // Only literal data passes on plaintext that is not kept (openpgp.js reads anything else).
+  const dec = new CfbStream(AES_CIPHERS[key.algorithm!]!, key.data, () => inner.kind === 'literal' && reuse?.() === true);
   const out: Buffer[] = [];
   const feed = (pt: Buffer) => {
     for (const p of mdc.push(pt)) for (const b of inner.push(p)) out.push(b);
   };
+  /** Read the next chunk and decrypt it; undefined once the input has ended. */
+  const fetch = async (): Promise<Buffer[] | undefined> => {
+    const chunk = await read();
+    if (!chunk) return undefined;
+    take(chunk);
+    if (trailerLength > TAIL_LIMIT) throw new Error(`more than ${TAIL_LIMIT >> 10} KiB after the encrypted packet`);
+    return dec.update(start.splice(0));
+  };
+  /** The next chunk, already being decrypted on the thread pool while this one is passed on. */
+  let ahead: Promise<Buffer[] | undefined> | undefined;
   let finished = false;
   /** Decrypt the next chunk of input into `out`; false once the input has ended and all checked out. */
   const step = async (): Promise<boolean> => {
     if (finished) return false;
-    const chunk = await read();
-    if (!chunk) {
+    const pts = await (ahead ?? fetch());
+    ahead = undefined;
+    if (!pts) {
       finished = true;
       framer.end();
       feed(dec.final());
-      mdc.end();
+      mdc.end(dec.digest());
       await inner.end();
       if (trailerLength > 0) await judgeTrailer(pgp, sessionKeyPackets, Buffer.concat(trailer));
       return false;
     }
-    take(chunk);
-    if (trailerLength > TAIL_LIMIT) throw new Error(`more than ${TAIL_LIMIT >> 10} KiB after the encrypted packet`);
-    feed(dec.update(start.splice(0)));
+    ahead = fetch();
+    ahead.catch(() => {}); // its failure is the next step's
+    for (const pt of pts) feed(pt);
     return true;
   };
   let failure: unknown;
   try {
-    feed(dec.update([body.subarray(1)]));
+    for (const pt of await dec.update([body.subarray(1)])) feed(pt);
     while (inner.kind === undefined && (await step()));
   } catch (e) {
     failure = e;
