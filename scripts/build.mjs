@@ -8,8 +8,11 @@ const { version } = JSON.parse(readFileSync(new URL('../package.json', import.me
 
 const result = await build({
   write: false,
-  entryPoints: ['src/cli/entry.ts'],
-  outfile: 'dist/fspool.cjs',
+  // The CLI, and the decode worker it starts (src/codec/decodeThread.ts), on its own: a thread
+  // loads only what decoding needs.
+  entryPoints: { fspool: 'src/cli/entry.ts', 'decode-worker': 'src/codec/decodeWorker.ts' },
+  outdir: 'dist',
+  outExtension: { '.js': '.cjs' },
   bundle: true,
   platform: 'node',
   target: 'node20',

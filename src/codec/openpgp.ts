@@ -35,6 +35,11 @@ export class NoKeyError extends OpenPGPError {
 export interface OpenPGPLayer {
   plaintext: AsyncIterable<Buffer>;
   /**
+   * Done with each chunk of its input before it asks for the next, keeping nothing of it (the
+   * fast path); openpgp.js's streams may keep what they were given.
+   */
+  atOnce?: boolean;
+  /**
    * After the plaintext has been read to its end: the verdict of each signature in this layer,
    * undefined for one that verified against an accepted key, else why not. Whether a packet is
    * signed well enough is decided over all its layers (src/codec/decode.ts).
@@ -57,7 +62,7 @@ const DECOMPRESSED_LIMIT = 8 << 20;
  * Open an OpenPGP message (binary or armored). `head` is its first bytes, used to tell an
  * encrypted message from a signed-only one.
  */
-export async function openpgpLayer(src: AsyncIterable<Buffer>, head: Buffer, keys: Keyring): Promise<OpenPGPLayer> {
+export async function openpgpLayer(src: AsyncIterable<Buffer>, head: Buffer, keys: Keyring, reuse?: () => boolean): Promise<OpenPGPLayer> {
   const pgp = await openpgp();
   const material = await keys.load();
   if (head.toString('latin1').trimStart().startsWith('-----BEGIN')) {
@@ -67,23 +72,24 @@ export async function openpgpLayer(src: AsyncIterable<Buffer>, head: Buffer, key
     if (binary.head.length === 0) throw new OpenPGPError('not a readable OpenPGP message: the armor holds nothing');
     return openBinary(pgp, material, binary.all, binary.head);
   }
-  return openBinary(pgp, material, src, head);
+  return openBinary(pgp, material, src, head, reuse);
 }
 
-async function openBinary(pgp: OpenPGP, material: DecryptionMaterial, src: AsyncIterable<Buffer>, head: Buffer): Promise<OpenPGPLayer> {
+/** `reuse`: may the plaintext's buffers be overwritten once the next chunk is asked for (see decodeChunks)? */
+async function openBinary(pgp: OpenPGP, material: DecryptionMaterial, src: AsyncIterable<Buffer>, head: Buffer, reuse?: () => boolean): Promise<OpenPGPLayer> {
   const firstTag = openpgpTag(head[0]!);
   if (firstTag !== undefined && ESK_TAGS.has(firstTag)) {
     // The common encrypted shape, decrypted without openpgp.js's streams (src/codec/seipd.ts).
     requireKeys(material);
     let opened: Unwrapped;
     try {
-      opened = await openSeipd(src, pgp, material);
+      opened = await openSeipd(src, pgp, material, reuse);
     } catch (e) {
       throw new OpenPGPError(`cannot decrypt OpenPGP packet: ${message(e)}`);
     }
     if (opened.kind === 'plaintext') {
       const plaintext = tampered(opened.plaintext);
-      if (opened.literal) return { plaintext, signatures: opened.signatures };
+      if (opened.literal) return { plaintext, signatures: opened.signatures, atOnce: true };
       // Compressed inside, say: openpgp.js reads the decrypted message. Garbage there is what a
       // wrong key makes (the prefix's check bytes are not used to say so: src/codec/seipd.ts).
       try {
@@ -97,7 +103,7 @@ async function openBinary(pgp: OpenPGP, material: DecryptionMaterial, src: Async
   if (firstTag !== undefined && PLAIN_TAGS.has(firstTag)) {
     // Signed or bare literal data, the same way.
     const opened = await openLiteral(src, pgp, material);
-    if (opened.kind === 'plaintext') return { plaintext: tampered(opened.plaintext), signatures: opened.signatures };
+    if (opened.kind === 'plaintext') return { plaintext: tampered(opened.plaintext), signatures: opened.signatures, atOnce: true };
     src = opened.input;
   }
   if (firstTag !== undefined && ENCRYPTED_TAGS.has(firstTag)) return openEncrypted(pgp, material, src);
@@ -265,7 +271,7 @@ async function* once(b: Buffer): AsyncGenerator<Buffer> {
  * by an accepted key and verified. A packet with no OpenPGP layer, or none signed, is refused;
  * so is one whose only signatures are by other keys or do not verify.
  */
-export async function requireSignature(layers: OpenPGPLayer[]): Promise<void> {
+export async function requireSignature(layers: Array<Pick<OpenPGPLayer, 'signatures'>>): Promise<void> {
   const verdicts = (await Promise.all(layers.map((l) => l.signatures()))).flat();
   if (verdicts.length === 0) throw new OpenPGPError('packet is not signed, and --require-signature was given');
   if (verdicts.some((v) => v === undefined)) return;
