@@ -120,6 +120,20 @@ describe('the decode worker', () => {
     expect(readFileSync(join(q, 'nextseq'), 'utf8').trim()).toBe('1');
   }, 90_000);
 
+  it('the headers of several encrypted packets read at once (a scan does): each is answered, and the jobs run in order', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const seq = join(dir, 'seq');
+    for (let i = 0; i < 6; i++) queueWrite(q, preparePacket(['-s', seq, '-i', '-', `--encrypt-to=${PUB}`], `job ${i + 1}\n`, ENV));
+    const ls = fspool(['queue-ls', '-q', q, `--decrypt-key=${SEC}`], { env: ENV, timeoutMs: 120_000 });
+    expect(ls.code, ls.stderr).toBe(0);
+    expect(ls.stdout.toString().trim().split('\n').slice(1).map((l) => l.split(/\s+/)[0])).toEqual(['1', '2', '3', '4', '5', '6']);
+    const out = join(dir, 'out');
+    const r = fspool(['queue-process', '-q', q, `--decrypt-key=${SEC}`, 'sh', '--', '-c', 'cat >> "$0"', out], { env: ENV, timeoutMs: 120_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(out, 'utf8')).toBe([1, 2, 3, 4, 5, 6].map((i) => `job ${i}\n`).join(''));
+  });
+
   it('a scan (queue-ls) of a large encrypted packet reads only its start', () => {
     const q = makeQueue(tempDir());
     queueWrite(q, bigPacket);

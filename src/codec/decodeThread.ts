@@ -51,8 +51,9 @@ interface Pending {
 /**
  * The decode worker of one processor (one DecodeContext): started on first use and kept for
  * the jobs that follow (starting it, and loading openpgp.js and the keys in it, costs ~0.1 s),
- * without keeping the process alive. One job at a time. openpgp.js and the keys are loaded
- * there only: this thread never holds them (~20 MB) for packets it hands over.
+ * without keeping the process alive. Jobs may go side by side (a scan reads a few headers at
+ * once). openpgp.js and the keys are loaded there only: this thread never holds them (~20 MB)
+ * for packets it hands over.
  */
 export class DecodeWorkers {
   private worker: Worker | undefined;

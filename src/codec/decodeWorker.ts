@@ -113,9 +113,8 @@ function serve(port: MessagePort): void {
     }
   });
 
+  /** Open a job and read its header. Jobs go side by side (a scan reads a few headers at once); each open is answered. */
   async function open(m: Extract<ToDecoder, { type: 'open' }>): Promise<void> {
-    // One job at a time: the main thread drains or aborts each before it opens the next.
-    for (const other of jobs.values()) if (!other.draining) finish(other);
     let job: Job;
     try {
       job = { id: m.id, control: new Int32Array(m.control), fd: reopen(m.input.fd, constants.O_RDONLY), draining: false };
@@ -133,7 +132,8 @@ function serve(port: MessagePort): void {
         // drain() writes each chunk with blocking writes before it asks for the next.
         consumedAtOnce: true,
       });
-      if (!jobs.has(m.id)) return; // aborted meanwhile
+      // Aborted meanwhile: the main thread has stopped listening for this job.
+      if (!jobs.has(m.id)) throw new Error('decoding was stopped');
       reusable = job.packet.inputReusable ?? reusable;
       Atomics.store(job.control, HEADER, 1);
       post({ type: 'header', id: m.id, header: encodeHeader(job.packet.header), layers: job.packet.layers });
