@@ -11,9 +11,9 @@
       "cflags": ["-O2", "-Wall", "-Wextra"]
     },
     {
-      "target_name": "fspool-exec",
+      "target_name": "fspool-spawner",
       "type": "executable",
-      "sources": ["native/fspool_exec.c"],
+      "sources": ["native/fspool_spawner.c"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
     }
   ]

@@ -18,6 +18,8 @@
 //                       [--seed S] [--senders N] [--max-size BYTES] [--timeout S] [--grace S]
 //                       [--modes retry,retries] [--short] [--json] [--keep]
 //   node bench/soak.mjs --stress SECONDS   (the concurrency stress of bench/lib/stress.mjs)
+//   node bench/soak.mjs --lossy [--count N] [--seeds N] [--seed S] [--per-round N]
+//                          (the lossy-transport harness of bench/lib/lossy.mjs: outbox and receipts)
 //
 // Exit status 0 when every check passed, 1 otherwise.
 import { spawnSync } from 'node:child_process';
@@ -47,6 +49,9 @@ const { values: opt } = parseArgs({
     json: { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     stress: { type: 'string' },
+    lossy: { type: 'boolean', default: false },
+    seeds: { type: 'string', default: '5' },
+    'per-round': { type: 'string', default: '100' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -64,6 +69,39 @@ if (opt.stress !== undefined) {
   if (opt.json) console.log(JSON.stringify(s));
   else printStress(s);
   process.exit(s.ok ? 0 : 1);
+}
+
+if (opt.lossy) {
+  const { runLossy } = await import('./lib/lossy.mjs');
+  const n = Number(opt.count ?? 1000);
+  const first = opt.seed === undefined ? (Math.random() * 2 ** 32) >>> 0 : Number(opt.seed) >>> 0;
+  const all = [];
+  let failed = false;
+  for (let i = 0; i < Number(opt.seeds); i++) {
+    const t0 = Date.now();
+    const r = runLossy({ count: n, seed: first + i, perRound: Number(opt['per-round']), maxRounds: 1000, log: (m) => console.error(`lossy seed ${first + i}: ${m}`) });
+    const line = { ...r.figures, seconds: Math.round((Date.now() - t0) / 1000), ok: r.ok, problems: r.problems };
+    all.push(line);
+    console.error(`lossy: ${JSON.stringify(line)}`);
+    if (!r.ok) {
+      failed = true;
+      console.error(`lossy: seed ${first + i} FAILED; kept in ${r.dir}`);
+    } else if (!opt.keep) rmSync(r.dir, { recursive: true, force: true });
+  }
+  const sum = (k) => all.reduce((s, f) => s + f[k], 0);
+  const summary = {
+    seeds: all.length,
+    count: n,
+    rounds: { min: Math.min(...all.map((f) => f.rounds)), max: Math.max(...all.map((f) => f.rounds)), mean: sum('rounds') / all.length },
+    packetsLost: sum('packetsLost'),
+    packetsResent: sum('packetsResent'),
+    resentPerLost: sum('packetsResent') / Math.max(1, sum('packetsLost')),
+    receiptsLost: sum('receiptsLost'),
+    receiptsSent: sum('receiptsSent'),
+    failed: all.filter((f) => !f.ok).length,
+  };
+  console.log(opt.json ? JSON.stringify({ summary, runs: all }) : `lossy summary: ${JSON.stringify(summary)}`);
+  process.exit(failed ? 1 : 0);
 }
 
 const seed = opt.seed === undefined ? (Math.random() * 2 ** 32) >>> 0 : Number(opt.seed) >>> 0;

@@ -14,6 +14,13 @@
  * receiver a pipe we have already read from, so we make our own, with O_CLOEXEC on both ends
  * so that no other child inherits them.
  *
+ * spawnHelper, helperCall, reap: fspool starts its children through one small helper process
+ * (native/fspool_spawner.c; spec/processing.md, "Starting a child"). The helper itself is
+ * started with posix_spawn, which glibc implements with clone(CLONE_VM | CLONE_VFORK): no copy
+ * of Node's memory, and nothing but async-signal-safe calls before the exec, as a parent with
+ * threads (libuv's pool, V8's) requires. Requests go over a unix socket, with the child's fds
+ * as SCM_RIGHTS, which Node cannot send.
+ *
  * ioctl(TIOCGWINSZ): the terminal's width for --help. Node offers it only through a tty stream
  * on the fd, which would set O_NONBLOCK on the open file description the shell shares.
  */
@@ -22,7 +29,10 @@
 #include <stdio.h>
 #include <fcntl.h>
 #include <string.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,6 +43,8 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall) {
   napi_value code, msg, error, errnum;
   const char *name = err == EBADF ? "EBADF" : err == EINTR ? "EINTR" : err == ENOLCK ? "ENOLCK"
                      : err == EMFILE ? "EMFILE" : err == ENFILE ? "ENFILE" : err == EINVAL ? "EINVAL"
+                     : err == EPIPE ? "EPIPE" : err == ECONNRESET ? "ECONNRESET" : err == ENOENT ? "ENOENT"
+                     : err == EACCES ? "EACCES" : err == ENOMEM ? "ENOMEM" : err == EAGAIN ? "EAGAIN"
                      : "EIO";
   char text[256];
   snprintf(text, sizeof text, "%s: %s", syscall, strerror(err));
@@ -42,6 +54,9 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall) {
   napi_create_int32(env, -err, &errnum);
   napi_set_named_property(env, error, "errno", errnum);
   napi_set_named_property(env, error, "code", code);
+  napi_value sys;
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sys);
+  napi_set_named_property(env, error, "syscall", sys);
   napi_throw(env, error);
   return NULL;
 }
@@ -89,17 +104,174 @@ static napi_value js_clear_nonblock(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* reap(pid) -> true once the (zombie) child is reaped or is not ours; false while it runs. */
+/* reap(pid, wait) -> true once the child is reaped (or is not ours); false while it runs and
+ * `wait` is false. */
 static napi_value js_reap(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], result;
+  size_t argc = 2;
+  napi_value argv[2], result;
   int32_t pid;
+  bool wait = false;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 1 || napi_get_value_int32(env, argv[0], &pid) != napi_ok || pid <= 0) return throw_errno(env, EINVAL, "waitpid");
+  if (argc > 1) napi_get_value_bool(env, argv[1], &wait);
   int status;
   pid_t r;
-  do r = waitpid(pid, &status, WNOHANG); while (r == -1 && errno == EINTR);
+  do r = waitpid(pid, &status, wait ? 0 : WNOHANG); while (r == -1 && errno == EINTR);
   napi_get_boolean(env, r != 0, &result);
+  return result;
+}
+
+extern char **environ;
+
+/* An fd above 3, which the helper's dup2 actions write over. */
+static int above_three(int fd) {
+  if (fd > 3) return fd;
+  int moved = fcntl(fd, F_DUPFD_CLOEXEC, 4);
+  int e = errno;
+  close(fd);
+  errno = e;
+  return moved;
+}
+
+/*
+ * spawnHelper(path) -> { pid, requestFd }: start the helper with a unix socket on its fd 3 and
+ * /dev/null on 0-2, in a session of its own (so that signals aimed at fspool's process group
+ * or terminal miss it), every signal at its default and none blocked, and fspool's own
+ * environment (whose PATH its execvpe uses, as fspool's own would). Our end is close-on-exec.
+ */
+static napi_value js_spawn_helper(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result, v;
+  char path[4096];
+  size_t plen;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok || plen >= sizeof path - 1)
+    return throw_errno(env, EINVAL, "posix_spawn");
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) return throw_errno(env, errno, "socketpair");
+  int theirs = above_three(sv[1]);
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  sigset_t all, none;
+  sigfillset(&all);
+  sigemptyset(&none);
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);
+  posix_spawn_file_actions_adddup2(&fa, 0, 1);
+  posix_spawn_file_actions_adddup2(&fa, 0, 2);
+  posix_spawn_file_actions_adddup2(&fa, theirs, 3);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  pid_t pid = -1;
+  char *args[] = {path, NULL};
+  int rc = theirs < 0 ? errno : posix_spawn(&pid, path, &fa, &attr, args, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (theirs >= 0) close(theirs);
+  if (rc != 0) {
+    close(sv[0]);
+    return throw_errno(env, rc, "posix_spawn");
+  }
+  napi_create_object(env, &result);
+  napi_create_int32(env, pid, &v);
+  napi_set_named_property(env, result, "pid", v);
+  napi_create_int32(env, sv[0], &v);
+  napi_set_named_property(env, result, "requestFd", v);
+  return result;
+}
+
+/*
+ * childStatus(pid) -> undefined while the child runs, [code, signal] once it has exited
+ * (code -1 if a signal killed it), null if it is not (or no longer) our child. Does not reap:
+ * the zombie keeps the pid, and its process group id, until reap().
+ */
+static napi_value js_child_status(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result, v;
+  int32_t pid;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &pid) != napi_ok || pid <= 0) return throw_errno(env, EINVAL, "waitid");
+  siginfo_t si;
+  int rc;
+  do {
+    si.si_pid = 0;
+    rc = waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT);
+  } while (rc == -1 && errno == EINTR);
+  if (rc == -1) {
+    napi_get_null(env, &result);
+    return result;
+  }
+  if (si.si_pid == 0) return NULL;
+  napi_create_array_with_length(env, 2, &result);
+  napi_create_int32(env, si.si_code == CLD_EXITED ? si.si_status : -1, &v);
+  napi_set_element(env, result, 0, v);
+  napi_create_int32(env, si.si_code == CLD_EXITED ? 0 : si.si_status, &v);
+  napi_set_element(env, result, 1, v);
+  return result;
+}
+
+/*
+ * helperCall(fd, request, fds, wantReply) -> undefined, or the 16-byte reply: send `request`
+ * whole on the helper's socket with `fds` attached (SCM_RIGHTS), then, if asked, read the
+ * reply. Blocks: the helper answers as soon as its child has exec'd (libuv's spawn blocks
+ * just as long). Throws EPIPE or ECONNRESET if the helper is gone.
+ */
+static napi_value js_helper_call(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], result;
+  int32_t fd;
+  uint8_t *buf;
+  size_t len;
+  uint32_t nfds = 0;
+  bool want = false;
+  int fds[8];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 4 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_buffer_info(env, argv[1], (void **)&buf, &len) != napi_ok || napi_get_array_length(env, argv[2], &nfds) != napi_ok ||
+      nfds > 8 || napi_get_value_bool(env, argv[3], &want) != napi_ok)
+    return throw_errno(env, EINVAL, "sendmsg");
+  for (uint32_t i = 0; i < nfds; i++) {
+    napi_value x;
+    napi_get_element(env, argv[2], i, &x);
+    if (napi_get_value_int32(env, x, &fds[i]) != napi_ok) return throw_errno(env, EINVAL, "sendmsg");
+  }
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int) * 8)];
+  } ctl;
+  size_t off = 0;
+  while (off < len) {
+    struct iovec iov = {.iov_base = buf + off, .iov_len = len - off};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (off == 0 && nfds > 0) {
+      /* The fds ride with the request's first bytes. */
+      memset(&ctl, 0, sizeof ctl);
+      mh.msg_control = ctl.buf;
+      mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+      struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+      cm->cmsg_level = SOL_SOCKET;
+      cm->cmsg_type = SCM_RIGHTS;
+      cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+      memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+    }
+    ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+    if (n == -1 && errno == EINTR) continue;
+    if (n == -1) return throw_errno(env, errno, "sendmsg");
+    off += (size_t)n;
+  }
+  if (!want) return NULL;
+  void *data;
+  napi_create_buffer(env, 16, &data, &result);
+  size_t got = 0;
+  while (got < 16) {
+    ssize_t n = read(fd, (char *)data + got, 16 - got);
+    if (n == -1 && errno == EINTR) continue;
+    if (n == -1) return throw_errno(env, errno, "read");
+    if (n == 0) return throw_errno(env, ECONNRESET, "read");
+    got += (size_t)n;
+  }
   return result;
 }
 
@@ -157,6 +329,12 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "pipe", fn);
   napi_create_function(env, "reap", NAPI_AUTO_LENGTH, js_reap, NULL, &fn);
   napi_set_named_property(env, exports, "reap", fn);
+  napi_create_function(env, "spawnHelper", NAPI_AUTO_LENGTH, js_spawn_helper, NULL, &fn);
+  napi_set_named_property(env, exports, "spawnHelper", fn);
+  napi_create_function(env, "childStatus", NAPI_AUTO_LENGTH, js_child_status, NULL, &fn);
+  napi_set_named_property(env, exports, "childStatus", fn);
+  napi_create_function(env, "helperCall", NAPI_AUTO_LENGTH, js_helper_call, NULL, &fn);
+  napi_set_named_property(env, exports, "helperCall", fn);
   napi_create_function(env, "cfbXor", NAPI_AUTO_LENGTH, js_cfb_xor, NULL, &fn);
   napi_set_named_property(env, exports, "cfbXor", fn);
   napi_create_function(env, "clearNonblock", NAPI_AUTO_LENGTH, js_clear_nonblock, NULL, &fn);

@@ -2,49 +2,102 @@
 // cheapest start Node 20 offers (bench/README.md, cold start). Native addons stay outside.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+const license = readFileSync(new URL('../LICENSE', import.meta.url), 'utf8');
 
-const result = await build({
-  write: false,
-  // The CLI, and the decode worker it starts (src/codec/decodeThread.ts), on its own: a thread
-  // loads only what decoding needs.
-  entryPoints: { fspool: 'src/cli/entry.ts', 'decode-worker': 'src/codec/decodeWorker.ts' },
-  outdir: 'dist',
-  outExtension: { '.js': '.cjs' },
+// string-width compiles Unicode-property regular expressions when its modules are evaluated,
+// ~10 ms of start-up, and yargs and cliui need it only to lay out help text: their imports of it
+// go to src/cli/string-width-lazy.ts, which requires the real one (resolved as usual) on first use.
+const lazyStringWidth = {
+  name: 'lazy-string-width',
+  setup(b) {
+    const lazy = resolve('src/cli/string-width-lazy.ts');
+    b.onResolve({ filter: /^string-width$/ }, (a) => (a.importer === lazy ? undefined : { path: lazy }));
+  },
+};
+
+const options = {
+  outfile: 'dist/fspool.cjs',
   bundle: true,
   platform: 'node',
   target: 'node20',
   format: 'cjs',
   legalComments: 'none',
-  // Loaded on first use from node_modules: openpgp is large, zstd-napi and better-sqlite3 are
-  // native addons.
-  external: ['openpgp', 'zstd-napi', 'better-sqlite3'],
-  // yargs uses two functions of node:assert; loading it costs ~10 ms of start-up.
-  alias: { assert: './src/cli/assert-lite.ts', 'string-width': './src/cli/string-width-lazy.ts' },
+  // Loaded on first use from node_modules, the package's one dependency: it is large.
+  // better-sqlite3's JavaScript is bundled, evaluated on first use; its addon and zstd-napi's
+  // are found by src/sys/native.ts.
+  external: ['openpgp'],
+  alias: {
+    bindings: './src/sys/bindings.cjs',
+    // yargs uses two functions of node:assert; loading it costs ~10 ms of start-up.
+    assert: './src/cli/assert-lite.ts',
+  },
+  plugins: [lazyStringWidth],
   logLevel: 'warning',
   define: {
     'import.meta.url': 'import_meta_url',
     FSPOOL_VERSION: JSON.stringify(version),
+    FSPOOL_LICENSE: JSON.stringify(license),
     // yargs reads process.stdout.columns when it is imported, which creates the stdout
     // stream; fspool writes fd 1 directly and must not touch process.stdout at all.
     'process.stdout.columns': 'undefined',
   },
   banner: { js: "const import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
-});
+};
+const result = await build({ ...options, write: false, metafile: true, entryPoints: ['src/cli/entry.ts'] });
+// The decode worker the CLI starts (src/codec/decodeThread.ts), bundled on its own: a thread
+// loads only what decoding needs.
+const worker = await build({ ...options, write: false, metafile: true, entryPoints: ['src/codec/decodeWorker.ts'], outfile: 'dist/decode-worker.cjs' });
 
-// Replace the bundle atomically: a test running bin/fspool meanwhile sees the old or the new.
+// Replace the bundles atomically: a test running bin/fspool meanwhile sees the old or the new.
 mkdirSync('dist', { recursive: true });
-for (const f of result.outputFiles) {
+for (const f of [...result.outputFiles, ...worker.outputFiles]) {
   writeFileSync(`${f.path}.tmp`, f.contents);
   renameSync(`${f.path}.tmp`, f.path);
 }
 
+// The licenses of the code the package carries from other projects: what the bundle took from
+// node_modules, and the dependencies whose addons are prebuilt (scripts/prebuild.mjs).
+const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
+const carried = new Set(Object.keys(pkg.fspool.nativeDependencies).map((d) => `node_modules/${d}`));
+for (const input of [...Object.keys(result.metafile.inputs), ...Object.keys(worker.metafile.inputs)]) {
+  const m = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input);
+  if (m) carried.add(m[1]);
+}
+const notices = [...carried].sort().map((dir) => {
+  const { name, version, license } = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+  const texts = [dir, join(dir, 'deps/zstd')].flatMap((d) =>
+    existsSync(d) ? readdirSync(d).filter((f) => /^(licen[cs]e|notice|copying)/i.test(f)).map((f) => readFileSync(join(d, f), 'utf8').trim()) : [],
+  );
+  if (texts.length === 0) throw new Error(`${dir}: no license file to carry`);
+  return `${'='.repeat(78)}\n${name} ${version} (${license})\n\n${texts.join('\n\n')}\n`;
+});
+writeFileSync('dist/THIRD-PARTY-NOTICES', `fspool's package carries code from these projects, under their licenses.\n\n${notices.join('\n')}`);
+
 // The V8 code cache bin/fspool loads: written after a run through yargs' set-up and parse,
 // which every command shares, so the functions it compiled lazily are in the cache too.
-rmSync('dist/fspool.cjs.cache', { force: true });
+for (const f of readdirSync('dist')) if (f.endsWith('.cache')) rmSync(join('dist', f));
 execFileSync(process.execPath, ['bin/fspool', '--version'], {
   env: { ...process.env, FSPOOL_WRITE_CODE_CACHE: '1' },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
+
+// fspool(1) from the same yargs definitions as --help (src/cli/manPage.ts), installed by
+// package.json's "man". The generator is bundled like the CLI and run once, here.
+const man = await build({
+  ...options,
+  write: false,
+  entryPoints: undefined,
+  stdin: {
+    contents: `import { manPage } from './src/cli/manPage.ts';\nmanPage(${JSON.stringify(version)}).then((p) => process.stdout.write(p));`,
+    resolveDir: '.',
+    loader: 'ts',
+  },
+  outfile: 'dist/man.cjs',
+});
+const page = execFileSync(process.execPath, ['-'], { input: man.outputFiles[0].contents, maxBuffer: 1 << 24 });
+writeFileSync('dist/fspool.1.tmp', page);
+renameSync('dist/fspool.1.tmp', 'dist/fspool.1');

@@ -1,7 +1,9 @@
 // enqueue, progress lines and shell completion (issue 5), with real processes.
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { compress } from 'zstd-napi';
+import { encodeHeader } from '../src/packet/codec.js';
 import { fspl, fspool, FSPOOL, makeQueue, runSync, tempDir } from './helpers/cli.js';
 
 const jobs = (q: string) => readdirSync(join(q, 'jobs')).sort();
@@ -111,7 +113,6 @@ it('every subcommand has --help with an example', () => {
     expect(h.code, n).toBe(0);
     expect(h.stdout.toString(), `${n} --help`).toMatch(/Examples:/);
   }
-  expect(existsSync(FSPOOL)).toBe(true);
 });
 
 describe('scanning many encoded packets', () => {
@@ -121,11 +122,12 @@ describe('scanning many encoded packets', () => {
   it('lists and processes every zstd packet of a large queue, every time', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
-    const seq = join(dir, 'seq');
-    const n = 400;
+    const n = 200;
+    // The packets are made here (what `prepare --zstd` makes: a header, zstd with a checksum):
+    // a process per packet would add nothing to what this tests, the scan.
     for (let i = 0; i < n; i++) {
-      const p = fspool(['prepare', '-s', seq, '--zstd']).stdout;
-      writeFileSync(join(q, 'jobs', `fspl-${String(i).padStart(4, '0')}.fspl`), p);
+      const header = encodeHeader({ seq: BigInt(i + 1), ctimeSecs: 1_700_000_000n, ctimeNanos: i, cmd: { kind: 'Command', params: [], env: [] } });
+      writeFileSync(join(q, 'jobs', `fspl-${String(i).padStart(4, '0')}.fspl`), compress(header, { checksumFlag: true }));
     }
     for (let round = 0; round < 3; round++) {
       const ls = fspool(['queue-ls', '-q', q]);

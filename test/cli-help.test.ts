@@ -357,7 +357,8 @@ describe('errors say what they are about', () => {
     for (const n of ['alice', 'bob', 'carol']) {
       gpg(['--passphrase', '', '--quick-gen-key', `${n}@test`, 'future-default', 'default', 'never']);
       writeFileSync(join(dir, `${n}.pub`), gpg(['--armor', '--export', `${n}@test`]));
-      writeFileSync(join(dir, `${n}.key`), gpg(['--armor', '--pinentry-mode', 'loopback', '--passphrase', '', '--export-secret-keys', `${n}@test`]));
+      // 0600, as a secret key file should be (one others may read draws a WARN of its own).
+      writeFileSync(join(dir, `${n}.key`), gpg(['--armor', '--pinentry-mode', 'loopback', '--passphrase', '', '--export-secret-keys', `${n}@test`]), { mode: 0o600 });
       // the key IDs of the primary key and its encryption subkey, as gpg --with-colons gives them
       ids[n] = gpg(['--with-colons', '--list-keys', `${n}@test`]).split('\n').filter((l) => /^(pub|sub):/.test(l)).map((l) => l.split(':')[4]!);
     }

@@ -436,3 +436,34 @@ describe('judgements the probe left open', () => {
     expect(readFileSync(seq, 'utf8')).toBe('5\n');
   });
 });
+
+describe('an oversized packet fails its own job, whatever --on-error says, and never stops the queue', () => {
+  it('a variable over the kernel per-string limit: bad-packet, --on-error delete applies, the next job runs', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, packet(1, [[b('BIG'), Buffer.alloc(200 * 1024, 'x')]]));
+    put(q, plain(2, 'two'));
+    const r = fspool(['queue-process', '-q', q, '--on-error', 'delete', 'cat']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/job 1 .* failed: the packet's variable FSPL_SET_BIG is \d+ bytes, more than the 131071 that Linux allows/);
+    expect(r.stdout.toString()).toBe('two');
+    expect(nextseq(q)).toBe('3');
+  });
+
+  it('params that make the argument list too long (E2BIG at exec): the job fails, --on-error quarantine applies', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    // 12 params of 100 KiB, each within the per-string limit: 2.4 MB in all as arguments and
+    // FSPL_PARAM_n, more than the 2 MB an 8 MB stack allows.
+    const params = Array.from({ length: 12 }, (_, i) => Buffer.alloc(100 * 1024, String.fromCharCode(97 + (i % 26))));
+    put(q, packet(1, [], 'payload', params));
+    put(q, plain(2, 'two'));
+    // The kernel allows a quarter of the stack limit for arguments and environment: 8 MB here.
+    const r = runSync('sh', ['-c', 'ulimit -s 8192 && exec "$@"', 'sh', FSPOOL, 'queue-process', '-q', q, '--allow-job-params', '--on-error', 'quarantine', 'sh', '--', '-c', 'cat', 'sh']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/job 1 .* failed: cannot run command: the packet's params and variables \(\d+ bytes\) make its argument list too long \(E2BIG\)/);
+    expect(r.stderr).toMatch(/moved to quarantine/);
+    expect(r.stdout.toString()).toBe('two');
+    expect(nextseq(q)).toBe('3');
+  });
+});

@@ -163,7 +163,7 @@ export function makeKey(dir) {
   const pub = join(dir, 'recv.pub.asc');
   const sec = join(dir, 'recv.sec.asc');
   writeFileSync(pub, gpg(['--armor', '--export', fpr]));
-  writeFileSync(sec, gpg(['--armor', '--export-secret-keys', fpr]));
+  writeFileSync(sec, gpg(['--armor', '--export-secret-keys', fpr]), { mode: 0o600 });
   spawnSync('gpgconf', ['--kill', 'gpg-agent'], { env });
   rmSync(home, { recursive: true, force: true });
   return { pub, sec };

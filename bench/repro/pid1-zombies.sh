@@ -1,7 +1,8 @@
 #!/bin/bash
 # Reproduction of an fspool issue found in issue 6 (spec/reliability.md, "Found"), FIXED in 9ab609d
-# (as PID 1, fspool reaps the guardians it dismissed); kept as a regression check: fixed, it
-# reports 0 zombies. The issue: when fspool is PID 1 of
+# (as PID 1, fspool reaps the guardians it dismissed; since then there are no guardians: one
+# spawner per fspool process starts every child as fspool's own, and fspool reaps them all);
+# kept as a regression check: fixed, it reports 0 zombies. The issue: when fspool is PID 1 of
 # its PID namespace (a container started without an init: `docker run IMAGE fspool queue-process
 # --watch ...`), every job leaves a zombie. fspool-exec double-forks each receiver's guardian
 # (native/fspool_exec.c) so that it is reparented to init, and here init is fspool, which never

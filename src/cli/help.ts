@@ -151,7 +151,7 @@ const wrap = (text: string, width: number, indent: number): string[] =>
     .split('\n')
     .map((l) => ' '.repeat(indent) + l);
 
-function hints(o: OptionHelp): string {
+export function hints(o: OptionHelp): string {
   const h = [`[${o.type}]`];
   if (o.repeatable) h.push('[repeatable]');
   if (o.required) h.push('[required]');

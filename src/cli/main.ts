@@ -10,9 +10,11 @@ import { genFilename, genUuid } from './commands/gen.js';
 import { print } from './commands/out.js';
 import { enqueueCmd, prepareCmd, prepareFail, prepareGetNextCmd, prepareNop, prepareSetNextCmd } from './commands/prepare.js';
 import { queueProcess, stdinProcess } from './commands/process.js';
+import { outboxApply, outboxResend, outboxStatusCmd, queueReceipt } from './commands/outbox.js';
 import { queueGetNext, queueInit, queueSetNext, queueWrite } from './commands/queueAdmin.js';
 import { queueInfo, queueLs, queuePayload } from './commands/queueRead.js';
 import { NAGIOS_UNKNOWN, queueClean, queueHistory, queueStatusCmd } from './commands/queueState.js';
+import { queueQuarantine } from './commands/quarantine.js';
 import { stdinInfo, stdinPayload } from './commands/stdin.js';
 import type { HelpSource, ProgramHelp } from './help.js';
 import { choiceOption, type OptionDef, type Subcommand } from './options.js';
@@ -22,9 +24,13 @@ declare const FSPOOL_VERSION: string;
 /** Options that may be given more than once, and the positional lists. */
 const REPEATABLE = new Set(['_', '--', 'decrypt-key', 'require-signature', 'encrypt-to']);
 
-const LICENSE = `fspool is free software under the MIT license.
-It reads and writes the packet format of Filespooler by John Goerzen (GPL-3.0-or-later),
-and shares no code with it.
+/** The LICENSE file, put in by the build. */
+declare const FSPOOL_LICENSE: string;
+
+const LICENSE = `${FSPOOL_LICENSE}
+fspool reads and writes the packet format of Filespooler by John Goerzen (GPL-3.0-or-later),
+and shares no code with it. The code fspool's package carries from other projects (yargs,
+better-sqlite3, zstd-napi…) is under their own licenses: dist/THIRD-PARTY-NOTICES in it.
 `;
 
 const DESCRIBE = 'Sequential, distributed, POSIX-style job queue processing (Filespooler 1.2 compatible)';
@@ -71,6 +77,9 @@ export const COMMANDS: HelpSource[] = [
   enqueueCmd,
   genFilename,
   genUuid,
+  outboxApply,
+  outboxResend,
+  outboxStatusCmd,
   prepareCmd,
   prepareFail,
   prepareGetNextCmd,
@@ -84,6 +93,8 @@ export const COMMANDS: HelpSource[] = [
   queueLs,
   queuePayload,
   queueProcess,
+  queueQuarantine,
+  queueReceipt,
   queueSetNext,
   queueStatusCmd,
   queueWrite,

@@ -2,7 +2,7 @@
 // whole-packet encodings layer by layer: an external decoder (-d), then zstd and OpenPGP in
 // any order, recognised by their leading bytes (spec/encoding.md).
 import { fstatSync, readSync } from 'node:fs';
-import { readHeaderFromFd } from '../queue/jobfile.js';
+import { readHeaderFromFd } from './plainHeader.js';
 import { fdChunks, fdOffset } from '../sys/fd.js';
 import { after, type Timer } from '../sys/timer.js';
 import { DecoderError, type Guard, runDecoder } from './external.js';

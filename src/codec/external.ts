@@ -3,12 +3,15 @@
 // itself) to stdout.
 //
 // Unlike fspl we check its exit status, and we never hand its stdout to the receiver: its
-// output is read here and copied into a pipe of our own (see src/run/deliver.ts). It runs
-// through fspool-exec like a receiver, so it dies with fspool, and it is killed when fspool
-// gets a signal.
-import type { Readable } from 'node:stream';
+// output is read here and copied into a pipe of our own (see src/run/deliver.ts). It starts
+// through fspool's spawner like a receiver, so it dies with fspool, and it is killed when
+// fspool gets a signal.
+import { closeSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { FspoolError } from '../errors.js';
-import { GuardedChild } from '../run/guarded.js';
+import { GuardedChild } from '../sys/guarded.js';
+import { net } from '../sys/lazy.js';
+import { native } from '../sys/native.js';
 
 /** A decoder that failed: exit status, signal, or a start failure. */
 export class DecoderError extends FspoolError {
@@ -29,14 +32,24 @@ export type Guard = (helper: { kill(signal: NodeJS.Signals): void }) => () => vo
 /** Start `cmd` on the file behind `fd`, read from its current offset; `guard` kills it if the run is interrupted. */
 export function runDecoder(cmd: string, fd: number, guard?: Guard): DecoderOutput {
   const shell = process.env.SHELL || '/bin/sh';
-  const proc = new GuardedChild({ argv: [Buffer.from(shell), Buffer.from('-c'), Buffer.from(cmd)], env: [], stdio: [fd, 'pipe', 'inherit'] });
+  const [outRead, outWrite] = native().pipe();
+  let proc: GuardedChild;
+  try {
+    proc = new GuardedChild({ argv: [Buffer.from(shell), Buffer.from('-c'), Buffer.from(cmd)], env: [], stdio: [fd, outWrite, 'inherit'] });
+  } catch (e) {
+    closeSync(outRead);
+    throw e;
+  } finally {
+    // The decoder has its copy of the write end; ours must go, or its EOF never comes.
+    closeSync(outWrite);
+  }
+  const stdout: Socket = new (net().Socket)({ fd: outRead, readable: true, writable: false });
   const unguard = guard?.(proc) ?? (() => {});
   const exited = proc.exited.then((e) => {
     unguard();
     proc.release();
     return e;
   });
-  const stdout = proc.child.stdout as Readable;
   return {
     chunks: stdout,
     async verify() {

@@ -7,12 +7,13 @@
 //   passphrase          passphrase for symmetric packets
 //   key-passphrase      passphrase that unlocks the secret keys
 // Not the queue directory: queues are synced between machines, secret keys must not be.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Key, PrivateKey } from 'openpgp';
 import { FspoolError } from '../errors.js';
+import { log } from '../log.js';
 
 export interface KeyOptions {
   /** Secret keys to decrypt with; none means the default location. */
@@ -107,6 +108,16 @@ export class KeyFileError extends FspoolError {
   override name = 'KeyFileError';
 }
 
+/** A secret key file others may read is worth a word: a key is only as secret as its file. */
+function warnIfShared(file: string): void {
+  try {
+    const mode = statSync(file).mode;
+    if (mode & 0o077) log.warn(`secret key file ${file} can be read by ${mode & 0o007 ? 'any user' : 'its group'} (mode ${(mode & 0o777).toString(8)}): chmod 600 ${file}`);
+  } catch {
+    /* unreadable: loading it says why */
+  }
+}
+
 /** What a processor decrypts and verifies with; read once, on first need. */
 export class Keyring {
   private material: Promise<DecryptionMaterial> | undefined;
@@ -127,16 +138,30 @@ export class Keyring {
   private async read(): Promise<DecryptionMaterial> {
     const dir = configDir();
     const defaults = this.opts.defaults !== false;
-    let keyFiles = this.opts.decryptKeys ?? [];
-    if (defaults && keyFiles.length === 0 && existsSync(join(dir, 'keys'))) {
-      keyFiles = readdirSync(join(dir, 'keys'))
-        .sort()
-        .map((n) => join(dir, 'keys', n));
-    }
     const keyPass = this.opts.keyPassphraseFile ?? (defaults && existsSync(join(dir, 'key-passphrase')) ? join(dir, 'key-passphrase') : undefined);
     const passFile = this.opts.passphraseFile ?? (defaults && existsSync(join(dir, 'passphrase')) ? join(dir, 'passphrase') : undefined);
+    let decryptionKeys: PrivateKey[];
+    if (this.opts.decryptKeys?.length) {
+      // Named on the command line: each must be usable.
+      decryptionKeys = await loadPrivateKeys(this.opts.decryptKeys, keyPass);
+    } else if (defaults && existsSync(join(dir, 'keys'))) {
+      // Whatever lies in the keys directory: a file that holds no usable secret key (a public
+      // key put there by mistake, a README) is skipped with a WARN, not fatal to every packet.
+      decryptionKeys = [];
+      for (const f of readdirSync(join(dir, 'keys')).sort().map((n) => join(dir, 'keys', n))) {
+        warnIfShared(f);
+        try {
+          decryptionKeys.push(...(await loadPrivateKeys([f], keyPass)));
+        } catch (e) {
+          log.warn(`${(e as Error).message}; skipped`);
+        }
+      }
+    } else {
+      decryptionKeys = [];
+    }
+    for (const f of this.opts.decryptKeys ?? []) warnIfShared(f);
     return {
-      decryptionKeys: await loadPrivateKeys(keyFiles, keyPass),
+      decryptionKeys,
       passwords: passFile ? [readPassphrase(passFile)] : [],
       verificationKeys: this.requiresSignature ? await loadPublicKeys(this.opts.requireSignature!) : [],
     };

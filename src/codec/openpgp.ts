@@ -125,7 +125,7 @@ async function dearmor(pgp: OpenPGP, src: AsyncIterable<Buffer>): Promise<AsyncI
 
 function requireKeys(material: DecryptionMaterial): void {
   if (material.decryptionKeys.length === 0 && material.passwords.length === 0) {
-    throw new NoKeyError('encrypted packet and no key to decrypt it: give --decrypt-key FILE or --passphrase-file FILE (or see spec/encoding.md for the default location)');
+    throw new NoKeyError('encrypted packet and no key to decrypt it: give --decrypt-key FILE or --passphrase-file FILE, or put the secret key in ~/.config/fspool/keys/ (README, "Compressed, encrypted and signed packets")');
   }
 }
 

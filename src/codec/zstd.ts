@@ -1,13 +1,10 @@
 // zstd in-process, through zstd-napi's low-level binding (ZSTD_compressStream2 and
 // ZSTD_decompressStream) rather than its Transform streams: no stream machinery between the
 // layers. Loaded only when a packet needs it.
-import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { FspoolError } from '../errors.js';
+import { zstdBinding } from '../sys/native.js';
 import { allocated } from '../sys/youngGc.js';
-
-// require, not import(): see openpgp() in keys.ts.
-const binding = () => createRequire(import.meta.url)('zstd-napi/binding') as typeof import('zstd-napi/binding');
 
 /**
  * The largest window a frame may ask the decoder for: 8 MiB, what levels 1-19 use at most.
@@ -33,7 +30,7 @@ const IN_CHUNK = 64 * 1024;
  * was passed on: the consumer must hold back EOF until the iteration has ended cleanly.
  */
 export async function zstdDecompress(src: AsyncIterable<Buffer>, reuse?: () => boolean): Promise<AsyncIterable<Buffer>> {
-  const b = binding();
+  const b = zstdBinding();
   const dctx = new b.DCtx();
   dctx.setParameter(b.DParameter.windowLogMax, WINDOW_LOG_MAX);
   return (async function* () {
@@ -90,7 +87,7 @@ const JOB_SIZE = 2 << 20;
  * own worker threads, through the binding's ZSTD_compressStream2 as for decompression.
  */
 export async function zstdCompress(src: AsyncIterable<Buffer>, level: number): Promise<AsyncIterable<Buffer>> {
-  const b = binding();
+  const b = zstdBinding();
   const cctx = new b.CCtx();
   cctx.setParameter(b.CParameter.compressionLevel, level);
   cctx.setParameter(b.CParameter.checksumFlag, 1);

@@ -3,7 +3,9 @@
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import { crc32 } from './crc32.js';
 import { checkShape } from './msgpackShape.js';
-import { type CmdType, type Header, I64_MAX, I64_MIN, U64_MAX } from './header.js';
+import { type CmdType, type Header, I64_MAX, I64_MIN, PacketError, U64_MAX } from './header.js';
+
+export { PacketError };
 
 export const MAGIC = Buffer.from('*FILESPOOLER', 'latin1');
 export const FORMAT_VERSION = 1;
@@ -17,10 +19,6 @@ export const PREFIX_LEN = 30;
  */
 export const MAX_METADATA_LEN = 16 * 1024 * 1024;
 
-/** A packet that is not a valid fspl packet. The message is one line, fit for the user. */
-export class PacketError extends Error {
-  override name = 'PacketError';
-}
 
 const encoder = new Encoder({ useBigInt64: true });
 const decoder = new Decoder({ useBigInt64: true });
@@ -57,6 +55,9 @@ export function encodeHeader(h: Header): Buffer {
     seq: compactInt(h.seq),
     ctime: [compactInt(h.ctimeSecs), h.ctimeNanos],
     cmd_type: encodeCmd(h.cmd),
+    // fspl ignores unknown keys: a packet with a stream id is still an fspl packet. Without one
+    // the map is fspl's three keys, byte for byte.
+    ...(h.stream === undefined ? {} : { [STREAM_KEY]: h.stream }),
   });
   const out = Buffer.alloc(PREFIX_LEN + meta.length);
   MAGIC.copy(out, 0);
@@ -68,7 +69,12 @@ export function encodeHeader(h: Header): Buffer {
   return out;
 }
 
+/** fspool's metadata key naming a packet's stream (spec/receipts.md), and its only valid form. */
+export const STREAM_KEY = 'fspool_stream';
+export const STREAM_ID = /^[0-9a-f]{32}$/;
+
 function checkHeader(h: Header): void {
+  if (h.stream !== undefined && !STREAM_ID.test(h.stream)) throw new PacketError(`stream id "${h.stream}" is not 32 lower-case hex digits`);
   if (h.seq < 0n || h.seq > U64_MAX) throw new PacketError(`sequence number ${h.seq} is not a u64`);
   if (h.ctimeSecs < I64_MIN || h.ctimeSecs > I64_MAX) throw new PacketError(`ctime seconds ${h.ctimeSecs} out of range`);
   if (!Number.isInteger(h.ctimeNanos) || h.ctimeNanos < 0 || h.ctimeNanos >= 1e9) {
@@ -222,7 +228,11 @@ function headerFrom(v: unknown): Header {
   if (nanos < 0n || nanos >= 1_000_000_000n) {
     throw new PacketError(`ctime nanoseconds ${nanos} out of range (must be below 1000000000)`);
   }
-  return { seq, ctimeSecs, ctimeNanos: Number(nanos), cmd: cmdFrom(cmdV) };
+  const header: Header = { seq, ctimeSecs, ctimeNanos: Number(nanos), cmd: cmdFrom(cmdV) };
+  // Read only in its one valid form; anything else under the key is ignored, as fspl ignores it.
+  const stream = isMap(v) ? v[STREAM_KEY] : undefined;
+  if (typeof stream === 'string' && STREAM_ID.test(stream)) header.stream = stream;
+  return header;
 }
 
 /**

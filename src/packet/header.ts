@@ -18,8 +18,18 @@ export interface Header {
   ctimeSecs: bigint;
   ctimeNanos: number;
   cmd: CmdType;
+  /**
+   * fspool's own metadata key `fspool_stream` (spec/receipts.md): the stream id of a packet made
+   * with --outbox, 32 lower-case hex digits. Absent in every packet fspl makes.
+   */
+  stream?: string;
 }
 
 export const U64_MAX = (1n << 64n) - 1n;
 export const I64_MIN = -(1n << 63n);
 export const I64_MAX = (1n << 63n) - 1n;
+
+/** A packet that is not a valid fspl packet. The message is one line, fit for the user. */
+export class PacketError extends Error {
+  override name = 'PacketError';
+}

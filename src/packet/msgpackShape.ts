@@ -6,7 +6,7 @@
 // byte, so valid data never declares more elements than bytes are left: the walk refuses the
 // metadata the moment the elements still owed exceed the bytes remaining, which bounds all
 // that the decoder will allocate by the metadata's own size. No allocation, one pass.
-import { PacketError } from './codec.js';
+import { PacketError } from './header.js';
 
 /** Payload bytes after the type byte for fixed-size types (ints, floats, fixext). */
 const FIXED: Record<number, number> = {

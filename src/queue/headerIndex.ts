@@ -10,7 +10,7 @@ import type { Stats } from 'node:fs';
 import type { DecodeContext } from '../codec/decode.js';
 import { log } from '../log.js';
 import { decodeHeader, encodeHeader } from '../packet/codec.js';
-import type { CmdType, Header } from '../packet/header.js';
+import type { Header } from '../packet/header.js';
 import { identityOf, NotAJobFile, statJobFile } from './jobfile.js';
 import type { Queue, ScannedJob } from './queue.js';
 import type { StateDb, Tx } from './stateDb.js';
@@ -29,16 +29,19 @@ const identity = (s: Stats) => [String(s.dev), String(s.ino), s.size, String(s.m
 
 const sameFile = (r: Row, s: Stats) => r[2] === String(s.ino) && r[3] === s.size && r[4] === String(s.mtimeMs) && r[5] === String(s.ctimeMs) && r[1] === String(s.dev);
 
-/** seq and ctime from their columns; the command (params, variables) decoded only if asked for. */
+/** seq and ctime from their columns; the command (params, variables) and stream decoded only if asked for. */
 function cachedHeader(r: Row): Header {
-  let cmd: CmdType | undefined;
+  let full: Header | undefined;
+  const decoded = () => (full ??= decodeHeader(r[9]).header);
   return {
     seq: BigInt(r[6]),
     ctimeSecs: BigInt(r[7]),
     ctimeNanos: r[8],
     get cmd() {
-      cmd ??= decodeHeader(r[9]).header.cmd;
-      return cmd;
+      return decoded().cmd;
+    },
+    get stream() {
+      return decoded().stream;
     },
   };
 }

@@ -7,8 +7,6 @@
 //
 // Without a database (none, read-only, damaged, locked) the journal keeps its counts in
 // memory for the current run, and fspool behaves as fspl's order of commit allows.
-import { createHash as sha256Hash } from '../sys/lazy.js';
-import { encodeHeader } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
 import type { StateDb, Tx } from './stateDb.js';
 
@@ -37,7 +35,7 @@ export interface RunFacts {
 }
 
 /** Outcomes of the journal: a run's RunKind, or what the processor could not write itself. */
-export type JournalOutcome = RunKind | 'running' | 'crashed' | 'unrecorded';
+export type JournalOutcome = RunKind | 'running' | 'crashed' | 'unrecorded' | 'released' | 'dropped';
 
 export const OUTCOMES: readonly JournalOutcome[] = [
   'running',
@@ -54,6 +52,8 @@ export const OUTCOMES: readonly JournalOutcome[] = [
   'interrupted',
   'crashed',
   'unrecorded',
+  'released',
+  'dropped',
 ];
 
 /** Outcomes that count as the job failing (toward --retries and quarantine). */
@@ -71,7 +71,11 @@ export type Action = 'delete' | 'keep' | 'quarantine' | 'retry' | 'stop';
 /** Actions that change the queue, recorded before they are carried out. */
 export const COMMITTING: readonly Action[] = ['delete', 'keep', 'quarantine'];
 
-export type OrderBy = 'sequence' | 'timestamp';
+/**
+ * Why the job ran when it did: its turn in sequence order, by timestamp, or out of turn after
+ * `queue-quarantine --release` (then nextseq is not touched).
+ */
+export type OrderBy = 'sequence' | 'timestamp' | 'released';
 export type CommitState = 'pending' | 'done' | 'recovered';
 
 export interface RunRow {
@@ -143,15 +147,7 @@ const toRow = (r: RawRow): RunRow => ({
   commit: r.commit_state,
 });
 
-/**
- * A packet's identity: SHA-256 of its header (seq, creation time to the nanosecond, command,
- * params, variables), as re-encoded by fspool. Two files with the same identity are copies of
- * one packet. The payload is not hashed (it may be gigabytes): a sender never makes two
- * packets with one seq and one nanosecond.
- */
-export function packetId(h: Header): string {
-  return sha256Hash('sha256').update(encodeHeader(h)).digest('hex').slice(0, 32);
-}
+export { packetId } from '../packet/identity.js';
 
 /** The job a run is about. */
 export interface JobRef {
@@ -233,14 +229,14 @@ export class Journal {
     this.localAttempts.set(job.packet, local);
     const r = this.state?.write((tx) => {
       const success = lookBack ? (tx.stmt(LAST_SUCCESS).get(job.packet) as RawRow | undefined) : undefined;
-      const before = (tx.stmt('SELECT count(*) AS n FROM runs WHERE packet = ?').get(job.packet) as { n: number }).n;
+      const before = (tx.stmt('SELECT count(*) AS n FROM runs WHERE packet = ? AND attempt > 0').get(job.packet) as { n: number }).n;
       const attempt = before + 1;
       const info = tx
         .stmt(
-          `INSERT INTO runs (seq, packet, file, ctime_secs, ctime_nanos, attempt, order_by, pid, started_at, outcome)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')`,
+          `INSERT INTO runs (seq, packet, file, ctime_secs, ctime_nanos, attempt, order_by, pid, started_at, outcome, stream)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)`,
         )
-        .run(String(job.seq), job.packet, job.file, String(job.header.ctimeSecs), job.header.ctimeNanos, attempt, orderBy, process.pid, startedAt);
+        .run(String(job.seq), job.packet, job.file, String(job.header.ctimeSecs), job.header.ctimeNanos, attempt, orderBy, process.pid, startedAt, job.header.stream ?? null);
       return { id: Number(info.lastInsertRowid), attempt, lastSuccess: success && toRow(success) };
     });
     return { id: r?.id, attempt: r?.attempt ?? local, job, lastSuccess: r?.lastSuccess };
@@ -317,6 +313,52 @@ export class Journal {
         (tx.stmt("SELECT * FROM runs WHERE outcome IN ('success', 'unrecorded') OR action IN ('delete', 'keep', 'quarantine') ORDER BY id").all() as RawRow[]).map(toRow),
       ) ?? [];
     return new Map(rows.map((r) => [r.packet, r]));
+  }
+
+  /**
+   * A person's act on a quarantined packet, journaled beside its runs (attempt 0, not a run):
+   * `released` back into the queue to run once more out of turn, or `dropped` for good.
+   */
+  recordDecision(ref: Omit<JobRef, 'header'> & { ctimeSecs: bigint; ctimeNanos: number }, what: 'released' | 'dropped', detail: string): boolean {
+    const now = Date.now();
+    return (
+      this.state?.write(
+        (tx) =>
+          tx
+            .stmt(
+              `INSERT INTO runs (seq, packet, file, ctime_secs, ctime_nanos, attempt, order_by, pid, started_at, ended_at, outcome, detail, action, commit_state)
+               VALUES (?, ?, ?, ?, ?, 0, 'released', ?, ?, ?, ?, ?, ?, 'done')`,
+            )
+            .run(String(ref.seq), ref.packet, ref.file, String(ref.ctimeSecs), ref.ctimeNanos, process.pid, now, now, what, detail, what === 'dropped' ? 'delete' : null),
+        true,
+      ) !== undefined
+    );
+  }
+
+  /**
+   * Packets released from quarantine that have not run to an end since (a run that stopped at
+   * them under --on-error retry leaves them released): they run once more, out of turn.
+   */
+  releasedPackets(): Set<string> {
+    const rows =
+      this.state?.read((tx) =>
+        tx
+          .stmt(
+            `SELECT r.packet FROM runs r WHERE r.outcome = 'released' AND NOT EXISTS (
+               SELECT 1 FROM runs l WHERE l.packet = r.packet AND l.id > r.id AND l.action IN ('delete', 'keep', 'quarantine'))`,
+          )
+          .pluck(true)
+          .all() as string[],
+      ) ?? [];
+    return new Set(rows);
+  }
+
+  /** The latest row of a packet, if the journal has one. */
+  lastRow(packet: string): RunRow | undefined {
+    return this.state?.read((tx) => {
+      const r = tx.stmt('SELECT * FROM runs WHERE packet = ? ORDER BY id DESC LIMIT 1').get(packet) as RawRow | undefined;
+      return r && toRow(r);
+    });
   }
 
   /** Packets the journal knows as done successfully (for stale and duplicate files). */

@@ -4,7 +4,7 @@
 // fsynced, hard-linked into quarantine/ (link never replaces an existing file), the folder
 // fsynced, and only then removed from jobs/, and jobs/ fsynced. A crash leaves the packet in
 // jobs/, in quarantine/, or in both (then the next run finishes the move): never in neither.
-import { closeSync, constants, copyFileSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
+import { closeSync, constants, copyFileSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDir, writeFileDurably } from '../sys/durable.js';
 import { JOB_NAME, type Queue } from './queue.js';
@@ -82,4 +82,62 @@ export function quarantineJob(queue: Queue, name: string, note: object): string 
   unlinkSync(src);
   fsyncDir(queue.jobsDir);
   return `${STATE_DIR}/${QUARANTINE}/${dest}`;
+}
+
+/** A packet in quarantine: its file, and the note saying why it is there (when readable). */
+export interface Quarantined {
+  name: string;
+  path: string;
+  note: Record<string, unknown> | undefined;
+}
+
+export function quarantineEntries(queueDir: string): Quarantined[] {
+  const dir = quarantineDir(queueDir);
+  return quarantined(queueDir).map((name) => {
+    let note: Record<string, unknown> | undefined;
+    try {
+      note = JSON.parse(readFileSync(join(dir, `${name}.json`), 'utf8')) as Record<string, unknown>;
+    } catch {
+      note = undefined;
+    }
+    return { name, path: join(dir, name), note };
+  });
+}
+
+/**
+ * Put a quarantined packet back into jobs/ (under its quarantine name, which is a job name),
+ * durably: linked into jobs/, jobs/ fsynced, then removed from quarantine/ with its note. A
+ * crash leaves it in both places (the next release finishes) or in jobs/ only. Returns its
+ * name in jobs/.
+ */
+export function releaseJob(queue: Queue, name: string): string {
+  const src = join(quarantineDir(queue.dir), name);
+  const dest = queue.jobPath(name);
+  if (existsSync(dest)) throw new Error(`${dest} exists already`);
+  fsyncFile(src);
+  try {
+    linkSync(src, dest);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+    const tmp = queue.jobPath(`.${name}.release.tmp`);
+    copyFileSync(src, tmp);
+    fsyncFile(tmp);
+    renameSync(tmp, dest);
+  }
+  fsyncDir(queue.jobsDir);
+  forgetQuarantined(queue, name);
+  return name;
+}
+
+/** Remove a packet and its note from quarantine, durably. */
+export function forgetQuarantined(queue: Queue, name: string): void {
+  const dir = quarantineDir(queue.dir);
+  for (const f of [name, `${name}.json`]) {
+    try {
+      unlinkSync(join(dir, f));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+  fsyncDir(dir);
 }

@@ -14,9 +14,9 @@ import { randomUUID } from '../sys/lazy.js';
 import type { Header } from '../packet/header.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { fsyncDir } from '../sys/durable.js';
-import type { HeaderIndex } from './headerIndex.js';
 import { copyFd } from '../sys/fd.js';
-import { type FileIdentity, identityOf, openJobFile, peekPlainHeader } from './jobfile.js';
+import { peekPlainHeader } from '../codec/plainHeader.js';
+import { type FileIdentity, identityOf, openJobFile } from './jobfile.js';
 import { SeqFile } from './seqfile.js';
 
 /** fspl's glob `fspl-*.fspl`, whose `*` matches any character, newlines included. */
@@ -62,11 +62,17 @@ export function identical(paths: string[]): boolean {
   }
 }
 
+/** What reads headers for a scan in place of the files themselves (the header cache). */
+export interface HeaderSource {
+  /** Scan `names` of `queue` as Queue.scan does; `complete`: `names` is the whole of jobs/. */
+  scan(queue: Queue, ctx: DecodeContext, names: string[], complete: boolean): Promise<ScannedJob[]>;
+}
+
 export class Queue {
   readonly jobsDir: string;
   readonly nextseq: SeqFile;
-  /** Issue 4: the header cache (src/queue/headerIndex.ts), set by commands that use one. */
-  headerIndex?: Pick<HeaderIndex, 'scan'>;
+  /** The header cache (src/queue/headerIndex.ts), set by commands that use one. */
+  headerIndex?: HeaderSource;
 
   /** `dir` is kept as the user gave it: it is what FSPL_JOB_QUEUEDIR shows. */
   constructor(readonly dir: string) {

@@ -19,11 +19,11 @@
 // order, so a durable commit makes every earlier commit of either connection durable too.
 import { accessSync, chownSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { describe } from '../errors.js';
 import { log } from '../log.js';
+import { betterSqlite3 } from '../sys/native.js';
 
 export type Db = BetterSqlite3.Database;
 export type Statement = BetterSqlite3.Statement;
@@ -39,7 +39,7 @@ export interface Tx {
 
 /** Everything fspool adds to a queue lives under this folder; fspl ignores it. */
 export const STATE_DIR = 'fspool';
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS headers (
@@ -77,13 +77,18 @@ CREATE TABLE IF NOT EXISTS runs (
   stderr_tail TEXT,
   action      TEXT,
   moved_to    TEXT,
-  commit_state TEXT
+  commit_state TEXT,
+  stream      TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_seq ON runs (seq);
 CREATE INDEX IF NOT EXISTS runs_packet ON runs (packet);
 CREATE INDEX IF NOT EXISTS runs_outcome ON runs (outcome);
 CREATE INDEX IF NOT EXISTS runs_pending ON runs (commit_state) WHERE commit_state = 'pending';
+CREATE INDEX IF NOT EXISTS runs_stream ON runs (stream) WHERE stream IS NOT NULL;
 `;
+
+/** Version 1 lacked the stream of each run's packet (receipts, spec/receipts.md). */
+const MIGRATE_FROM_1 = 'ALTER TABLE runs ADD COLUMN stream TEXT;';
 
 export interface OpenOptions {
   /**
@@ -105,7 +110,7 @@ export interface OpenOptions {
 
 let loaded: typeof BetterSqlite3 | undefined;
 function sqlite(): typeof BetterSqlite3 {
-  loaded ??= createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
+  loaded ??= betterSqlite3();
   return loaded;
 }
 
@@ -261,9 +266,11 @@ export class StateDb {
       if (version > SCHEMA_VERSION) {
         throw new Error(`it was made by a newer fspool (schema ${version}, this one knows ${SCHEMA_VERSION})`);
       }
-      if (version < SCHEMA_VERSION) {
+      // A read-only database of an older version is read as it is (what it lacks reads as unknown).
+      if (version < SCHEMA_VERSION && !(readonly && version > 0)) {
         if (readonly) throw new Error('it has no tables yet and is read-only');
         db.transaction(() => {
+          if (version === 1) db!.exec(MIGRATE_FROM_1);
           db!.exec(SCHEMA);
           db!.pragma(`user_version = ${SCHEMA_VERSION}`);
         }).immediate();

@@ -1,7 +1,6 @@
 // Running one job: from a decoded header and a payload source to a judged outcome.
 import { closeSync, fstatSync, openSync } from 'node:fs';
 import { basename } from 'node:path';
-import type { RunFacts } from '../queue/journal.js';
 import { bytesLeft, Progress } from '../progress.js';
 import type { Header } from '../packet/header.js';
 import { execBytes, execProblem, type JobLocation, jobEnv } from '../packet/jobenv.js';
@@ -9,8 +8,8 @@ import { createFresh } from '../queue/jobfile.js';
 import { fdOffset } from '../sys/fd.js';
 import { type Delivery, deliver, type PayloadStream } from './deliver.js';
 import type { RunContext } from './context.js';
-import { ExecError } from './exec.js';
-import { judge } from './policy.js';
+import { ExecError } from '../sys/exec.js';
+import { judge, type Outcome } from './policy.js';
 import { Receiver } from './receiver.js';
 import { fileTail, StderrTail } from './stderrTail.js';
 
@@ -41,11 +40,6 @@ export interface JobInput {
   payload: PayloadSource;
 }
 
-export type Outcome = (
-  | { ok: true; note?: string }
-  /** `fatal`: the command cannot run at all; stop the whole run, whatever --on-error says. */
-  | { ok: false; reason: string; fatal?: boolean; interrupted?: NodeJS.Signals }
-) & { facts?: RunFacts };
 
 function watchOffset(fd: number, start: number, progress: Progress): NodeJS.Timeout {
   return setInterval(() => {

@@ -13,7 +13,8 @@ import type { Queue } from '../queue/queue.js';
 import { native } from '../sys/native.js';
 import type { RunContext } from './context.js';
 import type { RunKind } from '../queue/journal.js';
-import { type Outcome, type RunOptions, runJob } from './job.js';
+import type { Outcome } from './policy.js';
+import { type RunOptions, runJob } from './job.js';
 import { type DeliveryMode, preparePayload, verifyOnly } from './source.js';
 
 /** How a queue's job files are run. */

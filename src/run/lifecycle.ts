@@ -22,7 +22,7 @@ import type { Queue, ScannedJob } from '../queue/queue.js';
 import type { Staged } from '../queue/seqfile.js';
 import { after } from '../sys/timer.js';
 import type { RunContext } from './context.js';
-import type { Outcome } from './job.js';
+import type { Outcome } from './policy.js';
 import { type FileRunOptions, runFile, type Skip } from './jobFile.js';
 import { conclude, decide, type ErrorPolicy, isFailure, retryPause, type RunEffect } from './policy.js';
 import { lackOfSpace } from './preflight.js';
@@ -144,7 +144,7 @@ export async function lifeOfJob(p: Processing, job: Readable, copies: Readable[]
         if (movedTo) ctx.log.warn(`${label} moved to quarantine: ${queue.dir.replace(/\/$/, '')}/${movedTo}`);
       } catch (e) {
         throw new FspoolError(
-          `${label} ran, but recording that failed: ${describe(e)}; the next run completes the recording, or runs the job again if it could not be journaled (spec/job-lifecycle.md)`,
+          `${label} ran, but recording that failed: ${describe(e)}; the next run completes the recording, or runs the job again if it could not be journaled`,
         );
       }
     }

@@ -2,10 +2,16 @@
 // receiver's exit is judged, whether a failed job runs again and after what pause, what is
 // done with a job after its last run, and how long a watch waits before trying a failing job
 // again. No I/O here; test/policy.test.ts checks them without processes.
-import { type Action, FAILURES } from '../queue/journal.js';
+import { type Action, FAILURES, type RunFacts } from '../queue/journal.js';
 import type { Delivery } from './deliver.js';
-import type { Outcome } from './job.js';
 import type { ReceiverExit } from './receiver.js';
+
+/** How a job's run ended: its verdict and what the journal records of it. */
+export type Outcome = (
+  | { ok: true; note?: string }
+  /** `fatal`: the command cannot run at all; stop the whole run, whatever --on-error says. */
+  | { ok: false; reason: string; fatal?: boolean; interrupted?: NodeJS.Signals }
+) & { facts?: RunFacts };
 
 export type OnError = 'retry' | 'delete' | 'leave' | 'quarantine';
 

@@ -11,6 +11,7 @@ import type { Journal } from '../queue/journal.js';
 import { JobIndex, readable, type Readable } from '../queue/jobIndex.js';
 import { identical, JOB_NAME, type Queue, type ScannedJob } from '../queue/queue.js';
 import { attachState, PROCESSOR_BUSY_MS } from '../queue/state.js';
+import type { StateDb } from '../queue/stateDb.js';
 import { staleJobs } from '../queue/status.js';
 import { packetId } from '../queue/journal.js';
 import { after } from '../sys/timer.js';
@@ -33,6 +34,8 @@ export interface ProcessOptions extends JobOptions {
   waitLockSeconds?: number;
   /** Another processor holds the lock: end quietly with status 0 (cron). */
   skipIfLocked?: boolean;
+  /** Called after each pass, failed or not, with the run's state database (receipts: receiptHook.ts). */
+  afterPass?: (db: StateDb | undefined, ctx: RunContext) => Promise<void>;
 }
 
 /** A job failed and the run stopped at it (--on-error retry): a watch tries it again later. */
@@ -53,6 +56,7 @@ const at = (ms: number) => new Date(ms).toISOString();
 export class QueueProcessor {
   private readonly index: JobIndex;
   private journal!: Journal;
+  private db: StateDb | undefined;
   /** Jobs this run may still take (--maxjobs), across the passes of a watch. */
   private left: number | undefined;
   /** The gap last reported, so that a watch says "waiting for seq N" once, not at every look. */
@@ -111,6 +115,7 @@ export class QueueProcessor {
       without: 'going on without it in this run: no journal (a crash is handled as fspl would), no header cache',
     });
     this.journal = state.journal;
+    this.db = state.db;
     try {
       checkWritable(queue, { deletes: !opts.neverDelete, savesOutput: opts.saveOutput, quarantines: opts.onError === 'quarantine' });
       const first = await this.index.refresh();
@@ -124,8 +129,12 @@ export class QueueProcessor {
     }
   }
 
-  private pass(): Promise<number> {
-    return this.opts.orderBy === 'timestamp' ? this.byTimestamp() : this.bySequence();
+  private async pass(): Promise<number> {
+    try {
+      return await (this.opts.orderBy === 'timestamp' ? this.byTimestamp() : this.bySequence());
+    } finally {
+      await this.opts.afterPass?.(this.db, this.ctx);
+    }
   }
 
   private reportUnreadable(jobs: ScannedJob[]): void {
@@ -173,9 +182,38 @@ export class QueueProcessor {
     if (later.length === 0) this.ctx.log.debug(`no job with seq ${next}; nothing to do`);
   }
 
+  /**
+   * Packets a person released from quarantine (queue-quarantine --release) run once more, out
+   * of turn, before the due one: their seq is below nextseq, and nextseq is left alone. Returns
+   * false when the run is to end (a stop, --maxjobs).
+   */
+  private async runReleased(next: bigint): Promise<boolean> {
+    const released = this.journal.active ? this.journal.releasedPackets() : new Set<string>();
+    if (released.size === 0) return true;
+    for (const job of this.index.all().filter(readable)) {
+      if (!released.has(packetId(job.header)) || job.header.seq >= next) continue;
+      if (this.ctx.stop.stopping || this.spent) return false;
+      this.ctx.log.info(`job ${job.header.seq} (${job.path}) was released from quarantine: running it once more, out of turn`);
+      const end = await this.live(job, [job], 'released');
+      if ('skip' in end) {
+        if (end.skip === 'unverified') this.index.distrust(job, end.reason);
+        else this.index.forget(job.name);
+        continue;
+      }
+      if (this.left !== undefined) this.left--;
+      if (end.action !== undefined && end.action !== 'keep') this.index.forget(job.name);
+      if (!end.effect.next) {
+        if ('error' in end.effect) throw new JobFailed(end.effect.error);
+        return false;
+      }
+    }
+    return true;
+  }
+
   private async bySequence(): Promise<number> {
     const { queue, opts, ctx, index } = this;
     let next = queue.nextseq.read();
+    if (!(await this.runReleased(next))) return 0;
     this.reportStale(index.all(), next);
     while (!ctx.stop.stopping && !this.spent) {
       let candidates = index.withSeq(next);
@@ -280,7 +318,7 @@ export class QueueProcessor {
   }
 
   /** lifeOfJob, with a job that could not start (no room to record it) blocking the queue. */
-  private async live(job: Readable, copies: Readable[], order: OrderBy) {
+  private async live(job: Readable, copies: Readable[], order: OrderBy | 'released') {
     try {
       return await lifeOfJob(this.processing, job, copies, order);
     } catch (e) {

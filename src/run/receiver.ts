@@ -1,19 +1,20 @@
 // The receiver: the processor's command, run for one job.
 //
 // What it gets (spec/processing.md, "The receiver's world"):
-// - its own process group, so timeouts and forwarded signals reach its children too;
+// - its own session and process group, so timeouts and forwarded signals reach its children;
 // - stdin: the job file itself at the payload offset (zero-copy), a pipe of ours, or
-//   /dev/null; always blocking, since libuv clears O_NONBLOCK on a child's fds 0-2;
-// - signals at their defaults (libuv resets them; fspl 1.2.2 leaves SIGPIPE ignored);
-// - no other fd of ours: Node opens everything O_CLOEXEC, and our pipes are made O_CLOEXEC;
-// - a guardian (src/run/guarded.ts) that kills its group if fspool dies mid-job, before the
-//   last write end of its stdin pipe closes, so a truncated payload never ends in a clean EOF.
+//   /dev/null; always blocking, since the spawner clears O_NONBLOCK on a child's fds 0-2;
+// - signals at their defaults, none blocked (fspl 1.2.2 leaves SIGPIPE ignored);
+// - no other fd of ours: only its three stdio fds are passed to the spawner;
+// - a guard (src/sys/guarded.ts) that kills its group if fspool dies mid-job, before the last
+//   write end of its stdin pipe closes, so a truncated payload never ends in a clean EOF.
 import { closeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { net } from '../sys/lazy.js';
 import { native } from '../sys/native.js';
 import { after, type Timer } from '../sys/timer.js';
-import { GuardedChild } from './guarded.js';
+import { GuardedChild } from '../sys/guarded.js';
+import type { Spawner } from '../sys/spawner.js';
 
 export interface ReceiverSpec {
   /** Command and arguments as bytes: job params need not be UTF-8. */
@@ -27,6 +28,8 @@ export interface ReceiverSpec {
   /** Wall-clock limit in seconds; then SIGTERM to the group, SIGKILL after `graceSeconds`. */
   timeoutSeconds?: number;
   graceSeconds: number;
+  /** The spawner to start it with; by default the process's own. */
+  spawner?: Spawner;
 }
 
 export interface ReceiverExit {
@@ -59,6 +62,7 @@ export class Receiver {
         env: spec.env,
         stdio: [pipeRead ?? (spec.stdin as number), spec.stdout, spec.stderr],
         stdinWriteEnd: pipeWrite,
+        spawner: spec.spawner,
       });
     } catch (e) {
       if (pipeWrite !== undefined) closeSync(pipeWrite);
@@ -82,7 +86,7 @@ export class Receiver {
       if (this.timedOut) this.kill('SIGKILL');
       return { ...e, timedOut: this.timedOut && !e.startError };
     });
-    if (spec.timeoutSeconds !== undefined && this.proc.pid) {
+    if (spec.timeoutSeconds !== undefined && this.proc.pid !== undefined) {
       this.timers.push(after(spec.timeoutSeconds, () => this.timeout()));
     }
   }
@@ -98,7 +102,7 @@ export class Receiver {
     this.stdin?.end();
   }
 
-  /** The job is over: dismiss the guardian. Call once, after `done`, in every outcome. */
+  /** The job is over: the spawner reaps it and stops guarding it. Call after `done`, always. */
   release(): void {
     this.proc.release();
   }

@@ -6,7 +6,9 @@
 // full disk leaves no gap at the receiver.
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { encodeHeader } from '../packet/codec.js';
-import { type CmdType, U64_MAX } from '../packet/header.js';
+import { type CmdType, type Header, U64_MAX } from '../packet/header.js';
+import { packetId } from '../packet/identity.js';
+import type { Outbox, PrepareCopy } from '../outbox/outbox.js';
 import { describe, FspoolError } from '../errors.js';
 import { SeqFile } from '../queue/seqfile.js';
 import { crashPoint } from '../sys/crashPoint.js';
@@ -37,6 +39,11 @@ export interface PrepareOptions {
   finish?: { durable(): void; publish(): void };
   /** The subcommand running, for the progress line: prepare (default) or enqueue. */
   command?: string;
+  /**
+   * Keep a copy in this outbox (spec/receipts.md): the packet carries the outbox's stream id,
+   * is written to the outbox first, and is published there before its number is consumed.
+   */
+  outbox?: Outbox;
 }
 
 /**
@@ -94,10 +101,11 @@ export async function prepare(opts: PrepareOptions): Promise<bigint> {
   const inFd = opts.input === undefined ? undefined : opts.input === '-' ? 0 : openInput(opts.input);
   try {
     const cmd = cmdOf(opts);
-    const header = (seq: bigint) => {
+    const header = (seq: bigint): Header => {
       const t = now();
-      return encodeHeader({ seq, ctimeSecs: t.secs, ctimeNanos: t.nanos, cmd });
+      return { seq, ctimeSecs: t.secs, ctimeNanos: t.nanos, cmd, ...(opts.outbox ? { stream: opts.outbox.stream } : {}) };
     };
+    let copy: PrepareCopy | undefined;
     const emit = async (seq: bigint) => {
       try {
         await write(seq);
@@ -108,12 +116,33 @@ export async function prepare(opts: PrepareOptions): Promise<bigint> {
     };
     const write = async (seq: bigint) => {
       const progress = inFd === undefined ? undefined : Progress.start(`${opts.command ?? 'prepare'} seq ${seq}`, bytesLeft(inFd));
+      const h = header(seq);
+      // With an outbox the packet is made into its copy, then the copy is written out.
+      const target = copy ? copy.open(packetId(h)) : out;
+      try {
+        await make(encodeHeader(h), target, progress);
+      } catch (e) {
+        if (!copy || e instanceof FspoolError || !isWriteError(e)) throw e;
+        throw new FspoolError(`cannot write the outbox copy ${copy.tmpPath}: ${describe(e)}; sequence number ${seq} was not used`);
+      }
+      if (copy) {
+        copy.durable();
+        const fd = openSync(copy.tmpPath, 'r');
+        try {
+          copyFd(fd, out);
+        } finally {
+          closeSync(fd);
+        }
+      }
+      progress?.done();
+    };
+    const make = async (head: Buffer, out: number, progress: Progress | undefined) => {
       if (!encoder) {
-        writeAll(out, header(seq));
+        writeAll(out, head);
         if (inFd !== undefined) copyFd(inFd, out, progress);
       } else {
         async function* packet(): AsyncGenerator<Buffer> {
-          yield header(seq);
+          yield head;
           if (inFd === undefined) return;
           for await (const chunk of fdChunks(inFd, 512 * 1024).chunks) {
             progress?.add(chunk.length);
@@ -127,9 +156,9 @@ export async function prepare(opts: PrepareOptions): Promise<bigint> {
           collectIfDue();
         }
       }
-      progress?.done();
     };
     if (opts.seqfile === '-') {
+      if (opts.outbox) throw new FspoolError('--outbox needs a sequence file (-s FILE), not "-"');
       await emit(1n);
       opts.finish?.durable();
       opts.finish?.publish();
@@ -147,15 +176,27 @@ export async function prepare(opts: PrepareOptions): Promise<bigint> {
       // a rename is left to do.
       const staged = sf.stage(seq + 1n);
       try {
+        copy = await opts.outbox?.startPrepare(seq);
         await emit(seq);
         opts.finish?.durable();
+        // The copy is in the outbox before the number is consumed: a consumed number always
+        // has its copy (a `.pending` one until the seqfile has moved).
+        await copy?.publish();
       } catch (e) {
         staged.abort();
+        copy?.abort();
         throw e;
       }
       crashPoint('prepare-before-seqfile');
-      staged.commit();
+      try {
+        staged.commit();
+      } catch (e) {
+        // Whether the number moved is for the seqfile to say: the next outbox command decides.
+        copy?.leave();
+        throw e;
+      }
       crashPoint('prepare-after-seqfile');
+      copy?.finalize();
       opts.finish?.publish();
       return seq;
     } finally {

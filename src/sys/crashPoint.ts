@@ -21,6 +21,12 @@ export const CRASH_POINTS = [
   'files-removed',
   'backoff',
   'cleaning',
+  'outbox-copied',
+  'outbox-pending',
+  'outbox-acked-marked',
+  'outbox-pruned',
+  'outbox-recorded',
+  'outbox-resend-before-rename',
 ] as const;
 
 export type CrashPointName = (typeof CRASH_POINTS)[number];

@@ -1,15 +1,39 @@
-// Loads native/fspool_sys.c (built by node-gyp at install): flock(2), pipe2(2), the terminal's width,
-// and CFB's XOR.
+// Native code. fspool's own (binding.gyp: native/fspool_sys.c, the addon that gives flock(2),
+// pipe2(2), the spawner's start and requests (src/sys/spawner.ts), the terminal's width and
+// CFB's XOR, and native/fspool_spawner.c, the helper that starts fspool's children) and the
+// addons of two dependencies, better-sqlite3 and zstd-napi, whose JavaScript the build bundles
+// into dist/.
+//
+// Each binary is looked for where it was compiled on this machine first, then prebuilt:
+// - build/Release/NAME: fspool's own, compiled by node-gyp (`npm ci` in a clone, or an install
+//   where no prebuilt one works: scripts/install.mjs);
+// - a dependency's in node_modules (a clone's devDependencies), or compiled by
+//   scripts/install.mjs where no prebuilt one works, into build/Release/ under its prebuilt name;
+// - prebuilds/PLATFORM-ARCH/NAME in the package (the npm package carries linux-x64's, made by
+//   scripts/prebuild.mjs): fspool's own under their build/Release names; a dependency's as
+//   DEPENDENCY.napi.node, or DEPENDENCY.abiN.node when it is built against one Node ABI.
+// package.json's fspool.nativeDependencies names the dependencies' addons.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { devDependencies, fspool } from '../../package.json';
 
 interface Sys {
   flock(fd: number, op: number): boolean;
   pipe(): [number, number];
   clearNonblock(fd: number): void;
-  reap(pid: number): boolean;
+  /** waitpid: true once reaped (or not our child); with `wait` false, false while it runs. */
+  reap(pid: number, wait: boolean): boolean;
+  /** posix_spawn native/fspool_spawner.c with a socket as its fd 3; our end back. */
+  spawnHelper(path: string): { pid: number; requestFd: number };
+  /** waitid without reaping: undefined while it runs, [code, signal] once exited, null if not ours. */
+  childStatus(pid: number): [number, number] | null | undefined;
+  /**
+   * Send a request (with fds as SCM_RIGHTS) on the helper's socket; read the reply if asked.
+   * Errors carry `syscall`: 'sendmsg' (the helper never had the request) or 'read'.
+   */
+  helperCall(fd: number, request: Buffer, fds: number[], wantReply: boolean): Buffer | undefined;
   /** The columns of the terminal on fd (ioctl TIOCGWINSZ), or undefined if it is none. */
   winsize(fd: number): number | undefined;
   /** See native/fspool_sys.c: turns ks = ECB(ct) into CFB plaintext in place; reg carries over. */
@@ -19,30 +43,84 @@ interface Sys {
   LOCK_UN: number;
 }
 
+type Dependency = keyof typeof fspool.nativeDependencies;
+
+const BUILD = 'build/Release/';
+
+/** Where this platform's prebuilt binaries are, relative to the package root. */
+const PREBUILDS = `prebuilds/${process.platform}-${process.arch}/`;
+
+/** A dependency's prebuilt addon, by the name scripts/prebuild.mjs gives it. */
+function prebuiltName(dep: Dependency): string {
+  return `${dep}.${fspool.nativeDependencies[dep].napi ? 'napi' : `abi${process.versions.modules}`}.node`;
+}
+
 const found = new Map<string, string>();
 
 /**
- * `rel` in the package root: the nearest directory above this module that has it. Looked up
- * once per process (a processor starts fspool-exec for every job).
+ * `rel` in the package root: the nearest directory above this module that has it. A binary
+ * of fspool's own, `build/Release/NAME`, may also be the prebuilt `prebuilds/PLATFORM-ARCH/NAME`.
+ * Looked up once per process.
  */
 export function packageFile(rel: string): string {
   const known = found.get(rel);
   if (known !== undefined) return known;
+  const prebuilt = rel.startsWith(BUILD) ? PREBUILDS + rel.slice(BUILD.length) : undefined;
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
-    const p = join(dir, rel);
-    if (existsSync(p)) {
-      found.set(rel, p);
-      return p;
+    for (const r of prebuilt ? [rel, prebuilt] : [rel]) {
+      const p = join(dir, r);
+      if (existsSync(p)) {
+        found.set(rel, p);
+        return p;
+      }
     }
     const up = dirname(dir);
-    if (up === dir) throw new Error(`fspool is not built: ${rel} not found (run npm install)`);
+    if (up === dir) throw new Error(`fspool is not built: ${rel} not found (run npm install in fspool's directory)`);
     dir = up;
   }
+}
+
+/**
+ * A dependency's addon: the one compiled in node_modules if that is the version whose
+ * JavaScript the bundle has (a clone's devDependencies; another version may be found further
+ * up, e.g. another global package's), else build/Release/ or prebuilds/ under its prebuilt name.
+ */
+function dependencyAddon(dep: Dependency): unknown {
+  const req = createRequire(import.meta.url);
+  try {
+    const pj = req.resolve(`${dep}/package.json`);
+    const compiled = join(dirname(pj), fspool.nativeDependencies[dep].addon);
+    if ((req(pj) as { version: string }).version === devDependencies[dep] && existsSync(compiled)) return req(compiled);
+  } catch {
+    /* not installed */
+  }
+  return req(packageFile(BUILD + prebuiltName(dep)));
 }
 
 let sys: Sys | undefined;
 export function native(): Sys {
   sys ??= createRequire(import.meta.url)(packageFile('build/Release/fspool_sys.node')) as Sys;
   return sys;
+}
+
+/** zstd-napi's binding (ZSTD_compressStream2 and friends), which is its addon itself. */
+export function zstdBinding(): typeof import('zstd-napi/binding') {
+  return dependencyAddon('zstd-napi') as typeof import('zstd-napi/binding');
+}
+
+/**
+ * better-sqlite3's addon, for its bundled JavaScript: the bundle maps the `bindings` module it
+ * loads the addon with to this (src/sys/bindings.cjs, scripts/build.mjs).
+ */
+export function betterSqlite3Addon(): unknown {
+  return dependencyAddon('better-sqlite3');
+}
+
+/**
+ * better-sqlite3. In the bundle, its JavaScript is part of dist/fspool.cjs, and required here
+ * so that it is evaluated on first use only; from source (vitest), it is node_modules'.
+ */
+export function betterSqlite3(): typeof import('better-sqlite3') {
+  return require('better-sqlite3');
 }

@@ -33,3 +33,9 @@ export async function waitFor(what: string, cond: () => boolean, timeoutMs = 30_
     await sleep(25);
   }
 }
+
+/**
+ * FSPOOL_LONG=1 (`.ci/run`, or by hand): tests that sample (mutations, seeds, trials) take a
+ * larger sample; the default run stays within its few minutes.
+ */
+export const LONG = process.env.FSPOOL_LONG === '1';

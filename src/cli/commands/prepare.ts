@@ -5,6 +5,7 @@ import { Queue } from '../../queue/queue.js';
 import { idArgument, type OptionDef, type PositionalDef, queuedir, seqfile, type Subcommand, u64, waitLock } from '../options.js';
 import type { EncodeOptions } from '../../send/encode.js';
 import type { Argv } from 'yargs';
+import { outboxFor, outboxOption } from './outbox.js';
 
 /** zstd and OpenPGP around the whole packet (spec/encoding.md). */
 function encodeOptions<T>(y: Argv<T>) {
@@ -43,6 +44,7 @@ function commandPacket(a: PrepareArgs): PrepareOptions {
     params: rawTail(process.argv.slice(2), a['--'] ?? []),
     waitLockSeconds: a['wait-lock'],
     encode: encodeArgs(a),
+    outbox: outboxFor(a.outbox, a.seqfile),
   };
 }
 
@@ -66,6 +68,7 @@ interface PrepareArgs {
   'key-passphrase-file'?: string;
   input?: string;
   'wait-lock'?: number;
+  outbox?: string;
   '--'?: string[];
 }
 
@@ -78,7 +81,9 @@ export const prepareCmd: Subcommand<PrepareArgs> = {
       .option('seqfile', seqfile)
       .option('input', input)
       .option('wait-lock', waitLock)
+      .option('outbox', outboxOption)
       .example('tar c dir | $0 prepare -s seq -i - --zstd --encrypt-to recv.asc > p.fspl', 'compressed and encrypted, as zstd | gpg -e would')
+      .example('$0 prepare -s seq -i dump.sql --outbox ~/outbox | nncp-exec receiver fspool', 'keep a copy until a receipt says it ran')
       .example('tar c dir | $0 prepare -s ~/.fspool-seq -i - | ssh host fspool queue-write -q /var/q', 'send a tar stream')
       .example('FSPL_SET_DB=app $0 prepare -s seq -- restore > p.fspl', 'a request with a param and an env var') as never,
   handler: async (a) => {
@@ -89,9 +94,9 @@ export const prepareCmd: Subcommand<PrepareArgs> = {
 const bare = (kind: 'NOP' | 'Fail', command: string, describe: string): Subcommand<PrepareArgs> => ({
   command,
   describe,
-  builder: (y) => encodeOptions(y.option('seqfile', seqfile).option('wait-lock', waitLock)).example(`$0 ${command} -s seq | $0 queue-write -q q`, '') as never,
+  builder: (y) => encodeOptions(y.option('seqfile', seqfile).option('wait-lock', waitLock).option('outbox', outboxOption)).example(`$0 ${command} -s seq | $0 queue-write -q q`, '') as never,
   handler: async (a) => {
-    await prepare({ seqfile: a.seqfile, kind, waitLockSeconds: a['wait-lock'], encode: encodeArgs(a) });
+    await prepare({ seqfile: a.seqfile, kind, waitLockSeconds: a['wait-lock'], encode: encodeArgs(a), outbox: outboxFor(a.outbox, a.seqfile) });
   },
 });
 
@@ -108,6 +113,7 @@ export const enqueueCmd: Subcommand<PrepareArgs & { queuedir: string }> = {
       .option('seqfile', seqfile)
       .option('input', input)
       .option('wait-lock', waitLock)
+      .option('outbox', outboxOption)
       .example('pg_dump app | $0 enqueue -q /var/spool/db -s /var/spool/db.seq -i - --zstd', 'one process instead of two') as never,
   handler: async (a) => {
     const q = new Queue(a.queuedir);

@@ -3,6 +3,9 @@ import { type OnError, type OrderBy, processQueue } from '../../run/processQueue
 import { processStdin } from '../../run/processStdin.js';
 import { choiceOption, commandAndParams, type DecodeArgs, decodeContext, decodeOptions, delivery, queuedir, runOptions, seconds, spoolDir, type Subcommand, u64, waitLock } from '../options.js';
 import type { DeliveryMode } from '../../run/source.js';
+import { receiptSender } from '../../run/receiptHook.js';
+import { FspoolError, UsageError } from '../../errors.js';
+import { statSync } from 'node:fs';
 
 interface RunArgs extends DecodeArgs {
   delivery: DeliveryMode;
@@ -28,6 +31,10 @@ interface QueueProcessArgs extends RunArgs {
   rescan: number;
   retries: bigint;
   backoff: number;
+  'receipt-to-dir'?: string;
+  'receipt-exec'?: string;
+  'receipt-sign-with'?: string;
+  'receipt-every': number;
 }
 
 /**
@@ -124,12 +131,26 @@ export const queueProcess: Subcommand<QueueProcessArgs> = {
         coerce: seconds('--rescan', 0.1),
         describe: 'With --watch: look at jobs/ at least this often (0.1 or more)',
       })
+      .option('receipt-to-dir', { type: 'string', value: 'DIR', requiresArg: true, describe: 'After each pass, write a receipt per stream into this directory (spec/receipts.md)' })
+      .option('receipt-exec', { type: 'string', value: 'CMD', requiresArg: true, describe: 'After each pass, run $SHELL -c CMD with a receipt per stream on stdin' })
+      .option('receipt-sign-with', { type: 'string', value: 'KEYFILE', requiresArg: true, describe: 'Sign receipts with the OpenPGP secret key in this file' })
+      .option('receipt-every', {
+        type: 'string',
+        value: 'SECONDS',
+        helpType: 'number',
+        requiresArg: true,
+        default: '3600',
+        coerce: seconds('--receipt-every'),
+        describe: 'Send a receipt at least this often, even when nothing changed',
+      })
       .example("$0 queue-process -q /var/q --timeout 3600 zfs -- receive -u tank/backup", 'receive zfs streams in order')
       .example("$0 queue-process -q q -d 'zstd -dc' --on-error delete sh -- -c 'tar xf - -C /srv'", 'decode, unpack, drop failures')
       .example('$0 queue-process -q /var/spool/q --watch ./apply', 'a daemon: run packets as they arrive (contrib/systemd/fspool-watch.service)')
-      .example('$0 queue-process -q q --retries 3 --backoff 60 --on-error quarantine ./apply', 'try 4 times, then set the job aside') as never,
+      .example('$0 queue-process -q q --retries 3 --backoff 60 --on-error quarantine ./apply', 'try 4 times, then set the job aside')
+      .example("$0 queue-process -q q --receipt-exec 'nncp-exec sender fspool-receipt' ./apply", "tell the sender's outbox what ran") as never,
   handler: async (a) => {
-    const code = await processQueue(new Queue(a.queuedir), {
+    const q = new Queue(a.queuedir);
+    const code = await processQueue(q, {
       ...runOpts(a),
       onError: a['on-error'],
       orderBy: a['order-by'],
@@ -143,10 +164,31 @@ export const queueProcess: Subcommand<QueueProcessArgs> = {
       stopTimeoutSeconds: a['stop-timeout'],
       watch: a.watch,
       rescanSeconds: a.rescan,
+      afterPass: receiptHook(q, a),
     });
     process.exitCode = code;
   },
 };
+
+/** --receipt-to-dir / --receipt-exec: the hook that sends receipts after each pass. */
+function receiptHook(q: Queue, a: QueueProcessArgs) {
+  if (a['receipt-to-dir'] === undefined && a['receipt-exec'] === undefined) {
+    if (a['receipt-sign-with'] !== undefined) throw new UsageError('--receipt-sign-with needs --receipt-to-dir or --receipt-exec');
+    return undefined;
+  }
+  const dir = a['receipt-to-dir'];
+  if (dir !== undefined && !statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new FspoolError(`--receipt-to-dir ${dir}: no such directory; create it (receipts are written into it after each pass)`);
+  }
+  return receiptSender(q, {
+    toDir: a['receipt-to-dir'],
+    exec: a['receipt-exec'],
+    signWith: a['receipt-sign-with'],
+    keyPassphraseFile: a['key-passphrase-file'],
+    everySeconds: a['receipt-every'],
+    decode: decodeContext(a),
+  });
+}
 
 export const stdinProcess: Subcommand<RunArgs & { 'spool-dir'?: string }> = {
   command: 'stdin-process [command]',

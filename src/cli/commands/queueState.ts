@@ -12,7 +12,7 @@ import { type DecodeArgs, decodeContext, decodeOptions, queuedir, seconds, type 
 import { doc, jobJson, msTime, runJson } from '../json.js';
 import { print } from './out.js';
 
-export const json = { type: 'boolean', nargs: 0, default: false, describe: 'Print one JSON object (schema: spec/json.md)' } as const;
+export const json = { type: 'boolean', nargs: 0, default: false, describe: 'Print one JSON object (its fields: spec/json.md, installed with fspool)' } as const;
 
 const READER_WITHOUT = 'going on without it: reading every file, no journal to show';
 

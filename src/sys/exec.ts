@@ -1,8 +1,8 @@
-// The request fspool-exec (native/fspool_exec.c) reads on fd 3: the receiver's argv and whole
-// environment as bytes. Node's spawn() would encode both as UTF-8, but params and FSPL_SET_
+// The spawn request fspool's helper (native/fspool_spawner.c) reads: the child's argv and
+// whole environment as bytes. Node's spawn() would encode both as UTF-8, but params and FSPL_SET_
 // values are whatever bytes the sender had.
 import { readFileSync } from 'node:fs';
-import { splitNul } from '../sys/argv.js';
+import { splitNul } from './argv.js';
 
 /** A job whose params or env cannot be exec'd: a NUL byte cannot be in argv or environ. */
 export class ExecError extends Error {
@@ -26,7 +26,12 @@ function ownEnv(): Array<[string, Buffer]> {
   return inherited;
 }
 
-export function execRequest(argv: Buffer[], extraEnv: Array<[string, Buffer]>, guard: boolean): Buffer {
+/**
+ * "u32 LEN, 'S', u32 ARGC, u32 ENVC, u8 NFDS", then the strings, each ending in NUL (integers
+ * little-endian). NFDS: the fds that go with it (stdin, stdout, stderr, and optionally the
+ * write end of the child's stdin pipe).
+ */
+export function execRequest(argv: Buffer[], extraEnv: Array<[string, Buffer]>, nfds: number): Buffer {
   // Entries end at NUL in the request (and in environ itself): one NUL inside a name or value
   // would start another entry, of the sender's choosing. Names must also not hold '=', which
   // would make the receiver see another name than the one given.
@@ -45,9 +50,12 @@ export function execRequest(argv: Buffer[], extraEnv: Array<[string, Buffer]>, g
   }
   for (const [k, entry] of ownEnv()) if (!extra.has(k)) env.push(entry);
   for (const [k, v] of extra) env.push(Buffer.concat([Buffer.from(`${k}=`, 'latin1'), v]));
-  return Buffer.concat([
-    Buffer.from(`${argv.length}\0${env.length}\0${guard ? 1 : 0}\0`),
-    ...argv.flatMap((a) => [a, NUL]),
-    ...env.flatMap((e) => [e, NUL]),
-  ]);
+  const head = Buffer.alloc(14);
+  const request = Buffer.concat([head, ...argv.flatMap((a) => [a, NUL]), ...env.flatMap((e) => [e, NUL])]);
+  request.writeUInt32LE(request.length - 4, 0);
+  request.write('S', 4, 'latin1');
+  request.writeUInt32LE(argv.length, 5);
+  request.writeUInt32LE(env.length, 9);
+  request.writeUInt8(nfds, 13);
+  return request;
 }

@@ -1,0 +1,147 @@
+// outbox-apply: what a receipt proves, checked against the outbox's own packets
+// (spec/receipts.md, "What a receipt says"). Only processed blocks whose digest matches the
+// identities the outbox knows prune anything; everything else a receipt says can at worst
+// delay pruning or cause a harmless re-send.
+import { closeSync, openSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { FspoolError } from '../errors.js';
+import { blockDigest, NO_STREAM, type Receipt, type ReceiptBlock, type Section, seqsOf } from '../packet/receipt.js';
+import { crashPoint } from '../sys/crashPoint.js';
+import { fsyncDir } from '../sys/durable.js';
+import { type Entry, entryName, type FailureJson, type Outbox, type OutboxState, toRanges } from './outbox.js';
+
+export interface ApplyResult {
+  acknowledged: Entry[];
+  /** The receipt was newer than the newest applied: its transient facts were taken. */
+  newest: boolean;
+  /** Processed blocks with our packets that listed seqs we cannot name (not verifiable). */
+  unverifiable: number;
+  /** Blocks whose identities differ from ours: the receiver has other packets there. */
+  conflicting: bigint[];
+  /** Failures the receipt reports of this outbox's packets. */
+  failures: FailureJson[];
+  /** Failures the receipt reports of packets this outbox does not know. */
+  foreignFailures: number;
+  state: OutboxState | undefined;
+}
+
+type Known = Map<bigint, string>;
+
+/** How far ahead of the sender's clock the newest receipt may be and still order later ones. */
+const FUTURE_TOLERANCE_MS = 24 * 3600 * 1000;
+
+/** Does the block's digest match the identities we know for its listed seqs? */
+function verify(section: Section, stream: string, b: ReceiptBlock, known: Known): 'match' | 'unknown' | 'mismatch' {
+  const seqs = seqsOf(b);
+  const ids: string[] = [];
+  for (const s of seqs) {
+    const id = known.get(s);
+    if (id === undefined) return 'unknown';
+    ids.push(id);
+  }
+  return blockDigest(section, stream, b.index, b.mask, ids).equals(b.digest) ? 'match' : 'mismatch';
+}
+
+export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now()): Promise<ApplyResult> {
+  if (r.stream !== NO_STREAM && r.stream !== outbox.stream) {
+    throw new FspoolError(
+      `the receipt is about stream ${r.stream}, and outbox ${outbox.dir} sends stream ${outbox.stream}: nothing applied (apply it to that stream's outbox)`,
+    );
+  }
+  const lock = await outbox.lock(60);
+  try {
+    outbox.tidy();
+    const l = outbox.list();
+    const kept = new Map(l.kept.map((e) => [e.seq, e]));
+    const known: Known = new Map([...l.acked, ...l.kept].map((e) => [e.seq, e.id]));
+    const stream = outbox.stream;
+
+    const acknowledged: Entry[] = [];
+    const conflicting: bigint[] = [];
+    let unverifiable = 0;
+    for (const b of r.processed) {
+      const mine = seqsOf(b).filter((s) => kept.has(s));
+      if (mine.length === 0) continue;
+      const v = verify('P', stream, b, known);
+      if (v === 'match') for (const s of mine) acknowledged.push(kept.get(s)!);
+      else if (v === 'unknown') unverifiable++;
+      else conflicting.push(...mine);
+    }
+    const ackedSeqs = new Set(acknowledged.map((e) => e.seq));
+    const stillKept = l.kept.filter((e) => !ackedSeqs.has(e.seq));
+
+    const old = outbox.readState();
+    // A receipt stamped far ahead of our clock (a receiver whose clock is wrong, a forgery)
+    // must not make every later receipt look older for good.
+    const newest = old === undefined || r.created > old.receipt.created || old.receipt.created > now + FUTURE_TOLERANCE_MS;
+    const failures: FailureJson[] = [];
+    let foreignFailures = 0;
+    for (const f of r.failures) {
+      if (known.get(f.seq) !== f.packet) {
+        foreignFailures++;
+        continue;
+      }
+      failures.push({ seq: String(f.seq), packet: f.packet, outcome: f.outcome, action: f.action, exit_code: f.exitCode, ended_at: f.endedAt });
+    }
+    let state: OutboxState | undefined = old;
+    if (newest) {
+      const held: bigint[] = [];
+      for (const b of r.held) {
+        const mine = seqsOf(b).filter((s) => kept.has(s) && !ackedSeqs.has(s));
+        if (mine.length > 0 && verify('H', stream, b, known) === 'match') held.push(...mine);
+      }
+      const passed = stillKept.filter((e) => e.seq >= r.windowStart && e.seq < r.nextSeq).map((e) => e.seq);
+      state = {
+        version: 1,
+        receipt: {
+          stream: r.stream,
+          created: r.created,
+          applied_at: now,
+          next_seq: String(r.nextSeq),
+          window_start: String(r.windowStart),
+          held_end: String(r.heldEnd),
+          held_beyond: r.heldBeyond,
+          unreadable: r.unreadable,
+          ambiguous: r.ambiguous,
+        },
+        held: toRanges(held),
+        passed: toRanges(passed),
+        conflicts: toRanges(conflicting),
+        failures,
+        last_apply: { at: now, acknowledged: acknowledged.length },
+      };
+    } else if (old) {
+      state = { ...old, last_apply: { at: now, acknowledged: acknowledged.length } };
+    }
+
+    // Markers first (durably), then the packets: a crash in between leaves both, which counts
+    // as acknowledged (Outbox.list, tidy).
+    if (acknowledged.length > 0) {
+      for (const e of acknowledged) {
+        const marker = join(outbox.ackedDir, entryName(e.seq, e.id));
+        try {
+          closeSync(openSync(marker, 'wx', 0o644));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        }
+      }
+      fsyncDir(outbox.ackedDir);
+      crashPoint('outbox-acked-marked');
+      for (const e of acknowledged) {
+        try {
+          unlinkSync(outbox.packetPath(e));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        }
+      }
+      fsyncDir(outbox.packetsDir);
+    }
+    crashPoint('outbox-pruned');
+    if (state) outbox.writeState(state);
+    crashPoint('outbox-recorded');
+    outbox.dropClosedMarkers(outbox.list());
+    return { acknowledged, newest, unverifiable, conflicting, failures, foreignFailures, state };
+  } finally {
+    lock.release();
+  }
+}

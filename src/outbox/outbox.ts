@@ -1,0 +1,396 @@
+// The sender's outbox (spec/receipts.md, "Outbox layout"): a copy of every packet one stream
+// sends, kept until a receipt proves the receiver ran it. The file names are the index:
+//
+//   OUTBOX/outbox.json             stream id, seqfile (written once)
+//   OUTBOX/outbox.lock             flock
+//   OUTBOX/packets/SEQ-ID.fspl     kept packets; SEQ-ID.pending while prepare publishes one
+//   OUTBOX/acked/SEQ-ID            acknowledged identities, kept while their block is open
+//   OUTBOX/tmp/                    packets being written by prepare
+//   OUTBOX/state.json              the newest receipt's facts
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, unlinkSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { describe, FspoolError } from '../errors.js';
+import { log } from '../log.js';
+import { BLOCK } from '../packet/receipt.js';
+import { FileLock } from '../queue/lock.js';
+import { SeqFile } from '../queue/seqfile.js';
+import { crashPoint } from '../sys/crashPoint.js';
+import { fsyncDir, writeFileDurably, writeSynced } from '../sys/durable.js';
+import { crypto } from '../sys/lazy.js';
+
+export interface OutboxConfig {
+  version: 1;
+  stream: string;
+  seqfile: string;
+  created: string;
+}
+
+/** One packet of the outbox, by its file name. */
+export interface Entry {
+  seq: bigint;
+  id: string;
+  name: string;
+}
+
+const ENTRY = /^(\d{20})-([0-9a-f]{32})(\.fspl|\.pending)?$/;
+export const entryName = (seq: bigint, id: string) => `${String(seq).padStart(20, '0')}-${id}`;
+
+function parseEntry(name: string): (Entry & { kind: string }) | undefined {
+  const m = ENTRY.exec(name);
+  if (!m) return undefined;
+  return { seq: BigInt(m[1]!), id: m[2]!, name, kind: m[3] ?? '' };
+}
+
+/** Inclusive ranges of seqs, as state.json stores them (decimal strings: seqs are u64). */
+export type Ranges = Array<[string, string]>;
+
+export function toRanges(seqs: bigint[]): Ranges {
+  const sorted = [...seqs].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const out: Ranges = [];
+  let lo: bigint | undefined;
+  let hi = 0n;
+  for (const s of sorted) {
+    if (lo !== undefined && s === hi + 1n) hi = s;
+    else {
+      if (lo !== undefined) out.push([String(lo), String(hi)]);
+      lo = hi = s;
+    }
+  }
+  if (lo !== undefined) out.push([String(lo), String(hi)]);
+  return out;
+}
+
+export const inRanges = (r: Ranges, s: bigint) => r.some(([lo, hi]) => BigInt(lo) <= s && s <= BigInt(hi));
+
+export interface FailureJson {
+  seq: string;
+  packet: string;
+  outcome: string;
+  action: string;
+  exit_code: number | null;
+  ended_at: number;
+}
+
+/** What the newest receipt said (spec/receipts.md, "Outbox layout"). */
+export interface OutboxState {
+  version: 1;
+  receipt: {
+    stream: string;
+    created: number;
+    applied_at: number;
+    next_seq: string;
+    window_start: string;
+    held_end: string;
+    held_beyond: boolean;
+    unreadable: number;
+    ambiguous: number;
+  };
+  held: Ranges;
+  passed: Ranges;
+  /** Seqs whose block the receiver described with other identities than ours. */
+  conflicts: Ranges;
+  failures: FailureJson[];
+  last_apply: { at: number; acknowledged: number };
+}
+
+export interface Listing {
+  kept: Entry[];
+  /** .pending copies of a prepare that did not finish (see tidy()). */
+  pending: Entry[];
+  acked: Entry[];
+}
+
+/** How long prepare waits for the outbox lock: its other holders hold it for milliseconds. */
+const PREPARE_LOCK_WAIT = 120;
+
+export class Outbox {
+  readonly packetsDir: string;
+  readonly ackedDir: string;
+  readonly tmpDir: string;
+
+  private constructor(
+    readonly dir: string,
+    readonly config: OutboxConfig,
+  ) {
+    this.packetsDir = join(dir, 'packets');
+    this.ackedDir = join(dir, 'acked');
+    this.tmpDir = join(dir, 'tmp');
+  }
+
+  get stream(): string {
+    return this.config.stream;
+  }
+
+  get statePath(): string {
+    return join(this.dir, 'state.json');
+  }
+
+  /** An existing outbox. */
+  static open(dir: string): Outbox {
+    const path = join(dir, 'outbox.json');
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new FspoolError(`${dir} is not an outbox (no outbox.json); one is made by the first prepare --outbox ${dir}`);
+      }
+      throw new FspoolError(`cannot read ${path}: ${describe(e)}`);
+    }
+    let config: OutboxConfig;
+    try {
+      config = JSON.parse(text) as OutboxConfig;
+    } catch {
+      throw new FspoolError(`${path} is not valid JSON: the outbox is damaged`);
+    }
+    if (config.version !== 1 || typeof config.stream !== 'string' || !/^[0-9a-f]{32}$/.test(config.stream) || typeof config.seqfile !== 'string') {
+      throw new FspoolError(`${path} is not an outbox description this fspool knows (version ${String(config.version)})`);
+    }
+    const o = new Outbox(dir, config);
+    for (const d of [o.packetsDir, o.ackedDir, o.tmpDir]) mkdirSync(d, { recursive: true });
+    return o;
+  }
+
+  /**
+   * The outbox of `seqfile`, made (with a new stream id) if DIR has none. An outbox belongs to
+   * one seqfile: another is refused.
+   */
+  static forSeqfile(dir: string, seqfile: string): Outbox {
+    if (seqfile === '-') throw new FspoolError('--outbox needs a sequence file (-s FILE), not "-": an outbox keeps one numbered stream');
+    const want = absoluteSeqfile(seqfile);
+    if (!existsSync(join(dir, 'outbox.json'))) create(dir, want);
+    const o = Outbox.open(dir);
+    if (o.config.seqfile !== want) {
+      throw new FspoolError(
+        `outbox ${dir} belongs to sequence file ${o.config.seqfile}, not ${want}: an outbox keeps one stream; use another --outbox for this sequence file`,
+      );
+    }
+    return o;
+  }
+
+  lock(waitSeconds?: number): Promise<FileLock> {
+    return FileLock.acquire(join(this.dir, 'outbox.lock'), { create: true, waitSeconds, what: `outbox ${this.dir}` });
+  }
+
+  list(): Listing {
+    const kept: Entry[] = [];
+    const pending: Entry[] = [];
+    for (const n of readdirSync(this.packetsDir)) {
+      const e = parseEntry(n);
+      if (e?.kind === '.fspl') kept.push(e);
+      else if (e?.kind === '.pending') pending.push(e);
+    }
+    const acked = readdirSync(this.ackedDir)
+      .map(parseEntry)
+      .filter((e): e is Entry & { kind: string } => e?.kind === '');
+    const bySeq = (a: Entry, b: Entry) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0);
+    // A kept packet whose marker exists was acknowledged (outbox-apply died before the unlink).
+    const ackedNames = new Set(acked.map((a) => a.name));
+    return { kept: kept.filter((k) => !ackedNames.has(entryName(k.seq, k.id))).sort(bySeq), pending: pending.sort(bySeq), acked: acked.sort(bySeq) };
+  }
+
+  packetPath(e: Entry): string {
+    return join(this.packetsDir, e.name);
+  }
+
+  /** The seqfile's next number as it is now, or undefined if it is gone. */
+  seqfileNext(): bigint | undefined {
+    return new SeqFile(this.config.seqfile).readIfExists();
+  }
+
+  /**
+   * Under the outbox lock: finish what a killed command left. A `.pending` copy whose number was
+   * consumed (the seqfile moved past it) is kept; one whose number was not (the seqfile still
+   * holds it) is removed: that prepare exited by a signal and its output must be discarded. A
+   * packet whose acknowledgment marker exists is removed.
+   */
+  tidy(): void {
+    const next = this.seqfileNext();
+    let changedPackets = false;
+    for (const n of readdirSync(this.packetsDir)) {
+      const e = parseEntry(n);
+      if (!e) continue;
+      const path = join(this.packetsDir, n);
+      if (e.kind === '.pending' && next !== undefined && e.seq < next) {
+        renameSync(path, join(this.packetsDir, `${entryName(e.seq, e.id)}.fspl`));
+        log.warn(`outbox ${this.dir}: seq ${e.seq} was published by a prepare that did not finish, after its number was consumed: kept`);
+        changedPackets = true;
+      } else if (e.kind === '.pending' && next === e.seq) {
+        unlinkSync(path);
+        log.warn(`outbox ${this.dir}: seq ${e.seq} was left by a prepare that did not finish before consuming its number: removed (its output must be discarded)`);
+        changedPackets = true;
+      } else if (e.kind === '.fspl' && existsSync(join(this.ackedDir, entryName(e.seq, e.id)))) {
+        unlinkSync(path);
+        changedPackets = true;
+      }
+    }
+    if (changedPackets) fsyncDir(this.packetsDir);
+  }
+
+  readState(): OutboxState | undefined {
+    try {
+      const s = JSON.parse(readFileSync(this.statePath, 'utf8')) as OutboxState;
+      return s.version === 1 ? s : undefined;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      log.warn(`outbox ${this.dir}: state.json cannot be read (${describe(e)}); the next receipt replaces it`);
+      return undefined;
+    }
+  }
+
+  writeState(s: OutboxState): void {
+    writeFileDurably(this.statePath, join(this.dir, 'state.json.tmp'), `${JSON.stringify(s)}\n`);
+  }
+
+  /**
+   * Drop the markers of closed blocks: no kept or pending packet in the block, and the stream
+   * has a packet beyond it (so no new packet can land in it). A partly acknowledged block keeps
+   * its markers, which a receipt's digest over the whole block needs.
+   */
+  dropClosedMarkers(l: Listing): number {
+    const all = [...l.kept, ...l.pending, ...l.acked];
+    if (all.length === 0) return 0;
+    const highest = all.reduce((m, e) => (e.seq > m ? e.seq : m), 0n);
+    const open = new Set([...l.kept, ...l.pending].map((e) => e.seq / BLOCK));
+    open.add(highest / BLOCK);
+    let dropped = 0;
+    for (const a of l.acked) {
+      if (open.has(a.seq / BLOCK)) continue;
+      rmSync(join(this.ackedDir, a.name), { force: true });
+      dropped++;
+    }
+    if (dropped > 0) fsyncDir(this.ackedDir);
+    return dropped;
+  }
+
+  /** Begin a prepare --outbox: under the seqfile lock, with `seq` the number it will use. */
+  startPrepare(seq: bigint): Promise<PrepareCopy> {
+    return PrepareCopy.start(this, seq);
+  }
+}
+
+function absoluteSeqfile(seqfile: string): string {
+  const abs = resolve(seqfile);
+  try {
+    return realpathSync(abs);
+  } catch {
+    // Not made yet (prepare creates it): its directory's real path and its name.
+    try {
+      return join(realpathSync(dirname(abs)), basename(abs));
+    } catch {
+      return abs;
+    }
+  }
+}
+
+/** A new outbox: outbox.json written durably, by link so that two creators cannot both win. */
+function create(dir: string, seqfile: string): void {
+  mkdirSync(dir, { recursive: true });
+  const config: OutboxConfig = { version: 1, stream: crypto().randomBytes(16).toString('hex'), seqfile, created: new Date().toISOString() };
+  const tmp = join(dir, `.outbox.json.${process.pid}.tmp`);
+  writeSynced(tmp, `${JSON.stringify(config)}\n`);
+  try {
+    linkSync(tmp, join(dir, 'outbox.json'));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new FspoolError(`cannot create outbox ${dir}: ${describe(e)}`);
+  } finally {
+    unlinkSync(tmp);
+  }
+  for (const d of ['packets', 'acked', 'tmp']) mkdirSync(join(dir, d), { recursive: true });
+  fsyncDir(dir);
+}
+
+/**
+ * One prepare's copy of its packet: written to tmp/ while the packet is made, published as
+ * `.pending` before the seqfile moves, finalized to `.fspl` after (spec/receipts.md).
+ */
+export class PrepareCopy {
+  private tmp: string | undefined;
+  private fd: number | undefined;
+  private pending: string | undefined;
+  private lock: FileLock | undefined;
+  private id = '';
+
+  private constructor(
+    private readonly outbox: Outbox,
+    readonly seq: bigint,
+  ) {}
+
+  static async start(outbox: Outbox, seq: bigint): Promise<PrepareCopy> {
+    const lock = await outbox.lock(PREPARE_LOCK_WAIT);
+    try {
+      outbox.tidy();
+      // Only prepare writes tmp/, and prepares on this outbox's one seqfile hold its lock:
+      // whatever is there was left by one that died.
+      for (const n of readdirSync(outbox.tmpDir)) rmSync(join(outbox.tmpDir, n), { force: true });
+      const l = outbox.list();
+      const ahead = [...l.kept, ...l.pending, ...l.acked].filter((e) => e.seq >= seq);
+      if (ahead.length > 0) {
+        const top = ahead.reduce((m, e) => (e.seq > m ? e.seq : m), 0n);
+        throw new FspoolError(
+          `sequence file ${outbox.config.seqfile} is at ${seq}, but outbox ${outbox.dir} already has seq ${top}: the sequence file was set back; a stream's seqs only grow, so set it to ${top + 1n} (prepare-set-next) or use a new outbox`,
+        );
+      }
+    } finally {
+      lock.release();
+    }
+    return new PrepareCopy(outbox, seq);
+  }
+
+  /** Open the temp file the packet is written to, once its identity is known. */
+  open(id: string): number {
+    this.id = id;
+    this.tmp = join(this.outbox.tmpDir, `${entryName(this.seq, id)}.tmp`);
+    this.fd = openSync(this.tmp, 'wx', 0o644);
+    return this.fd;
+  }
+
+  get tmpPath(): string {
+    return this.tmp!;
+  }
+
+  /** The copy is whole: fsync it and close it. */
+  durable(): void {
+    fsyncSync(this.fd!);
+    closeSync(this.fd!);
+    this.fd = undefined;
+    crashPoint('outbox-copied');
+  }
+
+  /** Before the seqfile moves: take the outbox lock, publish the copy as `.pending`, durably. */
+  async publish(): Promise<void> {
+    this.lock = await this.outbox.lock(PREPARE_LOCK_WAIT);
+    this.pending = join(this.outbox.packetsDir, `${entryName(this.seq, this.id)}.pending`);
+    renameSync(this.tmp!, this.pending);
+    this.tmp = undefined;
+    fsyncDir(this.outbox.packetsDir);
+    crashPoint('outbox-pending');
+  }
+
+  /** After the seqfile moved: the copy is kept. Releases the lock. */
+  finalize(): void {
+    try {
+      renameSync(this.pending!, join(this.outbox.packetsDir, `${entryName(this.seq, this.id)}.fspl`));
+      this.pending = undefined;
+      fsyncDir(this.outbox.packetsDir);
+    } finally {
+      this.lock?.release();
+      this.lock = undefined;
+    }
+  }
+
+  /** Leave the `.pending` copy for tidy() to judge by the seqfile; release the lock. */
+  leave(): void {
+    this.lock?.release();
+    this.lock = undefined;
+  }
+
+  /** The number was not consumed: no copy. */
+  abort(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+    for (const p of [this.tmp, this.pending]) if (p) rmSync(p, { force: true });
+    this.lock?.release();
+    this.lock = undefined;
+  }
+}

@@ -1,0 +1,123 @@
+// outbox-resend: send again every kept packet that the newest receipt does not show the
+// receiver holding (spec/receipts.md). The outbox is only read: the lock is held while the
+// list is taken, not while packets are sent, so prepare and outbox-apply are never kept
+// waiting by a slow transport. A packet pruned meanwhile is skipped.
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, FspoolError } from '../errors.js';
+import { log } from '../log.js';
+import { crashPoint } from '../sys/crashPoint.js';
+import { fsyncDir } from '../sys/durable.js';
+import { copyFd } from '../sys/fd.js';
+import { runShell, shellFailure } from '../sys/shell.js';
+import { type Entry, inRanges, type Outbox } from './outbox.js';
+
+export interface ResendOptions {
+  toDir?: string;
+  exec?: string;
+  olderThanSeconds: number;
+}
+
+export interface ResendPlan {
+  send: Entry[];
+  held: number;
+  passed: number;
+  beyond: number;
+  recent: number;
+}
+
+/** What would be sent now, and why the others are not. */
+export async function planResend(outbox: Outbox, olderThanSeconds: number, now = Date.now()): Promise<ResendPlan> {
+  const lock = await outbox.lock(60);
+  let kept: Entry[];
+  try {
+    outbox.tidy();
+    kept = outbox.list().kept;
+  } finally {
+    lock.release();
+  }
+  const s = outbox.readState();
+  const plan: ResendPlan = { send: [], held: 0, passed: 0, beyond: 0, recent: 0 };
+  for (const e of kept) {
+    if (s && inRanges(s.held, e.seq)) plan.held++;
+    else if (s && inRanges(s.passed, e.seq)) plan.passed++;
+    else if (s?.receipt.held_beyond && e.seq >= BigInt(s.receipt.held_end)) plan.beyond++;
+    else {
+      const mtime = statSync(outbox.packetPath(e), { throwIfNoEntry: false })?.mtimeMs;
+      if (mtime === undefined) continue;
+      if ((now - mtime) / 1000 < olderThanSeconds) plan.recent++;
+      else plan.send.push(e);
+    }
+  }
+  return plan;
+}
+
+/** Send the plan's packets; returns how many went, and throws at the end if any failed. */
+export async function resend(outbox: Outbox, opts: ResendOptions): Promise<{ sent: number; plan: ResendPlan }> {
+  const plan = await planResend(outbox, opts.olderThanSeconds);
+  let sent = 0;
+  const failed: string[] = [];
+  for (const e of plan.send) {
+    let fd: number;
+    try {
+      fd = openSync(outbox.packetPath(e), 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // acknowledged meanwhile
+      throw err;
+    }
+    try {
+      if (opts.toDir !== undefined) {
+        if (intoDir(opts.toDir, e, fd)) sent++;
+      } else {
+        const r = await runShell(opts.exec!, fd, { FSPOOL_SEQ: String(e.seq), FSPOOL_PACKET: e.id, FSPOOL_STREAM: outbox.stream });
+        const why = shellFailure(r);
+        if (why) {
+          failed.push(`seq ${e.seq}: "${opts.exec}" ${why}`);
+          log.error(`re-sending seq ${e.seq}: "${opts.exec}" ${why}`);
+        } else {
+          sent++;
+          log.info(`re-sent seq ${e.seq}`);
+        }
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  if (failed.length > 0) throw new FspoolError(`${failed.length} of ${plan.send.length} packet(s) could not be re-sent (${failed[0]}${failed.length > 1 ? ', ...' : ''}); they stay in the outbox`);
+  return { sent, plan };
+}
+
+/**
+ * Into a directory as a synced folder wants it: a temp name that is not a job name, fsync,
+ * rename to `fspl-ID.fspl`, fsync the directory. A file of that name already there is this
+ * packet, not yet taken away: it is not written again.
+ */
+function intoDir(dir: string, e: Entry, fd: number): boolean {
+  const name = `fspl-${e.id}.fspl`;
+  const dest = join(dir, name);
+  if (existsSync(dest)) {
+    log.info(`seq ${e.seq}: ${dest} is there already`);
+    return false;
+  }
+  const tmp = join(dir, `.${name}.tmp`);
+  let out: number;
+  try {
+    out = openSync(tmp, 'w', 0o644);
+  } catch (err) {
+    throw new FspoolError(`cannot write into ${dir}: ${describe(err)}`);
+  }
+  try {
+    copyFd(fd, out);
+    fsyncSync(out);
+  } catch (err) {
+    closeSync(out);
+    rmSync(tmp, { force: true });
+    throw new FspoolError(`cannot write ${tmp}: ${describe(err)}; nothing more was re-sent`);
+  }
+  closeSync(out);
+  crashPoint('outbox-resend-before-rename');
+  renameSync(tmp, dest);
+  fsyncDir(dir);
+  log.info(`re-sent seq ${e.seq} as ${dest}`);
+  return true;
+}

@@ -1,0 +1,147 @@
+// The receiver's side of receipts (spec/receipts.md): what a queue holds and what its journal
+// says it ran, for one stream, as a Receipt (src/packet/receipt.ts). A reader: no lock. The
+// facts come from nextseq, jobs/ (through the header cache) and the journal's runs.
+import type { DecodeContext } from '../codec/decode.js';
+import { FspoolError } from '../errors.js';
+import { type Header, U64_MAX } from '../packet/header.js';
+import { packetId } from '../packet/identity.js';
+import { BLOCK, blocksOf, FAILURE_ACTIONS, FAILURE_OUTCOMES, type FailureAction, type FailureOutcome, MAX_FAILURES, NO_STREAM, type Receipt, type ReceiptFailure } from '../packet/receipt.js';
+import { COMMITTING, FAILURES, type JournalOutcome } from './journal.js';
+import type { Queue, ScannedJob } from './queue.js';
+import type { StateDb } from './stateDb.js';
+
+/** Processed facts reach this far below the next seq (rounded down to a block). */
+export const PROCESSED_WINDOW = 4096n;
+/** Held facts reach this far from the next seq. */
+export const HELD_SPAN = 16384n;
+
+type Held = ScannedJob & { header: Header };
+
+/** What one look at the queue found, shared by the receipts of every stream in it. */
+export interface QueueFacts {
+  nextSeq: bigint;
+  jobs: Held[];
+  unreadable: number;
+  /** Streams of the queue's packets and recent runs, the most recently active first. */
+  streams: string[];
+}
+
+interface RunFact {
+  seq: string;
+  packet: string;
+  outcome: JournalOutcome;
+  exit_code: number | null;
+  action: string | null;
+  ended_at: number | null;
+  commit_state: string | null;
+}
+
+/** Read the queue once: nextseq, the readable packets, and which streams it knows. */
+export async function lookAtQueue(queue: Queue, db: StateDb | undefined, ctx: DecodeContext): Promise<QueueFacts> {
+  queue.check();
+  const nextSeq = queue.nextseq.readIfExists();
+  if (nextSeq === undefined) throw new FspoolError(`${queue.dir} has no nextseq: it is an append-only queue, which runs nothing and so has nothing to report`);
+  const scanned = await queue.scan(ctx);
+  const jobs = scanned.filter((j): j is Held => j.header !== undefined);
+  const order = new Map<string, bigint>();
+  // The highest seq held first, then the journal's latest runs.
+  for (const j of [...jobs].sort((a, b) => (a.header.seq > b.header.seq ? -1 : 1))) {
+    const s = j.header.stream;
+    if (s !== undefined && !order.has(s)) order.set(s, j.header.seq);
+  }
+  const recent =
+    db?.read((tx) =>
+      (tx
+        .stmt('SELECT stream, max(id) AS last FROM runs WHERE stream IS NOT NULL AND id > (SELECT coalesce(max(id), 0) FROM runs) - ? GROUP BY stream ORDER BY last DESC')
+        .all(Number(PROCESSED_WINDOW)) as Array<{ stream: string }>).map((r) => r.stream),
+    ) ?? [];
+  for (const s of recent) if (!order.has(s)) order.set(s, -1n);
+  return { nextSeq, jobs, unreadable: scanned.length - jobs.length, streams: [...order.keys()] };
+}
+
+const outcomeCode = (o: JournalOutcome): FailureOutcome => ((FAILURE_OUTCOMES as readonly string[]).includes(o) ? (o as FailureOutcome) : 'other');
+const actionCode = (a: string | null): FailureAction => ((FAILURE_ACTIONS as readonly string[]).includes(a ?? '') ? (a as FailureAction) : 'none');
+
+/** The receipt about one stream (NO_STREAM: a queue whose packets carry none). */
+export function receiptFor(facts: QueueFacts, db: StateDb | undefined, stream: string, now = Date.now()): Receipt {
+  const n = facts.nextSeq;
+  const windowStart = n > PROCESSED_WINDOW ? ((n - PROCESSED_WINDOW) / BLOCK) * BLOCK : 0n;
+  const heldEnd = n + HELD_SPAN > U64_MAX ? U64_MAX : n + HELD_SPAN;
+  const mine = stream === NO_STREAM ? [] : facts.jobs.filter((j) => j.header.stream === stream);
+
+  // Held: one identity per seq; a seq held by two different packets of the stream is ambiguous.
+  const heldIds = new Map<bigint, string>();
+  const ambiguous = new Set<bigint>();
+  let heldBeyond = false;
+  for (const j of mine) {
+    const seq = j.header.seq;
+    if (seq < n) continue;
+    if (seq >= heldEnd) {
+      heldBeyond = true;
+      continue;
+    }
+    const id = packetId(j.header);
+    const had = heldIds.get(seq);
+    if (had !== undefined && had !== id) ambiguous.add(seq);
+    else heldIds.set(seq, id);
+  }
+  for (const s of ambiguous) heldIds.delete(s);
+
+  // Processed: the latest settled run per seq from the window up; failures: the latest
+  // finished run per seq, when it failed (and, if not settled, only while the job is held).
+  const processedIds = new Map<bigint, string>();
+  const failures: ReceiptFailure[] = [];
+  if (db && stream !== NO_STREAM) {
+    db.read((tx) => {
+      const settled = new Set<bigint>();
+      const finished = new Set<bigint>();
+      for (const r of tx.stmt('SELECT seq, packet, outcome, exit_code, action, ended_at, commit_state FROM runs WHERE stream = ? ORDER BY id DESC').iterate(stream) as IterableIterator<RunFact>) {
+        const seq = BigInt(r.seq);
+        // Runs come newest first, and a queue runs its seqs upwards: the first run below the
+        // window ends the look (a queue set back below it has run its seqs again since).
+        if (seq < windowStart) break;
+        if (r.commit_state !== null && COMMITTING.includes(r.action as never) && !settled.has(seq)) {
+          settled.add(seq);
+          processedIds.set(seq, r.packet);
+        }
+        if (r.ended_at !== null && !['running', 'crashed', 'interrupted', 'unrecorded'].includes(r.outcome) && !finished.has(seq)) {
+          finished.add(seq);
+          const settledHere = r.commit_state !== null;
+          if (FAILURES.includes(r.outcome) && (settledHere || seq >= n) && failures.length < MAX_FAILURES) {
+            failures.push({
+              seq,
+              packet: r.packet,
+              outcome: outcomeCode(r.outcome),
+              action: settledHere ? actionCode(r.action) : 'none',
+              exitCode: r.exit_code,
+              endedAt: r.ended_at,
+            });
+          }
+        }
+      }
+      // Stale copies of the stream's packets below the window: re-sent by a sender that could
+      // not be told they ran. Vouch for those the journal knows as settled.
+      const byPacket = tx.stmt("SELECT seq FROM runs WHERE packet = ? AND commit_state IS NOT NULL AND action IN ('delete', 'keep', 'quarantine') LIMIT 1");
+      for (const j of mine) {
+        if (j.header.seq >= windowStart || processedIds.has(j.header.seq)) continue;
+        const id = packetId(j.header);
+        const row = byPacket.get(id) as { seq: string } | undefined;
+        if (row && BigInt(row.seq) === j.header.seq) processedIds.set(j.header.seq, id);
+      }
+    });
+  }
+  failures.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
+  return {
+    stream,
+    created: now,
+    nextSeq: n,
+    windowStart,
+    heldEnd,
+    heldBeyond,
+    unreadable: facts.unreadable,
+    ambiguous: ambiguous.size,
+    processed: blocksOf('P', stream, processedIds),
+    held: blocksOf('H', stream, heldIds),
+    failures,
+  };
+}

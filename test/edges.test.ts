@@ -1,0 +1,266 @@
+// Where deployments break: a processor that may not write the queue, a read-only monitoring
+// user, cron's bare environment and its busy locks, status that must not call a stuck queue
+// healthy, queue-write given something that is not a packet, quarantine's way out, and keys
+// left in the wrong shape. Real users (setpriv to nobody), real files, real processes.
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { FSPOOL, fspool, makeQueue, preparePacket, runSync, tempDir } from './helpers/cli.js';
+import { makeKey } from './helpers/keys.js';
+import { exists, jobFiles, nextseq, put, waitFor } from './helpers/queue.js';
+
+const NOBODY = 65534;
+
+/** A directory nobody can traverse to (temp directories are made 0700). */
+function openDir(): string {
+  const d = tempDir();
+  chmodSync(d, 0o755);
+  return d;
+}
+
+/** fspool as user nobody. */
+function asNobody(args: string[], input?: Buffer) {
+  return runSync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', FSPOOL, ...args], { input, env: { PATH: process.env.PATH!, HOME: '/nonexistent' } });
+}
+
+const packet = (seq: number, payload: string, params: string[] = []) => {
+  const d = tempDir();
+  writeFileSync(join(d, 'seq'), `${seq}\n`);
+  return preparePacket(['-s', join(d, 'seq'), '-i', '-', '--', ...params], payload);
+};
+
+describe('a processor that cannot record what it does runs nothing', () => {
+  it('nobody on a root-owned queue: refused up front, naming owner and mode; run once by the owner', () => {
+    const dir = openDir();
+    const q = makeQueue(dir);
+    put(q, packet(1, 'backup'));
+    const out = join(dir, 'out');
+    writeFileSync(out, '');
+    chmodSync(out, 0o666);
+    const r = asNobody(['queue-process', '-q', q, 'sh', '--', '-c', `cat >> ${out}`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^Error: cannot process queue .*: .* \(owned by uid 0, mode 0755\) is not writable by uid 65534, so nextseq could not advance after a job; .*run as the queue's owner or make it writable; nothing was run$/m);
+    expect(readFileSync(out, 'utf8')).toBe('');
+    expect(nextseq(q)).toBe('1');
+    // The owner runs it, once.
+    expect(fspool(['queue-process', '-q', q, 'sh', '--', '-c', `cat >> ${out}`]).code).toBe(0);
+    expect(asNobody(['queue-process', '-q', q, 'sh', '--', '-c', `cat >> ${out}`]).code).toBe(1);
+    expect(readFileSync(out, 'utf8')).toBe('backup');
+  });
+
+  it('a queue nobody owns is processed by nobody', () => {
+    const dir = openDir();
+    const q = makeQueue(dir);
+    put(q, packet(1, 'mine'));
+    runSync('chown', ['-R', `${NOBODY}:${NOBODY}`, q]);
+    const r = asNobody(['queue-process', '-q', q, 'cat']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.toString()).toBe('mine');
+  });
+});
+
+describe('a read-only monitoring user', () => {
+  it('queue-status and queue-history read the journal of a queue they may not write', () => {
+    const dir = openDir();
+    const q = makeQueue(dir);
+    put(q, packet(1, 'one'));
+    put(q, packet(2, 'two'));
+    expect(fspool(['queue-process', '-q', q, '-n', '1', 'cat']).code).toBe(0);
+    const s = asNobody(['queue-status', '-q', q, '--json']);
+    expect(s.code, s.stderr).toBe(0);
+    expect(s.stderr).toBe('');
+    const status = JSON.parse(s.stdout.toString());
+    expect(status.journal).toBe(true);
+    expect(status.last_success.seq).toBe(1);
+    const h = asNobody(['queue-history', '-q', q, '--json']);
+    expect(h.code, h.stderr).toBe(0);
+    expect(h.stderr).toBe('');
+    expect(JSON.parse(h.stdout.toString()).runs.map((x: { seq: number }) => x.seq)).toEqual([1]);
+    const ls = asNobody(['queue-ls', '-q', q]);
+    expect(ls.code, ls.stderr).toBe(0);
+    expect(ls.stderr).toBe('');
+  });
+});
+
+describe('queue-status tells the truth', () => {
+  const status = (q: string) => {
+    const r = fspool(['queue-status', '-q', q, '--json']);
+    return { code: r.code, s: JSON.parse(r.stdout.toString()) as { state: string; reasons: string[] } };
+  };
+
+  it('failing when the sender lost its seqfile: packets below nextseq that never ran', () => {
+    const q = makeQueue(tempDir());
+    for (let i = 1; i <= 3; i++) put(q, packet(i, `old ${i}`));
+    expect(fspool(['queue-process', '-q', q, 'cat']).code).toBe(0);
+    // The sender starts again at 1: new backups with old numbers.
+    const lost = put(q, packet(1, 'new backup'));
+    const { code, s } = status(q);
+    expect(code).toBe(4);
+    expect(s.state).toBe('failing');
+    expect(s.reasons.join('\n')).toMatch(new RegExp(`1 packet\\(s\\) below next seq 4 never ran here: ${lost} \\(seq 1\\); if their sender restarted its numbering, queue-set-next 1 runs them`));
+    // queue-clean --stale keeps it, and says so; --force removes it.
+    const c = fspool(['queue-clean', '-q', q, '--stale']);
+    expect(c.code).toBe(0);
+    expect(c.stderr).toMatch(/kept .* its packet never ran here/);
+    expect(jobFiles(q)).toEqual([lost]);
+  });
+
+  it('failing when every packet is encrypted to a key fspool does not hold (and queue-process exits 1)', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const other = makeKey('other', dir);
+    writeFileSync(join(dir, 'seq'), '1\n');
+    const enc = fspool(['prepare', '-s', join(dir, 'seq'), '-i', '-', '--encrypt-to', other.pub], { input: 'secret' });
+    const name = put(q, enc.stdout);
+    const { code, s } = status(q);
+    expect(code).toBe(4);
+    expect(s.reasons.join('\n')).toMatch(new RegExp(`1 job file\\(s\\) cannot be read: ${name} \\(.*\\); give the key or decoder they need`));
+    const p = fspool(['queue-process', '-q', q, 'cat'], { env: { ...process.env, FSPOOL_KEYS: join(dir, 'nokeys') } });
+    expect(p.code).toBe(1);
+    expect(p.stderr).toMatch(/seq 1 not found, and 1 job file\(s\) that cannot be read could hold it/);
+  });
+
+  it('failing when a truncated zstd packet sits at the head of the queue', () => {
+    const q = makeQueue(tempDir());
+    const z = runSync('zstd', ['-q', '-c'], { input: packet(1, 'x'.repeat(100_000)) }).stdout;
+    put(q, z.subarray(0, 20));
+    const { code, s } = status(q);
+    expect(code).toBe(4);
+    expect(s.reasons.join('\n')).toMatch(/cannot be read/);
+  });
+
+  it('failing while a job is in quarantine, healthy again once it is dropped', () => {
+    const q = makeQueue(tempDir());
+    put(q, packet(1, 'bad'));
+    expect(fspool(['queue-process', '-q', q, '--on-error', 'quarantine', 'sh', '--', '-c', 'cat >/dev/null; exit 5']).code).toBe(0);
+    expect(status(q).code).toBe(4);
+    const list = JSON.parse(fspool(['queue-quarantine', '-q', q, '--json']).stdout.toString());
+    expect(list.jobs).toHaveLength(1);
+    expect(list.jobs[0].note.last_outcome).toBe('exit-code');
+    expect(fspool(['queue-quarantine', '-q', q, '--drop', list.jobs[0].file]).code).toBe(0);
+    expect(status(q).code).toBe(0);
+    const h = JSON.parse(fspool(['queue-history', '-q', q, '--json']).stdout.toString());
+    expect(h.runs[0].outcome).toBe('dropped');
+  });
+});
+
+describe('queue-quarantine --release', () => {
+  it('puts the job back; the next run runs it once more, out of turn, and nextseq stays', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    for (const [i, p] of ['one', 'two', 'three'].entries()) put(q, packet(i + 1, p));
+    const out = join(dir, 'out');
+    const fixed = join(dir, 'fixed');
+    const recv = `x=$(cat); if [ "$x" = two ] && [ ! -e ${fixed} ]; then exit 4; fi; echo "$FSPL_SEQ $x" >> ${out}`;
+    expect(fspool(['queue-process', '-q', q, '--on-error', 'quarantine', 'sh', '--', '-c', recv]).code).toBe(0);
+    expect(readFileSync(out, 'utf8')).toBe('1 one\n3 three\n');
+    const name = JSON.parse(fspool(['queue-quarantine', '-q', q, '--json']).stdout.toString()).jobs[0].file;
+    writeFileSync(fixed, '');
+    const rel = fspool(['queue-quarantine', '-q', q, '--release', name]);
+    expect(rel.code, rel.stderr).toBe(0);
+    expect(jobFiles(q)).toEqual([name]);
+    const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', recv]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/released from quarantine: running it once more, out of turn/);
+    expect(readFileSync(out, 'utf8')).toBe('1 one\n3 three\n2 two\n');
+    expect(nextseq(q)).toBe('4');
+    expect(jobFiles(q)).toEqual([]);
+    // Once is once: it does not run again.
+    expect(fspool(['queue-process', '-q', q, 'sh', '--', '-c', recv]).code).toBe(0);
+    expect(readFileSync(out, 'utf8')).toBe('1 one\n3 three\n2 two\n');
+  });
+
+  it('refuses a name that is not in quarantine, with the way to list them', () => {
+    const q = makeQueue(tempDir());
+    const r = fspool(['queue-quarantine', '-q', q, '--release', 'fspl-nope.fspl']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/is not in quarantine .*; list it with queue-quarantine -q/);
+  });
+});
+
+describe('queue-write checks what it is given', () => {
+  it('refuses what is not a packet (prepare forgotten), writes nothing; --raw writes it', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    writeFileSync(join(dir, 'f'), 'data');
+    const tar = runSync('tar', ['cf', '-', '-C', dir, 'f']).stdout;
+    const r = fspool(['queue-write', '-q', q], { input: tar });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^Error: not a filespooler packet .*did you forget fspool prepare\?; nothing was queued \(--raw queues it anyway\)$/m);
+    expect(runSync('ls', ['-A', join(q, 'jobs')]).stdout.toString()).toBe('');
+    expect(fspool(['queue-write', '-q', q, '--raw'], { input: tar }).code).toBe(0);
+    expect(jobFiles(q)).toHaveLength(1);
+  });
+
+  it('takes a gzipped packet only with the decoder that reads it; a zstd one as it is; a damaged header never', () => {
+    const q = makeQueue(tempDir());
+    const p = packet(1, 'hello');
+    const gz = runSync('gzip', ['-c'], { input: p }).stdout;
+    const bare = fspool(['queue-write', '-q', q], { input: gz });
+    expect(bare.code).toBe(1);
+    expect(bare.stderr).toMatch(/gzip data: decode it with -d 'gzip -dc'/);
+    expect(fspool(['queue-write', '-q', q, '-d', 'gzip -dc'], { input: gz }).code).toBe(0);
+    expect(fspool(['queue-write', '-q', q], { input: runSync('zstd', ['-q', '-c'], { input: p }).stdout }).code).toBe(0);
+    const broken = Buffer.from(p);
+    broken[40] = broken[40]! ^ 0xff; // inside the metadata: its CRC no longer matches
+    const b = fspool(['queue-write', '-q', q], { input: broken });
+    expect(b.code).toBe(1);
+    expect(b.stderr).toMatch(/CRC/);
+    expect(jobFiles(q)).toHaveLength(2);
+  });
+});
+
+describe('cron', () => {
+  it("in cron's bare environment, a healthy run at -l warn prints nothing: params ignored and tar's unread padding are routine", () => {
+    const dir = openDir();
+    const q = makeQueue(dir);
+    const src = join(dir, 'src');
+    mkdirSync(src);
+    writeFileSync(join(src, 'a.txt'), 'hello\n');
+    const tar = runSync('tar', ['cf', '-', '-C', src, 'a.txt']).stdout;
+    put(q, packet(1, tar.toString('latin1'), ['nightly']));
+    const dest = join(dir, 'dest');
+    mkdirSync(dest);
+    // env -i: what cron gives a job, give or take LOGNAME and SHELL.
+    const r = runSync('env', ['-i', 'PATH=/usr/bin:/bin', 'SHELL=/bin/sh', `HOME=${dir}`, FSPOOL, '-l', 'warn', 'queue-process', '-q', q, 'sh', '--', '-c', `head -c 1024 | tar xf - -C ${dest}`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.toString()).toBe('');
+    expect(readFileSync(join(dest, 'a.txt'), 'utf8')).toBe('hello\n');
+    expect(nextseq(q)).toBe('2');
+  });
+
+  it('--skip-if-locked: another processor holds the queue, so exit 0 without a word', async () => {
+    const q = makeQueue(tempDir());
+    const holder = spawn('flock', [join(q, 'nextseq.lock'), 'sleep', '30'], { stdio: 'ignore' });
+    try {
+      await waitFor('the lock to be held', () => fspool(['queue-process', '-q', q, 'true']).code === 1);
+      const r = fspool(['queue-process', '-q', q, '--skip-if-locked', 'true']);
+      expect(r.code).toBe(0);
+      expect(r.stderr).toBe('');
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
+});
+
+describe('the keys directory', () => {
+  it('a file there that holds no secret key is skipped with a WARN; a key others may read draws one', () => {
+    const dir = tempDir();
+    const recv = makeKey('recv', dir);
+    const keys = join(dir, 'cfg', 'keys');
+    mkdirSync(keys, { recursive: true });
+    copyFileSync(recv.pub, join(keys, '0-public-by-mistake.asc'));
+    copyFileSync(recv.sec, join(keys, '1-recv.sec'));
+    chmodSync(join(keys, '1-recv.sec'), 0o644);
+    writeFileSync(join(dir, 'seq'), '1\n');
+    const enc = fspool(['prepare', '-s', join(dir, 'seq'), '-i', '-', '--encrypt-to', recv.pub], { input: 'secret' }).stdout;
+    const r = fspool(['stdin-process', 'cat'], { input: enc, env: { ...process.env, FSPOOL_KEYS: join(dir, 'cfg') } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.toString()).toBe('secret');
+    expect(r.stderr).toMatch(/WARN fspool: .*0-public-by-mistake\.asc holds no usable OpenPGP key.*; skipped/);
+    expect(r.stderr).toMatch(/WARN fspool: secret key file .*1-recv\.sec can be read by any user \(mode 644\): chmod 600/);
+    expect(exists(join(keys, '1-recv.sec'))).toBe(true);
+  });
+});

@@ -1,0 +1,620 @@
+// Receipts and the outbox (spec/receipts.md): the receipt format (round trips, hostile input,
+// sizes), the stream key against the real fspl, and the commands on real queues and outboxes:
+// identity (another stream, other packets with the same seqs), order (twice, older after
+// newer), failures, signatures, the outbox's binding to one seqfile.
+import { randomUUID } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { Decoder } from '@msgpack/msgpack';
+import Database from 'better-sqlite3';
+import * as openpgp from 'openpgp';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { decodeHeader, encodeHeader, PREFIX_LEN } from '../src/packet/codec.js';
+import type { Header } from '../src/packet/header.js';
+import { blockDigest, blocksOf, decodeReceipt, encodeReceipt, NO_STREAM, type Receipt, ReceiptError, seqsOf } from '../src/packet/receipt.js';
+import { FSPOOL, fspl, fspool, makeQueue, type Result, runSync, tempDir } from './helpers/cli.js';
+
+const STREAM = 'a1'.repeat(16);
+const id = (n: number) => n.toString(16).padStart(32, '0');
+
+function receipt(over: Partial<Receipt> = {}): Receipt {
+  return { stream: STREAM, created: 1_700_000_000_000, nextSeq: 1n, windowStart: 0n, heldEnd: 16385n, heldBeyond: false, unreadable: 0, ambiguous: 0, processed: [], held: [], failures: [], ...over };
+}
+
+const seqIds = (from: number, to: number, skip: (s: number) => boolean = () => false) =>
+  new Map(Array.from({ length: to - from + 1 }, (_, i) => from + i).filter((s) => !skip(s)).map((s) => [BigInt(s), id(s)] as const));
+
+describe('the receipt format', () => {
+  it('round-trips, with full and partial blocks, failures and the flags', () => {
+    const r = receipt({
+      nextSeq: 200n,
+      windowStart: 64n,
+      heldEnd: 200n + 16384n,
+      heldBeyond: true,
+      unreadable: 3,
+      ambiguous: 1,
+      processed: blocksOf('P', STREAM, seqIds(64, 199)),
+      held: blocksOf('H', STREAM, seqIds(201, 300, (s) => s % 7 === 0)),
+      failures: [{ seq: 150n, packet: id(150), outcome: 'exit-code', action: 'quarantine', exitCode: 3, endedAt: 1_700_000_000_123 }],
+    });
+    const bytes = encodeReceipt(r);
+    expect(decodeReceipt(bytes)).toEqual(r);
+    expect(bytes.subarray(0, 12).toString('latin1')).toBe('*FSPOOL-RCPT');
+    expect(seqsOf(r.processed[1]!)).toEqual(Array.from({ length: 64 }, (_, i) => BigInt(128 + i)));
+  });
+
+  it('an empty receipt is 87 bytes; a block 18 bytes, 26 with a mask', () => {
+    expect(encodeReceipt(receipt()).length).toBe(87);
+    expect(encodeReceipt(receipt({ held: blocksOf('H', STREAM, seqIds(64, 127)) })).length).toBe(87 + 18);
+    expect(encodeReceipt(receipt({ held: blocksOf('H', STREAM, seqIds(64, 100)) })).length).toBe(87 + 26);
+  });
+
+  it('10,000 held jobs give a receipt of a few KB (the figure in spec/receipts.md)', () => {
+    const held = blocksOf('H', STREAM, seqIds(4097, 14096));
+    const alone = encodeReceipt(receipt({ nextSeq: 4097n, windowStart: 0n, held })).length;
+    const withWindow = encodeReceipt(receipt({ nextSeq: 4097n, windowStart: 0n, held, processed: blocksOf('P', STREAM, seqIds(1, 4096)) })).length;
+    expect(held).toHaveLength(157);
+    expect(alone).toBe(2930);
+    expect(withWindow).toBe(4116);
+  });
+
+  it('a digest binds the section, the stream, the block and every identity', () => {
+    const ids = [id(1), id(2)];
+    const d = blockDigest('P', STREAM, 0n, 0b110n, ids);
+    expect(blockDigest('H', STREAM, 0n, 0b110n, ids)).not.toEqual(d);
+    expect(blockDigest('P', 'b2'.repeat(16), 0n, 0b110n, ids)).not.toEqual(d);
+    expect(blockDigest('P', STREAM, 1n, 0b110n, ids)).not.toEqual(d);
+    expect(blockDigest('P', STREAM, 0n, 0b101n, ids)).not.toEqual(d);
+    expect(blockDigest('P', STREAM, 0n, 0b110n, [id(1), id(3)])).not.toEqual(d);
+    expect(d).toHaveLength(16);
+  });
+
+  it('refuses every truncation, every flipped byte and a lying block count with one line', () => {
+    const bytes = encodeReceipt(receipt({ nextSeq: 70n, processed: blocksOf('P', STREAM, seqIds(1, 69)), failures: [{ seq: 3n, packet: id(3), outcome: 'timeout', action: 'delete', exitCode: null, endedAt: 5 }] }));
+    for (let n = 0; n < bytes.length; n++) expect(() => decodeReceipt(bytes.subarray(0, n)), `truncated at ${n}`).toThrow(ReceiptError);
+    for (let i = 0; i < bytes.length; i++) {
+      const b = Buffer.from(bytes);
+      b[i]! ^= 0x40;
+      expect(() => decodeReceipt(b), `byte ${i} flipped`).toThrow(ReceiptError);
+    }
+    expect(() => decodeReceipt(Buffer.concat([bytes, Buffer.from([0])]))).toThrow(/prefix says/);
+    // A body with a valid CRC that claims 2^40 blocks: refused before anything is allocated.
+    const body = Buffer.concat([encodeReceipt(receipt()).subarray(26, 26 + 57), Buffer.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x20]), Buffer.alloc(40)]);
+    const prefix = Buffer.alloc(26);
+    Buffer.from('*FSPOOL-RCPT').copy(prefix);
+    prefix.writeUInt16BE(1, 12);
+    prefix.writeUInt32BE(body.length, 14);
+    prefix.writeUInt32BE(crc32(body), 18);
+    prefix.writeUInt32BE(crc32(prefix.subarray(0, 22)), 22);
+    expect(() => decodeReceipt(Buffer.concat([prefix, body]))).toThrow(/more than it has bytes for/);
+    const v2 = Buffer.from(bytes);
+    v2.writeUInt16BE(2, 12);
+    v2.writeUInt32BE(crc32(v2.subarray(0, 22)), 22);
+    expect(() => decodeReceipt(v2)).toThrow(/unsupported receipt version 2/);
+  });
+});
+
+describe('the stream key in packets', () => {
+  const header: Header = { seq: 5n, ctimeSecs: 1_700_000_000n, ctimeNanos: 7, cmd: { kind: 'Command', params: [], env: [] } };
+
+  it('is a fourth metadata key when set, and absent (fspl bytes) otherwise', () => {
+    const plain = encodeHeader(header);
+    const keys = (b: Buffer) => Object.keys(new Decoder().decode(b.subarray(PREFIX_LEN)) as object);
+    expect(keys(plain)).toEqual(['seq', 'ctime', 'cmd_type']);
+    const withStream = encodeHeader({ ...header, stream: STREAM });
+    expect(keys(withStream)).toEqual(['seq', 'ctime', 'cmd_type', 'fspool_stream']);
+    expect(decodeHeader(withStream).header.stream).toBe(STREAM);
+    expect(decodeHeader(plain).header.stream).toBeUndefined();
+  });
+
+  it('prepare without --outbox writes fspl\'s three keys; with it, the real fspl still reads and runs the packet', () => {
+    const dir = tempDir('fspool-rcpt-');
+    const plain = fspool(['prepare', '-s', join(dir, 'a.seq'), '-i', '-', '--', 'x'], { input: 'one' });
+    expect(plain.code, plain.stderr).toBe(0);
+    const fsplMade = fspl(['prepare', '-s', join(dir, 'b.seq'), '-i', '-', '--', 'x'], { input: 'one' });
+    const meta = (b: Buffer) => b.subarray(PREFIX_LEN, PREFIX_LEN + Number(b.readBigUInt64BE(14)));
+    // Same keys, same lengths: only the creation time differs.
+    expect(meta(plain.stdout).length).toBe(meta(fsplMade.stdout).length);
+    expect(Object.keys(new Decoder().decode(meta(plain.stdout)) as object)).toEqual(['seq', 'ctime', 'cmd_type']);
+
+    const out = fspool(['prepare', '-s', join(dir, 'c.seq'), '-i', '-', '--outbox', join(dir, 'ob'), '--', 'p1'], { input: 'payload\n' });
+    expect(out.code, out.stderr).toBe(0);
+    const stream = JSON.parse(readFileSync(join(dir, 'ob', 'outbox.json'), 'utf8')).stream as string;
+    expect((new Decoder().decode(meta(out.stdout)) as Record<string, unknown>).fspool_stream).toBe(stream);
+    const info = fspl(['stdin-info'], { input: out.stdout });
+    expect(info.code, info.stderr).toBe(0);
+    expect(info.stdout.toString()).toContain('FSPL_SEQ=1');
+    expect(info.stdout.toString()).toContain('FSPL_PARAM_1=p1');
+    const q = makeQueue(dir);
+    writeFileSync(join(q, 'jobs', `fspl-${randomUUID()}.fspl`), out.stdout);
+    const ls = fspl(['queue-ls', '-q', q]);
+    expect(ls.code, ls.stderr).toBe(0);
+    const ran = fspl(['queue-process', '-q', q, 'sh', '--', '-c', 'cat; echo "seq $FSPL_SEQ"']);
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(ran.stdout.toString()).toBe('payload\nseq 1\n');
+    expect(readFileSync(join(q, 'nextseq'), 'utf8')).toBe('2\n');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The commands
+
+interface Side {
+  dir: string;
+  q: string;
+  ob: string;
+  seq: string;
+  log: string;
+}
+
+function side(prefix = 'fspool-rcpt-'): Side {
+  const dir = tempDir(prefix);
+  return { dir, q: makeQueue(dir), ob: join(dir, 'outbox'), seq: join(dir, 'sender.seq'), log: join(dir, 'log') };
+}
+
+function ok(args: string[], input?: string | Buffer, env?: NodeJS.ProcessEnv): Result {
+  const r = fspool(args, { input, env: env && { ...process.env, ...env } });
+  expect(r.code, `fspool ${args.join(' ')}: ${r.stderr}`).toBe(0);
+  return r;
+}
+
+/** prepare --outbox; returns the packet. */
+const send = (s: Side, payload: string, extra: string[] = []) => ok(['prepare', '-s', s.seq, '-i', '-', '--outbox', s.ob, ...extra], payload).stdout;
+
+function deliver(s: Side, packet: Buffer): void {
+  const name = `fspl-${randomUUID()}.fspl`;
+  writeFileSync(join(s.q, 'jobs', `.${name}.part`), packet);
+  renameSync(join(s.q, 'jobs', `.${name}.part`), join(s.q, 'jobs', name));
+}
+
+const RECORD = 'printf "%s:%s\\n" "$FSPL_SEQ" "$(cat)" >> "$0"';
+const processQ = (s: Side, script = RECORD, extra: string[] = []) => fspool(['queue-process', '-q', s.q, ...extra, 'sh', '--', '-c', script, s.log]);
+const receiptOf = (s: Side, extra: string[] = []) => ok(['queue-receipt', '-q', s.q, ...extra]).stdout;
+const apply = (s: Side, r: Buffer, extra: string[] = []) => fspool(['outbox-apply', '--outbox', s.ob, ...extra], { input: r });
+const status = (s: Side) => JSON.parse(fspool(['outbox-status', '--outbox', s.ob, '--json']).stdout.toString());
+const kept = (s: Side) => readdirSync(join(s.ob, 'packets')).filter((n) => n.endsWith('.fspl')).map((n) => Number(n.slice(0, 20)));
+const logOf = (s: Side) => (existsSync(s.log) ? readFileSync(s.log, 'utf8') : '');
+
+describe('outbox-apply', () => {
+  it('prunes exactly what ran, records what is held and missing; applying twice changes nothing', () => {
+    const s = side();
+    const p = [1, 2, 3, 4, 5].map((i) => send(s, `p${i}`));
+    for (const i of [0, 1, 3]) deliver(s, p[i]!);
+    expect(processQ(s).code).toBe(0);
+    expect(logOf(s)).toBe('1:p1\n2:p2\n');
+    const r = receiptOf(s);
+    expect(apply(s, r).code).toBe(0);
+    expect(kept(s)).toEqual([3, 4, 5]);
+    const st = status(s);
+    expect(st).toMatchObject({ unacked: 3, held: 1, missing: 2, lowest_seq: 3, highest_seq: 5 });
+    expect(st.last_receipt.next_seq).toBe(3);
+    const again = apply(s, r);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain('acknowledged 0 packet(s)');
+    expect(status(s)).toMatchObject({ unacked: 3, held: 1, missing: 2 });
+
+    // outbox-resend sends 3 and 5, not 4 (held).
+    const wire = join(s.dir, 'wire');
+    mkdirSync(wire);
+    ok(['outbox-resend', '--outbox', s.ob, '--to-dir', wire]);
+    const sent = readdirSync(wire).sort();
+    expect(sent).toHaveLength(2);
+    expect(sent.every((n) => /^fspl-[0-9a-f]{32}\.fspl$/.test(n))).toBe(true);
+    const seqsSent = sent.map((n) => decodeHeader(readFileSync(join(wire, n))).header.seq).sort();
+    expect(seqsSent).toEqual([3n, 5n]);
+    // Again: the files are still there, nothing is written twice.
+    ok(['outbox-resend', '--outbox', s.ob, '--to-dir', wire]);
+    expect(readdirSync(wire)).toHaveLength(2);
+    for (const n of sent) renameSync(join(wire, n), join(s.q, 'jobs', n));
+    expect(processQ(s).code).toBe(0);
+    expect(logOf(s)).toBe('1:p1\n2:p2\n3:p3\n4:p4\n5:p5\n');
+    expect(apply(s, receiptOf(s)).code).toBe(0);
+    expect(kept(s)).toEqual([]);
+    expect(status(s).unacked).toBe(0);
+  });
+
+  it('an older receipt after a newer one prunes what it proves and takes none of its other facts', () => {
+    const s = side();
+    const p = [1, 2, 3].map((i) => send(s, `p${i}`));
+    deliver(s, p[1]!);
+    deliver(s, p[2]!);
+    expect(processQ(s).code).toBe(0);
+    const old = receiptOf(s); // holds 2 and 3, waits for 1
+    deliver(s, p[0]!);
+    expect(processQ(s).code).toBe(0);
+    const newer = receiptOf(s);
+    expect(apply(s, newer).code).toBe(0);
+    expect(kept(s)).toEqual([]);
+    const r = apply(s, old);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('an older receipt');
+    expect(kept(s)).toEqual([]);
+    expect(status(s).last_receipt.next_seq).toBe(4);
+
+    // Older first, then newer, in the other outbox order: the same end.
+    const t = side();
+    const q = [1, 2].map((i) => send(t, `q${i}`));
+    deliver(t, q[1]!);
+    expect(processQ(t).code).toBe(0);
+    const held = receiptOf(t);
+    deliver(t, q[0]!);
+    expect(processQ(t).code).toBe(0);
+    const done = receiptOf(t);
+    expect(apply(t, held).code).toBe(0);
+    expect(status(t)).toMatchObject({ unacked: 2, held: 1, missing: 1 });
+    expect(apply(t, done).code).toBe(0);
+    expect(status(t)).toMatchObject({ unacked: 0, held: 0, missing: 0 });
+  });
+
+  it("a receipt from another stream's queue is refused; one about other packets with the same seqs prunes nothing", () => {
+    const a = side();
+    const b = side();
+    for (let i = 1; i <= 3; i++) deliver(a, send(a, `a${i}`));
+    for (let i = 1; i <= 3; i++) send(b, `b${i}`);
+    expect(processQ(a).code).toBe(0);
+    const r = apply(b, receiptOf(a));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^Error: the receipt is about stream [0-9a-f]{32}, and outbox .* sends stream [0-9a-f]{32}: nothing applied/m);
+    expect(kept(b)).toEqual([1, 2, 3]);
+
+    // A clone of an outbox (same stream id, its own seqfile copy) makes other packets with the
+    // same seqs: the receiver ran the original's, and the clone's are kept and shown as passed.
+    const c = side();
+    send(c, 'c0');
+    cpSync(c.ob, join(c.dir, 'clone'), { recursive: true });
+    cpSync(c.seq, join(c.dir, 'clone.seq'));
+    const clone: Side = { ...c, ob: join(c.dir, 'clone'), seq: join(c.dir, 'clone.seq') };
+    writeFileSync(join(clone.ob, 'outbox.json'), readFileSync(join(clone.ob, 'outbox.json'), 'utf8').replace(c.seq, clone.seq));
+    const mine = [2, 3].map((i) => send(c, `c${i}`));
+    [2, 3].forEach((i) => send(clone, `other${i}`));
+    for (const p of mine) deliver(c, p);
+    deliver(c, readFileSync(join(c.ob, 'packets', readdirSync(join(c.ob, 'packets')).sort()[0]!)));
+    expect(processQ(c).code).toBe(0);
+    expect(logOf(c)).toBe('1:c0\n2:c2\n3:c3\n');
+    const rc = receiptOf(c);
+    const onClone = apply(clone, rc);
+    expect(onClone.code).toBe(0);
+    expect(onClone.stderr).toContain('the receiver processed other packets than this outbox');
+    // Seq 1 is the same packet in both (made before the split), but a block is checked whole:
+    // its digest cannot match, so nothing in it is pruned (a delay, never a loss).
+    expect(kept(clone)).toEqual([1, 2, 3]);
+    expect(status(clone).passed).toEqual([{ from: 1, to: 3 }]);
+    expect(status(clone).conflicts).toEqual([{ from: 1, to: 3 }]);
+    const wire = join(c.dir, 'wire');
+    mkdirSync(wire);
+    ok(['outbox-resend', '--outbox', clone.ob, '--to-dir', wire]);
+    expect(readdirSync(wire)).toEqual([]); // passed packets are not re-sent
+    expect(apply(c, rc).code).toBe(0);
+    expect(kept(c)).toEqual([]);
+  });
+
+  it('reports a failing job (exit 4, one line each) and keeps it until it ran', () => {
+    const s = side();
+    for (let i = 1; i <= 2; i++) deliver(s, send(s, `p${i}`));
+    const failing = processQ(s, 'cat >/dev/null; exit 7');
+    expect(failing.code).toBe(1);
+    const r = apply(s, receiptOf(s));
+    expect(r.code).toBe(4);
+    expect(r.stdout.toString()).toMatch(/^seq 1 failed on the receiver at \S+: exit-code \(exit status 7\); it stays queued and runs again\n$/);
+    expect(kept(s)).toEqual([1, 2]);
+    expect(status(s).failures).toMatchObject([{ seq: 1, outcome: 'exit-code', action: 'none', exit_code: 7 }]);
+    // The same receipt again is no news: exit 0, the failure still shown.
+    expect(apply(s, receiptOf(s)).code).toBe(4); // a new receipt, made later: news again
+    const same = receiptOf(s);
+    expect(apply(s, same).code).toBe(4);
+    expect(apply(s, same).code).toBe(0);
+    expect(status(s).failures).toHaveLength(1);
+    expect(processQ(s).code).toBe(0);
+    const fine = apply(s, receiptOf(s));
+    expect(fine.code).toBe(0);
+    expect(kept(s)).toEqual([]);
+    expect(status(s).failures).toEqual([]);
+
+    // Quarantined: processed (pruned), and reported.
+    const t = side();
+    deliver(t, send(t, 'bad'));
+    expect(processQ(t, 'cat >/dev/null; exit 3', ['--on-error', 'quarantine']).code).toBe(0);
+    const q = apply(t, receiptOf(t));
+    expect(q.code).toBe(4);
+    expect(q.stdout.toString()).toContain('it was quarantined');
+    expect(kept(t)).toEqual([]);
+  });
+
+  it('a --zstd packet is kept as sent, and acknowledged by the identity of the header inside', () => {
+    const s = side();
+    const packet = send(s, 'compressed', ['--zstd']);
+    expect(packet.subarray(0, 4)).toEqual(Buffer.from([0x28, 0xb5, 0x2f, 0xfd])); // a zstd frame
+    expect(readFileSync(join(s.ob, 'packets', readdirSync(join(s.ob, 'packets'))[0]!))).toEqual(packet);
+    deliver(s, packet);
+    expect(processQ(s).code).toBe(0);
+    expect(logOf(s)).toBe('1:compressed\n');
+    expect(apply(s, receiptOf(s)).code).toBe(0);
+    expect(kept(s)).toEqual([]);
+  });
+
+  it('an unreadable receipt or a truncated one changes nothing (exit 1)', () => {
+    const s = side();
+    deliver(s, send(s, 'p1'));
+    expect(processQ(s).code).toBe(0);
+    const r = receiptOf(s);
+    for (const bad of [r.subarray(0, r.length - 1), Buffer.from('hello'), Buffer.alloc(0)]) {
+      const x = apply(s, bad);
+      expect(x.code).toBe(1);
+      expect(x.stderr.trim().split('\n')).toHaveLength(1);
+    }
+    expect(kept(s)).toEqual([1]);
+  });
+});
+
+describe('signed receipts', () => {
+  const keys: Record<string, string> = {};
+  beforeAll(async () => {
+    const dir = tempDir('fspool-rcpt-keys-');
+    for (const who of ['recv', 'other']) {
+      const k = await openpgp.generateKey({ userIDs: [{ name: who }], type: 'ecc', curve: 'ed25519Legacy', format: 'armored' });
+      keys[`${who}.sec`] = join(dir, `${who}.sec`);
+      keys[`${who}.pub`] = join(dir, `${who}.pub`);
+      writeFileSync(keys[`${who}.sec`]!, k.privateKey);
+      writeFileSync(keys[`${who}.pub`]!, k.publicKey);
+    }
+  });
+
+  it('--require-signature takes a receipt signed by the key, and refuses an unsigned or wrongly signed one', () => {
+    const s = side();
+    for (let i = 1; i <= 2; i++) deliver(s, send(s, `p${i}`));
+    expect(processQ(s).code).toBe(0);
+    const unsigned = receiptOf(s);
+    const byOther = receiptOf(s, ['--sign-with', keys['other.sec']!]);
+    const signed = receiptOf(s, ['--sign-with', keys['recv.sec']!]);
+    expect(signed.subarray(0, 12).toString('latin1')).not.toBe('*FSPOOL-RCPT');
+    const req = ['--require-signature', keys['recv.pub']!];
+    for (const [bad, msg] of [
+      [unsigned, /not signed, and --require-signature was given: nothing applied/],
+      [byOther, /no valid signature by an accepted key/],
+    ] as const) {
+      const r = apply(s, bad, req);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(msg);
+      expect(kept(s)).toEqual([1, 2]);
+    }
+    // A signed receipt whose literal data was altered does not verify either.
+    const tampered = Buffer.from(signed);
+    const at = tampered.indexOf(Buffer.from('*FSPOOL-RCPT'));
+    tampered[at + 40]! ^= 1;
+    expect(apply(s, tampered, req).code).toBe(1);
+    expect(kept(s)).toEqual([1, 2]);
+    expect(apply(s, signed, req).code).toBe(0);
+    expect(kept(s)).toEqual([]);
+  });
+
+  it('queue-process --receipt-sign-with signs the receipts it writes', () => {
+    const s = side();
+    deliver(s, send(s, 'p1'));
+    const dir = join(s.dir, 'receipts');
+    mkdirSync(dir);
+    expect(processQ(s, RECORD, ['--receipt-to-dir', dir, '--receipt-sign-with', keys['recv.sec']!]).code).toBe(0);
+    const [file] = readdirSync(dir);
+    expect(file).toMatch(/^fspool-receipt-[0-9a-f]{32}\.rcpt$/);
+    expect(apply(s, readFileSync(join(dir, file!)), ['--require-signature', keys['recv.pub']!]).code).toBe(0);
+    expect(kept(s)).toEqual([]);
+  });
+});
+
+describe('the outbox', () => {
+  it('belongs to one seqfile; -s - and a seqfile set back are refused; enqueue and prepare-nop take it too', () => {
+    const s = side();
+    send(s, 'p1');
+    const other = fspool(['prepare', '-s', join(s.dir, 'other.seq'), '--outbox', s.ob]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/belongs to sequence file .*sender\.seq, not .*other\.seq/);
+    expect(fspool(['prepare', '-s', '-', '--outbox', s.ob]).stderr).toMatch(/--outbox needs a sequence file/);
+    ok(['prepare-nop', '-s', s.seq, '--outbox', s.ob]);
+    ok(['enqueue', '-q', s.q, '-s', s.seq, '-i', '-', '--outbox', s.ob], 'p3');
+    expect(kept(s)).toEqual([1, 2, 3]);
+    ok(['prepare-set-next', '-s', s.seq, '2']);
+    const back = fspool(['prepare', '-s', s.seq, '--outbox', s.ob]);
+    expect(back.code).toBe(1);
+    expect(back.stderr).toMatch(/the sequence file was set back; .* set it to 4/);
+    expect(back.stdout.length).toBe(0);
+    expect(readFileSync(s.seq, 'utf8')).toBe('2\n');
+    expect(kept(s)).toEqual([1, 2, 3]);
+  });
+
+  it('outbox-status exits 3 once a packet waits longer than --stale-after, and outbox-resend --older-than leaves young ones', () => {
+    const s = side();
+    send(s, 'p1');
+    const young = fspool(['outbox-status', '--outbox', s.ob, '--stale-after', '3600']);
+    expect(young.code).toBe(0);
+    expect(young.stdout.toString()).toMatch(/unacked: +1 \(seqs 1 to 1/);
+    const old = fspool(['outbox-status', '--outbox', s.ob, '--stale-after', '0']);
+    expect(old.code).toBe(3);
+    const wire = join(s.dir, 'wire');
+    mkdirSync(wire);
+    ok(['outbox-resend', '--outbox', s.ob, '--to-dir', wire, '--older-than', '3600']);
+    expect(readdirSync(wire)).toEqual([]);
+    const both = fspool(['outbox-resend', '--outbox', s.ob]);
+    expect(both.code).toBe(2);
+  });
+
+  it('outbox-resend --exec runs the command once per packet with it on stdin, and reports failures (exit 1)', () => {
+    const s = side();
+    const p = [send(s, 'p1'), send(s, 'p2')];
+    const got = join(s.dir, 'got');
+    mkdirSync(got);
+    ok(['outbox-resend', '--outbox', s.ob, '--exec', `cat > "${got}/$FSPOOL_SEQ-$FSPOOL_STREAM"`]);
+    const stream = status(s).stream;
+    expect(readdirSync(got).sort()).toEqual([`1-${stream}`, `2-${stream}`]);
+    expect(readFileSync(join(got, `2-${stream}`))).toEqual(p[1]);
+    const bad = fspool(['outbox-resend', '--outbox', s.ob, '--exec', 'cat >/dev/null; test "$FSPOOL_SEQ" != 1']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/1 of 2 packet\(s\) could not be re-sent/);
+  });
+});
+
+describe('queue-receipt on a big queue', () => {
+  it('describes 10,000 held jobs in a few KB', () => {
+    const s = side();
+    const stream = 'c3'.repeat(16);
+    // Packets written straight into jobs/ (10,000 prepares would take minutes): seqs 2..10001,
+    // seq 1 missing, each a packet of the stream as prepare --outbox makes them.
+    const jobs = join(s.q, 'jobs');
+    for (let seq = 2; seq <= 10_001; seq++) {
+      const h: Header = { seq: BigInt(seq), ctimeSecs: 1_700_000_000n, ctimeNanos: seq, cmd: { kind: 'NOP' }, stream };
+      writeFileSync(join(jobs, `fspl-${seq}.fspl`), encodeHeader(h));
+    }
+    const r = receiptOf(s);
+    const d = decodeReceipt(r);
+    expect(d.stream).toBe(stream);
+    expect(d.nextSeq).toBe(1n);
+    expect(d.held.flatMap(seqsOf)).toHaveLength(10_000);
+    expect(r.length).toBeLessThan(3000);
+    expect(d.heldBeyond).toBe(false);
+  });
+
+  it('a queue that knows no stream gives a receipt that says so', () => {
+    const s = side();
+    const r = fspool(['queue-receipt', '-q', s.q]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('knows no stream');
+    expect(decodeReceipt(r.stdout).stream).toBe(NO_STREAM);
+    expect(fspool(['queue-receipt', '-q', s.q, '--stream', 'xyz']).code).toBe(2);
+  });
+});
+
+describe('receipts after processing passes', () => {
+  it('are written only when something changed: a run, or a packet landing (even a stale copy); a failing --receipt-exec is a WARN and is tried again', () => {
+    const s = side();
+    const rdir = join(s.dir, 'receipts');
+    mkdirSync(rdir);
+    const p1 = send(s, 'p1');
+    deliver(s, p1);
+    expect(processQ(s, RECORD, ['--receipt-to-dir', rdir]).code).toBe(0);
+    const [file] = readdirSync(rdir);
+    const path = join(rdir, file!);
+    const first = readFileSync(path);
+    // Nothing changed: no new receipt (the file is the same one).
+    rmSync(path);
+    expect(processQ(s, RECORD, ['--receipt-to-dir', rdir]).code).toBe(0);
+    expect(readdirSync(rdir)).toEqual([]);
+    // A copy of seq 1 lands again (a re-send after a lost receipt): a receipt goes out.
+    deliver(s, p1);
+    expect(processQ(s, RECORD, ['--receipt-to-dir', rdir]).code).toBe(0);
+    expect(readdirSync(rdir)).toEqual([file]);
+    expect(decodeReceipt(readFileSync(path)).processed).toEqual(decodeReceipt(first).processed);
+    // --receipt-every 0: after every pass.
+    rmSync(path);
+    expect(processQ(s, RECORD, ['--receipt-to-dir', rdir, '--receipt-every', '0']).code).toBe(0);
+    expect(readdirSync(rdir)).toEqual([file]);
+
+    // A command that fails: one WARN, processing unaffected, the receipt tried after the next pass.
+    deliver(s, send(s, 'p2'));
+    const failing = processQ(s, RECORD, ['--receipt-exec', 'cat >/dev/null; exit 3']);
+    expect(failing.code).toBe(0);
+    expect(failing.stderr).toMatch(/WARN fspool: receipt command "cat >\/dev\/null; exit 3" exited with status 3; trying again after the next pass/);
+    expect(logOf(s)).toBe('1:p1\n2:p2\n');
+    const got = join(s.dir, 'got.rcpt');
+    expect(processQ(s, RECORD, ['--receipt-exec', `cat > "${got}"`]).code).toBe(0);
+    expect(apply(s, readFileSync(got)).code).toBe(0);
+    expect(kept(s)).toEqual([]);
+  });
+});
+
+describe('the processed window', () => {
+  it('a packet below it is re-sent, lands as a stale copy, and the next receipt vouches for it by the journal', () => {
+    const s = side();
+    const packets = [1, 2, 3].map((i) => send(s, `p${i}`));
+    for (const p of packets) deliver(s, p);
+    expect(processQ(s).code).toBe(0);
+    // The receiver has since run thousands of other packets (as far as its window is concerned).
+    ok(['queue-set-next', '-q', s.q, '10000']);
+    const r = decodeReceipt(receiptOf(s));
+    expect(r.windowStart).toBe(10000n - 4096n - ((10000n - 4096n) % 64n));
+    expect(r.processed).toEqual([]);
+    expect(apply(s, encodeReceipt(r)).code).toBe(0);
+    expect(kept(s)).toEqual([1, 2, 3]);
+    expect(status(s)).toMatchObject({ missing: 3, passed: [] });
+    const wire = join(s.dir, 'wire');
+    mkdirSync(wire);
+    ok(['outbox-resend', '--outbox', s.ob, '--to-dir', wire]);
+    for (const n of readdirSync(wire)) renameSync(join(wire, n), join(s.q, 'jobs', n));
+    const again = processQ(s);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain('is below the queue\'s next seq 10000; not run');
+    expect(logOf(s)).toBe('1:p1\n2:p2\n3:p3\n');
+    expect(apply(s, receiptOf(s)).code).toBe(0);
+    expect(kept(s)).toEqual([]);
+  });
+});
+
+describe("the README's Syncthing recipe", () => {
+  it('runs as written, with the two folders synced by a copy (temp name, then rename) that loses a packet', () => {
+    const s = side();
+    const sync = { packets: join(s.dir, 'Sync', 'packets'), receipts: join(s.dir, 'Sync', 'receipts') };
+    const rdir = join(s.dir, 'receipts');
+    for (const d of [...Object.values(sync), rdir]) mkdirSync(d, { recursive: true });
+    const shell = (script: string) => {
+      const r = runSync('/bin/sh', ['-c', script], { env: { ...process.env, F: FSPOOL, Q: s.q, R: rdir, OB: s.ob, SEQ: s.seq, P: sync.packets, RS: sync.receipts, LOG: s.log } });
+      expect(r.code, `${script}: ${r.stderr}`).toBe(0);
+      return r;
+    };
+    // The recipe's lines, with its paths in variables.
+    const sendOne = (payload: string) => shell(`printf '${payload}' | "$F" prepare -s "$SEQ" -i - --outbox "$OB" > "$P"/.new.part && mv "$P"/.new.part "$P"/"$("$F" gen-filename)"`);
+    const receiver = () => shell(`"$F" queue-process -q "$Q" --receipt-to-dir "$R" sh -- -c 'printf "%s:%s\\n" "$FSPL_SEQ" "$(cat)" >> "$LOG"'`);
+    const sender = () =>
+      shell(`for r in "$RS"/fspool-receipt-*.rcpt; do
+  [ -e "$r" ] && "$F" outbox-apply --outbox "$OB" < "$r"
+done
+"$F" outbox-resend --outbox "$OB" --to-dir "$P" --older-than 0`);
+    // Syncthing's part: whole files only, under a temp name then renamed; one packet is lost.
+    let lose = 'p2';
+    const syncFolders = () => {
+      for (const n of readdirSync(sync.packets).filter((n) => /^fspl-.*\.fspl$/.test(n))) {
+        const bytes = readFileSync(join(sync.packets, n));
+        rmSync(join(sync.packets, n));
+        if (lose && bytes.includes(Buffer.from(lose))) {
+          lose = '';
+          continue;
+        }
+        writeFileSync(join(s.q, 'jobs', `.syncthing.${n}.tmp`), bytes);
+        renameSync(join(s.q, 'jobs', `.syncthing.${n}.tmp`), join(s.q, 'jobs', n));
+      }
+      for (const n of readdirSync(rdir).filter((n) => !n.startsWith('.'))) {
+        writeFileSync(join(sync.receipts, `.syncthing.${n}.tmp`), readFileSync(join(rdir, n)));
+        renameSync(join(sync.receipts, `.syncthing.${n}.tmp`), join(sync.receipts, n));
+      }
+    };
+    for (const p of ['p1', 'p2', 'p3']) sendOne(p);
+    for (let round = 0; round < 4 && (status(s).unacked > 0 || logOf(s) === ''); round++) {
+      syncFolders();
+      receiver();
+      syncFolders();
+      sender();
+    }
+    expect(logOf(s)).toBe('1:p1\n2:p2\n3:p3\n');
+    expect(status(s).unacked).toBe(0);
+  });
+});
+
+describe('the journal of a version-1 state database', () => {
+  it('gains the stream column when a processor opens it, and receipts then describe the new runs', () => {
+    const s = side();
+    deliver(s, send(s, 'p1'));
+    expect(processQ(s).code).toBe(0);
+    const db = new Database(join(s.q, 'fspool', 'state.db'));
+    db.exec('DROP INDEX runs_stream; ALTER TABLE runs DROP COLUMN stream; PRAGMA user_version = 1;');
+    db.close();
+    deliver(s, send(s, 'p2'));
+    expect(processQ(s).code).toBe(0);
+    const after = new Database(join(s.q, 'fspool', 'state.db'), { readonly: true });
+    expect(after.pragma('user_version', { simple: true })).toBe(2);
+    expect(after.prepare('SELECT seq, stream FROM runs ORDER BY id').all()).toEqual([
+      { seq: '1', stream: null },
+      { seq: '2', stream: status(s).stream },
+    ]);
+    after.close();
+    expect(apply(s, receiptOf(s)).code).toBe(0);
+    // Seq 1's run predates the column: the receipt cannot vouch for it; seq 2 is acknowledged.
+    expect(kept(s)).toEqual([1]);
+  });
+});
