@@ -93,8 +93,14 @@ describe('the decode worker', () => {
     const pidFile = join(DIR, 'stray.pid');
     // `setsid -f`: the stray is outside the receiver's group, so the kill of its group misses
     // it; it holds the pipe's read end (its stdin) and never reads. The worker is then blocked
-    // writing. (Its stdout and stderr go elsewhere: this test waits for fspool's to close.)
-    const run = runAsync(FSPOOL, ['queue-process', '-q', q, `--decrypt-key=${SEC}`, 'sh', '--', '-c', 'setsid -f sh -c \'echo $$ > "$0"; exec sleep 120\' "$0" >/dev/null 2>&1; exit 0', pidFile], { env: ENV });
+    // writing. (Its stdout and stderr go elsewhere: this test waits for fspool's to close.) The
+    // receiver exits once the stray has written its pid, that is, once it is in its own session:
+    // before that it is still in the receiver's group, which fspool kills when the receiver exits.
+    const run = runAsync(
+      FSPOOL,
+      ['queue-process', '-q', q, `--decrypt-key=${SEC}`, 'sh', '--', '-c', 'setsid -f sh -c \'echo $$ > "$0"; exec sleep 120\' "$0" >/dev/null 2>&1; while [ ! -s "$0" ]; do sleep 0.01; done; exit 0', pidFile],
+      { env: ENV },
+    );
     await until(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '', 'the stray started');
     const stray = Number(readFileSync(pidFile, 'utf8').trim());
     strays.push(stray);
