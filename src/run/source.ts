@@ -6,6 +6,9 @@
 // - `verified`: decoded into an unlinked temp file in the queue, verified, and only then
 //   handed over; a failure means the receiver never starts.
 //
+// A packet the decode worker opened (src/codec/decodeThread.ts) is drained by it into the
+// temp file, or into nothing for a pass that only verifies: its bytes never come here.
+//
 // With --require-signature, the header (seq, params, env) must be trusted before the receiver
 // starts, and an OpenPGP signature is only checked at the end of the message. So in `stream`
 // mode the packet is decoded and verified once without a receiver, then decoded again into the
