@@ -26,10 +26,12 @@ const options = {
   target: 'node20',
   format: 'cjs',
   legalComments: 'none',
-  // Loaded on first use from node_modules, the package's one dependency: it is large.
+  // Loaded on first use from node_modules, the package's dependencies: openpgp is large, and
+  // serve's configuration and metrics libraries would add a third to the bundle every command
+  // parses at start-up, for the two commands that use them (serve, status).
   // better-sqlite3's JavaScript is bundled, evaluated on first use; its addon and zstd-napi's
   // are found by src/sys/native.ts.
-  external: ['openpgp'],
+  external: ['openpgp', 'smol-toml', 'valibot', 'prom-client'],
   alias: {
     bindings: './src/sys/bindings.cjs',
     // yargs uses two functions of node:assert; loading it costs ~10 ms of start-up.
@@ -89,6 +91,9 @@ execFileSync(process.execPath, ['bin/fspool', '--version'], {
 // package.json's "man". The generator is bundled like the CLI and run once, here.
 const man = await build({
   ...options,
+  // Run as a script by `node -`, where the bundle's top-level names would be globals (and
+  // `crypto` is a read-only one): an IIFE keeps them its own.
+  format: 'iife',
   write: false,
   entryPoints: undefined,
   stdin: {

@@ -31,6 +31,9 @@ const NEEDS = [
   ['nncp-exec', 'nncp'],
   ['rsync', 'rsync'],
   ['systemd-analyze', 'systemd'],
+  // serve's metrics: checked by promtool, scraped by a real Prometheus server.
+  ['promtool', 'prometheus'],
+  ['prometheus', 'prometheus'],
   // The package test: `man fspool` after a global install.
   ['man', 'man-db'],
   ['tar', 'tar'],

@@ -15,6 +15,7 @@ import { queueGetNext, queueInit, queueSetNext, queueWrite } from './commands/qu
 import { queueInfo, queueLs, queuePayload } from './commands/queueRead.js';
 import { NAGIOS_UNKNOWN, queueClean, queueHistory, queueStatusCmd } from './commands/queueState.js';
 import { queueQuarantine } from './commands/quarantine.js';
+import { serve, status } from './commands/serve.js';
 import { stdinInfo, stdinPayload } from './commands/stdin.js';
 import type { HelpSource, ProgramHelp } from './help.js';
 import { choiceOption, type OptionDef, type Subcommand } from './options.js';
@@ -34,7 +35,7 @@ better-sqlite3, zstd-napi…) is under their own licenses: dist/THIRD-PARTY-NOTI
 `;
 
 const DESCRIBE = 'Sequential, distributed, POSIX-style job queue processing (Filespooler 1.2 compatible)';
-const EPILOG = 'Exit status: 0 success or nothing to do; 1 error; 2 usage error; 128+N interrupted by signal N; queue-status: 3 stalled, 4 failing (--nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).';
+const EPILOG = 'Exit status: 0 success or nothing to do; 1 error; 2 usage error; 128+N interrupted by signal N; queue-status and status: 3 stalled, 4 failing (--nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).';
 
 /** Options every subcommand takes. */
 const GLOBALS = {
@@ -98,10 +99,12 @@ export const COMMANDS: HelpSource[] = [
   queueSetNext,
   queueStatusCmd,
   queueWrite,
+  serve,
   showLicense,
   stdinInfo,
   stdinPayload,
   stdinProcess,
+  status,
   completion,
   help,
 ] as HelpSource[];

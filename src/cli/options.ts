@@ -84,29 +84,69 @@ export const waitLock: OptionDef = {
   describe: 'If the lock is held, keep trying for up to this many seconds (fspl fails at once)',
 };
 
-/** The options of the commands that run a job (queue-process, stdin-process). */
+/**
+ * A setting of the commands that run jobs. One definition serves the command line (yargs) and
+ * `fspool serve`'s configuration (src/cli/config.ts derives its schema from these tables), so
+ * that names, meanings, defaults and checks cannot drift apart. In the configuration a setting
+ * is a queue key spelled as its long name in snake_case (`--on-error` is `on_error`).
+ */
+export interface Setting {
+  /** The yargs definition (help, alias, the default as a command line would give it), without coerce: see parse. */
+  option: OptionDef;
+  /**
+   * The value's type in TOML, checked before parse. Paths (`path`, and `file`/`files`: files
+   * fspool reads, which must be readable when the configuration is loaded) are taken from the
+   * configuration's directory.
+   */
+  toml: TomlType;
+  /** A command-line string or a TOML value to the option's value; throws UsageError naming `what`. */
+  parse?: (what: string) => (v: unknown) => unknown;
+  /** The configuration's key, where it is not the long name in snake_case. */
+  key?: string;
+  /** Not a queue key of the configuration, and why (said to whoever writes it there). */
+  cliOnly?: string;
+}
+
+export type TomlType = 'string' | 'path' | 'file' | 'files' | 'number' | 'integer' | 'boolean';
+
+/** The yargs option of a setting named `name`. */
+export function cliOption(name: string, s: Setting): OptionDef {
+  return s.parse ? { ...s.option, coerce: s.parse(`--${name}`) } : s.option;
+}
+
+/** Add every setting of a table to a yargs builder, in the table's order. */
+export function withSettings<T>(y: Argv<T>, settings: Record<string, Setting>): Argv<T> {
+  let r = y;
+  for (const [name, s] of Object.entries(settings)) r = r.option(name, cliOption(name, s)) as Argv<T>;
+  return r;
+}
+
+/** A setting whose value is one of fixed words: completed by the shell, any case accepted. */
+export function choiceSetting<T extends string>(values: readonly T[], o: OptionDef & { default: T; value: string }): Setting {
+  return { option: { type: 'string', requiresArg: true, choices: values, ...o }, toml: 'string', parse: (what) => choice(what, values) };
+}
+
+/** A duration setting: a number of seconds from `min` up. */
+export function secondsSetting(o: OptionDef & { value: string }, min = 0): Setting {
+  return { option: { type: 'string', helpType: 'number', requiresArg: true, ...o }, toml: 'number', parse: (what) => seconds(what, min) };
+}
+
+/** The settings of every command that runs a job (queue-process, stdin-process, serve's queues). */
+export const RUN_SETTINGS = {
+  'allow-job-params': { option: { type: 'boolean', nargs: 0, default: false, describe: "Append the job's parameters to the command line (off by default)" }, toml: 'boolean' },
+  'ignore-payload': { option: { type: 'boolean', nargs: 0, default: false, describe: 'Ignore the payload; the command gets an empty stdin' }, toml: 'boolean' },
+  timeout: secondsSetting({ value: 'SECONDS', describe: 'A timeout, in seconds, for the command: then SIGTERM to its process group, SIGKILL after --grace' }),
+  grace: secondsSetting({ value: 'SECONDS', default: '5', describe: 'Seconds between SIGTERM and SIGKILL when a command times out' }),
+} satisfies Record<string, Setting>;
+
+/** The COMMAND positional of the commands that run a job. */
+export function commandArgument<T>(y: Argv<T>) {
+  return y.positional('command', { type: 'string', value: 'COMMAND', required: true, describe: 'The command to run (its own options go after --)' } satisfies PositionalDef);
+}
+
+/** The options of the commands that run a job (stdin-process; queue-process has them among QUEUE_SETTINGS). */
 export function runOptions<T>(y: Argv<T>) {
-  return y
-    .option('allow-job-params', { type: 'boolean', nargs: 0, default: false, describe: "Append the job's parameters to the command line (off by default)" })
-    .option('ignore-payload', { type: 'boolean', nargs: 0, default: false, describe: 'Ignore the payload; the command gets an empty stdin' })
-    .option('timeout', {
-      type: 'string',
-      value: 'SECONDS',
-      helpType: 'number',
-      requiresArg: true,
-      coerce: seconds('--timeout'),
-      describe: 'A timeout, in seconds, for the command: then SIGTERM to its process group, SIGKILL after --grace',
-    })
-    .option('grace', {
-      type: 'string',
-      value: 'SECONDS',
-      helpType: 'number',
-      requiresArg: true,
-      default: '5',
-      coerce: seconds('--grace'),
-      describe: 'Seconds between SIGTERM and SIGKILL when a command times out',
-    })
-    .positional('command', { type: 'string', value: 'COMMAND', required: true, describe: 'The command to run (its own options go after --)' } satisfies PositionalDef);
+  return commandArgument(withSettings(y, RUN_SETTINGS));
 }
 
 /** COMMAND, then PARAMS after `--`. Also accepts `-- COMMAND PARAMS...` (fspl does not). */
@@ -126,45 +166,45 @@ export function idArgument(argv: { id?: bigint; '--'?: unknown }): bigint {
   return u64('ID')(rest[0]);
 }
 
+/** Default --decoder-timeout: long enough for a decoder that buffers a large file, not forever. */
+const DECODER_TIMEOUT = 300;
+
 /** How packets are decoded: an external decoder, and the keys for OpenPGP (spec/encoding.md). */
-export function decodeOptions<T>(y: Argv<T>, opts: { decoder: boolean; signature: boolean }) {
-  let r = y
-    .option('decrypt-key', {
+export const DECODE_SETTINGS = {
+  'decrypt-key': {
+    option: {
       type: 'string',
       value: 'KEYFILE',
       array: true,
       nargs: 1,
       requiresArg: true,
       describe: 'OpenPGP secret key file (armored or binary) to decrypt packets with; repeatable. Default: the files in ~/.config/fspool/keys/',
-    })
-    .option('passphrase-file', { type: 'string', value: 'FILE', requiresArg: true, describe: 'File whose first line is the passphrase of symmetrically encrypted packets' })
-    .option('key-passphrase-file', { type: 'string', value: 'FILE', requiresArg: true, describe: 'File whose first line unlocks protected secret keys' });
-  if (opts.decoder) {
-    r = r.option('decoder', decoder).option('decoder-timeout', {
-      type: 'string',
-      value: 'SECONDS',
-      helpType: 'number',
-      requiresArg: true,
-      default: String(DECODER_TIMEOUT),
-      coerce: seconds('--decoder-timeout'),
-      describe: 'Seconds the decoder may take to produce a packet header before it is killed and the file counted unreadable (0: no limit)',
-    });
-  }
-  if (opts.signature) {
-    r = r.option('require-signature', {
-      type: 'string',
-      value: 'KEYFILE',
-      array: true,
-      nargs: 1,
-      requiresArg: true,
-      describe: 'Accept only packets signed by a key in this public key file; repeatable',
-    });
-  }
-  return r;
+    },
+    toml: 'files',
+  },
+  'passphrase-file': { option: { type: 'string', value: 'FILE', requiresArg: true, describe: 'File whose first line is the passphrase of symmetrically encrypted packets' }, toml: 'file' },
+  'key-passphrase-file': { option: { type: 'string', value: 'FILE', requiresArg: true, describe: 'File whose first line unlocks protected secret keys' }, toml: 'file' },
+  decoder: { option: decoder, toml: 'string' },
+  'decoder-timeout': secondsSetting({
+    value: 'SECONDS',
+    default: String(DECODER_TIMEOUT),
+    describe: 'Seconds the decoder may take to produce a packet header before it is killed and the file counted unreadable (0: no limit)',
+  }),
+  'require-signature': {
+    option: { type: 'string', value: 'KEYFILE', array: true, nargs: 1, requiresArg: true, describe: 'Accept only packets signed by a key in this public key file; repeatable' },
+    toml: 'files',
+  },
+} satisfies Record<string, Setting>;
+
+/** The decoding options a command takes: the keys always; the external decoder and the signature check where they apply. */
+export function decodeSettings(opts: { decoder: boolean; signature: boolean }): Record<string, Setting> {
+  const { decoder: d, 'decoder-timeout': t, 'require-signature': sig, ...keys } = DECODE_SETTINGS;
+  return { ...keys, ...(opts.decoder ? { decoder: d, 'decoder-timeout': t } : {}), ...(opts.signature ? { 'require-signature': sig } : {}) };
 }
 
-/** Default --decoder-timeout: long enough for a decoder that buffers a large file, not forever. */
-const DECODER_TIMEOUT = 300;
+export function decodeOptions<T>(y: Argv<T>, opts: { decoder: boolean; signature: boolean }) {
+  return withSettings(y, decodeSettings(opts));
+}
 
 export interface DecodeArgs {
   decoder?: string;
@@ -189,7 +229,7 @@ export function decodeContext(a: DecodeArgs): DecodeContext {
   };
 }
 
-export const delivery: OptionDef = choiceOption('delivery', ['stream', 'verified'] as const satisfies readonly DeliveryMode[], {
+export const delivery: Setting = choiceSetting(['stream', 'verified'] as const satisfies readonly DeliveryMode[], {
   default: 'stream',
   value: 'MODE',
   describe:

@@ -97,12 +97,21 @@ export async function lifeOfJob(p: Processing, job: Readable, copies: Readable[]
     let outcome: Outcome;
     let attempt: Attempt;
     for (let retry = 1; ; retry++) {
-      // The first attempt's row and the packet's earlier success come in one transaction.
-      const { lastSuccess: before, ...a } = journal.begin(ref, order, retry === 1);
-      attempt = a;
-      if (before) ctx.log.warn(`${label} already ran successfully at ${iso(before.endedAt ?? before.startedAt)} (journal); running it again because it is due once more`);
-      ctx.crash.reach('attempt-recorded');
-      const o = await runFile(queue, job, opts, ctx);
+      const ran = await ctx.hooks?.beforeRun({ seq, file: job.name });
+      let o: Outcome | Skip;
+      const started = Date.now();
+      try {
+        // The first attempt's row and the packet's earlier success come in one transaction.
+        const { lastSuccess: before, ...a } = journal.begin(ref, order, retry === 1);
+        attempt = a;
+        if (before) ctx.log.warn(`${label} already ran successfully at ${iso(before.endedAt ?? before.startedAt)} (journal); running it again because it is due once more`);
+        ctx.crash.reach('attempt-recorded');
+        o = await runFile(queue, job, opts, ctx);
+      } catch (e) {
+        ran?.(undefined);
+        throw e;
+      }
+      ran?.('skip' in o ? undefined : { outcome: factsOf(o).kind, seconds: (Date.now() - started) / 1000, bytes: o.facts?.bytes ?? 0 });
       if ('skip' in o) {
         journal.discard(attempt);
         return o;

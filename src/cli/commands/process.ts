@@ -1,7 +1,27 @@
 import { Queue } from '../../queue/queue.js';
-import { type OnError, type OrderBy, processQueue } from '../../run/processQueue.js';
+import { type OnError, type OrderBy, type ProcessOptions, processQueue } from '../../run/processQueue.js';
 import { processStdin } from '../../run/processStdin.js';
-import { choiceOption, commandAndParams, type DecodeArgs, decodeContext, decodeOptions, delivery, queuedir, runOptions, seconds, spoolDir, type Subcommand, u64, waitLock } from '../options.js';
+import {
+  choiceSetting,
+  cliOption,
+  commandArgument,
+  commandAndParams,
+  type DecodeArgs,
+  decodeContext,
+  DECODE_SETTINGS,
+  decodeOptions,
+  delivery,
+  queuedir,
+  RUN_SETTINGS,
+  runOptions,
+  secondsSetting,
+  type Setting,
+  spoolDir,
+  type Subcommand,
+  u64,
+  waitLock,
+  withSettings,
+} from '../options.js';
 import type { DeliveryMode } from '../../run/source.js';
 import { receiptSender } from '../../run/receiptHook.js';
 import { FspoolError, UsageError } from '../../errors.js';
@@ -17,7 +37,8 @@ interface RunArgs extends DecodeArgs {
   grace: number;
 }
 
-interface QueueProcessArgs extends RunArgs {
+/** queue-process's options, parsed: from its command line, or from a queue of serve's configuration. */
+export interface QueueProcessArgs extends RunArgs {
   queuedir: string;
   'on-error': OnError;
   'order-by': OrderBy;
@@ -43,8 +64,79 @@ interface QueueProcessArgs extends RunArgs {
  */
 const STOP_TIMEOUT = 60;
 
-const runOpts = (a: RunArgs) => ({
-  ...commandAndParams(a),
+/** queue-process's own settings; with RUN_SETTINGS and DECODE_SETTINGS, all of them (QUEUE_SETTINGS). */
+const PROCESS_SETTINGS = {
+  queuedir: { option: queuedir, toml: 'path', key: 'dir' },
+  delivery,
+  'on-error': choiceSetting(['delete', 'leave', 'retry', 'quarantine'] as const, {
+    default: 'retry',
+    value: 'ACTION',
+    describe: 'What to do with a job that failed: delete it, leave it (and go on), retry it next run, or quarantine it (move it to QUEUE/fspool/quarantine/)',
+  }),
+  // Runs within a run, counted across runs by the journal.
+  retries: {
+    option: {
+      type: 'string',
+      value: 'N',
+      helpType: 'number',
+      requiresArg: true,
+      default: '0',
+      describe: 'Run a failed job again up to N times (failures are counted across runs) before --on-error applies',
+    },
+    toml: 'integer',
+    parse: u64,
+  },
+  backoff: secondsSetting({ value: 'SECONDS', default: '0', describe: 'Seconds to wait before the first retry; doubled for each further retry in a run' }),
+  'order-by': choiceSetting(['sequence', 'timestamp'] as const, { default: 'sequence', value: 'ORDER', describe: 'In what order to process jobs' }),
+  'never-delete': { option: { type: 'boolean', nargs: 0, default: false, describe: 'Never delete processed job files in any circumstance' }, toml: 'boolean' },
+  maxjobs: {
+    option: { alias: 'n', type: 'string', value: 'N', helpType: 'number', requiresArg: true, describe: 'Maximum number of jobs to process' },
+    toml: 'integer',
+    parse: u64,
+    cliOnly: 'a served queue is processed for as long as serve runs',
+  },
+  'output-to': choiceSetting(['passboth', 'saveboth'] as const, {
+    default: 'passboth',
+    value: 'WHERE',
+    describe: "The command's stdout and stderr: pass both on (passboth) or save both to jobs/NAME.out (saveboth)",
+  }),
+  'wait-lock': { option: waitLock, toml: 'number', cliOnly: 'serve waits for a queue another processor holds, and takes it once it is free' },
+  'skip-if-locked': {
+    option: { type: 'boolean', nargs: 0, default: false, describe: 'If another processor holds the queue, exit 0 quietly (for cron) instead of failing' },
+    toml: 'boolean',
+    cliOnly: 'serve waits for a queue another processor holds, and takes it once it is free',
+  },
+  'stop-timeout': secondsSetting({
+    value: 'SECONDS',
+    default: String(STOP_TIMEOUT),
+    describe: 'On SIGTERM, start no new job and let the running one finish for up to this many seconds before interrupting it (0: as long as it takes)',
+  }),
+  watch: {
+    option: {
+      type: 'boolean',
+      nargs: 0,
+      default: false,
+      describe: 'Keep running: process each packet as it lands (inotify, and a rescan every --rescan seconds); SIGTERM ends the run',
+    },
+    toml: 'boolean',
+    cliOnly: 'serve watches every queue',
+  },
+  // A rescan every instant would only spin: at least a tenth of a second apart.
+  rescan: secondsSetting({ value: 'SECONDS', default: '30', describe: 'With --watch: look at jobs/ at least this often (0.1 or more)' }, 0.1),
+  'receipt-to-dir': { option: { type: 'string', value: 'DIR', requiresArg: true, describe: 'After each pass, write a receipt per stream into this directory (spec/receipts.md)' }, toml: 'path' },
+  'receipt-exec': { option: { type: 'string', value: 'CMD', requiresArg: true, describe: 'After each pass, run $SHELL -c CMD with a receipt per stream on stdin' }, toml: 'string' },
+  'receipt-sign-with': { option: { type: 'string', value: 'KEYFILE', requiresArg: true, describe: 'Sign receipts with the OpenPGP secret key in this file' }, toml: 'file' },
+  'receipt-every': secondsSetting({ value: 'SECONDS', default: '3600', describe: 'Send a receipt at least this often, even when nothing changed' }),
+} satisfies Record<string, Setting>;
+
+/**
+ * Every setting of queue-process, in the order help lists them: the command line's options,
+ * and the queue keys of serve's configuration (those not marked cliOnly).
+ */
+export const QUEUE_SETTINGS: Record<string, Setting> = { ...RUN_SETTINGS, ...DECODE_SETTINGS, ...PROCESS_SETTINGS };
+
+const runOpts = (a: RunArgs, cmd: { command: string; params: Buffer[] }) => ({
+  ...cmd,
   decode: decodeContext(a),
   delivery: a.delivery,
   allowJobParams: a['allow-job-params'],
@@ -53,122 +145,26 @@ const runOpts = (a: RunArgs) => ({
   graceSeconds: a.grace,
 });
 
-export const queueProcess: Subcommand<QueueProcessArgs> = {
-  command: 'queue-process [command]',
-  params: 'PARAMS...',
-  describe: 'Process a queue',
-  builder: (y) =>
-    decodeOptions(runOptions(y), { decoder: true, signature: true })
-      .option('queuedir', queuedir)
-      .option('delivery', delivery)
-      .option(
-        'on-error',
-        choiceOption('on-error', ['delete', 'leave', 'retry', 'quarantine'] as const, {
-          default: 'retry',
-          value: 'ACTION',
-          describe: 'What to do with a job that failed: delete it, leave it (and go on), retry it next run, or quarantine it (move it to QUEUE/fspool/quarantine/)',
-        }),
-      )
-      // Issue 4: retries within a run, counted across runs by the journal.
-      .option('retries', {
-        type: 'string',
-        value: 'N',
-        helpType: 'number',
-        requiresArg: true,
-        default: '0',
-        coerce: u64('--retries'),
-        describe: 'Run a failed job again up to N times (failures are counted across runs) before --on-error applies',
-      })
-      .option('backoff', {
-        type: 'string',
-        value: 'SECONDS',
-        helpType: 'number',
-        requiresArg: true,
-        default: '0',
-        coerce: seconds('--backoff'),
-        describe: 'Seconds to wait before the first retry; doubled for each further retry in a run',
-      })
-      .option('order-by', choiceOption('order-by', ['sequence', 'timestamp'] as const, { default: 'sequence', value: 'ORDER', describe: 'In what order to process jobs' }))
-      .option('never-delete', { type: 'boolean', nargs: 0, default: false, describe: 'Never delete processed job files in any circumstance' })
-      .option('maxjobs', { alias: 'n', type: 'string', value: 'N', helpType: 'number', requiresArg: true, coerce: u64('--maxjobs'), describe: 'Maximum number of jobs to process' })
-      .option(
-        'output-to',
-        choiceOption('output-to', ['passboth', 'saveboth'] as const, {
-          default: 'passboth',
-          value: 'WHERE',
-          describe: "The command's stdout and stderr: pass both on (passboth) or save both to jobs/NAME.out (saveboth)",
-        }),
-      )
-      .option('wait-lock', waitLock)
-      .option('skip-if-locked', {
-        type: 'boolean',
-        nargs: 0,
-        default: false,
-        describe: 'If another processor holds the queue, exit 0 quietly (for cron) instead of failing',
-      })
-      .option('stop-timeout', {
-        type: 'string',
-        value: 'SECONDS',
-        helpType: 'number',
-        requiresArg: true,
-        default: String(STOP_TIMEOUT),
-        coerce: seconds('--stop-timeout'),
-        describe: 'On SIGTERM, start no new job and let the running one finish for up to this many seconds before interrupting it (0: as long as it takes)',
-      })
-      .option('watch', {
-        type: 'boolean',
-        nargs: 0,
-        default: false,
-        describe: 'Keep running: process each packet as it lands (inotify, and a rescan every --rescan seconds); SIGTERM ends the run',
-      })
-      // A rescan every instant would only spin: at least a tenth of a second apart.
-      .option('rescan', {
-        type: 'string',
-        value: 'SECONDS',
-        helpType: 'number',
-        requiresArg: true,
-        default: '30',
-        coerce: seconds('--rescan', 0.1),
-        describe: 'With --watch: look at jobs/ at least this often (0.1 or more)',
-      })
-      .option('receipt-to-dir', { type: 'string', value: 'DIR', requiresArg: true, describe: 'After each pass, write a receipt per stream into this directory (spec/receipts.md)' })
-      .option('receipt-exec', { type: 'string', value: 'CMD', requiresArg: true, describe: 'After each pass, run $SHELL -c CMD with a receipt per stream on stdin' })
-      .option('receipt-sign-with', { type: 'string', value: 'KEYFILE', requiresArg: true, describe: 'Sign receipts with the OpenPGP secret key in this file' })
-      .option('receipt-every', {
-        type: 'string',
-        value: 'SECONDS',
-        helpType: 'number',
-        requiresArg: true,
-        default: '3600',
-        coerce: seconds('--receipt-every'),
-        describe: 'Send a receipt at least this often, even when nothing changed',
-      })
-      .example("$0 queue-process -q /var/q --timeout 3600 zfs -- receive -u tank/backup", 'receive zfs streams in order')
-      .example("$0 queue-process -q q -d 'zstd -dc' --on-error delete sh -- -c 'tar xf - -C /srv'", 'decode, unpack, drop failures')
-      .example('$0 queue-process -q /var/spool/q --watch ./apply', 'a daemon: run packets as they arrive (contrib/systemd/fspool-watch.service)')
-      .example('$0 queue-process -q q --retries 3 --backoff 60 --on-error quarantine ./apply', 'try 4 times, then set the job aside')
-      .example("$0 queue-process -q q --receipt-exec 'nncp-exec sender fspool-receipt' ./apply", "tell the sender's outbox what ran") as never,
-  handler: async (a) => {
-    const q = new Queue(a.queuedir);
-    const code = await processQueue(q, {
-      ...runOpts(a),
-      onError: a['on-error'],
-      orderBy: a['order-by'],
-      neverDelete: a['never-delete'],
-      retries: Number(a.retries),
-      backoffSeconds: a.backoff,
-      maxJobs: a.maxjobs === undefined ? undefined : Number(a.maxjobs),
-      saveOutput: a['output-to'] === 'saveboth',
-      waitLockSeconds: a['wait-lock'],
-      skipIfLocked: a['skip-if-locked'],
-      stopTimeoutSeconds: a['stop-timeout'],
-      watch: a.watch,
-      rescanSeconds: a.rescan,
-      afterPass: receiptHook(q, a),
-    });
-    process.exitCode = code;
-  },
-};
+/** What queue-process's options mean: the one mapping from them to a processor's options, for the command line and for serve. */
+export function queueProcessOptions(a: QueueProcessArgs, cmd: { command: string; params: Buffer[] }): ProcessOptions & { stopTimeoutSeconds: number } {
+  const q = new Queue(a.queuedir);
+  return {
+    ...runOpts(a, cmd),
+    onError: a['on-error'],
+    orderBy: a['order-by'],
+    neverDelete: a['never-delete'],
+    retries: Number(a.retries),
+    backoffSeconds: a.backoff,
+    maxJobs: a.maxjobs === undefined ? undefined : Number(a.maxjobs),
+    saveOutput: a['output-to'] === 'saveboth',
+    waitLockSeconds: a['wait-lock'],
+    skipIfLocked: a['skip-if-locked'],
+    stopTimeoutSeconds: a['stop-timeout'],
+    watch: a.watch,
+    rescanSeconds: a.rescan,
+    afterPass: receiptHook(q, a),
+  };
+}
 
 /** --receipt-to-dir / --receipt-exec: the hook that sends receipts after each pass. */
 function receiptHook(q: Queue, a: QueueProcessArgs) {
@@ -190,17 +186,34 @@ function receiptHook(q: Queue, a: QueueProcessArgs) {
   });
 }
 
+export const queueProcess: Subcommand<QueueProcessArgs> = {
+  command: 'queue-process [command]',
+  params: 'PARAMS...',
+  describe: 'Process a queue',
+  builder: (y) =>
+    commandArgument(withSettings(y, QUEUE_SETTINGS))
+      .example("$0 queue-process -q /var/q --timeout 3600 zfs -- receive -u tank/backup", 'receive zfs streams in order')
+      .example("$0 queue-process -q q -d 'zstd -dc' --on-error delete sh -- -c 'tar xf - -C /srv'", 'decode, unpack, drop failures')
+      .example('$0 queue-process -q /var/spool/q --watch ./apply', 'a daemon: run packets as they arrive (contrib/systemd/fspool-watch.service)')
+      .example('$0 queue-process -q q --retries 3 --backoff 60 --on-error quarantine ./apply', 'try 4 times, then set the job aside')
+      .example("$0 queue-process -q q --receipt-exec 'nncp-exec sender fspool-receipt' ./apply", "tell the sender's outbox what ran") as never,
+  handler: async (a) => {
+    const code = await processQueue(new Queue(a.queuedir), queueProcessOptions(a, commandAndParams(a)));
+    process.exitCode = code;
+  },
+};
+
 export const stdinProcess: Subcommand<RunArgs & { 'spool-dir'?: string }> = {
   command: 'stdin-process [command]',
   params: 'PARAMS...',
   describe: 'Process a command from a job packet read from stdin',
   builder: (y) =>
     decodeOptions(runOptions(y), { decoder: false, signature: true })
-      .option('delivery', delivery)
+      .option('delivery', cliOption('delivery', delivery))
       .option('spool-dir', spoolDir)
       .example('ssh sender fspool prepare -s seq -i file | $0 stdin-process cat', '')
       .example('$0 stdin-process --require-signature send.asc --spool-dir /var/tmp ./apply < p.fspl', 'the plaintext is decoded and verified in /var/tmp before ./apply starts') as never,
   handler: async (a) => {
-    process.exitCode = await processStdin({ ...runOpts(a), spoolDir: a['spool-dir'] });
+    process.exitCode = await processStdin({ ...runOpts(a, commandAndParams(a)), spoolDir: a['spool-dir'] });
   },
 };

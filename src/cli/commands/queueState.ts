@@ -1,5 +1,6 @@
 // Issue 4's commands: queue-status, queue-history and queue-clean, all reading (and queue-clean
 // acting on) the queue's files and its journal in QUEUE/fspool/state.db.
+import { basename, resolve } from 'node:path';
 import { describe, UsageError } from '../../errors.js';
 import { log, printable } from '../../log.js';
 import { rfc3339Local } from '../../packet/jobenv.js';
@@ -7,14 +8,13 @@ import { type Cleaned, cleanQueue } from '../../queue/clean.js';
 import { FAILURES, type JournalOutcome, OUTCOMES, type RunRow } from '../../queue/journal.js';
 import { Queue } from '../../queue/queue.js';
 import { attachState, READER_BUSY_MS } from '../../queue/state.js';
-import { type FileJob, queueStatus, type Status, type Verdict, VERDICT_EXIT } from '../../queue/status.js';
+import { type FileJob, type Status, type Verdict, VERDICT_EXIT } from '../../queue/status.js';
+import { READER_WITHOUT, readStatus } from '../../serve/status.js';
 import { type DecodeArgs, decodeContext, decodeOptions, queuedir, seconds, type Subcommand, u64, waitLock } from '../options.js';
 import { doc, jobJson, msTime, runJson } from '../json.js';
 import { print } from './out.js';
 
 export const json = { type: 'boolean', nargs: 0, default: false, describe: 'Print one JSON object (its fields: spec/json.md, installed with fspool)' } as const;
-
-const READER_WITHOUT = 'going on without it: reading every file, no journal to show';
 
 const localMs = (ms: number | null) => (ms === null ? '-' : rfc3339Local(BigInt(Math.floor(ms / 1000))));
 
@@ -25,12 +25,19 @@ interface StatusArgs extends DecodeArgs {
   queuedir: string;
   json: boolean;
   nagios: boolean;
+  prometheus: boolean;
+  'queue-name'?: string;
   'stalled-after': number;
 }
 
 function statusJson(q: Queue, s: Status): string {
+  return doc('queue-status', q.dir, statusFields(s));
+}
+
+/** What queue-status --json says of a queue (spec/json.md); `fspool status --json` says it of each. */
+export function statusFields(s: Status) {
   const job = (f: FileJob) => jobJson(f.header, f.name, f.path, f.packet);
-  return doc('queue-status', q.dir, {
+  return {
     state: s.verdict,
     exit_code: VERDICT_EXIT[s.verdict],
     reasons: s.reasons,
@@ -54,7 +61,7 @@ function statusJson(q: Queue, s: Status): string {
     interrupted: s.interrupted.map(runJson),
     processor: { running: s.processor.pid !== undefined, known: s.processor.known, pid: s.processor.pid ?? null, job: s.processor.current ? runJson(s.processor.current) : null },
     journal: s.journal,
-  });
+  };
 }
 
 /** Nagios plugin states for queue-status's verdicts; 3 (UNKNOWN) is any error. */
@@ -132,6 +139,19 @@ export const queueStatusCmd: Subcommand<StatusArgs> = {
         default: false,
         describe: 'Be a Nagios plugin: a summary line first, then the report; exit 0 OK (healthy), 1 WARNING (stalled), 2 CRITICAL (failing), 3 UNKNOWN (an error)',
       })
+      .option('prometheus', {
+        type: 'boolean',
+        nargs: 0,
+        default: false,
+        describe:
+          "Print the queue's metrics in Prometheus' text format, as fspool serve exposes them (for node_exporter's textfile collector); exit 0 whenever they are printed",
+      })
+      .option('queue-name', {
+        type: 'string',
+        value: 'NAME',
+        requiresArg: true,
+        describe: "With --prometheus: the metrics' queue label (default: the queue directory's name)",
+      })
       .option('stalled-after', {
         type: 'string',
         value: 'SECONDS',
@@ -143,20 +163,22 @@ export const queueStatusCmd: Subcommand<StatusArgs> = {
       })
       .example('$0 queue-status -q q', '')
       .example('$0 queue-status -q q --json --stalled-after 600 || alert', 'for cron')
-      .example('$0 queue-status -q /var/spool/q --nagios --stalled-after 600', 'a Nagios (or Icinga) check command') as never,
+      .example('$0 queue-status -q /var/spool/q --nagios --stalled-after 600', 'a Nagios (or Icinga) check command')
+      .example('$0 queue-status -q /var/spool/q --prometheus > q.prom.tmp && mv q.prom.tmp /var/lib/node_exporter/q.prom', "for node_exporter's textfile collector") as never,
   handler: async (a) => {
     try {
-      const q = new Queue(a.queuedir).check();
-      const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: READER_WITHOUT });
-      try {
-        const jobs = await q.scan(decodeContext(a));
-        const s = queueStatus(q, jobs, state.journal, { stalledAfterSeconds: a['stalled-after'] });
-        if (a.nagios) print(nagiosLine(q, s) + statusText(q, s));
-        else print(a.json ? statusJson(q, s) : statusText(q, s));
-        process.exitCode = a.nagios ? NAGIOS[s.verdict].code : VERDICT_EXIT[s.verdict];
-      } finally {
-        state.close();
+      const { queue: q, status: s } = await readStatus(a.queuedir, decodeContext(a), a['stalled-after']);
+      if (a.prometheus && (a.json || a.nagios)) throw new UsageError(`--prometheus and --${a.json ? 'json' : 'nagios'} are two different outputs: give one`);
+      if (a.prometheus) {
+        const { Metrics } = await import('../../serve/metrics.js');
+        const metrics = new Metrics({ counters: false });
+        metrics.setStatus([{ queue: a['queue-name'] ?? basename(resolve(q.dir)), status: s }]);
+        print(await metrics.text());
+        return;
       }
+      if (a.nagios) print(nagiosLine(q, s) + statusText(q, s));
+      else print(a.json ? statusJson(q, s) : statusText(q, s));
+      process.exitCode = a.nagios ? NAGIOS[s.verdict].code : VERDICT_EXIT[s.verdict];
     } catch (e) {
       if (!a.nagios) throw e;
       print(`FSPOOL ${NAGIOS_UNKNOWN.state} - ${describe(e)}\n`);

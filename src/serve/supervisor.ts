@@ -1,0 +1,199 @@
+// fspool serve: many queues in one process, each processed by its own QueueProcessor
+// (runner.ts) in watch mode, side by side (spec/serve.md). The supervisor owns the process's
+// signals and hands them on: SIGTERM and SIGINT to every queue's Stopper, SIGHUP to a reload of
+// the configuration. It moves no payload byte itself: a raw payload goes to its receiver as
+// the job file's fd, a decoded one is decoded off the main thread (spec/serve.md, "No shared
+// byte path").
+import { createServer, type Server } from 'node:http';
+import { constants } from 'node:os';
+import { describe, FspoolError } from '../errors.js';
+import { log as rootLog, type Logger } from '../log.js';
+import type { StopSignal } from '../run/stop.js';
+import type { Metrics } from './metrics.js';
+import { QueueRunner } from './runner.js';
+import { listenText, type Listen, type ServeConfig } from './settings.js';
+import { Slots } from './slots.js';
+import { readStatus } from './status.js';
+
+export interface SupervisorOptions {
+  /** Read the configuration again (SIGHUP); throws with every problem when it cannot be used. */
+  reload: () => ServeConfig;
+  /** Says what was wrong with a configuration a reload refused. */
+  refused: (e: unknown) => string[];
+  /** The metrics to serve at metrics_listen (made only when one is set). */
+  metrics?: () => Promise<Metrics>;
+  log?: Logger;
+}
+
+export class Supervisor {
+  private readonly log: Logger;
+  private readonly runners = new Map<string, QueueRunner>();
+  private slots: Slots | undefined;
+  private signal: StopSignal | undefined;
+  private http: { server: Server; at: Listen } | undefined;
+  private metrics: Metrics | undefined;
+  private scrape: Promise<string> | undefined;
+  private reloading: Promise<void> = Promise.resolve();
+
+  constructor(private readonly opts: SupervisorOptions) {
+    this.log = opts.log ?? rootLog;
+  }
+
+  /** Serve until SIGTERM or SIGINT: the exit status, 128+N. Throws if metrics cannot be served. */
+  async run(config: ServeConfig): Promise<number> {
+    this.slots = new Slots(config.maxParallel);
+    await this.listen(config.metricsListen);
+    const onStop = (sig: NodeJS.Signals) => this.stop(sig as StopSignal);
+    const onHup = () => {
+      this.reloading = this.reloading.then(() => this.reload());
+    };
+    process.on('SIGTERM', onStop);
+    process.on('SIGINT', onStop);
+    process.on('SIGHUP', onHup);
+    try {
+      this.apply(config);
+      this.log.info(`serving ${config.queues.length} queue(s), at most ${config.maxParallel} receiver(s) at once`);
+      await this.stopped();
+      await Promise.all([...this.runners.values()].map((r) => r.done));
+      await this.reloading;
+      return 128 + constants.signals[this.signal!];
+    } finally {
+      process.off('SIGTERM', onStop);
+      process.off('SIGINT', onStop);
+      process.off('SIGHUP', onHup);
+      await this.unlisten();
+    }
+  }
+
+  private stopWaiters: Array<() => void> = [];
+
+  private stopped(): Promise<void> {
+    return this.signal ? Promise.resolve() : new Promise((resolve) => this.stopWaiters.push(resolve));
+  }
+
+  /** SIGTERM, SIGINT: to every queue, as queue-process takes them (a second one interrupts). */
+  stop(sig: StopSignal): void {
+    const first = this.signal === undefined;
+    this.signal ??= sig;
+    if (first) {
+      this.log.info(
+        sig === 'SIGTERM'
+          ? `${sig}: no new job starts; running jobs may finish for their queue's stop_timeout, then they are interrupted`
+          : `${sig}: running jobs are interrupted; they stay queued`,
+      );
+    } else this.log.info(`${sig}: running jobs are interrupted; they stay queued`);
+    for (const r of this.runners.values()) r.stop(sig);
+    for (const w of this.stopWaiters.splice(0)) w();
+  }
+
+  /** SIGHUP: read the configuration again; if it cannot be used, say why and keep the old one. */
+  private async reload(): Promise<void> {
+    if (this.signal) return;
+    let config: ServeConfig;
+    try {
+      config = this.opts.reload();
+    } catch (e) {
+      for (const p of this.opts.refused(e)) this.log.error(p);
+      this.log.error('SIGHUP: the configuration was not reloaded; the old one stays');
+      return;
+    }
+    if (this.signal) return;
+    this.log.info(`SIGHUP: configuration reloaded: ${config.queues.length} queue(s), at most ${config.maxParallel} receiver(s) at once`);
+    this.apply(config);
+    const was = this.http?.at;
+    const now = config.metricsListen;
+    if ((was && listenText(was)) !== (now && listenText(now))) {
+      await this.unlisten();
+      try {
+        await this.listen(now);
+      } catch (e) {
+        this.log.error(`${describe(e)}; metrics are not served until a reload can listen`);
+      }
+    }
+  }
+
+  /** Start added queues, give changed ones their new settings, end removed ones after their running job. */
+  private apply(config: ServeConfig): void {
+    this.slots!.resize(config.maxParallel);
+    const wanted = new Map(config.queues.map((q) => [q.name, q]));
+    for (const [name, runner] of this.runners) {
+      if (!wanted.has(name) && runner.settings !== null) {
+        runner.log.info('removed from the configuration: it ends once its running job is over');
+        runner.configure(null);
+      }
+    }
+    for (const q of config.queues) {
+      const runner = this.runners.get(q.name);
+      if (runner && !runner.finished) {
+        if (runner.settings?.fingerprint !== q.fingerprint) {
+          runner.log.info(runner.settings === null ? 'added again' : 'settings changed: they apply from its next job');
+          runner.configure(q);
+        }
+        continue;
+      }
+      const started = new QueueRunner(q.name, q, { slots: this.slots!, ran: (queue, r) => this.metrics?.ran(queue, r) });
+      this.runners.set(q.name, started);
+      void started.done.then(() => {
+        if (this.runners.get(q.name) === started && started.settings === null) this.runners.delete(q.name);
+      });
+    }
+  }
+
+  private async listen(at: Listen | undefined): Promise<void> {
+    if (!at) return;
+    this.metrics ??= await this.opts.metrics?.();
+    const server = createServer((req, res) => {
+      const path = (req.url ?? '').split('?')[0];
+      if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('fspool serves /metrics only\n');
+        return;
+      }
+      this.metricsText().then(
+        (text) => res.writeHead(200, { 'content-type': this.metrics!.contentType }).end(req.method === 'HEAD' ? undefined : text),
+        (e) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${describe(e)}\n`),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (e) => reject(new FspoolError(`cannot serve metrics at ${listenText(at)}: ${describe(e)}`)));
+      server.listen({ host: at.host, port: at.port }, resolve);
+    });
+    const bound = server.address();
+    const port = typeof bound === 'object' && bound ? bound.port : at.port;
+    this.http = { server, at };
+    this.log.info(`metrics at http://${listenText({ host: at.host, port })}/metrics`);
+  }
+
+  private async unlisten(): Promise<void> {
+    const h = this.http;
+    this.http = undefined;
+    if (!h) return;
+    await new Promise<void>((resolve) => {
+      h.server.close(() => resolve());
+      h.server.closeAllConnections();
+    });
+  }
+
+  /** The metrics now: the queues' gauges from their status, read once for scrapes that come together. */
+  private metricsText(): Promise<string> {
+    this.scrape ??= (async () => {
+      try {
+        const queues = [...this.runners.values()].map((r) => r.settings).filter((s) => s !== null);
+        const read = await Promise.all(
+          queues.map(async (q) => {
+            try {
+              return { queue: q.name, status: (await readStatus(q.dir, q.readerDecode, Infinity)).status };
+            } catch (e) {
+              this.log.debug(`[${q.name}] no status for the metrics: ${describe(e)}`);
+              return undefined;
+            }
+          }),
+        );
+        this.metrics!.setStatus(read.filter((r) => r !== undefined));
+        return await this.metrics!.text();
+      } finally {
+        this.scrape = undefined;
+      }
+    })();
+    return this.scrape;
+  }
+}
