@@ -80,7 +80,7 @@ static napi_value js_flock(napi_env env, napi_callback_info info) {
 /*
  * pipe([capacity]) -> [readFd, writeFd], both O_CLOEXEC. With a capacity, the pipe is resized
  * to it while it is new and empty (F_SETPIPE_SZ): a receiver's stdin pipe of 1 MiB lets the
- * writer hand over a whole decoded chunk while the receiver drains the last, instead of waking
+ * writer hand over whole decoded chunks while the receiver drains the last, instead of waking
  * it every 64 KiB. The kernel may refuse (over the user's pipe-user-pages-soft): then the pipe
  * keeps its default size, which only costs speed.
  */

@@ -22,12 +22,13 @@ import { toThread } from './threadError.js';
 
 /**
  * Reads of the input: small until the header is read (most packets' headers fit in the first;
- * a scan stops there), then 1 MiB: each read is one job for the thread pool (AES and SHA-1 of
- * it) and two hand-overs between threads, and on a busy machine each hand-over waits for the
- * scheduler; fewer, larger ones keep both cores busier (bench/README.md, enc-1g).
+ * a scan stops there), then 512 KiB: each read is one job for the thread pool (AES and SHA-1
+ * of it) and two hand-overs between threads, and on a busy machine each hand-over waits for the
+ * scheduler; fewer, larger ones keep both cores busier (bench/README.md, enc-1g). 1 MiB reads
+ * put a signed packet's two passes (--require-signature) over 100 MB of peak RSS.
  */
 const HEADER_READ = 64 * 1024;
-const READ = 1024 * 1024;
+const READ = 512 * 1024;
 /** Progress is reported every this many bytes. */
 const PROGRESS_EVERY = 4 << 20;
 

@@ -18,8 +18,8 @@ import type { Spawner } from '../sys/spawner.js';
 
 /**
  * The receiver's stdin pipe is made this large while it is new and empty: the decode worker
- * writes up to ~1 MiB of plaintext at a time, and with Linux's default of 64 KiB each write
- * would wait for the receiver some sixteen times.
+ * writes 256-512 KiB of plaintext at a time, and with Linux's default of 64 KiB each write
+ * would wait for the receiver several times; this holds a few writes while the receiver drains.
  */
 const STDIN_PIPE_BYTES = 1 << 20;
 
