@@ -115,7 +115,7 @@ function table(rows) {
     r.metric,
     `${r.baseName === 'fspl' ? '' : `${r.baseName}: `}${cell(r.base, r.unit, r.digits)}`,
     cell(r.fspool, r.unit, r.digits),
-    `${r.ratio.toFixed(2)}×`,
+    r.excess ? `${r.ratio >= 0 ? '+' : '−'}${Math.abs(r.ratio).toFixed(1)} ${r.unit}` : `${r.ratio.toFixed(2)}×`,
     r.target,
   ]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
@@ -155,7 +155,7 @@ for (const b of selected) {
 const seconds = (Date.now() - t0) / 1000;
 const load1 = loadavg();
 console.log(`\n${table(rows)}\n`);
-console.log('ratio = fspool ÷ baseline (fspl unless named). Times and RSS: lower is better; MB/s: higher is better.');
+console.log('ratio = fspool ÷ baseline (fspl unless named), or fspool − baseline where it shows a unit. Times and RSS: lower is better; MB/s: higher is better.');
 console.log('Cells: median (best of the runs: min for times/RSS, max for MB/s).');
 console.log(`total ${seconds.toFixed(1)} s; load average at the end ${load1.map((x) => x.toFixed(2)).join(' ')} (other work on this machine makes numbers noisy)`);
 

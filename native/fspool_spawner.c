@@ -2,7 +2,7 @@
  * fspool-spawner: starts every receiver and decoder of one fspool process, and guards them.
  * spec/processing.md ("Starting a child", "If fspool dies") says what and why; this is how.
  *
- * fspool starts it once, on its first child, with posix_spawn (src/run/spawner.ts), in a
+ * fspool starts it once, on its first child, with posix_spawn (src/sys/spawner.ts), in a
  * session of its own, with a unix stream socket as fd 3 and /dev/null as 0-2. It is small and
  * single-threaded, so nothing it does can be blocked by a lock another thread holds: fspool,
  * which has threads (libuv's pool, V8's) and much memory, never forks.
@@ -13,16 +13,26 @@
  *       and optionally the write end of the child's stdin pipe, which we hold until 'E'.
  *       The child is started as fspool's own child (CLONE_PARENT), in a session and process
  *       group of its own, with the three fds as 0-2 (blocking), every signal at its default
- *       and none blocked, then execvpe. Reply: 'P' PID once the exec succeeded, or 'F' ERRNO PID
- *       if it failed (PID: the child that exited 127, which fspool reaps; 0 if none started).
+ *       and none blocked, then execvpe. Reply: 'P' PID OWN once the exec succeeded, or
+ *       'F' ERRNO PID if it failed (PID: the child that exited 127, which fspool reaps; 0 if
+ *       none started, or if it was ours and we reaped it). OWN is 1 if the child is ours (below).
  *   'E' i32 PID  the payload is whole: close our copy of the child's stdin pipe.
- *   'R' i32 PID  fspool is done with the child: forget it.
- * Replies are 16 bytes: u8 TYPE, 3 bytes of padding, then three i32.
+ *   'R' i32 PID  fspool is done with the child: forget it (and reap it, if it is ours).
+ * Replies are 16 bytes: u8 TYPE, 3 bytes of padding, then three i32. One more comes unasked:
+ *   'X' PID CODE SIGNAL  our own child PID exited (CODE -1 if SIGNAL killed it); a SIGCHLD to
+ *       fspool follows, so it reads the report without watching the socket.
  *
  * Children are fspool's, not ours: fspool waits for them (SIGCHLD, waitid) and reaps them, and
  * they see fspool as their parent, as under fspl. fspool reaps a child only when it releases it,
  * so until then its pid, and thus its process group id, cannot be reused, and signals to the
  * group (ours or fspool's) cannot hit a stranger.
+ *
+ * Unless the kernel refuses CLONE_PARENT with EINVAL, as qemu-user does (it runs CLONE_VFORK
+ * as a fork, and refuses a fork with any other flag): then, from that first spawn on, children
+ * are our own (clone without CLONE_PARENT). We learn of their exits from SIGCHLD (a self-pipe
+ * wakes our poll), read each status with waitid(WNOWAIT), report it ('X'), and reap the child
+ * only once fspool has released it, so the pid and group id are held just as long. Exec's errno
+ * comes back through a close-on-exec pipe, since under qemu the child shares no memory with us.
  *
  * End of file on fd 3 (fspool died, or exited leaving children it had not released): every
  * such child's process group gets SIGKILL, and only then do we exit, closing the stdin pipe
@@ -34,6 +44,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -55,10 +66,21 @@
 struct child {
   pid_t pid;
   int stdin_copy; /* -1 once closed */
+  /* Ours, not fspool's (started without CLONE_PARENT): we report its exit, and reap it. */
+  unsigned char own;
+  unsigned char exited;   /* own: its exit was reported to fspool */
+  unsigned char released; /* own: fspool released it before it exited */
 };
 
 static struct child *children;
 static size_t n_children, cap_children;
+
+/* The kernel refused CLONE_PARENT (qemu-user does): every child from then on is our own. */
+static int own_children;
+/* fspool, our parent, whom we tell of our own children's exits. */
+static pid_t fspool_pid;
+/* A SIGCHLD writes a byte here, which wakes the loop's poll (the self-pipe trick). */
+static int sigchld_r = -1, sigchld_w = -1;
 
 /* Fds that came with requests not yet handled, oldest first. */
 static int fdq[64];
@@ -66,7 +88,8 @@ static size_t fdq_len;
 
 /* fspool is gone (or broke the protocol): nobody will release our children. */
 static void die_killing(void) {
-  for (size_t i = 0; i < n_children; i++) kill(-children[i].pid, SIGKILL);
+  for (size_t i = 0; i < n_children; i++)
+    if (!children[i].released) kill(-children[i].pid, SIGKILL);
   _exit(0);
 }
 
@@ -79,11 +102,12 @@ static uint32_t u32_at(const unsigned char *p) {
   return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static void reply(char type, int32_t a, int32_t b) {
+static void reply(char type, int32_t a, int32_t b, int32_t c) {
   unsigned char rec[16] = {0};
   rec[0] = (unsigned char)type;
   put_le(rec + 4, a);
   put_le(rec + 8, b);
+  put_le(rec + 12, c);
   size_t off = 0;
   while (off < sizeof rec) {
     ssize_t n = send(REQ_FD, rec + off, sizeof rec - off, MSG_NOSIGNAL);
@@ -97,12 +121,15 @@ struct exec_args {
   int fds[3];
   char **argv, **envp;
   volatile int err; /* written by the child: it shares our memory until it execs */
+  /* Own children only: the write end of a close-on-exec pipe that gets exec's errno. Under
+   * qemu-user the child is a fork that shares nothing with us, so `err` never comes back. */
+  int err_pipe;
 };
 
 /*
  * The child, on a stack of its own in our memory (CLONE_VM | CLONE_VFORK: we are suspended
- * until it execs or exits). Only async-signal-safe calls; execvpe is what glibc's posix_spawnp
- * runs in its own child. Never returns.
+ * until it execs or exits; under qemu-user, a fork on a copy of it). Only async-signal-safe
+ * calls; execvpe is what glibc's posix_spawnp runs in its own child. Never returns.
  */
 static int child_exec(void *p) {
   struct exec_args *a = p;
@@ -128,7 +155,104 @@ static int child_exec(void *p) {
   execvpe(a->argv[0], a->argv, a->envp);
 fail:
   a->err = errno ? errno : EIO;
+  if (a->err_pipe >= 0) {
+    int e = a->err;
+    ssize_t n = write(a->err_pipe, &e, sizeof e);
+    (void)n;
+  }
   _exit(127);
+}
+
+static void on_sigchld(int sig) {
+  (void)sig;
+  int e = errno;
+  ssize_t n = write(sigchld_w, "", 1); /* full: a wake-up is pending anyway */
+  (void)n;
+  errno = e;
+}
+
+/* CLONE_PARENT was refused: from now on children are ours, and SIGCHLD must wake the loop.
+ * Returns 0, or the errno that leaves us unable to start children. */
+static int become_parent(void) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) return errno;
+  sigchld_r = p[0];
+  sigchld_w = p[1];
+  struct sigaction sa = {.sa_handler = on_sigchld, .sa_flags = SA_RESTART | SA_NOCLDSTOP};
+  sigfillset(&sa.sa_mask);
+  if (sigaction(SIGCHLD, &sa, NULL) < 0) return errno;
+  own_children = 1;
+  return 0;
+}
+
+/* Start the child as our own; its pid, or 0 with *err set (a child that failed to exec is
+ * reaped here). Exec's errno comes through a close-on-exec pipe, as in posix_spawn
+ * implementations that fork: end of file on it means the exec happened. */
+static pid_t start_own(struct exec_args *a, void *stack, size_t stack_size, int *err) {
+  int ep[2];
+  if (pipe2(ep, O_CLOEXEC) < 0) {
+    *err = errno;
+    return 0;
+  }
+  a->err_pipe = ep[1];
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &old);
+  /* qemu-user turns CLONE_VM | CLONE_VFORK into a fork, and refuses any other flag on it. */
+  pid_t pid = clone(child_exec, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, a);
+  int clone_err = errno;
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  close(ep[1]);
+  if (pid < 0) {
+    close(ep[0]);
+    *err = clone_err;
+    return 0;
+  }
+  int e = 0;
+  size_t got = 0;
+  while (got < sizeof e) {
+    ssize_t n = read(ep[0], (char *)&e + got, sizeof e - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += (size_t)n;
+  }
+  close(ep[0]);
+  if (got == 0) return pid;
+  *err = got == sizeof e && e ? e : EIO;
+  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+  return 0;
+}
+
+/* A SIGCHLD came: tell fspool of each own child that has exited ('X'), keeping it a zombie
+ * (WNOWAIT) until fspool releases it, so its pid and group id cannot be reused meanwhile; one
+ * released already is reaped now. Then a SIGCHLD to fspool makes it read the reports. */
+static void report_exits(void) {
+  char buf[64];
+  while (read(sigchld_r, buf, sizeof buf) > 0) {
+  }
+  int told = 0;
+  for (size_t i = 0; i < n_children;) {
+    struct child *c = &children[i];
+    siginfo_t si;
+    si.si_pid = 0;
+    if (!c->own || c->exited || waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0) {
+      i++;
+      continue;
+    }
+    int killed = si.si_code != CLD_EXITED;
+    reply('X', c->pid, killed ? -1 : si.si_status, killed ? si.si_status : 0);
+    told = 1;
+    if (c->released) {
+      while (waitpid(c->pid, NULL, 0) < 0 && errno == EINTR) {
+      }
+      *c = children[--n_children];
+      continue;
+    }
+    c->exited = 1;
+    i++;
+  }
+  if (told && getppid() == fspool_pid) kill(fspool_pid, SIGCHLD);
 }
 
 /* Split `n` NUL-terminated strings off [p, end) into v; returns what follows them. */
@@ -147,7 +271,7 @@ static void spawn_request(unsigned char *body, size_t len, int fds[MAX_FDS], int
   uint32_t argc = u32_at(body), envc = u32_at(body + 4);
   char *strings = (char *)body + 9, *end = (char *)body + len;
   size_t room = (size_t)(end - strings);
-  struct exec_args a = {.fds = {fds[0], fds[1], fds[2]}};
+  struct exec_args a = {.fds = {fds[0], fds[1], fds[2]}, .err_pipe = -1};
   int err = 0;
   /* Each string takes at least its NUL byte, so the counts are bounded by the length. */
   if (argc < 1 || argc > room || envc > room - argc) err = EPROTO;
@@ -170,8 +294,8 @@ static void spawn_request(unsigned char *body, size_t len, int fds[MAX_FDS], int
   void *stack = MAP_FAILED;
   if (!err && (stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0)) == MAP_FAILED) err = errno;
   pid_t pid = 0;
-  if (!err) {
-    /* No signal may run a handler of ours on the child's stack (we have none; this is cheap). */
+  if (!err && !own_children) {
+    /* No signal may run a handler of ours on the child's stack (this is cheap). */
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &old);
@@ -179,11 +303,13 @@ static void spawn_request(unsigned char *body, size_t len, int fds[MAX_FDS], int
     if (pid < 0) {
       err = errno;
       pid = 0;
+      if (err == EINVAL) err = become_parent();
     } else if (a.err) {
       err = a.err;
     }
     sigprocmask(SIG_SETMASK, &old, NULL);
   }
+  if (!err && own_children) pid = start_own(&a, stack, stack_size, &err);
   if (stack != MAP_FAILED) munmap(stack, stack_size);
   free(a.argv);
   free(a.envp);
@@ -191,11 +317,11 @@ static void spawn_request(unsigned char *body, size_t len, int fds[MAX_FDS], int
   for (int i = 0; i < 3; i++) close(fds[i]);
   if (err) {
     if (nfds > 3) close(fds[3]);
-    reply('F', err, pid);
+    reply('F', err, pid, 0);
     return;
   }
-  children[n_children++] = (struct child){.pid = pid, .stdin_copy = nfds > 3 ? fds[3] : -1};
-  reply('P', pid, 0);
+  children[n_children++] = (struct child){.pid = pid, .stdin_copy = nfds > 3 ? fds[3] : -1, .own = (unsigned char)own_children};
+  reply('P', pid, own_children, 0);
 }
 
 /* One complete request of `len` bytes, its type byte first. */
@@ -216,7 +342,16 @@ static void handle(unsigned char *msg, size_t len) {
     if (c->pid != pid) continue;
     if (c->stdin_copy >= 0) close(c->stdin_copy);
     c->stdin_copy = -1;
-    if (msg[0] == 'R') *c = children[--n_children];
+    if (msg[0] != 'R') return;
+    if (c->own && !c->exited) {
+      /* Reaped once it has exited (report_exits). */
+      c->released = 1;
+      return;
+    }
+    if (c->own)
+      while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+      }
+    *c = children[--n_children];
     return;
   }
 }
@@ -224,6 +359,7 @@ static void handle(unsigned char *msg, size_t len) {
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   fcntl(REQ_FD, F_SETFD, FD_CLOEXEC);
+  fspool_pid = getppid();
   size_t cap = 1 << 16, len = 0;
   unsigned char *in = malloc(cap);
   if (!in) return 1;
@@ -237,6 +373,12 @@ int main(void) {
       if (!nb) die_killing();
       in = nb;
       cap *= 2;
+    }
+    if (own_children) {
+      struct pollfd pf[2] = {{.fd = REQ_FD, .events = POLLIN}, {.fd = sigchld_r, .events = POLLIN}};
+      if (poll(pf, 2, -1) < 0) continue; /* EINTR: a SIGCHLD, which the pipe holds too */
+      if (pf[1].revents) report_exits();
+      if (!pf[0].revents) continue;
     }
     struct iovec iov = {.iov_base = in + len, .iov_len = cap - len};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};

@@ -14,12 +14,15 @@
  * receiver a pipe we have already read from, so we make our own, with O_CLOEXEC on both ends
  * so that no other child inherits them.
  *
- * spawnHelper, helperCall, reap: fspool starts its children through one small helper process
- * (native/fspool_spawner.c; spec/processing.md, "Starting a child"). The helper itself is
- * started with posix_spawn, which glibc implements with clone(CLONE_VM | CLONE_VFORK): no copy
- * of Node's memory, and nothing but async-signal-safe calls before the exec, as a parent with
- * threads (libuv's pool, V8's) requires. Requests go over a unix socket, with the child's fds
- * as SCM_RIGHTS, which Node cannot send.
+ * spawnHelper, helperCall, helperRecv, reap: fspool starts its children through one small
+ * helper process (native/fspool_spawner.c; spec/processing.md, "Starting a child"). The helper
+ * itself is started with posix_spawn, which glibc implements with clone(CLONE_VM |
+ * CLONE_VFORK): no copy of Node's memory, and nothing but async-signal-safe calls before the
+ * exec, as a parent with threads (libuv's pool, V8's) requires. Requests go over a unix
+ * socket, with the child's fds as SCM_RIGHTS, which Node cannot send.
+ *
+ * scanJobDir: a queue's jobs/ read and every job file lstat'ed in one call, for listings (see
+ * the function).
  *
  * ioctl(TIOCGWINSZ): the terminal's width for --help. Node offers it only through a tty stream
  * on the fd, which would set O_NONBLOCK on the open file description the shell shares.
@@ -37,6 +40,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <node_api.h>
 
 static napi_value throw_errno(napi_env env, int err, const char *syscall) {
@@ -287,6 +293,37 @@ static napi_value js_helper_call(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * helperRecv(fd, wait) -> the helper's next 16-byte record; with `wait` false, undefined if
+ * none has come. null at end of file (the helper is gone). A record is sent whole: once its
+ * first byte is here, the rest is read blocking.
+ */
+static napi_value js_helper_recv(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  int32_t fd;
+  bool wait = false;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_bool(env, argv[1], &wait) != napi_ok)
+    return throw_errno(env, EINVAL, "recv");
+  unsigned char rec[16];
+  size_t got = 0;
+  while (got < sizeof rec) {
+    ssize_t n = recv(fd, rec + got, sizeof rec - got, got == 0 && !wait ? MSG_DONTWAIT : 0);
+    if (n == -1 && errno == EINTR) continue;
+    if (n == -1 && got == 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return NULL;
+    if (n == -1) return throw_errno(env, errno, "recv");
+    if (n == 0) {
+      napi_get_null(env, &result);
+      return result;
+    }
+    got += (size_t)n;
+  }
+  void *data;
+  napi_create_buffer_copy(env, sizeof rec, rec, &data, &result);
+  return result;
+}
+
+/*
  * cfbXor(ks, ct, reg): the second half of CFB decryption (src/codec/seipd.ts). CFB decrypts
  * P[i] = E(C[i-1]) ^ C[i]; fspool has Node encrypt all of C with AES-ECB at once (pipelined
  * AES-NI, several times faster than OpenSSL's block-at-a-time CFB), which leaves ks[i] = E(C[i]).
@@ -332,6 +369,156 @@ static napi_value js_winsize(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * scanJobDir(path) -> [names, stats] | errno: the job files of a queue's jobs/ directory and what
+ * lstat says of each, in one call. A listing of 10,000 jobs made 10,000 lstatSync calls, and
+ * Node's per-call cost (a Stats object, its dates) was most of the listing's time; here it is
+ * one readdir and one fstatat per name, relative to the directory's fd, with no path to walk.
+ *
+ * Only names of fspl's glob `fspl-*.fspl` are kept, sorted by their bytes. names is one Buffer
+ * of the names, each followed by a NUL (no file name holds one); stats is a Float64Array of
+ * SCAN_FIELDS numbers per name, in the same order: where the name starts in names,
+ * the errno of its fstatat (0 when it worked), st_mode, st_dev, st_ino, st_size, mtime's
+ * seconds and nanoseconds, ctime's seconds and nanoseconds. These are the values Node's lstat
+ * gives (the same doubles: its Stats are made from them), so identities compare equal to those
+ * of fs.lstatSync. fstatat with AT_SYMLINK_NOFOLLOW is lstat: a symlink is reported as one, a
+ * FIFO is never opened. The arrays are handed to JavaScript as they are, not copied again.
+ * A directory that cannot be read returns its errno (a number) for the caller to report.
+ */
+#define SCAN_FIELDS 10
+
+static int is_job_name(const char *name, size_t len) {
+  return len >= 10 && memcmp(name, "fspl-", 5) == 0 && memcmp(name + len - 5, ".fspl", 5) == 0;
+}
+
+/* For qsort_r (glibc's and musl's argument order): `names` is the buffer the entries point into. */
+static int scan_order(const void *a, const void *b, void *names) {
+  return strcmp((const char *)names + (size_t)((const double *)a)[0], (const char *)names + (size_t)((const double *)b)[0]);
+}
+
+static void scan_free(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+/* Grow *buf to hold `need` bytes (doubling); 0, or ENOMEM. */
+static int scan_reserve(void **buf, size_t *cap, size_t need, size_t first) {
+  if (need <= *cap) return 0;
+  size_t c = *cap ? *cap : first;
+  while (c < need) c *= 2;
+  void *p = realloc(*buf, c);
+  if (!p) return ENOMEM;
+  *buf = p;
+  *cap = c;
+  return 0;
+}
+
+static napi_value js_scan_job_dir(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result, names_buf, stats_ab, stats_arr;
+  char path[4096];
+  size_t path_len;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &path_len) != napi_ok || path_len >= sizeof path - 1)
+    return throw_errno(env, EINVAL, "scandir");
+
+  /* O_NONBLOCK: should `path` be a FIFO, O_DIRECTORY fails it before any open could wait. */
+  int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_CLOEXEC);
+  DIR *dir = dfd < 0 ? NULL : fdopendir(dfd);
+  if (!dir) {
+    int err = errno;
+    if (dfd >= 0) close(dfd);
+    napi_create_int32(env, err, &result);
+    return result;
+  }
+  char *names = NULL;
+  double *stats = NULL;
+  size_t names_len = 0, names_cap = 0, count = 0, stats_cap = 0;
+  int err = 0;
+  for (;;) {
+    errno = 0;
+    struct dirent *d = readdir(dir);
+    if (!d) {
+      err = errno;
+      break;
+    }
+    size_t len = strlen(d->d_name);
+    if (!is_job_name(d->d_name, len)) continue;
+    if ((err = scan_reserve((void **)&names, &names_cap, names_len + len + 1, 64 * 1024)) != 0 ||
+        (err = scan_reserve((void **)&stats, &stats_cap, (count + 1) * SCAN_FIELDS * sizeof *stats, 1024 * SCAN_FIELDS * sizeof *stats)) != 0)
+      break;
+    double *f = stats + count++ * SCAN_FIELDS;
+    memset(f, 0, SCAN_FIELDS * sizeof *f);
+    f[0] = (double)names_len;
+    memcpy(names + names_len, d->d_name, len + 1);
+    names_len += len + 1;
+    struct stat st;
+    int rc;
+    do rc = fstatat(dfd, d->d_name, &st, AT_SYMLINK_NOFOLLOW); while (rc == -1 && errno == EINTR);
+    if (rc == -1) {
+      f[1] = errno;
+    } else {
+      f[2] = st.st_mode;
+      f[3] = (double)st.st_dev;
+      f[4] = (double)st.st_ino;
+      f[5] = (double)st.st_size;
+      f[6] = (double)st.st_mtim.tv_sec;
+      f[7] = (double)st.st_mtim.tv_nsec;
+      f[8] = (double)st.st_ctim.tv_sec;
+      f[9] = (double)st.st_ctim.tv_nsec;
+    }
+  }
+  closedir(dir);
+  if (err) {
+    free(names);
+    free(stats);
+    napi_create_int32(env, err, &result);
+    return result;
+  }
+  if (count) qsort_r(stats, count, SCAN_FIELDS * sizeof *stats, scan_order, names);
+  /* The names in the same order, in a buffer of exactly their size. */
+  char *sorted = names_len ? malloc(names_len) : NULL;
+  if (names_len && !sorted) {
+    free(names);
+    free(stats);
+    return throw_errno(env, ENOMEM, "scandir");
+  }
+  for (size_t i = 0, at = 0; i < count; i++) {
+    double *f = stats + i * SCAN_FIELDS;
+    size_t len = strlen(names + (size_t)f[0]) + 1;
+    memcpy(sorted + at, names + (size_t)f[0], len);
+    f[0] = (double)at;
+    at += len;
+  }
+  free(names);
+  names = sorted;
+  /* Hand over exactly what is used: realloc to a smaller size keeps the data. */
+  double *exact = count ? realloc(stats, count * SCAN_FIELDS * sizeof *stats) : NULL;
+  if (exact) stats = exact;
+  napi_status ok;
+  if (names_len) {
+    ok = napi_create_external_buffer(env, names_len, names, scan_free, NULL, &names_buf);
+    if (ok != napi_ok) free(names);
+  } else {
+    free(names);
+    ok = napi_create_buffer(env, 0, NULL, &names_buf);
+  }
+  if (ok == napi_ok && count) {
+    ok = napi_create_external_arraybuffer(env, stats, count * SCAN_FIELDS * sizeof *stats, scan_free, NULL, &stats_ab);
+    if (ok != napi_ok) free(stats);
+  } else {
+    free(stats);
+    if (ok == napi_ok) ok = napi_create_arraybuffer(env, 0, NULL, &stats_ab);
+  }
+  if (ok == napi_ok) ok = napi_create_typedarray(env, napi_float64_array, count * SCAN_FIELDS, stats_ab, 0, &stats_arr);
+  if (ok != napi_ok) return throw_errno(env, ENOMEM, "scandir");
+  napi_create_array_with_length(env, 2, &result);
+  napi_set_element(env, result, 0, names_buf);
+  napi_set_element(env, result, 1, stats_arr);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, num;
   napi_create_function(env, "flock", NAPI_AUTO_LENGTH, js_flock, NULL, &fn);
@@ -346,12 +533,16 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "childStatus", fn);
   napi_create_function(env, "helperCall", NAPI_AUTO_LENGTH, js_helper_call, NULL, &fn);
   napi_set_named_property(env, exports, "helperCall", fn);
+  napi_create_function(env, "helperRecv", NAPI_AUTO_LENGTH, js_helper_recv, NULL, &fn);
+  napi_set_named_property(env, exports, "helperRecv", fn);
   napi_create_function(env, "cfbXor", NAPI_AUTO_LENGTH, js_cfb_xor, NULL, &fn);
   napi_set_named_property(env, exports, "cfbXor", fn);
   napi_create_function(env, "clearNonblock", NAPI_AUTO_LENGTH, js_clear_nonblock, NULL, &fn);
   napi_set_named_property(env, exports, "clearNonblock", fn);
   napi_create_function(env, "winsize", NAPI_AUTO_LENGTH, js_winsize, NULL, &fn);
   napi_set_named_property(env, exports, "winsize", fn);
+  napi_create_function(env, "scanJobDir", NAPI_AUTO_LENGTH, js_scan_job_dir, NULL, &fn);
+  napi_set_named_property(env, exports, "scanJobDir", fn);
   napi_create_int32(env, LOCK_EX, &num);
   napi_set_named_property(env, exports, "LOCK_EX", num);
   napi_create_int32(env, LOCK_NB, &num);

@@ -766,6 +766,28 @@ describe('7: exit codes and option spelling as in fspl', () => {
 describe('edges where fspool must not part ways with fspl', () => {
   const MAX = '18446744073709551615';
 
+  it('queue-ls orders seqs beyond 2^53 as fspl does, with the header cache cold and warm', () => {
+    const dir = tempDir();
+    ok('fspl', ['queue-init', '-q', 'q'], { cwd: dir });
+    // Seqs a double cannot tell apart (2^53 and 2^53+1, 2^64-3 and 2^64-2), in files whose
+    // names sort the other way.
+    const seqs = ['18446744073709551614', '9007199254740993', '9007199254740992', '9007199254740991', '4294967296', '7', '18446744073709551613'];
+    seqs.forEach((seq, i) => {
+      ok('fspl', ['prepare-set-next', '-s', 'S', seq], { cwd: dir });
+      const pkt = ok('fspl', ['prepare', '-s', 'S', '-i', '-'], { cwd: dir, input: `job ${i}` });
+      writeFileSync(join(dir, 'q/jobs', `fspl-${String.fromCharCode(0x7a - i)}-${i}.fspl`), pkt);
+    });
+    const ls = ok('fspl', ['queue-ls', '-q', 'q'], { cwd: dir }).toString();
+    expect(splitLines(Buffer.from(ls)).slice(1).map((l) => l.toString().split(/ +/)[0])).toEqual([
+      '7', '4294967296', '9007199254740991', '9007199254740992', '9007199254740993', '18446744073709551613', '18446744073709551614',
+    ]);
+    expect(ok('fspool', ['queue-ls', '-q', 'q'], { cwd: dir }).toString(), 'first listing').toBe(ls);
+    expect(existsSync(join(dir, 'q/fspool/state.db'))).toBe(true);
+    const warm = run('fspool', ['-l', 'debug', 'queue-ls', '-q', 'q'], { cwd: dir });
+    expect(warm.stderr).toContain(`header cache: ${seqs.length} hit(s), 0 file(s) to read`);
+    expect(warm.stdout.toString(), 'from the header cache').toBe(ls);
+  });
+
   it('prepare at seq 2^64-1 is refused, and leaves a seqfile both can still read', () => {
     const dir = tempDir();
     ok('fspool', ['prepare-set-next', '-s', 'S', MAX], { cwd: dir });

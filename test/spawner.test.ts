@@ -3,14 +3,14 @@
 // waited for without blocking, guarded until released. Real processes throughout: the unit
 // tests drive the spawner from this (Node) process, the others run bin/fspool.
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { execRequest } from '../src/sys/exec.js';
 import { GuardedChild } from '../src/sys/guarded.js';
 import { Spawner } from '../src/sys/spawner.js';
 import { native, packageFile } from '../src/sys/native.js';
-import { FSPOOL, fspool, makeQueue, preparePacket, queueWrite, runSync, tempDir } from './helpers/cli.js';
+import { FSPOOL, ROOT, fspool, makeQueue, preparePacket, queueWrite, runSync, tempDir } from './helpers/cli.js';
 import { sleep, waitFor } from './helpers/queue.js';
 
 const SPAWNER = packageFile('build/Release/fspool-spawner');
@@ -37,17 +37,17 @@ function zombie(pid: number): boolean {
   }
 }
 
-/** Live spawner helpers whose parent is `parent`. */
-function helpersOf(parent: number): number[] {
+/** Live spawner helpers whose parent is `parent` (`comm`: the name of the helper's program). */
+function helpersOf(parent: number, comm = 'fspool-spawner'): number[] {
   const found: number[] = [];
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const stat = readFileSync(`/proc/${d}/stat`, 'latin1');
       const close = stat.lastIndexOf(')');
-      const comm = stat.slice(stat.indexOf('(') + 1, close);
+      const name = stat.slice(stat.indexOf('(') + 1, close);
       const ppid = Number(stat.slice(close + 2).split(' ')[1]);
-      if (ppid === parent && comm === 'fspool-spawner' && alive(Number(d))) found.push(Number(d));
+      if (ppid === parent && name === comm && alive(Number(d))) found.push(Number(d));
     } catch {
       /* gone meanwhile */
     }
@@ -62,6 +62,12 @@ afterEach(() => {
     c.kill('SIGKILL');
   }
 });
+
+/** The parent pid of a process (a zombie's too). */
+function parentOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+}
 
 type Stdio = [number, number | 'inherit', number | 'inherit'];
 
@@ -223,4 +229,157 @@ describe('bin/fspool and its spawner', () => {
     expect(new Set(pids).size).toBe(1);
     await waitFor('the spawner to be gone', () => !alive(pids[0]!), 10_000);
   });
+});
+
+// qemu-user refuses clone(CLONE_PARENT) with EINVAL (it runs CLONE_VFORK as a fork, and a fork
+// may carry no other flag), so under an emulator (an arm64 container on x86) the spawner starts
+// its children as its own and reports their exits (spec/processing.md, "Starting a child").
+// Here the real spawner binary runs under qemu-x86_64, so it takes that path for real; the
+// package test (test/package.test.ts) runs the whole of fspool under qemu-aarch64.
+const QEMU = '/usr/bin/qemu-x86_64-static';
+/** What the kernel shows as the emulated spawner's name (qemu's own, cut to 15 bytes). */
+const QEMU_COMM = 'qemu-x86_64-sta';
+
+/** The spawner, run by qemu-user: a script fspool starts as it would the spawner. */
+function emulatedSpawner(dir = tempDir('fspool-qemu-')): string {
+  const path = join(dir, 'fspool-spawner');
+  writeFileSync(path, `#!/bin/sh\nexec ${QEMU} ${SPAWNER}\n`, { mode: 0o755 });
+  return path;
+}
+
+/**
+ * bin/fspool in a package of its own whose build/Release/fspool-spawner is the emulated one
+ * (everything else is this tree's: dist/, node_modules/, the addon).
+ */
+function fspoolWithEmulatedSpawner(): string {
+  const root = tempDir('fspool-qemu-pkg-');
+  mkdirSync(join(root, 'bin'));
+  mkdirSync(join(root, 'build/Release'), { recursive: true });
+  copyFileSync(FSPOOL, join(root, 'bin/fspool'));
+  chmodSync(join(root, 'bin/fspool'), 0o755);
+  symlinkSync(join(ROOT, 'dist'), join(root, 'dist'));
+  symlinkSync(join(ROOT, 'node_modules'), join(root, 'node_modules'));
+  symlinkSync(packageFile('build/Release/fspool_sys.node'), join(root, 'build/Release/fspool_sys.node'));
+  emulatedSpawner(join(root, 'build/Release'));
+  return join(root, 'bin/fspool');
+}
+
+describe('the spawner under qemu-user, which refuses CLONE_PARENT: its children are its own', () => {
+  const devnull = openSync('/dev/null', 'r');
+
+  it('exit statuses, deaths by signal and exec errors come as before; each child is held as a zombie until released', async () => {
+    expect(existsSync(QEMU), `${QEMU} (Debian package qemu-user-static) is needed`).toBe(true);
+    const sp = new Spawner(emulatedSpawner());
+    const before = new Set(helpersOf(process.pid, QEMU_COMM));
+    const kids = [0, 1, 7].map((code) => run(sp, ['sh', '-c', `sleep 0.2; exit ${code}`], [devnull, 'inherit', 'inherit']));
+    const killed = run(sp, ['sh', '-c', 'kill -TERM $$; sleep 5'], [devnull, 'inherit', 'inherit']);
+    const missing = run(sp, ['fspool-no-such-command-xyz'], [devnull, 'inherit', 'inherit']);
+    const helper = helpersOf(process.pid, QEMU_COMM).filter((h) => !before.has(h));
+    expect(helper).toHaveLength(1);
+    const exits = await Promise.all(kids.map((k) => k.exited));
+    expect(exits).toEqual([0, 1, 7].map((code) => ({ code, signal: null })));
+    expect(await killed.exited).toEqual({ code: null, signal: 'SIGTERM' });
+    const m = await missing.exited;
+    expect(missing.pid).toBeUndefined();
+    expect(m.startErrno).toBe(2);
+    expect(m.startError).toBe('fspool-no-such-command-xyz: no such file or directory (ENOENT)');
+    // The fallback was taken: each child is the spawner's, not this process's, and stays a
+    // zombie (its pid and group id held) until released; then the spawner reaps it.
+    for (const k of [...kids, killed]) {
+      expect(zombie(k.pid!)).toBe(true);
+      expect(parentOf(k.pid!)).toBe(helper[0]);
+    }
+    for (const k of [...kids, killed]) k.release();
+    for (const k of [...kids, killed]) await waitFor(`child ${k.pid} to be reaped`, () => !existsSync(`/proc/${k.pid}`), 10_000);
+    // Released before it exits: its exit is still reported, and the spawner reaps it then.
+    const late = run(sp, ['sh', '-c', 'sleep 0.5; exit 4'], [devnull, 'inherit', 'inherit']);
+    late.release();
+    expect(await late.exited).toEqual({ code: 4, signal: null });
+    await waitFor(`child ${late.pid} to be reaped`, () => !existsSync(`/proc/${late.pid}`), 10_000);
+  }, 60_000);
+
+  it("holds a copy of the stdin pipe's write end until told the payload is whole", async () => {
+    const sp = new Spawner(emulatedSpawner());
+    const [r, w] = native().pipe();
+    const c = run(sp, ['cat'], [r, 'inherit', 'inherit'], w);
+    closeSync(r);
+    closeSync(w);
+    await sleep(300);
+    expect(alive(c.pid!)).toBe(true);
+    c.allowEof();
+    expect(await c.exited).toEqual({ code: 0, signal: null });
+    c.release();
+  }, 60_000);
+
+  it('a spawner killed by someone: its running children are killed and end as lost; the next spawn starts another', async () => {
+    const sp = new Spawner(emulatedSpawner());
+    const before = new Set(helpersOf(process.pid, QEMU_COMM));
+    const done = run(sp, ['true'], [devnull, 'inherit', 'inherit']);
+    expect(await done.exited).toEqual({ code: 0, signal: null });
+    const c = run(sp, ['sleep', '30'], [devnull, 'inherit', 'inherit']);
+    const ours = helpersOf(process.pid, QEMU_COMM).filter((h) => !before.has(h));
+    expect(ours).toHaveLength(1);
+    process.kill(ours[0]!, 'SIGKILL');
+    const e = await c.exited;
+    expect(e.startError).toMatch(/fspool-spawner \(pid \d+\) died, and the command was killed with it/);
+    await waitFor('the orphan to die', () => !alive(c.pid!), 10_000);
+    c.release();
+    done.release();
+    const again = run(sp, ['sh', '-c', 'exit 5'], [devnull, 'inherit', 'inherit']);
+    expect(await again.exited).toEqual({ code: 5, signal: null });
+    again.release();
+  }, 60_000);
+
+  it('bin/fspool: jobs succeed and fail by their exit status or signal; a missing command is fatal and keeps the job', () => {
+    const emulated = fspoolWithEmulatedSpawner();
+    const d = tempDir();
+    const q = makeQueue(d);
+    const seq = join(d, 'seq');
+    for (let i = 0; i < 4; i++) queueWrite(q, preparePacket(['-s', seq, '-i', '-'], b(`job ${i}\n`)));
+    const one = (args: string[]) => runSync(emulated, ['queue-process', '-q', q, '-n', '1', ...args], { timeoutMs: 120_000 });
+    // The receiver names its parent: the emulated spawner, not fspool.
+    const ok = one(['sh', '--', '-c', 'tr a-z A-Z; read -r _ name _ < /proc/$PPID/stat; echo "parent $name"']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout.toString()).toBe(`JOB 0\nparent (${QEMU_COMM})\n`);
+    const three = one(['--on-error', 'delete', 'sh', '--', '-c', 'cat > /dev/null; exit 3']);
+    expect(three.code, three.stderr).toBe(0);
+    expect(three.stderr).toMatch(/job 2 .* failed: command exited with status 3$/m);
+    const term = one(['--on-error', 'delete', 'sh', '--', '-c', 'kill -TERM $$']);
+    expect(term.stderr).toMatch(/job 3 .* failed: command killed by SIGTERM$/m);
+    const missing = one(['--on-error', 'delete', 'fspool-no-such-cmd']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^Error: job 4 .*: cannot run command: fspool-no-such-cmd: no such file or directory \(ENOENT\); job kept$/m);
+    expect(readFileSync(join(q, 'nextseq'), 'utf8').trim()).toBe('4');
+    const history = runSync(emulated, ['queue-history', '-q', q]).stdout.toString();
+    expect(history).toMatch(/^\S+ +1 +1 +success /m);
+  }, 300_000);
+
+  it('fspool SIGKILLed mid-delivery through a pipe: the receiver is killed before it could see EOF, then the spawner exits', async () => {
+    const emulated = fspoolWithEmulatedSpawner();
+    const d = tempDir();
+    const packet = preparePacket(['-s', '-', '-i', '-'], Buffer.alloc(1 << 20, 'p'));
+    const recvPid = join(d, 'recv.pid');
+    const got = join(d, 'got');
+    const eof = join(d, 'eof');
+    // The receiver leaves a grandchild in its group, which must die with it.
+    const p = spawn(emulated, ['stdin-process', 'sh', '--', '-c', 'sleep 60 & echo $$ $! > "$0"; cat > "$1"; echo "cat saw EOF" > "$2"', recvPid, got, eof], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    p.stderr!.on('data', (x: Buffer) => (stderr += x));
+    const exited = new Promise((res) => p.on('exit', res));
+    p.stdin!.write(packet.subarray(0, packet.length / 2));
+    await waitFor(`the receiver to take some of the payload (${stderr})`, () => existsSync(got) && statSync(got).size > 0, 60_000);
+    const [receiver, sleeper] = readFileSync(recvPid, 'utf8').trim().split(' ').map(Number);
+    const helpers = helpersOf(p.pid!, QEMU_COMM);
+    expect(helpers).toHaveLength(1);
+    expect(parentOf(receiver!)).toBe(helpers[0]);
+    p.kill('SIGKILL');
+    await exited;
+    await waitFor('the receiver to be killed', () => !alive(receiver!), 10_000);
+    await waitFor('its group to be killed', () => !alive(sleeper!), 10_000);
+    await waitFor('the spawner to exit', () => !alive(helpers[0]!), 10_000);
+    expect(existsSync(eof), 'the receiver saw a clean EOF on a truncated payload').toBe(false);
+    p.stdin!.destroy();
+  }, 120_000);
 });

@@ -11,7 +11,7 @@ export interface JobLocation {
 
 const pad = (n: number, w = 2) => String(Math.abs(n)).padStart(w, '0');
 
-function dateOf(secs: bigint): Date | undefined {
+function dateOf(secs: bigint | number): Date | undefined {
   const d = new Date(Number(secs) * 1000);
   return Number.isNaN(d.getTime()) ? undefined : d;
 }
@@ -29,7 +29,7 @@ export function rfc3339Utc(secs: bigint): string {
 }
 
 /** RFC 3339 in local time with a numeric offset (`+00:00`), as fspl's queue-ls and FSPL_CTIME_RFC3339_LOCAL. */
-export function rfc3339Local(secs: bigint): string {
+export function rfc3339Local(secs: bigint | number): string {
   const d = dateOf(secs);
   if (!d) return `out-of-range(${secs})`;
   const off = -d.getTimezoneOffset();

@@ -1,121 +1,151 @@
 // The header cache: each job file's decoded header, keyed by the file's identity (name,
-// device, inode, size, mtime and ctime) and the decoder that read it. A scan stats every file
-// and reads (and decodes, running the decoder) only files that are new or changed; with
-// `-d CMD` that is one decoder run per file ever instead of one per file per scan.
+// device, inode, size, mtime and ctime) and the decoder that read it. A scan takes the lstat of
+// every file from the directory's read (one native call), reads the cache in one query, and
+// reads (and decodes, running the decoder) only files that are new or changed; with `-d CMD`
+// that is one decoder run per file ever instead of one per file per scan.
 //
 // Only a cache: a file whose identity changed is read again; a file that could not be read is
 // not cached (the next scan tries again, so a decoder that failed once does not make a job
 // unreadable for good); and without the database everything is read as before.
-import type { Stats } from 'node:fs';
 import type { DecodeContext } from '../codec/decode.js';
 import { log } from '../log.js';
 import { decodeHeader, encodeHeader } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
-import { identityOf, NotAJobFile, statJobFile } from './jobfile.js';
-import type { Queue, ScannedJob } from './queue.js';
+import type { FileIdentity, JobDir } from './jobfile.js';
+import type { CacheHit, HeaderSource, ScannedJob } from './queue.js';
 import type { StateDb, Tx } from './stateDb.js';
 
-/** A row as `.raw()` gives it: name, dev, ino, size, mtime, ctime, seq, ctime_secs, ctime_nanos, header. */
-type Row = [string, string, string, number, string, string, string, string, number, Buffer];
+/**
+ * A row as `.raw()` gives it: name, the stored identity as one string (JobDir.identityKey's
+ * form: size is an INTEGER column, which SQLite prints as String does), seq, ctime_secs,
+ * ctime_nanos, and the header when the scan wants commands. One string for the identity, made
+ * by SQLite, instead of five values made by the binding: a listing reads every row, and the
+ * binding's cost per value is most of it.
+ */
+type Row = [string, string, string, string, number, Buffer?];
+
+/** In name order (the primary key's: no sort), as the JobDir is: the two are merged. */
+const SELECT_STAMPS =
+  "SELECT name, dev || ' ' || ino || ' ' || size || ' ' || mtime || ' ' || ctime, seq, ctime_secs, ctime_nanos FROM headers WHERE decoder = ? ORDER BY name";
+const SELECT_HEADERS =
+  "SELECT name, dev || ' ' || ino || ' ' || size || ' ' || mtime || ' ' || ctime, seq, ctime_secs, ctime_nanos, header FROM headers WHERE decoder = ? ORDER BY name";
+
+/**
+ * Names in the order of their UTF-8 bytes, which is SQLite's (BINARY) and the JobDir's.
+ * JavaScript compares UTF-16 code units, which agrees except between a surrogate (half of a
+ * character above U+FFFF, whose bytes sort after all others) and U+E000..U+FFFF.
+ */
+function byBytes(a: string, b: string): number {
+  if (a === b) return 0;
+  const n = Math.min(a.length, b.length);
+  let k = 0;
+  while (k < n && a.charCodeAt(k) === b.charCodeAt(k)) k++;
+  if (k === n) return a.length - b.length;
+  const surrogate = (c: number) => (c >= 0xd800 && c <= 0xdfff ? c + 0x10000 : c);
+  return surrogate(a.charCodeAt(k)) - surrogate(b.charCodeAt(k));
+}
 
 /** Rows per write transaction: each holds the write lock for a few milliseconds at most. */
 const BATCH = 1000;
 
 /**
  * The identity of a file as stored: times are Node's millisecond doubles (sub-microsecond
- * resolution), printed exactly; a plain stat costs far less than a BigInt one.
+ * resolution), printed exactly.
  */
-const identity = (s: Stats) => [String(s.dev), String(s.ino), s.size, String(s.mtimeMs), String(s.ctimeMs)] as const;
+const identity = (s: FileIdentity) => [String(s.dev), String(s.ino), s.size, String(s.mtimeMs), String(s.ctimeMs)] as const;
 
-const sameFile = (r: Row, s: Stats) => r[2] === String(s.ino) && r[3] === s.size && r[4] === String(s.mtimeMs) && r[5] === String(s.ctimeMs) && r[1] === String(s.dev);
+/**
+ * The stored headers of a scan's hits, end to end in one buffer: one object for them all,
+ * where a Buffer each cost ten times their bytes.
+ */
+class Arena {
+  private buf = Buffer.allocUnsafe(16 * 1024);
+  private used = 0;
 
-/** seq and ctime from their columns; the command (params, variables) and stream decoded only if asked for. */
-function cachedHeader(r: Row): Header {
-  let full: Header | undefined;
-  const decoded = () => (full ??= decodeHeader(r[9]).header);
-  return {
-    seq: BigInt(r[6]),
-    ctimeSecs: BigInt(r[7]),
-    ctimeNanos: r[8],
-    get cmd() {
-      return decoded().cmd;
-    },
-    get stream() {
-      return decoded().stream;
-    },
-  };
-}
-
-export class HeaderIndex {
-  constructor(private readonly state: StateDb) {}
-
-  /**
-   * Scan `names` as Queue.scan does, through the cache. `complete`: `names` is the whole of
-   * jobs/, so rows of files that are gone can be dropped.
-   */
-  async scan(queue: Queue, ctx: DecodeContext, names: string[], complete: boolean): Promise<ScannedJob[]> {
-    const key = ctx.decoder ?? '';
-    const rows = this.state.read(
-      (tx) =>
-        tx
-          .stmt('SELECT name, dev, ino, size, mtime, ctime, seq, ctime_secs, ctime_nanos, header FROM headers WHERE decoder = ?')
-          .raw(true)
-          .all(key) as Row[],
-    );
-    if (rows === undefined) return queue.readHeaders(ctx, names);
-    const cached = new Map<string, Row>();
-    for (const r of rows) cached.set(r[0], r);
-
-    const out: ScannedJob[] = new Array(names.length);
-    const missed: number[] = [];
-    const stats: Array<Stats | undefined> = new Array(names.length);
-    let hits = 0;
-    for (let i = 0; i < names.length; i++) {
-      const name = names[i]!;
-      const path = queue.jobPath(name);
-      let st: Stats | undefined;
-      try {
-        st = statJobFile(path);
-      } catch (e) {
-        if (!(e instanceof NotAJobFile)) throw e;
-        out[i] = { name, path, error: e.message };
-        continue;
-      }
-      if (!st) {
-        out[i] = { name, path, vanished: true };
-        continue;
-      }
-      const row = cached.get(name);
-      if (row && sameFile(row, st)) {
-        out[i] = { name, path, header: cachedHeader(row), identity: identityOf(st) };
-        hits++;
-        continue;
-      }
-      stats[i] = st;
-      missed.push(i);
+  add(b: Buffer): number {
+    if (this.used + b.length > this.buf.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.used + b.length));
+      this.buf.copy(bigger, 0, 0, this.used);
+      this.buf = bigger;
     }
-    log.debug(`header cache: ${hits} hit(s), ${missed.length} file(s) to read`);
-    const fresh = await queue.readHeaders(ctx, missed.map((i) => names[i]!));
-    const store: Array<{ job: ScannedJob; st: Stats }> = [];
-    missed.forEach((i, k) => {
-      const job = fresh[k]!;
-      out[i] = job;
-      // A header that only OpenPGP decryption revealed (its params and env may be secret) is
-      // not written to the database in the clear; such a packet is decrypted at every scan.
-      if (job.header && !job.layers?.includes('openpgp')) store.push({ job, st: stats[i]! });
-    });
-
-    let gone: string[] = [];
-    if (complete) {
-      const present = new Set(names);
-      gone = rows.filter((r) => !present.has(r[0])).map((r) => r[0]);
-    }
-    this.save(key, store, gone);
-    return out;
+    b.copy(this.buf, this.used);
+    this.used += b.length;
+    return this.used - b.length;
   }
 
-  private save(key: string, store: Array<{ job: ScannedJob; st: Stats }>, gone: string[]): void {
+  get(at: number, length: number): Buffer {
+    return this.buf.subarray(at, at + length);
+  }
+}
+
+/**
+ * A header from its row: seq and ctime from their columns; the command (params, variables)
+ * and stream decoded from the stored header only if something asks for it.
+ */
+class CachedHeader implements Header {
+  private decoded: Header | undefined;
+
+  constructor(
+    readonly seq: bigint,
+    readonly ctimeSecs: bigint,
+    readonly ctimeNanos: number,
+    private readonly arena: Arena,
+    private readonly at: number,
+    private readonly length: number,
+  ) {}
+
+  private full(): Header {
+    this.decoded ??= decodeHeader(this.arena.get(this.at, this.length)).header;
+    return this.decoded;
+  }
+
+  get cmd(): Header['cmd'] {
+    return this.full().cmd;
+  }
+
+  get stream(): string | undefined {
+    return this.full().stream;
+  }
+}
+
+export class HeaderIndex implements HeaderSource {
+  constructor(private readonly state: StateDb) {}
+
+  lookup(ctx: DecodeContext, dir: JobDir, which: readonly number[], complete: boolean, commands: boolean, hit: CacheHit): { gone: string[] } | undefined {
+    const gone: string[] = [];
+    const arena = new Arena();
+    let hits = 0;
+    // The rows and `which` are both in name order: one pass over each, and no row is kept.
+    let k = 0;
+    let name = which.length > 0 ? dir.name(which[0]!) : '';
+    const read = this.state.read((tx) => {
+      for (const r of tx.stmt(commands ? SELECT_HEADERS : SELECT_STAMPS).raw(true).iterate(ctx.decoder ?? '') as IterableIterator<Row>) {
+        let order = -1;
+        while (k < which.length && (order = byBytes(name, r[0])) < 0) name = ++k < which.length ? dir.name(which[k]!) : '';
+        if (k === which.length || order > 0) {
+          if (complete) gone.push(r[0]);
+          continue;
+        }
+        const i = which[k]!;
+        if (r[1] !== dir.identityKey(i)) continue;
+        const stored = r[5];
+        hit(i, r[2], r[3], r[4], stored && new CachedHeader(BigInt(r[2]), BigInt(r[3]), r[4], arena, arena.add(stored), stored.length));
+        hits++;
+      }
+      return true;
+    });
+    if (read === undefined) return undefined;
+    log.debug(`header cache: ${hits} hit(s), ${which.length - hits} file(s) to read`);
+    return { gone };
+  }
+
+  remember(ctx: DecodeContext, read: ScannedJob[], gone: string[]): void {
+    // A header that only OpenPGP decryption revealed (its params and env may be secret) is
+    // not written to the database in the clear; such a packet is decrypted at every scan.
+    // The identity stored is that of the file the header was read from (its fstat).
+    const store = read.filter((j): j is ScannedJob & { header: Header; identity: FileIdentity } => j.header !== undefined && j.identity !== undefined && !j.layers?.includes('openpgp'));
     if (store.length === 0 && gone.length === 0) return;
+    const key = ctx.decoder ?? '';
     const now = Date.now();
     for (let at = 0; at < Math.max(store.length, gone.length); at += BATCH) {
       const ok = this.state.write((tx: Tx) => {
@@ -125,9 +155,8 @@ export class HeaderIndex {
            ON CONFLICT (decoder, name) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, size = excluded.size, mtime = excluded.mtime,
              ctime = excluded.ctime, seq = excluded.seq, ctime_secs = excluded.ctime_secs, ctime_nanos = excluded.ctime_nanos, header = excluded.header`,
         );
-        for (const { job, st } of store.slice(at, at + BATCH)) {
-          const h = job.header!;
-          put.run(key, job.name, ...identity(st), String(h.seq), String(h.ctimeSecs), h.ctimeNanos, encodeHeader(h), now);
+        for (const { name, header: h, identity: id } of store.slice(at, at + BATCH)) {
+          put.run(key, name, ...identity(id), String(h.seq), String(h.ctimeSecs), h.ctimeNanos, encodeHeader(h), now);
         }
         // A file that is gone is gone for every decoder.
         const drop = tx.stmt('DELETE FROM headers WHERE name = ?');

@@ -35,11 +35,13 @@ export class JobIndex {
    * Returns what was read, with the unreadable only where the reason is new.
    */
   async refresh(): Promise<ScannedJob[]> {
-    const names = this.queue.jobNames();
-    const present = new Set(names);
+    const dir = this.queue.jobDir();
+    const present = new Set(dir.names);
     for (const n of this.byName.keys()) if (!present.has(n) || this.byName.get(n)!.error) this.forget(n);
     const complete = this.byName.size === 0; // a first look lets the header cache prune
-    const fresh = (await this.queue.scan(this.decode, names.filter((n) => !this.byName.has(n)), complete)).map((j) => {
+    const which: number[] = [];
+    dir.names.forEach((n, i) => this.byName.has(n) || which.push(i));
+    const fresh = (await this.queue.scan(this.decode, dir, which, complete)).map((j) => {
       const d = this.distrusted.get(j.name);
       if (!d) return j;
       if (d.identity && j.identity && sameIdentity(d.identity, j.identity)) return { name: j.name, path: j.path, identity: j.identity, error: d.reason };

@@ -2,21 +2,21 @@
 //   QUEUE/nextseq        next sequence number to process
 //   QUEUE/nextseq.lock   the processing lock (flock)
 //   QUEUE/jobs/          packets, fspl-<anything>.fspl; any other name is ignored
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { KeyFileError } from '../codec/keys.js';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
 import { bytesLeft, Progress } from '../progress.js';
-import { isUtf8 } from '../sys/argv.js';
 import { randomUUID } from '../sys/lazy.js';
 import type { Header } from '../packet/header.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { fsyncDir } from '../sys/durable.js';
 import { copyFd } from '../sys/fd.js';
 import { peekPlainHeader } from '../codec/plainHeader.js';
-import { type FileIdentity, identityOf, openJobFile } from './jobfile.js';
+import { type FileIdentity, identityOf, type JobDir, openJobFile, readJobDir } from './jobfile.js';
+import { Listing } from './listing.js';
 import { SeqFile } from './seqfile.js';
 
 /** fspl's glob `fspl-*.fspl`, whose `*` matches any character, newlines included. */
@@ -62,10 +62,44 @@ export function identical(paths: string[]): boolean {
   }
 }
 
-/** What reads headers for a scan in place of the files themselves (the header cache). */
+/**
+ * A file the header cache knew, unchanged: its index in the JobDir, its seq and ctime's seconds
+ * as the decimal text they are stored as (a listing needs no BigInt of them), and its header.
+ */
+export type CacheHit = (i: number, seq: string, ctimeSecs: string, ctimeNanos: number, header: Header | undefined) => void;
+
+/** What gives headers for a scan in place of the files themselves (the header cache). */
 export interface HeaderSource {
-  /** Scan `names` of `queue` as Queue.scan does; `complete`: `names` is the whole of jobs/. */
-  scan(queue: Queue, ctx: DecodeContext, names: string[], complete: boolean): Promise<ScannedJob[]>;
+  /**
+   * Look up the files `which` of `dir` (indices, ascending): `hit` for each one the cache holds
+   * with the same identity (with its whole header if `commands`, else undefined). `complete`:
+   * `which` is the whole of jobs/, so the rows of files that are gone are found too. Undefined
+   * when the cache cannot be read (then every file is read).
+   */
+  lookup(ctx: DecodeContext, dir: JobDir, which: readonly number[], complete: boolean, commands: boolean, hit: CacheHit): { gone: string[] } | undefined;
+  /** Keep the headers read from files, and forget the rows of files that are `gone`. */
+  remember(ctx: DecodeContext, read: ScannedJob[], gone: string[]): void;
+}
+
+/** A job the header cache knew: its name and lstat stay in the JobDir, its path is made when asked for. */
+class CachedJob implements ScannedJob {
+  constructor(
+    private readonly dir: JobDir,
+    private readonly i: number,
+    readonly header: Header,
+  ) {}
+
+  get name(): string {
+    return this.dir.names[this.i]!;
+  }
+
+  get path(): string {
+    return `${this.dir.path}/${this.dir.names[this.i]}`;
+  }
+
+  get identity(): FileIdentity | undefined {
+    return this.dir.identity(this.i);
+  }
 }
 
 export class Queue {
@@ -129,22 +163,18 @@ export class Queue {
   }
 
   /**
-   * Names of the job files, sorted for a stable order of reports. A name that is not valid
-   * UTF-8 cannot be carried through Node's string paths: it is reported, not silently dropped.
+   * jobs/: the job files (fspl's glob, JOB_NAME) with their lstat, in one native call that
+   * opens no file, sorted by name (by their bytes) for a stable order of reports. A name that
+   * is not valid UTF-8 cannot be carried through Node's string paths: it is reported, not
+   * silently dropped.
    */
-  jobNames(): string[] {
-    const names: string[] = [];
-    for (const raw of readdirSync(this.jobsDir, { encoding: 'buffer' })) {
-      const name = raw.toString('utf8');
-      if (!JOB_NAME.test(name)) continue;
-      if (!isUtf8(raw)) {
-        const shown = [...raw].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('');
-        log.warn(`job file ${this.jobsDir}/${shown} has a name that is not valid UTF-8; fspool cannot open it: rename it`);
-        continue;
-      }
-      names.push(name);
+  jobDir(): JobDir {
+    const { dir, notUtf8 } = readJobDir(this.jobsDir);
+    for (const raw of notUtf8) {
+      const shown = [...raw].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('');
+      log.warn(`job file ${this.jobsDir}/${shown} has a name that is not valid UTF-8; fspool cannot open it: rename it`);
     }
-    return names.sort();
+    return dir;
   }
 
   /** Read the header of a job file that is not a plain packet: through the decoder or its encodings. */
@@ -170,41 +200,79 @@ export class Queue {
   }
 
   /**
-   * Read the headers of `names` (all job files by default): through the header cache when the
-   * queue has a state database (issue 4), else from the files. `complete`: `names` is all of
-   * jobs/ (lets the cache forget files that are gone).
+   * Read the headers of the files `which` of `dir` (indices, ascending; all job files by
+   * default): through the header cache when the queue has a state database, else from the
+   * files. `complete`: `which` is all of jobs/ (lets the cache forget files that are gone).
    */
-  async scan(ctx: DecodeContext, names?: string[], complete = names === undefined): Promise<ScannedJob[]> {
-    const list = names ?? this.jobNames();
-    const jobs = this.headerIndex ? await this.headerIndex.scan(this, ctx, list, complete) : await this.readHeaders(ctx, list);
-    return jobs.filter((j) => !j.vanished);
+  async scan(ctx: DecodeContext, dir = this.jobDir(), which?: readonly number[], complete = which === undefined): Promise<ScannedJob[]> {
+    const files = which ?? Array.from({ length: dir.length }, (_, i) => i);
+    const found = new Map<number, ScannedJob>();
+    const looked = this.headerIndex?.lookup(ctx, dir, files, complete, true, (i, _seq, _secs, _nanos, header) => {
+      found.set(i, new CachedJob(dir, i, header!));
+    });
+    const missed = files.filter((i) => !found.has(i));
+    const read = await this.readHeaders(ctx, dir, missed);
+    read.forEach((j, n) => found.set(missed[n]!, j));
+    if (looked) this.headerIndex!.remember(ctx, read, looked.gone);
+    return files.map((i) => found.get(i)!).filter((j) => !j.vanished);
   }
 
-  /** Read the headers of `names` from the files: plain packets in one synchronous pass, the others a few at a time. */
-  async readHeaders(ctx: DecodeContext, names: string[]): Promise<ScannedJob[]> {
-    const out: ScannedJob[] = new Array(names.length);
+  /**
+   * Every job file's seq and creation time, as queue-ls shows them: a scan that keeps no object
+   * per job (Listing), nor the commands, which the header cache then does not read.
+   */
+  async list(ctx: DecodeContext): Promise<Listing> {
+    const dir = this.jobDir();
+    const listing = new Listing(dir);
+    const all = Array.from({ length: dir.length }, (_, i) => i);
+    const seen = new Uint8Array(dir.length);
+    const looked = this.headerIndex?.lookup(ctx, dir, all, true, false, (i, seq, ctimeSecs, ctimeNanos) => {
+      listing.set(i, seq, ctimeSecs, ctimeNanos);
+      seen[i] = 1;
+    });
+    const missed = all.filter((i) => !seen[i]);
+    const read = await this.readHeaders(ctx, dir, missed);
+    read.forEach((j, n) => {
+      if (j.header) listing.set(missed[n]!, j.header.seq, j.header.ctimeSecs, j.header.ctimeNanos);
+      else if (j.error) listing.fail(missed[n]!, j.error);
+    });
+    if (looked) this.headerIndex!.remember(ctx, read, looked.gone);
+    return listing;
+  }
+
+  /**
+   * Read the headers of the files `which` of `dir` from the files: plain packets in one
+   * synchronous pass, the others a few at a time. A name that lstat found not to be a regular
+   * file is not opened.
+   */
+  async readHeaders(ctx: DecodeContext, dir: JobDir, which: readonly number[]): Promise<ScannedJob[]> {
+    const out: ScannedJob[] = new Array(which.length);
     const slow: number[] = [];
-    names.forEach((name, i) => {
+    which.forEach((i, k) => {
+      const name = dir.name(i);
       const path = this.jobPath(name);
-      if (ctx.decoder) return slow.push(i);
+      if (dir.vanished(i)) return (out[k] = { name, path, vanished: true });
+      const problem = dir.problem(i);
+      if (problem) return (out[k] = { name, path, error: problem });
+      if (ctx.decoder) return slow.push(k);
       try {
         const { fd, stat } = openJobFile(path);
         try {
           const header = peekPlainHeader(fd);
-          if (header) out[i] = { name, path, header, identity: identityOf(stat) };
-          else slow.push(i);
+          if (header) out[k] = { name, path, header, identity: identityOf(stat) };
+          else slow.push(k);
         } finally {
           closeSync(fd);
         }
       } catch (e) {
-        out[i] = (e as NodeJS.ErrnoException).code === 'ENOENT' ? { name, path, vanished: true } : { name, path, error: describe(e) };
+        out[k] = (e as NodeJS.ErrnoException).code === 'ENOENT' ? { name, path, vanished: true } : { name, path, error: describe(e) };
       }
     });
     let next = 0;
     const worker = async () => {
       while (next < slow.length) {
-        const i = slow[next++]!;
-        out[i] = await this.readEncodedHeader(names[i]!, ctx);
+        const k = slow[next++]!;
+        out[k] = await this.readEncodedHeader(dir.name(which[k]!), ctx);
       }
     };
     await Promise.all(Array.from({ length: Math.min(4, slow.length) }, worker));

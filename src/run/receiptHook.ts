@@ -62,7 +62,7 @@ export function receiptSender(queue: Queue, opts: ReceiptSending): (db: StateDb 
 
 async function sendReceipts(queue: Queue, db: StateDb | undefined, opts: ReceiptSending, log: Logger): Promise<void> {
   const facts = await lookAtQueue(queue, db, opts.decode);
-  const names = createHash('sha256').update(queue.jobNames().join('\n')).digest('hex');
+  const names = createHash('sha256').update(queue.jobDir().names.join('\n')).digest('hex');
   const record = join(stateDir(queue.dir), 'receipts.json');
   const sent = readSent(record);
   const now = Date.now();

@@ -35,10 +35,18 @@ interface Sys {
    * Errors carry `syscall`: 'sendmsg' (the helper never had the request) or 'read'.
    */
   helperCall(fd: number, request: Buffer, fds: number[], wantReply: boolean): Buffer | undefined;
+  /** The helper's next 16-byte record; undefined if none yet (wait false); null at its end. */
+  helperRecv(fd: number, wait: boolean): Buffer | null | undefined;
   /** The columns of the terminal on fd (ioctl TIOCGWINSZ), or undefined if it is none. */
   winsize(fd: number): number | undefined;
   /** See native/fspool_sys.c: turns ks = ECB(ct) into CFB plaintext in place; reg carries over. */
   cfbXor(ks: Buffer, ct: Buffer, reg: Buffer): void;
+  /**
+   * See native/fspool_sys.c: the names in `dir` of fspl's glob `fspl-*.fspl` (each followed by
+   * a NUL) and what lstat said of each (SCAN_FIELDS numbers a name), or the errno that kept
+   * the directory from being read.
+   */
+  scanJobDir(dir: string): [Buffer, Float64Array] | number;
   LOCK_EX: number;
   LOCK_NB: number;
   LOCK_UN: number;

@@ -7,6 +7,10 @@
 // fspool's own (the helper clones it with CLONE_PARENT), so fspool learns of its exit from
 // SIGCHLD and reads its status with waitid, without reaping it: the zombie keeps its pid and
 // process group id from reuse until the child is released.
+//
+// Where the kernel refuses CLONE_PARENT (qemu-user), the helper's children are its own: it
+// reports each exit on the socket ('X') and sends us a SIGCHLD, and it reaps the child once
+// released. Such children ("reported") are never waited for nor reaped here.
 import { closeSync } from 'node:fs';
 import { constants } from 'node:os';
 import { native } from './native.js';
@@ -29,6 +33,14 @@ function signalName(n: number): NodeJS.Signals {
   return signalNames.get(n) ?? (`SIG${n}` as NodeJS.Signals);
 }
 
+type Report = (pid: number, exit: ChildExit) => void;
+
+/** The exit a 16-byte record ('X' PID CODE SIGNAL) reports. */
+function reportedExit(rec: Buffer): ChildExit {
+  const code = rec.readInt32LE(8);
+  return code >= 0 ? { code, signal: null } : { code: null, signal: signalName(rec.readInt32LE(12)) };
+}
+
 function killGroupQuietly(pgid: number): void {
   try {
     process.kill(-pgid, 'SIGKILL');
@@ -43,7 +55,11 @@ class Helper {
   private requestFd: number | undefined;
   private readonly onExit = () => this.close();
 
-  constructor(path: string) {
+  /** `report`: an exit of a child of the helper's own (see the top of this file). */
+  constructor(
+    path: string,
+    private readonly report: Report,
+  ) {
     const h = native().spawnHelper(path);
     this.pid = h.pid;
     this.requestFd = h.requestFd;
@@ -54,14 +70,44 @@ class Helper {
     return this.requestFd === undefined;
   }
 
-  /** The child's pid once it has exec'd, or the errno of its failure. Throws if the helper died. */
-  spawn(request: Buffer, fds: number[]): { pid: number } | { errno: number; zombie: number } {
+  /**
+   * The child's pid once it has exec'd (and whether it is the helper's own, its exit reported),
+   * or the errno of its failure. Throws if the helper died.
+   */
+  spawn(request: Buffer, fds: number[]): { pid: number; reported: boolean } | { errno: number; zombie: number } {
     if (this.requestFd === undefined) throw Object.assign(new Error('fspool-spawner is closed'), { code: 'EPIPE', syscall: 'sendmsg' });
-    const reply = native().helperCall(this.requestFd, request, fds, true)!;
+    let reply = native().helperCall(this.requestFd, request, fds, true)!;
+    // Reports of exits may come before the reply.
+    while (this.took(reply)) reply = this.next(true);
     const kind = String.fromCharCode(reply[0]!);
-    if (kind === 'P') return { pid: reply.readInt32LE(4) };
+    if (kind === 'P') return { pid: reply.readInt32LE(4), reported: reply.readInt32LE(8) === 1 };
     if (kind === 'F') return { errno: reply.readInt32LE(4), zombie: reply.readInt32LE(8) };
     throw new Error(`fspool-spawner: unexpected reply ${JSON.stringify(kind)}`);
+  }
+
+  /** Pass on the reports of exits that have come (the helper sent a SIGCHLD with them). */
+  readReports(): void {
+    for (let rec = this.next(false); rec && this.took(rec); rec = this.next(false));
+  }
+
+  /** An exit report is passed on: true. Anything else is a reply. */
+  private took(rec: Buffer): boolean {
+    if (rec[0] !== 0x58 /* X */) return false;
+    this.report(rec.readInt32LE(4), reportedExit(rec));
+    return true;
+  }
+
+  /** The next record; undefined if none is there yet (wait false) or the helper is gone. */
+  private next(wait: true): Buffer;
+  private next(wait: false): Buffer | undefined;
+  private next(wait: boolean): Buffer | undefined {
+    if (this.requestFd === undefined) return undefined;
+    const rec = native().helperRecv(this.requestFd, wait);
+    if (rec === null) {
+      if (wait) throw Object.assign(new Error('fspool-spawner closed its socket'), { code: 'ECONNRESET', syscall: 'read' });
+      return undefined;
+    }
+    return rec;
   }
 
   /** Tell the helper about child `pid`: 'E' its payload is whole, 'R' fspool is done with it. */
@@ -105,6 +151,8 @@ class Helper {
 interface Running {
   resolve: (e: ChildExit) => void;
   guard: Helper;
+  /** The helper's own child: its exit comes as a report, and the helper reaps it. */
+  reported: boolean;
   exited: boolean;
   released: boolean;
 }
@@ -120,6 +168,7 @@ export class Spawner {
   /** Node's signal listeners do not keep the event loop alive; this does, while children run. */
   private keepAlive: NodeJS.Timeout | undefined;
   private readonly onSigchld = () => this.check();
+  private readonly onReport: Report = (pid, exit) => this.reportedExit(pid, exit);
   private listening = false;
 
   constructor(private readonly path: string) {}
@@ -155,7 +204,9 @@ export class Spawner {
         this.unwatchIfIdle();
         return { errno: r.errno };
       }
-      const exited = new Promise<ChildExit>((resolve) => this.children.set(r.pid, { resolve, guard: h, exited: false, released: false }));
+      const exited = new Promise<ChildExit>((resolve) =>
+        this.children.set(r.pid, { resolve, guard: h, reported: r.reported, exited: false, released: false }),
+      );
       return { pid: r.pid, exited };
     }
   }
@@ -171,12 +222,13 @@ export class Spawner {
     if (!c || c.released) return;
     c.released = true;
     c.guard.tell('R', pid);
-    if (c.exited) this.reap(pid);
+    if (c.exited && c.reported) this.children.delete(pid);
+    else if (c.exited) this.reap(pid);
   }
 
   private current(): Helper {
     if (this.helper?.closed) this.helper = undefined;
-    this.helper ??= new Helper(this.path);
+    this.helper ??= new Helper(this.path, this.onReport);
     return this.helper;
   }
 
@@ -198,10 +250,21 @@ export class Spawner {
     native().reap(pid, true);
   }
 
+  /** The helper's own child `pid` has exited; the helper reaps it once it is released. */
+  private reportedExit(pid: number, exit: ChildExit): void {
+    const c = this.children.get(pid);
+    if (!c || c.exited) return;
+    c.exited = true;
+    c.resolve(exit);
+    if (c.released) this.children.delete(pid);
+  }
+
   /** A SIGCHLD: which of our children have exited? And is the helper still there? */
   private check(): void {
+    const live = this.helper && !this.helper.closed ? this.helper : undefined;
+    live?.readReports();
     for (const [pid, c] of this.children) {
-      if (c.exited) continue;
+      if (c.exited || c.reported) continue;
       const st = native().childStatus(pid);
       if (st === undefined) continue;
       c.exited = true;
@@ -221,13 +284,16 @@ export class Spawner {
    * their runs end as lost.
    */
   private helperDied(h: Helper): void {
+    // The exits it reported before it died are real ones.
+    h.readReports();
     h.died();
     if (this.helper === h) this.helper = undefined;
     for (const [pid, c] of this.children) {
       if (c.guard !== h || c.exited || c.released) continue;
       killGroupQuietly(pid);
       c.resolve({ code: null, signal: null, lost: `fspool-spawner (pid ${h.pid}) died, and the command was killed with it` });
-      // Its exit still comes (SIGCHLD), and it is reaped at its release.
+      // Its exit still comes (SIGCHLD), and it is reaped at its release. The helper's own
+      // child is init's now, which reaps it.
       c.exited = true;
     }
   }

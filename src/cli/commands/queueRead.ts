@@ -3,6 +3,7 @@ import { formatEnv, jobEnv, rfc3339Local } from '../../packet/jobenv.js';
 import { Queue } from '../../queue/queue.js';
 import { attachState, type QueueState, READER_BUSY_MS } from '../../queue/state.js';
 import { writeJobPayload } from '../../run/payload.js';
+import { shortRun } from '../../sys/shortRun.js';
 import { infoJson, lsJson } from '../json.js';
 import { type DecodeArgs, decodeContext, decodeOptions, job, queuedir, type Subcommand } from '../options.js';
 import { print } from './out.js';
@@ -31,18 +32,32 @@ export const queueLs: Subcommand<LsArgs> = {
       .example('$0 queue-ls -q q', '')
       .example("$0 queue-ls -q q -d 'gzip -dc'", 'packets gzipped as a whole (zstd and OpenPGP need no -d)') as never,
   handler: async (a) => {
+    shortRun();
     const q = new Queue(a.queuedir).check();
-    const jobs = await withCache(q, () => q.scan(decodeContext(a)));
-    if (a.json) return print(lsJson(q, jobs));
-    const rows = [];
-    for (const j of jobs) {
-      // A name is shown with its control characters escaped: it is not fspool's to trust.
-      if (j.header) rows.push({ seq: j.header.seq, name: printable(j.name), ts: rfc3339Local(j.header.ctimeSecs) });
-      else log.warn(`cannot read job file ${j.path}: ${j.error}`);
-    }
-    rows.sort((x, y) => (x.seq !== y.seq ? (x.seq < y.seq ? -1 : 1) : x.name < y.name ? -1 : 1));
+    if (a.json) return print(lsJson(q, await withCache(q, () => q.scan(decodeContext(a)))));
+    const listing = await withCache(q, () => q.list(decodeContext(a)));
+    const order = listing.bySeq();
+    for (const { path, error } of listing.unreadable()) log.warn(`cannot read job file ${path}: ${error}`);
+    // Written a block at a time: the listing of 10,000 jobs is never one string.
     const line = (id: string, ts: string, name: string) => `${id.padEnd(20)} ${ts.padEnd(27)} ${name}\n`;
-    print(line('ID', 'creation timestamp', 'filename') + rows.map((r) => line(String(r.seq), r.ts, r.name)).join(''));
+    let out = line('ID', 'creation timestamp', 'filename');
+    // Packets made together share their second: its text is made once for them.
+    let secs: number | bigint | undefined;
+    let ts = '';
+    for (const i of order) {
+      const s = listing.ctimeSecs(i);
+      if (s !== secs) {
+        secs = s;
+        ts = rfc3339Local(s);
+      }
+      // A name is shown with its control characters escaped: it is not fspool's to trust.
+      out += line(listing.seqText(i), ts, printable(listing.name(i)));
+      if (out.length >= 1 << 16) {
+        print(out);
+        out = '';
+      }
+    }
+    print(out);
   },
 };
 
