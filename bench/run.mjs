@@ -35,7 +35,7 @@ for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === '--help' || a === '-h') usage(0);
   else if (a === '--list') {
-    for (const b of BENCHMARKS) console.log(`${b.name.padEnd(12)} ${b.title} (${b.defaultRuns} runs + ${b.warmup} warm-up)`);
+    for (const b of BENCHMARKS) console.log(`${b.name.padEnd(14)} ${b.title} (${b.defaultRuns} runs + ${b.warmup} warm-up)`);
     process.exit(0);
   } else if (a === '--runs' || a.startsWith('--runs=')) {
     const v = a.includes('=') ? a.slice(7) : args[++i];

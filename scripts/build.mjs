@@ -50,10 +50,13 @@ const options = {
   banner: { js: "const import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
 };
 const result = await build({ ...options, write: false, metafile: true, entryPoints: ['src/cli/entry.ts'] });
+// The decode worker the CLI starts (src/codec/decodeThread.ts), bundled on its own: a thread
+// loads only what decoding needs.
+const worker = await build({ ...options, write: false, metafile: true, entryPoints: ['src/codec/decodeWorker.ts'], outfile: 'dist/decode-worker.cjs' });
 
-// Replace the bundle atomically: a test running bin/fspool meanwhile sees the old or the new.
+// Replace the bundles atomically: a test running bin/fspool meanwhile sees the old or the new.
 mkdirSync('dist', { recursive: true });
-for (const f of result.outputFiles) {
+for (const f of [...result.outputFiles, ...worker.outputFiles]) {
   writeFileSync(`${f.path}.tmp`, f.contents);
   renameSync(`${f.path}.tmp`, f.path);
 }
@@ -62,7 +65,7 @@ for (const f of result.outputFiles) {
 // node_modules, and the dependencies whose addons are prebuilt (scripts/prebuild.mjs).
 const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
 const carried = new Set(Object.keys(pkg.fspool.nativeDependencies).map((d) => `node_modules/${d}`));
-for (const input of Object.keys(result.metafile.inputs)) {
+for (const input of [...Object.keys(result.metafile.inputs), ...Object.keys(worker.metafile.inputs)]) {
   const m = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input);
   if (m) carried.add(m[1]);
 }

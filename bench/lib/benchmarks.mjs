@@ -22,7 +22,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { measure, summarize } from './measure.mjs';
-import { initQueue, makeJobs, packet, writeBigPacket, writeJobs, writeMixedPayload, writeRepeated } from './packet.mjs';
+import { initQueue, makeJobs, packet, writeBigPacket, writeJobs, writeMixedPayload, writeRandomPayload, writeRepeated } from './packet.mjs';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -425,104 +425,8 @@ export const BENCHMARKS = [
     },
   },
 
-  {
-    name: 'enc-1g',
-    title: "1 GiB payload, zstd + OpenPGP, into `sh -c 'cat >/dev/null'`: built-in vs `-d 'gpg -q -d | zstd -dc'`",
-    defaultRuns: 3,
-    warmup: 1,
-    run(ctx) {
-      const g = ctx.gpg();
-      const notes = [];
-      // The payload, then the packet: `fspool prepare --zstd --encrypt-to`, once per bench run.
-      const payload = join(ctx.dir, 'enc-payload.bin');
-      writeMixedPayload(payload, GiB);
-      const pkt = join(ctx.dir, 'enc-1g.fspl');
-      const prep = measure([ctx.fspool, 'prepare', '-s', '-', '-i', payload, '--zstd', `--encrypt-to=${g.pub}`], { stdout: pkt, stderr: ctx.errFile });
-      ranOk(prep, 'fspool', ctx, 'prepare --zstd --encrypt-to');
-      // For information, one run: the same layers made by the command-line tools.
-      const extPrep = measure(
-        ['sh', '-c', '"$0" prepare -s - -i "$1" | zstd -q -c | gpg --batch -q --trust-model always --compress-algo none -e -r recv@test', ctx.fspl, payload],
-        { stdout: '/dev/null', stderr: ctx.errFile, env: g.env },
-      );
-      ranOk(extPrep, 'fspl | zstd | gpg', ctx, 'encode');
-      rmSync(payload);
-      const fd = openSync(pkt, 'r+');
-      fdatasyncSync(fd); // keep writeback of the new file out of the timed runs
-      closeSync(fd);
-      const size = statSync(pkt).size;
-      notes.push(
-        `payload: 1 GiB of 1 MiB blocks, alternately random (AES-CTR stream) and log-like text; packet ${(size / 1e6).toFixed(0)} MB ` +
-          `(${((100 * size) / GiB).toFixed(0)}% of the payload: zstd -3, then OpenPGP to an ${g.algo} key)`,
-        `making it, one run each: fspool prepare --zstd --encrypt-to ${(prep.ms / 1000).toFixed(2)} s (${(GiB / 1e6 / (prep.ms / 1000)).toFixed(0)} MB/s), ` +
-          `\`fspl prepare | zstd | gpg -e\` ${(extPrep.ms / 1000).toFixed(2)} s (${(GiB / 1e6 / (extPrep.ms / 1000)).toFixed(0)} MB/s)`,
-      );
-
-      const dec = 'gpg -q -d | zstd -dc';
-      const tools = ['fspl -d', 'built-in', 'verified', 'fspool -d'];
-      const opts = {
-        'fspl -d': [ctx.fspl, ['-d', dec]],
-        'built-in': [ctx.fspool, [`--decrypt-key=${g.key}`]],
-        verified: [ctx.fspool, ['--delivery', 'verified', `--decrypt-key=${g.key}`]],
-        'fspool -d': [ctx.fspool, ['-d', dec]],
-      };
-      const counts = {};
-      const samples = sideBySide(tools, { runs: ctx.runs(this), warmup: this.warmup }, (t, round) => {
-        const q = mkdtempSync(join(ctx.dir, `enc-1g-`));
-        initQueue(q);
-        linkSync(pkt, join(q, 'jobs', `fspl-${randomUUID()}.fspl`));
-        // Warm-up rounds count the bytes the receiver got; recorded rounds use `cat >/dev/null`.
-        const count = join(ctx.dir, 'enc-1g.count');
-        const recv = round < 0 ? ['sh', '--', '-c', 'wc -c >"$0"', count] : ['sh', '--', '-c', 'cat >/dev/null'];
-        const [bin, extra] = opts[t];
-        const r = measure([bin, 'queue-process', ...extra, '-q', q, ...recv], { stderr: ctx.errFile, env: g.env, poll: true });
-        ranOk(r, t, ctx, 'queue-process');
-        const next = readFileSync(join(q, 'nextseq'), 'utf8').trim();
-        const left = readdirSync(join(q, 'jobs')).length;
-        check(next === '2' && left === 0, `${t}: after queue-process nextseq=${next}, ${left} files left in jobs/`);
-        if (round < 0) {
-          counts[t] = Number(readFileSync(count, 'utf8').trim());
-          check(counts[t] === GiB, `${t}: the receiver got ${counts[t]} bytes, not ${GiB}`);
-        }
-        rmSync(q, { recursive: true, force: true });
-        return {
-          ...r,
-          mbps: GiB / 1e6 / (r.ms / 1000),
-          hwmMB: (r.hwmKb * 1024) / 1e6,
-          cpuS: r.userS + r.sysS,
-        };
-      });
-      rmSync(pkt);
-      const ms = pick(samples, 'ms');
-      const mbps = pick(samples, 'mbps');
-      const hwm = pick(samples, 'hwmMB');
-      const cpu = pick(samples, 'cpuS');
-      if (this.warmup > 0) notes.push(`every contender's receiver got all ${GiB} bytes (counted with wc -c in the warm-up round)`);
-      notes.push(
-        `CPU, user+sys of the whole tree (gpg, zstd, sh, cat included), median: ${tools.map((t) => `${t} ${cpu[t].median.toFixed(2)} s`).join(', ')}. ` +
-          `The shell pipeline runs gpg and zstd on two cores at once; the built-in decoder runs in fspool's one thread`,
-        `the 'fspl -d' and 'fspool -d' decoders print gpg "Broken pipe" errors: fspl (and fspool's scan) start the decoder once just to read the header`,
-      );
-      const base = (m) => m['fspl -d'];
-      const r = (metric, unit, b, f, target, o = {}) => row(this.name, metric, unit, b, f, target, { baseName: 'fspl -d', ...o });
-      return {
-        rows: [
-          r('wall ms: built-in (stream)', 'ms', base(ms), ms['built-in'], 'info'),
-          r('wall ms: built-in, --delivery verified', 'ms', base(ms), ms.verified, 'info'),
-          r('wall ms: fspool -d (same shell decoder)', 'ms', base(ms), ms['fspool -d'], 'info'),
-          r('MB/s: built-in (stream)', 'MB/s', base(mbps), mbps['built-in'], '≥ 0.5×', { higherIsBetter: true }),
-          r('MB/s: built-in (stream) vs fspool -d', 'MB/s', mbps['fspool -d'], mbps['built-in'], '≥ 0.5×', { higherIsBetter: true, baseName: 'fspool -d' }),
-          r('MB/s: built-in, --delivery verified', 'MB/s', base(mbps), mbps.verified, '≥ 0.5×', { higherIsBetter: true }),
-          r('MB/s: fspool -d (same shell decoder)', 'MB/s', base(mbps), mbps['fspool -d'], 'info', { higherIsBetter: true }),
-          r('spooler peak RSS MB: built-in (stream)', 'MB', base(hwm), hwm['built-in'], 'fspool ≤ 100 MB'),
-          r('spooler peak RSS MB: built-in, verified', 'MB', base(hwm), hwm.verified, 'fspool ≤ 100 MB'),
-          r('spooler peak RSS MB: fspool -d', 'MB', base(hwm), hwm['fspool -d'], 'fspool ≤ 100 MB'),
-        ],
-        samples: { ms, mbps, hwmMB: hwm, cpuS: cpu },
-        notes,
-        absolute: { builtinOverFsplDThroughput: mbps['built-in'].median / mbps['fspl -d'].median, fspoolPeakRssMBMax: Math.max(hwm['built-in'].max, hwm.verified.max, hwm['fspool -d'].max) },
-      };
-    },
-  },
+  encBenchmark('mixed'),
+  encBenchmark('random'),
 
   {
     name: 'serve-2q',
@@ -601,6 +505,116 @@ export const BENCHMARKS = [
     },
   },
 ];
+
+/**
+ * One job whose 1 GiB payload is zstd-compressed and OpenPGP-encrypted, delivered four ways.
+ * `mixed` (enc-1g): half random, half log-like text, like a backup; `random` (enc-1g-random):
+ * all random, so zstd stores it as it is and decryption is the work.
+ */
+function encBenchmark(kind) {
+  const name = kind === 'mixed' ? 'enc-1g' : 'enc-1g-random';
+  return {
+    name,
+    title: `1 GiB ${kind === 'mixed' ? 'mixed' : 'random'} payload, zstd + OpenPGP, into \`sh -c 'cat >/dev/null'\`: built-in vs \`-d 'gpg -q -d | zstd -dc'\``,
+    defaultRuns: 3,
+    warmup: 1,
+    run(ctx) {
+      const g = ctx.gpg();
+      const notes = [];
+      // The payload, then the packet: `fspool prepare --zstd --encrypt-to`, once per bench run.
+      const payload = join(ctx.dir, 'enc-payload.bin');
+      if (kind === 'mixed') writeMixedPayload(payload, GiB);
+      else writeRandomPayload(payload, GiB);
+      const pkt = join(ctx.dir, `${name}.fspl`);
+      const prep = measure([ctx.fspool, 'prepare', '-s', '-', '-i', payload, '--zstd', `--encrypt-to=${g.pub}`], { stdout: pkt, stderr: ctx.errFile });
+      ranOk(prep, 'fspool', ctx, 'prepare --zstd --encrypt-to');
+      // For information, one run: the same layers made by the command-line tools.
+      const extPrep = measure(
+        ['sh', '-c', '"$0" prepare -s - -i "$1" | zstd -q -c | gpg --batch -q --trust-model always --compress-algo none -e -r recv@test', ctx.fspl, payload],
+        { stdout: '/dev/null', stderr: ctx.errFile, env: g.env },
+      );
+      ranOk(extPrep, 'fspl | zstd | gpg', ctx, 'encode');
+      rmSync(payload);
+      const fd = openSync(pkt, 'r+');
+      fdatasyncSync(fd); // keep writeback of the new file out of the timed runs
+      closeSync(fd);
+      const size = statSync(pkt).size;
+      notes.push(
+        `payload: 1 GiB ${kind === 'mixed' ? 'of 1 MiB blocks, alternately random (AES-CTR stream) and log-like text' : 'random (an AES-CTR stream)'}; packet ${(size / 1e6).toFixed(0)} MB ` +
+          `(${((100 * size) / GiB).toFixed(0)}% of the payload: zstd -3, then OpenPGP to an ${g.algo} key)`,
+        `making it, one run each: fspool prepare --zstd --encrypt-to ${(prep.ms / 1000).toFixed(2)} s (${(GiB / 1e6 / (prep.ms / 1000)).toFixed(0)} MB/s), ` +
+          `\`fspl prepare | zstd | gpg -e\` ${(extPrep.ms / 1000).toFixed(2)} s (${(GiB / 1e6 / (extPrep.ms / 1000)).toFixed(0)} MB/s)`,
+      );
+
+      const dec = 'gpg -q -d | zstd -dc';
+      const tools = ['fspl -d', 'built-in', 'verified', 'fspool -d'];
+      const opts = {
+        'fspl -d': [ctx.fspl, ['-d', dec]],
+        'built-in': [ctx.fspool, [`--decrypt-key=${g.key}`]],
+        verified: [ctx.fspool, ['--delivery', 'verified', `--decrypt-key=${g.key}`]],
+        'fspool -d': [ctx.fspool, ['-d', dec]],
+      };
+      const counts = {};
+      const samples = sideBySide(tools, { runs: ctx.runs(this), warmup: this.warmup }, (t, round) => {
+        const q = mkdtempSync(join(ctx.dir, `${name}-`));
+        initQueue(q);
+        linkSync(pkt, join(q, 'jobs', `fspl-${randomUUID()}.fspl`));
+        // Warm-up rounds count the bytes the receiver got; recorded rounds use `cat >/dev/null`.
+        const count = join(ctx.dir, `${name}.count`);
+        const recv = round < 0 ? ['sh', '--', '-c', 'wc -c >"$0"', count] : ['sh', '--', '-c', 'cat >/dev/null'];
+        const [bin, extra] = opts[t];
+        const r = measure([bin, 'queue-process', ...extra, '-q', q, ...recv], { stderr: ctx.errFile, env: g.env, poll: true });
+        ranOk(r, t, ctx, 'queue-process');
+        const next = readFileSync(join(q, 'nextseq'), 'utf8').trim();
+        const left = readdirSync(join(q, 'jobs')).length;
+        check(next === '2' && left === 0, `${t}: after queue-process nextseq=${next}, ${left} files left in jobs/`);
+        if (round < 0) {
+          counts[t] = Number(readFileSync(count, 'utf8').trim());
+          check(counts[t] === GiB, `${t}: the receiver got ${counts[t]} bytes, not ${GiB}`);
+        }
+        rmSync(q, { recursive: true, force: true });
+        return {
+          ...r,
+          mbps: GiB / 1e6 / (r.ms / 1000),
+          hwmMB: (r.hwmKb * 1024) / 1e6,
+          cpuS: r.userS + r.sysS,
+          sysS: r.sysS,
+        };
+      });
+      rmSync(pkt);
+      const ms = pick(samples, 'ms');
+      const mbps = pick(samples, 'mbps');
+      const hwm = pick(samples, 'hwmMB');
+      const cpu = pick(samples, 'cpuS');
+      const sys = pick(samples, 'sysS');
+      if (this.warmup > 0) notes.push(`every contender's receiver got all ${GiB} bytes (counted with wc -c in the warm-up round)`);
+      notes.push(
+        `CPU, user+sys of the whole tree (gpg, zstd, sh, cat included), median: ${tools.map((t) => `${t} ${cpu[t].median.toFixed(2)} s`).join(', ')}; of it system time: ${tools.map((t) => `${t} ${sys[t].median.toFixed(2)} s`).join(', ')}. ` +
+          `The shell pipeline runs gpg and zstd on two cores at once; the built-in decoder runs in fspool's decode worker, its AES and SHA-1 on libuv's thread pool beside it`,
+        `the 'fspl -d' and 'fspool -d' decoders print gpg "Broken pipe" errors: fspl (and fspool's scan) start the decoder once just to read the header`,
+      );
+      const base = (m) => m['fspl -d'];
+      const r = (metric, unit, b, f, target, o = {}) => row(this.name, metric, unit, b, f, target, { baseName: 'fspl -d', ...o });
+      return {
+        rows: [
+          r('wall ms: built-in (stream)', 'ms', base(ms), ms['built-in'], '≤ 1.0×'),
+          r('wall ms: built-in, --delivery verified', 'ms', base(ms), ms.verified, 'info'),
+          r('wall ms: fspool -d (same shell decoder)', 'ms', base(ms), ms['fspool -d'], 'info'),
+          r('MB/s: built-in (stream)', 'MB/s', base(mbps), mbps['built-in'], '≥ 1.0×', { higherIsBetter: true }),
+          r('MB/s: built-in (stream) vs fspool -d', 'MB/s', mbps['fspool -d'], mbps['built-in'], 'info', { higherIsBetter: true, baseName: 'fspool -d' }),
+          r('MB/s: built-in, --delivery verified', 'MB/s', base(mbps), mbps.verified, 'info', { higherIsBetter: true }),
+          r('MB/s: fspool -d (same shell decoder)', 'MB/s', base(mbps), mbps['fspool -d'], 'info', { higherIsBetter: true }),
+          r('spooler peak RSS MB: built-in (stream)', 'MB', base(hwm), hwm['built-in'], 'fspool ≤ 100 MB'),
+          r('spooler peak RSS MB: built-in, verified', 'MB', base(hwm), hwm.verified, 'fspool ≤ 100 MB'),
+          r('spooler peak RSS MB: fspool -d', 'MB', base(hwm), hwm['fspool -d'], 'fspool ≤ 100 MB'),
+        ],
+        samples: { ms, mbps, hwmMB: hwm, cpuS: cpu, sysS: sys },
+        notes,
+        absolute: { builtinOverFsplDThroughput: mbps['built-in'].median / mbps['fspl -d'].median, fspoolPeakRssMBMax: Math.max(hwm['built-in'].max, hwm.verified.max, hwm['fspool -d'].max) },
+      };
+    },
+  };
+}
 
 /** Shared state: the temp dir, tool paths, the random block and the cached 1 GiB packet. */
 export function makeContext({ dir, fspl, fspool, runsOverride, results, cleanups = [] }) {

@@ -109,6 +109,24 @@ export function writeBigPacket(path, bytes, block) {
   writeRepeated(path, bytes, block, packet(1));
 }
 
+/** `bytes` of an AES-CTR key stream: no block repeats, zstd can do nothing with it. */
+export function writeRandomPayload(path, bytes) {
+  const MiB = 1 << 20;
+  const cipher = createCipheriv('aes-128-ctr', randomBytes(16), randomBytes(16));
+  const zeros = Buffer.alloc(MiB);
+  const fd = openSync(path, 'w');
+  try {
+    for (let i = 0; i < bytes / MiB; i++) {
+      const block = cipher.update(zeros);
+      let off = 0;
+      while (off < block.length) off += writeSync(fd, block, off, block.length - off);
+    }
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * A payload that is partly compressible, as real backups and archives are: 1 MiB blocks,
  * alternately random (an AES-CTR key stream, so no two blocks are alike and zstd finds nothing

@@ -4,6 +4,7 @@ import type { Argv, CommandModule, Options, PositionalOptions } from 'yargs';
 import { UsageError } from '../errors.js';
 import { parseU64 } from '../queue/seqfile.js';
 import type { DecodeContext } from '../codec/decode.js';
+import { DecodeWorkers } from '../codec/decodeThread.js';
 import { Keyring } from '../codec/keys.js';
 import type { DeliveryMode } from '../run/source.js';
 import { rawTail } from '../sys/argv.js';
@@ -224,6 +225,7 @@ export function decodeContext(a: DecodeArgs): DecodeContext {
       keyPassphraseFile: a['key-passphrase-file'],
       requireSignature: a['require-signature'],
     }),
+    workers: new DecodeWorkers(),
   };
 }
 

@@ -23,14 +23,36 @@ export async function peek(src: AsyncIterable<Buffer>, n: number): Promise<{ hea
   return { head: Buffer.concat(taken).subarray(0, n), all: all() };
 }
 
-/** A web ReadableStream (what openpgp.js reads) that pulls from `src`. */
-export function toWebStream(src: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> {
+/**
+ * The smallest chunk handed to openpgp.js, but for the last: its web streams cost per chunk, and
+ * fed 1-byte chunks (a pipe can give chunks that small) openpgp.js 6.3.2 was seen to wait
+ * forever decrypting a SEIPD v1 packet whose plaintext ends in bytes that are no packet.
+ */
+const MIN_WEB_CHUNK = 4096;
+
+/**
+ * A web ReadableStream (what openpgp.js reads) that pulls from `src`, in chunks of MIN_WEB_CHUNK
+ * or more: of bytes, or of strings (armored text).
+ */
+export function toWebStream<T extends Uint8Array | string>(src: AsyncIterable<T>): ReadableStream<T> {
   const it = src[Symbol.asyncIterator]();
-  return new ReadableStream<Uint8Array>({
+  const join = (parts: T[]) => (parts.length === 1 ? parts[0]! : typeof parts[0] === 'string' ? parts.join('') : Buffer.concat(parts as Uint8Array[])) as T;
+  return new ReadableStream<T>({
     async pull(controller) {
-      const r = await it.next();
-      if (r.done) controller.close();
-      else controller.enqueue(r.value);
+      const parts: T[] = [];
+      let n = 0;
+      let done = false;
+      while (n < MIN_WEB_CHUNK) {
+        const r = await it.next();
+        if (r.done) {
+          done = true;
+          break;
+        }
+        parts.push(r.value);
+        n += r.value.length;
+      }
+      if (n > 0) controller.enqueue(join(parts));
+      if (done) controller.close();
     },
     async cancel() {
       await it.return?.();

@@ -15,12 +15,13 @@
 // handed on as it is decrypted, and the MDC is checked at the end; a mismatch, a truncation or
 // trailing garbage makes the iteration throw there, so the receiver is killed before EOF.
 import type { Cipher, Hash } from 'node:crypto';
-import type { Key, SignaturePacket, Subkey } from 'openpgp';
+import type { AnyPacket, Key, Message, PacketList, SignaturePacket } from 'openpgp';
 import { createHash, crypto } from '../sys/lazy.js';
 import { native } from '../sys/native.js';
+import { cfbNative } from './cfbNative.js';
 import { isNoSessionKey, noSessionKey } from './decryptError.js';
 import type { DecryptionMaterial } from './keys.js';
-import { BodyFramer, type PacketHead, readPacketHead } from './pgpFraming.js';
+import { BodyFramer, definiteLength, type PacketHead, readPacketHead } from './pgpFraming.js';
 
 type OpenPGP = typeof import('openpgp');
 
@@ -65,13 +66,35 @@ class CfbDecryptor {
     this.reg = this.ecb.update(Buffer.alloc(BLOCK));
   }
 
-  update(parts: Buffer[]): Buffer {
-    const ct = this.rest.length === 0 && parts.length === 1 ? parts[0]! : Buffer.concat([this.rest].concat(parts));
-    const whole = ct.length - (ct.length % BLOCK);
-    this.rest = Buffer.from(ct.subarray(whole));
-    if (whole === 0) return EMPTY;
-    const ks = this.ecb.update(ct.subarray(0, whole));
-    if (ks.length !== whole) throw new Error(`AES-ECB returned ${ks.length} bytes for ${whole}`);
+  /**
+   * The plaintext of `parts` (pieces of ciphertext, in order), as far as whole blocks go. Each
+   * part is decrypted where it lies (a read spans two SEIPD parts as a rule: no joining copy);
+   * only a block split between parts is put together.
+   */
+  update(parts: Buffer[]): Buffer[] {
+    const out: Buffer[] = [];
+    for (let p of parts) {
+      if (this.rest.length > 0) {
+        const need = BLOCK - this.rest.length;
+        if (p.length < need) {
+          this.rest = Buffer.concat([this.rest, p]);
+          continue;
+        }
+        out.push(this.whole(Buffer.concat([this.rest, p.subarray(0, need)])));
+        this.rest = EMPTY;
+        p = p.subarray(need);
+      }
+      const whole = p.length - (p.length % BLOCK);
+      if (whole > 0) out.push(this.whole(p.subarray(0, whole)));
+      if (whole < p.length) this.rest = Buffer.from(p.subarray(whole));
+    }
+    return out;
+  }
+
+  /** Decrypt `ct`, whole blocks. */
+  private whole(ct: Buffer): Buffer {
+    const ks = this.ecb.update(ct);
+    if (ks.length !== ct.length) throw new Error(`AES-ECB returned ${ks.length} bytes for ${ct.length}`);
     native().cfbXor(ks, ct, this.reg);
     return ks;
   }
@@ -87,13 +110,106 @@ class CfbDecryptor {
 /** Does the key decrypt the prefix's check bytes? `c`: the first PREFIX bytes of ciphertext. */
 function prefixChecks(cipher: string, key: Uint8Array, c: Buffer): boolean {
   const d = new CfbDecryptor(cipher, key);
-  const p = Buffer.concat([d.update([c]), d.final()]);
+  const p = Buffer.concat([...d.update([c]), d.final()]);
   return p[BLOCK - 2] === p[BLOCK] && p[BLOCK - 1] === p[BLOCK + 1];
 }
 
-/** Strips the prefix and the MDC packet off the plaintext, hashing it; checks the MDC at the end. */
+/**
+ * CFB decryption of a SEIPD body with the SHA-1 of its plaintext for the MDC, both run on
+ * libuv's thread pool by native/fspool_cfb.c: while one chunk is decrypted and hashed there, the
+ * thread that called passes on (decompresses, writes) the chunk before. SHA-1 covers all the
+ * plaintext but its last 20 bytes, which are the MDC's hash.
+ */
+class CfbStream {
+  private readonly ctx: object;
+  /** Ciphertext of an incomplete block, waiting for the rest. */
+  private rest = EMPTY;
+  /** The last ciphertext block so far (at the start, the zero IV). */
+  private prev = Buffer.alloc(BLOCK);
+  /** Plaintext buffers used in turn while `reuse` says so: one is read while the other is written. */
+  private readonly spare: Buffer[] = [];
+
+  constructor(
+    cipher: string,
+    key: Uint8Array,
+    private readonly reuse: () => boolean,
+  ) {
+    this.ctx = cfbNative().cfbNew(Number(/\d+/.exec(cipher)![0]), Buffer.from(key));
+  }
+
+  /** The plaintext of `parts` (pieces of ciphertext, in order), as far as whole blocks go. */
+  async update(parts: Buffer[]): Promise<Buffer[]> {
+    const out: Buffer[] = [];
+    const cts = wholeBlocks(parts, this);
+    const size = cts.reduce((n, ct) => n + ct.length, 0);
+    // All of this call's plaintext in one buffer: the reader is done with the last call's by now.
+    let room: Buffer;
+    if (this.reuse()) {
+      let b = this.spare.length >= 2 ? this.spare.shift() : undefined;
+      if (!b || b.length < size) b = Buffer.allocUnsafeSlow(Math.max(size, 256 * 1024));
+      this.spare.push(b);
+      room = b;
+    } else {
+      room = Buffer.allocUnsafeSlow(size);
+    }
+    let at = 0;
+    for (const ct of cts) {
+      const pt = room.subarray(at, at + ct.length);
+      at += ct.length;
+      await cfbNative().cfbDecrypt(this.ctx, ct, this.prev, pt);
+      this.prev = Buffer.from(ct.subarray(ct.length - BLOCK));
+      out.push(pt);
+    }
+    return out;
+  }
+
+  /** Ciphertext left over from update(), an incomplete block. */
+  get pending(): Buffer {
+    return this.rest;
+  }
+
+  set pending(b: Buffer) {
+    this.rest = b;
+  }
+
+  /** The plaintext of the last, incomplete block. */
+  final(): Buffer {
+    return cfbNative().cfbFinal(this.ctx, this.rest, this.prev);
+  }
+
+  /** SHA-1 of all the plaintext but its last 20 bytes (after final). */
+  digest(): Buffer {
+    return cfbNative().cfbDigest(this.ctx);
+  }
+}
+
+/**
+ * The whole blocks of `parts`, each part where it lies (a read spans two SEIPD parts as a rule:
+ * no joining copy); only a block split between parts is put together. What is left (under a
+ * block) stays in `carry.pending`.
+ */
+function wholeBlocks(parts: Buffer[], carry: { pending: Buffer }): Buffer[] {
+  const out: Buffer[] = [];
+  for (let p of parts) {
+    if (carry.pending.length > 0) {
+      const need = BLOCK - carry.pending.length;
+      if (p.length < need) {
+        carry.pending = Buffer.concat([carry.pending, p]);
+        continue;
+      }
+      out.push(Buffer.concat([carry.pending, p.subarray(0, need)]));
+      carry.pending = EMPTY;
+      p = p.subarray(need);
+    }
+    const whole = p.length - (p.length % BLOCK);
+    if (whole > 0) out.push(p.subarray(0, whole));
+    if (whole < p.length) carry.pending = Buffer.from(p.subarray(whole));
+  }
+  return out;
+}
+
+/** Strips the prefix and the MDC packet off the plaintext; checks the MDC at the end against the SHA-1 of the rest. */
 class MdcCheck {
-  private readonly hash = createHash('sha1');
   private prefixLeft = PREFIX;
   /** The last MDC bytes seen: the MDC packet, once the input has ended. */
   private tail = EMPTY;
@@ -101,7 +217,6 @@ class MdcCheck {
   push(p: Buffer): Buffer[] {
     if (this.prefixLeft > 0) {
       const n = Math.min(this.prefixLeft, p.length);
-      this.hash.update(p.subarray(0, n));
       this.prefixLeft -= n;
       p = p.subarray(n);
     }
@@ -117,73 +232,81 @@ class MdcCheck {
       out = [joined.subarray(0, cut)];
       this.tail = joined.subarray(cut);
     }
-    out = out.filter((b) => b.length > 0);
-    for (const b of out) this.hash.update(b);
-    return out;
+    return out.filter((b) => b.length > 0);
   }
 
-  end(): void {
+  /** `digest`: SHA-1 of the prefix, the plaintext and the MDC packet's header. */
+  end(digest: Buffer): void {
     const t = this.tail;
     if (this.prefixLeft > 0 || t.length < MDC || t[0] !== 0xd3 || t[1] !== 0x14) throw new Error('the modification detection code (MDC) is missing');
-    this.hash.update(t.subarray(0, 2));
-    if (!this.hash.digest().equals(t.subarray(2))) throw new Error('modification detected: the MDC does not match');
+    if (!digest.equals(t.subarray(2))) throw new Error('modification detected: the MDC does not match');
   }
 }
 
-/** Node's names of the hash algorithms a signature may use (RFC 4880 §9.4 numbers). */
+/** Node's names of the hash algorithms a one-pass signature packet may announce (RFC 4880 §9.4 numbers). */
 const HASHES: Record<number, string> = { 2: 'sha1', 8: 'sha256', 9: 'sha384', 10: 'sha512', 11: 'sha224', 12: 'sha3-256', 14: 'sha3-512' };
-/** Signature packets after the literal data are small; more than this is not our shape. */
-const SIGNATURES_LIMIT = 64 * 1024;
+/**
+ * What may follow the literal data packet (its signature packets, and whatever openpgp.js
+ * ignores, such as padding) is held until the end, so it is bounded; more is refused.
+ */
+const TAIL_LIMIT = 64 * 1024;
 /**
  * One-pass packets before it: at most this many, in at most this many bytes, or it is not our
  * shape. The start is joined and re-read with each chunk until it is decided, so it stays small.
  */
 const ONE_PASS_MAX = 16;
 const PRELUDE_LIMIT = 4096;
+/** The literal data packet's own fields before its content: format, name length, name (up to 255), date. */
+const literalFieldsLength = (fields: Buffer) => (fields.length < 2 ? 2 : 6 + fields[1]!);
 
-/** A one-pass signature packet, version 3 (RFC 4880 §5.4): what the signature at the end will be. */
-interface OnePass {
-  signatureType: number;
-  hashAlgorithm: number;
-  publicKeyAlgorithm: number;
-  keyID: Buffer;
-}
+/**
+ * Reads a message whose literal content has been taken out (`skeleton`), the way openpgp.js
+ * reads that message: at the top level (signed, not encrypted), or as the plaintext of a SEIPD
+ * packet.
+ */
+type Judge = (skeleton: Buffer) => Promise<Message<Uint8Array>>;
 
 /**
  * The plaintext message. Unwrapped here: one literal data packet, optionally signed the way
  * fspool, openpgp.js and gpg sign (one-pass signature packets before it, version 3, over binary
  * data; the signature packets after it). The literal packet's format, file name and date are
- * dropped, as openpgp.js's `format: 'binary'` does. Any other message is passed on whole, for
+ * dropped, as openpgp.js's `format: 'binary'` does. Any other start is passed on whole, for
  * openpgp.js; that is decided before any plaintext is passed on.
  *
- * Signatures: the content is hashed as it streams (one hash per algorithm, only when there are
- * keys to verify with); at the end each signature is checked by openpgp.js against the digest,
- * with the same checks openpgp.js's own verify() makes (src/codec/openpgp.ts).
+ * At the end, everything but the literal's content is handed to openpgp.js as a message of its
+ * own (the "skeleton": the one-pass packets, the literal packet with its fields and no content,
+ * and all that followed it), so that openpgp.js itself judges the packet sequence and every
+ * packet in it, as it would the whole message. Its signatures are verified by openpgp.js too,
+ * each given the digest of the content (hashed here as it streamed, one hash per algorithm the
+ * one-pass packets announce, only when there are keys to verify with) so that it never hashes
+ * the skeleton's empty content.
  */
 class InnerMessage {
   kind: 'literal' | 'message' | undefined;
   private head = EMPTY;
-  private readonly onePass: OnePass[] = [];
+  /** The one-pass signature packets, as they came. */
+  private prelude = EMPTY;
+  private onePassCount = 0;
   private readonly hashes = new Map<number, Hash>();
   private body: BodyFramer | undefined;
-  /** Literal body bytes seen; the first 6 + name length are the literal packet's own fields. */
-  private pos = 0;
-  private nameLength = -1;
-  /** What follows the literal packet: the signature packets. */
+  /** The literal body's fields before the content. */
+  private fields = EMPTY;
+  /** What follows the literal packet. */
   private tail: Buffer[] = [];
   private tailLength = 0;
-  private signaturePackets: SignaturePacket[] = [];
+  private verdicts: Array<string | undefined> = [];
 
   constructor(
     private readonly pgp: OpenPGP,
     private readonly verificationKeys: Key[],
+    private readonly judge: Judge,
   ) {}
 
   push(p: Buffer): Buffer[] {
     if (this.kind === 'message') return [p];
     if (this.kind === undefined) {
       this.head = this.head.length ? Buffer.concat([this.head, p]) : p;
-      const literal = this.prelude();
+      const literal = this.preludeEnd();
       if (literal === undefined) return [];
       if (literal === 'message') {
         this.kind = 'message';
@@ -192,40 +315,42 @@ class InnerMessage {
         return [all];
       }
       this.kind = 'literal';
+      // Copies (small), here and of what follows the literal: a subarray would keep a whole chunk alive.
+      this.prelude = Buffer.from(this.head.subarray(0, literal.at.at));
+      this.onePassCount = literal.at.hashes.length;
       this.body = new BodyFramer(literal.head.body);
-      p = this.head.subarray(literal.at + literal.head.size);
+      p = this.head.subarray(literal.at.at + literal.head.size);
       this.head = EMPTY;
-      for (const o of this.onePass) {
-        if (this.verificationKeys.length && !this.hashes.has(o.hashAlgorithm)) this.hashes.set(o.hashAlgorithm, createHash(HASHES[o.hashAlgorithm]!));
-      }
+      if (this.verificationKeys.length) for (const alg of literal.at.hashes) if (!this.hashes.has(alg)) this.hashes.set(alg, createHash(HASHES[alg]!));
     }
     const { body, after } = this.body!.push(p);
     if (after && after.length > 0) {
-      this.tail.push(after);
+      this.tail.push(Buffer.from(after));
       this.tailLength += after.length;
-      if (this.tailLength > SIGNATURES_LIMIT) throw new Error('more data after the literal data packet than signatures take');
+      if (this.tailLength > TAIL_LIMIT) throw new Error(`more than ${TAIL_LIMIT >> 10} KiB after the literal data packet (signatures take less)`);
     }
     const out: Buffer[] = [];
-    for (const b of body) {
-      const start = this.pos;
-      this.pos += b.length;
-      if (this.nameLength < 0 && start <= 1 && this.pos > 1) this.nameLength = b[1 - start]!;
-      const skip = this.nameLength < 0 ? Infinity : 6 + this.nameLength;
-      if (this.pos <= skip) continue;
-      const content = start >= skip ? b : b.subarray(skip - start);
-      for (const h of this.hashes.values()) h.update(content);
-      out.push(content);
+    for (let b of body) {
+      while (b.length > 0 && this.fields.length < literalFieldsLength(this.fields)) {
+        const n = Math.min(literalFieldsLength(this.fields) - this.fields.length, b.length);
+        this.fields = Buffer.concat([this.fields, b.subarray(0, n)]);
+        b = b.subarray(n);
+      }
+      if (b.length === 0) continue;
+      for (const h of this.hashes.values()) h.update(b);
+      out.push(b);
     }
     return out;
   }
 
   /**
    * Read the one-pass signature packets at the start of `head`, up to the literal packet: where
-   * it is, 'message' if the message is not our shape, undefined if more bytes are needed.
+   * it is and the hash algorithms announced, 'message' if the message is not our shape,
+   * undefined if more bytes are needed.
    */
-  private prelude(): { at: number; head: PacketHead } | 'message' | undefined {
+  private preludeEnd(): { at: { at: number; hashes: number[] }; head: PacketHead } | 'message' | undefined {
     let at = 0;
-    this.onePass.length = 0;
+    const hashes: number[] = [];
     const more = () => (this.head.length > PRELUDE_LIMIT ? 'message' : undefined);
     for (;;) {
       let h: PacketHead | undefined;
@@ -235,13 +360,13 @@ class InnerMessage {
         return 'message';
       }
       if (!h) return more();
-      if (h.tag === TAG.LITERAL) return { at, head: h };
+      if (h.tag === TAG.LITERAL) return { at: { at, hashes }, head: h };
       if (h.tag !== TAG.ONE_PASS || h.body.kind !== 'definite' || h.body.length !== 13) return 'message';
       if (this.head.length < at + h.size + 13) return more();
       const b = this.head.subarray(at + h.size, at + h.size + 13);
       // Version 3 goes with version 4 signatures; signatures over binary data only.
-      if (b[0] !== 3 || b[1] !== 0 || HASHES[b[2]!] === undefined || this.onePass.length === ONE_PASS_MAX) return 'message';
-      this.onePass.push({ signatureType: b[1]!, hashAlgorithm: b[2]!, publicKeyAlgorithm: b[3]!, keyID: Buffer.from(b.subarray(4, 12)) });
+      if (b[0] !== 3 || b[1] !== 0 || HASHES[b[2]!] === undefined || hashes.length === ONE_PASS_MAX) return 'message';
+      hashes.push(b[2]!);
       at += h.size + 13;
     }
   }
@@ -251,75 +376,140 @@ class InnerMessage {
     return this.head;
   }
 
-  end(): void {
+  /** At the end of the plaintext: throws if openpgp.js would refuse the message. */
+  async end(): Promise<void> {
+    // No literal packet yet: openpgp.js refuses such a message too (it needs exactly one).
     if (this.kind === undefined) throw new Error(this.head.length ? 'the message is truncated' : 'the message is empty');
     if (this.kind === 'message') return;
     this.body!.end();
-    if (this.nameLength < 0 || this.pos < 6 + this.nameLength) throw new Error('the literal data packet is truncated');
-    // The signature packets, one for each one-pass signature packet.
+    const skeleton = Buffer.concat([this.prelude, Buffer.from([0xc0 | TAG.LITERAL]), definiteLength(this.fields.length), this.fields, ...this.tail]);
+    // The common faults, in our words: as many signatures as one-pass packets, or else nothing
+    // but signature packets after the literal (openpgp.js refuses these too).
     const tail = Buffer.concat(this.tail);
-    for (let at = 0; at < tail.length; ) {
-      const h = readPacketHead(tail, at);
-      if (!h || h.tag !== TAG.SIGNATURE || h.body.kind !== 'definite' || at + h.size + h.body.length > tail.length) throw new Error('data after the literal data packet that is not a signature');
-      const sig = new this.pgp.SignaturePacket();
-      sig.read(tail.subarray(at + h.size, at + h.size + h.body.length));
-      this.signaturePackets.push(sig);
-      at += h.size + h.body.length;
+    const signatures = countSignatures(tail);
+    if (signatures !== undefined && signatures !== this.onePassCount) throw new Error(`${this.onePassCount} one-pass signature packet(s) but ${signatures} signature(s)`);
+    let read: PacketList<AnyPacket>;
+    try {
+      read = await allPackets(this.pgp, await this.judge(skeleton));
+    } catch (e) {
+      throw signatures === undefined ? new Error(`data after the literal data packet that is not a signature: ${(e as Error).message}`) : e;
     }
-    if (this.signaturePackets.length !== this.onePass.length) throw new Error(`${this.onePass.length} one-pass signature packet(s) but ${this.signaturePackets.length} signature(s)`);
+    const message = new this.pgp.Message(read);
+    // verify() reads the signature packets of this list, which is whole (not streamed): each must
+    // have its digest set, or openpgp.js would hash the skeleton's empty content. The packet
+    // sequence rules leave no compressed packet here, whose packets verify() would read instead.
+    const packets = message.packets;
+    if (packets.some((p) => p instanceof this.pgp.CompressedDataPacket)) throw new Error('a compressed packet after the literal data packet');
+    for (const sig of packets.filterByTag(this.pgp.enums.packet.signature) as unknown as SignaturePacket[]) {
+      (sig as SignaturePacket & { hashed?: Promise<Uint8Array> }).hashed = this.digest(sig);
+    }
+    // Throws, as in openpgp.js's decrypt() and verify(), unless there is exactly one literal packet.
+    const verifications = await message.verify(this.verificationKeys);
+    this.verdicts = await Promise.all(
+      verifications.map((v: { verified: Promise<true> }) =>
+        v.verified.then(
+          () => undefined,
+          (e: unknown) => (e as Error).message,
+        ),
+      ),
+    );
+  }
+
+  /**
+   * The digest a signature packet signs (RFC 4880 §5.2.4): the content, the signature's hashed
+   * part, its v4 trailer. openpgp.js's own one-pass verification hands the signature its digest
+   * the same way (OnePassSignaturePacket.verify sets `hashed`). A signature this cannot hash (over
+   * text, of another version, or with a hash no one-pass packet announced) fails, with why.
+   */
+  private digest(sig: SignaturePacket): Promise<Uint8Array> {
+    const h = this.hashes.get(sig.hashAlgorithm!);
+    if (sig.version !== 4 || sig.signatureType !== this.pgp.enums.signature.binary || !h) {
+      const why = !this.verificationKeys.length
+        ? 'no keys to verify with'
+        : `a version ${sig.version} signature of type ${sig.signatureType} with hash ${sig.hashAlgorithm} is not checked here (binary version 4 signatures with the hash their one-pass packet announced are)`;
+      const failed = Promise.reject(new Error(why));
+      failed.catch(() => {}); // awaited only if openpgp.js gets that far
+      return failed;
+    }
+    const d = h.copy();
+    const data = sig.signatureData!;
+    d.update(data);
+    const trailer = Buffer.from([4, 0xff, 0, 0, 0, 0]);
+    trailer.writeUInt32BE(data.length, 2);
+    d.update(trailer);
+    return Promise.resolve(d.digest());
   }
 
   /** After end(): for each signature, undefined if it verified against one of the keys, else why not. */
   async signatures(): Promise<Array<string | undefined>> {
-    return Promise.all(
-      this.signaturePackets.map(async (sig) => {
-        try {
-          await this.verify(sig);
-          return undefined;
-        } catch (e) {
-          return (e as Error).message;
-        }
-      }),
-    );
+    return this.verdicts;
   }
+}
 
-  private async verify(sig: SignaturePacket): Promise<void> {
-    const keyID = sig.issuerKeyID.toHex();
-    const onePass = this.onePass.find((o) => o.keyID.toString('hex') === keyID);
-    if (
-      !onePass ||
-      sig.version !== 4 ||
-      sig.signatureType !== onePass.signatureType ||
-      sig.hashAlgorithm !== onePass.hashAlgorithm ||
-      sig.publicKeyAlgorithm !== onePass.publicKeyAlgorithm
-    ) {
-      throw new Error('Corresponding signature packet does not match one-pass signature packet');
+/** How many packets `tail` holds if it is nothing but whole signature packets, else undefined. */
+function countSignatures(tail: Buffer): number | undefined {
+  let n = 0;
+  for (let at = 0; at < tail.length; n++) {
+    let h: PacketHead | undefined;
+    try {
+      h = readPacketHead(tail, at);
+    } catch {
+      return undefined;
     }
-    let primary: Key | undefined;
-    let signing: Key | Subkey | undefined;
-    for (const key of this.verificationKeys) {
-      const found = key.getKeys(sig.issuerKeyID);
-      if (found.length > 0) {
-        primary = key;
-        signing = found[0];
-        break;
-      }
-    }
-    if (!primary || !signing) throw new Error(`Could not find signing key with key ID ${sig.issuerKeyID.toHex()}`);
-    // The digest (RFC 4880 §5.2.4): the data, the signature's hashed part, then its v4 trailer.
-    const h = this.hashes.get(sig.hashAlgorithm!)!.copy();
-    const data = sig.signatureData!;
-    h.update(data);
-    const trailer = Buffer.from([4, 0xff, 0, 0, 0, 0]);
-    trailer.writeUInt32BE(data.length, 2);
-    h.update(trailer);
-    // openpgp.js's own one-pass verification hands the signature its digest the same way
-    // (OnePassSignaturePacket.verify sets `hashed`); the rest is what its verify() checks:
-    // the signature (and its hash algorithm, expiry, critical subpackets), then the key.
-    (sig as SignaturePacket & { hashed?: Uint8Array }).hashed = h.digest();
-    await sig.verify(signing.keyPacket, sig.signatureType!, {});
-    if (signing.getCreationTime() > sig.created!) throw new Error('Key is newer than the signature');
-    await primary.getSigningKey(signing.getKeyID(), sig.created);
+    if (!h || h.tag !== TAG.SIGNATURE || h.body.kind !== 'definite' || at + h.size + h.body.length > tail.length) return undefined;
+    at += h.size + h.body.length;
+  }
+  return n;
+}
+
+/**
+ * Every packet of a message openpgp.js read from bytes. It returns those up to the first data
+ * packet in the list, and the rest through the list's `stream` (a reader that fails if they did
+ * not parse, or broke its packet sequence rules).
+ */
+async function allPackets(pgp: OpenPGP, message: Message<Uint8Array>): Promise<PacketList<AnyPacket>> {
+  const list = new pgp.PacketList<AnyPacket>();
+  list.push(...message.packets);
+  type Reader = { read(): Promise<{ done: boolean; value?: AnyPacket }> };
+  const rest = (message.packets as unknown as { stream?: { getReader(): Reader } | null }).stream;
+  if (rest) {
+    const reader = rest.getReader();
+    for (let r = await reader.read(); !r.done; r = await reader.read()) list.push(r.value!);
+  }
+  return list;
+}
+
+/**
+ * The message `skeleton` as openpgp.js reads the plaintext of a SEIPD packet (its rules for that
+ * packet sequence are not exported): sealed under a throwaway key, and decrypted by openpgp.js.
+ */
+async function asSeipdPlaintext(pgp: OpenPGP, skeleton: Buffer): Promise<Message<Uint8Array>> {
+  const key = crypto().randomBytes(16);
+  const prefix = crypto().randomBytes(BLOCK);
+  const plain = Buffer.concat([prefix, prefix.subarray(BLOCK - 2), skeleton, Buffer.from([0xd3, 0x14])]);
+  const c = crypto().createCipheriv('aes-128-cfb', key, Buffer.alloc(BLOCK));
+  const body = Buffer.concat([Buffer.from([1]), c.update(plain), c.update(createHash('sha1').update(plain).digest()), c.final()]);
+  // Typed by openpgp.js as write-only; decrypt() and packets are what its Message.decrypt uses.
+  const packet = new pgp.SymEncryptedIntegrityProtectedDataPacket() as unknown as {
+    read(b: Uint8Array): Promise<void>;
+    decrypt(algorithm: number, key: Uint8Array): Promise<boolean>;
+    packets: PacketList<AnyPacket>;
+  };
+  await packet.read(body);
+  await packet.decrypt(pgp.enums.symmetric.aes128, key);
+  return new pgp.Message(packet.packets);
+}
+
+/**
+ * Bytes after the SEIPD packet: openpgp.js ignores some packets there (marker, padding, unknown
+ * non-critical ones) and refuses the rest. It judges them in their place, after the session key
+ * packets and a SEIPD packet with no content.
+ */
+async function judgeTrailer(pgp: OpenPGP, sessionKeyPackets: Buffer, trailer: Buffer): Promise<void> {
+  try {
+    await pgp.readMessage({ binaryMessage: Buffer.concat([sessionKeyPackets, Buffer.from([0xc0 | TAG.SEIPD, 1, 1]), trailer]) });
+  } catch (e) {
+    throw new Error(`data after the encrypted packet: ${(e as Error).message}`);
   }
 }
 
@@ -334,7 +524,11 @@ async function* replay(seen: Buffer[], it: AsyncIterator<Buffer>, ended: boolean
 }
 
 /** Open an encrypted OpenPGP message (binary, starting with a session key packet). */
-export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, material: DecryptionMaterial): Promise<Unwrapped> {
+/**
+ * `reuse`: may the plaintext's buffers be overwritten once the next chunk is asked for (its
+ * reader keeps nothing; see decodeChunks)? Then two are used in turn.
+ */
+export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, material: DecryptionMaterial, reuse?: () => boolean): Promise<Unwrapped> {
   const it = src[Symbol.asyncIterator]();
   /** What was read before deciding this is our shape, to be handed back if it is not. */
   let seen: Buffer[] | undefined = [];
@@ -385,12 +579,17 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
   const framer = new BodyFramer(seipd.body);
   const start: Buffer[] = [];
   let have = 0;
-  let trailing = false;
+  /** What follows the SEIPD packet; openpgp.js judges it at the end (it ignores padding, say). */
+  const trailer: Buffer[] = [];
+  let trailerLength = 0;
   const take = (chunk: Buffer) => {
     const { body, after } = framer.push(chunk);
     for (const b of body) start.push(b);
     have += body.reduce((n, b) => n + b.length, 0);
-    if (after && after.length > 0) trailing = true;
+    if (after && after.length > 0) {
+      trailer.push(Buffer.from(after));
+      trailerLength += after.length;
+    }
   };
   take(buf.subarray(at + seipd.size));
   while (have < 1 + PREFIX && !framer.done) {
@@ -423,35 +622,47 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
 
   // Committed: from here on, this is the decryption.
   seen = undefined;
-  const dec = new CfbDecryptor(AES_CIPHERS[key.algorithm!]!, key.data);
   const mdc = new MdcCheck();
-  const inner = new InnerMessage(pgp, material.verificationKeys);
+  const inner = new InnerMessage(pgp, material.verificationKeys, (skeleton) => asSeipdPlaintext(pgp, skeleton));
+  // Only literal data passes on plaintext that is not kept (openpgp.js reads anything else).
+  const dec = new CfbStream(AES_CIPHERS[key.algorithm!]!, key.data, () => inner.kind === 'literal' && reuse?.() === true);
   const out: Buffer[] = [];
   const feed = (pt: Buffer) => {
     for (const p of mdc.push(pt)) for (const b of inner.push(p)) out.push(b);
   };
+  /** Read the next chunk and decrypt it; undefined once the input has ended. */
+  const fetch = async (): Promise<Buffer[] | undefined> => {
+    const chunk = await read();
+    if (!chunk) return undefined;
+    take(chunk);
+    if (trailerLength > TAIL_LIMIT) throw new Error(`more than ${TAIL_LIMIT >> 10} KiB after the encrypted packet`);
+    return dec.update(start.splice(0));
+  };
+  /** The next chunk, already being decrypted on the thread pool while this one is passed on. */
+  let ahead: Promise<Buffer[] | undefined> | undefined;
   let finished = false;
   /** Decrypt the next chunk of input into `out`; false once the input has ended and all checked out. */
   const step = async (): Promise<boolean> => {
     if (finished) return false;
-    if (trailing) throw new Error('data after the encrypted packet');
-    const chunk = await read();
-    if (!chunk) {
+    const pts = await (ahead ?? fetch());
+    ahead = undefined;
+    if (!pts) {
       finished = true;
       framer.end();
       feed(dec.final());
-      mdc.end();
-      inner.end();
+      mdc.end(dec.digest());
+      await inner.end();
+      if (trailerLength > 0) await judgeTrailer(pgp, sessionKeyPackets, Buffer.concat(trailer));
       return false;
     }
-    take(chunk);
-    if (trailing) throw new Error('data after the encrypted packet');
-    feed(dec.update(start.splice(0)));
+    ahead = fetch();
+    ahead.catch(() => {}); // its failure is the next step's
+    for (const pt of pts) feed(pt);
     return true;
   };
   let failure: unknown;
   try {
-    feed(dec.update([body.subarray(1)]));
+    for (const pt of await dec.update([body.subarray(1)])) feed(pt);
     while (inner.kind === undefined && (await step()));
   } catch (e) {
     failure = e;
@@ -483,7 +694,7 @@ async function* drain(out: Buffer[], step: () => Promise<boolean>, failure: unkn
  */
 export async function openLiteral(src: AsyncIterable<Buffer>, pgp: OpenPGP, material: DecryptionMaterial): Promise<Unwrapped> {
   const it = src[Symbol.asyncIterator]();
-  const inner = new InnerMessage(pgp, material.verificationKeys);
+  const inner = new InnerMessage(pgp, material.verificationKeys, async (skeleton) => pgp.readMessage({ binaryMessage: skeleton }));
   const out: Buffer[] = [];
   let finished = false;
   const step = async (): Promise<boolean> => {
@@ -491,7 +702,7 @@ export async function openLiteral(src: AsyncIterable<Buffer>, pgp: OpenPGP, mate
     const r = await it.next();
     if (r.done) {
       finished = true;
-      inner.end();
+      await inner.end();
       return false;
     }
     for (const b of inner.push(r.value)) out.push(b);

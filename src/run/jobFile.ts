@@ -2,7 +2,7 @@
 // file the scan read), decoded and verified as --delivery and --require-signature say, and its
 // payload delivered to the receiver (src/run/job.ts).
 import { closeSync, fstatSync, type Stats } from 'node:fs';
-import { type DecodeContext, openPacket } from '../codec/decode.js';
+import { type DecodeContext, openForDelivery } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
 import { encodeHeader } from '../packet/codec.js';
 import { PacketError } from '../packet/codec.js';
@@ -58,7 +58,7 @@ export async function verifyFile(job: Readable, decode: DecodeContext): Promise<
   const fd = reopen(job);
   if (fd === undefined) return 'removed or replaced since it was read';
   try {
-    return await verifyOnly(await openPacket(fd, decode, 0));
+    return await verifyOnly(await openForDelivery(fd, decode, 0));
   } catch (e) {
     return describe(e);
   } finally {
@@ -101,7 +101,7 @@ export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions,
   let cleanup = () => {};
   try {
     // A file just opened: the packet starts at offset 0.
-    const prepared = await preparePayload(await openPacket(fd, opts.decode, 0), {
+    const prepared = await preparePayload(await openForDelivery(fd, opts.decode, 0), {
       mode: opts.delivery,
       keys: opts.decode.keys,
       fd,
@@ -111,7 +111,7 @@ export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions,
         const again = reopen(job);
         if (again === undefined) throw new FspoolError(`${job.path} was removed or replaced while it was being verified`);
         extraFds.push(again);
-        return openPacket(again, opts.decode, 0);
+        return openForDelivery(again, opts.decode, 0);
       },
     });
     if (!prepared.ok) return prepared.unverified ? { skip: 'unverified', reason: prepared.reason } : { ok: false, reason: prepared.reason };

@@ -1,6 +1,6 @@
 // queue-payload and stdin-payload: the payload alone, to stdout, in large unbuffered writes.
 import { closeSync } from 'node:fs';
-import { type DecodeContext, openPacket } from '../codec/decode.js';
+import { type DecodeContext, openForDelivery } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
 import { openJobFile } from '../queue/jobfile.js';
 import { copyFd, writeAll } from '../sys/fd.js';
@@ -13,7 +13,7 @@ import { preparePayload } from './source.js';
  */
 export async function writePayload(fd: number, outFd: number, ctx: DecodeContext, spoolDir: string, spoolOption?: string): Promise<void> {
   const spoolAtLeast = bytesLeft(fd);
-  const p = await preparePayload(await openPacket(fd, ctx), {
+  const p = await preparePayload(await openForDelivery(fd, ctx), {
     mode: ctx.keys.requiresSignature ? 'verified' : 'stream',
     keys: ctx.keys,
     fd,
@@ -32,11 +32,17 @@ export async function writePayload(fd: number, outFd: number, ctx: DecodeContext
     }
     const src = p.payload;
     try {
-      for await (const chunk of src.chunks) {
-        writeAll(outFd, chunk);
-        progress?.add(chunk.length);
+      if (src.via === 'worker') {
+        // The decode worker writes to outFd itself.
+        const d = await src.drain({ kind: 'fd', fd: outFd }, progress);
+        if (d.outcome !== 'verified') throw typeof d.outcome === 'object' ? d.outcome.failure : new Error('decoding was stopped');
+      } else {
+        for await (const chunk of src.chunks) {
+          writeAll(outFd, chunk);
+          progress?.add(chunk.length);
+        }
+        await src.verify();
       }
-      await src.verify();
       progress?.done();
     } catch (e) {
       src.abort();

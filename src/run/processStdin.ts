@@ -5,7 +5,7 @@
 // own: handing on a pipe we have read the header from is the state in which Linux bug 212295
 // can hang the writer.
 import { tmpdir } from 'node:os';
-import { type DecodeContext, openPacket } from '../codec/decode.js';
+import { type DecodeContext, openForDelivery } from '../codec/decode.js';
 import { FspoolError } from '../errors.js';
 import { bytesLeft } from '../progress.js';
 import { runContext } from './context.js';
@@ -17,7 +17,7 @@ export async function processStdin(opts: RunOptions & { decode: DecodeContext; d
   // stdin cannot be read twice: a required signature is checked in verified mode, decoding
   // into --spool-dir (default $TMPDIR); a packet in a file needs at least its own size there.
   const spoolAtLeast = bytesLeft(0);
-  const prepared = await preparePayload(await openPacket(0, opts.decode), {
+  const prepared = await preparePayload(await openForDelivery(0, opts.decode), {
     mode: opts.delivery,
     keys: opts.decode.keys,
     fd: 0,

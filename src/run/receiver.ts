@@ -16,6 +16,13 @@ import { after, type Timer } from '../sys/timer.js';
 import { GuardedChild } from '../sys/guarded.js';
 import type { Spawner } from '../sys/spawner.js';
 
+/**
+ * The receiver's stdin pipe is made this large while it is new and empty: the decode worker
+ * writes 256-512 KiB of plaintext at a time, and with Linux's default of 64 KiB each write
+ * would wait for the receiver several times; this holds a few writes while the receiver drains.
+ */
+const STDIN_PIPE_BYTES = 1 << 20;
+
 export interface ReceiverSpec {
   /** Command and arguments as bytes: job params need not be UTF-8. */
   argv: Buffer[];
@@ -55,7 +62,7 @@ export class Receiver {
   constructor(private readonly spec: ReceiverSpec) {
     let pipeRead: number | undefined;
     let pipeWrite: number | undefined;
-    if (spec.stdin === 'pipe') [pipeRead, pipeWrite] = native().pipe();
+    if (spec.stdin === 'pipe') [pipeRead, pipeWrite] = native().pipe(STDIN_PIPE_BYTES);
     try {
       this.proc = new GuardedChild({
         argv: spec.argv,

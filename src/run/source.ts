@@ -6,6 +6,9 @@
 // - `verified`: decoded into an unlinked temp file in the queue, verified, and only then
 //   handed over; a failure means the receiver never starts.
 //
+// A packet the decode worker opened (src/codec/decodeThread.ts) is drained by it into the
+// temp file, or into nothing for a pass that only verifies: its bytes never come here.
+//
 // With --require-signature, the header (seq, params, env) must be trusted before the receiver
 // starts, and an OpenPGP signature is only checked at the end of the message. So in `stream`
 // mode the packet is decoded and verified once without a receiver, then decoded again into the
@@ -13,7 +16,7 @@
 import { closeSync, mkdirSync, openSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Keyring } from '../codec/keys.js';
-import type { OpenedPacket, StreamPacket } from '../codec/decode.js';
+import type { Drained, OpenedPacket, StreamPacket } from '../codec/decode.js';
 import { describe } from '../errors.js';
 import { encodeHeader } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
@@ -70,15 +73,19 @@ async function spool(p: StreamPacket, opts: SourceOptions): Promise<{ fd: number
   // Unlinked now, so no outcome (not even a crash) leaves it behind; the fd keeps the data.
   unlinkSync(path);
   try {
-    let pos = 0;
     // Positional writes leave the fd's offset at 0, where the receiver will start reading.
-    for await (const chunk of p.payload) {
-      let off = 0;
-      while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off, pos + off);
-      pos += chunk.length;
-      progress?.add(chunk.length);
+    if (p.via === 'worker') {
+      verdict(await p.drain({ kind: 'file', fd }, progress));
+    } else {
+      let pos = 0;
+      for await (const chunk of p.payload) {
+        let off = 0;
+        while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off, pos + off);
+        pos += chunk.length;
+        progress?.add(chunk.length);
+      }
+      await p.verify();
     }
-    await p.verify();
     return { fd };
   } catch (e) {
     closeSync(fd);
@@ -91,12 +98,23 @@ async function spool(p: StreamPacket, opts: SourceOptions): Promise<{ fd: number
   }
 }
 
+/** A worker's drain that did not end verified: why, as an error. */
+function verdict(d: Drained): void {
+  if (d.outcome === 'verified') return;
+  if (typeof d.outcome === 'object') throw d.outcome.failure;
+  throw new Error(d.outcome === 'aborted' ? 'decoding was stopped' : 'the output stopped taking the payload');
+}
+
 /** Read the whole payload and verify it, without a receiver. */
 async function check(p: StreamPacket): Promise<string | undefined> {
   const progress = Progress.start(`verify seq ${p.header.seq} (first of two passes)`);
   try {
-    for await (const chunk of p.payload) progress?.add(chunk.length);
-    await p.verify();
+    if (p.via === 'worker') {
+      verdict(await p.drain({ kind: 'discard' }, progress));
+    } else {
+      for await (const chunk of p.payload) progress?.add(chunk.length);
+      await p.verify();
+    }
     return undefined;
   } catch (e) {
     p.abort();
@@ -141,7 +159,7 @@ export async function preparePayload(p: OpenedPacket, opts: SourceOptions): Prom
   return {
     ok: true,
     header: live.header,
-    payload: { kind: 'stream', chunks: live.payload, verify: live.verify, abort: live.abort },
+    payload: live.via === 'worker' ? { kind: 'stream', via: 'worker', drain: live.drain, abort: live.abort } : { kind: 'stream', chunks: live.payload, verify: live.verify, abort: live.abort },
     layers: live.layers,
     cleanup: none,
   };

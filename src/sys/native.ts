@@ -21,7 +21,8 @@ import { devDependencies, fspool } from '../../package.json';
 
 interface Sys {
   flock(fd: number, op: number): boolean;
-  pipe(): [number, number];
+  /** pipe2(O_CLOEXEC); resized to `capacity` bytes if given and the kernel allows (else its default). */
+  pipe(capacity?: number): [number, number];
   clearNonblock(fd: number): void;
   /** waitpid: true once reaped (or not our child); with `wait` false, false while it runs. */
   reap(pid: number, wait: boolean): boolean;

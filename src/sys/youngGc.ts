@@ -36,11 +36,20 @@ export function collectIfDue(): void {
   since = 0;
   if (gc === undefined) {
     try {
-      (process.getBuiltinModule('node:v8') as typeof import('node:v8')).setFlagsFromString('--expose-gc --no-concurrent-array-buffer-sweeping');
+      setGcFlags();
       gc = (process.getBuiltinModule('node:vm') as typeof import('node:vm')).runInNewContext('gc') as typeof gc;
     } catch {
       gc = null;
     }
   }
   gc?.({ type: 'minor' });
+}
+
+/**
+ * The V8 flags collectIfDue needs. A worker thread's heap takes them as they are when the
+ * worker starts (set later, the ArrayBuffers of a decode worker were swept on a background
+ * thread after all, and held ~20 MB more): call this before starting one.
+ */
+export function setGcFlags(): void {
+  (process.getBuiltinModule('node:v8') as typeof import('node:v8')).setFlagsFromString('--expose-gc --no-concurrent-array-buffer-sweeping');
 }
