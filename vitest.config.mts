@@ -1,8 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
 // `npm test` runs test/*.test.ts, which must take at most five minutes on two cores.
-// FSPOOL_LONG=1 also runs test/long/: soaks, stress and repeated trials that prove the same
-// things at more length. CI runs both (.ci/run).
+// FSPOOL_LONG=1 also runs test/long/: soaks, stress and the npm package (whose `npm pack`
+// cross-compiles), and the other files take their larger samples and payloads (test/helpers/
+// queue.ts, LONG). CI runs both (.ci/run).
 const long = process.env.FSPOOL_LONG === '1';
 
 export default defineConfig({

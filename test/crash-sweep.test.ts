@@ -11,12 +11,13 @@
 // README says), and a packet whose number was not consumed is simply made again.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeHeader } from '../src/packet/codec.js';
 import { CRASH_POINTS } from '../src/sys/crashPoint.js';
 import { fspool, makeQueue, type Result, tempDir } from './helpers/cli.js';
+import { allInJobs, fileLines, jobFiles, nextseq as queueNextseq } from './helpers/queue.js';
 
 // The receiver: hashes its payload, fails once for seq $FAIL_ONCE, and appends "seq:hash" to
 // the log under flock (so that order and multiplicity can be checked even if two ever ran at once).
@@ -63,10 +64,10 @@ function killed(r: Result, what: string): void {
 }
 
 const senderNext = () => Number(fspool(['prepare-get-next', '-s', S.seq]).stdout.toString().trim());
-const nextseq = () => Number(readFileSync(join(S.q, 'nextseq'), 'utf8').trim());
-const jobNames = () => readdirSync(join(S.q, 'jobs')).filter((n) => /^fspl-.*\.fspl$/.test(n));
-const tmpNames = () => readdirSync(join(S.q, 'jobs')).filter((n) => n.startsWith('tmp-fspl-'));
-const logLines = () => (existsSync(S.log) ? readFileSync(S.log, 'utf8').split('\n').filter(Boolean) : []);
+const nextseq = () => Number(queueNextseq(S.q));
+const jobNames = () => jobFiles(S.q);
+const tmpNames = () => allInJobs(S.q).filter((n) => n.startsWith('tmp-fspl-'));
+const logLines = () => fileLines(S.log);
 
 function expectPacket(seq: number, tag: string, times: Expect, step: string): void {
   expect(S.expected.has(seq), `seq ${seq} made twice`).toBe(false);

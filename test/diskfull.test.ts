@@ -2,12 +2,13 @@
 // on a tiny tmpfs. Every case: exit 1, one clear line saying there is no space, nothing
 // half-committed (no job under a job name, no temp file left), no sequence number consumed.
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statfsSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statfsSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeHeader } from '../src/packet/codec.js';
 import { FSPOOL, fspool, makeQueue, queueWrite, type Result, tempDir } from './helpers/cli.js';
+import { allInJobs, nextseqText } from './helpers/queue.js';
 
 interface RunOpts {
   input?: Buffer | string;
@@ -60,9 +61,6 @@ const nextSeq = (seqfile: string) => {
   expect(r.code, r.stderr).toBe(0);
   return r.stdout.toString().trim();
 };
-const queueNext = (q: string) => readFileSync(join(q, 'nextseq'), 'latin1');
-/** Names in jobs/ other than fspool's own state. */
-const jobsDir = (q: string) => readdirSync(join(q, 'jobs')).sort();
 
 describe('writing to /dev/full', () => {
   const dir = tempDir('fspool-devfull-');
@@ -112,11 +110,11 @@ describe('writing to /dev/full', () => {
 
   kinds.forEach((kind, i) => {
     it(`queue-payload of a ${kind} job > /dev/full: exit 1, one line, the job still queued`, () => {
-      const before = jobsDir(q);
+      const before = allInJobs(q);
       const r = run(['queue-payload', '-q', q, '-j', String(i + 1)], { stdoutFile: '/dev/full' });
       expectNoSpace(r, `queue-payload ${kind}`);
-      expect(jobsDir(q)).toEqual(before);
-      expect(queueNext(q)).toBe('1\n');
+      expect(allInJobs(q)).toEqual(before);
+      expect(nextseqText(q)).toBe('1\n');
       const ok = run(['queue-payload', '-q', q, '-j', String(i + 1)]);
       expect(ok.code, ok.stderr).toBe(0);
       expect(ok.stdout.equals(payloadOf(kind))).toBe(true);
@@ -188,12 +186,12 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     const q = makeQueue(tinyFs());
     const first = run(['prepare', '-s', '-', '-i', '-'], { input: 'first\n' }).stdout;
     queueWrite(q, first);
-    const [existing] = jobsDir(q);
+    const [existing] = allInJobs(q);
     const free = freeBlocks(q);
     const huge = run(['prepare', '-s', '-', '-i', '-'], { input: randomBytes(400 << 10) }).stdout;
     const r = run(['queue-write', '-q', q], { input: huge });
     expectNoSpace(r, 'queue-write');
-    expect(jobsDir(q)).toEqual([existing]);
+    expect(allInJobs(q)).toEqual([existing]);
     expect(readFileSync(join(q, 'jobs', existing!)).equals(first)).toBe(true);
     expect(freeBlocks(q)).toBe(free); // the partial temp file was removed, its space returned
     const ls = run(['queue-ls', '-q', q]);
@@ -209,7 +207,7 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     const filler = fill(q);
     const r = run(['queue-write', '-q', q], { input: run(['prepare', '-s', '-', '-i', '-'], { input: 'x\n' }).stdout });
     expectNoSpace(r, 'queue-write onto a full fs');
-    expect(jobsDir(q)).toEqual([]);
+    expect(allInJobs(q)).toEqual([]);
     unlinkSync(filler);
   });
 
@@ -221,12 +219,12 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     const r1 = run(['enqueue', '-q', q, '-s', seqfile, '-i', '-'], { input: randomBytes(400 << 10) });
     expectNoSpace(r1, 'enqueue of a packet bigger than the fs');
     expect(nextSeq(seqfile)).toBe('5');
-    expect(jobsDir(q)).toEqual([]);
+    expect(allInJobs(q)).toEqual([]);
     const filler = fill(q);
     const r2 = run(['enqueue', '-q', q, '-s', seqfile, '-i', '-'], { input: 'small\n' });
     expectNoSpace(r2, 'enqueue onto a full fs');
     expect(nextSeq(seqfile)).toBe('5');
-    expect(jobsDir(q)).toEqual([]);
+    expect(allInJobs(q)).toEqual([]);
     // With room again, the same enqueue takes 5.
     unlinkSync(filler);
     const ok = run(['enqueue', '-q', q, '-s', seqfile, '-i', '-'], { input: 'small\n' });
@@ -288,7 +286,7 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     const q = makeQueue(fs);
     const seqfile = join(tempDir('fspool-procfull-'), 'seq');
     for (const p of ['one', 'two']) queueWrite(q, run(['prepare', '-s', seqfile, '-i', '-'], { input: `${p}\n` }).stdout);
-    const jobs = jobsDir(q);
+    const jobs = allInJobs(q);
     expect(jobs).toHaveLength(2);
     const log = join(tempDir('fspool-proclog-'), 'ran.log');
     // The receiver reads its payload, records it, then fills the queue's filesystem.
@@ -301,17 +299,17 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     expect(lines[lines.length - 1]).toMatch(/^Error: no space left on device: .* free on the file system of .*; free some space; job 2 was not run/i);
     expect(r.stderr).not.toMatch(/^\s+at |node:internal|FATAL/m);
     // Job 1's next seq was written before it ran: its completion needed no space.
-    expect(queueNext(q)).toBe('2\n');
+    expect(nextseqText(q)).toBe('2\n');
     expect(existsSync(join(q, 'nextseq.temp'))).toBe(false);
-    expect(jobsDir(q)).toHaveLength(1);
+    expect(allInJobs(q)).toHaveLength(1);
 
     // Room again: job 2 runs, and job 1 never runs again.
     unlinkSync(join(fs, 'filler'));
     const again = run(['queue-process', '-q', q, '--', 'sh', '-c', `printf '%s %s\\n' "$FSPL_SEQ" "$(cat)" >> ${log}`]);
     expect(again.code, again.stderr).toBe(0);
     expect(readFileSync(log, 'utf8')).toBe('1 one\n2 two\n');
-    expect(queueNext(q)).toBe('3\n');
-    expect(jobsDir(q)).toEqual([]);
+    expect(nextseqText(q)).toBe('3\n');
+    expect(allInJobs(q)).toEqual([]);
   });
 
   it('the error names what could not be written (nextseq, the seqfile, the queue)', () => {

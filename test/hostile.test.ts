@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeHeader } from '../src/packet/codec.js';
 import type { CmdType } from '../src/packet/header.js';
-import { exists, jobFiles, nextseq, put, sleep, waitFor } from './helpers/queue.js';
+import { exists, jobFiles, LONG, nextseq, put, sleep, waitFor } from './helpers/queue.js';
 import { FSPOOL, fspool, makeQueue, runAsync, runSync, tempDir } from './helpers/cli.js';
 import { makeKey } from './helpers/keys.js';
 
@@ -92,7 +92,8 @@ describe('packet variables reach the receiver only as FSPL_SET_<NAME>', () => {
         expect(seen.filter((e) => !local.includes(e)).sort()).toEqual(expected);
         rmSync(dump, { force: true });
       }),
-      { numRuns: 30, seed: 1010 },
+      // A process per run: 10 environments by default, 30 in the long mode.
+      { numRuns: LONG ? 30 : 10, seed: 1010 },
     );
   }, 120_000);
 });

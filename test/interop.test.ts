@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { crc32, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { FIXTURES, FSPOOL, type Result, runAsync, runSync, type RunOpts, tempDir } from './helpers/cli.js';
+import { jobFiles, nextseqText, sleep, waitFor } from './helpers/queue.js';
 
 type Tool = 'fspl' | 'fspool';
 const TOOLS: Tool[] = ['fspl', 'fspool'];
@@ -46,16 +47,6 @@ function start(tool: Tool, args: string[], cwd: string) {
   return runAsync(BIN[tool], args, { env: ENV, cwd });
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitForFile(path: string, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!existsSync(path)) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${path}`);
-    await sleep(20);
-  }
-}
-
 function splitLines(b: Buffer): Buffer[] {
   const out: Buffer[] = [];
   let at = 0;
@@ -67,8 +58,6 @@ function splitLines(b: Buffer): Buffer[] {
   return out;
 }
 
-const jobFiles = (q: string) => readdirSync(join(q, 'jobs')).filter((n) => /^fspl-.*\.fspl$/.test(n)).sort();
-const nextseqFile = (q: string) => readFileSync(join(q, 'nextseq'), 'latin1');
 const fixture = (name: string) => readFileSync(join(FIXTURES, name));
 
 /** Every byte value once: NUL, newlines, bytes >= 0x80. */
@@ -190,7 +179,7 @@ describe('1, 2: packets prepared by one program are written and processed by the
     const early = run(processor, recvArgs('q', processor), { cwd: work });
     expect(early.code, early.stderr).toBe(0);
     expect(early.stdout.length).toBe(0);
-    expect(nextseqFile(join(work, 'q'))).toBe('1\n');
+    expect(nextseqText(join(work, 'q'))).toBe('1\n');
     expect(jobFiles(join(work, 'q'))).toHaveLength(3);
 
     ok(writer, ['queue-write', '-q', 'q'], { cwd: work, input: p.p1 });
@@ -219,14 +208,14 @@ describe('1, 2: packets prepared by one program are written and processed by the
     const expected = Buffer.concat([1, 2, 4].map((s) => expectedRun(s, processor, envs[s]!)));
     expect(r.stdout.toString('latin1')).toBe(expected.toString('latin1'));
     expect(r.stdout.equals(expected)).toBe(true);
-    expect(nextseqFile(join(work, 'q'))).toBe('5\n');
+    expect(nextseqText(join(work, 'q'))).toBe('5\n');
     expect(jobFiles(join(work, 'q'))).toEqual([]);
 
     // The other program on the same queue gives the same receiver output, byte for byte.
     const o = run(other(processor), recvArgs('q', processor), { cwd: work2 });
     expect(o.code, o.stderr).toBe(0);
     expect(o.stdout.equals(expected)).toBe(true);
-    expect(nextseqFile(join(work2, 'q'))).toBe('5\n');
+    expect(nextseqText(join(work2, 'q'))).toBe('5\n');
   });
 
   it.each(TOOLS)('NOP and Fail packets prepared by %s: a NOP succeeds and a Fail fails for both processors', (preparer) => {
@@ -243,13 +232,13 @@ describe('1, 2: packets prepared by one program are written and processed by the
       const r = run(t, recv, { cwd: dir });
       expect(r.code, `${t}: ${r.stderr}`).toBe(1);
       expect(r.stdout.length).toBe(0);
-      expect(nextseqFile(join(dir, q))).toBe('2\n');
+      expect(nextseqText(join(dir, q))).toBe('2\n');
       expect(jobFiles(join(dir, q))).toHaveLength(2);
       // delete: the Fail is dropped and the run goes on to 3
       const d = run(t, [...recv.slice(0, 3), '--on-error', 'delete', ...recv.slice(3)], { cwd: dir });
       expect(d.code, `${t}: ${d.stderr}`).toBe(0);
       expect(d.stdout.toString()).toBe('ran 3 three\n');
-      expect(nextseqFile(join(dir, q))).toBe('4\n');
+      expect(nextseqText(join(dir, q))).toBe('4\n');
       expect(jobFiles(join(dir, q))).toEqual([]);
     }
   });
@@ -401,7 +390,7 @@ describe('3: both read the same queue and packets identically', () => {
     const b = ok('fspl', ['queue-process', '-q', 'q2', ...d, ...recv], { cwd: dir });
     expect(a.equals(Buffer.concat([Buffer.from('<1 >zipped payload\n<2 second>'), BINARY, Buffer.from('<3 third>three\n')]))).toBe(true);
     expect(a.equals(b)).toBe(true);
-    expect(nextseqFile(join(dir, 'q'))).toBe('4\n');
+    expect(nextseqText(join(dir, 'q'))).toBe('4\n');
     expect(jobFiles(join(dir, 'q'))).toEqual([]);
   });
 });
@@ -451,7 +440,7 @@ describe('4: seqfiles and queues are interchangeable', () => {
     writeFileSync(join(dir, 'S'), '5\n');
     const holder = runAsync('flock', [join(dir, 'S.lock'), 'sh', '-c', 'touch "$0"; i=0; while [ ! -e "$1" ] && [ $i -lt 600 ]; do sleep 0.025; i=$((i+1)); done', join(dir, 'held'), join(dir, 'release')], { env: ENV });
     try {
-      await waitForFile(join(dir, 'held'));
+      await waitFor('the holder to take the lock', () => existsSync(join(dir, 'held')));
       for (const t of TOOLS) {
         const r = run(t, ['prepare-nop', '-s', 'S'], { cwd: dir, timeoutMs: 10_000 });
         expect(r.code, t).toBe(1);
@@ -479,7 +468,7 @@ describe('4: seqfiles and queues are interchangeable', () => {
       const tool = k % 2 ? other(first) : first;
       const out = ok(tool, recv(tool), { cwd: dir }).toString();
       expect(out).toBe(`${2 * k + 1} ${tool} data${2 * k + 1}\n${2 * k + 2} ${tool} data${2 * k + 2}\n`);
-      expect(nextseqFile(q)).toBe(`${2 * k + 3}\n`);
+      expect(nextseqText(q)).toBe(`${2 * k + 3}\n`);
       for (const t of TOOLS) expect(ok(t, ['queue-get-next', '-q', 'q'], { cwd: dir }).toString()).toBe(`${2 * k + 3}\n`);
       expect(jobFiles(q)).toHaveLength(4 - 2 * k);
     }
@@ -495,7 +484,7 @@ describe('4: seqfiles and queues are interchangeable', () => {
     const recv = ['queue-process', '-q', 'q', 'sh', '--', '-c', 'echo "$FSPL_SEQ $(cat)"'];
 
     ok(setter, ['queue-set-next', '-q', 'q', '3'], { cwd: dir });
-    expect(nextseqFile(join(dir, 'q'))).toBe('3\n');
+    expect(nextseqText(join(dir, 'q'))).toBe('3\n');
     expect(ok(reader, ['queue-get-next', '-q', 'q'], { cwd: dir }).toString()).toBe('3\n');
     expect(ok(reader, recv, { cwd: dir }).toString()).toBe('3 d3\n4 d4\n5 d5\n');
     expect(ok(setter, ['queue-get-next', '-q', 'q'], { cwd: dir }).toString()).toBe('6\n');
@@ -545,7 +534,7 @@ describe('5: fspl and fspool exclude each other with flock(2) on nextseq.lock', 
     const { dir, q, slow } = setup();
     const h = start(holder, slow(holder), dir);
     try {
-      await waitForFile(join(dir, 'held'));
+      await waitFor('the holder to take the lock', () => existsSync(join(dir, 'held')));
       const t0 = Date.now();
       const r = run(other(holder), ['queue-process', '-q', 'q', 'sh', '--', '-c', 'echo "$FSPL_SEQ intruder" >> "$0"', join(dir, 'log')], { cwd: dir, timeoutMs: 10_000 });
       expect(r.code, r.stderr).toBe(1);
@@ -558,14 +547,14 @@ describe('5: fspl and fspool exclude each other with flock(2) on nextseq.lock', 
       expect(f.code).toBe(1);
       // queue-set-next needs the lock too
       expect(run(other(holder), ['queue-set-next', '-q', 'q', '7'], { cwd: dir, timeoutMs: 10_000 }).code).toBe(1);
-      expect(nextseqFile(q)).toBe('1\n');
+      expect(nextseqText(q)).toBe('1\n');
     } finally {
       writeFileSync(join(dir, 'release'), '');
     }
     const hr = await h.done;
     expect(hr.code, hr.stderr).toBe(0);
     expect(readFileSync(join(dir, 'log'), 'latin1')).toBe(`1 ${holder}\n`);
-    expect(nextseqFile(q)).toBe('2\n');
+    expect(nextseqText(q)).toBe('2\n');
     expect(runSync('flock', ['-n', join(q, 'nextseq.lock'), 'true'], { env: ENV }).code).toBe(0);
   });
 
@@ -575,7 +564,7 @@ describe('5: fspl and fspool exclude each other with flock(2) on nextseq.lock', 
     let waiterDone = false;
     let w: ReturnType<typeof start> | undefined;
     try {
-      await waitForFile(join(dir, 'held'));
+      await waitFor('the holder to take the lock', () => existsSync(join(dir, 'held')));
       w = start('fspool', ['queue-process', '-q', 'q', '--wait-lock', '10', 'sh', '--', '-c', 'echo "$FSPL_SEQ $0" >> "$1"', 'fspool', join(dir, 'log')], dir);
       void w.done.then(() => (waiterDone = true));
       await sleep(400);
@@ -588,7 +577,7 @@ describe('5: fspl and fspool exclude each other with flock(2) on nextseq.lock', 
     const wr = await w!.done;
     expect(wr.code, wr.stderr).toBe(0);
     expect(readFileSync(join(dir, 'log'), 'latin1')).toBe('1 fspl\n2 fspool\n');
-    expect(nextseqFile(q)).toBe('3\n');
+    expect(nextseqText(q)).toBe('3\n');
     expect(jobFiles(q)).toEqual([]);
   });
 });
@@ -641,7 +630,7 @@ describe('6: broken packets', () => {
     expect(p.stderr).toMatch(/^Error: seq 4 not found, and 6 job file\(s\) that cannot be read could hold it/m);
     expect(p.stdout.toString()).toBe('1:good1\n2:good2\n3:good3\n');
     for (const b of bad) expect(p.stderr, b).toContain(`fspl-${b}`);
-    expect(nextseqFile(join(dir, 'q'))).toBe('4\n');
+    expect(nextseqText(join(dir, 'q'))).toBe('4\n');
     expect(jobFiles(join(dir, 'q'))).toEqual(bad.map((b) => `fspl-${b}`).sort());
   });
 });
@@ -675,7 +664,7 @@ describe('7: exit codes and option spelling as in fspl', () => {
       expect(r.code, `${t}: ${r.stderr}`).toBe(2);
       expect(r.stdout.length).toBe(0);
     }
-    expect(nextseqFile(join(dir, 'q'))).toBe('1\n');
+    expect(nextseqText(join(dir, 'q'))).toBe('1\n');
   });
 
   it.each(TOOLS)('%s accepts option values in any case (DELETE, Timestamp, SaveBoth, -l DEBUG)', (t) => {
@@ -688,7 +677,7 @@ describe('7: exit codes and option spelling as in fspl', () => {
     expect(r.stdout.length).toBe(0); // SaveBoth: nothing passed through
     // DELETE: the failed (Fail) job is gone as well as the good one; Timestamp: nextseq untouched
     expect(jobFiles(join(dir, 'q'))).toEqual([]);
-    expect(nextseqFile(join(dir, 'q'))).toBe('1\n');
+    expect(nextseqText(join(dir, 'q'))).toBe('1\n');
     const outs = readdirSync(join(dir, 'q/jobs')).filter((n) => n.endsWith('.out'));
     const withOutput = outs.filter((n) => readFileSync(join(dir, 'q/jobs', n), 'latin1') === 'out2\nerr\n');
     expect(withOutput).toHaveLength(1);
@@ -715,10 +704,10 @@ describe('7: exit codes and option spelling as in fspl', () => {
     cpSync(join(dir, 'q'), join(dir, 'q2'), { recursive: true });
     const a = run('fspl', ['queue-process', '-q', 'q', flag, 'true'], { cwd: dir });
     expect(a.code, a.stderr).toBe(0);
-    expect(nextseqFile(join(dir, 'q'))).toBe('3\n');
+    expect(nextseqText(join(dir, 'q'))).toBe('3\n');
     const b = run('fspool', ['queue-process', '-q', 'q2', flag, 'true'], { cwd: dir });
     expect(b.code, `fspool queue-process -q q2 ${flag} true: ${b.stderr}`).toBe(0);
-    expect(nextseqFile(join(dir, 'q2'))).toBe('3\n');
+    expect(nextseqText(join(dir, 'q2'))).toBe('3\n');
     // `false` as the command fails the job (exit 1), it does not switch the flag off
     // (stdin-process has no --never-delete: both refuse that as a usage error)
     const pkt = ok('fspl', ['prepare', '-s', '-']);
@@ -745,7 +734,7 @@ describe('7: exit codes and option spelling as in fspl', () => {
     for (const t of TOOLS) {
       const r = run(t, ['queue-init', '-q', 'q'], { cwd: dir });
       expect(r.code, r.stderr).toBe(1);
-      expect(nextseqFile(join(dir, 'q'))).toBe('9\n');
+      expect(nextseqText(join(dir, 'q'))).toBe('9\n');
       mkdirSync(join(dir, `empty-${t}`));
       expect(run(t, ['queue-init', '-q', `empty-${t}`], { cwd: dir }).code).toBe(1);
     }
@@ -812,7 +801,7 @@ describe('edges where fspool must not part ways with fspl', () => {
     run('fspool', ['queue-process', '-q', 'q', 'cat'], { cwd: dir });
     for (const t of TOOLS) {
       const g = run(t, ['queue-get-next', '-q', 'q'], { cwd: dir });
-      expect(g.code, `${t} queue-get-next; nextseq holds ${JSON.stringify(nextseqFile(join(dir, 'q')))}: ${g.stderr}`).toBe(0);
+      expect(g.code, `${t} queue-get-next; nextseq holds ${JSON.stringify(nextseqText(join(dir, 'q')))}: ${g.stderr}`).toBe(0);
     }
   });
 
@@ -833,7 +822,7 @@ describe('edges where fspool must not part ways with fspl', () => {
     expect(r.stdout.toString()).toBe('');
     expect(r.stderr).toMatch(/not valid UTF-8/);
     expect(existsSync(name)).toBe(true);
-    expect(nextseqFile(join(dir, 'q'))).toBe('1\n');
+    expect(nextseqText(join(dir, 'q'))).toBe('1\n');
     const f = run('fspl', ['queue-process', '-q', 'q', 'sh', '--', '-c', 'echo "ran $FSPL_SEQ $(cat)"'], { cwd: dir });
     expect(f.stdout.toString()).toBe('ran 1 odd name\n');
   });
@@ -886,7 +875,7 @@ describe('edges where fspool must not part ways with fspl', () => {
       ok(t, ['prepare-set-next', '-s', 'S', '--', n], { cwd: dir });
       expect(readFileSync(join(dir, 'S'), 'latin1')).toBe(`${n}\n`);
       ok(t, ['queue-set-next', '-q', 'q', '--', n], { cwd: dir });
-      expect(nextseqFile(join(dir, 'q'))).toBe(`${n}\n`);
+      expect(nextseqText(join(dir, 'q'))).toBe(`${n}\n`);
     }
   });
 });

@@ -7,16 +7,16 @@
 // /proc/PID/stat and counts a zombie as gone: it holds no fds, no locks, and runs no code.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FSPOOL, fspl, fspool, makeQueue, preparePacket, queueWrite, type Result, runAsync, type RunOpts, runSync, tempDir } from './helpers/cli.js';
+import { alive, allInJobs, fileLines, jobFiles, LONG, nextseq, put, sleep, waitFor, within } from './helpers/queue.js';
 
 /** The real interpreter, not the pyenv shim (a bash script that would add startup time). */
 const PY = execFileSync('python3', ['-c', 'import sys; print(sys.executable)']).toString().trim();
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const O_NONBLOCK = 0o4000;
 const SIGPIPE_BIT = 1n << 12n; // signal 13 is bit 12 of the SigIgn/SigBlk masks
 
@@ -26,25 +26,7 @@ const SIGPIPE_BIT = 1n << 12n; // signal 13 is bit 12 of the SigIgn/SigBlk masks
 /** `sh -c SCRIPT ARGS...`: the first arg is $0. */
 const sh = (script: string, args: string[] = [], opts: RunOpts = {}) => runSync('sh', ['-c', script, ...args], opts);
 
-const jobsOf = (q: string) =>
-  readdirSync(join(q, 'jobs'))
-    .filter((n) => /^fspl-.*\.fspl$/.test(n))
-    .sort();
-const allInJobs = (q: string) => readdirSync(join(q, 'jobs')).sort();
-const nextseq = (q: string) => readFileSync(join(q, 'nextseq'), 'utf8').trim();
 const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
-
-/** Is there a live (non-zombie) process with this pid? */
-function alive(pid: number): boolean {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-  } catch {
-    return false;
-  }
-  const state = stat.charAt(stat.lastIndexOf(')') + 2);
-  return state !== 'Z' && state !== 'X';
-}
 
 /** Live processes whose command line contains `tag`. */
 function processesWith(tag: string): number[] {
@@ -58,23 +40,6 @@ function processesWith(tag: string): number[] {
     }
   }
   return found;
-}
-
-async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-/** Resolve with the result, or reject if it takes longer than `ms` (a hang is a failure). */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  const timer = new Promise<never>((_, reject) => {
-    t = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms (hang)`)), ms);
-  });
-  return Promise.race([p, timer]).finally(() => clearTimeout(t));
 }
 
 // Everything started in the background is killed after each test, whatever happened.
@@ -151,16 +116,6 @@ function writePseudoRandomFile(path: string, size: number, seed = 12345): string
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-/** Drop a packet into jobs/ the way queue-write does (temp name, then rename). */
-function putJob(q: string, packet: Buffer): string {
-  const uuid = randomUUID();
-  const tmp = join(q, 'jobs', `tmp-${uuid}.tmp`);
-  const name = `fspl-${uuid}.fspl`;
-  writeFileSync(tmp, packet);
-  renameSync(tmp, join(q, 'jobs', name));
-  return name;
-}
-
 /** `n` command packets with consecutive seqs from `seqfile`, made by fspl (fast to start). */
 function fsplPackets(n: number, seqfile: string): Buffer[] {
   const out: Buffer[] = [];
@@ -182,8 +137,7 @@ function recvScript(dir: string): string {
   return p;
 }
 
-const logLines = (log: string) => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter((l) => l !== '') : []);
-const seqsIn = (log: string) => logLines(log).map((l) => Number(l.split(' ')[0]));
+const seqsIn = (log: string) => fileLines(log).map((l) => Number(l.split(' ')[0]));
 
 // ---------------------------------------------------------------------------------------------
 
@@ -204,11 +158,11 @@ describe('timeouts', () => {
     expect(elapsed).toBeLessThan(6000);
     expect(elapsed).toBeGreaterThanOrEqual(1900); // the grace period was given
     expect(r.stderr).toMatch(/timed out/);
-    expect(jobsOf(q)).toHaveLength(1);
+    expect(jobFiles(q)).toHaveLength(1);
     expect(nextseq(q)).toBe('1');
     const grandchild = Number(readFileSync(pidfile, 'utf8').trim());
     expect(grandchild).toBeGreaterThan(1);
-    await waitFor(() => !alive(grandchild), 2000, `grandchild ${grandchild} to be gone`);
+    await waitFor(`grandchild ${grandchild} to be gone`, () => !alive(grandchild), 2000);
   }, 30_000);
 
   it('a receiver that exits on SIGTERM runs its TERM trap and is not SIGKILLed; no waiting out the grace period', () => {
@@ -228,7 +182,7 @@ describe('timeouts', () => {
     expect(r.stderr).toMatch(/timed out; command exited with status 7/);
     expect(r.stderr).not.toMatch(/SIGKILL/);
     expect(elapsed).toBeLessThan(8000); // not the 20 s grace
-    expect(jobsOf(q)).toHaveLength(1);
+    expect(jobFiles(q)).toHaveLength(1);
     expect(nextseq(q)).toBe('1');
   }, 30_000);
 });
@@ -247,10 +201,10 @@ describe('stalled decoders: --timeout and signals still end the run, and no deco
     const r = await within(run.done, 15_000, 'fspool');
     expect(r.code, r.stderr).toBe(1);
     expect(existsSync(marker)).toBe(false);
-    expect(jobsOf(q)).toHaveLength(1);
+    expect(jobFiles(q)).toHaveLength(1);
     expect(nextseq(q)).toBe('1');
     const pid = Number(readFileSync(dpid, 'utf8').trim());
-    await waitFor(() => !alive(pid), 2000, `decoder ${pid} to be gone`);
+    await waitFor(`decoder ${pid} to be gone`, () => !alive(pid), 2000);
   }, 30_000);
 
   it('decoder writes the whole packet, closes stdout, and lingers: --timeout still ends the job', async () => {
@@ -264,10 +218,10 @@ describe('stalled decoders: --timeout and signals still end the run, and no deco
     const r = await within(run.done, 10_000, 'fspool with --timeout 1');
     expect(r.code, r.stderr).toBe(1);
     expect(existsSync(marker)).toBe(false);
-    expect(jobsOf(q)).toHaveLength(1);
+    expect(jobFiles(q)).toHaveLength(1);
     expect(nextseq(q)).toBe('1');
     const pid = Number(readFileSync(dpid, 'utf8').trim());
-    await waitFor(() => !alive(pid), 2000, `decoder ${pid} to be gone`);
+    await waitFor(`decoder ${pid} to be gone`, () => !alive(pid), 2000);
   }, 30_000);
 
   it('decoder that never produces a header: SIGTERM still ends queue-process (143), decoder gone', async () => {
@@ -277,15 +231,15 @@ describe('stalled decoders: --timeout and signals still end the run, and no deco
     const dpid = join(d, 'decoder.pid');
     pidFiles.push(dpid);
     const run = bg(FSPOOL, ['queue-process', '-q', q, '-d', `echo $$ > ${dpid}; exec sleep 300`, 'cat']);
-    await waitFor(() => existsSync(dpid) && readFileSync(dpid, 'utf8').endsWith('\n'), 10_000, 'the decoder to start');
+    await waitFor('the decoder to start', () => existsSync(dpid) && readFileSync(dpid, 'utf8').endsWith('\n'), 10_000);
     await sleep(200);
     process.kill(run.pid, 'SIGTERM');
     const r = await within(run.done, 5_000, 'fspool after SIGTERM');
     expect(r.code, r.stderr).toBe(143);
-    expect(jobsOf(q)).toHaveLength(1);
+    expect(jobFiles(q)).toHaveLength(1);
     expect(nextseq(q)).toBe('1');
     const pid = Number(readFileSync(dpid, 'utf8').trim());
-    await waitFor(() => !alive(pid), 2000, `decoder ${pid} to be gone`);
+    await waitFor(`decoder ${pid} to be gone`, () => !alive(pid), 2000);
   }, 30_000);
 
   it('queue-ls -d with a stalled decoder, stopped by SIGTERM: no decoder survives', async () => {
@@ -298,12 +252,12 @@ describe('stalled decoders: --timeout and signals still end the run, and no deco
     const child = spawn(FSPOOL, ['queue-ls', '-q', q, '-d', `echo $$ > ${dpid}; exec sleep 300`], { stdio: 'ignore' });
     toKill.push(child.pid!);
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    await waitFor(() => existsSync(dpid) && readFileSync(dpid, 'utf8').endsWith('\n'), 10_000, 'the decoder to start');
+    await waitFor('the decoder to start', () => existsSync(dpid) && readFileSync(dpid, 'utf8').endsWith('\n'), 10_000);
     await sleep(200);
     child.kill('SIGTERM');
     await within(exited, 5_000, 'queue-ls after SIGTERM');
     const pid = Number(readFileSync(dpid, 'utf8').trim());
-    await waitFor(() => !alive(pid), 2000, `decoder ${pid} to be gone`);
+    await waitFor(`decoder ${pid} to be gone`, () => !alive(pid), 2000);
   }, 30_000);
 });
 
@@ -314,7 +268,7 @@ describe('receivers that exit early', () => {
     const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'head -c 10 >/dev/null'], { timeoutMs: 20_000 });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/INFO.*unread/);
-    expect(jobsOf(q)).toEqual([]);
+    expect(jobFiles(q)).toEqual([]);
     expect(nextseq(q)).toBe('2');
   });
 
@@ -324,7 +278,7 @@ describe('receivers that exit early', () => {
     const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'head -c 10 >/dev/null; exit 3'], { timeoutMs: 20_000 });
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toMatch(/status 3/);
-    expect(jobsOf(q)).toHaveLength(1);
+    expect(jobFiles(q)).toHaveLength(1);
     expect(nextseq(q)).toBe('1');
   });
 
@@ -340,7 +294,7 @@ describe('receivers that exit early', () => {
       expect(r.code, r.stderr).toBe(0);
       expect(Date.now() - t0).toBeLessThan(10_000);
       expect(r.stderr).toMatch(/INFO.*(unread|before reading all)/);
-      expect(jobsOf(q)).toEqual([]);
+      expect(jobFiles(q)).toEqual([]);
       expect(nextseq(q)).toBe('2');
       expect(processesWith(tag)).toEqual([]);
     });
@@ -352,7 +306,7 @@ describe('receivers that exit early', () => {
       const r = fspool(['queue-process', '-q', q, '-d', `gzip -dc; : ${tag}`, 'sh', '--', '-c', 'head -c 10 >/dev/null; exit 3'], { timeoutMs: 20_000 });
       expect(r.code, r.stderr).toBe(1);
       expect(r.stderr).toMatch(/status 3/);
-      expect(jobsOf(q)).toHaveLength(1);
+      expect(jobFiles(q)).toHaveLength(1);
       expect(nextseq(q)).toBe('1');
       expect(processesWith(tag)).toEqual([]);
     });
@@ -364,7 +318,7 @@ describe('failing and truncating decoders: the receiver never sees a clean EOF',
 
   function check(q: string, dir: string, decoder: string, packet: Buffer, minSeen: number) {
     queueWrite(q, packet);
-    const name = jobsOf(q)[0]!;
+    const name = jobFiles(q)[0]!;
     const out = join(dir, 'out');
     const marker = join(dir, 'marker');
     const r = fspool(['queue-process', '-q', q, '-d', decoder, 'sh', '--', '-c', receiver, out, marker], { timeoutMs: 20_000 });
@@ -373,7 +327,7 @@ describe('failing and truncating decoders: the receiver never sees a clean EOF',
     // The receiver did run and take data: the kill-before-EOF path was exercised.
     expect(statSync(out).size).toBeGreaterThanOrEqual(minSeen);
     expect(r.stderr).toMatch(/decoder/);
-    expect(jobsOf(q)).toEqual([name]);
+    expect(jobFiles(q)).toEqual([name]);
     expect(readFileSync(join(q, 'jobs', name)).equals(packet), 'job file unchanged').toBe(true);
     expect(nextseq(q)).toBe('1');
     return r;
@@ -411,18 +365,21 @@ describe('failing and truncating decoders: the receiver never sees a clean EOF',
   });
 });
 
-describe('1 GiB payload', () => {
+// 1 GiB in the long mode; 128 MiB by default, many times what a pipe or a read holds.
+const BIG = LONG ? 1 << 30 : 128 << 20;
+
+describe(`${BIG >> 20} MiB payload`, () => {
   it('arrives intact into sha256sum, zero-copy (the receiver reads the job file itself)', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const big = join(dir, 'big');
     const out = join(dir, 'out');
     try {
-      const digest = writePseudoRandomFile(big, 1 << 30);
+      const digest = writePseudoRandomFile(big, BIG);
       const w = sh('"$0" prepare -s - -i "$1" | "$0" queue-write -q "$2"', [FSPOOL, big, q], { timeoutMs: 60_000 });
       expect(w.code, w.stderr).toBe(0);
       rmSync(big);
-      const [name] = jobsOf(q);
+      const [name] = jobFiles(q);
       expect(name).toBeDefined();
       const jobPath = realpathSync(join(q, 'jobs', name!));
       const recv = 'readlink /proc/self/fd/0 > "$0.link"; exec sha256sum > "$0"';
@@ -430,7 +387,7 @@ describe('1 GiB payload', () => {
       expect(r.code, r.stderr).toBe(0);
       expect(readFileSync(out, 'utf8').split(' ')[0]).toBe(digest);
       expect(readFileSync(`${out}.link`, 'utf8').trim()).toBe(jobPath);
-      expect(jobsOf(q)).toEqual([]);
+      expect(jobFiles(q)).toEqual([]);
       expect(nextseq(q)).toBe('2');
     } finally {
       rmSync(big, { force: true });
@@ -527,7 +484,7 @@ json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': 
   it('no decoder: stdin is the job file, blocking, and nothing else of ours is open', () => {
     const q = makeQueue();
     queueWrite(q, preparePacket(['-s', '-', '-i', '-'], payload));
-    const jobPath = realpathSync(join(q, 'jobs', jobsOf(q)[0]!));
+    const jobPath = realpathSync(join(q, 'jobs', jobFiles(q)[0]!));
     const out = join(tempDir(), 'seen');
     const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', shWrapper, PY, out, hygPy]);
     expect(r.code, r.stderr).toBe(0);
@@ -625,7 +582,7 @@ json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': 
       const r2 = fspool(['queue-process', '-q', q, ...dec, 'sh', '--', '-c', 'cat >/dev/null']);
       expect(r2.code, r2.stderr).toBe(0);
       expect(nextseq(q)).toBe('3');
-      expect(jobsOf(q)).toEqual([]);
+      expect(jobFiles(q)).toEqual([]);
     });
   }
 });
@@ -645,19 +602,19 @@ describe('signals to fspool queue-process', () => {
       pidFiles.push(started);
       const script = 'trap "echo INT > \\"$0\\"; exit 0" INT; trap "echo TERM > \\"$0\\"; exit 0" TERM; echo $$ > "$1"; sleep 30';
       const run = bg(FSPOOL, ['queue-process', '-q', q, '--stop-timeout', '0.5', 'sh', '--', '-c', script, marker, started]);
-      await waitFor(() => existsSync(started) && readFileSync(started, 'utf8').endsWith('\n'), 10_000, 'the receiver to start');
+      await waitFor('the receiver to start', () => existsSync(started) && readFileSync(started, 'utf8').endsWith('\n'), 10_000);
       process.kill(run.pid, sig);
       const r = await within(run.done, 10_000, 'fspool after the signal');
       expect(r.code, r.stderr).toBe(code);
       expect(readFileSync(marker, 'utf8')).toBe(`${sig.slice(3)}\n`);
-      expect(jobsOf(q)).toHaveLength(1);
+      expect(jobFiles(q)).toHaveLength(1);
       expect(nextseq(q)).toBe('1');
       const log = join(d, 'ran');
       const again = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'echo "$FSPL_SEQ $(cat)" >> "$0"', log]);
       expect(again.code, again.stderr).toBe(0);
       expect(readFileSync(log, 'utf8')).toBe('1 data\n');
       expect(nextseq(q)).toBe('2');
-      expect(jobsOf(q)).toEqual([]);
+      expect(jobFiles(q)).toEqual([]);
     }, 30_000);
   }
 
@@ -669,7 +626,7 @@ describe('signals to fspool queue-process', () => {
     const started = join(d, 'started');
     pidFiles.push(started);
     const run = bg(FSPOOL, ['queue-process', '-q', q, '--stop-timeout', '0.2', 'sh', '--', '-c', 'trap "" TERM; echo $$ > "$0"; sleep 300', started]);
-    await waitFor(() => existsSync(started) && readFileSync(started, 'utf8').endsWith('\n'), 10_000, 'the receiver to start');
+    await waitFor('the receiver to start', () => existsSync(started) && readFileSync(started, 'utf8').endsWith('\n'), 10_000);
     const receiver = Number(readFileSync(started, 'utf8').trim());
     process.kill(run.pid, 'SIGTERM');
     await sleep(500);
@@ -678,8 +635,8 @@ describe('signals to fspool queue-process', () => {
     process.kill(run.pid, 'SIGTERM');
     const r = await within(run.done, 5_000, 'fspool after the second SIGTERM');
     expect(r.code, r.stderr).toBe(143);
-    await waitFor(() => !alive(receiver), 2000, 'the receiver to be gone');
-    expect(jobsOf(q)).toHaveLength(1);
+    await waitFor('the receiver to be gone', () => !alive(receiver), 2000);
+    expect(jobFiles(q)).toHaveLength(1);
     expect(nextseq(q)).toBe('1');
   }, 30_000);
 
@@ -694,28 +651,32 @@ describe('signals to fspool queue-process', () => {
     // The receiver reads a little, then sleeps: the decoder is blocked on a full pipe.
     const script = 'trap "echo TERM > \\"$0\\"; exit 0" TERM; head -c 1000 >/dev/null; echo $$ > "$1"; sleep 30';
     const run = bg(FSPOOL, ['queue-process', '-q', q, '--stop-timeout', '0.5', '-d', `echo $$ > ${dpid}; gzip -dc`, 'sh', '--', '-c', script, marker, started]);
-    await waitFor(() => existsSync(started) && readFileSync(started, 'utf8').endsWith('\n'), 10_000, 'the receiver to start');
+    await waitFor('the receiver to start', () => existsSync(started) && readFileSync(started, 'utf8').endsWith('\n'), 10_000);
     const decoder = Number(readFileSync(dpid, 'utf8').trim());
     expect(alive(decoder)).toBe(true);
     process.kill(run.pid, 'SIGTERM');
     const r = await within(run.done, 10_000, 'fspool after SIGTERM');
     expect(r.code, r.stderr).toBe(143);
     expect(readFileSync(marker, 'utf8')).toBe('TERM\n');
-    expect(jobsOf(q)).toHaveLength(1);
+    expect(jobFiles(q)).toHaveLength(1);
     expect(nextseq(q)).toBe('1');
-    await waitFor(() => !alive(decoder), 2000, `decoder ${decoder} to be gone`);
+    await waitFor(`decoder ${decoder} to be gone`, () => !alive(decoder), 2000);
   }, 30_000);
 });
 
 describe('concurrency', () => {
-  it('3 concurrent writers x 50 packets while queue-process runs: every seq once, in order', async () => {
+  // 3 x 50 packets in the long mode; 3 x 12 are already many overlapping writes and passes.
+  const PER_WRITER = LONG ? 50 : 12;
+  const TOTAL = 3 * PER_WRITER;
+
+  it(`3 concurrent writers x ${PER_WRITER} packets while queue-process runs: every seq once, in order`, async () => {
     const d = tempDir();
     const q = makeQueue(d);
     const recv = recvScript(d);
     const log = join(d, 'log');
     const pk = join(d, 'packets');
     mkdirSync(pk);
-    const packets = fsplPackets(150, join(d, 'seq'));
+    const packets = fsplPackets(TOTAL, join(d, 'seq'));
     const files = packets.map((p, i) => {
       const f = join(pk, String(i + 1).padStart(3, '0'));
       writeFileSync(f, p);
@@ -740,15 +701,15 @@ describe('concurrency', () => {
     expect(p.stderr).not.toMatch(/queue-process exit|ERROR/);
     const final = fspool(['queue-process', '-q', q, 'sh', '--', recv, log, 'final']);
     expect(final.code, final.stderr).toBe(0);
-    expect(seqsIn(log)).toEqual(range(1, 150));
-    expect(nextseq(q)).toBe('151');
+    expect(seqsIn(log)).toEqual(range(1, TOTAL));
+    expect(nextseq(q)).toBe(String(TOTAL + 1));
     expect(allInJobs(q)).toEqual([]);
   }, 90_000);
 
   it('two queue-process at the same moment: one runs every job, the other fails at once on the lock', async () => {
     const d = tempDir();
     const q = makeQueue(d);
-    for (const p of fsplPackets(4, join(d, 'seq'))) putJob(q, p);
+    for (const p of fsplPackets(4, join(d, 'seq'))) put(q, p);
     const log = join(d, 'log');
     const args = ['queue-process', '-q', q, 'sh', '--', '-c', 'echo "$FSPL_SEQ $PPID" >> "$0"; sleep 0.6', log];
     const t0 = Date.now();
@@ -765,37 +726,37 @@ describe('concurrency', () => {
     const l = 1 - w;
     expect(results[l]!.stderr).toMatch(/lock/i);
     expect(ended[l]!).toBeLessThan(ended[w]!);
-    const lines = logLines(log);
+    const lines = fileLines(log);
     expect(lines.map((x) => Number(x.split(' ')[0]))).toEqual([1, 2, 3, 4]);
     for (const x of lines) expect(Number(x.split(' ')[1])).toBe(runs[w]!.pid);
     expect(nextseq(q)).toBe('5');
-    expect(jobsOf(q)).toEqual([]);
+    expect(jobFiles(q)).toEqual([]);
   }, 30_000);
 
   it('two queue-process -n 2 --wait-lock 10 at the same moment: both succeed, every job once, in order', async () => {
     const d = tempDir();
     const q = makeQueue(d);
-    for (const p of fsplPackets(4, join(d, 'seq'))) putJob(q, p);
+    for (const p of fsplPackets(4, join(d, 'seq'))) put(q, p);
     const log = join(d, 'log');
     const args = ['queue-process', '-q', q, '-n', '2', '--wait-lock', '10', 'sh', '--', '-c', 'echo "$FSPL_SEQ $PPID" >> "$0"; sleep 0.3', log];
     const runs = [bg(FSPOOL, args), bg(FSPOOL, args)];
     const results = await within(Promise.all(runs.map((r) => r.done)), 20_000, 'both processors');
     for (const r of results) expect(r.code, r.stderr).toBe(0);
-    const lines = logLines(log);
+    const lines = fileLines(log);
     expect(lines.map((x) => Number(x.split(' ')[0]))).toEqual([1, 2, 3, 4]);
     const by = lines.map((x) => Number(x.split(' ')[1]));
     expect(by[0]).toBe(by[1]);
     expect(by[2]).toBe(by[3]);
     expect(new Set(by)).toEqual(new Set(runs.map((r) => r.pid)));
     expect(nextseq(q)).toBe('5');
-    expect(jobsOf(q)).toEqual([]);
+    expect(jobFiles(q)).toEqual([]);
   }, 30_000);
 
   it('fspool and fspl processing one queue at the same time, in rounds: every job once, in order', async () => {
     const d = tempDir();
     const q = makeQueue(d);
     const N = 30;
-    for (const p of fsplPackets(N, join(d, 'seq'))) putJob(q, p);
+    for (const p of fsplPackets(N, join(d, 'seq'))) put(q, p);
     const recv = recvScript(d);
     const log = join(d, 'log');
     const env = { ...process.env, FSPOOL, Q: q, RECV: recv, LOG: log, N: String(N) };
@@ -807,10 +768,10 @@ describe('concurrency', () => {
     // fspool may only ever complain about the lock.
     for (const line of ra!.stderr.split('\n').filter((x) => /ERROR|Error/.test(x))) expect(line).toMatch(/lock/i);
     expect(seqsIn(log)).toEqual(range(1, N));
-    const who = new Set(logLines(log).map((x) => x.split(' ')[1]));
+    const who = new Set(fileLines(log).map((x) => x.split(' ')[1]));
     expect(who).toEqual(new Set(['fspool', 'fspl'])); // they really took turns
     expect(nextseq(q)).toBe(String(N + 1));
-    expect(jobsOf(q)).toEqual([]);
+    expect(jobFiles(q)).toEqual([]);
   }, 90_000);
 });
 
@@ -857,14 +818,14 @@ describe('durability and sender-side safety', () => {
       const closed = new Promise<void>((r) => child.once('close', () => r()));
       child.stdin.write(pseudoRandom(1 << 20));
       // The copy is under way under a temp name, and no job is visible yet.
-      await waitFor(() => readdirSync(join(q, 'jobs')).some((n) => n.startsWith('tmp-') && statSync(join(q, 'jobs', n)).size > 0), 10_000, 'the temp file');
-      expect(jobsOf(q)).toEqual([]);
+      await waitFor('the temp file', () => readdirSync(join(q, 'jobs')).some((n) => n.startsWith('tmp-') && statSync(join(q, 'jobs', n)).size > 0), 10_000);
+      expect(jobFiles(q)).toEqual([]);
       child.kill(sig);
       await within(closed, 10_000, 'queue-write after the kill');
-      expect(jobsOf(q)).toEqual([]);
+      expect(jobFiles(q)).toEqual([]);
       const packet = preparePacket(['-s', '-', '-i', '-'], Buffer.from('complete\n'));
       queueWrite(q, packet);
-      const names = jobsOf(q);
+      const names = jobFiles(q);
       expect(names).toHaveLength(1);
       expect(readFileSync(join(q, 'jobs', names[0]!))).toEqual(packet);
     }, 20_000);

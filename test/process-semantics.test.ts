@@ -2,11 +2,12 @@
 // queues, with sh scripts as receivers. Every receiver leaves evidence in files under the
 // test's own temp directory (a log of "seq:payload" lines, or raw bytes it was given), and the
 // tests check that evidence, the exit status, nextseq and what is left in jobs/.
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FSPOOL, fspool, makeQueue, preparePacket, queueWrite, type Result, runSync, tempDir } from './helpers/cli.js';
+import { allInJobs, nextseq as queueNextseq, put } from './helpers/queue.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -91,20 +92,14 @@ function bare(e: Env, kind: 'prepare-nop' | 'prepare-fail'): Buffer {
   return prepared(kind, e.seq++);
 }
 
-const jobNames = (e: Env) => readdirSync(join(e.q, 'jobs')).sort();
+const jobNames = (e: Env) => allInJobs(e.q);
 const jobPath = (e: Env, name: string) => join(e.q, 'jobs', name);
 
 /**
  * Put a packet into jobs/ as a syncing tool would (temp name, then rename to fspl-<uuid>.fspl)
  * and return its name. queue-write itself is used where it is what is being tested.
  */
-function write(e: Env, packet: Buffer): string {
-  const id = randomUUID();
-  const name = `fspl-${id}.fspl`;
-  writeFileSync(jobPath(e, `tmp-fspl-${id}.fspl.tmp`), packet);
-  renameSync(jobPath(e, `tmp-fspl-${id}.fspl.tmp`), jobPath(e, name));
-  return name;
-}
+const write = (e: Env, packet: Buffer) => put(e.q, packet);
 
 /** queue-write a packet and return the name of the file it made. */
 function queueWriteNamed(e: Env, packet: Buffer): string {
@@ -115,7 +110,7 @@ function queueWriteNamed(e: Env, packet: Buffer): string {
   return made[0]!;
 }
 
-const nextseq = (e: Env) => readFileSync(join(e.q, 'nextseq'), 'utf8').trim();
+const nextseq = (e: Env) => queueNextseq(e.q);
 const logOf = (e: Env) => (existsSync(e.log) ? readFileSync(e.log, 'utf8') : '');
 const lines = (...entries: string[]) => entries.map((l) => `${l}\n`).join('');
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');

@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { encodeHeader } from '../src/packet/codec.js';
 import { lockHolder } from '../src/queue/lockHolder.js';
 import { FSPOOL, fspool, makeQueue, preparePacket, queueWrite, ROOT, runSync, tempDir } from './helpers/cli.js';
-import { nextseq, put, waitFor } from './helpers/queue.js';
+import { alive, nextseq, put, waitFor } from './helpers/queue.js';
 
 /** A running `fspool serve`, its stderr readable while it runs. */
 interface Served {
@@ -75,15 +75,6 @@ function mostAtOnce(lines: string[]): number {
     most = Math.max(most, now);
   }
   return most;
-}
-
-/** Running, not a zombie: a zombie holds no fd and no lock, and runs no code (its parent may not be ours to reap it). */
-function alive(pid: number): boolean {
-  try {
-    return !readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]!.startsWith('Z');
-  } catch {
-    return false;
-  }
 }
 
 /** Processes that carry the mark in their environment (receivers, their children, guardians), alive. */

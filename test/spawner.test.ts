@@ -11,21 +11,9 @@ import { GuardedChild } from '../src/sys/guarded.js';
 import { Spawner } from '../src/sys/spawner.js';
 import { native, packageFile } from '../src/sys/native.js';
 import { FSPOOL, ROOT, fspool, makeQueue, preparePacket, queueWrite, runSync, tempDir } from './helpers/cli.js';
-import { sleep, waitFor } from './helpers/queue.js';
+import { alive, nextseq, sleep, waitFor } from './helpers/queue.js';
 
 const SPAWNER = packageFile('build/Release/fspool-spawner');
-
-/** Is there a live (non-zombie) process with this pid? */
-function alive(pid: number): boolean {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-  } catch {
-    return false;
-  }
-  const state = stat.charAt(stat.lastIndexOf(')') + 2);
-  return state !== 'Z' && state !== 'X';
-}
 
 /** Is `pid` a zombie child of ours, not yet reaped? */
 function zombie(pid: number): boolean {
@@ -178,7 +166,7 @@ describe('bin/fspool and its spawner', () => {
     const r = fspool(['queue-process', '-q', q, '--on-error', 'delete', noexec]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/cannot run command: .*noexec: permission denied \(EACCES\)/);
-    expect(readFileSync(join(q, 'nextseq'), 'utf8').trim()).toBe('1');
+    expect(nextseq(q)).toBe('1');
     const script = join(d, 'script');
     writeFileSync(script, 'echo "ran under sh: $FSPL_SEQ" > "$(dirname "$0")/ran"\n');
     chmodSync(script, 0o755);
@@ -349,7 +337,7 @@ describe('the spawner under qemu-user, which refuses CLONE_PARENT: its children 
     const missing = one(['--on-error', 'delete', 'fspool-no-such-cmd']);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/^Error: job 4 .*: cannot run command: fspool-no-such-cmd: no such file or directory \(ENOENT\); job kept$/m);
-    expect(readFileSync(join(q, 'nextseq'), 'utf8').trim()).toBe('4');
+    expect(nextseq(q)).toBe('4');
     const history = runSync(emulated, ['queue-history', '-q', q]).stdout.toString();
     expect(history).toMatch(/^\S+ +1 +1 +success /m);
   }, 300_000);

@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FSPOOL, fspl, runAsync } from './helpers/cli.js';
+import { waitFor } from './helpers/queue.js';
 import { jobs, lines, LOGGER, logOf, nextseq, packet, proc, put, type Q, runs, setup, warns } from './helpers/state.js';
 
 const crashAt = (point: string) => ({ FSPOOL_CRASH_AT: point });
@@ -139,11 +140,7 @@ describe('crash points in sequence order', () => {
     const p = runAsync(FSPOOL, ['queue-process', '-q', q.q, 'sh', '--', '-c', script], {
       env: { ...process.env, LOG: q.log, MARK: marker },
     });
-    const end = Date.now() + 30_000;
-    while (!existsSync(marker)) {
-      if (Date.now() > end) throw new Error('the receiver never started');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await waitFor('the receiver to start', () => existsSync(marker));
     process.kill(p.pid, 'SIGKILL');
     expect((await p.done).signal).toBe('SIGKILL');
     expect(runs(q).map((r) => r.outcome)).toEqual(['running']);

@@ -8,9 +8,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { FSPOOL, fspl, fspool, type Result, runAsync, runSync } from './helpers/cli.js';
+import { sleep, waitFor } from './helpers/queue.js';
 import { dbPath, jobs, lines, LOGGER, logOf, nextseq, packet, proc, put, type Q, runs, setup, warns, zstd } from './helpers/state.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A decoder that counts its runs (one line each in `counter`) and decompresses zstd. */
 const countingZstd = (counter: string) => `echo run >> '${counter}'; zstd -dc`;
@@ -276,10 +275,7 @@ describe('queue-status', () => {
     const script = `if [ "$FSPL_SEQ" = 1 ]; then touch "$MARK"; while [ ! -e "$REL" ]; do sleep 0.05; done; fi; ${LOGGER}`;
     const p = runAsync(FSPOOL, ['queue-process', '-q', q.q, 'sh', '--', '-c', script], { env: { ...process.env, LOG: q.log, MARK: mark, REL: release } });
     try {
-      for (let i = 0; !existsSync(mark); i++) {
-        if (i > 1500) throw new Error('the receiver never started');
-        await sleep(20);
-      }
+      await waitFor('the receiver to start', () => existsSync(mark));
       const ls = ok(['queue-ls', '-q', q.q]);
       expect(ls.stdout.toString().trim().split('\n')).toHaveLength(3);
       const st = json(status(q, ['--json', '--stalled-after', '0']));

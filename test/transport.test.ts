@@ -19,6 +19,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FSPOOL, ROOT, type Result, runAsync, runSync, type RunOpts, tempDir } from './helpers/cli.js';
+import { jobFiles, nextseq, sleep, waitFor, within } from './helpers/queue.js';
 
 const ENV: NodeJS.ProcessEnv = {
   PATH: process.env.PATH,
@@ -28,7 +29,6 @@ const ENV: NodeJS.ProcessEnv = {
   TZ: 'UTC',
 };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v "$1"`, 'sh', cmd], { stdio: 'ignore' }).status === 0;
 
@@ -47,8 +47,6 @@ function ok(file: string, args: string[], opts: RunOpts = {}): Buffer {
 const sh = (script: string, args: string[] = [], opts: RunOpts = {}) => ok('/bin/sh', ['-c', script, 'sh', ...args], opts);
 
 const fspoolOk = (args: string[], opts: RunOpts = {}) => ok(FSPOOL, args, opts);
-const jobsOf = (q: string) => readdirSync(join(q, 'jobs')).filter((n) => /^fspl-.*\.fspl$/.test(n));
-const nextseq = (q: string) => readFileSync(join(q, 'nextseq'), 'utf8').trim();
 
 /** A deterministic shuffle (mulberry32), so a failure can be replayed. */
 function shuffled<T>(items: T[], seed: number): T[] {
@@ -231,7 +229,7 @@ describe.skipIf(!NNCP)('NNCP on one machine (skipped only when the nncp package 
     for (const p of first) exec(p);
     expect(pair.deliver().code).toBe(0);
     expect(untossed(pair)).toEqual([]);
-    expect(jobsOf(queue)).toHaveLength(4);
+    expect(jobFiles(queue)).toHaveLength(4);
     const early = run(FSPOOL, ['queue-process', '-q', queue, ...recorder(log)]);
     expect(early.code, early.stderr).toBe(0);
     expect(seen(log)).toEqual([]);
@@ -242,12 +240,12 @@ describe.skipIf(!NNCP)('NNCP on one machine (skipped only when the nncp package 
     exec(first[0]!);
     expect(pair.deliver().code).toBe(0);
     expect(untossed(pair)).toEqual([]);
-    expect(jobsOf(queue)).toHaveLength(9);
+    expect(jobFiles(queue)).toHaveLength(9);
     const r = run(FSPOOL, ['queue-process', '-q', queue, ...recorder(log)]);
     expect(r.code, r.stderr).toBe(0);
     expect(seen(log)).toEqual(expected(sent));
     expect(nextseq(queue)).toBe('9');
-    expect(jobsOf(queue)).toEqual([]);
+    expect(jobFiles(queue)).toEqual([]);
 
     // The README's one-liner: prepare straight into nncp-exec.
     const last = randomBytes(70_000);
@@ -294,7 +292,7 @@ describe.skipIf(!NNCP)('NNCP on one machine (skipped only when the nncp package 
     for (const p of shuffled(sent, 7)) ok('nncp-file', ['-cfg', pair.sender, '-quiet', p.file, 'receiver:']);
     expect(pair.deliver().code).toBe(0);
     expect(untossed(pair)).toEqual([]);
-    expect(jobsOf(queue).sort()).toEqual(sent.map((p) => p.file.slice(p.file.lastIndexOf('/') + 1)).sort());
+    expect(jobFiles(queue)).toEqual(sent.map((p) => p.file.slice(p.file.lastIndexOf('/') + 1)).sort());
 
     // Straight from prepare, under a fresh name given on the command line.
     const more = randomBytes(50_000);
@@ -337,7 +335,7 @@ describe('copying an append-only queue into a processing queue', () => {
     for (const p of sent) fspoolOk(['queue-write', '-q', outbox], { stdinFile: p.file });
     writeFileSync(join(outbox, 'jobs', 'tmp-fspl-00000000-0000-4000-8000-000000000000.fspl.tmp'), 'half a packet');
     expect(fspoolOk(['queue-ls', '-q', outbox]).toString().trim().split('\n')).toHaveLength(3);
-    const big = jobsOf(outbox).find((n) => statSync(join(outbox, 'jobs', n)).size > 6 << 20)!;
+    const big = jobFiles(outbox).find((n) => statSync(join(outbox, 'jobs', n)).size > 6 << 20)!;
     const bigSize = statSync(join(outbox, 'jobs', big)).size;
 
     // Receiver side: the README's rsync line, slowed down so that the copy takes ~2 s.
@@ -390,7 +388,7 @@ describe('copying an append-only queue into a processing queue', () => {
     // Copying the same outbox again (the stick plugged in twice): the jobs are stale now,
     // reported and left alone, never run again.
     ok('rsync', rsyncArgs);
-    expect(jobsOf(queue)).toHaveLength(2);
+    expect(jobFiles(queue)).toHaveLength(2);
     const again = run(FSPOOL, ['queue-process', '-q', queue, ...recorder(log)]);
     expect(again.code, again.stderr).toBe(0);
     expect(seen(log)).toEqual(expected(sent));
@@ -561,30 +559,21 @@ describe('contrib/systemd', () => {
     mkdirSync(target);
     const [file, ...args] = localExecStart('fspool-watch.service', queue, target);
     const watcher = runAsync(file!, args, { env: ENV });
-    const waitFor = async (path: string) => {
-      const until = Date.now() + 15_000;
-      while (!existsSync(path)) {
-        if (Date.now() > until) throw new Error(`${path} never appeared`);
-        await sleep(50);
-      }
-    };
     try {
-      await waitFor(join(target, 'a.txt'));
+      await waitFor('the first packet to be applied', () => existsSync(join(target, 'a.txt')));
       // A packet written while it watches.
       writeFileSync(join(dir, 'src', 'b.txt'), 'second\n');
       sh('tar cf - -C "$1" b.txt | "$2" prepare -s "$3" -i - | "$2" queue-write -q "$4"', [join(dir, 'src'), FSPOOL, join(dir, 'seq'), queue]);
-      await waitFor(join(target, 'b.txt'));
+      await waitFor('the packet written while watching to be applied', () => existsSync(join(target, 'b.txt')));
       // The job is done when nextseq has moved past it; a SIGTERM before that interrupts it
       // (it would run again at the next start), which is not what this test is about.
-      const until = Date.now() + 15_000;
-      while (nextseq(queue) !== '3' && Date.now() < until) await sleep(50);
+      await waitFor('nextseq to move past it', () => nextseq(queue) === '3');
     } finally {
       process.kill(watcher.pid, 'SIGTERM');
     }
-    const r = await Promise.race([watcher.done, sleep(15_000).then(() => null)]);
-    expect(r, 'still running 15 s after SIGTERM').not.toBeNull();
+    const r = await within(watcher.done, 15_000, 'the watcher after SIGTERM');
     // Exit 0, or 143 which the unit lists in SuccessExitStatus=.
-    expect([0, 143], r!.stderr).toContain(r!.code);
+    expect([0, 143], r.stderr).toContain(r.code);
     expect(readFileSync(join(target, 'b.txt'), 'utf8')).toBe('second\n');
     expect(nextseq(queue)).toBe('3');
   });

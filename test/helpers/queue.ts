@@ -1,19 +1,26 @@
 // Looking at a queue directory from a test: its files, its nextseq, packets dropped into it as
-// a transport would (temp name, then rename), and waiting for something to happen.
+// a transport would (temp name, then rename), and waiting for something to happen: one set of
+// these for every test file, so that a fix to one (a regex, a poll interval) reaches them all.
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const exists = (path: string) => existsSync(path);
 
-/** The job names in QUEUE/jobs/, sorted. */
+/** The job names in QUEUE/jobs/ (fspl-*.fspl, whatever bytes between), sorted. */
 export const jobFiles = (q: string) =>
   readdirSync(join(q, 'jobs'))
     .filter((n) => /^fspl-[\s\S]*\.fspl$/.test(n))
     .sort();
 
+/** Every name in QUEUE/jobs/, temp files and strays included, sorted. */
+export const allInJobs = (q: string) => readdirSync(join(q, 'jobs')).sort();
+
 /** QUEUE/nextseq without its newline. */
 export const nextseq = (q: string) => readFileSync(join(q, 'nextseq'), 'latin1').trim();
+
+/** QUEUE/nextseq as it is on disk, newline included (fspl's format is checked byte for byte). */
+export const nextseqText = (q: string) => readFileSync(join(q, 'nextseq'), 'latin1');
 
 /** Drop a packet into QUEUE/jobs/ as a syncing tool would: a temp name, then a rename. */
 export function put(q: string, bytes: Buffer, name = `fspl-${randomUUID()}.fspl`): string {
@@ -23,19 +30,47 @@ export function put(q: string, bytes: Buffer, name = `fspl-${randomUUID()}.fspl`
   return name;
 }
 
+/** The non-empty lines of a file a receiver appends to; none while it does not exist. */
+export const fileLines = (path: string) => (existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter((l) => l !== '') : []);
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Poll `cond` until it holds, or fail after `timeoutMs` saying what was awaited. */
 export async function waitFor(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(20);
   }
+}
+
+/** Resolve with `p`'s result, or reject if it takes longer than `ms`: a hang is a failure, not a stuck test. */
+export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const timer = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms (hang)`)), ms);
+  });
+  return Promise.race([p, timer]).finally(() => clearTimeout(t));
+}
+
+/**
+ * Is there a live process with this pid? A zombie counts as gone: it holds no fds and no locks
+ * and runs no code, and pid 1 here does not always reap orphans at once.
+ */
+export function alive(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return false;
+  }
+  const state = stat.charAt(stat.lastIndexOf(')') + 2);
+  return state !== 'Z' && state !== 'X';
 }
 
 /**
  * FSPOOL_LONG=1 (`.ci/run`, or by hand): tests that sample (mutations, seeds, trials) take a
- * larger sample; the default run stays within its few minutes.
+ * larger sample, and the big-payload runs their full size; the default run stays within its
+ * few minutes.
  */
 export const LONG = process.env.FSPOOL_LONG === '1';

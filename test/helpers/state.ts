@@ -1,10 +1,11 @@
 // Helpers for the tests of fspool's queue state (QUEUE/fspool/state.db): real queues, real
 // packets, the real database read with better-sqlite3 as any other program would.
 import { randomUUID } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { fspool, makeQueue, preparePacket, type Result, runSync, tempDir } from './cli.js';
+import { jobFiles, nextseq as queueNextseq, put as putInQueue } from './queue.js';
 
 export interface Q {
   dir: string;
@@ -32,12 +33,7 @@ export function zstd(b: Buffer): Buffer {
 }
 
 /** Drop a packet into jobs/ as a syncing tool would (temp name, rename); returns its name. */
-export function put(q: Q, bytes: Buffer, name = `fspl-${randomUUID()}.fspl`): string {
-  const tmp = join(q.q, 'jobs', `.${name}.tmp`);
-  writeFileSync(tmp, bytes);
-  renameSync(tmp, join(q.q, 'jobs', name));
-  return name;
-}
+export const put = (q: Q, bytes: Buffer, name?: string) => putInQueue(q.q, bytes, name);
 
 export const LOGGER = 'printf "%s:%s\\n" "$FSPL_SEQ" "$(cat)" >> "$LOG"';
 
@@ -46,8 +42,8 @@ export function proc(q: Q, opts: string[], script = LOGGER, env: NodeJS.ProcessE
 }
 
 export const logOf = (q: Q) => (existsSync(q.log) ? readFileSync(q.log, 'utf8') : '');
-export const nextseq = (q: Q) => readFileSync(join(q.q, 'nextseq'), 'utf8').trim();
-export const jobs = (q: Q) => readdirSync(join(q.q, 'jobs')).filter((n) => /^fspl-.*\.fspl$/.test(n)).sort();
+export const nextseq = (q: Q) => queueNextseq(q.q);
+export const jobs = (q: Q) => jobFiles(q.q);
 export const dbPath = (q: Q) => join(q.q, 'fspool', 'state.db');
 export const lines = (...l: string[]) => l.map((x) => `${x}\n`).join('');
 

@@ -2,10 +2,12 @@
 // a PATH with no compiler, so that only the prebuilt binaries can make it work; then the
 // installed fspool runs a real job through every native binary (fspool's addon and
 // fspool-exec, zstd-napi's and better-sqlite3's addons), and `man fspool` finds its page.
+// Long mode only (FSPOOL_LONG=1, as CI runs it): `npm pack` compiles the prebuilt binaries,
+// the arm64 ones by cross-compiling (minutes on a fresh clone), and each install is a real npm.
 import { existsSync, readdirSync, readFileSync, realpathSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, runSync, tempDir } from './helpers/cli.js';
+import { ROOT, runSync, tempDir } from '../helpers/cli.js';
 
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
 const npmCli = realpathSync(runSync('sh', ['-c', 'command -v npm']).stdout.toString().trim());
