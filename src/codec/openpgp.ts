@@ -110,6 +110,15 @@ async function openBinary(pgp: OpenPGP, material: DecryptionMaterial, src: Async
   return openSigned(pgp, material, src);
 }
 
+/** openpgp.js's reading of a message's packets, its refusal in fspool's words. */
+async function readMessage(pgp: OpenPGP, input: Parameters<OpenPGP['readMessage']>[0]['binaryMessage'], config: Parameters<OpenPGP['readMessage']>[0]['config']): Promise<Message<Uint8Array>> {
+  try {
+    return (await pgp.readMessage({ binaryMessage: input, config })) as Message<Uint8Array>;
+  } catch (e) {
+    throw new OpenPGPError(`not a readable OpenPGP message: ${message(e)}`);
+  }
+}
+
 /** The binary message inside ASCII armor, as it is read. */
 async function dearmor(pgp: OpenPGP, src: AsyncIterable<Buffer>): Promise<AsyncIterable<Buffer>> {
   let data: ReadableStream<Uint8Array>;
@@ -146,12 +155,7 @@ async function* tampered(src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
  */
 async function openSigned(pgp: OpenPGP, material: DecryptionMaterial, src: AsyncIterable<Buffer>): Promise<OpenPGPLayer> {
   return readByOpenpgp(src, async (input, config) => {
-    let msg: Message<Uint8Array>;
-    try {
-      msg = (await pgp.readMessage({ binaryMessage: input, config })) as Message<Uint8Array>;
-    } catch (e) {
-      throw new OpenPGPError(`not a readable OpenPGP message: ${message(e)}`);
-    }
+    const msg = await readMessage(pgp, input, config);
     try {
       const result = await pgp.verify({ message: msg, verificationKeys: material.verificationKeys, format: 'binary', config });
       return layerOf(result.data as unknown as Uint8Array | ReadableStream<Uint8Array>, result.signatures);
@@ -171,12 +175,7 @@ async function openSigned(pgp: OpenPGP, material: DecryptionMaterial, src: Async
 async function openEncrypted(pgp: OpenPGP, material: DecryptionMaterial, src: AsyncIterable<Buffer>): Promise<OpenPGPLayer> {
   requireKeys(material);
   return readByOpenpgp(src, async (input, config) => {
-    let msg: Message<Uint8Array>;
-    try {
-      msg = (await pgp.readMessage({ binaryMessage: input, config })) as Message<Uint8Array>;
-    } catch (e) {
-      throw new OpenPGPError(`not a readable OpenPGP message: ${message(e)}`);
-    }
+    const msg = await readMessage(pgp, input, config);
     if (config.allowUnauthenticatedStream) {
       // readMessage stops at the first data packet: the last in the list.
       const data = msg.packets[msg.packets.length - 1] as { version?: number } | undefined;

@@ -16,6 +16,18 @@ import { print } from './out.js';
 
 export const json = { type: 'boolean', nargs: 0, default: false, describe: 'Print one JSON object (its fields: spec/json.md, installed with fspool)' } as const;
 
+/** --stalled-after, said of what it judges ("the queue", or each queue of a configuration). */
+export const stalledAfter = (what: string) =>
+  ({
+    type: 'string',
+    value: 'SECONDS',
+    helpType: 'number',
+    requiresArg: true,
+    default: '3600',
+    coerce: seconds('--stalled-after'),
+    describe: `Work waiting this many seconds with no processor at it makes ${what} "stalled"`,
+  }) as const;
+
 const localMs = (ms: number | null) => (ms === null ? '-' : rfc3339Local(BigInt(Math.floor(ms / 1000))));
 
 // ---------------------------------------------------------------------------------------------
@@ -152,15 +164,7 @@ export const queueStatusCmd: Subcommand<StatusArgs> = {
         requiresArg: true,
         describe: "With --prometheus: the metrics' queue label (default: the queue directory's name)",
       })
-      .option('stalled-after', {
-        type: 'string',
-        value: 'SECONDS',
-        helpType: 'number',
-        requiresArg: true,
-        default: '3600',
-        coerce: seconds('--stalled-after'),
-        describe: 'Work waiting this many seconds with no processor at it makes the queue "stalled"',
-      })
+      .option('stalled-after', stalledAfter('the queue'))
       .example('$0 queue-status -q q', '')
       .example('$0 queue-status -q q --json --stalled-after 600 || alert', 'for cron')
       .example('$0 queue-status -q /var/spool/q --nagios --stalled-after 600', 'a Nagios (or Icinga) check command')

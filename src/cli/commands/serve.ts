@@ -8,10 +8,10 @@ import { Queue } from '../../queue/queue.js';
 import { type Status, VERDICT_EXIT } from '../../queue/status.js';
 import { setQuiet } from '../../progress.js';
 import type { ServeConfig } from '../../serve/settings.js';
-import { type Subcommand, seconds } from '../options.js';
+import type { Subcommand } from '../options.js';
 import { toJson } from '../json.js';
 import { print } from './out.js';
-import { json, statusFields } from './queueState.js';
+import { json, stalledAfter, statusFields } from './queueState.js';
 
 const config = {
   type: 'string',
@@ -135,15 +135,7 @@ export const status: Subcommand<StatusArgs> = {
     y
       .option('config', config)
       .option('json', json)
-      .option('stalled-after', {
-        type: 'string',
-        value: 'SECONDS',
-        helpType: 'number',
-        requiresArg: true,
-        default: '3600',
-        coerce: seconds('--stalled-after'),
-        describe: 'Work waiting this many seconds with no processor at it makes a queue "stalled"',
-      })
+      .option('stalled-after', stalledAfter('a queue'))
       .example('$0 status --config /etc/fspool/serve.toml', '')
       .example('$0 status --config /etc/fspool/serve.toml --json | jq -r \'.queues[] | select(.state != "healthy") | .name\'', 'the queues that need a look') as never,
   handler: async (a) => {
