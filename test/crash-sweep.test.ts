@@ -109,7 +109,7 @@ function lockFree(): boolean {
   return spawnSync('flock', ['-n', join(S.q, 'nextseq.lock'), 'true']).status === 0;
 }
 
-/** Processes of ours (receivers, their children, guardians) still alive: found by SWEEP_MARK. */
+/** Processes of ours (receivers and their children) still alive: found by SWEEP_MARK. */
 function leftovers(): number[] {
   const mark = Buffer.from(`SWEEP_MARK=${S.dir}\0`);
   const out: number[] = [];

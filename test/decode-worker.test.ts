@@ -12,6 +12,7 @@ import * as openpgp from 'openpgp';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { filler } from './helpers/bytes.js';
 import { FSPOOL, fspool, makeQueue, preparePacket, queueWrite, runAsync, tempDir } from './helpers/cli.js';
+import { alive, waitFor, within } from './helpers/queue.js';
 
 const DIR = tempDir('fspool-worker-');
 const PUB = join(DIR, 'recv.pub');
@@ -42,31 +43,6 @@ afterEach(() => {
     }
   }
 });
-
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  const timer = new Promise<never>((_, reject) => {
-    t = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms (hang)`)), ms);
-  });
-  return Promise.race([p, timer]).finally(() => clearTimeout(t));
-}
-
-async function until(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe('the decode worker', () => {
   it('delivers an encrypted payload byte-exact to a receiver, from a file and from stdin as a pipe; and to stdout', () => {
@@ -101,7 +77,7 @@ describe('the decode worker', () => {
       ['queue-process', '-q', q, `--decrypt-key=${SEC}`, 'sh', '--', '-c', 'setsid -f sh -c \'echo $$ > "$0"; exec sleep 120\' "$0" >/dev/null 2>&1; while [ ! -s "$0" ]; do sleep 0.01; done; exit 0', pidFile],
       { env: ENV },
     );
-    await until(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '', 'the stray started');
+    await waitFor('the stray to start', () => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '', 60_000);
     const stray = Number(readFileSync(pidFile, 'utf8').trim());
     strays.push(stray);
     const r = await within(run.done, 60_000, 'fspool with a stray holding the pipe');
@@ -118,7 +94,7 @@ describe('the decode worker', () => {
     const started = join(DIR, 'started');
     // A receiver that reads slowly: the worker is mid-payload when the signal comes.
     const run = runAsync(FSPOOL, ['queue-process', '-q', q, `--decrypt-key=${SEC}`, 'sh', '--', '-c', ': > "$0"; while head -c 65536 > /dev/null; do sleep 0.05; done', started], { env: ENV });
-    await until(() => existsSync(started), 'the receiver started');
+    await waitFor('the receiver to start', () => existsSync(started), 60_000);
     process.kill(run.pid, 'SIGINT');
     const r = await within(run.done, 60_000, 'fspool after SIGINT');
     expect(r.code, r.stderr).toBe(130);

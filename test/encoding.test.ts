@@ -5,7 +5,7 @@
 // was said on stderr.
 //
 // Receivers here are `sh` scripts that dump what they were given: the payload, their own
-// /proc/$$/environ (the exact environment fspool-exec gave them) and /proc/$$/cmdline (argv,
+// /proc/$$/environ (the exact environment fspool's spawner gave them) and /proc/$$/cmdline (argv,
 // so job params appended by --allow-job-params are seen byte for byte).
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';

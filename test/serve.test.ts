@@ -77,7 +77,7 @@ function mostAtOnce(lines: string[]): number {
   return most;
 }
 
-/** Processes that carry the mark in their environment (receivers, their children, guardians), alive. */
+/** Processes that carry the mark in their environment (receivers and their children), alive. */
 function marked(mark: string): number[] {
   const out: number[] = [];
   for (const p of readdirSync('/proc')) {

@@ -53,7 +53,7 @@ describe('crash points in sequence order', () => {
     const r = proc(q, []);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/job 1 .*was interrupted/);
-    // The guardian killed the first receiver before it got anywhere; job 1 then ran whole.
+    // The spawner killed the first receiver's group before it got anywhere; job 1 then ran whole.
     expect(logOf(q)).toBe(lines('1:p1', '2:p2'));
     expect(nextseq(q)).toBe('3');
     expect(runs(q).filter((r) => r.seq === '1').map((r) => r.outcome)).toEqual(['crashed', 'success']);

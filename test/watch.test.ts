@@ -185,11 +185,11 @@ describe('queue-process --watch', () => {
     expect(r.stderr.match(/cannot read job file/g)).toHaveLength(1);
   });
 
-  it('as PID 1 of a PID namespace (a container without an init), it reaps the guardians it leaves', async () => {
+  it('as PID 1 of a PID namespace (a container without an init), it reaps every child left to it', async () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const seq = join(dir, 'seq');
-    // Each job leaves a guardian to reap; more than one left unreaped fails: 5 jobs show it, 15
+    // Each job leaves a process to reap; more than one left unreaped fails: 5 jobs show it, 15
     // in the long mode.
     const N = LONG ? 15 : 5;
     for (let i = 1; i <= N; i++) writeFileSync(join(q, 'jobs', `fspl-${i}.fspl`), preparePacket(['-s', seq]));
@@ -202,7 +202,7 @@ describe('queue-process --watch', () => {
     const zombies = runSync('ps', ['--ppid', inner, '-o', 'stat=']).stdout.toString().split('\n').filter((l) => l.startsWith('Z'));
     process.kill(Number(inner), 'SIGTERM');
     await w.done;
-    // The last job's guardian may still be waiting to be reaped at the next spawn; before fspool
+    // The last job's child may still be waiting for its release; before fspool
     // reaped them, each job left a zombie.
     expect(zombies.length).toBeLessThanOrEqual(1);
   });

