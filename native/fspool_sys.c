@@ -14,7 +14,7 @@
  * receiver a pipe we have already read from, so we make our own, with O_CLOEXEC on both ends
  * so that no other child inherits them.
  *
- * spawnHelper, helperCall, helperRecv, reap: fspool starts its children through one small
+ * spawnHelper, helperSend, helperRecv, reap: fspool starts its children through one small
  * helper process (native/fspool_spawner.c; spec/processing.md, "Starting a child"). The helper
  * itself is started with posix_spawn, which glibc implements with clone(CLONE_VM |
  * CLONE_VFORK): no copy of Node's memory, and nothing but async-signal-safe calls before the
@@ -230,24 +230,22 @@ static napi_value js_child_status(napi_env env, napi_callback_info info) {
 }
 
 /*
- * helperCall(fd, request, fds, wantReply) -> undefined, or the 16-byte reply: send `request`
- * whole on the helper's socket with `fds` attached (SCM_RIGHTS), then, if asked, read the
- * reply. Blocks: the helper answers as soon as its child has exec'd (libuv's spawn blocks
- * just as long). Throws EPIPE or ECONNRESET if the helper is gone.
+ * helperSend(fd, request, fds): send `request` whole on the helper's socket with `fds`
+ * attached (SCM_RIGHTS); helperRecv reads the reply. Throws EPIPE or ECONNRESET if the helper
+ * is gone.
  */
-static napi_value js_helper_call(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4], result;
+static napi_value js_helper_send(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
   int32_t fd;
   uint8_t *buf;
   size_t len;
   uint32_t nfds = 0;
-  bool want = false;
   int fds[8];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 4 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+  if (argc < 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
       napi_get_buffer_info(env, argv[1], (void **)&buf, &len) != napi_ok || napi_get_array_length(env, argv[2], &nfds) != napi_ok ||
-      nfds > 8 || napi_get_value_bool(env, argv[3], &want) != napi_ok)
+      nfds > 8)
     return throw_errno(env, EINVAL, "sendmsg");
   for (uint32_t i = 0; i < nfds; i++) {
     napi_value x;
@@ -278,18 +276,7 @@ static napi_value js_helper_call(napi_env env, napi_callback_info info) {
     if (n == -1) return throw_errno(env, errno, "sendmsg");
     off += (size_t)n;
   }
-  if (!want) return NULL;
-  void *data;
-  napi_create_buffer(env, 16, &data, &result);
-  size_t got = 0;
-  while (got < 16) {
-    ssize_t n = read(fd, (char *)data + got, 16 - got);
-    if (n == -1 && errno == EINTR) continue;
-    if (n == -1) return throw_errno(env, errno, "read");
-    if (n == 0) return throw_errno(env, ECONNRESET, "read");
-    got += (size_t)n;
-  }
-  return result;
+  return NULL;
 }
 
 /*
@@ -531,8 +518,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "spawnHelper", fn);
   napi_create_function(env, "childStatus", NAPI_AUTO_LENGTH, js_child_status, NULL, &fn);
   napi_set_named_property(env, exports, "childStatus", fn);
-  napi_create_function(env, "helperCall", NAPI_AUTO_LENGTH, js_helper_call, NULL, &fn);
-  napi_set_named_property(env, exports, "helperCall", fn);
+  napi_create_function(env, "helperSend", NAPI_AUTO_LENGTH, js_helper_send, NULL, &fn);
+  napi_set_named_property(env, exports, "helperSend", fn);
   napi_create_function(env, "helperRecv", NAPI_AUTO_LENGTH, js_helper_recv, NULL, &fn);
   napi_set_named_property(env, exports, "helperRecv", fn);
   napi_create_function(env, "cfbXor", NAPI_AUTO_LENGTH, js_cfb_xor, NULL, &fn);

@@ -31,10 +31,10 @@ interface Sys {
   /** waitid without reaping: undefined while it runs, [code, signal] once exited, null if not ours. */
   childStatus(pid: number): [number, number] | null | undefined;
   /**
-   * Send a request (with fds as SCM_RIGHTS) on the helper's socket; read the reply if asked.
-   * Errors carry `syscall`: 'sendmsg' (the helper never had the request) or 'read'.
+   * Send a request (with fds as SCM_RIGHTS) on the helper's socket; helperRecv reads the reply.
+   * Errors carry `syscall` 'sendmsg': the helper never had the request.
    */
-  helperCall(fd: number, request: Buffer, fds: number[], wantReply: boolean): Buffer | undefined;
+  helperSend(fd: number, request: Buffer, fds: number[]): void;
   /** The helper's next 16-byte record; undefined if none yet (wait false); null at its end. */
   helperRecv(fd: number, wait: boolean): Buffer | null | undefined;
   /** The columns of the terminal on fd (ioctl TIOCGWINSZ), or undefined if it is none. */

@@ -76,8 +76,9 @@ class Helper {
    */
   spawn(request: Buffer, fds: number[]): { pid: number; reported: boolean } | { errno: number; zombie: number } {
     if (this.requestFd === undefined) throw Object.assign(new Error('fspool-spawner is closed'), { code: 'EPIPE', syscall: 'sendmsg' });
-    let reply = native().helperCall(this.requestFd, request, fds, true)!;
+    native().helperSend(this.requestFd, request, fds);
     // Reports of exits may come before the reply.
+    let reply = this.next(true);
     while (this.took(reply)) reply = this.next(true);
     const kind = String.fromCharCode(reply[0]!);
     if (kind === 'P') return { pid: reply.readInt32LE(4), reported: reply.readInt32LE(8) === 1 };
@@ -118,7 +119,7 @@ class Helper {
     msg.write(what, 4, 'latin1');
     msg.writeInt32LE(pid, 5);
     try {
-      native().helperCall(this.requestFd, msg, [], false);
+      native().helperSend(this.requestFd, msg, []);
     } catch {
       /* the helper died: the next spawn finds out and starts another */
     }
