@@ -65,6 +65,77 @@ function run(spawner: Spawner, argv: string[], stdio: Stdio, stdinWriteEnd?: num
   return c;
 }
 
+// What holds alike whether the spawner's children are fspool's (CLONE_PARENT) or its own (under
+// an emulator, below): `spawner` is the program fspool starts as its spawner, `comm` the name
+// the kernel shows for it.
+
+async function holdsStdinCopy(spawner: string): Promise<void> {
+  const sp = new Spawner(spawner);
+  const [r, w] = native().pipe();
+  const c = run(sp, ['cat'], [r, 'inherit', 'inherit'], w);
+  closeSync(r);
+  closeSync(w);
+  // Our ends are closed; the spawner's copy keeps cat from seeing EOF.
+  await sleep(300);
+  expect(alive(c.pid!)).toBe(true);
+  c.allowEof();
+  expect(await c.exited).toEqual({ code: 0, signal: null });
+  c.release();
+}
+
+async function killedSpawner(spawner: string, comm: string): Promise<void> {
+  const devnull = openSync('/dev/null', 'r');
+  const sp = new Spawner(spawner);
+  // Other tests' spawners live on in this process: ours is the one that appears.
+  const before = new Set(helpersOf(process.pid, comm));
+  const done = run(sp, ['true'], [devnull, 'inherit', 'inherit']);
+  expect(await done.exited).toEqual({ code: 0, signal: null });
+  const c = run(sp, ['sleep', '30'], [devnull, 'inherit', 'inherit']);
+  const ours = helpersOf(process.pid, comm).filter((h) => !before.has(h));
+  expect(ours).toHaveLength(1);
+  process.kill(ours[0]!, 'SIGKILL');
+  const e = await c.exited;
+  expect(e.startError).toMatch(/fspool-spawner \(pid \d+\) died, and the command was killed with it/);
+  await waitFor('the orphan to die', () => !alive(c.pid!), 10_000);
+  c.release();
+  done.release();
+  const again = run(sp, ['sh', '-c', 'exit 5'], [devnull, 'inherit', 'inherit']);
+  expect(await again.exited).toEqual({ code: 5, signal: null });
+  again.release();
+  closeSync(devnull);
+}
+
+/** `parent`: whose child the receiver is, fspool's or the spawner's. */
+async function killedMidDelivery(bin: string, comm: string, parent: 'fspool' | 'spawner'): Promise<void> {
+  const d = tempDir();
+  const packet = preparePacket(['-s', '-', '-i', '-'], Buffer.alloc(1 << 20, 'p'));
+  const recvPid = join(d, 'recv.pid');
+  const got = join(d, 'got');
+  const eof = join(d, 'eof');
+  // stdin-process copies a socket on stdin through a pipe of its own: the pipe path. The
+  // receiver leaves a grandchild in its group, which must die with it.
+  const p = spawn(bin, ['stdin-process', 'sh', '--', '-c', 'sleep 60 & echo $$ $! > "$0"; cat > "$1"; echo "cat saw EOF" > "$2"', recvPid, got, eof], {
+    stdio: ['pipe', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  p.stderr!.on('data', (x: Buffer) => (stderr += x));
+  const exited = new Promise((res) => p.on('exit', res));
+  // Half the packet, and the rest never comes.
+  p.stdin!.write(packet.subarray(0, packet.length / 2));
+  await waitFor(`the receiver to take some of the payload (${stderr})`, () => existsSync(got) && statSync(got).size > 0, 60_000);
+  const [receiver, sleeper] = readFileSync(recvPid, 'utf8').trim().split(' ').map(Number);
+  const helpers = helpersOf(p.pid!, comm);
+  expect(helpers).toHaveLength(1);
+  expect(parentOf(receiver!)).toBe(parent === 'fspool' ? p.pid : helpers[0]);
+  p.kill('SIGKILL');
+  await exited;
+  await waitFor('the receiver to be killed', () => !alive(receiver!), 10_000);
+  await waitFor('its group to be killed', () => !alive(sleeper!), 10_000);
+  await waitFor('the spawner to exit', () => !alive(helpers[0]!), 10_000);
+  expect(existsSync(eof), 'the receiver saw a clean EOF on a truncated payload').toBe(false);
+  p.stdin!.destroy();
+}
+
 describe('the spawner, driven from this process', () => {
   const devnull = openSync('/dev/null', 'r');
 
@@ -109,36 +180,9 @@ describe('the spawner, driven from this process', () => {
     if ('pid' in ok) sp.release(ok.pid);
   });
 
-  it("holds a copy of the stdin pipe's write end until told the payload is whole", async () => {
-    const sp = new Spawner(SPAWNER);
-    const [r, w] = native().pipe();
-    const c = run(sp, ['cat'], [r, 'inherit', 'inherit'], w);
-    closeSync(r);
-    closeSync(w);
-    // Our ends are closed; the spawner's copy keeps cat from seeing EOF.
-    await sleep(300);
-    expect(alive(c.pid!)).toBe(true);
-    c.allowEof();
-    expect(await c.exited).toEqual({ code: 0, signal: null });
-    c.release();
-  });
+  it("holds a copy of the stdin pipe's write end until told the payload is whole", () => holdsStdinCopy(SPAWNER));
 
-  it('a spawner killed by someone: its running children are killed and end as lost; the next spawn starts another', async () => {
-    const sp = new Spawner(SPAWNER);
-    // Other tests' spawners live on in this process: ours is the one that appears.
-    const before = new Set(helpersOf(process.pid));
-    const c = run(sp, ['sleep', '30'], [devnull, 'inherit', 'inherit']);
-    const ours = helpersOf(process.pid).filter((h) => !before.has(h));
-    expect(ours).toHaveLength(1);
-    process.kill(ours[0]!, 'SIGKILL');
-    const e = await c.exited;
-    expect(e.startError).toMatch(/fspool-spawner \(pid \d+\) died, and the command was killed with it/);
-    await waitFor('the orphan to die', () => !alive(c.pid!), 10_000);
-    c.release();
-    const again = run(sp, ['true'], [devnull, 'inherit', 'inherit']);
-    expect(await again.exited).toEqual({ code: 0, signal: null });
-    again.release();
-  });
+  it('a spawner killed by someone: its running children are killed and end as lost; the next spawn starts another', () => killedSpawner(SPAWNER, 'fspool-spawner'));
 });
 
 describe('bin/fspool and its spawner', () => {
@@ -175,32 +219,8 @@ describe('bin/fspool and its spawner', () => {
     expect(readFileSync(join(d, 'ran'), 'utf8')).toBe('ran under sh: 1\n');
   });
 
-  it('fspool SIGKILLed mid-delivery through a pipe: the receiver is killed before it could see EOF, then the spawner exits', async () => {
-    const d = tempDir();
-    const packet = preparePacket(['-s', '-', '-i', '-'], Buffer.alloc(1 << 20, 'p'));
-    const recvPid = join(d, 'recv.pid');
-    const got = join(d, 'got');
-    const eof = join(d, 'eof');
-    // stdin-process copies a socket on stdin through a pipe of its own: the pipe path.
-    const p = spawn(FSPOOL, ['stdin-process', 'sh', '--', '-c', 'echo $$ > "$0"; cat > "$1"; echo "cat saw EOF" > "$2"', recvPid, got, eof], {
-      stdio: ['pipe', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    p.stderr!.on('data', (x: Buffer) => (stderr += x));
-    const exited = new Promise((res) => p.on('exit', res));
-    // Half the packet, and the rest never comes.
-    p.stdin!.write(packet.subarray(0, packet.length / 2));
-    await waitFor(`the receiver to take some of the payload (${stderr})`, () => existsSync(got) && statSync(got).size > 0, 30_000);
-    const receiver = Number(readFileSync(recvPid, 'utf8'));
-    const helpers = helpersOf(p.pid!);
-    expect(helpers).toHaveLength(1);
-    p.kill('SIGKILL');
-    await exited;
-    await waitFor('the receiver to be killed', () => !alive(receiver), 10_000);
-    await waitFor('the spawner to exit', () => !alive(helpers[0]!), 10_000);
-    expect(existsSync(eof), 'the receiver saw a clean EOF on a truncated payload').toBe(false);
-    p.stdin!.destroy();
-  });
+  it('fspool SIGKILLed mid-delivery through a pipe: the receiver and its group are killed before it could see EOF, then the spawner exits', () =>
+    killedMidDelivery(FSPOOL, 'fspool-spawner', 'fspool'));
 
   it("fspool's spawner is there while it runs children and gone once fspool has exited", async () => {
     const d = tempDir();
@@ -223,7 +243,7 @@ describe('bin/fspool and its spawner', () => {
 // may carry no other flag), so under an emulator (an arm64 container on x86) the spawner starts
 // its children as its own and reports their exits (spec/processing.md, "Starting a child").
 // Here the real spawner binary runs under qemu-x86_64, so it takes that path for real; the
-// package test (test/package.test.ts) runs the whole of fspool under qemu-aarch64.
+// package test (test/long/package.test.ts) runs the whole of fspool under qemu-aarch64.
 const QEMU = '/usr/bin/qemu-x86_64-static';
 /** What the kernel shows as the emulated spawner's name (qemu's own, cut to 15 bytes). */
 const QEMU_COMM = 'qemu-x86_64-sta';
@@ -286,37 +306,10 @@ describe('the spawner under qemu-user, which refuses CLONE_PARENT: its children 
     await waitFor(`child ${late.pid} to be reaped`, () => !existsSync(`/proc/${late.pid}`), 10_000);
   }, 60_000);
 
-  it("holds a copy of the stdin pipe's write end until told the payload is whole", async () => {
-    const sp = new Spawner(emulatedSpawner());
-    const [r, w] = native().pipe();
-    const c = run(sp, ['cat'], [r, 'inherit', 'inherit'], w);
-    closeSync(r);
-    closeSync(w);
-    await sleep(300);
-    expect(alive(c.pid!)).toBe(true);
-    c.allowEof();
-    expect(await c.exited).toEqual({ code: 0, signal: null });
-    c.release();
-  }, 60_000);
+  it("holds a copy of the stdin pipe's write end until told the payload is whole", () => holdsStdinCopy(emulatedSpawner()), 60_000);
 
-  it('a spawner killed by someone: its running children are killed and end as lost; the next spawn starts another', async () => {
-    const sp = new Spawner(emulatedSpawner());
-    const before = new Set(helpersOf(process.pid, QEMU_COMM));
-    const done = run(sp, ['true'], [devnull, 'inherit', 'inherit']);
-    expect(await done.exited).toEqual({ code: 0, signal: null });
-    const c = run(sp, ['sleep', '30'], [devnull, 'inherit', 'inherit']);
-    const ours = helpersOf(process.pid, QEMU_COMM).filter((h) => !before.has(h));
-    expect(ours).toHaveLength(1);
-    process.kill(ours[0]!, 'SIGKILL');
-    const e = await c.exited;
-    expect(e.startError).toMatch(/fspool-spawner \(pid \d+\) died, and the command was killed with it/);
-    await waitFor('the orphan to die', () => !alive(c.pid!), 10_000);
-    c.release();
-    done.release();
-    const again = run(sp, ['sh', '-c', 'exit 5'], [devnull, 'inherit', 'inherit']);
-    expect(await again.exited).toEqual({ code: 5, signal: null });
-    again.release();
-  }, 60_000);
+  it('a spawner killed by someone: its running children are killed and end as lost; the next spawn starts another', () =>
+    killedSpawner(emulatedSpawner(), QEMU_COMM), 60_000);
 
   it('bin/fspool: jobs succeed and fail by their exit status or signal; a missing command is fatal and keeps the job', () => {
     const emulated = fspoolWithEmulatedSpawner();
@@ -342,32 +335,6 @@ describe('the spawner under qemu-user, which refuses CLONE_PARENT: its children 
     expect(history).toMatch(/^\S+ +1 +1 +success /m);
   }, 300_000);
 
-  it('fspool SIGKILLed mid-delivery through a pipe: the receiver is killed before it could see EOF, then the spawner exits', async () => {
-    const emulated = fspoolWithEmulatedSpawner();
-    const d = tempDir();
-    const packet = preparePacket(['-s', '-', '-i', '-'], Buffer.alloc(1 << 20, 'p'));
-    const recvPid = join(d, 'recv.pid');
-    const got = join(d, 'got');
-    const eof = join(d, 'eof');
-    // The receiver leaves a grandchild in its group, which must die with it.
-    const p = spawn(emulated, ['stdin-process', 'sh', '--', '-c', 'sleep 60 & echo $$ $! > "$0"; cat > "$1"; echo "cat saw EOF" > "$2"', recvPid, got, eof], {
-      stdio: ['pipe', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    p.stderr!.on('data', (x: Buffer) => (stderr += x));
-    const exited = new Promise((res) => p.on('exit', res));
-    p.stdin!.write(packet.subarray(0, packet.length / 2));
-    await waitFor(`the receiver to take some of the payload (${stderr})`, () => existsSync(got) && statSync(got).size > 0, 60_000);
-    const [receiver, sleeper] = readFileSync(recvPid, 'utf8').trim().split(' ').map(Number);
-    const helpers = helpersOf(p.pid!, QEMU_COMM);
-    expect(helpers).toHaveLength(1);
-    expect(parentOf(receiver!)).toBe(helpers[0]);
-    p.kill('SIGKILL');
-    await exited;
-    await waitFor('the receiver to be killed', () => !alive(receiver!), 10_000);
-    await waitFor('its group to be killed', () => !alive(sleeper!), 10_000);
-    await waitFor('the spawner to exit', () => !alive(helpers[0]!), 10_000);
-    expect(existsSync(eof), 'the receiver saw a clean EOF on a truncated payload').toBe(false);
-    p.stdin!.destroy();
-  }, 120_000);
+  it('fspool SIGKILLed mid-delivery through a pipe: the receiver and its group are killed before it could see EOF, then the spawner exits', () =>
+    killedMidDelivery(fspoolWithEmulatedSpawner(), QEMU_COMM, 'spawner'), 120_000);
 });
