@@ -23,7 +23,7 @@ export interface RunOptions {
   graceSeconds: number;
   /** Where the receiver's stdout and stderr go: ours, or a file (saveboth). */
   outputFile?: string;
-  /** Issue 4: keep the tail of the receiver's stderr (or saved output) for the journal. */
+  /** Keep the tail of the receiver's stderr (or saved output) for the journal. */
   keepStderrTail?: boolean;
 }
 

@@ -1,4 +1,4 @@
-// The tail of a receiver's stderr, for the journal (issue 4). The receiver's stderr is a pipe
+// The tail of a receiver's stderr, for the journal. The receiver's stderr is a pipe
 // of ours (made O_CLOEXEC, like every fd of ours, so nothing else inherits it); everything that
 // comes through is passed on to our own stderr at once, and the last few KiB are kept.
 //

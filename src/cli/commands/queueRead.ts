@@ -14,7 +14,7 @@ interface LsArgs extends DecodeArgs {
   json: boolean;
 }
 
-/** Issue 4: read headers through the queue's header cache, when it has one. */
+/** Read headers through the queue's header cache, when it has one. */
 async function withCache<T>(q: Queue, fn: (state: QueueState) => Promise<T>): Promise<T> {
   const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: 'going on without it: reading every file' });
   try {

@@ -1,4 +1,4 @@
-// Issue 4's commands: queue-status, queue-history and queue-clean, all reading (and queue-clean
+// The state database's commands: queue-status, queue-history and queue-clean, all reading (and queue-clean
 // acting on) the queue's files and its journal in QUEUE/fspool/state.db.
 import { basename, resolve } from 'node:path';
 import { describe, UsageError } from '../../errors.js';
