@@ -1,4 +1,4 @@
-// enqueue, progress lines and shell completion (issue 5), with real processes.
+// enqueue, progress lines and shell completion, with real processes.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';

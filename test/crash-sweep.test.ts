@@ -1,4 +1,4 @@
-// Issue 6, "Crash points": one queue driven through EVERY named crash point in turn
+// Crash points: one queue driven through EVERY named crash point in turn
 // (src/sys/crashPoint.ts, spec/job-lifecycle.md), each crash followed by what a sender or an
 // operator would do next and a normal processor run to completion. At every step, and at the
 // end: every packet applied at least once, in sequence order, none skipped, none lost; re-runs

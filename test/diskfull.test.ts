@@ -1,4 +1,4 @@
-// Disk full (issue 6, "Bad input"): writes to /dev/full, and a queue, a seqfile and a nextseq
+// Disk full: writes to /dev/full, and a queue, a seqfile and a nextseq
 // on a tiny tmpfs. Every case: exit 1, one clear line saying there is no space, nothing
 // half-committed (no job under a job name, no temp file left), no sequence number consumed.
 import { spawnSync } from 'node:child_process';

@@ -1,4 +1,4 @@
-// Issue 3, spec/encoding.md: packets wrapped in zstd and OpenPGP, with the real tools on the
+// spec/encoding.md: packets wrapped in zstd and OpenPGP, with the real tools on the
 // other side. Keys are made by the real gpg (GnuPG 2.2) in a throwaway GNUPGHOME; packets go
 // through `zstd`, `gpg` and the real `fspl` 1.2.2 as well as bin/fspool, all as real processes.
 // No mocks: every check looks at bytes a real receiver got, files left in the queue, and what

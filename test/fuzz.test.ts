@@ -1,4 +1,4 @@
-// Mutation fuzzing of the packet readers (issue 6, "Bad input"): 10,000 mutations of the
+// Mutation fuzzing of the packet readers: 10,000 mutations of the
 // packets fspl 1.2.2 wrote, through every in-process reader, then a few hundred of them through
 // the real CLI (stdin-info, queue-ls, queue-process) with good packets in the same queue.
 //

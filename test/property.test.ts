@@ -1,4 +1,4 @@
-// Property tests of the header codec (issue 6, "Bad input"): round trips over the whole field
+// Property tests of the header codec: round trips over the whole field
 // space, the exact bytes fspl writes, chunked reading, truncation and garbage. fast-check
 // prints the seed and the shrunk counterexample of any failure; FSPOOL_PROP_SEED replays one.
 import { crc32 } from 'node:zlib';

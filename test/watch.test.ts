@@ -1,4 +1,4 @@
-// queue-process --watch (issue 5): packets processed as they land, the lock held while
+// queue-process --watch: packets processed as they land, the lock held while
 // watching, SIGTERM ending the run cleanly, a failure not ending the watch.
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
