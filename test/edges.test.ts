@@ -4,7 +4,7 @@
 // left in the wrong shape. Real users (setpriv to nobody), real files, real processes.
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FSPOOL, fspool, makeQueue, preparePacket, runSync, tempDir } from './helpers/cli.js';
 import { makeKey } from './helpers/keys.js';
@@ -19,9 +19,18 @@ function openDir(): string {
   return d;
 }
 
-/** fspool as user nobody. */
+/**
+ * fspool as user nobody. The checkout may lie where nobody cannot reach it (a clone in /root, or
+ * in a 0700 temp directory), so the run sees it bind-mounted at a path nobody can traverse, in a
+ * mount namespace of its own that ends with it.
+ */
 function asNobody(args: string[], input?: Buffer) {
-  return runSync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', FSPOOL, ...args], { input, env: { PATH: process.env.PATH!, HOME: '/nonexistent' } });
+  const at = openDir();
+  const script = 'root=$0 at=$1; shift; mount --bind "$root" "$at" && exec setpriv --reuid=$NOBODY --regid=$NOBODY --clear-groups "$at/bin/fspool" "$@"';
+  return runSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, dirname(dirname(FSPOOL)), at, ...args], {
+    input,
+    env: { PATH: process.env.PATH!, HOME: '/nonexistent', NOBODY: String(NOBODY) },
+  });
 }
 
 const packet = (seq: number, payload: string, params: string[] = []) => {
