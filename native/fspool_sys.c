@@ -26,6 +26,8 @@
  *
  * ioctl(TIOCGWINSZ): the terminal's width for --help. Node offers it only through a tty stream
  * on the fd, which would set O_NONBLOCK on the open file description the shell shares.
+ *
+ * ioctl(FIONREAD): how much of a payload a receiver left in its stdin pipe when it exited.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -356,6 +358,19 @@ static napi_value js_winsize(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* pending(fd) -> the bytes waiting to be read in the pipe (or socket) fd (ioctl FIONREAD). */
+static napi_value js_pending(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  int32_t fd;
+  int n;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) return throw_errno(env, EINVAL, "ioctl");
+  if (ioctl(fd, FIONREAD, &n) != 0) return throw_errno(env, errno, "ioctl");
+  napi_create_int32(env, n, &result);
+  return result;
+}
+
 /*
  * scanJobDir(path) -> [names, stats] | errno: the job files of a queue's jobs/ directory and what
  * lstat says of each, in one call. A listing of 10,000 jobs made 10,000 lstatSync calls, and
@@ -528,6 +543,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "clearNonblock", fn);
   napi_create_function(env, "winsize", NAPI_AUTO_LENGTH, js_winsize, NULL, &fn);
   napi_set_named_property(env, exports, "winsize", fn);
+  napi_create_function(env, "pending", NAPI_AUTO_LENGTH, js_pending, NULL, &fn);
+  napi_set_named_property(env, exports, "pending", fn);
   napi_create_function(env, "scanJobDir", NAPI_AUTO_LENGTH, js_scan_job_dir, NULL, &fn);
   napi_set_named_property(env, exports, "scanJobDir", fn);
   napi_create_int32(env, LOCK_EX, &num);

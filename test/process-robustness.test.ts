@@ -313,6 +313,39 @@ describe('receivers that exit early', () => {
   });
 });
 
+describe('a payload that fits in the pipe, left unread by a receiver that exits', () => {
+  // The whole payload is written into the receiver's pipe, so no write ever fails: only what is
+  // left in the pipe when the receiver exits shows it did not read it all. The receiver reads
+  // 10 bytes, waits until the rest is in its pipe (FIONREAD), then exits without reading it.
+  const SIZE = 40_000;
+  const exitAfterTen = `import fcntl, os, struct, sys, termios, time
+got = 0
+while got < 10: got += len(os.read(0, 10 - got))
+while struct.unpack('i', fcntl.ioctl(0, termios.FIONREAD, b'0000'))[0] < ${SIZE - 10}: time.sleep(0.01)
+sys.exit(int(sys.argv[1]))`;
+  const cases = [
+    { name: 'zstd, decoded by fspool', packet: () => preparePacket(['-s', '-', '-i', '-', '--zstd'], pseudoRandom(SIZE)), args: [] as string[] },
+    { name: 'gzip, through -d "gzip -dc"', packet: () => gzipSync(preparePacket(['-s', '-', '-i', '-'], pseudoRandom(SIZE))), args: ['-d', 'gzip -dc'] },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: exit 4 is a failure before reading all of its input, the job kept; exit 0 a success that says how much was left`, () => {
+      const q = makeQueue();
+      queueWrite(q, c.packet());
+      const failed = fspool(['queue-process', '-q', q, ...c.args, PY, '--', '-c', exitAfterTen, '4'], { timeoutMs: 30_000 });
+      expect(failed.code, failed.stderr).toBe(1);
+      expect(failed.stderr).toMatch(/exited with status 4 before reading all of its input/);
+      expect(jobFiles(q)).toHaveLength(1);
+      const history = JSON.parse(fspool(['queue-history', '-q', q, '--json']).stdout.toString()) as { runs: Array<{ outcome: string }> };
+      expect(history.runs.map((r) => r.outcome)).toEqual(['early-exit']);
+      const done = fspool(['queue-process', '-q', q, ...c.args, PY, '--', '-c', exitAfterTen, '0'], { timeoutMs: 30_000 });
+      expect(done.code, done.stderr).toBe(0);
+      expect(done.stderr).toMatch(new RegExp(`INFO.*leaving ${SIZE - 10} payload bytes unread`));
+      expect(jobFiles(q)).toEqual([]);
+      expect(nextseq(q)).toBe('2');
+    });
+  }
+});
+
 describe('failing and truncating decoders: the receiver never sees a clean EOF', () => {
   const receiver = 'cat > "$0"; echo clean-eof > "$1"';
 
@@ -324,7 +357,9 @@ describe('failing and truncating decoders: the receiver never sees a clean EOF',
     const r = fspool(['queue-process', '-q', q, '-d', decoder, 'sh', '--', '-c', receiver, out, marker], { timeoutMs: 20_000 });
     expect(r.code, r.stderr).toBe(1);
     expect(existsSync(marker), 'the receiver saw a clean EOF').toBe(false);
-    // The receiver did run and take data: the kill-before-EOF path was exercised.
+    // The receiver did run and take data: the kill-before-EOF path was exercised. (The payload
+    // is several times what the pipes and fspool's buffers hold, so the decoder could not have
+    // finished writing before the receiver read most of it.)
     expect(statSync(out).size).toBeGreaterThanOrEqual(minSeen);
     expect(r.stderr).toMatch(/decoder/);
     expect(jobFiles(q)).toEqual([name]);
@@ -344,14 +379,14 @@ describe('failing and truncating decoders: the receiver never sees a clean EOF',
   it('a decoder that outputs the whole packet, then exits 1', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
-    const r = check(q, dir, 'cat; exit 1', preparePacket(['-s', '-', '-i', '-'], pseudoRandom(1 << 20)), 512 << 10);
+    const r = check(q, dir, 'cat; exit 1', preparePacket(['-s', '-', '-i', '-'], pseudoRandom(8 << 20)), 4 << 20);
     expect(r.stderr).toMatch(/exited with status 1/);
   });
 
   it('a decoder killed by a signal after writing everything', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
-    const r = check(q, dir, 'cat; kill -9 $$', preparePacket(['-s', '-', '-i', '-'], pseudoRandom(1 << 20)), 512 << 10);
+    const r = check(q, dir, 'cat; kill -9 $$', preparePacket(['-s', '-', '-i', '-'], pseudoRandom(8 << 20)), 4 << 20);
     expect(r.stderr).toMatch(/SIGKILL/);
   });
 

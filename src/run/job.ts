@@ -134,7 +134,8 @@ export async function runJob(job: JobInput, opts: RunOptions, ctx: RunContext): 
     const exit = await receiver.done;
     if (watcher) clearInterval(watcher);
     progress?.done(watcher && job.payload.kind === 'fd' ? fdOffset(job.payload.fd) - startOffset : undefined);
-    let unread = -1;
+    // Through a pipe: what the receiver left in it (a whole payload can fit in a pipe).
+    let unread = receiver.unreadInput;
     let bytes = delivery?.bytes ?? 0;
     if (!opts.ignorePayload && job.payload.kind === 'fd') {
       // The receiver shared our file offset: how far it got is how far it read (the one look

@@ -34,8 +34,8 @@ const E2BIG = 7;
 export const PACKET_SHARE = 64 * 1024;
 
 /**
- * How a receiver's run ended. `unread`: payload bytes left in the job file (zero-copy), -1 when
- * not known; `packetBytes`: what the packet added to the receiver's argv and environment.
+ * How a receiver's run ended. `unread`: payload bytes left in the job file (zero-copy) or in the
+ * stdin pipe, -1 when not known; `packetBytes`: what the packet added to the receiver's argv and environment.
  */
 export function judge(exit: ReceiverExit, delivery: Delivery | undefined, unread: number, packetBytes: number): Outcome {
   const how = { exitCode: exit.code ?? undefined, signal: exit.signal ?? undefined };

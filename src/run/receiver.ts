@@ -8,7 +8,7 @@
 // - no other fd of ours: only its three stdio fds are passed to the spawner;
 // - a guard (src/sys/guarded.ts) that kills its group if fspool dies mid-job, before the last
 //   write end of its stdin pipe closes, so a truncated payload never ends in a clean EOF.
-import { closeSync } from 'node:fs';
+import { closeSync, constants, openSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { net } from '../sys/lazy.js';
 import { native } from '../sys/native.js';
@@ -54,6 +54,10 @@ export class Receiver {
   /** Our end of the receiver's stdin pipe, when stdin is 'pipe'. */
   readonly stdin: Socket | undefined;
   private readonly proc: GuardedChild;
+  private readonly stdinFd: number | undefined;
+  /** A read end of the stdin pipe, held from the end of input until the receiver exits. */
+  private probe: number | undefined;
+  private unread = -1;
   private exited = false;
   private timedOut = false;
   private timers: Timer[] = [];
@@ -78,6 +82,7 @@ export class Receiver {
       // The receiver has its copy of the read end; ours must go, or EOF and EPIPE never come.
       if (pipeRead !== undefined) closeSync(pipeRead);
     }
+    this.stdinFd = pipeWrite;
     if (pipeWrite !== undefined) {
       // Non-blocking on our end only: the two ends of a pipe are separate open file
       // descriptions, so the receiver's end stays blocking.
@@ -89,6 +94,7 @@ export class Receiver {
     this.done = this.proc.exited.then((e) => {
       this.exited = true;
       this.clearTimers();
+      this.measureUnread();
       // Whatever a timed-out receiver left behind in its group goes with it.
       if (this.timedOut) this.kill('SIGKILL');
       return { ...e, timedOut: this.timedOut && !e.startError };
@@ -105,8 +111,25 @@ export class Receiver {
 
   /** The payload is whole and verified: let the receiver see EOF. */
   endInput(): void {
+    if (this.stdinFd !== undefined) {
+      // A whole payload can fit in the pipe, so a receiver that exits without reading it all
+      // may never have made a write fail: what is left in the pipe when it exits says so. A
+      // second read end, held only once nothing more is written, keeps the pipe's contents
+      // countable after the receiver's end is gone (and, with no writes to come, changes no
+      // write's EPIPE into a wait).
+      this.probe = openSync(`/proc/self/fd/${this.stdinFd}`, constants.O_RDONLY | constants.O_NONBLOCK);
+      if (this.exited) this.measureUnread();
+    }
     this.proc.allowEof();
     this.stdin?.end();
+  }
+
+  /**
+   * Payload bytes the receiver left in its stdin pipe when it exited (with what our end had
+   * yet to write), once it has exited after `endInput`; -1 when not known.
+   */
+  get unreadInput(): number {
+    return this.unread;
   }
 
   /** The job is over: the spawner reaps it and stops guarding it. Call after `done`, always. */
@@ -122,6 +145,18 @@ export class Receiver {
         if (!this.exited) this.kill('SIGKILL');
       }),
     );
+  }
+
+  private measureUnread(): void {
+    if (this.probe === undefined) return;
+    try {
+      this.unread = native().pending(this.probe) + (this.stdin?.writableLength ?? 0);
+    } finally {
+      // Closed at once: should our end still have bytes to write, the write fails (EPIPE)
+      // rather than waiting on a reader that never reads.
+      closeSync(this.probe);
+      this.probe = undefined;
+    }
   }
 
   private clearTimers(): void {

@@ -37,6 +37,8 @@ interface Sys {
   helperSend(fd: number, request: Buffer, fds: number[]): void;
   /** The helper's next 16-byte record; undefined if none yet (wait false); null at its end. */
   helperRecv(fd: number, wait: boolean): Buffer | null | undefined;
+  /** The bytes waiting to be read in a pipe (ioctl FIONREAD). */
+  pending(fd: number): number;
   /** The columns of the terminal on fd (ioctl TIOCGWINSZ), or undefined if it is none. */
   winsize(fd: number): number | undefined;
   /** See native/fspool_sys.c: turns ks = ECB(ct) into CFB plaintext in place; reg carries over. */
