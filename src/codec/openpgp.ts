@@ -10,6 +10,7 @@ import type { Message } from 'openpgp';
 import { FspoolError } from '../errors.js';
 import { fromWebStream, peek, toWebStream } from './chunks.js';
 import { isNoSessionKey, noSessionKey } from './decryptError.js';
+import { fastS2K } from './s2k.js';
 import { type DecryptionMaterial, type Keyring, openpgp } from './keys.js';
 import { openLiteral, openSeipd, type Unwrapped } from './seipd.js';
 import { openpgpTag, SNIFF_BYTES } from './sniff.js';
@@ -191,6 +192,7 @@ async function openEncrypted(pgp: OpenPGP, material: DecryptionMaterial, src: As
       // openpgp.js tries only the passwords when it is given both: offer the keys when the
       // message is encrypted to public keys (PKESK) and we have some, else the passwords.
       const toKeys = msg.getEncryptionKeyIDs().length > 0 && material.decryptionKeys.length > 0;
+      if (!toKeys) fastS2K(msg);
       const result = await pgp.decrypt({
         message: msg,
         ...(toKeys ? { decryptionKeys: material.decryptionKeys } : { passwords: material.passwords }),

@@ -20,6 +20,7 @@ import { createHash, crypto } from '../sys/lazy.js';
 import { native } from '../sys/native.js';
 import { cfbNative } from './cfbNative.js';
 import { isNoSessionKey, noSessionKey } from './decryptError.js';
+import { fastS2K } from './s2k.js';
 import type { DecryptionMaterial } from './keys.js';
 import { BodyFramer, definiteLength, type PacketHead, readPacketHead } from './pgpFraming.js';
 
@@ -603,6 +604,7 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
 
   const message = await pgp.readMessage({ binaryMessage: sessionKeyPackets });
   const toKeys = message.getEncryptionKeyIDs().length > 0 && material.decryptionKeys.length > 0;
+  if (!toKeys) fastS2K(message);
   let candidates;
   try {
     candidates = await pgp.decryptSessionKeys({
