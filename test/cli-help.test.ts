@@ -4,7 +4,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FSPOOL, fspool, makeQueue, preparePacket, queueWrite, runSync, tempDir } from './helpers/cli.js';
+import { FSPOOL, fspool, makeQueue, preparePacket, runSync, tempDir } from './helpers/cli.js';
+import { put } from './helpers/queue.js';
 import { helpWidth } from '../src/cli/help.js';
 import { didYouMean } from '../src/cli/suggest.js';
 import { progressLine } from '../src/progress.js';
@@ -247,7 +248,7 @@ describe('queue-status --nagios', () => {
     expect(ok.text).toMatch(/^state: +healthy$/m);
 
     // stalled: a job due and no processor at it for --stalled-after seconds
-    queueWrite(q, preparePacket(['-s', '-']));
+    put(q, preparePacket(['-s', '-']));
     const stalled = nagios(q, ['--stalled-after', '0']);
     expect(stalled.code).toBe(1);
     expect(stalled.first).toMatch(new RegExp(`^FSPOOL WARNING - ${q}: next 1, 1 pending; job 1 is due since \\S+ and no processor has run it \\| pending=1 `));
@@ -323,7 +324,7 @@ describe('progress before the command starts', () => {
     writeFileSync(join(dir, 'sender.key'), gpg(['--armor', '--pinentry-mode', 'loopback', '--passphrase', '', '--export-secret-keys', 'sender@test']));
     writeFileSync(join(dir, 'big'), Buffer.alloc(2_000_000, 1));
     const q = makeQueue(dir);
-    queueWrite(q, preparePacket(['-s', '-', '-i', join(dir, 'big'), '--sign-with', join(dir, 'sender.key')]));
+    put(q, preparePacket(['-s', '-', '-i', join(dir, 'big'), '--sign-with', join(dir, 'sender.key')]));
     // a decoder that passes the packet on slowly keeps each pass busy for more than a second
     const slow = join(dir, 'slow');
     const script = ['#!/usr/bin/env python3', 'import sys, time', 'while True:', '    b = sys.stdin.buffer.read(200000)', '    if not b: break', '    sys.stdout.buffer.write(b)', '    sys.stdout.buffer.flush()', '    time.sleep(0.15)'];

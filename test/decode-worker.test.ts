@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import * as openpgp from 'openpgp';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { filler } from './helpers/bytes.js';
-import { FSPOOL, fspool, makeQueue, preparePacket, queueWrite, runAsync, tempDir } from './helpers/cli.js';
-import { alive, waitFor, within } from './helpers/queue.js';
+import { FSPOOL, fspool, makeQueue, preparePacket, runAsync, tempDir } from './helpers/cli.js';
+import { alive, put, waitFor, within } from './helpers/queue.js';
 
 const DIR = tempDir('fspool-worker-');
 const PUB = join(DIR, 'recv.pub');
@@ -47,7 +47,7 @@ afterEach(() => {
 describe('the decode worker', () => {
   it('delivers an encrypted payload byte-exact to a receiver, from a file and from stdin as a pipe; and to stdout', () => {
     const q = makeQueue(tempDir());
-    queueWrite(q, bigPacket);
+    put(q, bigPacket);
     const out = join(DIR, 'got');
     const r = fspool(['queue-process', '-q', q, `--decrypt-key=${SEC}`, 'sh', '--', '-c', 'cat > "$0"', out], { env: ENV });
     expect(r.code, r.stderr).toBe(0);
@@ -65,7 +65,7 @@ describe('the decode worker', () => {
 
   it('a receiver that exits 0 at once, leaving stdin open in a process of another session that never reads it: the job ends, fspool does not wait for that process', async () => {
     const q = makeQueue(tempDir());
-    queueWrite(q, bigPacket);
+    put(q, bigPacket);
     const pidFile = join(DIR, 'stray.pid');
     // `setsid -f`: the stray is outside the receiver's group, so the kill of its group misses
     // it; it holds the pipe's read end (its stdin) and never reads. The worker is then blocked
@@ -90,7 +90,7 @@ describe('the decode worker', () => {
 
   it('SIGINT while a large encrypted payload streams: the worker stops, the job stays, exit 130', async () => {
     const q = makeQueue(tempDir());
-    queueWrite(q, bigPacket);
+    put(q, bigPacket);
     const started = join(DIR, 'started');
     // A receiver that reads slowly: the worker is mid-payload when the signal comes.
     const run = runAsync(FSPOOL, ['queue-process', '-q', q, `--decrypt-key=${SEC}`, 'sh', '--', '-c', ': > "$0"; while head -c 65536 > /dev/null; do sleep 0.05; done', started], { env: ENV });
@@ -106,7 +106,7 @@ describe('the decode worker', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const seq = join(dir, 'seq');
-    for (let i = 0; i < 6; i++) queueWrite(q, preparePacket(['-s', seq, '-i', '-', `--encrypt-to=${PUB}`], `job ${i + 1}\n`, ENV));
+    for (let i = 0; i < 6; i++) put(q, preparePacket(['-s', seq, '-i', '-', `--encrypt-to=${PUB}`], `job ${i + 1}\n`, ENV));
     const ls = fspool(['queue-ls', '-q', q, `--decrypt-key=${SEC}`], { env: ENV, timeoutMs: 120_000 });
     expect(ls.code, ls.stderr).toBe(0);
     expect(ls.stdout.toString().trim().split('\n').slice(1).map((l) => l.split(/\s+/)[0])).toEqual(['1', '2', '3', '4', '5', '6']);
@@ -118,7 +118,7 @@ describe('the decode worker', () => {
 
   it('a scan (queue-ls) of a large encrypted packet reads only its start', () => {
     const q = makeQueue(tempDir());
-    queueWrite(q, bigPacket);
+    put(q, bigPacket);
     // The bytes the process read, from /proc/PID/io, taken while it is a zombie (not yet reaped).
     const py = String.raw`
 import os, subprocess, sys

@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeHeader } from '../src/packet/codec.js';
-import { FSPOOL, fspool, makeQueue, queueWrite, type Result, tempDir } from './helpers/cli.js';
-import { allInJobs, nextseqText } from './helpers/queue.js';
+import { FSPOOL, fspool, makeQueue, type Result, tempDir } from './helpers/cli.js';
+import { allInJobs, nextseqText, put } from './helpers/queue.js';
 
 interface RunOpts {
   input?: Buffer | string;
@@ -104,7 +104,7 @@ describe('writing to /dev/full', () => {
       const p = run(['prepare', '-s', seqfile, ...(k === 'zstd' ? ['--zstd'] : []), '-i', '-'], { input: payloadOf(k) });
       expect(p.code, p.stderr).toBe(0);
       packets[k] = p.stdout;
-      queueWrite(q, p.stdout);
+      put(q, p.stdout);
     }
   });
 
@@ -185,7 +185,7 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
   it('queue-write of a packet bigger than the space: exit 1, no job and no temp file left, the existing job untouched', () => {
     const q = makeQueue(tinyFs());
     const first = run(['prepare', '-s', '-', '-i', '-'], { input: 'first\n' }).stdout;
-    queueWrite(q, first);
+    put(q, first);
     const [existing] = allInJobs(q);
     const free = freeBlocks(q);
     const huge = run(['prepare', '-s', '-', '-i', '-'], { input: randomBytes(400 << 10) }).stdout;
@@ -285,7 +285,7 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     const fs = tinyFs();
     const q = makeQueue(fs);
     const seqfile = join(tempDir('fspool-procfull-'), 'seq');
-    for (const p of ['one', 'two']) queueWrite(q, run(['prepare', '-s', seqfile, '-i', '-'], { input: `${p}\n` }).stdout);
+    for (const p of ['one', 'two']) put(q, run(['prepare', '-s', seqfile, '-i', '-'], { input: `${p}\n` }).stdout);
     const jobs = allInJobs(q);
     expect(jobs).toHaveLength(2);
     const log = join(tempDir('fspool-proclog-'), 'ran.log');
@@ -318,7 +318,7 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     const fs = tinyFs();
     const q = makeQueue(fs);
     const seq = join(tempDir('fspool-names-'), 'seq');
-    for (const p of ['one', 'two']) queueWrite(q, run(['prepare', '-s', seq, '-i', '-'], { input: `${p}\n` }).stdout);
+    for (const p of ['one', 'two']) put(q, run(['prepare', '-s', seq, '-i', '-'], { input: `${p}\n` }).stdout);
     const proc = run(['queue-process', '-q', q, '--', 'sh', '-c', `cat >/dev/null; head -c 1048576 /dev/zero > ${fs}/filler 2>/dev/null; exit 0`]);
     expect(proc.code).toBe(1);
     expect.soft(proc.stderr.trim().split('\n').pop(), 'queue-process names the queue and the job it did not run').toMatch(new RegExp(`file system of ${q}.*job 2 was not run`));

@@ -12,8 +12,8 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, existsSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FSPOOL, type Result, runAsync, runSync, type RunOpts, tempDir } from './helpers/cli.js';
-import { fileLines, jobFiles, LONG, nextseq } from './helpers/queue.js';
+import { FSPOOL, makeQueue, type Result, runAsync, runSync, type RunOpts, tempDir } from './helpers/cli.js';
+import { fileLines, jobFiles, LONG, nextseq, put } from './helpers/queue.js';
 
 // ---------------------------------------------------------------------------------------------
 // The world: keys, environment, payloads
@@ -120,20 +120,6 @@ function prep(args: string[], tool = FSPOOL, opts: RunOpts = {}): Buffer {
 /** seq 1, PAYLOAD, and the given encoding options. */
 const prepPayload = (enc: string[], tool = FSPOOL) => prep(['-s', '-', '-i', PAYLOAD_FILE, ...enc], tool);
 
-function makeQ(dir = tempDir()): string {
-  const q = join(dir, 'q');
-  ok(fsp(['queue-init', '-q', q]), 'queue-init');
-  return q;
-}
-/** queue-write the packet; returns its file name in jobs/. */
-/** queue-write a packet (`args`: --raw for one queue-write itself would refuse). */
-function put(q: string, packet: Buffer, args: string[] = []): string {
-  const before = new Set(jobFiles(q));
-  ok(fsp(['queue-write', '-q', q, ...args], { input: packet }), 'queue-write');
-  const added = jobFiles(q).filter((n) => !before.has(n));
-  expect(added).toHaveLength(1);
-  return added[0]!;
-}
 const spoolTmp = (q: string) => (existsSync(join(q, 'fspool', 'tmp')) ? readdirSync(join(q, 'fspool', 'tmp')) : []);
 
 /** Offsets, tags and total lengths of the top-level OpenPGP packets of a binary message (new-format headers). */
@@ -354,7 +340,7 @@ describe('fspool → fspool: prepare with encodings, queue-write, queue-process'
   for (const [i, c] of cases.entries()) {
     for (const mode of modesOf(i)) {
       it(`${c.name} (--delivery ${mode})`, () => {
-        const q = makeQ();
+        const q = makeQueue();
         const packet = prepPayload(c.prep);
         expect(packet.subarray(0, MAGIC.length).equals(MAGIC), 'the packet is encoded').toBe(false);
         put(q, packet);
@@ -365,7 +351,7 @@ describe('fspool → fspool: prepare with encodings, queue-write, queue-process'
 
   it('prepare-nop and prepare-fail, encoded: the NOP succeeds without running anything, the Fail fails', () => {
     const dir = tempDir();
-    const q = makeQ(dir);
+    const q = makeQueue(dir);
     const seq = join(dir, 'seq');
     put(q, ok(fsp(['prepare-nop', '-s', seq, '--zstd', '--encrypt-to', K.recvPub]), 'prepare-nop'));
     put(q, ok(fsp(['prepare-fail', '-s', seq, '--passphrase-file', K.pass]), 'prepare-fail'));
@@ -459,7 +445,7 @@ describe('gpg / zstd command-line tools → fspool', () => {
         const payload = c.small ? SMALL : PAYLOAD;
         const plain = c.small ? prep(['-s', '-', '-i', '-'], c.tool ?? FSPOOL, { input: SMALL }) : prepPayload([], c.tool ?? FSPOOL);
         expect(plain.subarray(0, MAGIC.length).equals(MAGIC)).toBe(true);
-        const q = makeQ();
+        const q = makeQueue();
         put(q, c.encode(plain));
         expectPacket(processOne(q, mode, c.proc), { seq: 1, payload, plain, params: c.tool === 'fspl' ? FSPL_PARAMS : PARAMS });
       });
@@ -468,7 +454,7 @@ describe('gpg / zstd command-line tools → fspool', () => {
 
   it('gpg-compressed packet: queue-ls, queue-info and queue-payload read it too', () => {
     const plain = prep(['-s', '-', '-i', '-'], FSPOOL, { input: Buffer.from('zlib inside\n') });
-    const q = makeQ();
+    const q = makeQueue();
     const name = put(q, gpg(['--trust-model', 'always', '-z', '9', '-e', '-r', 'recv@test'], plain));
     const ls = fsp(['queue-ls', '-q', q, '--decrypt-key', K.recvSec]);
     expect(ls.code, ls.stderr).toBe(0);
@@ -580,7 +566,7 @@ describe('keys from the default location, protected keys', () => {
     writeFileSync(join(keys, 'keys', 'recv.asc'), readFileSync(K.recvSec), { mode: 0o600 });
     writeFileSync(join(keys, 'keys', 'rsa.gpg'), gpg(['--passphrase', '', '--export-secret-keys', 'rsa@test']), { mode: 0o600 });
     writeFileSync(join(keys, 'passphrase'), `${SYM_PASSPHRASE}\n`);
-    const q = makeQ(dir);
+    const q = makeQueue(dir);
     const seq = join(dir, 'seq');
     put(q, prep(['-s', seq, '-i', PAYLOAD_FILE, '--zstd', '--encrypt-to', K.recvPub]));
     put(q, prep(['-s', seq, '-i', PAYLOAD_FILE, '--encrypt-to', K.rsaPub]));
@@ -608,14 +594,14 @@ describe('keys from the default location, protected keys', () => {
     mkdirSync(join(xdg, 'fspool', 'keys'), { recursive: true });
     writeFileSync(join(xdg, 'fspool', 'keys', 'prot.asc'), readFileSync(K.protSec));
     writeFileSync(join(xdg, 'fspool', 'key-passphrase'), `${PROT_PASSPHRASE}\n`);
-    const q = makeQ(dir);
+    const q = makeQueue(dir);
     put(q, prepPayload(['--zstd', '--encrypt-to', K.protPub]));
     const env: NodeJS.ProcessEnv = { XDG_CONFIG_HOME: xdg, FSPOOL_KEYS: '' };
     expectPacket(processOne(q, 'stream', [], { env }), { seq: 1 });
   });
 
   it('a key file that cannot be used is a configuration error: readers stop (exit 1) with the reason, nothing runs', () => {
-    const q = makeQ();
+    const q = makeQueue();
     const name = put(q, prepPayload(['--zstd', '--encrypt-to', K.recvPub]));
     for (const [args, reason] of [
       [['--decrypt-key', '/nonexistent'], /^Error: cannot read key file \/nonexistent/m],
@@ -660,7 +646,7 @@ describe('queue-ls / queue-info / queue-process of a queue mixing encodings', ()
   /** seq 1..6 readable with KEYS, seq 7 encrypted to a key nobody has. Small payloads except seq 1. */
   function mixedQueue() {
     const dir = tempDir();
-    const q = makeQ(dir);
+    const q = makeQueue(dir);
     const seq = join(dir, 'seq');
     const small = (n: number) => Buffer.from(`payload of job ${n}\n`);
     const p = (enc: string[], n: number, tool = FSPOOL) => prep(['-s', seq, '-i', '-', ...enc], tool, { input: small(n) });
@@ -750,7 +736,7 @@ describe('queue-ls / queue-info / queue-process of a queue mixing encodings', ()
 
   it('an unreadable file in the middle: the jobs before it run, then a gap; later jobs wait', () => {
     const dir = tempDir();
-    const q = makeQ(dir);
+    const q = makeQueue(dir);
     const seq = join(dir, 'seq');
     const one = put(q, prep(['-s', seq, '-i', PAYLOAD_FILE, '--zstd', '--encrypt-to', K.recvPub]));
     const two = put(q, prep(['-s', seq, '-i', PAYLOAD_FILE, '--encrypt-to', K.otherPub]));
@@ -875,7 +861,7 @@ describe('bad packets: no clean EOF, the job fails and stays, the reason is give
     for (const mode of c.streamsFirst ? MODES : modesOf(i)) {
       it(`${c.name} (--delivery ${mode})`, () => {
         const dir = tempDir();
-        const q = makeQ(dir);
+        const q = makeQueue(dir);
         const packet = c.packet();
         const name = put(q, packet);
         const started = join(dir, 'started');
@@ -930,7 +916,7 @@ describe('bad packets: no clean EOF, the job fails and stays, the reason is give
     for (const mode of modesOf(i)) {
       it(`${c.name} (--delivery ${mode}): never run; queue-process reports it as unreadable and keeps it; stdin-process fails`, () => {
         const dir = tempDir();
-        const q = makeQ(dir);
+        const q = makeQueue(dir);
         const packet = c.packet();
         const name = put(q, packet);
         const started = join(dir, 'started');
@@ -962,7 +948,7 @@ describe('bad packets: no clean EOF, the job fails and stays, the reason is give
     ];
     for (const p of packets) {
       const dir = tempDir();
-      const q = makeQ(dir);
+      const q = makeQueue(dir);
       put(q, p);
       const qp = fsp(['queue-payload', '-q', q, '-j', '1', ...DK, '--require-signature', K.recvPub]);
       expect(qp.code).toBe(1);
@@ -981,7 +967,7 @@ describe('bad packets: no clean EOF, the job fails and stays, the reason is give
   });
 
   it('a zstd failure says it is zstd (the bare library message does not name the layer)', () => {
-    const q = makeQ();
+    const q = makeQueue();
     put(q, mid(make(['--zstd'])));
     const r = fsp(['queue-process', '-q', q, 'sh', '--', '-c', 'cat > /dev/null']);
     expect(r.code).toBe(1);
@@ -994,16 +980,16 @@ describe('bad packets: no clean EOF, the job fails and stays, the reason is give
   it('a zstd frame that wants a 128 MiB window (zstd --long=27) is refused, with the way around it; -d takes it', () => {
     const plain = make([]);
     const long = zstdC(plain, '--long=27');
-    const q = makeQ();
-    // queue-write refuses it too (it cannot read its header); a transport could deliver it.
-    const name = put(q, long, ['--raw']);
+    const q = makeQueue();
+    // queue-write would refuse it (it cannot read its header); a transport could deliver it.
+    const name = put(q, long);
     const ls = fsp(['queue-ls', '-q', q]);
     expect(ls.stderr).toMatch(new RegExp(`WARN fspool: cannot read job file \\S*${name}: zstd frame needs a window over 8 MiB .*zstd -dc --long=31`));
     const r = fsp(['queue-process', '-q', q, '-d', 'zstd -dc --long=31', 'sh', '--', '-c', 'cat > "$0"', `${q}.out`]);
     expect(r.code, r.stderr).toBe(0);
     expect(readFileSync(`${q}.out`).equals(fsp(['stdin-payload'], { input: plain }).stdout)).toBe(true);
     // Up to level 19 (an 8 MiB window) is read in-process.
-    const q19 = makeQ();
+    const q19 = makeQueue();
     put(q19, zstdC(plain, '-19'));
     expect(fsp(['queue-ls', '-q', q19]).stdout.toString()).toMatch(/^1 /m);
   });
@@ -1015,7 +1001,7 @@ describe('bad packets: no clean EOF, the job fails and stays, the reason is give
 describe('--require-signature, --delivery stream: verified first, then run once', () => {
   it('a signed packet runs once; params and env arrive', () => {
     const dir = tempDir();
-    const q = makeQ(dir);
+    const q = makeQueue(dir);
     const seq = join(dir, 'seq');
     put(q, prep(['-s', seq, '-i', PAYLOAD_FILE, '--zstd', '--encrypt-to', K.recvPub, '--sign-with', K.rsaSec]));
     put(q, prep(['-s', seq, '-i', PAYLOAD_FILE, '--sign-with', K.rsaSec]));
@@ -1032,7 +1018,7 @@ describe('--require-signature, --delivery stream: verified first, then run once'
 
   it('a signed packet followed by an unsigned one: the first runs once, the second never', () => {
     const dir = tempDir();
-    const q = makeQ(dir);
+    const q = makeQueue(dir);
     const seq = join(dir, 'seq');
     put(q, prep(['-s', seq, '-i', PAYLOAD_FILE, '--encrypt-to', K.recvPub, '--sign-with', K.recvSec]));
     const second = put(q, prep(['-s', seq, '-i', PAYLOAD_FILE, '--encrypt-to', K.recvPub]));
@@ -1063,7 +1049,7 @@ describe('reading headers of zstd packets during the scan', () => {
     const bad: string[] = [];
     for (let i = 0; i < RUNS; i++) {
       const dir = tempDir();
-      const q = makeQ(dir);
+      const q = makeQueue(dir);
       const seq = join(dir, 'seq');
       put(q, prep(['-s', seq, '-i', PAYLOAD_FILE])); // 1: plain, zero-copy delivery
       put(q, prep(['-s', seq, '-i', '-', '--zstd'], FSPOOL, { input: Buffer.from('two\n') })); // 2: zstd
@@ -1080,7 +1066,7 @@ describe('reading headers of zstd packets during the scan', () => {
     const packet = prep(['-s', '-', '-i', '-', '--zstd'], FSPOOL, { input: Buffer.from('small\n') });
     for (let i = 0; i < RUNS; i++) {
       const dir = tempDir();
-      const q = makeQ(dir);
+      const q = makeQueue(dir);
       put(q, packet);
       const out = join(dir, 'out');
       const r = fsp(['queue-process', '-q', q, 'sh', '--', '-c', 'cat > "$0"', out]);
@@ -1230,7 +1216,7 @@ describe(`${LONG ? '1 GiB' : '256 MiB'} payload through zstd + OpenPGP`, () => {
   for (const mode of MODES) {
     it(`queue-process --delivery ${mode} into sha256sum: byte-exact, peak RSS ≤ 100 MB, no temp file left`, async () => {
       expect(digest, 'the packet was made').not.toBe('');
-      const q = makeQ(tempDir('fspool-enc-bigq-'));
+      const q = makeQueue(tempDir('fspool-enc-bigq-'));
       const name = `fspl-${randomUUID()}.fspl`;
       linkSync(packetFile, join(q, 'jobs', name));
       const out = join(q, '..', 'out');

@@ -11,7 +11,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FSPOOL, fspl, fspool, makeQueue, preparePacket, queueWrite, type Result, runAsync, type RunOpts, runSync, tempDir } from './helpers/cli.js';
+import { FSPOOL, fspl, fspool, makeQueue, preparePacket, type Result, runAsync, type RunOpts, runSync, tempDir } from './helpers/cli.js';
 import { alive, allInJobs, fileLines, jobFiles, LONG, nextseq, put, sleep, waitFor, within } from './helpers/queue.js';
 
 /** The real interpreter, not the pyenv shim (a bash script that would add startup time). */
@@ -145,7 +145,7 @@ describe('timeouts', () => {
   it('--timeout 1 --grace 1: exits 1 within seconds, keeps the job, and leaves no process of the group alive', async () => {
     const dir = tempDir();
     const q = makeQueue(dir);
-    queueWrite(q, preparePacket(['-s', '-']));
+    put(q, preparePacket(['-s', '-']));
     const pidfile = join(dir, 'pidfile');
     pidFiles.push(pidfile);
     // Everything in the group ignores SIGTERM, the grandchild included: only a SIGKILL to the
@@ -168,7 +168,7 @@ describe('timeouts', () => {
   it('a receiver that exits on SIGTERM runs its TERM trap and is not SIGKILLed; no waiting out the grace period', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
-    queueWrite(q, preparePacket(['-s', '-']));
+    put(q, preparePacket(['-s', '-']));
     const marker = join(dir, 'marker');
     const started = join(dir, 'started');
     pidFiles.push(started);
@@ -193,7 +193,7 @@ describe('stalled decoders: --timeout and signals still end the run, and no deco
   it('decoder writes part of the packet then stalls with stdout open: --timeout ends the job', async () => {
     const d = tempDir();
     const q = makeQueue(d);
-    queueWrite(q, packet());
+    put(q, packet());
     const dpid = join(d, 'decoder.pid');
     pidFiles.push(dpid);
     const marker = join(d, 'marker');
@@ -210,7 +210,7 @@ describe('stalled decoders: --timeout and signals still end the run, and no deco
   it('decoder writes the whole packet, closes stdout, and lingers: --timeout still ends the job', async () => {
     const d = tempDir();
     const q = makeQueue(d);
-    queueWrite(q, packet());
+    put(q, packet());
     const dpid = join(d, 'decoder.pid');
     pidFiles.push(dpid);
     const marker = join(d, 'marker');
@@ -227,7 +227,7 @@ describe('stalled decoders: --timeout and signals still end the run, and no deco
   it('decoder that never produces a header: SIGTERM still ends queue-process (143), decoder gone', async () => {
     const d = tempDir();
     const q = makeQueue(d);
-    queueWrite(q, packet());
+    put(q, packet());
     const dpid = join(d, 'decoder.pid');
     pidFiles.push(dpid);
     const run = bg(FSPOOL, ['queue-process', '-q', q, '-d', `echo $$ > ${dpid}; exec sleep 300`, 'cat']);
@@ -245,7 +245,7 @@ describe('stalled decoders: --timeout and signals still end the run, and no deco
   it('queue-ls -d with a stalled decoder, stopped by SIGTERM: no decoder survives', async () => {
     const d = tempDir();
     const q = makeQueue(d);
-    queueWrite(q, packet());
+    put(q, packet());
     const dpid = join(d, 'decoder.pid');
     pidFiles.push(dpid);
     // Waiting for exit, not for stdio to close: a surviving decoder holds fspool's stderr.
@@ -264,7 +264,7 @@ describe('stalled decoders: --timeout and signals still end the run, and no deco
 describe('receivers that exit early', () => {
   it('zero-copy path: exit 0 without reading the 1 MB payload is a success, with a line (INFO: the receiver gave its verdict) about unread bytes', () => {
     const q = makeQueue();
-    queueWrite(q, preparePacket(['-s', '-', '-i', '-'], pseudoRandom(1 << 20)));
+    put(q, preparePacket(['-s', '-', '-i', '-'], pseudoRandom(1 << 20)));
     const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'head -c 10 >/dev/null'], { timeoutMs: 20_000 });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/INFO.*unread/);
@@ -274,7 +274,7 @@ describe('receivers that exit early', () => {
 
   it('zero-copy path: exit 3 without reading is a failure; the job is kept', () => {
     const q = makeQueue();
-    queueWrite(q, preparePacket(['-s', '-', '-i', '-'], pseudoRandom(1 << 20)));
+    put(q, preparePacket(['-s', '-', '-i', '-'], pseudoRandom(1 << 20)));
     const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'head -c 10 >/dev/null; exit 3'], { timeoutMs: 20_000 });
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toMatch(/status 3/);
@@ -287,7 +287,7 @@ describe('receivers that exit early', () => {
 
     it('exit 0 early: success, an INFO line, no hang, no decoder left running', () => {
       const q = makeQueue();
-      queueWrite(q, gzPacket());
+      put(q, gzPacket());
       const tag = `fspool-dec-${randomUUID()}`;
       const t0 = Date.now();
       const r = fspool(['queue-process', '-q', q, '-d', `gzip -dc; : ${tag}`, 'sh', '--', '-c', 'head -c 10 >/dev/null'], { timeoutMs: 20_000 });
@@ -301,7 +301,7 @@ describe('receivers that exit early', () => {
 
     it('exit 3 early: failure, job kept, no hang, no decoder left running', () => {
       const q = makeQueue();
-      queueWrite(q, gzPacket());
+      put(q, gzPacket());
       const tag = `fspool-dec-${randomUUID()}`;
       const r = fspool(['queue-process', '-q', q, '-d', `gzip -dc; : ${tag}`, 'sh', '--', '-c', 'head -c 10 >/dev/null; exit 3'], { timeoutMs: 20_000 });
       expect(r.code, r.stderr).toBe(1);
@@ -330,7 +330,7 @@ sys.exit(int(sys.argv[1]))`;
   for (const c of cases) {
     it(`${c.name}: exit 4 is a failure before reading all of its input, the job kept; exit 0 a success that says how much was left`, () => {
       const q = makeQueue();
-      queueWrite(q, c.packet());
+      put(q, c.packet());
       const failed = fspool(['queue-process', '-q', q, ...c.args, PY, '--', '-c', exitAfterTen, '4'], { timeoutMs: 30_000 });
       expect(failed.code, failed.stderr).toBe(1);
       expect(failed.stderr).toMatch(/exited with status 4 before reading all of its input/);
@@ -350,7 +350,7 @@ describe('failing and truncating decoders: the receiver never sees a clean EOF',
   const receiver = 'cat > "$0"; echo clean-eof > "$1"';
 
   function check(q: string, dir: string, decoder: string, packet: Buffer, minSeen: number) {
-    queueWrite(q, packet);
+    put(q, packet);
     const name = jobFiles(q)[0]!;
     const out = join(dir, 'out');
     const marker = join(dir, 'marker');
@@ -392,7 +392,7 @@ describe('failing and truncating decoders: the receiver never sees a clean EOF',
 
   it('queue-payload -d with a failing decoder exits non-zero and says so', () => {
     const q = makeQueue();
-    queueWrite(q, preparePacket(['-s', '-', '-i', '-'], Buffer.from('payload\n')));
+    put(q, preparePacket(['-s', '-', '-i', '-'], Buffer.from('payload\n')));
     const r = fspool(['queue-payload', '-q', q, '-j', '1', '-d', 'cat; exit 1']);
     expect(r.code).not.toBe(0);
     expect(r.code).not.toBeNull();
@@ -518,7 +518,7 @@ json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': 
 
   it('no decoder: stdin is the job file, blocking, and nothing else of ours is open', () => {
     const q = makeQueue();
-    queueWrite(q, preparePacket(['-s', '-', '-i', '-'], payload));
+    put(q, preparePacket(['-s', '-', '-i', '-'], payload));
     const jobPath = realpathSync(join(q, 'jobs', jobFiles(q)[0]!));
     const out = join(tempDir(), 'seen');
     const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', shWrapper, PY, out, hygPy]);
@@ -531,7 +531,7 @@ json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': 
 
   it('-d: stdin is a real pipe (not a socket), blocking, and nothing else of ours is open', () => {
     const q = makeQueue();
-    queueWrite(q, gzipSync(preparePacket(['-s', '-', '-i', '-'], payload)));
+    put(q, gzipSync(preparePacket(['-s', '-', '-i', '-'], payload)));
     const out = join(tempDir(), 'seen');
     const r = fspool(['queue-process', '-q', q, '-d', 'gzip -dc', 'sh', '--', '-c', shWrapper, PY, out, hygPy]);
     expect(r.code, r.stderr).toBe(0);
@@ -543,7 +543,7 @@ json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': 
 
   it('--ignore-payload: stdin is /dev/null, and nothing else of ours is open', () => {
     const q = makeQueue();
-    queueWrite(q, preparePacket(['-s', '-', '-i', '-'], payload));
+    put(q, preparePacket(['-s', '-', '-i', '-'], payload));
     const out = join(tempDir(), 'seen');
     const r = fspool(['queue-process', '-q', q, '--ignore-payload', 'sh', '--', '-c', shWrapper, PY, out, hygPy]);
     expect(r.code, r.stderr).toBe(0);
@@ -554,7 +554,7 @@ json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': 
 
   it('-d --ignore-payload: stdin is /dev/null, the decoder is not left running', () => {
     const q = makeQueue();
-    queueWrite(q, gzipSync(preparePacket(['-s', '-', '-i', '-'], Buffer.alloc(20 << 20, 'z'))));
+    put(q, gzipSync(preparePacket(['-s', '-', '-i', '-'], Buffer.alloc(20 << 20, 'z'))));
     const out = join(tempDir(), 'seen');
     const tag = `fspool-dec-${randomUUID()}`;
     const r = fspool(['queue-process', '-q', q, '-d', `gzip -dc; : ${tag}`, '--ignore-payload', 'sh', '--', '-c', shWrapper, PY, out, hygPy], { timeoutMs: 20_000 });
@@ -572,7 +572,7 @@ json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': 
     writeFileSync(pf, payload);
     const p = sh('FSPL_SET_X=$(printf "a\\377b") exec "$0" prepare -s - -i "$1"', [FSPOOL, pf]);
     expect(p.code, p.stderr).toBe(0);
-    queueWrite(q, p.stdout);
+    put(q, p.stdout);
     const out = join(d, 'seen');
     const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', shWrapper, PY, out, hygPy]);
     expect(r.code, r.stderr).toBe(0);
@@ -598,7 +598,7 @@ json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': 
       const q = makeQueue(d);
       const packet = (seq: string) => preparePacket(['-s', seq, '-i', '-'], payload);
       const seqfile = join(d, 'seq');
-      for (let i = 0; i < 2; i++) queueWrite(q, decoder ? gzipSync(packet(seqfile)) : packet(seqfile));
+      for (let i = 0; i < 2; i++) put(q, decoder ? gzipSync(packet(seqfile)) : packet(seqfile));
       const dpid = join(d, 'daemon.pid');
       pidFiles.push(dpid);
       // The receiver exits only once the daemon is in a session of its own (an early exit in
@@ -631,7 +631,7 @@ describe('signals to fspool queue-process', () => {
     it(`${sig}: forwarded to the receiver, exit ${code}, job kept and re-run next time`, async () => {
       const d = tempDir();
       const q = makeQueue(d);
-      queueWrite(q, preparePacket(['-s', '-', '-i', '-'], Buffer.from('data\n')));
+      put(q, preparePacket(['-s', '-', '-i', '-'], Buffer.from('data\n')));
       const started = join(d, 'started');
       const marker = join(d, 'marker');
       pidFiles.push(started);
@@ -657,7 +657,7 @@ describe('signals to fspool queue-process', () => {
     // The first SIGTERM reaches the receiver after --stop-timeout (0.2 s); the receiver ignores it.
     const d = tempDir();
     const q = makeQueue(d);
-    queueWrite(q, preparePacket(['-s', '-']));
+    put(q, preparePacket(['-s', '-']));
     const started = join(d, 'started');
     pidFiles.push(started);
     const run = bg(FSPOOL, ['queue-process', '-q', q, '--stop-timeout', '0.2', 'sh', '--', '-c', 'trap "" TERM; echo $$ > "$0"; sleep 300', started]);
@@ -678,7 +678,7 @@ describe('signals to fspool queue-process', () => {
   it('SIGTERM while a -d job streams: receiver trap runs, exit 143, job kept, decoder gone', async () => {
     const d = tempDir();
     const q = makeQueue(d);
-    queueWrite(q, gzipSync(preparePacket(['-s', '-', '-i', '-'], Buffer.alloc(20 << 20, 'y'))));
+    put(q, gzipSync(preparePacket(['-s', '-', '-i', '-'], Buffer.alloc(20 << 20, 'y'))));
     const started = join(d, 'started');
     const marker = join(d, 'marker');
     const dpid = join(d, 'decoder.pid');
@@ -837,7 +837,7 @@ describe('durability and sender-side safety', () => {
 
   it('queue-payload to /dev/full: exit 1 with a clear error', () => {
     const q = makeQueue();
-    queueWrite(q, preparePacket(['-s', '-', '-i', '-'], pseudoRandom(200_000)));
+    put(q, preparePacket(['-s', '-', '-i', '-'], pseudoRandom(200_000)));
     const r = sh('exec "$0" queue-payload -q "$1" -j 1 > /dev/full', [FSPOOL, q]);
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
@@ -859,7 +859,7 @@ describe('durability and sender-side safety', () => {
       await within(closed, 10_000, 'queue-write after the kill');
       expect(jobFiles(q)).toEqual([]);
       const packet = preparePacket(['-s', '-', '-i', '-'], Buffer.from('complete\n'));
-      queueWrite(q, packet);
+      put(q, packet);
       const names = jobFiles(q);
       expect(names).toHaveLength(1);
       expect(readFileSync(join(q, 'jobs', names[0]!))).toEqual(packet);

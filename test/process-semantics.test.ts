@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FSPOOL, fspool, makeQueue, preparePacket, queueWrite, type Result, runSync, tempDir } from './helpers/cli.js';
+import { FSPOOL, fspool, makeQueue, preparePacket, type Result, runSync, tempDir } from './helpers/cli.js';
 import { allInJobs, nextseq as queueNextseq, put } from './helpers/queue.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -104,7 +104,7 @@ const write = (e: Env, packet: Buffer) => put(e.q, packet);
 /** queue-write a packet and return the name of the file it made. */
 function queueWriteNamed(e: Env, packet: Buffer): string {
   const before = new Set(jobNames(e));
-  queueWrite(e.q, packet);
+  put(e.q, packet);
   const made = jobNames(e).filter((n) => !before.has(n));
   if (made.length !== 1) throw new Error(`queue-write made ${made.length} files`);
   return made[0]!;

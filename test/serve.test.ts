@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeHeader } from '../src/packet/codec.js';
 import { lockHolder } from '../src/queue/lockHolder.js';
-import { FSPOOL, fspool, makeQueue, preparePacket, queueWrite, ROOT, runSync, tempDir } from './helpers/cli.js';
+import { FSPOOL, fspool, makeQueue, preparePacket, ROOT, runSync, tempDir } from './helpers/cli.js';
 import { alive, nextseq, put, waitFor } from './helpers/queue.js';
 
 /** A running `fspool serve`, its stderr readable while it runs. */
@@ -620,7 +620,7 @@ describe('fspool serve: deployment', () => {
     writeFileSync(join(dir, 'hello.txt'), 'hello from the example\n');
     const tar = runSync('tar', ['cf', '-', '-C', dir, 'hello.txt']).stdout;
     const s = serve(['--config', file]);
-    queueWrite(join(dir, 'site'), preparePacket(['-s', join(dir, 'site.seq'), '-i', '-'], tar));
+    put(join(dir, 'site'), preparePacket(['-s', join(dir, 'site.seq'), '-i', '-'], tar));
     await waitFor('the packet unpacked', () => existsSync(join(site, 'hello.txt')), 30_000);
     expect(readFileSync(join(site, 'hello.txt'), 'utf8')).toBe('hello from the example\n');
     await waitFor('the job recorded', () => nextseq(join(dir, 'site')) === '2', 30_000);

@@ -10,8 +10,8 @@ import { execRequest } from '../src/sys/exec.js';
 import { GuardedChild } from '../src/sys/guarded.js';
 import { Spawner } from '../src/sys/spawner.js';
 import { native, packageFile } from '../src/sys/native.js';
-import { FSPOOL, ROOT, fspool, makeQueue, preparePacket, queueWrite, runSync, tempDir } from './helpers/cli.js';
-import { alive, nextseq, sleep, waitFor } from './helpers/queue.js';
+import { FSPOOL, ROOT, fspool, makeQueue, preparePacket, runSync, tempDir } from './helpers/cli.js';
+import { alive, nextseq, put, sleep, waitFor } from './helpers/queue.js';
 
 const SPAWNER = packageFile('build/Release/fspool-spawner');
 
@@ -188,7 +188,7 @@ describe('the spawner, driven from this process', () => {
 describe('bin/fspool and its spawner', () => {
   it('a receiver starts with every signal at its default and none blocked, even if fspool was started with some ignored', () => {
     const q = makeQueue();
-    queueWrite(q, preparePacket(['-s', '-', '-i', '-'], b('x\n')));
+    put(q, preparePacket(['-s', '-', '-i', '-'], b('x\n')));
     const out = join(tempDir(), 'status');
     // The receiver (dash) reads its own status with builtins only: a `cat` would see the shell
     // waiting for it, every signal blocked.
@@ -203,7 +203,7 @@ describe('bin/fspool and its spawner', () => {
   it('exec failures are named by errno: not executable (EACCES) is fatal and keeps the job; a script without #! runs under /bin/sh', () => {
     const d = tempDir();
     const q = makeQueue(d);
-    queueWrite(q, preparePacket(['-s', '-', '-i', '-'], b('x\n')));
+    put(q, preparePacket(['-s', '-', '-i', '-'], b('x\n')));
     const noexec = join(d, 'noexec');
     writeFileSync(noexec, '#!/bin/sh\nexit 0\n');
     chmodSync(noexec, 0o644);
@@ -226,7 +226,7 @@ describe('bin/fspool and its spawner', () => {
     const d = tempDir();
     const q = makeQueue(d);
     const seq = join(d, 'seq');
-    for (let i = 0; i < 3; i++) queueWrite(q, preparePacket(['-s', seq, '-i', '-'], b(`${i}\n`)));
+    for (let i = 0; i < 3; i++) put(q, preparePacket(['-s', seq, '-i', '-'], b(`${i}\n`)));
     const seen = join(d, 'seen');
     // The receiver lists its parent's (fspool's) spawner children.
     const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'for p in /proc/[0-9]*; do read -r s 2>/dev/null < "$p/stat" || continue; case "$s" in *"(fspool-spawner) S $PPID "*|*"(fspool-spawner) R $PPID "*) echo "${p#/proc/}" >> "$0";; esac; done', seen]);
@@ -316,7 +316,7 @@ describe('the spawner under qemu-user, which refuses CLONE_PARENT: its children 
     const d = tempDir();
     const q = makeQueue(d);
     const seq = join(d, 'seq');
-    for (let i = 0; i < 4; i++) queueWrite(q, preparePacket(['-s', seq, '-i', '-'], b(`job ${i}\n`)));
+    for (let i = 0; i < 4; i++) put(q, preparePacket(['-s', seq, '-i', '-'], b(`job ${i}\n`)));
     const one = (args: string[]) => runSync(emulated, ['queue-process', '-q', q, '-n', '1', ...args], { timeoutMs: 120_000 });
     // The receiver names its parent: the emulated spawner, not fspool.
     const ok = one(['sh', '--', '-c', 'tr a-z A-Z; read -r _ name _ < /proc/$PPID/stat; echo "parent $name"']);

@@ -4,8 +4,8 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { lockHolder } from '../src/queue/lockHolder.js';
-import { FSPOOL, fspool, makeQueue, preparePacket, queueWrite, runAsync, runSync, tempDir } from './helpers/cli.js';
-import { fileLines, LONG, nextseqText, sleep, waitFor } from './helpers/queue.js';
+import { FSPOOL, fspool, makeQueue, preparePacket, runAsync, runSync, tempDir } from './helpers/cli.js';
+import { fileLines, LONG, nextseqText, put, sleep, waitFor } from './helpers/queue.js';
 
 const started: number[] = [];
 afterEach(() => {
@@ -32,12 +32,12 @@ describe('queue-process --watch', () => {
     started.push(w.pid);
     await waitFor('the watcher to take the lock', () => !lockFree(q), 30_000);
     // 2 first: nothing may run until 1 lands
-    queueWrite(q, packets[1]!);
+    put(q, packets[1]!);
     await sleep(400);
     expect(fileLines(log)).toEqual([]);
     for (const i of [0, 3, 2]) {
       const t0 = Date.now();
-      queueWrite(q, packets[i]!);
+      put(q, packets[i]!);
       const want = i === 0 ? 2 : i === 3 ? 2 : 4;
       await waitFor(`${want} jobs run`, () => fileLines(log).length >= want, 30_000);
       // The rescan is a minute away: only the arrival itself can have woken the watcher.
@@ -57,7 +57,7 @@ describe('queue-process --watch', () => {
     const q = makeQueue(dir);
     const mark = join(dir, 'mark');
     const seq = join(dir, 'seq');
-    for (const p of ['one', 'two']) queueWrite(q, preparePacket(['-s', seq, '-i', '-'], p));
+    for (const p of ['one', 'two']) put(q, preparePacket(['-s', seq, '-i', '-'], p));
     const script = `echo "start $FSPL_SEQ" >> ${mark}; cat > /dev/null; sleep 1; echo "end $FSPL_SEQ" >> ${mark}`;
     const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', 'sh', '--', '-c', script]);
     started.push(w.pid);
@@ -75,7 +75,7 @@ describe('queue-process --watch', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const mark = join(dir, 'mark');
-    queueWrite(q, preparePacket(['-s', '-', '-i', '-'], 'slow'));
+    put(q, preparePacket(['-s', '-', '-i', '-'], 'slow'));
     const script = `trap 'echo term >> ${mark}; exit 9' TERM; echo start >> ${mark}; cat > /dev/null; sleep 30 & wait`;
     const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--stop-timeout', '1', 'sh', '--', '-c', script]);
     started.push(w.pid);
@@ -99,7 +99,7 @@ describe('queue-process --watch', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const mark = join(dir, 'mark');
-    queueWrite(q, preparePacket(['-s', '-', '-i', '-'], 'slow'));
+    put(q, preparePacket(['-s', '-', '-i', '-'], 'slow'));
     const script = `trap 'echo term >> ${mark}; exit 9' TERM; echo start >> ${mark}; cat > /dev/null; sleep 30 & wait`;
     const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', 'sh', '--', '-c', script]);
     started.push(w.pid);
@@ -122,14 +122,14 @@ describe('queue-process --watch', () => {
     const seq = join(dir, 'seq');
     // the receiver fails until the gate file exists
     const script = `echo x >> ${tries}; test -e ${gate} || exit 3; echo "$FSPL_SEQ" >> ${log}`;
-    queueWrite(q, preparePacket(['-s', seq]));
+    put(q, preparePacket(['-s', seq]));
     // A rescan every second, and new packets landing: neither may bring the next try forward.
     const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '1', '--backoff', '1', 'sh', '--', '-c', script]);
     started.push(w.pid);
     const t0 = Date.now();
     for (let i = 0; i < 5; i++) {
       await sleep(1000);
-      queueWrite(q, preparePacket(['-s', seq]));
+      put(q, preparePacket(['-s', seq]));
     }
     await waitFor('10 seconds of watching', () => Date.now() - t0 >= 10_000, 20_000);
     // Tries at about 0, 1, 3, 7 s (the pause doubles from --backoff): never one per rescan.

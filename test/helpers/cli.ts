@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll } from 'vitest';
+import { Queue } from '../../src/queue/queue.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
 export const FSPOOL = join(ROOT, 'bin/fspool');
@@ -83,11 +84,15 @@ export function runAsync(file: string, args: string[], opts: RunOpts = {}): { pi
   return { pid: child.pid!, done };
 }
 
-/** Make a queue with fspool queue-init and return its path. */
+/**
+ * Make a queue with queue-init's own code, in this process: a test's set-up need not start a
+ * process (~150 ms of CPU each, a tenth of the suite's); queue-init itself is tested as a
+ * command (interop, cli-help). Packets go in with put() (helpers/queue.ts), as a transport
+ * drops them.
+ */
 export function makeQueue(dir = tempDir(), name = 'q'): string {
   const q = join(dir, name);
-  const r = fspool(['queue-init', '-q', q]);
-  if (r.code !== 0) throw new Error(`queue-init failed: ${r.stderr}`);
+  Queue.init(q, false);
   return q;
 }
 
@@ -98,12 +103,3 @@ export function preparePacket(args: string[], input?: string | Buffer, env?: Nod
   return r.stdout;
 }
 
-/**
- * Write a packet into a queue with queue-write. A gzipped packet is written as its sender
- * would have to: with the decoder that reads it (queue-write checks that it is a packet).
- */
-export function queueWrite(q: string, packet: Buffer): void {
-  const gzipped = packet[0] === 0x1f && packet[1] === 0x8b;
-  const r = fspool(['queue-write', '-q', q, ...(gzipped ? ['-d', 'gzip -dc'] : [])], { input: packet });
-  if (r.code !== 0) throw new Error(`queue-write failed: ${r.stderr}`);
-}
