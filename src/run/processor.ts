@@ -149,7 +149,10 @@ export class QueueProcessor {
    */
   private reportStale(jobs: ScannedJob[], next: bigint): void {
     const { log } = this.ctx;
-    const files = jobs.filter(readable).map((j) => ({ name: j.name, path: j.path, header: j.header, packet: packetId(j.header) }));
+    // Only files below nextseq are stale: the others' identities (a header encoded and hashed
+    // each, its params decoded from the cache) are not needed, and a large queue has thousands.
+    const below = jobs.filter((j): j is Readable => readable(j) && j.header.seq < next);
+    const files = below.map((j) => ({ name: j.name, path: j.path, header: j.header, packet: packetId(j.header) }));
     for (const f of staleJobs(files, next, this.journal)) {
       const what = `stale job file ${f.path}: seq ${f.header.seq} is below the queue's next seq ${next}; not run`;
       if (f.processed) log.info(`${what} (it succeeded at ${at(f.processed.endedAt ?? f.processed.startedAt)}; queue-clean removes it)`);
