@@ -120,6 +120,17 @@ function prep(args: string[], tool = FSPOOL, opts: RunOpts = {}): Buffer {
 /** seq 1, PAYLOAD, and the given encoding options. */
 const prepPayload = (enc: string[], tool = FSPOOL) => prep(['-s', '-', '-i', PAYLOAD_FILE, ...enc], tool);
 
+/**
+ * queue-write, the command, the bytes (it checks that they are a packet: an encoded one must
+ * pass); returns the file's name in jobs/. Elsewhere put() drops them as a transport would.
+ */
+function queueWrite(q: string, packet: Buffer): string {
+  const before = new Set(jobFiles(q));
+  ok(fsp(['queue-write', '-q', q], { input: packet }), 'queue-write');
+  const added = jobFiles(q).filter((n) => !before.has(n));
+  expect(added).toHaveLength(1);
+  return added[0]!;
+}
 const spoolTmp = (q: string) => (existsSync(join(q, 'fspool', 'tmp')) ? readdirSync(join(q, 'fspool', 'tmp')) : []);
 
 /** Offsets, tags and total lengths of the top-level OpenPGP packets of a binary message (new-format headers). */
@@ -343,7 +354,7 @@ describe('fspool → fspool: prepare with encodings, queue-write, queue-process'
         const q = makeQueue();
         const packet = prepPayload(c.prep);
         expect(packet.subarray(0, MAGIC.length).equals(MAGIC), 'the packet is encoded').toBe(false);
-        put(q, packet);
+        queueWrite(q, packet);
         expectPacket(processOne(q, mode, c.proc), { seq: 1 });
       });
     }
@@ -446,7 +457,7 @@ describe('gpg / zstd command-line tools → fspool', () => {
         const plain = c.small ? prep(['-s', '-', '-i', '-'], c.tool ?? FSPOOL, { input: SMALL }) : prepPayload([], c.tool ?? FSPOOL);
         expect(plain.subarray(0, MAGIC.length).equals(MAGIC)).toBe(true);
         const q = makeQueue();
-        put(q, c.encode(plain));
+        queueWrite(q, c.encode(plain));
         expectPacket(processOne(q, mode, c.proc), { seq: 1, payload, plain, params: c.tool === 'fspl' ? FSPL_PARAMS : PARAMS });
       });
     }

@@ -114,10 +114,15 @@ export class Receiver {
     if (this.stdinFd !== undefined) {
       // A whole payload can fit in the pipe, so a receiver that exits without reading it all
       // may never have made a write fail: what is left in the pipe when it exits says so. A
-      // second read end, held only once nothing more is written, keeps the pipe's contents
-      // countable after the receiver's end is gone (and, with no writes to come, changes no
-      // write's EPIPE into a wait).
-      this.probe = openSync(`/proc/self/fd/${this.stdinFd}`, constants.O_RDONLY | constants.O_NONBLOCK);
+      // second read end keeps the pipe's contents countable once the receiver's is gone. It is
+      // held only from here, when the payload is all written (or in our socket's buffer), to
+      // the receiver's exit, when it is closed: a write still pending then fails with EPIPE,
+      // as it would have. Without /proc (or with no fd to spare) how much was left is unknown.
+      try {
+        this.probe = openSync(`/proc/self/fd/${this.stdinFd}`, constants.O_RDONLY | constants.O_NONBLOCK);
+      } catch {
+        this.probe = undefined;
+      }
       if (this.exited) this.measureUnread();
     }
     this.proc.allowEof();
