@@ -9,7 +9,7 @@
 // so job params appended by --allow-job-params are seen byte for byte).
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { closeSync, existsSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FSPOOL, makeQueue, type Result, runAsync, runSync, type RunOpts, tempDir } from './helpers/cli.js';
@@ -655,7 +655,7 @@ describe('queue-ls / queue-info / queue-process of a queue mixing encodings', ()
   const KEYS = ['--decrypt-key', K.recvSec, '--decrypt-key', K.rsaSec, '--passphrase-file', K.pass];
 
   /** seq 1..6 readable with KEYS, seq 7 encrypted to a key nobody has. Small payloads except seq 1. */
-  function mixedQueue() {
+  function buildMixedQueue() {
     const dir = tempDir();
     const q = makeQueue(dir);
     const seq = join(dir, 'seq');
@@ -678,6 +678,15 @@ describe('queue-ls / queue-info / queue-process of a queue mixing encodings', ()
     payloads.push(small(6));
     const bad = put(q, p(['--zstd', '--encrypt-to', K.otherPub], 7)); // 7: nobody's key
     return { dir, q, names, payloads, bad };
+  }
+  let built: ReturnType<typeof buildMixedQueue> | undefined;
+  /** A fresh copy of the mixed queue for each test: its packets are made (a dozen processes) once. */
+  function mixedQueue() {
+    built ??= buildMixedQueue();
+    const dir = tempDir();
+    const q = join(dir, 'q');
+    cpSync(built.q, q, { recursive: true });
+    return { ...built, dir, q };
   }
 
   it('queue-ls shows every readable seq; the one with a wrong key gets one stderr line with the reason', () => {
