@@ -288,6 +288,49 @@ export const BENCHMARKS = [
   },
 
   {
+    name: 'ls-gpg-c',
+    title: '`queue-ls` of 20 packets encrypted by `gpg -c` (a passphrase, GnuPG\'s default S2K count): fspl `-d \'gpg -d\'` vs fspool built-in',
+    defaultRuns: 3,
+    warmup: 1,
+    run(ctx) {
+      // Headers that only decryption reveals are never cached (spec/state-db.md): every listing
+      // derives each packet's key from the passphrase again, so the S2K's cost is the listing's.
+      const n = 20;
+      const home = mkdtempSync(join(ctx.dir, 'gnupg-'));
+      const pass = join(ctx.dir, 'ls-gpg-c.pass');
+      writeFileSync(pass, 'correct horse battery staple\n', { mode: 0o600 });
+      const env = { ...process.env, GNUPGHOME: home };
+      const q = join(ctx.dir, 'ls-gpg-c');
+      initQueue(q);
+      for (const j of makeJobs(n, (seq) => Buffer.from(`payload of job ${seq}\n`))) {
+        const enc = execFileSync('gpg', ['--batch', '-q', '--pinentry-mode', 'loopback', '--passphrase-file', pass, '--compress-algo', 'none', '-c'], { input: j.data, env });
+        writeFileSync(join(q, 'jobs', j.name), enc);
+      }
+      const gpgD = `gpg -q -d --batch --pinentry-mode loopback --passphrase-file ${pass}`;
+      const argv = {
+        fspl: [ctx.fspl, 'queue-ls', '-q', q, '-d', gpgD],
+        fspool: [ctx.fspool, 'queue-ls', '-q', q, '--passphrase-file', pass],
+      };
+      const out = (t) => join(ctx.dir, `ls-gpg-c.${t}.out`);
+      const samples = sideBySide(['fspl', 'fspool'], { runs: ctx.runs(this), warmup: this.warmup }, (t) => {
+        const r = measure(argv[t], { stdout: out(t), stderr: ctx.errFile, env });
+        ranOk(r, t, ctx, 'queue-ls');
+        return r;
+      });
+      const a = readFileSync(out('fspl'), 'utf8');
+      const b = readFileSync(out('fspool'), 'utf8');
+      check(a.split('\n').filter((l) => /^\d+\s/.test(l)).length === n, `fspl -d gpg listed ${a}`);
+      const notes = [];
+      if (a !== b) notes.push(`WRONG OUTPUT: fspool's queue-ls differs from fspl's (fspl ${a.length} bytes, fspool ${b.length} bytes)`);
+      rmSync(q, { recursive: true, force: true });
+      rmSync(home, { recursive: true, force: true });
+      const ms = pick(samples, 'ms');
+      notes.push(`per packet: fspl ${(ms.fspl.median / n).toFixed(0)} ms (a gpg process each), fspool ${(ms.fspool.median / n).toFixed(0)} ms`);
+      return { rows: [row(this.name, 'wall ms', 'ms', ms.fspl, ms.fspool, 'info', { baseName: "fspl -d 'gpg -d'" })], samples: { ms }, notes };
+    },
+  },
+
+  {
     name: 'jobs-1k',
     title: '1,000 tiny jobs: `queue-process -q Q true`',
     defaultRuns: 5,
