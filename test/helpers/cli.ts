@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll } from 'vitest';
-import { Queue } from '../../src/queue/queue.js';
+// @ts-expect-error: a plain .mjs module shared with the benchmarks
+import { initQueue } from '../../bench/lib/packet.mjs';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
 export const FSPOOL = join(ROOT, 'bin/fspool');
@@ -85,14 +86,14 @@ export function runAsync(file: string, args: string[], opts: RunOpts = {}): { pi
 }
 
 /**
- * Make a queue with queue-init's own code, in this process: a test's set-up need not start a
- * process (~150 ms of CPU each, a tenth of the suite's); queue-init itself is tested as a
- * command (interop, cli-help). Packets go in with put() (helpers/queue.ts), as a transport
- * drops them.
+ * Make a queue laid out as queue-init makes it (jobs/, nextseq "1", nextseq.lock:
+ * spec/queue-layout.md), in this process: a test's set-up need not start a process (~150 ms
+ * of CPU each); queue-init itself is tested as a command beside fspl's (interop). Packets go
+ * in with put() (helpers/queue.ts), as a transport drops them.
  */
 export function makeQueue(dir = tempDir(), name = 'q'): string {
   const q = join(dir, name);
-  Queue.init(q, false);
+  initQueue(q);
   return q;
 }
 
