@@ -3,9 +3,9 @@
 //
 // openpgp.js 6.3.2 builds the whole iterated input in one array before hashing it: 65 MB for
 // GnuPG's default count (65,011,712), and twice for AES-256 keyed by SHA-1, so one `gpg -c`
-// packet cost ~0.5-1 s of allocation and copying. Headers that only decryption reveals are not
-// cached (spec/state-db.md), so every scan of a queue paid it again for each such packet. Here
-// the same bytes are hashed from a reused block: the hash alone, ~7x less. The output is the
+// packet costs ~0.5 s of allocation and copying. Headers that only decryption reveals are not
+// cached (spec/state-db.md), so every scan of a queue pays it for each such packet. Here the
+// same bytes are hashed from a reused block: the hash alone, ~6x less. The output is the
 // same (test/s2k.test.ts compares it with openpgp.js's for every type, hash and key size);
 // anything else (Argon2, GnuPG's extensions, a hash Node lacks) stays openpgp.js's.
 import type { Message } from 'openpgp';
