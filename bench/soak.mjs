@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Soak (issue 6, "Misbehaving receivers and stress"): N packets, a mix of raw, --zstd and
+// Soak (misbehaving receivers and stress): N packets, a mix of raw, --zstd and
 // OpenPGP (--encrypt-to a throwaway gpg key; processed with --decrypt-key), sent by
 // `prepare | queue-write` (several senders at once, some packets held back so that they arrive
 // late) while a processor runs in passes, alternating --on-error retry and --retries/--backoff,

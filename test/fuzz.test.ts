@@ -15,6 +15,7 @@ import type { Header } from '../src/packet/header.js';
 import { peekPlainHeader, readHeaderFromFd } from '../src/codec/plainHeader.js';
 import { fdOffset } from '../src/sys/fd.js';
 import { FIXTURES, FSPOOL, fspool, makeQueue, tempDir } from './helpers/cli.js';
+import { prng } from './helpers/bytes.js';
 import { LONG } from './helpers/queue.js';
 
 const SEED = Number(process.env.FSPOOL_FUZZ_SEED ?? 20260601);
@@ -29,19 +30,9 @@ const RSS_LIMIT_KB = 150 * 1024;
 
 // ---- Deterministic randomness ----
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rand = mulberry32(SEED);
+const rand = prng(SEED);
 /** A second stream for how the readers are fed, so that the mutations do not depend on it. */
-const chunkRand = mulberry32(SEED ^ 0x9e3779b9);
+const chunkRand = prng(SEED ^ 0x9e3779b9);
 const int = (n: number) => Math.floor(rand() * n); // 0 .. n-1
 const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
 const randomByte = () => int(256);

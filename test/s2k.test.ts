@@ -5,6 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as openpgp from 'openpgp';
 import { describe, expect, it } from 'vitest';
 import { fastS2K, produceKey } from '../src/codec/s2k.js';
+import { prng } from './helpers/bytes.js';
 
 const HASH_IDS = [1, 2, 3, 8, 9, 10, 11, 12, 14];
 
@@ -12,18 +13,6 @@ const HASH_IDS = [1, 2, 3, 8, 9, 10, 11, 12, 14];
 function skesk(s2k: Buffer): Buffer {
   const body = Buffer.concat([Buffer.from([4, 9]), s2k]);
   return Buffer.concat([Buffer.from([0xc3, body.length]), body]);
-}
-
-/** A deterministic generator, so that a failure can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
 }
 
 const PASSPHRASES = ['', 'a', 'correct horse battery staple', 'pässwörd ✓ 密码', 'x'.repeat(300), '\u0000nul and spaces '];

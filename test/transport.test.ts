@@ -18,6 +18,7 @@ import { closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, rea
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { prng } from './helpers/bytes.js';
 import { FSPOOL, ROOT, type Result, runAsync, runSync, type RunOpts, tempDir } from './helpers/cli.js';
 import { jobFiles, nextseq, sleep, waitFor, within } from './helpers/queue.js';
 
@@ -48,16 +49,9 @@ const sh = (script: string, args: string[] = [], opts: RunOpts = {}) => ok('/bin
 
 const fspoolOk = (args: string[], opts: RunOpts = {}) => ok(FSPOOL, args, opts);
 
-/** A deterministic shuffle (mulberry32), so a failure can be replayed. */
+/** A deterministic shuffle, so a failure can be replayed. */
 function shuffled<T>(items: T[], seed: number): T[] {
-  let s = seed >>> 0;
-  const rand = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = prng(seed);
   const a = [...items];
   for (let i = a.length - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));

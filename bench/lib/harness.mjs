@@ -1,4 +1,4 @@
-// Shared by bench/soak.mjs and bench/lib/stress.mjs (issue 6): a seeded PRNG, running fspool
+// Shared by bench/soak.mjs and bench/lib/stress.mjs: a seeded PRNG, running fspool
 // with a watchdog, finding processes we left behind, a throwaway OpenPGP key.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

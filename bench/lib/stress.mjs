@@ -1,4 +1,4 @@
-// Concurrency stress (issue 6): for SECONDS, `writers` queue-write loops writing pre-prepared raw
+// Concurrency stress: for SECONDS, `writers` queue-write loops writing pre-prepared raw
 // packets (shuffled within blocks of 16, so they arrive out of order), `processors` loops
 // running queue-process -n 1..8 on the same queue, each alternating fspool and fspl (fspl reads neither
 // zstd nor OpenPGP, hence raw packets), and a reader loop of queue-ls / queue-status in windows
