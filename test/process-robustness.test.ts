@@ -339,7 +339,9 @@ sys.exit(int(sys.argv[1]))`;
       expect(history.runs.map((r) => r.outcome)).toEqual(['early-exit']);
       const done = fspool(['queue-process', '-q', q, ...c.args, PY, '--', '-c', exitAfterTen, '0'], { timeoutMs: 30_000 });
       expect(done.code, done.stderr).toBe(0);
-      expect(done.stderr).toMatch(new RegExp(`INFO.*leaving ${SIZE - 10} payload bytes unread`));
+      // Had the receiver's exit been seen before the source's verdict (a zstd checksum, gzip's
+      // exit), the note says so without a count: a race the receiver cannot rule out.
+      expect(done.stderr).toMatch(new RegExp(`INFO.*(leaving ${SIZE - 10} payload bytes unread|exited 0 before reading all of its input)`));
       expect(jobFiles(q)).toEqual([]);
       expect(nextseq(q)).toBe('2');
     });
