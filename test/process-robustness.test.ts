@@ -861,7 +861,8 @@ describe('durability and sender-side safety', () => {
       await within(closed, 10_000, 'queue-write after the kill');
       expect(jobFiles(q)).toEqual([]);
       const packet = preparePacket(['-s', '-', '-i', '-'], Buffer.from('complete\n'));
-      put(q, packet);
+      const done = fspool(['queue-write', '-q', q], { input: packet });
+      expect(done.code, done.stderr).toBe(0);
       const names = jobFiles(q);
       expect(names).toHaveLength(1);
       expect(readFileSync(join(q, 'jobs', names[0]!))).toEqual(packet);
