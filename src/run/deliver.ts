@@ -116,13 +116,6 @@ export async function deliver(receiver: Receiver, src: PayloadStream, progress?:
   return { bytes: pumped.bytes, early: false };
 }
 
-/** The fd of our end of the receiver's stdin pipe (the socket Receiver wraps it in). */
-function fdOf(sink: Socket): number {
-  const fd = (sink as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) throw new Error("cannot find the fd of the receiver's stdin pipe");
-  return fd;
-}
-
 /**
  * The decode worker writes the payload into the receiver's pipe (through a descriptor of its
  * own, which is not the one whose closing gives EOF), and says how decoding ended; this thread
@@ -131,7 +124,7 @@ function fdOf(sink: Socket): number {
  */
 async function deliverFromWorker(receiver: Receiver, src: Extract<PayloadStream, { via: 'worker' }>, progress?: Progress): Promise<Delivery> {
   const sink = receiver.stdin!;
-  const fd = fdOf(sink);
+  const fd = receiver.stdinFd!;
   const draining = src.drain({ kind: 'pipe', fd }, progress);
   const first = await Promise.race([draining, receiver.done.then(() => 'exited' as const)]);
   if (first === 'exited') {

@@ -53,8 +53,9 @@ export class Receiver {
   readonly done: Promise<ReceiverExit>;
   /** Our end of the receiver's stdin pipe, when stdin is 'pipe'. */
   readonly stdin: Socket | undefined;
+  /** The fd of our end of that pipe, which `stdin` wraps. */
+  readonly stdinFd: number | undefined;
   private readonly proc: GuardedChild;
-  private readonly stdinFd: number | undefined;
   /** A read end of the stdin pipe, held from the end of input until the receiver exits. */
   private probe: number | undefined;
   private unread = -1;
