@@ -11,8 +11,8 @@
 import type { Message } from 'openpgp';
 import { createHash } from '../sys/lazy.js';
 
-/** OpenPGP hash algorithm ids → Node's names (RFC 4880 §9.4, RFC 9580 §9.5). */
-const HASHES: Record<number, string> = { 1: 'md5', 2: 'sha1', 3: 'ripemd160', 8: 'sha256', 9: 'sha384', 10: 'sha512', 11: 'sha224', 12: 'sha3-256', 14: 'sha3-512' };
+/** OpenPGP hash algorithm ids → Node's names (RFC 4880 §9.4, RFC 9580 §9.5): every hash an S2K may name. */
+export const HASH_NAMES: Record<number, string> = { 1: 'md5', 2: 'sha1', 3: 'ripemd160', 8: 'sha256', 9: 'sha384', 10: 'sha512', 11: 'sha224', 12: 'sha3-256', 14: 'sha3-512' };
 
 const SKESK = 3;
 const BLOCK = 64 * 1024;
@@ -66,7 +66,7 @@ export function fastS2K(message: Pick<Message<Uint8Array>, 'packets'>): void {
     if ((p.constructor as unknown as { tag?: number }).tag !== SKESK) continue;
     const s2k = (p as unknown as { s2k?: GenericS2K | null }).s2k;
     if (!s2k || typeof s2k.getCount !== 'function') continue;
-    const hash = HASHES[s2k.algorithm];
+    const hash = HASH_NAMES[s2k.algorithm];
     if (!hash || !['simple', 'salted', 'iterated'].includes(s2k.type)) continue;
     const count = s2k.type === 'iterated' ? s2k.getCount() : 0;
     const salt = s2k.type === 'simple' ? null : s2k.salt;

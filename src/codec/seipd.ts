@@ -20,7 +20,7 @@ import { createHash, crypto } from '../sys/lazy.js';
 import { native } from '../sys/native.js';
 import { cfbNative } from './cfbNative.js';
 import { isNoSessionKey, noSessionKey } from './decryptError.js';
-import { fastS2K } from './s2k.js';
+import { fastS2K, HASH_NAMES } from './s2k.js';
 import type { DecryptionMaterial } from './keys.js';
 import { BodyFramer, definiteLength, type PacketHead, readPacketHead } from './pgpFraming.js';
 
@@ -244,8 +244,11 @@ class MdcCheck {
   }
 }
 
-/** Node's names of the hash algorithms a one-pass signature packet may announce (RFC 4880 §9.4 numbers). */
-const HASHES: Record<number, string> = { 2: 'sha1', 8: 'sha256', 9: 'sha384', 10: 'sha512', 11: 'sha224', 12: 'sha3-256', 14: 'sha3-512' };
+/**
+ * Node's names of the hash algorithms a one-pass signature packet may announce: all but MD5 (1)
+ * and RIPEMD-160 (3), which openpgp.js refuses in signatures (its rejectHashAlgorithms).
+ */
+const HASHES: Record<number, string> = Object.fromEntries(Object.entries(HASH_NAMES).filter(([id]) => id !== '1' && id !== '3'));
 /**
  * What may follow the literal data packet (its signature packets, and whatever openpgp.js
  * ignores, such as padding) is held until the end, so it is bounded; more is refused.
