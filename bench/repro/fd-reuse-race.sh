@@ -1,7 +1,7 @@
 #!/bin/bash
-# Reproduction of an fspool bug found by the soak (issue 6; spec/reliability.md, "Found"), FIXED
-# in 34fa1e1 (the stream reader owns a descriptor of its own and reads by position); kept as a
-# regression check: after the fix every scenario reports 0.
+# Reproduction of an fspool bug found by the soak (spec/reliability.md, "Found"), since fixed
+# (the stream reader owns a descriptor of its own and reads by position); kept as a regression
+# check: every scenario reports 0.
 #
 # Reading the header of a zstd or OpenPGP packet (a queue scan: queue-ls, queue-status, and
 # queue-process whenever it looks at jobs/) streams the file through fdChunks() (src/sys/fd.ts),

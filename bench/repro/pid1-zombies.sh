@@ -1,13 +1,11 @@
 #!/bin/bash
-# Reproduction of an fspool issue found in issue 6 (spec/reliability.md, "Found"), FIXED in 9ab609d
-# (as PID 1, fspool reaps the guardians it dismissed; since then there are no guardians: one
-# spawner per fspool process starts every child as fspool's own, and fspool reaps them all);
-# kept as a regression check: fixed, it reports 0 zombies. The issue: when fspool is PID 1 of
-# its PID namespace (a container started without an init: `docker run IMAGE fspool queue-process
-# --watch ...`), every job leaves a zombie. fspool-exec double-forks each receiver's guardian
-# (native/fspool_exec.c) so that it is reparented to init, and here init is fspool, which never
-# reaps it. A --watch service would eventually exhaust the container's pids limit, after which
-# no receiver can start. (Under a real init, or systemd, they are reaped: no issue.)
+# Regression check for a defect found by the soak (spec/reliability.md, "Found"): when fspool is
+# PID 1 of its PID namespace (a container started without an init: `docker run IMAGE fspool
+# queue-process --watch ...`), every process orphaned in the namespace is its to reap. Were one
+# left unreaped, each job would leave a zombie, and a --watch service would in time exhaust the
+# container's pids limit, after which no receiver can start. fspool's spawner starts every child
+# as fspool's own, and fspool reaps them all: this reports 0 zombies. (Under a real init, or
+# systemd, orphans are reaped by it.)
 # Needs root (unshare --pid).
 set -u
 F=${FSPOOL:-$(cd "$(dirname "$0")/../.." && pwd)/bin/fspool}

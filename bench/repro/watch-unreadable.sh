@@ -1,7 +1,7 @@
 #!/bin/bash
-# Reproduction of an fspool bug found in issue 6 (spec/reliability.md, "Found"), FIXED in 3cbfdc7
+# Reproduction of an fspool bug found by the soak (spec/reliability.md, "Found"), since fixed
 # (a file whose header could not be read is read again at the next pass); kept as a regression
-# check: fixed, the watch runs job 1 and "nextseq = 2" follows. The bug: under queue-process --watch,
+# check: the watch runs job 1 and "nextseq = 2" follows. The bug: under queue-process --watch,
 # a job file whose header could not be read ONCE (a decoder that failed transiently, or the
 # fd-reuse race of fd-reuse-race.sh) is never read again while the watch runs: JobIndex.refresh()
 # (src/run/processQueue.ts) reads only names it has not seen, and keeps the failed entry. The
