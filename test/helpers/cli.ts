@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll } from 'vitest';
 // @ts-expect-error: a plain .mjs module shared with the benchmarks
-import { initQueue } from '../../bench/lib/packet.mjs';
+import { initQueue, packet } from '../../bench/lib/packet.mjs';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
 export const FSPOOL = join(ROOT, 'bin/fspool');
@@ -96,6 +96,13 @@ export function makeQueue(dir = tempDir(), name = 'q'): string {
   initQueue(q);
   return q;
 }
+
+/**
+ * A Command packet with no params and no env, as fspl prepare writes it (bench/lib/packet.mjs,
+ * checked against fspl by the benchmarks), made in this process: for set-up that needs good
+ * packets and does not look at how they were made.
+ */
+export const plainPacket: (seq: number, payload?: Buffer) => Buffer = packet;
 
 /** prepare a packet with fspool; returns its bytes. */
 export function preparePacket(args: string[], input?: string | Buffer, env?: NodeJS.ProcessEnv): Buffer {
