@@ -93,10 +93,18 @@ describe('the decode worker', () => {
     put(q, bigPacket);
     const started = join(DIR, 'started');
     // A receiver that reads slowly: the worker is mid-payload when the signal comes.
-    const run = runAsync(FSPOOL, ['queue-process', '-q', q, `--decrypt-key=${SEC}`, 'sh', '--', '-c', ': > "$0"; while head -c 65536 > /dev/null; do sleep 0.05; done', started], { env: ENV });
+    const run = runAsync(FSPOOL, ['queue-process', '-l', 'debug', '-q', q, `--decrypt-key=${SEC}`, 'sh', '--', '-c', ': > "$0"; while head -c 65536 > /dev/null; do sleep 0.05; done', started], { env: ENV });
     await waitFor('the receiver to start', () => existsSync(started), 60_000);
     process.kill(run.pid, 'SIGINT');
-    const r = await within(run.done, 60_000, 'fspool after SIGINT');
+    // A hang here must be explainable from the failure alone: what fspool said (debug), and
+    // which processes still ran and where they waited.
+    let still = '';
+    const look = setTimeout(() => (still = spawnSync('ps', ['-eo', 'pid,ppid,pgid,stat,wchan:24,etimes,args']).stdout.toString()), 50_000);
+    const r = await within(run.done, 60_000, 'fspool after SIGINT').catch(async (e: Error) => {
+      process.kill(run.pid, 'SIGKILL');
+      throw new Error(`${e.message}\nfspool said:\n${(await run.done).stderr}\nprocesses 50 s after the SIGINT:\n${still}`);
+    });
+    clearTimeout(look);
     expect(r.code, r.stderr).toBe(130);
     expect(readdirSync(join(q, 'jobs'))).toHaveLength(1);
     expect(readFileSync(join(q, 'nextseq'), 'utf8').trim()).toBe('1');
