@@ -92,8 +92,12 @@ describe('the decode worker', () => {
     const q = makeQueue(tempDir());
     put(q, bigPacket);
     const started = join(DIR, 'started');
-    // A receiver that reads slowly: the worker is mid-payload when the signal comes.
-    const run = runAsync(FSPOOL, ['queue-process', '-l', 'debug', '-q', q, `--decrypt-key=${SEC}`, 'sh', '--', '-c', ': > "$0"; while head -c 65536 > /dev/null; do sleep 0.05; done', started], { env: ENV });
+    // A receiver that reads slowly: the worker is mid-payload when the signal comes. Not a shell
+    // loop of head and sleep: dash, under -c, catches SIGINT and loses one that comes while it
+    // starts a command (its vfork), and then reads on; a receiver that ignores the forwarded
+    // signal is waited for (spec/processing.md: a second signal kills it).
+    const reader = 'import signal, sys, time\nsignal.signal(signal.SIGINT, signal.SIG_DFL)\nopen(sys.argv[1], "w").close()\nwhile sys.stdin.buffer.read(65536): time.sleep(0.05)';
+    const run = runAsync(FSPOOL, ['queue-process', '-l', 'debug', '-q', q, `--decrypt-key=${SEC}`, 'python3', '--', '-c', reader, started], { env: ENV });
     await waitFor('the receiver to start', () => existsSync(started), 60_000);
     process.kill(run.pid, 'SIGINT');
     // A hang here must be explainable from the failure alone: what fspool said (debug), and
