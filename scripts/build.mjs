@@ -3,6 +3,7 @@
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import Module from 'node:module';
 import { join, resolve } from 'node:path';
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
@@ -54,9 +55,19 @@ const result = await build({ ...options, write: false, metafile: true, entryPoin
 // loads only what decoding needs.
 const worker = await build({ ...options, write: false, metafile: true, entryPoints: ['src/codec/decodeWorker.ts'], outfile: 'dist/decode-worker.cjs' });
 
+// What bin/fspool compiles, as it compiles it: the CLI's bundle already wrapped in CommonJS's
+// function (so the source V8 gets is the file as read, not a concatenation V8 must flatten
+// into a copy) and ASCII only (so it is a one-byte string: half the memory to read, copy and
+// scan of a two-byte one, which a single non-ASCII character would make it). esbuild escapes
+// non-ASCII characters in code, not in the comments it keeps; \uXXXX is inert in a comment and
+// means the same character anywhere else.
+const cli = result.outputFiles[0];
+const ascii = cli.text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+const outputs = [{ path: cli.path, contents: Module.wrap(ascii) }, ...worker.outputFiles];
+
 // Replace the bundles atomically: a test running bin/fspool meanwhile sees the old or the new.
 mkdirSync('dist', { recursive: true });
-for (const f of [...result.outputFiles, ...worker.outputFiles]) {
+for (const f of outputs) {
   writeFileSync(`${f.path}.tmp`, f.contents);
   renameSync(`${f.path}.tmp`, f.path);
 }
