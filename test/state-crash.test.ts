@@ -14,7 +14,7 @@ const crashAt = (point: string) => ({ FSPOOL_CRASH_AT: point });
 /** A queue holding jobs 1 and 2 ("p1", "p2"). */
 function twoJobs(): Q & { names: string[] } {
   const q = setup('fspool-crash-');
-  const names = [put(q, packet(q, 1, 'p1')), put(q, packet(q, 2, 'p2'))];
+  const names = [put(q, packet(1, 'p1')), put(q, packet(2, 'p2'))];
   return { ...q, names };
 }
 
@@ -219,7 +219,7 @@ describe('crash points with --on-error quarantine, --retries, and timestamp orde
   it('timestamp order, outcome-recorded: the file is removed by the next run without running it again', () => {
     const q = setup('fspool-crash-ts-');
     writeFileSync(join(q.q, 'nextseq'), '1\n');
-    put(q, packet(q, 5, 'p5'));
+    put(q, packet(5, 'p5'));
     killedAt(q, 'outcome-recorded', ['--order-by', 'timestamp']);
     expect(jobs(q)).toHaveLength(1);
     const r = proc(q, ['--order-by', 'timestamp']);

@@ -27,7 +27,7 @@ describe('header cache', () => {
   it('a second queue-ls -d does not run the decoder again; queue-info and queue-process use the cache too', () => {
     const q = setup('fspool-cache-');
     const counter = join(q.dir, 'decoder-runs');
-    for (let i = 1; i <= 5; i++) put(q, zstd(packet(q, i, `p${i}`)));
+    for (let i = 1; i <= 5; i++) put(q, zstd(packet(i, `p${i}`)));
     const dec = countingZstd(counter);
 
     const first = ok(['queue-ls', '-q', q.q, '-d', dec]);
@@ -53,13 +53,13 @@ describe('header cache', () => {
     const q = setup('fspool-cache-inv-');
     const counter = join(q.dir, 'decoder-runs');
     const dec = countingZstd(counter);
-    const a = put(q, zstd(packet(q, 1, 'aaaa')));
-    const b = put(q, zstd(packet(q, 2, 'bbbb')));
+    const a = put(q, zstd(packet(1, 'aaaa')));
+    const b = put(q, zstd(packet(2, 'bbbb')));
     ok(['queue-ls', '-q', q.q, '-d', dec]);
     expect(decoderRuns(counter)).toBe(2);
 
     // Another packet under the same name, another size.
-    put(q, zstd(packet(q, 7, 'a much longer payload than before')), a);
+    put(q, zstd(packet(7, 'a much longer payload than before')), a);
     let ls = ok(['queue-ls', '-q', q.q, '-d', dec]).stdout.toString();
     expect(decoderRuns(counter)).toBe(3);
     expect(ls).toMatch(new RegExp(`^7 .*${a}$`, 'm'));
@@ -68,7 +68,7 @@ describe('header cache', () => {
     // ctime tells (and that is enough).
     const path = join(q.q, 'jobs', b);
     const before = statSync(path);
-    const other = zstd(packet(q, 9, 'cccc'));
+    const other = zstd(packet(9, 'cccc'));
     expect(other.length).toBe(before.size);
     writeFileSync(path, other);
     utimesSync(path, before.atime, before.mtime);
@@ -88,7 +88,7 @@ describe('header cache', () => {
       expect(r.stderr).toContain(bad);
     }
     expect(decoderRuns(counter)).toBe(2);
-    put(q, zstd(packet(q, 4, 'fixed')), bad);
+    put(q, zstd(packet(4, 'fixed')), bad);
     const r = ok(['queue-ls', '-q', q.q, '-d', dec]);
     expect(r.stderr).toBe('');
     expect(r.stdout.toString()).toMatch(new RegExp(`^4 .*${bad}$`, 'm'));
@@ -97,7 +97,7 @@ describe('header cache', () => {
 
   it('raw packets: the second listing reads no file', () => {
     const q = setup('fspool-cache-raw-');
-    for (let i = 1; i <= 3; i++) put(q, packet(q, i, `p${i}`));
+    for (let i = 1; i <= 3; i++) put(q, packet(i, `p${i}`));
     const a = ok(['-l', 'debug', 'queue-ls', '-q', q.q]);
     expect(a.stderr).toContain('header cache: 0 hit(s), 3 file(s) to read');
     const b = ok(['-l', 'debug', 'queue-ls', '-q', q.q]);
@@ -109,10 +109,10 @@ describe('header cache', () => {
 describe('without the database', () => {
   it('a deleted database only loses history: it is made again, nothing is reported', () => {
     const q = setup('fspool-nodb-');
-    put(q, packet(q, 1, 'p1'));
+    put(q, packet(1, 'p1'));
     expect(proc(q, []).code).toBe(0);
     rmSync(join(q.q, 'fspool'), { recursive: true });
-    put(q, packet(q, 2, 'p2'));
+    put(q, packet(2, 'p2'));
     const r = proc(q, []);
     expect(r.code, r.stderr).toBe(0);
     expect(warns(r)).toEqual([]);
@@ -122,7 +122,7 @@ describe('without the database', () => {
 
   it('a damaged database: one WARN line, and ls, status and processing still work', () => {
     const q = setup('fspool-baddb-');
-    for (let i = 1; i <= 3; i++) put(q, packet(q, i, `p${i}`));
+    for (let i = 1; i <= 3; i++) put(q, packet(i, `p${i}`));
     ok(['queue-ls', '-q', q.q]);
     writeFileSync(dbPath(q), Buffer.alloc(8192, 'garbage!'));
 
@@ -148,9 +148,9 @@ describe('without the database', () => {
 
   it('a database locked by another process (an EXCLUSIVE transaction held open) does not block processing', async () => {
     const q = setup('fspool-locked-');
-    put(q, packet(q, 1, 'p1'));
+    put(q, packet(1, 'p1'));
     ok(['queue-ls', '-q', q.q]);
-    put(q, packet(q, 2, 'p2'));
+    put(q, packet(2, 'p2'));
     const holder = new Database(dbPath(q));
     holder.exec('BEGIN EXCLUSIVE');
     holder.exec('CREATE TABLE held_by_the_test (x)');
@@ -175,14 +175,14 @@ describe('without the database', () => {
       holder.close();
     }
     // Afterwards the database is used again.
-    put(q, packet(q, 3, 'p3'));
+    put(q, packet(3, 'p3'));
     expect(proc(q, []).code).toBe(0);
     expect(runs(q).map((r) => r.seq)).toEqual(['3']);
   });
 
   it('fspl still processes and lists a queue fspool has used', () => {
     const q = setup('fspool-fspl-');
-    for (let i = 1; i <= 3; i++) put(q, packet(q, i, `p${i}`));
+    for (let i = 1; i <= 3; i++) put(q, packet(i, `p${i}`));
     expect(proc(q, ['-n', '1']).code).toBe(0);
     expect(existsSync(dbPath(q))).toBe(true);
     expect(fspl(['queue-ls', '-q', q.q]).stdout.toString()).toBe(ok(['queue-ls', '-q', q.q]).stdout.toString());
@@ -199,7 +199,7 @@ describe('queue-status', () => {
   it('healthy (0): nothing waiting, or a gap younger than --stalled-after', () => {
     const q = setup('fspool-status-');
     expect(status(q).code).toBe(0);
-    put(q, packet(q, 3, 'p3'));
+    put(q, packet(3, 'p3'));
     const r = status(q, ['--json']);
     expect(r.code, r.stderr).toBe(0);
     expect(json(r)).toMatchObject({ state: 'healthy', next_seq: 1, pending: 1, gap: { seq: 1, waiting: 1, lowest_waiting_seq: 3 } });
@@ -207,7 +207,7 @@ describe('queue-status', () => {
 
   it('stalled (3): a gap waited on longer than --stalled-after, while no processor runs', () => {
     const q = setup('fspool-status-stalled-');
-    put(q, packet(q, 2, 'p2'));
+    put(q, packet(2, 'p2'));
     const r = status(q, ['--stalled-after', '0']);
     expect(r.code, r.stdout.toString()).toBe(3);
     expect(r.stdout.toString()).toMatch(/^state: +stalled - waiting for seq 1 since /m);
@@ -216,7 +216,7 @@ describe('queue-status', () => {
 
   it('failing (4): the due job failed and waits for a retry; a job in quarantine', () => {
     const q = setup('fspool-status-fail-');
-    put(q, packet(q, 1, 'p1'));
+    put(q, packet(1, 'p1'));
     expect(proc(q, [], 'cat >/dev/null; echo oops >&2; exit 5').code).toBe(1);
     let r = status(q, ['--json']);
     expect(r.code).toBe(4);
@@ -232,7 +232,7 @@ describe('queue-status', () => {
     expect(r.stdout.toString()).toMatch(/^state: +failing - 1 job\(s\) in quarantine wait for a person/m);
     // Once the quarantine is dealt with (and job 2 ran), healthy again.
     rmSync(join(q.q, 'fspool/quarantine'), { recursive: true });
-    put(q, packet(q, 2, 'p2'));
+    put(q, packet(2, 'p2'));
     expect(proc(q, []).code).toBe(0);
     r = status(q, ['--json']);
     expect(r.code).toBe(0);
@@ -241,8 +241,8 @@ describe('queue-status', () => {
 
   it('failing (4): two different packets with the due seq', () => {
     const q = setup('fspool-status-amb-');
-    put(q, packet(q, 1, 'one'));
-    put(q, packet(q, 1, 'another'));
+    put(q, packet(1, 'one'));
+    put(q, packet(1, 'another'));
     const r = status(q, ['--json']);
     expect(r.code).toBe(4);
     expect(json(r).reasons[0]).toMatch(/seq 1 is ambiguous/);
@@ -251,7 +251,7 @@ describe('queue-status', () => {
 
   it('the processor holding the lock, and its pid, from /proc/locks; not stalled while it works', async () => {
     const q = setup('fspool-status-lock-');
-    put(q, packet(q, 2, 'p2'));
+    put(q, packet(2, 'p2'));
     const holder = spawn('flock', [join(q.q, 'nextseq.lock'), 'sleep', '30'], { stdio: 'ignore' });
     try {
       let s: { processor: { running: boolean; pid: number } ; state: string } | undefined;
@@ -268,8 +268,8 @@ describe('queue-status', () => {
 
   it('while a processor runs a job: ls, status and history answer at once; status names its pid and job', async () => {
     const q = setup('fspool-status-busy-');
-    put(q, packet(q, 1, 'p1'));
-    put(q, packet(q, 2, 'p2'));
+    put(q, packet(1, 'p1'));
+    put(q, packet(2, 'p2'));
     const mark = join(q.dir, 'started');
     const release = join(q.dir, 'release');
     const script = `if [ "$FSPL_SEQ" = 1 ]; then touch "$MARK"; while [ ! -e "$REL" ]; do sleep 0.05; done; fi; ${LOGGER}`;
@@ -293,15 +293,15 @@ describe('queue-status', () => {
 
   it('stale files, duplicates, unreadable files and interrupted attempts are listed', () => {
     const q = setup('fspool-status-lists-');
-    const p1 = packet(q, 1, 'p1');
+    const p1 = packet(1, 'p1');
     put(q, p1);
     expect(proc(q, []).code).toBe(0);
     const again = put(q, p1); // delivered a second time, after it ran
-    const p3 = packet(q, 3, 'p3');
+    const p3 = packet(3, 'p3');
     const d1 = put(q, p3);
     const d2 = put(q, p3);
     const bad = put(q, Buffer.from('junk'));
-    put(q, packet(q, 2, 'p2'));
+    put(q, packet(2, 'p2'));
     expect(proc(q, ['-n', '1'], LOGGER, { FSPOOL_CRASH_AT: 'receiver-exited' }).signal).toBe('SIGKILL');
     const s = json(status(q, ['--json']));
     expect(s.stale).toEqual([expect.objectContaining({ seq: 1, file: again, processed: true })]);
@@ -321,7 +321,7 @@ describe('queue-status', () => {
 describe('queue-history', () => {
   function history(): Q {
     const q = setup('fspool-hist-');
-    for (let i = 1; i <= 3; i++) put(q, packet(q, i, `p${i}`));
+    for (let i = 1; i <= 3; i++) put(q, packet(i, `p${i}`));
     // job 2 fails twice (retried once in the run), then goes through on the next run
     const flaky = `if [ "$FSPL_SEQ" = 2 ] && [ ! -e "$LOG.ok" ]; then cat >/dev/null; exit 3; fi; ${LOGGER}`;
     expect(proc(q, ['--retries', '1'], flaky).code).toBe(1);
@@ -407,7 +407,7 @@ describe('--json schema', () => {
       ].sort(),
     );
 
-    put(q, packet(q, 1, 'p1'));
+    put(q, packet(1, 'p1'));
     expect(proc(q, ['-n', '1']).code).toBe(0);
     const h = json(ok(['queue-history', '-q', q.q, '--json']));
     expect(Object.keys(h.runs[0]).sort()).toEqual(RUN_KEYS.sort());
@@ -431,14 +431,14 @@ describe('--json schema', () => {
 describe('queue-clean', () => {
   it('removes copies of processed packets; --stale those that ran and failed; --stale --force those that never ran; --dry-run removes nothing', () => {
     const q = setup('fspool-clean-');
-    const p1 = packet(q, 1, 'p1');
+    const p1 = packet(1, 'p1');
     put(q, p1);
     expect(proc(q, []).code).toBe(0);
     const copy = put(q, p1); // a late second delivery of a packet that ran
-    put(q, packet(q, 2, 'p2'));
+    put(q, packet(2, 'p2'));
     expect(proc(q, ['--on-error', 'leave'], 'cat > /dev/null; exit 3').code).toBe(0); // 2 fails, kept
     const failed = jobs(q).find((n) => n !== copy)!;
-    const never = put(q, packet(q, 5, 'p5'));
+    const never = put(q, packet(5, 'p5'));
     ok(['queue-set-next', '-q', q.q, '7']); // 5 will never run now
 
     // Processing never runs them, and says which is which.
@@ -492,8 +492,8 @@ describe('--retries and --backoff', () => {
 
   it('a job that fails twice then succeeds, within one run, pausing backoff × 2^(k-1) between tries', () => {
     const q = setup('fspool-retry-');
-    put(q, packet(q, 1, 'p1'));
-    put(q, packet(q, 2, 'p2'));
+    put(q, packet(1, 'p1'));
+    put(q, packet(2, 'p2'));
     const t0 = Date.now();
     const r = proc(q, ['--retries', '2', '--backoff', '0.2'], FLAKY);
     expect(r.code, r.stderr).toBe(0);
@@ -511,7 +511,7 @@ describe('--retries and --backoff', () => {
 
   it('retries used up under --on-error retry: exit 1, job kept; the next run tries again (once: the count is kept)', () => {
     const q = setup('fspool-retry-out-');
-    put(q, packet(q, 1, 'p1'));
+    put(q, packet(1, 'p1'));
     const r = proc(q, ['--retries', '1'], 'cat >/dev/null; exit 1');
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^Error: stopping at job 1 .*it failed and --on-error is retry/m);
@@ -527,7 +527,7 @@ describe('--retries and --backoff', () => {
 
   it('a SIGTERM during the pause ends the run at once; the job stays queued', async () => {
     const q = setup('fspool-retry-sig-');
-    put(q, packet(q, 1, 'p1'));
+    put(q, packet(1, 'p1'));
     const child = spawn(FSPOOL, ['queue-process', '-q', q.q, '--retries', '1', '--backoff', '60', 'sh', '--', '-c', 'cat >/dev/null; exit 1'], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });

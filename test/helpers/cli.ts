@@ -97,12 +97,19 @@ export function makeQueue(dir = tempDir(), name = 'q'): string {
   return q;
 }
 
+let lastCtime = 0;
+
 /**
  * A Command packet with no params and no env, as fspl prepare writes it (bench/lib/packet.mjs,
  * checked against fspl by the benchmarks), made in this process: for set-up that needs good
- * packets and does not look at how they were made.
+ * packets and does not look at how they were made. Each gets a ctime of its own, as packets
+ * that prepare writes one after the other do: two with the same seq are two packets, not two
+ * copies of one.
  */
-export const plainPacket: (seq: number, payload?: Buffer) => Buffer = packet;
+export function plainPacket(seq: number, payload?: Buffer): Buffer {
+  lastCtime = Math.max(Date.now(), lastCtime + 1);
+  return packet(seq, payload, lastCtime);
+}
 
 /** prepare a packet with fspool; returns its bytes. */
 export function preparePacket(args: string[], input?: string | Buffer, env?: NodeJS.ProcessEnv): Buffer {

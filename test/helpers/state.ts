@@ -1,10 +1,9 @@
 // Helpers for the tests of fspool's queue state (QUEUE/fspool/state.db): real queues, real
 // packets, the real database read with better-sqlite3 as any other program would.
-import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { fspool, makeQueue, preparePacket, type Result, runSync, tempDir } from './cli.js';
+import { fspool, makeQueue, plainPacket, type Result, runSync, tempDir } from './cli.js';
 import { jobFiles, nextseq as queueNextseq, put as putInQueue } from './queue.js';
 
 export interface Q {
@@ -19,12 +18,8 @@ export function setup(prefix = 'fspool-state-'): Q {
   return { dir, q: makeQueue(dir), log: join(dir, 'log') };
 }
 
-/** A Command packet with this seq and payload, as `fspool prepare` writes it. */
-export function packet(q: Q, seq: number, payload: string): Buffer {
-  const seqfile = join(q.dir, `seq-${randomUUID()}`);
-  writeFileSync(seqfile, `${seq}\n`);
-  return preparePacket(['-s', seqfile, '-i', '-'], payload);
-}
+/** A Command packet with this seq and payload, as `fspool prepare` writes it (made in this process). */
+export const packet = (seq: number, payload: string): Buffer => plainPacket(seq, Buffer.from(payload));
 
 export function zstd(b: Buffer): Buffer {
   const r = runSync('zstd', ['-q', '-c'], { input: b });
