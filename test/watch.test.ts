@@ -123,16 +123,16 @@ describe('queue-process --watch', () => {
     // the receiver fails until the gate file exists
     const script = `echo x >> ${tries}; test -e ${gate} || exit 3; echo "$FSPL_SEQ" >> ${log}`;
     put(q, preparePacket(['-s', seq]));
-    // A rescan every second, and new packets landing: neither may bring the next try forward.
-    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '1', '--backoff', '1', 'sh', '--', '-c', script]);
+    // A rescan every half second, and new packets landing: neither may bring the next try forward.
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '0.5', '--backoff', '0.5', 'sh', '--', '-c', script]);
     started.push(w.pid);
     const t0 = Date.now();
     for (let i = 0; i < 5; i++) {
-      await sleep(1000);
+      await sleep(500);
       put(q, preparePacket(['-s', seq]));
     }
-    await waitFor('10 seconds of watching', () => Date.now() - t0 >= 10_000, 20_000);
-    // Tries at about 0, 1, 3, 7 s (the pause doubles from --backoff): never one per rescan.
+    await waitFor('5 seconds of watching', () => Date.now() - t0 >= 5_000, 20_000);
+    // Tries at about 0, 0.5, 1.5, 3.5 s (the pause doubles from --backoff): never one per rescan.
     const n = fileLines(tries).length;
     expect(n).toBeGreaterThanOrEqual(2);
     expect(n).toBeLessThanOrEqual(5);
@@ -146,7 +146,7 @@ describe('queue-process --watch', () => {
     // One ERROR per try of the job, and the stop it caused reported once, not once per look.
     expect(r.stderr.match(/job 1 .* failed: command exited with status 3/g)?.length).toBe(n);
     expect(r.stderr.match(/watching on/g)?.length).toBe(1);
-    expect(r.stderr).toMatch(/tried again in 2s \(failure 2 in a row\)/);
+    expect(r.stderr).toMatch(/tried again in 1s \(failure 2 in a row\)/);
   });
 
   it('the rescan finds packets no event announced (jobs/ replaced under the watcher)', async () => {
