@@ -20,6 +20,15 @@ const lazyStringWidth = {
   },
 };
 
+// yargs checks the arguments of its own API calls (src/cli/argsert-lite.ts says why not here).
+const noArgsert = {
+  name: 'no-argsert',
+  setup(b) {
+    const lite = resolve('src/cli/argsert-lite.ts');
+    b.onResolve({ filter: /^\.\/argsert\.js$/ }, (a) => (/node_modules\/yargs\//.test(a.importer) ? { path: lite } : undefined));
+  },
+};
+
 const options = {
   outfile: 'dist/fspool.cjs',
   bundle: true,
@@ -38,7 +47,7 @@ const options = {
     // yargs uses two functions of node:assert; loading it costs ~10 ms of start-up.
     assert: './src/cli/assert-lite.ts',
   },
-  plugins: [lazyStringWidth],
+  plugins: [lazyStringWidth, noArgsert],
   logLevel: 'warning',
   define: {
     'import.meta.url': 'import_meta_url',
