@@ -373,8 +373,16 @@ describe('judgements the probe left open', () => {
     const q = makeQueue(dir);
     put(q, plain(1, 'one'));
     const out = join(dir, 'out');
-    const script = 'cat >> "$0"; trap "exit 0" INT; touch "$0.ready"; while :; do sleep 0.1; done';
-    const w = runAsync(FSPOOL, ['queue-process', '-q', q, 'sh', '--', '-c', script, out]);
+    // Python, not sh: dash under -c loses a SIGINT that comes while it starts a command (a
+    // `sleep` of its loop), and would loop on.
+    const script = [
+      'import signal, sys, time',
+      'with open(sys.argv[1], "ab") as f: f.write(sys.stdin.buffer.read())',
+      'signal.signal(signal.SIGINT, lambda *_: sys.exit(0))',
+      'open(sys.argv[1] + ".ready", "w").close()',
+      'while True: time.sleep(0.1)',
+    ].join('\n');
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, 'python3', '--', '-c', script, out]);
     await waitFor('the receiver to have read its payload', () => exists(`${out}.ready`));
     process.kill(w.pid, 'SIGINT');
     const r = await w.done;

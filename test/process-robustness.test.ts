@@ -637,8 +637,19 @@ describe('signals to fspool queue-process', () => {
       const started = join(d, 'started');
       const marker = join(d, 'marker');
       pidFiles.push(started);
-      const script = 'trap "echo INT > \\"$0\\"; exit 0" INT; trap "echo TERM > \\"$0\\"; exit 0" TERM; echo $$ > "$1"; sleep 30';
-      const run = bg(FSPOOL, ['queue-process', '-q', q, '--stop-timeout', '0.5', 'sh', '--', '-c', script, marker, started]);
+      // The receiver is Python, which runs its handler whenever the signal comes: dash under -c
+      // loses a SIGINT that arrives while it starts a command (its `sleep`), and reads on.
+      const script = [
+        'import os, signal, sys, time',
+        'def caught(n, _):',
+        '    with open(sys.argv[1], "w") as f: f.write(signal.Signals(n).name[3:] + "\\n")',
+        '    sys.exit(0)',
+        'signal.signal(signal.SIGINT, caught)',
+        'signal.signal(signal.SIGTERM, caught)',
+        'with open(sys.argv[2], "w") as f: f.write(f"{os.getpid()}\\n")',
+        'time.sleep(30)',
+      ].join('\n');
+      const run = bg(FSPOOL, ['queue-process', '-q', q, '--stop-timeout', '0.5', 'python3', '--', '-c', script, marker, started]);
       await waitFor('the receiver to start', () => existsSync(started) && readFileSync(started, 'utf8').endsWith('\n'), 10_000);
       process.kill(run.pid, sig);
       const r = await within(run.done, 10_000, 'fspool after the signal');
