@@ -68,8 +68,7 @@ const worker = await build({ ...options, write: false, metafile: true, entryPoin
 // function (so the source V8 gets is the file as read, not a concatenation V8 must flatten
 // into a copy) and ASCII only (so it is a one-byte string: half the memory to read, copy and
 // scan of a two-byte one, which a single non-ASCII character would make it). esbuild escapes
-// non-ASCII characters in code, not in the comments it keeps; \uXXXX is inert in a comment and
-// means the same character anywhere else.
+// non-ASCII characters in code itself, not in the comments it keeps, where \uXXXX is inert.
 const cli = result.outputFiles[0];
 const ascii = cli.text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 const outputs = [{ path: cli.path, contents: Module.wrap(ascii) }, ...worker.outputFiles];
