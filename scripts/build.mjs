@@ -36,6 +36,10 @@ const options = {
   target: 'node20',
   format: 'cjs',
   legalComments: 'none',
+  // Minified, the bundle is half the text to read and to scan when a function is first compiled
+  // (715 KB -> 365 KB), and its code cache is smaller: ~7 ms of every start. Not keepNames: the
+  // name-preserving calls it adds cost more than that; no code here looks at a function's name.
+  minify: true,
   // Loaded on first use from node_modules, the package's dependencies: openpgp is large, and
   // serve's configuration and metrics libraries would add a third to the bundle every command
   // parses at start-up, for the two commands that use them (serve, status).

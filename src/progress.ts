@@ -55,6 +55,20 @@ export function bytesLeft(fd: number, from?: number): number | undefined {
   }
 }
 
+/**
+ * Whether fd is a terminal. Only a character device can be one, and fstat says so for the
+ * files and pipes stderr usually is without loading node:tty, which brings in net and the
+ * streams: ~5 ms of every start that needs to know.
+ */
+function isTerminal(fd: number): boolean {
+  try {
+    if (!fstatSync(fd).isCharacterDevice()) return false;
+  } catch {
+    return false;
+  }
+  return (process.getBuiltinModule('node:tty') as typeof import('node:tty')).isatty(fd);
+}
+
 export class Progress {
   private bytes = 0;
   private readonly start = Date.now();
@@ -71,9 +85,8 @@ export class Progress {
 
   /** A progress reporter, or undefined when none should be shown. `total`: the bytes expected, if known. */
   static start(label: string, total?: number): Progress | undefined {
-    if (quiet) return undefined;
-    const tty = process.getBuiltinModule('node:tty') as typeof import('node:tty');
-    return tty.isatty(2) ? new Progress(label, total) : undefined;
+    if (quiet || !isTerminal(2)) return undefined;
+    return new Progress(label, total);
   }
 
   add(n: number): void {
