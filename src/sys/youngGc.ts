@@ -9,11 +9,15 @@
 // A scavenge of a near-empty young generation takes ~0.03 ms here, so one every 4 MiB costs
 // ~10 ms per GiB and keeps the pile near 11 MB.
 //
-// V8 offers the call only behind --expose-gc; setting the flag at run time and fetching `gc`
-// from a new context is the way Jest does it. Should that ever stop working, this does nothing.
-// The same call turns off concurrent ArrayBuffer sweeping, so that a scavenge frees the buffers
-// itself instead of leaving that to a background thread, which lags when the CPUs are busy
-// (verified mode peaked at 88-93 MB with two CPU hogs running, 86-87 MB without that sweeping).
+// V8 offers the call only behind --expose-gc; setting the flag at run time, fetching `gc` from
+// a new context and unsetting the flag is the way Jest does it. Should that ever stop working,
+// this does nothing. The flag must not stay set: V8 checks a code cache against a hash of its
+// flags, --expose-gc is in that hash, and with it set every cache is rejected, Node's own
+// included: a worker started then compiled Node's internal modules from source (~40 ms more CPU
+// at each decode worker's start). Concurrent ArrayBuffer sweeping, not in the hash, is turned
+// off for good, so that a scavenge frees the buffers itself instead of leaving that to a
+// background thread, which lags when the CPUs are busy (verified mode peaked at 88-93 MB with
+// two CPU hogs running, 86-87 MB without that sweeping).
 const EVERY = 4 << 20;
 
 let gc: ((options: { type: 'minor' }) => void) | null | undefined;
@@ -37,7 +41,13 @@ export function collectIfDue(): void {
   if (gc === undefined) {
     try {
       setGcFlags();
-      gc = (process.getBuiltinModule('node:vm') as typeof import('node:vm')).runInNewContext('gc') as typeof gc;
+      const v8 = process.getBuiltinModule('node:v8') as typeof import('node:v8');
+      v8.setFlagsFromString('--expose-gc');
+      try {
+        gc = (process.getBuiltinModule('node:vm') as typeof import('node:vm')).runInNewContext('gc') as typeof gc;
+      } finally {
+        v8.setFlagsFromString('--no-expose-gc');
+      }
     } catch {
       gc = null;
     }
@@ -46,10 +56,11 @@ export function collectIfDue(): void {
 }
 
 /**
- * The V8 flags collectIfDue needs. A worker thread's heap takes them as they are when the
- * worker starts (set later, the ArrayBuffers of a decode worker were swept on a background
- * thread after all, and held ~20 MB more): call this before starting one.
+ * The V8 flag collectIfDue's scavenges need to free the buffers themselves. A worker thread's
+ * heap takes it as it is when the worker starts (set later, the ArrayBuffers of a decode worker
+ * were swept on a background thread after all, and held ~20 MB more): call this before
+ * starting one.
  */
 export function setGcFlags(): void {
-  (process.getBuiltinModule('node:v8') as typeof import('node:v8')).setFlagsFromString('--expose-gc --no-concurrent-array-buffer-sweeping');
+  (process.getBuiltinModule('node:v8') as typeof import('node:v8')).setFlagsFromString('--no-concurrent-array-buffer-sweeping');
 }
