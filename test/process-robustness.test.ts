@@ -810,8 +810,12 @@ describe('concurrency', () => {
     const env = { ...process.env, FSPOOL, Q: q, RECV: recv, LOG: log, N: String(N) };
     const loop = (tool: string, pause: string, max: number) =>
       `i=0; while [ $i -lt ${max} ] && [ "$(cat "$Q/nextseq")" -le "$N" ]; do ${tool} queue-process -q "$Q" -n 2 sh -- "$RECV" "$LOG" ${tool === 'fspl' ? 'fspl' : 'fspool'} 0.05; sleep ${pause}; i=$((i+1)); done`;
+    // fspl starts in ~2 ms, fspool in ~100 (more on a busy machine): until fspool has had a
+    // turn, fspl leaves the queue free long enough for fspool to start and take the lock, so
+    // that a slow start cannot let fspl take every job (the test is of taking turns safely).
+    const fsplPause = `$(if grep -q ' fspool' "$LOG" 2>/dev/null; then echo 0.03; else echo 0.5; fi)`;
     const a = bg('sh', ['-c', loop('"$FSPOOL"', '0.01', 100)], { env });
-    const b = bg('sh', ['-c', loop('fspl', '0.03', 600)], { env });
+    const b = bg('sh', ['-c', loop('fspl', fsplPause, 600)], { env });
     const [ra] = await within(Promise.all([a.done, b.done]), 60_000, 'the two processing loops');
     // fspool may only ever complain about the lock.
     for (const line of ra!.stderr.split('\n').filter((x) => /ERROR|Error/.test(x))) expect(line).toMatch(/lock/i);
