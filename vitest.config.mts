@@ -16,11 +16,7 @@ export default defineConfig({
     env: { NODE_EXTRA_CA_CERTS: '' },
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    // Two cores, but the tests also wait (on receivers that sleep, on a watch's pause, on a
-    // progress line's first second): a third worker uses that time. On this project's 2-core
-    // machine the default run took 302 s with three, 321 s with two. The long run (CI's) keeps
-    // two: its soaks and stress tests are the ones a busier machine would make flaky, and it
-    // has time.
-    maxWorkers: long ? 2 : 3,
+    // Two cores: more workers only make timing-sensitive process tests slower.
+    maxWorkers: 2,
   },
 });
