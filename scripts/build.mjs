@@ -54,15 +54,14 @@ const options = {
   plugins: [lazyStringWidth, noArgsert],
   logLevel: 'warning',
   define: {
-    // Computed when first read, not at every start: pathToFileURL is ~0.5 ms.
-    'import.meta.url': 'import_meta.url',
+    'import.meta.url': 'import_meta_url',
     FSPOOL_VERSION: JSON.stringify(version),
     FSPOOL_LICENSE: JSON.stringify(license),
     // yargs reads process.stdout.columns when it is imported, which creates the stdout
     // stream; fspool writes fd 1 directly and must not touch process.stdout at all.
     'process.stdout.columns': 'undefined',
   },
-  banner: { js: "const import_meta = { get url() { return require('node:url').pathToFileURL(__filename).href; } };" },
+  banner: { js: "const import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
 };
 const result = await build({ ...options, write: false, metafile: true, entryPoints: ['src/cli/entry.ts'] });
 // The decode worker the CLI starts (src/codec/decodeThread.ts), bundled on its own: a thread
