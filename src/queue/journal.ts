@@ -194,6 +194,10 @@ export class Journal {
    * 'unrecorded', not a crash.
    */
   closeAbandoned(completed: (r: RunRow) => boolean, now = Date.now()): { crashed: RunRow[]; unrecorded: RunRow[] } {
+    // Almost always there are none: a read says so without taking the write lock.
+    if (this.state?.read((tx) => tx.stmt("SELECT 1 FROM runs WHERE outcome = 'running' LIMIT 1").get()) === undefined) {
+      return { crashed: [], unrecorded: [] };
+    }
     return (
       this.state?.write((tx) => {
         const rows = (tx.stmt("SELECT * FROM runs WHERE outcome = 'running' ORDER BY id").all() as RawRow[]).map(toRow);
