@@ -188,6 +188,10 @@ function writeErr(s: string): void {
  * refusing. Params after `--` are bytes and pass through exactly.
  */
 function refuseNonUtf8(args: string[]): void {
+  // Node turns each invalid byte into U+FFFD: with none in sight, every option was valid UTF-8,
+  // and /proc/self/cmdline need not be read.
+  const last = args.indexOf('--');
+  if (!(last < 0 ? args : args.slice(0, last)).some((a) => a.includes('\uFFFD'))) return;
   const raw = rawArgs(args);
   if (!raw) return;
   const end = raw.findIndex((b) => b.toString('latin1') === '--');
