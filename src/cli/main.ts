@@ -134,13 +134,18 @@ async function explained(e: unknown, args: string[]): Promise<unknown> {
   return new UsageError(explainUsage(args, await helpModel()) ?? e.message);
 }
 
+/** The arguments before `--`: fspool's own; what follows is the command's. */
+function options(args: string[]): string[] {
+  const end = args.indexOf('--');
+  return end < 0 ? args : args.slice(0, end);
+}
+
 /**
  * `-h`/`--help` anywhere before `--`: help for the subcommand named, shown before yargs
  * parses, so that a missing required option does not stand in its way.
  */
 function helpAsked(args: string[]): boolean {
-  const end = args.indexOf('--');
-  return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--help' || a === '-h');
+  return options(args).some((a) => a === '--help' || a === '-h');
 }
 
 function exitWith(e: unknown, args: string[]): never {
@@ -170,8 +175,7 @@ function completions(items: string[], current: string): string[] {
 }
 
 function nagios(args: string[]): boolean {
-  const end = args.indexOf('--');
-  return (end < 0 ? args : args.slice(0, end)).includes('--nagios');
+  return options(args).includes('--nagios');
 }
 
 function writeErr(s: string): void {
@@ -190,8 +194,7 @@ function writeErr(s: string): void {
 function refuseNonUtf8(args: string[]): void {
   // Node turns each invalid byte into U+FFFD: with none in sight, every option was valid UTF-8,
   // and /proc/self/cmdline need not be read.
-  const last = args.indexOf('--');
-  if (!(last < 0 ? args : args.slice(0, last)).some((a) => a.includes('\uFFFD'))) return;
+  if (!options(args).some((a) => a.includes('\uFFFD'))) return;
   const raw = rawArgs(args);
   if (!raw) return;
   const end = raw.findIndex((b) => b.toString('latin1') === '--');
