@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { defineConfig } from 'vitest/config';
 
 // `npm test` runs test/*.test.ts, which must take at most five minutes on two cores.
@@ -7,6 +8,11 @@ import { defineConfig } from 'vitest/config';
 const long = process.env.FSPOOL_LONG === '1';
 
 export default defineConfig({
+  // What the build puts in the bundle (scripts/build.mjs), for the tests that load src/cli/main.ts.
+  define: {
+    FSPOOL_VERSION: JSON.stringify(JSON.parse(readFileSync('package.json', 'utf8')).version),
+    FSPOOL_LICENSE: JSON.stringify(readFileSync('LICENSE', 'utf8')),
+  },
   test: {
     include: long ? ['test/*.test.ts', 'test/long/*.test.ts'] : ['test/*.test.ts'],
     pool: 'forks',

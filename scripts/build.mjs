@@ -102,10 +102,12 @@ const notices = [...carried].sort().map((dir) => {
 });
 writeFileSync('dist/THIRD-PARTY-NOTICES', `fspool's package carries code from these projects, under their licenses.\n\n${notices.join('\n')}`);
 
-// The V8 code cache bin/fspool loads: written after a run through yargs' set-up and parse,
-// which every command shares, so the functions it compiled lazily are in the cache too.
+// The V8 code cache bin/fspool loads, written after the run package.json names: a plain
+// prepare, which reads and writes nothing. What every command runs first (start-up, the quick
+// parser, logging, exit) is then in it, compiled; each command's own code compiles lazily. A
+// cache of more costs every start more to deserialize than it saves the one command that uses it.
 for (const f of readdirSync('dist')) if (f.endsWith('.cache')) rmSync(join('dist', f));
-execFileSync(process.execPath, ['bin/fspool', '--version'], {
+execFileSync(process.execPath, ['bin/fspool', ...pkg.fspool.codeCacheRun], {
   env: { ...process.env, FSPOOL_WRITE_CODE_CACHE: '1' },
   stdio: ['ignore', 'ignore', 'inherit'],
 });

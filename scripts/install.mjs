@@ -90,7 +90,7 @@ if (missing.length > 0) {
 
 // The V8 code cache bin/fspool loads, for this Node: the package's was made by the Node that
 // packed it, and V8 rejects a cache from another version (then the bundle is compiled at every
-// start). In a clone, the build writes it.
+// start). In a clone, the build writes it, after the same run.
 if (existsSync('prebuilds')) {
-  spawnSync(process.execPath, ['bin/fspool', '--version'], { env: { ...process.env, FSPOOL_WRITE_CODE_CACHE: '1' }, stdio: 'ignore' });
+  spawnSync(process.execPath, ['bin/fspool', ...pkg.fspool.codeCacheRun], { env: { ...process.env, FSPOOL_WRITE_CODE_CACHE: '1' }, stdio: 'ignore' });
 }

@@ -5,10 +5,9 @@
 // and shows neither value names nor required options in usage lines.
 //
 // The same model (helpModel) is what a man page is generated from.
-import type { Argv } from 'yargs';
 import wrapAnsi from 'wrap-ansi';
 import { native } from '../sys/native.js';
-import type { OptionDef, PositionalDef, Subcommand } from './options.js';
+import { Declared, type OptionDef, type PositionalDef, type Subcommand } from './options.js';
 
 export interface OptionHelp {
   key: string;
@@ -50,28 +49,6 @@ export interface ProgramHelp {
 
 export const SCRIPT = 'fspool';
 
-/** What a builder declares, kept as given (yargs would drop help's own fields). */
-class Recorder {
-  readonly options: Array<[string, OptionDef]> = [];
-  readonly positionals: Array<[string, PositionalDef]> = [];
-  readonly examples: Example[] = [];
-
-  option(key: string, o: OptionDef): this {
-    this.options.push([key, o]);
-    return this;
-  }
-
-  positional(key: string, o: PositionalDef): this {
-    this.positionals.push([key, o]);
-    return this;
-  }
-
-  example(command: string, describe: string): this {
-    this.examples.push({ command: command.replace(/\$0/g, SCRIPT), describe });
-    return this;
-  }
-}
-
 function optionHelp(key: string, o: OptionDef | PositionalDef, positional: boolean): OptionHelp {
   const alias = o.alias === undefined ? [] : Array.isArray(o.alias) ? o.alias : [o.alias];
   const type = 'helpType' in o && o.helpType === 'number' ? 'number' : o.type === 'boolean' ? 'boolean' : o.type === 'number' ? 'number' : 'string';
@@ -100,8 +77,7 @@ function spelling(o: OptionHelp): string {
 export type HelpSource = Pick<Subcommand<any>, 'command' | 'describe' | 'builder' | 'params'>;
 
 export function commandHelp(mod: HelpSource): CommandHelp {
-  const r = new Recorder();
-  if (typeof mod.builder === 'function') mod.builder(r as unknown as Argv<never>);
+  const r = Declared.of(mod);
   const command = Array.isArray(mod.command) ? mod.command[0]! : String(mod.command);
   const name = command.split(' ')[0]!;
   // Required options first: they are the ones every use needs.
@@ -114,7 +90,7 @@ export function commandHelp(mod: HelpSource): CommandHelp {
     ...positionals.map((p) => (p.required ? p.value! : `[${p.value}]`)),
     ...(mod.params ? [`[-- ${mod.params}]`] : []),
   ].join(' ');
-  return { name, describe: typeof mod.describe === 'string' ? mod.describe : '', usage, positionals, options, examples: r.examples };
+  return { name, describe: typeof mod.describe === 'string' ? mod.describe : '', usage, positionals, options, examples: r.examples.map((e) => ({ command: e.command.replace(/\$0/g, SCRIPT), describe: e.describe })) };
 }
 
 export function programHelp(p: { describe: string; epilog: string; commands: HelpSource[]; globals: Record<string, OptionDef> }): ProgramHelp {

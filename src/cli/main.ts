@@ -1,5 +1,5 @@
 // fspool's command line: fspl 1.2's subcommands, flags and exit codes (spec/exit-codes.md).
-import yargs, { type MiddlewareFunction } from 'yargs';
+import type { Argv, MiddlewareFunction } from 'yargs';
 import { describe, FspoolError, UsageError } from '../errors.js';
 import { type Level, LEVELS, log, printable, setLogLevel } from '../log.js';
 import { PacketError } from '../packet/codec.js';
@@ -19,6 +19,7 @@ import { serve, status } from './commands/serve.js';
 import { stdinInfo, stdinPayload } from './commands/stdin.js';
 import type { HelpSource, ProgramHelp } from './help.js';
 import { choiceOption, type OptionDef, type Subcommand } from './options.js';
+import { quickParse } from './quickParse.js';
 
 declare const FSPOOL_VERSION: string;
 
@@ -38,7 +39,7 @@ const DESCRIBE = 'Sequential, distributed, POSIX-style job queue processing (Fil
 const EPILOG = 'Exit status: 0 success or nothing to do; 1 error; 2 usage error; 128+N interrupted by signal N; queue-status and status: 3 stalled, 4 failing (--nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).';
 
 /** Options every subcommand takes. */
-const GLOBALS = {
+export const GLOBALS = {
   'log-level': choiceOption('log-level', LEVELS, {
     alias: 'l',
     global: true,
@@ -216,6 +217,41 @@ export async function main(args: string[]): Promise<void> {
   } catch (e) {
     exitWith(e, args);
   }
+  const quick = quickParsed(args);
+  try {
+    if (quick) {
+      started(quick.argv);
+      await quick.command.handler(quick.argv);
+    } else {
+      await (await program(args, COMMANDS as Subcommand<any>[])).parseAsync();
+    }
+  } catch (e) {
+    exitWith(await explained(e, args), args);
+  }
+  log.trace('done');
+  process.exit(process.exitCode ?? 0);
+}
+
+/** The command line parsed without yargs, when it can be (src/cli/quickParse.ts). */
+export function quickParsed(args: string[]) {
+  return quickParse(args, COMMANDS as Subcommand<any>[], { 'log-level': GLOBALS['log-level'], quiet: GLOBALS.quiet });
+}
+
+/** What every command does first with its parsed options. */
+function started(a: Record<string, unknown>): void {
+  for (const [k, v] of Object.entries(a)) {
+    if (Array.isArray(v) && !REPEATABLE.has(k)) throw new UsageError(`--${k} was given more than once`);
+  }
+  setLogLevel(a['log-level'] as Level);
+  setQuiet(a.quiet === true);
+}
+
+/**
+ * fspool's command line as yargs parses it: what quickParse does not read, and the reference it
+ * is tested against. yargs is loaded only then.
+ */
+export async function program(args: string[], commands: Subcommand<any>[]): Promise<Argv> {
+  const { default: yargs } = await import('yargs');
   const cli = yargs(args)
     .scriptName('fspool')
     .parserConfiguration({
@@ -238,11 +274,7 @@ export async function main(args: string[]): Promise<void> {
       // its start-up time. (Internal API: if it goes away, this only stops saving the time.)
       const usage = (y as unknown as { getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: unknown } } }).getInternalMethods?.().getUsageInstance?.();
       if (usage && typeof usage.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => {};
-      for (const [k, v] of Object.entries(a)) {
-        if (Array.isArray(v) && !REPEATABLE.has(k)) throw new UsageError(`--${k} was given more than once`);
-      }
-      setLogLevel(a['log-level'] as Level);
-      setQuiet(a.quiet === true);
+      started(a);
     }) as unknown as MiddlewareFunction)
     .completion('completion', completion.describe as string, ((current: string, _argv: unknown, complete: (done: (err: unknown, items: string[]) => void) => void, done: (items: string[]) => void) =>
       complete((_err, items) => done(completions(items, current)))) as never)
@@ -260,12 +292,7 @@ export async function main(args: string[]): Promise<void> {
       if (err && err.name !== 'YError') throw err;
       throw new ParseError((msg ?? err?.message ?? 'invalid command line').replace(/^Error: /, ''));
     });
-  for (const c of COMMANDS) if (c !== completion) cli.command(c as Subcommand);
-  try {
-    await cli.parseAsync();
-  } catch (e) {
-    exitWith(await explained(e, args), args);
-  }
-  log.trace('done');
-  process.exit(process.exitCode ?? 0);
+  // yargs' own completion command is declared above; the list's entry is for help.
+  for (const c of commands) if (typeof c.handler === 'function') cli.command(c);
+  return cli;
 }

@@ -26,6 +26,39 @@ export interface PositionalDef extends PositionalOptions {
 /** A subcommand: yargs' module, and what its usage line ends with (`[-- PARAMS...]`). */
 export type Subcommand<T = object> = CommandModule<object, T> & { params?: string };
 
+/**
+ * What a subcommand's builder declares, kept as given (yargs would drop help's own fields):
+ * what help, the man page and the quick parser (src/cli/quickParse.ts) read. Builders declare
+ * options, positionals and examples, and nothing else.
+ */
+export class Declared {
+  readonly options: Array<[string, OptionDef]> = [];
+  readonly positionals: Array<[string, PositionalDef]> = [];
+  /** As written, with `$0` for the program's name. */
+  readonly examples: Array<{ command: string; describe: string }> = [];
+
+  static of(mod: Pick<Subcommand<any>, 'builder'>): Declared {
+    const d = new Declared();
+    if (typeof mod.builder === 'function') mod.builder(d as unknown as Argv<never>);
+    return d;
+  }
+
+  option(key: string, o: OptionDef): this {
+    this.options.push([key, o]);
+    return this;
+  }
+
+  positional(key: string, o: PositionalDef): this {
+    this.positionals.push([key, o]);
+    return this;
+  }
+
+  example(command: string, describe: string): this {
+    this.examples.push({ command, describe });
+    return this;
+  }
+}
+
 export function u64(what: string) {
   return (v: unknown): bigint => {
     const n = parseU64(String(v));

@@ -1,0 +1,127 @@
+// The command lines fspool runs most (from scripts, cron, the transports' hooks) are plain: a
+// subcommand, then `--long VALUE`, `--long=VALUE`, `-x VALUE`, flags, its positionals and `--`.
+// Setting yargs up and parsing with it is ~11 ms of CPU at every start (bench/README.md, "Cold
+// start"), a sixth of Node's own start. Such a command line is parsed here, from the same
+// definitions yargs is given; anything else (help, completion, a mistake to explain, a spelling
+// yargs allows but this does not read: `-qDIR`, `--no-x`, grouped flags) goes to yargs, which
+// remains the one that says what is wrong with a command line.
+//
+// The rule this keeps: whatever is parsed here is parsed exactly as yargs parses it, or not at
+// all. test/quick-parse.test.ts checks it on generated command lines, against yargs itself.
+import type { ArgumentsCamelCase } from 'yargs';
+import { Declared, type OptionDef, type Subcommand } from './options.js';
+
+export interface QuickParse {
+  command: Subcommand<Record<string, unknown>>;
+  argv: ArgumentsCamelCase<Record<string, unknown>>;
+}
+
+/** A word that is an option, not a value: `-x`, `--x`; `-` alone is stdin's name, a value. */
+const optionLike = (w: string): boolean => w.length > 1 && w.startsWith('-');
+
+/**
+ * `args` parsed as yargs would parse them (fspool's parser configuration, src/cli/main.ts), or
+ * undefined when yargs must: anything yargs would refuse, or that this does not read.
+ */
+export function quickParse(args: string[], commands: readonly Subcommand<any>[], globals: Record<string, OptionDef>): QuickParse | undefined {
+  // The subcommand: the first word, or the first after global options (`-l debug queue-ls`).
+  let at = 0;
+  while (at < args.length && optionLike(args[at]!)) {
+    const [w, value] = args[at]!.split(/=(.*)/s);
+    const o = Object.entries(globals).find(([k, g]) => w === `--${k}` || (g.alias !== undefined && w === `-${g.alias}`))?.[1];
+    if (o === undefined) return undefined;
+    at += o.type === 'boolean' || value !== undefined ? 1 : 2;
+  }
+  const name = args[at];
+  const command = commands.find((c) => String(c.command).split(' ')[0] === name);
+  if (command === undefined || typeof command.handler !== 'function') return undefined;
+  const declared = Declared.of(command);
+  // Positionals, in order: only optional ones (`[id]`), as every subcommand has them.
+  const slots = String(command.command).split(' ').slice(1);
+  if (!slots.every((s) => /^\[[a-z]+\]$/.test(s))) return undefined;
+  const positionals = new Map(declared.positionals);
+
+  const options = new Map<string, OptionDef>(Object.entries(globals));
+  for (const [k, o] of declared.options) options.set(k, o);
+  const long = new Map<string, string>();
+  const short = new Map<string, string>();
+  for (const [k, o] of options) {
+    long.set(k, k);
+    for (const a of [o.alias ?? []].flat()) (a.length === 1 ? short : long).set(a, k);
+  }
+
+  const given = new Map<string, string[]>();
+  const words: string[] = [];
+  const end = args.indexOf('--');
+  const mine = (end < 0 ? args : args.slice(0, end)).filter((_, n) => n !== at);
+  for (let i = 0; i < mine.length; i++) {
+    const w = mine[i]!;
+    if (!optionLike(w)) {
+      if (w === '-') return undefined;
+      words.push(w);
+      continue;
+    }
+    const eq = w.indexOf('=');
+    const spelled = w.startsWith('--') ? w.slice(2, eq < 0 ? undefined : eq) : w.slice(1);
+    const key = w.startsWith('--') ? long.get(spelled) : eq === 2 || (eq < 0 && spelled.length === 1) ? short.get(spelled[0]!) : undefined;
+    if (key === undefined) return undefined;
+    const o = options.get(key)!;
+    let value: string;
+    if (o.type === 'boolean') {
+      if (eq >= 0) return undefined;
+      value = 'true';
+    } else if (eq >= 0) {
+      value = w.slice(eq + 1);
+    } else {
+      const next = mine[i + 1];
+      // yargs takes no word starting with `-` as the value of an option with `nargs`, `-` included.
+      if (next === undefined || optionLike(next) || (o.nargs !== undefined && next.startsWith('-'))) {
+        // An option whose value may be left out (`--zstd`) has the empty string.
+        if (o.requiresArg || o.nargs !== undefined) return undefined;
+        value = '';
+      } else {
+        value = next;
+        i++;
+      }
+    }
+    const seen = given.get(key);
+    // yargs refuses no repeated flag; a repeated option with a value becomes an array, which
+    // fspool refuses (src/cli/main.ts) unless the option is repeatable.
+    if (seen && !o.array && o.type !== 'boolean') return undefined;
+    given.set(key, [...(seen ?? []), value]);
+  }
+  if (words.length > slots.length) return undefined;
+
+  const argv: QuickParse['argv'] = { _: [name!], $0: 'fspool' };
+  // As yargs does: `--` only when something follows it.
+  if (end >= 0 && end < args.length - 1) argv['--'] = args.slice(end + 1);
+  try {
+    for (const [k, o] of options) {
+      const values = given.get(k);
+      let v: unknown;
+      if (values === undefined) {
+        if (o.demandOption) return undefined;
+        if (o.default === undefined) continue;
+        v = o.default;
+      } else {
+        v = o.type === 'boolean' ? true : o.array ? values : values[0];
+      }
+      if (o.coerce) v = o.coerce(v);
+      if (o.choices && !(o.choices as unknown[]).includes(v)) return undefined;
+      argv[k] = v;
+    }
+    slots.forEach((slot, n) => {
+      const key = slot.slice(1, -1);
+      const p = positionals.get(key);
+      if (n >= words.length) return;
+      let v: unknown = words[n];
+      if (p?.coerce) v = p.coerce(v);
+      if (p?.choices && !(p.choices as unknown[]).includes(v)) throw new Error('not a choice');
+      argv[key] = v;
+    });
+  } catch {
+    // A value its coerce function refuses: yargs says so, in its way.
+    return undefined;
+  }
+  return { command: command as QuickParse['command'], argv };
+}
