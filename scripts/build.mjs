@@ -4,30 +4,10 @@ import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import Module from 'node:module';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 const license = readFileSync(new URL('../LICENSE', import.meta.url), 'utf8');
-
-// string-width compiles Unicode-property regular expressions when its modules are evaluated,
-// ~10 ms of start-up, and yargs and cliui need it only to lay out help text: their imports of it
-// go to src/cli/string-width-lazy.ts, which requires the real one (resolved as usual) on first use.
-const lazyStringWidth = {
-  name: 'lazy-string-width',
-  setup(b) {
-    const lazy = resolve('src/cli/string-width-lazy.ts');
-    b.onResolve({ filter: /^string-width$/ }, (a) => (a.importer === lazy ? undefined : { path: lazy }));
-  },
-};
-
-// yargs checks the arguments of its own API calls (src/cli/argsert-lite.ts says why not here).
-const noArgsert = {
-  name: 'no-argsert',
-  setup(b) {
-    const lite = resolve('src/cli/argsert-lite.ts');
-    b.onResolve({ filter: /^\.\/argsert\.js$/ }, (a) => (/node_modules\/yargs\//.test(a.importer) ? { path: lite } : undefined));
-  },
-};
 
 const options = {
   outfile: 'dist/fspool.cjs',
@@ -46,12 +26,7 @@ const options = {
   // better-sqlite3's JavaScript is bundled, evaluated on first use; its addon and zstd-napi's
   // are found by src/sys/native.ts.
   external: ['openpgp', 'smol-toml', 'valibot', 'prom-client'],
-  alias: {
-    bindings: './src/sys/bindings.cjs',
-    // yargs uses two functions of node:assert; loading it costs ~10 ms of start-up.
-    assert: './src/cli/assert-lite.ts',
-  },
-  plugins: [lazyStringWidth, noArgsert],
+  alias: { bindings: './src/sys/bindings.cjs' },
   logLevel: 'warning',
   define: {
     'import.meta.url': 'import_meta_url',

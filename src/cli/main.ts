@@ -268,14 +268,7 @@ export async function program(args: string[], commands: Subcommand<any>[]): Prom
     })
     .option('log-level', GLOBALS['log-level'])
     .option('quiet', GLOBALS.quiet)
-    .middleware(((a: Record<string, unknown>, y: unknown) => {
-      // yargs renders the whole help text after starting every command, to show it if the
-      // command fails; fspool never shows help on failure, and the rendering is a sixth of
-      // its start-up time. (Internal API: if it goes away, this only stops saving the time.)
-      const usage = (y as unknown as { getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: unknown } } }).getInternalMethods?.().getUsageInstance?.();
-      if (usage && typeof usage.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => {};
-      started(a);
-    }) as unknown as MiddlewareFunction)
+    .middleware(started as unknown as MiddlewareFunction)
     .completion('completion', completion.describe as string, ((current: string, _argv: unknown, complete: (done: (err: unknown, items: string[]) => void) => void, done: (items: string[]) => void) =>
       complete((_err, items) => done(completions(items, current)))) as never)
     .demandCommand(1, 'a subcommand is required; `fspool --help` lists them')
