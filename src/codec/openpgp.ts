@@ -89,7 +89,9 @@ async function openBinary(pgp: OpenPGP, material: DecryptionMaterial, src: Async
       throw new OpenPGPError(`cannot decrypt OpenPGP packet: ${message(e)}`);
     }
     if (opened.kind === 'plaintext') {
-      const plaintext = tampered(opened.plaintext);
+      // A wrong session key (a passphrase has no check to fail) decrypts to garbage that now and
+      // then begins like a literal data packet: then it is the rest that fails, here.
+      const plaintext = tampered(opened.plaintext, 'OpenPGP packet is corrupt or was tampered with, or a wrong key or passphrase decrypted it');
       if (opened.literal) return { plaintext, signatures: opened.signatures, atOnce: true };
       // Compressed inside, say: openpgp.js reads the decrypted message. Garbage there is what a
       // wrong key makes (the prefix's check bytes are not used to say so: src/codec/seipd.ts).
@@ -140,12 +142,12 @@ function requireKeys(material: DecryptionMaterial): void {
 }
 
 /** A failure while reading the plaintext means the packet is damaged; say so. */
-async function* tampered(src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+async function* tampered(src: AsyncIterable<Buffer>, what = 'OpenPGP packet is corrupt or was tampered with'): AsyncGenerator<Buffer> {
   try {
     yield* src;
   } catch (e) {
     if (e instanceof OpenPGPError) throw e;
-    throw new OpenPGPError(`OpenPGP packet is corrupt or was tampered with: ${message(e)}`);
+    throw new OpenPGPError(`${what}: ${message(e)}`);
   }
 }
 
