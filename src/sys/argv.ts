@@ -30,7 +30,9 @@ export { isUtf8 } from 'node:buffer';
 
 /** The raw bytes of `tail`, which must be the last arguments of our command line (params after `--`). */
 export function rawTail(args: string[], tail: string[]): Buffer[] {
-  const raw = rawArgs(args);
-  if (!raw || tail.length === 0) return tail.map((t) => Buffer.from(t));
+  // Bytes that were valid UTF-8 are given back exactly by encoding what Node decoded: only an
+  // argument with U+FFFD in it may have been something else, and only then is /proc read.
+  const raw = tail.some((t) => t.includes('\uFFFD')) ? rawArgs(args) : undefined;
+  if (!raw) return tail.map((t) => Buffer.from(t));
   return raw.slice(raw.length - tail.length);
 }
