@@ -10,7 +10,6 @@ import { LONG } from './helpers/queue.js';
 
 const seed = process.env.FSPOOL_PROP_SEED ? Number(process.env.FSPOOL_PROP_SEED) : undefined;
 
-
 /** The commands yargs runs, with handlers that keep what they are given instead of running. */
 function capturing(): { commands: Subcommand<any>[]; got: () => unknown } {
   let argv: unknown;

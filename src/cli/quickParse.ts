@@ -1,7 +1,7 @@
 // The command lines fspool runs most (from scripts, cron, the transports' hooks) are plain: a
 // subcommand, then `--long VALUE`, `--long=VALUE`, `-x VALUE`, flags, its positionals and `--`.
-// Setting yargs up and parsing with it is ~11 ms of CPU at every start (bench/README.md, "Cold
-// start"), a sixth of Node's own start. Such a command line is parsed here, from the same
+// Loading yargs, setting it up and parsing with it is 10-20 ms of CPU at every start
+// (bench/README.md, "Cold start"), a sixth to a third of Node's own start. Such a command line is parsed here, from the same
 // definitions yargs is given; anything else (help, completion, a mistake to explain, a spelling
 // yargs allows but this does not read: `-qDIR`, `--no-x`, grouped flags) goes to yargs, which
 // remains the one that says what is wrong with a command line.
@@ -110,15 +110,13 @@ export function quickParse(args: string[], commands: readonly Subcommand<any>[],
       if (o.choices && !(o.choices as unknown[]).includes(v)) return undefined;
       argv[k] = v;
     }
-    slots.forEach((slot, n) => {
-      const key = slot.slice(1, -1);
+    for (const [n, word] of words.entries()) {
+      const key = slots[n]!.slice(1, -1);
       const p = positionals.get(key);
-      if (n >= words.length) return;
-      let v: unknown = words[n];
-      if (p?.coerce) v = p.coerce(v);
-      if (p?.choices && !(p.choices as unknown[]).includes(v)) throw new Error('not a choice');
+      const v = p?.coerce ? p.coerce(word) : word;
+      if (p?.choices && !(p.choices as unknown[]).includes(v)) return undefined;
       argv[key] = v;
-    });
+    }
   } catch {
     // A value its coerce function refuses: yargs says so, in its way.
     return undefined;
