@@ -3,7 +3,7 @@
 // yargs gives the command's handler, and whatever yargs refuses the quick parser must leave to
 // it. FSPOOL_PROP_SEED replays a failure fast-check reports.
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { COMMANDS, GLOBALS, program, quickParsed } from '../src/cli/main.js';
 import { Declared, type Subcommand } from '../src/cli/options.js';
 import { LONG } from './helpers/queue.js';
@@ -22,11 +22,15 @@ function capturing(): { commands: Subcommand<any>[]; got: () => unknown } {
 /** yargs' verdict: the handler's argv, or that it refused. */
 async function byYargs(args: string[]): Promise<{ argv: Record<string, unknown> } | { refused: string }> {
   const { commands, got } = capturing();
+  // yargs prints the version for --version (and runs no command): not into the test's output.
+  const quiet = vi.spyOn(console, 'log').mockImplementation(() => {});
   try {
     const cli = await program(args, commands);
     await cli.exitProcess(false).parseAsync();
   } catch (e) {
     return { refused: (e as Error).message };
+  } finally {
+    quiet.mockRestore();
   }
   const argv = got() as Record<string, unknown> | undefined;
   return argv ? { argv } : { refused: 'no handler ran' };
