@@ -7,9 +7,12 @@
  * OpenSSL is Node's own (its symbols are exported to addons): no library of ours to link.
  *
  *   ctx = cfbNew(cipher, key)      cipher: 128, 192 or 256
- *   cfbDecrypt(ctx, ct, prev, pt) -> Promise<void>
- *       pt[i] = E(C[i-1]) ^ C[i] for the whole blocks of ct, with C[-1] = prev (16 bytes: the
- *       previous ciphertext block, or 16 zero bytes at the start); pt has ct's length. SHA-1
+ *   cfbDecrypt(ctx, cts, prev, pt) -> Promise<void>
+ *       cts: the ciphertext, in pieces of whole blocks (where they lie in the reads: between
+ *       the SEIPD packet's parts); pt, as long as all of them, gets their plaintext:
+ *       pt[i] = E(C[i-1]) ^ C[i], with C[-1] = prev (16 bytes: the previous ciphertext block,
+ *       or 16 zero bytes at the start). One pool job for all the pieces of a read: a job is a
+ *       hand-over to another thread and back, which costs more than the AES of a part. SHA-1
  *       runs over all plaintext but its last 20 bytes so far (held back: the end of the stream
  *       is the MDC's hash, which is not hashed). Calls on one ctx must not overlap.
  *   cfbFinal(ctx, rest, prev) -> Buffer   the plaintext of a last, incomplete block (rest:
@@ -20,6 +23,7 @@
  * CFB decryption is P[i] = E(C[i-1]) ^ C[i], so the whole chunk is one ECB call (pipelined
  * AES-NI, several times faster than OpenSSL's block-at-a-time CFB), then one XOR pass.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,11 +39,17 @@ typedef struct {
 } Cfb;
 
 typedef struct {
+  const uint8_t *p;
+  size_t len;
+} Piece;
+
+typedef struct {
   napi_async_work work;
   napi_deferred deferred;
-  napi_ref ctx_ref, ct_ref, pt_ref;
+  napi_ref ctx_ref, cts_ref, pt_ref;
   Cfb *cfb;
-  const uint8_t *ct;
+  Piece *cts;
+  uint32_t n;
   uint8_t *pt;
   size_t len;
   uint8_t prev[16];
@@ -113,28 +123,37 @@ static int hash_held_back(Cfb *c, const uint8_t *p, size_t len) {
   return 1;
 }
 
+/* The plaintext of one piece `ct` into `pt`, after the ciphertext block `prev`. */
+static int decrypt_piece(Cfb *c, const uint8_t *prev, const uint8_t *ct, uint8_t *pt, size_t len) {
+  /* E(prev), then E(C[0]) .. E(C[n-2]) into pt, shifted by a block: pt[i] = E(C[i-1]). */
+  uint8_t first[16];
+  if (!ecb(c, prev, first, 16)) return 0;
+  if (len > 16 && !ecb(c, ct, pt + 16, len - 16)) return 0;
+  memcpy(pt, first, 16);
+  /* pt ^= ct, 8 bytes at a time (memcpy compiles to plain loads and stores). */
+  for (size_t i = 0; i < len; i += 8) {
+    uint64_t a, b;
+    memcpy(&a, pt + i, 8);
+    memcpy(&b, ct + i, 8);
+    a ^= b;
+    memcpy(pt + i, &a, 8);
+  }
+  return 1;
+}
+
 static void execute(napi_env env, void *data) {
   (void)env;
   Job *j = data;
   Cfb *c = j->cfb;
-  /* E(prev), then E(C[0]) .. E(C[n-2]) into pt, shifted by a block: pt[i] = E(C[i-1]). */
-  uint8_t first[16];
-  if (!ecb(c, j->prev, first, 16)) {
-    j->failed = 1;
-    return;
-  }
-  if (j->len > 16 && !ecb(c, j->ct, j->pt + 16, j->len - 16)) {
-    j->failed = 1;
-    return;
-  }
-  memcpy(j->pt, first, 16);
-  /* pt ^= ct, 8 bytes at a time (memcpy compiles to plain loads and stores). */
-  for (size_t i = 0; i < j->len; i += 8) {
-    uint64_t a, b;
-    memcpy(&a, j->pt + i, 8);
-    memcpy(&b, j->ct + i, 8);
-    a ^= b;
-    memcpy(j->pt + i, &a, 8);
+  const uint8_t *prev = j->prev;
+  uint8_t *pt = j->pt;
+  for (uint32_t k = 0; k < j->n; k++) {
+    if (!decrypt_piece(c, prev, j->cts[k].p, pt, j->cts[k].len)) {
+      j->failed = 1;
+      return;
+    }
+    prev = j->cts[k].p + j->cts[k].len - 16;
+    pt += j->cts[k].len;
   }
   if (!hash_held_back(c, j->pt, j->len)) j->failed = 1;
 }
@@ -153,35 +172,60 @@ static void complete(napi_env env, napi_status status, void *data) {
     napi_resolve_deferred(env, j->deferred, undef);
   }
   napi_delete_reference(env, j->ctx_ref);
-  napi_delete_reference(env, j->ct_ref);
+  napi_delete_reference(env, j->cts_ref);
   napi_delete_reference(env, j->pt_ref);
   napi_delete_async_work(env, j->work);
+  free(j->cts);
   free(j);
 }
 
-/* cfbDecrypt(ctx, ct, prev, pt) -> Promise */
+/* cfbDecrypt(ctx, cts, prev, pt) -> Promise */
 static napi_value js_cfb_decrypt(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4], promise, name;
   Cfb *c;
-  uint8_t *ct, *prev, *pt;
-  size_t ct_len, prev_len, pt_len;
+  uint8_t *prev, *pt;
+  size_t prev_len, pt_len;
+  uint32_t n = 0;
+  bool is_array = false;
+  const char *usage = "cfbDecrypt(ctx, cts, prev, pt): pieces of whole blocks, a 16-byte prev, pt as long as the pieces";
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 4 || napi_get_value_external(env, argv[0], (void **)&c) != napi_ok || napi_get_buffer_info(env, argv[1], (void **)&ct, &ct_len) != napi_ok ||
-      napi_get_buffer_info(env, argv[2], (void **)&prev, &prev_len) != napi_ok || napi_get_buffer_info(env, argv[3], (void **)&pt, &pt_len) != napi_ok ||
-      prev_len != 16 || ct_len % 16 != 0 || ct_len == 0 || pt_len != ct_len)
-    return fail(env, "cfbDecrypt(ctx, ct, prev, pt): whole blocks, a 16-byte prev, pt as long as ct");
+  if (argc < 4 || napi_get_value_external(env, argv[0], (void **)&c) != napi_ok || napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array ||
+      napi_get_array_length(env, argv[1], &n) != napi_ok || n == 0 || napi_get_buffer_info(env, argv[2], (void **)&prev, &prev_len) != napi_ok ||
+      napi_get_buffer_info(env, argv[3], (void **)&pt, &pt_len) != napi_ok || prev_len != 16)
+    return fail(env, usage);
   if (c->busy) return fail(env, "cfbDecrypt: a call on this ctx is still running");
+  Piece *cts = calloc(n, sizeof *cts);
+  if (!cts) return fail(env, "cfbDecrypt: out of memory");
+  size_t total = 0;
+  for (uint32_t k = 0; k < n; k++) {
+    napi_value el;
+    if (napi_get_element(env, argv[1], k, &el) != napi_ok || napi_get_buffer_info(env, el, (void **)&cts[k].p, &cts[k].len) != napi_ok || cts[k].len == 0 ||
+        cts[k].len % 16 != 0) {
+      free(cts);
+      return fail(env, usage);
+    }
+    total += cts[k].len;
+  }
+  if (total != pt_len) {
+    free(cts);
+    return fail(env, usage);
+  }
   Job *j = calloc(1, sizeof *j);
-  if (!j) return fail(env, "cfbDecrypt: out of memory");
+  if (!j) {
+    free(cts);
+    return fail(env, "cfbDecrypt: out of memory");
+  }
   j->cfb = c;
-  j->ct = ct;
+  j->cts = cts;
+  j->n = n;
   j->pt = pt;
-  j->len = ct_len;
+  j->len = pt_len;
   memcpy(j->prev, prev, 16);
-  /* The buffers stay alive (and in place) while the thread pool works on them. */
+  /* The buffers stay alive (and in place) while the thread pool works on them: the array holds
+     the pieces, and nothing changes it until the promise settles (src/codec/seipd.ts). */
   napi_create_reference(env, argv[0], 1, &j->ctx_ref);
-  napi_create_reference(env, argv[1], 1, &j->ct_ref);
+  napi_create_reference(env, argv[1], 1, &j->cts_ref);
   napi_create_reference(env, argv[3], 1, &j->pt_ref);
   napi_create_promise(env, &j->deferred, &promise);
   napi_create_string_utf8(env, "fspool:cfb", NAPI_AUTO_LENGTH, &name);

@@ -6,8 +6,12 @@ import { packageFile } from '../sys/native.js';
 interface Cfb {
   /** A context for AES-`bits` (128, 192, 256) in CFB mode with a zero IV, and SHA-1. */
   cfbNew(bits: number, key: Buffer): object;
-  /** Decrypt `ct` (whole blocks) into `pt`, after the ciphertext block `prev`; hashes as it goes. */
-  cfbDecrypt(ctx: object, ct: Buffer, prev: Buffer, pt: Buffer): Promise<void>;
+  /**
+   * Decrypt `cts` (the ciphertext in order, in pieces of whole blocks) into `pt` (as long as all
+   * of them), after the ciphertext block `prev`; hashes as it goes. The array is not to change
+   * until the promise settles.
+   */
+  cfbDecrypt(ctx: object, cts: Buffer[], prev: Buffer, pt: Buffer): Promise<void>;
   /** The plaintext of a last, incomplete block `rest` after `prev`. */
   cfbFinal(ctx: object, rest: Buffer, prev: Buffer): Buffer;
   /** SHA-1 of all plaintext but its last 20 bytes. */

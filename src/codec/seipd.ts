@@ -140,9 +140,9 @@ class CfbStream {
 
   /** The plaintext of `parts` (pieces of ciphertext, in order), as far as whole blocks go. */
   async update(parts: Buffer[]): Promise<Buffer[]> {
-    const out: Buffer[] = [];
     const cts = wholeBlocks(parts, this);
     const size = cts.reduce((n, ct) => n + ct.length, 0);
+    if (size === 0) return [];
     // All of this call's plaintext in one buffer: the reader is done with the last call's by now.
     let room: Buffer;
     if (this.reuse()) {
@@ -153,15 +153,12 @@ class CfbStream {
     } else {
       room = Buffer.allocUnsafeSlow(size);
     }
-    let at = 0;
-    for (const ct of cts) {
-      const pt = room.subarray(at, at + ct.length);
-      at += ct.length;
-      await cfbNative().cfbDecrypt(this.ctx, ct, this.prev, pt);
-      this.prev = Buffer.from(ct.subarray(ct.length - BLOCK));
-      out.push(pt);
-    }
-    return out;
+    const pt = room.subarray(0, size);
+    // All the pieces in one job: one hand-over to the thread pool and back per read.
+    await cfbNative().cfbDecrypt(this.ctx, cts, this.prev, pt);
+    const last = cts[cts.length - 1]!;
+    this.prev = Buffer.from(last.subarray(last.length - BLOCK));
+    return [pt];
   }
 
   /** Ciphertext left over from update(), an incomplete block. */
