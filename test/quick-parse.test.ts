@@ -136,6 +136,14 @@ describe('quick parser against yargs', () => {
     for (const args of usual) expect(await agree(args), JSON.stringify(args)).toBe(true);
   });
 
+  it('leaves to yargs what yargs refuses, down to the spellings that look alike', async () => {
+    // `-q=` is not `-q=x` without its value: yargs reads it as the flags q and =.
+    for (const args of [['queue-history', '-q='], ['queue-ls', '-q', 'q', '--nope'], ['queue-ls', '-q'], ['-V'], ['queue-info', '-q', 'q', '-j', 'x']]) {
+      expect(quickParsed(args), JSON.stringify(args)).toBeUndefined();
+      expect(await byYargs(args), JSON.stringify(args)).toHaveProperty('refused');
+    }
+  });
+
   for (const wild of [false, true]) {
     it(`accepts only what yargs accepts, and as yargs reads it: ${wild ? 'wild' : 'plausible'} command lines`, async () => {
       let accepted = 0;

@@ -63,7 +63,8 @@ export function quickParse(args: string[], commands: readonly Subcommand<any>[],
     }
     const eq = w.indexOf('=');
     const spelled = w.startsWith('--') ? w.slice(2, eq < 0 ? undefined : eq) : w.slice(1);
-    const key = w.startsWith('--') ? long.get(spelled) : eq === 2 || (eq < 0 && spelled.length === 1) ? short.get(spelled[0]!) : undefined;
+    // `-x=VALUE` is read as yargs reads it only with a VALUE: `-x=` it takes for flags x and =.
+    const key = w.startsWith('--') ? long.get(spelled) : (eq === 2 && w.length > 3) || (eq < 0 && spelled.length === 1) ? short.get(spelled[0]!) : undefined;
     if (key === undefined) return undefined;
     const o = options.get(key)!;
     let value: string;
