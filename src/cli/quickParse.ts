@@ -1,15 +1,15 @@
 // The command lines fspool runs most (from scripts, cron, the transports' hooks) are plain: a
 // subcommand, then `--long VALUE`, `--long=VALUE`, `-x VALUE`, flags, its positionals and `--`.
 // Loading yargs, setting it up and parsing with it is 10-20 ms of CPU at every start
-// (bench/README.md, "Cold start"), a sixth to a third of Node's own start. Such a command line is parsed here, from the same
-// definitions yargs is given; anything else (help, completion, a mistake to explain, a spelling
-// yargs allows but this does not read: `-qDIR`, `--no-x`, grouped flags) goes to yargs, which
-// remains the one that says what is wrong with a command line.
+// (bench/README.md, "Cold start"), a sixth to a third of Node's own start. Such a command line
+// is parsed here, from the same definitions yargs is given; anything else (help, completion, a
+// mistake to explain, a spelling yargs allows but this does not read: `-qDIR`, `--no-x`,
+// grouped flags) goes to yargs, which remains the one that says what is wrong with it.
 //
 // The rule this keeps: whatever is parsed here is parsed exactly as yargs parses it, or not at
 // all. test/quick-parse.test.ts checks it on generated command lines, against yargs itself.
 import type { ArgumentsCamelCase } from 'yargs';
-import { Declared, type OptionDef, type Subcommand } from './options.js';
+import { Declared, type OptionDef, type PositionalDef, type Subcommand } from './options.js';
 
 export interface QuickParse {
   command: Subcommand<Record<string, unknown>>;
@@ -24,41 +24,44 @@ const optionLike = (w: string): boolean => w.length > 1 && w.startsWith('-');
  * undefined when yargs must: anything yargs would refuse, or that this does not read.
  */
 export function quickParse(args: string[], commands: readonly Subcommand<any>[], globals: Record<string, OptionDef>): QuickParse | undefined {
-  // The subcommand: the first word, or the first after global options (`-l debug queue-ls`).
-  let at = 0;
-  while (at < args.length && optionLike(args[at]!)) {
-    const [w, value] = args[at]!.split(/=(.*)/s);
-    const o = Object.entries(globals).find(([k, g]) => w === `--${k}` || (g.alias !== undefined && w === `-${g.alias}`))?.[1];
-    if (o === undefined) return undefined;
-    at += o.type === 'boolean' || value !== undefined ? 1 : 2;
-  }
-  const name = args[at];
-  const command = commands.find((c) => String(c.command).split(' ')[0] === name);
-  if (command === undefined || typeof command.handler !== 'function') return undefined;
-  const declared = Declared.of(command);
-  // Positionals, in order: only optional ones (`[id]`), as every subcommand has them.
-  const slots = String(command.command).split(' ').slice(1);
-  if (!slots.every((s) => /^\[[a-z]+\]$/.test(s))) return undefined;
-  const positionals = new Map(declared.positionals);
-
-  const options = new Map<string, OptionDef>(Object.entries(globals));
-  for (const [k, o] of declared.options) options.set(k, o);
+  // The options known so far: the global ones until the subcommand is read (they may come
+  // before it: `-l debug queue-ls`), then its own as well.
+  const options = new Map<string, OptionDef>();
   const long = new Map<string, string>();
   const short = new Map<string, string>();
-  for (const [k, o] of options) {
+  const know = (k: string, o: OptionDef) => {
+    options.set(k, o);
     long.set(k, k);
     for (const a of [o.alias ?? []].flat()) (a.length === 1 ? short : long).set(a, k);
-  }
+  };
+  for (const [k, o] of Object.entries(globals)) know(k, o);
+  let command: Subcommand<any> | undefined;
+  let name = '';
+  let slots: string[] = [];
+  let positionals = new Map<string, PositionalDef>();
 
   const given = new Map<string, string[]>();
   const words: string[] = [];
   const end = args.indexOf('--');
-  const mine = (end < 0 ? args : args.slice(0, end)).filter((_, n) => n !== at);
+  const mine = end < 0 ? args : args.slice(0, end);
   for (let i = 0; i < mine.length; i++) {
     const w = mine[i]!;
     if (!optionLike(w)) {
       if (w === '-') return undefined;
-      words.push(w);
+      if (command !== undefined) {
+        words.push(w);
+        continue;
+      }
+      // The first word that is not an option's value: the subcommand.
+      command = commands.find((c) => String(c.command).split(' ')[0] === w);
+      if (command === undefined || typeof command.handler !== 'function') return undefined;
+      name = w;
+      // Positionals, in order: only optional ones (`[id]`), as every subcommand has them.
+      slots = String(command.command).split(' ').slice(1);
+      if (!slots.every((slot) => /^\[[a-z]+\]$/.test(slot))) return undefined;
+      const declared = Declared.of(command);
+      positionals = new Map(declared.positionals);
+      for (const [k, o] of declared.options) know(k, o);
       continue;
     }
     const eq = w.indexOf('=');
@@ -91,9 +94,9 @@ export function quickParse(args: string[], commands: readonly Subcommand<any>[],
     if (seen && !o.array && o.type !== 'boolean') return undefined;
     given.set(key, [...(seen ?? []), value]);
   }
-  if (words.length > slots.length) return undefined;
+  if (command === undefined || words.length > slots.length) return undefined;
 
-  const argv: QuickParse['argv'] = { _: [name!], $0: 'fspool' };
+  const argv: QuickParse['argv'] = { _: [name], $0: 'fspool' };
   // As yargs does: `--` only when something follows it.
   if (end >= 0 && end < args.length - 1) argv['--'] = args.slice(end + 1);
   try {
