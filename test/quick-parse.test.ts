@@ -4,7 +4,7 @@
 // it. FSPOOL_PROP_SEED replays a failure fast-check reports.
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
-import { COMMANDS, GLOBALS, program, quickParsed } from '../src/cli/main.js';
+import { COMMANDS, program, quickParsed, RUN_GLOBALS } from '../src/cli/main.js';
 import { Declared, type Subcommand } from '../src/cli/options.js';
 import { LONG } from './helpers/queue.js';
 
@@ -79,7 +79,7 @@ function optionWords([k, o]: [string, Def], wild: boolean): fc.Arbitrary<string[
  * in its own ways; the others give every required option and values that fit.
  */
 function commandLines(c: Subcommand<any>, wild: boolean): fc.Arbitrary<string[]> {
-  const opts = [...Declared.of(c).options, ['log-level', GLOBALS['log-level']], ['quiet', GLOBALS.quiet]] as Array<[string, Def]>;
+  const opts = [...Declared.of(c).options, ...Object.entries(RUN_GLOBALS)] as Array<[string, Def]>;
   const word = fc.constantFrom(...(wild ? VALUES : ['cat', 'x', '7'])).map((v) => [v]);
   const tail = fc.option(fc.array(fc.constantFrom(...VALUES), { maxLength: 3 }), { nil: undefined });
   const line = (lead: string[][], rest: string[][], t: string[] | undefined) => [...lead.flat(), nameOf(c), ...rest.flat(), ...(t ? ['--', ...t] : [])];
@@ -104,8 +104,8 @@ function commandLines(c: Subcommand<any>, wild: boolean): fc.Arbitrary<string[]>
     .chain(([chosen, early, words, t]) => {
       const all = [...required, ...chosen];
       return fc.tuple(fc.tuple(...all.map((d) => optionWords(d, false))), fc.shuffledSubarray(words, { minLength: words.length })).map(([spelled, ws]) => {
-        const lead = spelled.filter((_, n) => all[n]![0] in GLOBALS && early[n]);
-        const rest = [...spelled.filter((_, n) => !(all[n]![0] in GLOBALS && early[n])), ...ws];
+        const lead = spelled.filter((_, n) => all[n]![0] in RUN_GLOBALS && early[n]);
+        const rest = [...spelled.filter((_, n) => !(all[n]![0] in RUN_GLOBALS && early[n])), ...ws];
         return line(lead, rest, t);
       });
     });

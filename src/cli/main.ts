@@ -39,7 +39,7 @@ const DESCRIBE = 'Sequential, distributed, POSIX-style job queue processing (Fil
 const EPILOG = 'Exit status: 0 success or nothing to do; 1 error; 2 usage error; 128+N interrupted by signal N; queue-status and status: 3 stalled, 4 failing (--nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).';
 
 /** Options every subcommand takes. */
-export const GLOBALS = {
+const GLOBALS = {
   'log-level': choiceOption('log-level', LEVELS, {
     alias: 'l',
     global: true,
@@ -51,6 +51,9 @@ export const GLOBALS = {
   help: { alias: 'h', type: 'boolean', nargs: 0, global: true, describe: `Show help (also: fspool help SUBCOMMAND)` },
   version: { alias: 'V', type: 'boolean', nargs: 0, describe: 'Print version information' },
 } satisfies Record<string, OptionDef>;
+
+/** The global options a command is run with; --help and --version are answered instead of one. */
+export const RUN_GLOBALS = { 'log-level': GLOBALS['log-level'], quiet: GLOBALS.quiet };
 
 const showLicense: Subcommand = {
   command: 'show-license',
@@ -234,7 +237,7 @@ export async function main(args: string[]): Promise<void> {
 
 /** The command line parsed without yargs, when it can be (src/cli/quickParse.ts). */
 export function quickParsed(args: string[]) {
-  return quickParse(args, COMMANDS as Subcommand<any>[], { 'log-level': GLOBALS['log-level'], quiet: GLOBALS.quiet });
+  return quickParse(args, COMMANDS as Subcommand<any>[], RUN_GLOBALS);
 }
 
 /** What every command does first with its parsed options. */
@@ -266,8 +269,7 @@ export async function program(args: string[], commands: Subcommand<any>[]): Prom
       'duplicate-arguments-array': true,
       'strip-aliased': true,
     })
-    .option('log-level', GLOBALS['log-level'])
-    .option('quiet', GLOBALS.quiet)
+    .options(RUN_GLOBALS)
     .middleware(started as unknown as MiddlewareFunction)
     .completion('completion', completion.describe as string, ((current: string, _argv: unknown, complete: (done: (err: unknown, items: string[]) => void) => void, done: (items: string[]) => void) =>
       complete((_err, items) => done(completions(items, current)))) as never)
