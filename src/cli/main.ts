@@ -4,7 +4,7 @@ import { describe, FspoolError, UsageError } from '../errors.js';
 import { type Level, LEVELS, log, printable, setLogLevel } from '../log.js';
 import { PacketError } from '../packet/codec.js';
 import { setQuiet } from '../progress.js';
-import { isUtf8, rawArgs } from '../sys/argv.js';
+import { isUtf8, mayBeAltered, rawArgs } from '../sys/argv.js';
 import { writeAll } from '../sys/fd.js';
 import { genFilename, genUuid } from './commands/gen.js';
 import { print } from './commands/out.js';
@@ -196,9 +196,7 @@ function writeErr(s: string): void {
  * refusing. Params after `--` are bytes and pass through exactly.
  */
 function refuseNonUtf8(args: string[]): void {
-  // Node turns each invalid byte into U+FFFD: with none in sight, every option was valid UTF-8,
-  // and /proc/self/cmdline need not be read.
-  if (!options(args).some((a) => a.includes('\uFFFD'))) return;
+  if (!mayBeAltered(options(args))) return;
   const raw = rawArgs(args);
   if (!raw) return;
   const end = raw.findIndex((b) => b.toString('latin1') === '--');

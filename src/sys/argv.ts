@@ -28,11 +28,18 @@ export function rawArgs(args: string[]): Buffer[] | undefined {
 
 export { isUtf8 } from 'node:buffer';
 
+/**
+ * Whether any of `args` may not be the bytes it was given as: only one holding U+FFFD. Bytes
+ * that were valid UTF-8 come back exactly from encoding what Node decoded, so /proc need be
+ * read only then.
+ */
+export function mayBeAltered(args: string[]): boolean {
+  return args.some((a) => a.includes('\uFFFD'));
+}
+
 /** The raw bytes of `tail`, which must be the last arguments of our command line (params after `--`). */
 export function rawTail(args: string[], tail: string[]): Buffer[] {
-  // Bytes that were valid UTF-8 are given back exactly by encoding what Node decoded: only an
-  // argument with U+FFFD in it may have been something else, and only then is /proc read.
-  const raw = tail.some((t) => t.includes('\uFFFD')) ? rawArgs(args) : undefined;
+  const raw = mayBeAltered(tail) ? rawArgs(args) : undefined;
   if (!raw) return tail.map((t) => Buffer.from(t));
   return raw.slice(raw.length - tail.length);
 }
