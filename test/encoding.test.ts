@@ -8,12 +8,12 @@
 // /proc/$$/environ (the exact environment fspool's spawner gave them) and /proc/$$/cmdline (argv,
 // so job params appended by --allow-job-params are seen byte for byte).
 import { spawn, spawnSync } from 'node:child_process';
-import { createCipheriv, createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, cpSync, existsSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FSPOOL, makeQueue, type Result, runAsync, runSync, type RunOpts, tempDir } from './helpers/cli.js';
-import { encodePacket } from './helpers/pgpSurgery.js';
+import { encodePacket, literalBody, sealSeipd } from './helpers/pgpSurgery.js';
 import { fileLines, jobFiles, LONG, nextseq, put } from './helpers/queue.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -966,16 +966,11 @@ describe('bad packets: no clean EOF, the job fails and stays, the reason is give
     // holding a good fspool packet, then 70 KiB of padding packets, sealed under a passphrase.
     const openpgp = await import('openpgp');
     const inner = ok(fsp(['prepare', '-s', '-', '--', 'x']), 'prepare');
-    const literal = Buffer.concat([Buffer.from([0x62, 0, 0, 0, 0, 0]), inner]);
     const padding = encodePacket({ tag: 21, body: Buffer.alloc(70 * 1024) });
-    const plaintext = Buffer.concat([encodePacket({ tag: 11, body: literal }), padding]);
+    const plaintext = Buffer.concat([encodePacket({ tag: 11, body: literalBody(inner) }), padding]);
     const key = randomBytes(32);
     const esk = Buffer.from((await openpgp.encryptSessionKey({ data: key, algorithm: 'aes256', passwords: [SYM_PASSPHRASE], format: 'binary' })) as Uint8Array);
-    const prefix = randomBytes(16);
-    const plain = Buffer.concat([prefix, prefix.subarray(14), plaintext, Buffer.from([0xd3, 0x14])]);
-    const c = createCipheriv('aes-256-cfb', key, Buffer.alloc(16));
-    const body = Buffer.concat([Buffer.from([1]), c.update(Buffer.concat([plain, createHash('sha1').update(plain).digest()])), c.final()]);
-    const packet = Buffer.concat([esk, encodePacket({ tag: 18, body })]);
+    const packet = Buffer.concat([esk, sealSeipd(plaintext, key)]);
     const dir = tempDir();
     const started = join(dir, 'started');
     const r = fsp(['stdin-process', '--passphrase-file', K.pass, '--delivery', 'verified', 'sh', '--', '-c', `touch ${started}`], { input: packet });

@@ -10,7 +10,7 @@
 // The default suite runs a fixed seed. `npm run soak:openpgp` runs 20,000 cases of a random seed;
 // FSPOOL_DIFF_RUNS=N and FSPOOL_DIFF_SEED=S choose, and FSPOOL_DIFF_PATH=P (with the seed) replays
 // the failing case fast-check reports. A case that runs over 30 s fails as a hang.
-import { createCipheriv, createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { deflateRawSync, deflateSync } from 'node:zlib';
 import fc from 'fast-check';
 import type { PrivateKey } from 'openpgp';
@@ -20,7 +20,7 @@ import { openpgpLayer } from '../src/codec/openpgp.js';
 import { openLiteral, openSeipd } from '../src/codec/seipd.js';
 import { sniff } from '../src/codec/sniff.js';
 import { filler } from './helpers/bytes.js';
-import { encodePacket, type Form, splitPackets } from './helpers/pgpSurgery.js';
+import { encodePacket, type Form, literalBody, sealSeipd, splitPackets } from './helpers/pgpSurgery.js';
 
 type OpenPGP = typeof import('openpgp');
 
@@ -135,16 +135,6 @@ async function pathOf(armored: Buffer, m: DecryptionMaterial): Promise<'fast' | 
 // ---------------------------------------------------------------------------------------------
 // Messages
 
-/** A literal data packet's body: format, file name, date, content. */
-function literalBody(data: Buffer, format = 0x62, name = ''): Buffer {
-  const head = Buffer.alloc(6 + name.length);
-  head[0] = format;
-  head[1] = name.length;
-  head.write(name, 2, 'latin1');
-  head.writeUInt32BE(0x5f000000, 2 + name.length);
-  return Buffer.concat([head, data]);
-}
-
 /** A signed message as openpgp.js writes it (one-pass signatures, literal, signatures). */
 async function signed(data: Buffer, keys: PrivateKey[], stream: boolean): Promise<Buffer> {
   const message = await pgp.createMessage({ binary: stream ? streamOf(data) : data, format: 'binary' });
@@ -179,12 +169,7 @@ const sealers: Record<'key' | 'password', Sealer> = {} as never;
 /** Encrypt `inner` (any bytes) as one SEIPD v1 packet with a good MDC, as fspool and gpg write it. */
 function seal(inner: Buffer, to: 'key' | 'password', form: Form): Buffer {
   const s = sealers[to];
-  const prefix = randomBytes(16);
-  const plain = Buffer.concat([prefix, prefix.subarray(14), inner, Buffer.from([0xd3, 0x14])]);
-  const mdc = createHash('sha1').update(plain).digest();
-  const c = createCipheriv(s.cipher, s.key, Buffer.alloc(16));
-  const body = Buffer.concat([Buffer.from([1]), c.update(Buffer.concat([plain, mdc])), c.final()]);
-  return Buffer.concat([s.esk, encodePacket({ tag: 18, body }, form)]);
+  return Buffer.concat([s.esk, sealSeipd(inner, s.key, s.cipher, form)]);
 }
 
 /**

@@ -1,6 +1,8 @@
 // Taking OpenPGP messages apart and putting them back together wrong, for the differential
-// tests of the fast path (test/openpgp-differential.test.ts): packets split at their headers,
-// re-encoded with other (valid or lying) lengths, reordered, dropped, repeated.
+// tests of the fast path (test/openpgp-differential.test.ts) and the packets the CLI must
+// refuse (test/encoding.test.ts): packets split at their headers, re-encoded with other (valid
+// or lying) lengths, reordered, dropped, repeated; any bytes sealed as a SEIPD packet.
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import { definiteLength, readPacketHead } from '../../src/codec/pgpFraming.js';
 
 export interface RawPacket {
@@ -98,6 +100,29 @@ export function encodePacket(p: { tag: number; body: Buffer }, form: Form = { ki
 }
 
 export const join = (ps: Buffer[]) => Buffer.concat(ps);
+
+/** A literal data packet's body: format, file name, a date, then the data. */
+export function literalBody(data: Buffer, format = 0x62, name = ''): Buffer {
+  const head = Buffer.alloc(6 + name.length);
+  head[0] = format;
+  head[1] = name.length;
+  head.write(name, 2, 'latin1');
+  head.writeUInt32BE(0x5f000000, 2 + name.length);
+  return Buffer.concat([head, data]);
+}
+
+/**
+ * `inner` (any bytes) encrypted as one SEIPD v1 packet with a good MDC, as fspool and gpg write
+ * it, under the session key `key` (`cipher`: Node's name of AES in CFB mode of its size).
+ */
+export function sealSeipd(inner: Buffer, key: Buffer, cipher = 'aes-256-cfb', form: Form = { kind: 'new' }): Buffer {
+  const prefix = randomBytes(16);
+  const plain = Buffer.concat([prefix, prefix.subarray(14), inner, Buffer.from([0xd3, 0x14])]);
+  const mdc = createHash('sha1').update(plain).digest();
+  const c = createCipheriv(cipher, key, Buffer.alloc(16));
+  const body = Buffer.concat([Buffer.from([1]), c.update(Buffer.concat([plain, mdc])), c.final()]);
+  return encodePacket({ tag: 18, body }, form);
+}
 
 /** Where each packet of `b` starts (as far as it splits). */
 export function packetStarts(b: Buffer): number[] {
