@@ -77,15 +77,20 @@ const notices = [...carried].sort().map((dir) => {
 });
 writeFileSync('dist/THIRD-PARTY-NOTICES', `fspool's package carries code from these projects, under their licenses.\n\n${notices.join('\n')}`);
 
-// The V8 code cache bin/fspool loads, written after the run package.json names: a plain
-// prepare, which reads and writes nothing. What every command runs first (start-up, the quick
-// parser, logging, exit) is then in it, compiled; each command's own code compiles lazily. A
-// cache of more costs every start more to deserialize than it saves the one command that uses it.
+// The V8 code caches, each written after the run package.json names for it. The bundle's, which
+// bin/fspool loads, after a plain prepare that reads and writes nothing: what every command runs
+// first (start-up, the quick parser, logging, exit) is then in it, compiled; each command's own
+// code compiles lazily. A cache of more costs every start more to deserialize than it saves the
+// one command that uses it. openpgp.js's (src/sys/codeCache.ts), after a prepare that encrypts:
+// its whole text is then parsed, and what encrypting runs compiled. Its passphrase is the first
+// line of whatever file the run names (package.json's "{"); the packet is thrown away.
 for (const f of readdirSync('dist')) if (f.endsWith('.cache')) rmSync(join('dist', f));
-execFileSync(process.execPath, ['bin/fspool', ...pkg.fspool.codeCacheRun], {
-  env: { ...process.env, FSPOOL_WRITE_CODE_CACHE: '1' },
-  stdio: ['ignore', 'ignore', 'inherit'],
-});
+for (const [name, run] of Object.entries(pkg.fspool.codeCacheRuns)) {
+  execFileSync(process.execPath, ['bin/fspool', ...run], {
+    env: { ...process.env, FSPOOL_WRITE_CODE_CACHE: name },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+}
 
 // fspool(1) from the same yargs definitions as --help (src/cli/manPage.ts), installed by
 // package.json's "man". The generator is bundled like the CLI and run once, here.

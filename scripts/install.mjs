@@ -88,9 +88,11 @@ if (missing.length > 0) {
   }
 }
 
-// The V8 code cache bin/fspool loads, for this Node: the package's was made by the Node that
-// packed it, and V8 rejects a cache from another version (then the bundle is compiled at every
-// start). In a clone, the build writes it, after the same run.
+// The V8 code caches (the bundle's, which bin/fspool loads, and openpgp.js's), for this Node: the
+// package's were made by the Node that packed it, and V8 rejects a cache from another version
+// (then the code is compiled at every start). In a clone, the build writes them, after the same runs.
 if (existsSync('prebuilds')) {
-  spawnSync(process.execPath, ['bin/fspool', ...pkg.fspool.codeCacheRun], { env: { ...process.env, FSPOOL_WRITE_CODE_CACHE: '1' }, stdio: 'ignore' });
+  for (const [name, run] of Object.entries(pkg.fspool.codeCacheRuns)) {
+    spawnSync(process.execPath, ['bin/fspool', ...run], { env: { ...process.env, FSPOOL_WRITE_CODE_CACHE: name }, stdio: 'ignore' });
+  }
 }

@@ -8,12 +8,12 @@
 //   key-passphrase      passphrase that unlocks the secret keys
 // Not the queue directory: queues are synced between machines, secret keys must not be.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Key, PrivateKey } from 'openpgp';
 import { FspoolError } from '../errors.js';
 import { log } from '../log.js';
+import { requireCompiled } from '../sys/codeCache.js';
 
 export interface KeyOptions {
   /** Secret keys to decrypt with; none means the default location. */
@@ -44,9 +44,9 @@ export function readPassphrase(file: string): string {
 
 type OpenPGP = typeof import('openpgp');
 let lib: OpenPGP | undefined;
-// require, not import(): the bundle runs as CommonJS inside vm.Script (bin/fspool), where a
+// Required, not import()ed: the bundle runs as CommonJS inside vm.Script (bin/fspool), where a
 // dynamic import() has no loader.
-export const openpgp = async (): Promise<OpenPGP> => (lib ??= createRequire(import.meta.url)('openpgp') as OpenPGP);
+export const openpgp = async (): Promise<OpenPGP> => (lib ??= requireCompiled('openpgp', 'openpgp') as OpenPGP);
 
 async function readKeyFile<T extends Key>(file: string, read: (data: Buffer, armored: boolean) => Promise<T[]>): Promise<T[]> {
   let data: Buffer;

@@ -1,0 +1,32 @@
+// A dependency too large to compile at every load, compiled with a V8 code cache instead, as
+// bin/fspool compiles the bundle: openpgp.js, which every command that meets an OpenPGP packet
+// loads (in the decode worker, or in prepare's thread), spends ~20 ms of its ~85 ms load in V8's
+// parser (bench/README.md, "Cold start").
+import { readFileSync, writeFileSync } from 'node:fs';
+import Module, { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { Script } from 'node:vm';
+import { packageFile } from './native.js';
+
+/**
+ * `require(id)`, compiled with the cache `dist/NAME.ARCH.cache` when there is one (V8 checks it
+ * against its own version and flags and the source's length, and compiles anew when it does not
+ * fit). The build and the install write it: with FSPOOL_WRITE_CODE_CACHE=NAME, at the exit of a
+ * run that used the module (package.json, `fspool.codeCacheRuns`). The module is not in
+ * require's cache: load it once, and keep what this returns.
+ */
+export function requireCompiled(id: string, name: string): unknown {
+  const file = createRequire(import.meta.url).resolve(id);
+  let cache: string | undefined;
+  let cachedData: Buffer | undefined;
+  try {
+    // No cache (or no dist/: the sources run unbuilt, as in-process tests do): compiled anew.
+    cache = join(packageFile('dist'), `${name}.${process.arch}.cache`);
+    cachedData = readFileSync(cache);
+  } catch {}
+  const script = new Script(Module.wrap(readFileSync(file, 'utf8')), { filename: file, cachedData });
+  if (cache && process.env.FSPOOL_WRITE_CODE_CACHE === name) process.on('exit', () => writeFileSync(cache, script.createCachedData()));
+  const mod = { exports: {} };
+  (script.runInThisContext() as (...a: unknown[]) => void)(mod.exports, createRequire(file), mod, file, dirname(file));
+  return mod.exports;
+}
