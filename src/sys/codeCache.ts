@@ -1,7 +1,7 @@
 // A dependency too large to compile at every load, compiled with a V8 code cache instead, as
 // bin/fspool compiles the bundle: openpgp.js, which every command that meets an OpenPGP packet
-// loads (in the decode worker, or in prepare's thread), spends ~20 ms of its ~85 ms load in V8's
-// parser (bench/README.md, "Cold start").
+// loads (in the decode worker, or in prepare's thread). Of its ~85 ms load, the cache saves ~10
+// (bench/README.md, "Cold start").
 import { readFileSync, writeFileSync } from 'node:fs';
 import Module, { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
