@@ -248,7 +248,14 @@ export interface DecodeArgs {
   'require-signature'?: string[];
 }
 
-export function decodeContext(a: DecodeArgs): DecodeContext {
+/**
+ * Where OpenPGP packets are decoded. `worker`: in a decode worker (spec/encoding.md, "Decoding
+ * threads"), for whatever delivers payloads or must keep its main thread free (serve). `here`:
+ * in this thread, for a command that reads headers and exits (a listing, info, status, clean, a
+ * receipt): the worker's start (~65 ms of CPU, Node bootstrapping a thread) costs more than
+ * reading a header, and what it is for, no payload byte on the main thread, is not needed.
+ */
+export function decodeContext(a: DecodeArgs, where: 'worker' | 'here'): DecodeContext {
   return {
     decoder: a.decoder,
     decoderTimeoutSeconds: a['decoder-timeout'],
@@ -258,7 +265,7 @@ export function decodeContext(a: DecodeArgs): DecodeContext {
       keyPassphraseFile: a['key-passphrase-file'],
       requireSignature: a['require-signature'],
     }),
-    workers: new DecodeWorkers(),
+    ...(where === 'worker' ? { workers: new DecodeWorkers() } : {}),
   };
 }
 

@@ -137,7 +137,7 @@ export const QUEUE_SETTINGS: Record<string, Setting> = { ...RUN_SETTINGS, ...DEC
 
 const runOpts = (a: RunArgs, cmd: { command: string; params: Buffer[] }) => ({
   ...cmd,
-  decode: decodeContext(a),
+  decode: decodeContext(a, 'worker'),
   delivery: a.delivery,
   allowJobParams: a['allow-job-params'],
   ignorePayload: a['ignore-payload'],
@@ -182,7 +182,7 @@ function receiptHook(q: Queue, a: QueueProcessArgs) {
     signWith: a['receipt-sign-with'],
     keyPassphraseFile: a['key-passphrase-file'],
     everySeconds: a['receipt-every'],
-    decode: decodeContext(a),
+    decode: decodeContext(a, 'worker'),
   });
 }
 
