@@ -11,7 +11,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FSPOOL, fspl, fspool, makeQueue, preparePacket, type Result, runAsync, type RunOpts, runSync, tempDir } from './helpers/cli.js';
+import { FSPOOL, fspl, fspool, makeQueue, plainPacket, preparePacket, type Result, runAsync, type RunOpts, runSync, tempDir } from './helpers/cli.js';
 import { alive, allInJobs, fileLines, jobFiles, LONG, nextseq, put, sleep, waitFor, within } from './helpers/queue.js';
 
 /** The real interpreter, not the pyenv shim (a bash script that would add startup time). */
@@ -145,7 +145,7 @@ describe('timeouts', () => {
   it('--timeout 1 --grace 1: exits 1 within seconds, keeps the job, and leaves no process of the group alive', async () => {
     const dir = tempDir();
     const q = makeQueue(dir);
-    put(q, preparePacket(['-s', '-']));
+    put(q, plainPacket(1));
     const pidfile = join(dir, 'pidfile');
     pidFiles.push(pidfile);
     // Everything in the group ignores SIGTERM, the grandchild included: only a SIGKILL to the
@@ -168,7 +168,7 @@ describe('timeouts', () => {
   it('a receiver that exits on SIGTERM runs its TERM trap and is not SIGKILLed; no waiting out the grace period', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
-    put(q, preparePacket(['-s', '-']));
+    put(q, plainPacket(1));
     const marker = join(dir, 'marker');
     const started = join(dir, 'started');
     pidFiles.push(started);
@@ -188,7 +188,7 @@ describe('timeouts', () => {
 });
 
 describe('stalled decoders: --timeout and signals still end the run, and no decoder survives', () => {
-  const packet = () => preparePacket(['-s', '-', '-i', '-'], pseudoRandom(1 << 20));
+  const packet = () => plainPacket(1, pseudoRandom(1 << 20));
 
   it('decoder writes part of the packet then stalls with stdout open: --timeout ends the job', async () => {
     const d = tempDir();
@@ -264,7 +264,7 @@ describe('stalled decoders: --timeout and signals still end the run, and no deco
 describe('receivers that exit early', () => {
   it('zero-copy path: exit 0 without reading the 1 MB payload is a success, with a line (INFO: the receiver gave its verdict) about unread bytes', () => {
     const q = makeQueue();
-    put(q, preparePacket(['-s', '-', '-i', '-'], pseudoRandom(1 << 20)));
+    put(q, plainPacket(1, pseudoRandom(1 << 20)));
     const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'head -c 10 >/dev/null'], { timeoutMs: 20_000 });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/INFO.*unread/);
@@ -274,7 +274,7 @@ describe('receivers that exit early', () => {
 
   it('zero-copy path: exit 3 without reading is a failure; the job is kept', () => {
     const q = makeQueue();
-    put(q, preparePacket(['-s', '-', '-i', '-'], pseudoRandom(1 << 20)));
+    put(q, plainPacket(1, pseudoRandom(1 << 20)));
     const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'head -c 10 >/dev/null; exit 3'], { timeoutMs: 20_000 });
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toMatch(/status 3/);
@@ -283,7 +283,7 @@ describe('receivers that exit early', () => {
   });
 
   describe('pipe path (-d gzip -dc, 20 MB payload)', () => {
-    const gzPacket = () => gzipSync(preparePacket(['-s', '-', '-i', '-'], Buffer.alloc(20 << 20, 'fspool ')));
+    const gzPacket = () => gzipSync(plainPacket(1, Buffer.alloc(20 << 20, 'fspool ')));
 
     it('exit 0 early: success, an INFO line, no hang, no decoder left running', () => {
       const q = makeQueue();
@@ -325,7 +325,7 @@ while struct.unpack('i', fcntl.ioctl(0, termios.FIONREAD, b'0000'))[0] < ${SIZE 
 sys.exit(int(sys.argv[1]))`;
   const cases = [
     { name: 'zstd, decoded by fspool', packet: () => preparePacket(['-s', '-', '-i', '-', '--zstd'], pseudoRandom(SIZE)), args: [] as string[] },
-    { name: 'gzip, through -d "gzip -dc"', packet: () => gzipSync(preparePacket(['-s', '-', '-i', '-'], pseudoRandom(SIZE))), args: ['-d', 'gzip -dc'] },
+    { name: 'gzip, through -d "gzip -dc"', packet: () => gzipSync(plainPacket(1, pseudoRandom(SIZE))), args: ['-d', 'gzip -dc'] },
   ];
   for (const c of cases) {
     it(`${c.name}: exit 4 is a failure before reading all of its input, the job kept; exit 0 a success that says how much was left`, () => {
@@ -373,7 +373,7 @@ describe('failing and truncating decoders: the receiver never sees a clean EOF',
   it('a gzip packet truncated in the middle of its payload', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
-    const gz = gzipSync(preparePacket(['-s', '-', '-i', '-'], pseudoRandom(4 << 20)));
+    const gz = gzipSync(plainPacket(1, pseudoRandom(4 << 20)));
     const r = check(q, dir, 'gzip -dc', gz.subarray(0, gz.length >> 1), 1 << 20);
     expect(r.stderr).toMatch(/exited with status 1/);
   });
@@ -381,20 +381,20 @@ describe('failing and truncating decoders: the receiver never sees a clean EOF',
   it('a decoder that outputs the whole packet, then exits 1', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
-    const r = check(q, dir, 'cat; exit 1', preparePacket(['-s', '-', '-i', '-'], pseudoRandom(8 << 20)), 4 << 20);
+    const r = check(q, dir, 'cat; exit 1', plainPacket(1, pseudoRandom(8 << 20)), 4 << 20);
     expect(r.stderr).toMatch(/exited with status 1/);
   });
 
   it('a decoder killed by a signal after writing everything', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
-    const r = check(q, dir, 'cat; kill -9 $$', preparePacket(['-s', '-', '-i', '-'], pseudoRandom(8 << 20)), 4 << 20);
+    const r = check(q, dir, 'cat; kill -9 $$', plainPacket(1, pseudoRandom(8 << 20)), 4 << 20);
     expect(r.stderr).toMatch(/SIGKILL/);
   });
 
   it('queue-payload -d with a failing decoder exits non-zero and says so', () => {
     const q = makeQueue();
-    put(q, preparePacket(['-s', '-', '-i', '-'], Buffer.from('payload\n')));
+    put(q, plainPacket(1, Buffer.from('payload\n')));
     const r = fspool(['queue-payload', '-q', q, '-j', '1', '-d', 'cat; exit 1']);
     expect(r.code).not.toBe(0);
     expect(r.code).not.toBeNull();
@@ -520,7 +520,7 @@ json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': 
 
   it('no decoder: stdin is the job file, blocking, and nothing else of ours is open', () => {
     const q = makeQueue();
-    put(q, preparePacket(['-s', '-', '-i', '-'], payload));
+    put(q, plainPacket(1, payload));
     const jobPath = realpathSync(join(q, 'jobs', jobFiles(q)[0]!));
     const out = join(tempDir(), 'seen');
     const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', shWrapper, PY, out, hygPy]);
@@ -533,7 +533,7 @@ json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': 
 
   it('-d: stdin is a real pipe (not a socket), blocking, and nothing else of ours is open', () => {
     const q = makeQueue();
-    put(q, gzipSync(preparePacket(['-s', '-', '-i', '-'], payload)));
+    put(q, gzipSync(plainPacket(1, payload)));
     const out = join(tempDir(), 'seen');
     const r = fspool(['queue-process', '-q', q, '-d', 'gzip -dc', 'sh', '--', '-c', shWrapper, PY, out, hygPy]);
     expect(r.code, r.stderr).toBe(0);
@@ -545,7 +545,7 @@ json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': 
 
   it('--ignore-payload: stdin is /dev/null, and nothing else of ours is open', () => {
     const q = makeQueue();
-    put(q, preparePacket(['-s', '-', '-i', '-'], payload));
+    put(q, plainPacket(1, payload));
     const out = join(tempDir(), 'seen');
     const r = fspool(['queue-process', '-q', q, '--ignore-payload', 'sh', '--', '-c', shWrapper, PY, out, hygPy]);
     expect(r.code, r.stderr).toBe(0);
@@ -556,7 +556,7 @@ json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': 
 
   it('-d --ignore-payload: stdin is /dev/null, the decoder is not left running', () => {
     const q = makeQueue();
-    put(q, gzipSync(preparePacket(['-s', '-', '-i', '-'], Buffer.alloc(20 << 20, 'z'))));
+    put(q, gzipSync(plainPacket(1, Buffer.alloc(20 << 20, 'z'))));
     const out = join(tempDir(), 'seen');
     const tag = `fspool-dec-${randomUUID()}`;
     const r = fspool(['queue-process', '-q', q, '-d', `gzip -dc; : ${tag}`, '--ignore-payload', 'sh', '--', '-c', shWrapper, PY, out, hygPy], { timeoutMs: 20_000 });
@@ -587,7 +587,7 @@ json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': 
   it('stdin-process from a socket: the receiver gets a pipe of fspool\'s own, blocking, nothing else', () => {
     const out = join(tempDir(), 'seen');
     // spawnSync's stdin 'pipe' is an AF_UNIX socketpair: fspool must not pass it on.
-    const r = fspool(['stdin-process', 'sh', '--', '-c', shWrapper, PY, out, hygPy], { input: preparePacket(['-s', '-', '-i', '-'], payload) });
+    const r = fspool(['stdin-process', 'sh', '--', '-c', shWrapper, PY, out, hygPy], { input: plainPacket(1, payload) });
     expect(r.code, r.stderr).toBe(0);
     const s = seen(out);
     expectClean(s, (link) => expect(link).toMatch(/^pipe:\[\d+\]$/));
@@ -598,9 +598,7 @@ json.dump({'fds': fds, 'fl': [fl(0), fl(1), fl(2)], 'pid': os.getpid(), 'pgid': 
     it(`a receiver that starts a daemon does not keep the queue locked (${decoder ? '-d' : 'no decoder'})`, async () => {
       const d = tempDir();
       const q = makeQueue(d);
-      const packet = (seq: string) => preparePacket(['-s', seq, '-i', '-'], payload);
-      const seqfile = join(d, 'seq');
-      for (let i = 0; i < 2; i++) put(q, decoder ? gzipSync(packet(seqfile)) : packet(seqfile));
+      for (let i = 1; i <= 2; i++) put(q, decoder ? gzipSync(plainPacket(i, payload)) : plainPacket(i, payload));
       const dpid = join(d, 'daemon.pid');
       pidFiles.push(dpid);
       // The receiver exits only once the daemon is in a session of its own (an early exit in
@@ -633,7 +631,7 @@ describe('signals to fspool queue-process', () => {
     it(`${sig}: forwarded to the receiver, exit ${code}, job kept and re-run next time`, async () => {
       const d = tempDir();
       const q = makeQueue(d);
-      put(q, preparePacket(['-s', '-', '-i', '-'], Buffer.from('data\n')));
+      put(q, plainPacket(1, Buffer.from('data\n')));
       const started = join(d, 'started');
       const marker = join(d, 'marker');
       pidFiles.push(started);
@@ -670,7 +668,7 @@ describe('signals to fspool queue-process', () => {
     // The first SIGTERM reaches the receiver after --stop-timeout (0.2 s); the receiver ignores it.
     const d = tempDir();
     const q = makeQueue(d);
-    put(q, preparePacket(['-s', '-']));
+    put(q, plainPacket(1));
     const started = join(d, 'started');
     pidFiles.push(started);
     const run = bg(FSPOOL, ['queue-process', '-q', q, '--stop-timeout', '0.2', 'sh', '--', '-c', 'trap "" TERM; echo $$ > "$0"; sleep 300', started]);
@@ -691,7 +689,7 @@ describe('signals to fspool queue-process', () => {
   it('SIGTERM while a -d job streams: receiver trap runs, exit 143, job kept, decoder gone', async () => {
     const d = tempDir();
     const q = makeQueue(d);
-    put(q, gzipSync(preparePacket(['-s', '-', '-i', '-'], Buffer.alloc(20 << 20, 'y'))));
+    put(q, gzipSync(plainPacket(1, Buffer.alloc(20 << 20, 'y'))));
     const started = join(d, 'started');
     const marker = join(d, 'marker');
     const dpid = join(d, 'decoder.pid');
@@ -854,7 +852,7 @@ describe('durability and sender-side safety', () => {
 
   it('queue-payload to /dev/full: exit 1 with a clear error', () => {
     const q = makeQueue();
-    put(q, preparePacket(['-s', '-', '-i', '-'], pseudoRandom(200_000)));
+    put(q, plainPacket(1, pseudoRandom(200_000)));
     const r = sh('exec "$0" queue-payload -q "$1" -j 1 > /dev/full', [FSPOOL, q]);
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
@@ -875,7 +873,7 @@ describe('durability and sender-side safety', () => {
       child.kill(sig);
       await within(closed, 10_000, 'queue-write after the kill');
       expect(jobFiles(q)).toEqual([]);
-      const packet = preparePacket(['-s', '-', '-i', '-'], Buffer.from('complete\n'));
+      const packet = plainPacket(1, Buffer.from('complete\n'));
       const done = fspool(['queue-write', '-q', q], { input: packet });
       expect(done.code, done.stderr).toBe(0);
       const names = jobFiles(q);

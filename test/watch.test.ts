@@ -4,7 +4,7 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { lockHolder } from '../src/queue/lockHolder.js';
-import { FSPOOL, fspool, makeQueue, preparePacket, runAsync, runSync, tempDir } from './helpers/cli.js';
+import { FSPOOL, fspool, makeQueue, plainPacket, runAsync, runSync, tempDir } from './helpers/cli.js';
 import { fileLines, LONG, nextseqText, put, sleep, waitFor } from './helpers/queue.js';
 
 const started: number[] = [];
@@ -26,8 +26,7 @@ describe('queue-process --watch', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const log = join(dir, 'log');
-    const seq = join(dir, 'seq');
-    const packets = [1, 2, 3, 4].map((i) => preparePacket(['-s', seq, '-i', '-'], `p${i}`));
+    const packets = [1, 2, 3, 4].map((i) => plainPacket(i, Buffer.from(`p${i}`)));
     const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '60', 'sh', '--', '-c', `echo "$FSPL_SEQ $(cat)" >> ${log}`]);
     started.push(w.pid);
     await waitFor('the watcher to take the lock', () => !lockFree(q), 30_000);
@@ -56,8 +55,7 @@ describe('queue-process --watch', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const mark = join(dir, 'mark');
-    const seq = join(dir, 'seq');
-    for (const p of ['one', 'two']) put(q, preparePacket(['-s', seq, '-i', '-'], p));
+    ['one', 'two'].forEach((p, i) => put(q, plainPacket(i + 1, Buffer.from(p))));
     const script = `echo "start $FSPL_SEQ" >> ${mark}; cat > /dev/null; sleep 1; echo "end $FSPL_SEQ" >> ${mark}`;
     const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', 'sh', '--', '-c', script]);
     started.push(w.pid);
@@ -75,7 +73,7 @@ describe('queue-process --watch', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const mark = join(dir, 'mark');
-    put(q, preparePacket(['-s', '-', '-i', '-'], 'slow'));
+    put(q, plainPacket(1, Buffer.from('slow')));
     const script = `trap 'echo term >> ${mark}; exit 9' TERM; echo start >> ${mark}; cat > /dev/null; sleep 30 & wait`;
     const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--stop-timeout', '1', 'sh', '--', '-c', script]);
     started.push(w.pid);
@@ -99,7 +97,7 @@ describe('queue-process --watch', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const mark = join(dir, 'mark');
-    put(q, preparePacket(['-s', '-', '-i', '-'], 'slow'));
+    put(q, plainPacket(1, Buffer.from('slow')));
     const script = `trap 'echo term >> ${mark}; exit 9' TERM; echo start >> ${mark}; cat > /dev/null; sleep 30 & wait`;
     const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', 'sh', '--', '-c', script]);
     started.push(w.pid);
@@ -119,17 +117,16 @@ describe('queue-process --watch', () => {
     const log = join(dir, 'log');
     const tries = join(dir, 'tries');
     const gate = join(dir, 'gate');
-    const seq = join(dir, 'seq');
     // the receiver fails until the gate file exists
     const script = `echo x >> ${tries}; test -e ${gate} || exit 3; echo "$FSPL_SEQ" >> ${log}`;
-    put(q, preparePacket(['-s', seq]));
+    put(q, plainPacket(1));
     // A rescan every half second, and new packets landing: neither may bring the next try forward.
     const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '0.5', '--backoff', '0.5', 'sh', '--', '-c', script]);
     started.push(w.pid);
     const t0 = Date.now();
     for (let i = 0; i < 5; i++) {
       await sleep(500);
-      put(q, preparePacket(['-s', seq]));
+      put(q, plainPacket(i + 2));
     }
     await waitFor('5 seconds of watching', () => Date.now() - t0 >= 5_000, 20_000);
     // Tries at about 0, 0.5, 1.5, 3.5 s (the pause doubles from --backoff): never one per rescan.
@@ -153,19 +150,18 @@ describe('queue-process --watch', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const log = join(dir, 'log');
-    const seq = join(dir, 'seq');
     const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '1', 'sh', '--', '-c', `echo "$FSPL_SEQ" >> ${log}`]);
     started.push(w.pid);
     let ended: string | undefined;
     void w.done.then((r) => (ended = `the watcher ended (${r.code}): ${r.stderr}`));
     // A first job run: the watcher is past its start and waiting (a queue without jobs/ at its
     // start is refused, rightly).
-    put(q, preparePacket(['-s', seq]));
+    put(q, plainPacket(1));
     await waitFor('the first job to run', () => ended !== undefined || fileLines(log).length === 1, 30_000);
     // inotify follows the old directory; only the rescan can see the new one's files. Two
     // renames leave jobs/ missing for microseconds, not for a rescan's look.
     mkdirSync(join(q, 'jobs.new'));
-    writeFileSync(join(q, 'jobs.new', 'fspl-x.fspl'), preparePacket(['-s', seq]));
+    writeFileSync(join(q, 'jobs.new', 'fspl-x.fspl'), plainPacket(2));
     renameSync(join(q, 'jobs'), join(q, 'jobs.old'));
     renameSync(join(q, 'jobs.new'), join(q, 'jobs'));
     // No event will come for it: without the rescan this waits in vain.
@@ -181,7 +177,7 @@ describe('queue-process --watch', () => {
     const q = makeQueue(dir);
     const log = join(dir, 'log');
     const flag = join(dir, 'failed-once');
-    writeFileSync(join(q, 'jobs', 'fspl-1.fspl'), preparePacket(['-s', '-', '-i', '-'], 'hello'));
+    writeFileSync(join(q, 'jobs', 'fspl-1.fspl'), plainPacket(1, Buffer.from('hello')));
     const decoder = `if [ ! -e ${flag} ]; then : > ${flag}; exit 1; fi; exec cat`;
     const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '0.5', '-d', decoder, 'sh', '--', '-c', `cat >> ${log}`]);
     started.push(w.pid);
@@ -197,11 +193,10 @@ describe('queue-process --watch', () => {
   it('as PID 1 of a PID namespace (a container without an init), it reaps every child left to it', async () => {
     const dir = tempDir();
     const q = makeQueue(dir);
-    const seq = join(dir, 'seq');
     // Each job leaves a process to reap; more than one left unreaped fails: 5 jobs show it, 15
     // in the long mode.
     const N = LONG ? 15 : 5;
-    for (let i = 1; i <= N; i++) writeFileSync(join(q, 'jobs', `fspl-${i}.fspl`), preparePacket(['-s', seq]));
+    for (let i = 1; i <= N; i++) writeFileSync(join(q, 'jobs', `fspl-${i}.fspl`), plainPacket(i));
     const w = runAsync('unshare', ['--fork', '--pid', '--mount-proc', FSPOOL, 'queue-process', '-q', q, '--watch', 'true']);
     started.push(w.pid);
     await waitFor(`${N} jobs`, () => nextseqText(q) === `${N + 1}\n`, 20_000);
