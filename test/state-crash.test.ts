@@ -2,12 +2,12 @@
 // (FSPOOL_CRASH_AT, src/sys/crashPoint.ts) and checking what is on disk and what the next run
 // does: exactly-once once the success is journaled, at-least-once before, never a skipped job.
 // Real processes, real queues, the real database.
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FSPOOL, fspl, runAsync } from './helpers/cli.js';
 import { waitFor } from './helpers/queue.js';
-import { jobs, lines, LOGGER, logOf, nextseq, packet, proc, put, type Q, runs, setup, warns } from './helpers/state.js';
+import { dbPath, jobs, lines, LOGGER, logOf, nextseq, packet, proc, put, type Q, runs, setup, warns } from './helpers/state.js';
 
 const crashAt = (point: string) => ({ FSPOOL_CRASH_AT: point });
 
@@ -91,6 +91,40 @@ describe('crash points in sequence order', () => {
       ['1', 'success', 'recovered'],
       ['2', 'success', 'done'],
     ]);
+  });
+
+  it('outcome-recorded, then the job file removed by hand: a run of the empty jobs/ leaves the journal as it is; the next run with a job completes it first', () => {
+    const q = setup('fspool-crash-');
+    const [name] = [put(q, packet(1, 'p1'))];
+    killedAt(q, 'outcome-recorded');
+    rmSync(join(q.q, 'jobs', name!));
+    const journal = () => readFileSync(dbPath(q)).toString('hex') + (existsSync(`${dbPath(q)}-wal`) ? readFileSync(`${dbPath(q)}-wal`).toString('hex') : '');
+    const before = journal();
+
+    // Nothing to run: the state database is not opened, so the pending completion waits.
+    const empty = proc(q, []);
+    expect(empty.code, empty.stderr).toBe(0);
+    expect(empty.stderr).toBe('');
+    expect(nextseq(q)).toBe('1');
+    expect(journal()).toBe(before);
+
+    put(q, packet(2, 'p2'));
+    const r = proc(q, []);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/job 1 .* succeeded at .*completed now without running it again \(nextseq advanced, file deleted\)/);
+    expect(logOf(q)).toBe(lines('1:p1', '2:p2'));
+    expect(nextseq(q)).toBe('3');
+    expect(runs(q).map((r) => [r.seq, r.outcome, r.commit_state])).toEqual([
+      ['1', 'success', 'recovered'],
+      ['2', 'success', 'done'],
+    ]);
+  });
+
+  it('a run of a queue that never had a job creates no state database', () => {
+    const q = setup('fspool-crash-');
+    const r = proc(q, []);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readdirSync(q.q).sort()).toEqual(['jobs', 'nextseq', 'nextseq.lock']);
   });
 
   it('nextseq-written (before the file was deleted): a stale file, deleted by the next run, not run again', () => {

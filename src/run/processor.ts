@@ -106,6 +106,20 @@ export class QueueProcessor {
       lock.release();
       return ctx.stop.exitCode;
     }
+    const commits = { deletes: !opts.neverDelete, savesOutput: opts.saveOutput, quarantines: opts.onError === 'quarantine' };
+    // One pass over a jobs/ without a job file (cron polling an idle queue) needs nothing of
+    // the state database, whose opening (loading SQLite) would be most of the run's cost: what
+    // a crash left unfinished in the journal concerns a file no longer here, and is completed by
+    // the next run that has one (spec/job-lifecycle.md, "Crash points").
+    if (!opts.watch && !opts.afterPass && queue.jobDir().length === 0) {
+      try {
+        checkWritable(queue, commits);
+        ctx.log.debug(`queue ${queue.dir} has no job file; nothing to do`);
+        return 0;
+      } finally {
+        lock.release();
+      }
+    }
     // The journal and the header cache (QUEUE/fspool/state.db), when they can be had.
     const state = attachState(queue, {
       create: true,
@@ -117,7 +131,7 @@ export class QueueProcessor {
     this.journal = state.journal;
     this.db = state.db;
     try {
-      checkWritable(queue, { deletes: !opts.neverDelete, savesOutput: opts.saveOutput, quarantines: opts.onError === 'quarantine' });
+      checkWritable(queue, commits);
       const first = await this.index.refresh();
       this.reportUnreadable(first);
       for (const name of recover(this.processing, first)) this.index.forget(name);
