@@ -28,6 +28,10 @@
  * on the fd, which would set O_NONBLOCK on the open file description the shell shares.
  *
  * ioctl(FIONREAD): how much of a payload a receiver left in its stdin pipe when it exited.
+ *
+ * sha256: a packet's identity (src/packet/identity.ts) is hashed by the OpenSSL Node exports
+ * to addons (as native/fspool_cfb.c decrypts): loading node:crypto for it would cost every
+ * command that runs or judges a job ~8 ms of start-up.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,6 +42,7 @@
 #include <spawn.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <openssl/evp.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -342,6 +347,21 @@ static napi_value js_cfb_xor(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* sha256(bytes) -> Buffer(32). */
+static napi_value js_sha256(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  void *data, *out;
+  size_t len;
+  unsigned char md[32];
+  unsigned int n = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) return throw_errno(env, EINVAL, "sha256");
+  if (EVP_Digest(data, len, md, &n, EVP_sha256(), NULL) != 1 || n != sizeof md) return throw_errno(env, EIO, "sha256");
+  napi_create_buffer_copy(env, sizeof md, md, &out, &result);
+  return result;
+}
+
 /* winsize(fd) -> columns of the terminal on fd, or undefined when fd is not a terminal. */
 static napi_value js_winsize(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -545,6 +565,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "winsize", fn);
   napi_create_function(env, "pending", NAPI_AUTO_LENGTH, js_pending, NULL, &fn);
   napi_set_named_property(env, exports, "pending", fn);
+  napi_create_function(env, "sha256", NAPI_AUTO_LENGTH, js_sha256, NULL, &fn);
+  napi_set_named_property(env, exports, "sha256", fn);
   napi_create_function(env, "scanJobDir", NAPI_AUTO_LENGTH, js_scan_job_dir, NULL, &fn);
   napi_set_named_property(env, exports, "scanJobDir", fn);
   napi_create_int32(env, LOCK_EX, &num);

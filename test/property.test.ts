@@ -1,11 +1,14 @@
 // Property tests of the header codec: round trips over the whole field
 // space, the exact bytes fspl writes, chunked reading, truncation and garbage. fast-check
 // prints the seed and the shrunk counterexample of any failure; FSPOOL_PROP_SEED replays one.
+import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeHeader, encodeHeader, HeaderReader, MAX_METADATA_LEN, PacketError, PREFIX_LEN } from '../src/packet/codec.js';
 import { type CmdType, type Header, I64_MAX, I64_MIN, U64_MAX } from '../src/packet/header.js';
+import { packetId } from '../src/packet/identity.js';
+import { native } from '../src/sys/native.js';
 // Deterministic filler, so that long byte strings cost one integer of shrinking, not 70,000.
 import { filler } from './helpers/bytes.js';
 
@@ -253,6 +256,29 @@ describe('round trips over the whole field space', () => {
         expect(() => encodeHeader(h)).toThrow(PacketError);
       }),
       params(200),
+    );
+  });
+});
+
+describe("a packet's identity", () => {
+  // packetId hashes through the OpenSSL Node exports to addons (native/fspool_sys.c), not
+  // node:crypto: both must give the same digest, or journals and receipts written by one would
+  // not know packets seen by the other.
+  it('is the first 16 bytes of SHA-256 over the encoded header, as node:crypto computes it', () => {
+    fc.assert(
+      fc.property(headerArb, (h) => {
+        expect(packetId(h)).toBe(createHash('sha256').update(encodeHeader(h)).digest('hex').slice(0, 32));
+      }),
+      params(200),
+    );
+  });
+
+  it('native sha256 agrees with node:crypto on any bytes, empty and past a block included', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (b) => {
+        expect(native().sha256(b).toString('hex')).toBe(createHash('sha256').update(b).digest('hex'));
+      }),
+      params(300),
     );
   });
 });

@@ -4,11 +4,11 @@
 // hashed (it may be gigabytes): a sender never makes two packets with one seq and one
 // nanosecond. The journal records runs by it (spec/state-db.md) and receipts acknowledge by it
 // (spec/receipts.md).
-import { createHash } from '../sys/lazy.js';
+import { native } from '../sys/native.js';
 import { encodeHeader } from './codec.js';
 import type { Header } from './header.js';
 
 /** The identity as 32 lower-case hex digits (the journal's `packet` column). */
 export function packetId(h: Header): string {
-  return createHash('sha256').update(encodeHeader(h)).digest('hex').slice(0, 32);
+  return native().sha256(encodeHeader(h)).toString('hex', 0, 16);
 }
