@@ -31,7 +31,7 @@
  *
  * sha256: a packet's identity (src/packet/identity.ts) is hashed by the OpenSSL Node exports
  * to addons (as native/fspool_cfb.c decrypts): loading node:crypto for it would cost every
- * command that runs or judges a job ~8 ms of start-up.
+ * command that runs or judges a job ~5 ms of start-up.
  */
 #define _GNU_SOURCE
 #include <errno.h>
