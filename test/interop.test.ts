@@ -827,6 +827,19 @@ describe('edges where fspool must not part ways with fspl', () => {
     expect(f.stdout.toString()).toBe('ran 1 odd name\n');
   });
 
+  it('a name that is not UTF-8 beside a job that runs: reported once per look at jobs/ (once before the job), the job runs', () => {
+    const dir = tempDir();
+    ok('fspl', ['queue-init', '-q', 'q'], { cwd: dir });
+    writeFileSync(Buffer.concat([Buffer.from(join(dir, 'q/jobs/fspl-')), Buffer.from([0xff]), Buffer.from('.fspl')]), ok('fspl', ['prepare', '-s', '-', '-i', '-'], { input: 'odd name' }));
+    writeFileSync(join(dir, 'q/jobs/fspl-good.fspl'), ok('fspl', ['prepare', '-s', '-', '-i', '-'], { input: 'good' }));
+    const r = run('fspool', ['queue-process', '-q', 'q', 'cat'], { cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.toString()).toBe('good');
+    const beforeJob = r.stderr.slice(0, r.stderr.indexOf('succeeded'));
+    expect(beforeJob.match(/not valid UTF-8/g)).toHaveLength(1);
+    expect(nextseqText(join(dir, 'q'))).toBe('2\n');
+  });
+
   it('FSPL_JOB_FULLPATH is the queue dir as given + "/jobs/" + name, even with a trailing slash', () => {
     const dir = tempDir();
     ok('fspl', ['queue-init', '-q', 'q'], { cwd: dir });

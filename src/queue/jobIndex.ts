@@ -2,7 +2,7 @@
 // once per job), the readable ones by seq so that finding the due job is O(1), and the files
 // that could not be read or did not prove a required signature, reported once each.
 import type { DecodeContext } from '../codec/decode.js';
-import { type FileIdentity, sameIdentity } from './jobfile.js';
+import { type FileIdentity, type JobDir, sameIdentity } from './jobfile.js';
 import type { Queue, ScannedJob } from './queue.js';
 
 /** A job file whose header was read. */
@@ -32,10 +32,10 @@ export class JobIndex {
   /**
    * Read the headers of files that appeared since the last look, and again of those that could
    * not be read last time (a decoder that failed once, a key added since); forget vanished ones.
-   * Returns what was read, with the unreadable only where the reason is new.
+   * Returns what was read, with the unreadable only where the reason is new. `dir`: jobs/ as
+   * the caller has just read it, else read here.
    */
-  async refresh(): Promise<ScannedJob[]> {
-    const dir = this.queue.jobDir();
+  async refresh(dir: JobDir = this.queue.jobDir()): Promise<ScannedJob[]> {
     const present = new Set(dir.names);
     for (const n of this.byName.keys()) if (!present.has(n) || this.byName.get(n)!.error) this.forget(n);
     const complete = this.byName.size === 0; // a first look lets the header cache prune

@@ -111,7 +111,8 @@ export class QueueProcessor {
     // the state database, whose opening (loading SQLite) would be most of the run's cost: what
     // a crash left unfinished in the journal concerns a file no longer here, and is completed by
     // the next run that has one (spec/job-lifecycle.md, "Crash points").
-    if (!opts.watch && !opts.afterPass && queue.jobDir().length === 0) {
+    const dir = opts.watch || opts.afterPass ? undefined : queue.jobDir();
+    if (dir?.length === 0) {
       try {
         checkWritable(queue, commits);
         ctx.log.debug(`queue ${queue.dir} has no job file; nothing to do`);
@@ -132,7 +133,8 @@ export class QueueProcessor {
     this.db = state.db;
     try {
       checkWritable(queue, commits);
-      const first = await this.index.refresh();
+      // jobs/ as read above, not a second read (each warns of the names that are not UTF-8).
+      const first = await this.index.refresh(dir);
       this.reportUnreadable(first);
       for (const name of recover(this.processing, first)) this.index.forget(name);
       const code = opts.watch ? await this.watch() : await this.pass();
