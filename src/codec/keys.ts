@@ -46,7 +46,7 @@ type OpenPGP = typeof import('openpgp');
 let lib: OpenPGP | undefined;
 // Required, not import()ed: the bundle runs as CommonJS inside vm.Script (bin/fspool), where a
 // dynamic import() has no loader.
-export const openpgp = async (): Promise<OpenPGP> => (lib ??= requireCompiled('openpgp', 'openpgp') as OpenPGP);
+export const openpgp = async (): Promise<OpenPGP> => (lib ??= requireCompiled('openpgp') as OpenPGP);
 
 async function readKeyFile<T extends Key>(file: string, read: (data: Buffer, armored: boolean) => Promise<T[]>): Promise<T[]> {
   let data: Buffer;

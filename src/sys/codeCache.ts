@@ -9,23 +9,23 @@ import { Script } from 'node:vm';
 import { packageFile } from './native.js';
 
 /**
- * `require(id)`, compiled with the cache `dist/NAME.ARCH.cache` when there is one (V8 checks it
+ * `require(id)`, compiled with the cache `dist/ID.ARCH.cache` when there is one (V8 checks it
  * against its own version and flags and the source's length, and compiles anew when it does not
- * fit). The build and the install write it: with FSPOOL_WRITE_CODE_CACHE=NAME, at the exit of a
+ * fit). The build and the install write it: with FSPOOL_WRITE_CODE_CACHE=ID, at the exit of a
  * run that used the module (package.json, `fspool.codeCacheRuns`). The module is not in
  * require's cache: load it once, and keep what this returns.
  */
-export function requireCompiled(id: string, name: string): unknown {
+export function requireCompiled(id: string): unknown {
   const file = createRequire(import.meta.url).resolve(id);
   let cache: string | undefined;
   let cachedData: Buffer | undefined;
   try {
     // No cache (or no dist/: the sources run unbuilt, as in-process tests do): compiled anew.
-    cache = join(packageFile('dist'), `${name}.${process.arch}.cache`);
+    cache = join(packageFile('dist'), `${id}.${process.arch}.cache`);
     cachedData = readFileSync(cache);
   } catch {}
   const script = new Script(Module.wrap(readFileSync(file, 'utf8')), { filename: file, cachedData });
-  if (cache && process.env.FSPOOL_WRITE_CODE_CACHE === name) process.on('exit', () => writeFileSync(cache, script.createCachedData()));
+  if (cache && process.env.FSPOOL_WRITE_CODE_CACHE === id) process.on('exit', () => writeFileSync(cache, script.createCachedData()));
   const mod = { exports: {} };
   (script.runInThisContext() as (...a: unknown[]) => void)(mod.exports, createRequire(file), mod, file, dirname(file));
   return mod.exports;
