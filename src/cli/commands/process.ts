@@ -1,3 +1,4 @@
+import type { DecodeContext } from '../../codec/decode.js';
 import { Queue } from '../../queue/queue.js';
 import { type OnError, type OrderBy, type ProcessOptions, processQueue } from '../../run/processQueue.js';
 import { processStdin } from '../../run/processStdin.js';
@@ -148,8 +149,9 @@ const runOpts = (a: RunArgs, cmd: { command: string; params: Buffer[] }) => ({
 /** What queue-process's options mean: the one mapping from them to a processor's options, for the command line and for serve. */
 export function queueProcessOptions(a: QueueProcessArgs, cmd: { command: string; params: Buffer[] }): ProcessOptions & { stopTimeoutSeconds: number } {
   const q = new Queue(a.queuedir);
+  const run = runOpts(a, cmd);
   return {
-    ...runOpts(a, cmd),
+    ...run,
     onError: a['on-error'],
     orderBy: a['order-by'],
     neverDelete: a['never-delete'],
@@ -162,12 +164,13 @@ export function queueProcessOptions(a: QueueProcessArgs, cmd: { command: string;
     stopTimeoutSeconds: a['stop-timeout'],
     watch: a.watch,
     rescanSeconds: a.rescan,
-    afterPass: receiptHook(q, a),
+    // The receipts read headers through the jobs' decode worker: one thread, not a second.
+    afterPass: receiptHook(q, a, run.decode),
   };
 }
 
 /** --receipt-to-dir / --receipt-exec: the hook that sends receipts after each pass. */
-function receiptHook(q: Queue, a: QueueProcessArgs) {
+function receiptHook(q: Queue, a: QueueProcessArgs, decode: DecodeContext) {
   if (a['receipt-to-dir'] === undefined && a['receipt-exec'] === undefined) {
     if (a['receipt-sign-with'] !== undefined) throw new UsageError('--receipt-sign-with needs --receipt-to-dir or --receipt-exec');
     return undefined;
@@ -182,7 +185,7 @@ function receiptHook(q: Queue, a: QueueProcessArgs) {
     signWith: a['receipt-sign-with'],
     keyPassphraseFile: a['key-passphrase-file'],
     everySeconds: a['receipt-every'],
-    decode: decodeContext(a, 'worker'),
+    decode,
   });
 }
 
