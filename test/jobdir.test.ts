@@ -74,6 +74,36 @@ describe('scanJobDir / JobDir', () => {
     expected.forEach(({ st }, i) => expect(stats[i * 10 + 2]).toBe(st.mode));
   });
 
+  it('a directory large enough to be lstat-ed on several threads: every entry where it belongs, as lstatSync says', () => {
+    // Several thousand names, with the kinds of entry spread over the whole sorted range, so
+    // that each thread's share (one per CPU, up to four) holds files of several sizes, FIFOs,
+    // symlinks and directories, and a mistake in which share fills which fields shows.
+    const d = tempDir();
+    const fifos: string[] = [];
+    for (let i = 0; i < 6000; i++) {
+      const p = join(d, `fspl-${String(i).padStart(5, '0')}.fspl`);
+      if (i % 97 === 0) fifos.push(p);
+      else if (i % 89 === 0) symlinkSync(join(d, 'fspl-00001.fspl'), p);
+      else if (i % 83 === 0) mkdirSync(p);
+      else writeFileSync(p, 'x'.repeat(i % 300));
+    }
+    const made = runSync('mkfifo', fifos);
+    expect(made.code, made.stderr).toBe(0);
+    const expected = nodeView(d);
+    const { dir } = readJobDir(d);
+    expect(dir.names).toEqual(expected.map((e) => e.raw.toString('utf8')));
+    expected.forEach(({ st }, i) => {
+      const name = dir.name(i);
+      if (st.isFile()) {
+        expect(dir.identity(i), name).toEqual({ dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs });
+      } else {
+        expect(dir.identity(i), name).toBeUndefined();
+        expect(dir.problem(i), name).toMatch(/^a (FIFO|symbolic link|directory); /);
+      }
+    });
+    expect(expected.filter((e) => e.st.isFIFO())).toHaveLength(fifos.length);
+  });
+
   it('leaves out names that are not UTF-8 and returns them as bytes; the others keep their stats', () => {
     const d = tempDir();
     const bad = Buffer.concat([Buffer.from('fspl-'), Buffer.from([0xff, 0xfe, 0x41]), Buffer.from('.fspl')]);
