@@ -29,6 +29,9 @@
  *
  * ioctl(FIONREAD): how much of a payload a receiver left in its stdin pipe when it exited.
  *
+ * lseek(SEEK_CUR): how far a receiver has read the job file whose offset it shares with
+ * fspool. Node offers no lseek.
+ *
  * sha256: a packet's identity (src/packet/identity.ts) is hashed by the OpenSSL Node exports
  * to addons (as native/fspool_cfb.c decrypts): loading node:crypto for it would cost every
  * command that runs or judges a job ~5 ms of start-up.
@@ -379,6 +382,25 @@ static napi_value js_winsize(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * tell(fd) -> the fd's file offset (lseek SEEK_CUR, which does not move it); 0 for a pipe,
+ * whose offset the kernel keeps at 0 (as /proc/self/fdinfo shows it).
+ */
+static napi_value js_tell(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  int32_t fd;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) return throw_errno(env, EINVAL, "lseek");
+  off_t at = lseek(fd, 0, SEEK_CUR);
+  if (at < 0) {
+    if (errno != ESPIPE) return throw_errno(env, errno, "lseek");
+    at = 0;
+  }
+  napi_create_double(env, (double)at, &result);
+  return result;
+}
+
 /* pending(fd) -> the bytes waiting to be read in the pipe (or socket) fd (ioctl FIONREAD). */
 static napi_value js_pending(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -613,6 +635,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "winsize", fn);
   napi_create_function(env, "pending", NAPI_AUTO_LENGTH, js_pending, NULL, &fn);
   napi_set_named_property(env, exports, "pending", fn);
+  napi_create_function(env, "tell", NAPI_AUTO_LENGTH, js_tell, NULL, &fn);
+  napi_set_named_property(env, exports, "tell", fn);
   napi_create_function(env, "sha256", NAPI_AUTO_LENGTH, js_sha256, NULL, &fn);
   napi_set_named_property(env, exports, "sha256", fn);
   napi_create_function(env, "scanJobDir", NAPI_AUTO_LENGTH, js_scan_job_dir, NULL, &fn);

@@ -613,6 +613,24 @@ describe('stdin-process', () => {
     expect(readFileSync(join(e.out, 'sum'), 'utf8').trim()).toBe(payloadSum);
   });
 
+  it('a receiver reading the job file itself: how far it read is told apart, from its shared offset', () => {
+    // The receiver's stdin is the job file's fd (no decoder): whether it read the payload to
+    // the end is known only from the offset it shares with fspool.
+    const e = setup();
+    write(e, cmd(e, 'x'.repeat(100_000)));
+    write(e, cmd(e, 'y'.repeat(100_000)));
+    const r = processQ(e, ['-n', '1', '-l', 'info'], 'head -c 10 > "$OUT/part"');
+    expect(r.code, r.stderr).toBe(0);
+    // head -c reads exactly what it prints.
+    expect(r.stderr).toContain('command exited 0 leaving 99990 payload bytes unread');
+    expect(readFileSync(join(e.out, 'part'), 'utf8')).toBe('x'.repeat(10));
+    const whole = processQ(e, ['-l', 'info'], 'cat > "$OUT/whole"');
+    expect(whole.code, whole.stderr).toBe(0);
+    expect(whole.stderr).not.toContain('unread');
+    expect(readFileSync(join(e.out, 'whole'), 'utf8')).toBe('y'.repeat(100_000));
+    expect(nextseq(e)).toBe('3');
+  });
+
   it('a Fail packet exits 1 without running the command', () => {
     const e = setup();
     const r = processStdin(e, [], `${LOGGER}`, { input: bare(e, 'prepare-fail') });

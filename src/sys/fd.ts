@@ -1,7 +1,8 @@
 // Reading and writing raw fds. The payload paths never touch process.stdin/stdout: Node would
 // set O_NONBLOCK on them, and that flag lives in the open file description that the shell
 // pipeline shares with the programs around us (see spec/processing.md).
-import { closeSync, fstatSync, openSync, read, readFileSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, read, readSync, writeSync } from 'node:fs';
+import { native } from './native.js';
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 /** Block the thread briefly: an fd someone else made non-blocking has no data yet. */
@@ -61,13 +62,9 @@ export function copyFd(from: number, to: number, progress?: { add(n: number): vo
   }
 }
 
-/** The fd's current file offset, shared with any child that inherited it. */
+/** The fd's current file offset, shared with any child that inherited it (0 for a pipe). */
 export function fdOffset(fd: number): number {
-  // /proc/self/fdinfo is Linux's way to see an offset without moving it.
-  const info = readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1');
-  const m = /^pos:\s*(\d+)/m.exec(info);
-  if (!m) throw new Error(`cannot read the offset of fd ${fd}`);
-  return Number(m[1]);
+  return native().tell(fd);
 }
 
 /** The first read of a stream is small (headers are small, and most scans stop after one). */
