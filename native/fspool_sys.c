@@ -499,6 +499,7 @@ static void *scan_stat_part(void *arg) {
  */
 #define SCAN_THREADS 4
 #define SCAN_PER_THREAD 1024
+#define SCAN_STACK (64 * 1024)
 
 static void scan_stat_all(int dfd, const char *names, double *stats, size_t count) {
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -509,10 +510,21 @@ static void scan_stat_all(int dfd, const char *names, double *stats, size_t coun
   ScanPart parts[SCAN_THREADS];
   pthread_t threads[SCAN_THREADS];
   int started[SCAN_THREADS] = {0};
+  /* The helpers start with every signal blocked (they inherit this thread's mask), as libuv's
+   * own threads do: a signal for the process goes to a thread of Node's. A small stack: they
+   * only call fstatat. */
+  sigset_t all, before;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &before);
+  pthread_attr_t attr;
+  int attr_ok = pthread_attr_init(&attr) == 0;
+  if (attr_ok) pthread_attr_setstacksize(&attr, SCAN_STACK);
   for (size_t t = 0; t < n; t++) {
     parts[t] = (ScanPart){dfd, names, stats, count * t / n, count * (t + 1) / n};
-    if (t > 0) started[t] = pthread_create(&threads[t], NULL, scan_stat_part, &parts[t]) == 0;
+    if (t > 0) started[t] = pthread_create(&threads[t], attr_ok ? &attr : NULL, scan_stat_part, &parts[t]) == 0;
   }
+  if (attr_ok) pthread_attr_destroy(&attr);
+  pthread_sigmask(SIG_SETMASK, &before, NULL);
   scan_stat_part(&parts[0]);
   for (size_t t = 1; t < n; t++) {
     if (started[t]) pthread_join(threads[t], NULL);
