@@ -29,9 +29,6 @@
  *
  * ioctl(FIONREAD): how much of a payload a receiver left in its stdin pipe when it exited.
  *
- * lseek(SEEK_CUR): how far a receiver has read the job file whose offset it shares with
- * fspool. Node offers no lseek.
- *
  * sha256: a packet's identity (src/packet/identity.ts) is hashed by the OpenSSL Node exports
  * to addons (as native/fspool_cfb.c decrypts): loading node:crypto for it would cost every
  * command that runs or judges a job ~5 ms of start-up.
@@ -54,6 +51,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 #include <pthread.h>
+#include <sched.h>
 #include <node_api.h>
 
 static napi_value throw_errno(napi_env env, int err, const char *syscall) {
@@ -382,25 +380,6 @@ static napi_value js_winsize(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/*
- * tell(fd) -> the fd's file offset (lseek SEEK_CUR, which does not move it); 0 for a pipe,
- * whose offset the kernel keeps at 0 (as /proc/self/fdinfo shows it).
- */
-static napi_value js_tell(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], result;
-  int32_t fd;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) return throw_errno(env, EINVAL, "lseek");
-  off_t at = lseek(fd, 0, SEEK_CUR);
-  if (at < 0) {
-    if (errno != ESPIPE) return throw_errno(env, errno, "lseek");
-    at = 0;
-  }
-  napi_create_double(env, (double)at, &result);
-  return result;
-}
-
 /* pending(fd) -> the bytes waiting to be read in the pipe (or socket) fd (ioctl FIONREAD). */
 static napi_value js_pending(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -491,34 +470,45 @@ static void *scan_stat_part(void *arg) {
 }
 
 /*
- * The lstats of a large directory, split over one thread per CPU (at most SCAN_THREADS): each
- * fstatat is a system call of a few microseconds that mostly waits on the kernel's entry and
- * exit, and 10,000 of them were half of a listing's own time. Two threads on two CPUs took
- * 13 ms where one took 23 (bench/README.md, "ls-10k"); the CPU time is the same. A thread that
- * cannot be started leaves its part to this one.
+ * The lstats of a large directory, on several threads: one per SCAN_PER_THREAD names, at most
+ * one per CPU this process may run on, and at most SCAN_THREADS. Each fstatat is a system call
+ * of a few microseconds that mostly waits on the kernel's entry and exit: on two CPUs, 10,000
+ * of them take 13 ms on two threads where one thread takes 23, half of a warm listing's own
+ * time (bench/README.md, "Listing, an empty queue, raw delivery"); the CPU time is the same.
+ * A thread that cannot be started leaves its part to this one.
  */
 #define SCAN_THREADS 4
 #define SCAN_PER_THREAD 1024
 #define SCAN_STACK (64 * 1024)
 
 static void scan_stat_all(int dfd, const char *names, double *stats, size_t count) {
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  size_t n = cpus < 1 ? 1 : (size_t)cpus;
+  size_t n = count / SCAN_PER_THREAD;
   if (n > SCAN_THREADS) n = SCAN_THREADS;
-  if (n > count / SCAN_PER_THREAD) n = count / SCAN_PER_THREAD;
-  if (n < 1) n = 1;
+  if (n > 1) {
+    cpu_set_t cpus;
+    size_t usable = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? (size_t)CPU_COUNT(&cpus) : 1;
+    if (n > usable) n = usable;
+  }
+  if (n <= 1) {
+    ScanPart whole = {dfd, names, stats, 0, count};
+    scan_stat_part(&whole);
+    return;
+  }
   ScanPart parts[SCAN_THREADS];
   pthread_t threads[SCAN_THREADS];
   int started[SCAN_THREADS] = {0};
   /* The helpers start with every signal blocked (they inherit this thread's mask), as libuv's
-   * own threads do: a signal for the process goes to a thread of Node's. A small stack: they
-   * only call fstatat. */
+   * own threads do: a signal for the process goes to a thread of Node's. A small stack, as
+   * they only call fstatat, but never below what the platform allows (arm64's glibc: 128 KiB). */
   sigset_t all, before;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &before);
   pthread_attr_t attr;
   int attr_ok = pthread_attr_init(&attr) == 0;
-  if (attr_ok) pthread_attr_setstacksize(&attr, SCAN_STACK);
+  if (attr_ok) {
+    long least = sysconf(_SC_THREAD_STACK_MIN);
+    pthread_attr_setstacksize(&attr, least > SCAN_STACK ? (size_t)least : SCAN_STACK);
+  }
   for (size_t t = 0; t < n; t++) {
     parts[t] = (ScanPart){dfd, names, stats, count * t / n, count * (t + 1) / n};
     if (t > 0) started[t] = pthread_create(&threads[t], attr_ok ? &attr : NULL, scan_stat_part, &parts[t]) == 0;
@@ -647,8 +637,6 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "winsize", fn);
   napi_create_function(env, "pending", NAPI_AUTO_LENGTH, js_pending, NULL, &fn);
   napi_set_named_property(env, exports, "pending", fn);
-  napi_create_function(env, "tell", NAPI_AUTO_LENGTH, js_tell, NULL, &fn);
-  napi_set_named_property(env, exports, "tell", fn);
   napi_create_function(env, "sha256", NAPI_AUTO_LENGTH, js_sha256, NULL, &fn);
   napi_set_named_property(env, exports, "sha256", fn);
   napi_create_function(env, "scanJobDir", NAPI_AUTO_LENGTH, js_scan_job_dir, NULL, &fn);

@@ -104,6 +104,22 @@ describe('header cache', () => {
     expect(b.stderr).toContain('header cache: 3 hit(s), 0 file(s) to read');
     expect(b.stdout.toString()).toBe(a.stdout.toString());
   });
+
+  it('a processor reads the database with pread, not through a mapping that a failing disk would turn into SIGBUS', () => {
+    const q = setup('fspool-cache-map-');
+    put(q, packet(1, 'p1'));
+    ok(['queue-ls', '-q', q.q]);
+    const maps = join(q.dir, 'maps');
+    // The receiver looks at fspool's mappings: its parent's, or its grandparent's where the
+    // spawner is its parent.
+    const look = `p=$PPID; case "$(cat /proc/$p/comm)" in fspool-spawn*) p=$(cut -d' ' -f4 /proc/$p/stat);; esac; cat /proc/$p/maps > '${maps}'; cat >/dev/null`;
+    const r = proc(q, [], look);
+    expect(r.code, r.stderr).toBe(0);
+    const mapped = readFileSync(maps, 'utf8').split('\n');
+    // WAL mode's shared index is always mapped: the look sees fspool's own mappings.
+    expect(mapped.some((l) => l.endsWith('/fspool/state.db-shm'))).toBe(true);
+    expect(mapped.filter((l) => l.endsWith('/fspool/state.db'))).toEqual([]);
+  });
 });
 
 describe('without the database', () => {

@@ -27,6 +27,8 @@ export interface AttachOptions {
   cacheHeaders: boolean;
   /** The command journals durably (a processor): open the durable connection up front. */
   durable?: boolean;
+  /** The command only reads, and ends soon: read the database through a mapping. */
+  mapped?: boolean;
 }
 
 export function attachState(queue: Queue, opts: AttachOptions): QueueState {
@@ -34,7 +36,7 @@ export function attachState(queue: Queue, opts: AttachOptions): QueueState {
   // unless someone made QUEUE/fspool/ there (then its header cache serves queue-ls).
   const appendOnly = !existsSync(queue.nextseq.path);
   const create = opts.create && (!appendOnly || existsSync(stateDir(queue.dir)));
-  const db = StateDb.open(queue.dir, { create, busyMs: opts.busyMs, without: opts.without, durable: opts.durable });
+  const db = StateDb.open(queue.dir, { create, busyMs: opts.busyMs, without: opts.without, durable: opts.durable, mapped: opts.mapped });
   const index = db && opts.cacheHeaders ? new HeaderIndex(db) : undefined;
   if (index) queue.headerIndex = index;
   return {

@@ -106,6 +106,8 @@ export interface OpenOptions {
    * journal writes durably. Without it, the first durable write opens it.
    */
   durable?: boolean;
+  /** Read the file through a mapping: for a command that only reads, and ends soon (READER_MMAP_BYTES). */
+  mapped?: boolean;
 }
 
 let loaded: typeof BetterSqlite3 | undefined;
@@ -133,8 +135,17 @@ export function stateDir(queueDir: string): string {
  * One connection, its cached statements, and its transaction runners (made once: building
  * better-sqlite3's transaction wrapper per call costs more than a small statement).
  */
-/** Up to this much of the database is mapped (address space only: what is read is what is touched). */
-const MMAP_BYTES = 256 << 20;
+/**
+ * A command that only reads and ends soon (a listing) reads the database through a mapping of
+ * the file, up to this size, instead of a pread per page: a warm listing of 10,000 jobs reads
+ * ~600 pages of the header cache, and each system call cost more than the page's copy
+ * (bench/README.md, "Listing, an empty queue, raw delivery"). A processor, or serve, does not:
+ * it runs for hours, and an I/O error on a mapped page, or the file cut short under it by
+ * someone else, is a SIGBUS that ends it, where a failed read is one WARN and the run goes on
+ * without the database. SQLite only reads through the mapping; nothing of fspool's shrinks the
+ * file.
+ */
+const READER_MMAP_BYTES = 256 << 20;
 
 class Conn implements Tx {
   private readonly stmts = new Map<string, Statement>();
@@ -142,12 +153,6 @@ class Conn implements Tx {
   readonly deferred: <T>(fn: () => T) => T;
 
   constructor(readonly db: Db) {
-    // Pages are read through a mapping of the file, not one pread each: a listing of 10,000
-    // jobs reads ~600 pages of the header cache, and each system call costs more than the
-    // page's copy (bench/README.md, "ls-10k"). SQLite maps for reading only and writes with
-    // write(2) as before. The mapping's one risk, SIGBUS should the file shrink under it, needs
-    // a VACUUM, which nothing here does.
-    db.pragma(`mmap_size = ${MMAP_BYTES}`);
     const tx = db.transaction((fn: () => unknown) => fn());
     this.immediate = tx.immediate as <T>(fn: () => T) => T;
     this.deferred = tx.deferred as <T>(fn: () => T) => T;
@@ -271,6 +276,7 @@ export class StateDb {
         db.pragma('journal_mode = WAL');
         db.pragma('synchronous = NORMAL');
       }
+      if (opts.mapped) db.pragma(`mmap_size = ${READER_MMAP_BYTES}`);
       const version = db.pragma('user_version', { simple: true }) as number;
       if (version > SCHEMA_VERSION) {
         throw new Error(`it was made by a newer fspool (schema ${version}, this one knows ${SCHEMA_VERSION})`);

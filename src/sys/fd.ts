@@ -1,8 +1,7 @@
 // Reading and writing raw fds. The payload paths never touch process.stdin/stdout: Node would
 // set O_NONBLOCK on them, and that flag lives in the open file description that the shell
 // pipeline shares with the programs around us (see spec/processing.md).
-import { closeSync, fstatSync, openSync, read, readSync, writeSync } from 'node:fs';
-import { native } from './native.js';
+import { closeSync, fstatSync, openSync, read, readFileSync, readSync, writeSync } from 'node:fs';
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 /** Block the thread briefly: an fd someone else made non-blocking has no data yet. */
@@ -62,9 +61,16 @@ export function copyFd(from: number, to: number, progress?: { add(n: number): vo
   }
 }
 
-/** The fd's current file offset, shared with any child that inherited it (0 for a pipe). */
+/** The fd's current file offset, shared with any child that inherited it. */
 export function fdOffset(fd: number): number {
-  return native().tell(fd);
+  // /proc/self/fdinfo is Linux's way to see an offset without moving it, and without waiting:
+  // lseek(fd, 0, SEEK_CUR) would take the file's position lock, which a receiver sharing the
+  // offset holds for the whole of each read, so a receiver stuck reading (NFS, a failing disk)
+  // would stop this thread with it.
+  const info = readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1');
+  const m = /^pos:\s*(\d+)/m.exec(info);
+  if (!m) throw new Error(`cannot read the offset of fd ${fd}`);
+  return Number(m[1]);
 }
 
 /** The first read of a stream is small (headers are small, and most scans stop after one). */

@@ -39,8 +39,6 @@ interface Sys {
   helperRecv(fd: number, wait: boolean): Buffer | null | undefined;
   /** The bytes waiting to be read in a pipe (ioctl FIONREAD). */
   pending(fd: number): number;
-  /** The fd's file offset (lseek SEEK_CUR, which leaves it where it is); 0 for a pipe. */
-  tell(fd: number): number;
   /** SHA-256 of `bytes`, by the OpenSSL Node exports (see native/fspool_sys.c). */
   sha256(bytes: Uint8Array): Buffer;
   /** The columns of the terminal on fd (ioctl TIOCGWINSZ), or undefined if it is none. */

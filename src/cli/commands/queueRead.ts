@@ -16,7 +16,7 @@ interface LsArgs extends DecodeArgs {
 
 /** Read headers through the queue's header cache, when it has one. */
 async function withCache<T>(q: Queue, fn: (state: QueueState) => Promise<T>): Promise<T> {
-  const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: 'going on without it: reading every file' });
+  const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, mapped: true, without: 'going on without it: reading every file' });
   try {
     return await fn(state);
   } finally {
