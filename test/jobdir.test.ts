@@ -76,8 +76,9 @@ describe('scanJobDir / JobDir', () => {
 
   it('a directory large enough to be lstat-ed on several threads: every entry where it belongs, as lstatSync says', () => {
     // Several thousand names, with the kinds of entry spread over the whole sorted range, so
-    // that each thread's share (one per CPU, up to four) holds files of several sizes, FIFOs,
-    // symlinks and directories, and a mistake in which share fills which fields shows.
+    // that each thread's share (one per 1,024 names, at most one per CPU and four in all) holds
+    // files of several sizes, FIFOs, symlinks and directories, and a mistake in which share
+    // fills which fields shows.
     const d = tempDir();
     const fifos: string[] = [];
     for (let i = 0; i < 6000; i++) {

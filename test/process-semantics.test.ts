@@ -582,6 +582,24 @@ describe('the receiver environment', () => {
     expect(seen).toMatch(/^FSPL_CTIME_RFC3339_UTC=\S+Z$/m);
     expect(seen).not.toContain('FSPL_JOB_');
   });
+
+  it('a receiver reading the job file itself: how far it read is told apart, from its shared offset', () => {
+    // The receiver's stdin is the job file's fd (no decoder): whether it read the payload to
+    // the end is known only from the offset it shares with fspool.
+    const e = setup();
+    write(e, cmd(e, 'x'.repeat(100_000)));
+    write(e, cmd(e, 'y'.repeat(100_000)));
+    // dd makes one read of bs bytes.
+    const r = processQ(e, ['-n', '1', '-l', 'info'], 'dd bs=10 count=1 of="$OUT/part" 2>/dev/null');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('command exited 0 leaving 99990 payload bytes unread');
+    expect(readFileSync(join(e.out, 'part'), 'utf8')).toBe('x'.repeat(10));
+    const whole = processQ(e, ['-l', 'info'], 'cat > "$OUT/whole"');
+    expect(whole.code, whole.stderr).toBe(0);
+    expect(whole.stderr).not.toContain('unread');
+    expect(readFileSync(join(e.out, 'whole'), 'utf8')).toBe('y'.repeat(100_000));
+    expect(nextseq(e)).toBe('3');
+  });
 });
 
 describe('stdin-process', () => {
@@ -611,24 +629,6 @@ describe('stdin-process', () => {
     const r = processStdin(e, [], SUM, { input: packet });
     expect(r.code).toBe(0);
     expect(readFileSync(join(e.out, 'sum'), 'utf8').trim()).toBe(payloadSum);
-  });
-
-  it('a receiver reading the job file itself: how far it read is told apart, from its shared offset', () => {
-    // The receiver's stdin is the job file's fd (no decoder): whether it read the payload to
-    // the end is known only from the offset it shares with fspool.
-    const e = setup();
-    write(e, cmd(e, 'x'.repeat(100_000)));
-    write(e, cmd(e, 'y'.repeat(100_000)));
-    // dd makes one read of bs bytes.
-    const r = processQ(e, ['-n', '1', '-l', 'info'], 'dd bs=10 count=1 of="$OUT/part" 2>/dev/null');
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toContain('command exited 0 leaving 99990 payload bytes unread');
-    expect(readFileSync(join(e.out, 'part'), 'utf8')).toBe('x'.repeat(10));
-    const whole = processQ(e, ['-l', 'info'], 'cat > "$OUT/whole"');
-    expect(whole.code, whole.stderr).toBe(0);
-    expect(whole.stderr).not.toContain('unread');
-    expect(readFileSync(join(e.out, 'whole'), 'utf8')).toBe('y'.repeat(100_000));
-    expect(nextseq(e)).toBe('3');
   });
 
   it('a Fail packet exits 1 without running the command', () => {

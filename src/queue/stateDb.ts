@@ -132,10 +132,6 @@ export function stateDir(queueDir: string): string {
 }
 
 /**
- * One connection, its cached statements, and its transaction runners (made once: building
- * better-sqlite3's transaction wrapper per call costs more than a small statement).
- */
-/**
  * A command that only reads and ends soon (a listing) reads the database through a mapping of
  * the file, up to this size, instead of a pread per page: a warm listing of 10,000 jobs reads
  * ~600 pages of the header cache, and each system call cost more than the page's copy
@@ -147,6 +143,10 @@ export function stateDir(queueDir: string): string {
  */
 const READER_MMAP_BYTES = 256 << 20;
 
+/**
+ * One connection, its cached statements, and its transaction runners (made once: building
+ * better-sqlite3's transaction wrapper per call costs more than a small statement).
+ */
 class Conn implements Tx {
   private readonly stmts = new Map<string, Statement>();
   readonly immediate: <T>(fn: () => T) => T;
