@@ -164,7 +164,11 @@ export interface Attempt {
   job: JobRef;
 }
 
-const LAST_SUCCESS = "SELECT * FROM runs WHERE packet = ? AND outcome = 'success' ORDER BY id DESC LIMIT 1";
+// A journal's history is never pruned, so every lookup of one packet must go through its
+// index: with \`outcome = 'success'\` as an indexable term, SQLite's planner (no ANALYZE
+// statistics) picks the outcome index and walks every success the queue ever had, at each job.
+// The unary + keeps the outcome a filter on the packet's own rows.
+const LAST_SUCCESS = "SELECT * FROM runs WHERE packet = ? AND +outcome = 'success' ORDER BY id DESC LIMIT 1";
 const COUNT_FAILURES = `SELECT count(*) AS n FROM runs WHERE packet = ? AND outcome IN (${FAILURES.map(() => '?').join(', ')})`;
 
 export interface HistoryFilter {
@@ -306,17 +310,32 @@ export class Journal {
   }
 
   /**
-   * Packets the journal saw finish, by identity, with their latest such run: a success, a
-   * failure the queue moved past (deleted, kept, quarantined), or an outcome that went
-   * unrecorded after the queue moved past it. A stale file none of these accounts for never
-   * ran here.
+   * What the journal knows of each of `packets` (stale files' packets, by identity): its
+   * latest success (`processed`), and its latest end of any kind (`ran`): a success, a failure
+   * the queue moved past (deleted, kept, quarantined), or an outcome that went unrecorded after
+   * the queue moved past it. A stale file with neither never ran here. Read through the packet
+   * index, so its cost follows the stale files, not the length of the history.
    */
-  finishedPackets(): Map<string, RunRow> {
+  endsOf(packets: string[]): Map<string, { processed?: RunRow; ran?: RunRow }> {
+    const ends = new Map<string, { processed?: RunRow; ran?: RunRow }>();
     const rows =
       this.state?.read((tx) =>
-        (tx.stmt("SELECT * FROM runs WHERE outcome IN ('success', 'unrecorded') OR action IN ('delete', 'keep', 'quarantine') ORDER BY id").all() as RawRow[]).map(toRow),
+        (
+          tx
+            .stmt(
+              `SELECT * FROM runs WHERE packet IN (SELECT value FROM json_each(?))
+                 AND (+outcome IN ('success', 'unrecorded') OR action IN ('delete', 'keep', 'quarantine')) ORDER BY id`,
+            )
+            .all(JSON.stringify([...new Set(packets)])) as RawRow[]
+        ).map(toRow),
       ) ?? [];
-    return new Map(rows.map((r) => [r.packet, r]));
+    for (const r of rows) {
+      const e = ends.get(r.packet) ?? {};
+      e.ran = r;
+      if (r.outcome === 'success') e.processed = r;
+      ends.set(r.packet, e);
+    }
+    return ends;
   }
 
   /**
@@ -365,13 +384,6 @@ export class Journal {
     });
   }
 
-  /** Packets the journal knows as done successfully (for stale and duplicate files). */
-  succeededPackets(): Map<string, RunRow> {
-    const rows = this.state?.read((tx) => (tx.stmt("SELECT * FROM runs WHERE outcome = 'success' ORDER BY id").all() as RawRow[]).map(toRow)) ?? [];
-    return new Map(rows.map((r) => [r.packet, r]));
-  }
-
-  /** Runs, newest first. */
   history(f: HistoryFilter = {}): RunRow[] {
     return this.state?.read((tx) => query(tx, f)) ?? [];
   }

@@ -54,9 +54,8 @@ export type StaleJob = FileJob & { processed: RunRow | undefined; ran: RunRow | 
 export function staleJobs(jobs: FileJob[], next: bigint, journal: Journal): StaleJob[] {
   const below = jobs.filter((j) => j.header.seq < next);
   if (below.length === 0) return [];
-  const succeeded = journal.active ? journal.succeededPackets() : new Map<string, RunRow>();
-  const finished = journal.active ? journal.finishedPackets() : new Map<string, RunRow>();
-  return below.map((j) => ({ ...j, processed: succeeded.get(j.packet), ran: finished.get(j.packet) }));
+  const ends = journal.active ? journal.endsOf(below.map((j) => j.packet)) : new Map<string, { processed?: RunRow; ran?: RunRow }>();
+  return below.map((j) => ({ ...j, processed: ends.get(j.packet)?.processed, ran: ends.get(j.packet)?.ran }));
 }
 
 export interface StatusOptions {

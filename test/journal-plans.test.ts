@@ -1,0 +1,83 @@
+// A queue's journal is never pruned: a processor that has run for years holds hundreds of
+// thousands of rows. What it reads for each job, and for each stale file, must go through an
+// index of the packet (or the row id), never through all the rows of one outcome or the whole
+// table: SQLite's planner, with no ANALYZE statistics, may pick the outcome index for
+// `packet = ? AND outcome = 'success'` and then walk every success the queue ever had.
+//
+// Each statement the journal prepares while it lives one job and judges stale files is taken
+// from better-sqlite3 itself and put to EXPLAIN QUERY PLAN on a journal with a long history.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { Header } from '../src/packet/header.js';
+import { Journal, type JobRef } from '../src/queue/journal.js';
+import { StateDb } from '../src/queue/stateDb.js';
+import { tempDir } from './helpers/cli.js';
+
+const HISTORY = 20_000;
+
+function seed(path: string): void {
+  const db = new Database(path);
+  const put = db.prepare(
+    `INSERT INTO runs (seq, packet, file, ctime_secs, ctime_nanos, attempt, order_by, pid, started_at, ended_at, outcome, action, commit_state)
+     VALUES (?, ?, ?, '1', 0, 1, 'sequence', 1, 1, 2, ?, ?, 'done')`,
+  );
+  db.transaction(() => {
+    for (let i = 1; i <= HISTORY; i++) put.run(String(i), `packet-${i}`, `fspl-${i}.fspl`, i % 10 ? 'success' : 'exit-code', i % 10 ? 'delete' : 'keep');
+  })();
+  db.close();
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe('the journal with a long history', () => {
+  it("reads one packet's rows through the packet index, for a job and for stale files", () => {
+    const q = tempDir('journal-plans-');
+    mkdirSync(join(q, 'jobs'));
+    const state = StateDb.open(q, { create: true, busyMs: 1000, without: 'test', durable: true })!;
+    expect(state).toBeDefined();
+    seed(state.path);
+
+    const prepared = new Set<string>();
+    const prepare = Database.prototype.prepare;
+    vi.spyOn(Database.prototype, 'prepare').mockImplementation(function (this: Database.Database, sql: string) {
+      prepared.add(sql);
+      return prepare.call(this, sql);
+    });
+
+    // The calls a processor makes for one job that fails once, is retried and succeeds, and
+    // the stale-file judgement of a run (and of queue-status, queue-clean).
+    const journal = new Journal(state);
+    const header = { seq: 20_001n, ctimeSecs: 1n, ctimeNanos: 0 } as unknown as Header;
+    const job: JobRef = { seq: 20_001n, file: 'fspl-new.fspl', header, packet: 'packet-new' };
+    const first = journal.begin(job, 'sequence', true);
+    journal.finish(first, { kind: 'exit-code', exitCode: 1 }, 'exit 1', 'retry');
+    expect(journal.failures(job.packet)).toBe(1);
+    const second = journal.begin(job, 'sequence');
+    journal.finish(second, { kind: 'success' }, undefined, 'delete');
+    journal.done(second.id);
+    expect(journal.lastSuccess('packet-7')?.seq).toBe(7n);
+    expect(journal.lastRow('packet-10')?.outcome).toBe('exit-code');
+    const ends = journal.endsOf(['packet-7', 'packet-10', 'packet-none']);
+    expect([ends.get('packet-7')?.processed?.seq, ends.get('packet-7')?.ran?.seq]).toEqual([7n, 7n]);
+    expect([ends.get('packet-10')?.processed, ends.get('packet-10')?.ran?.outcome]).toEqual([undefined, 'exit-code']);
+    expect(ends.has('packet-none')).toBe(false);
+    vi.restoreAllMocks();
+
+    const reading = [...prepared].filter((sql) => /\bFROM runs\b/.test(sql));
+    expect(reading.length).toBeGreaterThanOrEqual(5);
+    const db = new Database(state.path, { readonly: true });
+    for (const sql of reading) {
+      const params = (sql.match(/\?/g) ?? []).map(() => 'x');
+      const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as { detail: string }[]).map((r) => r.detail);
+      const runs = plan.filter((d) => /\bruns\b/.test(d));
+      expect(runs.length, sql).toBeGreaterThan(0);
+      for (const d of runs) expect(d, `${sql}\n${plan.join('\n')}`).toMatch(/USING (COVERING )?INDEX runs_packet \(packet=|USING INTEGER PRIMARY KEY/);
+    }
+    db.close();
+    state.close();
+  });
+});
