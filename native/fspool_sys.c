@@ -29,6 +29,10 @@
  *
  * ioctl(FIONREAD): how much of a payload a receiver left in its stdin pipe when it exited.
  *
+ * readPipe: the read end of a receiver's stderr pipe, watched on Node's own event loop (a
+ * uv_poll_t) and read here, each chunk handed to JavaScript. A net.Socket did this before, and
+ * loading node:net and its streams cost every run that delivers a raw payload ~5 ms of start-up.
+ *
  * sha256: a packet's identity (src/packet/identity.ts) is hashed by the OpenSSL Node exports
  * to addons (as native/fspool_cfb.c decrypts): loading node:crypto for it would cost every
  * command that runs or judges a job ~5 ms of start-up.
@@ -53,6 +57,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <node_api.h>
+#include <uv.h>
 
 static napi_value throw_errno(napi_env env, int err, const char *syscall) {
   napi_value code, msg, error, errnum;
@@ -613,12 +618,170 @@ static napi_value js_scan_job_dir(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * readPipe(fd, onChunk) -> { unref(), close() }. fd (the read end of a pipe of ours) is made
+ * non-blocking and watched for input on the main thread's event loop; each chunk read is
+ * passed to onChunk(buffer), and end-of-file (or a read error, which ends the pipe for us as
+ * EOF would) to onChunk(null), after which fd is closed. While watched it keeps the event loop
+ * alive, like a socket; unref() stops that (output of a daemon left holding the pipe is still
+ * passed on while fspool runs for other reasons). close() stops watching and closes fd without
+ * a call. The callback runs through napi_make_callback, so promises it settles are run at once,
+ * as after a socket's 'data' event. If it throws, fd is still the caller's to close.
+ */
+#define READ_PIPE_CHUNK 65536
+
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref on_chunk;
+  napi_async_context async;
+  int fd;
+  int closing;
+  int js_gone;
+} pipe_reader;
+
+static void pipe_reader_free_if_done(pipe_reader *r) {
+  if (r->closing == 2 && r->js_gone) free(r);
+}
+
+/* Released here, after the loop let go of the handle, not inside a call that uses them. */
+static void pipe_reader_closed(uv_handle_t *h) {
+  pipe_reader *r = (pipe_reader *)h->data;
+  napi_handle_scope scope;
+  napi_open_handle_scope(r->env, &scope);
+  napi_delete_reference(r->env, r->on_chunk);
+  napi_async_destroy(r->env, r->async);
+  napi_close_handle_scope(r->env, scope);
+  if (r->fd >= 0) close(r->fd);
+  r->closing = 2;
+  pipe_reader_free_if_done(r);
+}
+
+static void pipe_reader_stop(pipe_reader *r) {
+  if (r->closing) return;
+  r->closing = 1;
+  uv_poll_stop(&r->poll);
+  uv_close((uv_handle_t *)&r->poll, pipe_reader_closed);
+}
+
+static void pipe_reader_call(pipe_reader *r, napi_value arg) {
+  napi_value cb, recv, result;
+  if (r->closing) return;
+  if (napi_get_reference_value(r->env, r->on_chunk, &cb) != napi_ok || cb == NULL) return;
+  napi_get_global(r->env, &recv); /* napi_make_callback wants an object */
+  if (napi_make_callback(r->env, r->async, recv, cb, 1, &arg, &result) == napi_pending_exception) {
+    napi_value e;
+    napi_get_and_clear_last_exception(r->env, &e);
+    napi_fatal_exception(r->env, e);
+  }
+}
+
+static void pipe_reader_ready(uv_poll_t *h, int status, int events) {
+  pipe_reader *r = (pipe_reader *)h->data;
+  (void)events;
+  napi_handle_scope scope;
+  napi_open_handle_scope(r->env, &scope);
+  char buf[READ_PIPE_CHUNK];
+  for (;;) {
+    if (r->closing) break;
+    ssize_t n = status < 0 ? -1 : read(r->fd, buf, sizeof buf);
+    if (n > 0) {
+      napi_value chunk;
+      void *data;
+      if (napi_create_buffer_copy(r->env, (size_t)n, buf, &data, &chunk) == napi_ok) pipe_reader_call(r, chunk);
+      if ((size_t)n < sizeof buf) break;
+      continue;
+    }
+    if (n < 0 && status >= 0 && errno == EINTR) continue;
+    if (n < 0 && status >= 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    napi_value end;
+    napi_get_null(r->env, &end);
+    pipe_reader_call(r, end);
+    pipe_reader_stop(r);
+    break;
+  }
+  napi_close_handle_scope(r->env, scope);
+}
+
+static void pipe_reader_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  pipe_reader *r = (pipe_reader *)data;
+  r->js_gone = 1;
+  pipe_reader_free_if_done(r);
+}
+
+static pipe_reader *pipe_reader_this(napi_env env, napi_callback_info info) {
+  napi_value self;
+  void *r = NULL;
+  napi_get_cb_info(env, info, NULL, NULL, &self, NULL);
+  napi_unwrap(env, self, &r);
+  return (pipe_reader *)r;
+}
+
+static napi_value js_pipe_reader_unref(napi_env env, napi_callback_info info) {
+  pipe_reader *r = pipe_reader_this(env, info);
+  if (r && !r->closing) uv_unref((uv_handle_t *)&r->poll);
+  return NULL;
+}
+
+static napi_value js_pipe_reader_close(napi_env env, napi_callback_info info) {
+  pipe_reader *r = pipe_reader_this(env, info);
+  if (r) pipe_reader_stop(r);
+  return NULL;
+}
+
+static napi_value js_read_pipe(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], self, fn, name;
+  int32_t fd;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) return throw_errno(env, EINVAL, "readPipe");
+  uv_loop_t *loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return throw_errno(env, EINVAL, "readPipe");
+  int flags = fcntl(fd, F_GETFL);
+  if (flags == -1 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1) return throw_errno(env, errno, "fcntl");
+  pipe_reader *r = calloc(1, sizeof *r);
+  if (!r) return throw_errno(env, ENOMEM, "readPipe");
+  r->env = env;
+  r->fd = fd;
+  r->poll.data = r;
+  int rc = uv_poll_init(loop, &r->poll, fd);
+  if (rc != 0) {
+    free(r);
+    return throw_errno(env, -rc, "uv_poll_init");
+  }
+  napi_create_reference(env, argv[1], 1, &r->on_chunk);
+  napi_create_string_utf8(env, "fspool:stderr", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, NULL, name, &r->async);
+  napi_create_object(env, &self);
+  napi_create_function(env, "unref", NAPI_AUTO_LENGTH, js_pipe_reader_unref, NULL, &fn);
+  napi_set_named_property(env, self, "unref", fn);
+  napi_create_function(env, "close", NAPI_AUTO_LENGTH, js_pipe_reader_close, NULL, &fn);
+  napi_set_named_property(env, self, "close", fn);
+  if (napi_wrap(env, self, r, pipe_reader_finalize, NULL, NULL) != napi_ok) {
+    r->js_gone = 1;
+    r->fd = -1; /* a throw leaves fd to the caller */
+    pipe_reader_stop(r);
+    return throw_errno(env, ENOMEM, "readPipe");
+  }
+  rc = uv_poll_start(&r->poll, UV_READABLE | UV_DISCONNECT, pipe_reader_ready);
+  if (rc != 0) {
+    r->fd = -1;
+    pipe_reader_stop(r);
+    return throw_errno(env, -rc, "uv_poll_start");
+  }
+  return self;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, num;
   napi_create_function(env, "flock", NAPI_AUTO_LENGTH, js_flock, NULL, &fn);
   napi_set_named_property(env, exports, "flock", fn);
   napi_create_function(env, "pipe", NAPI_AUTO_LENGTH, js_pipe, NULL, &fn);
   napi_set_named_property(env, exports, "pipe", fn);
+  napi_create_function(env, "readPipe", NAPI_AUTO_LENGTH, js_read_pipe, NULL, &fn);
+  napi_set_named_property(env, exports, "readPipe", fn);
   napi_create_function(env, "reap", NAPI_AUTO_LENGTH, js_reap, NULL, &fn);
   napi_set_named_property(env, exports, "reap", fn);
   napi_create_function(env, "spawnHelper", NAPI_AUTO_LENGTH, js_spawn_helper, NULL, &fn);

@@ -600,6 +600,32 @@ describe('the receiver environment', () => {
     expect(readFileSync(join(e.out, 'whole'), 'utf8')).toBe('y'.repeat(100_000));
     expect(nextseq(e)).toBe('3');
   });
+
+  it("a child left holding the receiver's stderr: its output still passes through, and fspool does not wait for it", () => {
+    // The receiver's stderr is a pipe fspool reads (for the journal's tail). Job 1's receiver
+    // exits leaving a child with that pipe, which writes a line while job 2 runs and then
+    // sleeps on: the tail is what came before the receiver exited, the later line reaches
+    // fspool's stderr, and fspool exits once job 2 is done, not when the child does.
+    const e = setup();
+    write(e, cmd(e, 'a'));
+    write(e, cmd(e, 'b'));
+    const pids = join(e.out, 'pids');
+    const script =
+      'cat >/dev/null; if [ "$FSPL_SEQ" = 1 ]; then (sleep 0.5; echo late from the child >&2; exec sleep 60 >/dev/null) & echo $! > "$OUT/pids"; echo early >&2; else sleep 1.5; fi';
+    const t0 = Date.now();
+    const r = processQ(e, ['-l', 'info'], script);
+    const seconds = (Date.now() - t0) / 1000;
+    try {
+      expect(r.code, r.stderr).toBe(0);
+      expect(seconds, 'fspool waited for the child').toBeLessThan(30);
+      expect(r.stderr).toMatch(/^early\n[^]* job 1 [^\n]* succeeded\n[^]*^late from the child\n[^]* job 2 [^\n]* succeeded\n/m);
+      expect(nextseq(e)).toBe('3');
+      const runs = JSON.parse(fspool(['queue-history', '-q', e.q, '--json']).stdout.toString()).runs as { seq: number; stderr_tail: string | null }[];
+      expect(runs.find((x) => x.seq === 1)?.stderr_tail).toBe('early\n');
+    } finally {
+      if (existsSync(pids)) runSync('kill', [readFileSync(pids, 'utf8').trim()]);
+    }
+  });
 });
 
 describe('stdin-process', () => {

@@ -4,19 +4,20 @@
 //
 // A receiver that leaves a daemon holding its stderr: we wait a moment for end-of-file after
 // the receiver exited, take the tail, and keep passing the daemon's output on while we run.
+//
+// The pipe is read by the native addon on the event loop (readPipe), not by a net.Socket:
+// node:net and its streams would be loaded for this alone by every run of a raw payload.
 import { closeSync, fstatSync, readSync } from 'node:fs';
-import type { Socket } from 'node:net';
 import type { Progress } from '../progress.js';
 import { writeAll } from '../sys/fd.js';
-import { net } from '../sys/lazy.js';
-import { native } from '../sys/native.js';
+import { native, type PipeReader } from '../sys/native.js';
 
 export const TAIL_BYTES = 4096;
 
 export class StderrTail {
   /** The write end: the receiver's stderr. */
   readonly fd: number;
-  private readonly sock: Socket;
+  private readonly reader: PipeReader;
   private tail = Buffer.alloc(0);
   private readonly ended: Promise<void>;
   private writeEndOpen = true;
@@ -25,24 +26,31 @@ export class StderrTail {
   constructor() {
     const [r, w] = native().pipe();
     this.fd = w;
-    this.sock = new (net().Socket)({ fd: r, readable: true, writable: false });
-    this.sock.on('data', (b: Buffer) => {
-      const pass = () => {
-        try {
-          writeAll(2, b);
-        } catch {
-          /* our stderr is gone: keep the tail anyway */
-        }
-      };
-      if (this.line) this.line.around(b, pass);
-      else pass();
-      this.tail = this.tail.length + b.length <= TAIL_BYTES ? Buffer.concat([this.tail, b]) : Buffer.concat([this.tail, b]).subarray(-TAIL_BYTES);
-    });
-    this.ended = new Promise((resolve) => {
-      this.sock.once('end', resolve);
-      this.sock.once('close', resolve);
-      this.sock.once('error', () => resolve());
-    });
+    let end!: () => void;
+    this.ended = new Promise((resolve) => (end = resolve));
+    try {
+      this.reader = native().readPipe(r, (b) => {
+        if (b === null) end();
+        else this.pass(b);
+      });
+    } catch (e) {
+      closeSync(r);
+      closeSync(w);
+      throw e;
+    }
+  }
+
+  private pass(b: Buffer): void {
+    const pass = () => {
+      try {
+        writeAll(2, b);
+      } catch {
+        /* our stderr is gone: keep the tail anyway */
+      }
+    };
+    if (this.line) this.line.around(b, pass);
+    else pass();
+    this.tail = this.tail.length + b.length <= TAIL_BYTES ? Buffer.concat([this.tail, b]) : Buffer.concat([this.tail, b]).subarray(-TAIL_BYTES);
   }
 
   /** A progress line on our stderr, which what passes through must not run into. */
@@ -61,14 +69,14 @@ export class StderrTail {
     await Promise.race([this.ended, new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
     clearTimeout(timer);
     // Whatever a leftover holder writes later is still passed on, without keeping us alive.
-    this.sock.unref();
+    this.reader.unref();
     return textOf(this.tail);
   }
 
   /** The receiver never started: drop the pipe. */
   close(): void {
     this.closeWriteEnd();
-    this.sock.destroy();
+    this.reader.close();
   }
 
   private closeWriteEnd(): void {

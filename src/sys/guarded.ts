@@ -3,6 +3,7 @@
 // and process group of its own, and a guard that SIGKILLs that group if fspool dies before
 // releasing it. Receivers and decoders both start this way (spec/processing.md, "Starting a
 // child", "If fspool dies").
+import { fstatSync } from 'node:fs';
 import { native, packageFile } from './native.js';
 import { execRequest } from './exec.js';
 import { killGroup } from './group.js';
@@ -47,10 +48,20 @@ let stderrSettled = false;
  * setting O_NONBLOCK on fd 2 in the middle of a job, on the open file description the receiver
  * inherited. So create it before the first child starts, and make fd 2 blocking again; the
  * stream is never created twice. (The spawner clears O_NONBLOCK on a child's fds 0-2 too.)
+ * A regular file or a device other than a terminal (cron's log file, /dev/null) needs none of
+ * this: Node writes to those synchronously and leaves their flags alone, so the streams
+ * (node:stream, and node:net for a pipe) are not loaded for them.
  */
 function settleStderr(): void {
   if (stderrSettled) return;
   stderrSettled = true;
+  try {
+    const st = fstatSync(2);
+    // TIOCGWINSZ tells a terminal apart without node:tty, which would load the streams.
+    if (st.isFile() || (st.isCharacterDevice() && native().winsize(2) === undefined)) return;
+  } catch {
+    /* no fd 2: creating the stream below is what Node would do anyway */
+  }
   void process.stderr;
   native().clearNonblock(2);
 }

@@ -1,5 +1,5 @@
 // Native code. fspool's own (binding.gyp: native/fspool_sys.c, the addon that gives flock(2),
-// pipe2(2), the spawner's start and requests (src/sys/spawner.ts), the terminal's width and
+// pipe2(2), a pipe read on the event loop, the spawner's start and requests (src/sys/spawner.ts), the terminal's width and
 // CFB's XOR, and native/fspool_spawner.c, the helper that starts fspool's children) and the
 // addons of two dependencies, better-sqlite3 and zstd-napi, whose JavaScript the build bundles
 // into dist/.
@@ -19,11 +19,24 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { devDependencies, fspool } from '../../package.json';
 
+/** A pipe being read by readPipe. */
+export interface PipeReader {
+  /** Stop keeping the event loop alive (reading goes on while it runs). */
+  unref(): void;
+  /** Stop reading and close the fd, without a last call. */
+  close(): void;
+}
+
 interface Sys {
   flock(fd: number, op: number): boolean;
   /** pipe2(O_CLOEXEC); resized to `capacity` bytes if given and the kernel allows (else its default). */
   pipe(capacity?: number): [number, number];
   clearNonblock(fd: number): void;
+  /**
+   * Watch the read end of a pipe on the event loop (made non-blocking): each chunk read goes to
+   * `onChunk`, then null at its end, and the fd is closed. See native/fspool_sys.c.
+   */
+  readPipe(fd: number, onChunk: (chunk: Buffer | null) => void): PipeReader;
   /** waitpid: true once reaped (or not our child); with `wait` false, false while it runs. */
   reap(pid: number, wait: boolean): boolean;
   /** posix_spawn native/fspool_spawner.c with a socket as its fd 3; our end back. */
