@@ -49,10 +49,12 @@ export async function lookAtQueue(queue: Queue, db: StateDb | undefined, ctx: De
     const s = j.header.stream;
     if (s !== undefined && !order.has(s)) order.set(s, j.header.seq);
   }
+  // The latest rows by id range, not runs_stream (which `stream IS NOT NULL` would pick, and
+  // then walk every run of every stream the queue ever had): the unary + keeps that a filter.
   const recent =
     db?.read((tx) =>
       (tx
-        .stmt('SELECT stream, max(id) AS last FROM runs WHERE stream IS NOT NULL AND id > (SELECT coalesce(max(id), 0) FROM runs) - ? GROUP BY stream ORDER BY last DESC')
+        .stmt('SELECT stream, max(id) AS last FROM runs WHERE +stream IS NOT NULL AND id > (SELECT coalesce(max(id), 0) FROM runs) - ? GROUP BY stream ORDER BY last DESC')
         .all(Number(PROCESSED_WINDOW)) as Array<{ stream: string }>).map((r) => r.stream),
     ) ?? [];
   for (const s of recent) if (!order.has(s)) order.set(s, -1n);
