@@ -24,6 +24,9 @@
  * scanJobDir: a queue's jobs/ read and every job file lstat'ed in one call, for listings (see
  * the function); a large directory's lstats run on several threads.
  *
+ * isatty(3): whether an fd is a terminal, without node:tty, which loads node:net and the
+ * streams (~5 ms) for the question.
+ *
  * ioctl(TIOCGWINSZ): the terminal's width for --help. Node offers it only through a tty stream
  * on the fd, which would set O_NONBLOCK on the open file description the shell shares.
  *
@@ -370,6 +373,17 @@ static napi_value js_sha256(napi_env env, napi_callback_info info) {
 }
 
 /* winsize(fd) -> columns of the terminal on fd, or undefined when fd is not a terminal. */
+/* isatty(fd) -> boolean. */
+static napi_value js_isatty(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  int32_t fd;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) return throw_errno(env, EINVAL, "isatty");
+  napi_get_boolean(env, isatty(fd) == 1, &result);
+  return result;
+}
+
 static napi_value js_winsize(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], result;
@@ -796,6 +810,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "cfbXor", fn);
   napi_create_function(env, "clearNonblock", NAPI_AUTO_LENGTH, js_clear_nonblock, NULL, &fn);
   napi_set_named_property(env, exports, "clearNonblock", fn);
+  napi_create_function(env, "isatty", NAPI_AUTO_LENGTH, js_isatty, NULL, &fn);
+  napi_set_named_property(env, exports, "isatty", fn);
   napi_create_function(env, "winsize", NAPI_AUTO_LENGTH, js_winsize, NULL, &fn);
   napi_set_named_property(env, exports, "winsize", fn);
   napi_create_function(env, "pending", NAPI_AUTO_LENGTH, js_pending, NULL, &fn);

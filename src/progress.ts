@@ -6,6 +6,7 @@
 // and cost start-up time.
 import { fstatSync } from 'node:fs';
 import { fdOffset, writeAll } from './sys/fd.js';
+import { native } from './sys/native.js';
 
 let quiet = false;
 export function setQuiet(q: boolean): void {
@@ -57,8 +58,9 @@ export function bytesLeft(fd: number, from?: number): number | undefined {
 
 /**
  * Whether fd is a terminal. Only a character device can be one, and fstat says so for the
- * files and pipes stderr usually is without loading node:tty, which brings in net and the
- * streams: ~5 ms of every start that needs to know.
+ * files and pipes stderr usually is; for a device (/dev/null, say) the addon's isatty answers
+ * without loading node:tty, which brings in net and the streams: ~5 ms of every start that
+ * needs to know.
  */
 function isTerminal(fd: number): boolean {
   try {
@@ -66,7 +68,7 @@ function isTerminal(fd: number): boolean {
   } catch {
     return false;
   }
-  return (process.getBuiltinModule('node:tty') as typeof import('node:tty')).isatty(fd);
+  return native().isatty(fd);
 }
 
 export class Progress {

@@ -57,8 +57,7 @@ function settleStderr(): void {
   stderrSettled = true;
   try {
     const st = fstatSync(2);
-    // TIOCGWINSZ tells a terminal apart without node:tty, which would load the streams.
-    if (st.isFile() || (st.isCharacterDevice() && native().winsize(2) === undefined)) return;
+    if (st.isFile() || (st.isCharacterDevice() && !native().isatty(2))) return;
   } catch {
     /* no fd 2: creating the stream below is what Node would do anyway */
   }

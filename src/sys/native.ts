@@ -54,6 +54,8 @@ interface Sys {
   pending(fd: number): number;
   /** SHA-256 of `bytes`, by the OpenSSL Node exports (see native/fspool_sys.c). */
   sha256(bytes: Uint8Array): Buffer;
+  /** isatty(3), without node:tty (which loads node:net and the streams). */
+  isatty(fd: number): boolean;
   /** The columns of the terminal on fd (ioctl TIOCGWINSZ), or undefined if it is none. */
   winsize(fd: number): number | undefined;
   /** See native/fspool_sys.c: turns ks = ECB(ct) into CFB plaintext in place; reg carries over. */
