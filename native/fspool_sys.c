@@ -372,7 +372,6 @@ static napi_value js_sha256(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* winsize(fd) -> columns of the terminal on fd, or undefined when fd is not a terminal. */
 /* isatty(fd) -> boolean. */
 static napi_value js_isatty(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -384,6 +383,7 @@ static napi_value js_isatty(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* winsize(fd) -> columns of the terminal on fd, or undefined when fd is not a terminal. */
 static napi_value js_winsize(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], result;
