@@ -753,13 +753,12 @@ static napi_value js_read_pipe(napi_env env, napi_callback_info info) {
   if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) return throw_errno(env, EINVAL, "readPipe");
   uv_loop_t *loop;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok) return throw_errno(env, EINVAL, "readPipe");
-  int flags = fcntl(fd, F_GETFL);
-  if (flags == -1 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1) return throw_errno(env, errno, "fcntl");
   pipe_reader *r = calloc(1, sizeof *r);
   if (!r) return throw_errno(env, ENOMEM, "readPipe");
   r->env = env;
   r->fd = fd;
   r->poll.data = r;
+  /* uv_poll_init makes fd non-blocking (libuv >= 1.2.2). */
   int rc = uv_poll_init(loop, &r->poll, fd);
   if (rc != 0) {
     free(r);
