@@ -33,8 +33,8 @@
  * ioctl(FIONREAD): how much of a payload a receiver left in its stdin pipe when it exited.
  *
  * readPipe: the read end of a receiver's stderr pipe, watched on Node's own event loop (a
- * uv_poll_t) and read here, each chunk handed to JavaScript. A net.Socket did this before, and
- * loading node:net and its streams cost every run that delivers a raw payload ~5 ms of start-up.
+ * uv_poll_t) and read here, each chunk handed to JavaScript: a net.Socket would load node:net
+ * and the streams, ~5 ms of start-up for every run that delivers a raw payload.
  *
  * sha256: a packet's identity (src/packet/identity.ts) is hashed by the OpenSSL Node exports
  * to addons (as native/fspool_cfb.c decrypts): loading node:crypto for it would cost every
@@ -640,7 +640,7 @@ static napi_value js_scan_job_dir(napi_env env, napi_callback_info info) {
  * alive, like a socket; unref() stops that (output of a daemon left holding the pipe is still
  * passed on while fspool runs for other reasons). close() stops watching and closes fd without
  * a call. The callback runs through napi_make_callback, so promises it settles are run at once,
- * as after a socket's 'data' event. If it throws, fd is still the caller's to close.
+ * as after a socket's 'data' event. If readPipe itself throws, fd is still the caller's to close.
  */
 #define READ_PIPE_CHUNK 65536
 
@@ -690,29 +690,31 @@ static void pipe_reader_call(pipe_reader *r, napi_value arg) {
   }
 }
 
+/*
+ * One read per wake-up: the poll is level-triggered, so more input wakes it again on the next
+ * turn of the loop. A receiver writing stderr faster than it is passed on must not hold the
+ * loop (its timeout, forwarded signals, its exit) for as long as it writes.
+ */
 static void pipe_reader_ready(uv_poll_t *h, int status, int events) {
   pipe_reader *r = (pipe_reader *)h->data;
   (void)events;
+  if (r->closing) return;
+  char buf[READ_PIPE_CHUNK];
+  ssize_t n = -1;
+  if (status >= 0) {
+    do n = read(r->fd, buf, sizeof buf); while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+  }
   napi_handle_scope scope;
   napi_open_handle_scope(r->env, &scope);
-  char buf[READ_PIPE_CHUNK];
-  for (;;) {
-    if (r->closing) break;
-    ssize_t n = status < 0 ? -1 : read(r->fd, buf, sizeof buf);
-    if (n > 0) {
-      napi_value chunk;
-      void *data;
-      if (napi_create_buffer_copy(r->env, (size_t)n, buf, &data, &chunk) == napi_ok) pipe_reader_call(r, chunk);
-      if ((size_t)n < sizeof buf) break;
-      continue;
-    }
-    if (n < 0 && status >= 0 && errno == EINTR) continue;
-    if (n < 0 && status >= 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    napi_value end;
-    napi_get_null(r->env, &end);
-    pipe_reader_call(r, end);
+  napi_value arg;
+  void *data;
+  if (n > 0) {
+    if (napi_create_buffer_copy(r->env, (size_t)n, buf, &data, &arg) == napi_ok) pipe_reader_call(r, arg);
+  } else {
+    napi_get_null(r->env, &arg);
+    pipe_reader_call(r, arg);
     pipe_reader_stop(r);
-    break;
   }
   napi_close_handle_scope(r->env, scope);
 }
@@ -750,7 +752,9 @@ static napi_value js_read_pipe(napi_env env, napi_callback_info info) {
   napi_value argv[2], self, fn, name;
   int32_t fd;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) return throw_errno(env, EINVAL, "readPipe");
+  napi_valuetype cb_type = napi_undefined;
+  if (argc >= 2) napi_typeof(env, argv[1], &cb_type);
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || cb_type != napi_function) return throw_errno(env, EINVAL, "readPipe");
   uv_loop_t *loop;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok) return throw_errno(env, EINVAL, "readPipe");
   pipe_reader *r = calloc(1, sizeof *r);

@@ -603,7 +603,7 @@ describe('the receiver environment', () => {
 
   it("a child left holding the receiver's stderr: its output still passes through, and fspool does not wait for it", () => {
     // The receiver's stderr is a pipe fspool reads (for the journal's tail). Job 1's receiver
-    // exits leaving a child with that pipe, which writes a line while job 2 runs and then
+    // exits leaving a child with that pipe, which writes a line once job 2 has started and then
     // sleeps on: the tail is what came before the receiver exited, the later line reaches
     // fspool's stderr, and fspool exits once job 2 is done, not when the child does.
     const e = setup();
@@ -611,7 +611,7 @@ describe('the receiver environment', () => {
     write(e, cmd(e, 'b'));
     const pids = join(e.out, 'pids');
     const script =
-      'cat >/dev/null; if [ "$FSPL_SEQ" = 1 ]; then (sleep 0.5; echo late from the child >&2; exec sleep 60 >/dev/null) & echo $! > "$OUT/pids"; echo early >&2; else sleep 1.5; fi';
+      'cat >/dev/null; if [ "$FSPL_SEQ" = 1 ]; then (while [ ! -e "$OUT/job2" ]; do sleep 0.05; done; echo late from the child >&2; exec sleep 60 >/dev/null) & echo $! > "$OUT/pids"; echo early >&2; else touch "$OUT/job2"; sleep 1.5; fi';
     const t0 = Date.now();
     const r = processQ(e, ['-l', 'info'], script);
     const seconds = (Date.now() - t0) / 1000;
@@ -625,6 +625,29 @@ describe('the receiver environment', () => {
     } finally {
       if (existsSync(pids)) runSync('kill', [readFileSync(pids, 'utf8').trim()]);
     }
+  });
+
+  it('a receiver flooding its stderr: the flood passes through, and --timeout still ends it', () => {
+    // fspool reads the receiver's stderr on its event loop and writes it to its own, here a
+    // pipe read slowly, so the receiver's pipe (written a page at a time) is full at every
+    // read: each read must give the loop back, or the timeout waits as long as the flood lasts.
+    const e = setup();
+    write(e, cmd(e, 'a'));
+    const rc = join(e.out, 'rc');
+    const out = join(e.out, 'stderr');
+    const slow = 'import sys, time\nwhile True:\n    d = sys.stdin.buffer.read1(65536)\n    if not d: break\n    sys.stdout.buffer.write(d)\n    time.sleep(0.005)';
+    const r = runSync(
+      'sh',
+      ['-c', '{ "$0" queue-process -q "$1" --timeout 1 sh -- -c "cat >/dev/null; yes flood | dd bs=4096 iflag=fullblock status=none >&2"; echo $? > "$2"; } 2>&1 | python3 -c "$4" > "$3"', FSPOOL, e.q, rc, out, slow],
+      { env: envOf(e), timeoutMs: 30_000 },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(rc, 'utf8').trim()).toBe('1');
+    const text = readFileSync(out, 'latin1');
+    expect(text.startsWith('flood\nflood\n')).toBe(true);
+    expect(text.slice(-2000)).toMatch(/job 1 [^\n]* failed: timed out; command killed by SIGTERM\n/);
+    expect(jobNames(e)).toHaveLength(1);
+    expect(nextseq(e)).toBe('1');
   });
 });
 

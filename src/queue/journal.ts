@@ -165,7 +165,7 @@ export interface Attempt {
 }
 
 // A journal's history is never pruned, so every lookup of one packet must go through its
-// index: with \`outcome = 'success'\` as an indexable term, SQLite's planner (no ANALYZE
+// index: with outcome = 'success' as an indexable term, SQLite's planner (no ANALYZE
 // statistics) picks the outcome index and walks every success the queue ever had, at each job.
 // The unary + keeps the outcome a filter on the packet's own rows.
 const LAST_SUCCESS = "SELECT * FROM runs WHERE packet = ? AND +outcome = 'success' ORDER BY id DESC LIMIT 1";
@@ -324,7 +324,7 @@ export class Journal {
           tx
             .stmt(
               `SELECT * FROM runs WHERE packet IN (SELECT value FROM json_each(?))
-                 AND (+outcome IN ('success', 'unrecorded') OR action IN ('delete', 'keep', 'quarantine')) ORDER BY id`,
+                 AND (outcome IN ('success', 'unrecorded') OR action IN ('delete', 'keep', 'quarantine')) ORDER BY id`,
             )
             .all(JSON.stringify([...new Set(packets)])) as RawRow[]
         ).map(toRow),
@@ -384,6 +384,7 @@ export class Journal {
     });
   }
 
+  /** Runs, newest first. */
   history(f: HistoryFilter = {}): RunRow[] {
     return this.state?.read((tx) => query(tx, f)) ?? [];
   }
