@@ -48,9 +48,9 @@ let stderrSettled = false;
  * setting O_NONBLOCK on fd 2 in the middle of a job, on the open file description the receiver
  * inherited. So create it before the first child starts, and make fd 2 blocking again; the
  * stream is never created twice. (The spawner clears O_NONBLOCK on a child's fds 0-2 too.)
- * A regular file or a device other than a terminal (cron's log file, /dev/null) needs none of
- * this: Node writes to those synchronously and leaves their flags alone, so the streams
- * (node:stream, and node:net for a pipe) are not loaded for them.
+ * A regular file or a character device other than a terminal (cron's log file, /dev/null)
+ * needs none of this: Node writes to those synchronously and leaves their flags alone, so the
+ * streams are not loaded for them.
  */
 function settleStderr(): void {
   if (stderrSettled) return;

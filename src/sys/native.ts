@@ -1,6 +1,7 @@
 // Native code. fspool's own (binding.gyp: native/fspool_sys.c, the addon that gives flock(2),
-// pipe2(2), a pipe read on the event loop, the spawner's start and requests (src/sys/spawner.ts), the terminal's width and
-// CFB's XOR, and native/fspool_spawner.c, the helper that starts fspool's children) and the
+// pipe2(2), a pipe read on the event loop, the spawner's start and requests
+// (src/sys/spawner.ts), isatty(3), the terminal's width and CFB's XOR, and
+// native/fspool_spawner.c, the helper that starts fspool's children) and the
 // addons of two dependencies, better-sqlite3 and zstd-napi, whose JavaScript the build bundles
 // into dist/.
 //
