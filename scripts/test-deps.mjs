@@ -13,6 +13,7 @@ const NEEDS = [
   // External decoders, and the packets fspl users make with them.
   ['zstd', 'zstd'],
   ['gzip', 'gzip'],
+  ['xz', 'xz-utils'],
   // The lock tests take fspl's lock with flock(1); the watch tests run a PID namespace; the
   // deployment tests run fspool as another user.
   ['flock', 'util-linux'],

@@ -202,21 +202,31 @@ describe('queue-write checks what it is given', () => {
     expect(jobFiles(q)).toHaveLength(1);
   });
 
-  it('takes a gzipped packet only with the decoder that reads it; a zstd one as it is; a damaged header never', () => {
+  it('takes a gzipped packet as fspl\'s manual writes one, and with its decoder; a zstd or xz one as it is; a damaged header never', () => {
     const q = makeQueue(tempDir());
     const p = packet(1, 'hello');
     const gz = runSync('gzip', ['-c'], { input: p }).stdout;
-    const bare = fspool(['queue-write', '-q', q], { input: gz });
-    expect(bare.code).toBe(1);
-    expect(bare.stderr).toMatch(/gzip data: decode it with -d 'gzip -dc'/);
+    // `fspl prepare ... | gzip | fspl queue-write -q Q`, then `queue-ls -d zcat`: gzip's start is
+    // undone to see that a packet is inside.
+    expect(fspool(['queue-write', '-q', q], { input: gz }).code).toBe(0);
     expect(fspool(['queue-write', '-q', q, '-d', 'gzip -dc'], { input: gz }).code).toBe(0);
     expect(fspool(['queue-write', '-q', q], { input: runSync('zstd', ['-q', '-c'], { input: p }).stdout }).code).toBe(0);
+    expect(fspool(['queue-write', '-q', q], { input: runSync('xz', ['-c'], { input: p }).stdout }).code).toBe(0);
+    expect(jobFiles(q)).toHaveLength(4);
+    // gzip around what is no packet (a tar.gz, prepare forgotten), or too short to hold one: refused.
+    writeFileSync(join(q, '..', 'f'), 'data');
+    const tgz = runSync('tar', ['czf', '-', '-C', join(q, '..'), 'f']).stdout;
+    for (const input of [tgz, runSync('gzip', ['-c'], { input: 'hi\n' }).stdout, gz.subarray(0, 20)]) {
+      const r = fspool(['queue-write', '-q', q], { input });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^Error: not a filespooler packet: gzip data that holds something else; did you forget fspool prepare\?; nothing was queued/m);
+    }
     const broken = Buffer.from(p);
     broken[40] = broken[40]! ^ 0xff; // inside the metadata: its CRC no longer matches
     const b = fspool(['queue-write', '-q', q], { input: broken });
     expect(b.code).toBe(1);
     expect(b.stderr).toMatch(/CRC/);
-    expect(jobFiles(q)).toHaveLength(2);
+    expect(jobFiles(q)).toHaveLength(4);
   });
 });
 

@@ -366,9 +366,9 @@ describe('3: both read the same queue and packets identically', () => {
     ok('fspool', ['prepare-set-next', '-s', 'S', '2'], { cwd: dir });
     const p2 = ok('fspool', ['prepare', '-s', 'S', '-i', '-', '--', 'second'], { cwd: dir, input: BINARY });
     const p3 = ok('fspl', ['prepare', '-s', 'S', '-i', '-', '--', 'third'], { cwd: dir, input: 'three\n' });
+    // As fspl's manual writes them: `prepare | gzip | queue-write`, by either program.
     ok('fspl', ['queue-write', '-q', 'q'], { cwd: dir, input: gzipSync(p2) });
-    // fspool's queue-write checks that it is given a packet: with the decoder that reads it.
-    ok('fspool', ['queue-write', '-q', 'q', '-d', 'gzip -dc'], { cwd: dir, input: gzipSync(p3) });
+    ok('fspool', ['queue-write', '-q', 'q'], { cwd: dir, input: gzipSync(p3) });
     const d = ['-d', 'gzip -dc'];
 
     const ls = ok('fspl', ['queue-ls', '-q', 'q', ...d], { cwd: dir });
@@ -514,6 +514,18 @@ describe('4: seqfiles and queues are interchangeable', () => {
     }
     expect(jobFiles(join(dir, 'q'))).toHaveLength(2);
     expect(readdirSync(join(dir, 'q'))).toEqual(['jobs']);
+    // Made one that can be processed by queue-set-next: fspool creates nextseq.lock and nextseq;
+    // fspl needs nextseq.lock there first, then does the same.
+    cpSync(join(dir, 'q'), join(dir, 'q2'), { recursive: true });
+    expect(run('fspl', ['queue-set-next', '-q', 'q2', '1'], { cwd: dir }).code).toBe(1);
+    writeFileSync(join(dir, 'q2/nextseq.lock'), '');
+    ok('fspl', ['queue-set-next', '-q', 'q2', '1'], { cwd: dir });
+    ok('fspool', ['queue-set-next', '-q', 'q', '1'], { cwd: dir });
+    expect(readdirSync(join(dir, 'q')).sort()).toEqual(['jobs', 'nextseq', 'nextseq.lock']);
+    for (const [t, q] of [['fspool', 'q'], ['fspl', 'q2']] as const) {
+      expect(nextseqText(join(dir, q))).toBe('1\n');
+      expect(ok(other(t), ['queue-process', '-q', q, 'sh', '--', '-c', 'echo "$FSPL_SEQ"'], { cwd: dir }).toString()).toBe('1\n2\n');
+    }
   });
 });
 
@@ -696,6 +708,24 @@ describe('7: exit codes and option spelling as in fspl', () => {
     expect(quiet.code).toBe(0);
     expect(quiet.stderr).toBe('');
     expect(jobFiles(join(dir, 'q'))).toEqual([]);
+  });
+
+  it.each(TOOLS)('%s reads a short option\'s value written against it (-qDIR, -sFILE, -dCMD, -lwarn, -n1) and -l as a number', (t) => {
+    const dir = queue();
+    ok(t, ['prepare-set-next', '-sS', '7'], { cwd: dir });
+    expect(ok(t, ['prepare-get-next', '-sS'], { cwd: dir }).toString()).toBe('7\n');
+    ok('fspl', ['queue-write', '-q', 'q'], { cwd: dir, input: gzipSync(ok(t, ['prepare', '-sS', '-i-'], { cwd: dir, input: 'seven\n' })) });
+    ok(t, ['queue-set-next', '-qq', '7'], { cwd: dir });
+    // -qq: the queue named q (not -q given twice); the decoder's words stay one value.
+    expect(ok(t, ['queue-ls', '-qq', '-dgzip -dc'], { cwd: dir }).toString()).toMatch(/^ID .*\n7 /);
+    expect(ok(t, ['-l2', 'queue-payload', '-qq', '-dzcat', '-j7'], { cwd: dir }).toString()).toBe('seven\n');
+    // 1 error ... 5 trace: at 5, trace lines; at 1, nothing but errors.
+    expect(run(t, ['-l', '5', 'queue-get-next', '-qq'], { cwd: dir }).stderr.toString()).toMatch(/TRACE/);
+    const r = run(t, ['-lwarn', 'queue-process', '-qq', '-dzcat', '-n1', 'cat'], { cwd: dir });
+    expect(r.code, r.stderr.toString()).toBe(0);
+    expect(r.stdout.toString()).toBe('seven\n');
+    expect(r.stderr.toString()).toBe('');
+    for (const bad of ['0', '6']) expect(run(t, ['-l', bad, 'queue-get-next', '-qq'], { cwd: dir }).code, `-l ${bad}`).toBe(2);
   });
 
   it.each(['--never-delete', '--allow-job-params', '--ignore-payload'])('%s takes no value: a COMMAND named true or false after it is the command', (flag) => {

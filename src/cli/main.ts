@@ -20,6 +20,7 @@ import { stdinInfo, stdinPayload } from './commands/stdin.js';
 import type { HelpSource, ProgramHelp } from './help.js';
 import { choiceOption, type OptionDef, type Subcommand } from './options.js';
 import { quickParse } from './quickParse.js';
+import { splitShortValues } from './shortValues.js';
 
 declare const FSPOOL_VERSION: string;
 
@@ -38,15 +39,26 @@ better-sqlite3, zstd-napi…) is under their own licenses: dist/THIRD-PARTY-NOTI
 const DESCRIBE = 'Sequential, distributed, POSIX-style job queue processing (Filespooler 1.2 compatible)';
 const EPILOG = 'Exit status: 0 success or nothing to do; 1 error; 2 usage error; 128+N interrupted by signal N; queue-status and status: 3 stalled, 4 failing (--nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).';
 
+/** A level's name in any case, or fspl's number for it: 1 error, 2 warn, 3 info, 4 debug, 5 trace. */
+function logLevel(v: unknown): Level {
+  const w = String(v).toLowerCase();
+  if (/^[1-5]$/.test(w)) return LEVELS[5 - Number(w)]!;
+  if ((LEVELS as readonly string[]).includes(w)) return w as Level;
+  throw new UsageError(`invalid value "${v}" for --log-level: must be one of ${LEVELS.join(', ')} (any case), or a number from 1 (error) to 5 (trace)`);
+}
+
 /** Options every subcommand takes. */
 const GLOBALS = {
-  'log-level': choiceOption('log-level', LEVELS, {
-    alias: 'l',
-    global: true,
-    default: 'info',
-    value: 'LEVEL',
-    describe: 'Logging (to stderr) level',
-  }),
+  'log-level': {
+    ...choiceOption('log-level', LEVELS, {
+      alias: 'l',
+      global: true,
+      default: 'info',
+      value: 'LEVEL',
+      describe: 'Logging (to stderr) level; or a number, as fspl takes: 1 error to 5 trace',
+    }),
+    coerce: logLevel,
+  },
   quiet: { type: 'boolean', nargs: 0, global: true, default: false, describe: 'No progress lines on stderr' },
   help: { alias: 'h', type: 'boolean', nargs: 0, global: true, describe: `Show help (also: fspool help SUBCOMMAND)` },
   version: { alias: 'V', type: 'boolean', nargs: 0, describe: 'Print version information' },
@@ -204,9 +216,11 @@ function refuseNonUtf8(args: string[]): void {
   if (bad) throw new UsageError(`argument "${bad.toString('utf8')}" is not valid UTF-8; names of queues, files and commands must be`);
 }
 
-export async function main(args: string[]): Promise<void> {
+export async function main(given: string[]): Promise<void> {
+  let args = given;
   try {
-    refuseNonUtf8(args);
+    refuseNonUtf8(given);
+    if (given[0] !== '--get-yargs-completions') args = splitShortValues(given, COMMANDS as Subcommand<any>[], GLOBALS);
     if (helpAsked(args) && args[0] !== '--get-yargs-completions') {
       const model = await helpModel();
       const { subcommandOf, unknownSubcommand } = await import('./suggest.js');

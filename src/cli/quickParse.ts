@@ -1,10 +1,11 @@
 // The command lines fspool runs most (from scripts, cron, the transports' hooks) are plain: a
-// subcommand, then `--long VALUE`, `--long=VALUE`, `-x VALUE`, flags, its positionals and `--`.
+// subcommand, then `--long VALUE`, `--long=VALUE`, `-x VALUE` (`-xVALUE` is split first:
+// src/cli/shortValues.ts), flags, its positionals and `--`.
 // Loading yargs, setting it up and parsing with it is 10-20 ms of CPU at every start
 // (bench/README.md, "Cold start"), a sixth to a third of Node's own start. Such a command line
 // is parsed here, from the same definitions yargs is given; anything else (help, completion, a
-// mistake to explain, a spelling yargs allows but this does not read: `-qDIR`, `--no-x`,
-// grouped flags) goes to yargs, which remains the one that says what is wrong with it.
+// mistake to explain, a spelling yargs allows but this does not read: `--no-x`, grouped
+// flags) goes to yargs, which remains the one that says what is wrong with it.
 //
 // The rule this keeps: whatever is parsed here is parsed exactly as yargs parses it, or not at
 // all. test/quick-parse.test.ts checks it on generated command lines, against yargs itself.

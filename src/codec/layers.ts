@@ -7,7 +7,7 @@ import { allocated, collectIfDue } from '../sys/youngGc.js';
 import { peek } from './chunks.js';
 import type { Keyring } from './keys.js';
 import { type OpenPGPLayer, openpgpLayer, requireSignature } from './openpgp.js';
-import { SNIFF_BYTES, sniff } from './sniff.js';
+import { foreignCompression, SNIFF_BYTES, sniff } from './sniff.js';
 import { zstdDecompress } from './zstd.js';
 
 /** A packet whose payload is streamed in this thread: decoded, or read from a pipe. */
@@ -172,18 +172,10 @@ export async function decodeChunks(
   }
 }
 
-/** Compressions fspool does not undo itself, and the decoder that does. */
-const FOREIGN: Array<{ magic: Buffer; name: string; decoder: string }> = [
-  { magic: Buffer.from([0x1f, 0x8b]), name: 'gzip', decoder: 'gzip -dc' },
-  { magic: Buffer.from('BZh'), name: 'bzip2', decoder: 'bzip2 -dc' },
-  { magic: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), name: 'xz', decoder: 'xz -dc' },
-  { magic: Buffer.from([0x04, 0x22, 0x4d, 0x18]), name: 'lz4', decoder: 'lz4 -dc' },
-];
-
 /** Why bytes starting with `head` (after `layers` were undone) are no packet, and what would read them. */
 function notAPacket(head: Buffer, layers: string[]): string {
   const after = layers.length ? ` after ${layers.join(', ')}` : '';
-  const foreign = FOREIGN.find((f) => head.subarray(0, f.magic.length).equals(f.magic));
+  const foreign = foreignCompression(head);
   if (foreign) return `not a filespooler packet${after} but ${foreign.name} data: decode it with -d '${foreign.decoder}' (stdin-*: ${foreign.decoder} < FILE | fspool ...)`;
   // Under OpenPGP, garbage is what a wrong key or passphrase decrypts to (src/codec/seipd.ts).
   if (layers.at(-1) === 'openpgp') return `not a filespooler packet${after} (bad magic; wrong key or passphrase, or not zstd or OpenPGP either)`;

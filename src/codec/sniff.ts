@@ -28,3 +28,16 @@ export function sniff(head: Buffer): Layer {
   if (tag !== undefined && MESSAGE_TAGS.has(tag)) return 'openpgp';
   return 'unknown';
 }
+
+/** Compressions fspool does not undo itself, and the decoder that does. */
+const FOREIGN: Array<{ magic: Buffer; name: string; decoder: string }> = [
+  { magic: Buffer.from([0x1f, 0x8b]), name: 'gzip', decoder: 'gzip -dc' },
+  { magic: Buffer.from('BZh'), name: 'bzip2', decoder: 'bzip2 -dc' },
+  { magic: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), name: 'xz', decoder: 'xz -dc' },
+  { magic: Buffer.from([0x04, 0x22, 0x4d, 0x18]), name: 'lz4', decoder: 'lz4 -dc' },
+];
+
+/** The compression `head` starts with, among those a reader needs a decoder (-d) for. */
+export function foreignCompression(head: Buffer): (typeof FOREIGN)[number] | undefined {
+  return FOREIGN.find((f) => head.subarray(0, f.magic.length).equals(f.magic));
+}

@@ -147,7 +147,7 @@ export class Queue {
   checkProcessable(): this {
     this.check();
     if (!existsSync(this.nextseq.path)) {
-      throw new FspoolError(`${this.dir} has no nextseq: it is an append-only queue, which can be written and listed but not processed`);
+      throw new FspoolError(`${this.dir} has no nextseq: it is an append-only queue, which can be written and listed but not processed (to process it, set its next seq: fspool queue-set-next -q ${this.dir} 1)`);
     }
     return this;
   }

@@ -36,10 +36,13 @@ export const queueSetNext: Subcommand<{ queuedir: string; id?: bigint; '--'?: st
       .option('queuedir', queuedir)
       .option('wait-lock', waitLock)
       .positional('id', { type: 'string', value: 'ID', required: true, coerce: u64('ID'), describe: 'The ID to set it to' } satisfies PositionalDef)
-      .example('$0 queue-set-next -q q 42', 'skip ahead to seq 42') as never,
+      .example('$0 queue-set-next -q q 42', 'skip ahead to seq 42')
+      .example('$0 queue-set-next -q synced 1', 'make an append-only queue (a synced copy of an outbox, say) one that can be processed, from seq 1') as never,
   handler: async (a) => {
-    const q = new Queue(a.queuedir).checkProcessable();
-    const lock = await q.nextseq.lock({ create: false, waitSeconds: a['wait-lock'], what: `queue ${q.dir}` });
+    // On an append-only queue this creates nextseq.lock and nextseq: the way to make it
+    // processable (fspl creates nextseq too, once nextseq.lock is there).
+    const q = new Queue(a.queuedir).check();
+    const lock = await q.nextseq.lock({ create: true, waitSeconds: a['wait-lock'], what: `queue ${q.dir}` });
     try {
       q.nextseq.write(idArgument(a));
     } finally {
