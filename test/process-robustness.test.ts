@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FSPOOL, fspl, fspool, makeQueue, plainPacket, preparePacket, type Result, runAsync, type RunOpts, runSync, tempDir } from './helpers/cli.js';
-import { alive, allInJobs, fileLines, jobFiles, LONG, nextseq, put, sleep, waitFor, within } from './helpers/queue.js';
+import { alive, allInJobs, groupAlive, fileLines, jobFiles, LONG, nextseq, put, sleep, waitFor, within } from './helpers/queue.js';
 
 /** The real interpreter, not the pyenv shim (a bash script that would add startup time). */
 const PY = execFileSync('python3', ['-c', 'import sys; print(sys.executable)']).toString().trim();
@@ -682,6 +682,26 @@ describe('signals to fspool queue-process', () => {
     const r = await within(run.done, 5_000, 'fspool after the second SIGTERM');
     expect(r.code, r.stderr).toBe(143);
     await waitFor('the receiver to be gone', () => !alive(receiver), 2000);
+    expect(jobFiles(q)).toHaveLength(1);
+    expect(nextseq(q)).toBe('1');
+  }, 30_000);
+
+  it('a receiver that ignores SIGTERM is killed --grace after the stop timeout: one SIGTERM bounds the stop', async () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    put(q, plainPacket(1));
+    const started = join(d, 'started');
+    pidFiles.push(started);
+    // A child of the receiver's that ignores SIGTERM too: the whole group is killed.
+    const script = 'trap "" TERM; sh -c \'trap "" TERM; sleep 300\' & echo $$ > "$0"; sleep 300';
+    const run = bg(FSPOOL, ['queue-process', '-q', q, '--stop-timeout', '0.3', '--grace', '0.5', 'sh', '--', '-c', script, started]);
+    await waitFor('the receiver to start', () => existsSync(started) && readFileSync(started, 'utf8').endsWith('\n'), 10_000);
+    const receiver = Number(readFileSync(started, 'utf8').trim());
+    process.kill(run.pid, 'SIGTERM');
+    const r = await within(run.done, 10_000, 'fspool after one SIGTERM, the stop timeout and the grace period');
+    expect(r.code, r.stderr).toBe(143);
+    expect(r.stderr).toMatch(/WARN fspool: the running job did not finish within the stop timeout \(0\.3s\): interrupting it \(SIGTERM, SIGKILL after 0\.5s\)/);
+    await waitFor('the receiver\'s group to be gone', () => !alive(receiver) && !groupAlive(receiver), 2000);
     expect(jobFiles(q)).toHaveLength(1);
     expect(nextseq(q)).toBe('1');
   }, 30_000);

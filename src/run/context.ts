@@ -32,10 +32,11 @@ export interface RunHooks {
   beforeRun(job: { seq: bigint; file: string }): Promise<(ran: RunReport | undefined) => void>;
 }
 
-export function runContext(opts: { log?: Logger; stop?: Stopper; stopTimeoutSeconds?: number; hooks?: RunHooks } = {}): RunContext {
+export function runContext(opts: { log?: Logger; stop?: Stopper; stopTimeoutSeconds?: number; graceSeconds?: number; hooks?: RunHooks } = {}): RunContext {
+  const log = opts.log ?? rootLog;
   return {
-    log: opts.log ?? rootLog,
-    stop: opts.stop ?? new Stopper(opts.stopTimeoutSeconds),
+    log,
+    stop: opts.stop ?? new Stopper(opts.stopTimeoutSeconds, opts.graceSeconds, log),
     crash: new CrashPoints(),
     hooks: opts.hooks,
   };

@@ -9,7 +9,7 @@ export type { OnError } from './policy.js';
 export type { OrderBy, ProcessOptions } from './processor.js';
 
 export async function processQueue(queue: Queue, opts: ProcessOptions & { stopTimeoutSeconds?: number }): Promise<number> {
-  const ctx = runContext({ stopTimeoutSeconds: opts.stopTimeoutSeconds });
+  const ctx = runContext({ stopTimeoutSeconds: opts.stopTimeoutSeconds, graceSeconds: opts.graceSeconds });
   const unlisten = listenForSignals((sig) => ctx.stop.receive(sig));
   try {
     return await new QueueProcessor(queue, opts, ctx).run();

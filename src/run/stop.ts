@@ -3,7 +3,8 @@
 // fspool, which decides what becomes of the running job:
 //
 // - SIGTERM (systemd stopping a unit, a shutdown) asks for a graceful stop: no new job starts,
-//   and the running one may finish for up to the stop timeout; then it is interrupted.
+//   and the running one may finish for up to the stop timeout; then it is interrupted, and its
+//   receiver's group killed after the grace period.
 // - SIGINT and SIGHUP, or a second SIGTERM, interrupt at once: the running receiver's group
 //   gets the signal (a further one: SIGKILL), helpers (decoders) are killed, and the job stays
 //   queued.
@@ -11,6 +12,7 @@
 // A Stopper belongs to one run; whoever owns the process's signals feeds it (listenForSignals
 // for one queue-process, the supervisor for serve).
 import { constants } from 'node:os';
+import type { Logger } from '../log.js';
 import { after, type Timer } from '../sys/timer.js';
 
 export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -32,12 +34,19 @@ export class Stopper {
   private readonly listeners = new Set<() => void>();
   private readonly aborter = new AbortController();
   private grace: Timer | undefined;
+  private kill: Timer | undefined;
 
   /**
    * `stopTimeoutSeconds`: how long a SIGTERM lets the running job finish (0: as long as it
-   * takes); undefined: SIGTERM interrupts at once like the others.
+   * takes); undefined: SIGTERM interrupts at once like the others. When it has passed, the
+   * receiver gets SIGTERM, then SIGKILL after `graceSeconds`: no second signal may come to
+   * end a stop that no one watches (systemd, a shutdown).
    */
-  constructor(private readonly stopTimeoutSeconds?: number) {}
+  constructor(
+    private readonly stopTimeoutSeconds?: number,
+    private readonly graceSeconds = 5,
+    private readonly log?: Logger,
+  ) {}
 
   /** No new job may start. */
   get stopping(): boolean {
@@ -59,12 +68,20 @@ export class Stopper {
     const first = this.requested === undefined;
     this.requested ??= sig;
     if (first && sig === 'SIGTERM' && this.stopTimeoutSeconds !== undefined) {
-      if (this.stopTimeoutSeconds > 0) this.grace = after(this.stopTimeoutSeconds, () => this.interrupt('SIGTERM'));
+      if (this.stopTimeoutSeconds > 0) this.grace = after(this.stopTimeoutSeconds, () => this.timedOut());
       for (const h of this.lookers) h.kill('SIGKILL');
     } else {
       this.interrupt(sig);
     }
     for (const l of this.listeners) l();
+  }
+
+  private timedOut(): void {
+    if (this.receivers.size) this.log?.warn(`the running job did not finish within the stop timeout (${this.stopTimeoutSeconds}s): interrupting it (SIGTERM, SIGKILL after ${this.graceSeconds}s)`);
+    this.interrupt('SIGTERM');
+    this.kill = after(this.graceSeconds, () => {
+      for (const r of this.receivers) r.kill('SIGKILL');
+    });
   }
 
   private interrupt(sig: StopSignal): void {
@@ -108,6 +125,7 @@ export class Stopper {
   /** The run is over: no timer may outlive it. */
   dispose(): void {
     this.grace?.clear();
+    this.kill?.clear();
   }
 }
 

@@ -142,7 +142,7 @@ export class QueueRunner {
     let started = false;
     while (this.signal === undefined && this.target !== null) {
       const settings = this.target;
-      const ctx = runContext({ log: this.log, stopTimeoutSeconds: settings.stopTimeoutSeconds });
+      const ctx = runContext({ log: this.log, stopTimeoutSeconds: settings.stopTimeoutSeconds, graceSeconds: settings.opts.graceSeconds });
       const run: Run = { ctx, running: false, waiting: undefined, retiring: false };
       ctx.hooks = this.hooks(run);
       this.run = run;

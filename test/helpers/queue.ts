@@ -68,6 +68,23 @@ export function alive(pid: number): boolean {
   return state !== 'Z' && state !== 'X';
 }
 
+/** Is any live process (zombies count as gone) in process group `pgid`? */
+export function groupAlive(pgid: number): boolean {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'latin1');
+    } catch {
+      continue;
+    }
+    // After the command's name: state, ppid, pgrp.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z' && state !== 'X') return true;
+  }
+  return false;
+}
+
 /**
  * FSPOOL_LONG=1 (`.ci/run`, or by hand): tests that sample (mutations, seeds, trials) take a
  * larger sample, and the big-payload runs their full size; the default run stays within its
