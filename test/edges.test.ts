@@ -2,7 +2,7 @@
 // user, cron's bare environment and its busy locks, status that must not call a stuck queue
 // healthy, queue-write given something that is not a packet, quarantine's way out, and keys
 // left in the wrong shape. Real users (setpriv to nobody), real files, real processes.
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -66,6 +66,33 @@ describe('a processor that cannot record what it does runs nothing', () => {
     const r = asNobody(['queue-process', '-q', q, 'cat']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.toString()).toBe('mine');
+  });
+});
+
+describe('root in a queue another user owns', () => {
+  it("what root's run quarantines the owner's runs can quarantine beside it; a quarantine the owner cannot write stops them before a job runs", () => {
+    const dir = openDir();
+    const q = makeQueue(dir);
+    for (let i = 1; i <= 3; i++) put(q, packet(i, `job ${i}`));
+    runSync('chown', ['-R', `${NOBODY}:${NOBODY}`, q]);
+    const quarantine = join(q, 'fspool/quarantine');
+    // root's run makes QUEUE/fspool/quarantine/: the queue's owner gets it, and the note.
+    expect(fspool(['queue-process', '-q', q, '-n', '1', '--on-error', 'quarantine', 'false']).code).toBe(0);
+    const [first] = readdirSync(quarantine).filter((n) => n.endsWith('.fspl'));
+    for (const p of [quarantine, join(quarantine, `${first}.json`)]) expect(statSync(p).uid, p).toBe(NOBODY);
+    // The owner's run quarantines the next one beside it.
+    const r = asNobody(['queue-process', '-q', q, '-n', '1', '--on-error', 'quarantine', 'false']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readdirSync(quarantine).filter((n) => n.endsWith('.fspl'))).toHaveLength(2);
+    expect(nextseq(q)).toBe('3');
+    // A quarantine the owner cannot write (root made it so): refused before the job runs.
+    runSync('chown', ['0:0', quarantine]);
+    const out = join(dir, 'ran');
+    const refused = asNobody(['queue-process', '-q', q, '--on-error', 'quarantine', 'sh', '--', '-c', `touch ${out}; exit 1`]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^Error: cannot process queue .*: .*quarantine \(owned by uid 0, mode 0755\) is not writable by uid 65534, so failed jobs could not be quarantined; run as the queue's owner or make it writable; nothing was run$/m);
+    expect(existsSync(out)).toBe(false);
+    expect(nextseq(q)).toBe('3');
   });
 });
 

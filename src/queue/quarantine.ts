@@ -8,7 +8,7 @@ import { closeSync, constants, copyFileSync, existsSync, fsyncSync, linkSync, mk
 import { join } from 'node:path';
 import { fsyncDir, writeFileDurably } from '../sys/durable.js';
 import { JOB_NAME, type Queue } from './queue.js';
-import { STATE_DIR, stateDir } from './stateDb.js';
+import { giveToQueueOwner, STATE_DIR, stateDir } from './stateDb.js';
 
 export const QUARANTINE = 'quarantine';
 
@@ -64,9 +64,12 @@ export function quarantineJob(queue: Queue, name: string, note: object): string 
   ensureDir(stateDir(queue.dir));
   const dir = quarantineDir(queue.dir);
   ensureDir(dir);
+  // What root makes here, the queue's owner must be able to move and release later.
+  giveToQueueOwner(queue.dir, [stateDir(queue.dir), dir]);
   const dest = freeName(dir, name);
   const src = queue.jobPath(name);
   writeFileDurably(join(dir, `${dest}.json`), join(dir, `.${dest}.json.tmp`), `${JSON.stringify(note, null, 2)}\n`);
+  giveToQueueOwner(queue.dir, [join(dir, `${dest}.json`)]);
   fsyncFile(src);
   try {
     linkSync(src, join(dir, dest));
@@ -75,6 +78,7 @@ export function quarantineJob(queue: Queue, name: string, note: object): string 
     // quarantine/ on another file system: copy under a temp name, fsync, rename.
     const tmp = join(dir, `.${dest}.tmp`);
     copyFileSync(src, tmp);
+    giveToQueueOwner(queue.dir, [tmp]);
     fsyncFile(tmp);
     renameSync(tmp, join(dir, dest));
   }

@@ -368,11 +368,11 @@ export class StateDb {
 }
 
 /**
- * root (say, `sudo fspool queue-ls`) must not leave a database the queue's own processor
- * cannot write: what it creates goes to the queue directory's owner. (SQLite itself gives the
+ * root (say, `sudo fspool queue-ls`) must not leave a database, or a quarantine, the queue's
+ * own processor cannot write: what it creates goes to the queue directory's owner. (SQLite itself gives the
  * -wal and -shm files the database file's owner when it runs as root.)
  */
-function giveToQueueOwner(queueDir: string, paths: string[]): void {
+export function giveToQueueOwner(queueDir: string, paths: string[]): void {
   if (process.getuid?.() !== 0) return;
   const { uid, gid } = statSync(queueDir);
   if (uid === 0) return;

@@ -7,6 +7,7 @@
 import { accessSync, constants, existsSync, statfsSync, statSync } from 'node:fs';
 import { FspoolError } from '../errors.js';
 import type { Queue } from '../queue/queue.js';
+import { quarantineDir } from '../queue/quarantine.js';
 import { stateDir } from '../queue/stateDb.js';
 
 /**
@@ -61,8 +62,9 @@ export function checkWritable(queue: Queue, what: WhatCommits): void {
     if (jobsProblem) problems.push(`${jobsProblem}, so ${what.deletes ? 'finished job files could not be removed' : 'jobs/NAME.out could not be written'}`);
   }
   if (what.quarantines) {
-    const dir = stateDir(queue.dir);
-    const quarantineProblem = existsSync(dir) ? writable(dir) : dirProblem;
+    // The deepest of QUEUE/fspool/quarantine/, QUEUE/fspool/ that exists is where the move writes.
+    const dir = [quarantineDir(queue.dir), stateDir(queue.dir)].find((d) => existsSync(d));
+    const quarantineProblem = dir ? writable(dir) : dirProblem;
     if (quarantineProblem && quarantineProblem !== dirProblem) problems.push(`${quarantineProblem}, so failed jobs could not be quarantined`);
   }
   if (problems.length > 0) {
