@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeHeader } from '../src/packet/codec.js';
-import { FSPOOL, fspool, makeQueue, type Result, tempDir } from './helpers/cli.js';
-import { allInJobs, nextseqText, put } from './helpers/queue.js';
+import { FSPOOL, fspool, makeQueue, type Result, runAsync, tempDir } from './helpers/cli.js';
+import { allInJobs, nextseqText, put, waitFor } from './helpers/queue.js';
 
 interface RunOpts {
   input?: Buffer | string;
@@ -310,6 +310,38 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     expect(readFileSync(log, 'utf8')).toBe('1 one\n2 two\n');
     expect(nextseqText(q)).toBe('3\n');
     expect(allInJobs(q)).toEqual([]);
+  });
+
+  it('a watch whose journal a full disk broke takes it up again once there is room: the next job is journaled, the lost attempt closed', async () => {
+    const fs = tinyFs();
+    const q = makeQueue(fs);
+    const seqfile = join(tempDir('fspool-watchfull-'), 'seq');
+    put(q, run(['prepare', '-s', seqfile, '-i', '-'], { input: 'one\n' }).stdout);
+    const log = join(tempDir('fspool-watchlog-'), 'ran.log');
+    // Job 1 fills the queue's file system once it has its payload: its outcome cannot be journaled.
+    const receiver = `printf '%s %s\\n' "$FSPL_SEQ" "$(cat)" >> ${log}; [ "$FSPL_SEQ" = 1 ] && head -c 1048576 /dev/zero > ${fs}/filler 2>/dev/null; exit 0`;
+    const watch = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '0.2', '--', 'sh', '-c', receiver]);
+    try {
+      await waitFor('job 1 to be done', () => nextseqText(q) === '2\n', 20_000);
+      unlinkSync(join(fs, 'filler'));
+      put(q, run(['prepare', '-s', seqfile, '-i', '-'], { input: 'two\n' }).stdout);
+      await waitFor('job 2 to be done', () => nextseqText(q) === '3\n', 20_000);
+    } finally {
+      process.kill(watch.pid, 'SIGTERM');
+    }
+    const r = await watch.done;
+    expect(r.code, r.stderr).toBe(143);
+    expect(readFileSync(log, 'utf8')).toBe('1 one\n2 two\n');
+    expect(r.stderr).toMatch(/WARN fspool: state database .* going on without it/);
+    expect(r.stderr).toMatch(/INFO fspool: state database .* can be used again: journal and header cache resumed/);
+    expect(r.stderr).toMatch(/INFO fspool: job 1 .* ended while the journal was unavailable; the queue has moved past it/);
+    const h = run(['queue-history', '-q', q, '--json']);
+    expect(h.code, h.stderr).toBe(0);
+    const runs = (JSON.parse(h.stdout.toString()) as { runs: Array<{ seq: number; outcome: string }> }).runs;
+    expect(runs.map((x) => [x.seq, x.outcome])).toEqual([
+      [2, 'success'],
+      [1, 'unrecorded'],
+    ]);
   });
 
   it('the error names what could not be written (nextseq, the seqfile, the queue)', () => {

@@ -108,6 +108,8 @@ export interface OpenOptions {
   durable?: boolean;
   /** Read the file through a mapping: for a command that only reads, and ends soon (READER_MMAP_BYTES). */
   mapped?: boolean;
+  /** A failure to open is a DEBUG line, not a WARN: a long run trying again what it already reported. */
+  quiet?: boolean;
 }
 
 let loaded: typeof BetterSqlite3 | undefined;
@@ -302,7 +304,8 @@ export class StateDb {
         log.debug(`cannot open ${path} read-only: ${describe(e)}; no state database`);
         return undefined;
       }
-      warnUnusable(path, e, opts.without);
+      if (opts.quiet) log.debug(`state database ${path} still cannot be used: ${describe(e)}`);
+      else warnUnusable(path, e, opts.without);
       return undefined;
     }
   }

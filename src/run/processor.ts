@@ -10,7 +10,7 @@ import type { FileLock } from '../queue/lock.js';
 import type { Journal } from '../queue/journal.js';
 import { JobIndex, readable, type Readable } from '../queue/jobIndex.js';
 import { identical, JOB_NAME, type Queue, type ScannedJob } from '../queue/queue.js';
-import { attachState, PROCESSOR_BUSY_MS } from '../queue/state.js';
+import { attachState, PROCESSOR_BUSY_MS, type QueueState } from '../queue/state.js';
 import type { StateDb } from '../queue/stateDb.js';
 import { staleJobs } from '../queue/status.js';
 import { packetId } from '../queue/journal.js';
@@ -57,6 +57,9 @@ export class QueueProcessor {
   private readonly index: JobIndex;
   private journal!: Journal;
   private db: StateDb | undefined;
+  private state: QueueState | undefined;
+  /** When the state database was last opened, or tried. */
+  private attachedAt = 0;
   /** Jobs this run may still take (--maxjobs), across the passes of a watch. */
   private left: number | undefined;
   /** The gap last reported, so that a watch says "waiting for seq N" once, not at every look. */
@@ -122,15 +125,7 @@ export class QueueProcessor {
       }
     }
     // The journal and the header cache (QUEUE/fspool/state.db), when they can be had.
-    const state = attachState(queue, {
-      create: true,
-      busyMs: PROCESSOR_BUSY_MS,
-      cacheHeaders: true,
-      durable: true,
-      without: 'going on without it in this run: no journal (a crash is handled as fspl would), no header cache',
-    });
-    this.journal = state.journal;
-    this.db = state.db;
+    this.attach(false);
     try {
       checkWritable(queue, commits);
       // jobs/ as read above, not a second read (each warns of the names that are not UTF-8).
@@ -140,9 +135,38 @@ export class QueueProcessor {
       const code = opts.watch ? await this.watch() : await this.pass();
       return ctx.stop.requested ? ctx.stop.exitCode : code;
     } finally {
-      state.close();
+      this.state?.close();
       lock.release();
     }
+  }
+
+  private attach(quiet: boolean): void {
+    this.state = attachState(this.queue, {
+      create: true,
+      busyMs: PROCESSOR_BUSY_MS,
+      cacheHeaders: true,
+      durable: true,
+      without: 'going on without it in this run: no journal (a crash is handled as fspl would), no header cache',
+      quiet,
+    });
+    this.journal = this.state.journal;
+    this.db = this.state.db;
+    this.attachedAt = Date.now();
+  }
+
+  /**
+   * A watch runs for days: a database lost on the way (a full disk, a file damaged and moved
+   * away) is opened again before a pass once it can be, trying at most once per rescan
+   * interval, so that the journal is not off for the rest of the run. What the run left
+   * 'running' meanwhile is then closed as at a start (recover.ts).
+   */
+  private async retakeState(): Promise<void> {
+    if (this.db?.usable || Date.now() - this.attachedAt < (this.opts.rescanSeconds ?? 30) * 1000) return;
+    this.state?.close();
+    this.attach(true);
+    if (!this.db?.usable) return;
+    this.ctx.log.info(`state database ${this.db.path} can be used again: journal and header cache resumed`);
+    for (const name of recover(this.processing, await this.index.refresh())) this.index.forget(name);
   }
 
   private async pass(): Promise<number> {
@@ -377,6 +401,7 @@ export class QueueProcessor {
         let pause = opts.rescanSeconds ?? 30;
         let backingOff = false;
         try {
+          await this.retakeState();
           await this.pass();
           failedInARow = 0;
           reported = undefined;
