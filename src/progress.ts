@@ -34,13 +34,28 @@ function duration(secs: number): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
-/** What the line says: label, bytes, and with a total the share done and the time left. */
-export function progressLine(label: string, bytes: number, total: number | undefined, secs: number): string {
+/**
+ * What the line says: label, bytes, and with a total the share done and the time left. With
+ * `cols`, the terminal's width, it fits in one column less (a line that wraps cannot be
+ * redrawn in place): the label gives way first, from its start (a path's end says the most),
+ * then the end of the figures.
+ */
+export function progressLine(label: string, bytes: number, total: number | undefined, secs: number, cols?: number): string {
   const rate = bytes / Math.max(secs, 0.001);
-  if (!total) return `${label}: ${size(bytes)}, ${size(rate)}/s, ${duration(secs)}`;
-  const pct = Math.min(100, Math.floor((100 * bytes) / total));
-  const left = bytes >= total ? 'done' : rate > 0 ? `${duration((total - bytes) / rate)} left` : 'time left unknown';
-  return `${label}: ${size(bytes)} of ${size(total)} (${pct}%), ${size(rate)}/s, ${duration(secs)}, ${left}`;
+  let figures: string;
+  if (!total) {
+    figures = `${size(bytes)}, ${size(rate)}/s, ${duration(secs)}`;
+  } else {
+    const pct = Math.min(100, Math.floor((100 * bytes) / total));
+    const left = bytes >= total ? 'done' : rate > 0 ? `${duration((total - bytes) / rate)} left` : 'time left unknown';
+    figures = `${size(bytes)} of ${size(total)} (${pct}%), ${size(rate)}/s, ${duration(secs)}, ${left}`;
+  }
+  const name = [...label];
+  const width = cols === undefined ? Infinity : cols - 1;
+  if (name.length + 2 + figures.length <= width) return `${label}: ${figures}`;
+  const room = width - 2 - figures.length - 1;
+  if (room >= 8) return `…${name.slice(name.length - room).join('')}: ${figures}`;
+  return [...`${label}: ${figures}`].slice(0, Math.max(width, 1)).join('');
 }
 
 /**
@@ -132,7 +147,9 @@ export class Progress {
   private draw(now: number): void {
     if (this.held || this.finished) return;
     this.shown = true;
-    this.put(`${CLEAR}${progressLine(this.label, this.bytes, this.total, (now - this.start) / 1000)}`);
+    // The width now: a terminal may be resized while a transfer runs.
+    const cols = native().winsize(2);
+    this.put(`${CLEAR}${progressLine(this.label, this.bytes, this.total, (now - this.start) / 1000, cols)}`);
   }
 
   private put(s: string): void {

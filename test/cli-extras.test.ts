@@ -93,6 +93,23 @@ describe('progress', () => {
     const r = onTerminal(`${FSPOOL} queue-process -q ${q} sh -- -c 'for i in $(seq 15); do dd bs=200000 count=1 status=none of=/dev/null; sleep 0.1; done'`);
     expect(r.stdout.toString()).toMatch(/job 1 \(sh\): [\d.]+ [KM]iB of 2\.9 MiB/);
   });
+
+  it('fits an 80-column terminal: a long label gives way, no line wraps', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    writeFileSync(join(dir, 'big'), Buffer.alloc(3_000_000));
+    expect(fspool(['enqueue', '-q', q, '-s', '-', '-i', join(dir, 'big')]).code).toBe(0);
+    const recv = join(dir, 'a-receiver-with-a-name-long-enough-to-push-the-progress-line-past-eighty-columns');
+    writeFileSync(recv, '#!/bin/sh\nfor i in $(seq 15); do dd bs=200000 count=1 status=none of=/dev/null; sleep 0.1; done\n', { mode: 0o755 });
+    const r = onTerminal(`stty cols 80; unset COLUMNS; ${FSPOOL} queue-process -q ${q} ${recv}`);
+    // Each redraw begins with \r and ESC [K: what follows is the line as the terminal shows it.
+    const drawn = r.stdout.toString().split('\r\x1b[K').slice(1).map((l) => l.replace(/\r?\n[\s\S]*$/, ''));
+    expect(drawn.length).toBeGreaterThan(0);
+    for (const l of drawn) {
+      expect([...l].length, l).toBeLessThanOrEqual(79);
+      expect(l).toMatch(/^….*-eighty-columns\): [\d.]+ [KM]iB of 2\.9 MiB \(\d+%\)/);
+    }
+  });
 });
 
 describe('completion', () => {
