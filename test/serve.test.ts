@@ -413,6 +413,12 @@ decrypt_key = ["missing.asc"]
     const r = fspool(['serve', '--check', '--config', missing]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/\[b\] .*nowhere is not a queue/);
+    // A queue its processor could not record a job in (a read-only mount, here in a mount
+    // namespace of the check's own): 1, naming what to fix, as a processor refuses it.
+    const ro = runSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" serve --check --config "$3"', 'sh', join(dir, 'qa'), FSPOOL, good]);
+    expect(ro.code, ro.stderr).toBe(1);
+    expect(ro.stderr).toMatch(/^ERROR fspool: \[a\] cannot process queue .*qa: .*qa is on a read-only file system, so nextseq could not advance after a job; .*jobs is on a read-only file system, so finished job files could not be removed; mount it read-write; nothing was run$/m);
+    expect(ro.stdout.toString()).toMatch(/1 cannot be processed now/);
     const key = writeConfig(dir, '[queues.a]\ndir = "qa"\ncommand = ["true"]\ndecrypt_key = "keys/none.asc"\n', 'key.toml');
     const k = fspool(['serve', '--check', '--config', key]);
     expect(k.code).toBe(2);

@@ -39,13 +39,15 @@ function describeDir(dir: string): string {
   }
 }
 
+const READ_ONLY = 'is on a read-only file system';
+
 function writable(dir: string): string | undefined {
   try {
     accessSync(dir, constants.W_OK);
     return undefined;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EROFS') return `${dir} is on a read-only file system`;
+    if (code === 'EROFS') return `${dir} ${READ_ONLY}`;
     return `${dir} (${describeDir(dir)}) is not writable by ${who()}`;
   }
 }
@@ -68,7 +70,9 @@ export function checkWritable(queue: Queue, what: WhatCommits): void {
     if (quarantineProblem && quarantineProblem !== dirProblem) problems.push(`${quarantineProblem}, so failed jobs could not be quarantined`);
   }
   if (problems.length > 0) {
-    throw new FspoolError(`cannot process queue ${queue.dir}: ${problems.join('; ')}; run as the queue's owner or make it writable; nothing was run`);
+    const readOnly = problems.filter((p) => p.includes(READ_ONLY));
+    const fixes = [...(readOnly.length ? ['mount it read-write'] : []), ...(readOnly.length < problems.length ? ["run as the queue's owner or make it writable"] : [])];
+    throw new FspoolError(`cannot process queue ${queue.dir}: ${problems.join('; ')}; ${fixes.join(', and ')}; nothing was run`);
   }
 }
 
