@@ -548,6 +548,44 @@ describe('fspool serve: metrics', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(new RegExp(`cannot serve metrics at 127.0.0.1:${port}: .*(EADDRINUSE|in use)`));
   });
+
+  it('a reload to an address in use leaves the metrics served where they were; one that can listen moves them', async () => {
+    const dir = tempDir();
+    makeQueue(dir, 'q');
+    const file = writeConfig(dir, 'metrics_listen = "127.0.0.1:0"\n[queues.q]\ndir = "q"\ncommand = ["true"]\n');
+    const s = serve(['--config', file]);
+    const served = (from: number) => Number(/metrics at http:\/\/127\.0\.0\.1:(\d+)\/metrics/.exec(s.stderr().slice(from))?.[1]);
+    await waitFor('serve to listen', () => served(0) > 0, 30_000);
+    const first = served(0);
+    const scrape = async (port: number) => (await fetch(`http://127.0.0.1:${port}/metrics`)).status;
+    expect(await scrape(first)).toBe(200);
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const taken = (blocker.address() as { port: number }).port;
+    try {
+      writeConfig(dir, `metrics_listen = "127.0.0.1:${taken}"\n[queues.q]\ndir = "q"\ncommand = ["true"]\n`);
+      process.kill(s.pid, 'SIGHUP');
+      await waitFor('the reload to fail to listen', () => /still served at/.test(s.stderr()), 10_000);
+      expect(s.stderr()).toMatch(new RegExp(`ERROR fspool: cannot serve metrics at 127.0.0.1:${taken}: .*; metrics are still served at 127.0.0.1:${first}`));
+      expect(await scrape(first)).toBe(200);
+    } finally {
+      blocker.close();
+    }
+    // A free address: served there, and no longer at the old one.
+    const mark = s.stderr().length;
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const free = (probe.address() as { port: number }).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    writeConfig(dir, `metrics_listen = "127.0.0.1:${free}"\n[queues.q]\ndir = "q"\ncommand = ["true"]\n`);
+    process.kill(s.pid, 'SIGHUP');
+    await waitFor('serve to listen anew', () => served(mark) > 0, 10_000);
+    expect(served(mark)).toBe(free);
+    expect(await scrape(free)).toBe(200);
+    await expect(scrape(first)).rejects.toThrow();
+    process.kill(s.pid, 'SIGTERM');
+    expect((await s.done).code).toBe(143);
+  });
 });
 
 describe('fspool status', () => {

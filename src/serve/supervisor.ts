@@ -30,7 +30,8 @@ export class Supervisor {
   private readonly runners = new Map<string, QueueRunner>();
   private slots: Slots | undefined;
   private signal: StopSignal | undefined;
-  private http: { server: Server; at: Listen } | undefined;
+  /** The metrics server: the address configured, and the one bound (its port, when 0 was asked for). */
+  private http: { server: Server; at: Listen; bound: Listen } | undefined;
   private metrics: Metrics | undefined;
   private scrape: Promise<string> | undefined;
   private reloading: Promise<void> = Promise.resolve();
@@ -102,11 +103,38 @@ export class Supervisor {
     this.apply(config);
     const was = this.http?.at;
     const now = config.metricsListen;
-    if ((was && listenText(was)) !== (now && listenText(now))) {
-      await this.unlisten();
+    if ((was && listenText(was)) !== (now && listenText(now))) await this.relisten(now);
+  }
+
+  /**
+   * Serve metrics at `now` instead: the new address is taken before the old one is let go, so
+   * that one that cannot be had leaves them served where they were, as a reload that fails
+   * leaves the old configuration. The same port on another host may clash with the old
+   * socket: then the old one is let go first, and taken again if the new one still fails.
+   */
+  private async relisten(now: Listen | undefined): Promise<void> {
+    const old = this.http;
+    if (!now) return this.unlisten();
+    try {
+      await this.listen(now);
+      if (old) await closeServer(old.server);
+      return;
+    } catch (e) {
+      this.http = old;
+      if (!old || old.bound.port !== now.port) {
+        this.log.error(`${describe(e)}; ${old ? `metrics are still served at ${listenText(old.bound)}` : 'metrics are not served until a reload can listen'}`);
+        return;
+      }
+    }
+    await this.unlisten();
+    try {
+      await this.listen(now);
+    } catch (e) {
       try {
-        await this.listen(now);
-      } catch (e) {
+        await this.listen(old.bound);
+        this.http!.at = old.at;
+        this.log.error(`${describe(e)}; metrics are still served at ${listenText(old.bound)}`);
+      } catch {
         this.log.error(`${describe(e)}; metrics are not served until a reload can listen`);
       }
     }
@@ -159,18 +187,14 @@ export class Supervisor {
     });
     const bound = server.address();
     const port = typeof bound === 'object' && bound ? bound.port : at.port;
-    this.http = { server, at };
-    this.log.info(`metrics at http://${listenText({ host: at.host, port })}/metrics`);
+    this.http = { server, at, bound: { host: at.host, port } };
+    this.log.info(`metrics at http://${listenText(this.http.bound)}/metrics`);
   }
 
   private async unlisten(): Promise<void> {
     const h = this.http;
     this.http = undefined;
-    if (!h) return;
-    await new Promise<void>((resolve) => {
-      h.server.close(() => resolve());
-      h.server.closeAllConnections();
-    });
+    if (h) await closeServer(h.server);
   }
 
   /** The metrics now: the queues' gauges from their status, read once for scrapes that come together. */
@@ -196,4 +220,11 @@ export class Supervisor {
     })();
     return this.scrape;
   }
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
 }
