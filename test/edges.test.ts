@@ -119,6 +119,29 @@ describe('a read-only monitoring user', () => {
   });
 });
 
+describe('a monitoring user kept out', () => {
+  it('is told what keeps it out and how to let it in: a journal, a quarantine or job files it may not read', () => {
+    const dir = openDir();
+    const q = makeQueue(dir);
+    put(q, packet(1, 'one'));
+    expect(fspool(['queue-process', '-q', q, '--on-error', 'quarantine', 'false']).code).toBe(0);
+    put(q, packet(3, 'three'));
+    chmodSync(join(q, 'jobs', jobFiles(q)[0]!), 0o600);
+    chmodSync(join(q, 'fspool'), 0o700);
+    const h = asNobody(['queue-history', '-q', q]);
+    expect(h.code, h.stderr).toBe(0);
+    expect(h.stderr).toMatch(/^ WARN fspool: cannot read the journal of queue .*: .*fspool: .*permission denied \(EACCES\); run as the queue's owner, or give read access to .*fspool$/m);
+    const s = asNobody(['queue-status', '-q', q]);
+    expect(s.code).toBe(1);
+    expect(s.stderr).toMatch(/^Error: cannot read the quarantine of queue .* \(.*permission denied \(EACCES\)\); run as the queue's owner, or give read access to .*fspool and its quarantine\/$/m);
+    chmodSync(join(q, 'fspool'), 0o755);
+    const j = asNobody(['queue-status', '-q', q, '--json']);
+    const reasons = (JSON.parse(j.stdout.toString()) as { reasons: string[] }).reasons.join('\n');
+    expect(reasons).toMatch(/1 job file\(s\) cannot be read: .*permission denied.*; give the reader access to them \(or run as their owner\), or remove them/);
+    expect(reasons).not.toMatch(/decoder/);
+  });
+});
+
 describe('queue-status tells the truth', () => {
   const status = (q: string) => {
     const r = fspool(['queue-status', '-q', q, '--json']);

@@ -27,7 +27,7 @@ export class FileLock {
         if (code === 'ENOTDIR') throw new FspoolError(`${opts.what}: ${dir} is not a directory`);
         throw new FspoolError(`${opts.what}: directory ${dir} does not exist; create it first (mkdir -p ${dir})`);
       }
-      if (code === 'ENOENT') throw new FspoolError(`${opts.what}: lock file ${path} does not exist`);
+      if (code === 'ENOENT') throw new FspoolError(`${opts.what}: lock file ${path} does not exist; create it (touch ${path}), as queue-init does`);
       throw e;
     }
     const sys = native();

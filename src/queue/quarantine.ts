@@ -6,6 +6,7 @@
 // jobs/, in quarantine/, or in both (then the next run finishes the move): never in neither.
 import { closeSync, constants, copyFileSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { describe, FspoolError } from '../errors.js';
 import { fsyncDir, writeFileDurably } from '../sys/durable.js';
 import { JOB_NAME, type Queue } from './queue.js';
 import { giveToQueueOwner, STATE_DIR, stateDir } from './stateDb.js';
@@ -21,7 +22,9 @@ export function quarantined(queueDir: string): string[] {
   try {
     return readdirSync(quarantineDir(queueDir)).filter((n) => JOB_NAME.test(n)).sort();
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return [];
+    if (code === 'EACCES') throw new FspoolError(`cannot read the quarantine of queue ${queueDir} (${describe(e)}); run as the queue's owner, or give read access to ${stateDir(queueDir)} and its quarantine/`);
     throw e;
   }
 }

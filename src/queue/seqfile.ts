@@ -6,6 +6,8 @@ import { U64_MAX } from '../packet/header.js';
 import { renameDurably, writeSynced, writeSyncedConcurrently } from '../sys/durable.js';
 import { FileLock } from './lock.js';
 
+const SET_IT_AGAIN = "; set it again: queue-set-next for a queue's nextseq, prepare-set-next for a sender's seqfile";
+
 /** Parse a u64 as Rust's `str::parse::<u64>` does after trim(): optional `+`, digits. */
 export function parseU64(text: string): bigint | undefined {
   const t = text.trim();
@@ -57,9 +59,9 @@ export class SeqFile {
       closeSync(fd);
     }
     const end = text.indexOf('\n');
-    if (end < 0 && text.length === SEQ_READ_MAX) throw new FspoolError(`sequence file ${this.path} does not hold a number (its first line is over ${SEQ_READ_MAX} bytes)`);
+    if (end < 0 && text.length === SEQ_READ_MAX) throw new FspoolError(`sequence file ${this.path} does not hold a number (its first line is over ${SEQ_READ_MAX} bytes)${SET_IT_AGAIN}`);
     const n = parseU64(end < 0 ? text : text.slice(0, end));
-    if (n === undefined) throw new FspoolError(`sequence file ${this.path} does not hold a number`);
+    if (n === undefined) throw new FspoolError(`sequence file ${this.path} does not hold a number${SET_IT_AGAIN}`);
     return n;
   }
 

@@ -153,7 +153,7 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
   }
   if (s.unreadable.length > 0) {
     const files = some(s.unreadable.map((u) => `${u.name} (${u.error})`));
-    failing.push(`${s.unreadable.length} job file(s) cannot be read: ${files}; give the key or decoder they need (-d, --decrypt-key), or remove them`);
+    failing.push(`${s.unreadable.length} job file(s) cannot be read: ${files}; ${unreadableFix(s.unreadable.map((u) => u.error))}`);
   }
   const neverRan = journal.active ? s.stale.filter((f) => !f.processed && !f.ran) : [];
   if (neverRan.length > 0) {
@@ -180,4 +180,16 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
     s.verdict = 'stalled';
     s.reasons = stalled;
   }
+}
+
+/**
+ * What to do about job files that cannot be read, from why: a processor not allowed to open
+ * them needs access, not a key.
+ */
+export function unreadableFix(errors: Array<string | undefined>): string {
+  const denied = errors.filter((e) => e !== undefined && /\(EACCES\)|\(EPERM\)/.test(e)).length;
+  const fixes: string[] = [];
+  if (denied > 0) fixes.push('give the reader access to them (or run as their owner)');
+  if (denied < errors.length) fixes.push('give the key or decoder they need (-d, --decrypt-key)');
+  return `${fixes.join('; ')}, or remove them`;
 }

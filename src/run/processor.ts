@@ -12,7 +12,7 @@ import { JobIndex, readable, type Readable } from '../queue/jobIndex.js';
 import { identical, JOB_NAME, type Queue, type ScannedJob } from '../queue/queue.js';
 import { attachState, PROCESSOR_BUSY_MS, type QueueState } from '../queue/state.js';
 import type { StateDb } from '../queue/stateDb.js';
-import { staleJobs } from '../queue/status.js';
+import { staleJobs, unreadableFix } from '../queue/status.js';
 import { packetId } from '../queue/journal.js';
 import { after } from '../sys/timer.js';
 import type { RunContext } from './context.js';
@@ -215,7 +215,7 @@ export class QueueProcessor {
     const bad = this.index.unreadable();
     if (bad.length > 0) {
       const files = bad.slice(0, 3).map((j) => `${j.path} (${j.error})`).join(', ') + (bad.length > 3 ? ` and ${bad.length - 3} more` : '');
-      throw new QueueBlocked(`seq ${next} not found, and ${bad.length} job file(s) that cannot be read could hold it: ${files}; give the key or decoder they need, or remove them`);
+      throw new QueueBlocked(`seq ${next} not found, and ${bad.length} job file(s) that cannot be read could hold it: ${files}; ${unreadableFix(bad.map((j) => j.error))}`);
     }
     if (later.length > 0 && this.reportedGap !== next) {
       const lowest = later.reduce((m, j) => (j.header.seq < m ? j.header.seq : m), later[0]!.header.seq);

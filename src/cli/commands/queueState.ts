@@ -1,6 +1,7 @@
 // The state database's commands: queue-status, queue-history and queue-clean, all reading (and queue-clean
 // acting on) the queue's files and its journal in QUEUE/fspool/state.db.
-import { basename, resolve } from 'node:path';
+import { accessSync, constants } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { describe, UsageError } from '../../errors.js';
 import { log, printable } from '../../log.js';
 import { rfc3339Local } from '../../packet/jobenv.js';
@@ -8,6 +9,7 @@ import { type Cleaned, cleanQueue } from '../../queue/clean.js';
 import { FAILURES, type JournalOutcome, OUTCOMES, type RunRow } from '../../queue/journal.js';
 import { Queue } from '../../queue/queue.js';
 import { attachState, READER_BUSY_MS } from '../../queue/state.js';
+import { stateDir } from '../../queue/stateDb.js';
 import { type FileJob, type Status, type Verdict, VERDICT_EXIT } from '../../queue/status.js';
 import { READER_WITHOUT, readStatus } from '../../serve/status.js';
 import { type DecodeArgs, decodeContext, decodeOptions, queuedir, seconds, type Subcommand, u64, waitLock } from '../options.js';
@@ -227,6 +229,20 @@ function historyText(rows: RunRow[]): string {
   return text;
 }
 
+/** Why there is no history to show: none was written yet, or this user may not read it. */
+function noJournal(q: Queue): void {
+  const dir = stateDir(q.dir);
+  try {
+    accessSync(dir, constants.R_OK | constants.X_OK);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+      log.warn(`cannot read the journal of queue ${q.dir}: ${dir}: ${describe(e)}; run as the queue's owner, or give read access to ${dir}`);
+      return;
+    }
+  }
+  log.info(`queue ${q.dir} has no journal yet (${join(dir, 'state.db')})`);
+}
+
 export const queueHistory: Subcommand<HistoryArgs> = {
   command: 'queue-history',
   describe: "Show the journal of a queue's runs, newest first",
@@ -249,7 +265,7 @@ export const queueHistory: Subcommand<HistoryArgs> = {
     const wanted = outcomes(a.outcome);
     const state = attachState(q, { create: false, busyMs: READER_BUSY_MS, cacheHeaders: false, without: READER_WITHOUT });
     try {
-      if (!state.db) log.info(`queue ${q.dir} has no journal yet (${q.dir.replace(/\/$/, '')}/fspool/state.db)`);
+      if (!state.db) noJournal(q);
       const rows = state.journal.history({ seq: a.job, outcomes: wanted, limit: a.limit === undefined ? undefined : Number(a.limit) });
       print(a.json ? doc('queue-history', q.dir, { runs: rows.map(runJson) }) : historyText(rows));
     } finally {
