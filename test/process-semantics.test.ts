@@ -370,7 +370,7 @@ describe('fspl 1.2.2 defects fspool does not have', () => {
     expect(nextseq(e)).toBe('3');
     // Seq 3 is missing, and either unreadable file could be it: that needs a person.
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^Error: seq 3 not found, and 2 job file\(s\) that cannot be read could hold it: .*; give the key or decoder they need, or remove them$/m);
+    expect(r.stderr).toMatch(/^Error: seq 3 not found, and 2 job file\(s\) that cannot be read could hold it: .*; give the key or decoder they need \(-d, --decrypt-key\), or remove them$/m);
     expect(r.stderr).toContain('fspl-garbage.fspl');
     expect(r.stderr).toContain('fspl-truncated.fspl');
     expect(jobNames(e)).toEqual(['fspl-garbage.fspl', 'fspl-truncated.fspl']);
