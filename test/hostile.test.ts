@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeHeader } from '../src/packet/codec.js';
+import { crc32 } from '../src/packet/crc32.js';
 import type { CmdType } from '../src/packet/header.js';
 import { exists, jobFiles, LONG, nextseq, put, sleep, waitFor } from './helpers/queue.js';
 import { FSPOOL, fspool, makeQueue, runAsync, runSync, tempDir } from './helpers/cli.js';
@@ -477,5 +478,63 @@ describe('an oversized packet fails its own job, whatever --on-error says, and n
     expect(r.stderr).toMatch(/moved to quarantine/);
     expect(r.stdout.toString()).toBe('two');
     expect(nextseq(q)).toBe('3');
+  });
+});
+
+describe('metadata that would take more memory than any header needs', () => {
+  /** A packet whose metadata is `meta`, with both CRCs right. */
+  function rawPacket(meta: Buffer, payload = 'payload'): Buffer {
+    const prefix = Buffer.alloc(30);
+    b('*FILESPOOLER').copy(prefix, 0);
+    prefix.writeUInt16BE(1, 12); // format version
+    prefix.writeBigUInt64BE(BigInt(meta.length), 14);
+    prefix.writeUInt32BE(crc32(meta), 22);
+    prefix.writeUInt32BE(crc32(prefix.subarray(0, 26)), 26);
+    return Buffer.concat([prefix, meta, b(payload)]);
+  }
+  /** The metadata of seq 1 with `n` empty params (one byte each: an empty array). */
+  function emptyParams(n: number): Buffer {
+    const str = (s: string) => Buffer.concat([Buffer.from([0xa0 | s.length]), b(s)]);
+    const count = Buffer.alloc(5);
+    count[0] = 0xdd;
+    count.writeUInt32BE(n, 1);
+    return Buffer.concat([Buffer.from([0x83]), str('seq'), Buffer.from([0x01]), str('ctime'), Buffer.from([0x92, 0x01, 0x00]), str('cmd_type'), Buffer.from([0x81]), str('Command'), Buffer.from([0x82]), str('params'), count, Buffer.alloc(n, 0x90), str('env'), Buffer.from([0x90])]);
+  }
+
+  it('millions of one-byte params are refused as unreadable, not decoded; the queue goes on', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    // 16 million would be gigabytes decoded; three such files ended fspool with a V8 out-of-memory.
+    const huge = rawPacket(emptyParams(16_000_000));
+    for (const n of ['a', 'b', 'c']) writeFileSync(join(q, 'jobs', `fspl-huge-${n}.fspl`), huge);
+    put(q, plain(2, 'two'));
+    writeFileSync(join(q, 'nextseq'), '2\n');
+    const ls = fspool(['queue-ls', '-q', q]);
+    expect(ls.code, ls.stderr).toBe(0);
+    expect(ls.stderr).toMatch(/fspl-huge-a\.fspl: metadata holds more than 524288 arrays, maps and strings \(no header that can run has so many\)/);
+    expect(ls.stdout.toString().trim().split('\n')).toHaveLength(2);
+    // Job 2 runs; seq 3 could be in any of them: that stops the run, as for any unreadable file.
+    const r = fspool(['queue-process', '-q', q, 'cat']);
+    expect(r.stdout.toString()).toBe('two');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^Error: seq 3 not found, and 3 job file\(s\) that cannot be read could hold it/m);
+  });
+
+  it('as many params as a header may hold, with --allow-job-params: the job fails on the argument list, one clear line', () => {
+    const r = fspool(['stdin-process', '--allow-job-params', 'true'], { input: rawPacket(emptyParams(400_000)) });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^Error: job 1: cannot run command: the packet's params and variables \(\d+ bytes\) make its argument list too long \(E2BIG\)$/m);
+  });
+
+  it('a float where fspl reads an integer (seq 1.0) is no header, as in fspl', () => {
+    const meta = emptyParams(0);
+    const seqAt = meta.indexOf(b('seq')) + 3;
+    const float = Buffer.concat([meta.subarray(0, seqAt), Buffer.from([0xcb]), Buffer.from(new Float64Array([1]).buffer).reverse(), meta.subarray(seqAt + 1)]);
+    for (const tool of ['fspl', FSPOOL]) {
+      const r = runSync(tool, ['stdin-info'], { input: rawPacket(float) });
+      expect(r.code, `${tool}: ${r.stderr}`).toBe(1);
+    }
+    expect(fspool(['stdin-info'], { input: rawPacket(float) }).stderr).toMatch(/metadata holds a floating-point number, which no field of a header is/);
+    expect(fspool(['stdin-info'], { input: rawPacket(emptyParams(0)) }).code).toBe(0);
   });
 });

@@ -6,7 +6,21 @@
 // byte, so valid data never declares more elements than bytes are left: the walk refuses the
 // metadata the moment the elements still owed exceed the bytes remaining, which bounds all
 // that the decoder will allocate by the metadata's own size. No allocation, one pass.
+//
+// That bound is not enough: 16 MiB of one-byte containers (empty arrays, empty strings) is 16
+// million objects, gigabytes once decoded and made into params. So containers and strings are
+// counted too, and more than MAX_OBJECTS is refused: above any header that can run (each param
+// or variable is one, and costs execve at least a NUL and a pointer: the default 2 MiB for
+// argv and environ holds ~230,000), and few enough that a decoded header stays within about a
+// hundred megabytes. Integers are not counted: a byte string is an array of them, one per byte,
+// and they decode to small numbers in a packed array.
+//
+// Floats are refused too: no field of fspl's header is one, and fspl refuses a header that
+// has one where a number is expected (a seq of 1.0 would otherwise read as seq 1).
 import { PacketError } from './header.js';
+
+/** The most MessagePack objects (arrays, maps, strings, binaries, extensions) a header's metadata may hold. */
+export const MAX_OBJECTS = 1 << 19;
 
 /** Payload bytes after the type byte for fixed-size types (ints, floats, fixext). */
 const FIXED: Record<number, number> = {
@@ -34,10 +48,14 @@ export function checkShape(b: Uint8Array): void {
     pos += n;
     return v;
   };
+  let objects = 0;
   while (owed > 0) {
     need(1);
     const t = b[pos++]!;
     owed--;
+    if (t === 0xca || t === 0xcb) throw new PacketError('metadata holds a floating-point number, which no field of a header is');
+    const scalar = t <= 0x7f || t >= 0xe0 || (t >= 0xc0 && t <= 0xc3) || (t >= 0xcc && t <= 0xd3);
+    if (!scalar && ++objects > MAX_OBJECTS) throw new PacketError(`metadata holds more than ${MAX_OBJECTS} arrays, maps and strings (no header that can run has so many)`);
     let elements = 0;
     if (t <= 0x7f || t >= 0xe0 || t === 0xc0 || t === 0xc2 || t === 0xc3) {
       // fixint, nil, booleans: the type byte is all

@@ -70,10 +70,10 @@ export async function runJob(job: JobInput, opts: RunOptions, ctx: RunContext): 
     stop();
     return { ok: false, reason: `${problem}; the command was not started`, facts: { kind: 'bad-packet', bytes: 0 } };
   }
-  const argv: Buffer[] = [Buffer.from(opts.command), ...opts.params];
-  if (opts.allowJobParams) argv.push(...header.cmd.params);
+  // concat, not push(...params): a packet's params may be more than a call takes arguments.
+  const argv: Buffer[] = [Buffer.from(opts.command), ...opts.params].concat(opts.allowJobParams ? header.cmd.params : []);
   // fspl's default, and routine: worth a line at INFO, not a warning.
-  else if (header.cmd.params.length > 0) log.info(`job ${header.seq}: its params are ignored because --allow-job-params was not given`);
+  if (!opts.allowJobParams && header.cmd.params.length > 0) log.info(`job ${header.seq}: its params are ignored because --allow-job-params was not given`);
 
   // Stopping already: do not start another receiver.
   if (stopper.requested) {
