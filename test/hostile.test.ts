@@ -369,6 +369,42 @@ time.sleep(3.5)`;
     const h = fspool(['queue-history', '-q', q, '--json']);
     expect(JSON.parse(h.stdout.toString()).runs.map((x: { outcome: string }) => x.outcome)).toEqual(['success', 'unrecorded']); // newest first
   });
+
+  it('a watch takes it up again once it is back; a job that failed meanwhile is not taken for a crash', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plain(1, 'one'));
+    expect(fspool(['queue-ls', '-q', q]).code).toBe(0); // creates QUEUE/fspool/state.db
+    const db = join(q, 'fspool', 'state.db');
+    const [flag, released] = [join(dir, 'locked'), join(dir, 'released')];
+    // The first attempt has another program hold the database's exclusive lock for 3 s, and
+    // fails; the attempts after it fail until the lock is gone.
+    const hold = `import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+c.execute("BEGIN EXCLUSIVE")
+open(sys.argv[2], "w").close()
+time.sleep(3)
+c.execute("ROLLBACK")
+c.close()
+open(sys.argv[3], "w").close()`;
+    const script = 'cat >/dev/null; [ -e "$3" ] && exit 0; [ -e "$2" ] && exit 1; python3 -c "$0" "$1" "$2" "$3" </dev/null >/dev/null 2>&1 & while [ ! -e "$2" ]; do sleep 0.05; done; exit 1';
+    const watch = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '0.2', '--backoff', '0.5', 'sh', '--', '-c', script, hold, db, flag, released]);
+    try {
+      await waitFor('job 1 to succeed once the lock is gone', () => nextseq(q) === '2', 30_000);
+    } finally {
+      process.kill(watch.pid, 'SIGTERM');
+    }
+    const r = await watch.done;
+    expect(r.code, r.stderr).toBe(143);
+    expect(r.stderr).toMatch(/WARN fspool: state database .* is locked by another process; going on without it/);
+    expect(r.stderr).toMatch(/INFO fspool: job 1 .* ended while the journal was unavailable; the job stays due/);
+    expect(r.stderr).toMatch(/INFO fspool: state database .* can be used again: journal and header cache resumed/);
+    expect(r.stderr).not.toMatch(/died/);
+    const h = fspool(['queue-history', '-q', q, '--json']);
+    const runs = (JSON.parse(h.stdout.toString()) as { runs: Array<{ outcome: string; detail: string }> }).runs;
+    expect(runs.map((x) => x.outcome)).toEqual(['success', 'unrecorded']); // newest first
+    expect(runs[1]!.detail).toMatch(/could not record how this attempt ended \(the journal was unavailable\); the job stays due/);
+  });
 });
 
 describe('judgements the probe left open', () => {

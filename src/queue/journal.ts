@@ -193,11 +193,12 @@ export class Journal {
    * Rows left 'running' by an earlier processor (the caller holds the queue lock, so no live
    * processor owns them), oldest first. Either that fspool died while the job ran ('crashed':
    * the job is still due and runs again), or it lost the journal during the run (another
-   * program locked the database, the disk filled) and went on without it: then `completed`
-   * says the queue moved past the job (its seq is below nextseq), and the row is
-   * 'unrecorded', not a crash.
+   * program locked the database, the disk filled) and went on without it: then `judge` says
+   * the queue moved past the job (its seq is below nextseq) or that this very process lost
+   * the journal ('lost': it is alive, and only the record of how the attempt ended is
+   * missing), and the row is 'unrecorded', not a crash.
    */
-  closeAbandoned(completed: (r: RunRow) => boolean, now = Date.now()): { crashed: RunRow[]; unrecorded: RunRow[] } {
+  closeAbandoned(judge: (r: RunRow) => 'crashed' | 'moved-past' | 'lost', now = Date.now()): { crashed: RunRow[]; unrecorded: RunRow[] } {
     // Almost always there are none: a read says so without taking the write lock.
     if (this.state?.read((tx) => tx.stmt("SELECT 1 FROM runs WHERE outcome = 'running' LIMIT 1").get()) === undefined) {
       return { crashed: [], unrecorded: [] };
@@ -209,8 +210,10 @@ export class Journal {
         const at = `found by pid ${process.pid} at ${new Date(now).toISOString()}`;
         const out = { crashed: [] as RunRow[], unrecorded: [] as RunRow[] };
         for (const r of rows) {
-          if (completed(r)) {
-            mark.run('unrecorded', `fspool (pid ${r.pid}) could not record how this attempt ended (the journal was unavailable); the queue has moved past it; ${at}`, r.id);
+          const verdict = judge(r);
+          if (verdict !== 'crashed') {
+            const after = verdict === 'moved-past' ? 'the queue has moved past it' : 'the job stays due';
+            mark.run('unrecorded', `fspool (pid ${r.pid}) could not record how this attempt ended (the journal was unavailable); ${after}; ${at}`, r.id);
             out.unrecorded.push(r);
           } else {
             mark.run('crashed', `fspool (pid ${r.pid}) died during this attempt; ${at}`, r.id);

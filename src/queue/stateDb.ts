@@ -211,6 +211,8 @@ function snapshot(path: string): Snapshot {
 
 export class StateDb {
   private broken = false;
+  /** A failure is a DEBUG line (OpenOptions.quiet), until loud(). */
+  private quiet = false;
   /** The private copy a read-only reader works on, removed on close. */
   private snapshot: Snapshot | undefined;
   private readonly conn: Conn;
@@ -295,6 +297,7 @@ export class StateDb {
       if (creating) giveToQueueOwner(queueDir, [dir, path]);
       const state = new StateDb(db, path, readonly, opts.without, opts.busyMs);
       state.snapshot = copy;
+      state.quiet = opts.quiet === true;
       if (opts.durable && !readonly) state.durableConn = state.openDurable();
       return state;
     } catch (e) {
@@ -364,9 +367,15 @@ export class StateDb {
     }
   }
 
+  /** Report failures from now on (a database taken up again has proved it can be written). */
+  loud(): void {
+    this.quiet = false;
+  }
+
   private fail(e: unknown): void {
     this.broken = true;
-    warnUnusable(this.path, e, this.without);
+    if (this.quiet) log.debug(`state database ${this.path} still cannot be used: ${describe(e)}`);
+    else warnUnusable(this.path, e, this.without);
   }
 }
 

@@ -19,7 +19,7 @@ import type { RunContext } from './context.js';
 import { verifyFile } from './jobFile.js';
 import { type JobOptions, lifeOfJob, NotStarted, type Processing, removeJobFiles } from './lifecycle.js';
 import { watchBackoff } from './policy.js';
-import { checkWritable } from './preflight.js';
+import { checkWritable, lackOfSpace } from './preflight.js';
 import { recover } from './recover.js';
 
 export type OrderBy = 'sequence' | 'timestamp';
@@ -58,8 +58,8 @@ export class QueueProcessor {
   private journal!: Journal;
   private db: StateDb | undefined;
   private state: QueueState | undefined;
-  /** When the state database was last opened, or tried. */
-  private attachedAt = 0;
+  /** When the state database was last tried again after it was lost. */
+  private retriedAt = 0;
   /** Jobs this run may still take (--maxjobs), across the passes of a watch. */
   private left: number | undefined;
   /** The gap last reported, so that a watch says "waiting for seq N" once, not at every look. */
@@ -151,22 +151,26 @@ export class QueueProcessor {
     });
     this.journal = this.state.journal;
     this.db = this.state.db;
-    this.attachedAt = Date.now();
   }
 
   /**
    * A watch runs for days: a database lost on the way (a full disk, a file damaged and moved
-   * away) is opened again before a pass once it can be, trying at most once per rescan
-   * interval, so that the journal is not off for the rest of the run. What the run left
+   * away) is opened again before the next pass with room to write it, and then at most once
+   * per rescan interval until it can be, so that the journal is not off for the rest of the run. What the run left
    * 'running' meanwhile is then closed as at a start (recover.ts).
    */
   private async retakeState(): Promise<void> {
-    if (this.db?.usable || Date.now() - this.attachedAt < (this.opts.rescanSeconds ?? 30) * 1000) return;
+    // Opening only reads: a disk still full would fail at the first write. (statfs is cheap:
+    // no try is spent on it.)
+    if (this.db?.usable || lackOfSpace(this.queue) || Date.now() - this.retriedAt < (this.opts.rescanSeconds ?? 30) * 1000) return;
+    this.retriedAt = Date.now();
     this.state?.close();
     this.attach(true);
     if (!this.db?.usable) return;
+    for (const name of recover(this.processing, await this.index.refresh(), true)) this.index.forget(name);
+    if (!this.db.usable) return;
+    this.db.loud();
     this.ctx.log.info(`state database ${this.db.path} can be used again: journal and header cache resumed`);
-    for (const name of recover(this.processing, await this.index.refresh())) this.index.forget(name);
   }
 
   private async pass(): Promise<number> {

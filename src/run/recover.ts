@@ -9,18 +9,26 @@ import { carryOut, type Processing } from './lifecycle.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-/** Returns the job files it removed or moved, for the caller's picture of jobs/. */
-export function recover(p: Pick<Processing, 'queue' | 'journal' | 'ctx'>, jobs: ScannedJob[]): string[] {
+/**
+ * Returns the job files it removed or moved, for the caller's picture of jobs/. `resuming`: a
+ * run taking up again the journal it lost (processor.ts); what this process left is not a
+ * crash, and what it recorded but could not mark done it had carried out.
+ */
+export function recover(p: Pick<Processing, 'queue' | 'journal' | 'ctx'>, jobs: ScannedJob[], resuming = false): string[] {
   const { queue, journal, ctx } = p;
   const next = queue.nextseq.readIfExists();
-  const { crashed, unrecorded } = journal.closeAbandoned((r) => r.orderBy === 'sequence' && next !== undefined && r.seq < next);
+  const ours = (r: RunRow) => resuming && r.pid === process.pid;
+  const movedPast = (r: RunRow) => r.orderBy === 'sequence' && next !== undefined && r.seq < next;
+  const { crashed, unrecorded } = journal.closeAbandoned((r) => (movedPast(r) ? 'moved-past' : ours(r) ? 'lost' : 'crashed'));
   for (const r of crashed) {
     ctx.log.warn(
       `job ${r.seq} (${queue.jobPath(r.file)}): attempt ${r.attempt}, started at ${iso(r.startedAt)} by fspool pid ${r.pid}, was interrupted: fspool died while it ran; the job runs again when due`,
     );
   }
   for (const r of unrecorded) {
-    ctx.log.info(`job ${r.seq} (${queue.jobPath(r.file)}): attempt ${r.attempt}, started at ${iso(r.startedAt)} by fspool pid ${r.pid}, ended while the journal was unavailable; the queue has moved past it`);
+    ctx.log.info(
+      `job ${r.seq} (${queue.jobPath(r.file)}): attempt ${r.attempt}, started at ${iso(r.startedAt)} by fspool pid ${r.pid}, ended while the journal was unavailable; ${movedPast(r) ? 'the queue has moved past it' : 'the job stays due'}`,
+    );
   }
   const pending = journal.pending();
   if (pending.length === 0) return [];
@@ -37,6 +45,10 @@ export function recover(p: Pick<Processing, 'queue' | 'journal' | 'ctx'>, jobs: 
     const movedTo = carryOut(p, { id: r.id, seq: r.seq, orderBy: r.orderBy, action, note: recoveredNote(r) }, files, true);
     if (action !== 'keep') gone.push(...files.map((f) => f.name));
     const what = r.outcome === 'success' ? 'succeeded' : `failed (${r.outcome})`;
+    if (ours(r)) {
+      ctx.log.info(`job ${r.seq} (${queue.jobPath(r.file)}) ${what} at ${iso(r.endedAt ?? r.startedAt)}; what followed was carried out while the journal was unavailable, and is marked done now`);
+      continue;
+    }
     ctx.log.warn(
       `job ${r.seq} (${queue.jobPath(r.file)}) ${what} at ${iso(r.endedAt ?? r.startedAt)}, but fspool stopped before it was done with it; ` +
         `completed now without running it again (${describeAction(r)}${movedTo ? ` to ${movedTo}` : ''})`,
