@@ -726,6 +726,9 @@ describe('7: exit codes and option spelling as in fspl', () => {
     expect(r.stdout.toString()).toBe('seven\n');
     expect(r.stderr.toString()).toBe('');
     for (const bad of ['0', '6']) expect(run(t, ['-l', bad, 'queue-get-next', '-qq'], { cwd: dir }).code, `-l ${bad}`).toBe(2);
+    // A value that starts with `-` is still the value.
+    ok(t, ['queue-init', '-q-x'], { cwd: dir });
+    expect(ok(t, ['queue-get-next', '-q-x'], { cwd: dir }).toString()).toBe('1\n');
   });
 
   it.each(['--never-delete', '--allow-job-params', '--ignore-payload'])('%s takes no value: a COMMAND named true or false after it is the command', (flag) => {

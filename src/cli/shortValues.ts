@@ -1,7 +1,7 @@
 // fspl's parser (clap) reads a short option's value written against it: `-qDIR`, `-s./seq`,
 // `-lwarn`, `-d'gzip -dc'`. yargs reads such a word as a group of one-letter flags. So, before
-// either parser sees the command line, such a word is split in two (`-q DIR`) when its letter
-// names an option that takes a value, for the subcommand being given. Flags (`-h`, `-V`), the
+// either parser sees the command line, such a word is spelled `-q=DIR` when its letter names
+// an option that takes a value, for the subcommand being given. Flags (`-h`, `-V`), the
 // `-x=VALUE` spelling (which yargs reads as fspl does), and everything after `--` are left alone.
 import { Declared, type OptionDef, type Subcommand } from './options.js';
 
@@ -31,7 +31,9 @@ export function splitShortValues(args: string[], commands: readonly Subcommand<a
       const name = w.startsWith('--') ? w.split('=')[0]! : w.slice(0, 2);
       const value = takes.get(name) === true;
       if (value && ATTACHED.test(w) && w[2] !== '=') {
-        out.push(name, w.slice(2));
+        // As `-x=VALUE`, which both parsers read as the option's value even when VALUE starts
+        // with `-` (as two words, `-x -weird` would be two options).
+        out.push(`${name}=${w.slice(2)}`);
         continue;
       }
       out.push(w);
