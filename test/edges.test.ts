@@ -266,11 +266,23 @@ describe('queue-write checks what it is given', () => {
     // gzip around what is no packet (a tar.gz, prepare forgotten), or too short to hold one: refused.
     writeFileSync(join(q, '..', 'f'), 'data');
     const tgz = runSync('tar', ['czf', '-', '-C', join(q, '..'), 'f']).stdout;
-    for (const input of [tgz, runSync('gzip', ['-c'], { input: 'hi\n' }).stdout, gz.subarray(0, 20)]) {
+    // (A PNG's first byte, 0x89, would pass for an OpenPGP packet's: not one a packet starts with.)
+    const png = Buffer.concat([Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex'), Buffer.alloc(64)]);
+    for (const input of [tgz, runSync('gzip', ['-c'], { input: png }).stdout]) {
       const r = fspool(['queue-write', '-q', q], { input });
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/^Error: not a filespooler packet: gzip data that holds something else; did you forget fspool prepare\?; nothing was queued/m);
     }
+    for (const input of [runSync('gzip', ['-c'], { input: 'hi\n' }).stdout, gz.subarray(0, 20)]) {
+      const r = fspool(['queue-write', '-q', q], { input });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^Error: not a filespooler packet: gzip data too short to hold a packet; nothing was queued/m);
+    }
+    // A packet whose header is damaged is refused inside gzip too; text that starts "BZh" is no bzip2.
+    const damaged = Buffer.from(p);
+    damaged[40] = damaged[40]! ^ 0xff;
+    expect(fspool(['queue-write', '-q', q], { input: runSync('gzip', ['-c'], { input: damaged }).stdout }).stderr).toMatch(/not a filespooler packet inside gzip: metadata CRC mismatch/);
+    expect(fspool(['queue-write', '-q', q], { input: 'BZh is not bzip2\n' }).code).toBe(1);
     const broken = Buffer.from(p);
     broken[40] = broken[40]! ^ 0xff; // inside the metadata: its CRC no longer matches
     const b = fspool(['queue-write', '-q', q], { input: broken });

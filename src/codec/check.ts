@@ -3,11 +3,11 @@
 // at the head of the queue as unreadable, and the queue would stall without a word.
 import { readSync } from 'node:fs';
 import { describe } from '../errors.js';
-import { MAGIC, PacketError } from '../packet/codec.js';
+import { decodeHeader, MAGIC, PacketError } from '../packet/codec.js';
 import { type DecodeContext, openPacket } from './decode.js';
 import { NoKeyError } from './openpgp.js';
 import { constants, gunzipSync } from 'node:zlib';
-import { foreignCompression, sniff } from './sniff.js';
+import { foreignCompression, sniff, startsAsWritten } from './sniff.js';
 
 /** What is undone of a gzip stream to see what it holds: its first output comes after at most a block's Huffman tables. */
 const GZIP_PEEK_BYTES = 4096;
@@ -24,9 +24,16 @@ function gzipHolds(head: Buffer, whole: boolean): string | undefined {
   } catch (e) {
     return `not a filespooler packet but broken gzip data (${describe(e)})`;
   }
-  if (inner.length < MAGIC.length && !whole) return undefined;
-  if (sniff(inner) !== 'unknown') return undefined;
-  return 'not a filespooler packet: gzip data that holds something else; did you forget fspool prepare?';
+  if (inner.length < MAGIC.length) return whole ? 'not a filespooler packet: gzip data too short to hold a packet' : undefined;
+  if (!startsAsWritten(inner)) return 'not a filespooler packet: gzip data that holds something else; did you forget fspool prepare?';
+  if (sniff(inner) !== 'fspl') return undefined;
+  // A plain packet inside: its header, if it is all there, must be right.
+  try {
+    decodeHeader(inner);
+  } catch (e) {
+    if (!(e instanceof PacketError) || !/^truncated/.test(e.message)) return `not a filespooler packet inside gzip: ${describe(e)}`;
+  }
+  return undefined;
 }
 
 /**

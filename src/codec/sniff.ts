@@ -29,15 +29,31 @@ export function sniff(head: Buffer): Layer {
   return 'unknown';
 }
 
-/** Compressions fspool does not undo itself, and the decoder that does. */
-const FOREIGN: Array<{ magic: Buffer; name: string; decoder: string }> = [
-  { magic: Buffer.from([0x1f, 0x8b]), name: 'gzip', decoder: 'gzip -dc' },
-  { magic: Buffer.from('BZh'), name: 'bzip2', decoder: 'bzip2 -dc' },
-  { magic: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), name: 'xz', decoder: 'xz -dc' },
-  { magic: Buffer.from([0x04, 0x22, 0x4d, 0x18]), name: 'lz4', decoder: 'lz4 -dc' },
+/** Compressions fspool does not undo itself, how each starts, and the decoder that does. */
+const FOREIGN: Array<{ magic: RegExp; name: string; decoder: string }> = [
+  { magic: /^\x1f\x8b/, name: 'gzip', decoder: 'gzip -dc' },
+  // "BZh", the block size, then a block's magic (the digits of pi) or the end of the stream's (of sqrt(pi)).
+  { magic: /^BZh[1-9](\x31\x41\x59\x26\x53\x59|\x17\x72\x45\x38\x50\x90)/, name: 'bzip2', decoder: 'bzip2 -dc' },
+  { magic: /^\xfd7zXZ\x00/, name: 'xz', decoder: 'xz -dc' },
+  { magic: /^\x04\x22\x4d\x18/, name: 'lz4', decoder: 'lz4 -dc' },
 ];
 
 /** The compression `head` starts with, among those a reader needs a decoder (-d) for. */
 export function foreignCompression(head: Buffer): (typeof FOREIGN)[number] | undefined {
-  return FOREIGN.find((f) => head.subarray(0, f.magic.length).equals(f.magic));
+  const text = head.toString('latin1', 0, 10);
+  return FOREIGN.find((f) => f.magic.test(text));
+}
+
+/**
+ * Whether `head` starts the way fspool's own encodings, or gpg's encryption, start: a packet,
+ * zstd, armor, or an OpenPGP message's first packet as encrypting or signing writes it (a
+ * session key, a marker, a one-pass signature, compressed data). Stricter than sniff(), whose
+ * test of a binary message's first byte takes about one byte in six.
+ */
+export function startsAsWritten(head: Buffer): boolean {
+  const layer = sniff(head);
+  if (layer !== 'openpgp') return layer !== 'unknown';
+  if (head.toString('latin1').trimStart().startsWith(ARMOR.toString('latin1'))) return true;
+  const tag = openpgpTag(head[0]!);
+  return tag === 1 || tag === 3 || tag === 4 || tag === 8 || tag === 10;
 }
