@@ -38,7 +38,8 @@ function duration(secs: number): string {
  * What the line says: label, bytes, and with a total the share done and the time left. With
  * `cols`, the terminal's width, it fits in one column less (a line that wraps cannot be
  * redrawn in place): the label gives way first, from its start (a path's end says the most),
- * then the end of the figures.
+ * and goes when fewer than 8 of its characters would be left; then the end of the figures.
+ * Characters are counted, not cells: a label of wide characters (CJK) may still wrap.
  */
 export function progressLine(label: string, bytes: number, total: number | undefined, secs: number, cols?: number): string {
   const rate = bytes / Math.max(secs, 0.001);
@@ -55,7 +56,7 @@ export function progressLine(label: string, bytes: number, total: number | undef
   if (name.length + 2 + figures.length <= width) return `${label}: ${figures}`;
   const room = width - 2 - figures.length - 1;
   if (room >= 8) return `…${name.slice(name.length - room).join('')}: ${figures}`;
-  return [...`${label}: ${figures}`].slice(0, Math.max(width, 1)).join('');
+  return figures.slice(0, Math.max(width, 1));
 }
 
 /**

@@ -129,7 +129,8 @@ describe('the pieces, as units', () => {
     expect([...at80]).toHaveLength(79);
     expect(at80).toBe('…5-9a7e-2f1b3c4d5e6f.fspl): 10.0 MiB of 40.0 MiB (25%), 2.0 MiB/s, 5s, 15s left');
     expect(progressLine('job 3 (zfs)', 10 * MiB, 40 * MiB, 5, 80)).toBe('job 3 (zfs): 10.0 MiB of 40.0 MiB (25%), 2.0 MiB/s, 5s, 15s left');
-    expect(progressLine(long, 10 * MiB, 40 * MiB, 5, 30)).toBe('job 12 (/var/spool/fspool/tan');
+    expect(progressLine(long, 10 * MiB, 40 * MiB, 5, 60)).toBe('10.0 MiB of 40.0 MiB (25%), 2.0 MiB/s, 5s, 15s left');
+    expect(progressLine(long, 10 * MiB, 40 * MiB, 5, 30)).toBe('10.0 MiB of 40.0 MiB (25%), 2');
   });
 });
 

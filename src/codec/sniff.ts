@@ -32,8 +32,8 @@ export function sniff(head: Buffer): Layer {
 /** Compressions fspool does not undo itself, how each starts, and the decoder that does. */
 const FOREIGN: Array<{ magic: RegExp; name: string; decoder: string }> = [
   { magic: /^\x1f\x8b/, name: 'gzip', decoder: 'gzip -dc' },
-  // "BZh", the block size, then a block's magic (the digits of pi) or the end of the stream's (of sqrt(pi)).
-  { magic: /^BZh[1-9](\x31\x41\x59\x26\x53\x59|\x17\x72\x45\x38\x50\x90)/, name: 'bzip2', decoder: 'bzip2 -dc' },
+  // "BZh", the block size, then the first block's magic (the digits of pi): an empty stream holds no packet.
+  { magic: /^BZh[1-9]\x31\x41\x59\x26\x53\x59/, name: 'bzip2', decoder: 'bzip2 -dc' },
   { magic: /^\xfd7zXZ\x00/, name: 'xz', decoder: 'xz -dc' },
   { magic: /^\x04\x22\x4d\x18/, name: 'lz4', decoder: 'lz4 -dc' },
 ];

@@ -232,15 +232,17 @@ function historyText(rows: RunRow[]): string {
 /** Why there is no history to show: none was written yet, or this user may not read it. */
 function noJournal(q: Queue): void {
   const dir = stateDir(q.dir);
-  try {
-    accessSync(dir, constants.R_OK | constants.X_OK);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
-      log.warn(`cannot read the journal of queue ${q.dir}: ${dir}: ${describe(e)}; run as the queue's owner, or give read access to ${dir}`);
+  const db = join(dir, 'state.db');
+  for (const [path, mode] of [[dir, constants.R_OK | constants.X_OK], [db, constants.R_OK]] as const) {
+    try {
+      accessSync(path, mode);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') break;
+      log.warn(`cannot read the journal of queue ${q.dir}: ${describe(e)}; run as the queue's owner, or give read access to ${path}`);
       return;
     }
   }
-  log.info(`queue ${q.dir} has no journal yet (${join(dir, 'state.db')})`);
+  log.info(`queue ${q.dir} has no journal yet (${db})`);
 }
 
 export const queueHistory: Subcommand<HistoryArgs> = {
