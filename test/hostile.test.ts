@@ -265,6 +265,30 @@ describe('--require-signature: a packet that does not prove the signature is no 
     }
   }
 
+  it('a signed packet changed in place after it was verified (stream mode): no clean end for the receiver, and the job is kept, not failed (--on-error delete)', () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    // Stored, not compressed: the payload's bytes are there in the file to be changed.
+    const payload = Buffer.alloc(4 << 20, 'a').toString('latin1');
+    const name = put(q, signed(1, payload));
+    const file = join(q, 'jobs', name);
+    const at = readFileSync(file).indexOf(Buffer.alloc(64, 'a')) + 1024;
+    expect(at).toBeGreaterThan(1024);
+    // The receiver plays the writer of the file: once it has started (after the verifying
+    // pass), it changes bytes of the payload it has not read yet, then reads it all.
+    const changer = `import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+os.pwrite(fd, b"EVIL", int(sys.argv[2]) + 2 * 1024 * 1024)
+os.close(fd)`;
+    const marker = join(d, 'got-eof');
+    const r = fspool(['queue-process', '-q', q, '--require-signature', sender.pub, '--on-error', 'delete', 'sh', '--', '-c', 'python3 -c "$0" "$1" "$2"; cat >/dev/null && touch "$3"', changer, file, String(at), marker]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/the file no longer proves the signature it proved before the job started \(changed while the job ran\?\); job kept/);
+    expect(exists(marker)).toBe(false); // no clean end of input for what was not verified
+    expect(nextseq(q)).toBe('1');
+    expect(jobFiles(q)).toEqual([name]);
+  });
+
   it('a forged packet beside the genuine one does not make the seq ambiguous', () => {
     const d = tempDir();
     const q = makeQueue(d);
@@ -447,16 +471,28 @@ describe('judgements the probe left open', () => {
     expect(jobFiles(q)).toEqual([]);
   });
 
-  it('a job file still being written under its job name does not count as done', () => {
+  it('a job file still being written under its job name does not count as done, nor as failed (--on-error delete keeps it)', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const name = put(q, plain(1, 'one'));
     // A writer appends to the job file while its job runs (the receiver plays the writer).
-    const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'printf more >> "$0"; cat > /dev/null', join(q, 'jobs', name)]);
+    const r = fspool(['queue-process', '-q', q, '--on-error', 'delete', 'sh', '--', '-c', 'printf more >> "$0"; cat > /dev/null', join(q, 'jobs', name)]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/job file changed while the job ran .* a writer must use a temp name and rename/);
+    expect(r.stderr).toMatch(/job file changed size while the job ran \(\d+ bytes, now \d+\): .* a writer must use a temp name and rename; job kept/);
     expect(nextseq(q)).toBe('1');
     expect(jobFiles(q)).toEqual([name]);
+  });
+
+  it('a job file touched while its job ran is the same packet: the job is done, never run again', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const name = put(q, plain(1, 'one'));
+    const out = join(dir, 'applied');
+    const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'touch -d "2001-01-01" "$0"; cat >> "$1"', join(q, 'jobs', name), out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(nextseq(q)).toBe('2');
+    expect(jobFiles(q)).toEqual([]);
+    expect(readFileSync(out, 'utf8')).toBe('one');
   });
 
   it('reads no more of a seqfile than a number needs, and refuses what is not one', () => {

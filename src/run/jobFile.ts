@@ -67,18 +67,33 @@ export async function verifyFile(job: Readable, decode: DecodeContext): Promise<
 }
 
 /**
- * A job file that grew or was rewritten while its job ran was still being written under its
- * job name (in place, instead of under a temp name and renamed): what the receiver got may be
- * cut short, so the run cannot count as a success.
+ * A job file whose size changed while its job ran was still being written under its job name
+ * (in place, instead of under a temp name and renamed): what the receiver got may be cut
+ * short, so the run cannot count as a success; nor is it the packet's failure (--on-error
+ * must not delete a packet still arriving): the job is kept, and the run stops. Only the size
+ * is asked: a file touched, or whose times changed otherwise, is the same packet, and a
+ * receiver that took it all and exited 0 is done with it.
  */
 function changedDuringRun(fd: number, job: Readable): Outcome | undefined {
   const now = identityOf(fstatSync(fd));
-  if (!job.identity || (now.size === job.identity.size && now.mtimeMs === job.identity.mtimeMs)) return undefined;
+  if (!job.identity || now.size === job.identity.size) return undefined;
   return {
     ok: false,
-    reason: `the job file changed while the job ran (${job.identity.size} bytes, now ${now.size}): it was being written under its job name; a writer must use a temp name and rename`,
+    fatal: true,
+    reason: `the job file changed size while the job ran (${job.identity.size} bytes, now ${now.size}): it was being written under its job name; a writer must use a temp name and rename`,
     facts: { kind: 'bad-packet' },
   };
+}
+
+/**
+ * Under --require-signature a stream-mode job reads its file a second time, after the pass
+ * that verified it: a failure of the decode then (a signature or an integrity check) means the
+ * file is no longer what was verified, changed by a writer while the job ran. Like a packet
+ * that does not verify, that is no failure of the job's: it is kept, and nextseq stays.
+ */
+function unverifiedDuringRun(outcome: Outcome, opts: FileRunOptions): Outcome {
+  if (outcome.ok || outcome.fatal || outcome.interrupted || !opts.decode.keys.requiresSignature || outcome.facts?.kind !== 'decoder-failure') return outcome;
+  return { ...outcome, fatal: true, reason: `${outcome.reason}; the file no longer proves the signature it proved before the job started (changed while the job ran?)` };
 }
 
 /** The journal's word for a run that could not even start delivering. */
@@ -122,7 +137,7 @@ export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions,
       if (prepared.payload.kind === 'stream') prepared.payload.abort();
       return { skip: 'vanished' };
     }
-    const outcome = await runJob({ header: prepared.header, location, payload: prepared.payload }, run, ctx);
+    const outcome = unverifiedDuringRun(await runJob({ header: prepared.header, location, payload: prepared.payload }, run, ctx), opts);
     return (outcome.ok && changedDuringRun(fd, job)) || outcome;
   } catch (e) {
     if (e instanceof FspoolError && e.exitCode === 2) throw e;
