@@ -483,6 +483,24 @@ describe('judgements the probe left open', () => {
     expect(jobFiles(q)).toEqual([name]);
   });
 
+  it('a directory at NAME.out (--output-to saveboth) keeps the job and stops the run, whatever --on-error says', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const name = put(q, plain(1, 'one'));
+    put(q, plain(2, 'two'));
+    mkdirSync(join(q, 'jobs', `${name}.out`));
+    writeFileSync(join(q, 'jobs', `${name}.out`, 'x'), '');
+    const r = fspool(['queue-process', '-q', q, '--output-to', 'saveboth', '--on-error', 'delete', 'cat']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^Error: job 1 .*: cannot write its output to .*\.out: .*is a directory \(EISDIR\); move away what is there; job kept$/m);
+    expect(nextseq(q)).toBe('1');
+    expect(jobFiles(q)).toContain(name);
+    rmSync(join(q, 'jobs', `${name}.out`), { recursive: true });
+    expect(fspool(['queue-process', '-q', q, '--output-to', 'saveboth', 'cat']).code).toBe(0);
+    expect(readFileSync(join(q, 'jobs', `${name}.out`), 'utf8')).toBe('one');
+    expect(nextseq(q)).toBe('3');
+  });
+
   it('a job file touched while its job ran is the same packet: the job is done, never run again', () => {
     const dir = tempDir();
     const q = makeQueue(dir);

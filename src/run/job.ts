@@ -1,6 +1,7 @@
 // Running one job: from a decoded header and a payload source to a judged outcome.
 import { closeSync, fstatSync, openSync } from 'node:fs';
 import { basename } from 'node:path';
+import { describe } from '../errors.js';
 import { bytesLeft, Progress } from '../progress.js';
 import type { Header } from '../packet/header.js';
 import { execBytes, execProblem, type JobLocation, jobEnv } from '../packet/jobenv.js';
@@ -51,6 +52,27 @@ function watchOffset(fd: number, start: number, progress: Progress): NodeJS.Time
   }, 250);
 }
 
+/**
+ * The output file (--output-to saveboth) could not be made: a directory at NAME.out, say, put
+ * there by whoever can write jobs/. That is fspool's own trouble, not the packet's: the job is
+ * kept and the run stops, whatever --on-error says.
+ */
+class OutputError extends Error {
+  readonly outcome: Outcome;
+  constructor(path: string, cause: unknown) {
+    super(describe(cause));
+    this.outcome = { ok: false, fatal: true, reason: `cannot write its output to ${path}: ${describe(cause)}; move away what is there`, facts: { kind: 'error', bytes: 0 } };
+  }
+}
+
+function output(path: string): number {
+  try {
+    return createFresh(path);
+  } catch (e) {
+    throw new OutputError(path, e);
+  }
+}
+
 export async function runJob(job: JobInput, opts: RunOptions, ctx: RunContext): Promise<Outcome> {
   const { header } = job;
   const { log, stop: stopper } = ctx;
@@ -60,7 +82,12 @@ export async function runJob(job: JobInput, opts: RunOptions, ctx: RunContext): 
   if (header.cmd.kind !== 'Command') {
     stop();
     // As fspl: saveboth leaves an (empty) output file for every job it handled.
-    if (opts.outputFile) closeSync(createFresh(opts.outputFile));
+    try {
+      if (opts.outputFile) closeSync(output(opts.outputFile));
+    } catch (e) {
+      if (e instanceof OutputError) return e.outcome;
+      throw e;
+    }
     return header.cmd.kind === 'NOP'
       ? { ok: true, facts: { kind: 'success', bytes: 0 } }
       : { ok: false, reason: 'Fail packet', facts: { kind: 'fail-packet', bytes: 0 } };
@@ -93,7 +120,7 @@ export async function runJob(job: JobInput, opts: RunOptions, ctx: RunContext): 
     } else {
       stdin = job.payload.kind === 'fd' ? job.payload.fd : 'pipe';
     }
-    if (opts.outputFile) outFd = createFresh(opts.outputFile);
+    if (opts.outputFile) outFd = output(opts.outputFile);
     else if (opts.keepStderrTail) tail = new StderrTail();
     if (job.payload.kind === 'fd' && !opts.ignorePayload) startOffset = job.payload.offset ?? fdOffset(job.payload.fd);
     receiver = new Receiver({
@@ -111,6 +138,7 @@ export async function runJob(job: JobInput, opts: RunOptions, ctx: RunContext): 
     if (outFd !== undefined) closeSync(outFd);
     tail?.close();
     if (e instanceof ExecError) return { ok: false, reason: `cannot run command: ${e.message}`, facts: { kind: 'cannot-start' } };
+    if (e instanceof OutputError) return e.outcome;
     throw e;
   }
   // The receiver holds its own copies now (the output file's fd stays, to read its tail).
