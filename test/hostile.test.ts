@@ -3,14 +3,14 @@
 // never set the receiver's environment, take another packet's place, or hang the processor
 // (spec/processing.md, "Threat model"). Packets here are built byte by byte with fspool's own
 // encoder, which writes whatever bytes it is given, including those a sender could not have.
-import { lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeHeader } from '../src/packet/codec.js';
 import { crc32 } from '../src/packet/crc32.js';
 import type { CmdType } from '../src/packet/header.js';
-import { exists, jobFiles, LONG, nextseq, put, sleep, waitFor } from './helpers/queue.js';
+import { exists, jobFiles, LONG, nextseq, put, sleep, waitFor, within } from './helpers/queue.js';
 import { FSPOOL, fspool, makeQueue, runAsync, runSync, tempDir } from './helpers/cli.js';
 import { makeKey } from './helpers/keys.js';
 
@@ -481,6 +481,36 @@ describe('judgements the probe left open', () => {
     expect(r.stderr).toMatch(/job file changed size while the job ran \(\d+ bytes, now \d+\): .* a writer must use a temp name and rename; job kept/);
     expect(nextseq(q)).toBe('1');
     expect(jobFiles(q)).toEqual([name]);
+  });
+
+  it('two identical huge sparse copies of the due packet: a SIGTERM during their comparison stops the run, no job started', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const a = join(q, 'jobs', 'fspl-a.fspl');
+    writeFileSync(a, plain(1, 'one'));
+    runSync('truncate', ['-s', '1T', a]);
+    runSync('cp', ['--sparse=always', a, join(q, 'jobs', 'fspl-b.fspl')]);
+    const ran = join(dir, 'ran');
+    const run = runAsync(FSPOOL, ['queue-process', '-q', q, 'sh', '--', '-c', 'touch "$0"', ran]);
+    const holds = (name: string) => {
+      try {
+        return readdirSync(`/proc/${run.pid}/fd`).some((fd) => {
+          try {
+            return readlinkSync(`/proc/${run.pid}/fd/${fd}`).endsWith(name);
+          } catch {
+            return false;
+          }
+        });
+      } catch {
+        return false;
+      }
+    };
+    await waitFor('the comparison of the two copies', () => holds('fspl-a.fspl') && holds('fspl-b.fspl'), 20_000);
+    process.kill(run.pid, 'SIGTERM');
+    const r = await within(run.done, 10_000, 'fspool after SIGTERM, mid-comparison');
+    expect(r.code, r.stderr).toBe(143);
+    expect(exists(ran)).toBe(false);
+    expect(nextseq(q)).toBe('1');
   });
 
   it('a directory at NAME.out (--output-to saveboth) keeps the job and stops the run, whatever --on-error says', () => {

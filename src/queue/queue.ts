@@ -36,29 +36,77 @@ export interface ScannedJob {
   identity?: FileIdentity;
 }
 
-/** True if all files have the same bytes: a packet delivered twice is not ambiguous. */
-export function identical(paths: string[]): boolean {
+/** Bytes compared per read, and per turn of the event loop (identicalAsync). */
+const COMPARE_READ = 1 << 20;
+const COMPARE_TURN = 64 << 20;
+
+/**
+ * A comparison of the files' bytes, a turn at a time: `turn()` compares up to `bytes` more and
+ * says true or false once it knows, undefined while there is more. Hard links of one file are
+ * the same bytes without a read.
+ */
+function comparison(paths: string[]): { turn(bytes: number): boolean | undefined; close(): void } {
   const fds: number[] = [];
-  const sizes: number[] = [];
+  let verdict: boolean | undefined;
+  let size = 0;
+  let pos = 0;
   try {
-    for (const p of paths) {
+    const stats = paths.map((p) => {
       const { fd, stat } = openJobFile(p);
       fds.push(fd);
-      sizes.push(stat.size);
-    }
-    const size = sizes[0]!;
-    if (sizes.some((n) => n !== size)) return false;
-    const bufs = fds.map(() => Buffer.allocUnsafe(1 << 16));
-    for (let pos = 0; pos < size; pos += 1 << 16) {
-      const n = readSync(fds[0]!, bufs[0]!, 0, 1 << 16, pos);
-      for (let i = 1; i < fds.length; i++) {
-        readSync(fds[i]!, bufs[i]!, 0, 1 << 16, pos);
-        if (!bufs[i]!.subarray(0, n).equals(bufs[0]!.subarray(0, n))) return false;
-      }
-    }
-    return true;
-  } finally {
+      return stat;
+    });
+    size = stats[0]!.size;
+    if (stats.some((s) => s.size !== size)) verdict = false;
+    else if (stats.every((s) => s.dev === stats[0]!.dev && s.ino === stats[0]!.ino)) verdict = true;
+  } catch (e) {
     for (const fd of fds) closeSync(fd);
+    throw e;
+  }
+  const bufs = fds.map(() => Buffer.allocUnsafe(COMPARE_READ));
+  return {
+    turn(bytes: number) {
+      for (const end = Math.min(size, pos + bytes); verdict === undefined && pos < end; pos += COMPARE_READ) {
+        const n = readSync(fds[0]!, bufs[0]!, 0, COMPARE_READ, pos);
+        for (let i = 1; i < fds.length; i++) {
+          readSync(fds[i]!, bufs[i]!, 0, COMPARE_READ, pos);
+          if (!bufs[i]!.subarray(0, n).equals(bufs[0]!.subarray(0, n))) verdict = false;
+        }
+      }
+      if (verdict === undefined && pos >= size) verdict = true;
+      return verdict;
+    },
+    close() {
+      for (const fd of fds) closeSync(fd);
+    },
+  };
+}
+
+/** True if all files have the same bytes: a packet delivered twice is not ambiguous. */
+export function identical(paths: string[]): boolean {
+  const c = comparison(paths);
+  try {
+    return c.turn(Infinity)!;
+  } finally {
+    c.close();
+  }
+}
+
+/**
+ * identical(), giving the event loop a turn every 64 MiB (a signal to a processor must not
+ * wait for two big files to be read through), and given up, undefined, once `stopped()`.
+ */
+export async function identicalAsync(paths: string[], stopped: () => boolean): Promise<boolean | undefined> {
+  const c = comparison(paths);
+  try {
+    for (;;) {
+      const verdict = c.turn(COMPARE_TURN);
+      if (verdict !== undefined) return verdict;
+      await new Promise((resolve) => setImmediate(resolve));
+      if (stopped()) return undefined;
+    }
+  } finally {
+    c.close();
   }
 }
 

@@ -9,7 +9,7 @@ import { U64_MAX } from '../packet/header.js';
 import type { FileLock } from '../queue/lock.js';
 import type { Journal } from '../queue/journal.js';
 import { JobIndex, readable, type Readable } from '../queue/jobIndex.js';
-import { identical, JOB_NAME, type Queue, type ScannedJob } from '../queue/queue.js';
+import { identicalAsync, JOB_NAME, type Queue, type ScannedJob } from '../queue/queue.js';
 import { attachState, PROCESSOR_BUSY_MS, type QueueState } from '../queue/state.js';
 import type { StateDb } from '../queue/stateDb.js';
 import { staleJobs, unreadableFix } from '../queue/status.js';
@@ -274,7 +274,7 @@ export class QueueProcessor {
           return 0;
         }
       }
-      if (candidates.length > 1 && opts.decode.keys.requiresSignature && !identical(candidates.map((c) => c.path))) {
+      if (candidates.length > 1 && opts.decode.keys.requiresSignature && (await identicalAsync(candidates.map((c) => c.path), () => ctx.stop.stopping)) === false) {
         // Anyone may drop a file claiming the due seq; only a signed one can make it ambiguous.
         for (const c of candidates) {
           const bad = await verifyFile(c, this.lookDecode);
@@ -288,7 +288,9 @@ export class QueueProcessor {
       }
       const paths = candidates.map((c) => c.path);
       if (candidates.length > 1) {
-        if (!identical(paths)) throw new QueueBlocked(`seq ${next} is ambiguous: ${paths.join(', ')} hold different packets; remove the wrong one`);
+        const same = await identicalAsync(paths, () => ctx.stop.stopping);
+        if (same === undefined) return 0;
+        if (!same) throw new QueueBlocked(`seq ${next} is ambiguous: ${paths.join(', ')} hold different packets; remove the wrong one`);
         ctx.log.warn(`seq ${next} arrived ${candidates.length} times with identical content (${paths.join(', ')}); running it once`);
       }
       if (next === U64_MAX) {
