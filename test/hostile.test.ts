@@ -658,3 +658,27 @@ describe('metadata that would take more memory than any header needs', () => {
     expect(fspool(['stdin-info'], { input: rawPacket(emptyParams(0)) }).code).toBe(0);
   });
 });
+
+describe("OpenPGP messages that would cost more work than any sender's", () => {
+  it('more than 8 passphrase packets (each an S2K to derive, at every look): unreadable, at once; 2 are read', () => {
+    const dir = tempDir();
+    const pw = join(dir, 'pw');
+    writeFileSync(pw, 'secret\n');
+    const seq = join(dir, 'seq');
+    writeFileSync(seq, '1\n');
+    const packet = fspool(['prepare', '-s', seq, '-i', '-', '--passphrase-file', pw], { input: 'one' }).stdout;
+    // fspool writes the SKESK first, in the new format with a one-octet length.
+    expect(packet[0]).toBe(0xc3);
+    expect(packet[1]).toBeLessThan(192);
+    const skesk = packet.subarray(0, 2 + packet[1]!);
+    const rest = packet.subarray(skesk.length);
+    const withSkesks = (n: number) => Buffer.concat([...Array.from({ length: n }, () => skesk), rest]);
+    const q = makeQueue(dir);
+    put(q, withSkesks(9));
+    const ls = fspool(['queue-ls', '-q', q, '--passphrase-file', pw]);
+    expect(ls.stderr).toMatch(/cannot decrypt OpenPGP packet: it has 9 passphrase \(SKESK\) session key packets, more than the 8 fspool tries/);
+    const ok = fspool(['stdin-process', '--passphrase-file', pw, 'cat'], { input: withSkesks(2) });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout.toString()).toBe('one');
+  });
+});

@@ -5,7 +5,30 @@ import type { KeyID } from 'openpgp';
 import type { DecryptionMaterial } from './keys.js';
 
 /** Session key packets: PKESK (to a public key) and SKESK (to a passphrase). */
+const PKESK = 1;
 const SKESK = 3;
+
+/**
+ * The most session key packets of each kind a message may have. Each may cost a key
+ * derivation (an S2K of tens of milliseconds) or a private-key operation, tried at every look
+ * at the queue, and a writer of jobs/ can put thousands in a small file; a sender's message
+ * has one per passphrase or recipient.
+ */
+export const MAX_SESSION_KEYS = { [SKESK]: 8, [PKESK]: 64 } as const;
+
+/** Why a message's session key packets are too many to try, or undefined. */
+export function tooManySessionKeys(msg: { packets: Iterable<object> }): string | undefined {
+  const counts = new Map<number, number>();
+  for (const p of msg.packets) {
+    const tag = (p.constructor as { tag?: number }).tag;
+    if (tag === SKESK || tag === PKESK) counts.set(tag, (counts.get(tag) ?? 0) + 1);
+  }
+  for (const [tag, most] of [[SKESK, MAX_SESSION_KEYS[SKESK]], [PKESK, MAX_SESSION_KEYS[PKESK]]] as const) {
+    const n = counts.get(tag) ?? 0;
+    if (n > most) return `it has ${n} ${tag === SKESK ? 'passphrase (SKESK)' : 'public-key (PKESK)'} session key packets, more than the ${most} fspool tries`;
+  }
+  return undefined;
+}
 
 const hex = (id: { toHex(): string }) => id.toHex().toUpperCase();
 const plural = (n: number, word: string) => (n === 1 ? word : `${word}s`);

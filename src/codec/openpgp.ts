@@ -9,7 +9,7 @@
 import type { Message } from 'openpgp';
 import { FspoolError } from '../errors.js';
 import { fromWebStream, peek, toWebStream } from './chunks.js';
-import { isNoSessionKey, noSessionKey } from './decryptError.js';
+import { isNoSessionKey, noSessionKey, tooManySessionKeys } from './decryptError.js';
 import { fastS2K } from './s2k.js';
 import { type DecryptionMaterial, type Keyring, openpgp } from './keys.js';
 import { openLiteral, openSeipd, type Unwrapped } from './seipd.js';
@@ -190,6 +190,8 @@ async function openEncrypted(pgp: OpenPGP, material: DecryptionMaterial, src: As
         );
       }
     }
+    const many = tooManySessionKeys(msg);
+    if (many) throw new OpenPGPError(`cannot decrypt OpenPGP packet: ${many}`);
     try {
       // openpgp.js tries only the passwords when it is given both: offer the keys when the
       // message is encrypted to public keys (PKESK) and we have some, else the passwords.

@@ -19,7 +19,7 @@ import type { AnyPacket, Key, Message, PacketList, SignaturePacket } from 'openp
 import { createHash, crypto } from '../sys/lazy.js';
 import { native } from '../sys/native.js';
 import { cfbNative } from './cfbNative.js';
-import { isNoSessionKey, noSessionKey } from './decryptError.js';
+import { isNoSessionKey, noSessionKey, tooManySessionKeys } from './decryptError.js';
 import { fastS2K, HASH_NAMES } from './s2k.js';
 import type { DecryptionMaterial } from './keys.js';
 import { BodyFramer, definiteLength, type PacketHead, readPacketHead } from './pgpFraming.js';
@@ -603,6 +603,8 @@ export async function openSeipd(src: AsyncIterable<Buffer>, pgp: OpenPGP, materi
   if (body.length < 1 + PREFIX) throw new Error('the encrypted packet is truncated');
 
   const message = await pgp.readMessage({ binaryMessage: sessionKeyPackets });
+  const many = tooManySessionKeys(message);
+  if (many) throw new Error(many);
   const toKeys = message.getEncryptionKeyIDs().length > 0 && material.decryptionKeys.length > 0;
   if (!toKeys) fastS2K(message);
   let candidates;
