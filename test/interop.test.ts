@@ -840,7 +840,7 @@ describe('edges where fspool must not part ways with fspl', () => {
 
   // fspl handles names as raw bytes; Node's fs names are strings, so fspool does not run such
   // a file. It says so, naming the file, instead of dropping it silently (README: differences).
-  it('a job file whose name is not UTF-8: fspl runs it, fspool reports it and leaves it alone', () => {
+  it('a job file whose name is not UTF-8: fspl runs it; fspool reports it, leaves it alone, and (it may hold the due seq) exits 1', () => {
     const dir = tempDir();
     ok('fspl', ['queue-init', '-q', 'q'], { cwd: dir });
     const name = Buffer.concat([Buffer.from(join(dir, 'q/jobs/fspl-')), Buffer.from([0xff]), Buffer.from('.fspl')]);
@@ -851,22 +851,27 @@ describe('edges where fspool must not part ways with fspl', () => {
     expect(splitLines(ls.stdout)).toHaveLength(1);
     expect(ls.stderr).toMatch(/WARN fspool: job file .*fspl-\\xff\.fspl has a name that is not valid UTF-8.*rename it/);
     const r = run('fspool', ['queue-process', '-q', 'q', 'sh', '--', '-c', 'echo "ran $FSPL_SEQ"'], { cwd: dir });
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, r.stderr).toBe(1);
     expect(r.stdout.toString()).toBe('');
-    expect(r.stderr).toMatch(/not valid UTF-8/);
+    expect(r.stderr).toMatch(/^Error: seq 1 not found, and 1 job file\(s\) that cannot be read could hold it: .*fspl-\\xff\.fspl \(its name is not valid UTF-8: fspool cannot open it; rename it\); rename those whose names are not UTF-8, or remove them$/m);
+    // queue-status calls it failing, not healthy.
+    const st = run('fspool', ['queue-status', '-q', 'q'], { cwd: dir });
+    expect(st.code).toBe(4);
+    expect(st.stdout.toString()).toMatch(/unreadable: +1/);
     expect(existsSync(name)).toBe(true);
     expect(nextseqText(join(dir, 'q'))).toBe('1\n');
     const f = run('fspl', ['queue-process', '-q', 'q', 'sh', '--', '-c', 'echo "ran $FSPL_SEQ $(cat)"'], { cwd: dir });
     expect(f.stdout.toString()).toBe('ran 1 odd name\n');
   });
 
-  it('a name that is not UTF-8 beside a job that runs: reported once per look at jobs/ (once before the job), the job runs', () => {
+  it('a name that is not UTF-8 beside a job that runs: reported once per look at jobs/ (once before the job), the job runs, and the run ends at the next seq it may hold', () => {
     const dir = tempDir();
     ok('fspl', ['queue-init', '-q', 'q'], { cwd: dir });
     writeFileSync(Buffer.concat([Buffer.from(join(dir, 'q/jobs/fspl-')), Buffer.from([0xff]), Buffer.from('.fspl')]), ok('fspl', ['prepare', '-s', '-', '-i', '-'], { input: 'odd name' }));
     writeFileSync(join(dir, 'q/jobs/fspl-good.fspl'), ok('fspl', ['prepare', '-s', '-', '-i', '-'], { input: 'good' }));
     const r = run('fspool', ['queue-process', '-q', 'q', 'cat'], { cwd: dir });
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/^Error: seq 2 not found, and 1 job file\(s\) that cannot be read could hold it/m);
     expect(r.stdout.toString()).toBe('good');
     const beforeJob = r.stderr.slice(0, r.stderr.indexOf('succeeded'));
     expect(beforeJob.match(/not valid UTF-8/g)).toHaveLength(1);

@@ -28,6 +28,8 @@ export class JobIndex {
    * nothing until the file itself changes.
    */
   private readonly distrusted = new Map<string, { identity?: FileIdentity; reason: string }>();
+  /** Job files of the last look whose names are not UTF-8: unreadable, apart from the others. */
+  private unnamed: ScannedJob[] = [];
 
   /**
    * Read the headers of files that appeared since the last look, and again of those that could
@@ -36,6 +38,7 @@ export class JobIndex {
    * the caller has just read it, else read here.
    */
   async refresh(dir: JobDir = this.queue.jobDir()): Promise<ScannedJob[]> {
+    this.unnamed = this.queue.unnamedJobs(dir);
     const present = new Set(dir.names);
     for (const n of this.byName.keys()) if (!present.has(n) || this.byName.get(n)!.error) this.forget(n);
     const complete = this.byName.size === 0; // a first look lets the header cache prune
@@ -86,7 +89,7 @@ export class JobIndex {
 
   /** Files whose header could not be read, so that any of them could be any seq (not those a signature check refused: their seq is known, only untrusted). */
   unreadable(): ScannedJob[] {
-    return this.all().filter((j) => j.error && !this.distrusted.has(j.name));
+    return [...this.all().filter((j) => j.error && !this.distrusted.has(j.name)), ...this.unnamed];
   }
 
   errorOf(name: string): string | undefined {

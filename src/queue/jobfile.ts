@@ -122,6 +122,11 @@ const ENOENT = 2;
  */
 export class JobDir {
   private decoded: string[] | undefined;
+  /**
+   * Job files whose names are not valid UTF-8, as shown (bytes outside printable ASCII as
+   * \xNN): fspool cannot open them, and whatever seq they hold cannot run here.
+   */
+  unnamed: string[] = [];
 
   constructor(
     readonly path: string,

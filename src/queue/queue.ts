@@ -82,6 +82,9 @@ function comparison(paths: string[]): { turn(bytes: number): boolean | undefined
   };
 }
 
+/** Why a job file whose name is not UTF-8 is unreadable. */
+const NOT_UTF8 = 'its name is not valid UTF-8: fspool cannot open it; rename it';
+
 /** True if all files have the same bytes: a packet delivered twice is not ambiguous. */
 export function identical(paths: string[]): boolean {
   const c = comparison(paths);
@@ -221,8 +224,14 @@ export class Queue {
     for (const raw of notUtf8) {
       const shown = [...raw].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('');
       log.warn(`job file ${this.jobsDir}/${shown} has a name that is not valid UTF-8; fspool cannot open it: rename it`);
+      dir.unnamed.push(shown);
     }
     return dir;
+  }
+
+  /** The job files of `dir` whose names are not UTF-8, as unreadable ones: they may hold any seq. */
+  unnamedJobs(dir: JobDir): ScannedJob[] {
+    return dir.unnamed.map((name) => ({ name, path: this.jobPath(name), error: NOT_UTF8 }));
   }
 
   /** Read the header of a job file that is not a plain packet: through the decoder or its encodings. */
@@ -262,7 +271,8 @@ export class Queue {
     const read = await this.readHeaders(ctx, dir, missed);
     read.forEach((j, n) => found.set(missed[n]!, j));
     if (looked) this.headerIndex!.remember(ctx, read, looked.gone);
-    return files.map((i) => found.get(i)!).filter((j) => !j.vanished);
+    const scanned = files.map((i) => found.get(i)!).filter((j) => !j.vanished);
+    return which === undefined ? [...scanned, ...this.unnamedJobs(dir)] : scanned;
   }
 
   /**

@@ -187,9 +187,10 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
  * them needs access, not a key.
  */
 export function unreadableFix(errors: Array<string | undefined>): string {
-  const denied = errors.filter((e) => e !== undefined && /\(EACCES\)|\(EPERM\)/.test(e)).length;
+  const kinds = new Set(errors.map((e) => (e === undefined ? 'other' : /\(EACCES\)|\(EPERM\)/.test(e) ? 'denied' : /name is not valid UTF-8/.test(e) ? 'name' : 'other')));
   const fixes: string[] = [];
-  if (denied > 0) fixes.push('give the reader access to them (or run as their owner)');
-  if (denied < errors.length) fixes.push('give the key or decoder they need (-d, --decrypt-key)');
+  if (kinds.has('denied')) fixes.push('give the reader access to them (or run as their owner)');
+  if (kinds.has('name')) fixes.push('rename those whose names are not UTF-8');
+  if (kinds.has('other')) fixes.push('give the key or decoder they need (-d, --decrypt-key)');
   return `${fixes.join('; ')}, or remove them`;
 }

@@ -115,7 +115,7 @@ export class QueueProcessor {
     // a crash left unfinished in the journal concerns a file no longer here, and is completed by
     // the next run that has one (spec/job-lifecycle.md, "Crash points").
     const dir = opts.watch || opts.afterPass ? undefined : queue.jobDir();
-    if (dir?.length === 0) {
+    if (dir?.length === 0 && dir.unnamed.length === 0) {
       try {
         checkWritable(queue, commits);
         ctx.log.debug(`queue ${queue.dir} has no job file; nothing to do`);
