@@ -287,6 +287,14 @@ os.close(fd)`;
     expect(exists(marker)).toBe(false); // no clean end of input for what was not verified
     expect(nextseq(q)).toBe('1');
     expect(jobFiles(q)).toEqual([name]);
+    // The receiver fails before the end (as one that saw the changed bytes would): kept all the same.
+    const fresh = signed(1, payload);
+    writeFileSync(file, fresh);
+    const early = fspool(['queue-process', '-q', q, '--require-signature', sender.pub, '--on-error', 'delete', 'sh', '--', '-c', 'python3 -c "$0" "$1" "$2"; exit 1', changer, file, String(fresh.indexOf(Buffer.alloc(64, 'a')) + 1024)]);
+    expect(early.code).toBe(1);
+    expect(early.stderr).toMatch(/the job file was written while the job ran, and the command did not take all of it and exit 0: what it read may not have been the packet; job kept$/m);
+    expect(nextseq(q)).toBe('1');
+    expect(jobFiles(q)).toEqual([name]);
   });
 
   it('a forged packet beside the genuine one does not make the seq ambiguous', () => {
@@ -522,13 +530,46 @@ describe('judgements the probe left open', () => {
     writeFileSync(join(q, 'jobs', `${name}.out`, 'x'), '');
     const r = fspool(['queue-process', '-q', q, '--output-to', 'saveboth', '--on-error', 'delete', 'cat']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^Error: job 1 .*: cannot write its output to .*\.out: .*is a directory \(EISDIR\); move away what is there; job kept$/m);
+    expect(r.stderr).toMatch(/^Error: job 1 .*: cannot write its output to .*\.out: .*is a directory \(EISDIR\); job kept$/m);
     expect(nextseq(q)).toBe('1');
     expect(jobFiles(q)).toContain(name);
     rmSync(join(q, 'jobs', `${name}.out`), { recursive: true });
     expect(fspool(['queue-process', '-q', q, '--output-to', 'saveboth', 'cat']).code).toBe(0);
     expect(readFileSync(join(q, 'jobs', `${name}.out`), 'utf8')).toBe('one');
     expect(nextseq(q)).toBe('3');
+  });
+
+  it('a job file written while its job ran, the command failing or not taking it all: kept (not a failure: --retries and --on-error do not see it)', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const name = put(q, plain(1, 'x'.repeat(100_000)));
+    const file = join(q, 'jobs', name);
+    // Appended to, the command failing on what it read: kept, twice.
+    for (let i = 0; i < 2; i++) {
+      const r = fspool(['queue-process', '-q', q, '--on-error', 'delete', 'sh', '--', '-c', 'printf more >> "$0"; cat > /dev/null; exit 2', file]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/changed size while the job ran/);
+      writeFileSync(file, plain(1, 'x'.repeat(100_000)));
+    }
+    // Rewritten at the same size (truncated, copied back) after the command read none of it.
+    const copy = join(dir, 'copy');
+    writeFileSync(copy, readFileSync(file));
+    const same = fspool(['queue-process', '-q', q, '--on-error', 'delete', 'sh', '--', '-c', ': > "$0"; cat; cp "$1" "$0"', file, copy]);
+    expect(same.code).toBe(1);
+    expect(same.stderr).toMatch(/the job file was written while the job ran, and the command did not take all of it and exit 0/);
+    expect(nextseq(q)).toBe('1');
+    expect(jobFiles(q)).toEqual([name]);
+    const h = JSON.parse(fspool(['queue-history', '-q', q, '--json']).stdout.toString()) as { runs: Array<{ outcome: string; action: string }> };
+    expect(h.runs.map((x) => [x.outcome, x.action])).toEqual([
+      ['kept', 'stop'],
+      ['kept', 'stop'],
+      ['kept', 'stop'],
+    ]);
+    // None of them counted as a failure: --retries 1 gives a failing command its two tries.
+    const count = join(dir, 'tries');
+    const r = fspool(['queue-process', '-q', q, '--retries', '1', '--backoff', '0', '--on-error', 'delete', 'sh', '--', '-c', 'cat > /dev/null; echo try >> "$0"; exit 1', count]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(count, 'utf8')).toBe('try\ntry\n');
   });
 
   it('a job file touched while its job ran is the same packet: the job is done, never run again', () => {

@@ -21,6 +21,7 @@ export type RunKind =
   | 'fail-packet'
   | 'bad-packet'
   | 'cannot-start'
+  | 'kept'
   | 'interrupted'
   | 'error';
 
@@ -48,6 +49,7 @@ export const OUTCOMES: readonly JournalOutcome[] = [
   'fail-packet',
   'bad-packet',
   'cannot-start',
+  'kept',
   'error',
   'interrupted',
   'crashed',

@@ -123,7 +123,7 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
     unreadable,
     quarantine: quarantined(queue.dir),
     lastSuccess: journal.latest(['success']),
-    lastFailure: journal.latest([...FAILURES, 'cannot-start']),
+    lastFailure: journal.latest([...FAILURES, 'cannot-start', 'kept']),
     interrupted,
     processor: { known: holder.known, pid: holder.pid, current },
     journal: journal.active,
@@ -144,7 +144,7 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
   if (dueAmbiguous) failing.push(`seq ${s.nextSeq} is ambiguous: ${s.due.length} different packets have it; remove the wrong one`);
   if (s.due.length > 0 && !dueAmbiguous) {
     const last = journal.history({ seq: s.nextSeq }).find((r) => r.packet === s.due[0]!.packet && r.outcome !== 'running');
-    if (last && (FAILURES.includes(last.outcome) || last.outcome === 'cannot-start')) {
+    if (last && (FAILURES.includes(last.outcome) || last.outcome === 'cannot-start' || last.outcome === 'kept')) {
       failing.push(`job ${s.nextSeq} failed at ${iso(last.endedAt ?? last.startedAt)} (${last.outcome}${last.detail ? `: ${last.detail}` : ''}); it is kept and retried`);
     }
   }

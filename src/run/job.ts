@@ -61,7 +61,7 @@ class OutputError extends Error {
   readonly outcome: Outcome;
   constructor(path: string, cause: unknown) {
     super(describe(cause));
-    this.outcome = { ok: false, fatal: true, reason: `cannot write its output to ${path}: ${describe(cause)}; move away what is there`, facts: { kind: 'error', bytes: 0 } };
+    this.outcome = { ok: false, fatal: true, reason: `cannot write its output to ${path}: ${describe(cause)}`, facts: { kind: 'kept', bytes: 0 } };
   }
 }
 

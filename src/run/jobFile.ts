@@ -67,33 +67,33 @@ export async function verifyFile(job: Readable, decode: DecodeContext): Promise<
 }
 
 /**
- * A job file whose size changed while its job ran was still being written under its job name
- * (in place, instead of under a temp name and renamed): what the receiver got may be cut
- * short, so the run cannot count as a success; nor is it the packet's failure (--on-error
- * must not delete a packet still arriving): the job is kept, and the run stops. Only the size
- * is asked: a file touched, or whose times changed otherwise, is the same packet, and a
- * receiver that took it all and exited 0 is done with it.
+ * What a run counts for when its job file was written while the job ran (spec/threat-model.md):
+ *
+ * - its size changed: it was still being written under its job name (in place, instead of
+ *   under a temp name and renamed), and what the receiver got may be cut short;
+ * - its times changed (ctime moves with any write, and cannot be set back): a run that took
+ *   the whole payload and exited 0 is done (a touch leaves the same packet), any other run may
+ *   have been given other bytes than the packet's;
+ * - under --require-signature, stream mode reads the file a second time after the pass that
+ *   verified it: a decode that then fails its checks read something else than was verified.
+ *
+ * Then the run cannot count, nor is the packet to blame: the job is kept ('kept', not a
+ * failure: --on-error and --retries do not apply), and the run stops.
  */
-function changedDuringRun(fd: number, job: Readable): Outcome | undefined {
+function countsFor(outcome: Outcome, fd: number, job: Readable, opts: FileRunOptions): Outcome {
+  if (!outcome.ok && (outcome.fatal || outcome.interrupted)) return outcome;
   const now = identityOf(fstatSync(fd));
-  if (!job.identity || now.size === job.identity.size) return undefined;
-  return {
-    ok: false,
-    fatal: true,
-    reason: `the job file changed size while the job ran (${job.identity.size} bytes, now ${now.size}): it was being written under its job name; a writer must use a temp name and rename`,
-    facts: { kind: 'bad-packet' },
-  };
-}
-
-/**
- * Under --require-signature a stream-mode job reads its file a second time, after the pass
- * that verified it: a failure of the decode then (a signature or an integrity check) means the
- * file is no longer what was verified, changed by a writer while the job ran. Like a packet
- * that does not verify, that is no failure of the job's: it is kept, and nextseq stays.
- */
-function unverifiedDuringRun(outcome: Outcome, opts: FileRunOptions): Outcome {
-  if (outcome.ok || outcome.fatal || outcome.interrupted || !opts.decode.keys.requiresSignature || outcome.facts?.kind !== 'decoder-failure') return outcome;
-  return { ...outcome, fatal: true, reason: `${outcome.reason}; the file no longer proves the signature it proved before the job started (changed while the job ran?)` };
+  const was = job.identity;
+  let why: string | undefined;
+  if (was && now.size !== was.size) {
+    why = `the job file changed size while the job ran (${was.size} bytes, now ${now.size}): it was being written under its job name; a writer must use a temp name and rename`;
+  } else if (!outcome.ok && opts.decode.keys.requiresSignature && outcome.facts?.kind === 'decoder-failure') {
+    why = `${outcome.reason}; the file no longer proves the signature it proved before the job started (changed while the job ran?)`;
+  } else if (was && (now.mtimeMs !== was.mtimeMs || now.ctimeMs !== was.ctimeMs) && !(outcome.ok && !outcome.partial)) {
+    why = 'the job file was written while the job ran, and the command did not take all of it and exit 0: what it read may not have been the packet';
+  }
+  if (why === undefined) return outcome;
+  return { ok: false, fatal: true, reason: why, facts: { ...outcome.facts, kind: 'kept' } };
 }
 
 /** The journal's word for a run that could not even start delivering. */
@@ -137,8 +137,7 @@ export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions,
       if (prepared.payload.kind === 'stream') prepared.payload.abort();
       return { skip: 'vanished' };
     }
-    const outcome = unverifiedDuringRun(await runJob({ header: prepared.header, location, payload: prepared.payload }, run, ctx), opts);
-    return (outcome.ok && changedDuringRun(fd, job)) || outcome;
+    return countsFor(await runJob({ header: prepared.header, location, payload: prepared.payload }, run, ctx), fd, job, opts);
   } catch (e) {
     if (e instanceof FspoolError && e.exitCode === 2) throw e;
     return { ok: false, reason: describe(e), facts: { kind: failureKind(e), bytes: 0 } };

@@ -8,8 +8,12 @@ import type { ReceiverExit } from './receiver.js';
 
 /** How a job's run ended: its verdict and what the journal records of it. */
 export type Outcome = (
-  | { ok: true; note?: string }
-  /** `fatal`: the command cannot run at all; stop the whole run, whatever --on-error says. */
+  /** `partial`: the command exited 0 without reading all of its input. */
+  | { ok: true; note?: string; partial?: boolean }
+  /**
+   * `fatal`: the run cannot go on, and the job is not to blame (the command cannot run, the job
+   * file changed under it): stop the whole run, the job kept, whatever --on-error says.
+   */
   | { ok: false; reason: string; fatal?: boolean; interrupted?: NodeJS.Signals }
 ) & { facts?: RunFacts };
 
@@ -52,8 +56,8 @@ export function judge(exit: ReceiverExit, delivery: Delivery | undefined, unread
     const early = delivery?.early || unread > 0;
     return { ok: false, reason: `command exited with status ${exit.code}${early ? ' before reading all of its input' : ''}`, facts: { kind: early ? 'early-exit' : 'exit-code', ...how } };
   }
-  if (delivery?.early) return { ok: true, note: 'command exited 0 before reading all of its input', facts: { kind: 'success', ...how } };
-  if (unread > 0) return { ok: true, note: `command exited 0 leaving ${unread} payload bytes unread`, facts: { kind: 'success', ...how } };
+  if (delivery?.early) return { ok: true, partial: true, note: 'command exited 0 before reading all of its input', facts: { kind: 'success', ...how } };
+  if (unread > 0) return { ok: true, partial: true, note: `command exited 0 leaving ${unread} payload bytes unread`, facts: { kind: 'success', ...how } };
   return { ok: true, facts: { kind: 'success', ...how } };
 }
 

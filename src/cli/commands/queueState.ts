@@ -210,7 +210,7 @@ function outcomes(v: string | string[] | undefined): JournalOutcome[] | undefine
   const out: JournalOutcome[] = [];
   for (const w of (Array.isArray(v) ? v : [v]).flatMap((s) => s.split(','))) {
     const o = w.trim().toLowerCase();
-    if (o === 'failure') out.push(...FAILURES, 'cannot-start');
+    if (o === 'failure') out.push(...FAILURES, 'cannot-start', 'kept');
     else if ((OUTCOMES as readonly string[]).includes(o)) out.push(o as JournalOutcome);
     else throw new UsageError(`invalid value "${w}" for --outcome: must be failure or one of ${OUTCOMES.join(', ')}`);
   }
