@@ -665,14 +665,14 @@ describe('metadata that would take more memory than any header needs', () => {
   it('millions of one-byte params are refused as unreadable, not decoded; the queue goes on', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
-    // 16 million would be gigabytes decoded; three such files ended fspool with a V8 out-of-memory.
+    // 16 million would be gigabytes decoded.
     const huge = rawPacket(emptyParams(16_000_000));
     for (const n of ['a', 'b', 'c']) writeFileSync(join(q, 'jobs', `fspl-huge-${n}.fspl`), huge);
     put(q, plain(2, 'two'));
     writeFileSync(join(q, 'nextseq'), '2\n');
     const ls = fspool(['queue-ls', '-q', q]);
     expect(ls.code, ls.stderr).toBe(0);
-    expect(ls.stderr).toMatch(/fspl-huge-a\.fspl: metadata holds more than 524288 arrays, maps and strings \(no header that can run has so many\)/);
+    expect(ls.stderr).toMatch(/fspl-huge-a\.fspl: metadata holds more than 524288 arrays, maps and strings \(far more than any sender writes\)/);
     expect(ls.stdout.toString().trim().split('\n')).toHaveLength(2);
     // Job 2 runs; seq 3 could be in any of them: that stops the run, as for any unreadable file.
     const r = fspool(['queue-process', '-q', q, 'cat']);
@@ -681,7 +681,7 @@ describe('metadata that would take more memory than any header needs', () => {
     expect(r.stderr).toMatch(/^Error: seq 3 not found, and 3 job file\(s\) that cannot be read could hold it/m);
   });
 
-  it('as many params as a header may hold, with --allow-job-params: the job fails on the argument list, one clear line', () => {
+  it('more params than a call takes arguments, with --allow-job-params: the job fails on the argument list, one clear line', () => {
     const r = fspool(['stdin-process', '--allow-job-params', 'true'], { input: rawPacket(emptyParams(400_000)) });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^Error: job 1: cannot run command: the packet's params and variables \(\d+ bytes\) make its argument list too long \(E2BIG\)$/m);

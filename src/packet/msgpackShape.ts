@@ -9,11 +9,13 @@
 //
 // That bound is not enough: 16 MiB of one-byte containers (empty arrays, empty strings) is 16
 // million objects, gigabytes once decoded and made into params. So containers and strings are
-// counted too, and more than MAX_OBJECTS is refused: above any header that can run (each param
-// or variable is one, and costs execve at least a NUL and a pointer: the default 2 MiB for
-// argv and environ holds ~230,000), and few enough that a decoded header stays within about a
-// hundred megabytes. Integers are not counted: a byte string is an array of them, one per byte,
-// and they decode to small numbers in a packed array.
+// counted too, and more than MAX_OBJECTS is refused. Each param is one object, each variable
+// three (its pair, its name, its value); with the default stack limit the kernel passes 2 MiB
+// of argv and environ, some 230,000 params at most (each costs a NUL and a pointer). A larger
+// stack limit lets it pass up to 6 MiB, and so more params than this takes: such a header
+// (which fspl would read) is refused, as the price of a bound: a decoded header of 2^19 objects
+// takes ~150 MB. Integers are not counted: a byte string is an array of them, one per byte, and
+// they decode to small numbers in a packed array.
 //
 // Floats are refused too: no field of fspl's header is one, and fspl refuses a header that
 // has one where a number is expected (a seq of 1.0 would otherwise read as seq 1).
@@ -55,7 +57,7 @@ export function checkShape(b: Uint8Array): void {
     owed--;
     if (t === 0xca || t === 0xcb) throw new PacketError('metadata holds a floating-point number, which no field of a header is');
     const scalar = t <= 0x7f || t >= 0xe0 || (t >= 0xc0 && t <= 0xc3) || (t >= 0xcc && t <= 0xd3);
-    if (!scalar && ++objects > MAX_OBJECTS) throw new PacketError(`metadata holds more than ${MAX_OBJECTS} arrays, maps and strings (no header that can run has so many)`);
+    if (!scalar && ++objects > MAX_OBJECTS) throw new PacketError(`metadata holds more than ${MAX_OBJECTS} arrays, maps and strings (far more than any sender writes)`);
     let elements = 0;
     if (t <= 0x7f || t >= 0xe0 || t === 0xc0 || t === 0xc2 || t === 0xc3) {
       // fixint, nil, booleans: the type byte is all
