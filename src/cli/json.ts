@@ -95,7 +95,7 @@ export function lsJson(q: Queue, jobs: ScannedJob[]): string {
   return doc('queue-ls', q.dir, {
     next_seq: q.nextseq.readIfExists() ?? null,
     jobs: readable.map((j) => jobJson(j.header, j.name, j.path, packetId(j.header))),
-    unreadable: jobs.filter((j) => !j.header).map((j) => ({ file: j.name, path: j.path, error: j.error })),
+    unreadable: jobs.filter((j) => !j.header).map((j) => ({ file: j.name, path: j.nameNotUtf8 ? null : j.path, error: j.error })),
   });
 }
 

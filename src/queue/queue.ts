@@ -34,6 +34,8 @@ export interface ScannedJob {
   layers?: string[];
   /** The file the header was read from; a file with another identity is another job. */
   identity?: FileIdentity;
+  /** Its name is not UTF-8: `name` shows its bytes (\xNN), and `path` is no path to open. */
+  nameNotUtf8?: true;
 }
 
 /** Bytes compared per read, and per turn of the event loop (identicalAsync). */
@@ -222,7 +224,7 @@ export class Queue {
   jobDir(): JobDir {
     const { dir, notUtf8 } = readJobDir(this.jobsDir);
     for (const raw of notUtf8) {
-      const shown = [...raw].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('');
+      const shown = [...raw].map((b) => (b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('');
       log.warn(`job file ${this.jobsDir}/${shown} has a name that is not valid UTF-8; fspool cannot open it: rename it`);
       dir.unnamed.push(shown);
     }
@@ -231,7 +233,7 @@ export class Queue {
 
   /** The job files of `dir` whose names are not UTF-8, as unreadable ones: they may hold any seq. */
   unnamedJobs(dir: JobDir): ScannedJob[] {
-    return dir.unnamed.map((name) => ({ name, path: this.jobPath(name), error: NOT_UTF8 }));
+    return dir.unnamed.map((name) => ({ name, path: this.jobPath(name), error: NOT_UTF8, nameNotUtf8: true }));
   }
 
   /** Read the header of a job file that is not a plain packet: through the decoder or its encodings. */

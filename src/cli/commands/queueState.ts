@@ -68,7 +68,7 @@ export function statusFields(s: Status) {
     })),
     duplicates: s.duplicates.map((d) => ({ seq: d.seq, files: d.files.map(job) })),
     ambiguous: s.ambiguous.map((d) => ({ seq: d.seq, files: d.files.map(job) })),
-    unreadable: s.unreadable.map((u) => ({ file: u.name, path: u.path, error: u.error })),
+    unreadable: s.unreadable.map((u) => ({ file: u.name, path: u.nameNotUtf8 ? null : u.path, error: u.error })),
     quarantine: s.quarantine,
     last_success: s.lastSuccess ? runJson(s.lastSuccess) : null,
     last_failure: s.lastFailure ? runJson(s.lastFailure) : null,
