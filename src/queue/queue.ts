@@ -105,10 +105,10 @@ export async function identicalAsync(paths: string[], stopped: () => boolean): P
   const c = comparison(paths);
   try {
     for (;;) {
+      if (stopped()) return undefined;
       const verdict = c.turn(COMPARE_TURN);
       if (verdict !== undefined) return verdict;
       await new Promise((resolve) => setImmediate(resolve));
-      if (stopped()) return undefined;
     }
   } finally {
     c.close();

@@ -367,6 +367,11 @@ export class StateDb {
     }
   }
 
+  /** Whether a write transaction can be had (an empty one: it writes nothing). */
+  canWrite(): boolean {
+    return this.write(() => true) === true;
+  }
+
   /** Report failures from now on (a database taken up again has proved it can be written). */
   loud(): void {
     this.quiet = false;

@@ -166,8 +166,10 @@ export class QueueProcessor {
     this.retriedAt = Date.now();
     this.state?.close();
     this.attach(true);
-    if (!this.db?.usable) return;
-    for (const name of recover(this.processing, await this.index.refresh(), true)) this.index.forget(name);
+    // Opened and read: a write (recovery's, or an empty one) proves the rest.
+    if (!this.db?.usable || !this.db.canWrite()) return;
+    this.reportUnreadable(await this.index.refresh());
+    for (const name of recover(this.processing, this.index.all(), true)) this.index.forget(name);
     if (!this.db.usable) return;
     this.db.loud();
     this.ctx.log.info(`state database ${this.db.path} can be used again: journal and header cache resumed`);

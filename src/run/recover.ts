@@ -17,7 +17,8 @@ const iso = (ms: number) => new Date(ms).toISOString();
 export function recover(p: Pick<Processing, 'queue' | 'journal' | 'ctx'>, jobs: ScannedJob[], resuming = false): string[] {
   const { queue, journal, ctx } = p;
   const next = queue.nextseq.readIfExists();
-  const ours = (r: RunRow) => resuming && r.pid === process.pid;
+  // This process's rows: its pid, since it started (a pid can be an earlier fspool's too).
+  const ours = (r: RunRow) => resuming && r.pid === process.pid && r.startedAt >= performance.timeOrigin;
   const movedPast = (r: RunRow) => r.orderBy === 'sequence' && next !== undefined && r.seq < next;
   const { crashed, unrecorded } = journal.closeAbandoned((r) => (movedPast(r) ? 'moved-past' : ours(r) ? 'lost' : 'crashed'));
   for (const r of crashed) {
