@@ -154,10 +154,10 @@ export class QueueProcessor {
   }
 
   /**
-   * A watch runs for days: a database lost on the way (a full disk, a file damaged and moved
-   * away) is opened again before the next pass with room to write it, and then at most once
-   * per rescan interval until it can be, so that the journal is not off for the rest of the run. What the run left
-   * 'running' meanwhile is then closed as at a start (recover.ts).
+   * A watch runs for days: a database lost on the way (a full disk, a lock held too long, a
+   * file damaged and moved away) is opened again before the next pass with room to write it,
+   * then at most once per rescan interval until it can be, so that the journal is not off for
+   * the rest of the run. What the run left 'running' meanwhile is then closed (recover.ts).
    */
   private async retakeState(): Promise<void> {
     // Opening only reads: a disk still full would fail at the first write. (statfs is cheap:
