@@ -158,3 +158,24 @@ it("the receiver inherits fspool's own environment byte for byte, non-UTF-8 valu
   expect(r.code, r.stderr).toBe(0);
   expect(readFileSync(out)).toEqual(Buffer.from([0x61, 0xfe, 0x62]));
 });
+
+describe('start-up', () => {
+  it('loads no built-in module the command does not use (streams, zlib, net, tty, crypto, child_process)', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    // Which of Node's own modules the command loads beyond what Node loads for any script.
+    const preload = join(dir, 'loaded.cjs');
+    const out = join(dir, 'loaded');
+    writeFileSync(preload, `const base = new Set(process.moduleLoadList);
+process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, process.moduleLoadList.filter((m) => !base.has(m)).join('\\n')));`);
+    const heavy = /^NativeModule (zlib|net|tty|crypto|child_process)$/;
+    const streams = /^NativeModule (stream|internal\/streams\/)/;
+    // queue-ls writes its listing through process.stdout, a stream.
+    for (const [args, allowStreams] of [[['prepare', '-s', '-'], false], [['queue-process', '-q', q, 'true'], false], [['queue-ls', '-q', q], true]] as const) {
+      const r = runSync(FSPOOL, [...args], { env: { ...process.env, NODE_OPTIONS: `-r ${preload}` } });
+      expect(r.code, r.stderr).toBe(0);
+      const loaded = readFileSync(out, 'utf8').split('\n');
+      expect(loaded.filter((m) => heavy.test(m) || (!allowStreams && streams.test(m))), args.join(' ')).toEqual([]);
+    }
+  });
+});

@@ -6,7 +6,7 @@ import { describe } from '../errors.js';
 import { decodeHeader, MAGIC, PacketError } from '../packet/codec.js';
 import { type DecodeContext, openPacket } from './decode.js';
 import { NoKeyError } from './openpgp.js';
-import { constants, gunzipSync } from 'node:zlib';
+import { zlib } from '../sys/lazy.js';
 import { foreignCompression, sniff, startsAsWritten } from './sniff.js';
 
 /** What is undone of a gzip stream to see what it holds: its first output comes after at most a block's Huffman tables. */
@@ -20,6 +20,7 @@ function gzipHolds(head: Buffer, whole: boolean): string | undefined {
   let inner: Buffer;
   try {
     // Z_SYNC_FLUSH: what the bytes so far decode to, without asking for the stream's end.
+    const { constants, gunzipSync } = zlib();
     inner = gunzipSync(head, { finishFlush: constants.Z_SYNC_FLUSH });
   } catch (e) {
     return `not a filespooler packet but broken gzip data (${describe(e)})`;

@@ -19,3 +19,5 @@ export function createHash(algorithm: string): import('node:crypto').Hash {
 }
 
 export const stream = () => process.getBuiltinModule('node:stream') as typeof import('node:stream');
+
+export const zlib = () => process.getBuiltinModule('node:zlib') as typeof import('node:zlib');
