@@ -62,6 +62,13 @@ export const OUTCOMES: readonly JournalOutcome[] = [
 export const FAILURES: readonly JournalOutcome[] = ['exit-code', 'signal', 'timeout', 'decoder-failure', 'early-exit', 'fail-packet', 'bad-packet', 'error'];
 
 /**
+ * Runs that did not succeed and left the job due: the failures, and those that stopped the run
+ * without being the job's (cannot-start, kept). What `--outcome failure` selects and
+ * queue-status reports as the last failure.
+ */
+export const FAILED_RUNS: readonly JournalOutcome[] = [...FAILURES, 'cannot-start', 'kept'];
+
+/**
  * What the processor decided after a run:
  * delete     - the job is done: nextseq advanced (sequence order), its file(s) deleted;
  * keep       - the job is done, its file(s) kept (--never-delete, or a failure under leave);

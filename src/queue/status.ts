@@ -4,7 +4,7 @@
 // failing (a person is needed).
 import { statSync } from 'node:fs';
 import type { Header } from '../packet/header.js';
-import { FAILURES, type Journal, packetId, type RunRow } from './journal.js';
+import { FAILED_RUNS, type Journal, packetId, type RunRow } from './journal.js';
 import { lockHolder } from './lockHolder.js';
 import { quarantined } from './quarantine.js';
 import type { Queue, ScannedJob } from './queue.js';
@@ -123,7 +123,7 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
     unreadable,
     quarantine: quarantined(queue.dir),
     lastSuccess: journal.latest(['success']),
-    lastFailure: journal.latest([...FAILURES, 'cannot-start', 'kept']),
+    lastFailure: journal.latest(FAILED_RUNS),
     interrupted,
     processor: { known: holder.known, pid: holder.pid, current },
     journal: journal.active,
@@ -144,7 +144,7 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
   if (dueAmbiguous) failing.push(`seq ${s.nextSeq} is ambiguous: ${s.due.length} different packets have it; remove the wrong one`);
   if (s.due.length > 0 && !dueAmbiguous) {
     const last = journal.history({ seq: s.nextSeq }).find((r) => r.packet === s.due[0]!.packet && r.outcome !== 'running');
-    if (last && (FAILURES.includes(last.outcome) || last.outcome === 'cannot-start' || last.outcome === 'kept')) {
+    if (last && FAILED_RUNS.includes(last.outcome)) {
       failing.push(`job ${s.nextSeq} failed at ${iso(last.endedAt ?? last.startedAt)} (${last.outcome}${last.detail ? `: ${last.detail}` : ''}); it is kept and retried`);
     }
   }
@@ -153,7 +153,7 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
   }
   if (s.unreadable.length > 0) {
     const files = some(s.unreadable.map((u) => `${u.name} (${u.error})`));
-    failing.push(`${s.unreadable.length} job file(s) cannot be read: ${files}; ${unreadableFix(s.unreadable.map((u) => u.error))}`);
+    failing.push(`${s.unreadable.length} job file(s) cannot be read: ${files}; ${unreadableFix(s.unreadable)}`);
   }
   const neverRan = journal.active ? s.stale.filter((f) => !f.processed && !f.ran) : [];
   if (neverRan.length > 0) {
@@ -186,8 +186,8 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
  * What to do about job files that cannot be read, from why: a processor not allowed to open
  * them needs access, not a key.
  */
-export function unreadableFix(errors: Array<string | undefined>): string {
-  const kinds = new Set(errors.map((e) => (e === undefined ? 'other' : /\(EACCES\)|\(EPERM\)/.test(e) ? 'denied' : /name is not valid UTF-8/.test(e) ? 'name' : 'other')));
+export function unreadableFix(jobs: ScannedJob[]): string {
+  const kinds = new Set(jobs.map((j) => (j.nameNotUtf8 ? 'name' : /\(EACCES\)|\(EPERM\)/.test(j.error ?? '') ? 'denied' : 'other')));
   const fixes: string[] = [];
   if (kinds.has('denied')) fixes.push('give the reader access to them (or run as their owner)');
   if (kinds.has('name')) fixes.push('rename those whose names are not UTF-8');

@@ -221,7 +221,7 @@ export class QueueProcessor {
     const bad = this.index.unreadable();
     if (bad.length > 0) {
       const files = bad.slice(0, 3).map((j) => `${j.path} (${j.error})`).join(', ') + (bad.length > 3 ? ` and ${bad.length - 3} more` : '');
-      throw new QueueBlocked(`seq ${next} not found, and ${bad.length} job file(s) that cannot be read could hold it: ${files}; ${unreadableFix(bad.map((j) => j.error))}`);
+      throw new QueueBlocked(`seq ${next} not found, and ${bad.length} job file(s) that cannot be read could hold it: ${files}; ${unreadableFix(bad)}`);
     }
     if (later.length > 0 && this.reportedGap !== next) {
       const lowest = later.reduce((m, j) => (j.header.seq < m ? j.header.seq : m), later[0]!.header.seq);

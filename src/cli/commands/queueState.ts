@@ -6,7 +6,7 @@ import { describe, UsageError } from '../../errors.js';
 import { log, printable } from '../../log.js';
 import { rfc3339Local } from '../../packet/jobenv.js';
 import { type Cleaned, cleanQueue } from '../../queue/clean.js';
-import { FAILURES, type JournalOutcome, OUTCOMES, type RunRow } from '../../queue/journal.js';
+import { FAILED_RUNS, type JournalOutcome, OUTCOMES, type RunRow } from '../../queue/journal.js';
 import { Queue } from '../../queue/queue.js';
 import { attachState, READER_BUSY_MS } from '../../queue/state.js';
 import { stateDir } from '../../queue/stateDb.js';
@@ -210,7 +210,7 @@ function outcomes(v: string | string[] | undefined): JournalOutcome[] | undefine
   const out: JournalOutcome[] = [];
   for (const w of (Array.isArray(v) ? v : [v]).flatMap((s) => s.split(','))) {
     const o = w.trim().toLowerCase();
-    if (o === 'failure') out.push(...FAILURES, 'cannot-start', 'kept');
+    if (o === 'failure') out.push(...FAILED_RUNS);
     else if ((OUTCOMES as readonly string[]).includes(o)) out.push(o as JournalOutcome);
     else throw new UsageError(`invalid value "${w}" for --outcome: must be failure or one of ${OUTCOMES.join(', ')}`);
   }
