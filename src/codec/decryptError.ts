@@ -14,18 +14,17 @@ const SKESK = 3;
  * at the queue, and a writer of jobs/ can put thousands in a small file; a sender's message
  * has one per passphrase or recipient.
  */
-export const MAX_SESSION_KEYS = { [SKESK]: 8, [PKESK]: 64 } as const;
+const MOST_SESSION_KEYS = [
+  { tag: SKESK, most: 8, what: 'passphrase (SKESK)' },
+  { tag: PKESK, most: 64, what: 'public-key (PKESK)' },
+];
 
 /** Why a message's session key packets are too many to try, or undefined. */
 export function tooManySessionKeys(msg: { packets: Iterable<object> }): string | undefined {
-  const counts = new Map<number, number>();
-  for (const p of msg.packets) {
-    const tag = (p.constructor as { tag?: number }).tag;
-    if (tag === SKESK || tag === PKESK) counts.set(tag, (counts.get(tag) ?? 0) + 1);
-  }
-  for (const [tag, most] of [[SKESK, MAX_SESSION_KEYS[SKESK]], [PKESK, MAX_SESSION_KEYS[PKESK]]] as const) {
-    const n = counts.get(tag) ?? 0;
-    if (n > most) return `it has ${n} ${tag === SKESK ? 'passphrase (SKESK)' : 'public-key (PKESK)'} session key packets, more than the ${most} fspool tries`;
+  const tags = [...msg.packets].map((p) => (p.constructor as { tag?: number }).tag);
+  for (const { tag, most, what } of MOST_SESSION_KEYS) {
+    const n = tags.filter((t) => t === tag).length;
+    if (n > most) return `it has ${n} ${what} session key packets, more than the ${most} fspool tries`;
   }
   return undefined;
 }
