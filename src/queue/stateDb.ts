@@ -307,8 +307,7 @@ export class StateDb {
         log.debug(`cannot open ${path} read-only: ${describe(e)}; no state database`);
         return undefined;
       }
-      if (opts.quiet) log.debug(`state database ${path} still cannot be used: ${describe(e)}`);
-      else warnUnusable(path, e, opts.without);
+      warnUnusable(path, e, opts.without, opts.quiet);
       return undefined;
     }
   }
@@ -379,8 +378,7 @@ export class StateDb {
 
   private fail(e: unknown): void {
     this.broken = true;
-    if (this.quiet) log.debug(`state database ${this.path} still cannot be used: ${describe(e)}`);
-    else warnUnusable(this.path, e, this.without);
+    warnUnusable(this.path, e, this.without, this.quiet);
   }
 }
 
@@ -396,7 +394,12 @@ export function giveToQueueOwner(queueDir: string, paths: string[]): void {
   for (const p of paths) chownSync(p, uid, gid);
 }
 
-function warnUnusable(path: string, e: unknown, without: string): void {
+/** One WARN line for a database given up; a DEBUG one when `quiet` (it was said already). */
+function warnUnusable(path: string, e: unknown, without: string, quiet = false): void {
+  if (quiet) {
+    log.debug(`state database ${path} still cannot be used: ${describe(e)}`);
+    return;
+  }
   const c = code(e);
   let why: string;
   if (c === 'SQLITE_BUSY' || c === 'SQLITE_LOCKED') why = 'is locked by another process';
