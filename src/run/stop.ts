@@ -79,9 +79,8 @@ export class Stopper {
   private timedOut(): void {
     if (this.receivers.size) this.log?.warn(`the running job did not finish within the stop timeout (${this.stopTimeoutSeconds}s): interrupting it (SIGTERM, SIGKILL after ${this.graceSeconds}s)`);
     this.interrupt('SIGTERM');
-    this.kill = after(this.graceSeconds, () => {
-      for (const r of this.receivers) r.kill('SIGKILL');
-    });
+    // A further interruption is SIGKILL to the receiver's group, as a second signal would be.
+    this.kill = after(this.graceSeconds, () => this.interrupt('SIGTERM'));
   }
 
   private interrupt(sig: StopSignal): void {
