@@ -217,11 +217,13 @@ function refuseNonUtf8(args: string[]): void {
 }
 
 export async function main(given: string[]): Promise<void> {
+  // The shell asking yargs to complete a word: given to yargs as it is.
+  const completing = given[0] === '--get-yargs-completions';
   let args = given;
   try {
     refuseNonUtf8(given);
-    if (given[0] !== '--get-yargs-completions') args = splitShortValues(given, COMMANDS as Subcommand<any>[], GLOBALS);
-    if (helpAsked(args) && args[0] !== '--get-yargs-completions') {
+    if (!completing) args = splitShortValues(given, COMMANDS as Subcommand<any>[], GLOBALS);
+    if (helpAsked(args) && !completing) {
       const model = await helpModel();
       const { subcommandOf, unknownSubcommand } = await import('./suggest.js');
       const sub = subcommandOf(args, model);
