@@ -48,8 +48,8 @@ describe('scanJobDir / JobDir', () => {
     const expected = nodeView(d);
     const r = native().scanJobDir(d);
     if (typeof r === 'number') throw new Error(`errno ${r}`);
-    const { dir, notUtf8 } = readJobDir(d);
-    expect(notUtf8).toEqual([]);
+    const dir = readJobDir(d);
+    expect(dir.unnamed).toEqual([]);
     expect(dir.length).toBe(expected.length);
     expect(dir.names).toEqual(expected.map((e) => e.raw.toString('utf8')));
     expected.forEach(({ raw, st }, i) => {
@@ -91,7 +91,7 @@ describe('scanJobDir / JobDir', () => {
     const made = runSync('mkfifo', fifos);
     expect(made.code, made.stderr).toBe(0);
     const expected = nodeView(d);
-    const { dir } = readJobDir(d);
+    const dir = readJobDir(d);
     expect(dir.names).toEqual(expected.map((e) => e.raw.toString('utf8')));
     expected.forEach(({ st }, i) => {
       const name = dir.name(i);
@@ -111,8 +111,8 @@ describe('scanJobDir / JobDir', () => {
     writeFileSync(Buffer.concat([Buffer.from(`${d}/`), bad]), 'bad name');
     writeFileSync(join(d, 'fspl-1.fspl'), 'one');
     writeFileSync(join(d, 'fspl-zz.fspl'), 'two!');
-    const { dir, notUtf8 } = readJobDir(d);
-    expect(notUtf8).toEqual([bad]);
+    const dir = readJobDir(d);
+    expect(dir.unnamed).toEqual(['fspl-\\xff\\xfeA.fspl']); // its bytes, shown
     expect(dir.names).toEqual(['fspl-1.fspl', 'fspl-zz.fspl']);
     expect(dir.name(1)).toBe('fspl-zz.fspl');
     for (let i = 0; i < dir.length; i++) {
@@ -123,7 +123,7 @@ describe('scanJobDir / JobDir', () => {
 
   it('an empty directory, and directories that cannot be read: the errno, as lstat would say it', () => {
     const d = tempDir();
-    const { dir } = readJobDir(d);
+    const dir = readJobDir(d);
     expect(dir.length).toBe(0);
     expect(dir.names).toEqual([]);
     expect(native().scanJobDir(join(d, 'missing'))).toBe(2); // ENOENT
@@ -146,7 +146,7 @@ describe('scanJobDir / JobDir', () => {
       const exited = new Promise((resolve) => rm.on('exit', resolve));
       try {
         while (rm.exitCode === null) {
-          const { dir } = readJobDir(d);
+          const dir = readJobDir(d);
           for (let i = 0; i < dir.length; i++) {
             if (!dir.vanished(i)) continue;
             caught++;
@@ -160,7 +160,7 @@ describe('scanJobDir / JobDir', () => {
       } finally {
         await exited;
       }
-      expect(readJobDir(d).dir.length).toBe(0);
+      expect(readJobDir(d).length).toBe(0);
     }
     expect(caught).toBeGreaterThan(0);
   }, 300_000);

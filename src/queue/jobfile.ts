@@ -122,17 +122,17 @@ const ENOENT = 2;
  */
 export class JobDir {
   private decoded: string[] | undefined;
-  /**
-   * Job files whose names are not valid UTF-8, as shown (bytes outside printable ASCII as
-   * \xNN): fspool cannot open them, and whatever seq they hold cannot run here.
-   */
-  unnamed: string[] = [];
 
   constructor(
     readonly path: string,
     /** The names in their order, each followed by a NUL. */
     private readonly blob: Buffer,
     private readonly stats: Float64Array,
+    /**
+     * Job files whose names are not valid UTF-8, as shown (bytes outside printable ASCII, and
+     * `\`, as \xNN): fspool cannot open them, and whatever seq they hold cannot run here.
+     */
+    readonly unnamed: string[] = [],
   ) {}
 
   get length(): number {
@@ -205,24 +205,24 @@ function errnoError(errno: number, syscall: string, path: string): NodeJS.ErrnoE
  * The job files of `path` (fspl's glob `fspl-*.fspl`), each with its lstat, sorted by their
  * bytes: one native call, one fstatat per name (no file is opened, so a FIFO cannot block).
  * Names that are not valid UTF-8 cannot be carried through Node's string paths: they are
- * left out and returned apart, as bytes, for the caller to report.
+ * left out of the names, and kept apart as shown (JobDir.unnamed), for the caller to report.
  */
-export function readJobDir(path: string): { dir: JobDir; notUtf8: Buffer[] } {
+export function readJobDir(path: string): JobDir {
   const r = native().scanJobDir(path);
   if (typeof r === 'number') throw errnoError(r, 'scandir', path);
   const [blob, stats] = r;
-  if (isUtf8(blob)) return { dir: new JobDir(path, blob, stats), notUtf8: [] };
+  if (isUtf8(blob)) return new JobDir(path, blob, stats);
   // Rare: the other names and their stats, copied without the bad ones.
   const names: Buffer[] = [];
   const kept: number[] = [];
-  const notUtf8: Buffer[] = [];
+  const unnamed: string[] = [];
   for (let i = 0; i < stats.length / SCAN_FIELDS; i++) {
     const start = stats[i * SCAN_FIELDS]!;
     const raw = blob.subarray(start, blob.indexOf(0, start));
     if (isUtf8(raw)) {
       names.push(raw, Buffer.alloc(1));
       kept.push(i);
-    } else notUtf8.push(Buffer.from(raw));
+    } else unnamed.push([...raw].map((b) => (b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join(''));
   }
   const keptStats = new Float64Array(kept.length * SCAN_FIELDS);
   let at = 0;
@@ -231,5 +231,5 @@ export function readJobDir(path: string): { dir: JobDir; notUtf8: Buffer[] } {
     keptStats[k * SCAN_FIELDS] = at;
     at += names[2 * k]!.length + 1;
   });
-  return { dir: new JobDir(path, Buffer.concat(names), keptStats), notUtf8 };
+  return new JobDir(path, Buffer.concat(names), keptStats, unnamed);
 }

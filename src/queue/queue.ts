@@ -222,12 +222,8 @@ export class Queue {
    * silently dropped.
    */
   jobDir(): JobDir {
-    const { dir, notUtf8 } = readJobDir(this.jobsDir);
-    for (const raw of notUtf8) {
-      const shown = [...raw].map((b) => (b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('');
-      log.warn(`job file ${this.jobsDir}/${shown} has a name that is not valid UTF-8; fspool cannot open it: rename it`);
-      dir.unnamed.push(shown);
-    }
+    const dir = readJobDir(this.jobsDir);
+    for (const shown of dir.unnamed) log.warn(`job file ${this.jobsDir}/${shown} has a name that is not valid UTF-8; fspool cannot open it: rename it`);
     return dir;
   }
 
