@@ -42,6 +42,12 @@ function processesWith(tag: string): number[] {
   return found;
 }
 
+/** The pid a child writes (with a newline) into `file` once it has started. */
+async function pidFrom(file: string, what: string): Promise<number> {
+  await waitFor(what, () => existsSync(file) && readFileSync(file, 'utf8').endsWith('\n'), 10_000);
+  return Number(readFileSync(file, 'utf8').trim());
+}
+
 // Everything started in the background is killed after each test, whatever happened.
 const toKill: number[] = [];
 const pidFiles: string[] = [];
@@ -672,8 +678,7 @@ describe('signals to fspool queue-process', () => {
     const started = join(d, 'started');
     pidFiles.push(started);
     const run = bg(FSPOOL, ['queue-process', '-q', q, '--stop-timeout', '0.2', 'sh', '--', '-c', 'trap "" TERM; echo $$ > "$0"; sleep 300', started]);
-    await waitFor('the receiver to start', () => existsSync(started) && readFileSync(started, 'utf8').endsWith('\n'), 10_000);
-    const receiver = Number(readFileSync(started, 'utf8').trim());
+    const receiver = await pidFrom(started, 'the receiver to start');
     process.kill(run.pid, 'SIGTERM');
     await sleep(500);
     expect(alive(run.pid), 'fspool waits for the receiver').toBe(true);
@@ -695,8 +700,7 @@ describe('signals to fspool queue-process', () => {
     // A child of the receiver's that ignores SIGTERM too: the whole group is killed.
     const script = 'trap "" TERM; sh -c \'trap "" TERM; sleep 300\' & echo $$ > "$0"; sleep 300';
     const run = bg(FSPOOL, ['queue-process', '-q', q, '--stop-timeout', '0.3', '--grace', '0.5', 'sh', '--', '-c', script, started]);
-    await waitFor('the receiver to start', () => existsSync(started) && readFileSync(started, 'utf8').endsWith('\n'), 10_000);
-    const receiver = Number(readFileSync(started, 'utf8').trim());
+    const receiver = await pidFrom(started, 'the receiver to start');
     process.kill(run.pid, 'SIGTERM');
     const r = await within(run.done, 10_000, 'fspool after one SIGTERM, the stop timeout and the grace period');
     expect(r.code, r.stderr).toBe(143);
