@@ -17,7 +17,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeHeader } from '../src/packet/codec.js';
 import { CRASH_POINTS } from '../src/sys/crashPoint.js';
 import { fspool, makeQueue, type Result, tempDir } from './helpers/cli.js';
-import { allInJobs, fileLines, jobFiles, nextseq as queueNextseq } from './helpers/queue.js';
+import { allInJobs, fileLines, jobFiles, liveProcesses, nextseq as queueNextseq } from './helpers/queue.js';
 
 // The receiver: hashes its payload, fails once for seq $FAIL_ONCE, and appends "seq:hash" to
 // the log under flock (so that order and multiplicity can be checked even if two ever ran at once).
@@ -113,16 +113,7 @@ function lockFree(): boolean {
 /** Processes of ours (receivers and their children) still alive: found by SWEEP_MARK. */
 function leftovers(): number[] {
   const mark = Buffer.from(`SWEEP_MARK=${S.dir}\0`);
-  const out: number[] = [];
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${p}/environ`).includes(mark)) out.push(Number(p));
-    } catch {
-      /* gone, or not ours */
-    }
-  }
-  return out;
+  return liveProcesses((p) => p.environ().includes(mark));
 }
 
 /** The invariants that hold after every crash, before anything repairs it. */

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeHeader } from '../src/packet/codec.js';
 import { crc32 } from '../src/packet/crc32.js';
 import type { CmdType } from '../src/packet/header.js';
-import { exists, jobFiles, LONG, nextseq, put, sleep, waitFor, within } from './helpers/queue.js';
+import { exists, jobFiles, LONG, nextseq, processesWith, put, sleep, waitFor, within } from './helpers/queue.js';
 import { FSPOOL, fspool, makeQueue, runAsync, runSync, tempDir } from './helpers/cli.js';
 import { makeKey } from './helpers/keys.js';
 
@@ -295,6 +295,32 @@ os.close(fd)`;
     expect(early.stderr).toMatch(/the job file was written while the job ran, and the command did not take all of it and exit 0: what it read may not have been the packet; job kept$/m);
     expect(nextseq(q)).toBe('1');
     expect(jobFiles(q)).toEqual([name]);
+  });
+
+  it('the pass that verifies before the receiver starts is bounded by --timeout: a packet it cannot finish is not run, and nothing waits on it', () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    const name = put(q, signed(1, 'one'.repeat(1000)));
+    // A decoder that gives the start (the header reads) and then never the rest, as gpg waiting
+    // for a passphrase would; the header read alone is bounded by --decoder-timeout.
+    const stalls = ['-d', 'sh -c "head -c 1500; exec sleep 600"'];
+    const out = join(d, 'out');
+    for (const delivery of ['stream', 'verified']) {
+      const r = fspool(['queue-process', '-q', q, '--require-signature', sender.pub, '--delivery', delivery, '--timeout', '1', '--on-error', 'delete', ...stalls, 'sh', '--', '-c', 'cat > "$0"', out]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(new RegExp(`claims seq 1 but fails --require-signature \\(not ${delivery === 'stream' ? 'verified' : 'decoded'} within --timeout \\(1s\\); a larger --timeout lets it finish`));
+      expect(exists(out)).toBe(false);
+      expect(jobFiles(q)).toEqual([name]);
+      expect(nextseq(q)).toBe('1');
+    }
+    // Without a signature to prove, the pass of --delivery verified times out as a receiver
+    // would: a failure of the job, handled by --on-error.
+    const r = fspool(['queue-process', '-q', q, '--delivery', 'verified', '--timeout', '1', '--on-error', 'retry', ...stalls, 'sh', '--', '-c', 'cat > "$0"', out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/job 1 \(.*\) failed: not decoded within --timeout \(1s\)/);
+    expect(fspool(['queue-history', '-q', q, '--json']).stdout.toString()).toMatch(/"outcome":"timeout"/);
+    expect(exists(out)).toBe(false);
+    expect(processesWith('sleep 600')).toEqual([]);
   });
 
   it('a forged packet beside the genuine one does not make the seq ambiguous', () => {

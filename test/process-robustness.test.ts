@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FSPOOL, fspl, fspool, makeQueue, plainPacket, preparePacket, type Result, runAsync, type RunOpts, runSync, tempDir } from './helpers/cli.js';
-import { alive, allInJobs, groupAlive, fileLines, jobFiles, LONG, nextseq, put, sleep, waitFor, within } from './helpers/queue.js';
+import { alive, allInJobs, groupAlive, fileLines, jobFiles, LONG, nextseq, processesWith, put, sleep, waitFor, within } from './helpers/queue.js';
 
 /** The real interpreter, not the pyenv shim (a bash script that would add startup time). */
 const PY = execFileSync('python3', ['-c', 'import sys; print(sys.executable)']).toString().trim();
@@ -27,20 +27,6 @@ const SIGPIPE_BIT = 1n << 12n; // signal 13 is bit 12 of the SigIgn/SigBlk masks
 const sh = (script: string, args: string[] = [], opts: RunOpts = {}) => runSync('sh', ['-c', script, ...args], opts);
 
 const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
-
-/** Live processes whose command line contains `tag`. */
-function processesWith(tag: string): number[] {
-  const found: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${d}/cmdline`, 'latin1').includes(tag) && alive(Number(d))) found.push(Number(d));
-    } catch {
-      /* gone meanwhile */
-    }
-  }
-  return found;
-}
 
 /** The pid a child writes (with a newline) into `file` once it has started. */
 async function pidFrom(file: string, what: string): Promise<number> {

@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { encodeHeader } from '../src/packet/codec.js';
 import { lockHolder } from '../src/queue/lockHolder.js';
 import { FSPOOL, fspool, makeQueue, preparePacket, ROOT, runSync, tempDir } from './helpers/cli.js';
-import { alive, nextseq, put, waitFor } from './helpers/queue.js';
+import { alive, liveProcesses, nextseq, put, waitFor } from './helpers/queue.js';
 
 /** A running `fspool serve`, its stderr readable while it runs. */
 interface Served {
@@ -79,18 +79,7 @@ function mostAtOnce(lines: string[]): number {
 
 /** Processes that carry the mark in their environment (receivers and their children), alive. */
 function marked(mark: string): number[] {
-  const out: number[] = [];
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'latin1');
-      if (stat.split(') ')[1]?.startsWith('Z')) continue;
-      if (readFileSync(`/proc/${p}/environ`).includes(mark)) out.push(Number(p));
-    } catch {
-      /* gone meanwhile */
-    }
-  }
-  return out;
+  return liveProcesses((p) => p.environ().includes(mark));
 }
 
 function writeConfig(dir: string, text: string, name = 'serve.toml'): string {

@@ -3,7 +3,7 @@
 // waited for without blocking, guarded until released. Real processes throughout: the unit
 // tests drive the spawner from this (Node) process, the others run bin/fspool.
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { execRequest } from '../src/sys/exec.js';
@@ -11,7 +11,7 @@ import { GuardedChild } from '../src/sys/guarded.js';
 import { Spawner } from '../src/sys/spawner.js';
 import { native, packageFile } from '../src/sys/native.js';
 import { FSPOOL, ROOT, fspool, makeQueue, preparePacket, runSync, tempDir } from './helpers/cli.js';
-import { alive, nextseq, put, sleep, waitFor } from './helpers/queue.js';
+import { alive, liveProcesses, nextseq, put, sleep, waitFor } from './helpers/queue.js';
 
 const SPAWNER = packageFile('build/Release/fspool-spawner');
 
@@ -27,20 +27,7 @@ function zombie(pid: number): boolean {
 
 /** Live spawner helpers whose parent is `parent` (`comm`: the name of the helper's program). */
 function helpersOf(parent: number, comm = 'fspool-spawner'): number[] {
-  const found: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'latin1');
-      const close = stat.lastIndexOf(')');
-      const name = stat.slice(stat.indexOf('(') + 1, close);
-      const ppid = Number(stat.slice(close + 2).split(' ')[1]);
-      if (ppid === parent && name === comm && alive(Number(d))) found.push(Number(d));
-    } catch {
-      /* gone meanwhile */
-    }
-  }
-  return found;
+  return liveProcesses((p) => p.ppid === parent && p.comm === comm);
 }
 
 const b = (s: string) => Buffer.from(s);

@@ -59,8 +59,12 @@ export function readPacketHead(b: Buffer, at = 0): PacketHead | undefined {
 }
 
 /**
- * The body of one packet, fed the bytes that follow its header: hands out the body bytes
- * (subarrays of the input, never copies) and, once the body has ended, whatever comes after it.
+ * The body of one packet, fed the bytes that follow its header: hands out the body bytes and,
+ * once the body has ended, whatever comes after it. The body of one push comes out as at most
+ * one buffer: a subarray of the input when it is one run of bytes (a part spans the chunk, as
+ * writers' parts of 2^13 bytes and more do), else the runs copied together. Parts may be as
+ * small as 1 byte (RFC 4880 §4.2.2.4), and a buffer handed on per part would cost every layer
+ * above a call per byte.
  */
 export class BodyFramer {
   /** Bytes left in the current part (Infinity: to the end of the input). */
@@ -78,24 +82,43 @@ export class BodyFramer {
   }
 
   push(chunk: Buffer): { body: Buffer[]; after?: Buffer } {
-    const body: Buffer[] = [];
+    /** The first run of body bytes in `chunk`; from the second on, they are gathered in `out`. */
+    let first: Buffer | undefined;
+    let out: Buffer | undefined;
+    let o = 0;
     let at = 0;
-    while (at < chunk.length) {
-      if (this.done) return { body, after: chunk.subarray(at) };
+    while (at < chunk.length && !this.done) {
       if (this.left > 0) {
         const n = Math.min(this.left, chunk.length - at);
-        body.push(chunk.subarray(at, at + n));
+        if (first === undefined) {
+          first = chunk.subarray(at, at + n);
+        } else {
+          if (out === undefined) {
+            out = Buffer.allocUnsafe(first.length + chunk.length - at);
+            o = first.copy(out, 0);
+          }
+          // Buffer.copy is a call into C++; a byte or a few are cheaper copied here.
+          if (n < 64) for (let i = at; i < at + n; i++) out[o++] = chunk[i]!;
+          else o += chunk.copy(out, o, at, at + n);
+        }
         at += n;
         this.left -= n;
         if (this.left === 0 && this.last) this.done = true;
         continue;
       }
-      // The length of the next part.
+      // The length of the next part; a partial length, by far the most frequent, read inline.
+      const b = chunk[at]!;
+      if (this.lengthBytes === undefined && b >= 224 && b < 255) {
+        at += 1;
+        this.left = 2 ** (b & 0x1f);
+        continue;
+      }
       const held = this.lengthBytes?.length ?? 0;
       const bytes = held ? Buffer.concat([this.lengthBytes!, chunk.subarray(at, at + 5)]) : chunk.subarray(at);
       const len = newLength(bytes, 0);
       if (!len) {
         this.lengthBytes = Buffer.from(bytes);
+        at = chunk.length;
         break;
       }
       this.lengthBytes = undefined;
@@ -104,6 +127,7 @@ export class BodyFramer {
       this.last = len.body.kind !== 'partial';
       if (this.left === 0 && this.last) this.done = true;
     }
+    const body = out ? [out.subarray(0, o)] : first ? [first] : [];
     return this.done ? { body, after: chunk.subarray(at) } : { body };
   }
 

@@ -54,11 +54,11 @@ function reopen(job: Readable): number | undefined {
  * Whether a file proves the signature --require-signature asks for: the reason it does not,
  * or undefined. Read in full, without a receiver.
  */
-export async function verifyFile(job: Readable, decode: DecodeContext): Promise<string | undefined> {
+export async function verifyFile(job: Readable, decode: DecodeContext, timeoutSeconds?: number): Promise<string | undefined> {
   const fd = reopen(job);
   if (fd === undefined) return 'removed or replaced since it was read';
   try {
-    return await verifyOnly(await openForDelivery(fd, decode, 0));
+    return await verifyOnly(await openForDelivery(fd, decode, 0), timeoutSeconds);
   } catch (e) {
     return describe(e);
   } finally {
@@ -122,6 +122,7 @@ export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions,
       fd,
       at: 0,
       spoolDir: queue.spoolDir,
+      timeoutSeconds: opts.timeoutSeconds,
       reopen: async () => {
         const again = reopen(job);
         if (again === undefined) throw new FspoolError(`${job.path} was removed or replaced while it was being verified`);
@@ -129,7 +130,10 @@ export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions,
         return openForDelivery(again, opts.decode, 0);
       },
     });
-    if (!prepared.ok) return prepared.unverified ? { skip: 'unverified', reason: prepared.reason } : { ok: false, reason: prepared.reason };
+    if (!prepared.ok) {
+      if (prepared.unverified) return { skip: 'unverified', reason: prepared.reason };
+      return { ok: false, reason: prepared.reason, ...(prepared.timedOut ? { facts: { kind: 'timeout' } } : {}) };
+    }
     cleanup = prepared.cleanup;
     // Same identity, so the same bytes: unless a header differs, which only a file rewritten
     // in place within the same second and size could do. That is another packet, not this job.

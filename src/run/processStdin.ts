@@ -24,6 +24,7 @@ export async function processStdin(opts: RunOptions & { decode: DecodeContext; d
     spoolDir: opts.spoolDir ?? tmpdir(),
     spoolAtLeast,
     spoolOption: '--spool-dir',
+    timeoutSeconds: opts.timeoutSeconds,
   });
   if (!prepared.ok) throw new FspoolError(prepared.reason);
   // One job: any signal interrupts it at once.

@@ -279,7 +279,7 @@ export class QueueProcessor {
       if (candidates.length > 1 && opts.decode.keys.requiresSignature && (await identicalAsync(candidates.map((c) => c.path), () => ctx.stop.stopping)) === false) {
         // Anyone may drop a file claiming the due seq; only a signed one can make it ambiguous.
         for (const c of candidates) {
-          const bad = await verifyFile(c, this.lookDecode);
+          const bad = await verifyFile(c, this.lookDecode, opts.timeoutSeconds);
           if (bad !== undefined) {
             index.distrust(c, bad);
             ctx.log.warn(`job file ${c.path} claims seq ${next} but ${index.errorOf(c.name)}`);

@@ -22,6 +22,7 @@ import { encodeHeader } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
 import { Progress } from '../progress.js';
 import { randomUUID } from '../sys/lazy.js';
+import { after } from '../sys/timer.js';
 import type { PayloadSource } from './job.js';
 
 export type DeliveryMode = 'stream' | 'verified';
@@ -44,6 +45,8 @@ export interface SourceOptions {
   spoolAtLeast?: number;
   /** The option that sets `spoolDir`, for the message saying where else it could go. */
   spoolOption?: string;
+  /** --timeout: bounds each pass made before the receiver starts, on a clock of its own. */
+  timeoutSeconds?: number;
 }
 
 export type Prepared =
@@ -51,11 +54,29 @@ export type Prepared =
   /**
    * `unverified`: a signature was required and the packet did not prove it: its header (the
    * seq it claims included) cannot be trusted, so it is no job at all, not a failed one.
+   * `timedOut`: --timeout stopped the pass.
    */
-  | { ok: false; reason: string; unverified?: boolean };
+  | { ok: false; reason: string; unverified?: boolean; timedOut?: boolean };
+
+/**
+ * A pass over the payload before the receiver starts (verifying it, or decoding it into the
+ * temp file) is bounded by --timeout as the receiver is: a packet (a hostile one, in parts of
+ * a byte; a huge one) must not hold the queue for as long as its reading takes. `expired`
+ * says whether the pass was stopped for it.
+ */
+function deadline(p: StreamPacket, seconds: number | undefined): { expired: boolean; clear(): void } {
+  const clock = { expired: false, clear: () => {} };
+  if (seconds === undefined) return clock;
+  const t = after(seconds, () => {
+    clock.expired = true;
+    p.abort();
+  });
+  clock.clear = () => t.clear();
+  return clock;
+}
 
 /** Decode the payload into a temp file that is unlinked at once, and verify it. */
-async function spool(p: StreamPacket, opts: SourceOptions): Promise<{ fd: number } | { reason: string; local: boolean }> {
+async function spool(p: StreamPacket, opts: SourceOptions): Promise<{ fd: number } | { reason: string; local: boolean; timedOut?: boolean }> {
   const dir = opts.spoolDir;
   mkdirSync(dir, { recursive: true });
   if (opts.spoolAtLeast !== undefined) {
@@ -72,6 +93,8 @@ async function spool(p: StreamPacket, opts: SourceOptions): Promise<{ fd: number
   const fd = openSync(path, 'wx+', 0o600);
   // Unlinked now, so no outcome (not even a crash) leaves it behind; the fd keeps the data.
   unlinkSync(path);
+  const clock = deadline(p, opts.timeoutSeconds);
+  let failure: unknown;
   try {
     // Positional writes leave the fd's offset at 0, where the receiver will start reading.
     if (p.via === 'worker') {
@@ -79,23 +102,27 @@ async function spool(p: StreamPacket, opts: SourceOptions): Promise<{ fd: number
     } else {
       let pos = 0;
       for await (const chunk of p.payload) {
+        if (clock.expired) break;
         let off = 0;
         while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off, pos + off);
         pos += chunk.length;
         progress?.add(chunk.length);
       }
-      await p.verify();
+      if (!clock.expired) await p.verify();
     }
-    return { fd };
   } catch (e) {
-    closeSync(fd);
-    p.abort();
-    // A write that failed (a full disk) is this machine's trouble, not the packet's.
-    const local = (e as NodeJS.ErrnoException).syscall === 'write';
-    return { reason: `${describe(e)}; the command was not started`, local };
+    failure = e;
   } finally {
+    clock.clear();
     progress?.done();
   }
+  if (failure === undefined && !clock.expired) return { fd };
+  closeSync(fd);
+  p.abort();
+  if (clock.expired) return { reason: `${timedOut('decoded', opts.timeoutSeconds!)}; the command was not started`, local: false, timedOut: true };
+  // A write that failed (a full disk) is this machine's trouble, not the packet's.
+  const local = (failure as NodeJS.ErrnoException).syscall === 'write';
+  return { reason: `${describe(failure)}; the command was not started`, local };
 }
 
 /** A worker's drain that did not end verified: why, as an error. */
@@ -105,32 +132,43 @@ function verdict(d: Drained): void {
   throw new Error(d.outcome === 'aborted' ? 'decoding was stopped' : 'the output stopped taking the payload');
 }
 
+/** Why a pass before the receiver was stopped by --timeout. */
+function timedOut(what: string, seconds: number): string {
+  return `not ${what} within --timeout (${seconds}s); a larger --timeout lets it finish`;
+}
+
 /** Read the whole payload and verify it, without a receiver. */
-async function check(p: StreamPacket): Promise<string | undefined> {
+async function check(p: StreamPacket, timeoutSeconds: number | undefined): Promise<string | undefined> {
   const progress = Progress.start(`verify seq ${p.header.seq} (first of two passes)`);
+  const clock = deadline(p, timeoutSeconds);
+  let failure: string | undefined;
   try {
     if (p.via === 'worker') {
       verdict(await p.drain({ kind: 'discard' }, progress));
     } else {
-      for await (const chunk of p.payload) progress?.add(chunk.length);
-      await p.verify();
+      for await (const chunk of p.payload) {
+        if (clock.expired) break;
+        progress?.add(chunk.length);
+      }
+      if (!clock.expired) await p.verify();
     }
-    return undefined;
   } catch (e) {
     p.abort();
-    return describe(e);
+    failure = describe(e);
   } finally {
+    clock.clear();
     progress?.done();
   }
+  return clock.expired ? timedOut('verified', timeoutSeconds!) : failure;
 }
 
 /**
  * Why the packet does not prove a required signature, or undefined when it does: the whole
  * packet is read and verified, without a receiver.
  */
-export async function verifyOnly(p: OpenedPacket): Promise<string | undefined> {
+export async function verifyOnly(p: OpenedPacket, timeoutSeconds?: number): Promise<string | undefined> {
   if (p.kind === 'raw') return 'packet is not signed (a plain fspl packet), and --require-signature was given';
-  return check(p);
+  return check(p, timeoutSeconds);
 }
 
 export async function preparePayload(p: OpenedPacket, opts: SourceOptions): Promise<Prepared> {
@@ -141,12 +179,12 @@ export async function preparePayload(p: OpenedPacket, opts: SourceOptions): Prom
   }
   if (opts.mode === 'verified' || (opts.keys.requiresSignature && !opts.reopen)) {
     const s = await spool(p, opts);
-    if ('reason' in s) return { ok: false, reason: s.reason, unverified: opts.keys.requiresSignature && !s.local };
+    if ('reason' in s) return { ok: false, reason: s.reason, unverified: opts.keys.requiresSignature && !s.local, timedOut: s.timedOut };
     return { ok: true, header: p.header, payload: { kind: 'fd', fd: s.fd, offset: 0 }, layers: p.layers, cleanup: () => closeSync(s.fd) };
   }
   let live = p;
   if (opts.keys.requiresSignature) {
-    const bad = await check(p);
+    const bad = await check(p, opts.timeoutSeconds);
     if (bad) return { ok: false, unverified: true, reason: `${bad}; the command was not started` };
     const again = await opts.reopen!();
     // The header the receiver is given must be the one that was verified.

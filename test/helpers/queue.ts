@@ -68,21 +68,52 @@ export function alive(pid: number): boolean {
   return state !== 'Z' && state !== 'X';
 }
 
+/** A process as /proc shows it; its command line and environment read when asked. */
+export interface Proc {
+  pid: number;
+  ppid: number;
+  pgrp: number;
+  /** The name of its program, as the kernel keeps it (at most 15 bytes). */
+  comm: string;
+  cmdline(): string;
+  environ(): Buffer;
+}
+
+/** The live processes (zombies count as gone), this one aside, that `match` picks. */
+export function liveProcesses(match: (p: Proc) => boolean): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'latin1');
+      const close = stat.lastIndexOf(')');
+      // After the command's name: state, ppid, pgrp.
+      const [state, ppid, pgrp] = stat.slice(close + 2).split(' ');
+      if (state === 'Z' || state === 'X') continue;
+      const p: Proc = {
+        pid: Number(entry),
+        ppid: Number(ppid),
+        pgrp: Number(pgrp),
+        comm: stat.slice(stat.indexOf('(') + 1, close),
+        cmdline: () => readFileSync(`/proc/${entry}/cmdline`, 'latin1'),
+        environ: () => readFileSync(`/proc/${entry}/environ`),
+      };
+      if (match(p)) found.push(p.pid);
+    } catch {
+      /* gone meanwhile, or not ours to read */
+    }
+  }
+  return found;
+}
+
 /** Is any live process (zombies count as gone) in process group `pgid`? */
 export function groupAlive(pgid: number): boolean {
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'latin1');
-    } catch {
-      continue;
-    }
-    // After the command's name: state, ppid, pgrp.
-    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(pgrp) === pgid && state !== 'Z' && state !== 'X') return true;
-  }
-  return false;
+  return liveProcesses((p) => p.pgrp === pgid).length > 0;
+}
+
+/** Live processes whose command line contains `tag`. */
+export function processesWith(tag: string): number[] {
+  return liveProcesses((p) => p.cmdline().includes(tag));
 }
 
 /**
