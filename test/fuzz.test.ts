@@ -15,7 +15,7 @@ import type { Header } from '../src/packet/header.js';
 import { peekPlainHeader, readHeaderFromFd } from '../src/codec/plainHeader.js';
 import { fdOffset } from '../src/sys/fd.js';
 import { FIXTURES, FSPOOL, fspool, makeQueue, plainPacket, tempDir } from './helpers/cli.js';
-import { prng } from './helpers/bytes.js';
+import { aroundMetadata, prng } from './helpers/bytes.js';
 import { LONG, put } from './helpers/queue.js';
 
 const SEED = Number(process.env.FSPOOL_FUZZ_SEED ?? 20260601);
@@ -84,18 +84,8 @@ function fixPrefixCrc(b: Buffer): Buffer {
   return b;
 }
 
-/** Prefix with L, the metadata CRC and the prefix CRC all consistent with `meta`. */
-function wrap(meta: Uint8Array, rest: Uint8Array = Buffer.alloc(0), claimed = BigInt(meta.length)): Buffer {
-  const p = Buffer.alloc(PREFIX_LEN);
-  MAGIC.copy(p, 0);
-  p.writeUInt16BE(1, 12);
-  p.writeBigUInt64BE(claimed, 14);
-  p.writeUInt32BE(crc32(meta), 22);
-  return Buffer.concat([fixPrefixCrc(p), meta, rest]);
-}
-
 /** Metadata of `depth` nested array32 headers, each claiming 2^24 elements, and nothing else. */
-const lyingArrays = (depth: number) => wrap(Buffer.concat(Array.from({ length: depth }, () => Buffer.from('dd01000000', 'hex'))));
+const lyingArrays = (depth: number) => aroundMetadata(Buffer.concat(Array.from({ length: depth }, () => Buffer.from('dd01000000', 'hex'))));
 
 function splice(b: Buffer, at: number, remove: number, insert: number[] = []): Buffer {
   return Buffer.concat([b.subarray(0, at), Buffer.from(insert), b.subarray(Math.min(b.length, at + remove))]);
@@ -212,14 +202,14 @@ function mutate(index: number): Mutation {
     case 'meta-mutation': {
       let m: Buffer = Buffer.from(meta());
       for (let n = 1 + int(3); n > 0; n--) m = rawEdit(m, () => int(m.length));
-      b = wrap(m, payload());
+      b = aroundMetadata(m, payload());
       break;
     }
     case 'container-lie': {
       const m = Buffer.from(meta());
       const at = int(m.length);
       const h = containerHeader();
-      b = wrap(rand() < 0.5 ? splice(m, at, h.length, h) : splice(m, at, 0, h), payload());
+      b = aroundMetadata(rand() < 0.5 ? splice(m, at, h.length, h) : splice(m, at, 0, h), payload());
       break;
     }
   }

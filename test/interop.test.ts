@@ -7,6 +7,7 @@ import { crc32, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { FIXTURES, FSPOOL, type Result, runAsync, runSync, type RunOpts, tempDir } from './helpers/cli.js';
 import { jobFiles, nextseqText, sleep, waitFor } from './helpers/queue.js';
+import { aroundMetadata } from './helpers/bytes.js';
 
 type Tool = 'fspl' | 'fspool';
 const TOOLS: Tool[] = ['fspl', 'fspool'];
@@ -617,6 +618,38 @@ describe('6: broken packets', () => {
     expect(huge.signal).toBe('SIGABRT');
     const nanos = run('fspl', ['stdin-info'], { stdinFile: join(FIXTURES, 'bad-16-nanos-overflow-PANICS-fspl.fspl') });
     expect(nanos.code).toBe(101);
+  });
+
+  it('a field given twice: refused by both (the decoder alone would keep the last); keys fspl does not know may repeat', () => {
+    const str = (t: string) => Buffer.concat([Buffer.from([0xa0 | t.length]), Buffer.from(t, 'latin1')]);
+    const map = (n: number, ...parts: Buffer[]) => Buffer.concat([Buffer.from([0x80 | n]), ...parts]);
+    const int = (n: number) => Buffer.from([n]);
+    const seq1 = [str('seq'), int(1)];
+    const ctime = [str('ctime'), Buffer.from([0x92, 0, 0])];
+    const nop = [str('cmd_type'), str('NOP')];
+    const body = (params: number) => map(2, str('params'), Buffer.from([0x90 | params]), ...Array<Buffer>(params).fill(Buffer.from([0x91, 0x41])), str('env'), Buffer.from([0x90]));
+    const cases: Array<[string, Buffer, RegExp | undefined]> = [
+      ['seq twice', map(4, ...seq1, ...ctime, ...nop, str('seq'), int(2)), /field "seq" twice/],
+      ['ctime twice', map(4, ...seq1, ...ctime, ...nop, ...ctime), /field "ctime" twice/],
+      ['params twice', map(3, ...seq1, ...ctime, str('cmd_type'), map(1, str('Command'), map(3, str('params'), Buffer.from([0x90]), str('env'), Buffer.from([0x90]), str('params'), Buffer.from([0x91, 0x91, 0x41])))), /field "params" twice/],
+      ['Command twice', map(3, ...seq1, ...ctime, str('cmd_type'), map(2, str('Command'), body(0), str('Command'), body(1))), /cmd_type is not a known command type/],
+      ['an unknown key twice', map(5, ...seq1, ...ctime, ...nop, str('x'), int(1), str('x'), int(2)), undefined],
+      ['a key twice in an unknown value', map(4, ...seq1, ...ctime, ...nop, str('x'), map(2, str('a'), int(1), str('a'), int(2))), undefined],
+    ];
+    const dir = tempDir();
+    for (const [what, meta, refused] of cases) {
+      const file = join(dir, 'packet');
+      writeFileSync(file, aroundMetadata(meta, Buffer.from('payload')));
+      const fspl = run('fspl', ['stdin-info'], { stdinFile: file });
+      const ours = run('fspool', ['stdin-info'], { stdinFile: file });
+      expect(ours.code, `${what}: ${ours.stderr}`).toBe(fspl.code);
+      if (refused) {
+        expect(fspl.code, what).toBe(1);
+        expect(ours.stderr, what).toMatch(refused);
+      } else {
+        expect(ours.stdout.toString(), what).toBe(fspl.stdout.toString());
+      }
+    }
   });
 
   it('fspool lists and processes the good jobs of a queue with bad files in it; fspl cannot', () => {

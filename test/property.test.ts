@@ -10,7 +10,7 @@ import { type CmdType, type Header, I64_MAX, I64_MIN, U64_MAX } from '../src/pac
 import { packetId } from '../src/packet/identity.js';
 import { native } from '../src/sys/native.js';
 // Deterministic filler, so that long byte strings cost one integer of shrinking, not 70,000.
-import { filler } from './helpers/bytes.js';
+import { aroundMetadata, filler } from './helpers/bytes.js';
 
 const seed = process.env.FSPOOL_PROP_SEED ? Number(process.env.FSPOOL_PROP_SEED) : undefined;
 const params = (numRuns: number): fc.Parameters<unknown> => ({ numRuns, ...(seed !== undefined ? { seed } : {}) });
@@ -168,17 +168,6 @@ function refMetadata(h: Header): Buffer {
   return Buffer.from(out);
 }
 
-/** A header around raw metadata bytes with both CRCs right. */
-function wrap(meta: Uint8Array, claimedLen: bigint = BigInt(meta.length)): Buffer {
-  const p = Buffer.alloc(PREFIX_LEN);
-  p.write('*FILESPOOLER', 0, 'latin1');
-  p.writeUInt16BE(1, 12);
-  p.writeBigUInt64BE(claimedLen, 14);
-  p.writeUInt32BE(crc32(meta), 22);
-  p.writeUInt32BE(crc32(p.subarray(0, 26)), 26);
-  return Buffer.concat([p, meta]);
-}
-
 /** Run `f`; it must return normally or throw a PacketError with a one-line message, quickly. */
 function onlyPacketError(f: () => unknown, budgetMs = 1000): { ok: boolean; error?: PacketError } {
   const t0 = performance.now();
@@ -293,7 +282,7 @@ describe('the bytes are the compact MessagePack fspl writes', () => {
         const bytes = encodeHeader(h);
         const meta = refMetadata(h);
         expect(bytes.subarray(PREFIX_LEN).toString('hex')).toBe(meta.toString('hex'));
-        expect(bytes.equals(wrap(meta))).toBe(true);
+        expect(bytes.equals(aroundMetadata(meta))).toBe(true);
       }),
       params(200),
     );
@@ -480,10 +469,10 @@ describe('bad input', () => {
   it('random metadata behind a valid prefix (both CRCs right): only PacketError, fast', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), (meta) => {
-        const v = onlyPacketError(() => decodeHeader(wrap(meta)));
+        const v = onlyPacketError(() => decodeHeader(aroundMetadata(meta)));
         // What decodes is a header fspool can write back and read again, unchanged.
         if (v.ok) {
-          const h = decodeHeader(wrap(meta)).header;
+          const h = decodeHeader(aroundMetadata(meta)).header;
           expect(decodeHeader(encodeHeader(h)).header).toEqual(h);
         }
       }),
@@ -520,7 +509,7 @@ describe('bad input', () => {
         }
         let header: Header | undefined;
         const v = onlyPacketError(() => {
-          header = decodeHeader(wrap(meta)).header;
+          header = decodeHeader(aroundMetadata(meta)).header;
         });
         if (v.ok) {
           const h = header!;
@@ -550,7 +539,7 @@ describe('bad input', () => {
       fc.property(fc.array(token, { minLength: 1, maxLength: 12 }), (tokens) => {
         const meta = Uint8Array.from(tokens.flat());
         const before = process.memoryUsage();
-        onlyPacketError(() => decodeHeader(wrap(meta)));
+        onlyPacketError(() => decodeHeader(aroundMetadata(meta)));
         const after = process.memoryUsage();
         const grew = after.heapUsed + after.arrayBuffers - before.heapUsed - before.arrayBuffers;
         expect(grew, `decoding ${meta.length} bytes of metadata (${Buffer.from(meta).toString('hex')}) allocated ${(grew / 2 ** 20).toFixed(0)} MiB`).toBeLessThan(16 * 2 ** 20);
@@ -564,10 +553,10 @@ describe('bad input', () => {
       fc.property(smallHeaderArb, fc.oneof(fc.bigInt({ min: BigInt(MAX_METADATA_LEN) + 1n, max: U64_MAX }), fc.constantFrom(1n << 40n, U64_MAX, BigInt(MAX_METADATA_LEN) + 1n)), (h, lie) => {
         const meta = encodeHeader(h).subarray(PREFIX_LEN);
         const t0 = performance.now();
-        const v = onlyPacketError(() => decodeHeader(wrap(meta, lie)), 500);
+        const v = onlyPacketError(() => decodeHeader(aroundMetadata(meta, undefined, lie)), 500);
         expect(v.error?.message).toMatch(/exceeds the limit of 16777216 bytes/);
         const r = new HeaderReader();
-        expect(() => r.push(wrap(meta, lie))).toThrow(PacketError);
+        expect(() => r.push(aroundMetadata(meta, undefined, lie))).toThrow(PacketError);
         expect(performance.now() - t0).toBeLessThan(500);
       }),
       params(200),

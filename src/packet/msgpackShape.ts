@@ -19,6 +19,11 @@
 //
 // Floats are refused too: no field of fspl's header is one, and fspl refuses a header that
 // has one where a number is expected (a seq of 1.0 would otherwise read as seq 1).
+//
+// A field given twice is refused, as fspl (serde) refuses it: the decoder would keep the last,
+// and the header would mean one seq to fspool and none to fspl. So are a cmd_type map of other
+// than one entry (a command type given twice) and a second fspool_stream. Keys fspl does not
+// know may repeat, as fspl lets them.
 import { PacketError } from './header.js';
 
 /** The most MessagePack objects (arrays, maps, strings, binaries, extensions) a header's metadata may hold. */
@@ -37,6 +42,25 @@ const SIZED: Record<number, [number, number]> = {
 /** Containers with a counted length: [length bytes, elements per count]. */
 const COUNTED: Record<number, [number, number]> = { 0xdc: [2, 1], 0xdd: [4, 1], 0xde: [2, 2], 0xdf: [4, 2] };
 
+/** The header's own maps, by where they are, and the fields of each that may not repeat. */
+const STRUCTS: Record<string, Set<string>> = {
+  '': new Set(['seq', 'ctime', 'cmd_type', 'fspool_stream']),
+  'cmd_type.Command': new Set(['params', 'env']),
+};
+/** Fields by position, where a struct is written as an array. */
+const POSITIONS: Record<string, string[]> = { '': ['seq', 'ctime', 'cmd_type'], 'cmd_type.Command': ['params', 'env'] };
+
+/** An open container of the header's own three levels: the metadata, cmd_type, Command. */
+interface Frame {
+  path: string;
+  map: boolean;
+  count: number;
+  left: number;
+  keys: Set<string>;
+  /** The key of the value that comes next (maps). */
+  key: string | undefined;
+}
+
 export function checkShape(b: Uint8Array): void {
   let pos = 0;
   let owed = 1;
@@ -51,22 +75,35 @@ export function checkShape(b: Uint8Array): void {
     return v;
   };
   let objects = 0;
+  const frames: Frame[] = [];
+  /** Elements still owed inside a container below the header's own levels, walked flat. */
+  let deep = 0;
   while (owed > 0) {
     need(1);
     const t = b[pos++]!;
     owed--;
+    // Where this element is: a key or a value of one of the header's own containers, or deeper.
+    const parent = deep > 0 ? undefined : frames[frames.length - 1];
+    const isKey = parent !== undefined && parent.map && parent.left % 2 === 0;
+    if (deep > 0) deep--;
+    else if (parent) parent.left--;
     if (t === 0xca || t === 0xcb) throw new PacketError('metadata holds a floating-point number, which no field of a header is');
     const scalar = t <= 0x7f || t >= 0xe0 || (t >= 0xc0 && t <= 0xc3) || (t >= 0xcc && t <= 0xd3);
     if (!scalar && ++objects > MAX_OBJECTS) throw new PacketError(`metadata holds more than ${MAX_OBJECTS} arrays, maps and strings (far more than any sender writes)`);
     let elements = 0;
+    let container: 'map' | 'array' | undefined;
+    let text: string | undefined;
     if (t <= 0x7f || t >= 0xe0 || t === 0xc0 || t === 0xc2 || t === 0xc3) {
       // fixint, nil, booleans: the type byte is all
     } else if (t <= 0x8f) {
       elements = (t & 0x0f) * 2;
+      container = 'map';
     } else if (t <= 0x9f) {
       elements = t & 0x0f;
+      container = 'array';
     } else if (t <= 0xbf) {
       need(t & 0x1f);
+      text = Buffer.from(b.buffer, b.byteOffset + pos, t & 0x1f).toString('latin1');
       pos += t & 0x1f;
     } else if (FIXED[t] !== undefined) {
       need(FIXED[t]);
@@ -75,14 +112,37 @@ export function checkShape(b: Uint8Array): void {
       const [lenBytes, extra] = SIZED[t];
       const n = uint(lenBytes) + extra;
       need(n);
+      if (t >= 0xd9) text = Buffer.from(b.buffer, b.byteOffset + pos, n).toString('latin1');
       pos += n;
     } else if (COUNTED[t] !== undefined) {
       const [lenBytes, per] = COUNTED[t];
       elements = uint(lenBytes) * per;
+      container = per === 2 ? 'map' : 'array';
     } else {
       throw new PacketError(`metadata is not valid MessagePack (type byte 0x${t.toString(16)})`);
     }
     owed += elements;
     if (owed > b.length - pos) throw new PacketError('metadata declares more elements than it has bytes (a lying length)');
+
+    if (isKey) {
+      // A key that is a container is no field's name: walked flat.
+      deep += elements;
+      parent.key = text;
+      if (text !== undefined && STRUCTS[parent.path]?.has(text)) {
+        if (parent.keys.has(text)) throw new PacketError(`metadata has the field "${text}" twice`);
+        parent.keys.add(text);
+      }
+    } else if (container && parent === undefined && frames.length > 0) {
+      deep += elements;
+    } else if (container) {
+      const field = parent === undefined ? '' : parent.map ? parent.key : POSITIONS[parent.path]?.[parent.count - parent.left - 1];
+      const path = parent === undefined ? '' : parent.path === '' ? (field ?? '?') : `${parent.path}.${field ?? '?'}`;
+      if (frames.length >= 3) deep += elements;
+      else {
+        if (path === 'cmd_type' && container === 'map' && elements !== 2) throw new PacketError('cmd_type is not a known command type (a map of other than one entry)');
+        frames.push({ path, map: container === 'map', count: elements, left: elements, keys: new Set(), key: undefined });
+      }
+    }
+    while (deep === 0 && frames.length > 0 && frames[frames.length - 1]!.left === 0) frames.pop();
   }
 }
