@@ -313,6 +313,18 @@ os.close(fd)`;
       expect(jobFiles(q)).toEqual([name]);
       expect(nextseq(q)).toBe('1');
     }
+    // queue-status, which checks no signature, learns from the journal why the due job does
+    // not run: one row per file and verdict, however often it is refused.
+    const status = fspool(['queue-status', '-q', q, '--json']);
+    expect(status.code).toBe(4);
+    const s = JSON.parse(status.stdout.toString());
+    expect(s.due).toEqual([]);
+    expect(s.unreadable).toEqual([expect.objectContaining({ file: name, error: expect.stringMatching(/^fails --require-signature \(not decoded within --timeout \(1s\)/) })]);
+    expect(s.reasons[0]).toMatch(/cannot be read: .*a larger --timeout/);
+    const refusals = () => JSON.parse(fspool(['queue-history', '-q', q, '--json']).stdout.toString()).runs.filter((r: { outcome: string }) => r.outcome === 'refused');
+    expect(refusals()).toHaveLength(2);
+    fspool(['queue-process', '-q', q, '--require-signature', sender.pub, '--delivery', 'verified', '--timeout', '1', ...stalls, 'true']);
+    expect(refusals()).toHaveLength(2);
     // Without a signature to prove, the pass of --delivery verified times out as a receiver
     // would: a failure of the job, handled by --on-error.
     const r = fspool(['queue-process', '-q', q, '--delivery', 'verified', '--timeout', '1', '--on-error', 'retry', ...stalls, 'sh', '--', '-c', 'cat > "$0"', out]);
@@ -327,10 +339,17 @@ os.close(fd)`;
     const d = tempDir();
     const q = makeQueue(d);
     put(q, signed(1, 'one'));
-    put(q, plain(1, 'forged'));
+    const forged = put(q, plain(1, 'forged'));
+    put(q, plain(2, 'forged too'));
     const r = process(q, 'retry');
     expect(r.code, r.stderr).toBe(0);
     expect(readFileSync(join(d, 'out'), 'utf8')).toBe('1 one\n');
+    // queue-status knows the refused files from the journal: not jobs, nor ambiguous, but failing.
+    const s = JSON.parse(fspool(['queue-status', '-q', q, '--json']).stdout.toString());
+    expect(s.state).toBe('failing');
+    expect(s.ambiguous).toEqual([]);
+    expect(s.due).toEqual([]);
+    expect(s.unreadable.map((u: { file: string }) => u.file)).toContain(forged);
   });
 });
 

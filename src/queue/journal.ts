@@ -36,7 +36,7 @@ export interface RunFacts {
 }
 
 /** Outcomes of the journal: a run's RunKind, or what the processor could not write itself. */
-export type JournalOutcome = RunKind | 'running' | 'crashed' | 'unrecorded' | 'released' | 'dropped';
+export type JournalOutcome = RunKind | 'running' | 'crashed' | 'unrecorded' | 'released' | 'dropped' | 'refused';
 
 export const OUTCOMES: readonly JournalOutcome[] = [
   'running',
@@ -56,6 +56,7 @@ export const OUTCOMES: readonly JournalOutcome[] = [
   'unrecorded',
   'released',
   'dropped',
+  'refused',
 ];
 
 /** Outcomes that count as the job failing (toward --retries and quarantine). */
@@ -368,6 +369,40 @@ export class Journal {
         true,
       ) !== undefined
     );
+  }
+
+  /**
+   * A file the processor will not run under --require-signature (its signature is missing or
+   * wrong, or was not verified in time): journaled (attempt 0, not a run) so that queue-status
+   * can say why the due job does not run. Its header proved nothing, so the row carries no
+   * stream (receipts never see it). Once per file and verdict: a cron run refusing it again
+   * adds nothing.
+   */
+  recordRefusal(ref: Omit<JobRef, 'header'> & { ctimeSecs: bigint; ctimeNanos: number }, orderBy: OrderBy, detail: string): void {
+    const now = Date.now();
+    this.state?.write((tx) => {
+      const last = tx.stmt('SELECT outcome, file, detail FROM runs WHERE packet = ? ORDER BY id DESC LIMIT 1').get(ref.packet) as Pick<RawRow, 'outcome' | 'file' | 'detail'> | undefined;
+      if (last && last.outcome === 'refused' && last.file === ref.file && last.detail === detail) return;
+      tx.stmt(
+        `INSERT INTO runs (seq, packet, file, ctime_secs, ctime_nanos, attempt, order_by, pid, started_at, ended_at, outcome, detail, commit_state)
+         VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, 'refused', ?, 'done')`,
+      ).run(String(ref.seq), ref.packet, ref.file, String(ref.ctimeSecs), ref.ctimeNanos, orderBy, process.pid, now, now, detail);
+    });
+  }
+
+  /** Packets whose latest row is a refusal, by packet: the file refused and why. */
+  refusals(): Map<string, { file: string; detail: string }> {
+    const rows =
+      this.state?.read(
+        (tx) =>
+          tx
+            .stmt(
+              `SELECT packet, file, detail FROM runs r WHERE r.outcome = 'refused' AND NOT EXISTS (
+                 SELECT 1 FROM runs l WHERE l.packet = r.packet AND l.id > r.id)`,
+            )
+            .all() as Array<{ packet: string; file: string; detail: string }>,
+      ) ?? [];
+    return new Map(rows.map((r) => [r.packet, { file: r.file, detail: r.detail }]));
   }
 
   /**

@@ -36,6 +36,8 @@ export interface ScannedJob {
   identity?: FileIdentity;
   /** Its name is not UTF-8: `name` shows its bytes (\xNN), and `path` is no path to open. */
   nameNotUtf8?: true;
+  /** A processor refused it under --require-signature (the journal says so): its header proved nothing. */
+  refused?: true;
 }
 
 /** Bytes compared per read, and per turn of the event loop (identicalAsync). */

@@ -81,9 +81,18 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
   const next = queue.nextseq.readIfExists();
   const jobs: FileJob[] = [];
   const unreadable: ScannedJob[] = [];
+  // Files a processor refused under --require-signature: their headers proved nothing, so they
+  // are not jobs (nor due, nor ambiguous beside the genuine packet), but files to look at.
+  const refusals = journal.active ? journal.refusals() : new Map<string, { file: string; detail: string }>();
   for (const j of scanned) {
-    if (j.header) jobs.push({ name: j.name, path: j.path, header: j.header, packet: packetId(j.header) });
-    else unreadable.push(j);
+    if (!j.header) {
+      unreadable.push(j);
+      continue;
+    }
+    const packet = packetId(j.header);
+    const refused = refusals.get(packet);
+    if (refused?.file === j.name) unreadable.push({ name: j.name, path: j.path, identity: j.identity, error: refused.detail, refused: true });
+    else jobs.push({ name: j.name, path: j.path, header: j.header, packet });
   }
   const bySeq = new Map<bigint, FileJob[]>();
   for (const j of jobs) bySeq.set(j.header.seq, [...(bySeq.get(j.header.seq) ?? []), j]);
@@ -184,13 +193,15 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
 
 /**
  * What to do about job files that cannot be read, from why: a processor not allowed to open
- * them needs access, not a key.
+ * them needs access, not a key; one that refused a signature needs the signer's key, unless
+ * the file is a forgery.
  */
 export function unreadableFix(jobs: ScannedJob[]): string {
-  const kinds = new Set(jobs.map((j) => (j.nameNotUtf8 ? 'name' : /\(EACCES\)|\(EPERM\)/.test(j.error ?? '') ? 'denied' : 'other')));
+  const kinds = new Set(jobs.map((j) => (j.nameNotUtf8 ? 'name' : j.refused ? 'refused' : /\(EACCES\)|\(EPERM\)/.test(j.error ?? '') ? 'denied' : 'other')));
   const fixes: string[] = [];
   if (kinds.has('denied')) fixes.push('give the reader access to them (or run as their owner)');
   if (kinds.has('name')) fixes.push('rename those whose names are not UTF-8');
   if (kinds.has('other')) fixes.push('give the key or decoder they need (-d, --decrypt-key)');
+  if (kinds.has('refused')) fixes.push("give a genuine one's signing key to --require-signature (or, if verifying it timed out, a larger --timeout)");
   return `${fixes.join('; ')}, or remove them`;
 }

@@ -232,6 +232,17 @@ export class QueueProcessor {
   }
 
   /**
+   * A file that does not prove the signature --require-signature asks for: unreadable to this
+   * run until it changes, and journaled, so that queue-status says why the job it claims does
+   * not run.
+   */
+  private refuse(job: Readable, reason: string, order: OrderBy | 'released'): void {
+    this.index.distrust(job, reason);
+    const { seq, ctimeSecs, ctimeNanos } = job.header;
+    if (this.journal.active) this.journal.recordRefusal({ seq, ctimeSecs, ctimeNanos, packet: packetId(job.header), file: job.name }, order, this.index.errorOf(job.name)!);
+  }
+
+  /**
    * Packets a person released from quarantine (queue-quarantine --release) run once more, out
    * of turn, before the due one: their seq is below nextseq, and nextseq is left alone. Returns
    * false when the run is to end (a stop, --maxjobs).
@@ -245,7 +256,7 @@ export class QueueProcessor {
       this.ctx.log.info(`job ${job.header.seq} (${job.path}) was released from quarantine: running it once more, out of turn`);
       const end = await this.live(job, [job], 'released');
       if ('skip' in end) {
-        if (end.skip === 'unverified') this.index.distrust(job, end.reason);
+        if (end.skip === 'unverified') this.refuse(job, end.reason, 'released');
         else this.index.forget(job.name);
         continue;
       }
@@ -281,7 +292,7 @@ export class QueueProcessor {
         for (const c of candidates) {
           const bad = await verifyFile(c, this.lookDecode, opts.timeoutSeconds);
           if (bad !== undefined) {
-            index.distrust(c, bad);
+            this.refuse(c, bad, 'sequence');
             ctx.log.warn(`job file ${c.path} claims seq ${next} but ${index.errorOf(c.name)}`);
           }
         }
@@ -306,7 +317,7 @@ export class QueueProcessor {
           ctx.log.warn(`job ${next} (${job.path}) was removed or replaced before it could run; looking again`);
           index.forget(job.name);
         } else {
-          index.distrust(job, end.reason);
+          this.refuse(job, end.reason, 'sequence');
           ctx.log.warn(`job file ${job.path} claims seq ${next} but ${index.errorOf(job.name)}; looking for another`);
         }
         continue;
@@ -353,7 +364,7 @@ export class QueueProcessor {
       if ('skip' in end) {
         if (end.skip === 'vanished') ctx.log.warn(`${label} was removed or replaced before it could run`);
         else {
-          index.distrust(job, end.reason);
+          this.refuse(job, end.reason, 'timestamp');
           ctx.log.warn(`job file ${job.path} ${index.errorOf(job.name)}`);
         }
         continue;
