@@ -413,6 +413,30 @@ static napi_value js_pending(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * seek(fd, pos, hole) -> lseek(fd, pos, SEEK_HOLE if hole else SEEK_DATA): where the next hole or
+ * data at or after pos starts; -1 when no data is left (ENXIO). A file system that keeps no
+ * holes says data at pos and a hole at the end. Comparing copies of a sparse file reads only
+ * what any of them holds, instead of terabytes of zeros.
+ */
+static napi_value js_seek(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result;
+  int32_t fd;
+  int64_t pos;
+  bool hole;
+  off_t at;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int64(env, argv[1], &pos) != napi_ok || pos < 0 ||
+      napi_get_value_bool(env, argv[2], &hole) != napi_ok) {
+    return throw_errno(env, EINVAL, "lseek");
+  }
+  at = lseek(fd, (off_t)pos, hole ? SEEK_HOLE : SEEK_DATA);
+  if (at < 0 && errno != ENXIO) return throw_errno(env, errno, "lseek");
+  napi_create_int64(env, at < 0 ? -1 : (int64_t)at, &result);
+  return result;
+}
+
+/*
  * scanJobDir(path) -> [names, stats] | errno: the job files of a queue's jobs/ directory and what
  * lstat says of each, in one call. A listing of 10,000 jobs made 10,000 lstatSync calls, and
  * Node's per-call cost (a Stats object, its dates) was most of the listing's time; here it is
@@ -821,6 +845,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "pending", fn);
   napi_create_function(env, "sha256", NAPI_AUTO_LENGTH, js_sha256, NULL, &fn);
   napi_set_named_property(env, exports, "sha256", fn);
+  napi_create_function(env, "seek", NAPI_AUTO_LENGTH, js_seek, NULL, &fn);
+  napi_set_named_property(env, exports, "seek", fn);
   napi_create_function(env, "scanJobDir", NAPI_AUTO_LENGTH, js_scan_job_dir, NULL, &fn);
   napi_set_named_property(env, exports, "scanJobDir", fn);
   napi_create_int32(env, LOCK_EX, &num);

@@ -14,6 +14,7 @@ import type { Header } from '../packet/header.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { fsyncDir } from '../sys/durable.js';
 import { copyFd } from '../sys/fd.js';
+import { native } from '../sys/native.js';
 import { peekPlainHeader } from '../codec/plainHeader.js';
 import { type FileIdentity, identityOf, type JobDir, openJobFile, readJobDir } from './jobfile.js';
 import { Listing } from './listing.js';
@@ -47,7 +48,8 @@ const COMPARE_TURN = 64 << 20;
 /**
  * A comparison of the files' bytes, a turn at a time: `turn()` compares up to `bytes` more and
  * says true or false once it knows, undefined while there is more. Hard links of one file are
- * the same bytes without a read.
+ * the same bytes without a read, and a hole that every copy has (sparse files: a forger's
+ * terabytes cost it no disk) is skipped without one.
  */
 function comparison(paths: string[]): { turn(bytes: number): boolean | undefined; close(): void } {
   const fds: number[] = [];
@@ -68,14 +70,43 @@ function comparison(paths: string[]): { turn(bytes: number): boolean | undefined
     throw e;
   }
   const bufs = fds.map(() => Buffer.allocUnsafe(COMPARE_READ));
+  const sys = native();
+  /**
+   * From `pos`: how far the next stretch goes in which no copy changes between data and hole,
+   * and whether every copy is in a hole there (then it is zeros in all: nothing to read).
+   */
+  const stretch = (): { end: number; holes: boolean } => {
+    let end = size;
+    let holes = true;
+    for (const fd of fds) {
+      const data = sys.seek(fd, pos, false);
+      if (data === pos) {
+        holes = false;
+        end = Math.min(end, sys.seek(fd, pos, true));
+      } else {
+        end = Math.min(end, data < 0 ? size : data);
+      }
+    }
+    return { end, holes };
+  };
   return {
     turn(bytes: number) {
-      for (const end = Math.min(size, pos + bytes); verdict === undefined && pos < end; pos += COMPARE_READ) {
-        const n = readSync(fds[0]!, bufs[0]!, 0, COMPARE_READ, pos);
-        for (let i = 1; i < fds.length; i++) {
-          readSync(fds[i]!, bufs[i]!, 0, COMPARE_READ, pos);
-          if (!bufs[i]!.subarray(0, n).equals(bufs[0]!.subarray(0, n))) verdict = false;
+      const end = Math.min(size, pos + bytes);
+      while (verdict === undefined && pos < end) {
+        const s = stretch();
+        if (s.holes) {
+          pos = s.end;
+          continue;
         }
+        const len = Math.min(COMPARE_READ, s.end - pos);
+        const n = readSync(fds[0]!, bufs[0]!, 0, len, pos);
+        // A short read (the file shrank meanwhile) is a difference, never a compare of stale bytes.
+        if (n !== len) verdict = false;
+        for (let i = 1; i < fds.length && verdict === undefined; i++) {
+          const m = readSync(fds[i]!, bufs[i]!, 0, len, pos);
+          if (m !== n || !bufs[i]!.subarray(0, n).equals(bufs[0]!.subarray(0, n))) verdict = false;
+        }
+        pos += len;
       }
       if (verdict === undefined && pos >= size) verdict = true;
       return verdict;
