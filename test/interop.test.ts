@@ -633,8 +633,16 @@ describe('6: broken packets', () => {
       ['ctime twice', map(4, ...seq1, ...ctime, ...nop, ...ctime), /field "ctime" twice/],
       ['params twice', map(3, ...seq1, ...ctime, str('cmd_type'), map(1, str('Command'), map(3, str('params'), Buffer.from([0x90]), str('env'), Buffer.from([0x90]), str('params'), Buffer.from([0x91, 0x91, 0x41])))), /field "params" twice/],
       ['Command twice', map(3, ...seq1, ...ctime, str('cmd_type'), map(2, str('Command'), body(0), str('Command'), body(1))), /cmd_type is not a known command type/],
+      ['seq by name, then by number', map(4, ...seq1, ...ctime, ...nop, int(0), int(5)), /field "seq" twice/],
+      ['cmd_type by name, then by number', map(4, ...seq1, ...ctime, ...nop, int(2), str('NOP')), /field "cmd_type" twice/],
+      ['params by name, then by number', map(3, ...seq1, ...ctime, str('cmd_type'), map(1, str('Command'), map(3, str('params'), Buffer.from([0x90]), str('env'), Buffer.from([0x90]), int(0), Buffer.from([0x90])))), /field "params" twice/],
+      ['the metadata as an array of four', Buffer.from([0x94, 1, 0x92, 0, 0, 0xa3, 0x4e, 0x4f, 0x50, 0xc0]), /has 4 fields, expected 3/],
       ['an unknown key twice', map(5, ...seq1, ...ctime, ...nop, str('x'), int(1), str('x'), int(2)), undefined],
       ['a key twice in an unknown value', map(4, ...seq1, ...ctime, ...nop, str('x'), map(2, str('a'), int(1), str('a'), int(2))), undefined],
+      ['fields twice in an unknown value under the empty key', map(4, ...seq1, ...ctime, ...nop, str(''), map(2, str('seq'), int(1), str('seq'), int(2))), undefined],
+      ['fields twice in an unknown value named like a path', map(4, ...seq1, ...ctime, ...nop, str('cmd_type.Command'), map(2, str('params'), int(1), str('params'), int(2))), undefined],
+      ['an empty map under the empty key', map(4, ...seq1, ...ctime, ...nop, str(''), map(0)), undefined],
+      ["fspool's stream key twice (fspl knows no such key)", map(5, ...seq1, ...ctime, ...nop, str('fspool_stream'), int(1), str('fspool_stream'), int(2)), undefined],
     ];
     const dir = tempDir();
     for (const [what, meta, refused] of cases) {

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeHeader, encodeHeader, HeaderReader, MAX_METADATA_LEN, PacketError, parsePrefix, PREFIX_LEN } from '../src/packet/codec.js';
 import type { Header } from '../src/packet/header.js';
 import { formatEnv, jobEnv } from '../src/packet/jobenv.js';
+import { aroundMetadata } from './helpers/bytes.js';
 import { FIXTURES } from './helpers/cli.js';
 
 const fixture = (name: string) => readFileSync(join(FIXTURES, name));
@@ -121,20 +122,23 @@ describe('broken packets get a clear one-line error', () => {
     const meta = Buffer.from(good.subarray(PREFIX_LEN));
     const at = meta.indexOf(Buffer.from([0x91, 0x78]));
     meta[at] = 0xa1;
-    expect(() => decodeHeader(withMeta(meta))).toThrow('param 1 is not a byte array');
+    expect(() => decodeHeader(aroundMetadata(meta))).toThrow('param 1 is not a byte array');
+  });
+
+  it("fspool's stream id given twice is no stream id (fspl knows no such key and reads the header)", () => {
+    const stream = 'ab'.repeat(16);
+    const good = encodeHeader({ seq: 1n, ctimeSecs: 0n, ctimeNanos: 0, cmd: { kind: 'NOP' }, stream });
+    expect(decodeHeader(good).header.stream).toBe(stream);
+    // The map gains a second fspool_stream: 84 becomes 85, the pair appended.
+    const meta = Buffer.from(good.subarray(PREFIX_LEN));
+    expect(meta[0]).toBe(0x84);
+    meta[0] = 0x85;
+    const twice = Buffer.concat([meta, Buffer.from([0xad]), Buffer.from('fspool_stream'), Buffer.from([0xa0 | 32]), Buffer.from('cd'.repeat(16))]);
+    const h = decodeHeader(aroundMetadata(twice)).header;
+    expect(h.seq).toBe(1n);
+    expect(h.stream).toBeUndefined();
   });
 });
-
-/** A packet header around raw metadata bytes, with correct CRCs. */
-function withMeta(meta: Buffer): Buffer {
-  const p = Buffer.alloc(PREFIX_LEN);
-  p.write('*FILESPOOLER', 0, 'latin1');
-  p.writeUInt16BE(1, 12);
-  p.writeBigUInt64BE(BigInt(meta.length), 14);
-  p.writeUInt32BE(crc32(meta), 22);
-  p.writeUInt32BE(crc32(p.subarray(0, 26)), 26);
-  return Buffer.concat([p, meta]);
-}
 
 describe('encoding', () => {
   it('round-trips u64 and i64 extremes in the compact forms', () => {

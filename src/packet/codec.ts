@@ -107,7 +107,7 @@ export function parsePrefix(prefix: Uint8Array): { metaLen: number; metaCrc: num
 /** Check the metadata CRC and decode the metadata into a Header. */
 export function parseMetadata(meta: Uint8Array, expectedCrc: number): Header {
   if (crc32(meta) !== expectedCrc) throw new PacketError('metadata CRC mismatch');
-  checkShape(meta);
+  const shape = checkShape(meta);
   let value: unknown;
   try {
     value = decoder.decode(meta);
@@ -115,7 +115,10 @@ export function parseMetadata(meta: Uint8Array, expectedCrc: number): Header {
     // fspl ignores spare bytes after the map inside L: then take the first object only.
     value = firstObject(meta, e);
   }
-  return headerFrom(value);
+  const header = headerFrom(value);
+  // Two stream ids are none: the decoder kept the last, and neither can be trusted over the other.
+  if (shape.streamRepeated) delete header.stream;
+  return header;
 }
 
 function firstObject(meta: Uint8Array, whole: unknown): unknown {
@@ -170,8 +173,9 @@ function bytesFrom(v: unknown, what: string): Buffer {
 /** serde accepts a struct as a map (by field name) or as an array (by position). */
 function fields(v: unknown, names: string[], what: string): unknown[] {
   if (Array.isArray(v)) {
-    if (v.length < names.length) throw new PacketError(`${what} has ${v.length} fields, expected ${names.length}`);
-    return v.slice(0, names.length);
+    // serde takes a struct's fields by position only from an array of exactly as many.
+    if (v.length !== names.length) throw new PacketError(`${what} has ${v.length} fields, expected ${names.length}`);
+    return v;
   }
   if (isMap(v)) {
     return names.map((n) => {

@@ -21,9 +21,10 @@
 // has one where a number is expected (a seq of 1.0 would otherwise read as seq 1).
 //
 // A field given twice is refused, as fspl (serde) refuses it: the decoder would keep the last,
-// and the header would mean one seq to fspool and none to fspl. So are a cmd_type map of other
-// than one entry (a command type given twice) and a second fspool_stream. Keys fspl does not
-// know may repeat, as fspl lets them.
+// and the header would mean one seq to fspool and none to fspl. A field may be named by its
+// number too (serde reads key 0 of the metadata as seq). So is a cmd_type map of other than one
+// entry (a command type given twice). Keys fspl does not know may repeat, as fspl lets them;
+// fspool's own fspool_stream given twice is no stream id at all.
 import { PacketError } from './header.js';
 
 /** The most MessagePack objects (arrays, maps, strings, binaries, extensions) a header's metadata may hold. */
@@ -42,26 +43,28 @@ const SIZED: Record<number, [number, number]> = {
 /** Containers with a counted length: [length bytes, elements per count]. */
 const COUNTED: Record<number, [number, number]> = { 0xdc: [2, 1], 0xdd: [4, 1], 0xde: [2, 2], 0xdf: [4, 2] };
 
-/** The header's own maps, by where they are, and the fields of each that may not repeat. */
-const STRUCTS: Record<string, Set<string>> = {
-  '': new Set(['seq', 'ctime', 'cmd_type', 'fspool_stream']),
-  'cmd_type.Command': new Set(['params', 'env']),
-};
-/** Fields by position, where a struct is written as an array. */
-const POSITIONS: Record<string, string[]> = { '': ['seq', 'ctime', 'cmd_type'], 'cmd_type.Command': ['params', 'env'] };
+/** The header's own structs and the command type between them; anything else is walked flat. */
+type Role = 'metadata' | 'cmd_type' | 'command';
+/** A struct's fields, in order: a map names them, or numbers them (serde), an array places them. */
+const FIELDS: Record<Role, readonly string[]> = { metadata: ['seq', 'ctime', 'cmd_type'], cmd_type: [], command: ['params', 'env'] };
 
-/** An open container of the header's own three levels: the metadata, cmd_type, Command. */
+/** An open container of the header's own: the metadata, cmd_type's map, Command's fields. */
 interface Frame {
-  path: string;
+  role: Role;
   map: boolean;
   count: number;
   left: number;
   keys: Set<string>;
-  /** The key of the value that comes next (maps). */
+  /** The field, or variant, whose value comes next (maps), if it is one of the header's. */
   key: string | undefined;
 }
 
-export function checkShape(b: Uint8Array): void {
+/** What the walk found that decoding will not show: fspool_stream given more than once. */
+export interface Shape {
+  streamRepeated: boolean;
+}
+
+export function checkShape(b: Uint8Array): Shape {
   let pos = 0;
   let owed = 1;
   const need = (n: number) => {
@@ -75,11 +78,13 @@ export function checkShape(b: Uint8Array): void {
     return v;
   };
   let objects = 0;
+  let streams = 0;
   const frames: Frame[] = [];
-  /** Elements still owed inside a container below the header's own levels, walked flat. */
+  /** Elements still owed inside a container that is none of the header's own, walked flat. */
   let deep = 0;
   while (owed > 0) {
     need(1);
+    const start = pos;
     const t = b[pos++]!;
     owed--;
     // Where this element is: a key or a value of one of the header's own containers, or deeper.
@@ -92,7 +97,8 @@ export function checkShape(b: Uint8Array): void {
     if (!scalar && ++objects > MAX_OBJECTS) throw new PacketError(`metadata holds more than ${MAX_OBJECTS} arrays, maps and strings (far more than any sender writes)`);
     let elements = 0;
     let container: 'map' | 'array' | undefined;
-    let text: string | undefined;
+    /** Where a string's bytes are. */
+    let text: [number, number] | undefined;
     if (t <= 0x7f || t >= 0xe0 || t === 0xc0 || t === 0xc2 || t === 0xc3) {
       // fixint, nil, booleans: the type byte is all
     } else if (t <= 0x8f) {
@@ -103,7 +109,7 @@ export function checkShape(b: Uint8Array): void {
       container = 'array';
     } else if (t <= 0xbf) {
       need(t & 0x1f);
-      text = Buffer.from(b.buffer, b.byteOffset + pos, t & 0x1f).toString('latin1');
+      text = [pos, t & 0x1f];
       pos += t & 0x1f;
     } else if (FIXED[t] !== undefined) {
       need(FIXED[t]);
@@ -112,7 +118,7 @@ export function checkShape(b: Uint8Array): void {
       const [lenBytes, extra] = SIZED[t];
       const n = uint(lenBytes) + extra;
       need(n);
-      if (t >= 0xd9) text = Buffer.from(b.buffer, b.byteOffset + pos, n).toString('latin1');
+      if (t >= 0xd9) text = [pos, n];
       pos += n;
     } else if (COUNTED[t] !== undefined) {
       const [lenBytes, per] = COUNTED[t];
@@ -125,24 +131,44 @@ export function checkShape(b: Uint8Array): void {
     if (owed > b.length - pos) throw new PacketError('metadata declares more elements than it has bytes (a lying length)');
 
     if (isKey) {
-      // A key that is a container is no field's name: walked flat.
+      // A key that is a container names nothing of the header's: walked flat.
       deep += elements;
-      parent.key = text;
-      if (text !== undefined && STRUCTS[parent.path]?.has(text)) {
-        if (parent.keys.has(text)) throw new PacketError(`metadata has the field "${text}" twice`);
-        parent.keys.add(text);
+      parent.key = keyName(b, parent.role, t, start, text);
+      if (parent.key === 'fspool_stream' && parent.role === 'metadata') streams++;
+      else if (parent.key !== undefined && FIELDS[parent.role].includes(parent.key)) {
+        if (parent.keys.has(parent.key)) throw new PacketError(`metadata has the field "${parent.key}" twice`);
+        parent.keys.add(parent.key);
       }
-    } else if (container && parent === undefined && frames.length > 0) {
-      deep += elements;
     } else if (container) {
-      const field = parent === undefined ? '' : parent.map ? parent.key : POSITIONS[parent.path]?.[parent.count - parent.left - 1];
-      const path = parent === undefined ? '' : parent.path === '' ? (field ?? '?') : `${parent.path}.${field ?? '?'}`;
-      if (frames.length >= 3) deep += elements;
+      const role = childRole(parent);
+      if (role === undefined) deep += elements;
       else {
-        if (path === 'cmd_type' && container === 'map' && elements !== 2) throw new PacketError('cmd_type is not a known command type (a map of other than one entry)');
-        frames.push({ path, map: container === 'map', count: elements, left: elements, keys: new Set(), key: undefined });
+        if (role === 'cmd_type' && container === 'map' && elements !== 2) throw new PacketError('cmd_type is not a known command type (a map of other than one entry)');
+        frames.push({ role, map: container === 'map', count: elements, left: elements, keys: new Set(), key: undefined });
       }
     }
     while (deep === 0 && frames.length > 0 && frames[frames.length - 1]!.left === 0) frames.pop();
   }
+  return { streamRepeated: streams > 1 };
+}
+
+/** What a map key at `start` names in a struct of `role`: a field by its name, or by its number (serde); else undefined. */
+function keyName(b: Uint8Array, role: Role, t: number, start: number, text: [number, number] | undefined): string | undefined {
+  if (text) return Buffer.from(b.buffer, b.byteOffset + text[0], text[1]).toString('latin1');
+  let n: number | undefined;
+  if (t <= 0x7f) n = t;
+  else if (t === 0xcc) n = b[start + 1]!;
+  else if (t === 0xcd) n = (b[start + 1]! << 8) | b[start + 2]!;
+  return n === undefined ? undefined : FIELDS[role][n];
+}
+
+/** The role of a container that is a value in `parent` (undefined: the metadata itself), if it is one of the header's own. */
+function childRole(parent: Frame | undefined): Role | undefined {
+  if (parent === undefined) return 'metadata';
+  if (parent.role === 'metadata') {
+    const field = parent.map ? parent.key : FIELDS.metadata[parent.count - parent.left - 1];
+    return field === 'cmd_type' ? 'cmd_type' : undefined;
+  }
+  if (parent.role === 'cmd_type') return parent.map && parent.key === 'Command' ? 'command' : undefined;
+  return undefined;
 }
