@@ -3,7 +3,7 @@
 // never set the receiver's environment, take another packet's place, or hang the processor
 // (spec/processing.md, "Threat model"). Packets here are built byte by byte with fspool's own
 // encoder, which writes whatever bytes it is given, including those a sender could not have.
-import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -333,6 +333,51 @@ os.close(fd)`;
     expect(fspool(['queue-history', '-q', q, '--json']).stdout.toString()).toMatch(/"outcome":"timeout"/);
     expect(exists(out)).toBe(false);
     expect(processesWith('sleep 600')).toEqual([]);
+  });
+
+  it('refusals as queue-status sees them: one row per file and verdict, each file on its own, a file renamed over since is new', () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    // Two forgeries with one header (a copy of a packet's header, other payloads).
+    const forged = plain(1, 'forged');
+    const f1 = put(q, Buffer.concat([forged, b('x')]));
+    const f2 = put(q, Buffer.concat([forged, b('y')]));
+    for (let i = 0; i < 3; i++) expect(process(q, 'delete').code).toBe(0);
+    const history = JSON.parse(fspool(['queue-history', '-q', q, '--json']).stdout.toString()).runs;
+    expect(history.filter((r: { outcome: string }) => r.outcome === 'refused').map((r: { file: string }) => r.file).sort()).toEqual([f1, f2].sort());
+    let s = JSON.parse(fspool(['queue-status', '-q', q, '--json']).stdout.toString());
+    expect(s.due).toEqual([]);
+    expect(s.unreadable.map((u: { file: string }) => u.file).sort()).toEqual([f1, f2].sort());
+    // The genuine packet is renamed over one of them: that file is the due job, not a refusal.
+    const tmp = join(q, 'jobs', 'incoming');
+    writeFileSync(tmp, signed(1, 'one'));
+    renameSync(tmp, join(q, 'jobs', f1));
+    s = JSON.parse(fspool(['queue-status', '-q', q, '--json']).stdout.toString());
+    expect(s.due.map((u: { file: string }) => u.file)).toEqual([f1]);
+    expect(s.unreadable.map((u: { file: string }) => u.file)).toEqual([f2]);
+    expect(process(q, 'delete').code).toBe(0);
+    expect(readFileSync(join(d, 'out'), 'utf8')).toBe('1 one\n');
+  });
+
+  it('--watch verifies again, at its next rescan, a file whose verification --timeout cut short', async () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    put(q, signed(1, 'one'));
+    const flag = join(d, 'decoder-is-well');
+    // The decoder stalls after the header until the flag appears (a passphrase prompt, answered).
+    const decoder = `sh -c 'if [ -e "${flag}" ]; then exec cat; fi; head -c 1500; exec sleep 600'`;
+    const out = join(d, 'out');
+    const run = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '1', '--require-signature', sender.pub, '--timeout', '1', '-d', decoder, 'sh', '--', '-c', 'cat > "$0"', out]);
+    try {
+      const refused = () => /not verified within --timeout/.test(fspool(['queue-history', '-q', q, '--outcome', 'refused']).stdout.toString());
+      await waitFor('the refusal for want of time', refused, 20_000);
+      writeFileSync(flag, '');
+      await waitFor('the job to run once verified', () => exists(out) && readFileSync(out, 'utf8') === 'one', 20_000);
+    } finally {
+      globalThis.process.kill(run.pid, 'SIGTERM');
+      await run.done;
+    }
+    expect(nextseq(q)).toBe('2');
   });
 
   it('a forged packet beside the genuine one does not make the seq ambiguous', () => {

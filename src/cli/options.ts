@@ -168,7 +168,7 @@ export function secondsSetting(o: OptionDef & { value: string }, min = 0): Setti
 export const RUN_SETTINGS = {
   'allow-job-params': { option: { type: 'boolean', nargs: 0, default: false, describe: "Append the job's parameters to the command line (off by default)" }, toml: 'boolean' },
   'ignore-payload': { option: { type: 'boolean', nargs: 0, default: false, describe: 'Ignore the payload; the command gets an empty stdin' }, toml: 'boolean' },
-  timeout: secondsSetting({ value: 'SECONDS', describe: 'A timeout, in seconds, for the command: then SIGTERM to its process group, SIGKILL after --grace' }),
+  timeout: secondsSetting({ value: 'SECONDS', describe: 'A timeout, in seconds, for the command (then SIGTERM to its process group, SIGKILL after --grace), and for each pass over the payload before it starts' }),
   grace: secondsSetting({ value: 'SECONDS', default: '5', describe: 'Seconds between SIGTERM and SIGKILL when a command times out' }),
 } satisfies Record<string, Setting>;
 

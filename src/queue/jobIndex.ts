@@ -27,7 +27,8 @@ export class JobIndex {
    * header that cannot be trusted makes no job, and reading it again at every look changes
    * nothing until the file itself changes.
    */
-  private readonly distrusted = new Map<string, { identity?: FileIdentity; reason: string }>();
+  /** `lasting` false: --timeout cut the verification short; trustAgain() lets it be tried again. */
+  private readonly distrusted = new Map<string, { identity?: FileIdentity; reason: string; lasting: boolean }>();
   /** Job files of the last look whose names are not UTF-8: unreadable, apart from the others. */
   private unnamed: ScannedJob[] = [];
 
@@ -68,13 +69,25 @@ export class JobIndex {
     return news;
   }
 
-  /** The file does not prove the signature it must carry: unreadable from now on, until it changes. */
-  distrust(job: Readable, reason: string): void {
+  /**
+   * The file does not prove the signature it must carry: unreadable from now on, until it
+   * changes; or, not `lasting` (its verification ran out of time), until trustAgain().
+   */
+  distrust(job: Readable, reason: string, lasting = true): void {
     this.forget(job.name);
     const error = `fails --require-signature (${reason}), whatever seq it claims; not run`;
-    this.distrusted.set(job.name, { identity: job.identity, reason: error });
+    this.distrusted.set(job.name, { identity: job.identity, reason: error, lasting });
     this.byName.set(job.name, { name: job.name, path: job.path, identity: job.identity, error });
     this.reported.set(job.name, error);
+  }
+
+  /** Files refused only for want of time are looked at, and verified, again. */
+  trustAgain(): void {
+    for (const [name, d] of this.distrusted) {
+      if (d.lasting) continue;
+      this.distrusted.delete(name);
+      this.forget(name);
+    }
   }
 
   forget(name: string): void {

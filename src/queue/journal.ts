@@ -373,16 +373,16 @@ export class Journal {
 
   /**
    * A file the processor will not run under --require-signature (its signature is missing or
-   * wrong, or was not verified in time): journaled (attempt 0, not a run) so that queue-status
-   * can say why the due job does not run. Its header proved nothing, so the row carries no
-   * stream (receipts never see it). Once per file and verdict: a cron run refusing it again
-   * adds nothing.
+   * wrong, or was not verified within --timeout): journaled (attempt 0, not a run) so that
+   * queue-status can say why the job it claims does not run. Its header proved nothing, so the
+   * row carries no stream (receipts never see it). Once per file and verdict: a cron run
+   * refusing it again adds nothing.
    */
   recordRefusal(ref: Omit<JobRef, 'header'> & { ctimeSecs: bigint; ctimeNanos: number }, orderBy: OrderBy, detail: string): void {
     const now = Date.now();
     this.state?.write((tx) => {
-      const last = tx.stmt('SELECT outcome, file, detail FROM runs WHERE packet = ? ORDER BY id DESC LIMIT 1').get(ref.packet) as Pick<RawRow, 'outcome' | 'file' | 'detail'> | undefined;
-      if (last && last.outcome === 'refused' && last.file === ref.file && last.detail === detail) return;
+      const last = tx.stmt('SELECT outcome, detail FROM runs WHERE packet = ? AND file = ? ORDER BY id DESC LIMIT 1').get(ref.packet, ref.file) as Pick<RawRow, 'outcome' | 'detail'> | undefined;
+      if (last && last.outcome === 'refused' && last.detail === detail) return;
       tx.stmt(
         `INSERT INTO runs (seq, packet, file, ctime_secs, ctime_nanos, attempt, order_by, pid, started_at, ended_at, outcome, detail, commit_state)
          VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, 'refused', ?, 'done')`,
@@ -390,19 +390,28 @@ export class Journal {
     });
   }
 
-  /** Packets whose latest row is a refusal, by packet: the file refused and why. */
-  refusals(): Map<string, { file: string; detail: string }> {
+  /**
+   * The files whose latest row is a refusal (by packet, then file name): why, and when. A file
+   * changed since (renamed over, written) is not the file refused.
+   */
+  refusals(): Map<string, Map<string, { detail: string; at: number }>> {
     const rows =
       this.state?.read(
         (tx) =>
           tx
             .stmt(
-              `SELECT packet, file, detail FROM runs r WHERE r.outcome = 'refused' AND NOT EXISTS (
-                 SELECT 1 FROM runs l WHERE l.packet = r.packet AND l.id > r.id)`,
+              `SELECT packet, file, detail, ended_at FROM runs r WHERE r.outcome = 'refused' AND NOT EXISTS (
+                 SELECT 1 FROM runs l WHERE l.packet = r.packet AND l.file = r.file AND l.id > r.id)`,
             )
-            .all() as Array<{ packet: string; file: string; detail: string }>,
+            .all() as Array<{ packet: string; file: string; detail: string; ended_at: number }>,
       ) ?? [];
-    return new Map(rows.map((r) => [r.packet, { file: r.file, detail: r.detail }]));
+    const byPacket = new Map<string, Map<string, { detail: string; at: number }>>();
+    for (const r of rows) {
+      const files = byPacket.get(r.packet) ?? new Map<string, { detail: string; at: number }>();
+      files.set(r.file, { detail: r.detail, at: r.ended_at });
+      byPacket.set(r.packet, files);
+    }
+    return byPacket;
   }
 
   /**

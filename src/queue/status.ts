@@ -83,16 +83,20 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
   const unreadable: ScannedJob[] = [];
   // Files a processor refused under --require-signature: their headers proved nothing, so they
   // are not jobs (nor due, nor ambiguous beside the genuine packet), but files to look at.
-  const refusals = journal.active ? journal.refusals() : new Map<string, { file: string; detail: string }>();
+  const refusals = journal.active ? journal.refusals() : new Map<string, Map<string, { detail: string; at: number }>>();
   for (const j of scanned) {
     if (!j.header) {
       unreadable.push(j);
       continue;
     }
     const packet = packetId(j.header);
-    const refused = refusals.get(packet);
-    if (refused?.file === j.name) unreadable.push({ name: j.name, path: j.path, identity: j.identity, error: refused.detail, refused: true });
-    else jobs.push({ name: j.name, path: j.path, header: j.header, packet });
+    const refused = refusals.get(packet)?.get(j.name);
+    // The refusal holds for the file as it was then: one renamed over it, or written, since is new.
+    if (refused && !(j.identity && j.identity.ctimeMs > refused.at)) {
+      unreadable.push({ name: j.name, path: j.path, identity: j.identity, error: refused.detail, refused: true });
+    } else {
+      jobs.push({ name: j.name, path: j.path, header: j.header, packet });
+    }
   }
   const bySeq = new Map<bigint, FileJob[]>();
   for (const j of jobs) bySeq.set(j.header.seq, [...(bySeq.get(j.header.seq) ?? []), j]);

@@ -15,7 +15,7 @@ import type { RunContext } from './context.js';
 import type { RunKind } from '../queue/journal.js';
 import type { Outcome } from './policy.js';
 import { type RunOptions, runJob } from './job.js';
-import { type DeliveryMode, preparePayload, verifyOnly } from './source.js';
+import { type DeliveryMode, preparePayload, type Unverified, verifyOnly } from './source.js';
 
 /** How a queue's job files are run. */
 export interface FileRunOptions extends Omit<RunOptions, 'outputFile'> {
@@ -28,9 +28,10 @@ export interface FileRunOptions extends Omit<RunOptions, 'outputFile'> {
 /**
  * A job file that turned out not to be the job after all, so no run of it is recorded:
  * `vanished`, removed or replaced since the scan (look again); `unverified`, a required
- * signature is missing or wrong (the file is unreadable, whatever seq it claims).
+ * signature is missing or wrong, or could not be verified within --timeout (the file is
+ * unreadable, whatever seq it claims).
  */
-export type Skip = { skip: 'vanished' } | { skip: 'unverified'; reason: string };
+export type Skip = { skip: 'vanished' } | ({ skip: 'unverified' } & Unverified);
 
 /** The file the scan read, opened again and still under its name; undefined if it was removed or replaced since. */
 function reopen(job: Readable): number | undefined {
@@ -51,16 +52,17 @@ function reopen(job: Readable): number | undefined {
 }
 
 /**
- * Whether a file proves the signature --require-signature asks for: the reason it does not,
- * or undefined. Read in full, without a receiver.
+ * Whether a file proves the signature --require-signature asks for: a Skip when it does not
+ * (or is gone), else undefined. Read in full, without a receiver.
  */
-export async function verifyFile(job: Readable, decode: DecodeContext, timeoutSeconds?: number): Promise<string | undefined> {
+export async function verifyFile(job: Readable, decode: DecodeContext, timeoutSeconds?: number): Promise<Skip | undefined> {
   const fd = reopen(job);
-  if (fd === undefined) return 'removed or replaced since it was read';
+  if (fd === undefined) return { skip: 'vanished' };
   try {
-    return await verifyOnly(await openForDelivery(fd, decode, 0), timeoutSeconds);
+    const bad = await verifyOnly(await openForDelivery(fd, decode, 0), timeoutSeconds);
+    return bad && { skip: 'unverified', ...bad };
   } catch (e) {
-    return describe(e);
+    return { skip: 'unverified', reason: describe(e) };
   } finally {
     closeSync(fd);
   }
@@ -131,7 +133,7 @@ export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions,
       },
     });
     if (!prepared.ok) {
-      if (prepared.unverified) return { skip: 'unverified', reason: prepared.reason };
+      if (prepared.unverified) return { skip: 'unverified', reason: prepared.reason, timedOut: prepared.timedOut };
       return { ok: false, reason: prepared.reason, ...(prepared.timedOut ? { facts: { kind: 'timeout' } } : {}) };
     }
     cleanup = prepared.cleanup;

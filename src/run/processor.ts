@@ -17,6 +17,7 @@ import { packetId } from '../queue/journal.js';
 import { after } from '../sys/timer.js';
 import type { RunContext } from './context.js';
 import { verifyFile } from './jobFile.js';
+import type { Unverified } from './source.js';
 import { type JobOptions, lifeOfJob, NotStarted, type Processing, removeJobFiles } from './lifecycle.js';
 import { watchBackoff } from './policy.js';
 import { checkWritable, lackOfSpace } from './preflight.js';
@@ -233,11 +234,11 @@ export class QueueProcessor {
 
   /**
    * A file that does not prove the signature --require-signature asks for: unreadable to this
-   * run until it changes, and journaled, so that queue-status says why the job it claims does
-   * not run.
+   * run until it changes (or, when --timeout cut its verification short, until a watch's next
+   * rescan), and journaled, so that queue-status says why the job it claims does not run.
    */
-  private refuse(job: Readable, reason: string, order: OrderBy | 'released'): void {
-    this.index.distrust(job, reason);
+  private refuse(job: Readable, why: Unverified, order: OrderBy | 'released'): void {
+    this.index.distrust(job, why.reason, !why.timedOut);
     const { seq, ctimeSecs, ctimeNanos } = job.header;
     if (this.journal.active) this.journal.recordRefusal({ seq, ctimeSecs, ctimeNanos, packet: packetId(job.header), file: job.name }, order, this.index.errorOf(job.name)!);
   }
@@ -256,7 +257,7 @@ export class QueueProcessor {
       this.ctx.log.info(`job ${job.header.seq} (${job.path}) was released from quarantine: running it once more, out of turn`);
       const end = await this.live(job, [job], 'released');
       if ('skip' in end) {
-        if (end.skip === 'unverified') this.refuse(job, end.reason, 'released');
+        if (end.skip === 'unverified') this.refuse(job, end, 'released');
         else this.index.forget(job.name);
         continue;
       }
@@ -291,7 +292,8 @@ export class QueueProcessor {
         // Anyone may drop a file claiming the due seq; only a signed one can make it ambiguous.
         for (const c of candidates) {
           const bad = await verifyFile(c, this.lookDecode, opts.timeoutSeconds);
-          if (bad !== undefined) {
+          if (bad?.skip === 'vanished') index.forget(c.name);
+          else if (bad) {
             this.refuse(c, bad, 'sequence');
             ctx.log.warn(`job file ${c.path} claims seq ${next} but ${index.errorOf(c.name)}`);
           }
@@ -317,7 +319,7 @@ export class QueueProcessor {
           ctx.log.warn(`job ${next} (${job.path}) was removed or replaced before it could run; looking again`);
           index.forget(job.name);
         } else {
-          this.refuse(job, end.reason, 'sequence');
+          this.refuse(job, end, 'sequence');
           ctx.log.warn(`job file ${job.path} claims seq ${next} but ${index.errorOf(job.name)}; looking for another`);
         }
         continue;
@@ -364,7 +366,7 @@ export class QueueProcessor {
       if ('skip' in end) {
         if (end.skip === 'vanished') ctx.log.warn(`${label} was removed or replaced before it could run`);
         else {
-          this.refuse(job, end.reason, 'timestamp');
+          this.refuse(job, end, 'timestamp');
           ctx.log.warn(`job file ${job.path} ${index.errorOf(job.name)}`);
         }
         continue;
@@ -441,7 +443,11 @@ export class QueueProcessor {
         if (woken && !backingOff) continue; // something landed while the pass ran
         ctx.log.debug(`watching ${queue.jobsDir} for new packets`);
         await new Promise<void>((resolve) => {
-          const timer = after(pause, done);
+          const timer = after(pause, () => {
+            // A rescan: files whose verification --timeout cut short are verified again.
+            this.index.trustAgain();
+            done();
+          });
           function done() {
             timer.clear();
             resolve();

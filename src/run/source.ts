@@ -137,8 +137,14 @@ function timedOut(what: string, seconds: number): string {
   return `not ${what} within --timeout (${seconds}s); a larger --timeout lets it finish`;
 }
 
+/** Why a packet does not prove a required signature; `timedOut`: --timeout stopped the pass that would have told. */
+export interface Unverified {
+  reason: string;
+  timedOut?: boolean;
+}
+
 /** Read the whole payload and verify it, without a receiver. */
-async function check(p: StreamPacket, timeoutSeconds: number | undefined): Promise<string | undefined> {
+async function check(p: StreamPacket, timeoutSeconds: number | undefined): Promise<Unverified | undefined> {
   const progress = Progress.start(`verify seq ${p.header.seq} (first of two passes)`);
   const clock = deadline(p, timeoutSeconds);
   let failure: string | undefined;
@@ -159,15 +165,16 @@ async function check(p: StreamPacket, timeoutSeconds: number | undefined): Promi
     clock.clear();
     progress?.done();
   }
-  return clock.expired ? timedOut('verified', timeoutSeconds!) : failure;
+  if (clock.expired) return { reason: timedOut('verified', timeoutSeconds!), timedOut: true };
+  return failure === undefined ? undefined : { reason: failure };
 }
 
 /**
  * Why the packet does not prove a required signature, or undefined when it does: the whole
  * packet is read and verified, without a receiver.
  */
-export async function verifyOnly(p: OpenedPacket, timeoutSeconds?: number): Promise<string | undefined> {
-  if (p.kind === 'raw') return 'packet is not signed (a plain fspl packet), and --require-signature was given';
+export async function verifyOnly(p: OpenedPacket, timeoutSeconds?: number): Promise<Unverified | undefined> {
+  if (p.kind === 'raw') return { reason: 'packet is not signed (a plain fspl packet), and --require-signature was given' };
   return check(p, timeoutSeconds);
 }
 
@@ -185,7 +192,7 @@ export async function preparePayload(p: OpenedPacket, opts: SourceOptions): Prom
   let live = p;
   if (opts.keys.requiresSignature) {
     const bad = await check(p, opts.timeoutSeconds);
-    if (bad) return { ok: false, unverified: true, reason: `${bad}; the command was not started` };
+    if (bad) return { ok: false, unverified: true, reason: `${bad.reason}; the command was not started`, timedOut: bad.timedOut };
     const again = await opts.reopen!();
     // The header the receiver is given must be the one that was verified.
     if (again.kind !== 'stream' || !encodeHeader(again.header).equals(encodeHeader(p.header))) {
