@@ -5,6 +5,7 @@
 // encoder, which writes whatever bytes it is given, including those a sender could not have.
 import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { deflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeHeader } from '../src/packet/codec.js';
@@ -13,6 +14,7 @@ import type { CmdType } from '../src/packet/header.js';
 import { exists, jobFiles, LONG, nextseq, processesWith, put, sleep, waitFor, within } from './helpers/queue.js';
 import { FSPOOL, fspool, makeQueue, runAsync, runSync, tempDir } from './helpers/cli.js';
 import { makeKey } from './helpers/keys.js';
+import { encodePacket, splitPackets } from './helpers/pgpSurgery.js';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
 
@@ -395,6 +397,71 @@ os.close(fd)`;
     expect(s.ambiguous).toEqual([]);
     expect(s.due).toEqual([]);
     expect(s.unreadable.map((u: { file: string }) => u.file)).toContain(forged);
+  });
+});
+
+describe('OpenPGP that openpgp.js reads a byte at a time', () => {
+  const dir = tempDir();
+  const sender = makeKey('sender', dir);
+  /**
+   * `packet` in a literal data packet in parts of one byte, in a ZIP compressed packet: a few KiB
+   * on disk. The fast path hands compressed data to openpgp.js, which makes objects per part.
+   */
+  const bytewise = (packet: Buffer) => {
+    const parts = splitPackets(packet)!;
+    const inner = Buffer.concat(parts.map((p) => (p.tag === 11 ? encodePacket(p, { kind: 'partial', power: 0 }) : p.raw)));
+    return encodePacket({ tag: 8, body: Buffer.concat([Buffer.from([1]), deflateRawSync(inner, { level: 9 })]) });
+  };
+  /**
+   * `size` zeros as seq 2, signed (one-pass signature, literal, signature). Up to a few MB,
+   * openpgp.js reads all of it before it gives the header; beyond, it streams, a part at a time.
+   */
+  const signedZeros = (d: string, size = 3_000_000) => {
+    const seqfile = join(d, 'seq');
+    writeFileSync(seqfile, '2\n');
+    const r = fspool(['prepare', '-s', seqfile, '-i', '-', '--sign-with', sender.sec], { input: Buffer.alloc(size) });
+    if (r.code !== 0) throw new Error(r.stderr);
+    return r.stdout;
+  };
+
+  it('its header read is bounded by --decoder-timeout, in the processor and in listings: the file is unreadable, the queue goes on', () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    put(q, plain(1, 'one'));
+    const hostile = put(q, bytewise(signedZeros(d)));
+    expect(readFileSync(join(q, 'jobs', hostile)).length).toBeLessThan(64 << 10);
+    const late = new RegExp(`${hostile}.{1,3}no packet header within 2s of decoding \\(--decoder-timeout\\)`);
+    const r = fspool(['queue-process', '-q', q, '--decoder-timeout', '2', 'sh', '--', '-c', 'echo "$FSPL_SEQ $(cat)" >> "$0"', join(d, 'out')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(late);
+    expect(r.stderr).toMatch(/^Error: seq 2 not found, and 1 job file\(s\) that cannot be read could hold it/m);
+    expect(readFileSync(join(d, 'out'), 'utf8')).toBe('1 one\n');
+    for (const cmd of [['queue-ls'], ['queue-status']]) {
+      const l = fspool([...cmd, '-q', q, '--decoder-timeout', '2']);
+      expect(`${l.stdout}${l.stderr}`, cmd[0]).toMatch(late);
+    }
+  });
+
+  it('signed, it takes more memory than the decode worker has: unreadable, the worker started again for the next', () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    put(q, plain(1, 'one'));
+    const hostile = put(q, bytewise(signedZeros(d)));
+    // Seq 3, signed too: read by a decode worker after the first one ran out of memory.
+    const seqfile = join(d, 'seq3');
+    writeFileSync(seqfile, '3\n');
+    put(q, fspool(['prepare', '-s', seqfile, '-i', '-', '--sign-with', sender.sec], { input: 'three' }).stdout);
+    const memory = new RegExp(`cannot read job file .*${hostile}: decoding it took more than the decode worker's \\d+ MB of heap .*; -d 'gpg -q -d' decodes it outside`);
+    const run = () => fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'echo "$FSPL_SEQ $(cat)" >> "$0"', join(d, 'out')]);
+    const r = run();
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(memory);
+    expect(readFileSync(join(d, 'out'), 'utf8')).toBe('1 one\n');
+    // Past the hostile file's seq, the signed seq 3 runs.
+    expect(fspool(['queue-set-next', '-q', q, '3']).code).toBe(0);
+    const again = run();
+    expect(again.stderr).toMatch(memory);
+    expect(readFileSync(join(d, 'out'), 'utf8')).toBe('1 one\n3 three\n');
   });
 });
 

@@ -267,7 +267,7 @@ export function loadConfig(file: string): ServeConfig {
     const files = [...SETTINGS].filter(([, { s }]) => s.toml === 'file' || s.toml === 'files').map(([key]) => values[key]);
     const stamps = files.flat().filter((p): p is string => typeof p === 'string').map(fileStamp);
     const fingerprint = JSON.stringify([values, stamps], (_k, x) => (typeof x === 'bigint' ? String(x) : x));
-    queues.push({ name, dir, opts: processOptions, stopTimeoutSeconds, fingerprint, readerDecode: decodeContext(args as unknown as DecodeArgs, 'worker') });
+    queues.push({ name, dir, opts: processOptions, stopTimeoutSeconds, fingerprint, readerDecode: decodeContext(args as unknown as DecodeArgs) });
   }
   if (problems.length > 0) throw new ConfigProblems(file, problems);
   return { maxParallel: maxParallel ?? defaultParallel(), metricsListen: listenAt, queues };

@@ -249,13 +249,14 @@ export interface DecodeArgs {
 }
 
 /**
- * Where OpenPGP packets are decoded. `worker`: in a decode worker (spec/encoding.md, "Decoding
- * threads"), for whatever delivers payloads or must keep its main thread free (serve). `here`:
- * in this thread, for a command that reads headers and exits (a listing, info, status, clean, a
- * receipt): the worker's start (~65 ms of CPU, Node bootstrapping a thread) costs more than
- * reading a header, and what it is for, no payload byte on the main thread, is not needed.
+ * How packets are decoded. OpenPGP is decoded in a decode worker (spec/encoding.md, "Decoding
+ * threads"), started on the first OpenPGP packet (a queue of plain packets never starts one):
+ * a processor's main thread then never moves payload bytes, and what openpgp.js does with a
+ * hostile packet (hours of work, gigabytes, from a few KiB) is bounded from outside, by the
+ * worker's heap limit and by --decoder-timeout, which stop the worker whole: a thread busy
+ * inside openpgp.js gets no timer in edgewise. Listings and status too, for the same packets.
  */
-export function decodeContext(a: DecodeArgs, where: 'worker' | 'here'): DecodeContext {
+export function decodeContext(a: DecodeArgs): DecodeContext {
   return {
     decoder: a.decoder,
     decoderTimeoutSeconds: a['decoder-timeout'],
@@ -265,7 +266,7 @@ export function decodeContext(a: DecodeArgs, where: 'worker' | 'here'): DecodeCo
       keyPassphraseFile: a['key-passphrase-file'],
       requireSignature: a['require-signature'],
     }),
-    ...(where === 'worker' ? { workers: new DecodeWorkers() } : {}),
+    workers: new DecodeWorkers(),
   };
 }
 

@@ -7,7 +7,7 @@ import { fdChunks, fdOffset } from '../sys/fd.js';
 import { after, type Timer } from '../sys/timer.js';
 import { DecoderError, type Guard, runDecoder } from './external.js';
 import type { Keyring } from './keys.js';
-import type { DecodeWorkers } from './decodeThread.js';
+import { builtInLate, type DecodeWorkers } from './decodeThread.js';
 import { decodeChunks, type OpenedPacket } from './layers.js';
 import { SNIFF_BYTES, sniff } from './sniff.js';
 
@@ -47,20 +47,10 @@ export async function openPacket(fd: number, ctx: DecodeContext, at?: number): P
   if (ctx.decoder) {
     const d = runDecoder(ctx.decoder, fd, ctx.guard);
     const opened = decodeChunks(d.chunks, ctx, { verify: d.verify, abort: d.abort, layers: ['decoder'] });
-    const limit = ctx.decoderTimeoutSeconds;
-    if (!limit) return opened;
-    let timer: Timer | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = after(limit, () => {
-        d.abort();
-        reject(new DecoderError(`decoder "${ctx.decoder}" gave no packet header within ${limit}s (--decoder-timeout); it was killed`));
-      });
+    return headerWithin(opened, ctx.decoderTimeoutSeconds, () => {
+      d.abort();
+      return new DecoderError(`decoder "${ctx.decoder}" gave no packet header within ${ctx.decoderTimeoutSeconds}s (--decoder-timeout); it was killed`);
     });
-    try {
-      return await Promise.race([opened, late]);
-    } finally {
-      timer?.clear();
-    }
   }
   const st = fstatSync(fd);
   if (st.isFile()) {
@@ -71,10 +61,32 @@ export async function openPacket(fd: number, ctx: DecodeContext, at?: number): P
     if (kind === 'fspl') return { kind: 'raw', ...readHeaderFromFd(fd, st.size) };
     // openpgp.js and the keys are loaded in the decode worker only (~20 MB that this thread
     // then never holds); zstd is undone here, where a scan of many small packets is quicker.
-    if (kind === 'openpgp' && ctx.workers) return ctx.workers.open(fd, pos, ctx.keys.opts, ctx.guard);
+    if (kind === 'openpgp' && ctx.workers) return ctx.workers.open(fd, pos, ctx.keys.opts, ctx.guard, ctx.decoderTimeoutSeconds);
   }
   const input = fdChunks(fd, DECODE_CHUNK);
-  return decodeChunks(input.chunks, ctx, { verify: async () => {}, abort: input.stop, layers: [] });
+  const opened = decodeChunks(input.chunks, ctx, { verify: async () => {}, abort: input.stop, layers: [] });
+  return headerWithin(opened, ctx.decoderTimeoutSeconds, () => {
+    input.stop();
+    return new DecoderError(builtInLate(ctx.decoderTimeoutSeconds!));
+  });
+}
+
+/**
+ * `opened`, or the error `late()` makes (after stopping the decoding) if it has no header
+ * within `seconds` (0 or absent: no limit). Built-in decoding is bounded as an external
+ * decoder is: a packet of a few KiB can hold work for hours (spec/encoding.md).
+ */
+async function headerWithin(opened: Promise<OpenedPacket>, seconds: number | undefined, late: () => Error): Promise<OpenedPacket> {
+  if (!seconds) return opened;
+  let timer: Timer | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = after(seconds, () => reject(late()));
+  });
+  try {
+    return await Promise.race([opened, expired]);
+  } finally {
+    timer?.clear();
+  }
 }
 
 
@@ -97,5 +109,5 @@ export async function openForDelivery(fd: number, ctx: DecodeContext, at?: numbe
     const n = readSync(fd, head, 0, SNIFF_BYTES, pos);
     if (sniff(head.subarray(0, n)) === 'fspl') return { kind: 'raw', ...readHeaderFromFd(fd, st.size) };
   }
-  return ctx.workers.open(fd, pos, ctx.keys.opts, ctx.guard);
+  return ctx.workers.open(fd, pos, ctx.keys.opts, ctx.guard, ctx.decoderTimeoutSeconds);
 }

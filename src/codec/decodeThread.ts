@@ -10,6 +10,8 @@ import { setGcFlags } from '../sys/youngGc.js';
 import type { KeyOptions } from './keys.js';
 import type { Drained, Sink, WorkerPacket } from './layers.js';
 import { fromThread, type ThreadError } from './threadError.js';
+import { after, type Timer } from '../sys/timer.js';
+import { DecoderError } from './external.js';
 
 /** The input of a job: an fd of the main thread's, read from `at` (a regular file) or as it comes (a pipe). */
 export interface Input {
@@ -38,10 +40,26 @@ export type FromDecoder =
   | { type: 'progress'; id: number; bytes: number }
   | { type: 'done'; id: number; bytes: number; outcome: 'verified' | 'broken' | 'aborted' | { failure: ThreadError } };
 
+/**
+ * The decode worker's heap, at most. Decoding streams (spec/encoding.md: a processor's whole RSS
+ * stays under 100 MB), but openpgp.js reads the packets inside compressed data part by part, and
+ * a few KiB of compressed data can hold millions of one-byte parts: hundreds of MB of heap within
+ * seconds, and more for more. That must end in an error for that packet (the worker is started
+ * again for the next), not in the machine's memory.
+ */
+const HEAP_LIMITS = { maxOldGenerationSizeMb: 192, maxYoungGenerationSizeMb: 48 };
+
+/** Why built-in decoding was given up before the header (a DecoderError's message). */
+export function builtInLate(seconds: number): string {
+  return `no packet header within ${seconds}s of decoding (--decoder-timeout): OpenPGP that openpgp.js reads a byte at a time, say; decoding was stopped`;
+}
+
 /** Something that stops a job's decoding when its run is interrupted; returns the undo. */
 type Guard = (helper: { kill(signal: NodeJS.Signals): void }) => () => void;
 
 interface Pending {
+  /** The worker doing it: one that stops fails its own jobs, not those of the one after it. */
+  worker: Worker;
   header(m: Extract<FromDecoder, { type: 'header' }>): void;
   failed(e: Error): void;
   progress?(bytes: number): void;
@@ -59,18 +77,39 @@ export class DecodeWorkers {
   private worker: Worker | undefined;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
+  /**
+   * Jobs whose header or drain this thread is waiting for. The worker does not keep the process
+   * alive, but a wait for it must: else a worker that dies (a crash, its memory limit) would end
+   * the process as if all were done, the wait never answered.
+   */
+  private waiting = 0;
+
+  private hold(): void {
+    if (this.waiting++ === 0) this.worker?.ref();
+  }
+
+  private release(): void {
+    if (--this.waiting === 0) this.worker?.unref();
+  }
 
   private start(): Worker {
     if (this.worker) return this.worker;
     const { Worker } = process.getBuiltinModule('node:worker_threads') as typeof import('node:worker_threads');
     // A worker's heap takes V8's flags as they are when it starts.
     setGcFlags();
-    const w = new Worker(packageFile('dist/decode-worker.cjs'), { workerData: { role: 'decoder' } });
+    const w = new Worker(packageFile('dist/decode-worker.cjs'), { workerData: { role: 'decoder' }, resourceLimits: HEAP_LIMITS });
     w.unref();
     w.on('message', (m: FromDecoder) => this.receive(m));
-    const lost = (e: Error) => {
+    const lost = (cause: Error) => {
       if (this.worker === w) this.worker = undefined;
+      const e =
+        (cause as NodeJS.ErrnoException).code === 'ERR_WORKER_OUT_OF_MEMORY'
+          ? new Error(
+              `decoding it took more than the decode worker's ${HEAP_LIMITS.maxOldGenerationSizeMb + HEAP_LIMITS.maxYoungGenerationSizeMb} MB of heap (OpenPGP that openpgp.js reads a byte at a time: partial lengths of a byte inside compressed data); -d 'gpg -q -d' decodes it outside`,
+            )
+          : cause;
       for (const [id, p] of this.pending) {
+        if (p.worker !== w) continue;
         this.pending.delete(id);
         if (p.done) p.done({ bytes: 0, outcome: { failure: e } });
         else p.failed(e);
@@ -100,13 +139,22 @@ export class DecodeWorkers {
    * Open the packet in `fd` (from `at` if it is a regular file) in the worker, and read its
    * header there. `guard` stops the decoding if the run is interrupted.
    */
-  open(fd: number, at: number, keys: KeyOptions, guard?: Guard): Promise<WorkerPacket> {
+  open(fd: number, at: number, keys: KeyOptions, guard?: Guard, headerSeconds?: number): Promise<WorkerPacket> {
     const w = this.start();
     const id = this.nextId++;
     const control = new SharedArrayBuffer(CONTROL_INTS * 4);
     const flags = new Int32Array(control);
     let over = false;
     let unguard = () => {};
+    let awaitingHeader = true;
+    let late: Timer | undefined;
+    const headerSettled = () => {
+      if (!awaitingHeader) return;
+      awaitingHeader = false;
+      late?.clear();
+      this.release();
+    };
+    this.hold();
     return new Promise<WorkerPacket>((resolve, reject) => {
       /** Stop the job: the worker writes nothing more; an open still waiting for the header fails, a drain ends 'aborted'. */
       const abort = () => {
@@ -118,17 +166,21 @@ export class DecodeWorkers {
         // Draining: the worker reports how it ended. Else nothing more comes for this job.
         if (!p.done) {
           this.pending.delete(id);
+          headerSettled();
           reject(new Error('decoding was stopped'));
         }
       };
       unguard = guard?.({ kill: abort }) ?? unguard;
       const p: Pending = {
+        worker: w,
         failed: (e) => {
           over = true;
           unguard();
+          headerSettled();
           reject(e);
         },
         header: (m) => {
+          headerSettled();
           const reader = new HeaderReader();
           reader.push(Buffer.from(m.header.buffer, m.header.byteOffset, m.header.byteLength));
           resolve({
@@ -145,10 +197,12 @@ export class DecodeWorkers {
                   reported = bytes;
                 };
                 if (over || !this.pending.has(id)) return done({ bytes: 0, outcome: 'aborted' });
+                this.hold();
                 p.done = (d) => {
                   progress?.add(d.bytes - reported);
                   over = true;
                   unguard();
+                  this.release();
                   done(d);
                 };
                 w.postMessage({ type: 'drain', id, sink } satisfies ToDecoder);
@@ -158,6 +212,17 @@ export class DecodeWorkers {
       };
       this.pending.set(id, p);
       w.postMessage({ type: 'open', id, input: { fd, at, file: fstatSync(fd).isFile() }, keys, control } satisfies ToDecoder);
+      if (headerSeconds) {
+        // A worker busy inside openpgp.js does not look at its messages: it is stopped whole,
+        // and the next packet gets a new one. The others it was reading fail this time, and are
+        // read again at the next look.
+        late = after(headerSeconds, () => {
+          this.pending.delete(id);
+          p.failed(new DecoderError(builtInLate(headerSeconds)));
+          if (this.worker === w) this.worker = undefined;
+          void w.terminate();
+        });
+      }
     });
   }
 }

@@ -138,7 +138,7 @@ export const QUEUE_SETTINGS: Record<string, Setting> = { ...RUN_SETTINGS, ...DEC
 
 const runOpts = (a: RunArgs, cmd: { command: string; params: Buffer[] }) => ({
   ...cmd,
-  decode: decodeContext(a, 'worker'),
+  decode: decodeContext(a),
   delivery: a.delivery,
   allowJobParams: a['allow-job-params'],
   ignorePayload: a['ignore-payload'],

@@ -173,7 +173,7 @@ export const queueStatusCmd: Subcommand<StatusArgs> = {
       .example('$0 queue-status -q /var/spool/q --prometheus > q.prom.tmp && mv q.prom.tmp /var/lib/node_exporter/q.prom', "for node_exporter's textfile collector") as never,
   handler: async (a) => {
     try {
-      const { queue: q, status: s } = await readStatus(a.queuedir, decodeContext(a, 'here'), a['stalled-after']);
+      const { queue: q, status: s } = await readStatus(a.queuedir, decodeContext(a), a['stalled-after']);
       if (a.prometheus && (a.json || a.nagios)) throw new UsageError(`--prometheus and --${a.json ? 'json' : 'nagios'} are two different outputs: give one`);
       if (a.prometheus) {
         const { Metrics } = await import('../../serve/metrics.js');
@@ -315,7 +315,7 @@ export const queueClean: Subcommand<CleanArgs> = {
     const lock = await q.nextseq.lock({ create: false, waitSeconds: a['wait-lock'], what: `queue ${q.dir}` });
     const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: 'going on without it: nothing is known as processed, so only --stale --force removes anything' });
     try {
-      const done = await cleanQueue(q, state.journal, { stale: a.stale, force: a.force, dryRun: a['dry-run'], decode: decodeContext(a, 'here') });
+      const done = await cleanQueue(q, state.journal, { stale: a.stale, force: a.force, dryRun: a['dry-run'], decode: decodeContext(a) });
       let text = '';
       for (const c of done) {
         const why = `seq ${c.seq}: ${cleanedWhy(c)}`;

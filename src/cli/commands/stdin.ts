@@ -10,7 +10,7 @@ export const stdinInfo: Subcommand<DecodeArgs> = {
   describe: 'Get information about a packet piped to filespooler on stdin',
   builder: (y) => decodeOptions(y, { decoder: false, signature: false }).example('$0 stdin-info < packet.fspl', '') as never,
   handler: async (a) => {
-    const p = await openPacket(0, decodeContext(a, 'here'));
+    const p = await openPacket(0, decodeContext(a));
     if (p.kind === 'stream') p.abort();
     print(formatEnv(jobEnv(p.header)));
   },
@@ -23,5 +23,5 @@ export const stdinPayload: Subcommand<DecodeArgs & { 'spool-dir'?: string }> = {
     decodeOptions(y, { decoder: false, signature: true })
       .option('spool-dir', spoolDir)
       .example('$0 stdin-payload < packet.fspl > payload', '') as never,
-  handler: (a) => writePayload(0, 1, decodeContext(a, 'worker'), a['spool-dir'] ?? tmpdir(), '--spool-dir'),
+  handler: (a) => writePayload(0, 1, decodeContext(a), a['spool-dir'] ?? tmpdir(), '--spool-dir'),
 };
