@@ -337,6 +337,31 @@ os.close(fd)`;
     expect(processesWith('sleep 600')).toEqual([]);
   });
 
+  it('interrupted during a pass before the receiver (verifying, or decoding into the temp file): the job stays, neither failed nor refused', async () => {
+    const stalls = (mark: string) => ['-d', `sh -c "head -c 1500; exec sleep 600 ${mark}"`];
+    for (const [what, args, file] of [
+      ['verified delivery', ['--delivery', 'verified', '--on-error', 'delete'], plain(1, 'one')],
+      ['the verifying pass', ['--require-signature', sender.pub, '--on-error', 'delete'], signed(1, 'one')],
+    ] as const) {
+      const d = tempDir();
+      const q = makeQueue(d);
+      const name = put(q, file);
+      const mark = `#${Math.random()}`;
+      const run = runAsync(FSPOOL, ['queue-process', '-q', q, ...args, ...stalls(mark), 'sh', '--', '-c', 'cat > "$0"', join(d, 'out')]);
+      // The job's own decoder (the scan's, which reads the header only, is gone by then).
+      const running = () => fspool(['queue-history', '-q', q, '--outcome', 'running']).stdout.toString().includes(name);
+      await waitFor(`${what}: the stalled decoder of the running job`, () => running() && processesWith(mark).length > 0, 20_000);
+      globalThis.process.kill(run.pid, 'SIGINT');
+      const r = await within(run.done, 10_000, `${what}: fspool after SIGINT`);
+      expect(r.code, `${what}: ${r.stderr}`).toBe(130);
+      expect(jobFiles(q), what).toEqual([name]);
+      expect(nextseq(q), what).toBe('1');
+      const outcomes = JSON.parse(fspool(['queue-history', '-q', q, '--json']).stdout.toString()).runs.map((x: { outcome: string }) => x.outcome);
+      expect(outcomes, what).toEqual(['interrupted']);
+      expect(processesWith(mark), what).toEqual([]);
+    }
+  });
+
   it('refusals as queue-status sees them: one row per file and verdict, each file on its own, a file renamed over since is new', () => {
     const d = tempDir();
     const q = makeQueue(d);

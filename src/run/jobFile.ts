@@ -116,6 +116,14 @@ export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions,
   if (fd === undefined) return { skip: 'vanished' };
   const extraFds: number[] = [];
   let cleanup = () => {};
+  /**
+   * Interrupted before the receiver started: whatever the decoding then said (its decoders were
+   * killed) is no verdict on the packet. The job stays, as after any interrupted run.
+   */
+  const interrupted = (): Outcome | undefined => {
+    const sig = ctx.stop.interrupted;
+    return sig && { ok: false, reason: `interrupted by ${sig}`, interrupted: sig, facts: { kind: 'interrupted', signal: sig, bytes: 0 } };
+  };
   try {
     // A file just opened: the packet starts at offset 0.
     const prepared = await preparePayload(await openForDelivery(fd, opts.decode, 0), {
@@ -133,6 +141,8 @@ export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions,
       },
     });
     if (!prepared.ok) {
+      const stopped = interrupted();
+      if (stopped) return stopped;
       if (prepared.unverified) return { skip: 'unverified', reason: prepared.reason, timedOut: prepared.timedOut };
       return { ok: false, reason: prepared.reason, ...(prepared.timedOut ? { facts: { kind: 'timeout' } } : {}) };
     }
@@ -146,7 +156,7 @@ export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions,
     return countsFor(await runJob({ header: prepared.header, location, payload: prepared.payload }, run, ctx), fd, job, opts);
   } catch (e) {
     if (e instanceof FspoolError && e.exitCode === 2) throw e;
-    return { ok: false, reason: describe(e), facts: { kind: failureKind(e), bytes: 0 } };
+    return interrupted() ?? { ok: false, reason: describe(e), facts: { kind: failureKind(e), bytes: 0 } };
   } finally {
     cleanup();
     closeSync(fd);

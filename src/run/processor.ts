@@ -292,6 +292,8 @@ export class QueueProcessor {
         // Anyone may drop a file claiming the due seq; only a signed one can make it ambiguous.
         for (const c of candidates) {
           const bad = await verifyFile(c, this.lookDecode, opts.timeoutSeconds);
+          // A stop kills the decoders of this look at once: what they said judges nothing.
+          if (ctx.stop.stopping) return 0;
           if (bad?.skip === 'vanished') index.forget(c.name);
           else if (bad) {
             this.refuse(c, bad, 'sequence');
