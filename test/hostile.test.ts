@@ -3,7 +3,7 @@
 // never set the receiver's environment, take another packet's place, or hang the processor
 // (spec/processing.md, "Threat model"). Packets here are built byte by byte with fspool's own
 // encoder, which writes whatever bytes it is given, including those a sender could not have.
-import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeHeader } from '../src/packet/codec.js';
 import { crc32 } from '../src/packet/crc32.js';
 import type { CmdType } from '../src/packet/header.js';
-import { exists, jobFiles, LONG, nextseq, processesWith, put, sleep, waitFor, within } from './helpers/queue.js';
+import { exists, holdsOpen, jobFiles, LONG, nextseq, processesWith, put, sleep, waitFor, within } from './helpers/queue.js';
 import { FSPOOL, fspool, makeQueue, runAsync, runSync, tempDir } from './helpers/cli.js';
 import { makeKey } from './helpers/keys.js';
 import { encodePacket, splitPackets } from './helpers/pgpSurgery.js';
@@ -375,6 +375,14 @@ os.close(fd)`;
     let s = JSON.parse(fspool(['queue-status', '-q', q, '--json']).stdout.toString());
     expect(s.due).toEqual([]);
     expect(s.unreadable.map((u: { file: string }) => u.file).sort()).toEqual([f1, f2].sort());
+    // Touched (its ctime moves): a file that may have changed, until the next run refuses it anew.
+    runSync('sleep', ['0.02']);
+    expect(runSync('touch', [join(q, 'jobs', f2)]).code).toBe(0);
+    expect(JSON.parse(fspool(['queue-status', '-q', q, '--json']).stdout.toString()).due.map((u: { file: string }) => u.file)).toEqual([f2]);
+    expect(process(q, 'delete').code).toBe(0);
+    s = JSON.parse(fspool(['queue-status', '-q', q, '--json']).stdout.toString());
+    expect(s.due).toEqual([]);
+    expect(s.unreadable.map((u: { file: string }) => u.file).sort()).toEqual([f1, f2].sort());
     // The genuine packet is renamed over one of them: that file is the due job, not a refusal.
     const tmp = join(q, 'jobs', 'incoming');
     writeFileSync(tmp, signed(1, 'one'));
@@ -384,6 +392,32 @@ os.close(fd)`;
     expect(s.unreadable.map((u: { file: string }) => u.file)).toEqual([f2]);
     expect(process(q, 'delete').code).toBe(0);
     expect(readFileSync(join(d, 'out'), 'utf8')).toBe('1 one\n');
+  });
+
+  it('a refusal made while the journal is locked is journaled once a watch has it again', async () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    put(q, signed(1, 'one'));
+    expect(process(q, 'delete').code).toBe(0); // makes the journal
+    const db = join(q, 'fspool', 'state.db');
+    const flag = join(d, 'locked');
+    // Held well past the watch's refusal of the forged file, and its 2 s wait to journal it.
+    const hold = 'import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)\nc.execute("BEGIN EXCLUSIVE")\nopen(sys.argv[2], "w").close()\ntime.sleep(8)\nc.execute("ROLLBACK")';
+    const holder = runAsync('python3', ['-c', hold, db, flag]);
+    await waitFor('the lock', () => exists(flag), 10_000);
+    const forged = put(q, plain(2, 'forged'));
+    const watch = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '0.5', '--require-signature', sender.pub, 'cat']);
+    const refused = () => JSON.parse(fspool(['queue-history', '-q', q, '--json']).stdout.toString()).runs.some((r: { outcome: string; file: string }) => r.outcome === 'refused' && r.file === forged);
+    try {
+      await waitFor('the watch to refuse the forged file', () => watch.stderr().includes(`${forged} claims seq 2 but fails --require-signature`), 8_000);
+      await holder.done;
+      await waitFor('the refusal in the journal', refused, 20_000);
+    } finally {
+      globalThis.process.kill(watch.pid, 'SIGTERM');
+    }
+    const r = await watch.done;
+    expect(r.stderr).toMatch(/can be used again/);
+    expect(JSON.parse(fspool(['queue-status', '-q', q, '--json']).stdout.toString()).unreadable.map((u: { file: string }) => u.file)).toEqual([forged]);
   });
 
   it('--watch verifies again, at its next rescan, a file whose verification --timeout cut short', async () => {
@@ -685,20 +719,7 @@ describe('judgements the probe left open', () => {
     runSync('cp', ['--sparse=always', a, join(q, 'jobs', 'fspl-b.fspl')]);
     const ran = join(dir, 'ran');
     const run = runAsync(FSPOOL, ['queue-process', '-q', q, 'sh', '--', '-c', 'touch "$0"', ran]);
-    const holds = (name: string) => {
-      try {
-        return readdirSync(`/proc/${run.pid}/fd`).some((fd) => {
-          try {
-            return readlinkSync(`/proc/${run.pid}/fd/${fd}`).endsWith(name);
-          } catch {
-            return false;
-          }
-        });
-      } catch {
-        return false;
-      }
-    };
-    await waitFor('the comparison of the two copies', () => holds('fspl-a.fspl') && holds('fspl-b.fspl'), 20_000);
+    await waitFor('the comparison of the two copies', () => holdsOpen(run.pid, 'fspl-a.fspl') && holdsOpen(run.pid, 'fspl-b.fspl'), 20_000);
     process.kill(run.pid, 'SIGTERM');
     const r = await within(run.done, 10_000, 'fspool after SIGTERM, mid-comparison');
     expect(r.code, r.stderr).toBe(143);

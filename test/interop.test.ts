@@ -636,6 +636,8 @@ describe('6: broken packets', () => {
       ['seq by name, then by number', map(4, ...seq1, ...ctime, ...nop, int(0), int(5)), /field "seq" twice/],
       ['cmd_type by name, then by number', map(4, ...seq1, ...ctime, ...nop, int(2), str('NOP')), /field "cmd_type" twice/],
       ['params by name, then by number', map(3, ...seq1, ...ctime, str('cmd_type'), map(1, str('Command'), map(3, str('params'), Buffer.from([0x90]), str('env'), Buffer.from([0x90]), int(0), Buffer.from([0x90])))), /field "params" twice/],
+      ['a field named by a negative number', map(4, ...seq1, ...ctime, ...nop, Buffer.from([0xff]), int(1)), /names a field by a negative number/],
+      ['a Command field named by a negative number', map(3, ...seq1, ...ctime, str('cmd_type'), map(1, str('Command'), map(3, str('params'), Buffer.from([0x90]), str('env'), Buffer.from([0x90]), Buffer.from([0xd0, 0xff]), int(1)))), /names a field by a negative number/],
       ['the metadata as an array of four', Buffer.from([0x94, 1, 0x92, 0, 0, 0xa3, 0x4e, 0x4f, 0x50, 0xc0]), /has 4 fields, expected 3/],
       ['an unknown key twice', map(5, ...seq1, ...ctime, ...nop, str('x'), int(1), str('x'), int(2)), undefined],
       ['a key twice in an unknown value', map(4, ...seq1, ...ctime, ...nop, str('x'), map(2, str('a'), int(1), str('a'), int(2))), undefined],

@@ -156,6 +156,8 @@ export function checkShape(b: Uint8Array): Shape {
 function keyName(b: Uint8Array, role: Role, t: number, start: number, text: [number, number] | undefined): string | undefined {
   if (text) return Buffer.from(b.buffer, b.byteOffset + text[0], text[1]).toString('latin1');
   let n: number | undefined;
+  // serde names a field by a name or an unsigned number; a negative one is an error to fspl.
+  if (t >= 0xe0 || (t >= 0xd0 && t <= 0xd3)) throw new PacketError('metadata names a field by a negative number');
   if (t <= 0x7f) n = t;
   else if (t === 0xcc) n = b[start + 1]!;
   else if (t === 0xcd) n = (b[start + 1]! << 8) | b[start + 2]!;

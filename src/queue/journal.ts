@@ -375,35 +375,42 @@ export class Journal {
    * A file the processor will not run under --require-signature (its signature is missing or
    * wrong, or was not verified within --timeout): journaled (attempt 0, not a run) so that
    * queue-status can say why the job it claims does not run. Its header proved nothing, so the
-   * row carries no stream (receipts never see it). Once per file and verdict: a cron run
-   * refusing it again adds nothing.
+   * row carries no stream (receipts never see it). Once per file and verdict, and again only
+   * when the file has changed since (`changedMs`, its ctime: a cron run refusing it again adds
+   * nothing, a touched file is refused anew). False if it could not be written.
    */
-  recordRefusal(ref: Omit<JobRef, 'header'> & { ctimeSecs: bigint; ctimeNanos: number }, orderBy: OrderBy, detail: string): void {
+  recordRefusal(ref: Omit<JobRef, 'header'> & { ctimeSecs: bigint; ctimeNanos: number }, orderBy: OrderBy, detail: string, changedMs: number): boolean {
     const now = Date.now();
-    this.state?.write((tx) => {
-      const last = tx.stmt('SELECT outcome, detail FROM runs WHERE packet = ? AND file = ? ORDER BY id DESC LIMIT 1').get(ref.packet, ref.file) as Pick<RawRow, 'outcome' | 'detail'> | undefined;
-      if (last && last.outcome === 'refused' && last.detail === detail) return;
+    const wrote = this.state?.write((tx) => {
+      const last = tx.stmt('SELECT outcome, detail, ended_at FROM runs WHERE packet = ? AND file = ? ORDER BY id DESC LIMIT 1').get(ref.packet, ref.file) as
+        | Pick<RawRow, 'outcome' | 'detail' | 'ended_at'>
+        | undefined;
+      if (last && last.outcome === 'refused' && last.detail === detail && (last.ended_at ?? 0) >= changedMs) return true;
       tx.stmt(
         `INSERT INTO runs (seq, packet, file, ctime_secs, ctime_nanos, attempt, order_by, pid, started_at, ended_at, outcome, detail, commit_state)
          VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, 'refused', ?, 'done')`,
       ).run(String(ref.seq), ref.packet, ref.file, String(ref.ctimeSecs), ref.ctimeNanos, orderBy, process.pid, now, now, detail);
+      return true;
     });
+    return wrote === true;
   }
 
   /**
-   * The files whose latest row is a refusal (by packet, then file name): why, and when. A file
-   * changed since (renamed over, written) is not the file refused.
+   * Of `packets` (those of the files present), the files whose latest row is a refusal (by
+   * packet, then file name): why, and when. Read through the packet index, so that the cost
+   * follows the files present, not the refusals of the past. A file changed since (renamed
+   * over, written) is not the file refused.
    */
-  refusals(): Map<string, Map<string, { detail: string; at: number }>> {
+  refusals(packets: string[]): Map<string, Map<string, { detail: string; at: number }>> {
     const rows =
       this.state?.read(
         (tx) =>
           tx
             .stmt(
-              `SELECT packet, file, detail, ended_at FROM runs r WHERE r.outcome = 'refused' AND NOT EXISTS (
+              `SELECT packet, file, detail, ended_at FROM runs r WHERE r.packet IN (SELECT value FROM json_each(?)) AND r.outcome = 'refused' AND NOT EXISTS (
                  SELECT 1 FROM runs l WHERE l.packet = r.packet AND l.file = r.file AND l.id > r.id)`,
             )
-            .all() as Array<{ packet: string; file: string; detail: string; ended_at: number }>,
+            .all(JSON.stringify([...new Set(packets)])) as Array<{ packet: string; file: string; detail: string; ended_at: number }>,
       ) ?? [];
     const byPacket = new Map<string, Map<string, { detail: string; at: number }>>();
     for (const r of rows) {

@@ -83,13 +83,14 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
   const unreadable: ScannedJob[] = [];
   // Files a processor refused under --require-signature: their headers proved nothing, so they
   // are not jobs (nor due, nor ambiguous beside the genuine packet), but files to look at.
-  const refusals = journal.active ? journal.refusals() : new Map<string, Map<string, { detail: string; at: number }>>();
-  for (const j of scanned) {
+  const packets = scanned.map((j) => (j.header ? packetId(j.header) : ''));
+  const refusals = journal.active ? journal.refusals(packets.filter((p) => p)) : new Map<string, Map<string, { detail: string; at: number }>>();
+  for (const [i, j] of scanned.entries()) {
     if (!j.header) {
       unreadable.push(j);
       continue;
     }
-    const packet = packetId(j.header);
+    const packet = packets[i]!;
     const refused = refusals.get(packet)?.get(j.name);
     // The refusal holds for the file as it was then: one renamed over it, or written, since is new.
     if (refused && !(j.identity && j.identity.ctimeMs > refused.at)) {

@@ -173,6 +173,7 @@ export class QueueProcessor {
     for (const name of recover(this.processing, this.index.all(), true)) this.index.forget(name);
     if (!this.db.usable) return;
     this.db.loud();
+    this.journalRefusals();
     this.ctx.log.info(`state database ${this.db.path} can be used again: journal and header cache resumed`);
   }
 
@@ -240,7 +241,20 @@ export class QueueProcessor {
   private refuse(job: Readable, why: Unverified, order: OrderBy | 'released'): void {
     this.index.distrust(job, why.reason, !why.timedOut);
     const { seq, ctimeSecs, ctimeNanos } = job.header;
-    if (this.journal.active) this.journal.recordRefusal({ seq, ctimeSecs, ctimeNanos, packet: packetId(job.header), file: job.name }, order, this.index.errorOf(job.name)!);
+    const packet = packetId(job.header);
+    const refusal = { ref: { seq, ctimeSecs, ctimeNanos, packet, file: job.name }, order, detail: this.index.errorOf(job.name)!, changedMs: job.identity?.ctimeMs ?? Date.now() };
+    this.unjournaled.set(`${packet}/${job.name}`, refusal);
+    this.journalRefusals();
+  }
+
+  /** Refusals the journal could not take when they were made (the latest of each file): written once it can. */
+  private readonly unjournaled = new Map<string, { ref: Parameters<Journal['recordRefusal']>[0]; order: OrderBy | 'released'; detail: string; changedMs: number }>();
+
+  private journalRefusals(): void {
+    for (const [key, r] of this.unjournaled) {
+      if (!this.journal.active || !this.journal.recordRefusal(r.ref, r.order, r.detail, r.changedMs)) return;
+      this.unjournaled.delete(key);
+    }
   }
 
   /**

@@ -66,8 +66,8 @@ export function runSync(file: string, args: string[], opts: RunOpts = {}): Resul
 export const fspool = (args: string[], opts?: RunOpts) => runSync(FSPOOL, args, opts);
 export const fspl = (args: string[], opts?: RunOpts) => runSync('fspl', args, opts);
 
-/** Start a program and collect its output; resolves when it has exited and closed stdio. */
-export function runAsync(file: string, args: string[], opts: RunOpts = {}): { pid: number; done: Promise<Result> } {
+/** Start a program and collect its output; resolves when it has exited and closed stdio. `stderr()`: what it has written there so far. */
+export function runAsync(file: string, args: string[], opts: RunOpts = {}): { pid: number; done: Promise<Result>; stderr(): string } {
   const stdin = stdinOf(opts);
   const child = spawn(file, args, { stdio: [stdin, 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd });
   if (typeof stdin === 'number') closeSync(stdin);
@@ -82,7 +82,7 @@ export function runAsync(file: string, args: string[], opts: RunOpts = {}): { pi
       resolveDone({ code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() }),
     );
   });
-  return { pid: child.pid!, done };
+  return { pid: child.pid!, done, stderr: () => Buffer.concat(err).toString() };
 }
 
 /**

@@ -2,7 +2,7 @@
 // a transport would (temp name, then rename), and waiting for something to happen: one set of
 // these for every test file, so that a fix to one (a regex, a poll interval) reaches them all.
 import { randomUUID } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const exists = (path: string) => existsSync(path);
@@ -109,6 +109,21 @@ export function liveProcesses(match: (p: Proc) => boolean): number[] {
 /** Is any live process (zombies count as gone) in process group `pgid`? */
 export function groupAlive(pgid: number): boolean {
   return liveProcesses((p) => p.pgrp === pgid).length > 0;
+}
+
+/** Whether process `pid` has a file whose path ends with `suffix` open now. */
+export function holdsOpen(pid: number, suffix: string): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        return readlinkSync(`/proc/${pid}/fd/${fd}`).endsWith(suffix);
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return false;
+  }
 }
 
 /** Live processes whose command line contains `tag`. */
