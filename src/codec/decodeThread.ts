@@ -78,18 +78,22 @@ export class DecodeWorkers {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   /**
-   * Jobs whose header or drain this thread is waiting for. The worker does not keep the process
-   * alive, but a wait for it must: else a worker that dies (a crash, its memory limit) would end
-   * the process as if all were done, the wait never answered.
+   * Per worker, the jobs whose header or drain this thread is waiting for. A worker does not keep
+   * the process alive, but a wait for it must: else a worker that dies (a crash, its memory
+   * limit) would end the process as if all were done, the wait never answered.
    */
-  private waiting = 0;
+  private readonly waiting = new Map<Worker, number>();
 
-  private hold(): void {
-    if (this.waiting++ === 0) this.worker?.ref();
+  private hold(w: Worker): void {
+    this.waiting.set(w, (this.waiting.get(w) ?? 0) + 1);
+    w.ref();
   }
 
-  private release(): void {
-    if (--this.waiting === 0) this.worker?.unref();
+  private release(w: Worker): void {
+    const n = (this.waiting.get(w) ?? 1) - 1;
+    if (n > 0) return void this.waiting.set(w, n);
+    this.waiting.delete(w);
+    w.unref();
   }
 
   private start(): Worker {
@@ -152,9 +156,9 @@ export class DecodeWorkers {
       if (!awaitingHeader) return;
       awaitingHeader = false;
       late?.clear();
-      this.release();
+      this.release(w);
     };
-    this.hold();
+    this.hold(w);
     return new Promise<WorkerPacket>((resolve, reject) => {
       /** Stop the job: the worker writes nothing more; an open still waiting for the header fails, a drain ends 'aborted'. */
       const abort = () => {
@@ -197,12 +201,12 @@ export class DecodeWorkers {
                   reported = bytes;
                 };
                 if (over || !this.pending.has(id)) return done({ bytes: 0, outcome: 'aborted' });
-                this.hold();
+                this.hold(w);
                 p.done = (d) => {
                   progress?.add(d.bytes - reported);
                   over = true;
                   unguard();
-                  this.release();
+                  this.release(w);
                   done(d);
                 };
                 w.postMessage({ type: 'drain', id, sink } satisfies ToDecoder);

@@ -144,7 +144,7 @@ export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions,
       const stopped = interrupted();
       if (stopped) return stopped;
       if (prepared.unverified) return { skip: 'unverified', reason: prepared.reason, timedOut: prepared.timedOut };
-      return { ok: false, reason: prepared.reason, ...(prepared.timedOut ? { facts: { kind: 'timeout' } } : {}) };
+      return { ok: false, reason: prepared.reason, ...(prepared.timedOut ? { facts: { kind: 'timeout', bytes: 0 } } : {}) };
     }
     cleanup = prepared.cleanup;
     // Same identity, so the same bytes: unless a header differs, which only a file rewritten
