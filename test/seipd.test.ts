@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import * as openpgp from 'openpgp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { DecryptionMaterial } from '../src/codec/keys.js';
-import { BodyFramer, definiteLength, readPacketHead } from '../src/codec/pgpFraming.js';
+import { BodyFramer, definiteLength, MAX_RUNS, readPacketHead } from '../src/codec/pgpFraming.js';
 import { openLiteral, openSeipd, type Unwrapped } from '../src/codec/seipd.js';
 import { encryptSeipd } from '../src/codec/seipdEncrypt.js';
 import { filler } from './helpers/bytes.js';
@@ -101,7 +101,7 @@ describe('OpenPGP framing', () => {
     return Buffer.concat(out);
   }
 
-  it('reassembles any body from partial and definite parts, cut into any chunks, in one buffer a push, and hands back what follows', () => {
+  it('reassembles any body from partial and definite parts, cut into any chunks, in a few buffers a push, and hands back what follows', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 0, max: 12000 }),
@@ -122,8 +122,8 @@ describe('OpenPGP framing', () => {
             const chunk = all.subarray(at, at + sizes[i % sizes.length]!);
             at += chunk.length;
             const r = framer.push(chunk);
-            // One buffer at most per push, however small the parts: every layer above pays per buffer.
-            expect(r.body.length).toBeLessThanOrEqual(1);
+            // A few buffers at most per push, however small the parts: every layer above pays per buffer.
+            expect(r.body.length).toBeLessThanOrEqual(MAX_RUNS);
             got.push(...r.body);
             if (r.after) after.push(r.after);
           }

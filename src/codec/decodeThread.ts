@@ -47,7 +47,7 @@ export type FromDecoder =
  * seconds, and more for more. That must end in an error for that packet (the worker is started
  * again for the next), not in the machine's memory.
  */
-const HEAP_LIMITS = { maxOldGenerationSizeMb: 192, maxYoungGenerationSizeMb: 48 };
+const HEAP_LIMITS = { maxOldGenerationSizeMb: 192 };
 
 /** Why built-in decoding was given up before the header (a DecoderError's message). */
 export function builtInLate(seconds: number): string {
@@ -109,7 +109,7 @@ export class DecodeWorkers {
       const e =
         (cause as NodeJS.ErrnoException).code === 'ERR_WORKER_OUT_OF_MEMORY'
           ? new Error(
-              `decoding it took more than the decode worker's ${HEAP_LIMITS.maxOldGenerationSizeMb + HEAP_LIMITS.maxYoungGenerationSizeMb} MB of heap (OpenPGP that openpgp.js reads a byte at a time: partial lengths of a byte inside compressed data); -d 'gpg -q -d' decodes it outside`,
+              `decoding it took more than the decode worker's ${HEAP_LIMITS.maxOldGenerationSizeMb} MB of heap (OpenPGP that openpgp.js reads a byte at a time: partial lengths of a byte inside compressed data); -d 'gpg -q -d' decodes it outside`,
             )
           : cause;
       for (const [id, p] of this.pending) {

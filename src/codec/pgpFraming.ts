@@ -16,6 +16,9 @@ export interface PacketHead {
   body: BodyLength;
 }
 
+/** Body runs of one push handed on as they are; more are gathered into one buffer. */
+export const MAX_RUNS = 8;
+
 export class FramingError extends Error {
   override name = 'FramingError';
 }
@@ -60,11 +63,11 @@ export function readPacketHead(b: Buffer, at = 0): PacketHead | undefined {
 
 /**
  * The body of one packet, fed the bytes that follow its header: hands out the body bytes and,
- * once the body has ended, whatever comes after it. The body of one push comes out as at most
- * one buffer: a subarray of the input when it is one run of bytes (a part spans the chunk, as
- * writers' parts of 2^13 bytes and more do), else the runs copied together. Parts may be as
- * small as 1 byte (RFC 4880 §4.2.2.4), and a buffer handed on per part would cost every layer
- * above a call per byte.
+ * once the body has ended, whatever comes after it. The body of one push comes out as subarrays
+ * of the input (never copies) while it is a few runs of bytes (writers' parts are 512 bytes and
+ * more: fspool's own 256 KiB, in reads of 512 KiB), and gathered into one buffer beyond
+ * MAX_RUNS. Parts may be as small as 1 byte (RFC 4880 §4.2.2.4), and a buffer handed on per part
+ * would cost every layer above a call per byte.
  */
 export class BodyFramer {
   /** Bytes left in the current part (Infinity: to the end of the input). */
@@ -82,25 +85,22 @@ export class BodyFramer {
   }
 
   push(chunk: Buffer): { body: Buffer[]; after?: Buffer } {
-    /** The first run of body bytes in `chunk`; from the second on, they are gathered in `out`. */
-    let first: Buffer | undefined;
+    const runs: Buffer[] = [];
+    /** Past MAX_RUNS, the runs are gathered here. */
     let out: Buffer | undefined;
     let o = 0;
     let at = 0;
     while (at < chunk.length && !this.done) {
       if (this.left > 0) {
         const n = Math.min(this.left, chunk.length - at);
-        if (first === undefined) {
-          first = chunk.subarray(at, at + n);
-        } else {
-          if (out === undefined) {
-            out = Buffer.allocUnsafe(first.length + chunk.length - at);
-            o = first.copy(out, 0);
-          }
-          // Buffer.copy is a call into C++; a byte or a few are cheaper copied here.
-          if (n < 64) for (let i = at; i < at + n; i++) out[o++] = chunk[i]!;
-          else o += chunk.copy(out, o, at, at + n);
+        if (out === undefined && runs.length === MAX_RUNS) {
+          out = Buffer.allocUnsafe(runs.reduce((k, r) => k + r.length, 0) + chunk.length - at);
+          for (const r of runs) o += r.copy(out, o);
         }
+        if (out === undefined) runs.push(chunk.subarray(at, at + n));
+        // Buffer.copy is a call into C++; a byte or a few are cheaper copied here.
+        else if (n < 64) for (let i = at; i < at + n; i++) out[o++] = chunk[i]!;
+        else o += chunk.copy(out, o, at, at + n);
         at += n;
         this.left -= n;
         if (this.left === 0 && this.last) this.done = true;
@@ -127,7 +127,7 @@ export class BodyFramer {
       this.last = len.body.kind !== 'partial';
       if (this.left === 0 && this.last) this.done = true;
     }
-    const body = out ? [out.subarray(0, o)] : first ? [first] : [];
+    const body = out ? [out.subarray(0, o)] : runs;
     return this.done ? { body, after: chunk.subarray(at) } : { body };
   }
 
