@@ -6,10 +6,11 @@
 // byte paths and the EOF rule for every layer are also in test/encoding.test.ts.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as openpgp from 'openpgp';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DecodeWorkers } from '../src/codec/decodeThread.js';
 import { filler } from './helpers/bytes.js';
 import { FSPOOL, fspool, makeQueue, preparePacket, runAsync, tempDir } from './helpers/cli.js';
 import { alive, put, waitFor, within } from './helpers/queue.js';
@@ -113,6 +114,22 @@ describe('the decode worker', () => {
     expect(readdirSync(join(q, 'jobs'))).toHaveLength(1);
     expect(readFileSync(join(q, 'nextseq'), 'utf8').trim()).toBe('1');
   }, 90_000);
+
+  it('an open that a stop has already come for (a scan reading on after SIGTERM) is refused at once, not with an error of its own', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'p.fspl');
+    writeFileSync(file, preparePacket(['-s', '-', '-i', '-', `--encrypt-to=${PUB}`], 'x', ENV));
+    const fd = openSync(file, 'r');
+    try {
+      const stopped = (h: { kill(signal: NodeJS.Signals): void }) => {
+        h.kill('SIGKILL');
+        return () => {};
+      };
+      await expect(new DecodeWorkers().open(fd, 0, {}, stopped, 300)).rejects.toThrow(/^decoding was stopped$/);
+    } finally {
+      closeSync(fd);
+    }
+  });
 
   it('the headers of several encrypted packets read at once (a scan does): each is answered, and the jobs run in order', () => {
     const dir = tempDir();

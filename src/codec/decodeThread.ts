@@ -49,6 +49,9 @@ export type FromDecoder =
  */
 const HEAP_LIMITS = { maxOldGenerationSizeMb: 192 };
 
+/** How long a worker told to stop a drain may take to say it has, before it is stopped whole. */
+const ABORT_GRACE_SECONDS = 5;
+
 /** Why built-in decoding was given up before the header (a DecoderError's message). */
 export function builtInLate(seconds: number): string {
   return `no packet header within ${seconds}s of decoding (--decoder-timeout): OpenPGP that openpgp.js reads a byte at a time, say; decoding was stopped`;
@@ -160,6 +163,12 @@ export class DecodeWorkers {
     };
     this.hold(w);
     return new Promise<WorkerPacket>((resolve, reject) => {
+      /** The worker, stopped whole: one busy inside openpgp.js reads no message. The next packet gets a new one. */
+      const stopWorker = () => {
+        if (this.worker === w) this.worker = undefined;
+        void w.terminate();
+      };
+      let unheeded: Timer | undefined;
       /** Stop the job: the worker writes nothing more; an open still waiting for the header fails, a drain ends 'aborted'. */
       const abort = () => {
         if (over) return;
@@ -167,14 +176,16 @@ export class DecodeWorkers {
         unguard();
         Atomics.store(flags, ABORTED, 1);
         w.postMessage({ type: 'abort', id } satisfies ToDecoder);
-        // Draining: the worker reports how it ended. Else nothing more comes for this job.
-        if (!p.done) {
-          this.pending.delete(id);
-          headerSettled();
-          reject(new Error('decoding was stopped'));
+        // Draining: the worker reports how it ended, or, if it does not within the grace, is
+        // stopped (then its 'exit' ends the drain). Else nothing more comes for this job.
+        if (p.done) {
+          unheeded = after(ABORT_GRACE_SECONDS, stopWorker);
+          return;
         }
+        this.pending.delete(id);
+        headerSettled();
+        reject(new Error('decoding was stopped'));
       };
-      unguard = guard?.({ kill: abort }) ?? unguard;
       const p: Pending = {
         worker: w,
         failed: (e) => {
@@ -206,6 +217,7 @@ export class DecodeWorkers {
                   progress?.add(d.bytes - reported);
                   over = true;
                   unguard();
+                  unheeded?.clear();
                   this.release(w);
                   done(d);
                 };
@@ -215,16 +227,22 @@ export class DecodeWorkers {
         },
       };
       this.pending.set(id, p);
-      w.postMessage({ type: 'open', id, input: { fd, at, file: fstatSync(fd).isFile() }, keys, control } satisfies ToDecoder);
+      // A stop that came before this open kills it at once (guard calls abort): nothing is sent.
+      unguard = guard?.({ kill: abort }) ?? unguard;
+      if (over) return;
+      try {
+        w.postMessage({ type: 'open', id, input: { fd, at, file: fstatSync(fd).isFile() }, keys, control } satisfies ToDecoder);
+      } catch (e) {
+        this.pending.delete(id);
+        p.failed(e as Error);
+        return;
+      }
       if (headerSeconds) {
-        // A worker busy inside openpgp.js does not look at its messages: it is stopped whole,
-        // and the next packet gets a new one. The others it was reading fail this time, and are
-        // read again at the next look.
+        // The others it was reading fail this time, and are read again at the next look.
         late = after(headerSeconds, () => {
           this.pending.delete(id);
           p.failed(new DecoderError(builtInLate(headerSeconds)));
-          if (this.worker === w) this.worker = undefined;
-          void w.terminate();
+          stopWorker();
         });
       }
     });
