@@ -221,7 +221,7 @@ export const DECODE_SETTINGS = {
   'decoder-timeout': secondsSetting({
     value: 'SECONDS',
     default: String(DECODER_TIMEOUT),
-    describe: 'Seconds the decoder may take to produce a packet header before it is killed and the file counted unreadable (0: no limit)',
+    describe: 'Seconds a decoder (this one, or the built-in OpenPGP one) may take to produce a packet header before it is stopped and the file counted unreadable (0: no limit)',
   }),
   'require-signature': {
     option: { type: 'string', value: 'KEYFILE', array: true, nargs: 1, requiresArg: true, describe: 'Accept only packets signed by a key in this public key file; repeatable' },
@@ -259,7 +259,8 @@ export interface DecodeArgs {
 export function decodeContext(a: DecodeArgs): DecodeContext {
   return {
     decoder: a.decoder,
-    decoderTimeoutSeconds: a['decoder-timeout'],
+    // Commands without the option (no -d) bound the built-in decoders all the same.
+    decoderTimeoutSeconds: a['decoder-timeout'] ?? DECODER_TIMEOUT,
     keys: new Keyring({
       decryptKeys: a['decrypt-key'],
       passphraseFile: a['passphrase-file'],
