@@ -112,7 +112,7 @@ export class DecodeWorkers {
       const e =
         (cause as NodeJS.ErrnoException).code === 'ERR_WORKER_OUT_OF_MEMORY'
           ? new Error(
-              `decoding it took more than the decode worker's ${HEAP_LIMITS.maxOldGenerationSizeMb} MB of heap (OpenPGP that openpgp.js reads a byte at a time: partial lengths of a byte inside compressed data); -d 'gpg -q -d' decodes it outside`,
+              `decoding it took more than the decode worker's ${HEAP_LIMITS.maxOldGenerationSizeMb} MB of heap (OpenPGP that openpgp.js reads a byte at a time: partial lengths of a byte inside compressed data); gpg decodes it outside (-d 'gpg -q -d', where the command takes -d)`,
             )
           : cause;
       for (const [id, p] of this.pending) {
