@@ -643,6 +643,7 @@ describe('6: broken packets', () => {
       ['a key twice in an unknown value', map(4, ...seq1, ...ctime, ...nop, str('x'), map(2, str('a'), int(1), str('a'), int(2))), undefined],
       ['fields twice in an unknown value under the empty key', map(4, ...seq1, ...ctime, ...nop, str(''), map(2, str('seq'), int(1), str('seq'), int(2))), undefined],
       ['fields twice in an unknown value named like a path', map(4, ...seq1, ...ctime, ...nop, str('cmd_type.Command'), map(2, str('params'), int(1), str('params'), int(2))), undefined],
+      ['arrays in an unknown value, the inner one shaped like the metadata', map(4, ...seq1, ...ctime, ...nop, str('x'), Buffer.from([0x91, 0x93, 1, 2, 0x80])), undefined],
       ['an empty map under the empty key', map(4, ...seq1, ...ctime, ...nop, str(''), map(0)), undefined],
       ["fspool's stream key twice (fspl knows no such key)", map(5, ...seq1, ...ctime, ...nop, str('fspool_stream'), int(1), str('fspool_stream'), int(2)), undefined],
     ];

@@ -88,9 +88,10 @@ export function checkShape(b: Uint8Array): Shape {
     const t = b[pos++]!;
     owed--;
     // Where this element is: a key or a value of one of the header's own containers, or deeper.
-    const parent = deep > 0 ? undefined : frames[frames.length - 1];
+    const inDeep = deep > 0;
+    const parent = inDeep ? undefined : frames[frames.length - 1];
     const isKey = parent !== undefined && parent.map && parent.left % 2 === 0;
-    if (deep > 0) deep--;
+    if (inDeep) deep--;
     else if (parent) parent.left--;
     if (t === 0xca || t === 0xcb) throw new PacketError('metadata holds a floating-point number, which no field of a header is');
     const scalar = t <= 0x7f || t >= 0xe0 || (t >= 0xc0 && t <= 0xc3) || (t >= 0xcc && t <= 0xd3);
@@ -140,7 +141,7 @@ export function checkShape(b: Uint8Array): Shape {
         parent.keys.add(parent.key);
       }
     } else if (container) {
-      const role = childRole(parent);
+      const role = inDeep ? undefined : childRole(parent);
       if (role === undefined) deep += elements;
       else {
         if (role === 'cmd_type' && container === 'map' && elements !== 2) throw new PacketError('cmd_type is not a known command type (a map of other than one entry)');
