@@ -65,6 +65,8 @@ export class QueueProcessor {
   private left: number | undefined;
   /** The gap last reported, so that a watch says "waiting for seq N" once, not at every look. */
   private reportedGap: bigint | undefined;
+  /** Refusals the journal could not take when they were made (the latest of each file): written once it can. */
+  private readonly unjournaled = new Map<string, { ref: Parameters<Journal['recordRefusal']>[0]; order: OrderBy | 'released'; detail: string; changedMs: number }>();
 
   readonly opts: ProcessOptions;
   private readonly lookDecode: DecodeContext;
@@ -246,9 +248,6 @@ export class QueueProcessor {
     this.unjournaled.set(`${packet}/${job.name}`, refusal);
     this.journalRefusals();
   }
-
-  /** Refusals the journal could not take when they were made (the latest of each file): written once it can. */
-  private readonly unjournaled = new Map<string, { ref: Parameters<Journal['recordRefusal']>[0]; order: OrderBy | 'released'; detail: string; changedMs: number }>();
 
   private journalRefusals(): void {
     for (const [key, r] of this.unjournaled) {

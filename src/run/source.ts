@@ -16,7 +16,7 @@
 import { closeSync, mkdirSync, openSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Keyring } from '../codec/keys.js';
-import type { Drained, OpenedPacket, StreamPacket } from '../codec/decode.js';
+import type { Drained, OpenedPacket, Sink, StreamPacket } from '../codec/decode.js';
 import { describe } from '../errors.js';
 import { encodeHeader } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
@@ -59,20 +59,39 @@ export type Prepared =
   | { ok: false; reason: string; unverified?: boolean; timedOut?: boolean };
 
 /**
- * A pass over the payload before the receiver starts (verifying it, or decoding it into the
- * temp file) is bounded by --timeout as the receiver is: a packet (a hostile one, in parts of
- * a byte; a huge one) must not hold the queue for as long as its reading takes. `expired`
- * says whether the pass was stopped for it.
+ * One pass over the payload before the receiver starts (verifying it, or decoding it into the
+ * temp file): into `sink` when the decode worker decodes it, else each chunk to `each`; every
+ * layer verified at the end. Bounded by --timeout as the receiver is: a packet (a hostile one,
+ * in parts of a byte; a huge one) must not hold the queue for as long as its reading takes.
+ * Returns why it failed, if it did, and whether --timeout stopped it (`expired`).
  */
-function deadline(p: StreamPacket, seconds: number | undefined): { expired: boolean; clear(): void } {
-  const clock = { expired: false, clear: () => {} };
-  if (seconds === undefined) return clock;
-  const t = after(seconds, () => {
-    clock.expired = true;
-    p.abort();
-  });
-  clock.clear = () => t.clear();
-  return clock;
+async function pass(p: StreamPacket, sink: Sink, each: (chunk: Buffer) => void, progress: Progress | undefined, seconds: number | undefined): Promise<{ failure?: unknown; expired: boolean }> {
+  let expired = false;
+  const timer =
+    seconds === undefined
+      ? undefined
+      : after(seconds, () => {
+          expired = true;
+          p.abort();
+        });
+  try {
+    if (p.via === 'worker') {
+      verdict(await p.drain(sink, progress));
+    } else {
+      for await (const chunk of p.payload) {
+        if (expired) break;
+        each(chunk);
+        progress?.add(chunk.length);
+      }
+      if (!expired) await p.verify();
+    }
+    return { expired };
+  } catch (e) {
+    return { failure: e, expired };
+  } finally {
+    timer?.clear();
+    progress?.done();
+  }
 }
 
 /** Decode the payload into a temp file that is unlinked at once, and verify it. */
@@ -93,33 +112,18 @@ async function spool(p: StreamPacket, opts: SourceOptions): Promise<{ fd: number
   const fd = openSync(path, 'wx+', 0o600);
   // Unlinked now, so no outcome (not even a crash) leaves it behind; the fd keeps the data.
   unlinkSync(path);
-  const clock = deadline(p, opts.timeoutSeconds);
-  let failure: unknown;
-  try {
-    // Positional writes leave the fd's offset at 0, where the receiver will start reading.
-    if (p.via === 'worker') {
-      verdict(await p.drain({ kind: 'file', fd }, progress));
-    } else {
-      let pos = 0;
-      for await (const chunk of p.payload) {
-        if (clock.expired) break;
-        let off = 0;
-        while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off, pos + off);
-        pos += chunk.length;
-        progress?.add(chunk.length);
-      }
-      if (!clock.expired) await p.verify();
-    }
-  } catch (e) {
-    failure = e;
-  } finally {
-    clock.clear();
-    progress?.done();
-  }
-  if (failure === undefined && !clock.expired) return { fd };
+  // Positional writes leave the fd's offset at 0, where the receiver will start reading.
+  let pos = 0;
+  const write = (chunk: Buffer) => {
+    let off = 0;
+    while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off, pos + off);
+    pos += chunk.length;
+  };
+  const { failure, expired } = await pass(p, { kind: 'file', fd }, write, progress, opts.timeoutSeconds);
+  if (failure === undefined && !expired) return { fd };
   closeSync(fd);
   p.abort();
-  if (clock.expired) return { reason: `${timedOut('decoded', opts.timeoutSeconds!)}; the command was not started`, local: false, timedOut: true };
+  if (expired) return { reason: `${timedOut('decoded', opts.timeoutSeconds!)}; the command was not started`, local: false, timedOut: true };
   // A write that failed (a full disk) is this machine's trouble, not the packet's.
   const local = (failure as NodeJS.ErrnoException).syscall === 'write';
   return { reason: `${describe(failure)}; the command was not started`, local };
@@ -146,27 +150,10 @@ export interface Unverified {
 /** Read the whole payload and verify it, without a receiver. */
 async function check(p: StreamPacket, timeoutSeconds: number | undefined): Promise<Unverified | undefined> {
   const progress = Progress.start(`verify seq ${p.header.seq} (first of two passes)`);
-  const clock = deadline(p, timeoutSeconds);
-  let failure: string | undefined;
-  try {
-    if (p.via === 'worker') {
-      verdict(await p.drain({ kind: 'discard' }, progress));
-    } else {
-      for await (const chunk of p.payload) {
-        if (clock.expired) break;
-        progress?.add(chunk.length);
-      }
-      if (!clock.expired) await p.verify();
-    }
-  } catch (e) {
-    p.abort();
-    failure = describe(e);
-  } finally {
-    clock.clear();
-    progress?.done();
-  }
-  if (clock.expired) return { reason: timedOut('verified', timeoutSeconds!), timedOut: true };
-  return failure === undefined ? undefined : { reason: failure };
+  const { failure, expired } = await pass(p, { kind: 'discard' }, () => {}, progress, timeoutSeconds);
+  if (failure !== undefined) p.abort();
+  if (expired) return { reason: timedOut('verified', timeoutSeconds!), timedOut: true };
+  return failure === undefined ? undefined : { reason: describe(failure) };
 }
 
 /**
