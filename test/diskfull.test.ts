@@ -344,6 +344,32 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     ]);
   });
 
+  it('queue-status on a full file system says failing, with the fix, where queue-process refuses; healthy again once there is room', () => {
+    const q = makeQueue(tinyFs());
+    put(q, run(['prepare', '-s', '-', '-i', '-'], { input: 'due\n' }).stdout);
+    const healthy = run(['queue-status', '-q', q]);
+    expect(healthy.code, healthy.stderr).toBe(0);
+    const filler = fill(q);
+    const room = new RegExp(`no space left on device: \\d+ KiB free on the file system of ${q}, and recording a job needs 128 KiB: no job runs until there is room; free some space`);
+    const s = run(['queue-status', '-q', q, '--json']);
+    expect(s.code, s.stderr).toBe(4);
+    const doc = JSON.parse(s.stdout.toString()) as { state: string; reasons: string[] };
+    expect(doc.state).toBe('failing');
+    expect(doc.reasons).toHaveLength(1);
+    expect(doc.reasons[0]).toMatch(room);
+    const nagios = run(['queue-status', '-q', q, '--nagios']);
+    expect(nagios.code, nagios.stderr).toBe(2);
+    expect(nagios.stdout.toString().split('\n')[0]).toMatch(/^FSPOOL CRITICAL - .*no space left on device/);
+    // What status foretold: the processor refuses, and the job stays.
+    const p = run(['queue-process', '-q', q, 'cat']);
+    expect(p.code).toBe(1);
+    expect(p.stderr).toMatch(/no space left on device: .*; free some space; job 1 was not run/);
+    expect(allInJobs(q)).toHaveLength(1);
+    unlinkSync(filler);
+    const again = run(['queue-status', '-q', q]);
+    expect(again.code, again.stdout.toString()).toBe(0);
+  });
+
   it('the error names what could not be written (nextseq, the seqfile, the queue)', () => {
     // spec/exit-codes.md: "Messages name the file, the seq and what to do". A bare
     // "write: no space left on device" does not say that job 1 ran and will run again.

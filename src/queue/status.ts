@@ -8,6 +8,7 @@ import { FAILED_RUNS, type Journal, packetId, type RunRow } from './journal.js';
 import { lockHolder } from './lockHolder.js';
 import { quarantined } from './quarantine.js';
 import type { Queue, ScannedJob } from './queue.js';
+import { lackOfSpace } from './room.js';
 
 export type Verdict = 'healthy' | 'stalled' | 'failing';
 
@@ -40,6 +41,8 @@ export interface Status {
   interrupted: RunRow[];
   processor: { known: boolean; pid?: number; current?: RunRow };
   journal: boolean;
+  /** Why the queue's file system has no room to record a job (none runs until it has), if so. */
+  noRoom: string | undefined;
 }
 
 /**
@@ -75,6 +78,22 @@ const arrivedMs = (path: string): number | undefined => {
 };
 
 const iso = (ms: number) => new Date(ms).toISOString();
+
+/**
+ * Whether the queue's processor may use the blocks reserved for root. nextseq is the
+ * processor's own file (each commit renames its temp file into place), so its owner is the
+ * processor's user; without one, the queue directory's owner.
+ */
+function writerIsRoot(queue: Queue): boolean {
+  for (const path of [queue.nextseq.path, queue.dir]) {
+    try {
+      return statSync(path).uid === 0;
+    } catch {
+      /* the next */
+    }
+  }
+  return false;
+}
 
 export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journal, opts: StatusOptions): Status {
   const now = opts.now ?? Date.now();
@@ -141,6 +160,7 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
     interrupted,
     processor: { known: holder.known, pid: holder.pid, current },
     journal: journal.active,
+    noRoom: lackOfSpace(queue.dir, writerIsRoot(queue)),
   };
   judge(s, journal, now, opts.stalledAfterSeconds);
   return s;
@@ -162,6 +182,7 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
       failing.push(`job ${s.nextSeq} failed at ${iso(last.endedAt ?? last.startedAt)} (${last.outcome}${last.detail ? `: ${last.detail}` : ''}); it is kept and retried`);
     }
   }
+  if (s.noRoom) failing.push(`${s.noRoom}: no job runs until there is room; free some space`);
   if (s.quarantine.length > 0) {
     failing.push(`${s.quarantine.length} job(s) in quarantine wait for a person: ${some(s.quarantine)}; see queue-quarantine`);
   }

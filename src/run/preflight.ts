@@ -4,18 +4,12 @@
 // writes (nextseq, the job files' directory, the quarantine), and before each job that the
 // queue's file system has room; the staged nextseq (written before the job starts) proves the
 // rest. Each failure says what to fix in one line, and nothing runs.
-import { accessSync, constants, existsSync, statfsSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { FspoolError } from '../errors.js';
 import type { Queue } from '../queue/queue.js';
 import { quarantineDir } from '../queue/quarantine.js';
+import { lackOfSpace as lackOfRoom } from '../queue/room.js';
 import { stateDir } from '../queue/stateDb.js';
-
-/**
- * Free space a job's record needs at the least: the journal's outcome and its "done" mark (a
- * few WAL frames of 4 KiB each), with room to spare. The next seq is staged before the job, so
- * its commit, a rename, needs none.
- */
-export const MIN_FREE_BYTES = 128 * 1024;
 
 export interface WhatCommits {
   /** Job files are deleted after success or --on-error delete. */
@@ -76,18 +70,8 @@ export function checkWritable(queue: Queue, what: WhatCommits): void {
   }
 }
 
-const size = (n: number) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${Math.floor(n / 1024)} KiB`);
-
 /** Before each job: room on the queue's file system for recording it, or why not. */
 export function lackOfSpace(queue: Queue): string | undefined {
-  let free: number;
-  try {
-    const s = statfsSync(queue.dir);
-    // root may use the blocks reserved for it; others only the available ones.
-    free = (process.geteuid?.() === 0 ? s.bfree : s.bavail) * s.bsize;
-  } catch {
-    return undefined; // no statfs here: the staged nextseq still proves the essentials
-  }
-  if (free >= MIN_FREE_BYTES) return undefined;
-  return `no space left on device: ${size(free)} free on the file system of ${queue.dir}, and recording a job needs ${size(MIN_FREE_BYTES)}; free some space`;
+  const lack = lackOfRoom(queue.dir, process.geteuid?.() === 0);
+  return lack && `${lack}; free some space`;
 }

@@ -1,0 +1,30 @@
+// Room on a queue's file system for recording a job. A processor checks it before each job
+// (a job that ran but could not be recorded would run again), and queue-status reports its
+// lack, since no job runs until there is room.
+import { statfsSync } from 'node:fs';
+
+/**
+ * Free space a job's record needs at the least: the journal's outcome and its "done" mark (a
+ * few WAL frames of 4 KiB each), with room to spare. The next seq is staged before the job, so
+ * its commit, a rename, needs none.
+ */
+export const MIN_FREE_BYTES = 128 * 1024;
+
+const size = (n: number) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${Math.floor(n / 1024)} KiB`);
+
+/**
+ * What is wrong with the room on the file system of `dir` for recording a job (without the fix,
+ * which the caller words), or undefined if there is enough. `asRoot`: the writer may use the blocks reserved for root; others only the
+ * available ones.
+ */
+export function lackOfSpace(dir: string, asRoot: boolean): string | undefined {
+  let free: number;
+  try {
+    const s = statfsSync(dir);
+    free = (asRoot ? s.bfree : s.bavail) * s.bsize;
+  } catch {
+    return undefined; // no statfs here: a processor's staged nextseq still proves the essentials
+  }
+  if (free >= MIN_FREE_BYTES) return undefined;
+  return `no space left on device: ${size(free)} free on the file system of ${dir}, and recording a job needs ${size(MIN_FREE_BYTES)}`;
+}
