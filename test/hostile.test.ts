@@ -522,6 +522,22 @@ describe('OpenPGP that openpgp.js reads a byte at a time', () => {
     expect(again.stderr).toMatch(memory);
     expect(readFileSync(join(d, 'out'), 'utf8')).toBe('1 one\n3 three\n');
   });
+
+  it('on stdin, a pipe or a socket (what a Node parent gives), stdin-info and stdin-payload are bounded as a file is: the decode worker runs out of heap, one error line', () => {
+    const d = tempDir();
+    const file = join(d, 'hostile.pgp');
+    writeFileSync(file, bytewise(signedZeros(d)));
+    for (const cmd of ['stdin-info', 'stdin-payload']) {
+      for (const [via, r] of [
+        ['socket', fspool([cmd], { input: readFileSync(file) })],
+        ['pipe', runSync('sh', ['-c', 'cat "$0" | "$1" "$2"', file, FSPOOL, cmd])],
+      ] as const) {
+        expect(r.code, `${cmd} (${via}): ${r.stderr}`).toBe(1);
+        expect(r.stdout.length, `${cmd} (${via})`).toBe(0);
+        expect(r.stderr.trim().split('\n'), `${cmd} (${via})`).toEqual([expect.stringMatching(/^Error: decoding it took more than the decode worker's \d+ MB of heap/)]);
+      }
+    }
+  });
 });
 
 describe('durations of any length', () => {

@@ -99,9 +99,9 @@ async function headerWithin(opened: Promise<OpenedPacket>, seconds: number | und
 export async function openForDelivery(fd: number, ctx: DecodeContext, at?: number): Promise<OpenedPacket> {
   if (ctx.decoder || !ctx.workers) return openPacket(fd, ctx, at);
   const st = fstatSync(fd);
-  // The worker reads through a descriptor of its own, opened through /proc: a file or a pipe,
-  // not a socket (stdin may be one) or a terminal.
-  if (!st.isFile() && !st.isFIFO()) return openPacket(fd, ctx, at);
+  // The worker reads a file, a pipe or a socket (stdin from a Node parent is one); a terminal
+  // is read here.
+  if (!st.isFile() && !st.isFIFO() && !st.isSocket()) return openPacket(fd, ctx, at);
   let pos = 0;
   if (st.isFile()) {
     pos = at ?? fdOffset(fd);

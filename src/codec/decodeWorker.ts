@@ -10,7 +10,7 @@
 //
 // Its second core: the bulk of OpenPGP decryption (AES and SHA-1) runs on libuv's thread pool
 // (native/fspool_cfb.c) while this thread decompresses and writes the chunk before.
-import { closeSync, constants, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { isMainThread, type MessagePort, parentPort } from 'node:worker_threads';
 import { encodeHeader } from '../packet/codec.js';
 import { native } from '../sys/native.js';
@@ -32,12 +32,22 @@ const READ = 512 * 1024;
 /** Progress is reported every this many bytes. */
 const PROGRESS_EVERY = 4 << 20;
 
-/** A descriptor of our own for what `fd` is open on (through /proc: a pipe, a file, deleted or not), blocking. */
-function reopen(fd: number, flags: number): number {
-  // O_NONBLOCK only for the open: a pipe's other end may be gone, and open() would wait.
-  const own = openSync(`/proc/self/fd/${fd}`, flags | constants.O_NONBLOCK);
-  native().clearNonblock(own);
-  return own;
+/**
+ * A descriptor of our own for what `fd` is open on (through /proc: a pipe, a file, deleted or
+ * not), blocking. A socket cannot be opened again (stdin from a Node parent, which gives its
+ * children socket pairs): it is read through `fd` itself, made blocking, and not closed here.
+ */
+function reopen(fd: number, flags: number): { fd: number; own: boolean } {
+  try {
+    // O_NONBLOCK only for the open: a pipe's other end may be gone, and open() would wait.
+    const own = openSync(`/proc/self/fd/${fd}`, flags | constants.O_NONBLOCK);
+    native().clearNonblock(own);
+    return { fd: own, own: true };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENXIO' || !fstatSync(fd).isSocket()) throw e;
+    native().clearNonblock(fd);
+    return { fd, own: false };
+  }
 }
 
 /**
@@ -82,8 +92,10 @@ function writeAll(fd: number, data: Buffer, position: number | null): void {
 interface Job {
   id: number;
   control: Int32Array;
-  /** Its input, read through a descriptor of ours. */
+  /** Its input, read through a descriptor of ours, or the main thread's own (a socket). */
   fd: number;
+  /** Whether `fd` is ours to close. */
+  ownFd: boolean;
   packet?: InlinePacket;
   draining: boolean;
 }
@@ -103,7 +115,7 @@ function serve(port: MessagePort): void {
   /** The job is over here: its input is closed (a read in progress has returned: reads are synchronous). */
   const finish = (job: Job) => {
     stop(job);
-    if (jobs.delete(job.id)) closeSync(job.fd);
+    if (jobs.delete(job.id) && job.ownFd) closeSync(job.fd);
   };
 
   port.on('message', (m: ToDecoder) => {
@@ -120,7 +132,8 @@ function serve(port: MessagePort): void {
   async function open(m: Extract<ToDecoder, { type: 'open' }>): Promise<void> {
     let job: Job;
     try {
-      job = { id: m.id, control: new Int32Array(m.control), fd: reopen(m.input.fd, constants.O_RDONLY), draining: false };
+      const input = reopen(m.input.fd, constants.O_RDONLY);
+      job = { id: m.id, control: new Int32Array(m.control), fd: input.fd, ownFd: input.own, draining: false };
     } catch (e) {
       post({ type: 'failed', id: m.id, error: toThread(e) });
       return;
@@ -161,7 +174,7 @@ function serve(port: MessagePort): void {
     try {
       // A descriptor of our own on the pipe or temp file: its offset, blocking mode and closing
       // are ours alone. stdout is shared as it is (reopening a file would restart its offset).
-      if (sink.kind === 'pipe' || sink.kind === 'file') fd = reopen(sink.fd, constants.O_WRONLY);
+      if (sink.kind === 'pipe' || sink.kind === 'file') fd = reopen(sink.fd, constants.O_WRONLY).fd;
       const to = sink.kind === 'fd' ? sink.fd : fd;
       for await (const chunk of job.packet.payload) {
         if (aborted()) {

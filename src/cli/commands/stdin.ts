@@ -1,5 +1,5 @@
 import { tmpdir } from 'node:os';
-import { openPacket } from '../../codec/decode.js';
+import { openForDelivery } from '../../codec/decode.js';
 import { formatEnv, jobEnv } from '../../packet/jobenv.js';
 import { writePayload } from '../../run/payload.js';
 import { type DecodeArgs, decodeContext, decodeOptions, spoolDir, type Subcommand } from '../options.js';
@@ -10,7 +10,9 @@ export const stdinInfo: Subcommand<DecodeArgs> = {
   describe: 'Get information about a packet piped to filespooler on stdin',
   builder: (y) => decodeOptions(y, { decoder: false, signature: false }).example('$0 stdin-info < packet.fspl', '') as never,
   handler: async (a) => {
-    const p = await openPacket(0, decodeContext(a));
+    // Read as a delivery reads it: an encoded packet coming down a pipe is decoded in the decode
+    // worker, whose heap and --decoder-timeout bound what a hostile one costs (spec/encoding.md).
+    const p = await openForDelivery(0, decodeContext(a));
     if (p.kind === 'stream') p.abort();
     print(formatEnv(jobEnv(p.header)));
   },
