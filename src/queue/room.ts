@@ -8,14 +8,14 @@ import { statfsSync } from 'node:fs';
  * few WAL frames of 4 KiB each), with room to spare. The next seq is staged before the job, so
  * its commit, a rename, needs none.
  */
-export const MIN_FREE_BYTES = 128 * 1024;
+const MIN_FREE_BYTES = 128 * 1024;
 
 const size = (n: number) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${Math.floor(n / 1024)} KiB`);
 
 /**
  * What is wrong with the room on the file system of `dir` for recording a job (without the fix,
- * which the caller words), or undefined if there is enough. `asRoot`: the writer may use the blocks reserved for root; others only the
- * available ones.
+ * which the caller words), or undefined if there is enough. `asRoot`: the writer may use the
+ * blocks reserved for root; others only the available ones.
  */
 export function lackOfSpace(dir: string, asRoot: boolean): string | undefined {
   let free: number;
