@@ -3,7 +3,7 @@
 // never set the receiver's environment, take another packet's place, or hang the processor
 // (spec/processing.md, "Threat model"). Packets here are built byte by byte with fspool's own
 // encoder, which writes whatever bytes it is given, including those a sender could not have.
-import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
@@ -439,6 +439,28 @@ os.close(fd)`;
       await run.done;
     }
     expect(nextseq(q)).toBe('2');
+  });
+
+  it('--watch verifying the same file again at each rescan says it once: the repeats go to DEBUG', async () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    const name = put(q, signed(1, 'one'));
+    // The decoder always stalls after the header: every verification runs out of time.
+    const decoder = `sh -c 'head -c 1500; exec sleep 600'`;
+    const run = runAsync(FSPOOL, ['--log-level', 'debug', 'queue-process', '-q', q, '--watch', '--rescan', '0.5', '--require-signature', sender.pub, '--timeout', '1', '-d', decoder, 'cat']);
+    const claims = new RegExp(`(WARN|DEBUG) fspool: job file \\S*${name} claims seq 1 but fails --require-signature \\(not verified within --timeout`, 'g');
+    const said = () => [...run.stderr().matchAll(claims)].map((m) => m[1]);
+    try {
+      await waitFor('three verifications', () => said().length >= 3, 30_000);
+      expect(said()[0]).toBe('WARN');
+      expect(said().slice(1).every((l) => l === 'DEBUG'), said().join(' ')).toBe(true);
+      // Written to since, it is another file for all a reader can tell: news again.
+      appendFileSync(join(q, 'jobs', name), 'x');
+      await waitFor('a second WARN', () => said().filter((l) => l === 'WARN').length === 2, 30_000);
+    } finally {
+      globalThis.process.kill(run.pid, 'SIGTERM');
+      await run.done;
+    }
   });
 
   it('a forged packet beside the genuine one does not make the seq ambiguous', () => {

@@ -29,6 +29,11 @@ export class JobIndex {
    */
   /** `lasting` false: --timeout cut the verification short; trustAgain() lets it be tried again. */
   private readonly distrusted = new Map<string, { identity?: FileIdentity; reason: string; lasting: boolean }>();
+  /**
+   * The refusals said, by name: a file whose verification is tried again (trustAgain) and fails
+   * the same way is not news, for as long as it stays the same file.
+   */
+  private readonly refusalsSaid = new Map<string, { identity?: FileIdentity; error: string }>();
   /** Job files of the last look whose names are not UTF-8: unreadable, apart from the others. */
   private unnamed: ScannedJob[] = [];
 
@@ -53,6 +58,7 @@ export class JobIndex {
       return j;
     });
     for (const n of this.reported.keys()) if (!present.has(n)) this.reported.delete(n);
+    for (const n of this.refusalsSaid.keys()) if (!present.has(n)) this.refusalsSaid.delete(n);
     const news = fresh.filter((j) => !j.error || this.reported.get(j.name) !== j.error);
     for (const j of fresh) {
       if (j.error) this.reported.set(j.name, j.error);
@@ -71,14 +77,19 @@ export class JobIndex {
 
   /**
    * The file does not prove the signature it must carry: unreadable from now on, until it
-   * changes; or, not `lasting` (its verification ran out of time), until trustAgain().
+   * changes; or, not `lasting` (its verification ran out of time), until trustAgain(). Returns
+   * whether that is news: not when this very file was refused so before.
    */
-  distrust(job: Readable, reason: string, lasting = true): void {
+  distrust(job: Readable, reason: string, lasting = true): boolean {
     this.forget(job.name);
     const error = `fails --require-signature (${reason}), whatever seq it claims; not run`;
     this.distrusted.set(job.name, { identity: job.identity, reason: error, lasting });
     this.byName.set(job.name, { name: job.name, path: job.path, identity: job.identity, error });
     this.reported.set(job.name, error);
+    const said = this.refusalsSaid.get(job.name);
+    const news = !(said && said.error === error && said.identity && job.identity && sameIdentity(said.identity, job.identity));
+    this.refusalsSaid.set(job.name, { identity: job.identity, error });
+    return news;
   }
 
   /** Files refused only for want of time are looked at, and verified, again. */

@@ -239,14 +239,16 @@ export class QueueProcessor {
    * A file that does not prove the signature --require-signature asks for: unreadable to this
    * run until it changes (or, when --timeout cut its verification short, until a watch's next
    * rescan), and journaled, so that queue-status says why the job it claims does not run.
+   * Returns whether it is news (a watch verifying the same file again each rescan says so once).
    */
-  private refuse(job: Readable, why: Unverified, order: OrderBy | 'released'): void {
-    this.index.distrust(job, why.reason, !why.timedOut);
+  private refuse(job: Readable, why: Unverified, order: OrderBy | 'released'): boolean {
+    const news = this.index.distrust(job, why.reason, !why.timedOut);
     const { seq, ctimeSecs, ctimeNanos } = job.header;
     const packet = packetId(job.header);
     const refusal = { ref: { seq, ctimeSecs, ctimeNanos, packet, file: job.name }, order, detail: this.index.errorOf(job.name)!, changedMs: job.identity?.ctimeMs ?? Date.now() };
     this.unjournaled.set(`${packet}/${job.name}`, refusal);
     this.journalRefusals();
+    return news;
   }
 
   private journalRefusals(): void {
@@ -309,8 +311,8 @@ export class QueueProcessor {
           if (ctx.stop.stopping) return 0;
           if (bad?.skip === 'vanished') index.forget(c.name);
           else if (bad) {
-            this.refuse(c, bad, 'sequence');
-            ctx.log.warn(`job file ${c.path} claims seq ${next} but ${index.errorOf(c.name)}`);
+            const news = this.refuse(c, bad, 'sequence');
+            ctx.log[news ? 'warn' : 'debug'](`job file ${c.path} claims seq ${next} but ${index.errorOf(c.name)}`);
           }
         }
         candidates = index.withSeq(next);
@@ -334,8 +336,8 @@ export class QueueProcessor {
           ctx.log.warn(`job ${next} (${job.path}) was removed or replaced before it could run; looking again`);
           index.forget(job.name);
         } else {
-          this.refuse(job, end, 'sequence');
-          ctx.log.warn(`job file ${job.path} claims seq ${next} but ${index.errorOf(job.name)}; looking for another`);
+          const news = this.refuse(job, end, 'sequence');
+          ctx.log[news ? 'warn' : 'debug'](`job file ${job.path} claims seq ${next} but ${index.errorOf(job.name)}; looking for another`);
         }
         continue;
       }
@@ -381,8 +383,8 @@ export class QueueProcessor {
       if ('skip' in end) {
         if (end.skip === 'vanished') ctx.log.warn(`${label} was removed or replaced before it could run`);
         else {
-          this.refuse(job, end, 'timestamp');
-          ctx.log.warn(`job file ${job.path} ${index.errorOf(job.name)}`);
+          const news = this.refuse(job, end, 'timestamp');
+          ctx.log[news ? 'warn' : 'debug'](`job file ${job.path} ${index.errorOf(job.name)}`);
         }
         continue;
       }
