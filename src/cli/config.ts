@@ -3,7 +3,6 @@
 // queue key is its option in snake_case, with the same meaning, default and checks. A bad file
 // gives one short line per problem, naming the key (and the line, for a TOML syntax error).
 import { accessSync, constants, readFileSync, realpathSync, statSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import * as v from 'valibot';
@@ -12,6 +11,7 @@ import type { Listen, QueueSettings, ServeConfig } from '../serve/settings.js';
 import { type QueueProcessArgs, queueProcessOptions, QUEUE_SETTINGS } from './commands/process.js';
 import { type DecodeArgs, decodeContext, type Setting, type TomlType } from './options.js';
 import { didYouMean } from './suggest.js';
+import { os } from '../sys/lazy.js';
 
 /** A configuration that cannot be used: every problem found, each one line (exit 2). */
 export class ConfigProblems extends FspoolError {
@@ -275,5 +275,5 @@ export function loadConfig(file: string): ServeConfig {
 
 /** max_parallel's default: one receiver per core, each decoding its own stream. */
 export function defaultParallel(): number {
-  return Math.max(1, availableParallelism());
+  return Math.max(1, os().availableParallelism());
 }

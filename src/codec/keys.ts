@@ -8,12 +8,12 @@
 //   key-passphrase      passphrase that unlocks the secret keys
 // Not the queue directory: queues are synced between machines, secret keys must not be.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Key, PrivateKey } from 'openpgp';
 import { FspoolError } from '../errors.js';
 import { log } from '../log.js';
 import { requireCompiled } from '../sys/codeCache.js';
+import { os } from '../sys/lazy.js';
 
 export interface KeyOptions {
   /** Secret keys to decrypt with; none means the default location. */
@@ -30,7 +30,7 @@ export interface KeyOptions {
 
 export function configDir(): string {
   if (process.env.FSPOOL_KEYS) return process.env.FSPOOL_KEYS;
-  return join(process.env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'fspool');
+  return join(process.env.XDG_CONFIG_HOME || join(os().homedir(), '.config'), 'fspool');
 }
 
 /** gpg's --passphrase-file rule: the first line, without its line end. */

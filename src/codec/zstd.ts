@@ -1,10 +1,10 @@
 // zstd in-process, through zstd-napi's low-level binding (ZSTD_compressStream2 and
 // ZSTD_decompressStream) rather than its Transform streams: no stream machinery between the
 // layers. Loaded only when a packet needs it.
-import { availableParallelism } from 'node:os';
 import { FspoolError } from '../errors.js';
 import { zstdBinding } from '../sys/native.js';
 import { allocated } from '../sys/youngGc.js';
+import { os } from '../sys/lazy.js';
 
 /**
  * The largest window a frame may ask the decoder for: 8 MiB, what levels 1-19 use at most.
@@ -91,7 +91,7 @@ export async function zstdCompress(src: AsyncIterable<Buffer>, level: number): P
   const cctx = new b.CCtx();
   cctx.setParameter(b.CParameter.compressionLevel, level);
   cctx.setParameter(b.CParameter.checksumFlag, 1);
-  cctx.setParameter(b.CParameter.nbWorkers, availableParallelism());
+  cctx.setParameter(b.CParameter.nbWorkers, os().availableParallelism());
   cctx.setParameter(b.CParameter.jobSize, JOB_SIZE);
   /** Feed `input` (all of it; with `end`, also flush the frame's end), handing out the output. */
   function* compress(input: Buffer, end: boolean): Generator<Buffer> {

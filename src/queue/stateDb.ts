@@ -18,12 +18,12 @@
 // journal entries that decide what the next run does. The WAL is one file, appended in commit
 // order, so a durable commit makes every earlier commit of either connection durable too.
 import { accessSync, chownSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { describe } from '../errors.js';
 import { log } from '../log.js';
 import { betterSqlite3 } from '../sys/native.js';
+import { os } from '../sys/lazy.js';
 
 export type Db = BetterSqlite3.Database;
 export type Statement = BetterSqlite3.Statement;
@@ -193,7 +193,7 @@ interface Snapshot {
  * fails its checksum and is ignored, so the copy is a state some commit left.
  */
 function snapshot(path: string): Snapshot {
-  const dir = mkdtempSync(join(tmpdir(), 'fspool-state-'));
+  const dir = mkdtempSync(join(os().tmpdir(), 'fspool-state-'));
   const remove = () => rmSync(dir, { recursive: true, force: true });
   try {
     try {

@@ -4,7 +4,6 @@
 // the payload. Anything else (a pipe, an encoded packet) is streamed through a pipe of our
 // own: handing on a pipe we have read the header from is the state in which Linux bug 212295
 // can hang the writer.
-import { tmpdir } from 'node:os';
 import { type DecodeContext, openForDelivery } from '../codec/decode.js';
 import { FspoolError } from '../errors.js';
 import { bytesLeft } from '../progress.js';
@@ -12,6 +11,7 @@ import { runContext } from './context.js';
 import { type RunOptions, runJob } from './job.js';
 import { type DeliveryMode, preparePayload } from './source.js';
 import { listenForSignals } from './stop.js';
+import { os } from '../sys/lazy.js';
 
 export async function processStdin(opts: RunOptions & { decode: DecodeContext; delivery: DeliveryMode; spoolDir?: string }): Promise<number> {
   // stdin cannot be read twice: a required signature is checked in verified mode, decoding
@@ -21,7 +21,7 @@ export async function processStdin(opts: RunOptions & { decode: DecodeContext; d
     mode: opts.delivery,
     keys: opts.decode.keys,
     fd: 0,
-    spoolDir: opts.spoolDir ?? tmpdir(),
+    spoolDir: opts.spoolDir ?? os().tmpdir(),
     spoolAtLeast,
     spoolOption: '--spool-dir',
     timeoutSeconds: opts.timeoutSeconds,

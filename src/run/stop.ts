@@ -11,9 +11,9 @@
 //
 // A Stopper belongs to one run; whoever owns the process's signals feeds it (listenForSignals
 // for one queue-process, the supervisor for serve).
-import { constants } from 'node:os';
 import type { Logger } from '../log.js';
 import { after, type Timer } from '../sys/timer.js';
+import { os } from '../sys/lazy.js';
 
 export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 export type StopSignal = (typeof STOP_SIGNALS)[number];
@@ -32,7 +32,6 @@ export class Stopper {
   /** Helpers that work for no running job (decoders reading headers): killed by any stop. */
   private readonly lookers = new Set<Killable>();
   private readonly listeners = new Set<() => void>();
-  private readonly aborter = new AbortController();
   private grace: Timer | undefined;
   private kill: Timer | undefined;
 
@@ -53,14 +52,9 @@ export class Stopper {
     return this.requested !== undefined;
   }
 
-  /** Aborted when the running job is interrupted: work on its behalf (decoding) stops. */
-  get signal(): AbortSignal {
-    return this.aborter.signal;
-  }
-
   /** The shell's convention for a run ended by a signal: 128 + its number. */
   get exitCode(): number {
-    return this.requested ? 128 + constants.signals[this.requested] : 0;
+    return this.requested ? 128 + os().constants.signals[this.requested] : 0;
   }
 
   /** A signal for this run. */
@@ -87,7 +81,6 @@ export class Stopper {
     const again = this.interrupted !== undefined;
     this.interrupted ??= sig;
     this.grace?.clear();
-    this.aborter.abort();
     for (const h of [...this.helpers, ...this.lookers]) h.kill('SIGKILL');
     for (const r of this.receivers) r.kill(again ? 'SIGKILL' : sig);
   }

@@ -5,7 +5,6 @@
 // the job file's fd, a decoded one is decoded off the main thread (spec/serve.md, "No shared
 // byte path").
 import { createServer, type Server } from 'node:http';
-import { constants } from 'node:os';
 import { describe, FspoolError } from '../errors.js';
 import { log as rootLog, type Logger } from '../log.js';
 import type { StopSignal } from '../run/stop.js';
@@ -14,6 +13,7 @@ import { QueueRunner } from './runner.js';
 import { listenText, type Listen, type ServeConfig } from './settings.js';
 import { Slots } from './slots.js';
 import { readStatus } from './status.js';
+import { os } from '../sys/lazy.js';
 
 export interface SupervisorOptions {
   /** Read the configuration again (SIGHUP); throws with every problem when it cannot be used. */
@@ -57,7 +57,7 @@ export class Supervisor {
       await this.stopped();
       await Promise.all([...this.runners.values()].map((r) => r.done));
       await this.reloading;
-      return 128 + constants.signals[this.signal!];
+      return 128 + os().constants.signals[this.signal!];
     } finally {
       process.off('SIGTERM', onStop);
       process.off('SIGINT', onStop);

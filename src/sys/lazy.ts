@@ -6,6 +6,8 @@ import type * as Net from 'node:net';
 export const childProcess = () => process.getBuiltinModule('node:child_process') as typeof ChildProcess;
 export const net = () => process.getBuiltinModule('node:net') as typeof Net;
 
+export const os = () => process.getBuiltinModule('node:os') as typeof import('node:os');
+
 export const crypto = () => process.getBuiltinModule('node:crypto') as typeof import('node:crypto');
 
 /** A random (v4) UUID, lower case. */

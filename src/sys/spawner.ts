@@ -12,8 +12,8 @@
 // reports each exit on the socket ('X') and sends us a SIGCHLD, and it reaps the child once
 // released. Such children ("reported") are never waited for nor reaped here.
 import { closeSync } from 'node:fs';
-import { constants } from 'node:os';
 import { native } from './native.js';
+import { os } from './lazy.js';
 
 export interface ChildExit {
   code: number | null;
@@ -29,7 +29,7 @@ const MAX_REQUEST = 256 << 20;
 
 let signalNames: Map<number, NodeJS.Signals> | undefined;
 function signalName(n: number): NodeJS.Signals {
-  signalNames ??= new Map(Object.entries(constants.signals).map(([name, num]) => [num, name as NodeJS.Signals]));
+  signalNames ??= new Map(Object.entries(os().constants.signals).map(([name, num]) => [num, name as NodeJS.Signals]));
   return signalNames.get(n) ?? (`SIG${n}` as NodeJS.Signals);
 }
 
@@ -179,7 +179,7 @@ export class Spawner {
    * optionally the write end of its stdin pipe, which the helper holds until `allowEof`.
    */
   spawn(request: Buffer, fds: number[]): Spawned {
-    if (request.length > MAX_REQUEST) return { errno: constants.errno.E2BIG };
+    if (request.length > MAX_REQUEST) return { errno: os().constants.errno.E2BIG };
     // Listening before the child exists: its SIGCHLD cannot come too early.
     this.watch();
     for (let attempt = 0; ; attempt++) {

@@ -1,9 +1,9 @@
-import { tmpdir } from 'node:os';
 import { openForDelivery } from '../../codec/decode.js';
 import { formatEnv, jobEnv } from '../../packet/jobenv.js';
 import { writePayload } from '../../run/payload.js';
 import { type DecodeArgs, decodeContext, decodeOptions, spoolDir, type Subcommand } from '../options.js';
 import { print } from './out.js';
+import { os } from '../../sys/lazy.js';
 
 export const stdinInfo: Subcommand<DecodeArgs> = {
   command: 'stdin-info',
@@ -25,5 +25,5 @@ export const stdinPayload: Subcommand<DecodeArgs & { 'spool-dir'?: string }> = {
     decodeOptions(y, { decoder: false, signature: true })
       .option('spool-dir', spoolDir)
       .example('$0 stdin-payload < packet.fspl > payload', '') as never,
-  handler: (a) => writePayload(0, 1, decodeContext(a), a['spool-dir'] ?? tmpdir(), '--spool-dir'),
+  handler: (a) => writePayload(0, 1, decodeContext(a), a['spool-dir'] ?? os().tmpdir(), '--spool-dir'),
 };
