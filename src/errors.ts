@@ -42,4 +42,5 @@ const ERRNO_TEXT: Record<string, string> = {
   EIO: 'input/output error',
   EBADF: 'bad file descriptor',
 };
-const errnoText = (code: string) => (ERRNO_TEXT[code] ? `${ERRNO_TEXT[code]} (${code})` : code);
+/** An errno code in words, with the code: `no such file or directory (ENOENT)`. */
+export const errnoText = (code: string) => (ERRNO_TEXT[code] ? `${ERRNO_TEXT[code]} (${code})` : code);

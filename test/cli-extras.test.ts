@@ -43,7 +43,7 @@ describe('enqueue', () => {
     writeFileSync(seq, '7\n');
     const missing = fspool(['enqueue', '-q', q, '-s', seq, '-i', join(dir, 'nope')]);
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toMatch(/^Error: open .*nope: no such file or directory/m);
+    expect(missing.stderr).toBe(`Error: input ${join(dir, 'nope')}: no such file or directory (ENOENT); check the path given to -i; nothing was written\n`);
     const notQueue = fspool(['enqueue', '-q', join(dir, 'noq'), '-s', seq]);
     expect(notQueue.code).toBe(1);
     expect(notQueue.stderr).toMatch(/is not a queue/);
