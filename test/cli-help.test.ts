@@ -1,7 +1,7 @@
 // First contact with the command line: help on a real terminal, usage errors that name the
 // word at fault, shell completion, queue-status --nagios and the progress line, with real
 // processes (a pty from python3 where a terminal matters).
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FSPOOL, fspool, makeQueue, preparePacket, runSync, tempDir } from './helpers/cli.js';
@@ -364,6 +364,23 @@ describe('errors say what they are about', () => {
     expect(fspool(['queue-ls', '-q', q, '-d', 'gzip -dc']).stdout.toString()).toMatch(/fspl-gz\.fspl/);
     const zst = runSync('zstd', ['-q', '-c'], { input: 'not a packet at all' }).stdout;
     expect(fspool(['stdin-info'], { input: zst }).stderr).toBe('Error: not a filespooler packet after zstd (bad magic: the zstd data holds something else)\n');
+  });
+
+  it('a key or passphrase file that cannot be read stops the command at once, though no packet needs it yet; a pipe is taken', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const missing = join(dir, 'recv.key');
+    for (const args of [['queue-process', '-q', q, '--decrypt-key', missing, 'cat'], ['queue-ls', '-q', q, '--decrypt-key', missing], ['queue-status', '-q', q, '--decrypt-key', missing]]) {
+      const r = fspool(args);
+      expect(r.code, args[0]).toBe(1);
+      expect(r.stderr, args[0]).toBe(`Error: --decrypt-key ${missing}: no such file or directory (ENOENT); check the path; nothing was done\n`);
+    }
+    const dirAsKey = fspool(['queue-process', '-q', q, '--require-signature', dir, 'cat']);
+    expect(dirAsKey.stderr).toBe(`Error: --require-signature ${dir}: is a directory; give a file; nothing was done\n`);
+    expect(existsSync(join(q, 'fspool')), 'nothing made in the queue').toBe(false);
+    // A passphrase through a pipe (a shell's <(...)), as gpg takes one: looked at, not read.
+    const piped = runSync('bash', ['-c', 'exec "$0" queue-process -q "$1" --passphrase-file <(echo secret) cat', FSPOOL, q]);
+    expect(piped.code, piped.stderr).toBe(0);
   });
 
   it('a packet for another key: its key ID, and the keys that were tried', () => {

@@ -616,7 +616,7 @@ describe('keys from the default location, protected keys', () => {
     const q = makeQueue();
     const name = put(q, prepPayload(['--zstd', '--encrypt-to', K.recvPub]));
     for (const [args, reason] of [
-      [['--decrypt-key', '/nonexistent'], /^Error: cannot read key file \/nonexistent/m],
+      [['--decrypt-key', '/nonexistent'], /^Error: --decrypt-key \/nonexistent: no such file or directory \(ENOENT\); check the path; nothing was done$/m],
       [['--decrypt-key', PAYLOAD_FILE], /^Error: \S+ holds no usable OpenPGP key/m],
     ] as Array<[string[], RegExp]>) {
       for (const cmd of [['queue-ls'], ['queue-process', 'true'], ['queue-process', '--require-signature', PAYLOAD_FILE, 'true']]) {

@@ -1,7 +1,8 @@
 // Options shared by several subcommands, spelled as fspl spells them. Values fspl treats
 // case-insensitively are lower-cased here; bad values are usage errors (exit 2).
 import type { Argv, CommandModule, Options, PositionalOptions } from 'yargs';
-import { UsageError } from '../errors.js';
+import { accessSync, constants, statSync } from 'node:fs';
+import { describe, errnoText, FspoolError, UsageError } from '../errors.js';
 import { parseU64 } from '../queue/seqfile.js';
 import type { DecodeContext } from '../codec/decode.js';
 import { DecodeWorkers } from '../codec/decodeThread.js';
@@ -257,6 +258,7 @@ export interface DecodeArgs {
  * inside openpgp.js gets no timer in edgewise. Listings and status too, for the same packets.
  */
 export function decodeContext(a: DecodeArgs): DecodeContext {
+  checkKeyFiles(a);
   return {
     decoder: a.decoder,
     // Commands without the option (no -d) bound the built-in decoders all the same.
@@ -269,6 +271,32 @@ export function decodeContext(a: DecodeArgs): DecodeContext {
     }),
     workers: new DecodeWorkers(),
   };
+}
+
+/**
+ * Key and passphrase files are read when a packet first needs them: one that cannot be read
+ * must stop the command now, not let every poll of an empty queue exit 0 until a job arrives
+ * and cannot be decoded. A pipe is fine (--passphrase-file <(pass show fspool)); reading is not
+ * tried here, so that it is not consumed.
+ */
+function checkKeyFiles(a: DecodeArgs): void {
+  const named = { 'decrypt-key': a['decrypt-key'], 'require-signature': a['require-signature'], 'passphrase-file': a['passphrase-file'], 'key-passphrase-file': a['key-passphrase-file'] };
+  for (const [option, files] of Object.entries(named)) {
+    for (const file of [files ?? []].flat()) {
+      let why: string | undefined;
+      let fix = 'give a file this user can read';
+      try {
+        accessSync(file, constants.R_OK);
+        if (statSync(file).isDirectory()) [why, fix] = ['is a directory', 'give a file'];
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        why = code ? errnoText(code) : describe(e);
+        if (code === 'ENOENT') fix = 'check the path';
+        else if (code === 'EACCES') fix = `give a file uid ${process.geteuid?.()} may read`;
+      }
+      if (why) throw new FspoolError(`--${option} ${file}: ${why}; ${fix}; nothing was done`);
+    }
+  }
 }
 
 export const delivery: Setting = choiceSetting(['stream', 'verified'] as const satisfies readonly DeliveryMode[], {

@@ -61,9 +61,10 @@ export const queueReceipt: Subcommand<ReceiptArgs> = {
       .example('$0 queue-receipt -q q --sign-with recv.key > receipt', 'a signed receipt (outbox-apply --require-signature)') as never,
   handler: async (a) => {
     const q = new Queue(a.queuedir);
+    const decode = decodeContext(a);
     const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: 'going on without it: the receipt can prove nothing processed' });
     try {
-      const facts = await lookAtQueue(q, state.db, decodeContext(a));
+      const facts = await lookAtQueue(q, state.db, decode);
       const stream = a.stream ?? facts.streams[0] ?? NO_STREAM;
       if (stream === NO_STREAM) log.info(`queue ${q.dir} knows no stream (no packet made with --outbox): the receipt says only what the queue waits for`);
       const others = facts.streams.filter((s) => s !== stream);

@@ -34,8 +34,9 @@ export const queueLs: Subcommand<LsArgs> = {
   handler: async (a) => {
     shortRun();
     const q = new Queue(a.queuedir).check();
-    if (a.json) return print(lsJson(q, await withCache(q, () => q.scan(decodeContext(a)))));
-    const listing = await withCache(q, () => q.list(decodeContext(a)));
+    const ctx = decodeContext(a);
+    if (a.json) return print(lsJson(q, await withCache(q, () => q.scan(ctx))));
+    const listing = await withCache(q, () => q.list(ctx));
     const order = listing.bySeq();
     for (const { path, error } of listing.unreadable()) log.warn(`cannot read job file ${path}: ${error}`);
     // Written a block at a time: the listing of 10,000 jobs is never one string.
@@ -72,7 +73,8 @@ export const queueInfo: Subcommand<JobArgs> = {
     decodeOptions(y.option('queuedir', queuedir).option('job', job).option('json', json), { decoder: true, signature: false }).example('$0 queue-info -q q -j 3', '') as never,
   handler: async (a) => {
     const q = new Queue(a.queuedir).check();
-    const j = await withCache(q, () => q.findJob(a.job, decodeContext(a)));
+    const ctx = decodeContext(a);
+    const j = await withCache(q, () => q.findJob(a.job, ctx));
     const env = jobEnv(j.header, { filename: j.name, queuedir: q.dir, fullpath: j.path });
     print(a.json ? infoJson(q, j, env) : formatEnv(env));
   },

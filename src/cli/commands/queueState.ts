@@ -312,10 +312,11 @@ export const queueClean: Subcommand<CleanArgs> = {
   handler: async (a) => {
     if (a.force && !a.stale) throw new UsageError('--force only applies with --stale');
     const q = new Queue(a.queuedir).checkProcessable();
+    const decode = decodeContext(a);
     const lock = await q.nextseq.lock({ create: false, waitSeconds: a['wait-lock'], what: `queue ${q.dir}` });
     const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: 'going on without it: nothing is known as processed, so only --stale --force removes anything' });
     try {
-      const done = await cleanQueue(q, state.journal, { stale: a.stale, force: a.force, dryRun: a['dry-run'], decode: decodeContext(a) });
+      const done = await cleanQueue(q, state.journal, { stale: a.stale, force: a.force, dryRun: a['dry-run'], decode });
       let text = '';
       for (const c of done) {
         const why = `seq ${c.seq}: ${cleanedWhy(c)}`;
