@@ -366,6 +366,15 @@ describe('errors say what they are about', () => {
     expect(fspool(['stdin-info'], { input: zst }).stderr).toBe('Error: not a filespooler packet after zstd (bad magic: the zstd data holds something else)\n');
   });
 
+  it('queue-init where the parent is missing: the fix, and nothing made', () => {
+    const dir = tempDir();
+    const q = join(dir, 'spool', 'q');
+    const r = fspool(['queue-init', '-q', q]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`Error: cannot create queue ${q}: directory ${join(dir, 'spool')} does not exist; create it first (mkdir -p ${join(dir, 'spool')})\n`);
+    expect(existsSync(join(dir, 'spool'))).toBe(false);
+  });
+
   it('a key or passphrase file that cannot be read stops the command at once, though no packet needs it yet; a pipe is taken', () => {
     const dir = tempDir();
     const q = makeQueue(dir);

@@ -3,7 +3,7 @@
 //   QUEUE/nextseq.lock   the processing lock (flock)
 //   QUEUE/jobs/          packets, fspl-<anything>.fspl; any other name is ignored
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { KeyFileError } from '../codec/keys.js';
 import { describe, FspoolError } from '../errors.js';
@@ -200,20 +200,29 @@ export class Queue {
     this.nextseq = new SeqFile(join(dir, 'nextseq'));
   }
 
-  /** Create a queue; like fspl, refuse if the directory exists already. */
+  /**
+   * Create a queue; like fspl, refuse if the directory exists already. Durable when it returns:
+   * the new directories are fsynced into their parents.
+   */
   static init(dir: string, appendOnly: boolean): Queue {
     const q = new Queue(dir);
+    const parent = dirname(dir);
     try {
       mkdirSync(dir);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new FspoolError(`cannot create queue: ${dir} already exists`);
-      throw e;
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') throw new FspoolError(`cannot create queue: ${dir} already exists`);
+      if (code === 'ENOENT') throw new FspoolError(`cannot create queue ${dir}: directory ${parent} does not exist; create it first (mkdir -p ${parent})`);
+      if (code === 'EACCES') throw new FspoolError(`cannot create queue ${dir}: ${parent} is not writable by uid ${process.geteuid?.()}; create it as ${parent}'s owner, or elsewhere`);
+      throw new FspoolError(`cannot create queue ${dir}: ${describe(e)}`);
     }
     mkdirSync(q.jobsDir);
     if (!appendOnly) {
       q.nextseq.write(1n);
       writeFileSync(q.nextseq.lockPath, '');
     }
+    fsyncDir(dir);
+    fsyncDir(parent);
     return q;
   }
 
