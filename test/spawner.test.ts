@@ -316,9 +316,13 @@ describe('the spawner under qemu-user, which refuses CLONE_PARENT: its children 
     expect(three.stderr).toMatch(/job 2 .* failed: command exited with status 3$/m);
     const term = one(['--on-error', 'delete', 'sh', '--', '-c', 'kill -TERM $$']);
     expect(term.stderr).toMatch(/job 3 .* failed: command killed by SIGTERM$/m);
-    const missing = one(['--on-error', 'delete', 'fspool-no-such-cmd']);
+    // A command that is there but cannot be exec'd (its interpreter is missing): the exec fails
+    // in the spawner. (One not there at all is refused before any job: test/cli-help.test.ts.)
+    const script = join(d, 'no-interpreter');
+    writeFileSync(script, '#!/fspool-no-such-interpreter\n', { mode: 0o755 });
+    const missing = one(['--on-error', 'delete', script]);
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toMatch(/^Error: job 4 .*: cannot run command: fspool-no-such-cmd: no such file or directory \(ENOENT\); job kept$/m);
+    expect(missing.stderr).toMatch(new RegExp(`^Error: job 4 .*: cannot run command: ${script}: no such file or directory \\(ENOENT\\); job kept$`, 'm'));
     expect(nextseq(q)).toBe('4');
     const history = runSync(emulated, ['queue-history', '-q', q]).stdout.toString();
     expect(history).toMatch(/^\S+ +1 +1 +success /m);

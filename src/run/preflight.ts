@@ -5,7 +5,8 @@
 // queue's file system has room; the staged nextseq (written before the job starts) proves the
 // rest. Each failure says what to fix in one line, and nothing runs.
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
-import { FspoolError } from '../errors.js';
+import { join } from 'node:path';
+import { errnoText, FspoolError } from '../errors.js';
 import type { Queue } from '../queue/queue.js';
 import { quarantineDir } from '../queue/quarantine.js';
 import { lackOfSpace as lackOfRoom } from '../queue/room.js';
@@ -68,6 +69,36 @@ export function checkWritable(queue: Queue, what: WhatCommits): void {
     const fixes = [...(readOnly.length ? ['mount it read-write'] : []), ...(readOnly.length < problems.length ? ["run as the queue's owner or make it writable"] : [])];
     throw new FspoolError(`cannot process queue ${queue.dir}: ${problems.join('; ')}; ${fixes.join(', and ')}; nothing was run`);
   }
+}
+
+/** glibc's execvpe searches this when PATH is unset (confstr _CS_PATH). */
+const DEFAULT_PATH = '/bin:/usr/bin';
+
+/**
+ * Once per run, before any job: the receiver's command, looked for as the spawner's execvpe will
+ * (a name with a slash as it is, else in each directory of PATH: fspool's own, which the spawner
+ * inherits). A typo is then an error at once, not a success at every poll of an empty queue until
+ * the first job fails. Throws with what to fix.
+ */
+export function checkCommand(command: string): void {
+  const runnable = (path: string): string | undefined => {
+    try {
+      accessSync(path, constants.X_OK);
+      return statSync(path).isDirectory() ? 'is a directory' : undefined;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      return code ? errnoText(code) : String(e);
+    }
+  };
+  if (command.includes('/')) {
+    const why = runnable(command);
+    if (why) throw new FspoolError(`cannot run command ${command}: ${why}; give the path of an executable file; nothing was run`);
+    return;
+  }
+  const path = process.env.PATH ?? DEFAULT_PATH;
+  // An empty entry is the current directory, as for execvpe.
+  if (path.split(':').some((dir) => runnable(join(dir || '.', command)) === undefined)) return;
+  throw new FspoolError(`cannot run command ${command}: not found in PATH (${path}); give its full path, or set PATH; nothing was run`);
 }
 
 /** Before each job: room on the queue's file system for recording it, or why not. */

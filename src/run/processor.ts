@@ -20,7 +20,7 @@ import { verifyFile } from './jobFile.js';
 import type { Unverified } from './source.js';
 import { type JobOptions, lifeOfJob, NotStarted, type Processing, removeJobFiles } from './lifecycle.js';
 import { watchBackoff } from './policy.js';
-import { checkWritable, lackOfSpace } from './preflight.js';
+import { checkCommand, checkWritable, lackOfSpace } from './preflight.js';
 import { recover } from './recover.js';
 
 export type OrderBy = 'sequence' | 'timestamp';
@@ -121,6 +121,7 @@ export class QueueProcessor {
     if (dir?.length === 0 && dir.unnamed.length === 0) {
       try {
         checkWritable(queue, commits);
+        checkCommand(opts.command);
         ctx.log.debug(`queue ${queue.dir} has no job file; nothing to do`);
         return 0;
       } finally {
@@ -131,6 +132,7 @@ export class QueueProcessor {
     this.attach(false);
     try {
       checkWritable(queue, commits);
+      checkCommand(opts.command);
       // jobs/ as read above, not a second read (each warns of the names that are not UTF-8).
       const first = await this.index.refresh(dir);
       this.reportUnreadable(first);
