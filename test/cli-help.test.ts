@@ -372,11 +372,11 @@ describe('errors say what they are about', () => {
     const env = { ...process.env, PATH: '/usr/bin:/bin' };
     const notFound = fspool(['queue-process', '-q', q, 'fspool-no-such-receiver'], { env });
     expect(notFound.code).toBe(1);
-    expect(notFound.stderr).toBe('Error: cannot run command fspool-no-such-receiver: not found in PATH (/usr/bin:/bin); give its full path, or set PATH; nothing was run\n');
+    expect(notFound.stderr).toBe('Error: cannot run command: fspool-no-such-receiver: not found in PATH (/usr/bin:/bin); give its full path, or set PATH; nothing was run\n');
     put(q, preparePacket(['-s', '-', '-i', '-'], 'kept'));
     const notFile = fspool(['queue-process', '-q', q, dir], { env });
     expect(notFile.code).toBe(1);
-    expect(notFile.stderr).toBe(`Error: cannot run command ${dir}: is a directory; give the path of an executable file; nothing was run\n`);
+    expect(notFile.stderr).toBe(`Error: cannot run command: ${dir}: is a directory; give the path of an executable file; nothing was run\n`);
     // Found the way execvpe finds it: here, only through PATH.
     const found = fspool(['queue-process', '-q', q, 'cat'], { env });
     expect(found.code, found.stderr).toBe(0);

@@ -172,6 +172,31 @@ describe('queue-process --watch', () => {
     await w.done;
   });
 
+  it('jobs/ gone for a while under a watch: said once, and the watch goes on with the directory that comes back', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const log = join(dir, 'log');
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '0.3', 'sh', '--', '-c', `echo "$FSPL_SEQ" >> ${log}`]);
+    started.push(w.pid);
+    let ended: string | undefined;
+    void w.done.then((r) => (ended = `the watcher ended (${r.code}): ${r.stderr}`));
+    put(q, plainPacket(1));
+    await waitFor('the first job to run', () => ended !== undefined || fileLines(log).length === 1, 30_000);
+    renameSync(join(q, 'jobs'), join(q, 'jobs.old'));
+    const gone = /ERROR fspool: \S+\/jobs is not there \(moved, or being replaced\); looking again at each rescan; watching on/;
+    const said = () => w.stderr().split('\n').filter((l) => gone.test(l)).length;
+    await waitFor('the watch to see jobs/ gone', () => ended !== undefined || said() > 0, 30_000);
+    await sleep(1000); // several rescans without jobs/
+    mkdirSync(join(q, 'jobs'));
+    put(q, plainPacket(2));
+    await waitFor('the job to run', () => ended !== undefined || fileLines(log).length === 2, 30_000);
+    expect(ended).toBeUndefined();
+    expect(fileLines(log)).toEqual(['1', '2']);
+    expect(said()).toBe(1);
+    process.kill(w.pid, 'SIGTERM');
+    await w.done;
+  });
+
   it('a file that could not be read once (a decoder that failed) is read again at the next rescan, and warned about once', async () => {
     const dir = tempDir();
     const q = makeQueue(dir);

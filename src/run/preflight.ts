@@ -92,13 +92,13 @@ export function checkCommand(command: string): void {
   };
   if (command.includes('/')) {
     const why = runnable(command);
-    if (why) throw new FspoolError(`cannot run command ${command}: ${why}; give the path of an executable file; nothing was run`);
+    if (why) throw new FspoolError(`cannot run command: ${command}: ${why}; give the path of an executable file; nothing was run`);
     return;
   }
   const path = process.env.PATH ?? DEFAULT_PATH;
   // An empty entry is the current directory, as for execvpe.
   if (path.split(':').some((dir) => runnable(join(dir || '.', command)) === undefined)) return;
-  throw new FspoolError(`cannot run command ${command}: not found in PATH (${path}); give its full path, or set PATH; nothing was run`);
+  throw new FspoolError(`cannot run command: ${command}: not found in PATH (${path}); give its full path, or set PATH; nothing was run`);
 }
 
 /** Before each job: room on the queue's file system for recording it, or why not. */

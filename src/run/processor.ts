@@ -54,6 +54,12 @@ export class QueueBlocked extends FspoolError {
 
 const at = (ms: number) => new Date(ms).toISOString();
 
+/**
+ * jobs/ could not be read because it is not there: in a watch, a directory replaced under it (two
+ * renames) or moved away for a moment, which is looked at again rather than ending the watch.
+ */
+const jobsDirGone = (e: unknown, jobsDir: string) => (e as NodeJS.ErrnoException).code === 'ENOENT' && (e as NodeJS.ErrnoException).path === jobsDir;
+
 export class QueueProcessor {
   private readonly index: JobIndex;
   private journal!: Journal;
@@ -445,7 +451,8 @@ export class QueueProcessor {
           await this.pass();
           failedInARow = 0;
           reported = undefined;
-        } catch (e) {
+        } catch (thrown) {
+          const e = jobsDirGone(thrown, queue.jobsDir) ? new QueueBlocked(`${queue.jobsDir} is not there (moved, or being replaced); looking again at each rescan`) : thrown;
           if (!(e instanceof JobFailed || e instanceof QueueBlocked)) throw e;
           if (e instanceof JobFailed) {
             failedInARow++;
