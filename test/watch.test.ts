@@ -146,7 +146,7 @@ describe('queue-process --watch', () => {
     expect(r.stderr).toMatch(/tried again in 1s \(failure 2 in a row\)/);
   });
 
-  it('the rescan finds packets no event announced (jobs/ replaced under the watcher)', async () => {
+  it('jobs/ replaced under the watcher (two renames): the packets of the new one run', async () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const log = join(dir, 'log');
@@ -158,13 +158,12 @@ describe('queue-process --watch', () => {
     // start is refused, rightly).
     put(q, plainPacket(1));
     await waitFor('the first job to run', () => ended !== undefined || fileLines(log).length === 1, 30_000);
-    // inotify follows the old directory; only the rescan can see the new one's files. Two
-    // renames leave jobs/ missing for microseconds, not for a rescan's look.
+    // inotify follows the old directory: the queue directory's rename events, or the rescan,
+    // tell the watch to look at the new one. Two renames leave jobs/ missing for microseconds.
     mkdirSync(join(q, 'jobs.new'));
     writeFileSync(join(q, 'jobs.new', 'fspl-x.fspl'), plainPacket(2));
     renameSync(join(q, 'jobs'), join(q, 'jobs.old'));
     renameSync(join(q, 'jobs.new'), join(q, 'jobs'));
-    // No event will come for it: without the rescan this waits in vain.
     await waitFor('the job to run', () => ended !== undefined || fileLines(log).length === 2, 30_000);
     expect(ended).toBeUndefined();
     expect(fileLines(log)).toEqual(['1', '2']);
@@ -172,26 +171,29 @@ describe('queue-process --watch', () => {
     await w.done;
   });
 
-  it('jobs/ gone for a while under a watch: said once, and the watch goes on with the directory that comes back', async () => {
+  it('jobs/ moved away under a watch: said once; the directory put back is watched anew, with no rescan needed', async () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const log = join(dir, 'log');
-    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '0.3', 'sh', '--', '-c', `echo "$FSPL_SEQ" >> ${log}`]);
+    // No rescan within the test: only inotify's events can move the watch on.
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '3600', 'sh', '--', '-c', `echo "$FSPL_SEQ" >> ${log}`]);
     started.push(w.pid);
     let ended: string | undefined;
     void w.done.then((r) => (ended = `the watcher ended (${r.code}): ${r.stderr}`));
     put(q, plainPacket(1));
     await waitFor('the first job to run', () => ended !== undefined || fileLines(log).length === 1, 30_000);
     renameSync(join(q, 'jobs'), join(q, 'jobs.old'));
-    const gone = /ERROR fspool: \S+\/jobs is not there \(moved, or being replaced\); looking again at each rescan; watching on/;
+    const gone = /ERROR fspool: \S+\/jobs is not there \(moved, or being replaced\); looking again when it is back; watching on/;
     const said = () => w.stderr().split('\n').filter((l) => gone.test(l)).length;
     await waitFor('the watch to see jobs/ gone', () => ended !== undefined || said() > 0, 30_000);
-    await sleep(1000); // several rescans without jobs/
     mkdirSync(join(q, 'jobs'));
     put(q, plainPacket(2));
-    await waitFor('the job to run', () => ended !== undefined || fileLines(log).length === 2, 30_000);
+    await waitFor('job 2 to run', () => ended !== undefined || fileLines(log).length === 2, 30_000);
+    // An arrival in the new directory wakes the watch: it watches that one, not the old.
+    put(q, plainPacket(3));
+    await waitFor('job 3 to run', () => ended !== undefined || fileLines(log).length === 3, 30_000);
     expect(ended).toBeUndefined();
-    expect(fileLines(log)).toEqual(['1', '2']);
+    expect(fileLines(log)).toEqual(['1', '2', '3']);
     expect(said()).toBe(1);
     process.kill(w.pid, 'SIGTERM');
     await w.done;

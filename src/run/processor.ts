@@ -2,7 +2,7 @@
 // order (or by timestamp), once or watching for more (spec/processing.md). Each run is an
 // object with its own context, so that several can go side by side in one process (`fspool
 // serve`); `queue-process` is the one-queue case. The life of each job is in lifecycle.ts.
-import { watch as watchFs } from 'node:fs';
+import { statSync, watch as watchFs } from 'node:fs';
 import type { DecodeContext } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
 import { U64_MAX } from '../packet/header.js';
@@ -435,8 +435,32 @@ export class QueueProcessor {
       woken = true;
       wake?.();
     };
-    const watcher = watchDir(queue.jobsDir, (name) => {
+    // inotify follows a directory, not its name: jobs/ moved away and another put in its place
+    // (or the same one back) is watched anew, as soon as the queue directory says so.
+    const onJob = (name: string) => {
       if (JOB_NAME.test(name)) poke();
+    };
+    const identity = () => {
+      try {
+        const st = statSync(queue.jobsDir);
+        return `${st.dev}:${st.ino}`;
+      } catch {
+        return undefined;
+      }
+    };
+    let watchedAs = identity();
+    let watcher = watchedAs === undefined ? undefined : watchDir(queue.jobsDir, onJob, ctx);
+    const rewatch = () => {
+      const now = identity();
+      if (now === watchedAs) return;
+      watcher?.close();
+      watchedAs = now;
+      watcher = now === undefined ? undefined : watchDir(queue.jobsDir, onJob, ctx);
+    };
+    const queueWatcher = watchDir(queue.dir, (name) => {
+      if (name !== 'jobs') return;
+      rewatch();
+      poke();
     }, ctx);
     const noSignal = ctx.stop.onSignal(() => wake?.());
     let failedInARow = 0;
@@ -452,7 +476,7 @@ export class QueueProcessor {
           failedInARow = 0;
           reported = undefined;
         } catch (thrown) {
-          const e = jobsDirGone(thrown, queue.jobsDir) ? new QueueBlocked(`${queue.jobsDir} is not there (moved, or being replaced); looking again at each rescan`) : thrown;
+          const e = jobsDirGone(thrown, queue.jobsDir) ? new QueueBlocked(`${queue.jobsDir} is not there (moved, or being replaced); looking again when it is back`) : thrown;
           if (!(e instanceof JobFailed || e instanceof QueueBlocked)) throw e;
           if (e instanceof JobFailed) {
             failedInARow++;
@@ -467,6 +491,7 @@ export class QueueProcessor {
         }
         if (ctx.stop.stopping || this.spent) return 0;
         if (woken && !backingOff) continue; // something landed while the pass ran
+        rewatch();
         ctx.log.debug(`watching ${queue.jobsDir} for new packets`);
         await new Promise<void>((resolve) => {
           const timer = after(pause, () => {
@@ -489,6 +514,7 @@ export class QueueProcessor {
     } finally {
       noSignal();
       watcher?.close();
+      queueWatcher?.close();
     }
   }
 }
