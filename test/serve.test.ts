@@ -647,9 +647,18 @@ describe('fspool serve: deployment', () => {
       .replace(/metrics_listen = "127.0.0.1:9464"/, 'metrics_listen = "127.0.0.1:0"')
       .replace('rescan = 30', 'rescan = 0.5');
     const file = writeConfig(dir, text);
-    const check = fspool(['serve', '--check', '--config', file]);
+    // --check looks for each queue's command as the processor will: this machine may have no
+    // zfs, so one stands in for it on PATH (never run: no packet comes for tank-data).
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'zfs'), '#!/bin/sh\nexit 1\n', { mode: 0o755 });
+    const check = fspool(['serve', '--check', '--config', file], { env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
     expect(check.code, check.stderr).toBe(0);
     expect(check.stdout.toString()).toMatch(/2 queue\(s\) \(site, tank-data\), at most 2 receiver\(s\)/);
+    const without = runSync(process.execPath, [FSPOOL, 'serve', '--check', '--config', file], { env: { ...process.env, PATH: '/nonexistent' } });
+    expect(without.code).toBe(1);
+    expect(without.stderr).toMatch(/^ERROR fspool: \[tank-data\] cannot run command: zfs: not found in PATH \(\/nonexistent\); give its full path, or set PATH; nothing was run$/m);
+    expect(without.stdout.toString()).toMatch(/; 2 cannot be processed now/);
     writeFileSync(join(dir, 'hello.txt'), 'hello from the example\n');
     const tar = runSync('tar', ['cf', '-', '-C', dir, 'hello.txt']).stdout;
     const s = serve(['--config', file]);
