@@ -2,14 +2,14 @@
 // derived from queue-process's settings (QUEUE_SETTINGS in commands/process.ts), so that a
 // queue key is its option in snake_case, with the same meaning, default and checks. A bad file
 // gives one short line per problem, naming the key (and the line, for a TOML syntax error).
-import { accessSync, constants, readFileSync, realpathSync, statSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import * as v from 'valibot';
 import { describe, FspoolError, UsageError } from '../errors.js';
 import type { Listen, QueueSettings, ServeConfig } from '../serve/settings.js';
 import { type QueueProcessArgs, queueProcessOptions, QUEUE_SETTINGS } from './commands/process.js';
-import { type DecodeArgs, decodeContext, type Setting, type TomlType } from './options.js';
+import { type DecodeArgs, decodeContext, keyFileProblem, type Setting, type TomlType } from './options.js';
 import { didYouMean } from './suggest.js';
 import { os } from '../sys/lazy.js';
 
@@ -233,17 +233,16 @@ export function loadConfig(file: string): ServeConfig {
       const dflt = s.option.default;
       args[option] = given !== undefined ? given : dflt !== undefined && s.parse ? s.parse(`--${option}`)(dflt) : dflt;
     }
+    const beforeFiles = problems.length;
     for (const [key, { s }] of SETTINGS) {
       if ((s.toml === 'file' || s.toml === 'files') && values[key] !== undefined) {
         for (const p of [values[key]].flat() as string[]) {
-          try {
-            accessSync(p, constants.R_OK);
-          } catch (e) {
-            problems.push(`${where}.${key}: cannot read ${p}: ${describe(e).replace(/^access \S+: /, '')}`);
-          }
+          const problem = keyFileProblem(p);
+          if (problem) problems.push(`${where}.${key}: cannot read ${p}: ${problem.why}; ${problem.fix}`);
         }
       }
     }
+    if (problems.length > beforeFiles) continue;
     const dir = args.queuedir as string;
     let real = dir;
     try {

@@ -273,28 +273,32 @@ export function decodeContext(a: DecodeArgs): DecodeContext {
   };
 }
 
+/** Why a key or passphrase file cannot be read, and the fix; undefined when it can. Nothing is read. */
+export function keyFileProblem(file: string): { why: string; fix: string } | undefined {
+  try {
+    accessSync(file, constants.R_OK);
+    return statSync(file).isDirectory() ? { why: 'is a directory', fix: 'give a file' } : undefined;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code ? errnoText(code) : describe(e);
+    if (code === 'ENOENT') return { why, fix: 'check the path' };
+    if (code === 'EACCES') return { why, fix: `give a file uid ${process.geteuid?.()} may read` };
+    return { why, fix: 'give a file this user can read' };
+  }
+}
+
 /**
  * Key and passphrase files are read when a packet first needs them: one that cannot be read
  * must stop the command now, not let every poll of an empty queue exit 0 until a job arrives
- * and cannot be decoded. A pipe is fine (--passphrase-file <(pass show fspool)); reading is not
- * tried here, so that it is not consumed.
+ * and cannot be decoded. A pipe is fine (--passphrase-file <(pass show fspool)): only looked
+ * at here, not read, so that it is not consumed.
  */
 function checkKeyFiles(a: DecodeArgs): void {
   const named = { 'decrypt-key': a['decrypt-key'], 'require-signature': a['require-signature'], 'passphrase-file': a['passphrase-file'], 'key-passphrase-file': a['key-passphrase-file'] };
   for (const [option, files] of Object.entries(named)) {
     for (const file of [files ?? []].flat()) {
-      let why: string | undefined;
-      let fix = 'give a file this user can read';
-      try {
-        accessSync(file, constants.R_OK);
-        if (statSync(file).isDirectory()) [why, fix] = ['is a directory', 'give a file'];
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        why = code ? errnoText(code) : describe(e);
-        if (code === 'ENOENT') fix = 'check the path';
-        else if (code === 'EACCES') fix = `give a file uid ${process.geteuid?.()} may read`;
-      }
-      if (why) throw new FspoolError(`--${option} ${file}: ${why}; ${fix}; nothing was done`);
+      const problem = keyFileProblem(file);
+      if (problem) throw new FspoolError(`--${option} ${file}: ${problem.why}; ${problem.fix}; nothing was done`);
     }
   }
 }
