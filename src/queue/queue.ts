@@ -222,7 +222,12 @@ export class Queue {
       writeFileSync(q.nextseq.lockPath, '');
     }
     fsyncDir(dir);
-    fsyncDir(parent);
+    try {
+      fsyncDir(parent);
+    } catch {
+      // A parent one may write but not read (a drop box, mode 0733) cannot be opened to be
+      // fsynced: the queue is there all the same, only not yet durable in it.
+    }
     return q;
   }
 
