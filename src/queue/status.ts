@@ -182,7 +182,8 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
       failing.push(`job ${s.nextSeq} failed at ${iso(last.endedAt ?? last.startedAt)} (${last.outcome}${last.detail ? `: ${last.detail}` : ''}); it is kept and retried`);
     }
   }
-  if (s.noRoom) failing.push(`${s.noRoom}: no job runs until there is room; free some space`);
+  // An append-only queue runs no job: its full disk is the sender's error to see.
+  if (s.noRoom && s.nextSeq !== undefined) failing.push(`${s.noRoom}: no job runs until there is room; free some space`);
   if (s.quarantine.length > 0) {
     failing.push(`${s.quarantine.length} job(s) in quarantine wait for a person: ${some(s.quarantine)}; see queue-quarantine`);
   }
