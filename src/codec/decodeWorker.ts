@@ -167,15 +167,15 @@ function serve(port: MessagePort): void {
     }
     job.draining = true;
     const aborted = () => Atomics.load(job.control, ABORTED) !== 0;
-    let fd: number | undefined;
+    let fd: { fd: number; own: boolean } | undefined;
     let bytes = 0;
     let reported = 0;
     let outcome: Extract<FromDecoder, { type: 'done' }>['outcome'] = 'verified';
     try {
       // A descriptor of our own on the pipe or temp file: its offset, blocking mode and closing
       // are ours alone. stdout is shared as it is (reopening a file would restart its offset).
-      if (sink.kind === 'pipe' || sink.kind === 'file') fd = reopen(sink.fd, constants.O_WRONLY).fd;
-      const to = sink.kind === 'fd' ? sink.fd : fd;
+      if (sink.kind === 'pipe' || sink.kind === 'file') fd = reopen(sink.fd, constants.O_WRONLY);
+      const to = sink.kind === 'fd' ? sink.fd : fd?.fd;
       for await (const chunk of job.packet.payload) {
         if (aborted()) {
           outcome = 'aborted';
@@ -201,7 +201,7 @@ function serve(port: MessagePort): void {
     } catch (e) {
       outcome = { failure: toThread(e) };
     } finally {
-      if (fd !== undefined) closeSync(fd);
+      if (fd?.own) closeSync(fd.fd);
       finish(job);
     }
     post({ type: 'done', id, bytes, outcome });
