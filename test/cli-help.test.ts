@@ -1,7 +1,7 @@
 // First contact with the command line: help on a real terminal, usage errors that name the
 // word at fault, shell completion, queue-status --nagios and the progress line, with real
 // processes (a pty from python3 where a terminal matters).
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FSPOOL, fspool, makeQueue, preparePacket, runSync, tempDir } from './helpers/cli.js';
@@ -370,17 +370,29 @@ describe('errors say what they are about', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
     const env = { ...process.env, PATH: '/usr/bin:/bin' };
+    const seq = join(dir, 'seq');
     const notFound = fspool(['queue-process', '-q', q, 'fspool-no-such-receiver'], { env });
     expect(notFound.code).toBe(1);
     expect(notFound.stderr).toBe('Error: cannot run command: fspool-no-such-receiver: not found in PATH (/usr/bin:/bin); give its full path, or set PATH; nothing was run\n');
-    put(q, preparePacket(['-s', '-', '-i', '-'], 'kept'));
+    put(q, preparePacket(['-s', seq, '-i', '-'], 'kept'));
     const notFile = fspool(['queue-process', '-q', q, dir], { env });
     expect(notFile.code).toBe(1);
     expect(notFile.stderr).toBe(`Error: cannot run command: ${dir}: is a directory; give the path of an executable file; nothing was run\n`);
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'receive'), '#!/bin/sh\ncat\n', { mode: 0o644 });
+    const notExec = fspool(['queue-process', '-q', q, 'receive'], { env: { ...env, PATH: `${bin}:/usr/bin:/bin` } });
+    expect(notExec.stderr).toBe(`Error: cannot run command: receive: ${join(bin, 'receive')} is not executable: permission denied (EACCES); make it executable, or give another's full path; nothing was run\n`);
+    // An empty PATH entry is the current directory, as for execvpe.
+    chmodSync(join(bin, 'receive'), 0o755);
+    const here = fspool(['queue-process', '-q', q, 'receive'], { env: { ...env, PATH: ':/usr/bin:/bin' }, cwd: bin });
+    expect(here.code, here.stderr).toBe(0);
+    expect(here.stdout.toString()).toBe('kept');
+    put(q, preparePacket(['-s', seq, '-i', '-'], 'kept too'));
     // Found the way execvpe finds it: here, only through PATH.
     const found = fspool(['queue-process', '-q', q, 'cat'], { env });
     expect(found.code, found.stderr).toBe(0);
-    expect(found.stdout.toString()).toBe('kept');
+    expect(found.stdout.toString()).toBe('kept too');
   });
 
   it('queue-init where the parent is missing: the fix, and nothing made', () => {
@@ -404,9 +416,14 @@ describe('errors say what they are about', () => {
     const dirAsKey = fspool(['queue-process', '-q', q, '--require-signature', dir, 'cat']);
     expect(dirAsKey.stderr).toBe(`Error: --require-signature ${dir}: is a directory; give a file; nothing was done\n`);
     expect(existsSync(join(q, 'fspool')), 'nothing made in the queue').toBe(false);
-    // A passphrase through a pipe (a shell's <(...)), as gpg takes one: looked at, not read.
+    // A passphrase through a pipe (a shell's <(...)), as gpg takes one: looked at, not read, so
+    // that it is still whole when the packet needs it.
+    const pass = join(dir, 'pass');
+    writeFileSync(pass, 'secret\n');
+    put(q, preparePacket(['-s', '-', '-i', '-', '--passphrase-file', pass], 'sealed'));
     const piped = runSync('bash', ['-c', 'exec "$0" queue-process -q "$1" --passphrase-file <(echo secret) cat', FSPOOL, q]);
     expect(piped.code, piped.stderr).toBe(0);
+    expect(piped.stdout.toString()).toBe('sealed');
   });
 
   it('a packet for another key: its key ID, and the keys that were tried', () => {

@@ -1,9 +1,9 @@
 // Before a receiver starts, everything its job's completion will need must be there: a job
 // that ran but could not be recorded runs again next time, which is the one thing a spooler
 // must not do. So a processor proves, before the first job, that it can write what the commit
-// writes (nextseq, the job files' directory, the quarantine), and before each job that the
-// queue's file system has room; the staged nextseq (written before the job starts) proves the
-// rest. Each failure says what to fix in one line, and nothing runs.
+// writes (nextseq, the job files' directory, the quarantine) and that its command can be run,
+// and before each job that the queue's file system has room; the staged nextseq (written before
+// the job starts) proves the rest. Each failure says what to fix in one line, and nothing runs.
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoText, FspoolError } from '../errors.js';
@@ -96,8 +96,16 @@ export function checkCommand(command: string): void {
     return;
   }
   const path = process.env.PATH ?? DEFAULT_PATH;
-  // An empty entry is the current directory, as for execvpe.
-  if (path.split(':').some((dir) => runnable(join(dir || '.', command)) === undefined)) return;
+  // An empty entry is the current directory, as for execvpe. One there but not executable is
+  // what execvpe reports (EACCES) when no other entry has it.
+  let denied: string | undefined;
+  for (const dir of path.split(':')) {
+    const candidate = join(dir || '.', command);
+    const why = runnable(candidate);
+    if (why === undefined) return;
+    if (why.endsWith('(EACCES)')) denied ??= candidate;
+  }
+  if (denied) throw new FspoolError(`cannot run command: ${command}: ${denied} is not executable: permission denied (EACCES); make it executable, or give another's full path; nothing was run`);
   throw new FspoolError(`cannot run command: ${command}: not found in PATH (${path}); give its full path, or set PATH; nothing was run`);
 }
 
