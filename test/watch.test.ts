@@ -146,53 +146,54 @@ describe('queue-process --watch', () => {
     expect(r.stderr).toMatch(/tried again in 1s \(failure 2 in a row\)/);
   });
 
-  it('jobs/ replaced under the watcher (two renames): the packets of the new one run', async () => {
+  /**
+   * A watch whose receiver appends each job's seq to `log`, returned once job 1 has run: past
+   * its start and waiting (a queue without jobs/ at its start is refused, rightly). `ended()`
+   * says how it ended, if it has.
+   */
+  async function watchingSeqs(rescan: string) {
     const dir = tempDir();
     const q = makeQueue(dir);
     const log = join(dir, 'log');
-    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '1', 'sh', '--', '-c', `echo "$FSPL_SEQ" >> ${log}`]);
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', rescan, 'sh', '--', '-c', `echo "$FSPL_SEQ" >> ${log}`]);
     started.push(w.pid);
     let ended: string | undefined;
     void w.done.then((r) => (ended = `the watcher ended (${r.code}): ${r.stderr}`));
-    // A first job run: the watcher is past its start and waiting (a queue without jobs/ at its
-    // start is refused, rightly).
     put(q, plainPacket(1));
     await waitFor('the first job to run', () => ended !== undefined || fileLines(log).length === 1, 30_000);
+    const ran = (n: number) => waitFor(`job ${n} to run`, () => ended !== undefined || fileLines(log).length === n, 30_000);
+    return { q, log, w, ran, ended: () => ended };
+  }
+
+  it('jobs/ replaced under the watcher (two renames): the packets of the new one run', async () => {
+    const { q, log, w, ran, ended } = await watchingSeqs('1');
     // inotify follows the old directory: the queue directory's rename events, or the rescan,
     // tell the watch to look at the new one. Two renames leave jobs/ missing for microseconds.
     mkdirSync(join(q, 'jobs.new'));
     writeFileSync(join(q, 'jobs.new', 'fspl-x.fspl'), plainPacket(2));
     renameSync(join(q, 'jobs'), join(q, 'jobs.old'));
     renameSync(join(q, 'jobs.new'), join(q, 'jobs'));
-    await waitFor('the job to run', () => ended !== undefined || fileLines(log).length === 2, 30_000);
-    expect(ended).toBeUndefined();
+    await ran(2);
+    expect(ended()).toBeUndefined();
     expect(fileLines(log)).toEqual(['1', '2']);
     process.kill(w.pid, 'SIGTERM');
     await w.done;
   });
 
   it('jobs/ moved away under a watch: said once; the directory put back is watched anew, with no rescan needed', async () => {
-    const dir = tempDir();
-    const q = makeQueue(dir);
-    const log = join(dir, 'log');
     // No rescan within the test: only inotify's events can move the watch on.
-    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--rescan', '3600', 'sh', '--', '-c', `echo "$FSPL_SEQ" >> ${log}`]);
-    started.push(w.pid);
-    let ended: string | undefined;
-    void w.done.then((r) => (ended = `the watcher ended (${r.code}): ${r.stderr}`));
-    put(q, plainPacket(1));
-    await waitFor('the first job to run', () => ended !== undefined || fileLines(log).length === 1, 30_000);
+    const { q, log, w, ran, ended } = await watchingSeqs('3600');
     renameSync(join(q, 'jobs'), join(q, 'jobs.old'));
     const gone = /ERROR fspool: \S+\/jobs is not there \(moved, or being replaced\); looking again when it is back; watching on/;
     const said = () => w.stderr().split('\n').filter((l) => gone.test(l)).length;
-    await waitFor('the watch to see jobs/ gone', () => ended !== undefined || said() > 0, 30_000);
+    await waitFor('the watch to see jobs/ gone', () => ended() !== undefined || said() > 0, 30_000);
     mkdirSync(join(q, 'jobs'));
     put(q, plainPacket(2));
-    await waitFor('job 2 to run', () => ended !== undefined || fileLines(log).length === 2, 30_000);
+    await ran(2);
     // An arrival in the new directory wakes the watch: it watches that one, not the old.
     put(q, plainPacket(3));
-    await waitFor('job 3 to run', () => ended !== undefined || fileLines(log).length === 3, 30_000);
-    expect(ended).toBeUndefined();
+    await ran(3);
+    expect(ended()).toBeUndefined();
     expect(fileLines(log)).toEqual(['1', '2', '3']);
     expect(said()).toBe(1);
     process.kill(w.pid, 'SIGTERM');
