@@ -42,5 +42,13 @@ const ERRNO_TEXT: Record<string, string> = {
   EIO: 'input/output error',
   EBADF: 'bad file descriptor',
 };
-/** An errno code in words, with the code: `no such file or directory (ENOENT)`. */
-export const errnoText = (code: string) => (ERRNO_TEXT[code] ? `${ERRNO_TEXT[code]} (${code})` : code);
+const errnoText = (code: string) => (ERRNO_TEXT[code] ? `${ERRNO_TEXT[code]} (${code})` : code);
+
+/**
+ * Why `e` happened, for a message that names the file itself: its errno in words (`no such file
+ * or directory (ENOENT)`), or describe(e) for an error without one.
+ */
+export function errnoWords(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return code ? errnoText(code) : describe(e);
+}

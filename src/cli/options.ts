@@ -1,13 +1,14 @@
 // Options shared by several subcommands, spelled as fspl spells them. Values fspl treats
 // case-insensitively are lower-cased here; bad values are usage errors (exit 2).
 import type { Argv, CommandModule, Options, PositionalOptions } from 'yargs';
-import { accessSync, constants, statSync } from 'node:fs';
-import { describe, errnoText, FspoolError, UsageError } from '../errors.js';
+import { constants } from 'node:fs';
+import { FspoolError, UsageError } from '../errors.js';
 import { parseU64 } from '../queue/seqfile.js';
 import type { DecodeContext } from '../codec/decode.js';
 import { DecodeWorkers } from '../codec/decodeThread.js';
 import { Keyring } from '../codec/keys.js';
 import type { DeliveryMode } from '../run/source.js';
+import { accessProblem } from '../sys/access.js';
 import { rawTail } from '../sys/argv.js';
 
 /** A yargs option, plus what help shows that yargs has no field for (src/cli/help.ts). */
@@ -275,16 +276,10 @@ export function decodeContext(a: DecodeArgs): DecodeContext {
 
 /** Why a key or passphrase file cannot be read, and the fix; undefined when it can. Nothing is read. */
 export function keyFileProblem(file: string): { why: string; fix: string } | undefined {
-  try {
-    accessSync(file, constants.R_OK);
-    return statSync(file).isDirectory() ? { why: 'is a directory', fix: 'give a file' } : undefined;
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code ? errnoText(code) : describe(e);
-    if (code === 'ENOENT') return { why, fix: 'check the path' };
-    if (code === 'EACCES') return { why, fix: `give a file uid ${process.geteuid?.()} may read` };
-    return { why, fix: 'give a file this user can read' };
-  }
+  const problem = accessProblem(file, constants.R_OK);
+  if (!problem) return undefined;
+  const fixes: Record<string, string> = { EISDIR: 'give a file', ENOENT: 'check the path', EACCES: `give a file uid ${process.geteuid?.()} may read` };
+  return { why: problem.why, fix: fixes[problem.code ?? ''] ?? 'give a file this user can read' };
 }
 
 /**

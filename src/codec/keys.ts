@@ -10,7 +10,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Key, PrivateKey } from 'openpgp';
-import { describe, errnoText, FspoolError } from '../errors.js';
+import { errnoWords, FspoolError } from '../errors.js';
 import { log } from '../log.js';
 import { requireCompiled } from '../sys/codeCache.js';
 import { os } from '../sys/lazy.js';
@@ -33,15 +33,12 @@ export function configDir(): string {
   return join(process.env.XDG_CONFIG_HOME || join(os().homedir(), '.config'), 'fspool');
 }
 
-/** Why a file could not be read, in words: `no such file or directory (ENOENT)`. */
-const fileError = (e: unknown) => ((e as NodeJS.ErrnoException).code ? errnoText((e as NodeJS.ErrnoException).code!) : describe(e));
-
 /** gpg's --passphrase-file rule: the first line, without its line end. */
 export function readPassphrase(file: string): string {
   try {
     return readFileSync(file, 'utf8').split(/\r?\n/)[0]!;
   } catch (e) {
-    throw new FspoolError(`cannot read passphrase file ${file}: ${fileError(e)}`);
+    throw new FspoolError(`cannot read passphrase file ${file}: ${errnoWords(e)}`);
   }
 }
 
@@ -56,7 +53,7 @@ async function readKeyFile<T extends Key>(file: string, read: (data: Buffer, arm
   try {
     data = readFileSync(file);
   } catch (e) {
-    throw new FspoolError(`cannot read key file ${file}: ${fileError(e)}`);
+    throw new FspoolError(`cannot read key file ${file}: ${errnoWords(e)}`);
   }
   try {
     return await read(data, data.toString('latin1', 0, 64).trimStart().startsWith('-----BEGIN PGP'));

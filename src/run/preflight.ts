@@ -6,11 +6,12 @@
 // the job starts) proves the rest. Each failure says what to fix in one line, and nothing runs.
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { errnoText, FspoolError } from '../errors.js';
+import { FspoolError } from '../errors.js';
 import type { Queue } from '../queue/queue.js';
 import { quarantineDir } from '../queue/quarantine.js';
 import { lackOfSpace as lackOfRoom } from '../queue/room.js';
 import { stateDir } from '../queue/stateDb.js';
+import { accessProblem } from '../sys/access.js';
 
 export interface WhatCommits {
   /** Job files are deleted after success or --on-error delete. */
@@ -81,18 +82,9 @@ const DEFAULT_PATH = '/bin:/usr/bin';
  * the first job fails. Throws with what to fix.
  */
 export function checkCommand(command: string): void {
-  const runnable = (path: string): string | undefined => {
-    try {
-      accessSync(path, constants.X_OK);
-      return statSync(path).isDirectory() ? 'is a directory' : undefined;
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      return code ? errnoText(code) : String(e);
-    }
-  };
   if (command.includes('/')) {
-    const why = runnable(command);
-    if (why) throw new FspoolError(`cannot run command: ${command}: ${why}; give the path of an executable file; nothing was run`);
+    const problem = accessProblem(command, constants.X_OK);
+    if (problem) throw new FspoolError(`cannot run command: ${command}: ${problem.why}; give the path of an executable file; nothing was run`);
     return;
   }
   const path = process.env.PATH ?? DEFAULT_PATH;
@@ -101,9 +93,9 @@ export function checkCommand(command: string): void {
   let denied: string | undefined;
   for (const dir of path.split(':')) {
     const candidate = join(dir || '.', command);
-    const why = runnable(candidate);
-    if (why === undefined) return;
-    if (why.endsWith('(EACCES)')) denied ??= candidate;
+    const problem = accessProblem(candidate, constants.X_OK);
+    if (!problem) return;
+    if (problem.code === 'EACCES') denied ??= candidate;
   }
   if (denied) throw new FspoolError(`cannot run command: ${command}: ${denied} is not executable: permission denied (EACCES); make it executable, or give another's full path; nothing was run`);
   throw new FspoolError(`cannot run command: ${command}: not found in PATH (${path}); give its full path, or set PATH; nothing was run`);

@@ -9,7 +9,7 @@ import { encodeHeader } from '../packet/codec.js';
 import { type CmdType, type Header, U64_MAX } from '../packet/header.js';
 import { packetId } from '../packet/identity.js';
 import type { Outbox, PrepareCopy } from '../outbox/outbox.js';
-import { describe, errnoText, FspoolError } from '../errors.js';
+import { describe, errnoWords, FspoolError } from '../errors.js';
 import { SeqFile } from '../queue/seqfile.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { splitNul } from '../sys/argv.js';
@@ -73,7 +73,7 @@ function openInput(path: string): number {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     const fix = code === 'ENOENT' ? 'check the path given to -i' : code === 'EACCES' ? `-i takes a file uid ${process.geteuid?.()} may read` : 'give -i a readable file';
-    throw new FspoolError(`input ${path}: ${code ? errnoText(code) : describe(e)}; ${fix}; nothing was written`);
+    throw new FspoolError(`input ${path}: ${errnoWords(e)}; ${fix}; nothing was written`);
   }
   if (fstatSync(fd).isDirectory()) {
     closeSync(fd);
