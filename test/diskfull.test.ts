@@ -368,6 +368,13 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     unlinkSync(filler);
     const again = run(['queue-status', '-q', q]);
     expect(again.code, again.stdout.toString()).toBe(0);
+    // An append-only queue runs no job: its full disk is not its processor's failure.
+    const fs = tinyFs();
+    const store = join(fs, 'store');
+    expect(fspool(['queue-init', '--append-only', '-q', store]).code).toBe(0);
+    fill(fs);
+    const appendOnly = run(['queue-status', '-q', store]);
+    expect(appendOnly.code, appendOnly.stdout.toString()).toBe(0);
   });
 
   it('the error names what could not be written (nextseq, the seqfile, the queue)', () => {

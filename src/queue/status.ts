@@ -41,7 +41,7 @@ export interface Status {
   interrupted: RunRow[];
   processor: { known: boolean; pid?: number; current?: RunRow };
   journal: boolean;
-  /** Why the queue's file system has no room to record a job (none runs until it has), if so. */
+  /** Why the queue's file system has no room to record a job (none runs until it has), if so; never for an append-only queue. */
   noRoom: string | undefined;
 }
 
@@ -160,7 +160,8 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
     interrupted,
     processor: { known: holder.known, pid: holder.pid, current },
     journal: journal.active,
-    noRoom: lackOfSpace(queue.dir, writerIsRoot(queue)),
+    // An append-only queue runs no job: a full disk is for its sender to see, when it writes.
+    noRoom: next === undefined ? undefined : lackOfSpace(queue.dir, writerIsRoot(queue)),
   };
   judge(s, journal, now, opts.stalledAfterSeconds);
   return s;
@@ -182,8 +183,7 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
       failing.push(`job ${s.nextSeq} failed at ${iso(last.endedAt ?? last.startedAt)} (${last.outcome}${last.detail ? `: ${last.detail}` : ''}); it is kept and retried`);
     }
   }
-  // An append-only queue runs no job: its full disk is the sender's error to see.
-  if (s.noRoom && s.nextSeq !== undefined) failing.push(`${s.noRoom}: no job runs until there is room; free some space`);
+  if (s.noRoom) failing.push(`${s.noRoom}: no job runs until there is room; free some space`);
   if (s.quarantine.length > 0) {
     failing.push(`${s.quarantine.length} job(s) in quarantine wait for a person: ${some(s.quarantine)}; see queue-quarantine`);
   }
