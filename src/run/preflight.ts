@@ -13,7 +13,7 @@ import { lackOfSpace as lackOfRoom } from '../queue/room.js';
 import { stateDir } from '../queue/stateDb.js';
 import { accessProblem } from '../sys/access.js';
 
-export interface WhatCommits {
+interface WhatCommits {
   /** Job files are deleted after success or --on-error delete. */
   deletes: boolean;
   /** --output-to saveboth writes jobs/NAME.out. */
@@ -49,9 +49,16 @@ function writable(dir: string): string | undefined {
 }
 
 /**
- * Once per run, before any job: the directories the commits write. Throws with what to fix.
+ * Once per run, before any job, what a processor with these options needs: the directories its
+ * commits write, and its command. Throws with what to fix.
  */
-export function checkWritable(queue: Queue, what: WhatCommits): void {
+export function checkProcessor(queue: Queue, opts: { command: string; neverDelete: boolean; saveOutput: boolean; onError: string }): void {
+  checkWritable(queue, { deletes: !opts.neverDelete, savesOutput: opts.saveOutput, quarantines: opts.onError === 'quarantine' });
+  checkCommand(opts.command);
+}
+
+/** The directories the commits write. Throws with what to fix. */
+function checkWritable(queue: Queue, what: WhatCommits): void {
   const problems: string[] = [];
   const dirProblem = writable(queue.dir); // nextseq is replaced by a rename in the queue directory
   if (dirProblem) problems.push(`${dirProblem}, so nextseq could not advance after a job`);
@@ -76,12 +83,12 @@ export function checkWritable(queue: Queue, what: WhatCommits): void {
 const DEFAULT_PATH = '/bin:/usr/bin';
 
 /**
- * Once per run, before any job: the receiver's command, looked for as the spawner's execvpe will
+ * The receiver's command, looked for as the spawner's execvpe will
  * (a name with a slash as it is, else in each directory of PATH: fspool's own, which the spawner
  * inherits). A typo is then an error at once, not a success at every poll of an empty queue until
  * the first job fails. Throws with what to fix.
  */
-export function checkCommand(command: string): void {
+function checkCommand(command: string): void {
   if (command.includes('/')) {
     const problem = accessProblem(command, constants.X_OK);
     if (problem) throw new FspoolError(`cannot run command: ${command}: ${problem.why}; give the path of an executable file; nothing was run`);

@@ -20,7 +20,7 @@ import { verifyFile } from './jobFile.js';
 import type { Unverified } from './source.js';
 import { type JobOptions, lifeOfJob, NotStarted, type Processing, removeJobFiles } from './lifecycle.js';
 import { watchBackoff } from './policy.js';
-import { checkCommand, checkWritable, lackOfSpace } from './preflight.js';
+import { checkProcessor, lackOfSpace } from './preflight.js';
 import { recover } from './recover.js';
 
 export type OrderBy = 'sequence' | 'timestamp';
@@ -118,7 +118,6 @@ export class QueueProcessor {
       lock.release();
       return ctx.stop.exitCode;
     }
-    const commits = { deletes: !opts.neverDelete, savesOutput: opts.saveOutput, quarantines: opts.onError === 'quarantine' };
     // One pass over a jobs/ without a job file (cron polling an idle queue) needs nothing of
     // the state database, whose opening (loading SQLite) would be most of the run's cost: what
     // a crash left unfinished in the journal concerns a file no longer here, and is completed by
@@ -126,8 +125,7 @@ export class QueueProcessor {
     const dir = opts.watch || opts.afterPass ? undefined : queue.jobDir();
     if (dir?.length === 0 && dir.unnamed.length === 0) {
       try {
-        checkWritable(queue, commits);
-        checkCommand(opts.command);
+        checkProcessor(queue, opts);
         ctx.log.debug(`queue ${queue.dir} has no job file; nothing to do`);
         return 0;
       } finally {
@@ -137,8 +135,7 @@ export class QueueProcessor {
     // The journal and the header cache (QUEUE/fspool/state.db), when they can be had.
     this.attach(false);
     try {
-      checkWritable(queue, commits);
-      checkCommand(opts.command);
+      checkProcessor(queue, opts);
       // jobs/ as read above, not a second read (each warns of the names that are not UTF-8).
       const first = await this.index.refresh(dir);
       this.reportUnreadable(first);

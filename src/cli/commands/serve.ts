@@ -5,7 +5,7 @@ import { describe, FspoolError } from '../../errors.js';
 import { log, printable } from '../../log.js';
 import { rfc3339Local } from '../../packet/jobenv.js';
 import { Queue } from '../../queue/queue.js';
-import { checkCommand, checkWritable } from '../../run/preflight.js';
+import { checkProcessor } from '../../run/preflight.js';
 import { type Status, VERDICT_EXIT } from '../../queue/status.js';
 import { setQuiet } from '../../progress.js';
 import type { ServeConfig } from '../../serve/settings.js';
@@ -70,8 +70,7 @@ export const serve: Subcommand<ServeArgs> = {
           // What a processor checks before its first job: that it could record what it does,
           // and that its command can be run.
           const queue = new Queue(q.dir).checkProcessable();
-          checkWritable(queue, { deletes: !q.opts.neverDelete, savesOutput: q.opts.saveOutput, quarantines: q.opts.onError === 'quarantine' });
-          checkCommand(q.opts.command);
+          checkProcessor(queue, q.opts);
         } catch (e) {
           log.error(`[${q.name}] ${describe(e)}`);
           bad++;
