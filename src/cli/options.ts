@@ -289,9 +289,10 @@ export function keyFileProblem(file: string): { why: string; fix: string } | und
  * at here, not read, so that it is not consumed.
  */
 function checkKeyFiles(a: DecodeArgs): void {
-  const named = { 'decrypt-key': a['decrypt-key'], 'require-signature': a['require-signature'], 'passphrase-file': a['passphrase-file'], 'key-passphrase-file': a['key-passphrase-file'] };
-  for (const [option, files] of Object.entries(named)) {
-    for (const file of [files ?? []].flat()) {
+  // The settings that name files, as serve's configuration finds them (their TOML type).
+  for (const [option, s] of Object.entries(DECODE_SETTINGS) as Array<[keyof DecodeArgs, Setting]>) {
+    if (s.toml !== 'file' && s.toml !== 'files') continue;
+    for (const file of [a[option] ?? []].flat() as string[]) {
       const problem = keyFileProblem(file);
       if (problem) throw new FspoolError(`--${option} ${file}: ${problem.why}; ${problem.fix}; nothing was done`);
     }
