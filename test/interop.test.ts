@@ -663,6 +663,54 @@ describe('6: broken packets', () => {
     }
   });
 
+  it('fields and command types named as serde reads them (by number, as bin, a command type by its index): the same header as fspl, or refused by both', () => {
+    const str = (t: string) => Buffer.concat([Buffer.from([0xa0 | t.length]), Buffer.from(t, 'latin1')]);
+    const bin = (t: string) => Buffer.concat([Buffer.from([0xc4, t.length]), Buffer.from(t, 'latin1')]);
+    const map = (n: number, ...parts: Buffer[]) => Buffer.concat([Buffer.from([0x80 | n]), ...parts]);
+    const b = (...bytes: number[]) => Buffer.from(bytes);
+    const ctime = b(0x92, 0xce, 0x65, 0, 0, 0, 5);
+    const param = b(0x91, 0x93, 0x61, 0x62, 0x63); // one param: "abc"
+    const env = b(0x91, 0x92, 0x91, 0x58, 0x91, 0x59); // X=Y
+    const head = (cmd: Buffer) => map(3, str('seq'), b(7), str('ctime'), ctime, str('cmd_type'), cmd);
+    const cases: Array<[string, Buffer, boolean]> = [
+      ['every field by number', map(3, b(0), b(7), b(1), ctime, b(2), str('NOP')), true],
+      ['fields by number and by name', map(3, b(0), b(7), str('ctime'), ctime, b(2), str('NOP')), true],
+      ['fields numbered in 2, 4 and 8 bytes', map(3, b(0xcd, 0, 0), b(7), b(0xce, 0, 0, 0, 1), ctime, b(0xcf, 0, 0, 0, 0, 0, 0, 0, 2), str('NOP')), true],
+      ['a number no field has (ignored)', map(4, b(0), b(7), b(1), ctime, b(2), str('NOP'), b(0xcc, 200), b(1)), true],
+      ['every key a bin', map(3, bin('seq'), b(7), bin('ctime'), ctime, bin('cmd_type'), map(1, bin('Command'), map(2, bin('params'), param, bin('env'), env))), true],
+      ['Command numbered 0, its fields numbered', head(map(1, b(0), map(2, b(0), param, b(1), env))), true],
+      ['NOP by its index', head(b(1)), true],
+      ['Fail by its index', head(b(2)), true],
+      ['Fail by its index in 8 bytes', head(b(0xcf, 0, 0, 0, 0, 0, 0, 0, 2)), true],
+      ['NOP numbered in a map', head(map(1, b(1), b(0xc0))), true],
+      ['Fail numbered in a map', head(map(1, b(2), b(0xc0))), true],
+      ['NOP as a bin', head(bin('NOP')), true],
+      ['seq by number, then as a bin name', map(4, b(0), b(7), bin('seq'), b(8), b(1), ctime, b(2), str('NOP')), false],
+      ['a command type index past Fail', head(b(3)), false],
+      ['Command by its index, without its data', head(b(0)), false],
+      ['Fail numbered in a map, carrying data', head(map(1, b(2), map(0))), false],
+      ['nil as a field name', map(4, str('seq'), b(7), str('ctime'), ctime, str('cmd_type'), str('NOP'), b(0xc0), b(1)), false],
+      ['an array as a field name', map(4, str('seq'), b(7), str('ctime'), ctime, str('cmd_type'), str('NOP'), b(0x90), b(1)), false],
+      ['an ext as a field name', map(4, str('seq'), b(7), str('ctime'), ctime, str('cmd_type'), str('NOP'), b(0xd4, 1, 0), b(1)), false],
+    ];
+    const dir = tempDir();
+    const file = join(dir, 'packet');
+    const receiver = ['sh', '--', '-c', 'echo "ran: $FSPL_PARAM_1 $FSPL_SET_X"'];
+    for (const [what, meta, accepted] of cases) {
+      writeFileSync(file, aroundMetadata(meta, Buffer.from('payload')));
+      const fspl = run('fspl', ['stdin-info'], { stdinFile: file });
+      const ours = run('fspool', ['stdin-info'], { stdinFile: file });
+      expect(fspl.code, what).toBe(accepted ? 0 : 1);
+      expect(ours.code, `${what}: ${ours.stderr}`).toBe(fspl.code);
+      expect(ours.stdout.toString(), what).toBe(fspl.stdout.toString());
+      if (!accepted) expect(ours.stderr, what).toMatch(/^Error: \S.*\n$/);
+      // The command type as each runs it: Command runs the receiver, NOP does nothing, Fail fails.
+      const fsplRun = run('fspl', ['stdin-process', '--allow-job-params', ...receiver], { stdinFile: file });
+      const ourRun = run('fspool', ['stdin-process', '--allow-job-params', ...receiver], { stdinFile: file });
+      expect([ourRun.code, ourRun.stdout.toString()], what).toEqual([fsplRun.code, fsplRun.stdout.toString()]);
+    }
+  });
+
   it('fspool lists and processes the good jobs of a queue with bad files in it; fspl cannot', () => {
     const dir = tempDir();
     ok('fspl', ['queue-init', '-q', 'q'], { cwd: dir });

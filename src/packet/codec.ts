@@ -21,7 +21,7 @@ export const MAX_METADATA_LEN = 16 * 1024 * 1024;
 
 
 const encoder = new Encoder({ useBigInt64: true });
-const decoder = new Decoder({ useBigInt64: true });
+const decoder = new Decoder({ useBigInt64: true, mapKeyConverter: mapKey });
 
 /**
  * The integer as @msgpack/msgpack must be given it to write the form fspl writes: a number
@@ -142,6 +142,31 @@ export function decodeHeader(buf: Uint8Array): { header: Header; length: number 
 
 // ---- Reading the decoded MessagePack value, accepting what fspl 1.2.2 accepts ----
 
+/**
+ * serde, fspl's reader, takes a struct's field or an enum's variant from a map key given by its
+ * name (a str, or a bin of the same bytes) or by its index (an unsigned integer). Decoded, a
+ * key becomes a property name that keeps the two apart: a name stays itself, index N becomes
+ * `\0#N`, and a name that itself begins with NUL moves to `\0s...`, so that no key passes for
+ * an index. Other keys (nil, booleans, containers: the shape walk refuses them in the header's
+ * own maps, as serde does) and `__proto__` become `\0?`, which nothing looks up.
+ */
+const INDEX = '\0#';
+function mapKey(k: unknown): string {
+  if (k instanceof Uint8Array) k = Buffer.from(k.buffer, k.byteOffset, k.byteLength).toString('latin1');
+  if (typeof k === 'string') return k === '__proto__' ? '\0?' : k.startsWith('\0') ? `\0s${k}` : k;
+  if (typeof k === 'number' || typeof k === 'bigint') return `${INDEX}${k}`;
+  return '\0?';
+}
+
+/** fspl's command types in the order it declares them: serde's variant indexes. */
+const VARIANTS = ['Command', 'NOP', 'Fail'];
+
+function variantAt(i: number | bigint | string): string {
+  const v = VARIANTS[Number(i)];
+  if (v === undefined || String(Number(i)) !== String(i)) throw new PacketError(`cmd_type variant ${i} is not one of 0 (Command), 1 (NOP), 2 (Fail)`);
+  return v;
+}
+
 const isMap = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 
@@ -178,9 +203,11 @@ function fields(v: unknown, names: string[], what: string): unknown[] {
     return v;
   }
   if (isMap(v)) {
-    return names.map((n) => {
-      if (!(n in v)) throw new PacketError(`${what} lacks field "${n}"`);
-      return v[n];
+    // By name or by index: the shape walk has refused a field given both ways.
+    return names.map((n, i) => {
+      if (Object.hasOwn(v, n)) return v[n];
+      if (Object.hasOwn(v, `${INDEX}${i}`)) return v[`${INDEX}${i}`];
+      throw new PacketError(`${what} lacks field "${n}"`);
     });
   }
   throw new PacketError(`${what} is neither a map nor an array`);
@@ -191,9 +218,14 @@ function cmdFrom(v: unknown): CmdType {
   let body: unknown = null;
   if (typeof v === 'string') {
     variant = v;
+  } else if (v instanceof Uint8Array) {
+    variant = Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('latin1');
+  } else if (typeof v === 'number' || typeof v === 'bigint') {
+    variant = variantAt(v);
   } else if (isMap(v) && Object.keys(v).length === 1) {
-    variant = Object.keys(v)[0]!;
-    body = v[variant];
+    const key = Object.keys(v)[0]!;
+    variant = key.startsWith(INDEX) ? variantAt(key.slice(INDEX.length)) : key.startsWith('\0s') ? key.slice(2) : key;
+    body = v[key];
   } else {
     throw new PacketError('cmd_type is not a known command type');
   }
@@ -217,7 +249,7 @@ function cmdFrom(v: unknown): CmdType {
       };
     }
     default:
-      throw new PacketError(`unknown cmd_type "${variant}"`);
+      throw new PacketError(`unknown cmd_type ${JSON.stringify(variant)}`);
   }
 }
 

@@ -22,8 +22,9 @@
 //
 // A field given twice is refused, as fspl (serde) refuses it: the decoder would keep the last,
 // and the header would mean one seq to fspool and none to fspl. A field may be named by its
-// number too (serde reads key 0 of the metadata as seq). So is a cmd_type map of other than one
-// entry (a command type given twice). Keys fspl does not know may repeat, as fspl lets them;
+// number too (serde reads key 0 of the metadata as seq), and a name may be a bin as well as a
+// str. So is a cmd_type map of other than one entry (a command type given twice), and, as
+// serde refuses it, a key of the header's own maps that is neither a name nor a number. Keys fspl does not know may repeat, as fspl lets them;
 // fspool's own fspool_stream given twice is no stream id at all.
 import { PacketError } from './header.js';
 
@@ -45,8 +46,11 @@ const COUNTED: Record<number, [number, number]> = { 0xdc: [2, 1], 0xdd: [4, 1], 
 
 /** The header's own structs and the command type between them; anything else is walked flat. */
 type Role = 'metadata' | 'cmd_type' | 'command';
-/** A struct's fields, in order: a map names them, or numbers them (serde), an array places them. */
-const FIELDS: Record<Role, readonly string[]> = { metadata: ['seq', 'ctime', 'cmd_type'], cmd_type: [], command: ['params', 'env'] };
+/**
+ * A struct's fields, in order: a map names them, or numbers them (serde), an array places them.
+ * cmd_type's are the command types, which a map names or numbers the same way.
+ */
+const FIELDS: Record<Role, readonly string[]> = { metadata: ['seq', 'ctime', 'cmd_type'], cmd_type: ['Command', 'NOP', 'Fail'], command: ['params', 'env'] };
 
 /** An open container of the header's own: the metadata, cmd_type's map, Command's fields. */
 interface Frame {
@@ -119,7 +123,7 @@ export function checkShape(b: Uint8Array): Shape {
       const [lenBytes, extra] = SIZED[t];
       const n = uint(lenBytes) + extra;
       need(n);
-      if (t >= 0xd9) text = [pos, n];
+      if (t <= 0xc6 || t >= 0xd9) text = [pos, n]; // bin or str, not ext
       pos += n;
     } else if (COUNTED[t] !== undefined) {
       const [lenBytes, per] = COUNTED[t];
@@ -132,8 +136,6 @@ export function checkShape(b: Uint8Array): Shape {
     if (owed > b.length - pos) throw new PacketError('metadata declares more elements than it has bytes (a lying length)');
 
     if (isKey) {
-      // A key that is a container names nothing of the header's: walked flat.
-      deep += elements;
       parent.key = keyName(b, parent.role, t, start, text);
       if (parent.key === 'fspool_stream' && parent.role === 'metadata') streams++;
       else if (parent.key !== undefined && FIELDS[parent.role].includes(parent.key)) {
@@ -153,16 +155,21 @@ export function checkShape(b: Uint8Array): Shape {
   return { streamRepeated: streams > 1 };
 }
 
-/** What a map key at `start` names in a struct of `role`: a field by its name, or by its number (serde); else undefined. */
+/**
+ * What a map key at `start` names in a struct of `role`: a field by its name (a str, or a bin of
+ * the same bytes) or by its number, as serde reads them; undefined for a name or number that is
+ * none of the struct's (fspl ignores it). Any other key is an error to fspl, and here.
+ */
 function keyName(b: Uint8Array, role: Role, t: number, start: number, text: [number, number] | undefined): string | undefined {
   if (text) return Buffer.from(b.buffer, b.byteOffset + text[0], text[1]).toString('latin1');
-  let n: number | undefined;
-  // serde names a field by a name or an unsigned number; a negative one is an error to fspl.
   if (t >= 0xe0 || (t >= 0xd0 && t <= 0xd3)) throw new PacketError('metadata names a field by a negative number');
+  let n: number;
   if (t <= 0x7f) n = t;
   else if (t === 0xcc) n = b[start + 1]!;
   else if (t === 0xcd) n = (b[start + 1]! << 8) | b[start + 2]!;
-  return n === undefined ? undefined : FIELDS[role][n];
+  else if (t === 0xce || t === 0xcf) n = Buffer.from(b.buffer, b.byteOffset + start + 1, t === 0xce ? 4 : 8).reduce((v, x) => v * 256 + x, 0);
+  else throw new PacketError('metadata has a key that is neither a name nor a number where it names fields');
+  return FIELDS[role][n];
 }
 
 /** The role of a container that is a value in `parent` (undefined: the metadata itself), if it is one of the header's own. */
