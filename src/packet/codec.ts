@@ -186,7 +186,8 @@ function bytesFrom(v: unknown, what: string): Buffer {
   if (!Array.isArray(v)) throw new PacketError(`${what} is not a byte array`);
   const out = Buffer.allocUnsafe(v.length);
   for (let i = 0; i < v.length; i++) {
-    const x = v[i];
+    // Any integer form that holds 0..255, as fspl takes it; the 64-bit forms decode as BigInt.
+    const x = typeof v[i] === 'bigint' && v[i] >= 0n && v[i] <= 255n ? Number(v[i]) : v[i];
     if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 255) {
       throw new PacketError(`${what} is not a byte array`);
     }

@@ -142,6 +142,9 @@ export function checkShape(b: Uint8Array): Shape {
         if (parent.keys.has(parent.key)) throw new PacketError(`metadata has the field "${parent.key}" twice`);
         parent.keys.add(parent.key);
       }
+    } else if (!inDeep && parent?.role === 'metadata' && fieldOfValue(parent) === 'cmd_type' && isSigned(t)) {
+      // serde takes a variant's index only from an unsigned integer, as a field's number.
+      throw new PacketError('cmd_type is a signed integer, which names no command type');
     } else if (container) {
       const role = inDeep ? undefined : childRole(parent);
       if (role === undefined) deep += elements;
@@ -162,7 +165,8 @@ export function checkShape(b: Uint8Array): Shape {
  */
 function keyName(b: Uint8Array, role: Role, t: number, start: number, text: [number, number] | undefined): string | undefined {
   if (text) return Buffer.from(b.buffer, b.byteOffset + text[0], text[1]).toString('latin1');
-  if (t >= 0xe0 || (t >= 0xd0 && t <= 0xd3)) throw new PacketError('metadata names a field by a negative number');
+  // serde names a field by an unsigned number only: a signed one is an error to fspl, even >= 0.
+  if (isSigned(t)) throw new PacketError('metadata names a field by a signed number');
   let n: number;
   if (t <= 0x7f) n = t;
   else if (t === 0xcc) n = b[start + 1]!;
@@ -172,13 +176,18 @@ function keyName(b: Uint8Array, role: Role, t: number, start: number, text: [num
   return FIELDS[role][n];
 }
 
+/** A negative fixint, or int 8 to 64 (whatever the value). */
+const isSigned = (t: number) => t >= 0xe0 || (t >= 0xd0 && t <= 0xd3);
+
+/** The field of the struct `parent` whose value was just reached (its key, or its place in an array). */
+function fieldOfValue(parent: Frame): string | undefined {
+  return parent.map ? parent.key : FIELDS[parent.role][parent.count - parent.left - 1];
+}
+
 /** The role of a container that is a value in `parent` (undefined: the metadata itself), if it is one of the header's own. */
 function childRole(parent: Frame | undefined): Role | undefined {
   if (parent === undefined) return 'metadata';
-  if (parent.role === 'metadata') {
-    const field = parent.map ? parent.key : FIELDS.metadata[parent.count - parent.left - 1];
-    return field === 'cmd_type' ? 'cmd_type' : undefined;
-  }
+  if (parent.role === 'metadata') return fieldOfValue(parent) === 'cmd_type' ? 'cmd_type' : undefined;
   if (parent.role === 'cmd_type') return parent.map && parent.key === 'Command' ? 'command' : undefined;
   return undefined;
 }
