@@ -696,6 +696,32 @@ describe('signals to fspool queue-process', () => {
     expect(nextseq(q)).toBe('1');
   }, 30_000);
 
+  for (const [sig, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
+    it(`${sig}: a receiver that ends on it, leaving a child that ignores it: the child is killed before the job is kept (the next run starts it afresh)`, async () => {
+      const d = tempDir();
+      const q = makeQueue(d);
+      put(q, plainPacket(1));
+      const started = join(d, 'started');
+      const childPid = join(d, 'child');
+      pidFiles.push(started, childPid);
+      // The receiver itself dies of the signal at once; its child ignores INT and TERM.
+      const script = 'sh -c \'trap "" TERM INT; echo $$ > "$0"; exec sleep 300\' "$1" & echo $$ > "$0"; exec sleep 300';
+      const run = bg(FSPOOL, ['queue-process', '-q', q, '--stop-timeout', '0.3', '--grace', '60', 'sh', '--', '-c', script, started, childPid]);
+      const receiver = await pidFrom(started, 'the receiver to start');
+      const child = await pidFrom(childPid, "the receiver's child to start");
+      process.kill(run.pid, sig);
+      const r = await within(run.done, 10_000, `fspool after ${sig}`);
+      expect(r.code, r.stderr).toBe(code);
+      expect(alive(receiver)).toBe(false);
+      await waitFor(`the receiver's child ${child} to be gone`, () => !alive(child), 2000);
+      expect(jobFiles(q)).toHaveLength(1);
+      expect(nextseq(q)).toBe('1');
+    }, 30_000);
+  }
+
   it('SIGTERM while a -d job streams: receiver trap runs, exit 143, job kept, decoder gone', async () => {
     const d = tempDir();
     const q = makeQueue(d);

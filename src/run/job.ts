@@ -180,6 +180,9 @@ export async function runJob(job: JobInput, opts: RunOptions, ctx: RunContext): 
     // interruption, and the job stays queued.
     const sig = stopper.interrupted;
     if (sig && !exit.startError && !(outcome.ok && !outcome.note)) {
+      // The job runs again: nothing of this run may work on beside it (a child that ignored
+      // the signal). Its group id is still ours to signal: the receiver is not released yet.
+      receiver.kill('SIGKILL');
       return { ok: false, reason: `interrupted by ${sig}`, interrupted: sig, facts: { kind: 'interrupted', signal: sig, bytes, stderrTail } };
     }
     return { ...outcome, facts: { ...outcome.facts!, bytes, stderrTail } };
