@@ -2,9 +2,9 @@
 // on a tiny tmpfs. Every case: exit 1, one clear line saying there is no space, nothing
 // half-committed (no job under a job name, no temp file left), no sequence number consumed.
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statfsSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, statfsSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeHeader } from '../src/packet/codec.js';
 import { FSPOOL, fspool, makeQueue, type Result, runAsync, tempDir } from './helpers/cli.js';
@@ -375,6 +375,31 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     fill(fs);
     const appendOnly = run(['queue-status', '-q', store]);
     expect(appendOnly.code, appendOnly.stdout.toString()).toBe(0);
+  });
+
+  it('queue-status on a file system remounted read-only says failing, with the fix, for any user; healthy again once writable', () => {
+    const fs = tinyFs();
+    chmodSync(dirname(fs), 0o755); // for the monitoring account below
+    const q = makeQueue(fs);
+    put(q, run(['prepare', '-s', '-', '-i', '-'], { input: 'due\n' }).stdout);
+    expect(spawnSync('mount', ['-o', 'remount,ro', fs]).status).toBe(0);
+    try {
+      const readOnly = `the file system of ${q} is mounted read-only: no job runs until it is writable; remount it read-write`;
+      const s = run(['queue-status', '-q', q, '--json']);
+      expect(s.code, s.stderr).toBe(4);
+      expect(JSON.parse(s.stdout.toString())).toMatchObject({ state: 'failing', reasons: [readOnly] });
+      // A monitoring account, which may not write the queue anyway, is told the same.
+      const nobody = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', FSPOOL, 'queue-status', '-q', q, '--nagios']);
+      expect(nobody.status, nobody.stderr.toString()).toBe(2);
+      expect(nobody.stdout.toString()).toContain(readOnly);
+      // What status foretold: the processor cannot run it.
+      expect(run(['queue-process', '-q', q, 'cat']).code).toBe(1);
+      expect(allInJobs(q)).toHaveLength(1);
+    } finally {
+      expect(spawnSync('mount', ['-o', 'remount,rw', fs]).status).toBe(0);
+    }
+    const again = run(['queue-status', '-q', q]);
+    expect(again.code, again.stdout.toString()).toBe(0);
   });
 
   it('the error names what could not be written (nextseq, the seqfile, the queue)', () => {

@@ -265,17 +265,22 @@ describe('queue-status', () => {
     expect(json(r).ambiguous[0].files).toHaveLength(2);
   });
 
-  it('the processor holding the lock, and its pid, from /proc/locks; not stalled while it works', async () => {
+  it('the processor holding the lock, and its pid, from /proc/locks; a due job is not stalled while it works, a gap is', async () => {
     const q = setup('fspool-status-lock-');
     put(q, packet(2, 'p2'));
     const holder = spawn('flock', [join(q.q, 'nextseq.lock'), 'sleep', '30'], { stdio: 'ignore' });
     try {
-      let s: { processor: { running: boolean; pid: number } ; state: string } | undefined;
+      let s: { processor: { running: boolean; pid: number }; state: string; reasons: string[] } | undefined;
       for (let i = 0; i < 200 && !s?.processor.running; i++) {
         s = json(status(q, ['--json', '--stalled-after', '0']));
         if (!s!.processor.running) await sleep(25);
       }
       expect(s!.processor).toMatchObject({ running: true, pid: holder.pid });
+      // A watch waiting at a gap does not close it: the missing packet is overdue all the same.
+      expect(s!.state).toBe('stalled');
+      expect(s!.reasons).toEqual([expect.stringMatching(/^waiting for seq 1 since \S+ \(1 job\(s\) behind the gap\)$/)]);
+      put(q, packet(1, 'p1'));
+      s = json(status(q, ['--json', '--stalled-after', '0']));
       expect(s!.state).toBe('healthy');
     } finally {
       holder.kill('SIGKILL');

@@ -1,7 +1,7 @@
 // Room on a queue's file system for recording a job. A processor checks it before each job
 // (a job that ran but could not be recorded would run again), and queue-status reports its
 // lack, since no job runs until there is room.
-import { statfsSync } from 'node:fs';
+import { accessSync, constants, statfsSync } from 'node:fs';
 
 /**
  * Free space a job's record needs at the least: the journal's outcome and its "done" mark (a
@@ -27,4 +27,17 @@ export function lackOfSpace(dir: string, asRoot: boolean): string | undefined {
   }
   if (free >= MIN_FREE_BYTES) return undefined;
   return `no space left on device: ${size(free)} free on the file system of ${dir}, and recording a job needs ${size(MIN_FREE_BYTES)}`;
+}
+
+/**
+ * Whether the file system of `dir` is mounted read-only: then no job can be recorded, whoever
+ * runs the processor (the kernel says EROFS before it looks at permissions).
+ */
+export function readOnlyFs(dir: string): boolean {
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EROFS';
+  }
+  return false;
 }

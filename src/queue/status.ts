@@ -8,7 +8,7 @@ import { FAILED_RUNS, type Journal, packetId, type RunRow } from './journal.js';
 import { lockHolder } from './lockHolder.js';
 import { quarantined } from './quarantine.js';
 import type { Queue, ScannedJob } from './queue.js';
-import { lackOfSpace } from './room.js';
+import { lackOfSpace, readOnlyFs } from './room.js';
 
 export type Verdict = 'healthy' | 'stalled' | 'failing';
 
@@ -41,7 +41,7 @@ export interface Status {
   interrupted: RunRow[];
   processor: { known: boolean; pid?: number; current?: RunRow };
   journal: boolean;
-  /** Why the queue's file system has no room to record a job (none runs until it has), if so; never for an append-only queue. */
+  /** Why no job can be recorded on the queue's file system (mounted read-only, or too full), with the fix; never for an append-only queue. */
   noRoom: string | undefined;
 }
 
@@ -62,7 +62,7 @@ export function staleJobs(jobs: FileJob[], next: bigint, journal: Journal): Stal
 }
 
 export interface StatusOptions {
-  /** Work waiting longer than this, with no processor at it, is "stalled". */
+  /** A gap waited on longer than this, or a due job with no processor at it, is "stalled". */
   stalledAfterSeconds: number;
   now?: number;
 }
@@ -161,10 +161,17 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
     processor: { known: holder.known, pid: holder.pid, current },
     journal: journal.active,
     // An append-only queue runs no job: a full disk is for its sender to see, when it writes.
-    noRoom: next === undefined ? undefined : lackOfSpace(queue.dir, writerIsRoot(queue)),
+    noRoom: next === undefined ? undefined : noRoom(queue),
   };
   judge(s, journal, now, opts.stalledAfterSeconds);
   return s;
+}
+
+/** Why no job can be recorded on the queue's file system, with the fix; undefined if one can. */
+function noRoom(queue: Queue): string | undefined {
+  if (readOnlyFs(queue.dir)) return `the file system of ${queue.dir} is mounted read-only: no job runs until it is writable; remount it read-write`;
+  const lack = lackOfSpace(queue.dir, writerIsRoot(queue));
+  return lack && `${lack}: no job runs until there is room; free some space`;
 }
 
 /** The first few of a list, for a reason that must stay one line. */
@@ -183,7 +190,7 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
       failing.push(`job ${s.nextSeq} failed at ${iso(last.endedAt ?? last.startedAt)} (${last.outcome}${last.detail ? `: ${last.detail}` : ''}); it is kept and retried`);
     }
   }
-  if (s.noRoom) failing.push(`${s.noRoom}: no job runs until there is room; free some space`);
+  if (s.noRoom) failing.push(s.noRoom);
   if (s.quarantine.length > 0) {
     failing.push(`${s.quarantine.length} job(s) in quarantine wait for a person: ${some(s.quarantine)}; see queue-quarantine`);
   }
@@ -202,7 +209,8 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
 
   const working = s.processor.pid !== undefined;
   const limit = stalledAfter * 1000;
-  if (!working && s.gap && now - s.gap.since >= limit) {
+  // A processor waiting at a gap (a watch) does not move it: only the missing packet does.
+  if (s.gap && now - s.gap.since >= limit) {
     stalled.push(`waiting for seq ${s.gap.seq} since ${iso(s.gap.since)} (${s.gap.waiting} job(s) behind the gap)`);
   }
   if (!working && s.due.length > 0 && failing.length === 0) {
