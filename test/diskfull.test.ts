@@ -344,7 +344,7 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     ]);
   });
 
-  it('queue-status on a full file system says failing, with the fix, where queue-process refuses; healthy again once there is room', () => {
+  it('queue-status (and serve --check) on a full file system says failing, with the fix, where queue-process refuses; healthy again once there is room', () => {
     const q = makeQueue(tinyFs());
     put(q, run(['prepare', '-s', '-', '-i', '-'], { input: 'due\n' }).stdout);
     const healthy = run(['queue-status', '-q', q]);
@@ -368,6 +368,15 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     unlinkSync(filler);
     const again = run(['queue-status', '-q', q]);
     expect(again.code, again.stdout.toString()).toBe(0);
+    // serve --check, which vouches for its queues before a reload, sees it too.
+    const config = join(tempDir(), 'serve.toml');
+    writeFileSync(config, `[queues.small]\ndir = ${JSON.stringify(q)}\ncommand = ["cat"]\n`);
+    expect(run(['serve', '--check', '--config', config]).code).toBe(0);
+    const refill = fill(q);
+    const check = run(['serve', '--check', '--config', config]);
+    expect(check.code, check.stderr).toBe(1);
+    expect(check.stderr).toMatch(new RegExp(`\\[small\\] no space left on device: .*; free some space; no job of queue ${q} runs until there is`));
+    unlinkSync(refill);
     // An append-only queue runs no job: its full disk is not its processor's failure.
     const fs = tinyFs();
     const store = join(fs, 'store');

@@ -5,7 +5,7 @@ import { describe, FspoolError } from '../../errors.js';
 import { log, printable } from '../../log.js';
 import { rfc3339Local } from '../../packet/jobenv.js';
 import { Queue } from '../../queue/queue.js';
-import { checkProcessor } from '../../run/preflight.js';
+import { checkProcessor, lackOfSpace } from '../../run/preflight.js';
 import { type Status, VERDICT_EXIT } from '../../queue/status.js';
 import { setQuiet } from '../../progress.js';
 import type { ServeConfig } from '../../serve/settings.js';
@@ -68,9 +68,11 @@ export const serve: Subcommand<ServeArgs> = {
       for (const q of cfg.queues) {
         try {
           // What a processor checks before its first job: that it could record what it does,
-          // and that its command can be run.
+          // and that its command can be run; and before every job, that there is room.
           const queue = new Queue(q.dir).checkProcessable();
           checkProcessor(queue, q.opts);
+          const cramped = lackOfSpace(queue);
+          if (cramped) throw new FspoolError(`${cramped}; no job of queue ${q.dir} runs until there is`);
         } catch (e) {
           log.error(`[${q.name}] ${describe(e)}`);
           bad++;
