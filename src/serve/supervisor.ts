@@ -43,17 +43,26 @@ export class Supervisor {
   /** Serve until SIGTERM or SIGINT: the exit status, 128+N. Throws if metrics cannot be served. */
   async run(config: ServeConfig): Promise<number> {
     this.slots = new Slots(config.maxParallel);
-    await this.listen(config.metricsListen);
+    // The signals are ours from here, before anything is awaited: by default SIGHUP (a reload
+    // sent early) would end the process. One that comes before the queues start is done after.
+    let started = false;
+    let earlyHup = false;
     const onStop = (sig: NodeJS.Signals) => this.stop(sig as StopSignal);
     const onHup = () => {
-      this.reloading = this.reloading.then(() => this.reload());
+      if (!started) earlyHup = true;
+      else this.reloading = this.reloading.then(() => this.reload());
     };
     process.on('SIGTERM', onStop);
     process.on('SIGINT', onStop);
     process.on('SIGHUP', onHup);
     try {
-      this.apply(config);
-      this.log.info(`serving ${config.queues.length} queue(s), at most ${config.maxParallel} receiver(s) at once`);
+      await this.listen(config.metricsListen);
+      if (!this.signal) {
+        this.apply(config);
+        started = true;
+        this.log.info(`serving ${config.queues.length} queue(s), at most ${config.maxParallel} receiver(s) at once`);
+        if (earlyHup) onHup();
+      }
       await this.stopped();
       await Promise.all([...this.runners.values()].map((r) => r.done));
       await this.reloading;
