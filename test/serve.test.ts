@@ -391,6 +391,29 @@ decrypt_key = ["missing.asc"]
     expect(fspool(['serve', '--config', join(dir, 'none.toml')]).stderr).toMatch(/none.toml: cannot read it: .*no such file/);
   });
 
+  it('a configuration of the wrong shape: arrays where tables go, no queue, an empty path, NaN; two queues in one directory said whatever else is wrong', () => {
+    const dir = tempDir();
+    makeQueue(dir, 'qa');
+    const cases: Array<[string, RegExp[]]> = [
+      ['[[queues]]\ndir = "qa"\ncommand = ["true"]\n', [/serve.toml: queues: expected tables of queues \(\[queues.NAME\]\), not an array$/]],
+      ['defaults = ["x", 2]\n[queues.a]\ndir = "qa"\ncommand = ["true"]\n', [/serve.toml: defaults: expected a table \(\[defaults\]\), not an array$/]],
+      ['[queues]\n', [/serve.toml: queues: no queue in it: one \[queues.NAME\] table per queue$/]],
+      ['[queues.a]\ndir = ""\ncommand = ["true"]\n', [/serve.toml: queues.a.dir: an empty path$/]],
+      ['[queues.a]\ndir = "qa"\ncommand = ["true"]\nrescan = nan\n', [/serve.toml: queues.a.rescan: expected a number, not number NaN$/]],
+      [
+        '[queues.a]\ndir = "qa"\ncommand = ["true"]\n[queues.b]\ndir = "./qa"\ncommand = ["true"]\nretries = -1\n',
+        [/serve.toml: queues.b.dir: the same directory as queues.a.dir \(.*qa\): a queue has one processor$/, /serve.toml: queues.b.retries: /],
+      ],
+    ];
+    for (const [text, expected] of cases) {
+      const r = fspool(['serve', '--check', '--config', writeConfig(dir, text)]);
+      expect(r.code, `${text}\n${r.stderr}`).toBe(2);
+      const lines = r.stderr.trim().split('\n');
+      for (const want of expected) expect(lines.filter((l) => want.test(l)), `${want}\n${r.stderr}`).toHaveLength(1);
+      expect(lines, r.stderr).toHaveLength(expected.length);
+    }
+  });
+
   it('--check: 0 for a good configuration, 1 naming a queue that cannot be processed now; a key file that cannot be read is a problem of the configuration', () => {
     const dir = tempDir();
     makeQueue(dir, 'qa');

@@ -47,7 +47,16 @@ const TYPE_WORDS: Record<TomlType, string> = {
   boolean: 'true or false',
 };
 
-const got = (x: unknown) => (Array.isArray(x) ? 'an array' : x === null || x === undefined ? 'nothing' : typeof x === 'object' ? 'a table' : `${typeof x} ${JSON.stringify(typeof x === 'bigint' ? String(x) : x)}`);
+const got = (x: unknown) =>
+  Array.isArray(x)
+    ? 'an array'
+    : x === null || x === undefined
+      ? 'nothing'
+      : x instanceof Date
+        ? 'a date'
+        : typeof x === 'object'
+          ? 'a table'
+          : `${typeof x} ${typeof x === 'number' && !Number.isFinite(x) ? String(x) : JSON.stringify(typeof x === 'bigint' ? String(x) : x)}`;
 
 /** The schema of one queue key, from its setting: TOML's type, then the option's own check. */
 function keySchema(key: string, s: Setting, base: string) {
@@ -66,6 +75,11 @@ function keySchema(key: string, s: Setting, base: string) {
     type as v.GenericSchema<unknown>,
     v.rawTransform(({ dataset, addIssue, NEVER }) => {
       let value = dataset.value;
+      // "" would resolve to the configuration's own directory: never what was meant.
+      if ([value].flat().includes('')) {
+        addIssue({ message: 'an empty path' });
+        return NEVER;
+      }
       if (s.toml === 'path' || s.toml === 'file') value = resolve(base, value as string);
       if (s.toml === 'files') value = (Array.isArray(value) ? value : [value]).map((p: string) => resolve(base, p));
       if (!s.parse) return value;
@@ -118,11 +132,16 @@ const listen = v.pipe(
   }),
 );
 
+const isTable = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x) && !(x instanceof Date);
+
+/** A TOML table (valibot's record takes an array too: [[queues]] would make queues "0", "1"). */
+const table = (what: string) => v.pipe(v.custom<Record<string, unknown>>(isTable, (i) => `expected ${what}, not ${got(i.input)}`), v.record(v.string(), v.unknown()));
+
 const TOP_SCHEMAS = {
   max_parallel: v.pipe(v.number((i) => `expected a whole number, 1 or more, not ${got(i.input)}`), v.integer('expected a whole number'), v.minValue(1, 'must be 1 or more')),
   metrics_listen: listen,
-  defaults: v.record(v.string(), v.unknown(), (i) => `expected a table ([defaults]), not ${got(i.input)}`),
-  queues: v.record(v.string(), v.unknown(), (i) => `expected tables of queues ([queues.NAME]), not ${got(i.input)}`),
+  defaults: table('a table ([defaults])'),
+  queues: table('tables of queues ([queues.NAME])'),
 };
 
 /** valibot's issues as lines naming their key. */
@@ -149,8 +168,6 @@ function unknownKeys(table: Record<string, unknown>, known: string[], where: str
   }
   return out;
 }
-
-const isTable = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x) && !(x instanceof Date);
 
 /** The key files' identity, so that a reload after a key file was replaced starts the queue's processor again. */
 function fileStamp(path: string): string {
@@ -195,6 +212,7 @@ export function loadConfig(file: string): ServeConfig {
   const defaults = top('defaults') ?? {};
   const tables = top('queues');
   if (doc.queues === undefined) problems.push('queues: missing: one [queues.NAME] table per queue');
+  else if (tables && Object.keys(tables).length === 0) problems.push('queues: no queue in it: one [queues.NAME] table per queue');
   problems.push(...unknownKeys(defaults, QUEUE_KEYS, 'defaults', CLI_ONLY));
   if ('dir' in defaults) problems.push('defaults.dir: each queue has its own directory; give dir in [queues.NAME]');
   const checkedDefaults = v.safeParse(queueSchema('defaults', base, false), defaults, { abortEarly: false });
@@ -216,6 +234,19 @@ export function loadConfig(file: string): ServeConfig {
       continue;
     }
     const merged = { ...goodDefaults, ...table };
+    // Two queues in one directory is said whatever else is wrong with either.
+    if (typeof merged.dir === 'string' && merged.dir !== '') {
+      const dir = resolve(base, merged.dir);
+      let real = dir;
+      try {
+        real = realpathSync(dir);
+      } catch {
+        /* not there (yet): compared as written */
+      }
+      const other = dirs.get(real);
+      if (other) problems.push(`${where}.dir: the same directory as queues.${other}.dir (${dir}): a queue has one processor`);
+      dirs.set(real, name);
+    }
     const before = problems.length;
     problems.push(...unknownKeys(table, QUEUE_KEYS, where, CLI_ONLY));
     const r = v.safeParse(queueSchema(where, base, true), merged, { abortEarly: false });
@@ -244,15 +275,6 @@ export function loadConfig(file: string): ServeConfig {
     }
     if (problems.length > beforeFiles) continue;
     const dir = args.queuedir as string;
-    let real = dir;
-    try {
-      real = realpathSync(dir);
-    } catch {
-      /* not there (yet): compared as written */
-    }
-    const other = dirs.get(real);
-    if (other) problems.push(`${where}.dir: the same directory as queues.${other}.dir (${dir}): a queue has one processor`);
-    dirs.set(real, name);
     const [program, ...params] = values.command as string[];
     let opts: ReturnType<typeof queueProcessOptions>;
     try {
