@@ -3,7 +3,7 @@
 // identity (another stream, other packets with the same seqs), order (twice, older after
 // newer), failures, signatures, the outbox's binding to one seqfile.
 import { randomUUID } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Decoder } from '@msgpack/msgpack';
@@ -449,6 +449,54 @@ describe('the outbox', () => {
     const bad = fspool(['outbox-resend', '--outbox', s.ob, '--exec', 'cat >/dev/null; test "$FSPOOL_SEQ" != 1']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/1 of 2 packet\(s\) could not be re-sent/);
+  });
+});
+
+describe('folders others write: what is planted at the names receipts and re-sends are written under', () => {
+  it('a symlink or a FIFO at the receipt temp name: never written through, never waited on; the receipt is written', () => {
+    const s = side();
+    const rdir = join(s.dir, 'receipts');
+    mkdirSync(rdir);
+    deliver(s, send(s, 'p1'));
+    const name = `fspool-receipt-${status(s).stream}.rcpt`;
+    const victim = join(s.dir, 'victim');
+    writeFileSync(victim, 'precious\n');
+    symlinkSync(victim, join(rdir, `.${name}.tmp`));
+    expect(processQ(s, RECORD, ['--receipt-to-dir', rdir]).code).toBe(0);
+    expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+    expect(lstatSync(join(rdir, name)).isFile()).toBe(true);
+    expect(decodeReceipt(readFileSync(join(rdir, name))).nextSeq).toBe(2n);
+
+    rmSync(join(rdir, name));
+    expect(runSync('mkfifo', [join(rdir, `.${name}.tmp`)]).code).toBe(0);
+    deliver(s, send(s, 'p2'));
+    const r = fspool(['queue-process', '-q', s.q, '--receipt-to-dir', rdir, 'sh', '--', '-c', RECORD, s.log], { timeoutMs: 20_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(decodeReceipt(readFileSync(join(rdir, name))).nextSeq).toBe(3n);
+    expect(logOf(s)).toBe('1:p1\n2:p2\n');
+  });
+
+  it('outbox-resend --to-dir: a symlink at the temp name is not written through; a file at the name that is not the packet is replaced', () => {
+    const s = side();
+    const p = [send(s, 'p1'), send(s, 'p2')];
+    const first = join(s.dir, 'first');
+    mkdirSync(first);
+    ok(['outbox-resend', '--outbox', s.ob, '--to-dir', first]);
+    const names = readdirSync(first).sort();
+    expect(names).toHaveLength(2);
+    const byPayload = (n: string) => p.findIndex((b) => readFileSync(join(first, n)).equals(b));
+    const out = join(s.dir, 'out');
+    mkdirSync(out);
+    const victim = join(s.dir, 'victim');
+    writeFileSync(victim, 'precious\n');
+    symlinkSync(victim, join(out, `.${names[0]}.tmp`));
+    writeFileSync(join(out, names[1]!), ''); // an empty file under the packet's name
+    ok(['outbox-resend', '--outbox', s.ob, '--to-dir', out]);
+    expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+    for (const n of names) {
+      expect(lstatSync(join(out, n)).isFile(), n).toBe(true);
+      expect(readFileSync(join(out, n)), n).toEqual(p[byPayload(n)]);
+    }
   });
 });
 

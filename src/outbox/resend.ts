@@ -2,12 +2,12 @@
 // receiver holding (spec/receipts.md). The outbox is only read: the lock is held while the
 // list is taken, not while packets are sent, so prepare and outbox-apply are never kept
 // waiting by a slow transport. A packet pruned meanwhile is skipped.
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, lstatSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
 import { crashPoint } from '../sys/crashPoint.js';
-import { fsyncDir } from '../sys/durable.js';
+import { createNew, fsyncDir } from '../sys/durable.js';
 import { copyFd } from '../sys/fd.js';
 import { runShell, shellFailure } from '../sys/shell.js';
 import { type Entry, inRanges, type Outbox } from './outbox.js';
@@ -60,12 +60,14 @@ export async function resend(outbox: Outbox, opts: ResendOptions): Promise<{ sen
   for (const e of plan.send) {
     let fd: number;
     try {
-      fd = openSync(outbox.packetPath(e), 'r');
+      // Never blocks on a FIFO, never follows a symlink: only the packet file prepare kept.
+      fd = openSync(outbox.packetPath(e), constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // acknowledged meanwhile
-      throw err;
+      throw new FspoolError(`cannot read ${outbox.packetPath(e)}: ${describe(err)}; it is not the packet prepare kept`);
     }
     try {
+      if (!fstatSync(fd).isFile()) throw new FspoolError(`${outbox.packetPath(e)} is not a regular file: it is not the packet prepare kept; nothing more was re-sent`);
       if (opts.toDir !== undefined) {
         if (intoDir(opts.toDir, e, fd)) sent++;
       } else {
@@ -89,20 +91,22 @@ export async function resend(outbox: Outbox, opts: ResendOptions): Promise<{ sen
 
 /**
  * Into a directory as a synced folder wants it: a temp name that is not a job name, fsync,
- * rename to `fspl-ID.fspl`, fsync the directory. A file of that name already there is this
- * packet, not yet taken away: it is not written again.
+ * rename to `fspl-ID.fspl`, fsync the directory. A regular file of that name and size already
+ * there is this packet, not yet taken away: it is not written again. Anything else under the
+ * name (a symlink, an empty file: the directory may be shared) is replaced.
  */
 function intoDir(dir: string, e: Entry, fd: number): boolean {
   const name = `fspl-${e.id}.fspl`;
   const dest = join(dir, name);
-  if (existsSync(dest)) {
+  const there = lstatSync(dest, { throwIfNoEntry: false });
+  if (there?.isFile() && there.size === fstatSync(fd).size) {
     log.info(`seq ${e.seq}: ${dest} is there already`);
     return false;
   }
   const tmp = join(dir, `.${name}.tmp`);
   let out: number;
   try {
-    out = openSync(tmp, 'w', 0o644);
+    out = createNew(tmp);
   } catch (err) {
     throw new FspoolError(`cannot write into ${dir}: ${describe(err)}`);
   }

@@ -1,7 +1,7 @@
 // Durable replacement of a file: temp name in the same directory, fsync, rename, fsync the
 // directory. Only after the directory fsync may a caller report success: before it, a crash
 // can bring back the old name or lose the new one.
-import { closeSync, fsync, fsyncSync, openSync, renameSync, unlinkSync } from 'node:fs';
+import { closeSync, constants, fsync, fsyncSync, openSync, renameSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { writeAll } from './fd.js';
 
@@ -14,9 +14,31 @@ export function fsyncDir(dir: string): void {
   }
 }
 
-/** Create or truncate `path` and write `data`; returns the open fd. On failure the file is removed. */
+/**
+ * A new file at `path`, open for writing: whatever was there is removed first, and the file is
+ * created exclusively, never opened through what a name already holds. Temp names are fixed
+ * and may sit in directories that others write (a receipts folder a transport shares): a
+ * symlink there would have us truncate and write its target, a FIFO would block the open.
+ */
+export function createNew(path: string): number {
+  for (let tries = 1; ; tries++) {
+    try {
+      unlinkSync(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    try {
+      return openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+    } catch (e) {
+      // Put back between the unlink and the open: taken away again, a few times.
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || tries >= 3) throw e;
+    }
+  }
+}
+
+/** Create `path` anew (see createNew) and write `data`; returns the open fd. On failure the file is removed. */
 function createWritten(path: string, data: string | Uint8Array): number {
-  const fd = openSync(path, 'w', 0o644);
+  const fd = createNew(path);
   try {
     writeAll(fd, typeof data === 'string' ? Buffer.from(data) : data);
   } catch (e) {
@@ -27,7 +49,7 @@ function createWritten(path: string, data: string | Uint8Array): number {
   return fd;
 }
 
-/** Create or truncate `path`, write `data`, fsync. On failure the file is removed. */
+/** Create `path` anew, write `data`, fsync. On failure the file is removed. */
 export function writeSynced(path: string, data: string | Uint8Array): void {
   const fd = createWritten(path, data);
   try {
