@@ -95,6 +95,22 @@ describe('prepare --outbox killed', () => {
   }
 });
 
+describe('prepare --outbox killed, then its seqfile moved on by other means', () => {
+  it('the copy it left is neither re-sent nor removed: a person is told what to do either way', () => {
+    const b = box();
+    ok(prepareArgs(b), 'first');
+    crashed(prepareArgs(b), 'outbox-pending', 'second');
+    expect(seqfile(b)).toBe(2);
+    ok(['prepare-set-next', '-s', b.seq, '10']);
+    const d = join(b.dir, 'resend');
+    mkdirSync(d);
+    const r = ok(['outbox-resend', '--outbox', b.ob, '--to-dir', d]);
+    expect(readdirSync(d).map((n) => Number(decodeHeader(readFileSync(join(d, n))).header.seq))).toEqual([1]);
+    expect(r.stderr).toMatch(/seq 2 was left by a prepare that did not finish, and the seqfile has since been moved on to 10 by other means: whether it was sent is not known; if it was, rename \S+\.pending to \S+\.fspl .*; if not, remove it/);
+    expect(names(b, 'packets').filter((n) => n.endsWith('.pending'))).toHaveLength(1);
+  });
+});
+
 describe('outbox-apply killed', () => {
   // One sender and receiver for the three points: receipt R1 when seqs 1 and 2 ran, R2 when
   // all three did; each point gets its own copy of the outbox as it was before R1.

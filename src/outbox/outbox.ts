@@ -200,9 +200,12 @@ export class Outbox {
 
   /**
    * Under the outbox lock: finish what a killed command left. A `.pending` copy whose number was
-   * consumed (the seqfile moved past it) is kept; one whose number was not (the seqfile still
-   * holds it) is removed: that prepare exited by a signal and its output must be discarded. A
-   * packet whose acknowledgment marker exists is removed.
+   * consumed (the seqfile moved on to the next) is kept; one whose number was not (the seqfile
+   * still holds it) is removed: that prepare exited by a signal and its output must be discarded.
+   * Every prepare tidies first, so a seqfile further on was moved by something else (a
+   * prepare-set-next, an fspl prepare): whether that packet went out is not known, and it is
+   * left, neither sent nor removed, for a person. A packet whose acknowledgment marker exists is
+   * removed.
    */
   tidy(): void {
     const next = this.seqfileNext();
@@ -211,7 +214,13 @@ export class Outbox {
       const e = parseEntry(n);
       if (!e) continue;
       const path = join(this.packetsDir, n);
-      if (e.kind === '.pending' && next !== undefined && e.seq < next) {
+      if (e.kind === '.pending' && next !== undefined && e.seq + 1n < next) {
+        const kept = join(this.packetsDir, `${entryName(e.seq, e.id)}.fspl`);
+        log.warn(
+          `outbox ${this.dir}: seq ${e.seq} was left by a prepare that did not finish, and the seqfile has since been moved on to ${next} by other means: ` +
+            `whether it was sent is not known; if it was, rename ${path} to ${kept} (it is then re-sent until acknowledged); if not, remove it`,
+        );
+      } else if (e.kind === '.pending' && next !== undefined && e.seq < next) {
         renameSync(path, join(this.packetsDir, `${entryName(e.seq, e.id)}.fspl`));
         log.warn(`outbox ${this.dir}: seq ${e.seq} was published by a prepare that did not finish, after its number was consumed: kept`);
         changedPackets = true;
