@@ -9,6 +9,7 @@ import { crc32 } from 'node:zlib';
 import { Decoder } from '@msgpack/msgpack';
 import Database from 'better-sqlite3';
 import * as openpgp from 'openpgp';
+import { readToEnd } from '@openpgp/web-stream-tools';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeHeader, encodeHeader, PREFIX_LEN } from '../src/packet/codec.js';
 import type { Header } from '../src/packet/header.js';
@@ -358,6 +359,23 @@ describe('signed receipts', () => {
       writeFileSync(keys[`${who}.sec`]!, k.privateKey);
       writeFileSync(keys[`${who}.pub`]!, k.publicKey);
     }
+  });
+
+  it('a compressed OpenPGP message that unpacks to far more than a receipt can be is refused unread, with or without --require-signature', async () => {
+    const s = side();
+    deliver(s, send(s, 'p1'));
+    // Message.compress is openpgp.js's, left out of its typings.
+    type Compressible = { compress(algo: number): Promise<{ write(): ReadableStream<Uint8Array> }> };
+    const plain = (await openpgp.createMessage({ binary: new Uint8Array(256 << 20) })) as unknown as Compressible;
+    const message = await plain.compress(openpgp.enums.compression.zlib);
+    const bomb = Buffer.from(await readToEnd(message.write()));
+    expect(bomb.length).toBeLessThan(1 << 20);
+    for (const extra of [[], ['--require-signature', keys['recv.pub']!]]) {
+      const r = apply(s, bomb, extra);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toBe(`Error: the OpenPGP message unpacks to more than a receipt can be (1048576 bytes): not a receipt; nothing applied\n`);
+    }
+    expect(kept(s)).toEqual([1]);
   });
 
   it('--require-signature takes a receipt signed by the key, and refuses an unsigned or wrongly signed one', () => {

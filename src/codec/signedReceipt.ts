@@ -2,7 +2,7 @@
 // message (one-pass signature, literal data, signature), made and checked with the keys fspool
 // already reads. A receipt is a few KB: it is signed and read whole, not streamed.
 import { FspoolError } from '../errors.js';
-import { RECEIPT_MAGIC } from '../packet/receipt.js';
+import { MAX_RECEIPT_BODY, RECEIPT_MAGIC } from '../packet/receipt.js';
 import { loadPrivateKeys, loadPublicKeys, openpgp } from './keys.js';
 
 export async function signReceipt(receipt: Buffer, keyFile: string, keyPassphraseFile?: string): Promise<Buffer> {
@@ -28,10 +28,14 @@ export async function openReceipt(input: Buffer, requireSignature: string[] = []
     throw new FspoolError(input.length === 0 ? 'no receipt on stdin (0 bytes)' : 'not an fspool receipt (bad magic)');
   }
   const pgp = await openpgp();
+  // A compressed packet may hold gigabytes in a megabyte, unpacked before any signature is
+  // looked at: nothing in it may exceed what a receipt can be (a header and its body).
+  const config = { maxDecompressedMessageSize: MAX_RECEIPT_BODY + (64 << 10) };
   let message: import('openpgp').Message<Uint8Array>;
   try {
-    message = (armored ? await pgp.readMessage({ armoredMessage: input.toString('utf8') }) : await pgp.readMessage({ binaryMessage: input })) as import('openpgp').Message<Uint8Array>;
+    message = (armored ? await pgp.readMessage({ armoredMessage: input.toString('utf8'), config }) : await pgp.readMessage({ binaryMessage: input, config })) as import('openpgp').Message<Uint8Array>;
   } catch (e) {
+    if (/Maximum decompressed message size exceeded/.test((e as Error).message)) throw tooBig();
     throw new FspoolError(`not an fspool receipt, nor a readable OpenPGP message: ${(e as Error).message}`);
   }
   if (requireSignature.length === 0) {
@@ -42,8 +46,9 @@ export async function openReceipt(input: Buffer, requireSignature: string[] = []
   const verificationKeys = await loadPublicKeys(requireSignature);
   let result;
   try {
-    result = await pgp.verify({ message, verificationKeys, format: 'binary' });
+    result = await pgp.verify({ message, verificationKeys, format: 'binary', config });
   } catch (e) {
+    if (/Maximum decompressed message size exceeded/.test((e as Error).message)) throw tooBig();
     throw new FspoolError(`cannot read the signed receipt: ${(e as Error).message}`);
   }
   if (result.signatures.length === 0) throw new FspoolError('the receipt is not signed, and --require-signature was given: nothing applied');
@@ -53,3 +58,5 @@ export async function openReceipt(input: Buffer, requireSignature: string[] = []
   }
   return { receipt: Buffer.from(result.data as unknown as Uint8Array), signed: true };
 }
+
+const tooBig = () => new FspoolError(`the OpenPGP message unpacks to more than a receipt can be (${MAX_RECEIPT_BODY} bytes): not a receipt; nothing applied`);
