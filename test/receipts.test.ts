@@ -378,6 +378,28 @@ describe('signed receipts', () => {
     expect(kept(s)).toEqual([1]);
   });
 
+  it('an unsigned copy of a signed packet, refused under --require-signature, is not claimed as held: the real one is still re-sent', async () => {
+    const s = side();
+    const signed = send(s, 'p1', ['--sign-with', keys['recv.sec']!]);
+    // The forger's copy: the packet inside the signed message, header and all, unsigned.
+    const inner = Buffer.from((await openpgp.readMessage({ binaryMessage: signed })).getLiteralData() as Uint8Array);
+    expect(decodeHeader(inner).header.seq).toBe(1n);
+    deliver(s, inner);
+    const p = processQ(s, RECORD, ['--require-signature', keys['recv.pub']!]);
+    expect(p.stderr).toMatch(/WARN .*signature/);
+    expect(logOf(s)).toBe('');
+    const r = apply(s, receiptOf(s));
+    expect(r.code, r.stderr).toBe(0);
+    const out = join(s.dir, 'resend');
+    mkdirSync(out);
+    const resent = ok(['outbox-resend', '--outbox', s.ob, '--to-dir', out]);
+    expect(readdirSync(out).map((n) => readFileSync(join(out, n))), resent.stderr).toEqual([signed]);
+    // Delivered, the real one runs.
+    deliver(s, signed);
+    expect(processQ(s, RECORD, ['--require-signature', keys['recv.pub']!]).code).toBe(0);
+    expect(logOf(s)).toBe('1:p1\n');
+  });
+
   it('--require-signature takes a receipt signed by the key, and refuses an unsigned or wrongly signed one', () => {
     const s = side();
     for (let i = 1; i <= 2; i++) deliver(s, send(s, `p${i}`));
@@ -610,6 +632,26 @@ describe('the processed window', () => {
     expect(logOf(s)).toBe('1:p1\n2:p2\n3:p3\n');
     expect(apply(s, receiptOf(s)).code).toBe(0);
     expect(kept(s)).toEqual([]);
+  });
+});
+
+describe('a job released from quarantine, far below the window', () => {
+  it('runs out of turn without hiding what the queue processed in the window', () => {
+    const s = side();
+    deliver(s, send(s, 'p1'));
+    expect(processQ(s, 'cat >/dev/null; exit 3', ['--on-error', 'quarantine']).code).toBe(0);
+    const [held] = readdirSync(join(s.q, 'fspool', 'quarantine')).filter((n) => n.endsWith('.fspl'));
+    ok(['prepare-set-next', '-s', s.seq, '10000']);
+    ok(['queue-set-next', '-q', s.q, '10000']);
+    deliver(s, send(s, 'p10000'));
+    deliver(s, send(s, 'p10001'));
+    expect(processQ(s).code).toBe(0);
+    const processed = (r: Buffer) => decodeReceipt(r).processed.flatMap((b) => seqsOf(b));
+    expect(processed(receiptOf(s))).toEqual([10000n, 10001n]);
+    ok(['queue-quarantine', '-q', s.q, '--release', held!]);
+    expect(processQ(s).code).toBe(0);
+    expect(logOf(s)).toBe('10000:p10000\n10001:p10001\n1:p1\n');
+    expect(processed(receiptOf(s))).toEqual([10000n, 10001n]);
   });
 });
 

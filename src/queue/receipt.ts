@@ -6,7 +6,7 @@ import { FspoolError } from '../errors.js';
 import { type Header, U64_MAX } from '../packet/header.js';
 import { packetId } from '../packet/identity.js';
 import { BLOCK, blocksOf, FAILURE_ACTIONS, FAILURE_OUTCOMES, type FailureAction, type FailureOutcome, MAX_FAILURES, NO_STREAM, type Receipt, type ReceiptFailure } from '../packet/receipt.js';
-import { COMMITTING, FAILURES, type JournalOutcome } from './journal.js';
+import { COMMITTING, FAILURES, Journal, type JournalOutcome } from './journal.js';
 import type { Queue, ScannedJob } from './queue.js';
 import type { StateDb } from './stateDb.js';
 
@@ -34,6 +34,8 @@ interface RunFact {
   action: string | null;
   ended_at: number | null;
   commit_state: string | null;
+  order_by: string;
+  attempt: number;
 }
 
 /** Read the queue once: nextseq, the readable packets, and which streams it knows. */
@@ -42,7 +44,16 @@ export async function lookAtQueue(queue: Queue, db: StateDb | undefined, ctx: De
   const nextSeq = queue.nextseq.readIfExists();
   if (nextSeq === undefined) throw new FspoolError(`${queue.dir} has no nextseq: it is an append-only queue, which runs nothing and so has nothing to report`);
   const scanned = await queue.scan(ctx);
-  const jobs = scanned.filter((j): j is Held => j.header !== undefined);
+  const readableJobs = scanned.filter((j): j is Held => j.header !== undefined);
+  // A file the processor refused (its signature missing or wrong under --require-signature) is
+  // not held: its header is anyone's, and a forged copy of a signed packet would otherwise be
+  // claimed as held, and the sender stop re-sending the real one. Refused until it changes.
+  const refused = db ? new Journal(db).refusals(readableJobs.map((j) => packetId(j.header))) : new Map<string, Map<string, { at: number }>>();
+  const isRefused = (j: Held) => {
+    const r = refused.get(packetId(j.header))?.get(j.name);
+    return r !== undefined && r.at >= (j.identity?.ctimeMs ?? 0);
+  };
+  const jobs = readableJobs.filter((j) => !isRefused(j));
   const order = new Map<string, bigint>();
   // The highest seq held first, then the journal's latest runs.
   for (const j of [...jobs].sort((a, b) => (a.header.seq > b.header.seq ? -1 : 1))) {
@@ -58,7 +69,7 @@ export async function lookAtQueue(queue: Queue, db: StateDb | undefined, ctx: De
         .all(Number(PROCESSED_WINDOW)) as Array<{ stream: string }>).map((r) => r.stream),
     ) ?? [];
   for (const s of recent) if (!order.has(s)) order.set(s, -1n);
-  return { nextSeq, jobs, unreadable: scanned.length - jobs.length, streams: [...order.keys()] };
+  return { nextSeq, jobs, unreadable: scanned.length - readableJobs.length, streams: [...order.keys()] };
 }
 
 const outcomeCode = (o: JournalOutcome): FailureOutcome => ((FAILURE_OUTCOMES as readonly string[]).includes(o) ? (o as FailureOutcome) : 'other');
@@ -97,11 +108,18 @@ export function receiptFor(facts: QueueFacts, db: StateDb | undefined, stream: s
     db.read((tx) => {
       const settled = new Set<bigint>();
       const finished = new Set<bigint>();
-      for (const r of tx.stmt('SELECT seq, packet, outcome, exit_code, action, ended_at, commit_state FROM runs WHERE stream = ? ORDER BY id DESC').iterate(stream) as IterableIterator<RunFact>) {
+      for (const r of tx
+        .stmt('SELECT seq, packet, outcome, exit_code, action, ended_at, commit_state, order_by, attempt FROM runs WHERE stream = ? ORDER BY id DESC')
+        .iterate(stream) as IterableIterator<RunFact>) {
         const seq = BigInt(r.seq);
-        // Runs come newest first, and a queue runs its seqs upwards: the first run below the
-        // window ends the look (a queue set back below it has run its seqs again since).
-        if (seq < windowStart) break;
+        // Runs come newest first, and a queue runs its seqs upwards in sequence order: the first
+        // such run below the window ends the look (a queue set back below it has run its seqs
+        // again since). A job released from quarantine runs out of turn, and a refusal is no
+        // run: those below the window are passed over.
+        if (seq < windowStart) {
+          if (r.order_by === 'sequence' && r.attempt > 0) break;
+          continue;
+        }
         if (r.commit_state !== null && COMMITTING.includes(r.action as never) && !settled.has(seq)) {
           settled.add(seq);
           processedIds.set(seq, r.packet);
