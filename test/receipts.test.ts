@@ -290,6 +290,38 @@ describe('outbox-apply', () => {
     expect(kept(c)).toEqual([]);
   });
 
+  it("another queue's receipt that knows no stream stops no re-send; one stamped ahead of the clock holds back a genuine one's facts for minutes, not a day; inconsistent ranges are refused", () => {
+    const s = side();
+    for (let i = 1; i <= 3; i++) send(s, `p${i}`);
+    const other = makeQueue(tempDir());
+    ok(['queue-set-next', '-q', other, '100']);
+    const foreign = ok(['queue-receipt', '-q', other]).stdout;
+    expect(decodeReceipt(foreign).stream).toBe(NO_STREAM);
+    expect(apply(s, foreign).code).toBe(0);
+    expect(status(s).passed).toEqual([]);
+    const wire = join(s.dir, 'wire');
+    mkdirSync(wire);
+    ok(['outbox-resend', '--outbox', s.ob, '--to-dir', wire]);
+    expect(readdirSync(wire)).toHaveLength(3);
+
+    // Stamped 20 minutes ahead (a forgery, or a receiver's clock far off): the genuine receipt
+    // that follows is taken all the same; one 5 minutes ahead still orders the ones after it.
+    const stream = status(s).stream as string;
+    const at = (created: number, nextSeq: bigint) => encodeReceipt(receipt({ stream, created, nextSeq, windowStart: 0n, heldEnd: nextSeq + 16384n, heldBeyond: true }));
+    expect(apply(s, at(Date.now() + 20 * 60_000, 1n)).code).toBe(0);
+    expect(status(s).last_receipt.next_seq).toBe(1);
+    expect(apply(s, at(Date.now(), 2n)).code).toBe(0);
+    expect(status(s).last_receipt.next_seq).toBe(2);
+    expect(apply(s, at(Date.now() + 5 * 60_000, 3n)).code).toBe(0);
+    const older = apply(s, at(Date.now(), 1n));
+    expect(older.code).toBe(0);
+    expect(status(s).last_receipt.next_seq).toBe(3);
+
+    const bad = apply(s, encodeReceipt(receipt({ stream, nextSeq: 10n, windowStart: 0n, heldEnd: 5n })));
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^Error: .*receipt ranges are inconsistent \(window from 0, next seq 10, held facts to 5\)/);
+  });
+
   it('reports a failing job (exit 4, one line each) and keeps it until it ran', () => {
     const s = side();
     for (let i = 1; i <= 2; i++) deliver(s, send(s, `p${i}`));

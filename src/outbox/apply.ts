@@ -27,8 +27,13 @@ export interface ApplyResult {
 
 type Known = Map<bigint, string>;
 
-/** How far ahead of the sender's clock the newest receipt may be and still order later ones. */
-const FUTURE_TOLERANCE_MS = 24 * 3600 * 1000;
+/**
+ * How far ahead of the sender's clock the newest receipt may be and still order later ones:
+ * clocks kept by NTP differ by far less. One stamped further ahead (a wrong clock, a forgery)
+ * orders nothing: the next receipt is taken whatever its stamp, so a forged one can hold back
+ * genuine receipts' facts for this long at most.
+ */
+const FUTURE_TOLERANCE_MS = 10 * 60 * 1000;
 
 /** Does the block's digest match the identities we know for its listed seqs? */
 function verify(section: Section, stream: string, b: ReceiptBlock, known: Known): 'match' | 'unknown' | 'mismatch' {
@@ -90,7 +95,9 @@ export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now())
         const mine = seqsOf(b).filter((s) => kept.has(s) && !ackedSeqs.has(s));
         if (mine.length > 0 && verify('H', stream, b, known) === 'match') held.push(...mine);
       }
-      const passed = stillKept.filter((e) => e.seq >= r.windowStart && e.seq < r.nextSeq).map((e) => e.seq);
+      // A queue that knows no stream knows nothing of ours: that it moved past our seqs proves
+      // nothing (it may be another queue), so none is called passed, and none stops re-sending.
+      const passed = r.stream === NO_STREAM ? [] : stillKept.filter((e) => e.seq >= r.windowStart && e.seq < r.nextSeq).map((e) => e.seq);
       state = {
         version: 1,
         receipt: {

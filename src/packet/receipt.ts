@@ -268,6 +268,7 @@ export function decodeReceipt(b: Buffer): Receipt {
   const nextSeq = r.u64('header');
   const windowStart = r.u64('header');
   const heldEnd = r.u64('header');
+  if (windowStart > nextSeq || heldEnd < nextSeq) throw new ReceiptError(`receipt ranges are inconsistent (window from ${windowStart}, next seq ${nextSeq}, held facts to ${heldEnd})`);
   const flags = r.u8('header');
   if (flags > 1) throw new ReceiptError(`receipt has unknown flags ${flags}`);
   const unreadable = r.bytes(4, 'header').readUInt32BE();
