@@ -322,6 +322,25 @@ describe('outbox-apply', () => {
     expect(bad.stderr).toMatch(/^Error: .*receipt ranges are inconsistent \(window from 0, next seq 10, held facts to 5\)/);
   });
 
+  it('a state.json of another shape (edited, damaged) is no state: one WARN, and status, resend and apply go on; apply replaces it', () => {
+    const s = side();
+    send(s, 'p1');
+    const wrong = ['{"version":1}', '{"version":1,"receipt":{"held_end":"xyz"}}', '[]'];
+    for (const text of wrong) {
+      writeFileSync(join(s.ob, 'state.json'), text);
+      const st = fspool(['outbox-status', '--outbox', s.ob]);
+      expect(st.code, `${text}: ${st.stderr}`).toBe(0);
+      expect(st.stderr, text).toMatch(/WARN fspool: outbox .*: state.json is not what outbox-apply writes; the next receipt replaces it/);
+      const out = join(s.dir, `out-${randomUUID()}`);
+      mkdirSync(out);
+      expect(fspool(['outbox-resend', '--outbox', s.ob, '--to-dir', out]).code, text).toBe(0);
+      expect(readdirSync(out), text).toHaveLength(1);
+    }
+    const q = makeQueue(tempDir());
+    expect(apply(s, ok(['queue-receipt', '-q', q]).stdout).code).toBe(0);
+    expect(fspool(['outbox-status', '--outbox', s.ob]).stderr).toBe('');
+  });
+
   it('reports a failing job (exit 4, one line each) and keeps it until it ran', () => {
     const s = side();
     for (let i = 1; i <= 2; i++) deliver(s, send(s, `p${i}`));

@@ -93,6 +93,27 @@ export interface OutboxState {
   last_apply: { at: number; acknowledged: number };
 }
 
+const SEQ_TEXT = /^\d{1,20}$/;
+const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+const isRanges = (x: unknown) => Array.isArray(x) && x.every((r) => Array.isArray(r) && r.length === 2 && r.every((n) => typeof n === 'string' && SEQ_TEXT.test(n)));
+
+/** state.json as outbox-apply writes it (a file edited or damaged otherwise is no state). */
+function isState(s: unknown): s is OutboxState {
+  if (!isObject(s) || s.version !== 1 || !isObject(s.receipt) || !isObject(s.last_apply)) return false;
+  const r = s.receipt;
+  return (
+    typeof r.stream === 'string' &&
+    ['created', 'applied_at', 'unreadable', 'ambiguous'].every((k) => Number.isFinite(r[k])) &&
+    ['next_seq', 'window_start', 'held_end'].every((k) => typeof r[k] === 'string' && SEQ_TEXT.test(r[k] as string)) &&
+    typeof r.held_beyond === 'boolean' &&
+    isRanges(s.held) &&
+    isRanges(s.passed) &&
+    isRanges(s.conflicts) &&
+    Array.isArray(s.failures) &&
+    s.failures.every((f) => isObject(f) && typeof f.seq === 'string' && SEQ_TEXT.test(f.seq) && typeof f.packet === 'string')
+  );
+}
+
 export interface Listing {
   kept: Entry[];
   /** .pending copies of a prepare that did not finish (see tidy()). */
@@ -237,14 +258,17 @@ export class Outbox {
   }
 
   readState(): OutboxState | undefined {
+    let s: unknown;
     try {
-      const s = JSON.parse(readFileSync(this.statePath, 'utf8')) as OutboxState;
-      return s.version === 1 ? s : undefined;
+      s = JSON.parse(readFileSync(this.statePath, 'utf8'));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       log.warn(`outbox ${this.dir}: state.json cannot be read (${describe(e)}); the next receipt replaces it`);
       return undefined;
     }
+    if (isState(s)) return s;
+    log.warn(`outbox ${this.dir}: state.json is not what outbox-apply writes; the next receipt replaces it`);
+    return undefined;
   }
 
   writeState(s: OutboxState): void {
