@@ -528,7 +528,7 @@ describe('the outbox', () => {
     expect(both.code).toBe(2);
   });
 
-  it('outbox-resend --exec runs the command once per packet with it on stdin, and reports failures (exit 1)', () => {
+  it('outbox-resend --exec runs the command once per packet with it on stdin, and reports failures (exit 1); --to-dir that is not there is an error even with nothing to send', () => {
     const s = side();
     const p = [send(s, 'p1'), send(s, 'p2')];
     const got = join(s.dir, 'got');
@@ -537,6 +537,10 @@ describe('the outbox', () => {
     const stream = status(s).stream;
     expect(readdirSync(got).sort()).toEqual([`1-${stream}`, `2-${stream}`]);
     expect(readFileSync(join(got, `2-${stream}`))).toEqual(p[1]);
+    // A directory that is not there is said even with nothing to send.
+    const none = fspool(['outbox-resend', '--outbox', s.ob, '--to-dir', join(s.dir, 'nowhere'), '--older-than', '3600']);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/^Error: --to-dir .*nowhere: no such directory; create it \(packets are re-sent into it\)\n$/);
     const bad = fspool(['outbox-resend', '--outbox', s.ob, '--exec', 'cat >/dev/null; test "$FSPOOL_SEQ" != 1']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/1 of 2 packet\(s\) could not be re-sent/);

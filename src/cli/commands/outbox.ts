@@ -1,5 +1,6 @@
 // Receipts and the outbox (spec/receipts.md): queue-receipt on the receiver; outbox-status,
 // outbox-apply and outbox-resend on the sender.
+import { statSync } from 'node:fs';
 import { openReceipt, signReceipt } from '../../codec/signedReceipt.js';
 import { FspoolError, UsageError } from '../../errors.js';
 import { log } from '../../log.js';
@@ -161,6 +162,10 @@ export const outboxResend: Subcommand<ResendArgs> = {
       .example('$0 outbox-resend --outbox ~/outbox --to-dir ~/Sync/packets', 'into a Syncthing folder') as never,
   handler: async (a) => {
     if ((a['to-dir'] === undefined) === (a.exec === undefined)) throw new UsageError('give exactly one of --to-dir DIR and --exec CMD');
+    // Checked when nothing is to be sent too: a typo must not pass unseen until a packet is due.
+    if (a['to-dir'] !== undefined && !statSync(a['to-dir'], { throwIfNoEntry: false })?.isDirectory()) {
+      throw new FspoolError(`--to-dir ${a['to-dir']}: no such directory; create it (packets are re-sent into it)`);
+    }
     const outbox = Outbox.open(a.outbox);
     const { sent, plan } = await resend(outbox, { toDir: a['to-dir'], exec: a.exec, olderThanSeconds: a['older-than'] });
     const not = [
