@@ -398,7 +398,8 @@ export class Journal {
   /**
    * Of `packets` (those of the files present), the files whose latest row is a refusal (by
    * packet, then file name): why, and when. Read through the packet index, so that the cost
-   * follows the files present, not the refusals of the past. A file changed since (renamed
+   * follows the files present, not the refusals of the past (the unary + keeps the planner off
+   * the outcome index). A file changed since (renamed
    * over, written) is not the file refused.
    */
   refusals(packets: string[]): Map<string, Map<string, { detail: string; at: number }>> {
@@ -407,7 +408,7 @@ export class Journal {
         (tx) =>
           tx
             .stmt(
-              `SELECT packet, file, detail, ended_at FROM runs r WHERE r.packet IN (SELECT value FROM json_each(?)) AND r.outcome = 'refused' AND NOT EXISTS (
+              `SELECT packet, file, detail, ended_at FROM runs r WHERE r.packet IN (SELECT value FROM json_each(?)) AND +r.outcome = 'refused' AND NOT EXISTS (
                  SELECT 1 FROM runs l WHERE l.packet = r.packet AND l.file = r.file AND l.id > r.id)`,
             )
             .all(JSON.stringify([...new Set(packets)])) as Array<{ packet: string; file: string; detail: string; ended_at: number }>,
