@@ -146,6 +146,34 @@ describe('queue-process --watch', () => {
     expect(r.stderr).toMatch(/tried again in 1s \(failure 2 in a row\)/);
   });
 
+  it('a watch started again keeps the pause its failing job was given (journaled): a restart does not run it again at once', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const tries = join(dir, 'tries');
+    const script = `echo x >> ${tries}; exit 3`;
+    put(q, plainPacket(1));
+    const args = ['queue-process', '-q', q, '--watch', '--rescan', '0.2', '--backoff', '30', 'sh', '--', '-c', script];
+    const first = runAsync(FSPOOL, args);
+    started.push(first.pid);
+    await waitFor('the first try', () => fileLines(tries).length === 1, 20_000);
+    await waitFor('its pause to begin', () => /tried again in 30s \(failure 1 in a row\)/.test(first.stderr()), 20_000);
+    process.kill(first.pid, 'SIGTERM');
+    expect((await first.done).code).toBe(143);
+    // Started again twice (a reload, a restart): the job waits out what is left of its 30 s.
+    for (let i = 0; i < 2; i++) {
+      const again = runAsync(FSPOOL, args);
+      started.push(again.pid);
+      await waitFor('the watch to say so', () => /the failing job is tried again in \d+s \(failure 1 in a row, journaled\)/.test(again.stderr()), 20_000);
+      await sleep(1000);
+      process.kill(again.pid, 'SIGTERM');
+      const r = await again.done;
+      expect(r.code, r.stderr).toBe(143);
+      expect(Number(/tried again in (\d+)s/.exec(r.stderr)![1])).toBeLessThanOrEqual(30);
+    }
+    expect(fileLines(tries)).toHaveLength(1);
+    expect(nextseqText(q)).toBe('1\n');
+  });
+
   /**
    * A watch whose receiver appends each job's seq to `log`, returned once job 1 has run: past
    * its start and waiting (a queue without jobs/ at its start is refused, rightly). `ended()`

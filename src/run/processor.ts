@@ -7,7 +7,7 @@ import type { DecodeContext } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
 import { U64_MAX } from '../packet/header.js';
 import type { FileLock } from '../queue/lock.js';
-import type { Journal } from '../queue/journal.js';
+import { FAILURES, type Journal } from '../queue/journal.js';
 import { JobIndex, readable, type Readable } from '../queue/jobIndex.js';
 import { identicalAsync, JOB_NAME, type Queue, type ScannedJob } from '../queue/queue.js';
 import { attachState, PROCESSOR_BUSY_MS, type QueueState } from '../queue/state.js';
@@ -154,7 +154,9 @@ export class QueueProcessor {
       busyMs: PROCESSOR_BUSY_MS,
       cacheHeaders: true,
       durable: true,
-      without: 'going on without it in this run: no journal (a crash is handled as fspl would), no header cache',
+      without: this.opts.watch
+        ? `going on without it until it can be used again (tried before a pass, at most every ${this.opts.rescanSeconds ?? 30}s): meanwhile no journal (a crash is handled as fspl would), no header cache`
+        : 'going on without it in this run: no journal (a crash is handled as fspl would), no header cache',
       quiet,
     });
     this.journal = this.state.journal;
@@ -424,6 +426,18 @@ export class QueueProcessor {
    * arrival or rescan. Either is reported once while it lasts, not at every look. Anything
    * else (the command cannot start) ends the watch.
    */
+  /**
+   * The due job's failures in a row and what is left of its pause, when its latest run failed
+   * and stopped the queue; none otherwise.
+   */
+  private journaledBackoff(): { failures: number; pause: number } {
+    const next = this.opts.orderBy === 'sequence' && this.journal.active ? this.queue.nextseq.readIfExists() : undefined;
+    const last = next === undefined ? undefined : this.journal.history({ seq: next }).find((r) => r.attempt > 0 && r.outcome !== 'running');
+    if (!last || last.action !== 'stop' || !FAILURES.includes(last.outcome) || last.endedAt === null) return { failures: 0, pause: 0 };
+    const failures = this.journal.failures(last.packet);
+    return { failures, pause: Math.max(0, watchBackoff(failures, this.opts.backoffSeconds) - (Date.now() - last.endedAt) / 1000) };
+  }
+
   private async watch(): Promise<number> {
     const { queue, opts, ctx } = this;
     let wake: (() => void) | undefined;
@@ -460,31 +474,43 @@ export class QueueProcessor {
       poke();
     }, ctx);
     const noSignal = ctx.stop.onSignal(() => wake?.());
-    let failedInARow = 0;
+    // A watch started again (serve reloading a changed queue, a service restarted) keeps the
+    // pause its failing due job was given: the job's failures, and when the last ended, are
+    // journaled. Else each restart would run it again at once.
+    const resumed = this.journaledBackoff();
+    let failedInARow = resumed.failures;
+    let resumePause = resumed.pause;
     let reported: string | undefined;
     try {
       for (;;) {
         woken = false;
         let pause = opts.rescanSeconds ?? 30;
         let backingOff = false;
-        try {
-          await this.retakeState();
-          await this.pass();
-          failedInARow = 0;
-          reported = undefined;
-        } catch (thrown) {
-          const e = jobsDirGone(thrown, queue.jobsDir) ? new QueueBlocked(`${queue.jobsDir} is not there (moved, or being replaced); looking again when it is back`) : thrown;
-          if (!(e instanceof JobFailed || e instanceof QueueBlocked)) throw e;
-          if (e instanceof JobFailed) {
-            failedInARow++;
-            pause = watchBackoff(failedInARow, opts.backoffSeconds);
-            backingOff = true;
+        if (resumePause > 0) {
+          pause = resumePause;
+          resumePause = 0;
+          backingOff = true;
+          ctx.log.info(`the failing job is tried again in ${Math.ceil(pause)}s (failure ${failedInARow} in a row, journaled)`);
+        } else {
+          try {
+            await this.retakeState();
+            await this.pass();
+            failedInARow = 0;
+            reported = undefined;
+          } catch (thrown) {
+            const e = jobsDirGone(thrown, queue.jobsDir) ? new QueueBlocked(`${queue.jobsDir} is not there (moved, or being replaced); looking again when it is back`) : thrown;
+            if (!(e instanceof JobFailed || e instanceof QueueBlocked)) throw e;
+            if (e instanceof JobFailed) {
+              failedInARow++;
+              pause = watchBackoff(failedInARow, opts.backoffSeconds);
+              backingOff = true;
+            }
+            if (e.message !== reported) {
+              ctx.log.error(`${e.message}; watching on`);
+              reported = e.message;
+            }
+            if (backingOff) ctx.log.info(`the failing job is tried again in ${pause}s (failure ${failedInARow} in a row)`);
           }
-          if (e.message !== reported) {
-            ctx.log.error(`${e.message}; watching on`);
-            reported = e.message;
-          }
-          if (backingOff) ctx.log.info(`the failing job is tried again in ${pause}s (failure ${failedInARow} in a row)`);
         }
         if (ctx.stop.stopping || this.spent) return 0;
         if (woken && !backingOff) continue; // something landed while the pass ran
@@ -518,7 +544,7 @@ export class QueueProcessor {
 
 /** fs.watch on a directory, or undefined (with a WARN) where it cannot be had: rescans still come. */
 function watchDir(dir: string, onName: (name: string) => void, ctx: RunContext): { close(): void } | undefined {
-  try {
+          try {
     const w = watchFs(dir, (_event, name) => {
       if (name) onName(name.toString());
     });
