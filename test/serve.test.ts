@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { encodeHeader } from '../src/packet/codec.js';
 import { lockHolder } from '../src/queue/lockHolder.js';
 import { FSPOOL, fspool, makeQueue, preparePacket, ROOT, runSync, tempDir } from './helpers/cli.js';
-import { alive, liveProcesses, nextseq, put, waitFor } from './helpers/queue.js';
+import { alive, liveProcesses, nextseq, put, sleep, waitFor } from './helpers/queue.js';
 
 /** A running `fspool serve`, its stderr readable while it runs. */
 interface Served {
@@ -475,12 +475,28 @@ describe('fspool serve: metrics', () => {
     fill(gap, 3, 2);
     const done = makeQueue(dir, 'done');
     fill(done, 2);
-    const cfg = `metrics_listen = "127.0.0.1:0"\n[defaults]\nrescan = 0.5\n[queues.gapped]\ndir = "gapped"\ncommand = ${receiver(log, 0, 'gapped')}\n[queues.done]\ndir = "done"\ncommand = ${receiver(log, 0, 'done')}\n`;
+    const failing = makeQueue(dir, 'failing');
+    fill(failing, 1);
+    const cfg =
+      `metrics_listen = "127.0.0.1:0"\n[defaults]\nrescan = 0.5\n[queues.gapped]\ndir = "gapped"\ncommand = ${receiver(log, 0, 'gapped')}\n[queues.done]\ndir = "done"\ncommand = ${receiver(log, 0, 'done')}\n` +
+      `[queues.failing]\ndir = "failing"\ncommand = ["sh", "-c", "cat >/dev/null; exit 3"]\n[queues.gone]\ndir = "gone"\ncommand = ["true"]\n`;
     const s = serve(['--config', writeConfig(dir, cfg)]);
     await waitFor('the metrics address', () => /metrics at http:\/\/127\.0\.0\.1:\d+\/metrics/.test(s.stderr()), 30_000);
     await waitFor('the jobs of done', () => nextseq(done) === '3', 30_000);
     const url = /metrics at (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(s.stderr())![1]!;
-    const text = await (await fetch(url)).text();
+    let text = '';
+    for (const end = Date.now() + 30_000; ; await sleep(200)) {
+      text = await (await fetch(url)).text();
+      if (/^fspool_queue_state\{queue="failing",state="failing"\} 1$/m.test(text)) break;
+      if (Date.now() > end) throw new Error(`timed out waiting for the failing queue to be failing:\n${text}`);
+    }
+    // The verdict, the last failure, and a queue that cannot be read: down, not missing.
+    expect(text).toMatch(/^fspool_queue_state\{queue="done",state="healthy"\} 1$/m);
+    expect(text).toMatch(/^fspool_queue_state\{queue="done",state="failing"\} 0$/m);
+    expect(text).toMatch(/^fspool_last_failure_timestamp_seconds\{queue="failing"\} \d+(\.\d+)?$/m);
+    expect(text).toMatch(/^fspool_queue_up\{queue="done"\} 1$/m);
+    expect(text).toMatch(/^fspool_queue_up\{queue="gone"\} 0$/m);
+    expect(text).not.toMatch(/fspool_queue_pending_jobs\{queue="gone"\}/);
     expect(text).toMatch(/^fspool_queue_pending_jobs\{queue="gapped"\} 3$/m);
     expect(text).toMatch(/^fspool_queue_next_seq\{queue="done"\} 3$/m);
     expect(text).toMatch(/^fspool_queue_processor_running\{queue="done"\} 1$/m);

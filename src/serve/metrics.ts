@@ -3,7 +3,9 @@
 // queue-status shows; the job counters are counted by serve from its receivers' runs.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { RunReport } from '../run/context.js';
-import type { Status } from '../queue/status.js';
+import { type Status, VERDICT_EXIT } from '../queue/status.js';
+
+const VERDICTS = Object.keys(VERDICT_EXIT) as Array<keyof typeof VERDICT_EXIT>;
 
 /** Job durations: from seconds (a small file) to a day (a large zfs receive). */
 const DURATION_BUCKETS = [1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400];
@@ -19,6 +21,9 @@ export class Metrics {
   private readonly quarantined: QueueGauge;
   private readonly running: QueueGauge;
   private readonly lastSuccess: QueueGauge;
+  private readonly lastFailure: QueueGauge;
+  private readonly up: QueueGauge;
+  private readonly state: Gauge<'queue' | 'state'>;
   private readonly jobs: Counter<'queue' | 'outcome'> | undefined;
   private readonly duration: Histogram<'queue'> | undefined;
   private readonly bytes: Counter<'queue'> | undefined;
@@ -38,6 +43,9 @@ export class Metrics {
     this.quarantined = gauge('fspool_queue_quarantined_files', 'Jobs in quarantine, waiting for a person');
     this.running = gauge('fspool_queue_processor_running', '1 while a processor (serve, queue-process, fspl) holds the queue');
     this.lastSuccess = gauge('fspool_last_success_timestamp_seconds', 'When the last successful job of the queue ended (journal), in seconds since the epoch');
+    this.lastFailure = gauge('fspool_last_failure_timestamp_seconds', 'When the last failed run of the queue ended (journal), in seconds since the epoch');
+    this.up = gauge('fspool_queue_up', '1 when the queue could be read for these metrics; 0 when not (the directory is gone, not a queue, unreadable)');
+    this.state = new Gauge({ name: 'fspool_queue_state', help: "The queue's verdict, as queue-status gives it: 1 for the one it is in", labelNames: ['queue', 'state'], registers });
     if (opts.counters) {
       this.jobs = new Counter({ name: 'fspool_jobs_total', help: 'Runs of receivers by how they ended (the outcomes of queue-history)', labelNames: ['queue', 'outcome'], registers });
       this.duration = new Histogram({ name: 'fspool_job_duration_seconds', help: 'How long runs of receivers took', labelNames: ['queue'], buckets: DURATION_BUCKETS, registers });
@@ -45,11 +53,18 @@ export class Metrics {
     }
   }
 
-  /** The gauges of these queues, from their status now; queues not named lose theirs. */
-  setStatus(statuses: Array<{ queue: string; status: Status }>, now = Date.now()): void {
-    for (const g of [this.nextSeq, this.pending, this.gap, this.unreadable, this.quarantined, this.running, this.lastSuccess]) g.reset();
+  /**
+   * The gauges of these queues, from their status now (undefined: it could not be read, and the
+   * queue is only said to be down); queues not named lose theirs.
+   */
+  setStatus(statuses: Array<{ queue: string; status: Status | undefined }>, now = Date.now()): void {
+    for (const g of [this.nextSeq, this.pending, this.gap, this.unreadable, this.quarantined, this.running, this.lastSuccess, this.lastFailure, this.up, this.state]) g.reset();
     for (const { queue, status: s } of statuses) {
       const l = { queue };
+      this.up.set(l, s ? 1 : 0);
+      if (!s) continue;
+      for (const v of VERDICTS) this.state.set({ queue, state: v }, s.verdict === v ? 1 : 0);
+      if (s.lastFailure) this.lastFailure.set(l, (s.lastFailure.endedAt ?? s.lastFailure.startedAt) / 1000);
       // An append-only queue has no next seq; a queue that never succeeded, no last success:
       // no sample rather than a made-up 0.
       if (s.nextSeq !== undefined) this.nextSeq.set(l, Number(s.nextSeq));

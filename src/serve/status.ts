@@ -13,10 +13,14 @@ export interface StatusRead {
   status: Status;
 }
 
-/** The status of the queue in `dir` now; throws when it is no queue, or cannot be read. */
-export async function readStatus(dir: string, decode: DecodeContext, stalledAfterSeconds: number): Promise<StatusRead> {
+/**
+ * The status of the queue in `dir` now; throws when it is no queue, or cannot be read. `quiet`:
+ * a state database that cannot be used was reported already. `busyMs`: how long to wait for
+ * another writer of the header cache (the wait blocks the caller's event loop).
+ */
+export async function readStatus(dir: string, decode: DecodeContext, stalledAfterSeconds: number, opts: { quiet?: boolean; busyMs?: number } = {}): Promise<StatusRead> {
   const queue = new Queue(dir).check();
-  const state = attachState(queue, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: READER_WITHOUT });
+  const state = attachState(queue, { create: true, busyMs: opts.busyMs ?? READER_BUSY_MS, cacheHeaders: true, without: READER_WITHOUT, quiet: opts.quiet });
   try {
     const jobs = await queue.scan(decode);
     return { queue, status: queueStatus(queue, jobs, state.journal, { stalledAfterSeconds }) };

@@ -15,6 +15,9 @@ import { Slots } from './slots.js';
 import { readStatus } from './status.js';
 import { os } from '../sys/lazy.js';
 
+/** How long a scrape waits for another writer of a queue's header cache. */
+const SCRAPE_BUSY_MS = 100;
+
 export interface SupervisorOptions {
   /** Read the configuration again (SIGHUP); throws with every problem when it cannot be used. */
   reload: () => ServeConfig;
@@ -34,6 +37,8 @@ export class Supervisor {
   private http: { server: Server; at: Listen; bound: Listen } | undefined;
   private metrics: Metrics | undefined;
   private scrape: Promise<string> | undefined;
+  /** Queues whose state database the last scrape could not use (said once, until it can). */
+  private readonly scrapeWithoutDb = new Set<string>();
   private reloading: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: SupervisorOptions) {
@@ -214,14 +219,20 @@ export class Supervisor {
         const read = await Promise.all(
           queues.map(async (q) => {
             try {
-              return { queue: q.name, status: (await readStatus(q.dir, q.readerDecode, Infinity)).status };
+              // A scrape runs on the supervisor's event loop: it waits briefly for a writer of the
+              // header cache (headers it could not cache are read from their files), and says a
+              // state database it cannot use once, not at every scrape.
+              const { status } = await readStatus(q.dir, q.readerDecode, Infinity, { busyMs: SCRAPE_BUSY_MS, quiet: this.scrapeWithoutDb.has(q.name) });
+              if (status.journal) this.scrapeWithoutDb.delete(q.name);
+              else this.scrapeWithoutDb.add(q.name);
+              return { queue: q.name, status };
             } catch (e) {
               this.log.debug(`[${q.name}] no status for the metrics: ${describe(e)}`);
-              return undefined;
+              return { queue: q.name, status: undefined };
             }
           }),
         );
-        this.metrics!.setStatus(read.filter((r) => r !== undefined));
+        this.metrics!.setStatus(read);
         return await this.metrics!.text();
       } finally {
         this.scrape = undefined;
