@@ -318,7 +318,7 @@ function absoluteSeqfile(seqfile: string): string {
 
 /** A new outbox: outbox.json written durably, by link so that two creators cannot both win. */
 function create(dir: string, seqfile: string): void {
-  mkdirSync(dir, { recursive: true });
+  const made = mkdirSync(dir, { recursive: true });
   const config: OutboxConfig = { version: 1, stream: crypto().randomBytes(16).toString('hex'), seqfile, created: new Date().toISOString() };
   const tmp = join(dir, `.outbox.json.${process.pid}.tmp`);
   writeSynced(tmp, `${JSON.stringify(config)}\n`);
@@ -331,6 +331,19 @@ function create(dir: string, seqfile: string): void {
   }
   for (const d of ['packets', 'acked', 'tmp']) mkdirSync(join(dir, d), { recursive: true });
   fsyncDir(dir);
+  // The new directories' names in their parents, up to the first that was there: else a power
+  // cut could lose the outbox whose packets were sent. A parent we may write but not read (a
+  // drop box) cannot be fsynced, and is left to the file system.
+  if (made !== undefined) {
+    for (let d = resolve(dir); ; d = dirname(d)) {
+      try {
+        fsyncDir(dirname(d));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EACCES') throw e;
+      }
+      if (d === resolve(made)) break;
+    }
+  }
 }
 
 /**
