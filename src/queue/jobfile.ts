@@ -1,6 +1,6 @@
 // Job files as files: opening them safely, their identity, the directory that holds them, and
 // their saved output.
-import { closeSync, constants, fstatSync, lstatSync, openSync, type Stats, unlinkSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, type Stats } from 'node:fs';
 import { describe } from '../errors.js';
 import { isUtf8 } from '../sys/argv.js';
 import { native } from '../sys/native.js';
@@ -89,22 +89,6 @@ export function openJobFile(path: string): { fd: number; stat: Stats } {
     closeSync(fd);
     throw e;
   }
-}
-
-/**
- * Create `path` (a job's saved output, jobs/NAME.out) afresh for writing, whatever was there:
- * jobs/ is writable by whoever feeds the queue, so a symlink pre-placed under that name must
- * not make a root processor write through it, and a FIFO must not hang it. The old entry is
- * removed, then the file is created exclusively, without following symlinks (read-write: the
- * journal keeps its tail).
- */
-export function createFresh(path: string, mode = 0o644): number {
-  try {
-    unlinkSync(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-  return openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
 }
 
 /**

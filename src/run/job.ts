@@ -5,7 +5,7 @@ import { describe } from '../errors.js';
 import { bytesLeft, Progress } from '../progress.js';
 import type { Header } from '../packet/header.js';
 import { execBytes, execProblem, type JobLocation, jobEnv } from '../packet/jobenv.js';
-import { createFresh } from '../queue/jobfile.js';
+import { createNew } from '../sys/durable.js';
 import { fdOffset } from '../sys/fd.js';
 import { type Delivery, deliver, type PayloadStream } from './deliver.js';
 import type { RunContext } from './context.js';
@@ -67,7 +67,7 @@ class OutputError extends Error {
 
 function output(path: string): number {
   try {
-    return createFresh(path);
+    return createNew(path, { readable: true });
   } catch (e) {
     throw new OutputError(path, e);
   }

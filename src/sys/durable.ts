@@ -17,10 +17,12 @@ export function fsyncDir(dir: string): void {
 /**
  * A new file at `path`, open for writing: whatever was there is removed first, and the file is
  * created exclusively, never opened through what a name already holds. Temp names are fixed
- * and may sit in directories that others write (a receipts folder a transport shares): a
- * symlink there would have us truncate and write its target, a FIFO would block the open.
+ * and may sit in directories that others write (a receipts folder a transport shares, jobs/
+ * for a job's saved output): a symlink there would have a root processor truncate and write its
+ * target, a FIFO would block the open. `readable`: open it read-write.
  */
-export function createNew(path: string): number {
+export function createNew(path: string, opts: { readable?: boolean } = {}): number {
+  const access = opts.readable ? constants.O_RDWR : constants.O_WRONLY;
   for (let tries = 1; ; tries++) {
     try {
       unlinkSync(path);
@@ -28,7 +30,7 @@ export function createNew(path: string): number {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
     try {
-      return openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+      return openSync(path, access | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
     } catch (e) {
       // Put back between the unlink and the open: taken away again, a few times.
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || tries >= 3) throw e;
