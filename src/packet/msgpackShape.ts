@@ -24,8 +24,9 @@
 // and the header would mean one seq to fspool and none to fspl. A field may be named by its
 // number too (serde reads key 0 of the metadata as seq), and a name may be a bin as well as a
 // str. So is a cmd_type map of other than one entry (a command type given twice), and, as
-// serde refuses it, a key of the header's own maps that is neither a name nor a number. Keys fspl does not know may repeat, as fspl lets them;
-// fspool's own fspool_stream given twice is no stream id at all.
+// serde refuses it, a key of the header's own maps that is neither a name nor a number. Keys
+// fspl does not know may repeat, as fspl lets them; fspool's own fspool_stream given twice is
+// no stream id at all.
 import { PacketError } from './header.js';
 
 /** The most MessagePack objects (arrays, maps, strings, binaries, extensions) a header's metadata may hold. */
