@@ -4,34 +4,11 @@
 // left in the wrong shape. Real users (setpriv to nobody), real files, real processes.
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FSPOOL, fspool, makeQueue, preparePacket, runSync, tempDir } from './helpers/cli.js';
+import { asNobody, FSPOOL, fspool, makeQueue, NOBODY, openDir, preparePacket, runSync, tempDir } from './helpers/cli.js';
 import { makeKey } from './helpers/keys.js';
 import { exists, jobFiles, nextseq, put, waitFor } from './helpers/queue.js';
-
-const NOBODY = 65534;
-
-/** A directory nobody can traverse to (temp directories are made 0700). */
-function openDir(): string {
-  const d = tempDir();
-  chmodSync(d, 0o755);
-  return d;
-}
-
-/**
- * fspool as user nobody. The checkout may lie where nobody cannot reach it (a clone in /root, or
- * in a 0700 temp directory), so the run sees it bind-mounted at a path nobody can traverse, in a
- * mount namespace of its own that ends with it.
- */
-function asNobody(args: string[], input?: Buffer) {
-  const at = openDir();
-  const script = 'root=$0 at=$1; shift; mount --bind "$root" "$at" && exec setpriv --reuid=$NOBODY --regid=$NOBODY --clear-groups "$at/bin/fspool" "$@"';
-  return runSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, dirname(dirname(FSPOOL)), at, ...args], {
-    input,
-    env: { PATH: process.env.PATH!, HOME: '/nonexistent', NOBODY: String(NOBODY) },
-  });
-}
 
 const packet = (seq: number, payload: string, params: string[] = []) => {
   const d = tempDir();

@@ -1,8 +1,8 @@
 // Running fspool (and the real fspl) as real processes on real temp directories.
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll } from 'vitest';
 // @ts-expect-error: a plain .mjs module shared with the benchmarks
@@ -118,3 +118,26 @@ export function preparePacket(args: string[], input?: string | Buffer, env?: Nod
   return r.stdout;
 }
 
+/** The user fspool runs as to see what another user meets. */
+export const NOBODY = 65534;
+
+/** A directory nobody can traverse to (temp directories are made 0700). */
+export function openDir(): string {
+  const d = tempDir();
+  chmodSync(d, 0o755);
+  return d;
+}
+
+/**
+ * fspool as user nobody. The checkout may lie where nobody cannot reach it (a clone in /root, or
+ * in a 0700 temp directory), so the run sees it bind-mounted at a path nobody can traverse, in a
+ * mount namespace of its own that ends with it.
+ */
+export function asNobody(args: string[], input?: Buffer) {
+  const at = openDir();
+  const script = 'root=$0 at=$1; shift; mount --bind "$root" "$at" && exec setpriv --reuid=$NOBODY --regid=$NOBODY --clear-groups "$at/bin/fspool" "$@"';
+  return runSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, dirname(dirname(FSPOOL)), at, ...args], {
+    input,
+    env: { PATH: process.env.PATH!, HOME: '/nonexistent', NOBODY: String(NOBODY) },
+  });
+}
