@@ -1,7 +1,7 @@
 // First contact with the command line: help on a real terminal, usage errors that name the
 // word at fault, shell completion, queue-status --nagios and the progress line, with real
 // processes (a pty from python3 where a terminal matters).
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FSPOOL, fspool, makeQueue, preparePacket, runSync, tempDir } from './helpers/cli.js';
@@ -187,6 +187,21 @@ describe('help text', () => {
     const r = fspool(['queue-process', '-q', q, 'sh', '--', '-h']);
     expect(r.code).toBe(0);
     expect(r.stdout.length).toBe(0);
+  });
+});
+
+describe('the manual page', () => {
+  it('shows every example as --help does, double quotes and all', () => {
+    const page = join(FSPOOL, '../../dist/fspool.1');
+    const roff = readFileSync(page, 'utf8');
+    // A double quote on a macro line groups words and is dropped: only \(dq may be there.
+    const macros = roff.split('\n').filter((l) => /^\.(B|I|SS) /.test(l));
+    expect(macros.filter((l) => l.includes('"'))).toEqual([]);
+    const text = runSync('man', ['-l', page], { env: { ...process.env, MANWIDTH: '400', MAN_KEEP_FORMATTING: '' } }).stdout.toString();
+    const examples = fspool(['status', '--help'], { env: { ...process.env, COLUMNS: '400' } }).stdout.toString();
+    const jq = /fspool status --config \S+ --json \| jq -r '[^']+'/.exec(examples)![0];
+    expect(jq).toContain('"healthy"');
+    expect(text).toContain(jq);
   });
 });
 

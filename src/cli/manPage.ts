@@ -10,11 +10,16 @@ function esc(text: string): string {
   return /^[.']/.test(body) ? `\\&${body}` : body;
 }
 
+/** Text as the argument of a macro (.B, .I, .SS), where a double quote would group words. */
+function arg(text: string): string {
+  return esc(text).replace(/"/g, '\\(dq');
+}
+
 /** `-q, --queuedir DIR` in bold, its text below. */
 function option(o: OptionHelp): string[] {
   const short = o.aliases.find((a) => a.length === 1);
   const names = `${short ? `-${short}, ` : ''}--${o.key}`;
-  return ['.TP', o.value ? `.BI "${esc(names)} " ${esc(o.value)}` : `.B ${esc(names)}`, esc(`${o.describe} ${hints(o)}`.trim())];
+  return ['.TP', o.value ? `.BI "${arg(names)} " ${arg(o.value)}` : `.B ${arg(names)}`, esc(`${o.describe} ${hints(o)}`.trim())];
 }
 
 /** A list under a bold heading, in the man(7) way: .SS for a subcommand's parts. */
@@ -24,20 +29,20 @@ function part(heading: string, lines: string[]): string[] {
 
 /** An example is a command line to copy: in bold, whole on its line; its text below. */
 function example(e: { command: string; describe: string }): string[] {
-  return ['.TP', '.nf', `.B ${esc(e.command)}`, '.fi', e.describe ? esc(e.describe) : '.br'];
+  return ['.TP', '.nf', `.B ${arg(e.command)}`, '.fi', e.describe ? esc(e.describe) : '.br'];
 }
 
 function command(c: CommandHelp): string[] {
   return [
-    `.SS ${esc(c.name)}`,
+    `.SS ${arg(c.name)}`,
     '.nf',
-    `.B ${esc(c.usage)}`,
+    `.B ${arg(c.usage)}`,
     '.fi',
     '.PP',
     esc(c.describe),
     ...part(
       'Arguments',
-      c.positionals.flatMap((p) => ['.TP', `.I ${esc(p.value ?? p.key)}`, esc(`${p.describe}${p.required ? ' [required]' : ''}`)]),
+      c.positionals.flatMap((p) => ['.TP', `.I ${arg(p.value ?? p.key)}`, esc(`${p.describe}${p.required ? ' [required]' : ''}`)]),
     ),
     ...part('Options', c.options.flatMap(option)),
     ...part('Examples', c.examples.flatMap(example)),
@@ -50,7 +55,7 @@ export function renderManPage(model: ProgramHelp, version: string): string {
     '.SH NAME',
     'fspool \\- ordered file spooler: Filespooler 1.2 compatible packets, queues and strictly sequential processing',
     '.SH SYNOPSIS',
-    `.B ${esc(model.usage)}`,
+    `.B ${arg(model.usage)}`,
     '.SH DESCRIPTION',
     esc(model.describe),
     '.PP',
