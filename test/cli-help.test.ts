@@ -233,6 +233,15 @@ describe('usage errors say what was meant', () => {
     expect(usage(['stdin-process', 'tar', 'xf', '-'])).toBe("error: unexpected argument 'xf' after the command tar; its arguments go after --: fspool stdin-process tar -- xf -");
     expect(usage(['queue-ls', '-q', 'q', 'extra'])).toBe("error: unexpected argument 'extra': fspool queue-ls takes no arguments");
   });
+
+  it('an option without its value, and a negative number yargs reads as an option, are said as such, with the way to write it', () => {
+    expect(usage(['queue-ls', '-q'])).toBe('error: option -q/--queuedir needs a value (DIR)');
+    expect(usage(['queue-ls', '--queuedir', '--json'])).toBe('error: option -q/--queuedir needs a value (DIR)');
+    expect(usage(['queue-process', '-q', 'q', '--timeout', '-5', 'true'])).toBe("error: '-5' after --timeout is read as an option, not as its value; to give it as the value, write --timeout=-5");
+    expect(usage(['queue-set-next', '-q', 'q', '-5'])).toBe("error: '-5' is read as an option; to give it as ID, put it after --: fspool queue-set-next -q q -- -5");
+    // Written so, it reaches the option's own check.
+    expect(usage(['queue-process', '-q', 'q', '--timeout=-5', 'true'])).toBe('error: invalid value "-5" for --timeout: expected seconds (a number, 0 or more)');
+  });
 });
 
 describe('completion', () => {

@@ -13,6 +13,8 @@ export function didYouMean(word: string, candidates: string[]): string | undefin
 }
 
 const isOption = (t: string) => t.length > 1 && t.startsWith('-');
+/** A negative number, which yargs reads as an option. */
+const NUMBER = /^-\d+(\.\d+)?$/;
 
 /** A word as the shell needs it, for a corrected command line to copy. */
 export function shellQuote(s: string): string {
@@ -29,6 +31,11 @@ function names(t: string): { names: string[]; inline: boolean } {
 }
 
 const find = (opts: OptionHelp[], name: string) => opts.find((o) => o.key === name || o.aliases.includes(name));
+/** `-q/--queuedir`, or `--queuedir`. */
+const both = (o: OptionHelp) => {
+  const short = o.aliases.find((a) => a.length === 1);
+  return `${short ? `-${short}/` : ''}--${o.key}`;
+};
 const spell = (name: string) => (name.length === 1 ? `-${name}` : `--${name}`);
 
 /** The subcommand a command line names (the first word that is not -l's value), and where. */
@@ -71,6 +78,9 @@ function unknownOption(args: string[], before: string[], at: number, cmd: Comman
   for (let i = 0; i < before.length; i++) {
     const t = before[i]!;
     if (i === at) continue;
+    if (NUMBER.test(t) && i > at) {
+      return `'${t}' is read as an option; to give it as ${cmd.positionals[positionals]?.value ?? 'an argument'}, put it after --: ${[SCRIPT, ...before.filter((_, j) => j !== i), '--', t].map(shellQuote).join(' ')}`;
+    }
     if (!isOption(t)) {
       if (i < at) continue;
       // A positional: for queue-process and stdin-process, the first is the command to run.
@@ -86,7 +96,13 @@ function unknownOption(args: string[], before: string[], at: number, cmd: Comman
       // -n5: the rest of a cluster is the value of an option that takes one
       if (opt.type !== 'boolean' && !t.startsWith('--') && !last) break;
       // its value is the next word, unless that looks like an option (yargs reads it as one)
-      if (opt.type !== 'boolean' && last && !o.inline && before[i + 1] !== undefined && !isOption(before[i + 1]!)) i++;
+      if (opt.type !== 'boolean' && last && !o.inline) {
+        const next = before[i + 1];
+        if (next === undefined || (isOption(next) && !NUMBER.test(next))) return `option ${both(opt)} needs a value (${opt.value ?? 'a value'})`;
+        // A negative number is read as an option: said as what it was meant to be.
+        if (NUMBER.test(next)) return `'${next}' after ${t} is read as an option, not as its value; to give it as the value, write ${t}=${next}`;
+        i++;
+      }
     }
   }
   return undefined;
