@@ -190,6 +190,19 @@ describe('help text', () => {
   });
 });
 
+describe('prepare to a terminal', () => {
+  it('writes nothing and takes no number (the packet would be lost, and the receiver wait for it); a file, a pipe or /dev/null are fine', () => {
+    const dir = tempDir();
+    const seq = join(dir, 'seq');
+    const r = onPty(80, [FSPOOL, 'prepare', '-s', seq, '-i', '/dev/null']);
+    expect(r.code).toBe(1);
+    expect(r.text).toBe('Error: stdout is a terminal, and a packet is binary: send it to a file (> p.fspl) or a pipe (| fspool queue-write -q QUEUE); nothing was written, no number was taken\n');
+    expect(existsSync(seq)).toBe(false);
+    expect(runSync('sh', ['-c', '"$0" prepare -s "$1" -i /dev/null >/dev/null && "$0" prepare -s "$1" -i /dev/null | cat >/dev/null', FSPOOL, seq]).code).toBe(0);
+    expect(readFileSync(seq, 'utf8')).toBe('3\n');
+  });
+});
+
 describe('the manual page', () => {
   it('shows every example as --help does, double quotes and all', () => {
     const page = join(FSPOOL, '../../dist/fspool.1');

@@ -4,7 +4,7 @@
 // input is opened first, the seqfile lock is held while the packet is written, and the
 // seqfile advances (durably) only after the last byte went out. A missing input file or a
 // full disk leaves no gap at the receiver.
-import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
 import { encodeHeader } from '../packet/codec.js';
 import { type CmdType, type Header, U64_MAX } from '../packet/header.js';
 import { packetId } from '../packet/identity.js';
@@ -12,6 +12,7 @@ import type { Outbox, PrepareCopy } from '../outbox/outbox.js';
 import { describe, errnoWords, FspoolError } from '../errors.js';
 import { SeqFile } from '../queue/seqfile.js';
 import { crashPoint } from '../sys/crashPoint.js';
+import { native } from '../sys/native.js';
 import { splitNul } from '../sys/argv.js';
 import { copyFd, fdChunks, writeAll } from '../sys/fd.js';
 import { allocated, collectIfDue } from '../sys/youngGc.js';
@@ -104,8 +105,29 @@ function cmdOf(opts: PrepareOptions): CmdType {
   };
 }
 
+/**
+ * Whether fd 1 is a terminal. Asked of the addon only for a character device other than
+ * /dev/null (where a benchmark or a dry run sends it), so that the usual file or pipe costs one
+ * fstat and no addon.
+ */
+function stdoutIsTerminal(): boolean {
+  let st;
+  try {
+    st = fstatSync(1);
+  } catch {
+    return false; // no fd 1: the write says so
+  }
+  if (!st.isCharacterDevice() || st.rdev === statSync('/dev/null').rdev) return false;
+  return native().isatty(1);
+}
+
 export async function prepare(opts: PrepareOptions): Promise<bigint> {
   const out = opts.outFd ?? 1;
+  // A packet on a terminal is lost (fspl writes it there all the same): and its number with it,
+  // so the receiver would wait for it for ever.
+  if (out === 1 && stdoutIsTerminal()) {
+    throw new FspoolError('stdout is a terminal, and a packet is binary: send it to a file (> p.fspl) or a pipe (| fspool queue-write -q QUEUE); nothing was written, no number was taken');
+  }
   // Everything that can fail for a reason of its own comes before taking a number: the input
   // must open and the keys must load, or a missing file would leave a gap at the receiver.
   const encoder = await makeEncoder(opts.encode ?? {});
