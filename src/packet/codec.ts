@@ -1,6 +1,6 @@
 // Encode and decode Filespooler 1.2 packet headers, byte for byte as fspl 1.2.2 does.
 // Pure functions over buffers: no I/O here (see spec/packet-format.md).
-import { Decoder, Encoder } from '@msgpack/msgpack';
+import type { Decoder, Encoder } from '@msgpack/msgpack';
 import { crc32 } from './crc32.js';
 import { checkShape } from './msgpackShape.js';
 import { type CmdType, type Header, I64_MAX, I64_MIN, PacketError, U64_MAX } from './header.js';
@@ -19,9 +19,19 @@ export const PREFIX_LEN = 30;
  */
 export const MAX_METADATA_LEN = 16 * 1024 * 1024;
 
-
-const encoder = new Encoder({ useBigInt64: true });
-const decoder = new Decoder({ useBigInt64: true, mapKeyConverter: mapKey });
+let coders: { encoder: Encoder; decoder: Decoder } | undefined;
+/**
+ * The MessagePack coders, made on first use: a command that reads and writes no header (cron
+ * polling an empty queue) does not load the library. In the bundle it is required here, so
+ * evaluated then; from source (vitest), it is node_modules'.
+ */
+function msgpack(): { encoder: Encoder; decoder: Decoder } {
+  if (!coders) {
+    const m = require('@msgpack/msgpack') as typeof import('@msgpack/msgpack');
+    coders = { encoder: new m.Encoder({ useBigInt64: true }), decoder: new m.Decoder({ useBigInt64: true, mapKeyConverter: mapKey }) };
+  }
+  return coders;
+}
 
 /**
  * The integer as @msgpack/msgpack must be given it to write the form fspl writes: a number
@@ -51,7 +61,7 @@ function encodeCmd(cmd: CmdType): unknown {
 /** The whole header: 30-byte prefix, then the MessagePack metadata. The payload follows it. */
 export function encodeHeader(h: Header): Buffer {
   checkHeader(h);
-  const meta = encoder.encode({
+  const meta = msgpack().encoder.encode({
     seq: compactInt(h.seq),
     ctime: [compactInt(h.ctimeSecs), h.ctimeNanos],
     cmd_type: encodeCmd(h.cmd),
@@ -110,7 +120,7 @@ export function parseMetadata(meta: Uint8Array, expectedCrc: number): Header {
   const shape = checkShape(meta);
   let value: unknown;
   try {
-    value = decoder.decode(meta);
+    value = msgpack().decoder.decode(meta);
   } catch (e) {
     // fspl ignores spare bytes after the map inside L: then take the first object only.
     value = firstObject(meta, e);
@@ -125,7 +135,7 @@ function firstObject(meta: Uint8Array, whole: unknown): unknown {
   if (!(whole instanceof RangeError && /^Extra /.test(whole.message))) {
     throw new PacketError(`metadata is not valid MessagePack: ${(whole as Error).message}`);
   }
-  const first = decoder.decodeMulti(meta).next();
+  const first = msgpack().decoder.decodeMulti(meta).next();
   if (first.done) throw new PacketError('empty metadata');
   return first.value;
 }
