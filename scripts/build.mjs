@@ -29,14 +29,16 @@ const options = {
   alias: { bindings: './src/sys/bindings.cjs' },
   logLevel: 'warning',
   define: {
-    'import.meta.url': 'import_meta_url',
+    'import.meta.url': 'import_meta.url',
     FSPOOL_VERSION: JSON.stringify(version),
     FSPOOL_LICENSE: JSON.stringify(license),
     // yargs reads process.stdout.columns when it is imported, which creates the stdout
     // stream; fspool writes fd 1 directly and must not touch process.stdout at all.
     'process.stdout.columns': 'undefined',
   },
-  banner: { js: "const import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
+  // import.meta.url, asked for only where an addon or a module is found: a URL made at every
+  // start would cost every command for the few that load one.
+  banner: { js: "const import_meta = { get url() { return require('node:url').pathToFileURL(__filename).href; } };" },
 };
 const result = await build({ ...options, write: false, metafile: true, entryPoints: ['src/cli/entry.ts'] });
 // The decode worker the CLI starts (src/codec/decodeThread.ts), bundled on its own: a thread
