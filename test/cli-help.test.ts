@@ -383,7 +383,7 @@ describe('progress before the command starts', () => {
 });
 
 describe('errors say what they are about', () => {
-  it('-i DIR, a seqfile in a missing directory, a gzip file given as a packet', () => {
+  it('-i DIR, a seqfile in a missing directory, a gzip file given as a packet, -q a file or a missing directory', () => {
     const dir = tempDir();
     const i = fspool(['prepare', '-s', '-', '-i', dir]);
     expect(i.code).toBe(1);
@@ -401,6 +401,13 @@ describe('errors say what they are about', () => {
     expect(fspool(['queue-ls', '-q', q, '-d', 'gzip -dc']).stdout.toString()).toMatch(/fspl-gz\.fspl/);
     const zst = runSync('zstd', ['-q', '-c'], { input: 'not a packet at all' }).stdout;
     expect(fspool(['stdin-info'], { input: zst }).stderr).toBe('Error: not a filespooler packet after zstd (bad magic: the zstd data holds something else)\n');
+
+    // -q: a file, a directory that is not there, a directory that is not a queue
+    const file = join(dir, 'afile');
+    writeFileSync(file, '');
+    expect(fspool(['queue-ls', '-q', file]).stderr).toBe(`Error: ${file} is a file, not a queue directory; give -q the queue's directory\n`);
+    expect(fspool(['queue-ls', '-q', join(dir, 'none')]).stderr).toBe(`Error: ${join(dir, 'none')} is not a queue (no such directory); create one with queue-init\n`);
+    expect(fspool(['queue-ls', '-q', dir]).stderr).toBe(`Error: ${dir} is not a queue (no jobs/ directory); create one with queue-init\n`);
   });
 
   it('a receiver command that cannot be run stops queue-process before any job, on an empty queue too; the job stays', () => {

@@ -239,7 +239,12 @@ export class Queue {
     } catch {
       ok = false;
     }
-    if (!ok) throw new FspoolError(`${this.dir} is not a queue (no jobs/ directory); create one with queue-init`);
+    if (!ok) {
+      const st = statSync(this.dir, { throwIfNoEntry: false });
+      if (st && !st.isDirectory()) throw new FspoolError(`${this.dir} is a file, not a queue directory; give -q the queue's directory`);
+      if (!st) throw new FspoolError(`${this.dir} is not a queue (no such directory); create one with queue-init`);
+      throw new FspoolError(`${this.dir} is not a queue (no jobs/ directory); create one with queue-init`);
+    }
     return this;
   }
 
