@@ -311,6 +311,11 @@ describe('queue-status --nagios', () => {
     const bad = fspool(['queue-status', '-q', q, '--nagios', '--stalled-after', 'soon']);
     expect(bad.code).toBe(3);
     expect(bad.stdout.toString()).toMatch(/^FSPOOL UNKNOWN - invalid value "soon" for --stalled-after/);
+    const two = fspool(['queue-status', '-q', q, '--nagios', '--json']);
+    expect(two.code).toBe(3);
+    expect(two.stdout.toString()).toBe('FSPOOL UNKNOWN - --json and --nagios are different outputs: give one\n');
+    const json = fspool(['queue-status', '-q', q, '--json', '--prometheus']);
+    expect([json.code, json.stderr.split('\n')[0]]).toEqual([2, 'error: --json and --prometheus are different outputs: give one']);
     // without --nagios, the exit statuses stay fspool's
     expect(fspool(['queue-status', '-q', q]).code).toBe(4);
   });

@@ -173,8 +173,9 @@ export const queueStatusCmd: Subcommand<StatusArgs> = {
       .example('$0 queue-status -q /var/spool/q --prometheus > q.prom.tmp && mv q.prom.tmp /var/lib/node_exporter/q.prom', "for node_exporter's textfile collector") as never,
   handler: async (a) => {
     try {
+      const outputs = (['json', 'nagios', 'prometheus'] as const).filter((o) => a[o]);
+      if (outputs.length > 1) throw new UsageError(`${outputs.map((o) => `--${o}`).join(' and ')} are different outputs: give one`);
       const { queue: q, status: s } = await readStatus(a.queuedir, decodeContext(a), a['stalled-after']);
-      if (a.prometheus && (a.json || a.nagios)) throw new UsageError(`--prometheus and --${a.json ? 'json' : 'nagios'} are two different outputs: give one`);
       if (a.prometheus) {
         const { Metrics } = await import('../../serve/metrics.js');
         const metrics = new Metrics({ counters: false });
