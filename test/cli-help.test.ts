@@ -42,7 +42,7 @@ describe('help on a terminal', () => {
     expect(SUBCOMMANDS.length).toBeGreaterThanOrEqual(25);
   });
 
-  it.each([80, 200])('at %i columns: lines fit (at most 120 wide), words are whole, examples stay one line each', (cols) => {
+  it.each([80, 200])('at %i columns: lines fit (at most 120 wide), words are whole, examples too', (cols) => {
     const limit = Math.min(cols, 120);
     let widest = 0;
     // One terminal session for all of them: the program's help, then each subcommand's.
@@ -55,7 +55,7 @@ describe('help on a terminal', () => {
       for (const e of examples) expect(e, `${sub}: an example is a whole command line`).toMatch(/fspool /);
       for (const line of r.text.split('\n')) {
         widest = Math.max(widest, line.length);
-        if (!examples.includes(line)) expect(line.length, `${sub}: "${line}"`).toBeLessThanOrEqual(limit);
+        expect(line.length, `${sub}: "${line}"`).toBeLessThanOrEqual(limit);
         // a hint glued to the word before it, as yargs' layout did ("the run[boolean]")
         expect(line, `${sub}: "${line}"`).not.toMatch(/\w\[(boolean|string|number|required|default)/);
       }
@@ -65,11 +65,31 @@ describe('help on a terminal', () => {
     else expect(widest).toBeGreaterThan(60);
   });
 
-  it('no example is cut, whatever the width: the one-line commands of the source appear whole', () => {
+  it('a long example goes on over lines ending in \\, broken where a shell reads it as one command: pasted, it runs as written', () => {
     const r = onPty(80, [FSPOOL, 'queue-process', '--help']);
-    expect(r.text).toContain("\n  fspool queue-process -q q -d 'zstd -dc' --on-error delete sh -- -c 'tar xf - -C /srv'\n");
-    expect(r.text).toContain('\n  fspool queue-process -q q --retries 3 --backoff 60 --on-error quarantine ./apply\n      try 4 times, then set the job aside\n');
+    expect(r.text).toContain("\n  fspool queue-process -q q -d 'zstd -dc' --on-error delete sh -- -c \\\n    'tar xf - -C /srv'\n");
+    expect(r.text).toContain('\n  fspool queue-process -q q --retries 3 --backoff 60 --on-error quarantine \\\n    ./apply\n      try 4 times, then set the job aside\n');
     expect(r.text).toContain('contrib/systemd/fspool-watch.service');
+    // Every subcommand's: each wrapped example, pasted into a shell, is the one-line command.
+    const texts = helpOnPty(80);
+    let wrapped = 0;
+    for (const [i, sub] of ['', ...SUBCOMMANDS].entries()) {
+      const at = texts[i]!.indexOf('\nExamples:\n');
+      if (at < 0) continue;
+      const wide = fspool([...(sub ? [sub] : []), '--help'], { env: { ...process.env, COLUMNS: '400' } }).stdout.toString();
+      const whole = examplesOf(wide);
+      const pasted = texts[i]!.slice(at).replace(/ \\\n {4}/g, ' ');
+      expect(examplesOf(pasted), sub).toEqual(whole);
+      // Broken outside quotes and parentheses: the lines parse (bash -n: read, never run).
+      for (const m of texts[i]!.slice(at).matchAll(/^ {2}\S.* \\\n(?: {4}.* \\\n)* {4}.*$/gm)) {
+        wrapped++;
+        const parsed = runSync('bash', ['-n', '-c', m[0]]);
+        expect(parsed.code, `${m[0]}\n${parsed.stderr}`).toBe(0);
+        // No break inside quotes (there a backslash and newline would be part of the word).
+        for (const line of m[0].split('\n')) for (const q of ["'", '"']) expect(line.split(q).length % 2, `${q} in ${line}`).toBe(1);
+      }
+    }
+    expect(wrapped).toBeGreaterThan(5);
   });
 
   it('descriptions wrap between words: every option description is there with its words whole', () => {

@@ -1,8 +1,8 @@
 // Help text, from the definitions yargs parses with: each subcommand's builder is run on a
 // recorder that keeps what it declares (options, positionals, examples), and the text is laid
 // out here. yargs' own layout cannot use the terminal's width without process.stdout (which
-// fspool never creates, spec/processing.md), wraps examples in the middle of a command line,
-// and shows neither value names nor required options in usage lines.
+// fspool never creates, spec/processing.md), breaks examples where a shell would not read them
+// as one command, and shows neither value names nor required options in usage lines.
 //
 // The same model (helpModel) is what a man page is generated from.
 import wrapAnsi from 'wrap-ansi';
@@ -156,11 +156,46 @@ const optionRows = (opts: OptionHelp[]): Array<[string, string]> =>
     return [left, `${o.describe} ${hints(o)}`.trim()];
   });
 
-/** Examples stay whole, one command per line whatever the width, their descriptions below. */
+/** The words of a shell command line: split at blanks outside quotes and parentheses. */
+function shellWords(command: string): string[] {
+  const words: string[] = [];
+  let word = '';
+  let quote: string | undefined;
+  let depth = 0;
+  for (const ch of command) {
+    if (quote) {
+      if (ch === quote) quote = undefined;
+    } else if (ch === "'" || ch === '"') {
+      quote = ch;
+    } else if (ch === '(' || ch === ')') {
+      depth += ch === '(' ? 1 : -1;
+    } else if (ch === ' ' && depth === 0) {
+      if (word) words.push(word);
+      word = '';
+      continue;
+    }
+    word += ch;
+  }
+  if (word) words.push(word);
+  return words;
+}
+
+/**
+ * Examples, their descriptions below. A command too long for the width goes on over lines that
+ * end in ` \`, broken between words as a shell reads them: pasted whole, it runs as written.
+ */
 function examples(list: Example[], width: number): string[] {
   const out: string[] = [];
   for (const e of list) {
-    out.push(`  ${e.command}`);
+    let line = '';
+    for (const w of shellWords(e.command)) {
+      if (line === '') line = `  ${w}`;
+      else if (line.length + 1 + w.length + 2 > width) {
+        out.push(`${line} \\`);
+        line = `    ${w}`;
+      } else line += ` ${w}`;
+    }
+    out.push(line);
     if (e.describe) out.push(...wrap(e.describe, width, 6));
   }
   return out;
