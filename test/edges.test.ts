@@ -119,6 +119,29 @@ describe('a monitoring user kept out', () => {
   });
 });
 
+describe('a sender or a reader without the rights it needs', () => {
+  it('is told in one line which file or directory, whose it is, and what to do: queue-write, queue-set-next, prepare, queue-ls', () => {
+    const dir = openDir();
+    const q = makeQueue(dir);
+    const pkt = packet(1, 'one');
+    const w = asNobody(['queue-write', '-q', q], pkt);
+    expect(w.code).toBe(1);
+    expect(w.stderr).toBe(`Error: cannot queue a packet: ${q}/jobs (owned by uid 0, mode 0755) is not writable by uid ${NOBODY}; write as the queue's owner, or make jobs/ writable for this user; nothing was queued\n`);
+    const n = asNobody(['queue-set-next', '-q', q, '5']);
+    expect(n.code).toBe(1);
+    expect(n.stderr).toBe(`Error: queue ${q}: cannot open lock file ${q}/nextseq.lock: permission denied (EACCES) (${q}/nextseq.lock: owned by uid 0, mode 0644); run as its owner, or let uid ${NOBODY} open it\n`);
+    const p = asNobody(['prepare', '-s', join(dir, 'seq'), '-i', '/dev/null']);
+    expect(p.code).toBe(1);
+    expect(p.stderr).toBe(`Error: sequence file ${join(dir, 'seq')}: cannot create lock file ${join(dir, 'seq')}.lock: permission denied (EACCES) (${dir}: owned by uid 0, mode 0755); run as its owner, or let uid ${NOBODY} write it\n`);
+    chmodSync(join(q, 'jobs'), 0o700);
+    const l = asNobody(['queue-ls', '-q', q]);
+    expect(l.code).toBe(1);
+    expect(l.stderr).toBe(`Error: cannot read ${q}/jobs: permission denied (EACCES) (owned by uid 0, mode 0700); run as the queue's owner, or let uid ${NOBODY} read it\n`);
+    expect(nextseq(q)).toBe('1');
+    expect(existsSync(join(dir, 'seq'))).toBe(false);
+  });
+});
+
 describe('queue-status tells the truth', () => {
   const status = (q: string) => {
     const r = fspool(['queue-status', '-q', q, '--json']);

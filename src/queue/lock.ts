@@ -1,8 +1,9 @@
 // The processing lock: flock(2) on `<seqfile>.lock`, exactly as fspl takes it, so that fspool
 // and fspl exclude each other. Why flock and how: spec/locking.md.
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { FspoolError } from '../errors.js';
+import { errnoWords, FspoolError } from '../errors.js';
+import { ownerAndMode, who } from '../sys/access.js';
 import { native } from '../sys/native.js';
 
 export class FileLock {
@@ -28,6 +29,12 @@ export class FileLock {
         throw new FspoolError(`${opts.what}: directory ${dir} does not exist; create it first (mkdir -p ${dir})`);
       }
       if (code === 'ENOENT') throw new FspoolError(`${opts.what}: lock file ${path} does not exist; create it (touch ${path}), as queue-init does`);
+      if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+        // The lock file itself, or (to be made) its directory.
+        const there = existsSync(path) ? path : dirname(path);
+        const fix = code === 'EROFS' ? 'it is on a read-only file system' : `run as its owner, or let ${who()} ${there === path ? 'open' : 'write'} it`;
+        throw new FspoolError(`${opts.what}: cannot ${there === path ? 'open' : 'create'} lock file ${path}: ${errnoWords(e)} (${there}: ${ownerAndMode(there)}); ${fix}`);
+      }
       throw e;
     }
     const sys = native();

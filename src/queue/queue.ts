@@ -6,11 +6,12 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, rename
 import { dirname, join } from 'node:path';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { KeyFileError } from '../codec/keys.js';
-import { describe, FspoolError } from '../errors.js';
+import { describe, errnoWords, FspoolError } from '../errors.js';
 import { log } from '../log.js';
 import { bytesLeft, Progress } from '../progress.js';
 import { randomUUID } from '../sys/lazy.js';
 import type { Header } from '../packet/header.js';
+import { ownerAndMode, READ_ONLY, who, writable } from '../sys/access.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { fsyncDir } from '../sys/durable.js';
 import { copyFd } from '../sys/fd.js';
@@ -274,7 +275,13 @@ export class Queue {
    * silently dropped.
    */
   jobDir(): JobDir {
-    const dir = readJobDir(this.jobsDir);
+    let dir: JobDir;
+    try {
+      dir = readJobDir(this.jobsDir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EACCES') throw e;
+      throw new FspoolError(`cannot read ${this.jobsDir}: ${errnoWords(e)} (${ownerAndMode(this.jobsDir)}); run as the queue's owner, or let ${who()} read it`);
+    }
     for (const shown of dir.unnamed) log.warn(`job file ${this.jobsDir}/${shown} has a name that is not valid UTF-8; fspool cannot open it: rename it`);
     return dir;
   }
@@ -443,7 +450,16 @@ export class Queue {
     const uuid = randomUUID();
     const name = `fspl-${uuid}.fspl`;
     const tmpPath = this.jobPath(`tmp-fspl-${uuid}.fspl.tmp`);
-    const fd = openSync(tmpPath, 'wx', 0o644);
+    let fd: number;
+    try {
+      fd = openSync(tmpPath, 'wx', 0o644);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const problem = code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? writable(this.jobsDir) : undefined;
+      if (!problem) throw e;
+      const fix = problem.includes(READ_ONLY) ? 'mount it read-write' : "write as the queue's owner, or make jobs/ writable for this user";
+      throw new FspoolError(`cannot queue a packet: ${problem}; ${fix}; nothing was queued`);
+    }
     let open = true;
     let published = false;
     return {

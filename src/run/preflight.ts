@@ -4,14 +4,14 @@
 // writes (nextseq, the job files' directory, the quarantine) and that its command can be run,
 // and before each job that the queue's file system has room; the staged nextseq (written before
 // the job starts) proves the rest. Each failure says what to fix in one line, and nothing runs.
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { FspoolError } from '../errors.js';
 import type { Queue } from '../queue/queue.js';
 import { quarantineDir } from '../queue/quarantine.js';
 import { lackOfSpace as lackOfRoom } from '../queue/room.js';
 import { stateDir } from '../queue/stateDb.js';
-import { accessProblem } from '../sys/access.js';
+import { accessProblem, READ_ONLY, writable } from '../sys/access.js';
 
 interface WhatCommits {
   /** Job files are deleted after success or --on-error delete. */
@@ -20,32 +20,6 @@ interface WhatCommits {
   savesOutput: boolean;
   /** --on-error quarantine moves job files to QUEUE/fspool/quarantine/. */
   quarantines: boolean;
-}
-
-function who(): string {
-  return `uid ${process.geteuid?.() ?? '?'}`;
-}
-
-function describeDir(dir: string): string {
-  try {
-    const s = statSync(dir);
-    return `owned by uid ${s.uid}, mode ${(s.mode & 0o7777).toString(8).padStart(4, '0')}`;
-  } catch {
-    return 'not readable';
-  }
-}
-
-const READ_ONLY = 'is on a read-only file system';
-
-function writable(dir: string): string | undefined {
-  try {
-    accessSync(dir, constants.W_OK);
-    return undefined;
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EROFS') return `${dir} ${READ_ONLY}`;
-    return `${dir} (${describeDir(dir)}) is not writable by ${who()}`;
-  }
 }
 
 /**
