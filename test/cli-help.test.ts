@@ -272,6 +272,7 @@ describe('usage errors say what was meant', () => {
     expect(usage(['queue-ls', '--queuedir', '--json'])).toBe('error: option -q/--queuedir needs a value (DIR)');
     expect(usage(['queue-process', '-q', 'q', '--timeout', '-5', 'true'])).toBe("error: '-5' after --timeout is read as an option, not as its value; to give it as the value, write --timeout=-5");
     expect(usage(['queue-set-next', '-q', 'q', '-5'])).toBe("error: '-5' is read as an option; to give it as ID, put it after --: fspool queue-set-next -q q -- -5");
+    expect(usage(['queue-ls', '-q', 'q', '--json=yes'])).toBe('error: option --json takes no value (it is a switch): write --json alone');
     // Written so, it reaches the option's own check.
     expect(usage(['queue-process', '-q', 'q', '--timeout=-5', 'true'])).toBe('error: invalid value "-5" for --timeout: expected seconds (a number, 0 or more)');
   });

@@ -93,6 +93,7 @@ function unknownOption(args: string[], before: string[], at: number, cmd: Comman
       const opt = find(known, n);
       if (!opt) return unknown(args, t, n, commandAt, cmd, known);
       const last = k === o.names.length - 1;
+      if (opt.type === 'boolean' && o.inline) return `option ${both(opt)} takes no value (it is a switch): write ${spell(n)} alone`;
       // -n5: the rest of a cluster is the value of an option that takes one
       if (opt.type !== 'boolean' && !t.startsWith('--') && !last) break;
       // its value is the next word, unless that looks like an option (yargs reads it as one)
