@@ -297,6 +297,14 @@ describe('completion', () => {
     expect(complete('-l', '')).toEqual(['trace', 'debug', 'info', 'warn', 'error']);
     expect(complete('help', 'queue-l')).toEqual(['queue-ls']);
   });
+
+  it('prints the script; a shell named after it is refused, not answered with bash\'s script', () => {
+    expect(fspool(['completion']).stdout.toString()).toMatch(/^###-begin-fspool-completions-###/);
+    const fish = fspool(['completion', 'fish']);
+    expect(fish.code).toBe(2);
+    expect(fish.stdout.length).toBe(0);
+    expect(fish.stderr.split('\n')[0]).toBe("error: completion takes no arguments ('fish'): it prints a script for bash, or zsh when $SHELL is zsh");
+  });
 });
 
 describe('queue-status --nagios', () => {

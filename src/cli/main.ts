@@ -223,6 +223,10 @@ export async function main(given: string[]): Promise<void> {
   try {
     refuseNonUtf8(given);
     if (!completing) args = splitShortValues(given, COMMANDS as Subcommand<any>[], GLOBALS);
+    // yargs' own completion command takes any words after it and prints its script regardless.
+    const at = args.indexOf('completion');
+    const extra = at >= 0 && !completing && args.slice(0, at).every((a) => a.startsWith('-')) ? args.slice(at + 1).find((a) => !a.startsWith('-')) : undefined;
+    if (extra !== undefined) throw new UsageError(`completion takes no arguments ('${extra}'): it prints a script for bash, or zsh when $SHELL is zsh`);
     if (helpAsked(args) && !completing) {
       const model = await helpModel();
       const { subcommandOf, unknownSubcommand } = await import('./suggest.js');
