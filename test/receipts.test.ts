@@ -325,7 +325,16 @@ describe('outbox-apply', () => {
   it('a state.json of another shape (edited, damaged) is no state: one WARN, and status, resend and apply go on; apply replaces it', () => {
     const s = side();
     send(s, 'p1');
-    const wrong = ['{"version":1}', '{"version":1,"receipt":{"held_end":"xyz"}}', '[]'];
+    const q0 = makeQueue(tempDir());
+    expect(apply(s, ok(['queue-receipt', '-q', q0]).stdout).code).toBe(0);
+    const good = JSON.parse(readFileSync(join(s.ob, 'state.json'), 'utf8')) as Record<string, unknown>;
+    const wrong = [
+      '{"version":1}',
+      '{"version":1,"receipt":{"held_end":"xyz"}}',
+      '[]',
+      JSON.stringify({ ...good, last_apply: {} }),
+      JSON.stringify({ ...good, failures: [{ seq: '1', packet: 'x' }] }),
+    ];
     for (const text of wrong) {
       writeFileSync(join(s.ob, 'state.json'), text);
       const st = fspool(['outbox-status', '--outbox', s.ob]);
@@ -493,6 +502,13 @@ describe('signed receipts', () => {
 });
 
 describe('the outbox', () => {
+  it('is made wherever its path leads, through .. too (its new directories fsynced into their parents)', () => {
+    const dir = tempDir();
+    const r = fspool(['prepare-nop', '-s', join(dir, 'seq'), '--outbox', join(dir, 'nx/../ob/o')], { timeoutMs: 20_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(join(dir, 'ob/o/outbox.json'))).toBe(true);
+  });
+
   it('belongs to one seqfile; -s - and a seqfile set back are refused; enqueue and prepare-nop take it too', () => {
     const s = side();
     send(s, 'p1');
@@ -592,6 +608,15 @@ describe('folders others write: what is planted at the names receipts and re-sen
       expect(lstatSync(join(out, n)).isFile(), n).toBe(true);
       expect(readFileSync(join(out, n)), n).toEqual(p[byPayload(n)]);
     }
+    // A directory under a packet's name cannot be replaced: that one is reported, the other sent.
+    const third = join(s.dir, 'third');
+    mkdirSync(join(third, names[0]!, 'sub'), { recursive: true });
+    const r = fspool(['outbox-resend', '--outbox', s.ob, '--to-dir', third]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${join(third, names[0]!)} is a directory, which the packet cannot replace; remove it`);
+    expect(r.stderr).toMatch(/1 of 2 packet\(s\) could not be re-sent/);
+    expect(readdirSync(third).sort()).toEqual(names);
+    expect(readFileSync(join(third, names[1]!))).toEqual(p[byPayload(names[1]!)]);
   });
 });
 

@@ -109,8 +109,20 @@ function isState(s: unknown): s is OutboxState {
     isRanges(s.held) &&
     isRanges(s.passed) &&
     isRanges(s.conflicts) &&
+    Number.isFinite(s.last_apply.at) &&
+    Number.isFinite(s.last_apply.acknowledged) &&
     Array.isArray(s.failures) &&
-    s.failures.every((f) => isObject(f) && typeof f.seq === 'string' && SEQ_TEXT.test(f.seq) && typeof f.packet === 'string')
+    s.failures.every(
+      (f) =>
+        isObject(f) &&
+        typeof f.seq === 'string' &&
+        SEQ_TEXT.test(f.seq) &&
+        typeof f.packet === 'string' &&
+        typeof f.outcome === 'string' &&
+        typeof f.action === 'string' &&
+        (f.exit_code === null || Number.isInteger(f.exit_code)) &&
+        Number.isFinite(f.ended_at),
+    )
   );
 }
 
@@ -318,7 +330,8 @@ function absoluteSeqfile(seqfile: string): string {
 
 /** A new outbox: outbox.json written durably, by link so that two creators cannot both win. */
 function create(dir: string, seqfile: string): void {
-  const made = mkdirSync(dir, { recursive: true });
+  // Resolved first: `a/../b` would make `a`, which is not on the way up from the outbox.
+  const made = mkdirSync(resolve(dir), { recursive: true });
   const config: OutboxConfig = { version: 1, stream: crypto().randomBytes(16).toString('hex'), seqfile, created: new Date().toISOString() };
   const tmp = join(dir, `.outbox.json.${process.pid}.tmp`);
   writeSynced(tmp, `${JSON.stringify(config)}\n`);
@@ -335,13 +348,13 @@ function create(dir: string, seqfile: string): void {
   // cut could lose the outbox whose packets were sent. A parent we may write but not read (a
   // drop box) cannot be fsynced, and is left to the file system.
   if (made !== undefined) {
-    for (let d = resolve(dir); ; d = dirname(d)) {
+    for (let d = resolve(dir); d !== dirname(d); d = dirname(d)) {
       try {
         fsyncDir(dirname(d));
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EACCES') throw e;
       }
-      if (d === resolve(made)) break;
+      if (d === made) break;
     }
   }
 }

@@ -69,7 +69,12 @@ export async function resend(outbox: Outbox, opts: ResendOptions): Promise<{ sen
     try {
       if (!fstatSync(fd).isFile()) throw new FspoolError(`${outbox.packetPath(e)} is not a regular file: it is not the packet prepare kept; nothing more was re-sent`);
       if (opts.toDir !== undefined) {
-        if (intoDir(opts.toDir, e, fd)) sent++;
+        const r = intoDir(opts.toDir, e, fd);
+        if (r === 'sent') sent++;
+        else if (r !== 'there') {
+          failed.push(`seq ${e.seq}: ${r}`);
+          log.error(`re-sending seq ${e.seq}: ${r}`);
+        }
       } else {
         const r = await runShell(opts.exec!, fd, { FSPOOL_SEQ: String(e.seq), FSPOOL_PACKET: e.id, FSPOOL_STREAM: outbox.stream });
         const why = shellFailure(r);
@@ -93,16 +98,19 @@ export async function resend(outbox: Outbox, opts: ResendOptions): Promise<{ sen
  * Into a directory as a synced folder wants it: a temp name that is not a job name, fsync,
  * rename to `fspl-ID.fspl`, fsync the directory. A regular file of that name and size already
  * there is this packet, not yet taken away: it is not written again. Anything else under the
- * name (a symlink, an empty file: the directory may be shared) is replaced.
+ * name (a symlink, an empty file: the directory may be shared) is replaced, but a directory:
+ * that packet is not sent (said, and the others go on). Returns what became of it, or why not.
  */
-function intoDir(dir: string, e: Entry, fd: number): boolean {
+function intoDir(dir: string, e: Entry, fd: number): 'sent' | 'there' | string {
   const name = `fspl-${e.id}.fspl`;
   const dest = join(dir, name);
   const there = lstatSync(dest, { throwIfNoEntry: false });
   if (there?.isFile() && there.size === fstatSync(fd).size) {
     log.info(`seq ${e.seq}: ${dest} is there already`);
-    return false;
+    return 'there';
   }
+  // A directory cannot be renamed over: this packet waits for a person (the others go on).
+  if (there?.isDirectory()) return `${dest} is a directory, which the packet cannot replace; remove it`;
   const tmp = join(dir, `.${name}.tmp`);
   let out: number;
   try {
@@ -120,8 +128,13 @@ function intoDir(dir: string, e: Entry, fd: number): boolean {
   }
   closeSync(out);
   crashPoint('outbox-resend-before-rename');
-  renameSync(tmp, dest);
+  try {
+    renameSync(tmp, dest);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    return `cannot put it at ${dest}: ${describe(err)}`;
+  }
   fsyncDir(dir);
   log.info(`re-sent seq ${e.seq} as ${dest}`);
-  return true;
+  return 'sent';
 }
