@@ -174,6 +174,20 @@ describe('queue-process --watch', () => {
     expect(nextseqText(q)).toBe('1\n');
   });
 
+  it('a failure in a row is a pass that stopped at the job, not each of its --retries: a run that tried three times is one', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    put(q, plainPacket(1));
+    const fail = ['sh', '--', '-c', 'cat >/dev/null; exit 3'];
+    expect(fspool(['queue-process', '-q', q, '--retries', '2', '--backoff', '0.05', ...fail]).code).toBe(1);
+    const w = runAsync(FSPOOL, ['queue-process', '-q', q, '--watch', '--backoff', '30', ...fail]);
+    started.push(w.pid);
+    await waitFor('the watch to say so', () => /tried again in \d+s \(failure \d+ in a row, journaled\)/.test(w.stderr()), 20_000);
+    process.kill(w.pid, 'SIGTERM');
+    const r = await w.done;
+    expect(r.stderr).toMatch(/the failing job is tried again in (30|29)s \(failure 1 in a row, journaled\)/);
+  });
+
   /**
    * A watch whose receiver appends each job's seq to `log`, returned once job 1 has run: past
    * its start and waiting (a queue without jobs/ at its start is refused, rightly). `ended()`

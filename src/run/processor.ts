@@ -416,6 +416,21 @@ export class QueueProcessor {
   }
 
   /**
+   * The due job's failures in a row and what is left of its pause, when its latest run failed
+   * and stopped the queue; none otherwise. A failure in a row is a pass that stopped at it (a
+   * run journaled with the action 'stop'), as a running watch counts them: not each of its
+   * --retries.
+   */
+  private journaledBackoff(): { failures: number; pause: number } {
+    const next = this.opts.orderBy === 'sequence' && this.journal.active ? this.queue.nextseq.readIfExists() : undefined;
+    const runs = next === undefined ? [] : this.journal.history({ seq: next });
+    const last = runs.find((r) => r.attempt > 0 && r.outcome !== 'running');
+    if (!last || last.action !== 'stop' || !FAILURES.includes(last.outcome) || last.endedAt === null) return { failures: 0, pause: 0 };
+    const failures = runs.filter((r) => r.packet === last.packet && r.action === 'stop' && FAILURES.includes(r.outcome)).length;
+    return { failures, pause: Math.max(0, watchBackoff(failures, this.opts.backoffSeconds) - (Date.now() - last.endedAt) / 1000) };
+  }
+
+  /**
    * --watch: run a pass, then wait until a job file lands in jobs/ (inotify, through fs.watch),
    * the rescan interval passes (events can be missed: a full inotify queue, a network
    * filesystem), or a signal comes; and again. The lock is held throughout.
@@ -426,18 +441,6 @@ export class QueueProcessor {
    * arrival or rescan. Either is reported once while it lasts, not at every look. Anything
    * else (the command cannot start) ends the watch.
    */
-  /**
-   * The due job's failures in a row and what is left of its pause, when its latest run failed
-   * and stopped the queue; none otherwise.
-   */
-  private journaledBackoff(): { failures: number; pause: number } {
-    const next = this.opts.orderBy === 'sequence' && this.journal.active ? this.queue.nextseq.readIfExists() : undefined;
-    const last = next === undefined ? undefined : this.journal.history({ seq: next }).find((r) => r.attempt > 0 && r.outcome !== 'running');
-    if (!last || last.action !== 'stop' || !FAILURES.includes(last.outcome) || last.endedAt === null) return { failures: 0, pause: 0 };
-    const failures = this.journal.failures(last.packet);
-    return { failures, pause: Math.max(0, watchBackoff(failures, this.opts.backoffSeconds) - (Date.now() - last.endedAt) / 1000) };
-  }
-
   private async watch(): Promise<number> {
     const { queue, opts, ctx } = this;
     let wake: (() => void) | undefined;
@@ -544,7 +547,7 @@ export class QueueProcessor {
 
 /** fs.watch on a directory, or undefined (with a WARN) where it cannot be had: rescans still come. */
 function watchDir(dir: string, onName: (name: string) => void, ctx: RunContext): { close(): void } | undefined {
-          try {
+  try {
     const w = watchFs(dir, (_event, name) => {
       if (name) onName(name.toString());
     });
