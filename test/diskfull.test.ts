@@ -2,7 +2,7 @@
 // on a tiny tmpfs. Every case: exit 1, one clear line saying there is no space, nothing
 // half-committed (no job under a job name, no temp file left), no sequence number consumed.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, statfsSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, statfsSync, symlinkSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -180,6 +180,29 @@ function fill(dir: string): string {
   return path;
 }
 const freeBlocks = (dir: string) => statfsSync(dir).bfree;
+
+describe.skipIf(mountProbe !== undefined)(`a quarantine on a file system of its own ${onTmpfs}`, () => {
+  it('is filled and emptied by copies made anew: a symlink planted in jobs/ at the temp name of a release is not written through', () => {
+    const q = makeQueue(tempDir());
+    const packetBytes = run(['prepare', '-s', '-', '-i', '-'], { input: 'one\n' }).stdout;
+    put(q, packetBytes);
+    const quarantine = join(q, 'fspool', 'quarantine');
+    mkdirSync(quarantine, { recursive: true });
+    expect(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', quarantine]).status).toBe(0);
+    mounts.push(quarantine);
+    expect(run(['queue-process', '-q', q, '--on-error', 'quarantine', 'false']).code).toBe(0);
+    const [name] = readdirSync(quarantine).filter((n) => n.endsWith('.fspl'));
+    expect(readFileSync(join(quarantine, name!))).toEqual(packetBytes);
+    const victim = join(tempDir(), 'victim');
+    writeFileSync(victim, 'precious\n');
+    symlinkSync(victim, join(q, 'jobs', `.${name}.release.tmp`));
+    const r = run(['queue-quarantine', '-q', q, '--release', name!]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+    expect(lstatSync(join(q, 'jobs', name!)).isFile()).toBe(true);
+    expect(readFileSync(join(q, 'jobs', name!))).toEqual(packetBytes);
+  });
+});
 
 describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTmpfs}`, () => {
   it('queue-write of a packet bigger than the space: exit 1, no job and no temp file left, the existing job untouched', () => {

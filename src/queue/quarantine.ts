@@ -4,10 +4,10 @@
 // fsynced, hard-linked into quarantine/ (link never replaces an existing file), the folder
 // fsynced, and only then removed from jobs/, and jobs/ fsynced. A crash leaves the packet in
 // jobs/, in quarantine/, or in both (then the next run finishes the move): never in neither.
-import { closeSync, constants, copyFileSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
+import { closeSync, constants, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, FspoolError } from '../errors.js';
-import { fsyncDir, writeFileDurably } from '../sys/durable.js';
+import { copyToNew, fsyncDir, writeFileDurably } from '../sys/durable.js';
 import { JOB_NAME, type Queue } from './queue.js';
 import { giveToQueueOwner, STATE_DIR, stateDir } from './stateDb.js';
 
@@ -80,9 +80,8 @@ export function quarantineJob(queue: Queue, name: string, note: object): string 
     if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
     // quarantine/ on another file system: copy under a temp name, fsync, rename.
     const tmp = join(dir, `.${dest}.tmp`);
-    copyFileSync(src, tmp);
+    copyToNew(src, tmp);
     giveToQueueOwner(queue.dir, [tmp]);
-    fsyncFile(tmp);
     renameSync(tmp, join(dir, dest));
   }
   fsyncDir(dir);
@@ -126,9 +125,9 @@ export function releaseJob(queue: Queue, name: string): string {
     linkSync(src, dest);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+    // jobs/ is anyone's who feeds the queue: the temp file is made anew, never written through.
     const tmp = queue.jobPath(`.${name}.release.tmp`);
-    copyFileSync(src, tmp);
-    fsyncFile(tmp);
+    copyToNew(src, tmp);
     renameSync(tmp, dest);
   }
   fsyncDir(queue.jobsDir);

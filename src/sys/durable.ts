@@ -3,7 +3,7 @@
 // can bring back the old name or lose the new one.
 import { closeSync, constants, fsync, fsyncSync, openSync, renameSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { writeAll } from './fd.js';
+import { copyFd, writeAll } from './fd.js';
 
 export function fsyncDir(dir: string): void {
   const fd = openSync(dir, 'r');
@@ -35,6 +35,28 @@ export function createNew(path: string, opts: { readable?: boolean } = {}): numb
       // Put back between the unlink and the open: taken away again, a few times.
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || tries >= 3) throw e;
     }
+  }
+}
+
+/**
+ * A copy of the file `src` made anew at `dest` (see createNew) and fsynced; never read through
+ * a symlink nor waiting on a FIFO at `src`. On failure `dest` is removed.
+ */
+export function copyToNew(src: string, dest: string): void {
+  const from = openSync(src, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    const to = createNew(dest);
+    try {
+      copyFd(from, to);
+      fsyncSync(to);
+    } catch (e) {
+      closeSync(to);
+      unlinkSync(dest);
+      throw e;
+    }
+    closeSync(to);
+  } finally {
+    closeSync(from);
   }
 }
 
