@@ -423,6 +423,21 @@ export class Journal {
   }
 
   /**
+   * Of `files`, those a refusal still holds for, by name, with why: a refusal holds for the file
+   * as it was then, and one renamed over it, or written, since (a later inode change) is new.
+   */
+  stillRefused(files: Array<{ name: string; packet: string; identity?: { ctimeMs: number } }>): Map<string, string> {
+    const out = new Map<string, string>();
+    if (!this.active || files.length === 0) return out;
+    const refusals = this.refusals(files.map((f) => f.packet));
+    for (const f of files) {
+      const r = refusals.get(f.packet)?.get(f.name);
+      if (r && !(f.identity && f.identity.ctimeMs > r.at)) out.set(f.name, r.detail);
+    }
+    return out;
+  }
+
+  /**
    * Packets released from quarantine that have not run to an end since (a run that stopped at
    * them under --on-error retry leaves them released): they run once more, out of turn.
    */

@@ -48,12 +48,8 @@ export async function lookAtQueue(queue: Queue, db: StateDb | undefined, ctx: De
   // A file the processor refused (its signature missing or wrong under --require-signature) is
   // not held: its header is anyone's, and a forged copy of a signed packet would otherwise be
   // claimed as held, and the sender stop re-sending the real one. Refused until it changes.
-  const refused = db ? new Journal(db).refusals(readableJobs.map((j) => packetId(j.header))) : new Map<string, Map<string, { at: number }>>();
-  const isRefused = (j: Held) => {
-    const r = refused.get(packetId(j.header))?.get(j.name);
-    return r !== undefined && r.at >= (j.identity?.ctimeMs ?? 0);
-  };
-  const jobs = readableJobs.filter((j) => !isRefused(j));
+  const refused = new Journal(db).stillRefused(readableJobs.map((j) => ({ ...j, packet: packetId(j.header) })));
+  const jobs = readableJobs.filter((j) => !refused.has(j.name));
   const order = new Map<string, bigint>();
   // The highest seq held first, then the journal's latest runs.
   for (const j of [...jobs].sort((a, b) => (a.header.seq > b.header.seq ? -1 : 1))) {
@@ -114,8 +110,7 @@ export function receiptFor(facts: QueueFacts, db: StateDb | undefined, stream: s
         const seq = BigInt(r.seq);
         // Runs come newest first, and a queue runs its seqs upwards in sequence order: the first
         // such run below the window ends the look (a queue set back below it has run its seqs
-        // again since). A job released from quarantine runs out of turn, and a refusal is no
-        // run: those below the window are passed over.
+        // again since). A job released from quarantine runs out of turn: passed over.
         if (seq < windowStart) {
           if (r.order_by === 'sequence' && r.attempt > 0) break;
           continue;

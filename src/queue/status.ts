@@ -103,20 +103,12 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
   // Files a processor refused under --require-signature: their headers proved nothing, so they
   // are not jobs (nor due, nor ambiguous beside the genuine packet), but files to look at.
   const packets = scanned.map((j) => (j.header ? packetId(j.header) : ''));
-  const refusals = journal.active ? journal.refusals(packets.filter((p) => p)) : new Map<string, Map<string, { detail: string; at: number }>>();
+  const refused = journal.stillRefused(scanned.flatMap((j, i) => (j.header ? [{ ...j, packet: packets[i]! }] : [])));
   for (const [i, j] of scanned.entries()) {
-    if (!j.header) {
-      unreadable.push(j);
-      continue;
-    }
-    const packet = packets[i]!;
-    const refused = refusals.get(packet)?.get(j.name);
-    // The refusal holds for the file as it was then: one renamed over it, or written, since is new.
-    if (refused && !(j.identity && j.identity.ctimeMs > refused.at)) {
-      unreadable.push({ name: j.name, path: j.path, identity: j.identity, error: refused.detail, refused: true });
-    } else {
-      jobs.push({ name: j.name, path: j.path, header: j.header, packet });
-    }
+    const why = refused.get(j.name);
+    if (!j.header) unreadable.push(j);
+    else if (why !== undefined) unreadable.push({ name: j.name, path: j.path, identity: j.identity, error: why, refused: true });
+    else jobs.push({ name: j.name, path: j.path, header: j.header, packet: packets[i]! });
   }
   const bySeq = new Map<bigint, FileJob[]>();
   for (const j of jobs) bySeq.set(j.header.seq, [...(bySeq.get(j.header.seq) ?? []), j]);
