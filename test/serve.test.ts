@@ -399,6 +399,7 @@ decrypt_key = ["missing.asc"]
       ['defaults = ["x", 2]\n[queues.a]\ndir = "qa"\ncommand = ["true"]\n', [/serve.toml: defaults: expected a table \(\[defaults\]\), not an array$/]],
       ['[queues]\n', [/serve.toml: queues: no queue in it: one \[queues.NAME\] table per queue$/]],
       ['[queues.a]\ndir = ""\ncommand = ["true"]\n', [/serve.toml: queues.a.dir: an empty path$/]],
+      ['[queues.a]\ndir = "qa"\ncommand = ["true"]\non_error = ""\n', [/serve.toml: queues.a.on_error: invalid value "": must be one of delete, leave, retry, quarantine/]],
       ['[queues.a]\ndir = "qa"\ncommand = ["true"]\nrescan = nan\n', [/serve.toml: queues.a.rescan: expected a number, not number NaN$/]],
       [
         '[queues.a]\ndir = "qa"\ncommand = ["true"]\n[queues.b]\ndir = "./qa"\ncommand = ["true"]\nretries = -1\n',

@@ -75,8 +75,8 @@ function keySchema(key: string, s: Setting, base: string) {
     type as v.GenericSchema<unknown>,
     v.rawTransform(({ dataset, addIssue, NEVER }) => {
       let value = dataset.value;
-      // "" would resolve to the configuration's own directory: never what was meant.
-      if ([value].flat().includes('')) {
+      // A path of "" would resolve to the configuration's own directory: never what was meant.
+      if ((s.toml === 'path' || s.toml === 'file' || s.toml === 'files') && [value].flat().includes('')) {
         addIssue({ message: 'an empty path' });
         return NEVER;
       }
