@@ -241,7 +241,12 @@ export class Queue {
       ok = false;
     }
     if (!ok) {
-      const st = statSync(this.dir, { throwIfNoEntry: false });
+      let st;
+      try {
+        st = statSync(this.dir, { throwIfNoEntry: false });
+      } catch {
+        st = undefined; // a path through a file (afile/sub): no such directory
+      }
       if (st && !st.isDirectory()) throw new FspoolError(`${this.dir} is a file, not a queue directory; give -q the queue's directory`);
       if (!st) throw new FspoolError(`${this.dir} is not a queue (no such directory); create one with queue-init`);
       throw new FspoolError(`${this.dir} is not a queue (no jobs/ directory); create one with queue-init`);
