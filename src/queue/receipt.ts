@@ -48,7 +48,7 @@ export async function lookAtQueue(queue: Queue, db: StateDb | undefined, ctx: De
   // A file the processor refused (its signature missing or wrong under --require-signature) is
   // not held: its header is anyone's, and a forged copy of a signed packet would otherwise be
   // claimed as held, and the sender stop re-sending the real one. Refused until it changes.
-  const refused = new Journal(db).stillRefused(readableJobs.map((j) => ({ ...j, packet: packetId(j.header) })));
+  const refused = new Journal(db).stillRefused(readableJobs.map((j) => ({ name: j.name, packet: packetId(j.header), identity: j.identity })));
   const jobs = readableJobs.filter((j) => !refused.has(j.name));
   const order = new Map<string, bigint>();
   // The highest seq held first, then the journal's latest runs.

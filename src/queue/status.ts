@@ -103,7 +103,8 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
   // Files a processor refused under --require-signature: their headers proved nothing, so they
   // are not jobs (nor due, nor ambiguous beside the genuine packet), but files to look at.
   const packets = scanned.map((j) => (j.header ? packetId(j.header) : ''));
-  const refused = journal.stillRefused(scanned.flatMap((j, i) => (j.header ? [{ ...j, packet: packets[i]! }] : [])));
+  // Named field by field: a scanned job may be a view whose fields are getters, which a spread drops.
+  const refused = journal.stillRefused(scanned.flatMap((j, i) => (j.header ? [{ name: j.name, packet: packets[i]!, identity: j.identity }] : [])));
   for (const [i, j] of scanned.entries()) {
     const why = refused.get(j.name);
     if (!j.header) unreadable.push(j);
