@@ -322,7 +322,7 @@ describe('outbox-apply', () => {
     expect(bad.stderr).toMatch(/^Error: .*receipt ranges are inconsistent \(window from 0, next seq 10, held facts to 5\)/);
   });
 
-  it('a state.json of another shape (edited, damaged) is no state: one WARN, and status, resend and apply go on; apply replaces it', () => {
+  it('a state.json of another shape (edited, damaged, a FIFO) is no state: one WARN, and status, resend and apply go on; apply replaces it', () => {
     const s = side();
     send(s, 'p1');
     const q0 = makeQueue(tempDir());
@@ -345,6 +345,12 @@ describe('outbox-apply', () => {
       expect(fspool(['outbox-resend', '--outbox', s.ob, '--to-dir', out]).code, text).toBe(0);
       expect(readdirSync(out), text).toHaveLength(1);
     }
+    // A FIFO there is not waited on.
+    rmSync(join(s.ob, 'state.json'));
+    expect(runSync('mkfifo', [join(s.ob, 'state.json')]).code).toBe(0);
+    const fifo = fspool(['outbox-status', '--outbox', s.ob], { timeoutMs: 20_000 });
+    expect(fifo.code, fifo.stderr).toBe(0);
+    expect(fifo.stderr).toMatch(/WARN fspool: outbox .*: state.json cannot be read \(.*state.json is not a regular file\); the next receipt replaces it/);
     const q = makeQueue(tempDir());
     expect(apply(s, ok(['queue-receipt', '-q', q]).stdout).code).toBe(0);
     expect(fspool(['outbox-status', '--outbox', s.ob]).stderr).toBe('');

@@ -7,7 +7,7 @@
 //   OUTBOX/acked/SEQ-ID            acknowledged identities, kept while their block is open
 //   OUTBOX/tmp/                    packets being written by prepare
 //   OUTBOX/state.json              the newest receipt's facts
-import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, realpathSync, renameSync, rmSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
@@ -16,6 +16,7 @@ import { FileLock } from '../queue/lock.js';
 import { SeqFile } from '../queue/seqfile.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { fsyncDir, writeFileDurably, writeSynced } from '../sys/durable.js';
+import { readRegularFile } from '../sys/fd.js';
 import { crypto } from '../sys/lazy.js';
 
 export interface OutboxConfig {
@@ -163,7 +164,7 @@ export class Outbox {
     const path = join(dir, 'outbox.json');
     let text: string;
     try {
-      text = readFileSync(path, 'utf8');
+      text = readRegularFile(path);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new FspoolError(`${dir} is not an outbox (no outbox.json); one is made by the first prepare --outbox ${dir}`);
@@ -272,7 +273,7 @@ export class Outbox {
   readState(): OutboxState | undefined {
     let s: unknown;
     try {
-      s = JSON.parse(readFileSync(this.statePath, 'utf8'));
+      s = JSON.parse(readRegularFile(this.statePath));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       log.warn(`outbox ${this.dir}: state.json cannot be read (${describe(e)}); the next receipt replaces it`);
