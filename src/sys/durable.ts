@@ -38,33 +38,11 @@ export function createNew(path: string, opts: { readable?: boolean } = {}): numb
   }
 }
 
-/**
- * A copy of the file `src` made anew at `dest` (see createNew) and fsynced; never read through
- * a symlink nor waiting on a FIFO at `src`. On failure `dest` is removed.
- */
-export function copyToNew(src: string, dest: string): void {
-  const from = openSync(src, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  try {
-    const to = createNew(dest);
-    try {
-      copyFd(from, to);
-      fsyncSync(to);
-    } catch (e) {
-      closeSync(to);
-      unlinkSync(dest);
-      throw e;
-    }
-    closeSync(to);
-  } finally {
-    closeSync(from);
-  }
-}
-
-/** Create `path` anew (see createNew) and write `data`; returns the open fd. On failure the file is removed. */
-function createWritten(path: string, data: string | Uint8Array): number {
+/** Create `path` anew (see createNew) and `fill` it; returns the open fd. On failure the file is removed. */
+function createFilled(path: string, fill: (fd: number) => void): number {
   const fd = createNew(path);
   try {
-    writeAll(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    fill(fd);
   } catch (e) {
     closeSync(fd);
     unlinkSync(path);
@@ -73,9 +51,9 @@ function createWritten(path: string, data: string | Uint8Array): number {
   return fd;
 }
 
-/** Create `path` anew, write `data`, fsync. On failure the file is removed. */
-export function writeSynced(path: string, data: string | Uint8Array): void {
-  const fd = createWritten(path, data);
+/** Create `path` anew, `fill` it, fsync. On failure the file is removed. */
+function fillSynced(path: string, fill: (fd: number) => void): void {
+  const fd = createFilled(path, fill);
   try {
     fsyncSync(fd);
   } catch (e) {
@@ -86,6 +64,26 @@ export function writeSynced(path: string, data: string | Uint8Array): void {
   closeSync(fd);
 }
 
+const writer = (data: string | Uint8Array) => (fd: number) => writeAll(fd, typeof data === 'string' ? Buffer.from(data) : data);
+
+/** Create `path` anew, write `data`, fsync. On failure the file is removed. */
+export function writeSynced(path: string, data: string | Uint8Array): void {
+  fillSynced(path, writer(data));
+}
+
+/**
+ * A copy of the file `src` made anew at `dest` (see createNew) and fsynced; never read through
+ * a symlink nor waiting on a FIFO at `src`. On failure `dest` is removed.
+ */
+export function copyToNew(src: string, dest: string): void {
+  const from = openSync(src, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    fillSynced(dest, (to) => copyFd(from, to));
+  } finally {
+    closeSync(from);
+  }
+}
+
 /**
  * writeSynced(), with the fsync running in libuv's thread pool: the file is created and written
  * before this returns (it throws if it cannot be: no permission, no space), and the caller may
@@ -93,7 +91,7 @@ export function writeSynced(path: string, data: string | Uint8Array): void {
  * data is on disk; on failure the file is removed.
  */
 export function writeSyncedConcurrently(path: string, data: string | Uint8Array): Promise<void> {
-  const fd = createWritten(path, data);
+  const fd = createFilled(path, writer(data));
   return new Promise<void>((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve()))).then(
     () => closeSync(fd),
     (e: unknown) => {
