@@ -137,8 +137,7 @@ function missingOption(before: string[], cmd: CommandHelp): string | undefined {
   for (const t of before.filter(isOption)) for (const n of names(t).names) given.add(n);
   for (const o of cmd.options.filter((x) => x.required)) {
     if ([o.key, ...o.aliases].some((n) => given.has(n))) continue;
-    const short = o.aliases.find((a) => a.length === 1);
-    return `missing required option ${short ? `-${short}/` : ''}--${o.key} ${o.value}: ${o.describe.charAt(0).toLowerCase()}${o.describe.slice(1)}`;
+    return `missing required option ${both(o)} ${o.value}: ${o.describe.charAt(0).toLowerCase()}${o.describe.slice(1)}`;
   }
   return undefined;
 }

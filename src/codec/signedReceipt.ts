@@ -35,7 +35,7 @@ export async function openReceipt(input: Buffer, requireSignature: string[] = []
   try {
     message = (armored ? await pgp.readMessage({ armoredMessage: input.toString('utf8'), config }) : await pgp.readMessage({ binaryMessage: input, config })) as import('openpgp').Message<Uint8Array>;
   } catch (e) {
-    if (/Maximum decompressed (message )?size exceeded/.test((e as Error).message)) throw tooBig();
+    if (unpackedTooFar(e)) throw tooBig();
     throw new FspoolError(`not an fspool receipt, nor a readable OpenPGP message: ${(e as Error).message}`);
   }
   if (requireSignature.length === 0) {
@@ -48,7 +48,7 @@ export async function openReceipt(input: Buffer, requireSignature: string[] = []
   try {
     result = await pgp.verify({ message, verificationKeys, format: 'binary', config });
   } catch (e) {
-    if (/Maximum decompressed (message )?size exceeded/.test((e as Error).message)) throw tooBig();
+    if (unpackedTooFar(e)) throw tooBig();
     throw new FspoolError(`cannot read the signed receipt: ${(e as Error).message}`);
   }
   if (result.signatures.length === 0) throw new FspoolError('the receipt is not signed, and --require-signature was given: nothing applied');
@@ -58,5 +58,8 @@ export async function openReceipt(input: Buffer, requireSignature: string[] = []
   }
   return { receipt: Buffer.from(result.data as unknown as Uint8Array), signed: true };
 }
+
+/** openpgp.js's refusal to unpack past maxDecompressedMessageSize (zlib's words, and bzip2's). */
+const unpackedTooFar = (e: unknown) => /Maximum decompressed (message )?size exceeded/.test((e as Error).message);
 
 const tooBig = () => new FspoolError(`the OpenPGP message unpacks to more than a receipt can be (${MAX_RECEIPT_BODY} bytes): not a receipt; nothing applied`);
