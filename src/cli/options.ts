@@ -8,7 +8,7 @@ import type { DecodeContext } from '../codec/decode.js';
 import { DecodeWorkers } from '../codec/decodeThread.js';
 import { Keyring } from '../codec/keys.js';
 import type { DeliveryMode } from '../run/source.js';
-import { accessProblem } from '../sys/access.js';
+import { accessProblem, who } from '../sys/access.js';
 import { rawTail } from '../sys/argv.js';
 
 /** A yargs option, plus what help shows that yargs has no field for (src/cli/help.ts). */
@@ -278,7 +278,7 @@ export function decodeContext(a: DecodeArgs): DecodeContext {
 export function keyFileProblem(file: string): { why: string; fix: string } | undefined {
   const problem = accessProblem(file, constants.R_OK);
   if (!problem) return undefined;
-  const fixes: Record<string, string> = { EISDIR: 'give a file', ENOENT: 'check the path', EACCES: `give a file uid ${process.geteuid?.()} may read` };
+  const fixes: Record<string, string> = { EISDIR: 'give a file', ENOENT: 'check the path', EACCES: `give a file ${who()} may read` };
   return { why: problem.why, fix: fixes[problem.code ?? ''] ?? 'give a file this user can read' };
 }
 

@@ -214,7 +214,7 @@ export class Queue {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EEXIST') throw new FspoolError(`cannot create queue: ${dir} already exists`);
       if (code === 'ENOENT') throw new FspoolError(`cannot create queue ${dir}: directory ${parent} does not exist; create it first (mkdir -p ${parent})`);
-      if (code === 'EACCES') throw new FspoolError(`cannot create queue ${dir}: ${parent} is not writable by uid ${process.geteuid?.()}; create it as ${parent}'s owner, or elsewhere`);
+      if (code === 'EACCES') throw new FspoolError(`cannot create queue ${dir}: ${parent} is not writable by ${who()}; create it as ${parent}'s owner, or elsewhere`);
       throw new FspoolError(`cannot create queue ${dir}: ${describe(e)}`);
     }
     mkdirSync(q.jobsDir);

@@ -11,6 +11,7 @@ import { packetId } from '../packet/identity.js';
 import type { Outbox, PrepareCopy } from '../outbox/outbox.js';
 import { describe, errnoWords, FspoolError } from '../errors.js';
 import { SeqFile } from '../queue/seqfile.js';
+import { who } from '../sys/access.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { native } from '../sys/native.js';
 import { splitNul } from '../sys/argv.js';
@@ -73,7 +74,7 @@ function openInput(path: string): number {
     fd = openSync(path, 'r');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const fix = code === 'ENOENT' ? 'check the path given to -i' : code === 'EACCES' ? `-i takes a file uid ${process.geteuid?.()} may read` : 'give -i a readable file';
+    const fix = code === 'ENOENT' ? 'check the path given to -i' : code === 'EACCES' ? `-i takes a file ${who()} may read` : 'give -i a readable file';
     throw new FspoolError(`input ${path}: ${errnoWords(e)}; ${fix}; nothing was written`);
   }
   if (fstatSync(fd).isDirectory()) {

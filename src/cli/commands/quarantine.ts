@@ -10,6 +10,7 @@ import { doc, msIso } from '../json.js';
 import { queuedir, type Subcommand, waitLock } from '../options.js';
 import { print } from './out.js';
 import { json } from './queueState.js';
+import { who } from '../../sys/access.js';
 
 interface QuarantineArgs {
   queuedir: string;
@@ -62,13 +63,13 @@ export const queueQuarantine: Subcommand<QuarantineArgs> = {
         throw new UsageError(`${name}: the journal does not know its packet (its note or the state database is missing), so it cannot be released or dropped with a record; move it by hand`);
       }
       const ref = { seq: last.seq, file: name, packet, ctimeSecs: last.ctimeSecs, ctimeNanos: last.ctimeNanos };
-      const who = `by uid ${process.geteuid?.() ?? '?'} at ${msIso(Date.now())}`;
+      const by = `by ${who()} at ${msIso(Date.now())}`;
       if (a.release !== undefined) {
-        if (!state.journal.recordDecision(ref, 'released', `released from quarantine ${who}`)) throw new UsageError('the journal cannot be written: nothing was released');
+        if (!state.journal.recordDecision(ref, 'released', `released from quarantine ${by}`)) throw new UsageError('the journal cannot be written: nothing was released');
         releaseJob(q, name);
         log.info(`${name} (seq ${last.seq}) is back in ${q.jobsDir}: the next queue-process runs it once more, before the due job`);
       } else {
-        if (!state.journal.recordDecision(ref, 'dropped', `dropped from quarantine ${who}`)) throw new UsageError('the journal cannot be written: nothing was dropped');
+        if (!state.journal.recordDecision(ref, 'dropped', `dropped from quarantine ${by}`)) throw new UsageError('the journal cannot be written: nothing was dropped');
         forgetQuarantined(q, name);
         log.info(`${name} (seq ${last.seq}) dropped for good`);
       }
