@@ -43,7 +43,7 @@ describe('the journal with a long history', () => {
     mkdirSync(join(q, 'jobs'));
     writeFileSync(join(q, 'nextseq'), '20001\n');
     writeFileSync(join(q, 'nextseq.lock'), '');
-    const state = StateDb.open(q, { create: true, busyMs: 1000, without: 'test', durable: true })!;
+    const state = StateDb.open(q, { create: true, busyMs: 1000, without: 'test' })!;
     expect(state).toBeDefined();
     seed(state.path);
 

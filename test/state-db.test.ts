@@ -122,6 +122,46 @@ describe('header cache', () => {
   });
 });
 
+describe('durability', () => {
+  it("a job's outcome reaches the disk (the WAL fsynced) after its receiver ran and before nextseq moves on", () => {
+    const q = setup('fspool-durable-');
+    put(q, packet(1, 'p1'));
+    const trace = join(q.dir, 'trace');
+    const r = runSync('strace', ['-f', '-qq', '-e', 'trace=openat,execve,fsync,fdatasync,rename', '-o', trace, FSPOOL, 'queue-process', '-q', q.q, 'true']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(nextseq(q)).toBe('2');
+    // Each line: PID CALL(ARGS) = RESULT, or a call split around another thread's line
+    // (CALL(ARGS <unfinished ...>, then <... CALL resumed>) = RESULT). fds are per process.
+    const fds = new Map<string, string>();
+    const split = new Map<string, string>();
+    const events: string[] = [];
+    for (const line of readFileSync(trace, 'utf8').split('\n')) {
+      const l = /^(\d+) +(.*)$/.exec(line);
+      if (!l) continue;
+      const pid = l[1]!;
+      let rest = l[2]!;
+      const unfinished = /^(.*) <unfinished \.\.\.>$/.exec(rest);
+      if (unfinished) {
+        split.set(pid, unfinished[1]!);
+        continue;
+      }
+      const resumed = /^<\.\.\. \w+ resumed>(.*)$/.exec(rest);
+      if (resumed) rest = `${split.get(pid) ?? ''}${resumed[1]}`;
+      const m = /^(\w+)\((.*)\) += (-?\d+)/.exec(rest);
+      if (!m) continue;
+      const [, call, args, result] = m;
+      if (call === 'openat' && Number(result) >= 0) fds.set(`${pid}:${result}`, /"([^"]*)"/.exec(args!)![1]!);
+      else if (call === 'execve' && result === '0' && /^"[^"]*\/true"/.test(args!)) events.push('receiver');
+      else if ((call === 'fsync' || call === 'fdatasync') && fds.get(`${pid}:${/^\d+/.exec(args!)![0]}`)?.endsWith('/fspool/state.db-wal')) events.push('wal-sync');
+      else if (call === 'rename' && /nextseq\.temp", ".*\/nextseq"/.test(args!)) events.push('nextseq');
+    }
+    const ran = events.indexOf('receiver');
+    const moved = events.indexOf('nextseq');
+    expect(ran, events.join(' ')).toBeGreaterThanOrEqual(0);
+    expect(events.slice(ran, moved), events.join(' ')).toContain('wal-sync');
+  });
+});
+
 describe('without the database', () => {
   it('a deleted database only loses history: it is made again, nothing is reported', () => {
     const q = setup('fspool-nodb-');

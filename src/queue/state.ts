@@ -25,8 +25,6 @@ export interface AttachOptions {
   without: string;
   /** Use the header cache for this queue's scans. */
   cacheHeaders: boolean;
-  /** The command journals durably (a processor): open the durable connection up front. */
-  durable?: boolean;
   /** The command only reads, and ends soon: read the database through a mapping. */
   mapped?: boolean;
   /** Trying again after a failure already reported: a new failure is not reported again. */
@@ -38,7 +36,7 @@ export function attachState(queue: Queue, opts: AttachOptions): QueueState {
   // unless someone made QUEUE/fspool/ there (then its header cache serves queue-ls).
   const appendOnly = !existsSync(queue.nextseq.path);
   const create = opts.create && (!appendOnly || existsSync(stateDir(queue.dir)));
-  const db = StateDb.open(queue.dir, { create, busyMs: opts.busyMs, without: opts.without, durable: opts.durable, mapped: opts.mapped, quiet: opts.quiet });
+  const db = StateDb.open(queue.dir, { create, busyMs: opts.busyMs, without: opts.without, mapped: opts.mapped, quiet: opts.quiet });
   const index = db && opts.cacheHeaders ? new HeaderIndex(db) : undefined;
   if (index) queue.headerIndex = index;
   return {

@@ -11,12 +11,12 @@
 // transaction is short, IMMEDIATE when it writes, and never spans an await or a receiver's run.
 //
 // A processor writes a few rows per job, so the per-transaction overhead matters (1,000 tiny
-// jobs, bench/ jobs-1k): every statement is compiled once per connection and kept, and the
-// `synchronous` setting is chosen once per connection, never switched per write. A processor
-// has two connections to the file: the ordinary one (synchronous=NORMAL: a commit reaches the
-// OS, not the disk) and a durable one (synchronous=FULL: the commit fsyncs the WAL) for the
-// journal entries that decide what the next run does. The WAL is one file, appended in commit
-// order, so a durable commit makes every earlier commit of either connection durable too.
+// jobs, bench/ jobs-1k): every statement is compiled once and kept. Commits are
+// synchronous=NORMAL (a commit reaches the OS, not the disk), except the journal entries that
+// decide what the next run does, for which the one connection is switched to synchronous=FULL
+// (the commit fsyncs the WAL) for that transaction. The WAL is one file, appended in commit
+// order, so a durable commit makes every earlier commit durable too. A second connection for
+// them would cost its opening at every run, and each would re-read the pages the other wrote.
 import { accessSync, chownSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
@@ -100,12 +100,6 @@ export interface OpenOptions {
   busyMs: number;
   /** What going on without the database means for this command, for the one WARN line. */
   without: string;
-  /**
-   * Open the durable connection (synchronous=FULL) with the ordinary one, so that both hold
-   * the same file even if QUEUE/fspool/ is deleted during the command: for processors, whose
-   * journal writes durably. Without it, the first durable write opens it.
-   */
-  durable?: boolean;
   /** Read the file through a mapping: for a command that only reads, and ends soon (READER_MMAP_BYTES). */
   mapped?: boolean;
   /** A failure to open is a DEBUG line, not a WARN: a long run trying again what it already reported. */
@@ -216,15 +210,12 @@ export class StateDb {
   /** The private copy a read-only reader works on, removed on close. */
   private snapshot: Snapshot | undefined;
   private readonly conn: Conn;
-  /** synchronous=FULL, for durable writes; opened by open() with `durable`, else on first use. */
-  private durableConn: Conn | undefined;
 
   private constructor(
     db: Db,
     readonly path: string,
     readonly readonly: boolean,
     private readonly without: string,
-    private readonly busyMs: number,
   ) {
     this.conn = new Conn(db);
   }
@@ -295,10 +286,9 @@ export class StateDb {
         }).immediate();
       }
       if (creating) giveToQueueOwner(queueDir, [dir, path]);
-      const state = new StateDb(db, path, readonly, opts.without, opts.busyMs);
+      const state = new StateDb(db, path, readonly, opts.without);
       state.snapshot = copy;
       state.quiet = opts.quiet === true;
-      if (opts.durable && !readonly) state.durableConn = state.openDurable();
       return state;
     } catch (e) {
       db?.close();
@@ -319,15 +309,21 @@ export class StateDb {
 
   /**
    * Run `fn` in a short IMMEDIATE transaction. `durable` makes this commit reach the disk
-   * before it returns (on the connection with synchronous=FULL: the WAL is fsynced), for the
-   * journal entries that decide what the next run does. On any database error: one WARN, and
-   * undefined from here on.
+   * before it returns (synchronous=FULL for it: the WAL is fsynced), for the journal entries
+   * that decide what the next run does. On any database error: one WARN, and undefined from
+   * here on.
    */
   write<T>(fn: (tx: Tx) => T, durable = false): T | undefined {
     if (this.broken || this.readonly) return undefined;
     try {
-      const c = durable ? (this.durableConn ??= this.openDurable()) : this.conn;
-      return c.immediate(() => fn(c));
+      const c = this.conn;
+      if (!durable) return c.immediate(() => fn(c));
+      c.stmt('PRAGMA synchronous = FULL').run();
+      try {
+        return c.immediate(() => fn(c));
+      } finally {
+        c.stmt('PRAGMA synchronous = NORMAL').run();
+      }
     } catch (e) {
       this.fail(e);
       return undefined;
@@ -346,24 +342,8 @@ export class StateDb {
   }
 
   close(): void {
-    this.durableConn?.close();
     this.conn.close();
     this.snapshot?.remove();
-  }
-
-  /**
-   * The second connection, synchronous=FULL. The file must exist (WAL mode and the schema are
-   * in it): a database deleted since open() is not silently made anew empty.
-   */
-  private openDurable(): Conn {
-    const db = new (sqlite())(this.path, { fileMustExist: true, timeout: this.busyMs });
-    try {
-      db.pragma('synchronous = FULL');
-      return new Conn(db);
-    } catch (e) {
-      db.close();
-      throw e;
-    }
   }
 
   /** Whether a write transaction can be had (an empty one: it writes nothing). */

@@ -153,7 +153,6 @@ export class QueueProcessor {
       create: true,
       busyMs: PROCESSOR_BUSY_MS,
       cacheHeaders: true,
-      durable: true,
       without: this.opts.watch
         ? `going on without it until it can be used again (tried before a pass, at most every ${this.opts.rescanSeconds ?? 30}s): meanwhile no journal (a crash is handled as fspl would), no header cache`
         : 'going on without it in this run: no journal (a crash is handled as fspl would), no header cache',
