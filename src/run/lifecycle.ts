@@ -20,6 +20,7 @@ import { stillNames } from '../queue/jobfile.js';
 import { quarantineJob } from '../queue/quarantine.js';
 import type { Queue, ScannedJob } from '../queue/queue.js';
 import type { Staged } from '../queue/seqfile.js';
+import { warmSpawner } from '../sys/guarded.js';
 import { after } from '../sys/timer.js';
 import type { RunContext } from './context.js';
 import type { Outcome } from './policy.js';
@@ -78,6 +79,8 @@ export async function lifeOfJob(p: Processing, job: Readable, copies: Readable[]
   const seq = job.header.seq;
   const label = `job ${seq} (${job.path})`;
 
+  // The receiver is started by the spawner helper: its start goes on beside the work below.
+  warmSpawner();
   // 1. Before: the completion must be recordable. next+1 goes into nextseq's temp file now;
   // its fsync runs in the thread pool while the job runs.
   const cramped = lackOfSpace(queue);

@@ -40,6 +40,11 @@ export function defaultSpawner(): Spawner {
   return processSpawner;
 }
 
+/** Start the process's spawner helper ahead of its first spawn (Spawner.warm). */
+export function warmSpawner(): void {
+  defaultSpawner().warm();
+}
+
 let stderrSettled = false;
 
 /**

@@ -129,7 +129,8 @@ class Helper {
    * Close our end of the request socket: the helper SIGKILLs the groups of the children not
    * released, and exits. Then reap it, waiting a little: it exits at once, and a helper seen
    * after fspool's exit would look like a process left behind. One that does not (stopped by a
-   * debugger) is left to init.
+   * debugger) is left to init, after ~2 s. The first looks come 50 µs apart: the helper is
+   * usually gone within them, and every fspool process ends here.
    */
   close(): void {
     if (this.requestFd === undefined) return;
@@ -137,7 +138,9 @@ class Helper {
     this.requestFd = undefined;
     process.off('exit', this.onExit);
     const sleeper = new Int32Array(new SharedArrayBuffer(4));
-    for (let i = 0; i < 2000 && !native().reap(this.pid, false); i++) Atomics.wait(sleeper, 0, 0, 1);
+    for (let waited = 0, step = 0.05; waited < 2000 && !native().reap(this.pid, false); waited += step, step = Math.min(step * 2, 1)) {
+      Atomics.wait(sleeper, 0, 0, step);
+    }
   }
 
   /** It died (someone killed it): reap it, and forget it. */
@@ -225,6 +228,19 @@ export class Spawner {
     c.guard.tell('R', pid);
     if (c.exited && c.reported) this.children.delete(pid);
     else if (c.exited) this.reap(pid);
+  }
+
+  /**
+   * Start the helper now, if it is not running, so that its own start (an exec, the dynamic
+   * loader) goes on beside the caller's work before the first spawn rather than inside it. A
+   * helper that cannot start is left to that spawn to report.
+   */
+  warm(): void {
+    try {
+      this.current();
+    } catch {
+      /* the spawn says why */
+    }
   }
 
   private current(): Helper {
