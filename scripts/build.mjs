@@ -5,6 +5,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import Module from 'node:module';
 import { join } from 'node:path';
+import { Script } from 'node:vm';
+import { writeCodeCaches } from './codeCaches.mjs';
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 const license = readFileSync(new URL('../LICENSE', import.meta.url), 'utf8');
@@ -79,19 +81,21 @@ const notices = [...carried].sort().map((dir) => {
 });
 writeFileSync('dist/THIRD-PARTY-NOTICES', `fspool's package carries code from these projects, under their licenses.\n\n${notices.join('\n')}`);
 
-// The V8 code caches, each written after the run package.json names for it. The bundle's, which
-// bin/fspool loads, after a plain prepare that reads and writes nothing: what every command runs
-// first (start-up, the quick parser, logging, exit) is then in it, compiled; each command's own
-// code compiles lazily. A cache of more costs every start more to deserialize than it saves the
-// one command that uses it. openpgp.js's (src/sys/codeCache.ts), after a prepare that encrypts:
-// its whole text is then parsed, and what encrypting runs compiled. Its passphrase is the first
-// line of whatever file the run names (package.json's "{"); the packet is thrown away.
+// The V8 code caches (scripts/codeCaches.mjs), each written after the run package.json names for
+// it. bin/fspool loads the bundle's by the command: "process" for the commands that process
+// jobs, written after a queue-process of one job (what a spooler runs most: its whole path, from
+// the scan to the commit, compiled); "bundle" for every other command, written after a plain
+// prepare that reads and writes nothing (start-up, the quick parser, logging, exit). A cache of
+// more costs every start more to deserialize than it saves the command that uses it.
+// openpgp.js's (src/sys/codeCache.ts), after a prepare that encrypts: its whole text is then
+// parsed, and what encrypting runs compiled. Its passphrase is the first line of whatever file
+// the run names (package.json's "{"); the packet is thrown away.
 for (const f of readdirSync('dist')) if (f.endsWith('.cache')) rmSync(join('dist', f));
-for (const [name, run] of Object.entries(pkg.fspool.codeCacheRuns)) {
-  execFileSync(process.execPath, ['bin/fspool', ...run], {
-    env: { ...process.env, FSPOOL_WRITE_CODE_CACHE: name },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+writeCodeCaches(pkg, { strict: true });
+// Each of the bundle's caches fits it (V8 would silently compile anew at every start).
+for (const cache of [`fspool.cjs.${process.arch}.cache`, `fspool.cjs.process.${process.arch}.cache`]) {
+  const script = new Script(readFileSync('dist/fspool.cjs', 'latin1'), { filename: join(process.cwd(), 'dist/fspool.cjs'), cachedData: readFileSync(join('dist', cache)) });
+  if (script.cachedDataRejected !== false) throw new Error(`dist/${cache} does not fit dist/fspool.cjs: V8 rejects it`);
 }
 
 // fspool(1) from the same yargs definitions as --help (src/cli/manPage.ts), installed by

@@ -16,6 +16,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeCodeCaches } from './codeCaches.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 process.chdir(root);
@@ -91,8 +92,4 @@ if (missing.length > 0) {
 // The V8 code caches (the bundle's, which bin/fspool loads, and openpgp.js's), for this Node: the
 // package's were made by the Node that packed it, and V8 rejects a cache from another version
 // (then the code is compiled at every start). In a clone, the build writes them, after the same runs.
-if (existsSync('prebuilds')) {
-  for (const [name, run] of Object.entries(pkg.fspool.codeCacheRuns)) {
-    spawnSync(process.execPath, ['bin/fspool', ...run], { env: { ...process.env, FSPOOL_WRITE_CODE_CACHE: name }, stdio: 'ignore' });
-  }
-}
+if (existsSync('prebuilds')) writeCodeCaches(pkg, { strict: false });

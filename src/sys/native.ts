@@ -67,6 +67,8 @@ interface Sys {
    * the directory from being read.
    */
   scanJobDir(dir: string): [Buffer, Float64Array] | number;
+  /** A file's bytes mapped, as a one-byte string (latin1) or an ArrayBuffer; undefined where Node takes neither (bin/fspool). */
+  mapFile(path: string, latin1: boolean): string | ArrayBuffer | undefined;
   /** lseek(fd, pos, SEEK_HOLE if `hole`, else SEEK_DATA): where the next hole or data at or after `pos` starts; -1 if no data is left. */
   seek(fd: number, pos: number, hole: boolean): number;
   LOCK_EX: number;
