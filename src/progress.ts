@@ -40,15 +40,18 @@ function duration(secs: number): string {
  * redrawn in place): the label gives way first, from its start (a path's end says the most),
  * and goes when fewer than 8 of its characters would be left; then the end of the figures.
  * Characters are counted, not cells: a label of wide characters (CJK) may still wrap.
+ * `waiting`: the whole total has gone this many seconds ago and the receiver still runs (`secs`
+ * is then the transfer's time, and the rate its rate).
  */
-export function progressLine(label: string, bytes: number, total: number | undefined, secs: number, cols?: number): string {
+export function progressLine(label: string, bytes: number, total: number | undefined, secs: number, cols?: number, waiting?: number): string {
   const rate = bytes / Math.max(secs, 0.001);
   let figures: string;
   if (!total) {
     figures = `${size(bytes)}, ${size(rate)}/s, ${duration(secs)}`;
   } else {
     const pct = Math.min(100, Math.floor((100 * bytes) / total));
-    const left = bytes >= total ? 'done' : rate > 0 ? `${duration((total - bytes) / rate)} left` : 'time left unknown';
+    const left =
+      bytes < total ? (rate > 0 ? `${duration((total - bytes) / rate)} left` : 'time left unknown') : waiting === undefined ? 'done' : `receiver running ${duration(waiting)}`;
     figures = `${size(bytes)} of ${size(total)} (${pct}%), ${size(rate)}/s, ${duration(secs)}, ${left}`;
   }
   const name = [...label];
@@ -95,6 +98,8 @@ export class Progress {
   /** Other output on the terminal left a line unfinished: drawing now would erase it. */
   private held = false;
   private finished = false;
+  /** When the whole total had gone: the transfer's figures stop there, the receiver may run on. */
+  private complete: number | undefined;
 
   private constructor(
     private readonly label: string,
@@ -114,6 +119,7 @@ export class Progress {
   set(bytes: number): void {
     this.bytes = bytes;
     const now = Date.now();
+    if (this.complete === undefined && this.total !== undefined && bytes >= this.total) this.complete = now;
     if (now - this.start < DELAY_MS || now - this.last < EVERY_MS) return;
     this.last = now;
     this.draw(now);
@@ -139,18 +145,21 @@ export class Progress {
       // Someone else's unfinished line: end it rather than draw over it.
       if (this.held) this.put('\n');
       this.held = false;
-      this.draw(Date.now());
+      this.draw(Date.now(), true);
       this.put('\n');
     }
     this.finished = true;
   }
 
-  private draw(now: number): void {
+  /** The line as it stands; `last`: the final one, which says the transfer is done. */
+  private draw(now: number, last = false): void {
     if (this.held || this.finished) return;
     this.shown = true;
     // The width now: a terminal may be resized while a transfer runs.
     const cols = native().winsize(2);
-    this.put(`${CLEAR}${progressLine(this.label, this.bytes, this.total, (now - this.start) / 1000, cols)}`);
+    const end = this.complete ?? now;
+    const waiting = this.complete !== undefined && !last ? (now - this.complete) / 1000 : undefined;
+    this.put(`${CLEAR}${progressLine(this.label, this.bytes, this.total, (end - this.start) / 1000, cols, waiting)}`);
   }
 
   private put(s: string): void {

@@ -94,6 +94,22 @@ describe('progress', () => {
     expect(r.stdout.toString()).toMatch(/job 1 \(sh\): [\d.]+ [KM]iB of 2\.9 MiB/);
   });
 
+  it('says when the payload is all delivered and the receiver still runs, the transfer figures kept', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    writeFileSync(join(dir, 'big'), Buffer.alloc(3_000_000));
+    expect(fspool(['enqueue', '-q', q, '-s', '-', '-i', join(dir, 'big')]).code).toBe(0);
+    const r = onTerminal(`${FSPOOL} queue-process -q ${q} sh -- -c 'for i in $(seq 8); do dd bs=400000 count=1 status=none of=/dev/null; sleep 0.2; done; sleep 2'`);
+    const drawn = r.stdout.toString().split('\r\x1b[K').slice(1).map((l) => l.replace(/\r?\n[\s\S]*$/, ''));
+    const waiting = drawn.filter((l) => l.includes('receiver running'));
+    expect(waiting.length, drawn.join('\n')).toBeGreaterThan(0);
+    // The elapsed time and rate are the transfer's, frozen; only the receiver's time moves.
+    const figures = new Set(waiting.map((l) => l.replace(/, receiver running \d+s$/, '')));
+    expect(figures.size, waiting.join('\n')).toBe(1);
+    expect([...figures][0]).toMatch(/^job 1 \(sh\): 2\.9 MiB of 2\.9 MiB \(100%\), [\d.]+ [KM]iB\/s, \ds$/);
+    expect(drawn.at(-1)).toMatch(/\(100%\), [\d.]+ [KM]iB\/s, \ds, done$/);
+  });
+
   it('fits an 80-column terminal: a long label gives way, no line wraps', () => {
     const dir = tempDir();
     const q = makeQueue(dir);
@@ -107,7 +123,8 @@ describe('progress', () => {
     expect(drawn.length).toBeGreaterThan(0);
     for (const l of drawn) {
       expect([...l].length, l).toBeLessThanOrEqual(79);
-      expect(l).toMatch(/^….*-eighty-columns\): [\d.]+ [KM]iB of 2\.9 MiB \(\d+%\)/);
+      // (Once the payload is all taken, the figures are longer, and less of the label is left.)
+      expect(l).toMatch(/^….*columns\): [\d.]+ [KM]iB of 2\.9 MiB \(\d+%\)/);
     }
   });
 });

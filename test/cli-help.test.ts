@@ -143,6 +143,8 @@ describe('the pieces, as units', () => {
     expect(progressLine('job 3 (zfs)', 10 * MiB, 40 * MiB, 5)).toBe('job 3 (zfs): 10.0 MiB of 40.0 MiB (25%), 2.0 MiB/s, 5s, 15s left');
     expect(progressLine('enqueue seq 9', 1 * MiB, 2000 * MiB, 65)).toBe('enqueue seq 9: 1.0 MiB of 2.0 GiB (0%), 15.8 KiB/s, 1m05s, 36h05m left');
     expect(progressLine('prepare seq 1', 40 * MiB, 40 * MiB, 5)).toBe('prepare seq 1: 40.0 MiB of 40.0 MiB (100%), 8.0 MiB/s, 5s, done');
+    // All of it taken 75 s ago, the receiver still at work: the transfer's figures stay.
+    expect(progressLine('job 3 (zfs)', 40 * MiB, 40 * MiB, 5, undefined, 75)).toBe('job 3 (zfs): 40.0 MiB of 40.0 MiB (100%), 8.0 MiB/s, 5s, receiver running 1m15s');
     // Fitted to a terminal's width, one column free: the label gives way from its start, then the figures' end.
     const long = 'job 12 (/var/spool/fspool/tank-data/jobs/fspl-0d6f4c9e-5b1a-4c55-9a7e-2f1b3c4d5e6f.fspl)';
     const at80 = progressLine(long, 10 * MiB, 40 * MiB, 5, 80);
