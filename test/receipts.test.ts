@@ -694,6 +694,42 @@ describe('receipts after processing passes', () => {
   });
 });
 
+describe('files that name made-up streams', () => {
+  it("make receipts for 16 streams at most, the processed one first, with one WARN; a new file is news to its own stream's sender only", () => {
+    const s = side();
+    const rdir = join(s.dir, 'receipts');
+    mkdirSync(rdir);
+    deliver(s, send(s, 'p1'));
+    expect(processQ(s, RECORD, ['--receipt-to-dir', rdir]).code).toBe(0);
+    const [real] = readdirSync(rdir);
+    expect(real).toBe(`fspool-receipt-${status(s).stream}.rcpt`);
+    rmSync(join(rdir, real!));
+    // 40 files in the window ahead, each of a stream of its own (anyone who can write jobs/).
+    const fake = (i: number) => {
+      const header = encodeHeader({ seq: BigInt(100 + i), ctimeSecs: 1_700_000_000n, ctimeNanos: 0, cmd: { kind: 'Command', params: [], env: [] }, stream: `f${i.toString(16).padStart(31, '0')}` });
+      deliver(s, Buffer.concat([header, Buffer.from('x')]));
+    };
+    for (let i = 0; i < 40; i++) fake(i);
+    // --receipt-every 0: each stream picked gets its receipt, news or not.
+    const r = processQ(s, RECORD, ['--receipt-to-dir', rdir, '--receipt-every', '0']);
+    expect(r.code).toBe(0);
+    expect(r.stderr.match(/WARN fspool: queue .* name 41 streams; receipts go for 16 of them/g)).toHaveLength(1);
+    const written = readdirSync(rdir);
+    expect(written).toHaveLength(16);
+    expect(written).toContain(real);
+    // One more file of another stream: the real stream's sender hears nothing new.
+    for (const f of written) rmSync(join(rdir, f));
+    fake(40);
+    expect(processQ(s, RECORD, ['--receipt-to-dir', rdir]).code).toBe(0);
+    expect(readdirSync(rdir)).not.toContain(real);
+    // A copy of its own packet landing is news to it.
+    deliver(s, send(s, 'p2'));
+    expect(processQ(s, RECORD, ['--receipt-to-dir', rdir]).code).toBe(0);
+    expect(readdirSync(rdir)).toContain(real);
+    expect(logOf(s)).toBe('1:p1\n2:p2\n');
+  });
+});
+
 describe('the processed window', () => {
   it('a packet below it is re-sent, lands as a stale copy, and the next receipt vouches for it by the journal', () => {
     const s = side();

@@ -24,6 +24,11 @@ export interface QueueFacts {
   unreadable: number;
   /** Streams of the queue's packets and recent runs, the most recently active first. */
   streams: string[];
+  /**
+   * Streams of the journal's recent runs that ran a receiver (not refusals), the latest first:
+   * streams some packet was processed from, where a file in jobs/ may name any stream.
+   */
+  ran: string[];
 }
 
 interface RunFact {
@@ -60,12 +65,16 @@ export async function lookAtQueue(queue: Queue, db: StateDb | undefined, ctx: De
   // then walk every run of every stream the queue ever had): the unary + keeps that a filter.
   const recent =
     db?.read((tx) =>
-      (tx
-        .stmt('SELECT stream, max(id) AS last FROM runs WHERE +stream IS NOT NULL AND id > (SELECT coalesce(max(id), 0) FROM runs) - ? GROUP BY stream ORDER BY last DESC')
-        .all(Number(PROCESSED_WINDOW)) as Array<{ stream: string }>).map((r) => r.stream),
+      tx
+        .stmt(
+          `SELECT stream, max(id) AS last, max(CASE WHEN outcome = 'refused' THEN 0 ELSE id END) AS ran FROM runs
+           WHERE +stream IS NOT NULL AND id > (SELECT coalesce(max(id), 0) FROM runs) - ? GROUP BY stream ORDER BY last DESC`,
+        )
+        .all(Number(PROCESSED_WINDOW)) as Array<{ stream: string; ran: number }>,
     ) ?? [];
-  for (const s of recent) if (!order.has(s)) order.set(s, -1n);
-  return { nextSeq, jobs, unreadable: scanned.length - readableJobs.length, streams: [...order.keys()] };
+  for (const r of recent) if (!order.has(r.stream)) order.set(r.stream, -1n);
+  const ran = recent.filter((r) => r.ran > 0).sort((a, b) => b.ran - a.ran).map((r) => r.stream);
+  return { nextSeq, jobs, unreadable: scanned.length - readableJobs.length, streams: [...order.keys()], ran };
 }
 
 const outcomeCode = (o: JournalOutcome): FailureOutcome => ((FAILURE_OUTCOMES as readonly string[]).includes(o) ? (o as FailureOutcome) : 'other');

@@ -1,9 +1,10 @@
 // Receipts after a processing pass (queue-process --receipt-to-dir / --receipt-exec,
-// spec/receipts.md, "Commands"): for every stream the queue knows, a receipt is sent when it
-// says something new, when jobs/ changed since the last one (a re-sent packet landed as a
-// stale file: its sender waits for news), or when the last one is older than --receipt-every
-// (one lost in transit is replaced even when the queue is idle). Sending is best effort: a
-// failure is one WARN and is tried again after the next pass; processing never depends on it.
+// spec/receipts.md, "Commands"): for each stream the queue knows, up to MAX_STREAMS of them, a
+// receipt is sent when it says something new, when the stream's files in jobs/ changed since
+// the last one (a re-sent packet landed as a stale file: its sender waits for news), or when
+// the last one is older than --receipt-every (one lost in transit is replaced even when the
+// queue is idle). Sending is best effort: a failure is one WARN and is tried again after the
+// next pass; processing never depends on it.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DecodeContext } from '../codec/decode.js';
@@ -12,7 +13,7 @@ import { signReceipt } from '../codec/signedReceipt.js';
 import { describe } from '../errors.js';
 import { encodeReceipt } from '../packet/receipt.js';
 import type { Queue } from '../queue/queue.js';
-import { lookAtQueue, receiptFor } from '../queue/receipt.js';
+import { HELD_SPAN, lookAtQueue, type QueueFacts, receiptFor } from '../queue/receipt.js';
 import { type StateDb, stateDir } from '../queue/stateDb.js';
 import { writeFileDurably } from '../sys/durable.js';
 import { createHash } from '../sys/lazy.js';
@@ -37,6 +38,32 @@ interface Sent {
 
 const receiptFileName = (stream: string) => `fspool-receipt-${stream}.rcpt`;
 
+/**
+ * Receipts a pass makes at most. Whoever can drop files in jobs/ names any stream in them: a
+ * thousand files of a thousand made-up streams must not become a thousand receipts (each a
+ * transfer, with --receipt-exec) at every pass, and a pass's work stays bounded. A queue
+ * serves one sender's stream, or a few over time.
+ */
+export const MAX_STREAMS = 16;
+
+/**
+ * The streams to make receipts for, at most MAX_STREAMS, the likeliest real first: those a
+ * packet was processed from (latest first), then those with a packet held in the window (the
+ * one nearest the due seq first), then any other the queue's files name.
+ */
+export function receiptStreams(facts: QueueFacts): string[] {
+  const heldEnd = facts.nextSeq + HELD_SPAN;
+  const nearest = new Map<string, bigint>();
+  for (const j of facts.jobs) {
+    const { stream, seq } = j.header;
+    if (stream === undefined || seq < facts.nextSeq || seq >= heldEnd) continue;
+    const had = nearest.get(stream);
+    if (had === undefined || seq < had) nearest.set(stream, seq);
+  }
+  const held = [...nearest].sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0)).map(([s]) => s);
+  return [...new Set([...facts.ran, ...held, ...facts.streams])].slice(0, MAX_STREAMS);
+}
+
 function readSent(path: string): Sent {
   try {
     const s = JSON.parse(readFileSync(path, 'utf8')) as Sent;
@@ -49,28 +76,41 @@ function readSent(path: string): Sent {
 
 /** The hook a processor calls after each pass, with its state database (if it has one). */
 export function receiptSender(queue: Queue, opts: ReceiptSending): (db: StateDb | undefined, ctx: RunContext) => Promise<void> {
+  const said = { tooMany: false };
   return async (db, ctx) => {
     // Told to stop: the run ends now, and its receipts wait for the next one.
     if (ctx.stop.stopping) return;
     try {
-      await sendReceipts(queue, db, opts, ctx.log);
+      await sendReceipts(queue, db, opts, ctx.log, said);
     } catch (e) {
       ctx.log.warn(`cannot make the receipts of queue ${queue.dir}: ${describe(e)}; trying again after the next pass`);
     }
   };
 }
 
-async function sendReceipts(queue: Queue, db: StateDb | undefined, opts: ReceiptSending, log: Logger): Promise<void> {
+async function sendReceipts(queue: Queue, db: StateDb | undefined, opts: ReceiptSending, log: Logger, said: { tooMany: boolean }): Promise<void> {
   const facts = await lookAtQueue(queue, db, opts.decode);
-  const names = createHash('sha256').update(queue.jobDir().names.join('\n')).digest('hex');
   const record = join(stateDir(queue.dir), 'receipts.json');
   const sent = readSent(record);
   const now = Date.now();
   let changed = false;
   // Only streams the queue knows: a sender learns nothing from a receipt about none that it
   // would not do anyway (re-send what no receipt shows held).
-  for (const stream of facts.streams) {
+  const streams = receiptStreams(facts);
+  if (facts.streams.length > streams.length && !said.tooMany) {
+    said.tooMany = true;
+    log.warn(
+      `queue ${queue.dir}: its files and journal name ${facts.streams.length} streams; receipts go for ${streams.length} of them, those packets were processed from first (files in jobs/ that name made-up streams? queue-ls shows them)`,
+    );
+  }
+  for (const stream of streams) {
     const r = receiptFor(facts, db, stream, now);
+    // The stream's own files: another stream's file landing is no news to this one's sender.
+    const names = facts.jobs
+      .filter((j) => j.header.stream === stream)
+      .map((j) => j.name)
+      .sort()
+      .join('\n');
     const fingerprint = createHash('sha256')
       .update(encodeReceipt({ ...r, created: 0 }))
       .update(names)
