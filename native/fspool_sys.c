@@ -822,9 +822,10 @@ static napi_value js_read_pipe(napi_env env, napi_callback_info info) {
 
 /*
  * mapFile(path, latin1) -> a one-byte string (latin1) or an ArrayBuffer of the file's bytes,
- * backed by a read-only mapping of the file; undefined where Node cannot take one (an empty
- * file; a Node without external strings, or with its sandbox refusing external buffers): the
- * caller reads the file then.
+ * backed by a private mapping of the file (read-only for the string; the buffer's pages are
+ * copied on a write, never written to the file); undefined where Node cannot take one (an
+ * empty file, one over MAP_MOST; a Node without external strings, or with its sandbox refusing
+ * external buffers): the caller reads the file then.
  *
  * Why: on the virtual machines fspool is measured on, a page of fresh anonymous memory costs
  * ~10 us to fault in, and reading the ~400 KB bundle, its latin1 string and its ~400 KB code
@@ -836,8 +837,12 @@ static napi_value js_read_pipe(napi_env env, napi_callback_info info) {
  *
  * node_api_create_external_string_latin1 is an experimental Node-API in Node 20 and a stable
  * one later: it is looked up at run time, so that this module does not declare the
- * experimental API version.
+ * experimental API version. When it copies the string, or fails, it may already have called
+ * the finalizer (which unmaps): the mapping is then never touched here again (a failure may
+ * leak it; unmapping it twice could unmap what another thread mapped meanwhile).
  */
+#define MAP_MOST (256u << 20)
+
 typedef napi_status (*create_latin1_fn)(napi_env, char *, size_t, napi_finalize, void *, napi_value *, bool *);
 
 static void unmap_finalize(napi_env env, void *data, void *hint) {
@@ -849,12 +854,14 @@ static napi_value js_map_file(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2], result;
   char path[4096];
-  size_t len;
+  size_t len = 0;
   bool latin1 = false;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len >= sizeof path - 1 ||
+  /* The path's whole length first: a longer one would be cut short, maybe inside a character. */
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], NULL, 0, &len) != napi_ok || len >= sizeof path ||
+      napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || memchr(path, 0, len) != NULL ||
       napi_get_value_bool(env, argv[1], &latin1) != napi_ok) {
-    napi_throw_type_error(env, NULL, "mapFile(path, latin1)");
+    napi_throw_type_error(env, NULL, "mapFile(path, latin1): a path without NUL, shorter than 4096 bytes");
     return NULL;
   }
   napi_get_undefined(env, &result);
@@ -873,12 +880,12 @@ static napi_value js_map_file(napi_env env, napi_callback_info info) {
     close(fd);
     return throw_errno(env, e, "fstat");
   }
-  if (!S_ISREG(st.st_mode) || st.st_size == 0) {
+  if (!S_ISREG(st.st_mode) || st.st_size == 0 || (uint64_t)st.st_size > MAP_MOST) {
     close(fd);
     return result;
   }
   size_t size = (size_t)st.st_size;
-  void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  void *p = mmap(NULL, size, latin1 ? PROT_READ : PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
   int e = errno;
   close(fd);
   if (p == MAP_FAILED) return throw_errno(env, e, "mmap");
@@ -887,7 +894,7 @@ static napi_value js_map_file(napi_env env, napi_callback_info info) {
   if (latin1) {
     bool copied = false;
     status = create_latin1(env, p, size, unmap_finalize, (void *)(uintptr_t)size, &value, &copied);
-    if (status == napi_ok && copied) munmap(p, size);
+    if (status != napi_ok) return result;
   } else {
     status = napi_create_external_arraybuffer(env, p, size, unmap_finalize, (void *)(uintptr_t)size, &value);
   }

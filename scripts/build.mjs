@@ -1,11 +1,10 @@
 // Bundle the CLI into one CommonJS file: one file to read and compile at start-up is the
 // cheapest start Node 20 offers (bench/README.md, cold start). Native addons stay outside.
 import { build } from 'esbuild';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import Module from 'node:module';
 import { join } from 'node:path';
-import { Script } from 'node:vm';
 import { writeCodeCaches } from './codeCaches.mjs';
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
@@ -92,10 +91,14 @@ writeFileSync('dist/THIRD-PARTY-NOTICES', `fspool's package carries code from th
 // the run names (package.json's "{"); the packet is thrown away.
 for (const f of readdirSync('dist')) if (f.endsWith('.cache')) rmSync(join('dist', f));
 writeCodeCaches(pkg, { strict: true });
-// Each of the bundle's caches fits it (V8 would silently compile anew at every start).
+// Each of the bundle's caches fits it (V8 would silently compile anew at every start). Each is
+// tried in a Node of its own: within one, the second compile of the same source would come
+// from V8's in-memory cache and never look at the data it is given.
+const fits = `const { readFileSync } = require('node:fs');
+const s = new (require('node:vm').Script)(readFileSync('dist/fspool.cjs', 'latin1'), { filename: require('node:path').resolve('dist/fspool.cjs'), cachedData: readFileSync(process.argv[1]) });
+process.exit(s.cachedDataRejected === false ? 0 : 1);`;
 for (const cache of [`fspool.cjs.${process.arch}.cache`, `fspool.cjs.process.${process.arch}.cache`]) {
-  const script = new Script(readFileSync('dist/fspool.cjs', 'latin1'), { filename: join(process.cwd(), 'dist/fspool.cjs'), cachedData: readFileSync(join('dist', cache)) });
-  if (script.cachedDataRejected !== false) throw new Error(`dist/${cache} does not fit dist/fspool.cjs: V8 rejects it`);
+  if (spawnSync(process.execPath, ['-e', fits, join('dist', cache)], { stdio: 'inherit' }).status !== 0) throw new Error(`dist/${cache} does not fit dist/fspool.cjs: V8 rejects it`);
 }
 
 // fspool(1) from the same yargs definitions as --help (src/cli/manPage.ts), installed by

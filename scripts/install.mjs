@@ -89,7 +89,8 @@ if (missing.length > 0) {
   }
 }
 
-// The V8 code caches (the bundle's, which bin/fspool loads, and openpgp.js's), for this Node: the
-// package's were made by the Node that packed it, and V8 rejects a cache from another version
-// (then the code is compiled at every start). In a clone, the build writes them, after the same runs.
+// The V8 code caches (the bundle's two, which bin/fspool loads, and openpgp.js's), for this
+// Node: the package's were made by the Node that packed it, and V8 rejects a cache from another
+// version (then the code is compiled at every start). In a clone, the build writes them, after
+// the same runs.
 if (existsSync('prebuilds')) writeCodeCaches(pkg, { strict: false });

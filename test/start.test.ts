@@ -15,6 +15,11 @@ describe('mapFile', () => {
     expect(text).toBe(bytes.toString('latin1'));
     const buf = native().mapFile(join(d, 'f'), false) as ArrayBuffer;
     expect(Buffer.from(buf).equals(bytes)).toBe(true);
+    // Its pages are private: a write changes the buffer, never the file.
+    new Uint8Array(buf)[0] = 0xff;
+    expect(readFileSync(join(d, 'f'))[0]).toBe(0);
+    expect(() => native().mapFile(`${join(d, 'f')}\0x`, true)).toThrow(TypeError);
+    expect(() => native().mapFile(join(d, 'x'.repeat(5000)), true)).toThrow(TypeError);
     writeFileSync(join(d, 'empty'), '');
     mkdirSync(join(d, 'dir'));
     for (const latin1 of [true, false]) {
