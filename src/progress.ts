@@ -98,18 +98,23 @@ export class Progress {
   /** Other output on the terminal left a line unfinished: drawing now would erase it. */
   private held = false;
   private finished = false;
-  /** When the whole total had gone: the transfer's figures stop there, the receiver may run on. */
+  /** When the whole total had gone (`receiver` only): the transfer's figures stop there, the receiver may run on. */
   private complete: number | undefined;
 
   private constructor(
     private readonly label: string,
     private readonly total: number | undefined,
+    private readonly receiver: boolean,
   ) {}
 
-  /** A progress reporter, or undefined when none should be shown. `total`: the bytes expected, if known. */
-  static start(label: string, total?: number): Progress | undefined {
+  /**
+   * A progress reporter, or undefined when none should be shown. `total`: the bytes expected, if
+   * known. `receiver`: the bytes go to a receiver, which may go on working once it has them all
+   * (a job's run); elsewhere (a file that grows while it is read, say) the line keeps counting.
+   */
+  static start(label: string, total?: number, receiver = false): Progress | undefined {
     if (quiet || !isTerminal(2)) return undefined;
-    return new Progress(label, total);
+    return new Progress(label, total, receiver);
   }
 
   add(n: number): void {
@@ -119,7 +124,8 @@ export class Progress {
   set(bytes: number): void {
     this.bytes = bytes;
     const now = Date.now();
-    if (this.complete === undefined && this.total !== undefined && bytes >= this.total) this.complete = now;
+    // An empty payload is never "all delivered": there was no transfer to freeze.
+    if (this.receiver && this.complete === undefined && this.total !== undefined && this.total > 0 && bytes >= this.total) this.complete = now;
     if (now - this.start < DELAY_MS || now - this.last < EVERY_MS) return;
     this.last = now;
     this.draw(now);

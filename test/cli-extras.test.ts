@@ -110,6 +110,15 @@ describe('progress', () => {
     expect(drawn.at(-1)).toMatch(/\(100%\), [\d.]+ [KM]iB\/s, \ds, done$/);
   });
 
+  it('an empty payload: the time keeps counting while the receiver works', () => {
+    const q = makeQueue(tempDir());
+    expect(fspool(['enqueue', '-q', q, '-s', '-', '-i', '/dev/null']).code).toBe(0);
+    const r = onTerminal(`${FSPOOL} queue-process -q ${q} sh -- -c 'sleep 2.3'`);
+    const drawn = r.stdout.toString().split('\r\x1b[K').slice(1).map((l) => l.replace(/\r?\n[\s\S]*$/, ''));
+    expect(drawn.some((l) => /: 0 B, 0 B\/s, 2s$/.test(l)), drawn.join('\n')).toBe(true);
+    expect(drawn.some((l) => l.includes('receiver running')), drawn.join('\n')).toBe(false);
+  });
+
   it('fits an 80-column terminal: a long label gives way, no line wraps', () => {
     const dir = tempDir();
     const q = makeQueue(dir);

@@ -153,7 +153,7 @@ export async function runJob(job: JobInput, opts: RunOptions, ctx: RunContext): 
   const progress =
     opts.ignorePayload || (tail === undefined && outFd === undefined)
       ? undefined
-      : Progress.start(`job ${header.seq} (${basename(opts.command)})`, job.payload.kind === 'fd' ? bytesLeft(job.payload.fd, startOffset) : undefined);
+      : Progress.start(`job ${header.seq} (${basename(opts.command)})`, job.payload.kind === 'fd' ? bytesLeft(job.payload.fd, startOffset) : undefined, true);
   tail?.showing(progress);
   // Zero-copy: the receiver reads our fd, so its offset is its progress.
   const watcher = progress && job.payload.kind === 'fd' ? watchOffset(job.payload.fd, startOffset, progress) : undefined;
