@@ -127,11 +127,13 @@ describe('durability', () => {
     const q = setup('fspool-durable-');
     put(q, packet(1, 'p1'));
     const trace = join(q.dir, 'trace');
-    const r = runSync('strace', ['-f', '-qq', '-e', 'trace=openat,execve,fsync,fdatasync,rename', '-o', trace, FSPOOL, 'queue-process', '-q', q.q, 'true']);
+    const r = runSync('strace', ['-f', '-qq', '-e', 'trace=openat,execve,fsync,fdatasync,rename,renameat,renameat2', '-o', trace, FSPOOL, 'queue-process', '-q', q.q, 'true']);
     expect(r.code, r.stderr).toBe(0);
     expect(nextseq(q)).toBe('2');
-    // Each line: PID CALL(ARGS) = RESULT, or a call split around another thread's line
-    // (CALL(ARGS <unfinished ...>, then <... CALL resumed>) = RESULT). fds are per process.
+    // Each line: TID CALL(ARGS) = RESULT, or a call split around another thread's line
+    // (CALL(ARGS <unfinished ...>, then <... CALL resumed>) = RESULT). fds are kept per thread
+    // id: the database's files are opened and synced on fspool's main thread, whose id is the
+    // process's.
     const fds = new Map<string, string>();
     const split = new Map<string, string>();
     const events: string[] = [];
@@ -153,11 +155,12 @@ describe('durability', () => {
       if (call === 'openat' && Number(result) >= 0) fds.set(`${pid}:${result}`, /"([^"]*)"/.exec(args!)![1]!);
       else if (call === 'execve' && result === '0' && /^"[^"]*\/true"/.test(args!)) events.push('receiver');
       else if ((call === 'fsync' || call === 'fdatasync') && fds.get(`${pid}:${/^\d+/.exec(args!)![0]}`)?.endsWith('/fspool/state.db-wal')) events.push('wal-sync');
-      else if (call === 'rename' && /nextseq\.temp", ".*\/nextseq"/.test(args!)) events.push('nextseq');
+      else if (call!.startsWith('rename') && /nextseq\.temp".*"[^"]*\/nextseq"/.test(args!)) events.push('nextseq');
     }
     const ran = events.indexOf('receiver');
     const moved = events.indexOf('nextseq');
     expect(ran, events.join(' ')).toBeGreaterThanOrEqual(0);
+    expect(moved, events.join(' ')).toBeGreaterThan(ran);
     expect(events.slice(ran, moved), events.join(' ')).toContain('wal-sync');
   });
 });

@@ -319,14 +319,28 @@ export class StateDb {
       const c = this.conn;
       if (!durable) return c.immediate(() => fn(c));
       c.stmt('PRAGMA synchronous = FULL').run();
+      let result: T;
       try {
-        return c.immediate(() => fn(c));
+        result = c.immediate(() => fn(c));
       } finally {
-        c.stmt('PRAGMA synchronous = NORMAL').run();
+        this.resetSynchronous();
       }
+      return result;
     } catch (e) {
       this.fail(e);
       return undefined;
+    }
+  }
+
+  /**
+   * Back to synchronous=NORMAL after a durable transaction. Failing that, the transaction's own
+   * outcome stands (it was committed, or it failed): the database is given up from here on.
+   */
+  private resetSynchronous(): void {
+    try {
+      this.conn.stmt('PRAGMA synchronous = NORMAL').run();
+    } catch (e) {
+      this.fail(e);
     }
   }
 
