@@ -40,9 +40,16 @@ export function defaultSpawner(): Spawner {
   return processSpawner;
 }
 
-/** Start the process's spawner helper ahead of its first spawn (Spawner.warm). */
+/**
+ * Start the process's spawner helper ahead of its first spawn (Spawner.warm). One that cannot
+ * start (its binary missing, say) is left to that spawn to report.
+ */
 export function warmSpawner(): void {
-  defaultSpawner().warm();
+  try {
+    defaultSpawner().warm();
+  } catch {
+    /* the spawn says why */
+  }
 }
 
 let stderrSettled = false;

@@ -162,8 +162,8 @@ interface Running {
 }
 
 /**
- * Starts children through a helper, started on the first spawn and again if it dies. One
- * serves every run of a process: it belongs to the process, as its fd table does.
+ * Starts children through a helper, started ahead of the first spawn (warm) or by it, and again
+ * if it dies. One serves every run of a process: it belongs to the process, as its fd table does.
  */
 export class Spawner {
   private helper: Helper | undefined;
@@ -232,15 +232,11 @@ export class Spawner {
 
   /**
    * Start the helper now, if it is not running, so that its own start (an exec, the dynamic
-   * loader) goes on beside the caller's work before the first spawn rather than inside it. A
-   * helper that cannot start is left to that spawn to report.
+   * loader) goes on beside the caller's work before the first spawn rather than inside it.
+   * Throws if it cannot start.
    */
   warm(): void {
-    try {
-      this.current();
-    } catch {
-      /* the spawn says why */
-    }
+    this.current();
   }
 
   private current(): Helper {
