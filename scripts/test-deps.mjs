@@ -35,7 +35,8 @@ const NEEDS = [
   // serve's metrics: checked by promtool, scraped by a real Prometheus server.
   ['promtool', 'prometheus'],
   ['prometheus', 'prometheus'],
-  // The order of a processor's fsyncs and renames, watched (test/state-db.test.ts).
+  // System calls watched: a processor's fsyncs and renames (test/state-db.test.ts), which files
+  // a start maps (test/start.test.ts).
   ['strace', 'strace'],
   // The package test: `man fspool` after a global install.
   ['man', 'man-db'],
