@@ -66,6 +66,19 @@ describe('progress', () => {
   // `script` gives the command a terminal; its output is the terminal's.
   const onTerminal = (cmd: string) => runSync('script', ['-qec', cmd, '/dev/null'], { timeoutMs: 30_000 });
   const slowInput = `sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do head -c 500000 /dev/zero; sleep 0.2; done'`;
+  /**
+   * A queue whose one job carries `size` zero bytes, processed on a terminal by `receiver` (a
+   * function of the queue's folder, where it may put a script): the terminal's text, and each
+   * line drawn (every redraw begins with \r and ESC [K: what follows is the line as shown).
+   */
+  function jobOnTerminal(size: number, receiver: (dir: string) => string, before = ''): { text: string; drawn: string[] } {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    writeFileSync(join(dir, 'payload'), Buffer.alloc(size));
+    expect(fspool(['enqueue', '-q', q, '-s', '-', '-i', join(dir, 'payload')]).code).toBe(0);
+    const text = onTerminal(`${before}${FSPOOL} queue-process -q ${q} ${receiver(dir)}`).stdout.toString();
+    return { text, drawn: text.split('\r\x1b[K').slice(1).map((l) => l.replace(/\r?\n[\s\S]*$/, '')) };
+  }
 
   it('draws bytes, rate and time on a terminal for a transfer longer than a second', () => {
     const dir = tempDir();
@@ -86,21 +99,12 @@ describe('progress', () => {
   });
 
   it('follows the receiver through a zero-copy job', () => {
-    const dir = tempDir();
-    const q = makeQueue(dir);
-    writeFileSync(join(dir, 'big'), Buffer.alloc(3_000_000));
-    expect(fspool(['enqueue', '-q', q, '-s', '-', '-i', join(dir, 'big')]).code).toBe(0);
-    const r = onTerminal(`${FSPOOL} queue-process -q ${q} sh -- -c 'for i in $(seq 15); do dd bs=200000 count=1 status=none of=/dev/null; sleep 0.1; done'`);
-    expect(r.stdout.toString()).toMatch(/job 1 \(sh\): [\d.]+ [KM]iB of 2\.9 MiB/);
+    const { text } = jobOnTerminal(3_000_000, () => `sh -- -c 'for i in $(seq 15); do dd bs=200000 count=1 status=none of=/dev/null; sleep 0.1; done'`);
+    expect(text).toMatch(/job 1 \(sh\): [\d.]+ [KM]iB of 2\.9 MiB/);
   });
 
   it('says when the payload is all delivered and the receiver still runs, the transfer figures kept', () => {
-    const dir = tempDir();
-    const q = makeQueue(dir);
-    writeFileSync(join(dir, 'big'), Buffer.alloc(3_000_000));
-    expect(fspool(['enqueue', '-q', q, '-s', '-', '-i', join(dir, 'big')]).code).toBe(0);
-    const r = onTerminal(`${FSPOOL} queue-process -q ${q} sh -- -c 'for i in $(seq 8); do dd bs=400000 count=1 status=none of=/dev/null; sleep 0.2; done; sleep 2'`);
-    const drawn = r.stdout.toString().split('\r\x1b[K').slice(1).map((l) => l.replace(/\r?\n[\s\S]*$/, ''));
+    const { drawn } = jobOnTerminal(3_000_000, () => `sh -- -c 'for i in $(seq 8); do dd bs=400000 count=1 status=none of=/dev/null; sleep 0.2; done; sleep 2'`);
     const waiting = drawn.filter((l) => l.includes('receiver running'));
     expect(waiting.length, drawn.join('\n')).toBeGreaterThan(0);
     // The elapsed time and rate are the transfer's, frozen; only the receiver's time moves.
@@ -111,24 +115,18 @@ describe('progress', () => {
   });
 
   it('an empty payload: the time keeps counting while the receiver works', () => {
-    const q = makeQueue(tempDir());
-    expect(fspool(['enqueue', '-q', q, '-s', '-', '-i', '/dev/null']).code).toBe(0);
-    const r = onTerminal(`${FSPOOL} queue-process -q ${q} sh -- -c 'sleep 2.3'`);
-    const drawn = r.stdout.toString().split('\r\x1b[K').slice(1).map((l) => l.replace(/\r?\n[\s\S]*$/, ''));
+    const { drawn } = jobOnTerminal(0, () => `sh -- -c 'sleep 2.3'`);
     expect(drawn.some((l) => /: 0 B, 0 B\/s, 2s$/.test(l)), drawn.join('\n')).toBe(true);
     expect(drawn.some((l) => l.includes('receiver running')), drawn.join('\n')).toBe(false);
   });
 
   it('fits an 80-column terminal: a long label gives way, no line wraps', () => {
-    const dir = tempDir();
-    const q = makeQueue(dir);
-    writeFileSync(join(dir, 'big'), Buffer.alloc(3_000_000));
-    expect(fspool(['enqueue', '-q', q, '-s', '-', '-i', join(dir, 'big')]).code).toBe(0);
-    const recv = join(dir, 'a-receiver-with-a-name-long-enough-to-push-the-progress-line-past-eighty-columns');
-    writeFileSync(recv, '#!/bin/sh\nfor i in $(seq 15); do dd bs=200000 count=1 status=none of=/dev/null; sleep 0.1; done\n', { mode: 0o755 });
-    const r = onTerminal(`stty cols 80; unset COLUMNS; ${FSPOOL} queue-process -q ${q} ${recv}`);
-    // Each redraw begins with \r and ESC [K: what follows is the line as the terminal shows it.
-    const drawn = r.stdout.toString().split('\r\x1b[K').slice(1).map((l) => l.replace(/\r?\n[\s\S]*$/, ''));
+    const receiver = (dir: string) => {
+      const recv = join(dir, 'a-receiver-with-a-name-long-enough-to-push-the-progress-line-past-eighty-columns');
+      writeFileSync(recv, '#!/bin/sh\nfor i in $(seq 15); do dd bs=200000 count=1 status=none of=/dev/null; sleep 0.1; done\n', { mode: 0o755 });
+      return recv;
+    };
+    const { drawn } = jobOnTerminal(3_000_000, receiver, 'stty cols 80; unset COLUMNS; ');
     expect(drawn.length).toBeGreaterThan(0);
     for (const l of drawn) {
       expect([...l].length, l).toBeLessThanOrEqual(79);

@@ -656,16 +656,22 @@ describe('queue-receipt on a big queue', () => {
   });
 });
 
+/** A side whose first packet ran with --receipt-to-dir: the packet, the folder, its one receipt. */
+function firstReceipt(): { s: Side; p1: Buffer; rdir: string; file: string } {
+  const s = side();
+  const rdir = join(s.dir, 'receipts');
+  mkdirSync(rdir);
+  const p1 = send(s, 'p1');
+  deliver(s, p1);
+  expect(processQ(s, RECORD, ['--receipt-to-dir', rdir]).code).toBe(0);
+  const [file] = readdirSync(rdir);
+  return { s, p1, rdir, file: file! };
+}
+
 describe('receipts after processing passes', () => {
   it('are written only when something changed: a run, or a packet landing (even a stale copy); a failing --receipt-exec is a WARN and is tried again', () => {
-    const s = side();
-    const rdir = join(s.dir, 'receipts');
-    mkdirSync(rdir);
-    const p1 = send(s, 'p1');
-    deliver(s, p1);
-    expect(processQ(s, RECORD, ['--receipt-to-dir', rdir]).code).toBe(0);
-    const [file] = readdirSync(rdir);
-    const path = join(rdir, file!);
+    const { s, p1, rdir, file } = firstReceipt();
+    const path = join(rdir, file);
     const first = readFileSync(path);
     // Nothing changed: no new receipt (the file is the same one).
     rmSync(path);
@@ -696,15 +702,9 @@ describe('receipts after processing passes', () => {
 
 describe('files that name made-up streams', () => {
   it("make receipts for 16 streams at most, the processed one first, with one WARN; a new file is news to its own stream's sender only", () => {
-    const s = side();
-    const rdir = join(s.dir, 'receipts');
-    mkdirSync(rdir);
-    const p1 = send(s, 'p1');
-    deliver(s, p1);
-    expect(processQ(s, RECORD, ['--receipt-to-dir', rdir]).code).toBe(0);
-    const [real] = readdirSync(rdir);
+    const { s, p1, rdir, file: real } = firstReceipt();
     expect(real).toBe(`fspool-receipt-${status(s).stream}.rcpt`);
-    rmSync(join(rdir, real!));
+    rmSync(join(rdir, real));
     // 40 files in the window ahead, each of a stream of its own (anyone who can write jobs/).
     const fake = (i: number) => {
       const header = encodeHeader({ seq: BigInt(100 + i), ctimeSecs: 1_700_000_000n, ctimeNanos: 0, cmd: { kind: 'Command', params: [], env: [] }, stream: `f${i.toString(16).padStart(31, '0')}` });
