@@ -2,7 +2,7 @@
 // bin/fspool compiles the bundle: openpgp.js, which every command that meets an OpenPGP packet
 // loads (in the decode worker, or in prepare's thread). Of its ~85 ms load, the cache saves ~10
 // (bench/README.md, "Cold start").
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import Module, { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { Script } from 'node:vm';
@@ -25,7 +25,14 @@ export function requireCompiled(id: string): unknown {
     cachedData = readFileSync(cache);
   } catch {}
   const script = new Script(Module.wrap(readFileSync(file, 'utf8')), { filename: file, cachedData });
-  if (cache && process.env.FSPOOL_WRITE_CODE_CACHE === id) process.on('exit', () => writeFileSync(cache, script.createCachedData()));
+  if (cache && process.env.FSPOOL_WRITE_CODE_CACHE === id) {
+    // Replaced, not rewritten in place: a process starting meanwhile reads the old or the new.
+    const at = cache;
+    process.on('exit', () => {
+      writeFileSync(`${at}.tmp`, script.createCachedData());
+      renameSync(`${at}.tmp`, at);
+    });
+  }
   const mod = { exports: {} };
   (script.runInThisContext() as (...a: unknown[]) => void)(mod.exports, createRequire(file), mod, file, dirname(file));
   return mod.exports;
