@@ -728,6 +728,16 @@ describe('files that name made-up streams', () => {
     expect(processQ(s, RECORD, ['--receipt-to-dir', rdir]).code).toBe(0);
     expect(readdirSync(rdir)).toContain(real);
     expect(logOf(s)).toBe('1:p1\n');
+    // What was sent is remembered for the streams picked only: at most 16, and none that the
+    // queue's files no longer name.
+    const sentTo = () => Object.keys(JSON.parse(readFileSync(join(s.q, 'fspool', 'receipts.json'), 'utf8')).streams);
+    expect(sentTo().length).toBeLessThanOrEqual(16);
+    for (const f of readdirSync(join(s.q, 'jobs'))) {
+      const header = decodeHeader(readFileSync(join(s.q, 'jobs', f))).header;
+      if (/^f0{20}/.test(header.stream ?? '')) rmSync(join(s.q, 'jobs', f));
+    }
+    expect(processQ(s, RECORD, ['--receipt-to-dir', rdir]).code).toBe(0);
+    expect(sentTo()).toEqual([status(s).stream]);
   });
 });
 

@@ -124,6 +124,14 @@ async function sendReceipts(queue: Queue, db: StateDb | undefined, opts: Receipt
       changed = true;
     }
   }
+  // Only the streams picked are remembered: the record stays as small as the cap, however many
+  // streams files have named over time (one picked again later just gets its receipt again).
+  const picked = new Set(streams);
+  for (const stream of Object.keys(sent.streams)) {
+    if (picked.has(stream)) continue;
+    delete sent.streams[stream];
+    changed = true;
+  }
   if (changed) {
     try {
       writeFileDurably(record, `${record}.tmp`, `${JSON.stringify(sent)}\n`);
