@@ -2,13 +2,13 @@
 // receiver holding (spec/receipts.md). The outbox is only read: the lock is held while the
 // list is taken, not while packets are sent, so prepare and outbox-apply are never kept
 // waiting by a slow transport. A packet pruned meanwhile is skipped.
-import { closeSync, constants, fstatSync, fsyncSync, lstatSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, lstatSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, FspoolError } from '../errors.js';
 import { log } from '../log.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { createNew, fsyncDir } from '../sys/durable.js';
-import { copyFd } from '../sys/fd.js';
+import { copyFd, openAsIs } from '../sys/fd.js';
 import { runShell, shellFailure } from '../sys/shell.js';
 import { type Entry, inRanges, type Outbox } from './outbox.js';
 
@@ -60,8 +60,8 @@ export async function resend(outbox: Outbox, opts: ResendOptions): Promise<{ sen
   for (const e of plan.send) {
     let fd: number;
     try {
-      // Never blocks on a FIFO, never follows a symlink: only the packet file prepare kept.
-      fd = openSync(outbox.packetPath(e), constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+      // As it is (never a FIFO's wait, never a symlink's target): only the packet file prepare kept.
+      fd = openAsIs(outbox.packetPath(e));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // acknowledged meanwhile
       throw new FspoolError(`cannot read ${outbox.packetPath(e)}: ${describe(err)}; it is not the packet prepare kept`);

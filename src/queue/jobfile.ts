@@ -1,8 +1,9 @@
 // Job files as files: opening them safely, their identity, the directory that holds them, and
 // their saved output.
-import { closeSync, constants, fstatSync, lstatSync, openSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, type Stats } from 'node:fs';
 import { describe } from '../errors.js';
 import { isUtf8 } from '../sys/argv.js';
+import { openAsIs } from '../sys/fd.js';
 import { native } from '../sys/native.js';
 
 /**
@@ -76,7 +77,7 @@ const notRegular = (what: string) => new NotAJobFile(`${what}; job files must be
 export function openJobFile(path: string): { fd: number; stat: Stats } {
   let fd: number;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW | constants.O_NOCTTY);
+    fd = openAsIs(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ELOOP') throw notRegular('a symbolic link');
     throw e;

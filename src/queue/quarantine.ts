@@ -4,10 +4,11 @@
 // fsynced, hard-linked into quarantine/ (link never replaces an existing file), the folder
 // fsynced, and only then removed from jobs/, and jobs/ fsynced. A crash leaves the packet in
 // jobs/, in quarantine/, or in both (then the next run finishes the move): never in neither.
-import { closeSync, constants, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, FspoolError } from '../errors.js';
 import { copyToNew, fsyncDir, writeFileDurably } from '../sys/durable.js';
+import { openAsIs } from '../sys/fd.js';
 import { JOB_NAME, type Queue } from './queue.js';
 import { giveToQueueOwner, STATE_DIR, stateDir } from './stateDb.js';
 
@@ -40,8 +41,8 @@ function ensureDir(path: string): void {
 }
 
 function fsyncFile(path: string): void {
-  // Never blocking: a FIFO renamed over the name meanwhile must not hang the processor.
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+  // As it is: a FIFO renamed over the name meanwhile must not hang the processor.
+  const fd = openAsIs(path);
   try {
     fsyncSync(fd);
   } finally {

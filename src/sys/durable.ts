@@ -3,7 +3,7 @@
 // can bring back the old name or lose the new one.
 import { closeSync, constants, fsync, fsyncSync, openSync, renameSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { copyFd, writeAll } from './fd.js';
+import { copyFd, openAsIs, writeAll } from './fd.js';
 
 export function fsyncDir(dir: string): void {
   const fd = openSync(dir, 'r');
@@ -76,7 +76,7 @@ export function writeSynced(path: string, data: string | Uint8Array): void {
  * a symlink nor waiting on a FIFO at `src`. On failure `dest` is removed.
  */
 export function copyToNew(src: string, dest: string): void {
-  const from = openSync(src, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  const from = openAsIs(src);
   try {
     fillSynced(dest, (to) => copyFd(from, to));
   } finally {

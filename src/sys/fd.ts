@@ -136,11 +136,21 @@ export function fdChunks(fd: number, chunkSize = 1 << 20): { chunks: AsyncIterab
 }
 
 /**
- * The text of `path` if it is a regular file: opened without following a symlink or waiting on
- * a FIFO, which throw (ELOOP, or `not a regular file`) where a plain read would follow or hang.
+ * `path` opened for reading as the thing it is, for a name someone else may have put there (a
+ * queue's jobs/, an outbox, a shared folder): never through a symlink (ELOOP), never waiting on
+ * a FIFO (non-blocking), never taking a terminal as ours (O_NOCTTY). The caller checks the type
+ * it expects with fstat.
+ */
+export function openAsIs(path: string): number {
+  return openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW | constants.O_NOCTTY);
+}
+
+/**
+ * The text of `path` if it is a regular file (openAsIs): a symlink or a FIFO throws (ELOOP, or
+ * `not a regular file`) where a plain read would follow or hang.
  */
 export function readRegularFile(path: string): string {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+  const fd = openAsIs(path);
   try {
     if (!fstatSync(fd).isFile()) throw Object.assign(new Error(`${path} is not a regular file`), { code: 'EFTYPE' });
     return readFileSync(fd, 'utf8');
