@@ -3,6 +3,7 @@
 // never set the receiver's environment, take another packet's place, or hang the processor
 // (spec/processing.md, "Threat model"). Packets here are built byte by byte with fspool's own
 // encoder, which writes whatever bytes it is given, including those a sender could not have.
+import { randomBytes } from 'node:crypto';
 import { appendFileSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
@@ -11,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeHeader } from '../src/packet/codec.js';
 import { crc32 } from '../src/packet/crc32.js';
 import type { CmdType } from '../src/packet/header.js';
+import { copyToNew } from '../src/sys/durable.js';
 import { exists, holdsOpen, jobFiles, LONG, nextseq, processesWith, put, sleep, waitFor, within } from './helpers/queue.js';
 import { FSPOOL, fspool, makeQueue, runAsync, runSync, tempDir } from './helpers/cli.js';
 import { makeKey } from './helpers/keys.js';
@@ -139,6 +141,21 @@ describe('job names that are not regular files', () => {
       expect(nextseq(q)).toBe('2');
     });
   }
+});
+
+describe('copying a file someone else may have put there (quarantine and its release across file systems)', () => {
+  it('copies a regular file byte for byte; a FIFO or a symlink at the source throws before anything is made, and nothing waits', () => {
+    const dir = tempDir();
+    const data = randomBytes(70_000);
+    writeFileSync(join(dir, 'file'), data);
+    copyToNew(join(dir, 'file'), join(dir, 'copy'));
+    expect(readFileSync(join(dir, 'copy')).equals(data)).toBe(true);
+    runOk('mkfifo', [join(dir, 'fifo')]);
+    expect(() => copyToNew(join(dir, 'fifo'), join(dir, 'from-fifo'))).toThrow(/fifo is not a regular file/);
+    symlinkSync(join(dir, 'file'), join(dir, 'link'));
+    expect(() => copyToNew(join(dir, 'link'), join(dir, 'from-link'))).toThrow(/ELOOP/);
+    expect(exists(join(dir, 'from-fifo')) || exists(join(dir, 'from-link'))).toBe(false);
+  });
 });
 
 describe('a job file replaced between the scan and its run', () => {

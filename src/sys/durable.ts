@@ -3,7 +3,7 @@
 // can bring back the old name or lose the new one.
 import { closeSync, constants, fsync, fsyncSync, openSync, renameSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { copyFd, openAsIs, writeAll } from './fd.js';
+import { copyFd, openRegular, writeAll } from './fd.js';
 
 export function fsyncDir(dir: string): void {
   const fd = openSync(dir, 'r');
@@ -72,11 +72,11 @@ export function writeSynced(path: string, data: string | Uint8Array): void {
 }
 
 /**
- * A copy of the file `src` made anew at `dest` (see createNew) and fsynced; never read through
- * a symlink nor waiting on a FIFO at `src`. On failure `dest` is removed.
+ * A copy of the regular file `src` made anew at `dest` (see createNew) and fsynced; a symlink
+ * or a FIFO at `src` throws (openRegular) before `dest` is made. On failure `dest` is removed.
  */
 export function copyToNew(src: string, dest: string): void {
-  const from = openAsIs(src);
+  const from = openRegular(src);
   try {
     fillSynced(dest, (to) => copyFd(from, to));
   } finally {

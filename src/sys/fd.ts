@@ -146,13 +146,25 @@ export function openAsIs(path: string): number {
 }
 
 /**
- * The text of `path` if it is a regular file (openAsIs): a symlink or a FIFO throws (ELOOP, or
- * `not a regular file`) where a plain read would follow or hang.
+ * `path` opened as-is (openAsIs) if it is a regular file: a symlink or a FIFO throws (ELOOP, or
+ * `not a regular file`) where a plain open would follow it, and a read of it would hang, or
+ * never end while a writer feeds it.
  */
-export function readRegularFile(path: string): string {
+export function openRegular(path: string): number {
   const fd = openAsIs(path);
   try {
     if (!fstatSync(fd).isFile()) throw Object.assign(new Error(`${path} is not a regular file`), { code: 'EFTYPE' });
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  return fd;
+}
+
+/** The text of `path` if it is a regular file (openRegular). */
+export function readRegularFile(path: string): string {
+  const fd = openRegular(path);
+  try {
     return readFileSync(fd, 'utf8');
   } finally {
     closeSync(fd);
