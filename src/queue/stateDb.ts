@@ -319,13 +319,15 @@ export class StateDb {
       const c = this.conn;
       if (!durable) return c.immediate(() => fn(c));
       c.stmt('PRAGMA synchronous = FULL').run();
-      let result: T;
       try {
-        result = c.immediate(() => fn(c));
+        return c.immediate(() => fn(c));
+      } catch (e) {
+        // Reported before the reset can fail too: the transaction's own error is the one to say.
+        this.fail(e);
+        return undefined;
       } finally {
         this.resetSynchronous();
       }
-      return result;
     } catch (e) {
       this.fail(e);
       return undefined;
@@ -370,9 +372,11 @@ export class StateDb {
     this.quiet = false;
   }
 
+  /** Give the database up; only the first failure is a WARN (one line per database given up). */
   private fail(e: unknown): void {
+    const again = this.broken;
     this.broken = true;
-    warnUnusable(this.path, e, this.without, this.quiet);
+    warnUnusable(this.path, e, this.without, this.quiet || again);
   }
 }
 
