@@ -182,39 +182,28 @@ describe('timeouts', () => {
 describe('stalled decoders: --timeout and signals still end the run, and no decoder survives', () => {
   const packet = () => plainPacket(1, pseudoRandom(1 << 20));
 
-  it('decoder writes part of the packet then stalls with stdout open: --timeout ends the job', async () => {
-    const d = tempDir();
-    const q = makeQueue(d);
-    put(q, packet());
-    const dpid = join(d, 'decoder.pid');
-    pidFiles.push(dpid);
-    const marker = join(d, 'marker');
-    const run = bg(FSPOOL, ['queue-process', '-q', q, '--timeout', '1', '--grace', '1', '-d', `echo $$ > ${dpid}; head -c 300000; sleep 300`, 'sh', '--', '-c', 'cat >/dev/null; echo clean-eof > "$0"', marker]);
-    const r = await within(run.done, 15_000, 'fspool');
-    expect(r.code, r.stderr).toBe(1);
-    expect(existsSync(marker)).toBe(false);
-    expect(jobFiles(q)).toHaveLength(1);
-    expect(nextseq(q)).toBe('1');
-    const pid = Number(readFileSync(dpid, 'utf8').trim());
-    await waitFor(`decoder ${pid} to be gone`, () => !alive(pid), 2000);
-  }, 30_000);
-
-  it('decoder writes the whole packet, closes stdout, and lingers: --timeout still ends the job', async () => {
-    const d = tempDir();
-    const q = makeQueue(d);
-    put(q, packet());
-    const dpid = join(d, 'decoder.pid');
-    pidFiles.push(dpid);
-    const marker = join(d, 'marker');
-    const run = bg(FSPOOL, ['queue-process', '-q', q, '--timeout', '1', '--grace', '1', '-d', `echo $$ > ${dpid}; cat; exec >&-; sleep 300`, 'sh', '--', '-c', 'cat >/dev/null; echo clean-eof > "$0"', marker]);
-    const r = await within(run.done, 10_000, 'fspool with --timeout 1');
-    expect(r.code, r.stderr).toBe(1);
-    expect(existsSync(marker)).toBe(false);
-    expect(jobFiles(q)).toHaveLength(1);
-    expect(nextseq(q)).toBe('1');
-    const pid = Number(readFileSync(dpid, 'utf8').trim());
-    await waitFor(`decoder ${pid} to be gone`, () => !alive(pid), 2000);
-  }, 30_000);
+  const stalls: Array<[string, string]> = [
+    ['writes part of the packet then stalls with stdout open', 'head -c 300000; sleep 300'],
+    ['writes the whole packet, closes stdout, and lingers', 'cat; exec >&-; sleep 300'],
+  ];
+  for (const [what, script] of stalls) {
+    it(`decoder that ${what}: --timeout still ends the job`, async () => {
+      const d = tempDir();
+      const q = makeQueue(d);
+      put(q, packet());
+      const dpid = join(d, 'decoder.pid');
+      pidFiles.push(dpid);
+      const marker = join(d, 'marker');
+      const run = bg(FSPOOL, ['queue-process', '-q', q, '--timeout', '1', '--grace', '1', '-d', `echo $$ > ${dpid}; ${script}`, 'sh', '--', '-c', 'cat >/dev/null; echo clean-eof > "$0"', marker]);
+      const r = await within(run.done, 15_000, 'fspool with --timeout 1');
+      expect(r.code, r.stderr).toBe(1);
+      expect(existsSync(marker)).toBe(false);
+      expect(jobFiles(q)).toHaveLength(1);
+      expect(nextseq(q)).toBe('1');
+      const pid = Number(readFileSync(dpid, 'utf8').trim());
+      await waitFor(`decoder ${pid} to be gone`, () => !alive(pid), 2000);
+    }, 30_000);
+  }
 
   it('decoder that never produces a header: SIGTERM still ends queue-process (143), decoder gone', async () => {
     const d = tempDir();
