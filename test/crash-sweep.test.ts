@@ -458,17 +458,24 @@ describe('crash sweep: one queue through every crash point', () => {
 });
 
 describe('prepare killed after its last byte, delivered anyway by a pipeline', () => {
-  it('two different packets with one number: processing refuses the seq as ambiguous, runs neither, skips nothing', () => {
-    const dir = tempDir('fspool-sweep-pipe-');
+  /**
+   * `prepare | queue-write`: queue-write stores whatever arrived before EOF, and prepare's last
+   * byte had gone out when it died. The sender sees the pipeline fail and sends again.
+   */
+  function firstTryKilled(prefix: string) {
+    const dir = tempDir(prefix);
     const q = makeQueue(dir);
     const seq = join(dir, 'seq');
     const log = join(dir, 'log');
     const e = { ...process.env, LOG: log, SWEEP_MARK: dir };
-    // `prepare | queue-write`: queue-write stores whatever arrived before EOF, and prepare's
-    // last byte had gone out when it died. The sender sees the pipeline fail and sends again.
     const first = fspool(['prepare', '-s', seq, '-i', '-'], { input: 'first try\n', env: { ...e, FSPOOL_CRASH_AT: 'prepare-before-seqfile' } });
     killed(first, 'prepare');
     expect(fspool(['queue-write', '-q', q], { input: first.stdout }).code).toBe(0);
+    return { q, seq, log, e };
+  }
+
+  it('two different packets with one number: processing refuses the seq as ambiguous, runs neither, skips nothing', () => {
+    const { q, seq, log, e } = firstTryKilled('fspool-sweep-pipe-');
     const second = fspool(['prepare', '-s', seq, '-i', '-'], { input: 'second try\n', env: e });
     expect(fspool(['queue-write', '-q', q], { input: second.stdout }).code).toBe(0);
     writeFileSync(log, '');
@@ -479,14 +486,7 @@ describe('prepare killed after its last byte, delivered anyway by a pipeline', (
   });
 
   it('...and if the first copy ran before the second arrived: the second is stale, reported, never run, kept by queue-clean', () => {
-    const dir = tempDir('fspool-sweep-pipe2-');
-    const q = makeQueue(dir);
-    const seq = join(dir, 'seq');
-    const log = join(dir, 'log');
-    const e = { ...process.env, LOG: log, SWEEP_MARK: dir };
-    const first = fspool(['prepare', '-s', seq, '-i', '-'], { input: 'first try\n', env: { ...e, FSPOOL_CRASH_AT: 'prepare-before-seqfile' } });
-    killed(first, 'prepare');
-    expect(fspool(['queue-write', '-q', q], { input: first.stdout }).code).toBe(0);
+    const { q, seq, log, e } = firstTryKilled('fspool-sweep-pipe2-');
     const run = () => fspool(['queue-process', '-q', q, 'sh', '--', '-c', RECEIVER], { env: e });
     expect(run().code).toBe(0);
     const second = fspool(['prepare', '-s', seq, '-i', '-'], { input: 'second try\n', env: e });
