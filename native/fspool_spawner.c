@@ -188,7 +188,7 @@ static int become_parent(void) {
 /* Start the child as our own; its pid, or 0 with *err set (a child that failed to exec is
  * reaped here). Exec's errno comes through a close-on-exec pipe, as in posix_spawn
  * implementations that fork: end of file on it means the exec happened. */
-static pid_t start_own(struct exec_args *a, void *stack, size_t stack_size, int *err) {
+static pid_t start_own(struct exec_args *a, char *stack_top, int *err) {
   int ep[2];
   if (pipe2(ep, O_CLOEXEC) < 0) {
     *err = errno;
@@ -199,7 +199,7 @@ static pid_t start_own(struct exec_args *a, void *stack, size_t stack_size, int 
   sigfillset(&all);
   sigprocmask(SIG_BLOCK, &all, &old);
   /* qemu-user turns CLONE_VM | CLONE_VFORK into a fork, and refuses any other flag on it. */
-  pid_t pid = clone(child_exec, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, a);
+  pid_t pid = clone(child_exec, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, a);
   int clone_err = errno;
   sigprocmask(SIG_SETMASK, &old, NULL);
   close(ep[1]);
@@ -266,6 +266,26 @@ static char *split(char *p, char *end, char **v, uint32_t n) {
   return p;
 }
 
+/* The top of a stack of at least `size` bytes for the next child, or NULL with *err set. One
+ * serves every child: each uses it only until its exec (or its _exit), and we are suspended
+ * meanwhile (CLONE_VFORK), or it has a copy (a fork, under qemu). Kept rather than mapped and
+ * unmapped per child: on some virtual machines a fresh page's first touch costs ~12 us, and an
+ * unmap stops every CPU the child ran on to flush its TLB, before the reply. */
+static char *child_stack_top(size_t size, int *err) {
+  static char *stack;
+  static size_t have;
+  if (size <= have) return stack + have;
+  void *s = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (s == MAP_FAILED) {
+    *err = errno;
+    return NULL;
+  }
+  if (stack) munmap(stack, have);
+  stack = s;
+  have = size;
+  return stack + have;
+}
+
 /* body: u32 argc, u32 envc, u8 nfds, then the strings; fds: what came with it. */
 static void spawn_request(unsigned char *body, size_t len, int fds[MAX_FDS], int nfds) {
   uint32_t argc = u32_at(body), envc = u32_at(body + 4);
@@ -291,15 +311,14 @@ static void spawn_request(unsigned char *body, size_t len, int fds[MAX_FDS], int
   /* The child's stack: room for execvpe's copy of argv (a script without #! is run by
    * /bin/sh with argv shifted) and its PATH buffer. */
   size_t stack_size = (((size_t)argc + 2) * sizeof(char *) + (64 << 10) + 4095) & ~(size_t)4095;
-  void *stack = MAP_FAILED;
-  if (!err && (stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0)) == MAP_FAILED) err = errno;
+  char *stack_top = err ? NULL : child_stack_top(stack_size, &err);
   pid_t pid = 0;
   if (!err && !own_children) {
     /* No signal may run a handler of ours on the child's stack (this is cheap). */
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &old);
-    pid = clone(child_exec, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | CLONE_PARENT | SIGCHLD, &a);
+    pid = clone(child_exec, stack_top, CLONE_VM | CLONE_VFORK | CLONE_PARENT | SIGCHLD, &a);
     if (pid < 0) {
       err = errno;
       pid = 0;
@@ -309,8 +328,7 @@ static void spawn_request(unsigned char *body, size_t len, int fds[MAX_FDS], int
     }
     sigprocmask(SIG_SETMASK, &old, NULL);
   }
-  if (!err && own_children) pid = start_own(&a, stack, stack_size, &err);
-  if (stack != MAP_FAILED) munmap(stack, stack_size);
+  if (!err && own_children) pid = start_own(&a, stack_top, &err);
   free(a.argv);
   free(a.envp);
   /* The child has its own copies of its stdio now. */
