@@ -54,6 +54,9 @@ export function runSync(file: string, args: string[], opts: RunOpts = {}): Resul
     env: opts.env ?? process.env,
     cwd: opts.cwd,
     timeout: opts.timeoutMs ?? 60_000,
+    // A program that hangs in a system call (an open of a FIFO) never runs its SIGTERM handler:
+    // the test must end anyway, and fail.
+    killSignal: 'SIGKILL',
     maxBuffer: 1 << 30,
   });
   if (typeof stdin === 'number') closeSync(stdin);
