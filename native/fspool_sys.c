@@ -59,6 +59,7 @@
 #include <stdlib.h>
 #include <dirent.h>
 #include <sys/stat.h>
+#include <sys/fsuid.h>
 #include <pthread.h>
 #include <dlfcn.h>
 #include <stdbool.h>
@@ -401,6 +402,22 @@ static napi_value js_winsize(napi_env env, napi_callback_info info) {
     return result;
   }
   napi_create_int32(env, ws.ws_col, &result);
+  return result;
+}
+
+/* fsIds(uid, gid) -> whether this thread's file-system ids are now uid and gid (setfsuid(2),
+ * setfsgid(2): per thread, and only for access to files; signals and the rest of the process
+ * keep their ids). A call with an invalid id changes nothing and returns the current one, which
+ * is how each is checked. */
+static napi_value js_fs_ids(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  uint32_t uid, gid;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || napi_get_value_uint32(env, argv[0], &uid) != napi_ok || napi_get_value_uint32(env, argv[1], &gid) != napi_ok) return throw_errno(env, EINVAL, "setfsuid");
+  setfsgid(gid);
+  setfsuid(uid);
+  napi_get_boolean(env, (uint32_t)setfsuid(-1) == uid && (uint32_t)setfsgid(-1) == gid, &result);
   return result;
 }
 
@@ -927,6 +944,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "cfbXor", fn);
   napi_create_function(env, "clearNonblock", NAPI_AUTO_LENGTH, js_clear_nonblock, NULL, &fn);
   napi_set_named_property(env, exports, "clearNonblock", fn);
+  napi_create_function(env, "fsIds", NAPI_AUTO_LENGTH, js_fs_ids, NULL, &fn);
+  napi_set_named_property(env, exports, "fsIds", fn);
   napi_create_function(env, "isatty", NAPI_AUTO_LENGTH, js_isatty, NULL, &fn);
   napi_set_named_property(env, exports, "isatty", fn);
   napi_create_function(env, "winsize", NAPI_AUTO_LENGTH, js_winsize, NULL, &fn);

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { asNobody, FSPOOL, fspool, makeQueue, NOBODY, openDir, preparePacket, runSync, tempDir } from './helpers/cli.js';
+import { asOwner, foreignOwner } from '../src/queue/owner.js';
 import { makeKey } from './helpers/keys.js';
 import { exists, jobFiles, nextseq, put, waitFor } from './helpers/queue.js';
 
@@ -70,6 +71,148 @@ describe('root in a queue another user owns', () => {
     expect(refused.stderr).toMatch(/^Error: cannot process queue .*: .*quarantine \(owned by uid 0, mode 0755\) is not writable by uid 65534, so failed jobs could not be quarantined; run as the queue's owner or make it writable; nothing was run$/m);
     expect(existsSync(out)).toBe(false);
     expect(nextseq(q)).toBe('3');
+  });
+});
+
+describe('root in a queue another user owns: what the owner puts in QUEUE/fspool/ gets no more than the owner has', () => {
+  /** A root-owned directory with a file in it, which the queue's owner must not get. */
+  function victim(dir: string): string {
+    const v = join(dir, 'victim');
+    mkdirSync(v);
+    writeFileSync(join(v, 'file'), 'root only\n');
+    return v;
+  }
+  const untouched = (v: string) => {
+    expect(statSync(v).uid, `${v} given away`).toBe(0);
+    expect(readdirSync(v)).toEqual(['file']);
+    expect(statSync(join(v, 'file')).uid).toBe(0);
+  };
+
+  it('asOwner: root works with the owner\'s file-system identity, and only inside the call', () => {
+    const dir = openDir();
+    const q = makeQueue(dir);
+    runSync('chown', ['-R', `${NOBODY}:${NOBODY}`, q]);
+    const owner = foreignOwner(q);
+    expect(owner).toEqual({ uid: NOBODY, gid: NOBODY });
+    expect(foreignOwner(dir), 'a queue of root\'s own').toBe(undefined);
+    const rootOnly = join(dir, 'root-only');
+    mkdirSync(rootOnly, { mode: 0o755 });
+    expect(() => asOwner(owner, () => writeFileSync(join(rootOnly, 'x'), ''))).toThrow(/EACCES/);
+    asOwner(owner, () => asOwner(owner, () => writeFileSync(join(q, 'made'), '')));
+    expect(statSync(join(q, 'made')).uid).toBe(NOBODY);
+    writeFileSync(join(rootOnly, 'x'), '');
+    expect(statSync(join(rootOnly, 'x')).uid).toBe(0);
+    expect(() => asOwner(owner, () => Promise.resolve())).toThrow(/promise/);
+    writeFileSync(join(rootOnly, 'y'), '');
+  });
+
+  it('a symlink in place of QUEUE/fspool: root follows it nowhere (no chown, nothing made there); every command goes on without the state database', () => {
+    const dir = openDir();
+    const v = victim(dir);
+    const q = makeQueue(dir);
+    put(q, packet(1, 'one'));
+    runSync('chown', ['-R', `${NOBODY}:${NOBODY}`, q]);
+    runSync('setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', 'ln', '-s', v, join(q, 'fspool')]);
+    for (const args of [['queue-status', '-q', q], ['queue-ls', '-q', q], ['queue-history', '-q', q]]) {
+      const r = fspool(args);
+      expect(r.stderr, args[0]).toMatch(/WARN fspool: state database .*fspool\/state\.db cannot be used: .*\/fspool is a symlink, which fspool does not follow there: replace it with what it points to, or remove it; going on without it/);
+      untouched(v);
+    }
+    const r = fspool(['queue-process', '-q', q, 'cat']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.toString()).toBe('one');
+    untouched(v);
+  });
+
+  it("a symlink at QUEUE/fspool/state.db: root makes no database where it leads, nor changes a file there; the database root makes itself is the owner's", () => {
+    const dir = openDir();
+    const v = victim(dir);
+    const q = makeQueue(dir);
+    put(q, packet(1, 'one'));
+    runSync('chown', ['-R', `${NOBODY}:${NOBODY}`, q]);
+    const owner = ['setpriv', '--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups'];
+    runSync(owner[0]!, [...owner.slice(1), 'mkdir', join(q, 'fspool')]);
+    runSync(owner[0]!, [...owner.slice(1), 'ln', '-s', join(v, 'file'), join(q, 'fspool/state.db')]);
+    const r = fspool(['queue-process', '-q', q, 'cat']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/WARN fspool: state database .* cannot be used: .*\/fspool\/state\.db is a symlink, which fspool does not follow there/);
+    expect(readFileSync(join(v, 'file'), 'utf8')).toBe('root only\n');
+    untouched(v);
+    // Without the symlink, root's run makes the database, and it is the owner's.
+    runSync('rm', [join(q, 'fspool/state.db')]);
+    put(q, packet(2, 'two'));
+    expect(fspool(['queue-process', '-q', q, 'cat']).code).toBe(0);
+    for (const f of ['fspool', 'fspool/state.db']) expect(statSync(join(q, f)).uid, f).toBe(NOBODY);
+    expect(fspool(['queue-history', '-q', q]).stdout.toString()).toMatch(/success/);
+  });
+  it('a symlink in place of QUEUE/fspool/quarantine: refused before any job runs, and root puts nothing where it leads', () => {
+    const dir = openDir();
+    const v = victim(dir);
+    const q = makeQueue(dir);
+    put(q, packet(1, 'one'));
+    runSync('chown', ['-R', `${NOBODY}:${NOBODY}`, q]);
+    const owner = ['setpriv', '--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups'];
+    runSync(owner[0]!, [...owner.slice(1), 'mkdir', join(q, 'fspool')]);
+    runSync(owner[0]!, [...owner.slice(1), 'ln', '-s', v, join(q, 'fspool/quarantine')]);
+    const ran = join(dir, 'ran');
+    const r = fspool(['queue-process', '-q', q, '--on-error', 'quarantine', 'sh', '--', '-c', `touch ${ran}; exit 1`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^Error: cannot process queue .*: .*\/fspool\/quarantine is a symlink, which fspool does not follow there, so failed jobs could not be quarantined; replace the symlink with what it points to, or remove it; nothing was run$/m);
+    expect(exists(ran)).toBe(false);
+    untouched(v);
+    // Made a symlink while the job runs (past that check): the move fails as the owner's would,
+    // root's rights go nowhere, and the packet is not lost.
+    runSync('rm', [join(q, 'fspool/quarantine')]);
+    const swap = `ln -s ${v} ${join(q, 'fspool/quarantine')}`;
+    const late = fspool(['queue-process', '-q', q, '--on-error', 'quarantine', 'sh', '--', '-c', `setpriv --reuid ${NOBODY} --regid ${NOBODY} --clear-groups ${swap}; exit 1`]);
+    expect(late.code).toBe(1);
+    expect(late.stderr).toMatch(/job 1 .* ran, but recording that failed: .*quarantine.*: permission denied \(EACCES\)/);
+    untouched(v);
+    expect(jobFiles(q)).toHaveLength(1);
+  });
+
+  it("what root quarantines in such a queue is the owner's, even a packet the owner may not link (someone else's): copied, not linked", () => {
+    const dir = openDir();
+    const q = makeQueue(dir);
+    put(q, packet(1, 'one'));
+    runSync('chown', ['-R', `${NOBODY}:${NOBODY}`, q]);
+    // The packet of another transport user, which the owner may read but not link.
+    const [name] = jobFiles(q);
+    const bytes = readFileSync(join(q, 'jobs', name!));
+    runSync('chown', ['1:1', join(q, 'jobs', name!)]);
+    expect(fspool(['queue-process', '-q', q, '--on-error', 'quarantine', 'false']).code).toBe(0);
+    const quarantine = join(q, 'fspool/quarantine');
+    for (const f of [quarantine, join(quarantine, name!), join(quarantine, `${name}.json`)]) expect(statSync(f).uid, f).toBe(NOBODY);
+    expect(readFileSync(join(quarantine, name!)).equals(bytes)).toBe(true);
+    expect(jobFiles(q)).toEqual([]);
+  });
+
+  it('a FIFO or a symlink at QUEUE/fspool/receipts.json hangs nothing and takes nothing of root\'s', () => {
+    const dir = openDir();
+    const v = victim(dir);
+    const q = makeQueue(dir);
+    // Packets of a stream (an outbox's), so that there are receipts to send and to remember.
+    const seq = join(dir, 'seq');
+    const streamed = (n: number, payload: string) => {
+      writeFileSync(seq, `${n}\n`);
+      return preparePacket(['-s', seq, '-i', '-', '--outbox', join(dir, 'outbox')], payload);
+    };
+    put(q, streamed(1, 'one'));
+    runSync('chown', ['-R', `${NOBODY}:${NOBODY}`, q]);
+    const owner = ['setpriv', '--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups'];
+    runSync(owner[0]!, [...owner.slice(1), 'mkdir', join(q, 'fspool')]);
+    runSync(owner[0]!, [...owner.slice(1), 'mkfifo', join(q, 'fspool/receipts.json')]);
+    const receipts = join(dir, 'receipts');
+    mkdirSync(receipts);
+    const r = fspool(['queue-process', '-q', q, '--receipt-to-dir', receipts, 'cat'], { timeoutMs: 30_000 });
+    expect(r.signal, 'hung').toBe(null);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readdirSync(receipts), 'a receipt of the stream').toHaveLength(1);
+    runSync('rm', [join(q, 'fspool/receipts.json')]);
+    runSync(owner[0]!, [...owner.slice(1), 'ln', '-s', join(v, 'receipts.json'), join(q, 'fspool/receipts.json')]);
+    put(q, streamed(2, 'two'));
+    expect(fspool(['queue-process', '-q', q, '--receipt-to-dir', receipts, 'cat']).code).toBe(0);
+    untouched(v);
   });
 });
 

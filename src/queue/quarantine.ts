@@ -4,13 +4,14 @@
 // fsynced, hard-linked into quarantine/ (link never replaces an existing file), the folder
 // fsynced, and only then removed from jobs/, and jobs/ fsynced. A crash leaves the packet in
 // jobs/, in quarantine/, or in both (then the next run finishes the move): never in neither.
-import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, FspoolError } from '../errors.js';
-import { copyToNew, fsyncDir, writeFileDurably } from '../sys/durable.js';
-import { openAsIs } from '../sys/fd.js';
+import { copyFdToNew, fsyncDir, writeFileDurably } from '../sys/durable.js';
+import { openRegular, readRegularFile } from '../sys/fd.js';
+import { asOwner, foreignOwner } from './owner.js';
 import { JOB_NAME, type Queue } from './queue.js';
-import { giveToQueueOwner, STATE_DIR, stateDir } from './stateDb.js';
+import { STATE_DIR, stateDir } from './stateDb.js';
 
 export const QUARANTINE = 'quarantine';
 
@@ -40,16 +41,6 @@ function ensureDir(path: string): void {
   fsyncDir(join(path, '..'));
 }
 
-function fsyncFile(path: string): void {
-  // As it is: a FIFO renamed over the name meanwhile must not hang the processor.
-  const fd = openAsIs(path);
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /** A name in quarantine/ not taken by another packet: NAME, else NAME with ~2, ~3... */
 function freeName(dir: string, name: string): string {
   if (!existsSync(join(dir, name))) return name;
@@ -62,30 +53,40 @@ function freeName(dir: string, name: string): string {
 
 /**
  * Move the job file `name` into quarantine, with `note` as NAME.json beside it. Returns the
- * path it has there, relative to the queue (as the journal records it).
+ * path it has there, relative to the queue (as the journal records it). The quarantine is the
+ * queue owner's: a root processor works in it as the owner (owner.ts), so what it makes there is
+ * the owner's, and a symlink the owner put there leads it nowhere the owner could not go.
  */
 export function quarantineJob(queue: Queue, name: string, note: object): string {
-  ensureDir(stateDir(queue.dir));
-  const dir = quarantineDir(queue.dir);
-  ensureDir(dir);
-  // What root makes here, the queue's owner must be able to move and release later.
-  giveToQueueOwner(queue.dir, [stateDir(queue.dir), dir]);
-  const dest = freeName(dir, name);
   const src = queue.jobPath(name);
-  writeFileDurably(join(dir, `${dest}.json`), join(dir, `.${dest}.json.tmp`), `${JSON.stringify(note, null, 2)}\n`);
-  giveToQueueOwner(queue.dir, [join(dir, `${dest}.json`)]);
-  fsyncFile(src);
+  // The packet is opened as we are: it is the job file, and its owner may be neither of us.
+  const from = openRegular(src);
+  let dest: string;
   try {
-    linkSync(src, join(dir, dest));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
-    // quarantine/ on another file system: copy under a temp name, fsync, rename.
-    const tmp = join(dir, `.${dest}.tmp`);
-    copyToNew(src, tmp);
-    giveToQueueOwner(queue.dir, [tmp]);
-    renameSync(tmp, join(dir, dest));
+    fsyncSync(from);
+    dest = asOwner(foreignOwner(queue.dir), () => {
+      ensureDir(stateDir(queue.dir));
+      const dir = quarantineDir(queue.dir);
+      ensureDir(dir);
+      const dest = freeName(dir, name);
+      writeFileDurably(join(dir, `${dest}.json`), join(dir, `.${dest}.json.tmp`), `${JSON.stringify(note, null, 2)}\n`);
+      try {
+        linkSync(src, join(dir, dest));
+      } catch (e) {
+        // quarantine/ on another file system, or a packet the owner may not link (someone
+        // else's, under fs.protected_hardlinks): a copy under a temp name, fsynced, renamed.
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'EXDEV' && code !== 'EPERM') throw e;
+        const tmp = join(dir, `.${dest}.tmp`);
+        copyFdToNew(from, tmp);
+        renameSync(tmp, join(dir, dest));
+      }
+      fsyncDir(dir);
+      return dest;
+    });
+  } finally {
+    closeSync(from);
   }
-  fsyncDir(dir);
   unlinkSync(src);
   fsyncDir(queue.jobsDir);
   return `${STATE_DIR}/${QUARANTINE}/${dest}`;
@@ -103,7 +104,8 @@ export function quarantineEntries(queueDir: string): Quarantined[] {
   return quarantined(queueDir).map((name) => {
     let note: Record<string, unknown> | undefined;
     try {
-      note = JSON.parse(readFileSync(join(dir, `${name}.json`), 'utf8')) as Record<string, unknown>;
+      // As it is, and as the owner (quarantineJob): a FIFO put there must not hang a listing.
+      note = JSON.parse(asOwner(foreignOwner(queueDir), () => readRegularFile(join(dir, `${name}.json`)))) as Record<string, unknown>;
     } catch {
       note = undefined;
     }
@@ -121,30 +123,41 @@ export function releaseJob(queue: Queue, name: string): string {
   const src = join(quarantineDir(queue.dir), name);
   const dest = queue.jobPath(name);
   if (existsSync(dest)) throw new Error(`${dest} exists already`);
-  fsyncFile(src);
-  try {
-    linkSync(src, dest);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
-    // jobs/ is anyone's who feeds the queue: the temp file is made anew, never written through.
-    const tmp = queue.jobPath(`.${name}.release.tmp`);
-    copyToNew(src, tmp);
-    renameSync(tmp, dest);
-  }
-  fsyncDir(queue.jobsDir);
+  // As the owner, whose quarantine it is (quarantineJob): what the name leads to is theirs.
+  asOwner(foreignOwner(queue.dir), () => {
+    const from = openRegular(src);
+    try {
+      fsyncSync(from);
+      try {
+        linkSync(src, dest);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'EXDEV' && code !== 'EPERM') throw e;
+        // jobs/ is anyone's who feeds the queue: the temp file is made anew, never written through.
+        const tmp = queue.jobPath(`.${name}.release.tmp`);
+        copyFdToNew(from, tmp);
+        renameSync(tmp, dest);
+      }
+    } finally {
+      closeSync(from);
+    }
+    fsyncDir(queue.jobsDir);
+  });
   forgetQuarantined(queue, name);
   return name;
 }
 
-/** Remove a packet and its note from quarantine, durably. */
+/** Remove a packet and its note from quarantine, durably (as the queue's owner: quarantineJob). */
 export function forgetQuarantined(queue: Queue, name: string): void {
-  const dir = quarantineDir(queue.dir);
-  for (const f of [name, `${name}.json`]) {
-    try {
-      unlinkSync(join(dir, f));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  asOwner(foreignOwner(queue.dir), () => {
+    const dir = quarantineDir(queue.dir);
+    for (const f of [name, `${name}.json`]) {
+      try {
+        unlinkSync(join(dir, f));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
     }
-  }
-  fsyncDir(dir);
+    fsyncDir(dir);
+  });
 }

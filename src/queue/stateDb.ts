@@ -17,13 +17,15 @@
 // (the commit fsyncs the WAL) for that transaction. The WAL is one file, appended in commit
 // order, so a durable commit makes every earlier commit durable too. A second connection for
 // them would cost its opening at every run, and each would re-read the pages the other wrote.
-import { accessSync, chownSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { accessSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { describe } from '../errors.js';
 import { log } from '../log.js';
+import { isSymlink } from '../sys/fd.js';
 import { betterSqlite3 } from '../sys/native.js';
 import { os } from '../sys/lazy.js';
+import { asOwner, foreignOwner, type Owner } from './owner.js';
 
 export type Db = BetterSqlite3.Database;
 export type Statement = BetterSqlite3.Statement;
@@ -216,6 +218,8 @@ export class StateDb {
     readonly path: string,
     readonly readonly: boolean,
     private readonly without: string,
+    /** Whose identity the database is used with (owner.ts): every use of it is a file access. */
+    private readonly owner: Owner | undefined,
   ) {
     this.conn = new Conn(db);
   }
@@ -225,8 +229,26 @@ export class StateDb {
    * not creatable (read-only queue), or unusable (reported with one WARN line).
    */
   static open(queueDir: string, opts: OpenOptions): StateDb | undefined {
+    let owner: Owner | undefined;
+    try {
+      owner = foreignOwner(queueDir);
+    } catch (e) {
+      log.debug(`cannot look at queue ${queueDir}: ${describe(e)}; no state database`);
+      return undefined;
+    }
+    return asOwner(owner, () => StateDb.openAs(queueDir, opts, owner));
+  }
+
+  /** open(), as the queue's owner when that is not us (owner.ts). */
+  private static openAs(queueDir: string, opts: OpenOptions, owner: Owner | undefined): StateDb | undefined {
     const dir = stateDir(queueDir);
     const path = join(dir, 'state.db');
+    // Never followed (owner.ts says why it would be harmless as root): said as what it is.
+    const link = [dir, path].find(isSymlink);
+    if (link) {
+      warnUnusable(path, new Error(`${link} is a symlink, which fspool does not follow there: replace it with what it points to, or remove it`), opts.without, opts.quiet);
+      return undefined;
+    }
     const creating = !existsSync(path);
     if (creating) {
       if (!opts.create) return undefined;
@@ -285,8 +307,7 @@ export class StateDb {
           db!.pragma(`user_version = ${SCHEMA_VERSION}`);
         }).immediate();
       }
-      if (creating) giveToQueueOwner(queueDir, [dir, path]);
-      const state = new StateDb(db, path, readonly, opts.without);
+      const state = new StateDb(db, path, readonly, opts.without, owner);
       state.snapshot = copy;
       state.quiet = opts.quiet === true;
       return state;
@@ -315,6 +336,10 @@ export class StateDb {
    */
   write<T>(fn: (tx: Tx) => T, durable = false): T | undefined {
     if (this.broken || this.readonly) return undefined;
+    return asOwner(this.owner, () => this.writeAs(fn, durable));
+  }
+
+  private writeAs<T>(fn: (tx: Tx) => T, durable: boolean): T | undefined {
     try {
       const c = this.conn;
       if (!durable) return c.immediate(() => fn(c));
@@ -349,17 +374,21 @@ export class StateDb {
   /** Run `fn` in a read transaction (WAL: never waits for a writer). */
   read<T>(fn: (tx: Tx) => T): T | undefined {
     if (this.broken) return undefined;
-    try {
-      return this.conn.deferred(() => fn(this.conn));
-    } catch (e) {
-      this.fail(e);
-      return undefined;
-    }
+    return asOwner(this.owner, () => {
+      try {
+        return this.conn.deferred(() => fn(this.conn));
+      } catch (e) {
+        this.fail(e);
+        return undefined;
+      }
+    });
   }
 
   close(): void {
-    this.conn.close();
-    this.snapshot?.remove();
+    asOwner(this.owner, () => {
+      this.conn.close();
+      this.snapshot?.remove();
+    });
   }
 
   /** Whether a write transaction can be had (an empty one: it writes nothing). */
@@ -378,18 +407,6 @@ export class StateDb {
     this.broken = true;
     warnUnusable(this.path, e, this.without, this.quiet || again);
   }
-}
-
-/**
- * root (say, `sudo fspool queue-ls`) must not leave a database, or a quarantine, the queue's
- * own processor cannot write: what it creates goes to the queue directory's owner. (SQLite itself gives the
- * -wal and -shm files the database file's owner when it runs as root.)
- */
-export function giveToQueueOwner(queueDir: string, paths: string[]): void {
-  if (process.getuid?.() !== 0) return;
-  const { uid, gid } = statSync(queueDir);
-  if (uid === 0) return;
-  for (const p of paths) chownSync(p, uid, gid);
 }
 
 /** One WARN line for a database given up; a DEBUG one when `quiet` (it was said already). */

@@ -16,6 +16,7 @@ import type { RunKind } from '../queue/journal.js';
 import type { Outcome } from './policy.js';
 import { type RunOptions, runJob } from './job.js';
 import { type DeliveryMode, preparePayload, type Unverified, verifyOnly } from './source.js';
+import { foreignOwner } from '../queue/owner.js';
 
 /** How a queue's job files are run. */
 export interface FileRunOptions extends Omit<RunOptions, 'outputFile'> {
@@ -132,6 +133,7 @@ export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions,
       fd,
       at: 0,
       spoolDir: queue.spoolDir,
+      spoolAs: foreignOwner(queue.dir),
       timeoutSeconds: opts.timeoutSeconds,
       reopen: async () => {
         const again = reopen(job);

@@ -6,18 +6,20 @@ import { openJobFile } from '../queue/jobfile.js';
 import { copyFd, writeAll } from '../sys/fd.js';
 import { bytesLeft, Progress } from '../progress.js';
 import { preparePayload } from './source.js';
+import type { Owner } from '../queue/owner.js';
 
 /**
  * Copy the payload of the packet at `fd` to `outFd`, undoing its encodings. With a required
  * signature nothing is written before it verified (decoded into `spoolDir` first).
  */
-export async function writePayload(fd: number, outFd: number, ctx: DecodeContext, spoolDir: string, spoolOption?: string): Promise<void> {
+export async function writePayload(fd: number, outFd: number, ctx: DecodeContext, spoolDir: string, spoolOption?: string, spoolAs?: Owner): Promise<void> {
   const spoolAtLeast = bytesLeft(fd);
   const p = await preparePayload(await openForDelivery(fd, ctx), {
     mode: ctx.keys.requiresSignature ? 'verified' : 'stream',
     keys: ctx.keys,
     fd,
     spoolDir,
+    spoolAs,
     spoolAtLeast,
     spoolOption,
   });
@@ -57,10 +59,10 @@ export async function writePayload(fd: number, outFd: number, ctx: DecodeContext
   }
 }
 
-export async function writeJobPayload(path: string, outFd: number, ctx: DecodeContext, spoolDir: string): Promise<void> {
+export async function writeJobPayload(path: string, outFd: number, ctx: DecodeContext, spoolDir: string, spoolAs?: Owner): Promise<void> {
   const { fd } = openJobFile(path);
   try {
-    await writePayload(fd, outFd, ctx, spoolDir);
+    await writePayload(fd, outFd, ctx, spoolDir, undefined, spoolAs);
   } finally {
     closeSync(fd);
   }

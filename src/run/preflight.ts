@@ -12,6 +12,7 @@ import { quarantineDir } from '../queue/quarantine.js';
 import { lackOfSpace as lackOfRoom } from '../queue/room.js';
 import { stateDir } from '../queue/stateDb.js';
 import { accessProblem, READ_ONLY, writable } from '../sys/access.js';
+import { isSymlink } from '../sys/fd.js';
 
 interface WhatCommits {
   /** Job files are deleted after success or --on-error delete. */
@@ -41,14 +42,22 @@ function checkWritable(queue: Queue, what: WhatCommits): void {
     if (jobsProblem) problems.push(`${jobsProblem}, so ${what.deletes ? 'finished job files could not be removed' : 'jobs/NAME.out could not be written'}`);
   }
   if (what.quarantines) {
+    // Never followed (queue/owner.ts): a symlink there would fail the move after the job ran.
+    const link = [stateDir(queue.dir), quarantineDir(queue.dir)].find(isSymlink);
     // The deepest of QUEUE/fspool/quarantine/, QUEUE/fspool/ that exists is where the move writes.
     const dir = [quarantineDir(queue.dir), stateDir(queue.dir)].find((d) => existsSync(d));
-    const quarantineProblem = dir ? writable(dir) : dirProblem;
+    const quarantineProblem = link ? `${link} is a symlink, which fspool does not follow there` : dir ? writable(dir) : dirProblem;
     if (quarantineProblem && quarantineProblem !== dirProblem) problems.push(`${quarantineProblem}, so failed jobs could not be quarantined`);
   }
   if (problems.length > 0) {
     const readOnly = problems.filter((p) => p.includes(READ_ONLY));
-    const fixes = [...(readOnly.length ? ['mount it read-write'] : []), ...(readOnly.length < problems.length ? ["run as the queue's owner or make it writable"] : [])];
+    const links = problems.filter((p) => p.includes('is a symlink'));
+    const others = problems.length - readOnly.length - links.length;
+    const fixes = [
+      ...(readOnly.length ? ['mount it read-write'] : []),
+      ...(links.length ? ['replace the symlink with what it points to, or remove it'] : []),
+      ...(others ? ["run as the queue's owner or make it writable"] : []),
+    ];
     throw new FspoolError(`cannot process queue ${queue.dir}: ${problems.join('; ')}; ${fixes.join(', and ')}; nothing was run`);
   }
 }

@@ -5,7 +5,6 @@
 // the last one is older than --receipt-every (one lost in transit is replaced even when the
 // queue is idle). Sending is best effort: a failure is one WARN and is tried again after the
 // next pass; processing never depends on it.
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DecodeContext } from '../codec/decode.js';
 import type { Logger } from '../log.js';
@@ -14,8 +13,10 @@ import { describe } from '../errors.js';
 import { encodeReceipt } from '../packet/receipt.js';
 import type { Queue } from '../queue/queue.js';
 import { HELD_SPAN, lookAtQueue, type QueueFacts, receiptFor } from '../queue/receipt.js';
+import { asOwner, foreignOwner } from '../queue/owner.js';
 import { type StateDb, stateDir } from '../queue/stateDb.js';
 import { writeFileDurably } from '../sys/durable.js';
+import { readRegularFile } from '../sys/fd.js';
 import { createHash } from '../sys/lazy.js';
 import { runShell, shellFailure } from '../sys/shell.js';
 import type { RunContext } from './context.js';
@@ -66,7 +67,8 @@ export function receiptStreams(facts: QueueFacts): string[] {
 
 function readSent(path: string): Sent {
   try {
-    const s = JSON.parse(readFileSync(path, 'utf8')) as Sent;
+    // As it is: a FIFO put there must not hang the processor.
+    const s = JSON.parse(readRegularFile(path)) as Sent;
     if (s.version === 1 && typeof s.streams === 'object' && s.streams !== null) return s;
   } catch {
     /* none yet, or damaged: everything counts as not sent */
@@ -90,8 +92,10 @@ export function receiptSender(queue: Queue, opts: ReceiptSending): (db: StateDb 
 
 async function sendReceipts(queue: Queue, db: StateDb | undefined, opts: ReceiptSending, log: Logger, said: { tooMany: boolean }): Promise<void> {
   const facts = await lookAtQueue(queue, db, opts.decode);
+  // The record is in the queue owner's folder: read and written as the owner (owner.ts).
+  const owner = foreignOwner(queue.dir);
   const record = join(stateDir(queue.dir), 'receipts.json');
-  const sent = readSent(record);
+  const sent = asOwner(owner, () => readSent(record));
   const now = Date.now();
   let changed = false;
   // Only streams the queue knows: a sender learns nothing from a receipt about none that it
@@ -134,7 +138,7 @@ async function sendReceipts(queue: Queue, db: StateDb | undefined, opts: Receipt
   }
   if (changed) {
     try {
-      writeFileDurably(record, `${record}.tmp`, `${JSON.stringify(sent)}\n`);
+      asOwner(owner, () => writeFileDurably(record, `${record}.tmp`, `${JSON.stringify(sent)}\n`));
     } catch (e) {
       // No memory of what was sent (an unwritable queue): receipts go after every pass.
       log.debug(`cannot record the receipts sent in ${record}: ${describe(e)}`);

@@ -24,6 +24,7 @@ import { Progress } from '../progress.js';
 import { randomUUID } from '../sys/lazy.js';
 import { after } from '../sys/timer.js';
 import type { PayloadSource } from './job.js';
+import { asOwner, type Owner } from '../queue/owner.js';
 
 export type DeliveryMode = 'stream' | 'verified';
 
@@ -36,6 +37,8 @@ export interface SourceOptions {
   at?: number;
   /** Where `verified` mode decodes to: a directory on the queue's filesystem. */
   spoolDir: string;
+  /** Whose identity makes `spoolDir` when it is missing: the queue's owner, for a root fspool (owner.ts). */
+  spoolAs?: Owner;
   /** Open the same packet again, for a second pass; absent when the input cannot be re-read. */
   reopen?: () => Promise<OpenedPacket>;
   /**
@@ -97,7 +100,9 @@ async function pass(p: StreamPacket, sink: Sink, each: (chunk: Buffer) => void, 
 /** Decode the payload into a temp file that is unlinked at once, and verify it. */
 async function spool(p: StreamPacket, opts: SourceOptions): Promise<{ fd: number } | { reason: string; local: boolean; timedOut?: boolean }> {
   const dir = opts.spoolDir;
-  mkdirSync(dir, { recursive: true });
+  // The temp file itself is root's when we are root, and readable by no one else: it holds
+  // the plaintext.
+  asOwner(opts.spoolAs, () => mkdirSync(dir, { recursive: true }));
   if (opts.spoolAtLeast !== undefined) {
     const st = statfsSync(dir);
     const free = st.bavail * st.bsize;

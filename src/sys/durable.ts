@@ -78,10 +78,15 @@ export function writeSynced(path: string, data: string | Uint8Array): void {
 export function copyToNew(src: string, dest: string): void {
   const from = openRegular(src);
   try {
-    fillSynced(dest, (to) => copyFd(from, to));
+    copyFdToNew(from, dest);
   } finally {
     closeSync(from);
   }
+}
+
+/** What is left to read of the fd `from`, into a file made anew at `dest` and fsynced (see copyToNew). */
+export function copyFdToNew(from: number, dest: string): void {
+  fillSynced(dest, (to) => copyFd(from, to));
 }
 
 /**

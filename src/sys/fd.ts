@@ -1,7 +1,7 @@
 // Reading and writing raw fds. The payload paths never touch process.stdin/stdout: Node would
 // set O_NONBLOCK on them, and that flag lives in the open file description that the shell
 // pipeline shares with the programs around us (see spec/processing.md).
-import { closeSync, constants, fstatSync, openSync, read, readFileSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, read, readFileSync, readSync, writeSync } from 'node:fs';
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 /** Block the thread briefly: an fd someone else made non-blocking has no data yet. */
@@ -159,6 +159,15 @@ export function openRegular(path: string): number {
     throw e;
   }
   return fd;
+}
+
+/** Whether `path` is a symlink (false if it is anything else, or nothing). */
+export function isSymlink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
 }
 
 /** The text of `path` if it is a regular file (openRegular). */

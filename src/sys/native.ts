@@ -55,6 +55,12 @@ interface Sys {
   pending(fd: number): number;
   /** SHA-256 of `bytes`, by the OpenSSL Node exports (see native/fspool_sys.c). */
   sha256(bytes: Uint8Array): Buffer;
+  /**
+   * Set this thread's file-system user and group ids (setfsuid(2), setfsgid(2)): whose
+   * permissions its opens, creations and chowns get, and who owns what it creates. True if both
+   * took.
+   */
+  fsIds(uid: number, gid: number): boolean;
   /** isatty(3), without node:tty (which loads node:net and the streams). */
   isatty(fd: number): boolean;
   /** The columns of the terminal on fd (ioctl TIOCGWINSZ), or undefined if it is none. */

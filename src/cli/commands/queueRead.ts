@@ -8,6 +8,7 @@ import { infoJson, lsJson } from '../json.js';
 import { type DecodeArgs, decodeContext, decodeOptions, job, queuedir, type Subcommand } from '../options.js';
 import { print } from './out.js';
 import { json } from './queueState.js';
+import { foreignOwner } from '../../queue/owner.js';
 
 interface LsArgs extends DecodeArgs {
   queuedir: string;
@@ -89,6 +90,6 @@ export const queuePayload: Subcommand<JobArgs> = {
     const q = new Queue(a.queuedir).check();
     const ctx = decodeContext(a);
     const j = await withCache(q, () => q.findJob(a.job, ctx));
-    await writeJobPayload(j.path, 1, ctx, q.spoolDir);
+    await writeJobPayload(j.path, 1, ctx, q.spoolDir, foreignOwner(q.dir));
   },
 };
