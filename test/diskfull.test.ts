@@ -202,6 +202,35 @@ describe.skipIf(mountProbe !== undefined)(`a quarantine on a file system of its 
     expect(lstatSync(join(q, 'jobs', name!)).isFile()).toBe(true);
     expect(readFileSync(join(q, 'jobs', name!))).toEqual(packetBytes);
   });
+
+  it('full, as QUEUE/fspool/ of its own, before a job: the job is not run, nothing moves; once there is room it runs, fails and is quarantined, journaled', () => {
+    const q = makeQueue(tempDir());
+    const seqfile = join(tempDir('fspool-qfull-'), 'seq');
+    for (const p of ['one', 'two']) put(q, run(['prepare', '-s', seqfile, '-i', '-'], { input: `${p}\n` }).stdout);
+    const state = join(q, 'fspool');
+    mkdirSync(state);
+    expect(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', state]).status).toBe(0);
+    mounts.push(state);
+    const log = join(tempDir('fspool-qfull-log-'), 'ran.log');
+    const failing = ['--on-error', 'quarantine', '--', 'sh', '-c', `cat >> ${log}; exit 1`];
+    // Job 1 fails and is quarantined; then the folder fills, and job 2 must not start: its file
+    // could not be set aside once nextseq had moved past it.
+    expect(run(['queue-process', '-q', q, '-n', '1', ...failing]).code).toBe(0);
+    const filler = fill(state);
+    const r = run(['queue-process', '-q', q, ...failing]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr.split('\n').filter((l) => l.startsWith('Error: '))).toHaveLength(1);
+    expect(r.stderr).toMatch(/^Error: no space left on device: .* free on the file system of .*\/fspool, and recording a job needs .*; free some space; job 2 was not run/m);
+    expect(readFileSync(log, 'utf8')).toBe('one\n');
+    expect(nextseqText(q)).toBe('2\n');
+    expect(allInJobs(q)).toHaveLength(1);
+    unlinkSync(filler);
+    expect(run(['queue-process', '-q', q, ...failing]).code).toBe(0);
+    expect(readFileSync(log, 'utf8')).toBe('one\ntwo\n');
+    expect(nextseqText(q)).toBe('3\n');
+    expect(readdirSync(join(state, 'quarantine')).filter((n) => n.endsWith('.fspl'))).toHaveLength(2);
+    expect(fspool(['queue-history', '-q', q]).stdout.toString().match(/quarantine/g)).toHaveLength(2);
+  });
 });
 
 describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTmpfs}`, () => {

@@ -1,7 +1,9 @@
 // Room on a queue's file system for recording a job. A processor checks it before each job
 // (a job that ran but could not be recorded would run again), and queue-status reports its
 // lack, since no job runs until there is room.
-import { accessSync, constants, statfsSync } from 'node:fs';
+import { accessSync, constants, existsSync, statfsSync } from 'node:fs';
+import { quarantineDir } from './quarantine.js';
+import { stateDir } from './stateDb.js';
 
 /**
  * Free space a job's record needs at the least: the journal's outcome and its "done" mark (a
@@ -13,11 +15,23 @@ const MIN_FREE_BYTES = 128 * 1024;
 const size = (n: number) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${Math.floor(n / 1024)} KiB`);
 
 /**
- * What is wrong with the room on the file system of `dir` for recording a job (without the fix,
- * which the caller words), or undefined if there is enough. `asRoot`: the writer may use the
- * blocks reserved for root; others only the available ones.
+ * What is wrong with the room for recording a job in the queue `queueDir` (without the fix,
+ * which the caller words), or undefined if there is enough: on the queue's file system (nextseq,
+ * jobs/), and on those of its state folder (the journal) and quarantine when they exist, which
+ * may be mounts of their own. A job whose outcome could not be journaled, or whose file could not
+ * be quarantined, after nextseq moved past it would be neither due nor recorded. `asRoot`: the
+ * writer may use the blocks reserved for root; others only the available ones.
  */
-export function lackOfSpace(dir: string, asRoot: boolean): string | undefined {
+export function lackOfRoom(queueDir: string, asRoot: boolean): string | undefined {
+  for (const dir of [queueDir, stateDir(queueDir), quarantineDir(queueDir)]) {
+    const lack = (dir === queueDir || existsSync(dir)) && lackOfSpace(dir, asRoot);
+    if (lack) return lack;
+  }
+  return undefined;
+}
+
+/** lackOfRoom, for the file system of `dir` alone. */
+function lackOfSpace(dir: string, asRoot: boolean): string | undefined {
   let free: number;
   try {
     const s = statfsSync(dir);

@@ -8,7 +8,7 @@ import { FAILED_RUNS, type Journal, packetId, type RunRow } from './journal.js';
 import { lockHolder } from './lockHolder.js';
 import { quarantined } from './quarantine.js';
 import type { Queue, ScannedJob } from './queue.js';
-import { lackOfSpace, readOnlyFs } from './room.js';
+import { lackOfRoom, readOnlyFs } from './room.js';
 
 export type Verdict = 'healthy' | 'stalled' | 'failing';
 
@@ -163,7 +163,7 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
 /** Why no job can be recorded on the queue's file system, with the fix; undefined if one can. */
 function noRoom(queue: Queue): string | undefined {
   if (readOnlyFs(queue.dir)) return `the file system of ${queue.dir} is mounted read-only: no job runs until it is writable; remount it read-write`;
-  const lack = lackOfSpace(queue.dir, writerIsRoot(queue));
+  const lack = lackOfRoom(queue.dir, writerIsRoot(queue));
   return lack && `${lack}: no job runs until there is room; free some space`;
 }
 

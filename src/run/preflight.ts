@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { FspoolError } from '../errors.js';
 import type { Queue } from '../queue/queue.js';
 import { quarantineDir } from '../queue/quarantine.js';
-import { lackOfSpace as lackOfRoom } from '../queue/room.js';
+import { lackOfRoom } from '../queue/room.js';
 import { stateDir } from '../queue/stateDb.js';
 import { accessProblem, READ_ONLY, writable } from '../sys/access.js';
 import { isSymlink } from '../sys/fd.js';
@@ -91,7 +91,7 @@ function checkCommand(command: string): void {
   throw new FspoolError(`cannot run command: ${command}: not found in PATH (${path}); give its full path, or set PATH; nothing was run`);
 }
 
-/** Before each job: room on the queue's file system for recording it, or why not. */
+/** Before each job: room for recording it (queue/room.ts), or why not. */
 export function lackOfSpace(queue: Queue): string | undefined {
   const lack = lackOfRoom(queue.dir, process.geteuid?.() === 0);
   return lack && `${lack}; free some space`;
