@@ -291,6 +291,23 @@ describe('queue-status tells the truth', () => {
     return { code: r.code, s: JSON.parse(r.stdout.toString()) as { state: string; reasons: string[] } };
   };
 
+  it("failing, for a user who cannot read the due job file, though root's look filled the header cache with it; the processor says how to fix it", () => {
+    const dir = openDir();
+    const q = makeQueue(dir);
+    const name = put(q, packet(1, 'secret'));
+    runSync('chown', ['-R', `${NOBODY}:${NOBODY}`, q]);
+    runSync('chown', ['0:0', join(q, 'jobs', name)]);
+    chmodSync(join(q, 'jobs', name), 0o600);
+    expect(status(q).code, 'root reads it').toBe(0);
+    const r = asNobody(['queue-status', '-q', q]);
+    expect(r.code, r.stdout.toString()).toBe(4);
+    expect(r.stdout.toString()).toMatch(/state: +failing - 1 job file\(s\) cannot be read: .*permission denied \(EACCES\)\); give the reader access to them \(or run as their owner\), or remove them/);
+    const p = asNobody(['queue-process', '-q', q, 'cat']);
+    expect(p.code).toBe(1);
+    expect(p.stderr).toMatch(/give the reader access to them \(or run as their owner\), or remove them/);
+    expect(p.stdout.toString()).toBe('');
+  });
+
   it('failing when the sender lost its seqfile: packets below nextseq that never ran', () => {
     const q = makeQueue(tempDir());
     for (let i = 1; i <= 3; i++) put(q, packet(i, `old ${i}`));
