@@ -396,6 +396,18 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     ]);
   });
 
+  it('queue-status after a run whose outcome a full disk kept out of the journal: not "runs again", since nextseq moved past it', () => {
+    const fs = tinyFs();
+    const q = makeQueue(fs);
+    put(q, run(['prepare', '-s', '-', '-i', '-'], { input: 'one\n' }).stdout);
+    const r = run(['queue-process', '-q', q, '--', 'sh', '-c', `cat >/dev/null; head -c 1048576 /dev/zero > ${fs}/filler 2>/dev/null; exit 0`]);
+    expect(r.code, r.stderr).toBe(0);
+    unlinkSync(join(fs, 'filler'));
+    const s = fspool(['queue-status', '-q', q]).stdout.toString();
+    expect(s).toMatch(/^interrupted: +seq 1, attempt 1 started .* whose outcome went unrecorded; nextseq has moved past it$/m);
+    expect(s).not.toMatch(/runs again/);
+  });
+
   it('queue-status (and serve --check) on a full file system says failing, with the fix, where queue-process refuses; healthy again once there is room', () => {
     const q = makeQueue(tinyFs());
     put(q, run(['prepare', '-s', '-', '-i', '-'], { input: 'due\n' }).stdout);

@@ -129,7 +129,12 @@ function statusText(q: Queue, s: Status): string {
   for (const n of s.quarantine) file({ name: n });
   row('last success', s.lastSuccess ? runLine(s.lastSuccess) : '-');
   row('last failure', s.lastFailure ? runLine(s.lastFailure) : '-');
-  for (const r of s.interrupted) row('interrupted', `seq ${r.seq}, attempt ${r.attempt} started ${localMs(r.startedAt)} by pid ${r.pid}, which died; it runs again`);
+  for (const r of s.interrupted) {
+    // Past it in sequence order, it does not run again: its run ended unrecorded (a journal
+    // that could not be written then, a full disk), and what it did is not known here.
+    const past = r.orderBy === 'sequence' && s.nextSeq !== undefined && r.seq < s.nextSeq;
+    row('interrupted', `seq ${r.seq}, attempt ${r.attempt} started ${localMs(r.startedAt)} by pid ${r.pid}, ${past ? 'whose outcome went unrecorded; nextseq has moved past it' : 'which died; it runs again'}`);
+  }
   const p = s.processor;
   let proc: string;
   if (p.pid !== undefined) proc = `running, pid ${p.pid}${p.current ? ` (job ${p.current.seq} since ${localMs(p.current.startedAt)})` : ''}`;
