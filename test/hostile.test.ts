@@ -781,6 +781,20 @@ describe('judgements the probe left open', () => {
     expect(nextseq(q)).toBe('1');
   });
 
+  it('a job name too long to add .out to (--output-to saveboth) fails its own job: --on-error applies, and the queue goes on', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    // 255 bytes: the longest name most file systems take; NAME.out is four too many.
+    const name = put(q, plain(1, 'one'), `fspl-${'x'.repeat(245)}.fspl`);
+    put(q, plain(2, 'two'));
+    const r = fspool(['queue-process', '-q', q, '--output-to', 'saveboth', '--on-error', 'delete', 'cat']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/ERROR fspool: job 1 .* failed: cannot write its output to .*\.out: .*ENAMETOOLONG.*: the job file's name is too long to add \.out to; the command was not started/);
+    expect(jobFiles(q)).not.toContain(name);
+    expect(nextseq(q)).toBe('3');
+    expect(fspool(['queue-history', '-q', q]).stdout.toString()).toMatch(/bad-packet/);
+  });
+
   it('a directory at NAME.out (--output-to saveboth) keeps the job and stops the run, whatever --on-error says', () => {
     const dir = tempDir();
     const q = makeQueue(dir);

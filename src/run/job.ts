@@ -55,13 +55,19 @@ function watchOffset(fd: number, start: number, progress: Progress): NodeJS.Time
 /**
  * The output file (--output-to saveboth) could not be made: a directory at NAME.out, say, put
  * there by whoever can write jobs/. That is fspool's own trouble, not the packet's: the job is
- * kept and the run stops, whatever --on-error says.
+ * kept and the run stops, whatever --on-error says (but see the name too long, below).
  */
 class OutputError extends Error {
   readonly outcome: Outcome;
   constructor(path: string, cause: unknown) {
     super(describe(cause));
-    this.outcome = { ok: false, fatal: true, reason: `cannot write its output to ${path}: ${describe(cause)}`, facts: { kind: 'kept', bytes: 0 } };
+    // Except a name too long for the file system: the packet's own name, one byte short of the
+    // limit, makes NAME.out one too many; that is the packet's doing, its job fails, and
+    // --on-error applies (kept and stopped at, it would hold the queue for good).
+    this.outcome =
+      (cause as NodeJS.ErrnoException).code === 'ENAMETOOLONG'
+        ? { ok: false, reason: `cannot write its output to ${path}: ${describe(cause)}: the job file's name is too long to add .out to; the command was not started`, facts: { kind: 'bad-packet', bytes: 0 } }
+        : { ok: false, fatal: true, reason: `cannot write its output to ${path}: ${describe(cause)}`, facts: { kind: 'kept', bytes: 0 } };
   }
 }
 
