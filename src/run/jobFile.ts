@@ -133,7 +133,7 @@ export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions,
       fd,
       at: 0,
       spoolDir: queue.spoolDir,
-      spoolAs: foreignOwner(queue.dir),
+      spoolAs: opts.delivery === 'verified' ? foreignOwner(queue.dir) : undefined,
       timeoutSeconds: opts.timeoutSeconds,
       reopen: async () => {
         const again = reopen(job);
