@@ -4,7 +4,7 @@
 // left in the wrong shape. Real users (setpriv to nobody), real files, real processes.
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { asNobody, FSPOOL, fspool, makeQueue, NOBODY, openDir, preparePacket, runSync, tempDir } from './helpers/cli.js';
 import { asOwner, foreignOwner } from '../src/queue/owner.js';
@@ -104,6 +104,23 @@ describe('root in a queue another user owns: what the owner puts in QUEUE/fspool
     expect(statSync(join(rootOnly, 'x')).uid).toBe(0);
     expect(() => asOwner(owner, () => Promise.resolve())).toThrow(/promise/);
     writeFileSync(join(rootOnly, 'y'), '');
+  });
+
+  it("root run from where the owner cannot read (a clone in a directory of root's own) keeps its journal in the owner's queue", () => {
+    const dir = openDir();
+    const q = makeQueue(dir);
+    put(q, packet(1, 'one'));
+    runSync('chown', ['-R', `${NOBODY}:${NOBODY}`, q]);
+    // The checkout, seen at a path inside a directory only root may enter.
+    const at = join(tempDir(), 'fspool');
+    mkdirSync(at);
+    const script = 'root=$0 at=$1; shift; mount --bind "$root" "$at" && exec "$at/bin/fspool" "$@"';
+    const r = runSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, dirname(dirname(FSPOOL)), at, 'queue-process', '-q', q, 'cat']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/WARN/);
+    expect(r.stdout.toString()).toBe('one');
+    expect(fspool(['queue-history', '-q', q]).stdout.toString()).toMatch(/ success /);
+    expect(statSync(join(q, 'fspool/state.db')).uid).toBe(NOBODY);
   });
 
   it('a symlink in place of QUEUE/fspool: root follows it nowhere (no chown, nothing made there); every command goes on without the state database', () => {

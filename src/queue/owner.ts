@@ -4,8 +4,10 @@
 // So a root fspool works there as the owner: with the owner's file-system identity
 // (setfsuid(2), per thread) it can open, create, chown and write there only what the owner
 // could, and what it creates is the owner's. A symlink the owner placed cannot take root's
-// privileges anywhere (SQLite, for one, gives its -wal and -shm files the database's owner when
-// it runs as root, through whatever the names lead to).
+// privileges anywhere (as root, a database made where a symlinked folder leads, and chowned to
+// the owner so that the owner's processor can write it, would give the owner that directory, or
+// any file there). Only the state folder's own files are touched this way: anything else a step
+// needs (an addon to load, a job file to read) is opened as we are, before or outside the step.
 import { statSync } from 'node:fs';
 import { native } from '../sys/native.js';
 

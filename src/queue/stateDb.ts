@@ -23,7 +23,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import { describe } from '../errors.js';
 import { log } from '../log.js';
 import { isSymlink } from '../sys/fd.js';
-import { betterSqlite3 } from '../sys/native.js';
+import { betterSqlite3, betterSqlite3Addon } from '../sys/native.js';
 import { os } from '../sys/lazy.js';
 import { asOwner, foreignOwner, type Owner } from './owner.js';
 
@@ -108,10 +108,21 @@ export interface OpenOptions {
   quiet?: boolean;
 }
 
-let loaded: typeof BetterSqlite3 | undefined;
-function sqlite(): typeof BetterSqlite3 {
-  loaded ??= betterSqlite3();
+let loaded: { Database: typeof BetterSqlite3; addon: object } | undefined;
+/** better-sqlite3, and its addon, loaded once (and as we are: StateDb.open). */
+function sqlite(): NonNullable<typeof loaded> {
+  loaded ??= { Database: betterSqlite3(), addon: betterSqlite3Addon() as object };
   return loaded;
+}
+
+/**
+ * A connection to `path`, through the addon sqlite() loaded: better-sqlite3 would otherwise
+ * look for it at its first connection, maybe as the queue's owner (owner.ts), who may not be
+ * able to read where fspool is installed. It takes the addon itself where its types say a path.
+ */
+function connect(path: string, options: { readonly: boolean; timeout: number }): Db {
+  const { Database, addon } = sqlite();
+  return new Database(path, { ...options, nativeBinding: addon as unknown as string });
 }
 
 const code = (e: unknown) => (e as { code?: string }).code ?? '';
@@ -236,6 +247,9 @@ export class StateDb {
       log.debug(`cannot look at queue ${queueDir}: ${describe(e)}; no state database`);
       return undefined;
     }
+    // SQLite's addon is loaded as we are: the owner may not be able to read where fspool is
+    // installed (a clone in a directory of root's own).
+    if (owner) sqlite();
     return asOwner(owner, () => StateDb.openAs(queueDir, opts, owner));
   }
 
@@ -243,7 +257,7 @@ export class StateDb {
   private static openAs(queueDir: string, opts: OpenOptions, owner: Owner | undefined): StateDb | undefined {
     const dir = stateDir(queueDir);
     const path = join(dir, 'state.db');
-    // Never followed (owner.ts says why it would be harmless as root): said as what it is.
+    // Not followed (as the owner it could do no harm, owner.ts), and said for what it is.
     const link = [dir, path].find(isSymlink);
     if (link) {
       warnUnusable(path, new Error(`${link} is a symlink, which fspool does not follow there: replace it with what it points to, or remove it`), opts.without, opts.quiet);
@@ -275,8 +289,7 @@ export class StateDb {
     let db: Db | undefined;
     let copy: Snapshot | undefined;
     try {
-      const Database = sqlite();
-      db = new Database(path, { readonly, timeout: opts.busyMs });
+      db = connect(path, { readonly, timeout: opts.busyMs });
       if (readonly) {
         try {
           db.pragma('user_version', { simple: true });
@@ -286,7 +299,7 @@ export class StateDb {
           // cannot create: it reads a snapshot instead (a monitoring user, say).
           db.close();
           copy = snapshot(path);
-          db = new Database(copy.path, { readonly: true, timeout: opts.busyMs });
+          db = connect(copy.path, { readonly: true, timeout: opts.busyMs });
         }
       }
       if (!readonly) {
