@@ -41,7 +41,10 @@ let taken: Owner | undefined;
 export function asOwner<T>(owner: Owner | undefined, fn: () => T): T {
   if (!owner || (taken && taken.uid === owner.uid && taken.gid === owner.gid)) return fn();
   if (taken) throw new Error(`working as uid ${taken.uid} already, not as uid ${owner.uid}`);
-  if (!native().fsIds(owner.uid, owner.gid)) throw new Error(`cannot work as uid ${owner.uid} (setfsuid)`);
+  if (!native().fsIds(owner.uid, owner.gid)) {
+    native().fsIds(process.geteuid!(), process.getegid!());
+    throw new Error(`cannot work as uid ${owner.uid} (setfsuid)`);
+  }
   taken = owner;
   try {
     const r = fn();
