@@ -87,6 +87,17 @@ describe('root in a queue another user owns: what the owner puts in QUEUE/fspool
     expect(readdirSync(v)).toEqual(['file']);
     expect(statSync(join(v, 'file')).uid).toBe(0);
   };
+  /** A command run by the queue's owner (nobody). */
+  const byOwner = (...argv: string[]) => runSync('setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', ...argv]);
+  /** A queue nobody owns, holding `first`, beside a directory of root's. */
+  function foreignQueue(first = packet(1, 'one')) {
+    const dir = openDir();
+    const v = victim(dir);
+    const q = makeQueue(dir);
+    put(q, first);
+    runSync('chown', ['-R', `${NOBODY}:${NOBODY}`, q]);
+    return { dir, v, q };
+  }
 
   it('asOwner: root works with the owner\'s file-system identity, and only inside the call', () => {
     const dir = openDir();
@@ -107,10 +118,7 @@ describe('root in a queue another user owns: what the owner puts in QUEUE/fspool
   });
 
   it("root run from where the owner cannot read (a clone in a directory of root's own) keeps its journal in the owner's queue", () => {
-    const dir = openDir();
-    const q = makeQueue(dir);
-    put(q, packet(1, 'one'));
-    runSync('chown', ['-R', `${NOBODY}:${NOBODY}`, q]);
+    const { q } = foreignQueue();
     // The checkout, seen at a path inside a directory only root may enter.
     const at = join(tempDir(), 'fspool');
     mkdirSync(at);
@@ -124,12 +132,8 @@ describe('root in a queue another user owns: what the owner puts in QUEUE/fspool
   });
 
   it('a symlink in place of QUEUE/fspool: root follows it nowhere (no chown, nothing made there); every command goes on without the state database', () => {
-    const dir = openDir();
-    const v = victim(dir);
-    const q = makeQueue(dir);
-    put(q, packet(1, 'one'));
-    runSync('chown', ['-R', `${NOBODY}:${NOBODY}`, q]);
-    runSync('setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', 'ln', '-s', v, join(q, 'fspool')]);
+    const { v, q } = foreignQueue();
+    byOwner('ln', '-s', v, join(q, 'fspool'));
     for (const args of [['queue-status', '-q', q], ['queue-ls', '-q', q], ['queue-history', '-q', q]]) {
       const r = fspool(args);
       expect(r.stderr, args[0]).toMatch(/WARN fspool: state database .*fspool\/state\.db cannot be used: .*\/fspool is a symlink, which fspool does not follow there: replace it with what it points to, or remove it; going on without it/);
@@ -142,14 +146,9 @@ describe('root in a queue another user owns: what the owner puts in QUEUE/fspool
   });
 
   it("a symlink at QUEUE/fspool/state.db: root makes no database where it leads, nor changes a file there; the database root makes itself is the owner's", () => {
-    const dir = openDir();
-    const v = victim(dir);
-    const q = makeQueue(dir);
-    put(q, packet(1, 'one'));
-    runSync('chown', ['-R', `${NOBODY}:${NOBODY}`, q]);
-    const owner = ['setpriv', '--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups'];
-    runSync(owner[0]!, [...owner.slice(1), 'mkdir', join(q, 'fspool')]);
-    runSync(owner[0]!, [...owner.slice(1), 'ln', '-s', join(v, 'file'), join(q, 'fspool/state.db')]);
+    const { v, q } = foreignQueue();
+    byOwner('mkdir', join(q, 'fspool'));
+    byOwner('ln', '-s', join(v, 'file'), join(q, 'fspool/state.db'));
     const r = fspool(['queue-process', '-q', q, 'cat']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/WARN fspool: state database .* cannot be used: .*\/fspool\/state\.db is a symlink, which fspool does not follow there/);
@@ -162,15 +161,11 @@ describe('root in a queue another user owns: what the owner puts in QUEUE/fspool
     for (const f of ['fspool', 'fspool/state.db']) expect(statSync(join(q, f)).uid, f).toBe(NOBODY);
     expect(fspool(['queue-history', '-q', q]).stdout.toString()).toMatch(/success/);
   });
+
   it('a symlink in place of QUEUE/fspool/quarantine: refused before any job runs, and root puts nothing where it leads', () => {
-    const dir = openDir();
-    const v = victim(dir);
-    const q = makeQueue(dir);
-    put(q, packet(1, 'one'));
-    runSync('chown', ['-R', `${NOBODY}:${NOBODY}`, q]);
-    const owner = ['setpriv', '--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups'];
-    runSync(owner[0]!, [...owner.slice(1), 'mkdir', join(q, 'fspool')]);
-    runSync(owner[0]!, [...owner.slice(1), 'ln', '-s', v, join(q, 'fspool/quarantine')]);
+    const { dir, v, q } = foreignQueue();
+    byOwner('mkdir', join(q, 'fspool'));
+    byOwner('ln', '-s', v, join(q, 'fspool/quarantine'));
     const ran = join(dir, 'ran');
     const r = fspool(['queue-process', '-q', q, '--on-error', 'quarantine', 'sh', '--', '-c', `touch ${ran}; exit 1`]);
     expect(r.code).toBe(1);
@@ -189,10 +184,7 @@ describe('root in a queue another user owns: what the owner puts in QUEUE/fspool
   });
 
   it("what root quarantines in such a queue is the owner's, even a packet the owner may not link (someone else's): copied, not linked", () => {
-    const dir = openDir();
-    const q = makeQueue(dir);
-    put(q, packet(1, 'one'));
-    runSync('chown', ['-R', `${NOBODY}:${NOBODY}`, q]);
+    const { q } = foreignQueue();
     // The packet of another transport user, which the owner may read but not link.
     const [name] = jobFiles(q);
     const bytes = readFileSync(join(q, 'jobs', name!));
@@ -208,20 +200,15 @@ describe('root in a queue another user owns: what the owner puts in QUEUE/fspool
   });
 
   it('a FIFO or a symlink at QUEUE/fspool/receipts.json hangs nothing and takes nothing of root\'s', () => {
-    const dir = openDir();
-    const v = victim(dir);
-    const q = makeQueue(dir);
     // Packets of a stream (an outbox's), so that there are receipts to send and to remember.
-    const seq = join(dir, 'seq');
+    const sender = tempDir();
     const streamed = (n: number, payload: string) => {
-      writeFileSync(seq, `${n}\n`);
-      return preparePacket(['-s', seq, '-i', '-', '--outbox', join(dir, 'outbox')], payload);
+      writeFileSync(join(sender, 'seq'), `${n}\n`);
+      return preparePacket(['-s', join(sender, 'seq'), '-i', '-', '--outbox', join(sender, 'outbox')], payload);
     };
-    put(q, streamed(1, 'one'));
-    runSync('chown', ['-R', `${NOBODY}:${NOBODY}`, q]);
-    const owner = ['setpriv', '--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups'];
-    runSync(owner[0]!, [...owner.slice(1), 'mkdir', join(q, 'fspool')]);
-    runSync(owner[0]!, [...owner.slice(1), 'mkfifo', join(q, 'fspool/receipts.json')]);
+    const { dir, v, q } = foreignQueue(streamed(1, 'one'));
+    byOwner('mkdir', join(q, 'fspool'));
+    byOwner('mkfifo', join(q, 'fspool/receipts.json'));
     const receipts = join(dir, 'receipts');
     mkdirSync(receipts);
     const r = fspool(['queue-process', '-q', q, '--receipt-to-dir', receipts, 'cat'], { timeoutMs: 30_000 });
@@ -229,7 +216,7 @@ describe('root in a queue another user owns: what the owner puts in QUEUE/fspool
     expect(r.code, r.stderr).toBe(0);
     expect(readdirSync(receipts), 'a receipt of the stream').toHaveLength(1);
     runSync('rm', [join(q, 'fspool/receipts.json')]);
-    runSync(owner[0]!, [...owner.slice(1), 'ln', '-s', join(v, 'receipts.json'), join(q, 'fspool/receipts.json')]);
+    byOwner('ln', '-s', join(v, 'receipts.json'), join(q, 'fspool/receipts.json'));
     put(q, streamed(2, 'two'));
     expect(fspool(['queue-process', '-q', q, '--receipt-to-dir', receipts, 'cat']).code).toBe(0);
     untouched(v);
