@@ -7,9 +7,10 @@
 // Only a cache: a file whose identity changed is read again; a file that could not be read is
 // not cached (the next scan tries again, so a decoder that failed once does not make a job
 // unreadable for good); and without the database everything is read as before.
-import { accessSync, constants } from 'node:fs';
+import { constants } from 'node:fs';
 import type { DecodeContext } from '../codec/decode.js';
 import { log } from '../log.js';
+import { mayAccess } from '../sys/access.js';
 import { decodeHeader, encodeHeader } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
 import type { FileIdentity, JobDir } from './jobfile.js';
@@ -109,16 +110,6 @@ class CachedHeader implements Header {
   }
 }
 
-/** Whether this process may open `path` for reading (access(2); root may, always). */
-function readable(path: string): boolean {
-  try {
-    accessSync(path, constants.R_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export class HeaderIndex implements HeaderSource {
   constructor(private readonly state: StateDb) {}
 
@@ -142,7 +133,7 @@ export class HeaderIndex implements HeaderSource {
         if (r[1] !== dir.identityKey(i)) continue;
         // Whoever filled the cache could read the file; this user may not (root's run, then the
         // owner's): a file it cannot open is read as a miss, and so reported as it is.
-        if (checkAccess && !readable(`${dir.path}/${r[0]}`)) continue;
+        if (checkAccess && !mayAccess(`${dir.path}/${r[0]}`, constants.R_OK)) continue;
         const stored = r[5];
         hit(i, r[2], r[3], r[4], stored && new CachedHeader(BigInt(r[2]), BigInt(r[3]), r[4], arena, arena.add(stored), stored.length));
         hits++;

@@ -17,11 +17,12 @@
 // (the commit fsyncs the WAL) for that transaction. The WAL is one file, appended in commit
 // order, so a durable commit makes every earlier commit durable too. A second connection for
 // them would cost its opening at every run, and each would re-read the pages the other wrote.
-import { accessSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { describe } from '../errors.js';
 import { log } from '../log.js';
+import { mayAccess } from '../sys/access.js';
 import { isSymlink } from '../sys/fd.js';
 import { betterSqlite3, betterSqlite3Addon } from '../sys/native.js';
 import { os } from '../sys/lazy.js';
@@ -126,15 +127,6 @@ function connect(path: string, options: { readonly: boolean; timeout: number }):
 }
 
 const code = (e: unknown) => (e as { code?: string }).code ?? '';
-
-function writable(dir: string): boolean {
-  try {
-    accessSync(dir, constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export function stateDir(queueDir: string): string {
   return join(queueDir, STATE_DIR);
@@ -267,7 +259,7 @@ export class StateDb {
     if (creating) {
       if (!opts.create) return undefined;
       if (!existsSync(dir)) {
-        if (!writable(queueDir)) {
+        if (!mayAccess(queueDir, constants.W_OK)) {
           log.debug(`queue ${queueDir} is not writable: no state database`);
           return undefined;
         }
@@ -281,7 +273,7 @@ export class StateDb {
         }
       }
     }
-    const readonly = !writable(dir);
+    const readonly = !mayAccess(dir, constants.W_OK);
     if (readonly && !existsSync(path)) {
       log.debug(`${dir} is not writable: no state database`);
       return undefined;

@@ -17,6 +17,16 @@ export function accessProblem(path: string, mode: number): { code: string | unde
   }
 }
 
+/** Whether access(2) lets this process use `path` for `mode` (fs.constants.R_OK, W_OK...). */
+export function mayAccess(path: string, mode: number): boolean {
+  try {
+    accessSync(path, mode);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** This process, as a permission error names it. */
 export function who(): string {
   return `uid ${process.geteuid?.() ?? '?'}`;
