@@ -3,11 +3,11 @@
 // filters, the --json documents, queue-clean, and --retries/--backoff. Real processes, the
 // real database, real decoders (zstd) counted through a file they append to.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { FSPOOL, fspl, fspool, type Result, runAsync, runSync } from './helpers/cli.js';
+import { FSPOOL, fspl, fspool, preparePacket, type Result, runAsync, runSync } from './helpers/cli.js';
 import { sleep, waitFor } from './helpers/queue.js';
 import { dbPath, jobs, lines, LOGGER, logOf, nextseq, packet, proc, put, type Q, runs, setup, warns, zstd } from './helpers/state.js';
 
@@ -103,6 +103,22 @@ describe('header cache', () => {
     const b = ok(['-l', 'debug', 'queue-ls', '-q', q.q]);
     expect(b.stderr).toContain('header cache: 3 hit(s), 0 file(s) to read');
     expect(b.stdout.toString()).toBe(a.stdout.toString());
+  });
+
+  it('a job file not everyone may read stays out of it: its params and variables would be read there by users the file keeps out', () => {
+    const q = setup('fspool-cache-private-');
+    const seq = join(q.dir, 'seq');
+    writeFileSync(seq, '1\n');
+    put(q, preparePacket(['-s', seq, '-i', '-', '--', 'open-param'], 'a', { FSPL_SET_TOKEN: 'open-value' }));
+    const hidden = put(q, preparePacket(['-s', seq, '-i', '-', '--', 'hidden-param'], 'b', { FSPL_SET_TOKEN: 'hidden-value' }));
+    chmodSync(join(q.q, 'jobs', hidden), 0o600);
+    ok(['queue-ls', '-q', q.q]);
+    const again = ok(['-l', 'debug', 'queue-ls', '-q', q.q]);
+    expect(again.stderr).toContain('header cache: 1 hit(s), 1 file(s) to read');
+    expect(ok(['queue-info', '-q', q.q, '-j', '2']).stdout.toString()).toMatch(/^FSPL_SET_TOKEN=hidden-value$/m);
+    const db = readFileSync(dbPath(q));
+    expect(db.includes('open-value') && db.includes('open-param'), 'the readable one is cached').toBe(true);
+    expect(db.includes('hidden-value') || db.includes('hidden-param')).toBe(false);
   });
 
   it('a processor reads the database with pread, not through a mapping that a failing disk would turn into SIGBUS', () => {

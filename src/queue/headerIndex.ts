@@ -131,8 +131,9 @@ export class HeaderIndex implements HeaderSource {
         }
         const i = which[k]!;
         if (r[1] !== dir.identityKey(i)) continue;
-        // Whoever filled the cache could read the file; this user may not (root's run, then the
-        // owner's): a file it cannot open is read as a miss, and so reported as it is.
+        // Whoever filled the cache could read the file, and everyone could by its mode bits
+        // (remember), but this user may not (an ACL, a row stored by an older fspool): a file it
+        // cannot open is read as a miss, and so reported as it is.
         if (checkAccess && !mayAccess(`${dir.path}/${r[0]}`, constants.R_OK)) continue;
         const stored = r[5];
         hit(i, r[2], r[3], r[4], stored && new CachedHeader(BigInt(r[2]), BigInt(r[3]), r[4], arena, arena.add(stored), stored.length));
@@ -147,9 +148,12 @@ export class HeaderIndex implements HeaderSource {
 
   remember(ctx: DecodeContext, read: ScannedJob[], gone: string[]): void {
     // A header that only OpenPGP decryption revealed (its params and env may be secret) is
-    // not written to the database in the clear; such a packet is decrypted at every scan.
+    // not written to the database in the clear; such a packet is decrypted at every scan. Nor
+    // is that of a file not everyone may read (ScannedJob.private), read at every scan too.
     // The identity stored is that of the file the header was read from (its fstat).
-    const store = read.filter((j): j is ScannedJob & { header: Header; identity: FileIdentity } => j.header !== undefined && j.identity !== undefined && !j.layers?.includes('openpgp'));
+    const store = read.filter(
+      (j): j is ScannedJob & { header: Header; identity: FileIdentity } => j.header !== undefined && j.identity !== undefined && !j.layers?.includes('openpgp') && !j.private,
+    );
     if (store.length === 0 && gone.length === 0) return;
     const key = ctx.decoder ?? '';
     const now = Date.now();

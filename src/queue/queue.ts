@@ -36,11 +36,20 @@ export interface ScannedJob {
   layers?: string[];
   /** The file the header was read from; a file with another identity is another job. */
   identity?: FileIdentity;
+  /** That file is not readable by everyone: its header is not put in the header cache. */
+  private?: true;
   /** Its name is not UTF-8: `name` shows its bytes (\xNN), and `path` is no path to open. */
   nameNotUtf8?: true;
   /** A processor refused it under --require-signature (the journal says so): its header proved nothing. */
   refused?: true;
 }
+
+/**
+ * A job file not readable by everyone is kept out of the header cache: its params and
+ * variables would be read there by users the file itself keeps out (the database is readable
+ * by whoever may list the queue).
+ */
+const privacy = (stat: { mode: number }): { private?: true } => ((stat.mode & 0o004) === 0 ? { private: true } : {});
 
 /** Bytes compared per read, and per turn of the event loop (identicalAsync). */
 const COMPARE_READ = 1 << 20;
@@ -302,11 +311,12 @@ export class Queue {
     try {
       const { fd, stat } = openJobFile(path);
       const identity = identityOf(stat);
+      const seen = { identity, ...privacy(stat) };
       try {
         const p = await openPacket(fd, ctx, 0);
-        if (p.kind === 'raw') return { name, path, header: p.header, identity };
+        if (p.kind === 'raw') return { name, path, header: p.header, ...seen };
         p.abort(); // the header is all a scan needs
-        return { name, path, header: p.header, layers: p.layers, identity };
+        return { name, path, header: p.header, layers: p.layers, ...seen };
       } finally {
         closeSync(fd);
       }
@@ -379,7 +389,7 @@ export class Queue {
         const { fd, stat } = openJobFile(path);
         try {
           const header = peekPlainHeader(fd);
-          if (header) out[k] = { name, path, header, identity: identityOf(stat) };
+          if (header) out[k] = { name, path, header, identity: identityOf(stat), ...privacy(stat) };
           else slow.push(k);
         } finally {
           closeSync(fd);
