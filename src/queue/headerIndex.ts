@@ -132,8 +132,8 @@ export class HeaderIndex implements HeaderSource {
         const i = which[k]!;
         if (r[1] !== dir.identityKey(i)) continue;
         // Whoever filled the cache could read the file, and everyone could by its mode bits
-        // (remember), but this user may not (an ACL, a row stored by an older fspool): a file it
-        // cannot open is read as a miss, and so reported as it is.
+        // (remember), but this user may not (an ACL that keeps it out): a file it cannot open is
+        // read as a miss, and so reported as it is.
         if (checkAccess && !mayAccess(`${dir.path}/${r[0]}`, constants.R_OK)) continue;
         const stored = r[5];
         hit(i, r[2], r[3], r[4], stored && new CachedHeader(BigInt(r[2]), BigInt(r[3]), r[4], arena, arena.add(stored), stored.length));
