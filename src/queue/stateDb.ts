@@ -109,21 +109,10 @@ export interface OpenOptions {
   quiet?: boolean;
 }
 
-let loaded: { Database: typeof BetterSqlite3; addon: object } | undefined;
-/** better-sqlite3, and its addon, loaded once (and as we are: StateDb.open). */
-function sqlite(): NonNullable<typeof loaded> {
-  loaded ??= { Database: betterSqlite3(), addon: betterSqlite3Addon() as object };
+let loaded: typeof BetterSqlite3 | undefined;
+function sqlite(): typeof BetterSqlite3 {
+  loaded ??= betterSqlite3();
   return loaded;
-}
-
-/**
- * A connection to `path`, through the addon sqlite() loaded: better-sqlite3 would otherwise
- * look for it at its first connection, maybe as the queue's owner (owner.ts), who may not be
- * able to read where fspool is installed. It takes the addon itself where its types say a path.
- */
-function connect(path: string, options: { readonly: boolean; timeout: number }): Db {
-  const { Database, addon } = sqlite();
-  return new Database(path, { ...options, nativeBinding: addon as unknown as string });
 }
 
 const code = (e: unknown) => (e as { code?: string }).code ?? '';
@@ -239,9 +228,9 @@ export class StateDb {
       log.debug(`cannot look at queue ${queueDir}: ${describe(e)}; no state database`);
       return undefined;
     }
-    // SQLite's addon is loaded as we are: the owner may not be able to read where fspool is
-    // installed (a clone in a directory of root's own).
-    if (owner) sqlite();
+    // SQLite's addon is found as we are (better-sqlite3 asks for it at its first connection):
+    // the owner may not be able to read where fspool is installed (a clone in root's home).
+    if (owner) betterSqlite3Addon();
     return asOwner(owner, () => StateDb.openAs(queueDir, opts, owner));
   }
 
@@ -281,7 +270,8 @@ export class StateDb {
     let db: Db | undefined;
     let copy: Snapshot | undefined;
     try {
-      db = connect(path, { readonly, timeout: opts.busyMs });
+      const Database = sqlite();
+      db = new Database(path, { readonly, timeout: opts.busyMs });
       if (readonly) {
         try {
           db.pragma('user_version', { simple: true });
@@ -291,7 +281,7 @@ export class StateDb {
           // cannot create: it reads a snapshot instead (a monitoring user, say).
           db.close();
           copy = snapshot(path);
-          db = connect(copy.path, { readonly: true, timeout: opts.busyMs });
+          db = new Database(copy.path, { readonly: true, timeout: opts.busyMs });
         }
       }
       if (!readonly) {

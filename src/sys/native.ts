@@ -120,12 +120,21 @@ export function packageFile(rel: string): string {
   }
 }
 
+const addons = new Map<Dependency, unknown>();
+
 /**
  * A dependency's addon: the one compiled in node_modules if that is the version whose
  * JavaScript the bundle has (a clone's devDependencies; another version may be found further
  * up, e.g. another global package's), else build/Release/ or prebuilds/ under its prebuilt name.
+ * Found once per process: a later call touches no file (it may come as a queue's owner, who
+ * cannot read where fspool is installed: queue/owner.ts).
  */
 function dependencyAddon(dep: Dependency): unknown {
+  if (!addons.has(dep)) addons.set(dep, findAddon(dep));
+  return addons.get(dep);
+}
+
+function findAddon(dep: Dependency): unknown {
   const req = createRequire(import.meta.url);
   try {
     const pj = req.resolve(`${dep}/package.json`);
