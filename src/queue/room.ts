@@ -1,7 +1,7 @@
 // Room on a queue's file system for recording a job. A processor checks it before each job
 // (a job that ran but could not be recorded would run again), and queue-status reports its
 // lack, since no job runs until there is room.
-import { accessSync, constants, existsSync, statfsSync } from 'node:fs';
+import { accessSync, constants, statfsSync } from 'node:fs';
 import { quarantineDir } from './quarantine.js';
 import { stateDir } from './stateDb.js';
 
@@ -24,7 +24,7 @@ const size = (n: number) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` 
  */
 export function lackOfRoom(queueDir: string, asRoot: boolean): string | undefined {
   for (const dir of [queueDir, stateDir(queueDir), quarantineDir(queueDir)]) {
-    const lack = (dir === queueDir || existsSync(dir)) && lackOfSpace(dir, asRoot);
+    const lack = lackOfSpace(dir, asRoot);
     if (lack) return lack;
   }
   return undefined;
@@ -37,7 +37,9 @@ function lackOfSpace(dir: string, asRoot: boolean): string | undefined {
     const s = statfsSync(dir);
     free = (asRoot ? s.bfree : s.bavail) * s.bsize;
   } catch {
-    return undefined; // no statfs here: a processor's staged nextseq still proves the essentials
+    // Not there (a folder not made yet), or no statfs here: a processor's staged nextseq still
+    // proves the essentials.
+    return undefined;
   }
   if (free >= MIN_FREE_BYTES) return undefined;
   return `no space left on device: ${size(free)} free on the file system of ${dir}, and recording a job needs ${size(MIN_FREE_BYTES)}`;
