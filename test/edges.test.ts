@@ -136,7 +136,7 @@ describe('root in a queue another user owns: what the owner puts in QUEUE/fspool
     byOwner('ln', '-s', v, join(q, 'fspool'));
     for (const args of [['queue-status', '-q', q], ['queue-ls', '-q', q], ['queue-history', '-q', q]]) {
       const r = fspool(args);
-      expect(r.stderr, args[0]).toMatch(/WARN fspool: state database .*fspool\/state\.db cannot be used: .*\/fspool is a symlink, which fspool does not follow there: replace it with what it points to, or remove it; going on without it/);
+      expect(r.stderr, args[0]).toMatch(/WARN fspool: state database .*fspool\/state\.db cannot be used: .*\/fspool is a symlink, which fspool does not follow there: replace the symlink with what it points to, or remove it; going on without it/);
       untouched(v);
     }
     const r = fspool(['queue-process', '-q', q, 'cat']);

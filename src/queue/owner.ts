@@ -56,3 +56,11 @@ export function asOwner<T>(owner: Owner | undefined, fn: () => T): T {
     if (!native().fsIds(process.geteuid!(), process.getegid!())) throw new Error('cannot take back our own file-system identity (setfsuid)');
   }
 }
+
+/** What a symlink in the state folder (or in its place) is called wherever it is met. */
+export function symlinkProblem(link: string): string {
+  return `${link} is a symlink, which fspool does not follow there`;
+}
+
+/** How to mend what symlinkProblem says. */
+export const SYMLINK_FIX = 'replace the symlink with what it points to, or remove it';

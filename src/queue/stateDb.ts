@@ -26,7 +26,7 @@ import { mayAccess } from '../sys/access.js';
 import { isSymlink } from '../sys/fd.js';
 import { betterSqlite3, betterSqlite3Addon } from '../sys/native.js';
 import { os } from '../sys/lazy.js';
-import { asOwner, foreignOwner, type Owner } from './owner.js';
+import { asOwner, foreignOwner, type Owner, SYMLINK_FIX, symlinkProblem } from './owner.js';
 
 export type Db = BetterSqlite3.Database;
 export type Statement = BetterSqlite3.Statement;
@@ -241,7 +241,7 @@ export class StateDb {
     // Not followed (as the owner it could do no harm, owner.ts), and said for what it is.
     const link = [dir, path].find(isSymlink);
     if (link) {
-      warnUnusable(path, new Error(`${link} is a symlink, which fspool does not follow there: replace it with what it points to, or remove it`), opts.without, opts.quiet);
+      warnUnusable(path, new Error(`${symlinkProblem(link)}: ${SYMLINK_FIX}`), opts.without, opts.quiet);
       return undefined;
     }
     const creating = !existsSync(path);

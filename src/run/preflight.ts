@@ -8,6 +8,7 @@ import { constants, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { FspoolError } from '../errors.js';
 import type { Queue } from '../queue/queue.js';
+import { SYMLINK_FIX, symlinkProblem } from '../queue/owner.js';
 import { quarantineDir } from '../queue/quarantine.js';
 import { lackOfRoom } from '../queue/room.js';
 import { stateDir } from '../queue/stateDb.js';
@@ -35,6 +36,7 @@ export function checkProcessor(queue: Queue, opts: { command: string; neverDelet
 /** The directories the commits write. Throws with what to fix. */
 function checkWritable(queue: Queue, what: WhatCommits): void {
   const problems: string[] = [];
+  let linked = false;
   const dirProblem = writable(queue.dir); // nextseq is replaced by a rename in the queue directory
   if (dirProblem) problems.push(`${dirProblem}, so nextseq could not advance after a job`);
   if (what.deletes || what.savesOutput) {
@@ -46,16 +48,16 @@ function checkWritable(queue: Queue, what: WhatCommits): void {
     const link = [stateDir(queue.dir), quarantineDir(queue.dir)].find(isSymlink);
     // The deepest of QUEUE/fspool/quarantine/, QUEUE/fspool/ that exists is where the move writes.
     const dir = [quarantineDir(queue.dir), stateDir(queue.dir)].find((d) => existsSync(d));
-    const quarantineProblem = link ? `${link} is a symlink, which fspool does not follow there` : dir ? writable(dir) : dirProblem;
+    linked = link !== undefined;
+    const quarantineProblem = link ? symlinkProblem(link) : dir ? writable(dir) : dirProblem;
     if (quarantineProblem && quarantineProblem !== dirProblem) problems.push(`${quarantineProblem}, so failed jobs could not be quarantined`);
   }
   if (problems.length > 0) {
     const readOnly = problems.filter((p) => p.includes(READ_ONLY));
-    const links = problems.filter((p) => p.includes('is a symlink'));
-    const others = problems.length - readOnly.length - links.length;
+    const others = problems.length - readOnly.length - (linked ? 1 : 0);
     const fixes = [
       ...(readOnly.length ? ['mount it read-write'] : []),
-      ...(links.length ? ['replace the symlink with what it points to, or remove it'] : []),
+      ...(linked ? [SYMLINK_FIX] : []),
       ...(others ? ["run as the queue's owner or make it writable"] : []),
     ];
     throw new FspoolError(`cannot process queue ${queue.dir}: ${problems.join('; ')}; ${fixes.join(', and ')}; nothing was run`);
