@@ -8,6 +8,7 @@ import { existsSync, readdirSync, readFileSync, realpathSync, symlinkSync } from
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, runSync, tempDir } from '../helpers/cli.js';
+import { makeKey } from '../helpers/keys.js';
 
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
 const npmCli = realpathSync(runSync('sh', ['-c', 'command -v npm']).stdout.toString().trim());
@@ -80,6 +81,14 @@ describe('npm package', () => {
     const run = realJob(prefix);
     expect(run(['--version'])).toBe(`fspool ${pkg.version} (Filespooler 1.2 compatible)\n`);
     expect(run(['queue-history', '-q', 'q'])).toMatch(/^\S+ +1 +1 +success /m);
+
+    // OpenPGP, whose library is loaded from the package's own dependencies (outside the bundle,
+    // compiled with its code cache by bin/compiled.cjs): encrypted and signed, then decrypted
+    // and verified, by the installed fspool.
+    expect(existsSync(join(installed, `dist/openpgp.${process.arch}.cache`))).toBe(true); // written by the install
+    const key = makeKey('pkg');
+    run(['enqueue', '-q', 'q', '-s', 'seq', '-i', '-', '--zstd', `--encrypt-to=${key.pub}`, `--sign-with=${key.sec}`], 'sealed in the package\n');
+    expect(run(['queue-process', '-q', 'q', `--decrypt-key=${key.sec}`, `--require-signature=${key.pub}`, 'cat'])).toBe('sealed in the package\n');
 
     // fspool(1), where `man` looks for it once the prefix's bin is on PATH (as npm sets it up).
     const env = { ...process.env, MANPATH: join(prefix, 'share/man'), MANWIDTH: '80' };
