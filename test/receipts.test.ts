@@ -14,7 +14,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeHeader, encodeHeader, PREFIX_LEN } from '../src/packet/codec.js';
 import type { Header } from '../src/packet/header.js';
 import { blockDigest, blocksOf, decodeReceipt, encodeReceipt, NO_STREAM, type Receipt, ReceiptError, seqsOf } from '../src/packet/receipt.js';
-import { FSPOOL, fspl, fspool, makeQueue, type Result, runSync, tempDir } from './helpers/cli.js';
+import { FSPOOL, fspl, fspool, makeQueue, type Result, runAsync, runSync, tempDir } from './helpers/cli.js';
+import { groupAlive, waitFor, within } from './helpers/queue.js';
 
 const STREAM = 'a1'.repeat(16);
 const id = (n: number) => n.toString(16).padStart(32, '0');
@@ -697,6 +698,49 @@ describe('receipts after processing passes', () => {
     expect(processQ(s, RECORD, ['--receipt-exec', `cat > "${got}"`]).code).toBe(0);
     expect(apply(s, readFileSync(got)).code).toBe(0);
     expect(kept(s)).toEqual([]);
+  });
+});
+
+describe('a receipt command that hangs', () => {
+  // The command an ssh to a host that does not answer would be: it never ends by itself.
+  const hang = (s: Side) => `echo $$ >> "${join(s.dir, 'pids')}"; sleep 1000 & wait`;
+  const pids = (s: Side) => (existsSync(join(s.dir, 'pids')) ? readFileSync(join(s.dir, 'pids'), 'utf8').trim().split('\n').map(Number) : []);
+
+  it('is killed, process group and all, after --receipt-timeout; a watch goes on running the jobs that land meanwhile', async () => {
+    const s = side();
+    const p = [1, 2].map((i) => send(s, `p${i}`));
+    deliver(s, p[0]!);
+    const run = runAsync(FSPOOL, ['queue-process', '-q', s.q, '--watch', '--receipt-exec', hang(s), '--receipt-timeout', '1', '--grace', '1', 'sh', '--', '-c', RECORD, s.log]);
+    try {
+      await waitFor('the first receipt command', () => pids(s).length >= 1);
+      deliver(s, p[1]!);
+      await waitFor('job 2', () => logOf(s) === '1:p1\n2:p2\n');
+      await waitFor('the timeout WARN', () => /receipt command .* did not finish within 1s \(its process group was killed\); trying again after the next pass/.test(run.stderr()));
+      // The first command's whole group is gone: its shell and the sleep it started.
+      await waitFor('the first command group to end', () => !groupAlive(pids(s)[0]!), 10_000);
+    } finally {
+      process.kill(run.pid, 'SIGTERM');
+    }
+    const r = await within(run.done, 20_000, 'queue-process after SIGTERM');
+    expect(r.code).toBe(143);
+    for (const pid of pids(s)) expect(groupAlive(pid), `receipt command group ${pid}`).toBe(false);
+  });
+
+  it('is killed by a stop: SIGTERM ends a one-shot run at once, with the stop timeout and the receipt timeout far off', async () => {
+    const s = side();
+    deliver(s, send(s, 'p1'));
+    const run = runAsync(FSPOOL, ['queue-process', '-q', s.q, '--receipt-exec', hang(s), 'sh', '--', '-c', RECORD, s.log]);
+    await waitFor('the receipt command', () => pids(s).length === 1);
+    process.kill(run.pid, 'SIGTERM');
+    const r = await within(run.done, 10_000, 'queue-process after SIGTERM');
+    expect(r.code).toBe(143);
+    expect(r.stderr).toMatch(/INFO fspool: receipt command .* stopped with the run; the next run sends the receipt/);
+    expect(groupAlive(pids(s)[0]!)).toBe(false);
+    expect(logOf(s)).toBe('1:p1\n');
+    // The lock is free: the next run takes the queue and sends the receipt.
+    const got = join(s.dir, 'got.rcpt');
+    expect(processQ(s, RECORD, ['--receipt-exec', `cat > "${got}"`]).code).toBe(0);
+    expect(decodeReceipt(readFileSync(got)).nextSeq).toBe(2n);
   });
 });
 

@@ -7,7 +7,6 @@
 // next pass; processing never depends on it.
 import { join } from 'node:path';
 import type { DecodeContext } from '../codec/decode.js';
-import type { Logger } from '../log.js';
 import { signReceipt } from '../codec/signedReceipt.js';
 import { describe } from '../errors.js';
 import { encodeReceipt } from '../packet/receipt.js';
@@ -28,6 +27,9 @@ export interface ReceiptSending {
   keyPassphraseFile?: string;
   /** Send again after this long even when nothing changed. */
   everySeconds: number;
+  /** How long the exec command may take (0: no limit), and its SIGTERM's grace before SIGKILL. */
+  execTimeoutSeconds: number;
+  graceSeconds: number;
   decode: DecodeContext;
 }
 
@@ -83,14 +85,15 @@ export function receiptSender(queue: Queue, opts: ReceiptSending): (db: StateDb 
     // Told to stop: the run ends now, and its receipts wait for the next one.
     if (ctx.stop.stopping) return;
     try {
-      await sendReceipts(queue, db, opts, ctx.log, said);
+      await sendReceipts(queue, db, opts, ctx, said);
     } catch (e) {
       ctx.log.warn(`cannot make the receipts of queue ${queue.dir}: ${describe(e)}; trying again after the next pass`);
     }
   };
 }
 
-async function sendReceipts(queue: Queue, db: StateDb | undefined, opts: ReceiptSending, log: Logger, said: { tooMany: boolean }): Promise<void> {
+async function sendReceipts(queue: Queue, db: StateDb | undefined, opts: ReceiptSending, ctx: RunContext, said: { tooMany: boolean }): Promise<void> {
+  const { log } = ctx;
   const facts = await lookAtQueue(queue, db, opts.decode);
   // The record is in the queue owner's folder: read and written as the owner (owner.ts).
   const owner = foreignOwner(queue.dir);
@@ -108,6 +111,8 @@ async function sendReceipts(queue: Queue, db: StateDb | undefined, opts: Receipt
     );
   }
   for (const stream of streams) {
+    // A stop ends the run now: what is left goes with the next run's pass.
+    if (ctx.stop.stopping) break;
     const r = receiptFor(facts, db, stream, now);
     // The stream's own files: another stream's file landing is no news to this one's sender.
     const names = facts.jobs
@@ -123,7 +128,7 @@ async function sendReceipts(queue: Queue, db: StateDb | undefined, opts: Receipt
     if (last && last.fingerprint === fingerprint && now - last.sent_at < opts.everySeconds * 1000) continue;
     let bytes = encodeReceipt(r);
     if (opts.signWith) bytes = await signReceipt(bytes, opts.signWith, opts.keyPassphraseFile);
-    if (await deliver(queue, stream, bytes, opts, log)) {
+    if (await deliver(queue, stream, bytes, opts, ctx)) {
       sent.streams[stream] = { fingerprint, sent_at: now };
       changed = true;
     }
@@ -146,7 +151,8 @@ async function sendReceipts(queue: Queue, db: StateDb | undefined, opts: Receipt
   }
 }
 
-async function deliver(queue: Queue, stream: string, bytes: Buffer, opts: ReceiptSending, log: Logger): Promise<boolean> {
+async function deliver(queue: Queue, stream: string, bytes: Buffer, opts: ReceiptSending, ctx: RunContext): Promise<boolean> {
+  const { log } = ctx;
   let ok = true;
   if (opts.toDir !== undefined) {
     const name = receiptFileName(stream);
@@ -159,9 +165,18 @@ async function deliver(queue: Queue, stream: string, bytes: Buffer, opts: Receip
     }
   }
   if (opts.exec !== undefined) {
-    const r = await runShell(opts.exec, bytes, { FSPOOL_STREAM: stream, FSPOOL_QUEUE: queue.dir }, 2);
+    // Unattended: a command that hangs (an ssh to a host that does not answer) must not hold the
+    // queue's lock, and its next jobs, for ever; a stop kills it (the receipt waits for the next run).
+    const r = await runShell(opts.exec, bytes, { FSPOOL_STREAM: stream, FSPOOL_QUEUE: queue.dir }, 2, {
+      timeoutSeconds: opts.execTimeoutSeconds,
+      graceSeconds: opts.graceSeconds,
+      guard: (child) => ctx.stop.guardLook(child),
+    });
     const why = shellFailure(r);
-    if (why) {
+    if (why && ctx.stop.stopping && r.timedOut === undefined) {
+      log.info(`receipt command "${opts.exec}" stopped with the run; the next run sends the receipt`);
+      ok = false;
+    } else if (why) {
       log.warn(`receipt command "${opts.exec}" ${why}; trying again after the next pass`);
       ok = false;
     } else log.debug(`receipt for stream ${stream} given to "${opts.exec}"`);

@@ -57,6 +57,7 @@ export interface QueueProcessArgs extends RunArgs {
   'receipt-exec'?: string;
   'receipt-sign-with'?: string;
   'receipt-every': number;
+  'receipt-timeout': number;
 }
 
 /**
@@ -128,6 +129,11 @@ const PROCESS_SETTINGS = {
   'receipt-exec': { option: { type: 'string', value: 'CMD', requiresArg: true, describe: 'After each pass, run $SHELL -c CMD with a receipt per stream on stdin' }, toml: 'string' },
   'receipt-sign-with': { option: { type: 'string', value: 'KEYFILE', requiresArg: true, describe: 'Sign receipts with the OpenPGP secret key in this file' }, toml: 'file' },
   'receipt-every': secondsSetting({ value: 'SECONDS', default: '3600', describe: 'Send a receipt at least this often, even when nothing changed' }),
+  'receipt-timeout': secondsSetting({
+    value: 'SECONDS',
+    default: '120',
+    describe: 'Kill a --receipt-exec command still running after this long (its process group: SIGTERM, SIGKILL after --grace) and try again after the next pass (0: no limit)',
+  }),
 } satisfies Record<string, Setting>;
 
 /**
@@ -185,6 +191,8 @@ function receiptHook(q: Queue, a: QueueProcessArgs, decode: DecodeContext) {
     signWith: a['receipt-sign-with'],
     keyPassphraseFile: a['key-passphrase-file'],
     everySeconds: a['receipt-every'],
+    execTimeoutSeconds: a['receipt-timeout'],
+    graceSeconds: a.grace,
     decode,
   });
 }
