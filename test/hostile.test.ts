@@ -143,6 +143,39 @@ describe('job names that are not regular files', () => {
   }
 });
 
+describe('lock files that are not regular files', () => {
+  // A FIFO's open() would block the event loop (no timer, no signal handler runs): a command
+  // that hangs for ever, holding whatever it took before (a seqfile's lock, say).
+  it('a FIFO or a directory at the queue, seqfile or outbox lock is refused at once, with the fix', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const seq = join(dir, 'seq');
+    const ob = join(dir, 'ob');
+    expect(fspool(['prepare', '-s', seq, '-i', '/dev/null', '--outbox', ob]).code).toBe(0);
+    const cases: Array<[string, string, string[]]> = [
+      [join(q, 'nextseq.lock'), `queue ${q}`, ['queue-process', '-q', q, 'true']],
+      [`${seq}.lock`, `sequence file ${seq}`, ['prepare', '-s', seq, '-i', '/dev/null']],
+      [join(ob, 'outbox.lock'), `outbox ${ob}`, ['outbox-resend', '--outbox', ob, '--to-dir', dir]],
+    ];
+    for (const [lock, what, args] of cases) {
+      for (const [kind, make] of [
+        ['a FIFO', () => runOk('mkfifo', [lock])],
+        ['a directory', () => mkdirSync(lock)],
+      ] as const) {
+        rmSync(lock, { recursive: true, force: true });
+        make();
+        const r = fspool(args, { timeoutMs: 20_000 });
+        expect(r.signal, `${args[0]} with ${kind} at ${lock} hung`).toBe(null);
+        expect(r.code, `${args[0]}: ${r.stderr}`).toBe(1);
+        expect(r.stderr).toContain(`Error: ${what}: lock file ${lock} is ${kind}, not a regular file; remove it`);
+      }
+      rmSync(lock, { recursive: true, force: true });
+      writeFileSync(lock, '');
+    }
+    expect(nextseq(q)).toBe('1');
+  });
+});
+
 describe('copying a file someone else may have put there (quarantine and its release across file systems)', () => {
   it('copies a regular file byte for byte; a FIFO or a symlink at the source throws before anything is made, and nothing waits', () => {
     const dir = tempDir();

@@ -1,10 +1,20 @@
 // The processing lock: flock(2) on `<seqfile>.lock`, exactly as fspl takes it, so that fspool
 // and fspl exclude each other. Why flock and how: spec/locking.md.
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { errnoWords, FspoolError } from '../errors.js';
 import { ownerAndMode, who } from '../sys/access.js';
 import { native } from '../sys/native.js';
+
+/** "a FIFO", "a directory"...: what stands at `path` (followed, as the lock's open follows it). */
+function kindOf(path: string): string {
+  try {
+    const s = statSync(path);
+    return s.isFIFO() ? 'a FIFO' : s.isDirectory() ? 'a directory' : s.isSocket() ? 'a socket' : s.isCharacterDevice() || s.isBlockDevice() ? 'a device' : 'something else';
+  } catch {
+    return 'gone';
+  }
+}
 
 export class FileLock {
   private constructor(
@@ -19,9 +29,19 @@ export class FileLock {
   static async acquire(path: string, opts: { create: boolean; waitSeconds?: number; what: string; giveUp?: () => boolean }): Promise<FileLock> {
     let fd: number;
     try {
-      fd = openSync(path, opts.create ? 'a' : 'r');
+      // Never a wait in open(): a FIFO put there (with no reader: ENXIO, else not a file) would
+      // block the event loop, and a command that cannot be stopped, for ever.
+      const { O_APPEND, O_CREAT, O_NOCTTY, O_NONBLOCK, O_RDONLY, O_WRONLY } = constants;
+      fd = openSync(path, (opts.create ? O_WRONLY | O_APPEND | O_CREAT : O_RDONLY) | O_NONBLOCK | O_NOCTTY, 0o666);
+      if (!fstatSync(fd).isFile()) {
+        closeSync(fd);
+        throw Object.assign(new Error('not a regular file'), { code: 'EFTYPE' });
+      }
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EFTYPE' || code === 'ENXIO' || code === 'EISDIR') {
+        throw new FspoolError(`${opts.what}: lock file ${path} is ${kindOf(path)}, not a regular file; remove it${opts.create ? '' : `, then create it (touch ${path})`}`);
+      }
       // Creating it can only miss its directory.
       if (opts.create && (code === 'ENOENT' || code === 'ENOTDIR')) {
         const dir = dirname(path);
