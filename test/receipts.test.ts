@@ -357,6 +357,26 @@ describe('outbox-apply', () => {
     expect(fspool(['outbox-status', '--outbox', s.ob]).stderr).toBe('');
   });
 
+  it("a receipt that knows no stream, after one of the outbox's own queue, hides nothing that one reported", () => {
+    const s = side();
+    for (let i = 1; i <= 2; i++) deliver(s, send(s, `p${i}`));
+    expect(processQ(s, 'cat >/dev/null; exit 7').code).toBe(1);
+    expect(apply(s, receiptOf(s)).code).toBe(4);
+    const before = status(s);
+    expect(before.failures).toHaveLength(1);
+    // Any other queue's receipt: a fresh queue knows no stream; its next seq is far ahead.
+    const other = makeQueue(tempDir());
+    expect(fspool(['queue-set-next', '-q', other, '777']).code).toBe(0);
+    const r = apply(s, ok(['queue-receipt', '-q', other]).stdout);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/a receipt from a queue that knows no stream, where this stream's queue has sent receipts: not its queue's .*nothing of it was taken/);
+    const after = status(s);
+    expect(after.failures).toEqual(before.failures);
+    expect(after.last_receipt).toEqual(before.last_receipt);
+    expect(after.held).toBe(before.held);
+    expect(kept(s)).toEqual([1, 2]);
+  });
+
   it('reports a failing job (exit 4, one line each) and keeps it until it ran', () => {
     const s = side();
     for (let i = 1; i <= 2; i++) deliver(s, send(s, `p${i}`));

@@ -14,6 +14,11 @@ export interface ApplyResult {
   acknowledged: Entry[];
   /** The receipt was newer than the newest applied: its transient facts were taken. */
   newest: boolean;
+  /**
+   * The receipt knows no stream, and one that knows ours was applied before: it is not our
+   * queue's (another queue's, or ours that lost its journal), so its facts were not taken.
+   */
+  strange: boolean;
   /** Processed blocks with our packets that listed seqs we cannot name (not verifiable). */
   unverifiable: number;
   /** Blocks whose identities differ from ours: the receiver has other packets there. */
@@ -78,7 +83,10 @@ export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now())
     const old = outbox.readState();
     // A receipt stamped far ahead of our clock (a receiver whose clock is wrong, a forgery)
     // must not make every later receipt look older for good.
-    const newest = old === undefined || r.created > old.receipt.created || old.receipt.created > now + FUTURE_TOLERANCE_MS;
+    // A receipt that knows no stream says nothing of ours once one that does came: taken as the
+    // newest, it would hide the failures and the held packets the real one reported.
+    const strange = r.stream === NO_STREAM && old?.receipt.stream === stream;
+    const newest = !strange && (old === undefined || r.created > old.receipt.created || old.receipt.created > now + FUTURE_TOLERANCE_MS);
     const failures: FailureJson[] = [];
     let foreignFailures = 0;
     for (const f of r.failures) {
@@ -147,7 +155,7 @@ export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now())
     if (state) outbox.writeState(state);
     crashPoint('outbox-recorded');
     outbox.dropClosedMarkers(outbox.list());
-    return { acknowledged, newest, unverifiable, conflicting, failures, foreignFailures, state };
+    return { acknowledged, newest, strange, unverifiable, conflicting, failures, foreignFailures, state };
   } finally {
     lock.release();
   }

@@ -124,7 +124,8 @@ export const outboxApply: Subcommand<ApplyArgs> = {
     const left = outbox.list().kept.length;
     const parts = [`acknowledged ${r.acknowledged.length} packet(s)`, `${left} unacknowledged`];
     if (r.state && r.newest) parts.push(`the receiver's next seq is ${r.state.receipt.next_seq}`);
-    if (!r.newest) parts.push('an older receipt than the newest applied: only its acknowledgments were taken');
+    if (r.strange) parts.push("a receipt from a queue that knows no stream, where this stream's queue has sent receipts: not its queue's (another queue's, or one that lost its journal), so nothing of it was taken");
+    else if (!r.newest) parts.push('an older receipt than the newest applied: only its acknowledgments were taken');
     log.info(parts.join('; '));
     if (r.conflicting.length > 0) {
       log.warn(`the receiver processed other packets than this outbox's at seq(s) ${rangesText(toRanges(r.conflicting))}: they are kept (see outbox-status)`);
