@@ -667,6 +667,22 @@ describe('queue-receipt on a big queue', () => {
     expect(d.heldBeyond).toBe(false);
   });
 
+  it('without --stream describes the stream that runs, not one a dropped file names far ahead', () => {
+    const s = side();
+    for (let i = 1; i <= 3; i++) deliver(s, send(s, `p${i}`));
+    expect(processQ(s).code).toBe(0);
+    const mine = status(s).stream as string;
+    // Anyone who can write jobs/: a NOP of a made-up stream at a seq far ahead.
+    const other = 'e5'.repeat(16);
+    deliver(s, encodeHeader({ seq: 999_999n, ctimeSecs: 1_700_000_000n, ctimeNanos: 0, cmd: { kind: 'NOP' }, stream: other }));
+    const r = fspool(['queue-receipt', '-q', s.q]);
+    expect(r.code).toBe(0);
+    expect(decodeReceipt(r.stdout).stream).toBe(mine);
+    expect(r.stderr).toContain(`also has packets of stream(s) ${other}`);
+    expect(apply(s, r.stdout).code).toBe(0);
+    expect(kept(s)).toEqual([]);
+  });
+
   it('a queue that knows no stream gives a receipt that says so', () => {
     const s = side();
     const r = fspool(['queue-receipt', '-q', s.q]);

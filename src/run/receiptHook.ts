@@ -11,7 +11,7 @@ import { signReceipt } from '../codec/signedReceipt.js';
 import { describe } from '../errors.js';
 import { encodeReceipt } from '../packet/receipt.js';
 import type { Queue } from '../queue/queue.js';
-import { HELD_SPAN, lookAtQueue, type QueueFacts, receiptFor } from '../queue/receipt.js';
+import { lookAtQueue, receiptFor, receiptStreams } from '../queue/receipt.js';
 import { asOwner, foreignOwner } from '../queue/owner.js';
 import { type StateDb, stateDir } from '../queue/stateDb.js';
 import { writeFileDurably } from '../sys/durable.js';
@@ -40,32 +40,6 @@ interface Sent {
 }
 
 const receiptFileName = (stream: string) => `fspool-receipt-${stream}.rcpt`;
-
-/**
- * Receipts a pass makes at most. Whoever can drop files in jobs/ names any stream in them: a
- * thousand files of a thousand made-up streams must not become a thousand receipts (each a
- * transfer, with --receipt-exec) at every pass, and a pass's work stays bounded. A queue
- * serves one sender's stream, or a few over time.
- */
-export const MAX_STREAMS = 16;
-
-/**
- * The streams to make receipts for, at most MAX_STREAMS, the likeliest real first: those a
- * packet was processed from (latest first), then those with a packet held in the window (the
- * one nearest the due seq first), then any other the queue's files name.
- */
-export function receiptStreams(facts: QueueFacts): string[] {
-  const heldEnd = facts.nextSeq + HELD_SPAN;
-  const nearest = new Map<string, bigint>();
-  for (const j of facts.jobs) {
-    const { stream, seq } = j.header;
-    if (stream === undefined || seq < facts.nextSeq || seq >= heldEnd) continue;
-    const had = nearest.get(stream);
-    if (had === undefined || seq < had) nearest.set(stream, seq);
-  }
-  const held = [...nearest].sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0)).map(([s]) => s);
-  return [...new Set([...facts.ran, ...held, ...facts.streams])].slice(0, MAX_STREAMS);
-}
 
 function readSent(path: string): Sent {
   try {

@@ -11,7 +11,7 @@ import { Outbox, type Ranges, toRanges } from '../../outbox/outbox.js';
 import { resend } from '../../outbox/resend.js';
 import { outboxStatus } from '../../outbox/status.js';
 import { Queue } from '../../queue/queue.js';
-import { lookAtQueue, receiptFor } from '../../queue/receipt.js';
+import { lookAtQueue, receiptFor, receiptStreams } from '../../queue/receipt.js';
 import { attachState, READER_BUSY_MS } from '../../queue/state.js';
 import { readUpTo } from '../../sys/fd.js';
 import { msIso, toJson } from '../json.js';
@@ -66,7 +66,8 @@ export const queueReceipt: Subcommand<ReceiptArgs> = {
     const state = attachState(q, { create: true, busyMs: READER_BUSY_MS, cacheHeaders: true, without: 'going on without it: the receipt can prove nothing processed' });
     try {
       const facts = await lookAtQueue(q, state.db, decode);
-      const stream = a.stream ?? facts.streams[0] ?? NO_STREAM;
+      // Ranked as the receipts after a pass are: one dropped file cannot name the stream.
+      const stream = a.stream ?? receiptStreams(facts)[0] ?? NO_STREAM;
       if (stream === NO_STREAM) log.info(`queue ${q.dir} knows no stream (no packet made with --outbox): the receipt says only what the queue waits for`);
       const others = facts.streams.filter((s) => s !== stream);
       if (others.length > 0) log.info(`queue ${q.dir} also has packets of stream(s) ${others.join(', ')}: --stream ID describes one of them`);
