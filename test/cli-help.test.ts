@@ -1,7 +1,7 @@
 // First contact with the command line: help on a real terminal, usage errors that name the
 // word at fault, shell completion, queue-status --nagios and the progress line, with real
 // processes (a pty from python3 where a terminal matters).
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FSPOOL, fspool, makeQueue, preparePacket, runSync, tempDir } from './helpers/cli.js';
@@ -277,6 +277,20 @@ describe('usage errors say what was meant', () => {
     expect(usage(['queue-ls', '-q', 'q', '--json=yes'])).toBe('error: option --json takes no value (it is a switch): write --json alone');
     // Written so, it reaches the option's own check.
     expect(usage(['queue-process', '-q', 'q', '--timeout=-5', 'true'])).toBe('error: invalid value "-5" for --timeout: expected seconds (a number, 0 or more)');
+  });
+
+  it('an empty value (a variable left unset) is refused for every option, before anything is made; empty params stay params', () => {
+    const dir = tempDir();
+    const r = fspool(['prepare', '-s', join(dir, 'seq'), '-i', '/dev/null', '--outbox', ''], { cwd: dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr.split('\n')[0]).toBe('error: --outbox was given an empty value (an unset variable?); give it one');
+    expect(readdirSync(dir)).toEqual([]); // no outbox made in the current directory
+    expect(usage(['outbox-resend', '--outbox', dir, '--exec', ''])).toBe('error: --exec was given an empty value (an unset variable?); give it one');
+    expect(usage(['queue-process', '-q', '', 'true'])).toBe('error: --queuedir was given an empty value (an unset variable?); give it one');
+    expect(usage(['queue-process', '-q', dir, '--receipt-exec', '', 'true'])).toBe('error: --receipt-exec was given an empty value (an unset variable?); give it one');
+    expect(usage(['queue-process', '-q', dir, '--decrypt-key', 'k', '--decrypt-key', '', 'true'])).toBe('error: --decrypt-key was given an empty value (an unset variable?); give it one');
+    const p = fspool(['prepare', '-s', '-', '-i', '/dev/null', '--', 'a', '', 'b']);
+    expect(p.code, p.stderr).toBe(0);
   });
 });
 

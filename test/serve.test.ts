@@ -391,7 +391,7 @@ decrypt_key = ["missing.asc"]
     expect(fspool(['serve', '--config', join(dir, 'none.toml')]).stderr).toMatch(/none.toml: cannot read it: .*no such file/);
   });
 
-  it('a configuration of the wrong shape: arrays where tables go, no queue, an empty path, NaN; two queues in one directory said whatever else is wrong', () => {
+  it('a configuration of the wrong shape: arrays where tables go, no queue, an empty path or command, NaN; two queues in one directory said whatever else is wrong', () => {
     const dir = tempDir();
     makeQueue(dir, 'qa');
     const cases: Array<[string, RegExp[]]> = [
@@ -400,6 +400,7 @@ decrypt_key = ["missing.asc"]
       ['[queues]\n', [/serve.toml: queues: no queue in it: one \[queues.NAME\] table per queue$/]],
       ['[queues.a]\ndir = ""\ncommand = ["true"]\n', [/serve.toml: queues.a.dir: an empty path$/]],
       ['[queues.a]\ndir = "qa"\ncommand = ["true"]\non_error = ""\n', [/serve.toml: queues.a.on_error: invalid value "": must be one of delete, leave, retry, quarantine/]],
+      ['[queues.a]\ndir = "qa"\ncommand = ["true"]\nreceipt_exec = ""\n', [/serve.toml: queues.a.receipt_exec: an empty string$/]],
       ['[queues.a]\ndir = "qa"\ncommand = ["true"]\nrescan = nan\n', [/serve.toml: queues.a.rescan: expected a number, not number NaN$/]],
       [
         '[queues.a]\ndir = "qa"\ncommand = ["true"]\n[queues.b]\ndir = "./qa"\ncommand = ["true"]\nretries = -1\n',

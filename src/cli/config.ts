@@ -80,6 +80,12 @@ function keySchema(key: string, s: Setting, base: string) {
         addIssue({ message: 'an empty path' });
         return NEVER;
       }
+      // Nor is an empty command (receipt_exec, decoder): the command line refuses it too. A
+      // choice's own check names its choices.
+      if (s.toml === 'string' && !s.parse && value === '') {
+        addIssue({ message: 'an empty string' });
+        return NEVER;
+      }
       if (s.toml === 'path' || s.toml === 'file') value = resolve(base, value as string);
       if (s.toml === 'files') value = (Array.isArray(value) ? value : [value]).map((p: string) => resolve(base, p));
       if (!s.parse) return value;

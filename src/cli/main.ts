@@ -258,10 +258,19 @@ export function quickParsed(args: string[]) {
   return quickParse(args, COMMANDS as Subcommand<any>[], RUN_GLOBALS);
 }
 
+/** Keys of the parsed command line that are not options. */
+const NOT_OPTIONS = new Set(['_', '--', '$0', 'command', 'id', 'subcommand']);
+
 /** What every command does first with its parsed options. */
 function started(a: Record<string, unknown>): void {
   for (const [k, v] of Object.entries(a)) {
     if (Array.isArray(v) && !REPEATABLE.has(k)) throw new UsageError(`--${k} was given more than once`);
+    // No option takes an empty value: it is a variable left unset (--outbox "$OUTBOX"), which
+    // would otherwise mean the current directory, or no command at all. Positionals and the
+    // params after -- may be empty.
+    if (!NOT_OPTIONS.has(k) && (v === '' || (Array.isArray(v) && v.includes('')))) {
+      throw new UsageError(`--${k} was given an empty value (an unset variable?); give it one`);
+    }
   }
   setLogLevel(a['log-level'] as Level);
   setQuiet(a.quiet === true);
