@@ -515,11 +515,16 @@ describe('signed receipts', () => {
     expect(kept(s)).toEqual([]);
   });
 
-  it('queue-process --receipt-sign-with signs the receipts it writes', () => {
+  it('queue-process --receipt-sign-with signs the receipts it writes; a key file it cannot read stops it before any job', () => {
     const s = side();
     deliver(s, send(s, 'p1'));
     const dir = join(s.dir, 'receipts');
     mkdirSync(dir);
+    const typo = `${keys['recv.sec']!}x`;
+    const refused = processQ(s, RECORD, ['--receipt-to-dir', dir, '--receipt-sign-with', typo]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toBe(`Error: --receipt-sign-with ${typo}: no such file or directory (ENOENT); check the path; nothing was done\n`);
+    expect(logOf(s)).toBe('');
     expect(processQ(s, RECORD, ['--receipt-to-dir', dir, '--receipt-sign-with', keys['recv.sec']!]).code).toBe(0);
     const [file] = readdirSync(dir);
     expect(file).toMatch(/^fspool-receipt-[0-9a-f]{32}\.rcpt$/);
