@@ -355,6 +355,12 @@ describe('outbox-apply', () => {
     const q = makeQueue(tempDir());
     expect(apply(s, ok(['queue-receipt', '-q', q]).stdout).code).toBe(0);
     expect(fspool(['outbox-status', '--outbox', s.ob]).stderr).toBe('');
+    // A directory there cannot be replaced: said with the fix, in one line.
+    rmSync(join(s.ob, 'state.json'));
+    mkdirSync(join(s.ob, 'state.json'));
+    const dirThere = apply(s, ok(['queue-receipt', '-q', q]).stdout);
+    expect(dirThere.code).toBe(1);
+    expect(dirThere.stderr).toMatch(/^Error: cannot record the receipt in .*state\.json: rename .*: is a directory \(EISDIR\); remove the directory .*state\.json, then apply the receipt again \(what it acknowledged is done\)$/m);
   });
 
   it("a receipt that knows no stream, after one of the outbox's own queue, hides nothing that one reported", () => {

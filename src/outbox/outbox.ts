@@ -16,6 +16,7 @@ import { FileLock } from '../queue/lock.js';
 import { SeqFile } from '../queue/seqfile.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { fsyncDir, writeFileDurably, writeSynced } from '../sys/durable.js';
+import { who } from '../sys/access.js';
 import { readRegularFile } from '../sys/fd.js';
 import { crypto } from '../sys/lazy.js';
 
@@ -284,8 +285,25 @@ export class Outbox {
     return undefined;
   }
 
+  /**
+   * Record what the newest receipt said. Called after its acknowledgments are carried out, so
+   * a failure here loses nothing: the same receipt applied again writes it.
+   */
   writeState(s: OutboxState): void {
-    writeFileDurably(this.statePath, join(this.dir, 'state.json.tmp'), `${JSON.stringify(s)}\n`);
+    try {
+      writeFileDurably(this.statePath, join(this.dir, 'state.json.tmp'), `${JSON.stringify(s)}\n`);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const fix =
+        code === 'ENOSPC' || code === 'EDQUOT'
+          ? `free some space on its file system`
+          : code === 'EISDIR'
+            ? `remove the directory ${this.statePath}`
+            : code === 'EROFS'
+              ? 'mount its file system read-write'
+              : `let ${who()} write ${this.dir}`;
+      throw new FspoolError(`cannot record the receipt in ${this.statePath}: ${describe(e)}; ${fix}, then apply the receipt again (what it acknowledged is done)`);
+    }
   }
 
   /**
