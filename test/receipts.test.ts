@@ -792,6 +792,33 @@ describe('a receipt command that hangs', () => {
 });
 
 describe('files that name made-up streams', () => {
+  it("another queue's receipt about our stream (a file there names it) stops no re-send: its next seq says nothing of our packets", () => {
+    const s = side();
+    const p = [1, 2, 3, 4, 5].map((i) => send(s, `p${i}`));
+    for (const i of [0, 1, 2, 4]) deliver(s, p[i]!); // 4 lost in transit
+    expect(processQ(s).code).toBe(0);
+    const stream = status(s).stream as string;
+    // Another queue, far ahead, where whoever can write its jobs/ drops a NOP naming our stream.
+    const other = side();
+    for (let i = 1; i <= 9; i++) deliver(other, send(other, `o${i}`));
+    expect(processQ(other).code).toBe(0);
+    deliver(other, encodeHeader({ seq: 100_000n, ctimeSecs: 1_700_000_000n, ctimeNanos: 0, cmd: { kind: 'NOP' }, stream }));
+    const foreign = ok(['queue-receipt', '-q', other.q, '--stream', stream]).stdout;
+    expect(decodeReceipt(foreign).nextSeq).toBe(10n);
+    expect(apply(s, foreign).code).toBe(0);
+    expect(status(s).passed).toEqual([]);
+    const wire = join(s.dir, 'wire');
+    mkdirSync(wire);
+    ok(['outbox-resend', '--outbox', s.ob, '--to-dir', wire]);
+    expect(readdirSync(wire)).toHaveLength(5); // nothing is known to have run: all go again
+    for (const n of readdirSync(wire)) deliver(s, readFileSync(join(wire, n)));
+    expect(processQ(s).code).toBe(0);
+    expect(logOf(s)).toBe('1:p1\n2:p2\n3:p3\n4:p4\n5:p5\n');
+    // Our own queue's receipt then acknowledges every one.
+    expect(apply(s, receiptOf(s)).code).toBe(0);
+    expect(kept(s)).toEqual([]);
+  });
+
   it("make receipts for 16 streams at most, the processed one first, with one WARN; a new file is news to its own stream's sender only", () => {
     const { s, p1, rdir, file: real } = firstReceipt();
     expect(real).toBe(`fspool-receipt-${status(s).stream}.rcpt`);

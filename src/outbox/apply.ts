@@ -69,13 +69,21 @@ export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now())
     const acknowledged: Entry[] = [];
     const conflicting: bigint[] = [];
     let unverifiable = 0;
+    // Whether the receipt shows it is from a queue that runs our stream at our seqs: a processed
+    // block whose identities are ours (kept, or acknowledged and still marked), or that holds
+    // other packets at seqs we keep (which it ran instead: said as a conflict).
+    let proven = false;
     for (const b of r.processed) {
       const mine = seqsOf(b).filter((s) => kept.has(s));
-      if (mine.length === 0) continue;
       const v = verify('P', stream, b, known);
+      if (v === 'match') proven = true;
+      if (mine.length === 0) continue;
       if (v === 'match') for (const s of mine) acknowledged.push(kept.get(s)!);
       else if (v === 'unknown') unverifiable++;
-      else conflicting.push(...mine);
+      else {
+        conflicting.push(...mine);
+        proven = true;
+      }
     }
     const ackedSeqs = new Set(acknowledged.map((e) => e.seq));
     const stillKept = l.kept.filter((e) => !ackedSeqs.has(e.seq));
@@ -103,9 +111,11 @@ export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now())
         const mine = seqsOf(b).filter((s) => kept.has(s) && !ackedSeqs.has(s));
         if (mine.length > 0 && verify('H', stream, b, known) === 'match') held.push(...mine);
       }
-      // A queue that knows no stream knows nothing of ours: that it moved past our seqs proves
-      // nothing (it may be another queue), so none is called passed, and none stops re-sending.
-      const passed = r.stream === NO_STREAM ? [] : stillKept.filter((e) => e.seq >= r.windowStart && e.seq < r.nextSeq).map((e) => e.seq);
+      // That a queue moved past our seqs says something of them only if it is our stream's queue:
+      // one that proves it ran our packets. Another queue's next seq (one that knows no stream,
+      // or where a file dropped into its jobs/ names ours) would stop the re-sending of packets
+      // ours never ran.
+      const passed = proven ? stillKept.filter((e) => e.seq >= r.windowStart && e.seq < r.nextSeq).map((e) => e.seq) : [];
       state = {
         version: 1,
         receipt: {
