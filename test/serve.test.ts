@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeHeader } from '../src/packet/codec.js';
 import { lockHolder } from '../src/queue/lockHolder.js';
-import { FSPOOL, fspool, makeQueue, preparePacket, ROOT, runSync, tempDir } from './helpers/cli.js';
-import { alive, liveProcesses, nextseq, put, sleep, waitFor } from './helpers/queue.js';
+import { FSPOOL, fspool, makeQueue, plainPacket, preparePacket, ROOT, runSync, tempDir } from './helpers/cli.js';
+import { alive, liveProcesses, nextseq, put, sleep, waitFor, within } from './helpers/queue.js';
 
 /** A running `fspool serve`, its stderr readable while it runs. */
 interface Served {
@@ -112,6 +112,32 @@ describe('fspool serve', () => {
     const r = await s.done;
     expect(r.code, r.stderr).toBe(143);
     for (const n of names) expect(lockFree(join(dir, n))).toBe(true);
+  });
+
+  it('a passphrase file that is a FIFO no one writes to is said to be empty, never waited on: queue-process ends, serve runs the other queues and stops on SIGTERM; a writer that comes is read', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'pw'), 'secret\n');
+    const fifo = join(dir, 'fifo');
+    expect(runSync('mkfifo', [fifo]).code).toBe(0);
+    const enc = makeQueue(dir, 'enc');
+    put(enc, preparePacket(['-s', '-', '-i', '-', '--passphrase-file', join(dir, 'pw')], 'sealed\n'));
+    const one = fspool(['queue-process', '-q', enc, '--passphrase-file', fifo, 'cat'], { timeoutMs: 30_000 });
+    expect(one.signal, 'queue-process hung').toBe(null);
+    expect(one.code).toBe(1);
+    expect(one.stderr).toContain(`passphrase file ${fifo} is empty (a pipe no one writes to?)`);
+    const ok = makeQueue(dir, 'ok');
+    put(ok, plainPacket(1, Buffer.from('x')));
+    const s = serve(['--config', writeConfig(dir, `[queues.enc]\ndir = "enc"\ncommand = ["cat"]\npassphrase_file = "fifo"\n[queues.ok]\ndir = "ok"\ncommand = ["cat"]\n`)]);
+    await waitFor('the other queue', () => nextseq(ok) === '2');
+    await waitFor('the error', () => s.stderr().includes('is empty (a pipe no one writes to?)'));
+    process.kill(s.pid, 'SIGTERM');
+    const r = await within(s.done, 20_000, 'serve after SIGTERM');
+    expect(r.code, r.stderr).toBe(143);
+    expect(nextseq(enc)).toBe('1');
+    // A writer that is there (process substitution), however slow, is read to its end.
+    const piped = runSync('bash', ['-c', '"$0" queue-process -q "$1" --passphrase-file <(sleep 0.5; echo secret) cat', FSPOOL, enc]);
+    expect(piped.code, piped.stderr).toBe(0);
+    expect(piped.stdout.toString()).toBe('sealed\n');
   });
 
   it('gives free slots to waiting queues in turn: none starves while another has work', async () => {

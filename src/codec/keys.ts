@@ -7,12 +7,13 @@
 //   passphrase          passphrase for symmetric packets
 //   key-passphrase      passphrase that unlocks the secret keys
 // Not the queue directory: queues are synced between machines, secret keys must not be.
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Key, PrivateKey } from 'openpgp';
 import { errnoWords, FspoolError } from '../errors.js';
 import { log } from '../log.js';
 import { requireCompiled } from '../sys/codeCache.js';
+import { readFileNoWait } from '../sys/fd.js';
 import { os } from '../sys/lazy.js';
 
 export interface KeyOptions {
@@ -35,11 +36,14 @@ export function configDir(): string {
 
 /** gpg's --passphrase-file rule: the first line, without its line end. */
 export function readPassphrase(file: string): string {
+  let data: Buffer;
   try {
-    return readFileSync(file, 'utf8').split(/\r?\n/)[0]!;
+    data = readFileNoWait(file);
   } catch (e) {
     throw new FspoolError(`cannot read passphrase file ${file}: ${errnoWords(e)}`);
   }
+  if (data.length === 0) throw new FspoolError(`passphrase file ${file} is empty (a pipe no one writes to?)`);
+  return data.toString('utf8').split(/\r?\n/)[0]!;
 }
 
 type OpenPGP = typeof import('openpgp');
@@ -51,7 +55,7 @@ export const openpgp = async (): Promise<OpenPGP> => (lib ??= requireCompiled('o
 async function readKeyFile<T extends Key>(file: string, read: (data: Buffer, armored: boolean) => Promise<T[]>): Promise<T[]> {
   let data: Buffer;
   try {
-    data = readFileSync(file);
+    data = readFileNoWait(file);
   } catch (e) {
     throw new FspoolError(`cannot read key file ${file}: ${errnoWords(e)}`);
   }

@@ -179,3 +179,24 @@ export function readRegularFile(path: string): string {
     closeSync(fd);
   }
 }
+
+/**
+ * The whole content of `path`, which may be a pipe (`--passphrase-file <(pass show fspool)`):
+ * opened without waiting for a writer, so that a FIFO no one writes to reads as empty rather
+ * than blocking the thread for ever (a worker blocked in open() holds up even the process's
+ * exit); a writer that is there is read to its end.
+ */
+export function readFileNoWait(path: string): Buffer {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  try {
+    const chunks: Buffer[] = [];
+    for (;;) {
+      const buf = Buffer.allocUnsafe(64 * 1024);
+      const n = readSome(fd, buf);
+      if (n === 0) return Buffer.concat(chunks);
+      chunks.push(buf.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
