@@ -140,6 +140,23 @@ describe('fspool serve', () => {
     expect(piped.stdout.toString()).toBe('sealed\n');
   });
 
+  it('a SIGHUP as soon as the launcher runs (a reload sent right after a start) does not end serve', async () => {
+    const dir = tempDir();
+    const q = makeQueue(dir, 'a');
+    put(q, plainPacket(1, Buffer.from('x')));
+    const s = serve(['--config', writeConfig(dir, '[queues.a]\ndir = "a"\ncommand = ["cat"]\n')]);
+    // The launcher maps the bundle first thing: from then on Node's own start is over.
+    const end = Date.now() + 30_000;
+    while (!readFileSync(`/proc/${s.pid}/maps`, 'latin1').includes('fspool.cjs')) if (Date.now() > end) throw new Error('the bundle was never mapped');
+    process.kill(s.pid, 'SIGHUP');
+    await waitFor('the job', () => nextseq(q) === '2');
+    process.kill(s.pid, 'SIGHUP'); // and a reload once it serves
+    await waitFor('the reload', () => s.stderr().includes('SIGHUP: configuration reloaded'));
+    process.kill(s.pid, 'SIGTERM');
+    const r = await within(s.done, 20_000, 'serve after SIGTERM');
+    expect(r.code, r.stderr).toBe(143);
+  });
+
   it('gives free slots to waiting queues in turn: none starves while another has work', async () => {
     const dir = tempDir();
     const log = join(dir, 'log');

@@ -45,8 +45,12 @@ export class Supervisor {
     this.log = opts.log ?? rootLog;
   }
 
-  /** Serve until SIGTERM or SIGINT: the exit status, 128+N. Throws if metrics cannot be served. */
-  async run(config: ServeConfig): Promise<number> {
+  /**
+   * Serve until SIGTERM or SIGINT: the exit status, 128+N. Throws if metrics cannot be served.
+   * `takeSignals`, called once this has taken the signals, lets go of whoever held SIGHUP before
+   * and says whether one came meanwhile (a reload to do once the queues have started).
+   */
+  async run(config: ServeConfig, takeSignals: () => boolean): Promise<number> {
     this.slots = new Slots(config.maxParallel);
     // The signals are ours from here, before anything is awaited: by default SIGHUP (a reload
     // sent early) would end the process. One that comes before the queues start is done after.
@@ -60,6 +64,7 @@ export class Supervisor {
     process.on('SIGTERM', onStop);
     process.on('SIGINT', onStop);
     process.on('SIGHUP', onHup);
+    if (takeSignals()) earlyHup = true;
     try {
       await this.listen(config.metricsListen);
       if (!this.signal) {

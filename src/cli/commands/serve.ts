@@ -57,6 +57,13 @@ export const serve: Subcommand<ServeArgs> = {
       .example('$0 serve --config /etc/fspool/serve.toml', 'contrib/systemd/fspool-serve.service')
       .example('$0 serve --check --config /etc/fspool/serve.toml', 'check a configuration before a reload (systemctl reload fspool-serve)') as never,
   handler: async (a) => {
+    // From here on a SIGHUP is a reload, never the end of serve (Node's default): one that
+    // comes before the supervisor takes the signals is done once its queues have started.
+    let hupBeforeRun = false;
+    const hold = () => {
+      hupBeforeRun = true;
+    };
+    process.on('SIGHUP', hold);
     const cfg = await load(a.config);
     if (!cfg) return;
     if (a['metrics-listen'] !== undefined) {
@@ -96,7 +103,10 @@ export const serve: Subcommand<ServeArgs> = {
       // prom-client is loaded only when metrics are to be served.
       metrics: async () => new (await import('../../serve/metrics.js')).Metrics({ counters: true }),
     });
-    process.exitCode = await supervisor.run(cfg);
+    process.exitCode = await supervisor.run(cfg, () => {
+      process.off('SIGHUP', hold);
+      return hupBeforeRun;
+    });
   },
 };
 
