@@ -622,6 +622,39 @@ describe('fspool serve: metrics', () => {
     expect(r.stderr).toMatch(new RegExp(`cannot serve metrics at 127.0.0.1:${port}: .*(EADDRINUSE|in use)`));
   });
 
+  it("a queue whose headers take long to read (a decoder that hangs) is down in the scrape, and the others' metrics are served", async () => {
+    const dir = tempDir();
+    put(makeQueue(dir, 'slow'), plainPacket(1, Buffer.from('x')));
+    put(makeQueue(dir, 'fine'), plainPacket(1, Buffer.from('x')));
+    fill(makeQueue(dir, 'gapped'), 2, 2);
+    const cfg =
+      'metrics_listen = "127.0.0.1:0"\n[queues.slow]\ndir = "slow"\ncommand = ["cat"]\ndecoder = "sleep 1000; cat"\n' +
+      '[queues.fine]\ndir = "fine"\ncommand = ["cat"]\n[queues.gapped]\ndir = "gapped"\ncommand = ["cat"]\n';
+    const s = serve(['--config', writeConfig(dir, cfg)]);
+    await waitFor('the metrics address', () => /metrics at http:\/\/127\.0\.0\.1:\d+\/metrics/.test(s.stderr()), 30_000);
+    const url = /metrics at (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(s.stderr())![1]!;
+    const scrape = async () => {
+      const t = Date.now();
+      const res = await fetch(url);
+      return { status: res.status, text: await res.text(), ms: Date.now() - t };
+    };
+    const first = await scrape();
+    expect(first.status).toBe(200);
+    expect(first.ms).toBeLessThan(9_000); // within Prometheus's 10 s; the read waits 5 s
+    expect(first.text).toMatch(/^fspool_queue_up\{queue="slow"\} 0$/m);
+    expect(first.text).toMatch(/^fspool_queue_up\{queue="fine"\} 1$/m);
+    expect(first.text).toMatch(/^fspool_queue_pending_jobs\{queue="gapped"\} 2$/m);
+    expect(s.stderr()).toMatch(/WARN fspool: \[slow\] its status took more than 5s to read .*: fspool_queue_up is 0 for it until a scrape reads it in time/);
+    // While that read goes on, a scrape does not wait for it again, nor start another.
+    const second = await scrape();
+    expect(second.ms).toBeLessThan(first.ms);
+    expect(second.text).toMatch(/^fspool_queue_up\{queue="slow"\} 0$/m);
+    expect(s.stderr().match(/its status took more than/g)).toHaveLength(1);
+    process.kill(s.pid, 'SIGTERM');
+    const r = await within(s.done, 20_000, 'serve after SIGTERM');
+    expect(r.code, r.stderr).toBe(143);
+  });
+
   it('a reload to an address in use leaves the metrics served where they were; one that can listen moves them', async () => {
     const dir = tempDir();
     makeQueue(dir, 'q');

@@ -10,13 +10,21 @@ import { log as rootLog, type Logger } from '../log.js';
 import type { StopSignal } from '../run/stop.js';
 import type { Metrics } from './metrics.js';
 import { QueueRunner } from './runner.js';
-import { listenText, type Listen, type ServeConfig } from './settings.js';
+import { listenText, type Listen, type QueueSettings, type ServeConfig } from './settings.js';
 import { Slots } from './slots.js';
+import type { Status } from '../queue/status.js';
 import { readStatus } from './status.js';
 import { os } from '../sys/lazy.js';
 
 /** How long a scrape waits for another writer of a queue's header cache. */
 const SCRAPE_BUSY_MS = 100;
+
+/**
+ * How long a scrape waits for one queue's status (Prometheus gives a scrape 10 s by default):
+ * a queue whose files take longer to read (a decoder that hangs, many passphrase-derived keys)
+ * is said down in this scrape, and the others are answered.
+ */
+const SCRAPE_QUEUE_WAIT_MS = 5_000;
 
 export interface SupervisorOptions {
   /** Read the configuration again (SIGHUP); throws with every problem when it cannot be used. */
@@ -39,6 +47,10 @@ export class Supervisor {
   private scrape: Promise<string> | undefined;
   /** Queues whose state database the last scrape could not use (said once, until it can). */
   private readonly scrapeWithoutDb = new Set<string>();
+  /** Each queue's status being read (and since when), shared by the scrapes that come until it is done. */
+  private readonly statusReads = new Map<string, { reading: Promise<Status | undefined>; since: number }>();
+  /** Queues a scrape gave up waiting for (said once, until one is read in time). */
+  private readonly scrapeLate = new Set<string>();
   private reloading: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: SupervisorOptions) {
@@ -223,18 +235,16 @@ export class Supervisor {
         const queues = [...this.runners.values()].map((r) => r.settings).filter((s) => s !== null);
         const read = await Promise.all(
           queues.map(async (q) => {
-            try {
-              // A scrape runs on the supervisor's event loop: it waits briefly for a writer of the
-              // header cache (headers it could not cache are read from their files), and says a
-              // state database it cannot use once, not at every scrape.
-              const { status } = await readStatus(q.dir, q.readerDecode, Infinity, { busyMs: SCRAPE_BUSY_MS, quiet: this.scrapeWithoutDb.has(q.name) });
-              if (status.journal) this.scrapeWithoutDb.delete(q.name);
-              else this.scrapeWithoutDb.add(q.name);
+            const status = await this.statusWithin(q, SCRAPE_QUEUE_WAIT_MS);
+            if (status !== 'late') {
+              this.scrapeLate.delete(q.name);
               return { queue: q.name, status };
-            } catch (e) {
-              this.log.debug(`[${q.name}] no status for the metrics: ${describe(e)}`);
-              return { queue: q.name, status: undefined };
             }
+            if (!this.scrapeLate.has(q.name)) {
+              this.scrapeLate.add(q.name);
+              this.log.warn(`[${q.name}] its status took more than ${SCRAPE_QUEUE_WAIT_MS / 1000}s to read (its job files' headers: a decoder that hangs?): fspool_queue_up is 0 for it until a scrape reads it in time`);
+            }
+            return { queue: q.name, status: undefined };
           }),
         );
         this.metrics!.setStatus(read);
@@ -244,6 +254,41 @@ export class Supervisor {
       }
     })();
     return this.scrape;
+  }
+
+  /**
+   * The queue's status, or 'late' once its read has taken `ms`: the read goes on, and the next
+   * scrapes wait for that same read, as long as it has left of `ms`, rather than start another.
+   */
+  private async statusWithin(q: QueueSettings, ms: number): Promise<Status | undefined | 'late'> {
+    let read = this.statusReads.get(q.name);
+    if (!read) {
+      read = { reading: this.readQueueStatus(q).finally(() => this.statusReads.delete(q.name)), since: Date.now() };
+      this.statusReads.set(q.name, read);
+    }
+    const { reading, since } = read;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), Math.max(0, since + ms - Date.now()))));
+    try {
+      return await Promise.race([reading, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async readQueueStatus(q: QueueSettings): Promise<Status | undefined> {
+    try {
+      // A scrape runs on the supervisor's event loop: it waits briefly for a writer of the
+      // header cache (headers it could not cache are read from their files), and says a
+      // state database it cannot use once, not at every scrape.
+      const { status } = await readStatus(q.dir, q.readerDecode, Infinity, { busyMs: SCRAPE_BUSY_MS, quiet: this.scrapeWithoutDb.has(q.name) });
+      if (status.journal) this.scrapeWithoutDb.delete(q.name);
+      else this.scrapeWithoutDb.add(q.name);
+      return status;
+    } catch (e) {
+      this.log.debug(`[${q.name}] no status for the metrics: ${describe(e)}`);
+      return undefined;
+    }
   }
 }
 
