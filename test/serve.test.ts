@@ -444,6 +444,7 @@ decrypt_key = ["missing.asc"]
       ['[queues.a]\ndir = ""\ncommand = ["true"]\n', [/serve.toml: queues.a.dir: an empty path$/]],
       ['[queues.a]\ndir = "qa"\ncommand = ["true"]\non_error = ""\n', [/serve.toml: queues.a.on_error: invalid value "": must be one of delete, leave, retry, quarantine/]],
       ['[queues.a]\ndir = "qa"\ncommand = ["true"]\nreceipt_exec = ""\n', [/serve.toml: queues.a.receipt_exec: an empty string$/]],
+      ['[queues.a]\ndir = "qa"\ncommand = ["true", 5]\n', [/serve.toml: queues.a.command.1: expected a string \(the program, then its arguments: .*\), not number 5$/]],
       ['[queues.a]\ndir = "qa"\ncommand = ["true"]\nrescan = nan\n', [/serve.toml: queues.a.rescan: expected a number, not number NaN$/]],
       [
         '[queues.a]\ndir = "qa"\ncommand = ["true"]\n[queues.b]\ndir = "./qa"\ncommand = ["true"]\nretries = -1\n',

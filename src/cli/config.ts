@@ -100,7 +100,10 @@ function keySchema(key: string, s: Setting, base: string) {
 }
 
 const command = v.pipe(
-  v.array(v.string(), (i) => `expected an array of strings (the program, then its arguments: ["zfs", "receive", "tank/data"]), not ${got(i.input)}`),
+  v.array(
+    v.string((i) => `expected a string (the program, then its arguments: ["zfs", "receive", "tank/data"]), not ${got(i.input)}`),
+    (i) => `expected an array of strings (the program, then its arguments: ["zfs", "receive", "tank/data"]), not ${got(i.input)}`,
+  ),
   v.minLength(1, 'must name the program to run'),
   v.check((c) => c[0] !== '', 'the program to run cannot be ""'),
 );
