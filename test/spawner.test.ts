@@ -253,6 +253,7 @@ function fspoolWithEmulatedSpawner(): string {
   mkdirSync(join(root, 'bin'));
   mkdirSync(join(root, 'build/Release'), { recursive: true });
   copyFileSync(FSPOOL, join(root, 'bin/fspool'));
+  symlinkSync(join(ROOT, 'bin/compiled.cjs'), join(root, 'bin/compiled.cjs'));
   chmodSync(join(root, 'bin/fspool'), 0o755);
   symlinkSync(join(ROOT, 'dist'), join(root, 'dist'));
   symlinkSync(join(ROOT, 'node_modules'), join(root, 'node_modules'));

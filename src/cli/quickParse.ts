@@ -113,6 +113,8 @@ export function quickParse(args: string[], commands: readonly Subcommand<any>[],
       }
       if (o.coerce) v = o.coerce(v);
       if (o.choices && !(o.choices as unknown[]).includes(v)) return undefined;
+      // An empty value, which fspool refuses (src/cli/main.ts): said on yargs' path.
+      if (v === '' || (Array.isArray(v) && v.includes(''))) return undefined;
       argv[k] = v;
     }
     for (const [n, word] of words.entries()) {
