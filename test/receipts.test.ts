@@ -749,8 +749,9 @@ describe('receipts after processing passes', () => {
 });
 
 describe('a receipt command that hangs', () => {
-  // The command an ssh to a host that does not answer would be: it never ends by itself.
-  const hang = (s: Side) => `echo $$ >> "${join(s.dir, 'pids')}"; sleep 1000 & wait`;
+  // The command an ssh to a host that does not answer would be: it never ends by itself. One
+  // of its children ignores SIGTERM, which ends the shell.
+  const hang = (s: Side) => `echo $$ >> "${join(s.dir, 'pids')}"; (trap '' TERM; exec sleep 1000) & sleep 1000 & wait`;
   const pids = (s: Side) => (existsSync(join(s.dir, 'pids')) ? readFileSync(join(s.dir, 'pids'), 'utf8').trim().split('\n').map(Number) : []);
 
   it('is killed, process group and all, after --receipt-timeout; a watch goes on running the jobs that land meanwhile', async () => {

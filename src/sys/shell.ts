@@ -47,6 +47,8 @@ export function runShell(cmd: string, stdin: number | Buffer, env: Record<string
       }
     };
     const done = (r: ShellResult) => {
+      // Timed out, the shell is gone: whatever of its group is left ignored SIGTERM.
+      if (timedOut !== undefined) killGroup('SIGKILL');
       limit?.clear();
       kill?.clear();
       unguard?.();
