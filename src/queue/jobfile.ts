@@ -3,7 +3,7 @@
 import { closeSync, constants, fstatSync, lstatSync, type Stats } from 'node:fs';
 import { describe } from '../errors.js';
 import { isUtf8 } from '../sys/argv.js';
-import { openAsIs } from '../sys/fd.js';
+import { fileKind, openAsIs } from '../sys/fd.js';
 import { native } from '../sys/native.js';
 
 /**
@@ -43,26 +43,7 @@ export class NotAJobFile extends Error {
   override name = 'NotAJobFile';
 }
 
-const { S_IFMT, S_IFREG, S_IFIFO, S_IFLNK, S_IFDIR, S_IFSOCK, S_IFCHR, S_IFBLK } = constants;
-
-function kindOf(mode: number): string {
-  switch (mode & S_IFMT) {
-    case S_IFIFO:
-      return 'a FIFO';
-    case S_IFLNK:
-      return 'a symbolic link';
-    case S_IFDIR:
-      return 'a directory';
-    case S_IFSOCK:
-      return 'a socket';
-    case S_IFCHR:
-      return 'a character device';
-    case S_IFBLK:
-      return 'a block device';
-    default:
-      return 'not a regular file';
-  }
-}
+const { S_IFMT, S_IFREG } = constants;
 
 const notRegular = (what: string) => new NotAJobFile(`${what}; job files must be regular files: remove it`);
 
@@ -84,7 +65,7 @@ export function openJobFile(path: string): { fd: number; stat: Stats } {
   }
   try {
     const stat = fstatSync(fd);
-    if (!stat.isFile()) throw notRegular(kindOf(stat.mode));
+    if (!stat.isFile()) throw notRegular(fileKind(stat.mode));
     return { fd, stat };
   } catch (e) {
     closeSync(fd);
@@ -152,7 +133,7 @@ export class JobDir {
     // Rare (EACCES, ENAMETOOLONG...): described as lstat would have described it.
     if (errno !== 0) return errno === ENOENT ? undefined : describe(errnoError(errno, 'lstat', `${this.path}/${this.name(i)}`));
     const mode = this.stats[o + 2]!;
-    return (mode & S_IFMT) === S_IFREG ? undefined : notRegular(kindOf(mode)).message;
+    return (mode & S_IFMT) === S_IFREG ? undefined : notRegular(fileKind(mode)).message;
   }
 
   /**

@@ -4,13 +4,13 @@ import { closeSync, constants, existsSync, fstatSync, openSync, statSync } from 
 import { dirname } from 'node:path';
 import { errnoWords, FspoolError } from '../errors.js';
 import { ownerAndMode, who } from '../sys/access.js';
+import { fileKind } from '../sys/fd.js';
 import { native } from '../sys/native.js';
 
-/** "a FIFO", "a directory"...: what stands at `path` (followed, as the lock's open follows it). */
-function kindOf(path: string): string {
+/** What stands at `path` (followed, as the lock's open follows it). */
+function kindAt(path: string): string {
   try {
-    const s = statSync(path);
-    return s.isFIFO() ? 'a FIFO' : s.isDirectory() ? 'a directory' : s.isSocket() ? 'a socket' : s.isCharacterDevice() || s.isBlockDevice() ? 'a device' : 'something else';
+    return fileKind(statSync(path).mode);
   } catch {
     return 'gone';
   }
@@ -40,7 +40,7 @@ export class FileLock {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EFTYPE' || code === 'ENXIO' || code === 'EISDIR') {
-        throw new FspoolError(`${opts.what}: lock file ${path} is ${kindOf(path)}, not a regular file; remove it${opts.create ? '' : `, then create it (touch ${path})`}`);
+        throw new FspoolError(`${opts.what}: lock file ${path} is ${kindAt(path)}, not a regular file; remove it${opts.create ? '' : `, then create it (touch ${path})`}`);
       }
       // Creating it can only miss its directory.
       if (opts.create && (code === 'ENOENT' || code === 'ENOTDIR')) {

@@ -161,6 +161,27 @@ export function openRegular(path: string): number {
   return fd;
 }
 
+/** What kind of file a mode (st_mode) says: "a FIFO", "a directory"... */
+export function fileKind(mode: number): string {
+  const { S_IFMT, S_IFIFO, S_IFLNK, S_IFDIR, S_IFSOCK, S_IFCHR, S_IFBLK } = constants;
+  switch (mode & S_IFMT) {
+    case S_IFIFO:
+      return 'a FIFO';
+    case S_IFLNK:
+      return 'a symbolic link';
+    case S_IFDIR:
+      return 'a directory';
+    case S_IFSOCK:
+      return 'a socket';
+    case S_IFCHR:
+      return 'a character device';
+    case S_IFBLK:
+      return 'a block device';
+    default:
+      return 'not a regular file';
+  }
+}
+
 /** Whether `path` is a symlink (false if it is anything else, or nothing). */
 export function isSymlink(path: string): boolean {
   try {
@@ -180,6 +201,8 @@ export function readRegularFile(path: string): string {
   }
 }
 
+const NO_WAIT_CHUNK = 64 * 1024;
+
 /**
  * The whole content of `path`, which may be a pipe (`--passphrase-file <(pass show fspool)`):
  * opened without waiting for a writer, so that a FIFO no one writes to reads as empty rather
@@ -191,10 +214,10 @@ export function readFileNoWait(path: string): Buffer {
   try {
     const chunks: Buffer[] = [];
     for (;;) {
-      const buf = Buffer.allocUnsafe(64 * 1024);
-      const n = readSome(fd, buf);
-      if (n === 0) return Buffer.concat(chunks);
-      chunks.push(buf.subarray(0, n));
+      // Short only at the end of the file.
+      const chunk = readUpTo(fd, NO_WAIT_CHUNK);
+      chunks.push(chunk);
+      if (chunk.length < NO_WAIT_CHUNK) return Buffer.concat(chunks);
     }
   } finally {
     closeSync(fd);
