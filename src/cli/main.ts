@@ -18,7 +18,7 @@ import { queueQuarantine } from './commands/quarantine.js';
 import { serve, status } from './commands/serve.js';
 import { stdinInfo, stdinPayload } from './commands/stdin.js';
 import type { HelpSource, ProgramHelp } from './help.js';
-import { choiceOption, type OptionDef, type Subcommand } from './options.js';
+import { choiceOption, emptyValue, type OptionDef, type Subcommand } from './options.js';
 import { quickParse } from './quickParse.js';
 import { splitShortValues } from './shortValues.js';
 
@@ -265,10 +265,8 @@ const NOT_OPTIONS = new Set(['_', '--', '$0', 'command', 'id', 'subcommand']);
 function started(a: Record<string, unknown>): void {
   for (const [k, v] of Object.entries(a)) {
     if (Array.isArray(v) && !REPEATABLE.has(k)) throw new UsageError(`--${k} was given more than once`);
-    // No option takes an empty value: it is a variable left unset (--outbox "$OUTBOX"), which
-    // would otherwise mean the current directory, or no command at all. Positionals and the
-    // params after -- may be empty.
-    if (!NOT_OPTIONS.has(k) && (v === '' || (Array.isArray(v) && v.includes('')))) {
+    // Positionals and the params after -- may be empty.
+    if (!NOT_OPTIONS.has(k) && emptyValue(v)) {
       throw new UsageError(`--${k} was given an empty value (an unset variable?); give it one`);
     }
   }

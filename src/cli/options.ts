@@ -161,6 +161,13 @@ export function choiceSetting<T extends string>(values: readonly T[], o: OptionD
   return { option: { type: 'string', requiresArg: true, choices: values, ...o }, toml: 'string', parse: (what) => choice(what, values) };
 }
 
+/**
+ * An option's value that is empty: no option takes one (a variable left unset, --outbox
+ * "$OUTBOX", would mean the current directory, or no command at all). The command line refuses
+ * it (src/cli/main.ts); the quick parser leaves it to yargs to say so.
+ */
+export const emptyValue = (v: unknown): boolean => v === '' || (Array.isArray(v) && v.includes(''));
+
 /** A duration setting: a number of seconds from `min` up. */
 export function secondsSetting(o: OptionDef & { value: string }, min = 0): Setting {
   return { option: { type: 'string', helpType: 'number', requiresArg: true, ...o }, toml: 'number', parse: (what) => seconds(what, min) };

@@ -10,7 +10,7 @@
 // The rule this keeps: whatever is parsed here is parsed exactly as yargs parses it, or not at
 // all. test/quick-parse.test.ts checks it on generated command lines, against yargs itself.
 import type { ArgumentsCamelCase } from 'yargs';
-import { Declared, type OptionDef, type PositionalDef, type Subcommand } from './options.js';
+import { Declared, emptyValue, type OptionDef, type PositionalDef, type Subcommand } from './options.js';
 
 export interface QuickParse {
   command: Subcommand<Record<string, unknown>>;
@@ -113,8 +113,7 @@ export function quickParse(args: string[], commands: readonly Subcommand<any>[],
       }
       if (o.coerce) v = o.coerce(v);
       if (o.choices && !(o.choices as unknown[]).includes(v)) return undefined;
-      // An empty value, which fspool refuses (src/cli/main.ts): said on yargs' path.
-      if (v === '' || (Array.isArray(v) && v.includes(''))) return undefined;
+      if (emptyValue(v)) return undefined;
       argv[k] = v;
     }
     for (const [n, word] of words.entries()) {
