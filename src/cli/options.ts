@@ -266,7 +266,7 @@ export interface DecodeArgs {
  * inside openpgp.js gets no timer in edgewise. Listings and status too, for the same packets.
  */
 export function decodeContext(a: DecodeArgs): DecodeContext {
-  checkKeyFiles(a);
+  checkKeyFiles(a, DECODE_SETTINGS);
   return {
     decoder: a.decoder,
     // Commands without the option (no -d) bound the built-in decoders all the same.
@@ -290,16 +290,17 @@ export function keyFileProblem(file: string): { why: string; fix: string } | und
 }
 
 /**
- * Key and passphrase files are read when a packet first needs them: one that cannot be read
+ * The key and passphrase files `settings` name (their TOML type is file or files) are read when
+ * a packet first needs them, or a receipt is signed: one that cannot be read
  * must stop the command now, not let every poll of an empty queue exit 0 until a job arrives
  * and cannot be decoded. A pipe is fine (--passphrase-file <(pass show fspool)): only looked
  * at here, not read, so that it is not consumed.
  */
-function checkKeyFiles(a: DecodeArgs): void {
+export function checkKeyFiles(a: object, settings: Record<string, Setting>): void {
   // The settings that name files, as serve's configuration finds them (their TOML type).
-  for (const [option, s] of Object.entries(DECODE_SETTINGS) as Array<[keyof DecodeArgs, Setting]>) {
+  for (const [option, s] of Object.entries(settings)) {
     if (s.toml !== 'file' && s.toml !== 'files') continue;
-    for (const file of [a[option] ?? []].flat() as string[]) {
+    for (const file of [(a as Record<string, unknown>)[option] ?? []].flat() as string[]) {
       const problem = keyFileProblem(file);
       if (problem) throw new FspoolError(`--${option} ${file}: ${problem.why}; ${problem.fix}; nothing was done`);
     }

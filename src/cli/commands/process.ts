@@ -3,6 +3,7 @@ import { Queue } from '../../queue/queue.js';
 import { type OnError, type OrderBy, type ProcessOptions, processQueue } from '../../run/processQueue.js';
 import { processStdin } from '../../run/processStdin.js';
 import {
+  checkKeyFiles,
   choiceSetting,
   cliOption,
   commandArgument,
@@ -12,7 +13,6 @@ import {
   DECODE_SETTINGS,
   decodeOptions,
   delivery,
-  keyFileProblem,
   queuedir,
   RUN_SETTINGS,
   runOptions,
@@ -186,10 +186,8 @@ function receiptHook(q: Queue, a: QueueProcessArgs, decode: DecodeContext) {
   if (dir !== undefined && !statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
     throw new FspoolError(`--receipt-to-dir ${dir}: no such directory; create it (receipts are written into it after each pass)`);
   }
-  // Read only when a receipt is signed: a typo would otherwise be a WARN at every pass, and no receipt ever.
-  const signWith = a['receipt-sign-with'];
-  const problem = signWith === undefined ? undefined : keyFileProblem(signWith);
-  if (problem) throw new FspoolError(`--receipt-sign-with ${signWith}: ${problem.why}; ${problem.fix}; nothing was done`);
+  // --receipt-sign-with: a typo would otherwise be a WARN at every pass, and no receipt ever.
+  checkKeyFiles(a, PROCESS_SETTINGS);
   return receiptSender(q, {
     toDir: a['receipt-to-dir'],
     exec: a['receipt-exec'],
