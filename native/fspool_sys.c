@@ -41,6 +41,9 @@
  * command that runs or judges a job ~5 ms of start-up.
  *
  * mapFile: bin/fspool's bundle and code cache, mapped instead of read (see the function).
+ *
+ * sdNotify: serve tells systemd (Type=notify) when it is ready, reloading or stopping, with a
+ * datagram on the unix socket $NOTIFY_SOCKET names; node:dgram has no unix datagram sockets.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -51,6 +54,8 @@
 #include <spawn.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <stddef.h>
 #include <openssl/evp.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
@@ -74,6 +79,7 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall) {
                      : err == EMFILE ? "EMFILE" : err == ENFILE ? "ENFILE" : err == EINVAL ? "EINVAL"
                      : err == EPIPE ? "EPIPE" : err == ECONNRESET ? "ECONNRESET" : err == ENOENT ? "ENOENT"
                      : err == EACCES ? "EACCES" : err == ENOMEM ? "ENOMEM" : err == EAGAIN ? "EAGAIN"
+                     : err == ECONNREFUSED ? "ECONNREFUSED"
                      : "EIO";
   char text[256];
   snprintf(text, sizeof text, "%s: %s", syscall, strerror(err));
@@ -386,6 +392,37 @@ static napi_value js_isatty(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) return throw_errno(env, EINVAL, "isatty");
   napi_get_boolean(env, isatty(fd) == 1, &result);
+  return result;
+}
+
+/*
+ * sdNotify(path, message): one datagram to the unix socket `path`, as sd_notify(3) sends it: a
+ * path starting with '@' is in the abstract namespace (its '@' becomes a NUL byte).
+ */
+static napi_value js_sd_notify(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+  char message[4096];
+  size_t plen = 0, mlen = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok ||
+      napi_get_value_string_utf8(env, argv[1], message, sizeof message, &mlen) != napi_ok)
+    return throw_errno(env, EINVAL, "sdNotify");
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  /* A path that fills the buffer was cut short: refused, not sent elsewhere. */
+  if (plen == 0 || plen >= sizeof addr.sun_path || mlen >= sizeof message - 1) return throw_errno(env, EINVAL, "sdNotify");
+  memcpy(addr.sun_path, path, plen);
+  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd == -1) return throw_errno(env, errno, "socket");
+  ssize_t n = sendto(fd, message, mlen, MSG_NOSIGNAL, (struct sockaddr *)&addr, offsetof(struct sockaddr_un, sun_path) + plen);
+  int err = errno;
+  close(fd);
+  if (n == -1) return throw_errno(env, err, "sendto");
+  napi_get_undefined(env, &result);
   return result;
 }
 
@@ -950,6 +987,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "isatty", fn);
   napi_create_function(env, "winsize", NAPI_AUTO_LENGTH, js_winsize, NULL, &fn);
   napi_set_named_property(env, exports, "winsize", fn);
+  napi_create_function(env, "sdNotify", NAPI_AUTO_LENGTH, js_sd_notify, NULL, &fn);
+  napi_set_named_property(env, exports, "sdNotify", fn);
   napi_create_function(env, "pending", NAPI_AUTO_LENGTH, js_pending, NULL, &fn);
   napi_set_named_property(env, exports, "pending", fn);
   napi_create_function(env, "sha256", NAPI_AUTO_LENGTH, js_sha256, NULL, &fn);

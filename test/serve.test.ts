@@ -739,12 +739,63 @@ describe('fspool serve: deployment', () => {
     expect(r.stderr.split('\n').filter((l) => l.includes(dir) || /fspool-/.test(l)), r.stderr).toEqual([]);
     expect(r.code, r.stderr).toBe(0);
     const value = (k: string) => new RegExp(`^${k}=(.*)$`, 'm').exec(unit)?.[1];
+    expect(value('Type')).toBe('notify');
     expect(value('ExecStart')).toBe('/usr/local/bin/fspool serve --config /etc/fspool/serve.toml');
     expect(value('ExecReload')).toBe('/bin/kill -HUP $MAINPID');
     expect(value('KillMode')).toBe('mixed');
     expect(value('KillSignal')).toBe('SIGTERM');
     expect(value('SuccessExitStatus')).toBe('143');
     expect(Number(value('TimeoutStopSec'))).toBeGreaterThan(60);
+  });
+
+  it('tells systemd (NOTIFY_SOCKET) READY=1 once its queues run, RELOADING=1 and READY=1 at a reload, STOPPING=1 at a stop; receivers do not get the socket', async () => {
+    const dir = tempDir();
+    // A service manager's end of the socket: every datagram, one line each (newlines as |).
+    const sock = join(dir, 'notify.sock');
+    const heard = join(dir, 'heard');
+    const listener = spawn('python3', [
+      '-c',
+      'import socket,sys\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nwhile True:\n  m=s.recv(4096).decode().replace("\\n","|")\n  open(sys.argv[2],"a").write(m+"\\n")',
+      sock,
+      heard,
+    ], { stdio: 'ignore' });
+    try {
+      await waitFor('the listener', () => existsSync(sock), 10_000);
+      const q = makeQueue(dir, 'q');
+      const envOut = join(dir, 'receiver-env');
+      const cfg = writeConfig(dir, `[defaults]\nrescan = 0.5\n[queues.q]\ndir = "q"\ncommand = ["sh", "-c", "env > ${envOut}; cat > /dev/null"]\n`);
+      const s = serve(['--config', cfg], { NOTIFY_SOCKET: sock });
+      const said = () => records(heard);
+      await waitFor('READY=1', () => said().length > 0, 30_000);
+      expect(said()).toEqual(['READY=1|STATUS=serving 1 queue(s), at most 2 receiver(s) at once']);
+      fill(q, 1);
+      await waitFor('the job', () => nextseq(q) === '2', 30_000);
+      const env = readFileSync(envOut, 'utf8');
+      expect(env).toMatch(/^FSPL_SEQ=1$/m);
+      expect(env).not.toMatch(/NOTIFY_SOCKET/);
+      process.kill(s.pid, 'SIGHUP');
+      await waitFor('the reload told', () => said().length >= 3, 30_000);
+      expect(said()[1]).toMatch(/^RELOADING=1\|MONOTONIC_USEC=\d+$/);
+      expect(said()[2]).toBe('READY=1|STATUS=serving 1 queue(s), at most 2 receiver(s) at once');
+      process.kill(s.pid, 'SIGTERM');
+      expect((await s.done).code).toBe(143);
+      expect(said().slice(3)).toEqual(['STOPPING=1']);
+      expect(s.stderr()).not.toMatch(/WARN/);
+
+      // No one listening there: said once, and serving goes on.
+      const gone = serve(['--config', cfg], { NOTIFY_SOCKET: join(dir, 'nobody.sock') });
+      fill(q, 1);
+      await waitFor('the next job', () => nextseq(q) === '3', 30_000);
+      process.kill(gone.pid, 'SIGHUP');
+      await waitFor('the reload', () => /configuration reloaded/.test(gone.stderr()), 30_000);
+      process.kill(gone.pid, 'SIGTERM');
+      const end = await gone.done;
+      expect(end.code).toBe(143);
+      const warned = end.stderr.split('\n').filter((l) => l.includes('WARN'));
+      expect(warned).toEqual([expect.stringMatching(/^ WARN fspool: cannot tell the service manager "READY=1" at NOTIFY_SOCKET=.*nobody\.sock: .*no such file or directory.*; a systemd unit of Type=notify then sees no READY=1/i)]);
+    } finally {
+      listener.kill('SIGKILL');
+    }
   });
 
   it('the README\'s "Many queues" configuration passes --check and runs (its tar queue, on a real packet)', async () => {

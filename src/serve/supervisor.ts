@@ -11,6 +11,7 @@ import type { StopSignal } from '../run/stop.js';
 import type { Metrics } from './metrics.js';
 import { QueueRunner } from './runner.js';
 import { listenText, type Listen, type QueueSettings, type ServeConfig } from './settings.js';
+import { type Notify, reloadingState } from './notify.js';
 import { Slots } from './slots.js';
 import type { Status } from '../queue/status.js';
 import { readStatus } from './status.js';
@@ -33,11 +34,14 @@ export interface SupervisorOptions {
   refused: (e: unknown) => string[];
   /** The metrics to serve at metrics_listen (made only when one is set). */
   metrics?: () => Promise<Metrics>;
+  /** Tells the service manager READY, RELOADING, STOPPING (notify.ts); by default nothing. */
+  notify?: Notify;
   log?: Logger;
 }
 
 export class Supervisor {
   private readonly log: Logger;
+  private readonly notify: Notify;
   private readonly runners = new Map<string, QueueRunner>();
   private slots: Slots | undefined;
   private signal: StopSignal | undefined;
@@ -52,9 +56,12 @@ export class Supervisor {
   /** Queues a scrape gave up waiting for (said once, until one is read in time). */
   private readonly scrapeLate = new Set<string>();
   private reloading: Promise<void> = Promise.resolve();
+  /** The configuration served, as last told the service manager. */
+  private current: ServeConfig | undefined;
 
   constructor(private readonly opts: SupervisorOptions) {
     this.log = opts.log ?? rootLog;
+    this.notify = opts.notify ?? (() => {});
   }
 
   /**
@@ -83,6 +90,7 @@ export class Supervisor {
         this.apply(config);
         started = true;
         this.log.info(`serving ${config.queues.length} queue(s), at most ${config.maxParallel} receiver(s) at once`);
+        this.ready(config);
         if (earlyHup) onHup();
       }
       await this.stopped();
@@ -113,6 +121,7 @@ export class Supervisor {
           ? `${sig}: no new job starts; running jobs may finish for their queue's stop_timeout, then they are interrupted`
           : `${sig}: running jobs are interrupted; they stay queued`,
       );
+      this.notify('STOPPING=1');
     } else this.log.info(`${sig}: running jobs are interrupted; they stay queued`);
     for (const r of this.runners.values()) r.stop(sig);
     for (const w of this.stopWaiters.splice(0)) w();
@@ -121,12 +130,14 @@ export class Supervisor {
   /** SIGHUP: read the configuration again; if it cannot be used, say why and keep the old one. */
   private async reload(): Promise<void> {
     if (this.signal) return;
+    this.notify(reloadingState());
     let config: ServeConfig;
     try {
       config = this.opts.reload();
     } catch (e) {
       for (const p of this.opts.refused(e)) this.log.error(p);
       this.log.error('SIGHUP: the configuration was not reloaded; the old one stays');
+      if (this.current) this.ready(this.current, 'the configuration was not reloaded (see the log); ');
       return;
     }
     if (this.signal) return;
@@ -135,6 +146,13 @@ export class Supervisor {
     const was = this.http?.at;
     const now = config.metricsListen;
     if ((was && listenText(was)) !== (now && listenText(now))) await this.relisten(now);
+    if (!this.signal) this.ready(config);
+  }
+
+  /** READY=1 for the service manager, with what is served as its STATUS. */
+  private ready(config: ServeConfig, news = ''): void {
+    this.current = config;
+    this.notify(`READY=1\nSTATUS=${news}serving ${config.queues.length} queue(s), at most ${config.maxParallel} receiver(s) at once`);
   }
 
   /**

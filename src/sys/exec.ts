@@ -12,6 +12,13 @@ export class ExecError extends Error {
 const NUL = Buffer.from([0]);
 
 /**
+ * Variables of fspool's environment that are fspool's own, not its children's: NOTIFY_SOCKET
+ * is the service manager's socket for the process it started (serve, src/serve/notify.ts), and
+ * a child's message there would speak for fspool, as sd_notify(3)'s unset_environment says.
+ */
+const OWN_ONLY = new Set(['NOTIFY_SOCKET']);
+
+/**
  * fspool's own environment as `NAME=value` entries, byte-exact and read once per process:
  * /proc/self/environ has the bytes (process.env would have turned non-UTF-8 ones into U+FFFD),
  * and fspool never changes its own environment (children get theirs through the request).
@@ -21,7 +28,9 @@ let inherited: Array<[string, Buffer]> | undefined;
 function ownEnv(): Array<[string, Buffer]> {
   inherited ??= splitNul(readFileSync('/proc/self/environ')).flatMap((entry): Array<[string, Buffer]> => {
     const eq = entry.indexOf(0x3d);
-    return eq <= 0 ? [] : [[entry.toString('latin1', 0, eq), entry]];
+    if (eq <= 0) return [];
+    const name = entry.toString('latin1', 0, eq);
+    return OWN_ONLY.has(name) ? [] : [[name, entry]];
   });
   return inherited;
 }

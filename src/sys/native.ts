@@ -65,6 +65,8 @@ interface Sys {
   isatty(fd: number): boolean;
   /** The columns of the terminal on fd (ioctl TIOCGWINSZ), or undefined if it is none. */
   winsize(fd: number): number | undefined;
+  /** One datagram `message` to the unix socket `path` ('@' first: the abstract namespace), as sd_notify(3) sends. */
+  sdNotify(path: string, message: string): void;
   /** See native/fspool_sys.c: turns ks = ECB(ct) into CFB plaintext in place; reg carries over. */
   cfbXor(ks: Buffer, ct: Buffer, reg: Buffer): void;
   /**

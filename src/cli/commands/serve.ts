@@ -91,7 +91,11 @@ export const serve: Subcommand<ServeArgs> = {
     }
     // Progress lines of receivers running side by side would overwrite one another.
     setQuiet(true);
-    const [{ Supervisor }, { ConfigProblems, loadConfig, metricsListen }] = await Promise.all([import('../../serve/supervisor.js'), import('../config.js')]);
+    const [{ Supervisor }, { ConfigProblems, loadConfig, metricsListen }, { serviceNotifier }] = await Promise.all([
+      import('../../serve/supervisor.js'),
+      import('../config.js'),
+      import('../../serve/notify.js'),
+    ]);
     const override = a['metrics-listen'];
     const supervisor = new Supervisor({
       reload: () => {
@@ -102,6 +106,7 @@ export const serve: Subcommand<ServeArgs> = {
       refused: (e) => (e instanceof ConfigProblems ? e.message.split('\n') : [describe(e)]),
       // prom-client is loaded only when metrics are to be served.
       metrics: async () => new (await import('../../serve/metrics.js')).Metrics({ counters: true }),
+      notify: serviceNotifier(process.env.NOTIFY_SOCKET, log),
     });
     process.exitCode = await supervisor.run(cfg, () => {
       process.off('SIGHUP', hold);
