@@ -3,9 +3,9 @@
 // identity (another stream, other packets with the same seqs), order (twice, older after
 // newer), failures, signatures, the outbox's binding to one seqfile.
 import { randomUUID } from 'node:crypto';
-import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { crc32, gzipSync } from 'node:zlib';
 import { Decoder } from '@msgpack/msgpack';
 import Database from 'better-sqlite3';
 import * as openpgp from 'openpgp';
@@ -14,14 +14,14 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeHeader, encodeHeader, PREFIX_LEN } from '../src/packet/codec.js';
 import type { Header } from '../src/packet/header.js';
 import { blockDigest, blocksOf, decodeReceipt, encodeReceipt, NO_STREAM, type Receipt, ReceiptError, seqsOf } from '../src/packet/receipt.js';
-import { FSPOOL, fspl, fspool, makeQueue, type Result, runAsync, runSync, tempDir } from './helpers/cli.js';
+import { asNobody, FSPOOL, fspl, fspool, makeQueue, type Result, runAsync, runSync, tempDir } from './helpers/cli.js';
 import { groupAlive, waitFor, within } from './helpers/queue.js';
 
 const STREAM = 'a1'.repeat(16);
 const id = (n: number) => n.toString(16).padStart(32, '0');
 
 function receipt(over: Partial<Receipt> = {}): Receipt {
-  return { stream: STREAM, created: 1_700_000_000_000, nextSeq: 1n, windowStart: 0n, heldEnd: 16385n, heldBeyond: false, unreadable: 0, ambiguous: 0, processed: [], held: [], failures: [], ...over };
+  return { stream: STREAM, created: 1_700_000_000_000, nextSeq: 1n, windowStart: 0n, heldEnd: 16385n, heldBeyond: false, unreadable: 0, ambiguous: 0, processed: [], held: [], failures: [], sizes: new Map(), ...over };
 }
 
 const seqIds = (from: number, to: number, skip: (s: number) => boolean = () => false) =>
@@ -39,6 +39,11 @@ describe('the receipt format', () => {
       processed: blocksOf('P', STREAM, seqIds(64, 199)),
       held: blocksOf('H', STREAM, seqIds(201, 300, (s) => s % 7 === 0)),
       failures: [{ seq: 150n, packet: id(150), outcome: 'exit-code', action: 'quarantine', exitCode: 3, endedAt: 1_700_000_000_123 }],
+      sizes: new Map([
+        [64n, 85],
+        [65n, 2 ** 40 + 3],
+        [199n, Number.MAX_SAFE_INTEGER],
+      ]),
     });
     const bytes = encodeReceipt(r);
     expect(decodeReceipt(bytes)).toEqual(r);
@@ -46,10 +51,31 @@ describe('the receipt format', () => {
     expect(seqsOf(r.processed[1]!)).toEqual(Array.from({ length: 64 }, (_, i) => BigInt(128 + i)));
   });
 
-  it('an empty receipt is 87 bytes; a block 18 bytes, 26 with a mask', () => {
-    expect(encodeReceipt(receipt()).length).toBe(87);
-    expect(encodeReceipt(receipt({ held: blocksOf('H', STREAM, seqIds(64, 127)) })).length).toBe(87 + 18);
-    expect(encodeReceipt(receipt({ held: blocksOf('H', STREAM, seqIds(64, 100)) })).length).toBe(87 + 26);
+  it('an empty receipt is 88 bytes; a block 18 bytes, 26 with a mask; a size 2 to 4 bytes for most', () => {
+    expect(encodeReceipt(receipt()).length).toBe(88);
+    expect(encodeReceipt(receipt({ held: blocksOf('H', STREAM, seqIds(64, 127)) })).length).toBe(88 + 18);
+    expect(encodeReceipt(receipt({ held: blocksOf('H', STREAM, seqIds(64, 100)) })).length).toBe(88 + 26);
+    const sizes = (m: Array<[bigint, number]>) => encodeReceipt(receipt({ sizes: new Map(m) })).length - 88;
+    expect(sizes([[5n, 100]])).toBe(2);
+    expect(sizes([[5n, 100], [6n, 1 << 20]])).toBe(2 + 4);
+    expect(() => encodeReceipt(receipt({ sizes: new Map([[5n, 0]]) }))).toThrow(/positive integer/);
+  });
+
+  it('reads a version-1 receipt (no sizes: not measured)', () => {
+    const r = receipt({ nextSeq: 70n, processed: blocksOf('P', STREAM, seqIds(1, 69)) });
+    const v2 = encodeReceipt(r);
+    // Version 1 is version 2 without the sizes section (here one byte: a count of 0).
+    const body = v2.subarray(26, v2.length - 1);
+    const prefix = Buffer.from(v2.subarray(0, 26));
+    prefix.writeUInt16BE(1, 12);
+    prefix.writeUInt32BE(body.length, 14);
+    prefix.writeUInt32BE(crc32(body), 18);
+    prefix.writeUInt32BE(crc32(prefix.subarray(0, 22)), 22);
+    expect(decodeReceipt(Buffer.concat([prefix, body]))).toEqual(r);
+    // The same bytes claiming version 2 lack the sizes section.
+    prefix.writeUInt16BE(2, 12);
+    prefix.writeUInt32BE(crc32(prefix.subarray(0, 22)), 22);
+    expect(() => decodeReceipt(Buffer.concat([prefix, body]))).toThrow(/truncated \(in sizes\)/);
   });
 
   it('10,000 held jobs give a receipt of a few KB (the figure in spec/receipts.md)', () => {
@@ -57,8 +83,8 @@ describe('the receipt format', () => {
     const alone = encodeReceipt(receipt({ nextSeq: 4097n, windowStart: 0n, held })).length;
     const withWindow = encodeReceipt(receipt({ nextSeq: 4097n, windowStart: 0n, held, processed: blocksOf('P', STREAM, seqIds(1, 4096)) })).length;
     expect(held).toHaveLength(157);
-    expect(alone).toBe(2930);
-    expect(withWindow).toBe(4116);
+    expect(alone).toBe(2931);
+    expect(withWindow).toBe(4117);
   });
 
   it('a digest binds the section, the stream, the block and every identity', () => {
@@ -90,10 +116,26 @@ describe('the receipt format', () => {
     prefix.writeUInt32BE(crc32(body), 18);
     prefix.writeUInt32BE(crc32(prefix.subarray(0, 22)), 22);
     expect(() => decodeReceipt(Buffer.concat([prefix, body]))).toThrow(/more than it has bytes for/);
-    const v2 = Buffer.from(bytes);
-    v2.writeUInt16BE(2, 12);
-    v2.writeUInt32BE(crc32(v2.subarray(0, 22)), 22);
-    expect(() => decodeReceipt(v2)).toThrow(/unsupported receipt version 2/);
+    const v3 = Buffer.from(bytes);
+    v3.writeUInt16BE(3, 12);
+    v3.writeUInt32BE(crc32(v3.subarray(0, 22)), 22);
+    expect(() => decodeReceipt(v3)).toThrow(/unsupported receipt version 3 \(this fspool reads 1 to 2\)/);
+    // Sizes: a lying count, a zero size, seqs beyond u64.
+    const withSizes = (tail: number[]) => {
+      const b = Buffer.concat([encodeReceipt(receipt()).subarray(26, -1), Buffer.from(tail)]);
+      const p = Buffer.alloc(26);
+      Buffer.from('*FSPOOL-RCPT').copy(p);
+      p.writeUInt16BE(2, 12);
+      p.writeUInt32BE(b.length, 14);
+      p.writeUInt32BE(crc32(b), 18);
+      p.writeUInt32BE(crc32(p.subarray(0, 22)), 22);
+      return Buffer.concat([p, b]);
+    };
+    expect(decodeReceipt(withSizes([1, 4, 85])).sizes).toEqual(new Map([[4n, 85]]));
+    expect(() => decodeReceipt(withSizes([0x80, 0x80, 0x80, 0x80, 0x20, 1, 1]))).toThrow(/more than it has bytes for/);
+    expect(() => decodeReceipt(withSizes([1, 4, 0]))).toThrow(/a size of 0 bytes for seq 4/);
+    const maxSeq = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+    expect(() => decodeReceipt(withSizes([2, ...maxSeq, 5, 0, 5]))).toThrow(/beyond the largest sequence number/);
   });
 });
 
@@ -438,6 +480,70 @@ describe('outbox-apply', () => {
       expect(x.stderr.trim().split('\n')).toHaveLength(1);
     }
     expect(kept(s)).toEqual([1]);
+  });
+});
+
+describe('a plain packet cut short on the way', () => {
+  it('is not acknowledged when its command ran on part of it: the sender keeps the whole packet, says so once, and does not re-send it', () => {
+    const s = side();
+    const dump = 'BEGIN; INSERT 1; INSERT 2; COMMIT;';
+    const p1 = send(s, dump);
+    const p2 = send(s, 'p2');
+    // An ssh that dropped: queue-write saw EOF, and has no length to check a plain packet against.
+    const cut = p1.subarray(0, p1.length - 10);
+    expect(fspool(['queue-write', '-q', s.q], { input: cut }).code).toBe(0);
+    deliver(s, p2);
+    expect(processQ(s).code).toBe(0);
+    expect(logOf(s)).toBe(`1:${dump.slice(0, -10)}\n2:p2\n`);
+    const r = receiptOf(s);
+    const a = apply(s, r);
+    expect(a.code, a.stderr).toBe(4);
+    expect(a.stdout.toString()).toBe(`seq 1 ran on the receiver from a copy of ${cut.length} bytes; the packet is ${p1.length} bytes: it was cut short on the way; kept, not re-sent\n`);
+    expect(a.stderr).toMatch(/^ERROR fspool: seq 1: the receiver ran a copy cut short \(\d+ of \d+ bytes\), so its command had part of the payload; see what it did with it, run the whole packet there by hand \(.*\/packets\/0{19}1-[0-9a-f]{32}\.fspl into `fspool stdin-process`\), then remove it from the outbox$/m);
+    expect(a.stderr).toContain('acknowledged 1 packet(s)');
+    expect(kept(s)).toEqual([1]);
+    const st = status(s);
+    expect(st.cut_short).toEqual([{ seq: 1, packet: expect.stringMatching(/^[0-9a-f]{32}$/), sent_bytes: p1.length, ran_bytes: cut.length }]);
+    expect(st.passed).toEqual([]);
+    expect(st.missing).toBe(0);
+    expect(fspool(['outbox-status', '--outbox', s.ob]).stdout.toString()).toMatch(/^cut short: {4}seq 1: ran on the receiver from \d+ of its \d+ bytes; kept, not re-sent/m);
+    // Not re-sent: a copy would land below the receiver's next seq, where it never runs.
+    const wire = join(s.dir, 'wire');
+    mkdirSync(wire);
+    const re = ok(['outbox-resend', '--outbox', s.ob, '--to-dir', wire]);
+    expect(readdirSync(wire)).toEqual([]);
+    expect(re.stderr).toContain('re-sent 0 packet(s); not re-sent: 1 that ran cut short on the receiver (see outbox-status)');
+    // The same receipt again (a transport retrying): no news, exit 0; still kept.
+    const again = apply(s, r);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout.toString()).toBe('');
+    expect(kept(s)).toEqual([1]);
+    // Later receipts keep it said, for as long as the packet is kept.
+    deliver(s, send(s, 'p3'));
+    expect(processQ(s).code).toBe(0);
+    expect(apply(s, receiptOf(s)).code).toBe(0);
+    expect(kept(s)).toEqual([1]);
+    expect(status(s).cut_short).toHaveLength(1);
+    // Once a person has run it and removed it, it is no longer said.
+    rmSync(join(s.ob, 'packets', readdirSync(join(s.ob, 'packets')).find((n) => n.endsWith('.fspl'))!));
+    expect(apply(s, receiptOf(s)).code).toBe(0);
+    expect(status(s).cut_short).toEqual([]);
+  });
+
+  it('encoded packets, and plain ones encoded outside fspool on the way, are acknowledged as before', () => {
+    const z = side();
+    deliver(z, send(z, 'zz', ['--zstd']));
+    expect(processQ(z).code).toBe(0);
+    expect(apply(z, receiptOf(z)).code).toBe(0);
+    expect(kept(z)).toEqual([]);
+    // gzip between prepare and the queue, undone by -d: the job file is not the packet's size.
+    const g = side();
+    const p = send(g, 'gg');
+    deliver(g, gzipSync(p));
+    expect(processQ(g, RECORD, ['-d', 'gzip -dc']).code).toBe(0);
+    expect(logOf(g)).toBe('1:gg\n');
+    expect(apply(g, receiptOf(g)).code).toBe(0);
+    expect(kept(g)).toEqual([]);
   });
 });
 
@@ -962,19 +1068,53 @@ describe('the journal of a version-1 state database', () => {
     deliver(s, send(s, 'p1'));
     expect(processQ(s).code).toBe(0);
     const db = new Database(join(s.q, 'fspool', 'state.db'));
-    db.exec('DROP INDEX runs_stream; ALTER TABLE runs DROP COLUMN stream; PRAGMA user_version = 1;');
+    db.exec('DROP INDEX runs_stream; ALTER TABLE runs DROP COLUMN stream; ALTER TABLE runs DROP COLUMN file_size; PRAGMA user_version = 1;');
     db.close();
-    deliver(s, send(s, 'p2'));
+    const p2 = send(s, 'p2');
+    deliver(s, p2);
     expect(processQ(s).code).toBe(0);
     const after = new Database(join(s.q, 'fspool', 'state.db'), { readonly: true });
-    expect(after.pragma('user_version', { simple: true })).toBe(2);
-    expect(after.prepare('SELECT seq, stream FROM runs ORDER BY id').all()).toEqual([
-      { seq: '1', stream: null },
-      { seq: '2', stream: status(s).stream },
+    expect(after.pragma('user_version', { simple: true })).toBe(3);
+    expect(after.prepare('SELECT seq, stream, file_size FROM runs ORDER BY id').all()).toEqual([
+      { seq: '1', stream: null, file_size: null },
+      { seq: '2', stream: status(s).stream, file_size: p2.length },
     ]);
     after.close();
     expect(apply(s, receiptOf(s)).code).toBe(0);
     // Seq 1's run predates the column: the receipt cannot vouch for it; seq 2 is acknowledged.
     expect(kept(s)).toEqual([1]);
+  });
+});
+
+describe('the journal of a version-2 state database', () => {
+  it('gains the file_size column when a processor opens it; read as it is by a reader who cannot write it, its runs are acknowledged as not measured', () => {
+    const s = side();
+    deliver(s, send(s, 'p1'));
+    expect(processQ(s).code).toBe(0);
+    const db = new Database(join(s.q, 'fspool', 'state.db'));
+    db.exec('ALTER TABLE runs DROP COLUMN file_size; PRAGMA user_version = 2;');
+    db.close();
+    // A reader who may not write QUEUE/fspool/ (a monitoring user) reads version 2 as it is.
+    for (let d = s.q; d !== dirname(s.dir); d = dirname(d)) chmodSync(d, 0o755);
+    const r = asNobody(['queue-receipt', '-q', s.q]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/WARN|ERROR/);
+    expect(decodeReceipt(r.stdout).sizes).toEqual(new Map());
+    expect(apply(s, r.stdout).code).toBe(0);
+    expect(kept(s)).toEqual([]);
+    // A processor migrates it: old rows have no size, new ones have theirs.
+    const p2 = send(s, 'p2');
+    deliver(s, p2);
+    expect(processQ(s).code).toBe(0);
+    const after = new Database(join(s.q, 'fspool', 'state.db'), { readonly: true });
+    expect(after.pragma('user_version', { simple: true })).toBe(3);
+    expect(after.prepare('SELECT seq, file_size FROM runs ORDER BY id').all()).toEqual([
+      { seq: '1', file_size: null },
+      { seq: '2', file_size: p2.length },
+    ]);
+    after.close();
+    expect(decodeReceipt(receiptOf(s)).sizes).toEqual(new Map([[2n, p2.length]]));
+    expect(apply(s, receiptOf(s)).code).toBe(0);
+    expect(kept(s)).toEqual([]);
   });
 });

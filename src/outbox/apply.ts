@@ -2,13 +2,15 @@
 // (spec/receipts.md, "What a receipt says"). Only processed blocks whose digest matches the
 // identities the outbox knows prune anything; everything else a receipt says can at worst
 // delay pruning or cause a harmless re-send.
-import { closeSync, openSync, unlinkSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { FspoolError } from '../errors.js';
+import { MAGIC } from '../packet/codec.js';
 import { blockDigest, NO_STREAM, type Receipt, type ReceiptBlock, type Section, seqsOf } from '../packet/receipt.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { fsyncDir } from '../sys/durable.js';
-import { type Entry, entryName, type FailureJson, type Outbox, type OutboxState, toRanges } from './outbox.js';
+import { openAsIs } from '../sys/fd.js';
+import { type CutShortJson, type Entry, entryName, type FailureJson, type Outbox, type OutboxState, toRanges } from './outbox.js';
 
 export interface ApplyResult {
   acknowledged: Entry[];
@@ -27,6 +29,8 @@ export interface ApplyResult {
   failures: FailureJson[];
   /** Failures the receipt reports of packets this outbox does not know. */
   foreignFailures: number;
+  /** Plain packets the receiver ran from a copy of another size, not known before this receipt. */
+  cutShort: CutShortJson[];
   state: OutboxState | undefined;
 }
 
@@ -52,6 +56,26 @@ function verify(section: Section, stream: string, b: ReceiptBlock, known: Known)
   return blockDigest(section, stream, b.index, b.mask, ids).equals(b.digest) ? 'match' : 'mismatch';
 }
 
+/**
+ * The size of a kept packet, if it is a plain one (it starts with fspl's magic): only then is it
+ * the size of the job file the receiver runs. An encoded packet may be encoded again on the way
+ * (gzip outside fspool) and checks its own length when it is decoded.
+ */
+function plainSize(path: string): number | undefined {
+  let fd: number;
+  try {
+    fd = openAsIs(path);
+  } catch {
+    return undefined;
+  }
+  try {
+    const head = Buffer.alloc(MAGIC.length);
+    return readSync(fd, head, 0, head.length, 0) === head.length && head.equals(MAGIC) ? fstatSync(fd).size : undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now()): Promise<ApplyResult> {
   if (r.stream !== NO_STREAM && r.stream !== outbox.stream) {
     throw new FspoolError(
@@ -68,6 +92,7 @@ export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now())
 
     const acknowledged: Entry[] = [];
     const conflicting: bigint[] = [];
+    const cutShort: CutShortJson[] = [];
     let unverifiable = 0;
     // Whether the receipt shows it is from a queue that runs our stream at our seqs: a processed
     // block whose identities are ours (kept, or acknowledged and still marked), or that holds
@@ -78,8 +103,16 @@ export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now())
       const v = verify('P', stream, b, known);
       if (v === 'match') proven = true;
       if (mine.length === 0) continue;
-      if (v === 'match') for (const s of mine) acknowledged.push(kept.get(s)!);
-      else if (v === 'unknown') unverifiable++;
+      if (v === 'match') {
+        for (const s of mine) {
+          const e = kept.get(s)!;
+          // The same packet, as far as its header tells: a plain one must also have run whole.
+          const ran = r.sizes.get(s);
+          const sent = ran === undefined ? undefined : plainSize(outbox.packetPath(e));
+          if (sent !== undefined && sent !== ran) cutShort.push({ seq: String(s), packet: e.id, sent_bytes: sent, ran_bytes: ran! });
+          else acknowledged.push(e);
+        }
+      } else if (v === 'unknown') unverifiable++;
       else {
         conflicting.push(...mine);
         proven = true;
@@ -89,6 +122,13 @@ export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now())
     const stillKept = l.kept.filter((e) => !ackedSeqs.has(e.seq));
 
     const old = outbox.readState();
+    // What earlier receipts found cut short stays said while its packet is kept (a receipt
+    // whose window has moved on no longer lists it); what this one finds is news if not said.
+    const keptIds = new Map(stillKept.map((e) => [e.seq, e.id]));
+    const wasCut = (old?.cut_short ?? []).filter((c) => keptIds.get(BigInt(c.seq)) === c.packet);
+    const newCut = cutShort.filter((c) => !wasCut.some((w) => w.seq === c.seq && w.packet === c.packet && w.ran_bytes === c.ran_bytes));
+    const allCut = [...wasCut.filter((w) => !newCut.some((c) => c.seq === w.seq)), ...newCut].sort((a, b) => (BigInt(a.seq) < BigInt(b.seq) ? -1 : 1));
+    const cutSeqs = new Set(allCut.map((c) => BigInt(c.seq)));
     // A receipt stamped far ahead of our clock (a receiver whose clock is wrong, a forgery)
     // must not make every later receipt look older for good.
     // A receipt that knows no stream says nothing of ours once one that does came: taken as the
@@ -115,7 +155,7 @@ export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now())
       // one that proves it ran our packets. Another queue's next seq (one that knows no stream,
       // or where a file dropped into its jobs/ names ours) would stop the re-sending of packets
       // ours never ran.
-      const passed = proven ? stillKept.filter((e) => e.seq >= r.windowStart && e.seq < r.nextSeq).map((e) => e.seq) : [];
+      const passed = proven ? stillKept.filter((e) => e.seq >= r.windowStart && e.seq < r.nextSeq && !cutSeqs.has(e.seq)).map((e) => e.seq) : [];
       state = {
         version: 1,
         receipt: {
@@ -137,6 +177,10 @@ export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now())
       };
     } else if (old) {
       state = { ...old, last_apply: { at: now, acknowledged: acknowledged.length } };
+    }
+    if (state) {
+      if (allCut.length > 0) state.cut_short = allCut;
+      else delete state.cut_short;
     }
 
     // Markers first (durably), then the packets: a crash in between leaves both, which counts
@@ -165,7 +209,7 @@ export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now())
     if (state) outbox.writeState(state);
     crashPoint('outbox-recorded');
     outbox.dropClosedMarkers(outbox.list());
-    return { acknowledged, newest, strange, unverifiable, conflicting, failures, foreignFailures, state };
+    return { acknowledged, newest, strange, unverifiable, conflicting, failures, foreignFailures, cutShort: newCut, state };
   } finally {
     lock.release();
   }

@@ -92,7 +92,21 @@ export interface OutboxState {
   /** Seqs whose block the receiver described with other identities than ours. */
   conflicts: Ranges;
   failures: FailureJson[];
+  /**
+   * Packets the receiver ran from a copy of another size than the packet kept here (plain
+   * packets: a copy cut short in transit). Kept from every receipt applied, as long as the
+   * packet is kept; absent in a state.json written before there were any.
+   */
+  cut_short?: CutShortJson[];
   last_apply: { at: number; acknowledged: number };
+}
+
+/** A plain packet that ran on the receiver from a copy of `ran_bytes`, where this one is `sent_bytes`. */
+export interface CutShortJson {
+  seq: string;
+  packet: string;
+  sent_bytes: number;
+  ran_bytes: number;
 }
 
 const SEQ_TEXT = /^\d{1,20}$/;
@@ -124,7 +138,18 @@ function isState(s: unknown): s is OutboxState {
         typeof f.action === 'string' &&
         (f.exit_code === null || Number.isInteger(f.exit_code)) &&
         Number.isFinite(f.ended_at),
-    )
+    ) &&
+    (s.cut_short === undefined ||
+      (Array.isArray(s.cut_short) &&
+        s.cut_short.every(
+          (c) =>
+            isObject(c) &&
+            typeof c.seq === 'string' &&
+            SEQ_TEXT.test(c.seq) &&
+            typeof c.packet === 'string' &&
+            Number.isSafeInteger(c.sent_bytes) &&
+            Number.isSafeInteger(c.ran_bytes),
+        )))
   );
 }
 

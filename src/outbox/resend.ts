@@ -23,6 +23,8 @@ export interface ResendPlan {
   held: number;
   passed: number;
   beyond: number;
+  /** Ran on the receiver cut short: a copy sent again would not run there (its seq is done). */
+  cutShort: number;
   recent: number;
 }
 
@@ -37,9 +39,11 @@ export async function planResend(outbox: Outbox, olderThanSeconds: number, now =
     lock.release();
   }
   const s = outbox.readState();
-  const plan: ResendPlan = { send: [], held: 0, passed: 0, beyond: 0, recent: 0 };
+  const plan: ResendPlan = { send: [], held: 0, passed: 0, beyond: 0, cutShort: 0, recent: 0 };
+  const cut = new Set((s?.cut_short ?? []).map((c) => `${c.seq}-${c.packet}`));
   for (const e of kept) {
-    if (s && inRanges(s.held, e.seq)) plan.held++;
+    if (cut.has(`${e.seq}-${e.id}`)) plan.cutShort++;
+    else if (s && inRanges(s.held, e.seq)) plan.held++;
     else if (s && inRanges(s.passed, e.seq)) plan.passed++;
     else if (s?.receipt.held_beyond && e.seq >= BigInt(s.receipt.held_end)) plan.beyond++;
     else {

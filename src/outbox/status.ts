@@ -15,6 +15,8 @@ export interface OutboxStatus {
   passed: bigint[];
   /** Beyond the receipt's held facts, with packets held there: not re-sent yet. */
   beyond: bigint[];
+  /** Ran on the receiver from a copy cut short (state.json's cut_short): not re-sent. */
+  cutShort: bigint[];
   unfinished: Entry[];
   markers: number;
   state: OutboxState | undefined;
@@ -28,6 +30,8 @@ export function outboxStatus(outbox: Outbox, staleAfterSeconds: number, now = Da
   const missing: bigint[] = [];
   const passed: bigint[] = [];
   const beyond: bigint[] = [];
+  const cutShort: bigint[] = [];
+  const cut = new Set((s?.cut_short ?? []).map((c) => `${c.seq}-${c.packet}`));
   let oldest: number | undefined;
   const kept: Entry[] = [];
   for (const e of l.kept) {
@@ -35,7 +39,8 @@ export function outboxStatus(outbox: Outbox, staleAfterSeconds: number, now = Da
     if (mtime === undefined) continue; // acknowledged while we looked
     kept.push(e);
     oldest = oldest === undefined ? mtime : Math.min(oldest, mtime);
-    if (s && inRanges(s.held, e.seq)) held.push(e.seq);
+    if (cut.has(`${e.seq}-${e.id}`)) cutShort.push(e.seq);
+    else if (s && inRanges(s.held, e.seq)) held.push(e.seq);
     else if (s && inRanges(s.passed, e.seq)) passed.push(e.seq);
     else if (s?.receipt.held_beyond && e.seq >= BigInt(s.receipt.held_end)) beyond.push(e.seq);
     else missing.push(e.seq);
@@ -51,6 +56,7 @@ export function outboxStatus(outbox: Outbox, staleAfterSeconds: number, now = Da
     missing,
     passed,
     beyond,
+    cutShort,
     unfinished: l.pending,
     markers: l.acked.length,
     state: s,

@@ -7,7 +7,8 @@ import { crc32 } from './crc32.js';
 import { U64_MAX } from './header.js';
 
 export const RECEIPT_MAGIC = Buffer.from('*FSPOOL-RCPT', 'latin1');
-export const RECEIPT_VERSION = 1;
+/** Version 2 added the sizes of plain packets that ran; version 1 receipts are still read. */
+export const RECEIPT_VERSION = 2;
 export const RECEIPT_PREFIX_LEN = 26;
 /** Bound on the body: a real receipt is a few KB; nothing larger is ever allocated. */
 export const MAX_RECEIPT_BODY = 1 << 20;
@@ -66,6 +67,11 @@ export interface Receipt {
   processed: ReceiptBlock[];
   held: ReceiptBlock[];
   failures: ReceiptFailure[];
+  /**
+   * Processed seqs whose packet ran as a plain packet (no decoding layer), with the size of
+   * its job file then. Empty in a version-1 receipt: sizes not measured.
+   */
+  sizes: Map<bigint, number>;
 }
 
 const FULL = (1n << BLOCK) - 1n;
@@ -142,6 +148,20 @@ function blockList(blocks: ReceiptBlock[]): Buffer[] {
   return parts;
 }
 
+/** The sizes section: a count, then each seq (the first as it is, then less the previous one's, less 1) and its size. */
+function sizeList(sizes: Map<bigint, number>): Buffer[] {
+  const seqs = [...sizes.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const parts = [uleb(BigInt(seqs.length))];
+  let prev = -1n;
+  for (const seq of seqs) {
+    const size = sizes.get(seq)!;
+    if (!Number.isSafeInteger(size) || size <= 0) throw new ReceiptError(`a receipt's size of seq ${seq} must be a positive integer, not ${size}`);
+    parts.push(uleb(seq - prev - 1n), uleb(BigInt(size)));
+    prev = seq;
+  }
+  return parts;
+}
+
 export function encodeReceipt(r: Receipt): Buffer {
   if (r.failures.length > MAX_FAILURES) throw new ReceiptError(`a receipt carries at most ${MAX_FAILURES} failures`);
   const head = Buffer.alloc(16 + 8 * 4 + 1 + 4 + 4);
@@ -164,7 +184,7 @@ export function encodeReceipt(r: Receipt): Buffer {
     failures.writeInt16BE(f.exitCode === null ? -1 : Math.max(-1, Math.min(32767, f.exitCode)), o + 26);
     failures.writeBigUInt64BE(BigInt(f.endedAt), o + 28);
   });
-  const body = Buffer.concat([head, ...blockList(r.processed), ...blockList(r.held), failures]);
+  const body = Buffer.concat([head, ...blockList(r.processed), ...blockList(r.held), failures, ...sizeList(r.sizes)]);
   const prefix = Buffer.alloc(RECEIPT_PREFIX_LEN);
   RECEIPT_MAGIC.copy(prefix, 0);
   prefix.writeUInt16BE(RECEIPT_VERSION, 12);
@@ -239,23 +259,40 @@ function readBlocks(r: Reader, what: string): ReceiptBlock[] {
   return out;
 }
 
-/** Check the 26-byte prefix; returns the body's length and CRC. */
-function parseReceiptPrefix(b: Buffer): { length: number; crc: number } {
+/** Check the 26-byte prefix; returns the body's length, its CRC and the format's version. */
+function parseReceiptPrefix(b: Buffer): { length: number; crc: number; version: number } {
   if (b.length < RECEIPT_PREFIX_LEN) {
     if (!RECEIPT_MAGIC.subarray(0, b.length).equals(b.subarray(0, RECEIPT_MAGIC.length))) throw new ReceiptError('not an fspool receipt (bad magic)');
     throw new ReceiptError(`truncated receipt: ${b.length} of ${RECEIPT_PREFIX_LEN} prefix bytes`);
   }
   if (!b.subarray(0, 12).equals(RECEIPT_MAGIC)) throw new ReceiptError('not an fspool receipt (bad magic)');
   const version = b.readUInt16BE(12);
-  if (version !== RECEIPT_VERSION) throw new ReceiptError(`unsupported receipt version ${version} (this fspool reads ${RECEIPT_VERSION})`);
+  if (version !== 1 && version !== RECEIPT_VERSION) throw new ReceiptError(`unsupported receipt version ${version} (this fspool reads 1 to ${RECEIPT_VERSION})`);
   if (crc32(b.subarray(0, 22)) !== b.readUInt32BE(22)) throw new ReceiptError('receipt prefix CRC mismatch');
   const length = b.readUInt32BE(14);
   if (length > MAX_RECEIPT_BODY) throw new ReceiptError(`receipt body of ${length} bytes exceeds the limit of ${MAX_RECEIPT_BODY}`);
-  return { length, crc: b.readUInt32BE(18) };
+  return { length, crc: b.readUInt32BE(18), version };
+}
+
+function readSizes(r: Reader): Map<bigint, number> {
+  const n = r.uleb('sizes');
+  // Every entry takes at least 2 bytes.
+  if (n > BigInt(Math.floor(r.left / 2))) throw new ReceiptError(`receipt claims ${n} sizes, more than it has bytes for`);
+  const sizes = new Map<bigint, number>();
+  let prev = -1n;
+  for (let i = 0n; i < n; i++) {
+    const seq = prev + 1n + r.uleb('sizes');
+    if (seq > U64_MAX) throw new ReceiptError('receipt has a size beyond the largest sequence number');
+    const size = r.uleb('sizes');
+    if (size === 0n || size > BigInt(Number.MAX_SAFE_INTEGER)) throw new ReceiptError(`receipt has a size of ${size} bytes for seq ${seq}`);
+    sizes.set(seq, Number(size));
+    prev = seq;
+  }
+  return sizes;
 }
 
 export function decodeReceipt(b: Buffer): Receipt {
-  const { length, crc } = parseReceiptPrefix(b);
+  const { length, crc, version } = parseReceiptPrefix(b);
   if (b.length !== RECEIPT_PREFIX_LEN + length) {
     throw new ReceiptError(`receipt is ${b.length} bytes, its prefix says ${RECEIPT_PREFIX_LEN + length}${b.length < RECEIPT_PREFIX_LEN + length ? ' (truncated)' : ''}`);
   }
@@ -294,6 +331,7 @@ export function decodeReceipt(b: Buffer): Receipt {
       endedAt: ended > BigInt(Number.MAX_SAFE_INTEGER) ? 0 : Number(ended),
     });
   }
+  const sizes = version >= 2 ? readSizes(r) : new Map<bigint, number>();
   if (r.left !== 0) throw new ReceiptError(`receipt has ${r.left} unexpected bytes at its end`);
-  return { stream, created: Number(created), nextSeq, windowStart, heldEnd, heldBeyond: flags === 1, unreadable, ambiguous, processed, held, failures };
+  return { stream, created: Number(created), nextSeq, windowStart, heldEnd, heldBeyond: flags === 1, unreadable, ambiguous, processed, held, failures, sizes };
 }

@@ -33,6 +33,11 @@ export interface RunFacts {
   /** Payload bytes the receiver took (read from the file, or written into its pipe). */
   bytes?: number;
   stderrTail?: string;
+  /**
+   * The job file's size, when it ran as a plain packet (no decoding layer): receipts carry it,
+   * so that a sender can tell a copy cut short in transit from the packet it sent.
+   */
+  fileSize?: number;
 }
 
 /** Outcomes of the journal: a run's RunKind, or what the processor could not write itself. */
@@ -283,7 +288,7 @@ export class Journal {
         tx
           .stmt(
             `UPDATE runs SET ended_at = ?, outcome = ?, exit_code = ?, signal = ?, detail = ?, bytes = ?, stderr_tail = ?,
-               action = ?, moved_to = ?, commit_state = ? WHERE id = ?`,
+               file_size = ?, action = ?, moved_to = ?, commit_state = ? WHERE id = ?`,
           )
           .run(
             Date.now(),
@@ -293,6 +298,7 @@ export class Journal {
             detail ?? null,
             facts.bytes ?? null,
             facts.stderrTail ?? null,
+            facts.fileSize ?? null,
             action ?? null,
             movedTo ?? null,
             commits ? 'pending' : null,

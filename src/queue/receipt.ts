@@ -67,6 +67,7 @@ interface RunFact {
   commit_state: string | null;
   order_by: string;
   attempt: number;
+  file_size: number | null;
 }
 
 /** Read the queue once: nextseq, the readable packets, and which streams it knows. */
@@ -134,13 +135,16 @@ export function receiptFor(facts: QueueFacts, db: StateDb | undefined, stream: s
   // Processed: the latest settled run per seq from the window up; failures: the latest
   // finished run per seq, when it failed (and, if not settled, only while the job is held).
   const processedIds = new Map<bigint, string>();
+  const sizes = new Map<bigint, number>();
   const failures: ReceiptFailure[] = [];
   if (db && stream !== NO_STREAM) {
+    // A database of an older schema, that can only be read, has no sizes: not measured.
+    const fileSize = db.schema >= 3 ? 'file_size' : 'NULL AS file_size';
     db.read((tx) => {
       const settled = new Set<bigint>();
       const finished = new Set<bigint>();
       for (const r of tx
-        .stmt('SELECT seq, packet, outcome, exit_code, action, ended_at, commit_state, order_by, attempt FROM runs WHERE stream = ? ORDER BY id DESC')
+        .stmt(`SELECT seq, packet, outcome, exit_code, action, ended_at, commit_state, order_by, attempt, ${fileSize} FROM runs WHERE stream = ? ORDER BY id DESC`)
         .iterate(stream) as IterableIterator<RunFact>) {
         const seq = BigInt(r.seq);
         // Runs come newest first, and a queue runs its seqs upwards in sequence order: the first
@@ -153,6 +157,7 @@ export function receiptFor(facts: QueueFacts, db: StateDb | undefined, stream: s
         if (r.commit_state !== null && COMMITTING.includes(r.action as never) && !settled.has(seq)) {
           settled.add(seq);
           processedIds.set(seq, r.packet);
+          if (r.file_size !== null && r.file_size > 0) sizes.set(seq, r.file_size);
         }
         if (r.ended_at !== null && !['running', 'crashed', 'interrupted', 'unrecorded'].includes(r.outcome) && !finished.has(seq)) {
           finished.add(seq);
@@ -171,12 +176,17 @@ export function receiptFor(facts: QueueFacts, db: StateDb | undefined, stream: s
       }
       // Stale copies of the stream's packets below the window: re-sent by a sender that could
       // not be told they ran. Vouch for those the journal knows as settled.
-      const byPacket = tx.stmt("SELECT seq FROM runs WHERE packet = ? AND commit_state IS NOT NULL AND action IN ('delete', 'keep', 'quarantine') LIMIT 1");
+      // The latest such run: its file's size is the one the packet ran with.
+      const byPacket = tx.stmt(
+        `SELECT seq, ${fileSize} FROM runs WHERE packet = ? AND commit_state IS NOT NULL AND action IN ('delete', 'keep', 'quarantine') ORDER BY id DESC LIMIT 1`,
+      );
       for (const j of mine) {
         if (j.header.seq >= windowStart || processedIds.has(j.header.seq)) continue;
         const id = packetId(j.header);
-        const row = byPacket.get(id) as { seq: string } | undefined;
-        if (row && BigInt(row.seq) === j.header.seq) processedIds.set(j.header.seq, id);
+        const row = byPacket.get(id) as { seq: string; file_size: number | null } | undefined;
+        if (!row || BigInt(row.seq) !== j.header.seq) continue;
+        processedIds.set(j.header.seq, id);
+        if (row.file_size !== null && row.file_size > 0) sizes.set(j.header.seq, row.file_size);
       }
     });
   }
@@ -193,5 +203,6 @@ export function receiptFor(facts: QueueFacts, db: StateDb | undefined, stream: s
     processed: blocksOf('P', stream, processedIds),
     held: blocksOf('H', stream, heldIds),
     failures,
+    sizes,
   };
 }

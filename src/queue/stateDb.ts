@@ -42,7 +42,7 @@ export interface Tx {
 
 /** Everything fspool adds to a queue lives under this folder; fspl ignores it. */
 export const STATE_DIR = 'fspool';
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS headers (
@@ -81,7 +81,8 @@ CREATE TABLE IF NOT EXISTS runs (
   action      TEXT,
   moved_to    TEXT,
   commit_state TEXT,
-  stream      TEXT
+  stream      TEXT,
+  file_size   INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_seq ON runs (seq);
 CREATE INDEX IF NOT EXISTS runs_packet ON runs (packet);
@@ -90,8 +91,14 @@ CREATE INDEX IF NOT EXISTS runs_pending ON runs (commit_state) WHERE commit_stat
 CREATE INDEX IF NOT EXISTS runs_stream ON runs (stream) WHERE stream IS NOT NULL;
 `;
 
-/** Version 1 lacked the stream of each run's packet (receipts, spec/receipts.md). */
-const MIGRATE_FROM_1 = 'ALTER TABLE runs ADD COLUMN stream TEXT;';
+/**
+ * What each older version lacked, by version: 1 the stream of each run's packet, 2 the size of
+ * a plain packet's file as it ran (receipts, spec/receipts.md). Applied in order.
+ */
+const MIGRATIONS: Record<number, string> = {
+  1: 'ALTER TABLE runs ADD COLUMN stream TEXT;',
+  2: 'ALTER TABLE runs ADD COLUMN file_size INTEGER;',
+};
 
 export interface OpenOptions {
   /**
@@ -204,6 +211,11 @@ export class StateDb {
   /** The private copy a read-only reader works on, removed on close. */
   private snapshot: Snapshot | undefined;
   private readonly conn: Conn;
+  /**
+   * The schema version the database has (a read-only one of an older version is read as it
+   * is): what it lacks, a reader takes as unknown.
+   */
+  schema = SCHEMA_VERSION;
 
   private constructor(
     db: Db,
@@ -297,12 +309,13 @@ export class StateDb {
       if (version < SCHEMA_VERSION && !(readonly && version > 0)) {
         if (readonly) throw new Error('it has no tables yet and is read-only');
         db.transaction(() => {
-          if (version === 1) db!.exec(MIGRATE_FROM_1);
+          if (version > 0) for (let v = version; v < SCHEMA_VERSION; v++) db!.exec(MIGRATIONS[v]!);
           db!.exec(SCHEMA);
           db!.pragma(`user_version = ${SCHEMA_VERSION}`);
         }).immediate();
       }
       const state = new StateDb(db, path, readonly, opts.without, owner);
+      state.schema = readonly ? version : SCHEMA_VERSION;
       state.snapshot = copy;
       state.quiet = opts.quiet === true;
       return state;

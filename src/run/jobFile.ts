@@ -155,7 +155,11 @@ export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions,
       if (prepared.payload.kind === 'stream') prepared.payload.abort();
       return { skip: 'vanished' };
     }
-    return countsFor(await runJob({ header: prepared.header, location, payload: prepared.payload }, run, ctx), fd, job, opts);
+    const outcome = countsFor(await runJob({ header: prepared.header, location, payload: prepared.payload }, run, ctx), fd, job, opts);
+    // A plain packet carries no length of its own: its file's size, as it ran, is what tells a
+    // sender whether the copy that ran was the whole packet (receipts.md, "Cut short").
+    if (prepared.layers.length > 0 || !outcome.facts) return outcome;
+    return { ...outcome, facts: { ...outcome.facts, fileSize: job.identity?.size ?? fstatSync(fd).size } };
   } catch (e) {
     if (e instanceof FspoolError && e.exitCode === 2) throw e;
     return interrupted() ?? { ok: false, reason: describe(e), facts: { kind: failureKind(e), bytes: 0 } };
