@@ -21,7 +21,7 @@ const STREAM = 'a1'.repeat(16);
 const id = (n: number) => n.toString(16).padStart(32, '0');
 
 function receipt(over: Partial<Receipt> = {}): Receipt {
-  return { stream: STREAM, created: 1_700_000_000_000, nextSeq: 1n, windowStart: 0n, heldEnd: 16385n, heldBeyond: false, unreadable: 0, ambiguous: 0, processed: [], held: [], failures: [], sizes: new Map(), ...over };
+  return { stream: STREAM, created: 1_700_000_000_000, nextSeq: 1n, windowStart: 0n, heldEnd: 16385n, heldBeyond: false, unreadable: 0, ambiguous: 0, processed: [], held: [], failures: [], sizes: new Map(), journal: NO_STREAM, position: 0n, ...over };
 }
 
 const seqIds = (from: number, to: number, skip: (s: number) => boolean = () => false) =>
@@ -51,21 +51,21 @@ describe('the receipt format', () => {
     expect(seqsOf(r.processed[1]!)).toEqual(Array.from({ length: 64 }, (_, i) => BigInt(128 + i)));
   });
 
-  it('an empty receipt is 88 bytes; a block 18 bytes, 26 with a mask; a size 2 to 4 bytes for most', () => {
-    expect(encodeReceipt(receipt()).length).toBe(88);
-    expect(encodeReceipt(receipt({ held: blocksOf('H', STREAM, seqIds(64, 127)) })).length).toBe(88 + 18);
-    expect(encodeReceipt(receipt({ held: blocksOf('H', STREAM, seqIds(64, 100)) })).length).toBe(88 + 26);
-    const sizes = (m: Array<[bigint, number]>) => encodeReceipt(receipt({ sizes: new Map(m) })).length - 88;
+  it('an empty receipt is 112 bytes; a block 18 bytes, 26 with a mask; a size 2 to 4 bytes for most', () => {
+    expect(encodeReceipt(receipt()).length).toBe(112);
+    expect(encodeReceipt(receipt({ held: blocksOf('H', STREAM, seqIds(64, 127)) })).length).toBe(112 + 18);
+    expect(encodeReceipt(receipt({ held: blocksOf('H', STREAM, seqIds(64, 100)) })).length).toBe(112 + 26);
+    const sizes = (m: Array<[bigint, number]>) => encodeReceipt(receipt({ sizes: new Map(m) })).length - 112;
     expect(sizes([[5n, 100]])).toBe(2);
     expect(sizes([[5n, 100], [6n, 1 << 20]])).toBe(2 + 4);
     expect(() => encodeReceipt(receipt({ sizes: new Map([[5n, 0]]) }))).toThrow(/positive integer/);
   });
 
-  it('reads a version-1 receipt (no sizes: not measured)', () => {
+  it('reads a version-1 receipt (no sizes: not measured; no journal)', () => {
     const r = receipt({ nextSeq: 70n, processed: blocksOf('P', STREAM, seqIds(1, 69)) });
     const v2 = encodeReceipt(r);
-    // Version 1 is version 2 without the sizes section (here one byte: a count of 0).
-    const body = v2.subarray(26, v2.length - 1);
+    // Version 1 is version 2 without the sizes (here one byte: a count of 0) and the journal.
+    const body = v2.subarray(26, v2.length - 25);
     const prefix = Buffer.from(v2.subarray(0, 26));
     prefix.writeUInt16BE(1, 12);
     prefix.writeUInt32BE(body.length, 14);
@@ -76,6 +76,8 @@ describe('the receipt format', () => {
     prefix.writeUInt16BE(2, 12);
     prefix.writeUInt32BE(crc32(prefix.subarray(0, 22)), 22);
     expect(() => decodeReceipt(Buffer.concat([prefix, body]))).toThrow(/truncated \(in sizes\)/);
+    const journal = receipt({ journal: 'c3'.repeat(16), position: 2n ** 64n - 1n });
+    expect(decodeReceipt(encodeReceipt(journal))).toEqual(journal);
   });
 
   it('10,000 held jobs give a receipt of a few KB (the figure in spec/receipts.md)', () => {
@@ -83,8 +85,8 @@ describe('the receipt format', () => {
     const alone = encodeReceipt(receipt({ nextSeq: 4097n, windowStart: 0n, held })).length;
     const withWindow = encodeReceipt(receipt({ nextSeq: 4097n, windowStart: 0n, held, processed: blocksOf('P', STREAM, seqIds(1, 4096)) })).length;
     expect(held).toHaveLength(157);
-    expect(alone).toBe(2931);
-    expect(withWindow).toBe(4117);
+    expect(alone).toBe(2955);
+    expect(withWindow).toBe(4141);
   });
 
   it('a digest binds the section, the stream, the block and every identity', () => {
@@ -122,7 +124,7 @@ describe('the receipt format', () => {
     expect(() => decodeReceipt(v3)).toThrow(/unsupported receipt version 3 \(this fspool reads 1 to 2\)/);
     // Sizes: a lying count, a zero size, seqs beyond u64.
     const withSizes = (tail: number[]) => {
-      const b = Buffer.concat([encodeReceipt(receipt()).subarray(26, -1), Buffer.from(tail)]);
+      const b = Buffer.concat([encodeReceipt(receipt()).subarray(26, -25), Buffer.from(tail), Buffer.alloc(24)]);
       const p = Buffer.alloc(26);
       Buffer.from('*FSPOOL-RCPT').copy(p);
       p.writeUInt16BE(2, 12);
@@ -544,6 +546,41 @@ describe('a plain packet cut short on the way', () => {
     expect(logOf(g)).toBe('1:gg\n');
     expect(apply(g, receiptOf(g)).code).toBe(0);
     expect(kept(g)).toEqual([]);
+  });
+});
+
+describe('a receiver whose clock was set back', () => {
+  it('still has its later receipts taken as the newest: their journal is further on, so a failure they report is said', () => {
+    const s = side();
+    const p1 = send(s, 'p1');
+    const p2 = send(s, 'p2');
+    deliver(s, p1);
+    expect(processQ(s).code).toBe(0);
+    const r1 = decodeReceipt(receiptOf(s));
+    expect(r1.journal).toMatch(/^[0-9a-f]{32}$/);
+    expect(r1.position).toBeGreaterThan(0n);
+    expect(apply(s, encodeReceipt(r1)).code).toBe(0);
+    deliver(s, p2);
+    expect(processQ(s, 'exit 3').code).toBe(1);
+    const r2 = decodeReceipt(receiptOf(s));
+    expect(r2.journal).toBe(r1.journal);
+    expect(r2.position).toBeGreaterThan(r1.position);
+    // Made an hour "before" the first: the receiver's clock stepped back meanwhile.
+    const a = apply(s, encodeReceipt({ ...r2, created: r1.created - 3_600_000 }));
+    expect(a.code, a.stderr).toBe(4);
+    expect(a.stdout.toString()).toMatch(/^seq 2 failed on the receiver at .*: early-exit \(exit status 3\); it stays queued and runs again$/m);
+    expect(status(s).failures).toEqual([expect.objectContaining({ seq: 2, outcome: 'early-exit', action: 'none' })]);
+    // The first receipt, delivered again late: older by its journal, and by its time too, so
+    // it changes nothing of what the second said.
+    expect(apply(s, encodeReceipt({ ...r1, created: r1.created - 7_200_000 })).code).toBe(0);
+    expect(status(s).failures).toHaveLength(1);
+    // A lost journal is another journal: its receipts are ordered by their time.
+    rmSync(join(s.q, 'fspool'), { recursive: true });
+    const r3 = decodeReceipt(receiptOf(s));
+    expect(r3.journal).not.toBe(r1.journal);
+    expect(r3.position).toBeLessThan(r2.position);
+    expect(apply(s, encodeReceipt(r3)).code).toBe(0);
+    expect(status(s).failures).toEqual([]);
   });
 });
 

@@ -134,7 +134,11 @@ export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now())
     // A receipt that knows no stream says nothing of ours once one that does came: taken as the
     // newest, it would hide the failures and the held packets the real one reported.
     const strange = r.stream === NO_STREAM && old?.receipt.stream === stream;
-    const newest = !strange && (old === undefined || r.created > old.receipt.created || old.receipt.created > now + FUTURE_TOLERANCE_MS);
+    // Further on in the same journal is later, whatever the receiver's clock said (it may have
+    // been set back). Made later is later too: a position is no more trusted than a time, and a
+    // forged receipt's must not hold back every genuine one for good.
+    const further = r.journal !== NO_STREAM && old?.receipt.journal === r.journal && r.position > BigInt(old.receipt.position ?? '0');
+    const newest = !strange && (old === undefined || further || r.created > old.receipt.created || old.receipt.created > now + FUTURE_TOLERANCE_MS);
     const failures: FailureJson[] = [];
     let foreignFailures = 0;
     for (const f of r.failures) {
@@ -168,6 +172,7 @@ export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now())
           held_beyond: r.heldBeyond,
           unreadable: r.unreadable,
           ambiguous: r.ambiguous,
+          ...(r.journal !== NO_STREAM ? { journal: r.journal, position: String(r.position) } : {}),
         },
         held: toRanges(held),
         passed: toRanges(passed),

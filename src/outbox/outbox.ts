@@ -86,6 +86,9 @@ export interface OutboxState {
     held_beyond: boolean;
     unreadable: number;
     ambiguous: number;
+    /** The receiver's journal and its position then (absent: a receipt that had none). */
+    journal?: string;
+    position?: string;
   };
   held: Ranges;
   passed: Ranges;
@@ -122,6 +125,7 @@ function isState(s: unknown): s is OutboxState {
     ['created', 'applied_at', 'unreadable', 'ambiguous'].every((k) => Number.isFinite(r[k])) &&
     ['next_seq', 'window_start', 'held_end'].every((k) => typeof r[k] === 'string' && SEQ_TEXT.test(r[k] as string)) &&
     typeof r.held_beyond === 'boolean' &&
+    (r.journal === undefined || (typeof r.journal === 'string' && /^[0-9a-f]{32}$/.test(r.journal) && typeof r.position === 'string' && SEQ_TEXT.test(r.position))) &&
     isRanges(s.held) &&
     isRanges(s.passed) &&
     isRanges(s.conflicts) &&

@@ -7,7 +7,10 @@ import { crc32 } from './crc32.js';
 import { U64_MAX } from './header.js';
 
 export const RECEIPT_MAGIC = Buffer.from('*FSPOOL-RCPT', 'latin1');
-/** Version 2 added the sizes of plain packets that ran; version 1 receipts are still read. */
+/**
+ * Version 2 added the sizes of plain packets that ran, and the journal's id and position, which
+ * order receipts whatever the receiver's clock; version 1 receipts are still read.
+ */
 export const RECEIPT_VERSION = 2;
 export const RECEIPT_PREFIX_LEN = 26;
 /** Bound on the body: a real receipt is a few KB; nothing larger is ever allocated. */
@@ -72,6 +75,14 @@ export interface Receipt {
    * its job file then. Empty in a version-1 receipt: sizes not measured.
    */
   sizes: Map<bigint, number>;
+  /**
+   * The receiver's journal: its id (32 hex digits, made with its state database) and its
+   * position (the write transactions it has had), which only grows. Of two receipts of one
+   * journal, the one at the further position describes the later queue. NO_STREAM's zeros as
+   * the id: none (no journal, or a version-1 receipt).
+   */
+  journal: string;
+  position: bigint;
 }
 
 const FULL = (1n << BLOCK) - 1n;
@@ -184,7 +195,10 @@ export function encodeReceipt(r: Receipt): Buffer {
     failures.writeInt16BE(f.exitCode === null ? -1 : Math.max(-1, Math.min(32767, f.exitCode)), o + 26);
     failures.writeBigUInt64BE(BigInt(f.endedAt), o + 28);
   });
-  const body = Buffer.concat([head, ...blockList(r.processed), ...blockList(r.held), failures, ...sizeList(r.sizes)]);
+  const journal = Buffer.alloc(24);
+  Buffer.from(r.journal, 'hex').copy(journal, 0);
+  journal.writeBigUInt64BE(r.position, 16);
+  const body = Buffer.concat([head, ...blockList(r.processed), ...blockList(r.held), failures, ...sizeList(r.sizes), journal]);
   const prefix = Buffer.alloc(RECEIPT_PREFIX_LEN);
   RECEIPT_MAGIC.copy(prefix, 0);
   prefix.writeUInt16BE(RECEIPT_VERSION, 12);
@@ -332,6 +346,8 @@ export function decodeReceipt(b: Buffer): Receipt {
     });
   }
   const sizes = version >= 2 ? readSizes(r) : new Map<bigint, number>();
+  const journal = version >= 2 ? r.bytes(16, 'journal').toString('hex') : NO_STREAM;
+  const position = version >= 2 ? r.u64('journal') : 0n;
   if (r.left !== 0) throw new ReceiptError(`receipt has ${r.left} unexpected bytes at its end`);
-  return { stream, created: Number(created), nextSeq, windowStart, heldEnd, heldBeyond: flags === 1, unreadable, ambiguous, processed, held, failures, sizes };
+  return { stream, created: Number(created), nextSeq, windowStart, heldEnd, heldBeyond: flags === 1, unreadable, ambiguous, processed, held, failures, sizes, journal, position };
 }

@@ -137,6 +137,16 @@ export function receiptFor(facts: QueueFacts, db: StateDb | undefined, stream: s
   const processedIds = new Map<bigint, string>();
   const sizes = new Map<bigint, number>();
   const failures: ReceiptFailure[] = [];
+  let journal = NO_STREAM;
+  let position = 0n;
+  if (db && db.schema >= 3) {
+    db.read((tx) => {
+      const id = tx.stmt("SELECT value FROM meta WHERE key = 'journal'").pluck().get() as string | undefined;
+      if (id === undefined || !/^[0-9a-f]{32}$/.test(id)) return;
+      journal = id;
+      position = BigInt((tx.stmt("SELECT value FROM meta WHERE key = 'position'").pluck().get() as number | undefined) ?? 0);
+    });
+  }
   if (db && stream !== NO_STREAM) {
     // A database of an older schema, that can only be read, has no sizes: not measured.
     const fileSize = db.schema >= 3 ? 'file_size' : 'NULL AS file_size';
@@ -204,5 +214,7 @@ export function receiptFor(facts: QueueFacts, db: StateDb | undefined, stream: s
     held: blocksOf('H', stream, heldIds),
     failures,
     sizes,
+    journal,
+    position,
   };
 }

@@ -89,11 +89,17 @@ CREATE INDEX IF NOT EXISTS runs_packet ON runs (packet);
 CREATE INDEX IF NOT EXISTS runs_outcome ON runs (outcome);
 CREATE INDEX IF NOT EXISTS runs_pending ON runs (commit_state) WHERE commit_state = 'pending';
 CREATE INDEX IF NOT EXISTS runs_stream ON runs (stream) WHERE stream IS NOT NULL;
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta (key, value) VALUES ('journal', lower(hex(randomblob(16)))), ('position', 0);
 `;
 
 /**
  * What each older version lacked, by version: 1 the stream of each run's packet, 2 the size of
- * a plain packet's file as it ran (receipts, spec/receipts.md). Applied in order.
+ * a plain packet's file as it ran (receipts, spec/receipts.md), and the meta table (which
+ * SCHEMA creates). Applied in order.
  */
 const MIGRATIONS: Record<number, string> = {
   1: 'ALTER TABLE runs ADD COLUMN stream TEXT;',
@@ -172,6 +178,13 @@ class Conn implements Tx {
     }
   }
 }
+
+/**
+ * The database's position: how many write transactions it has had. Only ever grows, so that of
+ * two receipts from one journal the later one is known whatever the receiver's clock says
+ * (spec/receipts.md, "Which receipt is newer").
+ */
+const ADVANCE = "UPDATE meta SET value = value + 1 WHERE key = 'position'";
 
 /** Errors of a read-only connection that cannot create the WAL's shared-memory file. */
 const CANNOT_SHARE = ['SQLITE_READONLY_DIRECTORY', 'SQLITE_READONLY_CANTINIT', 'SQLITE_CANTOPEN'];
@@ -350,10 +363,16 @@ export class StateDb {
   private writeAs<T>(fn: (tx: Tx) => T, durable: boolean): T | undefined {
     try {
       const c = this.conn;
-      if (!durable) return c.immediate(() => fn(c));
+      // Every write moves the database's position on (receipts order themselves by it).
+      const moved = () => {
+        const r = fn(c);
+        c.stmt(ADVANCE).run();
+        return r;
+      };
+      if (!durable) return c.immediate(moved);
       c.stmt('PRAGMA synchronous = FULL').run();
       try {
-        return c.immediate(() => fn(c));
+        return c.immediate(moved);
       } catch (e) {
         // Reported before the reset can fail too: the transaction's own error is the one to say.
         this.fail(e);

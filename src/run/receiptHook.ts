@@ -94,8 +94,10 @@ async function sendReceipts(queue: Queue, db: StateDb | undefined, opts: Receipt
       .map((j) => j.name)
       .sort()
       .join('\n');
+    // Its facts, not when they were told: the time and the journal's position (which any write
+    // moves on, another stream's file cached among them) are left out.
     const fingerprint = createHash('sha256')
-      .update(encodeReceipt({ ...r, created: 0 }))
+      .update(encodeReceipt({ ...r, created: 0, position: 0n }))
       .update(names)
       .digest('hex');
     const last = sent.streams[stream];
