@@ -324,7 +324,7 @@ describe('queue-status', () => {
     expect(json(r).ambiguous[0].files).toHaveLength(2);
   });
 
-  it('the processor holding the lock, and its pid, from /proc/locks; a due job is not stalled while it works, a gap is', async () => {
+  it('the processor holding the lock, and its pid, from /proc/locks; a gap is stalled, and so is a due job its holder does not run', async () => {
     const q = setup('fspool-status-lock-');
     put(q, packet(2, 'p2'));
     const holder = spawn('flock', [join(q.q, 'nextseq.lock'), 'sleep', '30'], { stdio: 'ignore' });
@@ -339,8 +339,14 @@ describe('queue-status', () => {
       expect(s!.state).toBe('stalled');
       expect(s!.reasons).toEqual([expect.stringMatching(/^waiting for seq 1 since \S+ \(1 job\(s\) behind the gap\)$/)]);
       put(q, packet(1, 'p1'));
-      s = json(status(q, ['--json', '--stalled-after', '0']));
+      s = json(status(q, ['--json', '--stalled-after', '60']));
       expect(s!.state).toBe('healthy');
+      // Held by something that runs no job (here a script's flock) for longer than --stalled-after.
+      s = json(status(q, ['--json', '--stalled-after', '0']));
+      expect(s!.state).toBe('stalled');
+      expect(s!.reasons).toEqual([
+        expect.stringMatching(new RegExp(`^job 1 is due since \\S+, and pid ${holder.pid} holds the queue lock with no run of it in the journal \\(a processor that hangs, fspl, or a script holding nextseq\\.lock\\)$`)),
+      ]);
     } finally {
       holder.kill('SIGKILL');
     }
@@ -358,10 +364,14 @@ describe('queue-status', () => {
       await waitFor('the receiver to start', () => existsSync(mark));
       const ls = ok(['queue-ls', '-q', q.q]);
       expect(ls.stdout.toString().trim().split('\n')).toHaveLength(3);
-      const st = json(status(q, ['--json', '--stalled-after', '0']));
+      const st = json(status(q, ['--json', '--stalled-after', '60']));
       expect(st.processor).toMatchObject({ running: true, pid: p.pid, job: { seq: 1, outcome: 'running', attempt: 1 } });
       expect(st.interrupted).toEqual([]);
       expect(st.state).toBe('healthy');
+      // Running longer than --stalled-after: its command may hang.
+      const long = json(status(q, ['--json', '--stalled-after', '0']));
+      expect(long.state).toBe('stalled');
+      expect(long.reasons).toEqual([expect.stringMatching(new RegExp(`^job 1 has been running since \\S+ \\(pid ${p.pid}\\); if its command hangs, give the processor a --timeout$`))]);
       expect(json(ok(['queue-history', '-q', q.q, '--json'])).runs.map((r: { outcome: string }) => r.outcome)).toEqual(['running']);
     } finally {
       writeFileSync(release, '');

@@ -206,9 +206,22 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
   if (s.gap && now - s.gap.since >= limit) {
     stalled.push(`waiting for seq ${s.gap.seq} since ${iso(s.gap.since)} (${s.gap.waiting} job(s) behind the gap)`);
   }
-  if (!working && s.due.length > 0 && failing.length === 0) {
+  if (s.due.length > 0 && failing.length === 0) {
     const since = Math.min(...s.due.map((d) => arrivedMs(d.path) ?? now));
-    if (now - since >= limit) stalled.push(`job ${s.nextSeq} is due since ${iso(since)} and no processor has run it`);
+    const current = s.processor.current;
+    if (!working) {
+      if (now - since >= limit) stalled.push(`job ${s.nextSeq} is due since ${iso(since)} and no processor has run it`);
+    } else if (current) {
+      // A receiver that hangs, with no --timeout, holds the queue for good: said once it has run
+      // this long, as a due job no one runs would be.
+      if (now - current.startedAt >= limit) {
+        stalled.push(`job ${current.seq} has been running since ${iso(current.startedAt)} (pid ${s.processor.pid}); if its command hangs, give the processor a --timeout`);
+      }
+    } else if (now - since >= limit) {
+      // The lock's holder has no run of it in the journal: a script holding nextseq.lock, a
+      // processor that hangs or waits for a slot (serve) all this time, or fspl at work.
+      stalled.push(`job ${s.nextSeq} is due since ${iso(since)}, and pid ${s.processor.pid} holds the queue lock with no run of it in the journal (a processor that hangs, fspl, or a script holding nextseq.lock)`);
+    }
   }
   if (failing.length > 0) {
     s.verdict = 'failing';
