@@ -29,6 +29,9 @@ export interface QueueFacts {
    * streams some packet was processed from, where a file in jobs/ may name any stream.
    */
   ran: string[];
+  /** The journal's id (NO_STREAM's zeros: none) and its position before anything else was read. */
+  journal: string;
+  position: bigint;
 }
 
 /**
@@ -73,6 +76,19 @@ interface RunFact {
 /** Read the queue once: nextseq, the readable packets, and which streams it knows. */
 export async function lookAtQueue(queue: Queue, db: StateDb | undefined, ctx: DecodeContext): Promise<QueueFacts> {
   queue.check();
+  // The position first: whatever is read after it is at least as new, so a receipt never
+  // claims to be further on than what it says.
+  let journal = NO_STREAM;
+  let position = 0n;
+  if (db && db.schema >= 3) {
+    db.read((tx) => {
+      const id = tx.stmt("SELECT value FROM meta WHERE key = 'journal'").pluck().get();
+      if (typeof id !== 'string' || !/^[0-9a-f]{32}$/.test(id)) return;
+      const at = tx.stmt("SELECT value FROM meta WHERE key = 'position'").pluck().get();
+      journal = id;
+      position = typeof at === 'number' && Number.isSafeInteger(at) && at > 0 ? BigInt(at) : 0n;
+    });
+  }
   const nextSeq = queue.nextseq.readIfExists();
   if (nextSeq === undefined) throw new FspoolError(`${queue.dir} has no nextseq: it is an append-only queue, which runs nothing and so has nothing to report`);
   const scanned = await queue.scan(ctx);
@@ -101,7 +117,7 @@ export async function lookAtQueue(queue: Queue, db: StateDb | undefined, ctx: De
     ) ?? [];
   for (const r of recent) if (!order.has(r.stream)) order.set(r.stream, -1n);
   const ran = recent.filter((r) => r.ran > 0).sort((a, b) => b.ran - a.ran).map((r) => r.stream);
-  return { nextSeq, jobs, unreadable: scanned.length - readableJobs.length, streams: [...order.keys()], ran };
+  return { nextSeq, jobs, unreadable: scanned.length - readableJobs.length, streams: [...order.keys()], ran, journal, position };
 }
 
 const outcomeCode = (o: JournalOutcome): FailureOutcome => ((FAILURE_OUTCOMES as readonly string[]).includes(o) ? (o as FailureOutcome) : 'other');
@@ -137,16 +153,6 @@ export function receiptFor(facts: QueueFacts, db: StateDb | undefined, stream: s
   const processedIds = new Map<bigint, string>();
   const sizes = new Map<bigint, number>();
   const failures: ReceiptFailure[] = [];
-  let journal = NO_STREAM;
-  let position = 0n;
-  if (db && db.schema >= 3) {
-    db.read((tx) => {
-      const id = tx.stmt("SELECT value FROM meta WHERE key = 'journal'").pluck().get() as string | undefined;
-      if (id === undefined || !/^[0-9a-f]{32}$/.test(id)) return;
-      journal = id;
-      position = BigInt((tx.stmt("SELECT value FROM meta WHERE key = 'position'").pluck().get() as number | undefined) ?? 0);
-    });
-  }
   if (db && stream !== NO_STREAM) {
     // A database of an older schema, that can only be read, has no sizes: not measured.
     const fileSize = db.schema >= 3 ? 'file_size' : 'NULL AS file_size';
@@ -214,7 +220,7 @@ export function receiptFor(facts: QueueFacts, db: StateDb | undefined, stream: s
     held: blocksOf('H', stream, heldIds),
     failures,
     sizes,
-    journal,
-    position,
+    journal: facts.journal,
+    position: facts.position,
   };
 }
