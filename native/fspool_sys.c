@@ -396,29 +396,31 @@ static napi_value js_isatty(napi_env env, napi_callback_info info) {
 }
 
 /*
- * sdNotify(path, message): one datagram to the unix socket `path`, as sd_notify(3) sends it: a
- * path starting with '@' is in the abstract namespace (its '@' becomes a NUL byte).
+ * sdNotify(path, message): one datagram to the unix socket `path`, as sd_notify(3) sends it: an
+ * absolute path, or one starting with '@', in the abstract namespace (its '@' becomes a NUL
+ * byte). Never waits: a manager that does not read its socket gets EAGAIN, not a stuck serve.
  */
 static napi_value js_sd_notify(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2], result;
-  char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+  struct sockaddr_un addr;
   char message[4096];
   size_t plen = 0, mlen = 0;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok ||
-      napi_get_value_string_utf8(env, argv[1], message, sizeof message, &mlen) != napi_ok)
+  /* The lengths first: a value that does not fit whole is refused, never sent cut short. */
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], NULL, 0, &plen) != napi_ok ||
+      napi_get_value_string_utf8(env, argv[1], NULL, 0, &mlen) != napi_ok || plen == 0 || plen >= sizeof addr.sun_path ||
+      mlen >= sizeof message)
     return throw_errno(env, EINVAL, "sdNotify");
-  struct sockaddr_un addr;
   memset(&addr, 0, sizeof addr);
   addr.sun_family = AF_UNIX;
-  /* A path that fills the buffer was cut short: refused, not sent elsewhere. */
-  if (plen == 0 || plen >= sizeof addr.sun_path || mlen >= sizeof message - 1) return throw_errno(env, EINVAL, "sdNotify");
-  memcpy(addr.sun_path, path, plen);
+  napi_get_value_string_utf8(env, argv[0], addr.sun_path, sizeof addr.sun_path, &plen);
+  napi_get_value_string_utf8(env, argv[1], message, sizeof message, &mlen);
+  if (addr.sun_path[0] != '/' && addr.sun_path[0] != '@') return throw_errno(env, EINVAL, "sdNotify");
   if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';
-  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd == -1) return throw_errno(env, errno, "socket");
-  ssize_t n = sendto(fd, message, mlen, MSG_NOSIGNAL, (struct sockaddr *)&addr, offsetof(struct sockaddr_un, sun_path) + plen);
+  ssize_t n = sendto(fd, message, mlen, MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&addr, offsetof(struct sockaddr_un, sun_path) + plen);
   int err = errno;
   close(fd);
   if (n == -1) return throw_errno(env, err, "sendto");

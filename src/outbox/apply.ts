@@ -76,6 +76,21 @@ function plainSize(path: string): number | undefined {
   }
 }
 
+/**
+ * Whether `r` describes the receiver's queue later than the newest receipt applied
+ * (spec/receipts.md, "Which receipt is newer"). Of one journal, the position decides, whatever
+ * the receiver's clock said (it may have been set back), and the time only between equals.
+ * Otherwise the time does, unless the newest was stamped far ahead of our clock: a receiver
+ * whose clock is wrong, or a forgery, must not make every later receipt look old for good.
+ */
+function isNewer(r: Receipt, old: OutboxState['receipt'], now: number): boolean {
+  if (r.journal !== NO_STREAM && old.journal === r.journal) {
+    const was = BigInt(old.position ?? '0');
+    return r.position > was || (r.position === was && r.created > old.created);
+  }
+  return r.created > old.created || old.created > now + FUTURE_TOLERANCE_MS;
+}
+
 export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now()): Promise<ApplyResult> {
   if (r.stream !== NO_STREAM && r.stream !== outbox.stream) {
     throw new FspoolError(
@@ -134,11 +149,7 @@ export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now())
     // A receipt that knows no stream says nothing of ours once one that does came: taken as the
     // newest, it would hide the failures and the held packets the real one reported.
     const strange = r.stream === NO_STREAM && old?.receipt.stream === stream;
-    // Further on in the same journal is later, whatever the receiver's clock said (it may have
-    // been set back). Made later is later too: a position is no more trusted than a time, and a
-    // forged receipt's must not hold back every genuine one for good.
-    const further = r.journal !== NO_STREAM && old?.receipt.journal === r.journal && r.position > BigInt(old.receipt.position ?? '0');
-    const newest = !strange && (old === undefined || further || r.created > old.receipt.created || old.receipt.created > now + FUTURE_TOLERANCE_MS);
+    const newest = !strange && (old === undefined || isNewer(r, old.receipt, now));
     const failures: FailureJson[] = [];
     let foreignFailures = 0;
     for (const f of r.failures) {

@@ -322,7 +322,12 @@ export class StateDb {
       if (version < SCHEMA_VERSION && !(readonly && version > 0)) {
         if (readonly) throw new Error('it has no tables yet and is read-only');
         db.transaction(() => {
-          if (version > 0) for (let v = version; v < SCHEMA_VERSION; v++) db!.exec(MIGRATIONS[v]!);
+          // Read again under the write lock: another process may have migrated it meanwhile,
+          // and a column added twice fails the whole migration.
+          const now = db!.pragma('user_version', { simple: true }) as number;
+          if (now > SCHEMA_VERSION) throw new Error(`it was made by a newer fspool (schema ${now}, this one knows ${SCHEMA_VERSION})`);
+          if (now === SCHEMA_VERSION) return;
+          if (now > 0) for (let v = now; v < SCHEMA_VERSION; v++) db!.exec(MIGRATIONS[v]!);
           db!.exec(SCHEMA);
           db!.pragma(`user_version = ${SCHEMA_VERSION}`);
         }).immediate();
@@ -418,7 +423,7 @@ export class StateDb {
     });
   }
 
-  /** Whether a write transaction can be had (an empty one: it writes nothing). */
+  /** Whether a write transaction can be had (one that only moves the position on). */
   canWrite(): boolean {
     return this.write(() => true) === true;
   }

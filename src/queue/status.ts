@@ -172,6 +172,12 @@ function some(items: string[], n = 3): string {
   return items.length <= n ? items.join(', ') : `${items.slice(0, n).join(', ')} and ${items.length - n} more`;
 }
 
+/** When the journal's latest run ended, if one did. */
+function lastEnd(s: Status): number | undefined {
+  const ends = [s.lastSuccess?.endedAt, s.lastFailure?.endedAt].filter((t): t is number => typeof t === 'number');
+  return ends.length ? Math.max(...ends) : undefined;
+}
+
 function judge(s: Status, journal: Journal, now: number, stalledAfter: number): void {
   const failing: string[] = [];
   const stalled: string[] = [];
@@ -217,9 +223,11 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
       if (now - current.startedAt >= limit) {
         stalled.push(`job ${current.seq} has been running since ${iso(current.startedAt)} (pid ${s.processor.pid}); if its command hangs, give the processor a --timeout`);
       }
-    } else if (now - since >= limit) {
-      // The lock's holder has no run of it in the journal: a script holding nextseq.lock, a
-      // processor that hangs or waits for a slot (serve) all this time, or fspl at work.
+    } else if (s.journal && now - Math.max(since, lastEnd(s) ?? since) >= limit) {
+      // The lock's holder has no run of it in the journal, which this reader can read: a script
+      // holding nextseq.lock, a processor that hangs or waits for a slot (serve) all this time,
+      // or fspl at work. Counted from the last run's end: a processor between two jobs of a
+      // backlog is not one that sits on the due job.
       stalled.push(`job ${s.nextSeq} is due since ${iso(since)}, and pid ${s.processor.pid} holds the queue lock with no run of it in the journal (a processor that hangs, fspl, or a script holding nextseq.lock)`);
     }
   }
