@@ -1125,6 +1125,31 @@ describe('the journal of a version-1 state database', () => {
 });
 
 describe('the journal of a version-2 state database', () => {
+  it('is migrated once when two processes open it at once: the one that waited for the other finds it done', async () => {
+    const s = side();
+    deliver(s, send(s, 'p1'));
+    expect(processQ(s).code).toBe(0);
+    const path = join(s.q, 'fspool', 'state.db');
+    const setUp = new Database(path);
+    setUp.exec('ALTER TABLE runs DROP COLUMN file_size; DROP TABLE meta; PRAGMA user_version = 2;');
+    setUp.close();
+    // Another process's migration, under way: it holds the write lock.
+    const other = new Database(path);
+    other.exec('BEGIN IMMEDIATE; ALTER TABLE runs ADD COLUMN file_size INTEGER;');
+    deliver(s, send(s, 'p2'));
+    const p = runAsync(FSPOOL, ['queue-process', '-q', s.q, 'sh', '--', '-c', RECORD, s.log]);
+    await new Promise((r) => setTimeout(r, 500));
+    other.exec(`CREATE TABLE meta (key TEXT PRIMARY KEY, value NOT NULL) WITHOUT ROWID; INSERT INTO meta VALUES ('journal', '${'ab'.repeat(16)}'), ('position', 0); PRAGMA user_version = 3; COMMIT;`);
+    other.close();
+    const r = await p.done;
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/WARN|duplicate column/);
+    expect(logOf(s)).toBe('1:p1\n2:p2\n');
+    const after = new Database(path, { readonly: true });
+    expect(after.prepare('SELECT seq FROM runs ORDER BY id').pluck().all()).toEqual(['1', '2']);
+    after.close();
+  });
+
   it('gains the file_size column when a processor opens it; read as it is by a reader who cannot write it, its runs are acknowledged as not measured', () => {
     const s = side();
     deliver(s, send(s, 'p1'));
