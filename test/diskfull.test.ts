@@ -334,7 +334,9 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
   });
 
   it('queue-process on a file system that fills during a job: that job is recorded once, the next is not started until there is room', () => {
-    const fs = tinyFs();
+    // Room for the queue, the state database and its WAL as a run that filled the disk left
+    // them (~125 KiB, its WAL ~80 of it), and the 128 KiB a job needs free once the filler is gone.
+    const fs = tinyFs('320k');
     const q = makeQueue(fs);
     const seqfile = join(tempDir('fspool-procfull-'), 'seq');
     for (const p of ['one', 'two']) put(q, run(['prepare', '-s', seqfile, '-i', '-'], { input: `${p}\n` }).stdout);
