@@ -523,9 +523,15 @@ describe('a plain packet cut short on the way', () => {
     // Later receipts keep it said, for as long as the packet is kept.
     deliver(s, send(s, 'p3'));
     expect(processQ(s).code).toBe(0);
-    expect(apply(s, receiptOf(s)).code).toBe(0);
+    const r3 = decodeReceipt(receiptOf(s));
+    expect(apply(s, encodeReceipt(r3)).code).toBe(0);
     expect(kept(s)).toEqual([1]);
     expect(status(s).cut_short).toHaveLength(1);
+    // Even one whose processed window has moved past it (a queue 4,096 seqs further on).
+    const later = { ...r3, nextSeq: 5000n, windowStart: 904n, heldEnd: 5000n + 16384n, processed: [], held: [], failures: [], sizes: new Map(), position: r3.position + 1n };
+    expect(apply(s, encodeReceipt(later)).code).toBe(0);
+    expect(kept(s)).toEqual([1]);
+    expect(status(s)).toMatchObject({ cut_short: [expect.objectContaining({ seq: 1 })], passed: [], missing: 0 });
     // Once a person has run it and removed it, it is no longer said.
     rmSync(join(s.ob, 'packets', readdirSync(join(s.ob, 'packets')).find((n) => n.endsWith('.fspl'))!));
     expect(apply(s, receiptOf(s)).code).toBe(0);
