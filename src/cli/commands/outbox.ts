@@ -90,7 +90,7 @@ interface ApplyArgs {
 
 export const outboxApply: Subcommand<ApplyArgs> = {
   command: 'outbox-apply',
-  describe: 'Apply a receipt (stdin) to an outbox: prune what the receiver ran, note what it holds, report failures (exit 4 when the newest receipt reports a failing job)',
+  describe: 'Apply a receipt (stdin) to an outbox: prune what the receiver ran, note what it holds, report failures (exit 4 when the newest receipt reports a failing job, or a packet ran cut short)',
   builder: (y) =>
     y
       .option('outbox', outboxDir)
