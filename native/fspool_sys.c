@@ -398,7 +398,8 @@ static napi_value js_isatty(napi_env env, napi_callback_info info) {
 /*
  * sdNotify(path, message): one datagram to the unix socket `path`, as sd_notify(3) sends it: an
  * absolute path, or one starting with '@', in the abstract namespace (its '@' becomes a NUL
- * byte). Never waits: a manager that does not read its socket gets EAGAIN, not a stuck serve.
+ * byte). Waits at most 2 s for room in the socket's queue (a busy PID 1 reads it late; sd_notify
+ * itself waits for ever): then EAGAIN, and serve goes on.
  */
 static napi_value js_sd_notify(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -418,9 +419,11 @@ static napi_value js_sd_notify(napi_env env, napi_callback_info info) {
   napi_get_value_string_utf8(env, argv[1], message, sizeof message, &mlen);
   if (addr.sun_path[0] != '/' && addr.sun_path[0] != '@') return throw_errno(env, EINVAL, "sdNotify");
   if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';
-  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd == -1) return throw_errno(env, errno, "socket");
-  ssize_t n = sendto(fd, message, mlen, MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&addr, offsetof(struct sockaddr_un, sun_path) + plen);
+  struct timeval wait = {2, 0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof wait);
+  ssize_t n = sendto(fd, message, mlen, MSG_NOSIGNAL, (struct sockaddr *)&addr, offsetof(struct sockaddr_un, sun_path) + plen);
   int err = errno;
   close(fd);
   if (n == -1) return throw_errno(env, err, "sendto");

@@ -571,22 +571,33 @@ describe('a receiver whose clock was set back', () => {
     const r2 = decodeReceipt(receiptOf(s));
     expect(r2.journal).toBe(r1.journal);
     expect(r2.position).toBeGreaterThan(r1.position);
-    // Made an hour "before" the first: the receiver's clock stepped back meanwhile.
-    const a = apply(s, encodeReceipt({ ...r2, created: r1.created - 3_600_000 }));
+    // Made five minutes "before" the first: the receiver's clock stepped back meanwhile.
+    const back = r1.created - 5 * 60_000;
+    const a = apply(s, encodeReceipt({ ...r2, created: back }));
     expect(a.code, a.stderr).toBe(4);
     expect(a.stdout.toString()).toMatch(/^seq 2 failed on the receiver at .*: early-exit \(exit status 3\); it stays queued and runs again$/m);
     expect(status(s).failures).toEqual([expect.objectContaining({ seq: 2, outcome: 'early-exit', action: 'none' })]);
     // The first receipt, delivered again late (stamped later, before the clock went back):
     // older by its journal, so it changes nothing of what the second said.
-    expect(apply(s, encodeReceipt(r1)).code).toBe(0);
+    const late = apply(s, encodeReceipt(r1));
+    expect(late.code).toBe(0);
+    expect(late.stderr).toContain('an older receipt than the newest applied');
     expect(status(s).failures).toHaveLength(1);
-    expect(status(s).last_receipt.next_seq).toBe(2);
+    // A position gone back in a receipt made well after (beyond the clock's 10 minutes): the
+    // receiver's database was restored or rolled back. Taken, and said.
+    const restored = apply(s, encodeReceipt({ ...r1, created: back + 11 * 60_000 }));
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(restored.stderr).toMatch(new RegExp(`WARN fspool: the receiver's journal went back \\(position ${r1.position}, ${r2.position} before\\) in a receipt made later: its state database was restored or rolled back; the receipt was taken as the newest`));
+    expect(status(s).failures).toEqual([]);
     // A lost journal is another journal: its receipts are ordered by their time.
     rmSync(join(s.q, 'fspool'), { recursive: true });
     const r3 = decodeReceipt(receiptOf(s));
     expect(r3.journal).not.toBe(r1.journal);
     expect(r3.position).toBeLessThan(r2.position);
-    expect(apply(s, encodeReceipt(r3)).code).toBe(0);
+    // Stamped after the restored one (which was stamped ahead of this test's clock).
+    const other = apply(s, encodeReceipt({ ...r3, created: back + 12 * 60_000 }));
+    expect(other.code).toBe(0);
+    expect(other.stderr).not.toContain('an older receipt');
     expect(status(s).failures).toEqual([]);
   });
 });

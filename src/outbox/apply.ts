@@ -31,6 +31,8 @@ export interface ApplyResult {
   foreignFailures: number;
   /** Plain packets the receiver ran from a copy of another size, not known before this receipt. */
   cutShort: CutShortJson[];
+  /** The receipt was taken as the newest although its journal's position went back (a restore). */
+  rewound: { was: bigint; now: bigint } | undefined;
   state: OutboxState | undefined;
 }
 
@@ -78,15 +80,20 @@ function plainSize(path: string): number | undefined {
 
 /**
  * Whether `r` describes the receiver's queue later than the newest receipt applied
- * (spec/receipts.md, "Which receipt is newer"). Of one journal, the position decides, whatever
- * the receiver's clock said (it may have been set back), and the time only between equals.
- * Otherwise the time does, unless the newest was stamped far ahead of our clock: a receiver
- * whose clock is wrong, or a forgery, must not make every later receipt look old for good.
+ * (spec/receipts.md, "Which receipt is newer"): 'rewound' when it does although its journal's
+ * position went back. Of one journal, the position decides, whatever the receiver's clock said
+ * (it may have been set back), and the time only between equals; but a position gone back in a
+ * receipt made well after (beyond the clock tolerance) is a database restored or rolled back,
+ * whose receipts would otherwise look old until it passed where it was, maybe never (a queue
+ * waiting at a gap writes little). Otherwise the time decides, unless the newest was stamped far
+ * ahead of our clock: a receiver whose clock is wrong, or a forgery, must not make every later
+ * receipt look old for good.
  */
-function isNewer(r: Receipt, old: OutboxState['receipt'], now: number): boolean {
+function isNewer(r: Receipt, old: OutboxState['receipt'], now: number): boolean | 'rewound' {
   if (r.journal !== NO_STREAM && old.journal === r.journal) {
     const was = BigInt(old.position ?? '0');
-    return r.position > was || (r.position === was && r.created > old.created);
+    if (r.position > was || (r.position === was && r.created > old.created)) return true;
+    return r.position < was && r.created > old.created + FUTURE_TOLERANCE_MS ? 'rewound' : false;
   }
   return r.created > old.created || old.created > now + FUTURE_TOLERANCE_MS;
 }
@@ -149,7 +156,9 @@ export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now())
     // A receipt that knows no stream says nothing of ours once one that does came: taken as the
     // newest, it would hide the failures and the held packets the real one reported.
     const strange = r.stream === NO_STREAM && old?.receipt.stream === stream;
-    const newest = !strange && (old === undefined || isNewer(r, old.receipt, now));
+    const later = strange || old === undefined ? !strange : isNewer(r, old.receipt, now);
+    const newest = later !== false;
+    const rewound = later === 'rewound' ? { was: BigInt(old!.receipt.position!), now: r.position } : undefined;
     const failures: FailureJson[] = [];
     let foreignFailures = 0;
     for (const f of r.failures) {
@@ -225,7 +234,7 @@ export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now())
     if (state) outbox.writeState(state);
     crashPoint('outbox-recorded');
     outbox.dropClosedMarkers(outbox.list());
-    return { acknowledged, newest, strange, unverifiable, conflicting, failures, foreignFailures, cutShort: newCut, state };
+    return { acknowledged, newest, strange, unverifiable, conflicting, failures, foreignFailures, cutShort: newCut, rewound, state };
   } finally {
     lock.release();
   }

@@ -43,6 +43,8 @@ export interface Status {
   journal: boolean;
   /** Why no job can be recorded on the queue's file system (mounted read-only, or too full), with the fix; never for an append-only queue. */
   noRoom: string | undefined;
+  /** When nextseq was last rewritten (its mtime): a processor's progress, fspl's too. */
+  nextseqChanged: number | undefined;
 }
 
 /**
@@ -62,7 +64,7 @@ export function staleJobs(jobs: FileJob[], next: bigint, journal: Journal): Stal
 }
 
 export interface StatusOptions {
-  /** A gap waited on longer than this, or a due job with no processor at it, is "stalled". */
+  /** A gap waited on longer than this, or a due job no processor runs, is "stalled". */
   stalledAfterSeconds: number;
   now?: number;
 }
@@ -155,6 +157,7 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
     journal: journal.active,
     // An append-only queue runs no job: a full disk is for its sender to see, when it writes.
     noRoom: next === undefined ? undefined : noRoom(queue),
+    nextseqChanged: statSync(queue.nextseq.path, { throwIfNoEntry: false })?.mtimeMs,
   };
   judge(s, journal, now, opts.stalledAfterSeconds);
   return s;
@@ -214,21 +217,16 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
   }
   if (s.due.length > 0 && failing.length === 0) {
     const since = Math.min(...s.due.map((d) => arrivedMs(d.path) ?? now));
-    const current = s.processor.current;
     if (!working) {
       if (now - since >= limit) stalled.push(`job ${s.nextSeq} is due since ${iso(since)} and no processor has run it`);
-    } else if (current) {
-      // A receiver that hangs, with no --timeout, holds the queue for good: said once it has run
-      // this long, as a due job no one runs would be.
-      if (now - current.startedAt >= limit) {
-        stalled.push(`job ${current.seq} has been running since ${iso(current.startedAt)} (pid ${s.processor.pid}); if its command hangs, give the processor a --timeout`);
-      }
-    } else if (s.journal && now - Math.max(since, lastEnd(s) ?? since) >= limit) {
+    } else if (!s.processor.current && s.journal && now - Math.max(since, lastEnd(s) ?? since, s.nextseqChanged ?? since) >= limit) {
       // The lock's holder has no run of it in the journal, which this reader can read: a script
-      // holding nextseq.lock, a processor that hangs or waits for a slot (serve) all this time,
-      // or fspl at work. Counted from the last run's end: a processor between two jobs of a
-      // backlog is not one that sits on the due job.
-      stalled.push(`job ${s.nextSeq} is due since ${iso(since)}, and pid ${s.processor.pid} holds the queue lock with no run of it in the journal (a processor that hangs, fspl, or a script holding nextseq.lock)`);
+      // holding nextseq.lock, or a processor that hangs, or waits for a slot all this time.
+      // Counted from the last sign of progress (a run's end; nextseq rewritten, which fspl does
+      // after each job too): a processor between two jobs of a backlog is not sitting on it.
+      stalled.push(
+        `job ${s.nextSeq} is due since ${iso(since)}, and pid ${s.processor.pid} holds the queue lock with no run of it in the journal (a processor that hangs or waits for a slot of serve's max_parallel, or a script holding nextseq.lock)`,
+      );
     }
   }
   if (failing.length > 0) {

@@ -128,6 +128,11 @@ export const outboxApply: Subcommand<ApplyArgs> = {
         `seq ${c.seq}: the receiver ran a copy cut short (${c.ran_bytes} of ${c.sent_bytes} bytes), so its command had part of the payload; see what it did with it, run the whole packet there by hand (${outbox.packetPath({ seq: BigInt(c.seq), id: c.packet, name: `${entryName(BigInt(c.seq), c.packet)}.fspl` })} into \`fspool stdin-process\`), then remove it from the outbox`,
       );
     }
+    if (r.rewound) {
+      log.warn(
+        `the receiver's journal went back (position ${r.rewound.now}, ${r.rewound.was} before) in a receipt made later: its state database was restored or rolled back; the receipt was taken as the newest (on the receiver, give a restored database a new journal id: spec/receipts.md, "Which receipt is newer")`,
+      );
+    }
     const left = outbox.list().kept.length;
     const parts = [`acknowledged ${r.acknowledged.length} packet(s)`, `${left} unacknowledged`];
     if (r.state && r.newest) parts.push(`the receiver's next seq is ${r.state.receipt.next_seq}`);

@@ -27,7 +27,7 @@ export const stalledAfter = (what: string) =>
     requiresArg: true,
     default: '3600',
     coerce: seconds('--stalled-after'),
-    describe: `A gap waited on this many seconds, or a due job with no processor at it, makes ${what} "stalled"`,
+    describe: `A gap waited on this many seconds, or a due job no processor runs, makes ${what} "stalled"`,
   }) as const;
 
 const localMs = (ms: number | null) => (ms === null ? '-' : rfc3339Local(BigInt(Math.floor(ms / 1000))));
