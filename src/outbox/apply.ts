@@ -151,8 +151,6 @@ export async function applyReceipt(outbox: Outbox, r: Receipt, now = Date.now())
     const newCut = cutShort.filter((c) => !wasCut.some((w) => w.seq === c.seq && w.packet === c.packet && w.ran_bytes === c.ran_bytes));
     const allCut = [...wasCut.filter((w) => !newCut.some((c) => c.seq === w.seq)), ...newCut].sort((a, b) => (BigInt(a.seq) < BigInt(b.seq) ? -1 : 1));
     const cutSeqs = new Set(allCut.map((c) => BigInt(c.seq)));
-    // A receipt stamped far ahead of our clock (a receiver whose clock is wrong, a forgery)
-    // must not make every later receipt look older for good.
     // A receipt that knows no stream says nothing of ours once one that does came: taken as the
     // newest, it would hide the failures and the held packets the real one reported.
     const strange = r.stream === NO_STREAM && old?.receipt.stream === stream;
