@@ -64,6 +64,17 @@ export function toRanges(seqs: bigint[]): Ranges {
 
 export const inRanges = (r: Ranges, s: bigint) => r.some(([lo, hi]) => BigInt(lo) <= s && s <= BigInt(hi));
 
+/** Where a kept packet stands by the receipts applied (spec/receipts.md, "The state of a sent packet"). */
+export type Standing = 'cut-short' | 'held' | 'passed' | 'beyond' | 'missing';
+
+export function standing(e: Entry, s: OutboxState | undefined): Standing {
+  if (s?.cut_short?.some((c) => c.packet === e.id && BigInt(c.seq) === e.seq)) return 'cut-short';
+  if (s && inRanges(s.held, e.seq)) return 'held';
+  if (s && inRanges(s.passed, e.seq)) return 'passed';
+  if (s?.receipt.held_beyond && e.seq >= BigInt(s.receipt.held_end)) return 'beyond';
+  return 'missing';
+}
+
 export interface FailureJson {
   seq: string;
   packet: string;
@@ -257,6 +268,11 @@ export class Outbox {
     return join(this.packetsDir, e.name);
   }
 
+  /** Where the kept packet of this seq and identity lies. */
+  keptPath(seq: bigint, id: string): string {
+    return join(this.packetsDir, `${entryName(seq, id)}.fspl`);
+  }
+
   /** The seqfile's next number as it is now, or undefined if it is gone. */
   seqfileNext(): bigint | undefined {
     return new SeqFile(this.config.seqfile).readIfExists();
@@ -279,13 +295,13 @@ export class Outbox {
       if (!e) continue;
       const path = join(this.packetsDir, n);
       if (e.kind === '.pending' && next !== undefined && e.seq + 1n < next) {
-        const kept = join(this.packetsDir, `${entryName(e.seq, e.id)}.fspl`);
+        const kept = this.keptPath(e.seq, e.id);
         log.warn(
           `outbox ${this.dir}: seq ${e.seq} was left by a prepare that did not finish, and the seqfile has since been moved on to ${next} by other means: ` +
             `whether it was sent is not known; if it was, rename ${path} to ${kept} (it is then re-sent until acknowledged); if not, remove it`,
         );
       } else if (e.kind === '.pending' && next !== undefined && e.seq < next) {
-        renameSync(path, join(this.packetsDir, `${entryName(e.seq, e.id)}.fspl`));
+        renameSync(path, this.keptPath(e.seq, e.id));
         log.warn(`outbox ${this.dir}: seq ${e.seq} was published by a prepare that did not finish, after its number was consumed: kept`);
         changedPackets = true;
       } else if (e.kind === '.pending' && next === e.seq) {
@@ -477,7 +493,7 @@ export class PrepareCopy {
   /** After the seqfile moved: the copy is kept. Releases the lock. */
   finalize(): void {
     try {
-      renameSync(this.pending!, join(this.outbox.packetsDir, `${entryName(this.seq, this.id)}.fspl`));
+      renameSync(this.pending!, this.outbox.keptPath(this.seq, this.id));
       this.pending = undefined;
       fsyncDir(this.outbox.packetsDir);
     } finally {

@@ -10,7 +10,7 @@ import { crashPoint } from '../sys/crashPoint.js';
 import { createNew, fsyncDir } from '../sys/durable.js';
 import { copyFd, openAsIs } from '../sys/fd.js';
 import { runShell, shellFailure } from '../sys/shell.js';
-import { type Entry, inRanges, type Outbox } from './outbox.js';
+import { type Entry, type Outbox, standing } from './outbox.js';
 
 export interface ResendOptions {
   toDir?: string;
@@ -40,12 +40,10 @@ export async function planResend(outbox: Outbox, olderThanSeconds: number, now =
   }
   const s = outbox.readState();
   const plan: ResendPlan = { send: [], held: 0, passed: 0, beyond: 0, cutShort: 0, recent: 0 };
-  const cut = new Set((s?.cut_short ?? []).map((c) => `${c.seq}-${c.packet}`));
   for (const e of kept) {
-    if (cut.has(`${e.seq}-${e.id}`)) plan.cutShort++;
-    else if (s && inRanges(s.held, e.seq)) plan.held++;
-    else if (s && inRanges(s.passed, e.seq)) plan.passed++;
-    else if (s?.receipt.held_beyond && e.seq >= BigInt(s.receipt.held_end)) plan.beyond++;
+    const at = standing(e, s);
+    if (at === 'cut-short') plan.cutShort++;
+    else if (at !== 'missing') plan[at]++;
     else {
       const mtime = statSync(outbox.packetPath(e), { throwIfNoEntry: false })?.mtimeMs;
       if (mtime === undefined) continue;

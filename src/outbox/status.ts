@@ -1,7 +1,7 @@
 // outbox-status: what the outbox holds and what the newest receipt said about it.
 // Takes no lock: every change to an outbox is a rename, link or unlink.
 import { statSync } from 'node:fs';
-import { type Entry, inRanges, type Outbox, type OutboxState } from './outbox.js';
+import { type CutShortJson, type Entry, type Outbox, type OutboxState, standing } from './outbox.js';
 
 export interface OutboxStatus {
   stream: string;
@@ -15,8 +15,8 @@ export interface OutboxStatus {
   passed: bigint[];
   /** Beyond the receipt's held facts, with packets held there: not re-sent yet. */
   beyond: bigint[];
-  /** Ran on the receiver from a copy cut short (state.json's cut_short): not re-sent. */
-  cutShort: bigint[];
+  /** Kept packets that ran on the receiver from a copy cut short (state.json's cut_short): not re-sent. */
+  cutShort: CutShortJson[];
   unfinished: Entry[];
   markers: number;
   state: OutboxState | undefined;
@@ -30,8 +30,7 @@ export function outboxStatus(outbox: Outbox, staleAfterSeconds: number, now = Da
   const missing: bigint[] = [];
   const passed: bigint[] = [];
   const beyond: bigint[] = [];
-  const cutShort: bigint[] = [];
-  const cut = new Set((s?.cut_short ?? []).map((c) => `${c.seq}-${c.packet}`));
+  const by = { held, passed, beyond, missing };
   let oldest: number | undefined;
   const kept: Entry[] = [];
   for (const e of l.kept) {
@@ -39,12 +38,10 @@ export function outboxStatus(outbox: Outbox, staleAfterSeconds: number, now = Da
     if (mtime === undefined) continue; // acknowledged while we looked
     kept.push(e);
     oldest = oldest === undefined ? mtime : Math.min(oldest, mtime);
-    if (cut.has(`${e.seq}-${e.id}`)) cutShort.push(e.seq);
-    else if (s && inRanges(s.held, e.seq)) held.push(e.seq);
-    else if (s && inRanges(s.passed, e.seq)) passed.push(e.seq);
-    else if (s?.receipt.held_beyond && e.seq >= BigInt(s.receipt.held_end)) beyond.push(e.seq);
-    else missing.push(e.seq);
+    const at = standing(e, s);
+    if (at !== 'cut-short') by[at].push(e.seq);
   }
+  const cutShort = (s?.cut_short ?? []).filter((c) => kept.some((e) => e.seq === BigInt(c.seq) && e.id === c.packet));
   const oldestAgeSeconds = oldest === undefined ? undefined : Math.max(0, (now - oldest) / 1000);
   return {
     stream: outbox.stream,

@@ -7,7 +7,7 @@ import { log } from '../../log.js';
 import { decodeReceipt, encodeReceipt, NO_STREAM, ReceiptError } from '../../packet/receipt.js';
 import { STREAM_ID } from '../../packet/codec.js';
 import { applyReceipt } from '../../outbox/apply.js';
-import { entryName, Outbox, type Ranges, toRanges } from '../../outbox/outbox.js';
+import { Outbox, type Ranges, toRanges } from '../../outbox/outbox.js';
 import { resend } from '../../outbox/resend.js';
 import { outboxStatus } from '../../outbox/status.js';
 import { Queue } from '../../queue/queue.js';
@@ -125,7 +125,7 @@ export const outboxApply: Subcommand<ApplyArgs> = {
     for (const c of r.cutShort) {
       print(`seq ${c.seq} ran on the receiver from a copy of ${c.ran_bytes} bytes; the packet is ${c.sent_bytes} bytes: it was cut short on the way; kept, not re-sent\n`);
       log.error(
-        `seq ${c.seq}: the receiver ran a copy cut short (${c.ran_bytes} of ${c.sent_bytes} bytes), so its command had part of the payload; see what it did with it, run the whole packet there by hand (${outbox.packetPath({ seq: BigInt(c.seq), id: c.packet, name: `${entryName(BigInt(c.seq), c.packet)}.fspl` })} into \`fspool stdin-process\`), then remove it from the outbox`,
+        `seq ${c.seq}: the receiver ran a copy cut short (${c.ran_bytes} of ${c.sent_bytes} bytes), so its command had part of the payload; see what it did with it, run the whole packet there by hand (${outbox.keptPath(BigInt(c.seq), c.packet)} into \`fspool stdin-process\`), then remove it from the outbox`,
       );
     }
     if (r.rewound) {
@@ -239,7 +239,7 @@ export const outboxStatusCmd: Subcommand<StatusArgs> = {
           beyond: s.beyond.length,
           unfinished: s.unfinished.map((e) => e.seq),
           conflicts: (s.state?.conflicts ?? []).map(([lo, hi]) => ({ from: BigInt(lo), to: BigInt(hi) })),
-          cut_short: (s.state?.cut_short ?? []).filter((c) => s.cutShort.includes(BigInt(c.seq))).map((c) => ({ ...c, seq: BigInt(c.seq) })),
+          cut_short: s.cutShort.map((c) => ({ ...c, seq: BigInt(c.seq) })),
           last_receipt: r
             ? {
                 created: msIso(r.created),
@@ -268,9 +268,7 @@ export const outboxStatusCmd: Subcommand<StatusArgs> = {
         if (s.beyond.length) row('beyond', `${s.beyond.length} (not described by the receipt; sent when it is)`);
         if (s.passed.length) row('passed', `${rangesText(toRanges(s.passed))}: the receiver is past these seqs without a record of running them; they are not re-sent`);
         if (s.state?.conflicts.length) row('conflicts', `${rangesText(s.state.conflicts)}: the receiver has other packets at these seqs`);
-        for (const c of s.state?.cut_short ?? []) {
-          if (s.cutShort.includes(BigInt(c.seq))) row('cut short', `seq ${c.seq}: ran on the receiver from ${c.ran_bytes} of its ${c.sent_bytes} bytes; kept, not re-sent (run it there by hand, then remove it)`);
-        }
+        for (const c of s.cutShort) row('cut short', `seq ${c.seq}: ran on the receiver from ${c.ran_bytes} of its ${c.sent_bytes} bytes; kept, not re-sent (run it there by hand, then remove it)`);
         row('receipt', `made ${msIso(r.created)}, applied ${msIso(r.applied_at)}; receiver next seq ${r.next_seq}${r.unreadable ? `, ${r.unreadable} unreadable file(s)` : ''}`);
       } else row('receipt', 'none applied yet: every unacknowledged packet counts as missing');
       if (s.unfinished.length) row('unfinished', `${s.unfinished.map((e) => e.seq).join(', ')} (left by a prepare that did not finish; the next outbox command settles them)`);
