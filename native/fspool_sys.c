@@ -65,6 +65,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 #include <sys/fsuid.h>
+#include <sys/syscall.h>
 #include <pthread.h>
 #include <dlfcn.h>
 #include <stdbool.h>
@@ -447,19 +448,62 @@ static napi_value js_winsize(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* fsIds(uid, gid) -> whether this thread's file-system ids are now uid and gid (setfsuid(2),
- * setfsgid(2): per thread, and only for access to files; signals and the rest of the process
- * keep their ids). A call with an invalid id changes nothing and returns the current one, which
- * is how each is checked. */
+/* fsIds(uid, gid, groups) -> whether this thread's file-system ids are now uid and gid, and its
+ * supplementary groups `groups` (setfsuid(2), setfsgid(2), setgroups(2): per thread, and only
+ * for access to files; signals and the rest of the process keep their ids). The groups count as
+ * much as the ids: root's own (disk, adm, wheel on some systems) would open to the owner whatever
+ * they may write. setgroups is made as the raw system call, which changes the calling thread's
+ * credentials alone; glibc's wrapper would change every thread's, libuv's pool and V8's included.
+ * A call with an invalid id changes nothing and returns the current one, which is how each is
+ * checked. */
 static napi_value js_fs_ids(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], result;
-  uint32_t uid, gid;
+  size_t argc = 3;
+  napi_value argv[3], result, item;
+  uint32_t uid, gid, n = 0, i;
+  bool is_array = false;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 2 || napi_get_value_uint32(env, argv[0], &uid) != napi_ok || napi_get_value_uint32(env, argv[1], &gid) != napi_ok) return throw_errno(env, EINVAL, "setfsuid");
+  if (argc < 3 || napi_get_value_uint32(env, argv[0], &uid) != napi_ok || napi_get_value_uint32(env, argv[1], &gid) != napi_ok ||
+      napi_is_array(env, argv[2], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[2], &n) != napi_ok)
+    return throw_errno(env, EINVAL, "setfsuid");
+  gid_t *list = malloc((n ? n : 1) * sizeof *list);
+  if (!list) return throw_errno(env, ENOMEM, "setgroups");
+  for (i = 0; i < n; i++) {
+    uint32_t g;
+    if (napi_get_element(env, argv[2], i, &item) != napi_ok || napi_get_value_uint32(env, item, &g) != napi_ok) {
+      free(list);
+      return throw_errno(env, EINVAL, "setgroups");
+    }
+    list[i] = g;
+  }
+  bool took = syscall(SYS_setgroups, (size_t)n, list) == 0;
+  free(list);
   setfsgid(gid);
   setfsuid(uid);
-  napi_get_boolean(env, (uint32_t)setfsuid(-1) == uid && (uint32_t)setfsgid(-1) == gid, &result);
+  napi_get_boolean(env, took && (uint32_t)setfsuid(-1) == uid && (uint32_t)setfsgid(-1) == gid, &result);
+  return result;
+}
+
+/* groups() -> this thread's supplementary groups (getgroups(2), which reads the calling
+ * thread's credentials), to be given back after fsIds. */
+static napi_value js_groups(napi_env env, napi_callback_info info) {
+  napi_value result, item;
+  (void)info;
+  int n = getgroups(0, NULL);
+  if (n < 0) return throw_errno(env, errno, "getgroups");
+  gid_t *list = malloc((n ? n : 1) * sizeof *list);
+  if (!list) return throw_errno(env, ENOMEM, "getgroups");
+  n = getgroups(n, list);
+  if (n < 0) {
+    int e = errno;
+    free(list);
+    return throw_errno(env, e, "getgroups");
+  }
+  napi_create_array_with_length(env, (size_t)n, &result);
+  for (int i = 0; i < n; i++) {
+    napi_create_uint32(env, list[i], &item);
+    napi_set_element(env, result, (uint32_t)i, item);
+  }
+  free(list);
   return result;
 }
 
@@ -988,6 +1032,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "clearNonblock", fn);
   napi_create_function(env, "fsIds", NAPI_AUTO_LENGTH, js_fs_ids, NULL, &fn);
   napi_set_named_property(env, exports, "fsIds", fn);
+  napi_create_function(env, "groups", NAPI_AUTO_LENGTH, js_groups, NULL, &fn);
+  napi_set_named_property(env, exports, "groups", fn);
   napi_create_function(env, "isatty", NAPI_AUTO_LENGTH, js_isatty, NULL, &fn);
   napi_set_named_property(env, exports, "isatty", fn);
   napi_create_function(env, "winsize", NAPI_AUTO_LENGTH, js_winsize, NULL, &fn);

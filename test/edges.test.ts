@@ -8,8 +8,12 @@ import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { asNobody, FSPOOL, fspool, makeQueue, NOBODY, openDir, preparePacket, runSync, tempDir } from './helpers/cli.js';
 import { asOwner, foreignOwner } from '../src/queue/owner.js';
+import { native } from '../src/sys/native.js';
 import { makeKey } from './helpers/keys.js';
 import { exists, jobFiles, nextseq, put, waitFor } from './helpers/queue.js';
+
+/** A group root is put in for a test, which no user of the machine has. */
+const GROUP = 4242;
 
 const packet = (seq: number, payload: string, params: string[] = []) => {
   const d = tempDir();
@@ -115,6 +119,15 @@ describe('root in a queue another user owns: what the owner puts in QUEUE/fspool
     expect(statSync(join(rootOnly, 'x')).uid).toBe(0);
     expect(() => asOwner(owner, () => Promise.resolve())).toThrow(/promise/);
     writeFileSync(join(rootOnly, 'y'), '');
+    // Root's supplementary groups are put aside inside the call, and given back after it.
+    const ours = process.getgroups!();
+    process.setgroups!([GROUP]);
+    try {
+      expect(asOwner(owner, () => native().groups())).toEqual([]);
+      expect(native().groups()).toEqual([GROUP]);
+    } finally {
+      process.setgroups!(ours.filter((g) => g !== process.getegid!()));
+    }
   });
 
   it("root run from where the owner cannot read (a clone in a directory of root's own) keeps its journal in the owner's queue", () => {
@@ -180,6 +193,24 @@ describe('root in a queue another user owns: what the owner puts in QUEUE/fspool
     expect(late.code).toBe(1);
     expect(late.stderr).toMatch(/job 1 .* ran, but recording that failed: .*quarantine.*: permission denied \(EACCES\)/);
     untouched(v);
+    expect(jobFiles(q)).toHaveLength(1);
+  });
+
+  it("root's supplementary groups open nothing to the owner: a quarantine made a symlink into a directory only such a group may write gets nothing", () => {
+    const { dir, q } = foreignQueue();
+    // Where root is in more groups than its own (disk, adm, wheel on some systems), a directory
+    // of such a group's, which the owner may neither enter nor write.
+    const grouped = join(dir, 'grouped');
+    mkdirSync(grouped);
+    runSync('chown', [`0:${GROUP}`, grouped]);
+    chmodSync(grouped, 0o770);
+    byOwner('mkdir', join(q, 'fspool'));
+    const swap = `ln -s ${grouped} ${join(q, 'fspool/quarantine')}`;
+    const job = ['--on-error', 'quarantine', 'sh', '--', '-c', `setpriv --reuid ${NOBODY} --regid ${NOBODY} --clear-groups ${swap}; exit 1`];
+    const r = runSync('setpriv', ['--groups', String(GROUP), FSPOOL, 'queue-process', '-q', q, ...job]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/job 1 .* ran, but recording that failed: .*quarantine.*: permission denied \(EACCES\)/);
+    expect(readdirSync(grouped)).toEqual([]);
     expect(jobFiles(q)).toHaveLength(1);
   });
 

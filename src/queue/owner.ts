@@ -2,8 +2,8 @@
 // user a transport writes as). That owner can put anything in the queue's state folder
 // (QUEUE/fspool/), a symlink at any name in it or in place of the folder itself, at any moment.
 // So a root fspool works there as the owner: with the owner's file-system identity
-// (setfsuid(2), per thread) it can open, create, chown and write there only what the owner
-// could, and what it creates is the owner's. A symlink the owner placed cannot take root's
+// (setfsuid(2), per thread) and none of root's supplementary groups, it can open, create, chown
+// and write there only what the owner could, and what it creates is the owner's. A symlink the owner placed cannot take root's
 // privileges anywhere (as root, a database made where a symlinked folder leads, and chowned to
 // the owner so that the owner's processor can write it, would give the owner that directory, or
 // any file there). Only the state folder's own files are touched this way: anything else a step
@@ -35,14 +35,18 @@ export function foreignOwner(queueDir: string): Owner | undefined {
 let taken: Owner | undefined;
 
 /**
- * `fn()` with the file-system identity of `owner` (none: as we are). `fn` must be synchronous:
- * an await would let other work run as the owner, or the owner's work run as root.
+ * `fn()` with the file-system identity of `owner` (none: as we are): the owner's user and group,
+ * and no supplementary group, so no group of root's counts either (the owner's own groups are
+ * not needed in the owner's folder). `fn` must be synchronous: an await would let other work
+ * run as the owner, or the owner's work run as root.
  */
 export function asOwner<T>(owner: Owner | undefined, fn: () => T): T {
   if (!owner || (taken && taken.uid === owner.uid && taken.gid === owner.gid)) return fn();
   if (taken) throw new Error(`working as uid ${taken.uid} already, not as uid ${owner.uid}`);
-  if (!native().fsIds(owner.uid, owner.gid)) {
-    native().fsIds(process.geteuid!(), process.getegid!());
+  const ours = native().groups();
+  const back = () => native().fsIds(process.geteuid!(), process.getegid!(), ours);
+  if (!native().fsIds(owner.uid, owner.gid, [])) {
+    back();
     throw new Error(`cannot work as uid ${owner.uid} (setfsuid)`);
   }
   taken = owner;
@@ -53,7 +57,7 @@ export function asOwner<T>(owner: Owner | undefined, fn: () => T): T {
   } finally {
     taken = undefined;
     // Back to root: the effective ids always may be taken again.
-    if (!native().fsIds(process.geteuid!(), process.getegid!())) throw new Error('cannot take back our own file-system identity (setfsuid)');
+    if (!back()) throw new Error('cannot take back our own file-system identity (setfsuid)');
   }
 }
 

@@ -56,11 +56,13 @@ interface Sys {
   /** SHA-256 of `bytes`, by the OpenSSL Node exports (see native/fspool_sys.c). */
   sha256(bytes: Uint8Array): Buffer;
   /**
-   * Set this thread's file-system user and group ids (setfsuid(2), setfsgid(2)): whose
-   * permissions its opens, creations and chowns get, and who owns what it creates. True if both
-   * took.
+   * Set this thread's file-system user and group ids (setfsuid(2), setfsgid(2)) and its
+   * supplementary groups (setgroups(2), for this thread alone): whose permissions its opens,
+   * creations and chowns get, and who owns what it creates. True if all took.
    */
-  fsIds(uid: number, gid: number): boolean;
+  fsIds(uid: number, gid: number, groups: number[]): boolean;
+  /** This thread's supplementary groups (getgroups(2)), as fsIds takes them. */
+  groups(): number[];
   /** isatty(3), without node:tty (which loads node:net and the streams). */
   isatty(fd: number): boolean;
   /** The columns of the terminal on fd (ioctl TIOCGWINSZ), or undefined if it is none. */
