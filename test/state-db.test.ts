@@ -280,6 +280,21 @@ describe('queue-status', () => {
     expect(json(r)).toMatchObject({ state: 'healthy', next_seq: 1, pending: 1, gap: { seq: 1, waiting: 1, lowest_waiting_seq: 3 } });
   });
 
+  it("a gap is waited on since the first waiting file arrived (its inode change), not since an mtime a sender's copy kept; read from the files and from the header cache alike", () => {
+    const q = setup('fspool-status-since-');
+    const before = Date.now() / 1000;
+    put(q, packet(2, 'p2'));
+    put(q, packet(3, 'p3'));
+    const old = new Date('2001-01-01T00:00:00Z');
+    for (const name of jobs(q)) utimesSync(join(q.q, 'jobs', name), old, old);
+    const arrived = Math.min(...jobs(q).map((name) => statSync(join(q.q, 'jobs', name)).ctimeMs)) / 1000;
+    for (const read of ['files', 'cache']) {
+      const s = json(status(q, ['--json']));
+      expect(s.gap.since_epoch, read).toBeCloseTo(arrived, 3);
+      expect(s.gap.since_epoch, read).toBeGreaterThanOrEqual(Math.floor(before));
+    }
+  });
+
   it('stalled (3): a gap waited on longer than --stalled-after, while no processor runs', () => {
     const q = setup('fspool-status-stalled-');
     put(q, packet(2, 'p2'));

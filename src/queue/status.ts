@@ -7,6 +7,7 @@ import type { Header } from '../packet/header.js';
 import { FAILED_RUNS, type Journal, packetId, type RunRow } from './journal.js';
 import { lockHolder } from './lockHolder.js';
 import { quarantined } from './quarantine.js';
+import type { FileIdentity } from './jobfile.js';
 import type { Queue, ScannedJob } from './queue.js';
 import { lackOfRoom, readOnlyFs } from './room.js';
 
@@ -69,9 +70,13 @@ export interface StatusOptions {
   now?: number;
 }
 
-/** When a file arrived in jobs/: its inode change time, which the rename into jobs/ sets (an
- * mtime may be the sender's, kept by rsync -t). */
-const arrivedMs = (path: string): number | undefined => {
+/**
+ * When a file arrived in jobs/: its inode change time, which the rename into jobs/ sets (an
+ * mtime may be the sender's, kept by rsync -t). The scan's lstat has it, so a queue of many
+ * waiting jobs costs no stat each (a scrape of serve's metrics reads it every time).
+ */
+const arrivedMs = (path: string, identity?: FileIdentity): number | undefined => {
+  if (identity) return identity.ctimeMs;
   try {
     return statSync(path).ctimeMs;
   } catch {
@@ -101,6 +106,7 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
   const now = opts.now ?? Date.now();
   const next = queue.nextseq.readIfExists();
   const jobs: FileJob[] = [];
+  const identities = new Map<FileJob, FileIdentity | undefined>();
   const unreadable: ScannedJob[] = [];
   // Files a processor refused under --require-signature: their headers proved nothing, so they
   // are not jobs (nor due, nor ambiguous beside the genuine packet), but files to look at.
@@ -111,7 +117,11 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
     const why = refused.get(j.name);
     if (!j.header) unreadable.push(j);
     else if (why !== undefined) unreadable.push({ name: j.name, path: j.path, identity: j.identity, error: why, refused: true });
-    else jobs.push({ name: j.name, path: j.path, header: j.header, packet: packets[i]! });
+    else {
+      const job = { name: j.name, path: j.path, header: j.header, packet: packets[i]! };
+      jobs.push(job);
+      identities.set(job, j.identity);
+    }
   }
   const bySeq = new Map<bigint, FileJob[]>();
   for (const j of jobs) bySeq.set(j.header.seq, [...(bySeq.get(j.header.seq) ?? []), j]);
@@ -129,8 +139,11 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
   let gap: Status['gap'];
   if (next !== undefined && due.length === 0 && ahead.length > 0) {
     const waitingFiles = ahead.flatMap(([, f]) => f);
-    const times = waitingFiles.map((f) => arrivedMs(f.path)).filter((t): t is number => t !== undefined);
-    gap = { seq: next, waiting: ahead.length, lowest: ahead[0]![0], since: times.length ? Math.min(...times) : now };
+    // A loop, not Math.min(...times): spread into arguments, a few hundred thousand files
+    // would overflow the stack.
+    let since = Infinity;
+    for (const f of waitingFiles) since = Math.min(since, arrivedMs(f.path, identities.get(f)) ?? Infinity);
+    gap = { seq: next, waiting: ahead.length, lowest: ahead[0]![0], since: since === Infinity ? now : since };
   }
 
   const holder = lockHolder(queue.nextseq.lockPath);
