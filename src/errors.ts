@@ -52,3 +52,8 @@ export function errnoWords(e: unknown): string {
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
   return code ? errnoText(code) : describe(e);
 }
+
+/** Up to `n` of `items`, and how many more: a message names a few files, not every one a queue holds. */
+export function someOf(items: string[], n = 3): string {
+  return items.length <= n ? items.join(', ') : `${items.slice(0, n).join(', ')} and ${items.length - n} more`;
+}

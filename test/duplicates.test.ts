@@ -2,11 +2,11 @@
 // the due seq are one job only if they hold the same bytes. Compared on real files, sparse ones
 // included: a hole is zeros, whichever copy has it, and holes every copy has are not read (a
 // forger's sparse terabytes cost it no disk, and must not cost the processor hours).
-import { closeSync, ftruncateSync, linkSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, linkSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { identical, identicalAsync } from '../src/queue/queue.js';
-import { fspool, makeQueue, plainPacket, runSync, tempDir } from './helpers/cli.js';
+import { FSPOOL, fspool, makeQueue, plainPacket, runSync, tempDir } from './helpers/cli.js';
 import { jobFiles, nextseq } from './helpers/queue.js';
 
 const TiB = 2 ** 40;
@@ -77,6 +77,36 @@ describe('copies of a packet', () => {
     const r = fspool(['queue-process', '-q', q, 'sh', '--', '-c', 'head -c 3 >> "$0"', out]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/seq 1 arrived 2 times with identical content .*; running it once/);
+    expect(readFileSync(out, 'latin1')).toBe('one');
+    expect(nextseq(q)).toBe('2');
+    expect(jobFiles(q)).toEqual([]);
+  });
+
+  it('many copies, distinct files and hard links: compared a batch at a time, so a different last copy is still found', () => {
+    const d = tempDir();
+    const copies = Array.from({ length: 100 }, (_, i) => join(d, `copy-${i}`));
+    for (const c of copies) writeFileSync(c, 'the same packet');
+    for (let i = 0; i < 50; i++) linkSync(copies[0]!, join(d, `link-${i}`));
+    const links = Array.from({ length: 50 }, (_, i) => join(d, `link-${i}`));
+    expect(identical([...links, ...copies])).toBe(true);
+    writeFileSync(join(d, 'last'), 'the same packeT');
+    expect(identical([...copies, ...links, join(d, 'last')])).toBe(false);
+    writeFileSync(join(d, 'longer'), 'the same packet!');
+    expect(identical([...copies, join(d, 'longer')])).toBe(false);
+  });
+
+  it('thousands of copies of the due packet (hard links cost whoever may write jobs/ nothing), more than the processor may open files: one job, run once, every copy removed, a few named', () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    const first = join(q, 'jobs', 'fspl-a.fspl');
+    const bytes = plainPacket(1, Buffer.from('one'));
+    writeFileSync(first, bytes);
+    for (let i = 0; i < 3000; i++) linkSync(first, join(q, 'jobs', `fspl-link-${i}.fspl`));
+    for (let i = 0; i < 100; i++) writeFileSync(join(q, 'jobs', `fspl-copy-${i}.fspl`), bytes);
+    const out = join(d, 'out');
+    const r = runSync('prlimit', ['--nofile=64', FSPOOL, 'queue-process', '-q', q, 'sh', '--', '-c', 'cat >> "$0"', out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/seq 1 arrived 3101 times with identical content \([^,]+, [^,]+, [^,]+ and 3098 more\); running it once/);
     expect(readFileSync(out, 'latin1')).toBe('one');
     expect(nextseq(q)).toBe('2');
     expect(jobFiles(q)).toEqual([]);

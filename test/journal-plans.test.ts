@@ -7,7 +7,7 @@
 // Each statement the journal prepares while it lives one job and judges stale files, and that a
 // receipt's look at the queue prepares, is taken from better-sqlite3 itself and put to EXPLAIN
 // QUERY PLAN on a journal with a long history.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -16,8 +16,9 @@ import { Keyring } from '../src/codec/keys.js';
 import { Journal, type JobRef } from '../src/queue/journal.js';
 import { Queue } from '../src/queue/queue.js';
 import { lookAtQueue } from '../src/queue/receipt.js';
+import { attachState } from '../src/queue/state.js';
 import { StateDb } from '../src/queue/stateDb.js';
-import { tempDir } from './helpers/cli.js';
+import { preparePacket, tempDir } from './helpers/cli.js';
 
 const HISTORY = 20_000;
 
@@ -89,5 +90,37 @@ describe('the journal with a long history', () => {
     }
     db.close();
     state.close();
+  });
+
+  it("forgets the header cache's rows of files that are gone through its primary key, not a walk of the table per file", async () => {
+    const q = tempDir('header-plans-');
+    mkdirSync(join(q, 'jobs'));
+    writeFileSync(join(q, 'nextseq'), '1\n');
+    const fspl = (seq: number) => join(q, 'jobs', `fspl-${seq}.fspl`);
+    for (let seq = 1; seq <= 3; seq++) {
+      writeFileSync(join(q, 'seq'), `${seq}\n`);
+      writeFileSync(fspl(seq), preparePacket(['-s', join(q, 'seq'), '-i', '-'], `job ${seq}`));
+    }
+    const prepared = new Set<string>();
+    const prepare = Database.prototype.prepare;
+    vi.spyOn(Database.prototype, 'prepare').mockImplementation(function (this: Database.Database, sql: string) {
+      prepared.add(sql);
+      return prepare.call(this, sql);
+    });
+    const queue = new Queue(q);
+    const { db: state } = attachState(queue, { create: true, busyMs: 1000, without: 'test', cacheHeaders: true });
+    const ctx = { keys: new Keyring({ defaults: false }) };
+    expect(await queue.scan(ctx)).toHaveLength(3);
+    rmSync(fspl(2));
+    expect(await queue.scan(ctx)).toHaveLength(2);
+    vi.restoreAllMocks();
+    const deletes = [...prepared].filter((sql) => /^DELETE FROM headers\b/.test(sql));
+    expect(deletes).toHaveLength(1);
+    const db = new Database(state!.path, { readonly: true });
+    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${deletes[0]}`).all('x', 'x') as { detail: string }[]).map((r) => r.detail);
+    expect(plan.join('\n')).toMatch(/^SEARCH headers USING PRIMARY KEY \(decoder=\? AND name=\?\)$/);
+    expect(db.prepare('SELECT name FROM headers ORDER BY name').pluck().all()).toEqual(['fspl-1.fspl', 'fspl-3.fspl']);
+    db.close();
+    state!.close();
   });
 });

@@ -168,9 +168,11 @@ export class HeaderIndex implements HeaderSource {
         for (const { name, header: h, identity: id } of store.slice(at, at + BATCH)) {
           put.run(key, name, ...identity(id), String(h.seq), String(h.ctimeSecs), h.ctimeNanos, encodeHeader(h), now);
         }
-        // A file that is gone is gone for every decoder.
-        const drop = tx.stmt('DELETE FROM headers WHERE name = ?');
-        for (const name of gone.slice(at, at + BATCH)) drop.run(name);
+        // A file that is gone is gone for every decoder, each named: by the name alone, the
+        // primary key (decoder, name) is no index, and every delete would read the whole table.
+        const drop = tx.stmt('DELETE FROM headers WHERE decoder = ? AND name = ?');
+        const decoders = gone.length > at ? (tx.stmt('SELECT DISTINCT decoder FROM headers').pluck().all() as string[]) : [];
+        for (const name of gone.slice(at, at + BATCH)) for (const d of decoders) drop.run(d, name);
         return true;
       });
       if (!ok) return;

@@ -12,8 +12,11 @@ export const readable = (j: ScannedJob): j is Readable => j.header !== undefined
 /** What a run knows of jobs/: headers are read once per file and run, not once per job. */
 export class JobIndex {
   private readonly byName = new Map<string, ScannedJob>();
-  /** The readable jobs by seq, in the order they were seen: finding the due job is O(1). */
-  private readonly bySeq = new Map<bigint, Readable[]>();
+  /**
+   * The readable jobs by seq, in the order they were seen: finding the due job is O(1), and so
+   * is forgetting one of many copies (hard links cost whoever may write jobs/ nothing).
+   */
+  private readonly bySeq = new Map<bigint, Set<Readable>>();
 
   constructor(
     private readonly queue: Queue,
@@ -68,8 +71,8 @@ export class JobIndex {
       this.byName.set(j.name, j);
       if (readable(j)) {
         const same = this.bySeq.get(j.header.seq);
-        if (same) same.push(j);
-        else this.bySeq.set(j.header.seq, [j]);
+        if (same) same.add(j);
+        else this.bySeq.set(j.header.seq, new Set([j]));
       }
     }
     return news;
@@ -106,9 +109,9 @@ export class JobIndex {
     if (!j) return;
     this.byName.delete(name);
     if (!readable(j)) return;
-    const rest = (this.bySeq.get(j.header.seq) ?? []).filter((x) => x !== j);
-    if (rest.length > 0) this.bySeq.set(j.header.seq, rest);
-    else this.bySeq.delete(j.header.seq);
+    const same = this.bySeq.get(j.header.seq);
+    same?.delete(j);
+    if (same?.size === 0) this.bySeq.delete(j.header.seq);
   }
 
   /** Files whose header could not be read, so that any of them could be any seq (not those a signature check refused: their seq is known, only untrusted). */

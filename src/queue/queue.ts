@@ -6,7 +6,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, rename
 import { dirname, join } from 'node:path';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { KeyFileError } from '../codec/keys.js';
-import { describe, errnoWords, FspoolError } from '../errors.js';
+import { describe, errnoWords, FspoolError, someOf } from '../errors.js';
 import { log } from '../log.js';
 import { bytesLeft, Progress } from '../progress.js';
 import { randomUUID } from '../sys/lazy.js';
@@ -55,32 +55,63 @@ const privacy = (stat: { mode: number }): { private?: true } => ((stat.mode & 0o
 const COMPARE_READ = 1 << 20;
 const COMPARE_TURN = 64 << 20;
 
+/** Files compared against the first at once: whoever may write jobs/ may drop any number of copies. */
+const COMPARE_BATCH = 32;
+
 /**
  * A comparison of the files' bytes, a turn at a time: `turn()` compares up to `bytes` more and
  * says true or false once it knows, undefined while there is more. Hard links of one file are
  * the same bytes without a read, and a hole that every copy has (sparse files: a forger's
- * terabytes cost it no disk) is skipped without one.
+ * terabytes cost it no disk) is skipped without one. The copies are looked at one at a time and
+ * compared with the first a batch at a time, so that tens of thousands of them (hard links cost
+ * a forger nothing) need neither as many descriptors nor as many buffers.
  */
 function comparison(paths: string[]): { turn(bytes: number): boolean | undefined; close(): void } {
-  const fds: number[] = [];
   let verdict: boolean | undefined;
-  let size = 0;
-  let pos = 0;
+  const { fd: first, stat: firstStat } = openJobFile(paths[0]!);
+  const size = firstStat.size;
+  // The first is held open throughout, so every batch compares with the same bytes.
+  let batch: number[] = [];
+  const close = () => {
+    for (const fd of batch) closeSync(fd);
+    batch = [];
+  };
+  const others: string[] = [];
   try {
-    const stats = paths.map((p) => {
+    const seen = new Set([`${firstStat.dev}:${firstStat.ino}`]);
+    for (const p of paths.slice(1)) {
       const { fd, stat } = openJobFile(p);
-      fds.push(fd);
-      return stat;
-    });
-    size = stats[0]!.size;
-    if (stats.some((s) => s.size !== size)) verdict = false;
-    else if (stats.every((s) => s.dev === stats[0]!.dev && s.ino === stats[0]!.ino)) verdict = true;
+      closeSync(fd);
+      if (stat.size !== size) verdict = false;
+      const inode = `${stat.dev}:${stat.ino}`;
+      if (!seen.has(inode)) {
+        seen.add(inode);
+        others.push(p);
+      }
+    }
   } catch (e) {
-    for (const fd of fds) closeSync(fd);
+    closeSync(first);
     throw e;
   }
-  const bufs = fds.map(() => Buffer.allocUnsafe(COMPARE_READ));
+  if (verdict === undefined && others.length === 0) verdict = true;
+  let next = 0;
+  let pos = 0;
+  const bufs: Buffer[] = [Buffer.allocUnsafe(COMPARE_READ)];
   const sys = native();
+  /** The next batch of copies opened, from the start; false when none is left. */
+  const openBatch = (): boolean => {
+    close();
+    pos = 0;
+    for (const p of others.slice(next, next + COMPARE_BATCH)) {
+      const { fd, stat } = openJobFile(p);
+      batch.push(fd);
+      // Changed since it was looked at: a difference, never a compare of other bytes.
+      if (stat.size !== size) verdict = false;
+    }
+    next += batch.length;
+    while (bufs.length <= batch.length) bufs.push(Buffer.allocUnsafe(COMPARE_READ));
+    return batch.length > 0;
+  };
   /**
    * From `pos`: how far the next stretch goes in which no copy changes between data and hole,
    * and whether every copy is in a hole there (then it is zeros in all: nothing to read).
@@ -88,7 +119,7 @@ function comparison(paths: string[]): { turn(bytes: number): boolean | undefined
   const stretch = (): { end: number; holes: boolean } => {
     let end = size;
     let holes = true;
-    for (const fd of fds) {
+    for (const fd of [first, ...batch]) {
       const data = sys.seek(fd, pos, false);
       if (data === pos) {
         holes = false;
@@ -101,28 +132,40 @@ function comparison(paths: string[]): { turn(bytes: number): boolean | undefined
   };
   return {
     turn(bytes: number) {
-      const end = Math.min(size, pos + bytes);
-      while (verdict === undefined && pos < end) {
-        const s = stretch();
-        if (s.holes) {
-          pos = s.end;
-          continue;
+      let budget = bytes;
+      while (verdict === undefined && budget > 0) {
+        if (batch.length === 0 || pos >= size) {
+          if (!openBatch()) {
+            verdict = true;
+            break;
+          }
+          if (verdict !== undefined) break;
         }
-        const len = Math.min(COMPARE_READ, s.end - pos);
-        const n = readSync(fds[0]!, bufs[0]!, 0, len, pos);
-        // A short read (the file shrank meanwhile) is a difference, never a compare of stale bytes.
-        if (n !== len) verdict = false;
-        for (let i = 1; i < fds.length && verdict === undefined; i++) {
-          const m = readSync(fds[i]!, bufs[i]!, 0, len, pos);
-          if (m !== n || !bufs[i]!.subarray(0, n).equals(bufs[0]!.subarray(0, n))) verdict = false;
+        const end = Math.min(size, pos + budget);
+        while (verdict === undefined && pos < end) {
+          const s = stretch();
+          if (s.holes) {
+            budget -= s.end - pos;
+            pos = s.end;
+            continue;
+          }
+          const len = Math.min(COMPARE_READ, s.end - pos);
+          const n = readSync(first, bufs[0]!, 0, len, pos);
+          // A short read (the file shrank meanwhile) is a difference, never a compare of stale bytes.
+          if (n !== len) verdict = false;
+          for (let i = 0; i < batch.length && verdict === undefined; i++) {
+            const m = readSync(batch[i]!, bufs[i + 1]!, 0, len, pos);
+            if (m !== n || !bufs[i + 1]!.subarray(0, n).equals(bufs[0]!.subarray(0, n))) verdict = false;
+          }
+          pos += len;
+          budget -= len;
         }
-        pos += len;
       }
-      if (verdict === undefined && pos >= size) verdict = true;
       return verdict;
     },
     close() {
-      for (const fd of fds) closeSync(fd);
+      close();
+      closeSync(first);
     },
   };
 }
@@ -419,7 +462,7 @@ export class Queue {
       throw new FspoolError(`job ${seq} not found in queue ${this.dir}${hint}`);
     }
     if (hits.length > 1 && !identical(hits.map((h) => h.path))) {
-      throw new FspoolError(`job ${seq} is ambiguous: ${hits.map((h) => h.path).join(', ')} hold different packets`);
+      throw new FspoolError(`job ${seq} is ambiguous: ${someOf(hits.map((h) => h.path))} hold different packets`);
     }
     return hits[0]!;
   }

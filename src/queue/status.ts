@@ -3,6 +3,7 @@
 // monitoring: healthy, stalled (work is waiting and nothing has moved it for a while) or
 // failing (a person is needed).
 import { statSync } from 'node:fs';
+import { someOf } from '../errors.js';
 import type { Header } from '../packet/header.js';
 import { FAILED_RUNS, type Journal, packetId, type RunRow } from './journal.js';
 import { lockHolder } from './lockHolder.js';
@@ -124,7 +125,13 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
     }
   }
   const bySeq = new Map<bigint, FileJob[]>();
-  for (const j of jobs) bySeq.set(j.header.seq, [...(bySeq.get(j.header.seq) ?? []), j]);
+  for (const j of jobs) {
+    const same = bySeq.get(j.header.seq);
+    // Pushed, not copied: a copy per file is quadratic in the copies of one seq, and hard links
+    // make tens of thousands of them cost nothing to whoever may write jobs/.
+    if (same) same.push(j);
+    else bySeq.set(j.header.seq, [j]);
+  }
 
   const stale = next === undefined ? [] : staleJobs(jobs, next, journal);
   const ahead = [...bySeq.entries()].filter(([seq]) => next === undefined || seq >= next).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
@@ -184,10 +191,6 @@ function noRoom(queue: Queue): string | undefined {
 }
 
 /** The first few of a list, for a reason that must stay one line. */
-function some(items: string[], n = 3): string {
-  return items.length <= n ? items.join(', ') : `${items.slice(0, n).join(', ')} and ${items.length - n} more`;
-}
-
 /** When the journal's latest run ended, if one did. */
 function lastEnd(s: Status): number | undefined {
   const ends = [s.lastSuccess?.endedAt, s.lastFailure?.endedAt].filter((t): t is number => typeof t === 'number');
@@ -207,17 +210,17 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
   }
   if (s.noRoom) failing.push(s.noRoom);
   if (s.quarantine.length > 0) {
-    failing.push(`${s.quarantine.length} job(s) in quarantine wait for a person: ${some(s.quarantine)}; see queue-quarantine`);
+    failing.push(`${s.quarantine.length} job(s) in quarantine wait for a person: ${someOf(s.quarantine)}; see queue-quarantine`);
   }
   if (s.unreadable.length > 0) {
-    const files = some(s.unreadable.map((u) => `${u.name} (${u.error})`));
+    const files = someOf(s.unreadable.map((u) => `${u.name} (${u.error})`));
     failing.push(`${s.unreadable.length} job file(s) cannot be read: ${files}; ${unreadableFix(s.unreadable)}`);
   }
   const neverRan = journal.active ? s.stale.filter((f) => !f.processed && !f.ran) : [];
   if (neverRan.length > 0) {
     const lowest = neverRan.reduce((m, f) => (f.header.seq < m ? f.header.seq : m), neverRan[0]!.header.seq);
     failing.push(
-      `${neverRan.length} packet(s) below next seq ${s.nextSeq} never ran here: ${some(neverRan.map((f) => `${f.name} (seq ${f.header.seq})`))}; ` +
+      `${neverRan.length} packet(s) below next seq ${s.nextSeq} never ran here: ${someOf(neverRan.map((f) => `${f.name} (seq ${f.header.seq})`))}; ` +
         `if their sender restarted its numbering, queue-set-next ${lowest} runs them; if not, queue-clean --stale --force removes them`,
     );
   }

@@ -4,7 +4,7 @@
 // serve`); `queue-process` is the one-queue case. The life of each job is in lifecycle.ts.
 import { statSync, watch as watchFs } from 'node:fs';
 import type { DecodeContext } from '../codec/decode.js';
-import { describe, FspoolError } from '../errors.js';
+import { describe, FspoolError, someOf } from '../errors.js';
 import { U64_MAX } from '../packet/header.js';
 import type { FileLock } from '../queue/lock.js';
 import { FAILURES, type Journal } from '../queue/journal.js';
@@ -230,7 +230,7 @@ export class QueueProcessor {
     const later = all.filter((j): j is Readable => readable(j) && j.header.seq > next);
     const bad = this.index.unreadable();
     if (bad.length > 0) {
-      const files = bad.slice(0, 3).map((j) => `${j.path} (${j.error})`).join(', ') + (bad.length > 3 ? ` and ${bad.length - 3} more` : '');
+      const files = someOf(bad.map((j) => `${j.path} (${j.error})`));
       throw new QueueBlocked(`seq ${next} not found, and ${bad.length} job file(s) that cannot be read could hold it: ${files}; ${unreadableFix(bad)}`);
     }
     if (later.length > 0 && this.reportedGap !== next) {
@@ -328,8 +328,8 @@ export class QueueProcessor {
       if (candidates.length > 1) {
         const same = await identicalAsync(paths, () => ctx.stop.stopping);
         if (same === undefined) return 0;
-        if (!same) throw new QueueBlocked(`seq ${next} is ambiguous: ${paths.join(', ')} hold different packets; remove the wrong one`);
-        ctx.log.warn(`seq ${next} arrived ${candidates.length} times with identical content (${paths.join(', ')}); running it once`);
+        if (!same) throw new QueueBlocked(`seq ${next} is ambiguous: ${someOf(paths)} hold different packets; remove the wrong one`);
+        ctx.log.warn(`seq ${next} arrived ${candidates.length} times with identical content (${someOf(paths)}); running it once`);
       }
       if (next === U64_MAX) {
         throw new FspoolError(`job ${next} is at the largest sequence number: nextseq could not advance past it; reset the queue with queue-set-next`);

@@ -37,7 +37,9 @@ export function recover(p: Pick<Processing, 'queue' | 'journal' | 'ctx'>, jobs: 
   for (const j of jobs) {
     if (!j.header) continue;
     const id = packetId(j.header);
-    ids.set(id, [...(ids.get(id) ?? []), j]);
+    const same = ids.get(id);
+    if (same) same.push(j);
+    else ids.set(id, [j]);
   }
   const gone: string[] = [];
   for (const r of pending) {
