@@ -4,7 +4,7 @@
 // (spec/processing.md, "Threat model"). Packets here are built byte by byte with fspool's own
 // encoder, which writes whatever bytes it is given, including those a sender could not have.
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
@@ -253,6 +253,28 @@ describe('hostile names', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.toString()).toBe('onetwo');
     expect(r.stderr).not.toContain('\x1b');
+  });
+
+  it('a name as long as a file system takes (255 bytes), failing under --on-error quarantine: kept under a shorter name, its note naming the whole, and the queue goes on', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    // Multi-byte characters where the cut falls: never cut inside one.
+    const long = `fspl-${'é'.repeat(60)}${'x'.repeat(125)}.fspl`;
+    expect(Buffer.byteLength(long)).toBe(255);
+    put(q, plain(1, 'one'), long);
+    put(q, plain(2, 'two'));
+    const r = fspool(['queue-process', '-q', q, '--on-error', 'quarantine', 'sh', '--', '-c', 'cat; [ "$FSPL_SEQ" != 1 ]']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.toString()).toBe('onetwo');
+    expect(nextseq(q)).toBe('3');
+    const kept = readdirSync(join(q, 'fspool/quarantine')).filter((n) => n.endsWith('.fspl'));
+    expect(kept).toHaveLength(1);
+    expect(kept[0]).toMatch(/^fspl-(é)+x*~2\.fspl$/);
+    expect(Buffer.byteLength(kept[0]!)).toBeLessThanOrEqual(245);
+    expect(JSON.parse(readFileSync(join(q, 'fspool/quarantine', `${kept[0]}.json`), 'utf8')).file).toBe(long);
+    const listed = fspool(['queue-quarantine', '-q', q]);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout.toString()).toContain(kept[0]);
   });
 
   it('--output-to saveboth writes a fresh NAME.out, never through a symlink placed there', () => {

@@ -41,12 +41,33 @@ function ensureDir(path: string): void {
   fsyncDir(join(path, '..'));
 }
 
-/** A name in quarantine/ not taken by another packet: NAME, else NAME with ~2, ~3... */
+/**
+ * The longest name a packet keeps in quarantine/: its note's temp file, `.NAME.json.tmp`, is 10
+ * bytes longer, and a file system takes 255. A job's name may be as long as any (its writer
+ * chooses it), and a move that can never succeed would stop the queue at every run.
+ */
+const KEPT_NAME_MAX = 255 - '..json.tmp'.length;
+
+/** `name` cut to at most `max` bytes of UTF-8, never inside a character. */
+function cutTo(name: string, max: number): string {
+  const bytes = Buffer.from(name);
+  if (bytes.length <= max) return name;
+  let end = max;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end).toString();
+}
+
+/**
+ * A name in quarantine/ not taken by another packet: NAME, else NAME with ~2, ~3...; a NAME too
+ * long to keep beside its note is cut, and then always given a ~N (its note keeps the whole).
+ */
 function freeName(dir: string, name: string): string {
-  if (!existsSync(join(dir, name))) return name;
+  const fits = Buffer.byteLength(name) <= KEPT_NAME_MAX;
+  if (fits && !existsSync(join(dir, name))) return name;
   const base = name.replace(/\.fspl$/, '');
   for (let i = 2; ; i++) {
-    const n = `${base}~${i}.fspl`;
+    const suffix = `~${i}.fspl`;
+    const n = `${fits ? base : cutTo(base, KEPT_NAME_MAX - suffix.length)}${suffix}`;
     if (!existsSync(join(dir, n))) return n;
   }
 }
