@@ -366,6 +366,30 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     expect(allInJobs(q)).toEqual([]);
   });
 
+  it('--delivery verified with no room to decode into: this machine\'s trouble, not the packet\'s; the job stays (not deleted by --on-error delete), and runs once there is room', () => {
+    const fs = tinyFs('2m');
+    const q = makeQueue(fs);
+    const payload = randomBytes(1_400_000);
+    put(q, run(['prepare', '-s', '-', '-i', '-', '--zstd'], { input: payload }).stdout);
+    const [job] = allInJobs(q);
+    const out = join(tempDir('fspool-verified-full-'), 'out');
+    const receiver = ['sh', '--', '-c', `cat > ${out}`];
+    const r = run(['queue-process', '-q', q, '--delivery', 'verified', '--on-error', 'delete', ...receiver]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/^Error: job 1 \(.*\): cannot decode into .*\/fspool\/tmp: .*\(ENOSPC\); the command was not started; free space there, and run it again$/m);
+    expect(r.stderr).not.toMatch(/ERROR|failed/);
+    expect(existsSync(out)).toBe(false);
+    expect(allInJobs(q)).toEqual([job]);
+    expect(nextseqText(q)).toBe('1\n');
+    // Room again: it runs, whole, once.
+    expect(spawnSync('mount', ['-o', 'remount,size=8m', fs]).status).toBe(0);
+    const again = run(['queue-process', '-q', q, '--delivery', 'verified', '--on-error', 'delete', ...receiver]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(readFileSync(out).equals(payload)).toBe(true);
+    expect(nextseqText(q)).toBe('2\n');
+    expect(allInJobs(q)).toEqual([]);
+  });
+
   it('a watch whose journal a full disk broke takes it up again once there is room: the next job is journaled, the lost attempt closed', async () => {
     const fs = tinyFs();
     const q = makeQueue(fs);

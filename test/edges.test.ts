@@ -196,6 +196,27 @@ describe('root in a queue another user owns: what the owner puts in QUEUE/fspool
     expect(jobFiles(q)).toHaveLength(1);
   });
 
+  it('a symlink at QUEUE/fspool/tmp (where --delivery verified decodes): root makes nothing where it leads; the job is not run, and stays', () => {
+    const zstdPacket = preparePacket(['-s', '-', '-i', '-', '--zstd'], 'secret payload');
+    const { dir, v, q } = foreignQueue(zstdPacket);
+    byOwner('mkdir', join(q, 'fspool'));
+    byOwner('ln', '-s', v, join(q, 'fspool/tmp'));
+    const out = join(dir, 'out');
+    const r = fspool(['queue-process', '-q', q, '--delivery', 'verified', '--on-error', 'delete', 'sh', '--', '-c', `cat > ${out}`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^Error: job 1 \(.*\): cannot decode into .*\/fspool\/tmp: .*\/fspool\/tmp is a symlink, which fspool does not follow there; replace the symlink with what it points to, or remove it; the command was not started$/m);
+    expect(exists(out)).toBe(false);
+    untouched(v);
+    expect(jobFiles(q)).toHaveLength(1);
+    // Without the symlink, root's run makes the folder as the owner's, and decodes there.
+    runSync('rm', [join(q, 'fspool/tmp')]);
+    const again = fspool(['queue-process', '-q', q, '--delivery', 'verified', 'sh', '--', '-c', `cat > ${out}`]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(readFileSync(out, 'utf8')).toBe('secret payload');
+    expect(statSync(join(q, 'fspool/tmp')).uid).toBe(NOBODY);
+    expect(readdirSync(join(q, 'fspool/tmp'))).toEqual([]);
+  });
+
   it("root's supplementary groups open nothing to the owner: a quarantine made a symlink into a directory only such a group may write gets nothing", () => {
     const { dir, q } = foreignQueue();
     // Where root is in more groups than its own (disk, adm, wheel on some systems), a directory

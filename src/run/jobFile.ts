@@ -32,7 +32,13 @@ export interface FileRunOptions extends Omit<RunOptions, 'outputFile'> {
  * signature is missing or wrong, or could not be verified within --timeout (the file is
  * unreadable, whatever seq it claims).
  */
-export type Skip = { skip: 'vanished' } | ({ skip: 'unverified' } & Unverified);
+/**
+ * Not the job after all: the file is gone or replaced (`vanished`), or does not prove a required
+ * signature (`unverified`); or the job could not be started for this machine's trouble
+ * (`not-started`: no room to decode into, a decode folder that may not be used), which is no
+ * outcome of the packet's: it stays due, and no --on-error or --retries sees it.
+ */
+export type Skip = { skip: 'vanished' } | ({ skip: 'unverified' } & Unverified) | { skip: 'not-started'; reason: string };
 
 /** The file the scan read, opened again and still under its name; undefined if it was removed or replaced since. */
 function reopen(job: Readable): number | undefined {
@@ -146,6 +152,7 @@ export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions,
       const stopped = interrupted();
       if (stopped) return stopped;
       if (prepared.unverified) return { skip: 'unverified', reason: prepared.reason, timedOut: prepared.timedOut };
+      if (prepared.local) return { skip: 'not-started', reason: prepared.reason };
       return { ok: false, reason: prepared.reason, ...(prepared.timedOut ? { facts: { kind: 'timeout', bytes: 0 } } : {}) };
     }
     cleanup = prepared.cleanup;

@@ -42,7 +42,7 @@ export interface Processing {
 export type JobFile = Pick<ScannedJob, 'name' | 'identity'>;
 
 /** How a job's life ended: skipped (not the job after all), or over with this effect on the run. */
-export type JobEnd = Skip | { action: Action | undefined; effect: RunEffect };
+export type JobEnd = Exclude<Skip, { skip: 'not-started' }> | { action: Action | undefined; effect: RunEffect };
 
 /** A job whose completion could not be recorded, so it was not started (no space, say). */
 export class NotStarted extends FspoolError {
@@ -117,6 +117,7 @@ export async function lifeOfJob(p: Processing, job: Readable, copies: Readable[]
       ran?.('skip' in o ? undefined : { outcome: factsOf(o).kind, seconds: (Date.now() - started) / 1000, bytes: o.facts?.bytes ?? 0 });
       if ('skip' in o) {
         journal.discard(attempt);
+        if (o.skip === 'not-started') throw new NotStarted(`${label}: ${o.reason}`);
         return o;
       }
       outcome = o;

@@ -13,18 +13,18 @@
 // starts, and an OpenPGP signature is only checked at the end of the message. So in `stream`
 // mode the packet is decoded and verified once without a receiver, then decoded again into the
 // receiver; `verified` mode does that by construction.
-import { closeSync, mkdirSync, openSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, constants, lstatSync, mkdirSync, openSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import type { Keyring } from '../codec/keys.js';
 import type { Drained, OpenedPacket, Sink, StreamPacket } from '../codec/decode.js';
-import { describe } from '../errors.js';
+import { describe, FspoolError } from '../errors.js';
 import { encodeHeader } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
 import { Progress } from '../progress.js';
 import { randomUUID } from '../sys/lazy.js';
 import { after } from '../sys/timer.js';
 import type { PayloadSource } from './job.js';
-import { asOwner, type Owner } from '../queue/owner.js';
+import { asOwner, type Owner, SYMLINK_FIX, symlinkProblem } from '../queue/owner.js';
 
 export type DeliveryMode = 'stream' | 'verified';
 
@@ -57,9 +57,10 @@ export type Prepared =
   /**
    * `unverified`: a signature was required and the packet did not prove it: its header (the
    * seq it claims included) cannot be trusted, so it is no job at all, not a failed one.
-   * `timedOut`: --timeout stopped the pass.
+   * `timedOut`: --timeout stopped the pass. `local`: the trouble is this machine's (no room to
+   * decode into, a decode folder that may not be used), not the packet's.
    */
-  | { ok: false; reason: string; unverified?: boolean; timedOut?: boolean };
+  | { ok: false; reason: string; unverified?: boolean; timedOut?: boolean; local?: boolean };
 
 /**
  * One pass over the payload before the receiver starts (verifying it, or decoding it into the
@@ -97,14 +98,70 @@ async function pass(p: StreamPacket, sink: Sink, each: (chunk: Buffer) => void, 
   }
 }
 
+/**
+ * The folder to decode into, opened: `path` names it, as openat would, for as long as `close()`
+ * is not called. A root fspool in a queue another user owns (`owner`) opens the two names that
+ * user controls, the state folder and its `tmp/`, each below the one before and without
+ * following a symlink (through /proc/self/fd), and makes them as the owner when missing: a
+ * symlink the owner put at either leads root nowhere (owner.ts).
+ */
+function openSpoolDir(dir: string, owner: Owner | undefined): { path: string; close(): void } {
+  if (!owner) {
+    mkdirSync(dir, { recursive: true });
+    return { path: dir, close() {} };
+  }
+  let fd = openSync(dirname(dirname(dir)), constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    for (const path of [dirname(dir), dir]) {
+      const at = `/proc/self/fd/${fd}/${basename(path)}`;
+      asOwner(owner, () => {
+        try {
+          mkdirSync(at);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        }
+      });
+      let next: number;
+      try {
+        next = openSync(at, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+      } catch (e) {
+        // O_NOFOLLOW with O_DIRECTORY: a symlink is ENOTDIR, as a file is.
+        if ((e as NodeJS.ErrnoException).code === 'ENOTDIR' && lstatSync(at, { throwIfNoEntry: false })?.isSymbolicLink()) {
+          throw new FspoolError(`${symlinkProblem(path)}; ${SYMLINK_FIX}`);
+        }
+        throw e;
+      }
+      closeSync(fd);
+      fd = next;
+    }
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  return { path: `/proc/self/fd/${fd}`, close: () => closeSync(fd) };
+}
+
 /** Decode the payload into a temp file that is unlinked at once, and verify it. */
 async function spool(p: StreamPacket, opts: SourceOptions): Promise<{ fd: number } | { reason: string; local: boolean; timedOut?: boolean }> {
   const dir = opts.spoolDir;
-  // The temp file itself is root's when we are root, and readable by no one else: it holds
-  // the plaintext.
-  asOwner(opts.spoolAs, () => mkdirSync(dir, { recursive: true }));
+  let into: { path: string; close(): void };
+  try {
+    into = openSpoolDir(dir, opts.spoolAs);
+  } catch (e) {
+    p.abort();
+    return { reason: `cannot decode into ${dir}: ${describe(e)}; the command was not started`, local: true };
+  }
+  try {
+    return await spoolInto(p, opts, dir, into.path);
+  } finally {
+    into.close();
+  }
+}
+
+/** spool(), into the folder `dir` opened as `at`. */
+async function spoolInto(p: StreamPacket, opts: SourceOptions, dir: string, at: string): Promise<{ fd: number } | { reason: string; local: boolean; timedOut?: boolean }> {
   if (opts.spoolAtLeast !== undefined) {
-    const st = statfsSync(dir);
+    const st = statfsSync(at);
     const free = st.bavail * st.bsize;
     if (free < opts.spoolAtLeast) {
       p.abort();
@@ -113,7 +170,9 @@ async function spool(p: StreamPacket, opts: SourceOptions): Promise<{ fd: number
     }
   }
   const progress = Progress.start(`decode seq ${p.header.seq} into ${dir}`);
-  const path = join(dir, `decoded-${randomUUID()}.tmp`);
+  // The temp file itself is root's when we are root, and readable by no one else: it holds
+  // the plaintext.
+  const path = join(at, `decoded-${randomUUID()}.tmp`);
   const fd = openSync(path, 'wx+', 0o600);
   // Unlinked now, so no outcome (not even a crash) leaves it behind; the fd keeps the data.
   unlinkSync(path);
@@ -130,8 +189,10 @@ async function spool(p: StreamPacket, opts: SourceOptions): Promise<{ fd: number
   p.abort();
   if (expired) return { reason: `${timedOut('decoded', opts.timeoutSeconds!)}; the command was not started`, local: false, timedOut: true };
   // A write that failed (a full disk) is this machine's trouble, not the packet's.
-  const local = (failure as NodeJS.ErrnoException).syscall === 'write';
-  return { reason: `${describe(failure)}; the command was not started`, local };
+  const e = failure as NodeJS.ErrnoException;
+  if (e.syscall !== 'write') return { reason: `${describe(failure)}; the command was not started`, local: false };
+  const room = e.code === 'ENOSPC' || e.code === 'EDQUOT' ? `; free space there${opts.spoolOption ? `, or decode elsewhere with ${opts.spoolOption} DIR` : ''}, and run it again` : '';
+  return { reason: `cannot decode into ${dir}: ${describe(failure)}; the command was not started${room}`, local: true };
 }
 
 /** A worker's drain that did not end verified: why, as an error. */
@@ -178,7 +239,7 @@ export async function preparePayload(p: OpenedPacket, opts: SourceOptions): Prom
   }
   if (opts.mode === 'verified' || (opts.keys.requiresSignature && !opts.reopen)) {
     const s = await spool(p, opts);
-    if ('reason' in s) return { ok: false, reason: s.reason, unverified: opts.keys.requiresSignature && !s.local, timedOut: s.timedOut };
+    if ('reason' in s) return { ok: false, reason: s.reason, unverified: opts.keys.requiresSignature && !s.local, timedOut: s.timedOut, local: s.local };
     return { ok: true, header: p.header, payload: { kind: 'fd', fd: s.fd, offset: 0 }, layers: p.layers, cleanup: () => closeSync(s.fd) };
   }
   let live = p;
