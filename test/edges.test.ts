@@ -196,6 +196,24 @@ describe('root in a queue another user owns: what the owner puts in QUEUE/fspool
     expect(jobFiles(q)).toHaveLength(1);
   });
 
+  it("root killed mid-job leaves nextseq.temp the owner's: fspl run as the owner replaces it and moves on, as it does its own", () => {
+    const { dir, q } = foreignQueue();
+    const log = join(dir, 'ran');
+    writeFileSync(log, '');
+    chmodSync(log, 0o666);
+    const receiver = ['sh', '--', '-c', `cat >/dev/null; echo "ran $FSPL_SEQ" >> ${log}`];
+    const crashed = fspool(['queue-process', '-q', q, ...receiver], { env: { ...process.env, FSPOOL_CRASH_AT: 'receiver-exited' } });
+    expect(crashed.signal).toBe('SIGKILL');
+    expect(statSync(join(q, 'nextseq.temp')).uid).toBe(NOBODY);
+    const owners = byOwner('fspl', 'queue-process', '-q', q, ...receiver);
+    expect(owners.code, owners.stderr).toBe(0);
+    expect(readFileSync(join(q, 'nextseq'), 'utf8')).toBe('2\n');
+    // Run by root, then (the journal not having its outcome) again by fspl, which reads none.
+    expect(readFileSync(log, 'utf8')).toBe('ran 1\nran 1\n');
+    expect(byOwner('fspl', 'queue-process', '-q', q, ...receiver).code).toBe(0);
+    expect(readFileSync(log, 'utf8')).toBe('ran 1\nran 1\n');
+  });
+
   it('a symlink at QUEUE/fspool/tmp (where --delivery verified decodes): root makes nothing where it leads; the job is not run, and stays', () => {
     const zstdPacket = preparePacket(['-s', '-', '-i', '-', '--zstd'], 'secret payload');
     const { dir, v, q } = foreignQueue(zstdPacket);

@@ -12,6 +12,7 @@ import { bytesLeft, Progress } from '../progress.js';
 import { randomUUID } from '../sys/lazy.js';
 import type { Header } from '../packet/header.js';
 import { ownerAndMode, READ_ONLY, who, writable } from '../sys/access.js';
+import { foreignOwner } from './owner.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { fsyncDir } from '../sys/durable.js';
 import { copyFd } from '../sys/fd.js';
@@ -250,7 +251,7 @@ export class Queue {
   /** `dir` is kept as the user gave it: it is what FSPL_JOB_QUEUEDIR shows. */
   constructor(readonly dir: string) {
     this.jobsDir = `${dir}/jobs`;
-    this.nextseq = new SeqFile(join(dir, 'nextseq'));
+    this.nextseq = new SeqFile(join(dir, 'nextseq'), () => foreignOwner(dir));
   }
 
   /**

@@ -3,7 +3,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
 import { describe, FspoolError } from '../errors.js';
 import { U64_MAX } from '../packet/header.js';
-import { renameDurably, writeSynced, writeSyncedConcurrently } from '../sys/durable.js';
+import { type FileOwner, renameDurably, writeSynced, writeSyncedConcurrently } from '../sys/durable.js';
 import { FileLock } from './lock.js';
 
 const SET_IT_AGAIN = "; set it again: queue-set-next for a queue's nextseq, prepare-set-next for a sender's seqfile";
@@ -31,7 +31,18 @@ export interface Staged {
 const SEQ_READ_MAX = 4096;
 
 export class SeqFile {
-  constructor(readonly path: string) {}
+  /**
+   * `ownerOf`: whom a temp file made here is given to, asked at the first staging: the queue's
+   * owner when a root processor works in a queue another user owns. A crash between staging and
+   * commit leaves the temp file behind, and fspl run as the owner, which truncates and replaces
+   * it, could not write one of root's: the job would run at every fspl run, and never advance.
+   */
+  constructor(
+    readonly path: string,
+    private readonly ownerOf: () => FileOwner | undefined = () => undefined,
+  ) {}
+
+  private owner?: { is: FileOwner | undefined };
 
   get lockPath(): string {
     return `${this.path}.lock`;
@@ -85,7 +96,7 @@ export class SeqFile {
   stage(n: bigint): Staged {
     const temp = this.tempFor(n);
     try {
-      writeSynced(temp, `${n}\n`);
+      writeSynced(temp, `${n}\n`, this.tempOwner());
     } catch (e) {
       throw new FspoolError(`cannot write ${temp}: ${describe(e)}`);
     }
@@ -104,7 +115,7 @@ export class SeqFile {
     const temp = this.tempFor(n);
     let written: Promise<void>;
     try {
-      written = writeSyncedConcurrently(temp, `${n}\n`);
+      written = writeSyncedConcurrently(temp, `${n}\n`, this.tempOwner());
     } catch (e) {
       throw new FspoolError(`cannot write ${temp}: ${describe(e)}`);
     }
@@ -112,6 +123,11 @@ export class SeqFile {
       () => this.staged(temp),
       (e) => Promise.reject(new FspoolError(`cannot write ${temp}: ${describe(e)}`)),
     );
+  }
+
+  private tempOwner(): FileOwner | undefined {
+    this.owner ??= { is: this.ownerOf() };
+    return this.owner.is;
   }
 
   private tempFor(n: bigint): string {

@@ -90,7 +90,9 @@ const iso = (ms: number) => new Date(ms).toISOString();
 /**
  * Whether the queue's processor may use the blocks reserved for root. nextseq is the
  * processor's own file (each commit renames its temp file into place), so its owner is the
- * processor's user; without one, the queue directory's owner.
+ * processor's user; without one, the queue directory's owner. A root processor of a queue another
+ * user owns leaves it that user's (seqfile.ts), and is judged as that user: a room that root's
+ * reserved blocks would still give is not counted on, as the owner's tools cannot use it.
  */
 function writerIsRoot(queue: Queue): boolean {
   for (const path of [queue.nextseq.path, queue.dir]) {
@@ -190,7 +192,6 @@ function noRoom(queue: Queue): string | undefined {
   return lack && `${lack}: no job runs until there is room; free some space`;
 }
 
-/** The first few of a list, for a reason that must stay one line. */
 /** When the journal's latest run ended, if one did. */
 function lastEnd(s: Status): number | undefined {
   const ends = [s.lastSuccess?.endedAt, s.lastFailure?.endedAt].filter((t): t is number => typeof t === 'number');

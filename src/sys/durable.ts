@@ -1,7 +1,7 @@
 // Durable replacement of a file: temp name in the same directory, fsync, rename, fsync the
 // directory. Only after the directory fsync may a caller report success: before it, a crash
 // can bring back the old name or lose the new one.
-import { closeSync, constants, fsync, fsyncSync, openSync, renameSync, unlinkSync } from 'node:fs';
+import { closeSync, constants, fchownSync, fsync, fsyncSync, openSync, renameSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { copyFd, openRegular, writeAll } from './fd.js';
 
@@ -38,10 +38,20 @@ export function createNew(path: string, opts: { readable?: boolean } = {}): numb
   }
 }
 
-/** Create `path` anew (see createNew) and `fill` it; returns the open fd. On failure the file is removed. */
-function createFilled(path: string, fill: (fd: number) => void): number {
+/** A file's owner and group, to give a file made as root to the user it is for. */
+export interface FileOwner {
+  uid: number;
+  gid: number;
+}
+
+/**
+ * Create `path` anew (see createNew), given to `owner` if one is named, and `fill` it; returns
+ * the open fd. On failure the file is removed.
+ */
+function createFilled(path: string, fill: (fd: number) => void, owner?: FileOwner): number {
   const fd = createNew(path);
   try {
+    if (owner) fchownSync(fd, owner.uid, owner.gid);
     fill(fd);
   } catch (e) {
     closeSync(fd);
@@ -51,9 +61,9 @@ function createFilled(path: string, fill: (fd: number) => void): number {
   return fd;
 }
 
-/** Create `path` anew, `fill` it, fsync. On failure the file is removed. */
-function fillSynced(path: string, fill: (fd: number) => void): void {
-  const fd = createFilled(path, fill);
+/** Create `path` anew (given to `owner`, if named), `fill` it, fsync. On failure the file is removed. */
+function fillSynced(path: string, fill: (fd: number) => void, owner?: FileOwner): void {
+  const fd = createFilled(path, fill, owner);
   try {
     fsyncSync(fd);
   } catch (e) {
@@ -66,9 +76,9 @@ function fillSynced(path: string, fill: (fd: number) => void): void {
 
 const writer = (data: string | Uint8Array) => (fd: number) => writeAll(fd, typeof data === 'string' ? Buffer.from(data) : data);
 
-/** Create `path` anew, write `data`, fsync. On failure the file is removed. */
-export function writeSynced(path: string, data: string | Uint8Array): void {
-  fillSynced(path, writer(data));
+/** Create `path` anew (given to `owner`, if named), write `data`, fsync. On failure the file is removed. */
+export function writeSynced(path: string, data: string | Uint8Array, owner?: FileOwner): void {
+  fillSynced(path, writer(data), owner);
 }
 
 /**
@@ -95,8 +105,8 @@ export function copyFdToNew(from: number, dest: string): void {
  * do other work (its own fsync, a job) while the disk catches up. The promise settles once the
  * data is on disk; on failure the file is removed.
  */
-export function writeSyncedConcurrently(path: string, data: string | Uint8Array): Promise<void> {
-  const fd = createFilled(path, writer(data));
+export function writeSyncedConcurrently(path: string, data: string | Uint8Array, owner?: FileOwner): Promise<void> {
+  const fd = createFilled(path, writer(data), owner);
   return new Promise<void>((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve()))).then(
     () => closeSync(fd),
     (e: unknown) => {
