@@ -317,6 +317,18 @@ describe('a read-only monitoring user', () => {
 });
 
 describe('a monitoring user kept out', () => {
+  it('of the queue directory itself: told it may not enter it, not that there is no queue to make (queue-init would fail)', () => {
+    const dir = openDir();
+    const q = makeQueue(dir);
+    chmodSync(q, 0o700);
+    const shut = new RegExp(`^Error: cannot look into queue .*: ${q} \\(owned by uid 0, mode 0700\\) may not be entered by uid 65534; run as the queue's owner, or let uid 65534 in$`, 'm');
+    for (const args of [['queue-status', '-q', q], ['queue-ls', '-q', q], ['queue-process', '-q', q, 'cat'], ['queue-write', '-q', q]]) {
+      const r = asNobody(args, packet(1, 'one'));
+      expect(r.code, args[0]).toBe(1);
+      expect(r.stderr, args[0]).toMatch(shut);
+    }
+  });
+
   it('is told what keeps it out and how to let it in: a journal, a quarantine or job files it may not read', () => {
     const dir = openDir();
     const q = makeQueue(dir);

@@ -2,8 +2,8 @@
 //   QUEUE/nextseq        next sequence number to process
 //   QUEUE/nextseq.lock   the processing lock (flock)
 //   QUEUE/jobs/          packets, fspl-<anything>.fspl; any other name is ignored
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { KeyFileError } from '../codec/keys.js';
 import { describe, errnoWords, FspoolError, someOf } from '../errors.js';
@@ -11,7 +11,7 @@ import { log } from '../log.js';
 import { bytesLeft, Progress } from '../progress.js';
 import { randomUUID } from '../sys/lazy.js';
 import type { Header } from '../packet/header.js';
-import { ownerAndMode, READ_ONLY, who, writable } from '../sys/access.js';
+import { mayAccess, ownerAndMode, READ_ONLY, who, writable } from '../sys/access.js';
 import { foreignOwner } from './owner.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { fsyncDir } from '../sys/durable.js';
@@ -290,7 +290,14 @@ export class Queue {
     let ok = false;
     try {
       ok = statSync(this.jobsDir).isDirectory();
-    } catch {
+    } catch (e) {
+      // A queue this user may not enter is a queue all the same: queue-init would fail on it.
+      if ((e as NodeJS.ErrnoException).code === 'EACCES') {
+        // The first folder on the way this user may not search (enter).
+        const way = resolve(this.dir).split('/').map((_, i, parts) => parts.slice(0, i + 1).join('/') || '/');
+        const shut = way.find((d) => !mayAccess(d, constants.X_OK)) ?? this.dir;
+        throw new FspoolError(`cannot look into queue ${this.dir}: ${shut} (${ownerAndMode(shut)}) may not be entered by ${who()}; run as the queue's owner, or let ${who()} in`);
+      }
       ok = false;
     }
     if (!ok) {
