@@ -674,16 +674,19 @@ static void scan_stat_all(int dfd, const char *names, double *stats, size_t coun
 }
 
 static napi_value js_scan_job_dir(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], result, names_buf, stats_ab, stats_arr;
+  size_t argc = 2;
+  napi_value argv[2], result, names_buf, stats_ab, stats_arr;
   char path[4096];
   size_t path_len;
+  bool no_follow = false;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 1 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &path_len) != napi_ok || path_len >= sizeof path - 1)
     return throw_errno(env, EINVAL, "scandir");
+  if (argc >= 2) napi_get_value_bool(env, argv[1], &no_follow);
 
-  /* O_NONBLOCK: should `path` be a FIFO, O_DIRECTORY fails it before any open could wait. */
-  int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_CLOEXEC);
+  /* O_NONBLOCK: should `path` be a FIFO, O_DIRECTORY fails it before any open could wait.
+   * O_NOFOLLOW (asked for): a symlink at `path` itself is ENOTDIR, never followed. */
+  int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_CLOEXEC | (no_follow ? O_NOFOLLOW : 0));
   DIR *dir = dfd < 0 ? NULL : fdopendir(dfd);
   if (!dir) {
     int err = errno;

@@ -214,6 +214,24 @@ describe('root in a queue another user owns: what the owner puts in QUEUE/fspool
     expect(readFileSync(log, 'utf8')).toBe('ran 1\nran 1\n');
   });
 
+  it('a symlink in place of QUEUE/jobs: root runs, deletes and writes nothing where it leads; every command says so', () => {
+    const { dir, v, q } = foreignQueue();
+    // A packet of root's, where the owner may not go, that the owner would have root run and delete.
+    writeFileSync(join(v, 'fspl-roots-own.fspl'), packet(1, 'root only'));
+    chmodSync(v, 0o700);
+    byOwner('rm', '-r', join(q, 'jobs'));
+    byOwner('ln', '-s', v, join(q, 'jobs'));
+    const ran = join(dir, 'ran');
+    for (const args of [['queue-process', '-q', q, '--output-to', 'saveboth', 'sh', '--', '-c', `cat > ${ran}`], ['queue-ls', '-q', q], ['queue-status', '-q', q]]) {
+      const r = fspool(args);
+      expect(r.code, args[0]).not.toBe(0);
+      expect(r.stderr, args[0]).toMatch(/^Error: .*\/jobs is a symlink, which root does not follow in a queue another user owns; replace the symlink with what it points to, or remove it$/m);
+    }
+    expect(exists(ran)).toBe(false);
+    expect(readdirSync(v).sort()).toEqual(['file', 'fspl-roots-own.fspl']);
+    expect(nextseq(q)).toBe('1');
+  });
+
   it('a symlink at QUEUE/fspool/tmp (where --delivery verified decodes): root makes nothing where it leads; the job is not run, and stays', () => {
     const zstdPacket = preparePacket(['-s', '-', '-i', '-', '--zstd'], 'secret payload');
     const { dir, v, q } = foreignQueue(zstdPacket);

@@ -173,8 +173,8 @@ function errnoError(errno: number, syscall: string, path: string): NodeJS.ErrnoE
  * Names that are not valid UTF-8 cannot be carried through Node's string paths: they are
  * left out of the names, and kept apart as shown (JobDir.unnamed), for the caller to report.
  */
-export function readJobDir(path: string): JobDir {
-  const r = native().scanJobDir(path);
+export function readJobDir(path: string, noFollow = false): JobDir {
+  const r = native().scanJobDir(path, noFollow);
   if (typeof r === 'number') throw errnoError(r, 'scandir', path);
   const [blob, stats] = r;
   if (isUtf8(blob)) return new JobDir(path, blob, stats);

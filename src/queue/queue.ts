@@ -2,7 +2,7 @@
 //   QUEUE/nextseq        next sequence number to process
 //   QUEUE/nextseq.lock   the processing lock (flock)
 //   QUEUE/jobs/          packets, fspl-<anything>.fspl; any other name is ignored
-import { closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, lstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { type DecodeContext, openPacket } from '../codec/decode.js';
 import { KeyFileError } from '../codec/keys.js';
@@ -12,7 +12,7 @@ import { bytesLeft, Progress } from '../progress.js';
 import { randomUUID } from '../sys/lazy.js';
 import type { Header } from '../packet/header.js';
 import { mayAccess, ownerAndMode, READ_ONLY, who, writable } from '../sys/access.js';
-import { foreignOwner } from './owner.js';
+import { foreignOwner, SYMLINK_FIX } from './owner.js';
 import { crashPoint } from '../sys/crashPoint.js';
 import { fsyncDir } from '../sys/durable.js';
 import { copyFd } from '../sys/fd.js';
@@ -341,9 +341,17 @@ export class Queue {
    */
   jobDir(): JobDir {
     let dir: JobDir;
+    // A root fspool in a queue another user owns does not follow a symlink at jobs/: it would
+    // run, and delete, packets wherever the owner points it, root's own included (owner.ts).
+    // What the scan read keeps its identity, so a jobs/ swapped for a symlink later reaches no
+    // file it names (a job's open and removal check it).
+    const foreign = foreignOwner(this.dir) !== undefined;
     try {
-      dir = readJobDir(this.jobsDir);
+      dir = readJobDir(this.jobsDir, foreign);
     } catch (e) {
+      if (foreign && (e as NodeJS.ErrnoException).code === 'ENOTDIR' && lstatSync(this.jobsDir, { throwIfNoEntry: false })?.isSymbolicLink()) {
+        throw new FspoolError(`${this.jobsDir} is a symlink, which root does not follow in a queue another user owns; ${SYMLINK_FIX}`);
+      }
       if ((e as NodeJS.ErrnoException).code !== 'EACCES') throw e;
       throw new FspoolError(`cannot read ${this.jobsDir}: ${errnoWords(e)} (${ownerAndMode(this.jobsDir)}); run as the queue's owner, or let ${who()} read it`);
     }

@@ -74,9 +74,9 @@ interface Sys {
   /**
    * See native/fspool_sys.c: the names in `dir` of fspl's glob `fspl-*.fspl` (each followed by
    * a NUL) and what lstat said of each (SCAN_FIELDS numbers a name), or the errno that kept
-   * the directory from being read.
+   * the directory from being read. `noFollow`: a symlink at `dir` is not followed (ENOTDIR).
    */
-  scanJobDir(dir: string): [Buffer, Float64Array] | number;
+  scanJobDir(dir: string, noFollow?: boolean): [Buffer, Float64Array] | number;
   /** A file's bytes mapped, as a one-byte string (latin1) or an ArrayBuffer; undefined where Node takes neither (bin/fspool). */
   mapFile(path: string, latin1: boolean): string | ArrayBuffer | undefined;
   /** lseek(fd, pos, SEEK_HOLE if `hole`, else SEEK_DATA): where the next hole or data at or after `pos` starts; -1 if no data is left. */
