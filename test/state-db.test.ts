@@ -3,7 +3,7 @@
 // filters, the --json documents, queue-clean, and --retries/--backoff. Real processes, the
 // real database, real decoders (zstd) counted through a file they append to.
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
@@ -295,6 +295,30 @@ describe('queue-status', () => {
     }
   });
 
+  it('failing (4): a job released from quarantine that fails again holds up every run, though its seq is below next; queue-clean keeps it', () => {
+    const q = setup('fspool-status-released-');
+    for (let i = 1; i <= 3; i++) put(q, packet(i, `p${i}`));
+    const failsOne = 'cat >/dev/null; [ "$FSPL_SEQ" != 1 ]';
+    expect(proc(q, ['-n', '2', '--on-error', 'quarantine'], failsOne).code).toBe(0);
+    const [kept] = readdirSync(join(q.q, 'fspool/quarantine')).filter((n) => n.endsWith('.fspl'));
+    expect(fspool(['queue-quarantine', '-q', q.q, '--release', kept!]).code).toBe(0);
+    let s = json(status(q, ['--json']));
+    expect(s.state).toBe('healthy');
+    expect(s.released.map((r: { file: string; last_run: unknown }) => [r.file, r.last_run])).toEqual([[kept, null]]);
+    expect(s.stale).toEqual([]);
+    // Released, it fails again under the default --on-error retry: every run stops at it.
+    expect(proc(q, [], failsOne).code).toBe(1);
+    const r = status(q, ['--json']);
+    expect(r.code).toBe(4);
+    s = json(r);
+    expect(s.state).toBe('failing');
+    expect(s.reasons[0]).toMatch(new RegExp(`^job 1 \\(${kept}\\), released from quarantine, failed again at \\S+ \\(exit-code: command exited with status 1\\); it is kept, and each run tries it again before job 3$`));
+    expect(s.released[0].last_run.outcome).toBe('exit-code');
+    expect(status(q).stdout.toString()).toMatch(/^released: +1 \(from quarantine: each run tries them before the due job\)\n  \S+ +seq 1 +last ran .* \(exit-code\)$/m);
+    expect(fspool(['queue-clean', '-q', q.q, '--stale']).code).toBe(0);
+    expect(jobs(q)).toContain(kept);
+  });
+
   it('stalled (3): a gap waited on longer than --stalled-after, while no processor runs', () => {
     const q = setup('fspool-status-stalled-');
     put(q, packet(2, 'p2'));
@@ -511,7 +535,7 @@ describe('--json schema', () => {
     expect(Object.keys(st).sort()).toEqual(
       [
         'ambiguous', 'due', 'duplicates', 'exit_code', 'gap', 'interrupted', 'journal', 'kind', 'last_failure', 'last_success', 'next_seq', 'pending',
-        'processor', 'quarantine', 'queue', 'reasons', 'stale', 'state', 'unreadable', 'version',
+        'processor', 'quarantine', 'queue', 'reasons', 'released', 'stale', 'state', 'unreadable', 'version',
       ].sort(),
     );
 

@@ -47,6 +47,26 @@ export interface Status {
   noRoom: string | undefined;
   /** When nextseq was last rewritten (its mtime): a processor's progress, fspl's too. */
   nextseqChanged: number | undefined;
+  /**
+   * Files of packets released from quarantine that have not run to an end since, with the
+   * latest finished run of each after its release: a processor runs them before the due job.
+   */
+  released: Array<FileJob & { last: RunRow | undefined }>;
+}
+
+/** The files of packets released from quarantine, waiting to run once more (see Status.released). */
+function releasedJobs(jobs: FileJob[], next: bigint | undefined, journal: Journal): Status['released'] {
+  if (!journal.active || next === undefined) return [];
+  const released = journal.releasedPackets();
+  if (released.size === 0) return [];
+  return jobs
+    .filter((j) => j.header.seq < next && released.has(j.packet))
+    .map((j) => {
+      const rows = journal.history({ seq: j.header.seq }).filter((r) => r.packet === j.packet);
+      const since = rows.findIndex((r) => r.outcome === 'released');
+      const last = rows.slice(0, since < 0 ? rows.length : since).find((r) => r.outcome !== 'running');
+      return { ...j, last };
+    });
 }
 
 /**
@@ -57,9 +77,13 @@ export interface Status {
  */
 export type StaleJob = FileJob & { processed: RunRow | undefined; ran: RunRow | undefined };
 
-/** The stale files, told apart by the journal. */
+/**
+ * The stale files, told apart by the journal. A packet a person released from quarantine is not
+ * stale though its seq is below nextseq: it waits to run once more, out of turn (released()).
+ */
 export function staleJobs(jobs: FileJob[], next: bigint, journal: Journal): StaleJob[] {
-  const below = jobs.filter((j) => j.header.seq < next);
+  const released = journal.active ? journal.releasedPackets() : new Set<string>();
+  const below = jobs.filter((j) => j.header.seq < next && !released.has(j.packet));
   if (below.length === 0) return [];
   const ends = journal.active ? journal.endsOf(below.map((j) => j.packet)) : new Map<string, { processed?: RunRow; ran?: RunRow }>();
   return below.map((j) => ({ ...j, processed: ends.get(j.packet)?.processed, ran: ends.get(j.packet)?.ran }));
@@ -180,6 +204,7 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
     // An append-only queue runs no job: a full disk is for its sender to see, when it writes.
     noRoom: next === undefined ? undefined : noRoom(queue),
     nextseqChanged: statSync(queue.nextseq.path, { throwIfNoEntry: false })?.mtimeMs,
+    released: releasedJobs(jobs, next, journal),
   };
   judge(s, journal, now, opts.stalledAfterSeconds);
   return s;
@@ -208,6 +233,13 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
     if (last && FAILED_RUNS.includes(last.outcome)) {
       failing.push(`job ${s.nextSeq} failed at ${iso(last.endedAt ?? last.startedAt)} (${last.outcome}${last.detail ? `: ${last.detail}` : ''}); it is kept and retried`);
     }
+  }
+  for (const r of s.released) {
+    if (!r.last || !FAILED_RUNS.includes(r.last.outcome)) continue;
+    const at = iso(r.last.endedAt ?? r.last.startedAt);
+    failing.push(
+      `job ${r.header.seq} (${r.name}), released from quarantine, failed again at ${at} (${r.last.outcome}${r.last.detail ? `: ${r.last.detail}` : ''}); it is kept, and each run tries it again before job ${s.nextSeq}`,
+    );
   }
   if (s.noRoom) failing.push(s.noRoom);
   if (s.quarantine.length > 0) {

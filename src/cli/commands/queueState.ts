@@ -66,6 +66,7 @@ export function statusFields(s: Status) {
       ran: f.ran !== undefined,
       never_ran: s.journal ? f.ran === undefined && f.processed === undefined : null,
     })),
+    released: s.released.map((r) => ({ ...job(r), last_run: r.last ? runJson(r.last) : null })),
     duplicates: s.duplicates.map((d) => ({ seq: d.seq, files: d.files.map(job) })),
     ambiguous: s.ambiguous.map((d) => ({ seq: d.seq, files: d.files.map(job) })),
     unreadable: s.unreadable.map((u) => ({ file: u.name, path: u.nameNotUtf8 ? null : u.path, error: u.error })),
@@ -117,6 +118,10 @@ function statusText(q: Queue, s: Status): string {
   if (s.gap) row('gap', `waiting for seq ${s.gap.seq} since ${localMs(s.gap.since)}; ${s.gap.waiting} job(s) behind it, the lowest is seq ${s.gap.lowest}`);
   row('stale', String(s.stale.length));
   for (const f of s.stale) file(f, `  seq ${f.header.seq}  ${staleWhy(f, s.journal)}`);
+  if (s.released.length > 0) {
+    row('released', `${s.released.length} (from quarantine: each run tries them before the due job)`);
+    for (const r of s.released) file(r, `  seq ${r.header.seq}  ${r.last ? `last ran ${localMs(r.last.endedAt ?? r.last.startedAt)} (${r.last.outcome})` : 'not run since'}`);
+  }
   row('duplicates', String(s.duplicates.reduce((n, d) => n + d.files.length - 1, 0)));
   for (const d of s.duplicates) for (const f of d.files) file(f, `  seq ${d.seq}`);
   if (s.ambiguous.length > 0) {
