@@ -319,6 +319,20 @@ describe('queue-status', () => {
     expect(jobs(q)).toContain(kept);
   });
 
+  it("failing (4): a queue folder its processor (nextseq's owner) may not write, for any reader; healthy again once it may", () => {
+    const q = setup('fspool-status-shut-');
+    put(q, packet(1, 'p1'));
+    runSync('chown', ['-R', '65534:65534', q.q]);
+    chmodSync(dirname(q.q), 0o755);
+    chmodSync(q.q, 0o555);
+    for (const r of [status(q, ['--json']), asNobody(['queue-status', '-q', q.q, '--json'])]) {
+      expect(r.code, r.stderr).toBe(4);
+      expect(json(r).reasons[0]).toBe(`${q.q} (owned by uid 65534, mode 0555) is not writable by uid 65534, the owner of nextseq (the processor's user): no job can be recorded, so none runs; make it writable, or run the processor as a user who may write it`);
+    }
+    chmodSync(q.q, 0o755);
+    expect(status(q).code).toBe(0);
+  });
+
   it('stalled (3): a gap waited on longer than --stalled-after, while no processor runs', () => {
     const q = setup('fspool-status-stalled-');
     put(q, packet(2, 'p2'));

@@ -202,7 +202,7 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
     processor: { known: holder.known, pid: holder.pid, current },
     journal: journal.active,
     // An append-only queue runs no job: a full disk is for its sender to see, when it writes.
-    noRoom: next === undefined ? undefined : noRoom(queue),
+    noRoom: next === undefined ? undefined : (noRoom(queue) ?? shutToProcessor(queue)),
     nextseqChanged: statSync(queue.nextseq.path, { throwIfNoEntry: false })?.mtimeMs,
     released: releasedJobs(jobs, next, journal),
   };
@@ -215,6 +215,35 @@ function noRoom(queue: Queue): string | undefined {
   if (readOnlyFs(queue.dir)) return `the file system of ${queue.dir} is mounted read-only: no job runs until it is writable; remount it read-write`;
   const lack = lackOfRoom(queue.dir, writerIsRoot(queue));
   return lack && `${lack}: no job runs until there is room; free some space`;
+}
+
+/**
+ * Why the queue's processor cannot record a job, the queue's folder being shut to it (nextseq is
+ * renamed into it), with the fix; undefined if it can, or may. jobs/ is not judged: a processor
+ * under --never-delete needs no more than to read it. The processor is nextseq's owner
+ * (writerIsRoot). Judged from the mode bits, as
+ * this reader cannot ask access(2) for another user: the owner's bits for the owner, the
+ * others' for anyone else; a folder whose group may write is given the benefit of the doubt
+ * (the processor may be in that group).
+ */
+function shutToProcessor(queue: Queue): string | undefined {
+  let uid: number;
+  try {
+    uid = statSync(queue.nextseq.path).uid;
+  } catch {
+    return undefined;
+  }
+  if (uid === 0) return undefined;
+  let st;
+  try {
+    st = statSync(queue.dir);
+  } catch {
+    return undefined;
+  }
+  const bits = st.uid === uid ? (st.mode >> 6) & 0o7 : (st.mode & 0o7) | ((st.mode >> 3) & 0o7);
+  if ((bits & 0o3) === 0o3) return undefined;
+  const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
+  return `${queue.dir} (owned by uid ${st.uid}, mode ${mode}) is not writable by uid ${uid}, the owner of nextseq (the processor's user): no job can be recorded, so none runs; make it writable, or run the processor as a user who may write it`;
 }
 
 /** When the journal's latest run ended, if one did. */
