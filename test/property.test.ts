@@ -3,6 +3,7 @@
 // prints the seed and the shrunk counterexample of any failure; FSPOOL_PROP_SEED replays one.
 import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
+import { Encoder } from '@msgpack/msgpack';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeHeader, encodeHeader, HeaderReader, MAX_METADATA_LEN, PacketError, PREFIX_LEN } from '../src/packet/codec.js';
@@ -220,6 +221,24 @@ describe('round trips over the whole field space', () => {
         expectSameHeader(header, h);
       }),
       params(12),
+    );
+  });
+
+  it("the metadata is written as @msgpack/msgpack writes it (the library fspool's own writer replaces), byte for byte, a stream id included", () => {
+    const library = new Encoder({ useBigInt64: true });
+    // As it was given the header: integers as numbers up to 32 bits (else it writes a float64),
+    // beyond that as BigInt; byte strings as arrays of integers.
+    const int = (n: bigint) => (n >= -(1n << 31n) && n < 1n << 32n ? Number(n) : n);
+    const bytes = (b: Buffer) => Array.from(b);
+    const withStream = fc.tuple(headerArb, fc.option(fc.stringMatching(/^[0-9a-f]{32}$/), { nil: undefined }));
+    fc.assert(
+      fc.property(withStream, ([h, stream]) => {
+        const header: Header = stream === undefined ? h : { ...h, stream };
+        const cmd = h.cmd.kind !== 'Command' ? h.cmd.kind : { Command: { params: h.cmd.params.map(bytes), env: h.cmd.env.map(([k, v]) => [bytes(k), bytes(v)]) } };
+        const expected = library.encode({ seq: int(h.seq), ctime: [int(h.ctimeSecs), h.ctimeNanos], cmd_type: cmd, ...(stream === undefined ? {} : { fspool_stream: stream }) });
+        expect(encodeHeader(header).subarray(PREFIX_LEN).equals(Buffer.from(expected))).toBe(true);
+      }),
+      params(300),
     );
   });
 

@@ -1,6 +1,6 @@
 // Encode and decode Filespooler 1.2 packet headers, byte for byte as fspl 1.2.2 does.
 // Pure functions over buffers: no I/O here (see spec/packet-format.md).
-import type { Decoder, Encoder } from '@msgpack/msgpack';
+import type { Decoder } from '@msgpack/msgpack';
 import { crc32 } from './crc32.js';
 import { checkShape } from './msgpackShape.js';
 import { type CmdType, type Header, I64_MAX, I64_MIN, PacketError, U64_MAX } from './header.js';
@@ -19,56 +19,172 @@ export const PREFIX_LEN = 30;
  */
 export const MAX_METADATA_LEN = 16 * 1024 * 1024;
 
-let coders: { encoder: Encoder; decoder: Decoder } | undefined;
+let coder: Decoder | undefined;
 /**
- * The MessagePack coders, made on first use: a command that reads and writes no header (cron
- * polling an empty queue) does not load the library. In the bundle it is required here, so
- * evaluated then; from source (vitest), it is node_modules'.
+ * The MessagePack decoder, made on first use: a command that reads no header (cron polling an
+ * empty queue) does not load the library. In the bundle it is required here, so evaluated then;
+ * from source (vitest), it is node_modules'.
  */
-function msgpack(): { encoder: Encoder; decoder: Decoder } {
-  if (!coders) {
+function msgpack(): Decoder {
+  if (!coder) {
     const m = require('@msgpack/msgpack') as typeof import('@msgpack/msgpack');
-    coders = { encoder: new m.Encoder({ useBigInt64: true }), decoder: new m.Decoder({ useBigInt64: true, mapKeyConverter: mapKey }) };
+    coder = new m.Decoder({ useBigInt64: true, mapKeyConverter: mapKey });
   }
-  return coders;
+  return coder;
 }
 
 /**
- * The integer as @msgpack/msgpack must be given it to write the form fspl writes: a number
- * picks the 1-, 2-, 3- or 5-byte forms, but only up to 32 bits (a larger number would become
- * a float64, which fspl refuses); beyond that a BigInt gives the 9-byte `cf`/`d3` forms, which
- * are then the compact ones.
+ * The metadata's MessagePack, written here rather than by @msgpack/msgpack: fspl writes every
+ * byte string as an array of integers, one per byte, and a header at the 16 MiB bound holds
+ * millions of them, which the library encodes one call each (seconds of a processor's main
+ * thread, for a packet anyone may drop in jobs/). The forms are the library's, which are
+ * fspl's: the shortest for each integer and container (test/property.test.ts compares the two
+ * on generated headers).
  */
-function compactInt(n: bigint): number | bigint {
-  return n >= -(1n << 31n) && n < 1n << 32n ? Number(n) : n;
+class MetaWriter {
+  private buf = Buffer.allocUnsafe(256);
+  private at = 0;
+
+  private room(n: number): void {
+    if (this.at + n <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + n));
+    this.buf.copy(bigger, 0, 0, this.at);
+    this.buf = bigger;
+  }
+
+  /** A container's length: `fix` + n below `fixMax`, else the 16- or 32-bit form. */
+  private length(n: number, fix: number, fixMax: number, w16: number, w32: number): void {
+    this.room(5);
+    if (n < fixMax) this.buf[this.at++] = fix | n;
+    else if (n < 0x10000) {
+      this.buf[this.at++] = w16;
+      this.buf.writeUInt16BE(n, this.at);
+      this.at += 2;
+    } else {
+      this.buf[this.at++] = w32;
+      this.buf.writeUInt32BE(n, this.at);
+      this.at += 4;
+    }
+  }
+
+  array(n: number): void {
+    this.length(n, 0x90, 16, 0xdc, 0xdd);
+  }
+
+  map(n: number): void {
+    this.length(n, 0x80, 16, 0xde, 0xdf);
+  }
+
+  /** A string of ASCII (the keys, a variant, a stream id: never longer than 255). */
+  str(s: string): void {
+    this.room(2 + s.length);
+    if (s.length < 32) this.buf[this.at++] = 0xa0 | s.length;
+    else {
+      this.buf[this.at++] = 0xd9;
+      this.buf[this.at++] = s.length;
+    }
+    this.at += this.buf.write(s, this.at, 'latin1');
+  }
+
+  int(n: bigint): void {
+    this.room(9);
+    const b = this.buf;
+    if (n >= 0n) {
+      if (n < 0x80n) b[this.at++] = Number(n);
+      else if (n < 0x100n) {
+        b[this.at++] = 0xcc;
+        b[this.at++] = Number(n);
+      } else if (n < 0x10000n) {
+        b[this.at++] = 0xcd;
+        b.writeUInt16BE(Number(n), this.at);
+        this.at += 2;
+      } else if (n < 0x100000000n) {
+        b[this.at++] = 0xce;
+        b.writeUInt32BE(Number(n), this.at);
+        this.at += 4;
+      } else {
+        b[this.at++] = 0xcf;
+        b.writeBigUInt64BE(n, this.at);
+        this.at += 8;
+      }
+    } else if (n >= -0x20n) b[this.at++] = Number(n) & 0xff;
+    else if (n >= -0x80n) {
+      b[this.at++] = 0xd0;
+      b.writeInt8(Number(n), this.at++);
+    } else if (n >= -0x8000n) {
+      b[this.at++] = 0xd1;
+      b.writeInt16BE(Number(n), this.at);
+      this.at += 2;
+    } else if (n >= -0x80000000n) {
+      b[this.at++] = 0xd2;
+      b.writeInt32BE(Number(n), this.at);
+      this.at += 4;
+    } else {
+      b[this.at++] = 0xd3;
+      b.writeBigInt64BE(n, this.at);
+      this.at += 8;
+    }
+  }
+
+  /** A byte string as fspl writes it: an array of integers, a byte below 128 as itself, others after 0xcc. */
+  bytes(v: Uint8Array): void {
+    this.array(v.length);
+    this.room(2 * v.length);
+    const b = this.buf;
+    let at = this.at;
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i]!;
+      if (x >= 0x80) b[at++] = 0xcc;
+      b[at++] = x;
+    }
+    this.at = at;
+  }
+
+  done(): Buffer {
+    return this.buf.subarray(0, this.at);
+  }
 }
 
-/** fspl writes every byte string as an array of integers, one per byte. */
-function byteArray(b: Buffer): number[] {
-  return Array.from(b);
-}
-
-function encodeCmd(cmd: CmdType): unknown {
-  if (cmd.kind !== 'Command') return cmd.kind;
-  return {
-    Command: {
-      params: cmd.params.map(byteArray),
-      env: cmd.env.map(([k, v]) => [byteArray(k), byteArray(v)]),
-    },
-  };
+function encodeMeta(h: Header): Buffer {
+  const w = new MetaWriter();
+  // fspl ignores unknown keys: a packet with a stream id is still an fspl packet. Without one
+  // the map is fspl's three keys, byte for byte.
+  w.map(h.stream === undefined ? 3 : 4);
+  w.str('seq');
+  w.int(h.seq);
+  w.str('ctime');
+  w.array(2);
+  w.int(h.ctimeSecs);
+  w.int(BigInt(h.ctimeNanos));
+  w.str('cmd_type');
+  const cmd = h.cmd;
+  if (cmd.kind !== 'Command') w.str(cmd.kind);
+  else {
+    w.map(1);
+    w.str('Command');
+    w.map(2);
+    w.str('params');
+    w.array(cmd.params.length);
+    for (const p of cmd.params) w.bytes(p);
+    w.str('env');
+    w.array(cmd.env.length);
+    for (const [k, v] of cmd.env) {
+      w.array(2);
+      w.bytes(k);
+      w.bytes(v);
+    }
+  }
+  if (h.stream !== undefined) {
+    w.str(STREAM_KEY);
+    w.str(h.stream);
+  }
+  return w.done();
 }
 
 /** The whole header: 30-byte prefix, then the MessagePack metadata. The payload follows it. */
 export function encodeHeader(h: Header): Buffer {
   checkHeader(h);
-  const meta = msgpack().encoder.encode({
-    seq: compactInt(h.seq),
-    ctime: [compactInt(h.ctimeSecs), h.ctimeNanos],
-    cmd_type: encodeCmd(h.cmd),
-    // fspl ignores unknown keys: a packet with a stream id is still an fspl packet. Without one
-    // the map is fspl's three keys, byte for byte.
-    ...(h.stream === undefined ? {} : { [STREAM_KEY]: h.stream }),
-  });
+  const meta = encodeMeta(h);
   const out = Buffer.alloc(PREFIX_LEN + meta.length);
   MAGIC.copy(out, 0);
   out.writeUInt16BE(FORMAT_VERSION, 12);
@@ -120,7 +236,7 @@ export function parseMetadata(meta: Uint8Array, expectedCrc: number): Header {
   const shape = checkShape(meta);
   let value: unknown;
   try {
-    value = msgpack().decoder.decode(meta);
+    value = msgpack().decode(meta);
   } catch (e) {
     // fspl ignores spare bytes after the map inside L: then take the first object only.
     value = firstObject(meta, e);
@@ -135,7 +251,7 @@ function firstObject(meta: Uint8Array, whole: unknown): unknown {
   if (!(whole instanceof RangeError && /^Extra /.test(whole.message))) {
     throw new PacketError(`metadata is not valid MessagePack: ${(whole as Error).message}`);
   }
-  const first = msgpack().decoder.decodeMulti(meta).next();
+  const first = msgpack().decodeMulti(meta).next();
   if (first.done) throw new PacketError('empty metadata');
   return first.value;
 }
