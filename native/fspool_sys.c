@@ -456,6 +456,11 @@ static napi_value js_winsize(napi_env env, napi_callback_info info) {
  * credentials alone; glibc's wrapper would change every thread's, libuv's pool and V8's included.
  * A call with an invalid id changes nothing and returns the current one, which is how each is
  * checked. */
+static int gid_order(const void *a, const void *b) {
+  gid_t x = *(const gid_t *)a, y = *(const gid_t *)b;
+  return x < y ? -1 : x > y;
+}
+
 static napi_value js_fs_ids(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3], result, item;
@@ -475,7 +480,24 @@ static napi_value js_fs_ids(napi_env env, napi_callback_info info) {
     }
     list[i] = g;
   }
+  /* 32-bit ARM and i386 have a 16-bit setgroups beside the 32-bit one glibc uses: gid_t is 32 bits. */
+#ifdef SYS_setgroups32
+  bool took = syscall(SYS_setgroups32, (size_t)n, list) == 0;
+#else
   bool took = syscall(SYS_setgroups, (size_t)n, list) == 0;
+#endif
+  /* Taken as given: the same groups, read back (the kernel keeps them sorted). */
+  if (took) {
+    int m = getgroups(0, NULL);
+    gid_t *back = m >= 0 ? malloc((m ? m : 1) * sizeof *back) : NULL;
+    took = back && getgroups(m, back) == m && (uint32_t)m == n;
+    if (took) {
+      qsort(back, n, sizeof *back, gid_order);
+      qsort(list, n, sizeof *list, gid_order);
+      took = memcmp(back, list, n * sizeof *list) == 0;
+    }
+    free(back);
+  }
   free(list);
   setfsgid(gid);
   setfsuid(uid);

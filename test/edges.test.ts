@@ -253,6 +253,17 @@ describe('root in a queue another user owns: what the owner puts in QUEUE/fspool
     expect(readdirSync(join(q, 'fspool/tmp'))).toEqual([]);
   });
 
+  it("a QUEUE/fspool/tmp the processor may not write: not started, the job stays (not deleted by --on-error delete)", () => {
+    const { q } = foreignQueue(preparePacket(['-s', '-', '-i', '-', '--zstd'], 'payload'));
+    mkdirSync(join(q, 'fspool/tmp'), { recursive: true });
+    runSync('chown', [`${NOBODY}:${NOBODY}`, join(q, 'fspool')]);
+    const r = asNobody(['queue-process', '-q', q, '--delivery', 'verified', '--on-error', 'delete', 'cat']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^Error: job 1 \(.*\): cannot decode into .*\/fspool\/tmp: .*permission denied \(EACCES\); the command was not started$/m);
+    expect(jobFiles(q)).toHaveLength(1);
+    expect(nextseq(q)).toBe('1');
+  });
+
   it("root's supplementary groups open nothing to the owner: a quarantine made a symlink into a directory only such a group may write gets nothing", () => {
     const { dir, q } = foreignQueue();
     // Where root is in more groups than its own (disk, adm, wheel on some systems), a directory

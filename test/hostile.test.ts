@@ -277,6 +277,25 @@ describe('hostile names', () => {
     expect(listed.stdout.toString()).toContain(kept[0]);
   });
 
+  it('a long name that fits, quarantined twice: the second is cut to fit with its ~2', () => {
+    const dir = tempDir();
+    const q = makeQueue(dir);
+    const name = `fspl-${'y'.repeat(234)}.fspl`;
+    expect(Buffer.byteLength(name)).toBe(244);
+    const fail = ['--on-error', 'quarantine', 'false'];
+    put(q, plain(1, 'one'), name);
+    expect(fspool(['queue-process', '-q', q, ...fail]).code).toBe(0);
+    put(q, plain(2, 'two'), name);
+    const r = fspool(['queue-process', '-q', q, ...fail]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(nextseq(q)).toBe('3');
+    const kept = readdirSync(join(q, 'fspool/quarantine')).filter((n) => n.endsWith('.fspl')).sort();
+    expect(kept).toHaveLength(2);
+    expect(kept).toContain(name);
+    for (const n of kept) expect(Buffer.byteLength(n)).toBeLessThanOrEqual(245);
+    expect(kept.find((n) => n !== name)).toMatch(/^fspl-y+~2\.fspl$/);
+  });
+
   it('--output-to saveboth writes a fresh NAME.out, never through a symlink placed there', () => {
     const dir = tempDir();
     const q = makeQueue(dir);

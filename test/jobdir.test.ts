@@ -4,10 +4,12 @@
 // fspl's glob, names with control characters and bytes that are not UTF-8, and entries that
 // vanish between the directory's read and their lstat.
 import { spawn } from 'node:child_process';
-import { lstatSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { Keyring } from '../src/codec/keys.js';
 import { readJobDir } from '../src/queue/jobfile.js';
+import { Queue } from '../src/queue/queue.js';
 import { native } from '../src/sys/native.js';
 import { fspool, makeQueue, preparePacket, runSync, tempDir } from './helpers/cli.js';
 
@@ -181,5 +183,32 @@ describe('scanJobDir / JobDir', () => {
     // Control characters are shown escaped, never raw.
     expect(second.stdout.toString()).not.toContain('\x1b');
     expect(second.stdout.toString().trimEnd().split('\n')).toHaveLength(names.length + 1);
+  });
+});
+
+describe('what a scan reads is what its listing found', () => {
+  it('a file opened through a jobs/ swapped for a symlink after the listing (another inode) is taken as vanished, not read as the job', async () => {
+    const d = tempDir();
+    const q = makeQueue(d);
+    const elsewhere = join(d, 'elsewhere');
+    mkdirSync(elsewhere);
+    for (const [dir, payload] of [[join(q, 'jobs'), 'queued'], [elsewhere, 'not this queue\'s']] as const) {
+      writeFileSync(join(d, 'seq'), '1\n');
+      writeFileSync(join(dir, 'fspl-x.fspl'), preparePacket(['-s', join(d, 'seq'), '-i', '-'], payload));
+    }
+    const queue = new Queue(q);
+    const ctx = { keys: new Keyring({ defaults: false }) };
+    const listed = queue.jobDir();
+    renameSync(join(q, 'jobs'), join(q, 'jobs.real'));
+    symlinkSync(elsewhere, join(q, 'jobs'));
+    for (const decoder of [undefined, 'cat']) {
+      const read = await queue.readHeaders({ ...ctx, decoder }, listed, [0]);
+      expect(read.map((j) => [j.name, j.vanished, j.header]), decoder ?? 'plain').toEqual([['fspl-x.fspl', true, undefined]]);
+    }
+    // Put back: the same file as listed is read.
+    rmSync(join(q, 'jobs'));
+    renameSync(join(q, 'jobs.real'), join(q, 'jobs'));
+    const [job] = await queue.readHeaders(ctx, listed, [0]);
+    expect(job!.header?.seq).toBe(1n);
   });
 });

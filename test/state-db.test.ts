@@ -319,6 +319,24 @@ describe('queue-status', () => {
     expect(jobs(q)).toContain(kept);
   });
 
+  it('a released file is run once: another copy of its packet below next (delivered again) is stale, not released', () => {
+    const q = setup('fspool-status-released-copy-');
+    const bytes = packet(1, 'p1');
+    put(q, bytes);
+    put(q, packet(2, 'p2'));
+    const failsOne = 'cat >/dev/null; echo "ran $FSPL_SEQ" >> "$LOG"; [ "$FSPL_SEQ" != 1 ] || [ -e "$LOG.ok" ]';
+    expect(proc(q, ['--on-error', 'quarantine'], failsOne).code).toBe(0);
+    const [kept] = readdirSync(join(q.q, 'fspool/quarantine')).filter((n) => n.endsWith('.fspl'));
+    put(q, bytes, 'fspl-again.fspl');
+    expect(fspool(['queue-quarantine', '-q', q.q, '--release', kept!]).code).toBe(0);
+    const s = json(status(q, ['--json']));
+    expect(s.released.map((r: { file: string }) => r.file)).toEqual([kept]);
+    expect(s.stale.map((f: { file: string }) => f.file)).toEqual(['fspl-again.fspl']);
+    writeFileSync(`${q.log}.ok`, '');
+    expect(proc(q, [], failsOne).code).toBe(0);
+    expect(logOf(q)).toBe('ran 1\nran 2\nran 1\n');
+  });
+
   it("failing (4): a queue folder its processor (nextseq's owner) may not write, for any reader; healthy again once it may", () => {
     const q = setup('fspool-status-shut-');
     put(q, packet(1, 'p1'));

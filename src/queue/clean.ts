@@ -13,6 +13,7 @@ import type { DecodeContext } from '../codec/decode.js';
 import { unlinkSync } from 'node:fs';
 import { crashPoint } from '../sys/crashPoint.js';
 import { fsyncDir } from '../sys/durable.js';
+import { stillNames } from './jobfile.js';
 import { type Journal, packetId, type RunRow } from './journal.js';
 import type { Queue } from './queue.js';
 import { staleJobs } from './status.js';
@@ -42,7 +43,9 @@ export interface Cleaned {
 /** The caller holds the queue lock. */
 export async function cleanQueue(queue: Queue, journal: Journal, opts: CleanOptions): Promise<Cleaned[]> {
   const next = queue.nextseq.read();
-  const jobs = (await queue.scan(opts.decode)).flatMap((j) => (j.header ? [{ name: j.name, path: j.path, header: j.header, packet: packetId(j.header) }] : []));
+  const scanned = await queue.scan(opts.decode);
+  const identities = new Map(scanned.map((j) => [j.name, j.identity]));
+  const jobs = scanned.flatMap((j) => (j.header ? [{ name: j.name, path: j.path, header: j.header, packet: packetId(j.header) }] : []));
   const out: Cleaned[] = staleJobs(jobs, next, journal).map((f) => {
     const kind: StaleKind = f.processed ? 'processed' : f.ran ? 'ran' : 'never-ran';
     const removed = kind === 'processed' || (opts.stale && (kind === 'ran' || opts.force));
@@ -53,6 +56,13 @@ export async function cleanQueue(queue: Queue, journal: Journal, opts: CleanOpti
   let any = false;
   for (const c of out) {
     if (!c.removed) continue;
+    // Only the file that was judged: not one renamed over it since, nor one a jobs/ made a
+    // symlink since leads to.
+    const identity = identities.get(c.name);
+    if (!identity || !stillNames(c.path, identity)) {
+      c.removed = false;
+      continue;
+    }
     try {
       unlinkSync(c.path);
       any = true;

@@ -444,21 +444,23 @@ export class Journal {
   }
 
   /**
-   * Packets released from quarantine that have not run to an end since (a run that stopped at
-   * them under --on-error retry leaves them released): they run once more, out of turn.
+   * The files released from quarantine whose packet has not run to an end since (a run that
+   * stopped at it under --on-error retry leaves it released), by name, with their packet: each
+   * runs once more, out of turn. By file, not by packet: another copy of the packet below
+   * nextseq (delivered again, a hard link) ran already, and is stale, not released.
    */
-  releasedPackets(): Set<string> {
+  releasedFiles(): Map<string, string> {
     const rows =
       this.state?.read((tx) =>
         tx
           .stmt(
-            `SELECT r.packet FROM runs r WHERE r.outcome = 'released' AND NOT EXISTS (
+            `SELECT r.file, r.packet FROM runs r WHERE r.outcome = 'released' AND NOT EXISTS (
                SELECT 1 FROM runs l WHERE l.packet = r.packet AND l.id > r.id AND l.action IN ('delete', 'keep', 'quarantine'))`,
           )
-          .pluck(true)
-          .all() as string[],
+          .raw(true)
+          .all() as Array<[string, string]>,
       ) ?? [];
-    return new Set(rows);
+    return new Map(rows);
   }
 
   /** The latest row of a packet, if the journal has one. */

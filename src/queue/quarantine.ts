@@ -59,15 +59,16 @@ function cutTo(name: string, max: number): string {
 
 /**
  * A name in quarantine/ not taken by another packet: NAME, else NAME with ~2, ~3...; a NAME too
- * long to keep beside its note is cut, and then always given a ~N (its note keeps the whole).
+ * long to keep beside its note, with its ~N, is cut, and a cut one always given a ~N (its note
+ * keeps the whole).
  */
 function freeName(dir: string, name: string): string {
-  const fits = Buffer.byteLength(name) <= KEPT_NAME_MAX;
-  if (fits && !existsSync(join(dir, name))) return name;
+  if (Buffer.byteLength(name) <= KEPT_NAME_MAX && !existsSync(join(dir, name))) return name;
   const base = name.replace(/\.fspl$/, '');
   for (let i = 2; ; i++) {
     const suffix = `~${i}.fspl`;
-    const n = `${fits ? base : cutTo(base, KEPT_NAME_MAX - suffix.length)}${suffix}`;
+    // Cut to fit with its ~N too (a name that fits may not once it has one).
+    const n = `${cutTo(base, KEPT_NAME_MAX - suffix.length)}${suffix}`;
     if (!existsSync(join(dir, n))) return n;
   }
 }

@@ -171,6 +171,17 @@ function comparison(paths: string[]): { turn(bytes: number): boolean | undefined
   };
 }
 
+/**
+ * Whether the file opened as the i-th name of `dir` is the one the listing found there (device
+ * and inode): a file put in its place since, or one reached through a jobs/ made a symlink since
+ * (the listing does not follow one where root works in another user's queue), is not what was
+ * listed. It is taken as vanished, and the next look finds what is there now.
+ */
+function listedAs(dir: JobDir, i: number, stat: { dev: number; ino: number }): boolean {
+  const listed = dir.identity(i);
+  return listed !== undefined && listed.dev === stat.dev && listed.ino === stat.ino;
+}
+
 /** Why a job file whose name is not UTF-8 is unreadable. */
 const NOT_UTF8 = 'its name is not valid UTF-8: fspool cannot open it; rename it';
 
@@ -365,13 +376,15 @@ export class Queue {
   }
 
   /** Read the header of a job file that is not a plain packet: through the decoder or its encodings. */
-  private async readEncodedHeader(name: string, ctx: DecodeContext): Promise<ScannedJob> {
+  private async readEncodedHeader(dir: JobDir, i: number, ctx: DecodeContext): Promise<ScannedJob> {
+    const name = dir.name(i);
     const path = this.jobPath(name);
     try {
       const { fd, stat } = openJobFile(path);
       const identity = identityOf(stat);
       const seen = { identity, ...privacy(stat) };
       try {
+        if (!listedAs(dir, i, stat)) return { name, path, vanished: true };
         const p = await openPacket(fd, ctx, 0);
         if (p.kind === 'raw') return { name, path, header: p.header, ...seen };
         p.abort(); // the header is all a scan needs
@@ -447,6 +460,7 @@ export class Queue {
       try {
         const { fd, stat } = openJobFile(path);
         try {
+          if (!listedAs(dir, i, stat)) return (out[k] = { name, path, vanished: true });
           const header = peekPlainHeader(fd);
           if (header) out[k] = { name, path, header, identity: identityOf(stat), ...privacy(stat) };
           else slow.push(k);
@@ -461,7 +475,7 @@ export class Queue {
     const worker = async () => {
       while (next < slow.length) {
         const k = slow[next++]!;
-        out[k] = await this.readEncodedHeader(dir.name(which[k]!), ctx);
+        out[k] = await this.readEncodedHeader(dir, which[k]!, ctx);
       }
     };
     await Promise.all(Array.from({ length: Math.min(4, slow.length) }, worker));

@@ -43,7 +43,7 @@ export interface Status {
   interrupted: RunRow[];
   processor: { known: boolean; pid?: number; current?: RunRow };
   journal: boolean;
-  /** Why no job can be recorded on the queue's file system (mounted read-only, or too full), with the fix; never for an append-only queue. */
+  /** Why no job can be recorded (the queue's file system mounted read-only or too full, or its folder shut to the processor), with the fix; never for an append-only queue. */
   noRoom: string | undefined;
   /** When nextseq was last rewritten (its mtime): a processor's progress, fspl's too. */
   nextseqChanged: number | undefined;
@@ -57,10 +57,10 @@ export interface Status {
 /** The files of packets released from quarantine, waiting to run once more (see Status.released). */
 function releasedJobs(jobs: FileJob[], next: bigint | undefined, journal: Journal): Status['released'] {
   if (!journal.active || next === undefined) return [];
-  const released = journal.releasedPackets();
+  const released = journal.releasedFiles();
   if (released.size === 0) return [];
   return jobs
-    .filter((j) => j.header.seq < next && released.has(j.packet))
+    .filter((j) => j.header.seq < next && released.get(j.name) === j.packet)
     .map((j) => {
       const rows = journal.history({ seq: j.header.seq }).filter((r) => r.packet === j.packet);
       const since = rows.findIndex((r) => r.outcome === 'released');
@@ -78,12 +78,12 @@ function releasedJobs(jobs: FileJob[], next: bigint | undefined, journal: Journa
 export type StaleJob = FileJob & { processed: RunRow | undefined; ran: RunRow | undefined };
 
 /**
- * The stale files, told apart by the journal. A packet a person released from quarantine is not
- * stale though its seq is below nextseq: it waits to run once more, out of turn (released()).
+ * The stale files, told apart by the journal. A file a person released from quarantine is not
+ * stale though its seq is below nextseq: it waits to run once more, out of turn (releasedJobs).
  */
 export function staleJobs(jobs: FileJob[], next: bigint, journal: Journal): StaleJob[] {
-  const released = journal.active ? journal.releasedPackets() : new Set<string>();
-  const below = jobs.filter((j) => j.header.seq < next && !released.has(j.packet));
+  const released = journal.active ? journal.releasedFiles() : new Map<string, string>();
+  const below = jobs.filter((j) => j.header.seq < next && released.get(j.name) !== j.packet);
   if (below.length === 0) return [];
   const ends = journal.active ? journal.endsOf(below.map((j) => j.packet)) : new Map<string, { processed?: RunRow; ran?: RunRow }>();
   return below.map((j) => ({ ...j, processed: ends.get(j.packet)?.processed, ran: ends.get(j.packet)?.ran }));

@@ -265,15 +265,15 @@ export class QueueProcessor {
   }
 
   /**
-   * Packets a person released from quarantine (queue-quarantine --release) run once more, out
+   * Files a person released from quarantine (queue-quarantine --release) run once more, out
    * of turn, before the due one: their seq is below nextseq, and nextseq is left alone. Returns
    * false when the run is to end (a stop, --maxjobs).
    */
   private async runReleased(next: bigint): Promise<boolean> {
-    const released = this.journal.active ? this.journal.releasedPackets() : new Set<string>();
+    const released = this.journal.active ? this.journal.releasedFiles() : new Map<string, string>();
     if (released.size === 0) return true;
     for (const job of this.index.all().filter(readable)) {
-      if (!released.has(packetId(job.header)) || job.header.seq >= next) continue;
+      if (released.get(job.name) !== packetId(job.header) || job.header.seq >= next) continue;
       if (this.ctx.stop.stopping || this.spent) return false;
       this.ctx.log.info(`job ${job.header.seq} (${job.path}) was released from quarantine: running it once more, out of turn`);
       const end = await this.live(job, [job], 'released');

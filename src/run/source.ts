@@ -173,7 +173,15 @@ async function spoolInto(p: StreamPacket, opts: SourceOptions, dir: string, at: 
   // The temp file itself is root's when we are root, and readable by no one else: it holds
   // the plaintext.
   const path = join(at, `decoded-${randomUUID()}.tmp`);
-  const fd = openSync(path, 'wx+', 0o600);
+  let fd: number;
+  try {
+    fd = openSync(path, 'wx+', 0o600);
+  } catch (e) {
+    // No inode left, a tmp/ this user may not write: the machine's, as a full disk is.
+    progress?.done();
+    p.abort();
+    return { reason: `cannot decode into ${dir}: ${describe(e)}; the command was not started`, local: true };
+  }
   // Unlinked now, so no outcome (not even a crash) leaves it behind; the fd keeps the data.
   unlinkSync(path);
   // Positional writes leave the fd's offset at 0, where the receiver will start reading.
@@ -239,6 +247,12 @@ export async function preparePayload(p: OpenedPacket, opts: SourceOptions): Prom
   }
   if (opts.mode === 'verified' || (opts.keys.requiresSignature && !opts.reopen)) {
     const s = await spool(p, opts);
+    if ('reason' in s && s.local && opts.keys.requiresSignature && opts.reopen) {
+      // Whether it is a job at all, before this machine's trouble keeps it due: a forged packet
+      // that fills the disk as it is decoded must not hold the queue. Verified without the disk.
+      const bad = await verifyOnly(await opts.reopen(), opts.timeoutSeconds);
+      if (bad) return { ok: false, unverified: true, reason: `${bad.reason}; the command was not started`, timedOut: bad.timedOut };
+    }
     if ('reason' in s) return { ok: false, reason: s.reason, unverified: opts.keys.requiresSignature && !s.local, timedOut: s.timedOut, local: s.local };
     return { ok: true, header: p.header, payload: { kind: 'fd', fd: s.fd, offset: 0 }, layers: p.layers, cleanup: () => closeSync(s.fd) };
   }

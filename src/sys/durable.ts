@@ -45,13 +45,26 @@ export interface FileOwner {
 }
 
 /**
+ * `fd`'s file given to `owner`, where the file system can (vfat, or NFS with root squashed,
+ * cannot: the file stays ours, as it was before owners were given files).
+ */
+function giveTo(fd: number, owner: FileOwner): void {
+  try {
+    fchownSync(fd, owner.uid, owner.gid);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EPERM' && code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw e;
+  }
+}
+
+/**
  * Create `path` anew (see createNew), given to `owner` if one is named, and `fill` it; returns
  * the open fd. On failure the file is removed.
  */
 function createFilled(path: string, fill: (fd: number) => void, owner?: FileOwner): number {
   const fd = createNew(path);
   try {
-    if (owner) fchownSync(fd, owner.uid, owner.gid);
+    if (owner) giveTo(fd, owner);
     fill(fd);
   } catch (e) {
     closeSync(fd);
