@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeHeader } from '../src/packet/codec.js';
 import { asNobody, FSPOOL, fspool, makeQueue, type Result, runAsync, tempDir } from './helpers/cli.js';
 import { allInJobs, nextseqText, put, waitFor } from './helpers/queue.js';
+import { makeKey } from './helpers/keys.js';
 
 interface RunOpts {
   input?: Buffer | string;
@@ -388,6 +389,28 @@ describe.skipIf(mountProbe !== undefined)(`a queue, a seqfile and nextseq ${onTm
     expect(readFileSync(out).equals(payload)).toBe(true);
     expect(nextseqText(q)).toBe('2\n');
     expect(allInJobs(q)).toEqual([]);
+  });
+
+  it('--delivery verified --require-signature: a forgery that fills the disk as it is decoded is refused, not kept due; the genuine packet then runs', () => {
+    const fs = tinyFs('2m');
+    const q = makeQueue(fs);
+    const keys = tempDir('fspool-forged-keys-');
+    const sender = makeKey('sender', keys);
+    const forger = makeKey('forger', keys);
+    const seq = join(tempDir('fspool-forged-seq-'), 'seq');
+    writeFileSync(seq, '1\n');
+    put(q, run(['prepare', '-s', seq, '-i', '-', '--zstd', '--sign-with', forger.sec], { input: randomBytes(1_400_000) }).stdout);
+    const receiver = ['sh', '--', '-c', 'cat > /dev/null'];
+    const opts = ['--delivery', 'verified', '--require-signature', sender.pub];
+    const r = run(['queue-process', '-q', q, ...opts, ...receiver]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/claims seq 1 but fails --require-signature/);
+    expect(r.stderr).not.toMatch(/ENOSPC|^Error/m);
+    writeFileSync(seq, '1\n');
+    put(q, run(['prepare', '-s', seq, '-i', '-', '--zstd', '--sign-with', sender.sec], { input: 'genuine' }).stdout);
+    const again = run(['queue-process', '-q', q, ...opts, ...receiver]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(nextseqText(q)).toBe('2\n');
   });
 
   it('a watch whose journal a full disk broke takes it up again once there is room: the next job is journaled, the lost attempt closed', async () => {
