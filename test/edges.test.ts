@@ -6,7 +6,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSy
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { asNobody, FSPOOL, fspool, makeQueue, NOBODY, openDir, preparePacket, runSync, tempDir } from './helpers/cli.js';
+import { asNobody, FSPOOL, fspool, makeQueue, NOBODY, openDir, preparePacket, runAsync, runSync, tempDir } from './helpers/cli.js';
 import { asOwner, foreignOwner } from '../src/queue/owner.js';
 import { native } from '../src/sys/native.js';
 import { makeKey } from './helpers/keys.js';
@@ -230,6 +230,27 @@ describe('root in a queue another user owns: what the owner puts in QUEUE/fspool
     expect(exists(ran)).toBe(false);
     expect(readdirSync(v).sort()).toEqual(['file', 'fspl-roots-own.fspl']);
     expect(nextseq(q)).toBe('1');
+  });
+
+  it('a jobs/ swapped for a symlink while the job is decoded: root writes no saveboth .out and removes nothing where it leads', async () => {
+    const { dir, v, q } = foreignQueue();
+    chmodSync(v, 0o700);
+    writeFileSync(join(v, 'fspl-x.fspl.out'), 'root only\n');
+    // A decoder that holds the delivery (its second call: the first reads the header) until told.
+    const dec = join(dir, 'dec.sh');
+    writeFileSync(dec, `#!/bin/sh\nif [ -e ${dir}/called ]; then touch ${dir}/holding; while [ ! -e ${dir}/go ]; do sleep 0.05; done; fi\ntouch ${dir}/called\nexec cat\n`, { mode: 0o755 });
+    const [name] = jobFiles(q);
+    const run = runAsync(FSPOOL, ['queue-process', '-q', q, '--output-to', 'saveboth', '-d', dec, 'cat']);
+    await waitFor('the delivery decoder', () => exists(join(dir, 'holding')));
+    byOwner('mv', join(q, 'jobs'), join(q, 'jobs.real'));
+    byOwner('ln', '-s', v, join(q, 'jobs'));
+    runSync('cp', [join(q, 'jobs.real', name!), join(v, 'fspl-x.fspl')]);
+    runSync('cp', [join(q, 'jobs.real', name!), join(v, name!)]);
+    writeFileSync(join(dir, 'go'), '');
+    await run.done;
+    expect(readdirSync(v).sort()).toEqual(['file', 'fspl-x.fspl', 'fspl-x.fspl.out', name!].sort());
+    expect(readFileSync(join(v, 'fspl-x.fspl.out'), 'utf8')).toBe('root only\n');
+    for (const f of readdirSync(v)) expect(statSync(join(v, f)).uid, f).toBe(0);
   });
 
   it('a symlink at QUEUE/fspool/tmp (where --delivery verified decodes): root makes nothing where it leads; the job is not run, and stays', () => {

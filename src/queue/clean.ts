@@ -14,6 +14,7 @@ import { unlinkSync } from 'node:fs';
 import { crashPoint } from '../sys/crashPoint.js';
 import { fsyncDir } from '../sys/durable.js';
 import { stillNames } from './jobfile.js';
+import { asOwner, foreignOwner } from './owner.js';
 import { type Journal, packetId, type RunRow } from './journal.js';
 import type { Queue } from './queue.js';
 import { staleJobs } from './status.js';
@@ -38,6 +39,8 @@ export interface Cleaned {
   run: RunRow | undefined;
   /** Removed (or, with --dry-run, would be). */
   removed: boolean;
+  /** Not removed: the file changed since it was judged (renamed over, or jobs/ swapped). */
+  changed?: boolean;
 }
 
 /** The caller holds the queue lock. */
@@ -54,6 +57,7 @@ export async function cleanQueue(queue: Queue, journal: Journal, opts: CleanOpti
   out.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : a.name < b.name ? -1 : 1));
   if (opts.dryRun) return out;
   let any = false;
+  const owner = foreignOwner(queue.dir);
   for (const c of out) {
     if (!c.removed) continue;
     // Only the file that was judged: not one renamed over it since, nor one a jobs/ made a
@@ -61,10 +65,12 @@ export async function cleanQueue(queue: Queue, journal: Journal, opts: CleanOpti
     const identity = identities.get(c.name);
     if (!identity || !stillNames(c.path, identity)) {
       c.removed = false;
+      c.changed = true;
       continue;
     }
     try {
-      unlinkSync(c.path);
+      // As the queue's owner, where root works in another user's queue (see removeJobFiles).
+      asOwner(owner, () => unlinkSync(c.path));
       any = true;
       crashPoint('cleaning');
     } catch (e) {

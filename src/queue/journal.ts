@@ -454,8 +454,11 @@ export class Journal {
       this.state?.read((tx) =>
         tx
           .stmt(
+            // A drop of another quarantined copy of the packet ends no release; the newest
+            // release of a name counts.
             `SELECT r.file, r.packet FROM runs r WHERE r.outcome = 'released' AND NOT EXISTS (
-               SELECT 1 FROM runs l WHERE l.packet = r.packet AND l.id > r.id AND l.action IN ('delete', 'keep', 'quarantine'))`,
+               SELECT 1 FROM runs l WHERE l.packet = r.packet AND l.id > r.id AND l.outcome != 'dropped' AND l.action IN ('delete', 'keep', 'quarantine'))
+             ORDER BY r.id`,
           )
           .raw(true)
           .all() as Array<[string, string]>,

@@ -4,12 +4,14 @@
 // fsynced, hard-linked into quarantine/ (link never replaces an existing file), the folder
 // fsynced, and only then removed from jobs/, and jobs/ fsynced. A crash leaves the packet in
 // jobs/, in quarantine/, or in both (then the next run finishes the move): never in neither.
-import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, linkSync, mkdirSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, FspoolError } from '../errors.js';
 import { copyFdToNew, fsyncDir, writeFileDurably } from '../sys/durable.js';
 import { openRegular, readRegularFile } from '../sys/fd.js';
+import { randomUUID } from '../sys/lazy.js';
 import { asOwner, foreignOwner } from './owner.js';
+import type { FileIdentity } from './jobfile.js';
 import { JOB_NAME, type Queue } from './queue.js';
 import { STATE_DIR, stateDir } from './stateDb.js';
 
@@ -79,14 +81,24 @@ function freeName(dir: string, name: string): string {
  * queue owner's: a root processor works in it as the owner (owner.ts), so what it makes there is
  * the owner's, and a symlink the owner put there leads it nowhere the owner could not go.
  */
-export function quarantineJob(queue: Queue, name: string, note: object): string {
+export function quarantineJob(queue: Queue, name: string, note: object, identity?: FileIdentity): string | undefined {
   const src = queue.jobPath(name);
-  // The packet is opened as we are: it is the job file, and its owner may be neither of us.
+  const owner = foreignOwner(queue.dir);
+  // The packet is opened as we are: it is the job file, and its owner may be neither of us. It
+  // must be the file that was judged: not one renamed over it since, nor one a jobs/ made a
+  // symlink since leads to (root would copy it into the owner's quarantine).
   const from = openRegular(src);
+  if (identity) {
+    const now = fstatSync(from);
+    if (now.dev !== identity.dev || now.ino !== identity.ino) {
+      closeSync(from);
+      return undefined;
+    }
+  }
   let dest: string;
   try {
     fsyncSync(from);
-    dest = asOwner(foreignOwner(queue.dir), () => {
+    dest = asOwner(owner, () => {
       ensureDir(stateDir(queue.dir));
       const dir = quarantineDir(queue.dir);
       ensureDir(dir);
@@ -109,7 +121,8 @@ export function quarantineJob(queue: Queue, name: string, note: object): string 
   } finally {
     closeSync(from);
   }
-  unlinkSync(src);
+  // As the owner (see removeJobFiles): a jobs/ swapped since leads it nowhere of root's.
+  asOwner(owner, () => unlinkSync(src));
   fsyncDir(queue.jobsDir);
   return `${STATE_DIR}/${QUARANTINE}/${dest}`;
 }
@@ -156,7 +169,8 @@ export function releaseJob(queue: Queue, name: string): string {
         const code = (e as NodeJS.ErrnoException).code;
         if (code !== 'EXDEV' && code !== 'EPERM') throw e;
         // jobs/ is anyone's who feeds the queue: the temp file is made anew, never written through.
-        const tmp = queue.jobPath(`.${name}.release.tmp`);
+        // Short, whatever the name's length (a kept name may be 245 bytes).
+        const tmp = queue.jobPath(`.release-${randomUUID()}.tmp`);
         copyFdToNew(from, tmp);
         renameSync(tmp, dest);
       }

@@ -5,6 +5,7 @@ import { describe } from '../errors.js';
 import { bytesLeft, Progress } from '../progress.js';
 import type { Header } from '../packet/header.js';
 import { execBytes, execProblem, type JobLocation, jobEnv } from '../packet/jobenv.js';
+import { asOwner, type Owner } from '../queue/owner.js';
 import { createNew } from '../sys/durable.js';
 import { fdOffset } from '../sys/fd.js';
 import { type Delivery, deliver, type PayloadStream } from './deliver.js';
@@ -24,6 +25,12 @@ export interface RunOptions {
   graceSeconds: number;
   /** Where the receiver's stdout and stderr go: ours, or a file (saveboth). */
   outputFile?: string;
+  /**
+   * Whose file-system identity makes `outputFile`: the queue's owner, where root works in a queue
+   * another user owns (owner.ts), so that a jobs/ swapped for a symlink leads it nowhere the
+   * owner could not write.
+   */
+  outputAs?: Owner;
   /** Keep the tail of the receiver's stderr (or saved output) for the journal. */
   keepStderrTail?: boolean;
 }
@@ -71,9 +78,9 @@ class OutputError extends Error {
   }
 }
 
-function output(path: string): number {
+function output(path: string, as: Owner | undefined): number {
   try {
-    return createNew(path, { readable: true });
+    return asOwner(as, () => createNew(path, { readable: true }));
   } catch (e) {
     throw new OutputError(path, e);
   }
@@ -89,7 +96,7 @@ export async function runJob(job: JobInput, opts: RunOptions, ctx: RunContext): 
     stop();
     // As fspl: saveboth leaves an (empty) output file for every job it handled.
     try {
-      if (opts.outputFile) closeSync(output(opts.outputFile));
+      if (opts.outputFile) closeSync(output(opts.outputFile, opts.outputAs));
     } catch (e) {
       if (e instanceof OutputError) return e.outcome;
       throw e;
@@ -126,7 +133,7 @@ export async function runJob(job: JobInput, opts: RunOptions, ctx: RunContext): 
     } else {
       stdin = job.payload.kind === 'fd' ? job.payload.fd : 'pipe';
     }
-    if (opts.outputFile) outFd = output(opts.outputFile);
+    if (opts.outputFile) outFd = output(opts.outputFile, opts.outputAs);
     else if (opts.keepStderrTail) tail = new StderrTail();
     if (job.payload.kind === 'fd' && !opts.ignorePayload) startOffset = job.payload.offset ?? fdOffset(job.payload.fd);
     receiver = new Receiver({

@@ -40,6 +40,11 @@ export interface FileRunOptions extends Omit<RunOptions, 'outputFile'> {
  */
 export type Skip = { skip: 'vanished' } | ({ skip: 'unverified' } & Unverified) | { skip: 'not-started'; reason: string };
 
+/** The job file was removed or replaced between two passes over it. */
+class Replaced extends FspoolError {
+  override name = 'Replaced';
+}
+
 /** The file the scan read, opened again and still under its name; undefined if it was removed or replaced since. */
 function reopen(job: Readable): number | undefined {
   let opened: { fd: number; stat: Stats };
@@ -118,7 +123,7 @@ function failureKind(e: unknown): RunKind {
  */
 export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions, ctx: RunContext): Promise<Outcome | Skip> {
   const location = { filename: job.name, queuedir: queue.dir, fullpath: job.path };
-  const run: RunOptions = { ...opts, outputFile: opts.saveOutput ? `${job.path}.out` : undefined, keepStderrTail: true };
+  const run: RunOptions = { ...opts, outputFile: opts.saveOutput ? `${job.path}.out` : undefined, outputAs: foreignOwner(queue.dir), keepStderrTail: true };
   const fd = reopen(job);
   if (fd === undefined) return { skip: 'vanished' };
   const extraFds: number[] = [];
@@ -143,7 +148,7 @@ export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions,
       timeoutSeconds: opts.timeoutSeconds,
       reopen: async () => {
         const again = reopen(job);
-        if (again === undefined) throw new FspoolError(`${job.path} was removed or replaced while it was being verified`);
+        if (again === undefined) throw new Replaced(`${job.path} was removed or replaced while it was being verified`);
         extraFds.push(again);
         return openForDelivery(again, opts.decode, 0);
       },
@@ -169,6 +174,8 @@ export async function runFile(queue: Queue, job: Readable, opts: FileRunOptions,
     return { ...outcome, facts: { ...outcome.facts, fileSize: job.identity?.size ?? fstatSync(fd).size } };
   } catch (e) {
     if (e instanceof FspoolError && e.exitCode === 2) throw e;
+    // Not this job's failure: another file is under its name now, which the next look reads.
+    if (e instanceof Replaced) return interrupted() ?? { skip: 'vanished' };
     return interrupted() ?? { ok: false, reason: describe(e), facts: { kind: failureKind(e), bytes: 0 } };
   } finally {
     cleanup();

@@ -17,6 +17,7 @@ import { describe, FspoolError } from '../errors.js';
 import { type Action, type Attempt, COMMITTING, type JobRef, type Journal, type OrderBy, packetId, type RunFacts } from '../queue/journal.js';
 import { type Readable } from '../queue/jobIndex.js';
 import { stillNames } from '../queue/jobfile.js';
+import { asOwner, foreignOwner } from '../queue/owner.js';
 import { quarantineJob } from '../queue/quarantine.js';
 import type { Queue, ScannedJob } from '../queue/queue.js';
 import type { Staged } from '../queue/seqfile.js';
@@ -196,7 +197,7 @@ export function carryOut(
   }
   let movedTo: string | undefined;
   if (row.action === 'quarantine') {
-    for (const f of stillOurs(queue, files)) movedTo ??= quarantineJob(queue, f.name, row.note);
+    for (const f of stillOurs(queue, files)) movedTo ??= quarantineJob(queue, f.name, row.note, f.identity);
     ctx.crash.reach('quarantined');
   } else if (row.action === 'delete') {
     removeJobFiles(queue, files);
@@ -217,9 +218,12 @@ function stillOurs(queue: Queue, files: JobFile[]): JobFile[] {
 /** Unlink the job files that still hold what was read; true if any was removed. */
 export function removeJobFiles(queue: Queue, files: JobFile[]): boolean {
   let any = false;
+  // As the queue's owner, where root works in another user's queue: a jobs/ swapped for a
+  // symlink since the check leads the unlink nowhere the owner could not remove (owner.ts).
+  const owner = foreignOwner(queue.dir);
   for (const f of stillOurs(queue, files)) {
     try {
-      unlinkSync(queue.jobPath(f.name));
+      asOwner(owner, () => unlinkSync(queue.jobPath(f.name)));
       any = true;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;

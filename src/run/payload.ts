@@ -2,7 +2,7 @@
 import { closeSync } from 'node:fs';
 import { type DecodeContext, openForDelivery } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
-import { openJobFile } from '../queue/jobfile.js';
+import { type FileIdentity, openJobFile } from '../queue/jobfile.js';
 import { copyFd, writeAll } from '../sys/fd.js';
 import { bytesLeft, Progress } from '../progress.js';
 import { preparePayload } from './source.js';
@@ -59,9 +59,12 @@ export async function writePayload(fd: number, outFd: number, ctx: DecodeContext
   }
 }
 
-export async function writeJobPayload(path: string, outFd: number, ctx: DecodeContext, spoolDir: string, spoolAs?: Owner): Promise<void> {
-  const { fd } = openJobFile(path);
+export async function writeJobPayload(path: string, outFd: number, ctx: DecodeContext, spoolDir: string, spoolAs?: Owner, identity?: FileIdentity): Promise<void> {
+  const { fd, stat } = openJobFile(path);
   try {
+    // The file that was found, not one renamed over it since (or reached through a jobs/ made a
+    // symlink since): its payload would be another packet's.
+    if (identity && (stat.dev !== identity.dev || stat.ino !== identity.ino)) throw new FspoolError(`${path} was replaced since it was found; nothing was written, run it again`);
     await writePayload(fd, outFd, ctx, spoolDir, undefined, spoolAs);
   } finally {
     closeSync(fd);

@@ -90,6 +90,6 @@ export const queuePayload: Subcommand<JobArgs> = {
     const q = new Queue(a.queuedir).check();
     const ctx = decodeContext(a);
     const j = await withCache(q, () => q.findJob(a.job, ctx));
-    await writeJobPayload(j.path, 1, ctx, q.spoolDir, foreignOwner(q.dir));
+    await writeJobPayload(j.path, 1, ctx, q.spoolDir, foreignOwner(q.dir), j.identity);
   },
 };

@@ -332,6 +332,7 @@ export const queueClean: Subcommand<CleanArgs> = {
       for (const c of done) {
         const why = `seq ${c.seq}: ${cleanedWhy(c)}`;
         if (c.removed) text += `${a['dry-run'] ? 'would remove' : 'removed'} ${c.path} (${why})\n`;
+        else if (c.changed) log.warn(`kept ${c.path}: it changed since it was read; run queue-clean again`);
         else if (c.kind === 'ran') log.info(`kept ${c.path} (${why}); --stale removes it`);
         else log.warn(`kept ${c.path} (${why}): if its sender restarted its numbering, queue-set-next ${c.seq} runs it; --stale --force removes it`);
       }
