@@ -456,6 +456,26 @@ static napi_value js_winsize(napi_env env, napi_callback_info info) {
  * credentials alone; glibc's wrapper would change every thread's, libuv's pool and V8's included.
  * A call with an invalid id changes nothing and returns the current one, which is how each is
  * checked. */
+/* This thread's supplementary groups (getgroups(2) reads the calling thread's credentials), in
+ * memory the caller frees, and their number in *n; NULL with errno set if they cannot be read. */
+static gid_t *thread_groups(int *n) {
+  int m = getgroups(0, NULL);
+  if (m < 0) return NULL;
+  gid_t *list = malloc((m ? m : 1) * sizeof *list);
+  if (!list) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  *n = getgroups(m, list);
+  if (*n < 0) {
+    int e = errno;
+    free(list);
+    errno = e;
+    return NULL;
+  }
+  return list;
+}
+
 static int gid_order(const void *a, const void *b) {
   gid_t x = *(const gid_t *)a, y = *(const gid_t *)b;
   return x < y ? -1 : x > y;
@@ -488,9 +508,9 @@ static napi_value js_fs_ids(napi_env env, napi_callback_info info) {
 #endif
   /* Taken as given: the same groups, read back (the kernel keeps them sorted). */
   if (took) {
-    int m = getgroups(0, NULL);
-    gid_t *back = m >= 0 ? malloc((m ? m : 1) * sizeof *back) : NULL;
-    took = back && getgroups(m, back) == m && (uint32_t)m == n;
+    int m = 0;
+    gid_t *back = thread_groups(&m);
+    took = back && (uint32_t)m == n;
     if (took) {
       qsort(back, n, sizeof *back, gid_order);
       qsort(list, n, sizeof *list, gid_order);
@@ -510,16 +530,9 @@ static napi_value js_fs_ids(napi_env env, napi_callback_info info) {
 static napi_value js_groups(napi_env env, napi_callback_info info) {
   napi_value result, item;
   (void)info;
-  int n = getgroups(0, NULL);
-  if (n < 0) return throw_errno(env, errno, "getgroups");
-  gid_t *list = malloc((n ? n : 1) * sizeof *list);
-  if (!list) return throw_errno(env, ENOMEM, "getgroups");
-  n = getgroups(n, list);
-  if (n < 0) {
-    int e = errno;
-    free(list);
-    return throw_errno(env, e, "getgroups");
-  }
+  int n = 0;
+  gid_t *list = thread_groups(&n);
+  if (!list) return throw_errno(env, errno, "getgroups");
   napi_create_array_with_length(env, (size_t)n, &result);
   for (int i = 0; i < n; i++) {
     napi_create_uint32(env, list[i], &item);

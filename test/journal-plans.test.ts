@@ -34,6 +34,17 @@ function seed(path: string): void {
   db.close();
 }
 
+/** The SQL of every statement better-sqlite3 prepares from now on (until the mocks are restored). */
+function recordPrepared(): Set<string> {
+  const prepared = new Set<string>();
+  const prepare = Database.prototype.prepare;
+  vi.spyOn(Database.prototype, 'prepare').mockImplementation(function (this: Database.Database, sql: string) {
+    prepared.add(sql);
+    return prepare.call(this, sql);
+  });
+  return prepared;
+}
+
 afterEach(() => {
   vi.restoreAllMocks();
 });
@@ -48,12 +59,7 @@ describe('the journal with a long history', () => {
     expect(state).toBeDefined();
     seed(state.path);
 
-    const prepared = new Set<string>();
-    const prepare = Database.prototype.prepare;
-    vi.spyOn(Database.prototype, 'prepare').mockImplementation(function (this: Database.Database, sql: string) {
-      prepared.add(sql);
-      return prepare.call(this, sql);
-    });
+    const prepared = recordPrepared();
 
     // The calls a processor makes for one job that fails once, is retried and succeeds, and
     // the stale-file judgement of a run (and of queue-status, queue-clean).
@@ -101,12 +107,7 @@ describe('the journal with a long history', () => {
       writeFileSync(join(q, 'seq'), `${seq}\n`);
       writeFileSync(fspl(seq), preparePacket(['-s', join(q, 'seq'), '-i', '-'], `job ${seq}`));
     }
-    const prepared = new Set<string>();
-    const prepare = Database.prototype.prepare;
-    vi.spyOn(Database.prototype, 'prepare').mockImplementation(function (this: Database.Database, sql: string) {
-      prepared.add(sql);
-      return prepare.call(this, sql);
-    });
+    const prepared = recordPrepared();
     const queue = new Queue(q);
     const { db: state } = attachState(queue, { create: true, busyMs: 1000, without: 'test', cacheHeaders: true });
     const ctx = { keys: new Keyring({ defaults: false }) };

@@ -24,14 +24,16 @@ export const identityOf = (s: Stats): FileIdentity => ({ dev: s.dev, ino: s.ino,
 export const sameIdentity = (a: FileIdentity, b: FileIdentity) =>
   a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
 
+/** Whether two stats, or identities, are of the same file: the same device and inode. */
+export const sameFile = (a: { dev: number; ino: number }, b: { dev: number; ino: number }) => a.dev === b.dev && a.ino === b.ino;
+
 /**
  * True if `path` still names the file of `identity` (same device and inode): a packet renamed
  * over it since it was read is another packet, and must not be removed or moved in its place.
  */
 export function stillNames(path: string, identity: FileIdentity): boolean {
   try {
-    const s = lstatSync(path);
-    return s.dev === identity.dev && s.ino === identity.ino;
+    return sameFile(lstatSync(path), identity);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw e;

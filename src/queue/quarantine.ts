@@ -11,7 +11,7 @@ import { copyFdToNew, fsyncDir, writeFileDurably } from '../sys/durable.js';
 import { openRegular, readRegularFile } from '../sys/fd.js';
 import { randomUUID } from '../sys/lazy.js';
 import { asOwner, foreignOwner } from './owner.js';
-import type { FileIdentity } from './jobfile.js';
+import { type FileIdentity, sameFile } from './jobfile.js';
 import { JOB_NAME, type Queue } from './queue.js';
 import { STATE_DIR, stateDir } from './stateDb.js';
 
@@ -88,12 +88,9 @@ export function quarantineJob(queue: Queue, name: string, note: object, identity
   // must be the file that was judged: not one renamed over it since, nor one a jobs/ made a
   // symlink since leads to (root would copy it into the owner's quarantine).
   const from = openRegular(src);
-  if (identity) {
-    const now = fstatSync(from);
-    if (now.dev !== identity.dev || now.ino !== identity.ino) {
-      closeSync(from);
-      return undefined;
-    }
+  if (identity && !sameFile(fstatSync(from), identity)) {
+    closeSync(from);
+    return undefined;
   }
   let dest: string;
   try {

@@ -18,7 +18,7 @@ import { fsyncDir } from '../sys/durable.js';
 import { copyFd } from '../sys/fd.js';
 import { native } from '../sys/native.js';
 import { peekPlainHeader } from '../codec/plainHeader.js';
-import { type FileIdentity, identityOf, type JobDir, openJobFile, readJobDir } from './jobfile.js';
+import { type FileIdentity, identityOf, type JobDir, openJobFile, readJobDir, sameFile } from './jobfile.js';
 import { Listing } from './listing.js';
 import { SeqFile } from './seqfile.js';
 
@@ -179,7 +179,7 @@ function comparison(paths: string[]): { turn(bytes: number): boolean | undefined
  */
 function listedAs(dir: JobDir, i: number, stat: { dev: number; ino: number }): boolean {
   const listed = dir.identity(i);
-  return listed !== undefined && listed.dev === stat.dev && listed.ino === stat.ino;
+  return listed !== undefined && sameFile(listed, stat);
 }
 
 /** Why a job file whose name is not UTF-8 is unreadable. */

@@ -2,8 +2,9 @@
 // /proc/locks, without taking any lock (spec/state-db.md, "Status"). The verdict, for
 // monitoring: healthy, stalled (work is waiting and nothing has moved it for a while) or
 // failing (a person is needed).
-import { statSync } from 'node:fs';
+import { type Stats, statSync } from 'node:fs';
 import { someOf } from '../errors.js';
+import { ownerAndMode } from '../sys/access.js';
 import type { Header } from '../packet/header.js';
 import { FAILED_RUNS, type Journal, packetId, type RunRow } from './journal.js';
 import { lockHolder } from './lockHolder.js';
@@ -112,21 +113,19 @@ const arrivedMs = (path: string, identity?: FileIdentity): number | undefined =>
 const iso = (ms: number) => new Date(ms).toISOString();
 
 /**
- * Whether the queue's processor may use the blocks reserved for root. nextseq is the
- * processor's own file (each commit renames its temp file into place), so its owner is the
+ * The uid of the queue's processor, whose rights judge whether a job can be recorded. nextseq is
+ * the processor's own file (each commit renames its temp file into place), so its owner is the
  * processor's user; without one, the queue directory's owner. A root processor of a queue another
  * user owns leaves it that user's (seqfile.ts), and is judged as that user: a room that root's
  * reserved blocks would still give is not counted on, as the owner's tools cannot use it.
  */
-function writerIsRoot(queue: Queue): boolean {
-  for (const path of [queue.nextseq.path, queue.dir]) {
-    try {
-      return statSync(path).uid === 0;
-    } catch {
-      /* the next */
-    }
+function processorUid(queue: Queue, nextseq: Stats | undefined): number | undefined {
+  if (nextseq) return nextseq.uid;
+  try {
+    return statSync(queue.dir).uid;
+  } catch {
+    return undefined;
   }
-  return false;
 }
 
 export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journal, opts: StatusOptions): Status {
@@ -179,6 +178,8 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
     gap = { seq: next, waiting: ahead.length, lowest: ahead[0]![0], since: since === Infinity ? now : since };
   }
 
+  const nextseqStat = statSync(queue.nextseq.path, { throwIfNoEntry: false });
+  const writer = processorUid(queue, nextseqStat);
   const holder = lockHolder(queue.nextseq.lockPath);
   const running = journal.history({ outcomes: ['running'] });
   const current = holder.pid !== undefined ? running.find((r) => r.pid === holder.pid) : undefined;
@@ -202,8 +203,8 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
     processor: { known: holder.known, pid: holder.pid, current },
     journal: journal.active,
     // An append-only queue runs no job: a full disk is for its sender to see, when it writes.
-    noRoom: next === undefined ? undefined : (noRoom(queue) ?? shutToProcessor(queue)),
-    nextseqChanged: statSync(queue.nextseq.path, { throwIfNoEntry: false })?.mtimeMs,
+    noRoom: next === undefined ? undefined : (noRoom(queue, writer) ?? shutToProcessor(queue, writer)),
+    nextseqChanged: nextseqStat?.mtimeMs,
     released: releasedJobs(jobs, next, journal),
   };
   judge(s, journal, now, opts.stalledAfterSeconds);
@@ -211,29 +212,22 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
 }
 
 /** Why no job can be recorded on the queue's file system, with the fix; undefined if one can. */
-function noRoom(queue: Queue): string | undefined {
+function noRoom(queue: Queue, writer: number | undefined): string | undefined {
   if (readOnlyFs(queue.dir)) return `the file system of ${queue.dir} is mounted read-only: no job runs until it is writable; remount it read-write`;
-  const lack = lackOfRoom(queue.dir, writerIsRoot(queue));
+  const lack = lackOfRoom(queue.dir, writer === 0);
   return lack && `${lack}: no job runs until there is room; free some space`;
 }
 
 /**
- * Why the queue's processor cannot record a job, the queue's folder being shut to it (nextseq is
- * renamed into it), with the fix; undefined if it can, or may. jobs/ is not judged: a processor
- * under --never-delete needs no more than to read it. The processor is nextseq's owner
- * (writerIsRoot). Judged from the mode bits, as
- * this reader cannot ask access(2) for another user: the owner's bits for the owner, the
- * others' for anyone else; a folder whose group may write is given the benefit of the doubt
- * (the processor may be in that group).
+ * Why the queue's processor (`uid`, processorUid) cannot record a job, the queue's folder being
+ * shut to it (nextseq is renamed into it), with the fix; undefined if it can, or may. jobs/ is
+ * not judged: a processor under --never-delete needs no more than to read it. Judged from the
+ * mode bits, as this reader cannot ask access(2) for another user: the owner's bits for the
+ * owner, the others' for anyone else; a folder whose group may write is given the benefit of the
+ * doubt (the processor may be in that group).
  */
-function shutToProcessor(queue: Queue): string | undefined {
-  let uid: number;
-  try {
-    uid = statSync(queue.nextseq.path).uid;
-  } catch {
-    return undefined;
-  }
-  if (uid === 0) return undefined;
+function shutToProcessor(queue: Queue, uid: number | undefined): string | undefined {
+  if (uid === undefined || uid === 0) return undefined;
   let st;
   try {
     st = statSync(queue.dir);
@@ -242,8 +236,7 @@ function shutToProcessor(queue: Queue): string | undefined {
   }
   const bits = st.uid === uid ? (st.mode >> 6) & 0o7 : (st.mode & 0o7) | ((st.mode >> 3) & 0o7);
   if ((bits & 0o3) === 0o3) return undefined;
-  const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
-  return `${queue.dir} (owned by uid ${st.uid}, mode ${mode}) is not writable by uid ${uid}, the owner of nextseq (the processor's user): no job can be recorded, so none runs; make it writable, or run the processor as a user who may write it`;
+  return `${queue.dir} (${ownerAndMode(queue.dir)}) is not writable by uid ${uid}, the owner of nextseq (the processor's user): no job can be recorded, so none runs; make it writable, or run the processor as a user who may write it`;
 }
 
 /** When the journal's latest run ended, if one did. */

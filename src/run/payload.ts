@@ -2,7 +2,7 @@
 import { closeSync } from 'node:fs';
 import { type DecodeContext, openForDelivery } from '../codec/decode.js';
 import { describe, FspoolError } from '../errors.js';
-import { type FileIdentity, openJobFile } from '../queue/jobfile.js';
+import { type FileIdentity, openJobFile, sameFile } from '../queue/jobfile.js';
 import { copyFd, writeAll } from '../sys/fd.js';
 import { bytesLeft, Progress } from '../progress.js';
 import { preparePayload } from './source.js';
@@ -64,7 +64,7 @@ export async function writeJobPayload(path: string, outFd: number, ctx: DecodeCo
   try {
     // The file that was found, not one renamed over it since (or reached through a jobs/ made a
     // symlink since): its payload would be another packet's.
-    if (identity && (stat.dev !== identity.dev || stat.ino !== identity.ino)) throw new FspoolError(`${path} was replaced since it was found; nothing was written, run it again`);
+    if (identity && !sameFile(stat, identity)) throw new FspoolError(`${path} was replaced since it was found; nothing was written, run it again`);
     await writePayload(fd, outFd, ctx, spoolDir, undefined, spoolAs);
   } finally {
     closeSync(fd);
