@@ -3,7 +3,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32, gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { decodeHeader, encodeHeader, HeaderReader, MAX_METADATA_LEN, PacketError, parsePrefix, PREFIX_LEN } from '../src/packet/codec.js';
+import { readCanonical } from '../src/packet/canonical.js';
+import { decodeAnyForm, decodeHeader, encodeHeader, HeaderReader, MAX_METADATA_LEN, PacketError, parsePrefix, PREFIX_LEN } from '../src/packet/codec.js';
 import type { Header } from '../src/packet/header.js';
 import { formatEnv, jobEnv } from '../src/packet/jobenv.js';
 import { aroundMetadata } from './helpers/bytes.js';
@@ -18,12 +19,23 @@ describe('fixtures written by fspl 1.2.2', () => {
   });
 
   for (const name of numbered) {
-    it(`${name} decodes and re-encodes to the same bytes`, () => {
+    it(`${name} decodes and re-encodes to the same bytes, read in the canonical form as the general reader reads it`, () => {
       const bytes = fixture(name);
       const { header, length } = decodeHeader(bytes);
       expect(encodeHeader(header)).toEqual(bytes.subarray(0, length));
+      const meta = bytes.subarray(PREFIX_LEN, length);
+      expect(readCanonical(meta)).toEqual(decodeAnyForm(meta));
     });
   }
+
+  it('the forms fspl reads and never writes (a struct as an array, a time before 1970) are left to the general reader', () => {
+    for (const name of ['odd-17-array-encoded-struct-ACCEPTED.fspl', 'odd-18-negative-secs-ACCEPTED.fspl']) {
+      const bytes = fixture(name);
+      const meta = bytes.subarray(PREFIX_LEN, PREFIX_LEN + parsePrefix(bytes).metaLen);
+      expect(readCanonical(meta), name).toBeNull();
+      expect(decodeHeader(bytes).header, name).toEqual(decodeAnyForm(meta));
+    }
+  });
 
   it('the gzip-encoded fixture is a whole packet inside gzip', () => {
     const bytes = gunzipSync(fixture('10-gzip-encoded.fspl.gz'));

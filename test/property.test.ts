@@ -6,12 +6,13 @@ import { crc32 } from 'node:zlib';
 import { Encoder } from '@msgpack/msgpack';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeHeader, encodeHeader, HeaderReader, MAX_METADATA_LEN, PacketError, PREFIX_LEN } from '../src/packet/codec.js';
+import { readCanonical } from '../src/packet/canonical.js';
+import { decodeAnyForm, decodeHeader, encodeHeader, HeaderReader, MAX_METADATA_LEN, PacketError, PREFIX_LEN } from '../src/packet/codec.js';
 import { type CmdType, type Header, I64_MAX, I64_MIN, U64_MAX } from '../src/packet/header.js';
 import { packetId } from '../src/packet/identity.js';
 import { native } from '../src/sys/native.js';
 // Deterministic filler, so that long byte strings cost one integer of shrinking, not 70,000.
-import { aroundMetadata, filler } from './helpers/bytes.js';
+import { aroundMetadata, filler, prng } from './helpers/bytes.js';
 
 const seed = process.env.FSPOOL_PROP_SEED ? Number(process.env.FSPOOL_PROP_SEED) : undefined;
 const params = (numRuns: number): fc.Parameters<unknown> => ({ numRuns, ...(seed !== undefined ? { seed } : {}) });
@@ -265,6 +266,87 @@ describe('round trips over the whole field space', () => {
       }),
       params(200),
     );
+  });
+});
+
+describe('the canonical reader (canonical.ts) against the general one', () => {
+  const withStream = fc.tuple(headerArb, fc.option(fc.stringMatching(/^[0-9a-f]{32}$/), { nil: undefined })).map(([h, stream]) => (stream === undefined ? h : { ...h, stream }));
+  const same = (a: Header, b: Header) => {
+    expectSameHeader(a, b);
+    expect(a.stream).toBe(b.stream);
+  };
+
+  it('reads every header fspool writes with a time from 1970 on, as the general reader reads it', () => {
+    fc.assert(
+      fc.property(withStream, (h) => {
+        const meta = encodeHeader(h).subarray(PREFIX_LEN);
+        const c = readCanonical(meta);
+        if (h.ctimeSecs < 0n) expect(c).toBeNull();
+        else same(c!, h);
+        same(decodeAnyForm(meta), h);
+      }),
+      params(300),
+    );
+  });
+
+  it('on mutated metadata, reads only what the general reader reads alike, and what it reads encodes back to the same bytes', () => {
+    const rand = prng(seed ?? 7);
+    const int = (n: number) => Math.floor(rand() * n);
+    const markers = [0x00, 0x7f, 0x80, 0x83, 0x84, 0x90, 0x92, 0x9f, 0xa3, 0xc0, 0xc4, 0xca, 0xcc, 0xcd, 0xce, 0xcf, 0xd0, 0xd9, 0xdc, 0xdd, 0xde, 0xff];
+    /** Each kind of edit: a byte changed, one in or out, a one-byte integer widened to 0xcc (not its shortest form). */
+    const edit = (m: Buffer): Buffer => {
+      const at = int(m.length);
+      switch (int(5)) {
+        case 0:
+          return Buffer.concat([m.subarray(0, at), Buffer.from([markers[int(markers.length)]!]), m.subarray(at + 1)]);
+        case 1:
+          return Buffer.concat([m.subarray(0, at), Buffer.from([int(256)]), m.subarray(at)]);
+        case 2:
+          return Buffer.concat([m.subarray(0, at), m.subarray(at + 1)]);
+        case 3:
+          return m[at]! < 0x80 ? Buffer.concat([m.subarray(0, at), Buffer.from([0xcc]), m.subarray(at)]) : m;
+        default: {
+          const c = Buffer.from(m);
+          c[at] = int(256);
+          return c;
+        }
+      }
+    };
+    let read = 0;
+    let left = 0;
+    const samples = fc.sample(fc.tuple(smallHeaderArb, fc.option(fc.stringMatching(/^[0-9a-f]{32}$/), { nil: undefined })), { numRuns: 400, ...(seed !== undefined ? { seed } : {}) });
+    for (const [h, stream] of samples) {
+      const header: Header = stream === undefined ? h : { ...h, stream };
+      const original = encodeHeader(header).subarray(PREFIX_LEN);
+      for (let round = 0; round < 10; round++) {
+        let m = edit(original);
+        if (int(3) === 0) m = edit(m);
+        const c = readCanonical(m);
+        if (c === null) {
+          left++;
+          continue;
+        }
+        read++;
+        same(c, decodeAnyForm(m));
+        expect(encodeHeader(c).subarray(PREFIX_LEN).equals(m)).toBe(true);
+      }
+    }
+    // Both kinds are many: edits inside byte strings keep the form, edits of a marker break it.
+    expect(read).toBeGreaterThan(100);
+    expect(left).toBeGreaterThan(1000);
+  });
+
+  it('a header at the 16 MiB bound is read in one pass, its bytes above and below 128 alike', () => {
+    for (const fill of [0x41, 0xc1]) {
+      const param = Buffer.alloc(fill < 0x80 ? MAX_METADATA_LEN - 300 : MAX_METADATA_LEN / 2 - 300, fill);
+      param[7] = fill ^ 0x80;
+      const h: Header = { seq: 9n, ctimeSecs: 1n, ctimeNanos: 2, cmd: { kind: 'Command', params: [param], env: [[Buffer.from('K'), param.subarray(0, 70)]] } };
+      const bytes = encodeHeader(h);
+      expect(bytes.length).toBeLessThanOrEqual(PREFIX_LEN + MAX_METADATA_LEN);
+      const c = readCanonical(bytes.subarray(PREFIX_LEN));
+      same(c!, h);
+      same(decodeHeader(bytes).header, h);
+    }
   });
 });
 

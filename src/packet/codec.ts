@@ -1,6 +1,8 @@
 // Encode and decode Filespooler 1.2 packet headers, byte for byte as fspl 1.2.2 does.
 // Pure functions over buffers: no I/O here (see spec/packet-format.md).
 import type { Decoder } from '@msgpack/msgpack';
+import { isAscii } from 'node:buffer';
+import { ASCII_RUN, readCanonical } from './canonical.js';
 import { crc32 } from './crc32.js';
 import { checkShape } from './msgpackShape.js';
 import { type CmdType, type Header, I64_MAX, I64_MIN, PacketError, U64_MAX } from './header.js';
@@ -42,14 +44,25 @@ function msgpack(): Decoder {
  * on generated headers).
  */
 class MetaWriter {
+  /** What is written so far, before `buf`'s first `at` bytes: one copy of each into the result. */
+  private readonly parts: Uint8Array[] = [];
+  private size = 0;
   private buf = Buffer.allocUnsafe(256);
   private at = 0;
 
+  /** Room for n more bytes in `buf`: a full one joins the parts, never copied to grow. */
   private room(n: number): void {
     if (this.at + n <= this.buf.length) return;
-    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + n));
-    this.buf.copy(bigger, 0, 0, this.at);
-    this.buf = bigger;
+    this.flush();
+    this.buf = Buffer.allocUnsafe(Math.max(256, n));
+  }
+
+  private flush(): void {
+    if (this.at === 0) return;
+    this.parts.push(this.buf.subarray(0, this.at));
+    this.size += this.at;
+    this.buf = this.buf.subarray(this.at);
+    this.at = 0;
   }
 
   /** A container's length: `fix` + n below `fixMax`, else the 16- or 32-bit form. */
@@ -129,6 +142,13 @@ class MetaWriter {
   /** A byte string as fspl writes it: an array of integers, a byte below 128 as itself, others after 0xcc. */
   bytes(v: Uint8Array): void {
     this.array(v.length);
+    if (v.length >= ASCII_RUN && isAscii(v)) {
+      // Bytes below 128 are themselves: the param's own bytes are a part.
+      this.flush();
+      this.parts.push(v);
+      this.size += v.length;
+      return;
+    }
     this.room(2 * v.length);
     const b = this.buf;
     let at = this.at;
@@ -140,12 +160,21 @@ class MetaWriter {
     this.at = at;
   }
 
-  done(): Buffer {
-    return this.buf.subarray(0, this.at);
+  /** The metadata, in a buffer that leaves `before` bytes before it (the prefix's room). */
+  done(before: number): Buffer {
+    this.flush();
+    const out = Buffer.allocUnsafe(before + this.size);
+    let at = before;
+    for (const p of this.parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
   }
 }
 
-function encodeMeta(h: Header): Buffer {
+/** The metadata, `before` bytes into the buffer returned. */
+function encodeMeta(h: Header, before: number): Buffer {
   const w = new MetaWriter();
   // fspl ignores unknown keys: a packet with a stream id is still an fspl packet. Without one
   // the map is fspl's three keys, byte for byte.
@@ -178,22 +207,32 @@ function encodeMeta(h: Header): Buffer {
     w.str(STREAM_KEY);
     w.str(h.stream);
   }
-  return w.done();
+  return w.done(before);
 }
 
 /** The whole header: 30-byte prefix, then the MessagePack metadata. The payload follows it. */
 export function encodeHeader(h: Header): Buffer {
+  const kept = written.get(h);
+  if (kept) return kept;
   checkHeader(h);
-  const meta = encodeMeta(h);
-  const out = Buffer.alloc(PREFIX_LEN + meta.length);
+  const out = encodeMeta(h, PREFIX_LEN);
+  const meta = out.subarray(PREFIX_LEN);
   MAGIC.copy(out, 0);
   out.writeUInt16BE(FORMAT_VERSION, 12);
   out.writeBigUInt64BE(BigInt(meta.length), 14);
   out.writeUInt32BE(crc32(meta), 22);
   out.writeUInt32BE(crc32(out.subarray(0, 26)), 26);
-  out.set(meta, PREFIX_LEN);
+  if (out.length >= KEEP_WRITTEN) written.set(h, out);
   return out;
 }
+
+/**
+ * Large headers, encoded: the header cache and the packet's id each encode a header they read,
+ * and for one of megabytes (anyone may drop one in jobs/) each time cost ~100 ms of fresh memory
+ * and its copies. A header is never changed once made, nor its encoding once returned.
+ */
+const written = new WeakMap<Header, Buffer>();
+const KEEP_WRITTEN = 64 * 1024;
 
 /** fspool's metadata key naming a packet's stream (spec/receipts.md), and its only valid form. */
 export const STREAM_KEY = 'fspool_stream';
@@ -233,6 +272,14 @@ export function parsePrefix(prefix: Uint8Array): { metaLen: number; metaCrc: num
 /** Check the metadata CRC and decode the metadata into a Header. */
 export function parseMetadata(meta: Uint8Array, expectedCrc: number): Header {
   if (crc32(meta) !== expectedCrc) throw new PacketError('metadata CRC mismatch');
+  return readCanonical(meta) ?? decodeAnyForm(meta);
+}
+
+/**
+ * Metadata in any form fspl reads (the shape walk, then the library), as parseMetadata reads
+ * what is not in the canonical form; exported for the tests that hold the two readers equal.
+ */
+export function decodeAnyForm(meta: Uint8Array): Header {
   const shape = checkShape(meta);
   let value: unknown;
   try {
@@ -436,10 +483,12 @@ export class HeaderReader {
       this.meta = parsePrefix(all);
     }
     if (this.meta && this.have >= PREFIX_LEN + this.meta.metaLen) {
-      const all = Buffer.concat(this.parts);
-      const end = PREFIX_LEN + this.meta.metaLen;
-      this.header = parseMetadata(all.subarray(PREFIX_LEN, end), this.meta.metaCrc);
-      this.rest = all.subarray(end);
+      const { metaLen, metaCrc } = this.meta;
+      // A reader of an fd asks for the prefix, then for the metadata: that second read is the
+      // metadata, and is not copied (a copy of megabytes is not free).
+      const after = this.parts.length === 2 && this.parts[0]!.length === PREFIX_LEN ? this.parts[1]! : Buffer.concat(this.parts).subarray(PREFIX_LEN);
+      this.header = parseMetadata(after.subarray(0, metaLen), metaCrc);
+      this.rest = after.subarray(metaLen);
       this.parts.length = 0;
       return true;
     }
