@@ -1032,6 +1032,14 @@ describe('metadata that would take more memory than any header needs', () => {
   it('more params than a call takes arguments, with --allow-job-params: the job fails on the argument list, one clear line', () => {
     const r = fspool(['stdin-process', '--allow-job-params', 'true'], { input: rawPacket(emptyParams(400_000)) });
     expect(r.code).toBe(1);
+    // Said before a request of megabytes is built for the exec that must fail.
+    expect(r.stderr).toMatch(/^Error: job 1: the packet's params and variables take \d+ bytes, more than the 6291456 that Linux allows a command's arguments and environment together; the command was not started$/m);
+  });
+
+  it('params and variables within what Linux could take, too many for this exec: E2BIG from exec, one clear line', () => {
+    // ~2.7 MB: under the 6 MiB no exec may pass, over the 2 MiB an 8 MiB stack limit allows.
+    const r = runSync('prlimit', ['--stack=8388608', '--', FSPOOL, 'stdin-process', '--allow-job-params', 'true'], { input: rawPacket(emptyParams(75_000)) });
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^Error: job 1: cannot run command: the packet's params and variables \(\d+ bytes\) make its argument list too long \(E2BIG\)$/m);
   });
 

@@ -72,7 +72,7 @@ export const MAX_EXEC_STRING = 32 * 4096 - 1;
  * undefined when they can. A variable's name must not hold NUL (it would end the entry and
  * start another one, unprefixed: `X\0LD_PRELOAD=...`) nor `=` (the name the receiver sees would
  * not be the one sent); no value or param may hold NUL; no single entry may pass the kernel's
- * per-string limit. Such a packet fails its own job; it never changes what the receiver gets.
+ * per-string limit, nor all of them its limit on the whole. Such a packet fails its own job; it never changes what the receiver gets.
  */
 export function execProblem(h: Header, allowJobParams: boolean): string | undefined {
   if (h.cmd.kind !== 'Command') return undefined;
@@ -91,8 +91,20 @@ export function execProblem(h: Header, allowJobParams: boolean): string | undefi
     const size = 'FSPL_SET_='.length + k.length + v.length;
     if (size > MAX_EXEC_STRING) return `the packet's variable FSPL_SET_${k.toString('latin1')} is ${size} bytes, more than the ${MAX_EXEC_STRING} that Linux allows in one variable`;
   }
+  // Said before the request is built: for hundreds of thousands of params that took seconds.
+  const total = execBytes(h, allowJobParams) + 8 * (h.cmd.params.length * (allowJobParams ? 2 : 1) + h.cmd.env.length);
+  if (total > MAX_EXEC_TOTAL) {
+    return `the packet's params and variables take ${total} bytes, more than the ${MAX_EXEC_TOTAL} that Linux allows a command's arguments and environment together`;
+  }
   return undefined;
 }
+
+/**
+ * The most Linux ever takes in a command's arguments and environment together, a pointer for
+ * each counted: three quarters of the 8 MiB it assumes for the stack at most, whatever the stack
+ * limit (a limit below 24 MiB lowers it: then exec's own E2BIG says so).
+ */
+export const MAX_EXEC_TOTAL = 6 * 1024 * 1024;
 
 /** Bytes a packet adds to its receiver's argv and environment (params, FSPL_PARAM_n, FSPL_SET_*). */
 export function execBytes(h: Header, allowJobParams: boolean): number {
