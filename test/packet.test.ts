@@ -37,6 +37,18 @@ describe('fixtures written by fspl 1.2.2', () => {
     }
   });
 
+  it('a header with bytes after its map leaves the decoder as it was: a later one naming its fields by bin and by number is still read', () => {
+    const named = (seqKey: Buffer, rest: Buffer = Buffer.alloc(0)) =>
+      Buffer.concat([Buffer.from([0x83]), seqKey, Buffer.from('01a56374696d6592010202', 'hex'), Buffer.from('a34e4f50', 'hex'), rest]);
+    const bySeqName = Buffer.from('a3736571', 'hex');
+    // The middle key is ctime by number, cmd_type as a bin: neither in the canonical form.
+    const odd = Buffer.concat([Buffer.from([0x83]), Buffer.from('c403736571', 'hex'), Buffer.from('01', 'hex'), Buffer.from('01920102', 'hex'), Buffer.from('c408636d645f74797065a34e4f50', 'hex')]);
+    expect(decodeAnyForm(odd).seq).toBe(1n);
+    // Spare bytes after the map, which fspl ignores: the first object is taken.
+    expect(decodeHeader(aroundMetadata(named(bySeqName, Buffer.from([0xc0, 0xc0])))).header.cmd.kind).toBe('NOP');
+    expect(decodeAnyForm(odd).seq).toBe(1n);
+  });
+
   it('the gzip-encoded fixture is a whole packet inside gzip', () => {
     const bytes = gunzipSync(fixture('10-gzip-encoded.fspl.gz'));
     const { header, length } = decodeHeader(bytes);

@@ -298,9 +298,17 @@ function firstObject(meta: Uint8Array, whole: unknown): unknown {
   if (!(whole instanceof RangeError && /^Extra /.test(whole.message))) {
     throw new PacketError(`metadata is not valid MessagePack: ${(whole as Error).message}`);
   }
-  const first = msgpack().decodeMulti(meta).next();
-  if (first.done) throw new PacketError('empty metadata');
-  return first.value;
+  // The generator is closed at once: left open, it keeps the shared decoder marked as in use,
+  // and every later decode then goes to a copy the library makes of it without our key
+  // converter (which refuses a name given as a bin, and misreads a field given by its number).
+  const objects = msgpack().decodeMulti(meta);
+  try {
+    const first = objects.next();
+    if (first.done) throw new PacketError('empty metadata');
+    return first.value;
+  } finally {
+    objects.return(undefined);
+  }
 }
 
 /** Decode a whole header held in one buffer (prefix + metadata); returns it and its length. */
