@@ -1036,6 +1036,14 @@ describe('metadata that would take more memory than any header needs', () => {
     expect(r.stderr).toMatch(/^Error: job 1: the packet's params and variables take \d+ bytes, more than the 6291456 that Linux allows a command's arguments and environment together; the command was not started$/m);
   });
 
+  it('one variable given 100,000 times (6 MB of header, 1 variable for exec): the job runs with the last value, as under fspl', () => {
+    const env: Array<[Buffer, Buffer]> = Array.from({ length: 100_000 }, (_, i) => [b('A'), b(`${String(i).padStart(6, '0')}${'x'.repeat(54)}`)]);
+    const packet = Buffer.concat([encodeHeader({ seq: 1n, ctimeSecs: 1n, ctimeNanos: 0, cmd: { kind: 'Command', params: [], env } }), b('payload')]);
+    const r = fspool(['stdin-process', 'sh', '--', '-c', 'printf %s "$FSPL_SET_A"'], { input: packet });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.toString()).toBe(`099999${'x'.repeat(54)}`);
+  });
+
   it('params and variables within what Linux could take, too many for this exec: E2BIG from exec, one clear line', () => {
     // ~2.7 MB: under the 6 MiB no exec may pass, over the 2 MiB an 8 MiB stack limit allows.
     const r = runSync('prlimit', ['--stack=8388608', '--', FSPOOL, 'stdin-process', '--allow-job-params', 'true'], { input: rawPacket(emptyParams(75_000)) });

@@ -88,11 +88,15 @@ export function execProblem(h: Header, allowJobParams: boolean): string | undefi
     if (k.includes(0)) return `the packet's variable name ${shown(k)} holds a NUL byte, which no variable name can carry`;
     if (k.includes(0x3d)) return `the packet's variable name ${shown(k)} holds "=", which no variable name can carry`;
     if (v.includes(0)) return `the packet's variable FSPL_SET_${k.toString('latin1')} holds a NUL byte, which no variable can carry`;
+  }
+  const variables = reaching(h.cmd.env);
+  for (const [k, v] of variables) {
     const size = 'FSPL_SET_='.length + k.length + v.length;
-    if (size > MAX_EXEC_STRING) return `the packet's variable FSPL_SET_${k.toString('latin1')} is ${size} bytes, more than the ${MAX_EXEC_STRING} that Linux allows in one variable`;
+    if (size > MAX_EXEC_STRING) return `the packet's variable FSPL_SET_${k} is ${size} bytes, more than the ${MAX_EXEC_STRING} that Linux allows in one variable`;
   }
   // Said before the request is built: for hundreds of thousands of params that took seconds.
-  const total = execBytes(h, allowJobParams) + 8 * (h.cmd.params.length * (allowJobParams ? 2 : 1) + h.cmd.env.length);
+  // Pointers counted at 4 bytes, the least a kernel counts: this never refuses what could run.
+  const total = execBytes(h, allowJobParams) + 4 * (h.cmd.params.length * (allowJobParams ? 2 : 1) + variables.size);
   if (total > MAX_EXEC_TOTAL) {
     return `the packet's params and variables take ${total} bytes, more than the ${MAX_EXEC_TOTAL} that Linux allows a command's arguments and environment together`;
   }
@@ -106,12 +110,19 @@ export function execProblem(h: Header, allowJobParams: boolean): string | undefi
  */
 export const MAX_EXEC_TOTAL = 6 * 1024 * 1024;
 
+/** The packet's variables as the receiver gets them: one per name, the last value given (as fspl sets them). */
+function reaching(env: Array<[Buffer, Buffer]>): Map<string, Buffer> {
+  const last = new Map<string, Buffer>();
+  for (const [k, v] of env) last.set(k.toString('latin1'), v);
+  return last;
+}
+
 /** Bytes a packet adds to its receiver's argv and environment (params, FSPL_PARAM_n, FSPL_SET_*). */
 export function execBytes(h: Header, allowJobParams: boolean): number {
   if (h.cmd.kind !== 'Command') return 0;
   let n = 0;
   for (const [i, p] of h.cmd.params.entries()) n += `FSPL_PARAM_${i + 1}=`.length + p.length + 1 + (allowJobParams ? p.length + 1 : 0);
-  for (const [k, v] of h.cmd.env) n += 'FSPL_SET_='.length + k.length + v.length + 1;
+  for (const [k, v] of reaching(h.cmd.env)) n += 'FSPL_SET_='.length + k.length + v.length + 1;
   return n;
 }
 
