@@ -49,6 +49,12 @@ class Cursor {
     if (++this.objects > MAX_OBJECTS) this.fail();
   }
 
+  /** n entries of `each` objects to come: n, if they stay within the bound. */
+  owing(n: number, each: number): number {
+    if (this.objects + n * each > MAX_OBJECTS) this.fail();
+    return n;
+  }
+
   is(bytes: Uint8Array): boolean {
     const b = this.b;
     if (this.at + bytes.length > b.length) return false;
@@ -190,10 +196,11 @@ function cmdType(c: Cursor): CmdType {
   c.object();
   c.expect(PARAMS);
   const params: Buffer[] = [];
-  for (let n = c.array(); n > 0; n--) params.push(c.bytes());
+  // Over the bound, a header is refused (by the general reader): said before anything is made.
+  for (let n = c.owing(c.array(), 1); n > 0; n--) params.push(c.bytes());
   c.expect(ENV);
   const env: Array<[Buffer, Buffer]> = [];
-  for (let n = c.array(); n > 0; n--) {
+  for (let n = c.owing(c.array(), 3); n > 0; n--) {
     if (c.byte() !== 0x92) c.fail();
     c.object();
     env.push([c.bytes(), c.bytes()]);
