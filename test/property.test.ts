@@ -6,6 +6,8 @@ import { crc32 } from 'node:zlib';
 import { Encoder } from '@msgpack/msgpack';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { RUN_TYPE, withByteRuns } from '../src/packet/byteRuns.js';
+import { checkShape } from '../src/packet/msgpackShape.js';
 import { readCanonical } from '../src/packet/canonical.js';
 import { decodeAnyForm, decodeHeader, encodeHeader, HeaderReader, MAX_METADATA_LEN, PacketError, PREFIX_LEN } from '../src/packet/codec.js';
 import { type CmdType, type Header, I64_MAX, I64_MIN, U64_MAX } from '../src/packet/header.js';
@@ -347,6 +349,112 @@ describe('the canonical reader (canonical.ts) against the general one', () => {
       same(c!, h);
       same(decodeHeader(bytes).header, h);
     }
+  });
+});
+
+describe('long byte strings handed to the library as runs (byteRuns.ts)', () => {
+  /** Both ways: the same header, or the same error. */
+  const alike = (m: Uint8Array): 'header' | 'error' => {
+    const read = (runs: boolean) => {
+      try {
+        return { h: decodeAnyForm(m, runs) };
+      } catch (e) {
+        if (!(e instanceof PacketError)) throw e;
+        return { e: e.message };
+      }
+    };
+    const a = read(true);
+    const b = read(false);
+    if (a.h === undefined || b.h === undefined) {
+      expect(a.e).toBe(b.e);
+      return 'error';
+    }
+    expectSameHeader(a.h, b.h);
+    expect(a.h.stream).toBe(b.h.stream);
+    return 'header';
+  };
+
+  it('give the header, or the error, that the library gives element by element, in every form fspl reads', async () => {
+    const { Encoder, ExtData } = await import('@msgpack/msgpack');
+    const enc = new Encoder({ useBigInt64: true });
+    const rand = prng(seed ?? 11);
+    const int = (n: number) => Math.floor(rand() * n);
+    const pick = <T>(xs: T[]): T => xs[int(xs.length)]!;
+    /** A byte string as an array of integers, some in wider forms (BigInt: 0xcf), sometimes spoilt. */
+    const bytes = (): unknown => {
+      const n = int(40) === 0 ? 70_000 : pick([0, 5, 63, 64, 65, 200, 255, 256]);
+      const out: unknown[] = Array.from({ length: n }, () => (int(2) ? int(128) : int(256)));
+      if (n > 0 && int(3) === 0) for (let k = 0; k < 3; k++) out[int(n)] = BigInt(int(256));
+      if (n > 0 && int(30) === 0) out[int(n)] = pick<unknown>([256, -1, 1.5, [1], 'x', null, new ExtData(RUN_TYPE, Uint8Array.of(1, 2))]);
+      return int(40) === 0 ? Uint8Array.from({ length: 70 }, () => int(256)) : out;
+    };
+    const odd = (): unknown => pick<unknown>([new ExtData(RUN_TYPE, Uint8Array.of(7)), new ExtData(RUN_TYPE, new Uint8Array(300)), new ExtData(5, Uint8Array.of(1)), bytes(), [bytes()], 'x']);
+    /** A map with keys of any type (the library's Encoder writes string keys only). */
+    class Pairs {
+      constructor(readonly pairs: Array<[unknown, unknown]>) {}
+    }
+    const mp = (v: unknown): Buffer => {
+      const all = (xs: unknown[]) => xs.map(mp);
+      if (v instanceof Pairs) return Buffer.concat([Buffer.from(enc.encode(new Array(v.pairs.length).fill(0))).subarray(0, 1).map((t) => t === 0x90 + v.pairs.length ? 0x80 + v.pairs.length : t), ...all(v.pairs.flat())]);
+      if (Array.isArray(v)) {
+        const head = Buffer.from(enc.encode(new Array(v.length).fill(0)));
+        return Buffer.concat([head.subarray(0, head.length - v.length), ...all(v)]);
+      }
+      return Buffer.from(enc.encode(v));
+    };
+    const struct = (fields: Array<[string, unknown]>, index: boolean): unknown => {
+      if (int(4) === 0) return fields.map(([, v]) => v);
+      const pairs: Array<[unknown, unknown]> = fields.map(([k, v], i) => [index && int(3) === 0 ? i : int(4) === 0 ? Buffer.from(k) : k, v]);
+      if (int(3) === 0) pairs.splice(int(pairs.length + 1), 0, [pick<unknown>(['zz', 'fspool_x', Buffer.from('unknown')]), odd()]);
+      return new Pairs(pairs);
+    };
+    let headers = 0;
+    let errors = 0;
+    let rewritten = 0;
+    for (let round = 0; round < 300; round++) {
+      const params = Array.from({ length: int(4) }, bytes);
+      const env = Array.from({ length: int(3) }, () => (int(20) === 0 ? [bytes(), bytes(), bytes()] : [bytes(), bytes()]));
+      const command = struct([['params', params], ['env', env]], true);
+      const cmdType = int(10) === 0 ? 'NOP' : new Pairs([[int(4) === 0 ? 0 : int(4) === 0 ? Buffer.from('Command') : 'Command', command]]);
+      const value = struct([['seq', BigInt(int(1000))], ['ctime', [int(2 ** 31), int(1e9)]], ['cmd_type', cmdType]], true);
+      let m = mp(value);
+      if (int(4) === 0) m = Buffer.concat([m, Uint8Array.of(0xc1, 0x90)]); // after the first object: ignored
+      for (let k = int(3) === 0 ? 1 + int(2) : 0; k > 0 && m.length > 0; k--) m[int(m.length)] = pick([0x00, 0x7f, 0xcc, 0xcd, 0xc7, RUN_TYPE, 0xdc, 0x92, int(256)]);
+      if (alike(m) === 'header') headers++;
+      else errors++;
+      try {
+        checkShape(m);
+        if (withByteRuns(m)) rewritten++;
+      } catch {
+        /* refused before any run is made */
+      }
+    }
+    // No kind may be rare: each must have been compared many times.
+    expect(headers).toBeGreaterThan(50);
+    expect(errors).toBeGreaterThan(50);
+    expect(rewritten).toBeGreaterThan(100);
+  });
+});
+
+describe('the shape walk steps over runs of byte-string integers at once, with the verdicts of one element at a time', () => {
+  const map = (...pairs: Buffer[]) => Buffer.concat([Buffer.from([0x80 | (pairs.length / 2)]), ...pairs]);
+  const str = (s: string) => Buffer.concat([Buffer.from([0xa0 | s.length]), Buffer.from(s)]);
+  const arr16 = (n: number, body: Buffer) => Buffer.concat([Buffer.from([0xdc, n >> 8, n & 0xff]), body]);
+  const fields = [str('seq'), Buffer.from([1]), str('ctime'), Buffer.from([0x92, 1, 2]), str('cmd_type'), str('NOP')];
+  const ints = Buffer.concat([Buffer.alloc(150, 0x41), Buffer.from('cc80cc81', 'hex'), Buffer.alloc(150, 0x7f)]);
+
+  it('a field after a long run is still the field it is, and given twice is refused', () => {
+    expect(decodeAnyForm(map(str('zz'), arr16(302, ints), ...fields)).cmd.kind).toBe('NOP');
+    expect(() => decodeAnyForm(map(str('zz'), arr16(302, ints), ...fields, str('seq'), Buffer.from([2])))).toThrow('metadata has the field "seq" twice');
+    // A run that ends two containers at once, then the next key.
+    expect(decodeAnyForm(map(str('zz'), Buffer.concat([Buffer.from([0x91]), arr16(302, ints)]), ...fields)).seq).toBe(1n);
+  });
+
+  it('a run that claims more elements than bytes are left is refused as lying, a run cut short as truncated', () => {
+    const pairs = Buffer.from('cc80'.repeat(600), 'hex');
+    expect(() => checkShape(map(str('zz'), Buffer.concat([Buffer.from([0xdd, 0, 0, 0x03, 0xe8]), pairs])))).toThrow('(a lying length)');
+    expect(() => checkShape(map(str('zz'), Buffer.from('93cc80cc80cc', 'hex')))).toThrow('metadata is truncated MessagePack');
+    expect(() => checkShape(map(str('zz'), Buffer.from('934141', 'hex')))).toThrow('(a lying length)');
   });
 });
 

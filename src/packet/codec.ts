@@ -2,6 +2,7 @@
 // Pure functions over buffers: no I/O here (see spec/packet-format.md).
 import type { Decoder } from '@msgpack/msgpack';
 import { isAscii } from 'node:buffer';
+import { ByteRun, RUN_TYPE, withByteRuns } from './byteRuns.js';
 import { ASCII_RUN, readCanonical } from './canonical.js';
 import { crc32 } from './crc32.js';
 import { checkShape } from './msgpackShape.js';
@@ -30,7 +31,10 @@ let coder: Decoder | undefined;
 function msgpack(): Decoder {
   if (!coder) {
     const m = require('@msgpack/msgpack') as typeof import('@msgpack/msgpack');
-    coder = new m.Decoder({ useBigInt64: true, mapKeyConverter: mapKey });
+    const extensionCodec = new m.ExtensionCodec();
+    // The rewritten buffer is ours: a run is a view of it.
+    extensionCodec.register({ type: RUN_TYPE, encode: () => null, decode: (data) => new ByteRun(data) });
+    coder = new m.Decoder({ useBigInt64: true, mapKeyConverter: mapKey, extensionCodec });
   }
   return coder;
 }
@@ -278,12 +282,14 @@ export function parseMetadata(meta: Uint8Array, expectedCrc: number): Header {
 /**
  * Metadata in any form fspl reads (the shape walk, then the library), as parseMetadata reads
  * what is not in the canonical form; exported for the tests that hold the two readers equal.
+ * `runs`: long byte strings go to the library as runs (byteRuns.ts); without, as they are (the
+ * tests compare the two).
  */
-export function decodeAnyForm(meta: Uint8Array): Header {
+export function decodeAnyForm(meta: Uint8Array, runs = true): Header {
   const shape = checkShape(meta);
   let value: unknown;
   try {
-    value = msgpack().decode(meta);
+    value = msgpack().decode((runs && withByteRuns(meta)) || meta);
   } catch (e) {
     // fspl ignores spare bytes after the map inside L: then take the first object only.
     value = firstObject(meta, e);
@@ -364,6 +370,7 @@ function toBigInt(v: unknown, what: string): bigint {
 }
 
 function bytesFrom(v: unknown, what: string): Buffer {
+  if (v instanceof ByteRun) return Buffer.from(v.bytes.buffer, v.bytes.byteOffset, v.bytes.byteLength);
   if (!Array.isArray(v)) throw new PacketError(`${what} is not a byte array`);
   const out = Buffer.allocUnsafe(v.length);
   for (let i = 0; i < v.length; i++) {

@@ -27,6 +27,7 @@
 // serde refuses it, a key of the header's own maps that is neither a name nor a number. Keys
 // fspl does not know may repeat, as fspl lets them; fspool's own fspool_stream given twice is
 // no stream id at all.
+import { isAscii } from 'node:buffer';
 import { PacketError } from './header.js';
 
 /** The most MessagePack objects (arrays, maps, strings, binaries, extensions) a header's metadata may hold. */
@@ -88,6 +89,34 @@ export function checkShape(b: Uint8Array): Shape {
   /** Elements still owed inside a container that is none of the header's own, walked flat. */
   let deep = 0;
   while (owed > 0) {
+    // Inside a container none of the header's own: a run of integers in the forms a byte
+    // string's elements take (below 128 as itself, above after 0xcc), stepped over at once. They
+    // are scalars, so all the walk below does with each is count it and check the bytes left:
+    // a 16 MiB byte string took it ~0.3 s element by element.
+    if (deep > 0 && (b[pos]! < 0x80 || b[pos] === 0xcc)) {
+      const ascii = Math.min(deep, b.length - pos);
+      let taken = 0;
+      if (b[pos]! < 0x80 && isAscii(b.subarray(pos, pos + ascii))) {
+        // One byte each, and there were as many bytes left as elements owed.
+        taken = ascii;
+        pos += ascii;
+      } else {
+        for (; taken < deep; taken++) {
+          const t = b[pos];
+          if (t !== undefined && t < 0x80) pos += 1;
+          else if (t === 0xcc && pos + 2 <= b.length) pos += 2;
+          else break;
+          if (owed - taken - 1 > b.length - pos) throw new PacketError('metadata declares more elements than it has bytes (a lying length)');
+        }
+      }
+      if (taken > 0) {
+        deep -= taken;
+        owed -= taken;
+        // What the walk below does after each element.
+        while (deep === 0 && frames.length > 0 && frames[frames.length - 1]!.left === 0) frames.pop();
+        continue;
+      }
+    }
     need(1);
     const start = pos;
     const t = b[pos++]!;

@@ -1,0 +1,239 @@
+// Byte strings handed to the MessagePack library in one piece.
+//
+// fspl writes a byte string as an array of integers, one per byte, and the library decodes
+// such an array one element at a time: a header of millions of them in any form but the
+// canonical one (canonical.ts reads that) took 1-2 s of a processor's main thread, and anyone
+// who may write jobs/ chooses the form. Before the library sees the metadata, every array in the
+// place of a param, an env name or an env value (where the header's reader makes bytes of what
+// it finds: codec.ts, cmdFrom) whose elements are all integers from 0 to 255, in whatever
+// integer form, is written as an extension object of type RUN_TYPE holding those bytes; the
+// decoder gives it back as a ByteRun, which the reader takes as those bytes. Nothing else
+// changes: an extension of type RUN_TYPE that was in the metadata becomes one of OTHER_TYPE
+// (the reader makes nothing of any extension's type, it only is not an array), and only the
+// first object is written (the library ignores what follows it). So the header, or the error,
+// is the one the library would have given (test/property.test.ts compares the two).
+//
+// The walk runs after checkShape (msgpackShape.ts) has passed the metadata: its lengths are
+// true, so it only steps over what it does not rewrite, without checking, and without recursion
+// where an attacker chooses the depth.
+import { isAscii } from 'node:buffer';
+
+/** The extension type of a run of bytes, and what one that came with the metadata becomes. */
+export const RUN_TYPE = 0x62;
+const OTHER_TYPE = 0x63;
+
+/** Arrays shorter than this are left to the library: as quick, and no copy. */
+const MIN_RUN = 64;
+
+/** A byte string written as a run: a view of the rewritten metadata. */
+export class ByteRun {
+  constructor(readonly bytes: Uint8Array) {}
+}
+
+/** Element counts of the containers, bytes of the fixed-size scalars, and the sized ones' length fields. */
+const FIXED: Record<number, number> = { 0xc0: 0, 0xc2: 0, 0xc3: 0, 0xca: 4, 0xcb: 8, 0xcc: 1, 0xcd: 2, 0xce: 4, 0xcf: 8, 0xd0: 1, 0xd1: 2, 0xd2: 4, 0xd3: 8 };
+const FIXEXT: Record<number, number> = { 0xd4: 1, 0xd5: 2, 0xd6: 4, 0xd7: 8, 0xd8: 16 };
+const SIZED: Record<number, number> = { 0xc4: 1, 0xc5: 2, 0xc6: 4, 0xd9: 1, 0xda: 2, 0xdb: 4 };
+const EXT: Record<number, number> = { 0xc7: 1, 0xc8: 2, 0xc9: 4 };
+
+class Walk {
+  /** Pieces of the output, in order: the input's bytes between rewrites, and the rewrites. */
+  private readonly out: Uint8Array[] = [];
+  /** Where the input has not been written out yet. */
+  private from = 0;
+  runs = 0;
+
+  constructor(private readonly b: Uint8Array) {}
+
+  private be(at: number, n: number): number {
+    let v = 0;
+    for (let i = 0; i < n; i++) v = v * 256 + this.b[at + i]!;
+    return v;
+  }
+
+  /** A container at `at`: [elements, where they start], or undefined if it is none. */
+  private container(at: number): { map: boolean; n: number; start: number } | undefined {
+    const t = this.b[at]!;
+    if (t >= 0x80 && t <= 0x8f) return { map: true, n: t & 0x0f, start: at + 1 };
+    if (t >= 0x90 && t <= 0x9f) return { map: false, n: t & 0x0f, start: at + 1 };
+    if (t === 0xdc || t === 0xdd) return { map: false, n: this.be(at + 1, t === 0xdc ? 2 : 4), start: at + (t === 0xdc ? 3 : 5) };
+    if (t === 0xde || t === 0xdf) return { map: true, n: this.be(at + 1, t === 0xde ? 2 : 4), start: at + (t === 0xde ? 3 : 5) };
+    return undefined;
+  }
+
+  /** The end of the object at `at`, stepping over it (without recursion); an extension of RUN_TYPE in it is retyped. */
+  skip(at: number): number {
+    const b = this.b;
+    let owed = 1;
+    while (owed > 0) {
+      const t = b[at]!;
+      owed--;
+      if (t <= 0x7f || t >= 0xe0 || t === 0xc1) at += 1;
+      else if (t <= 0x8f) {
+        owed += (t & 0x0f) * 2;
+        at += 1;
+      } else if (t <= 0x9f) {
+        owed += t & 0x0f;
+        at += 1;
+      } else if (t <= 0xbf) at += 1 + (t & 0x1f);
+      else if (FIXED[t] !== undefined) at += 1 + FIXED[t];
+      else if (SIZED[t] !== undefined) at += 1 + SIZED[t] + this.be(at + 1, SIZED[t]);
+      else if (FIXEXT[t] !== undefined) {
+        this.retype(at + 1);
+        at += 2 + FIXEXT[t];
+      } else if (EXT[t] !== undefined) {
+        const w = EXT[t];
+        this.retype(at + 1 + w);
+        at += 2 + w + this.be(at + 1, w);
+      } else {
+        const c = this.container(at)!;
+        owed += c.map ? 2 * c.n : c.n;
+        at = c.start;
+      }
+    }
+    return at;
+  }
+
+  private retype(typeAt: number): void {
+    if (this.b[typeAt] !== RUN_TYPE) return;
+    this.flush(typeAt);
+    this.out.push(Uint8Array.of(OTHER_TYPE));
+    this.from = typeAt + 1;
+  }
+
+  private flush(to: number): void {
+    if (to > this.from) this.out.push(this.b.subarray(this.from, to));
+    this.from = to;
+  }
+
+  /** The value of the key at `at`, as the header's reader takes a field's name or number: its bytes as latin1, or the number. */
+  private keyOf(at: number): string | number | undefined {
+    const b = this.b;
+    const t = b[at]!;
+    if (t <= 0x7f) return t;
+    if (t === 0xcc || t === 0xcd || t === 0xce || t === 0xcf) {
+      const w = FIXED[t]!;
+      return w === 8 && this.be(at + 1, 4) !== 0 ? undefined : this.be(at + 1 + (w === 8 ? 4 : 0), w === 8 ? 4 : w);
+    }
+    let len: number;
+    let start: number;
+    if (t >= 0xa0 && t <= 0xbf) [len, start] = [t & 0x1f, at + 1];
+    else if (SIZED[t] !== undefined) [len, start] = [this.be(at + 1, SIZED[t]), at + 1 + SIZED[t]];
+    else return undefined;
+    return Buffer.from(b.buffer, b.byteOffset + start, len).toString('latin1');
+  }
+
+  /**
+   * A struct's fields, as the header's reader finds them: `visit(field, at)` for each value
+   * whose field is one of `names` (by name or number in a map, by place in an array of exactly
+   * as many); everything else is stepped over. Returns the end of the container.
+   */
+  private fields(at: number, names: readonly string[], visit: (field: string, at: number) => number): number {
+    const c = this.container(at);
+    if (!c) return this.skip(at);
+    let p = c.start;
+    if (!c.map) {
+      const positional = c.n === names.length;
+      for (let i = 0; i < c.n; i++) p = positional ? visit(names[i]!, p) : this.skip(p);
+      return p;
+    }
+    for (let i = 0; i < c.n; i++) {
+      const k = this.keyOf(p);
+      p = this.skip(p);
+      const field = typeof k === 'number' ? names[k] : names.includes(k ?? '') ? k : undefined;
+      p = field !== undefined ? visit(field, p) : this.skip(p);
+    }
+    return p;
+  }
+
+  /** The metadata: its cmd_type. */
+  metadata(at: number): number {
+    return this.fields(at, ['seq', 'ctime', 'cmd_type'], (f, p) => (f === 'cmd_type' ? this.cmdType(p) : this.skip(p)));
+  }
+
+  /** cmd_type: a map of one entry naming Command (by name or number 0) holds its body. */
+  private cmdType(at: number): number {
+    const c = this.container(at);
+    if (!c || !c.map || c.n !== 1) return this.skip(at);
+    const k = this.keyOf(c.start);
+    const p = this.skip(c.start);
+    return k === 'Command' || k === 0 ? this.command(p) : this.skip(p);
+  }
+
+  private command(at: number): number {
+    return this.fields(at, ['params', 'env'], (f, p) => (f === 'params' ? this.each(p, (q) => this.bytes(q)) : this.each(p, (q) => this.pair(q))));
+  }
+
+  /** An array's elements, each visited; anything else stepped over. */
+  private each(at: number, visit: (at: number) => number): number {
+    const c = this.container(at);
+    if (!c || c.map) return this.skip(at);
+    let p = c.start;
+    for (let i = 0; i < c.n; i++) p = visit(p);
+    return p;
+  }
+
+  /** An env entry: only an array of two is a name and a value. */
+  private pair(at: number): number {
+    const c = this.container(at);
+    if (!c || c.map || c.n !== 2) return this.skip(at);
+    return this.bytes(this.bytes(c.start));
+  }
+
+  /** Where the reader makes bytes: an array of integers 0..255 becomes a run. */
+  private bytes(at: number): number {
+    const c = this.container(at);
+    if (!c || c.map || c.n < MIN_RUN) return this.skip(at);
+    const b = this.b;
+    // Bytes below 128 are themselves (as fspl writes them): then the run is those very bytes.
+    if (c.start + c.n <= b.length && isAscii(b.subarray(c.start, c.start + c.n))) return this.rewrite(at, c.n, b.subarray(c.start, c.start + c.n), c.start + c.n);
+    const run = Buffer.allocUnsafe(c.n);
+    let p = c.start;
+    for (let i = 0; i < c.n; i++) {
+      const t = b[p]!;
+      let v: number;
+      if (t <= 0x7f) {
+        v = t;
+        p += 1;
+      } else if (t === 0xcc || t === 0xd0) {
+        v = b[p + 1]!;
+        if (t === 0xd0 && v > 0x7f) return this.skip(at);
+        p += 2;
+      } else if (t === 0xcd || t === 0xce || t === 0xcf || t === 0xd1 || t === 0xd2 || t === 0xd3) {
+        const w = FIXED[t]!;
+        // 0..255 in a wider form: every byte zero but the last (the signed forms' sign bit too).
+        for (let k = 1; k < w; k++) if (b[p + k] !== 0) return this.skip(at);
+        v = b[p + w]!;
+        p += 1 + w;
+      } else return this.skip(at);
+      run[i] = v;
+    }
+    return this.rewrite(at, c.n, run, p);
+  }
+
+  /** The array from `at` to `end` written as a run of `bytes`. */
+  private rewrite(at: number, n: number, bytes: Uint8Array, end: number): number {
+    this.flush(at);
+    const head = n <= 0xff ? [0xc7, n, RUN_TYPE] : n <= 0xffff ? [0xc8, n >> 8, n & 0xff, RUN_TYPE] : [0xc9, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff, RUN_TYPE];
+    this.out.push(Uint8Array.from(head), bytes);
+    this.from = end;
+    this.runs++;
+    return end;
+  }
+
+  /** The first object as rewritten. */
+  done(end: number): Buffer {
+    this.flush(end);
+    return Buffer.concat(this.out);
+  }
+}
+
+/**
+ * The metadata's first object with its byte strings as runs; undefined when none is long
+ * enough to be worth it. `meta` must have passed checkShape.
+ */
+export function withByteRuns(meta: Uint8Array): Buffer | undefined {
+  const w = new Walk(meta);
+  const end = w.metadata(0);
+  return w.runs > 0 ? w.done(end) : undefined;
+}
