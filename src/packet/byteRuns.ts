@@ -17,6 +17,7 @@
 // true, so it only steps over what it does not rewrite, without checking, and without recursion
 // where an attacker chooses the depth.
 import { isAscii } from 'node:buffer';
+import { ASCII_RUN } from './msgpackShape.js';
 
 /** The extension type of a run of bytes, and what one that came with the metadata becomes. */
 export const RUN_TYPE = 0x62;
@@ -186,7 +187,7 @@ class Walk {
     if (!c || c.map || c.n < MIN_RUN) return this.skip(at);
     const b = this.b;
     // Bytes below 128 are themselves (as fspl writes them): then the run is those very bytes.
-    if (c.start + c.n <= b.length && isAscii(b.subarray(c.start, c.start + c.n))) return this.rewrite(at, c.n, b.subarray(c.start, c.start + c.n), c.start + c.n);
+    if (c.n >= ASCII_RUN && c.start + c.n <= b.length && isAscii(b.subarray(c.start, c.start + c.n))) return this.rewrite(at, c.n, b.subarray(c.start, c.start + c.n), c.start + c.n);
     const run = Buffer.allocUnsafe(c.n);
     let p = c.start;
     for (let i = 0; i < c.n; i++) {

@@ -15,7 +15,7 @@
 // both on generated and mutated headers, and test/fuzz.test.ts on fspl's packets).
 import { isAscii } from 'node:buffer';
 import { type CmdType, type Header, I64_MAX } from './header.js';
-import { MAX_OBJECTS } from './msgpackShape.js';
+import { ASCII_RUN, MAX_OBJECTS } from './msgpackShape.js';
 
 const key = (s: string) => Uint8Array.from([0xa0 | s.length, ...Buffer.from(s, 'latin1')]);
 const SEQ = key('seq');
@@ -28,9 +28,6 @@ const NOP = key('NOP');
 const FAIL = key('Fail');
 /** `fspool_stream`, then its value's str8 marker for 32 bytes (32 is one too many for a fixstr). */
 const STREAM = Uint8Array.from([...key('fspool_stream'), 0xd9, 32]);
-
-/** From this length on, a byte string is first checked for bytes all below 128 (below it, the loop is as quick). */
-export const ASCII_RUN = 64;
 
 /** Thrown inside the reader for "not the canonical form"; never leaves this file. */
 const NOT_CANONICAL = Symbol('not canonical');

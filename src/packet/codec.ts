@@ -3,9 +3,9 @@
 import type { Decoder } from '@msgpack/msgpack';
 import { isAscii } from 'node:buffer';
 import { ByteRun, RUN_TYPE, withByteRuns } from './byteRuns.js';
-import { ASCII_RUN, readCanonical } from './canonical.js';
+import { readCanonical } from './canonical.js';
 import { crc32 } from './crc32.js';
-import { checkShape } from './msgpackShape.js';
+import { ASCII_RUN, checkShape } from './msgpackShape.js';
 import { type CmdType, type Header, I64_MAX, I64_MIN, PacketError, U64_MAX } from './header.js';
 
 export { PacketError };
