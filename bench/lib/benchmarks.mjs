@@ -22,7 +22,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { measure, summarize } from './measure.mjs';
-import { initQueue, makeJobs, packet, writeBigPacket, writeJobs, writeMixedPayload, writeRandomPayload, writeRepeated } from './packet.mjs';
+import { commandHeader, initQueue, makeJobs, packet, writeBigPacket, writeJobs, writeMixedPayload, writeRandomPayload, writeRepeated } from './packet.mjs';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -208,6 +208,48 @@ export const BENCHMARKS = [
         samples: { ms, rssMB: rss },
         notes,
       };
+    },
+  },
+
+  {
+    name: 'ls-big-header',
+    title: '`queue-ls` of a queue holding one packet whose header is near the 16 MiB bound, a first listing',
+    defaultRuns: 3,
+    warmup: 1,
+    run(ctx) {
+      // What anyone who may write jobs/ can make every reader of a queue, and serve's main
+      // thread, spend per file: a header of millions of one-byte integers, in the form fspl
+      // writes (one byte string of 16 MiB), in another form fspl reads (the same with its first
+      // key a bin), and as 400,000 short byte strings in that other form. fspool's header cache
+      // is removed before each of its runs: each is a first listing.
+      const shapes = {
+        'one-string': commandHeader(1, [Buffer.alloc(16 * 1024 * 1024 - 200, 0x41)]),
+        'one-string-other-form': commandHeader(1, [Buffer.alloc(16 * 1024 * 1024 - 200, 0x41)], { seqKeyAsBin: true }),
+        'many-strings-other-form': commandHeader(1, Array.from({ length: 400_000 }, (_, i) => Buffer.from(`param number ${String(i).padStart(16, '0')}`)), { seqKeyAsBin: true }),
+      };
+      const rows = [];
+      const notes = [];
+      const samples = {};
+      for (const [shape, header] of Object.entries(shapes)) {
+        const q = join(ctx.dir, `ls-big-header-${shape}`);
+        initQueue(q);
+        writeFileSync(join(q, 'jobs', 'fspl-big.fspl'), Buffer.concat([header, Buffer.from('payload\n')]));
+        const out = (t) => join(ctx.dir, `ls-big-header.${t}.out`);
+        const s = sideBySide(['fspl', 'fspool'], { runs: ctx.runs(this), warmup: this.warmup }, (t) => {
+          if (t === 'fspool') rmSync(join(q, 'fspool'), { recursive: true, force: true });
+          const r = measure([t === 'fspl' ? ctx.fspl : ctx.fspool, 'queue-ls', '-q', q], { stdout: out(t), stderr: ctx.errFile });
+          ranOk(r, t, ctx, 'queue-ls');
+          return r;
+        });
+        const [a, b] = ['fspl', 'fspool'].map((t) => readFileSync(out(t), 'utf8'));
+        check(a.split('\n').length === 3, `fspl queue-ls of ${shape} printed ${a.split('\n').length - 1} lines`);
+        if (a !== b) notes.push(`${shape}: fspool's listing differs from fspl's`);
+        rmSync(q, { recursive: true, force: true });
+        const ms = pick(s, 'ms');
+        samples[shape] = ms;
+        rows.push(row(this.name, `wall ms, ${shape} (${(header.length / 1e6).toFixed(1)} MB)`, 'ms', ms.fspl, ms.fspool, 'info'));
+      }
+      return { rows, samples: { ms: samples }, notes };
     },
   },
 

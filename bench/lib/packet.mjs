@@ -60,6 +60,44 @@ export function packet(seq, payload = Buffer.alloc(0), when = Date.now()) {
   return Buffer.concat([packetHeader(seq, secs, nanos), payload]);
 }
 
+const mpArray = (n) => {
+  if (n < 16) return Buffer.from([0x90 | n]);
+  const b = Buffer.alloc(n < 0x10000 ? 3 : 5);
+  b[0] = n < 0x10000 ? 0xdc : 0xdd;
+  if (n < 0x10000) b.writeUInt16BE(n, 1);
+  else b.writeUInt32BE(n, 1);
+  return b;
+};
+
+/**
+ * A whole header (prefix and metadata) of a Command packet with these params, as fspl writes
+ * it; `seqKeyAsBin`: its first key written as a bin, a form fspl reads and never writes.
+ */
+export function commandHeader(seq, params, { seqKeyAsBin = false } = {}) {
+  const parts = [Buffer.from([0x83]), seqKeyAsBin ? Buffer.from([0xc4, 3, ...Buffer.from('seq')]) : fixstr('seq'), mpUint(seq)];
+  parts.push(fixstr('ctime'), Buffer.from([0x92]), mpUint(1_700_000_000), mpUint(seq), fixstr('cmd_type'), Buffer.from([0x81]), fixstr('Command'), Buffer.from([0x82]), fixstr('params'), mpArray(params.length));
+  for (const p of params) {
+    parts.push(mpArray(p.length));
+    // A byte below 128 as itself, others after 0xcc.
+    const out = Buffer.alloc(2 * p.length);
+    let at = 0;
+    for (const x of p) {
+      if (x >= 0x80) out[at++] = 0xcc;
+      out[at++] = x;
+    }
+    parts.push(out.subarray(0, at));
+  }
+  parts.push(fixstr('env'), Buffer.from([0x90]));
+  const meta = Buffer.concat(parts);
+  const prefix = Buffer.alloc(30);
+  prefix.write('*FILESPOOLER', 0, 'ascii');
+  prefix.writeUInt16BE(1, 12);
+  prefix.writeBigUInt64BE(BigInt(meta.length), 14);
+  prefix.writeUInt32BE(crc32(meta), 22);
+  prefix.writeUInt32BE(crc32(prefix.subarray(0, 26)), 26);
+  return Buffer.concat([prefix, meta]);
+}
+
 /** A processable queue: QUEUE/nextseq ("1\n"), QUEUE/nextseq.lock, QUEUE/jobs/. */
 export function initQueue(dir) {
   mkdirSync(join(dir, 'jobs'), { recursive: true });
