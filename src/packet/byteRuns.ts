@@ -2,7 +2,7 @@
 //
 // fspl writes a byte string as an array of integers, one per byte, and the library decodes
 // such an array one element at a time: a header of millions of them in any form but the
-// canonical one (canonical.ts reads that) took 1-2 s of a processor's main thread, and anyone
+// canonical one (canonical.ts reads that) took seconds of a processor's main thread, and anyone
 // who may write jobs/ chooses the form. Before the library sees the metadata, every array in the
 // place of a param, an env name or an env value (where the header's reader makes bytes of what
 // it finds: codec.ts, cmdFrom) whose elements are all integers from 0 to 255, in whatever

@@ -12,7 +12,7 @@
 // other byte, in any place, gives null, and the general reader (the shape walk, then the
 // library) decides, with its errors. So for every metadata read here the header is the one the
 // general reader gives, and encoding it gives back the same bytes (test/property.test.ts checks
-// both on generated and mutated headers, and test/fuzz.test.ts on fspl's packets).
+// both on generated and mutated headers, and test/packet.test.ts on the packets fspl wrote).
 import { isAscii } from 'node:buffer';
 import { type CmdType, type Header, I64_MAX } from './header.js';
 import { ASCII_RUN, MAX_OBJECTS } from './msgpackShape.js';
