@@ -374,6 +374,23 @@ describe('long byte strings handed to the library as runs (byteRuns.ts)', () => 
     return 'header';
   };
 
+  it("an extension of the runs' type that came with the metadata is an extension, never bytes, with or without runs beside it", () => {
+    // cmd_type (by number) an extension of that type: not a command type.
+    expect(() => decodeAnyForm(Buffer.from('83a3736571cd03c2a56374696d6592ce6553f100cf000000003b9ac9ffcd0002d5620102', 'hex'))).toThrow('cmd_type is not a known command type');
+    const ext = Buffer.from([0xd5, RUN_TYPE, 1, 2]);
+    const long = Buffer.concat([Buffer.from([0xdc, 0, 100]), Buffer.alloc(100, 0x41)]);
+    for (const params of [[ext], [long, ext], [ext, long]]) {
+      const meta = Buffer.concat([
+        Buffer.from('83c403736571' + '01' + 'a56374696d65920102' + 'a8636d645f74797065' + '81a7436f6d6d616e64' + '82a6706172616d73', 'hex'),
+        Buffer.from([0x90 | params.length]),
+        ...params,
+        Buffer.from('a3656e7690', 'hex'),
+      ]);
+      expect(() => decodeAnyForm(meta), `${params.length} params`).toThrow(/^param \d is not a byte array$/);
+      expect(alike(meta)).toBe('error');
+    }
+  });
+
   it('give the header, or the error, that the library gives element by element, in every form fspl reads', async () => {
     const { Encoder, ExtData } = await import('@msgpack/msgpack');
     const enc = new Encoder({ useBigInt64: true });

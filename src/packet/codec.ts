@@ -22,21 +22,25 @@ export const PREFIX_LEN = 30;
  */
 export const MAX_METADATA_LEN = 16 * 1024 * 1024;
 
-let coder: Decoder | undefined;
+let coders: { plain: Decoder; runs: Decoder } | undefined;
 /**
- * The MessagePack decoder, made on first use: a command that reads no header (cron polling an
+ * The MessagePack decoders, made on first use: a command that reads no header (cron polling an
  * empty queue) does not load the library. In the bundle it is required here, so evaluated then;
- * from source (vitest), it is node_modules'.
+ * from source (vitest), it is node_modules'. `runs`: the one for metadata byteRuns.ts rewrote,
+ * which gives its runs back; in any other metadata an extension of that type is just that.
  */
-function msgpack(): Decoder {
-  if (!coder) {
+function msgpack(runs = false): Decoder {
+  if (!coders) {
     const m = require('@msgpack/msgpack') as typeof import('@msgpack/msgpack');
     const extensionCodec = new m.ExtensionCodec();
     // The rewritten buffer is ours: a run is a view of it.
     extensionCodec.register({ type: RUN_TYPE, encode: () => null, decode: (data) => new ByteRun(data) });
-    coder = new m.Decoder({ useBigInt64: true, mapKeyConverter: mapKey, extensionCodec });
+    coders = {
+      plain: new m.Decoder({ useBigInt64: true, mapKeyConverter: mapKey }),
+      runs: new m.Decoder({ useBigInt64: true, mapKeyConverter: mapKey, extensionCodec }),
+    };
   }
-  return coder;
+  return runs ? coders.runs : coders.plain;
 }
 
 /**
@@ -289,7 +293,8 @@ export function decodeAnyForm(meta: Uint8Array, runs = true): Header {
   const shape = checkShape(meta);
   let value: unknown;
   try {
-    value = msgpack().decode((runs && withByteRuns(meta)) || meta);
+    const rewritten = runs ? withByteRuns(meta) : undefined;
+    value = rewritten ? msgpack(true).decode(rewritten) : msgpack().decode(meta);
   } catch (e) {
     // fspl ignores spare bytes after the map inside L: then take the first object only.
     value = firstObject(meta, e);
