@@ -69,7 +69,8 @@ class Walk {
     while (owed > 0) {
       const t = b[at]!;
       owed--;
-      if (t <= 0x7f || t >= 0xe0 || t === 0xc1) at += 1;
+      // One-byte scalars first (fixints, nil, booleans): a walk over millions of them goes no further.
+      if (t <= 0x7f || t >= 0xe0 || (t >= 0xc0 && t <= 0xc3)) at += 1;
       else if (t <= 0x8f) {
         owed += (t & 0x0f) * 2;
         at += 1;
