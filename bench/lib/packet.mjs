@@ -26,6 +26,17 @@ function mpUint(n) {
 
 const fixstr = (s) => Buffer.concat([Buffer.from([0xa0 | s.length]), Buffer.from(s, 'ascii')]);
 
+/** The 30-byte prefix (magic, version 1, L, both CRCs), then the metadata. */
+function withPrefix(meta) {
+  const prefix = Buffer.alloc(30);
+  prefix.write('*FILESPOOLER', 0, 'ascii');
+  prefix.writeUInt16BE(1, 12);
+  prefix.writeBigUInt64BE(BigInt(meta.length), 14);
+  prefix.writeUInt32BE(crc32(meta), 22);
+  prefix.writeUInt32BE(crc32(prefix.subarray(0, 26)), 26);
+  return Buffer.concat([prefix, meta]);
+}
+
 /** The header (prefix + metadata) of a Command packet with no params and no env. */
 export function packetHeader(seq, secs, nanos) {
   const meta = Buffer.concat([
@@ -45,13 +56,7 @@ export function packetHeader(seq, secs, nanos) {
     fixstr('env'),
     Buffer.from([0x90]),
   ]);
-  const prefix = Buffer.alloc(30);
-  prefix.write('*FILESPOOLER', 0, 'ascii');
-  prefix.writeUInt16BE(1, 12);
-  prefix.writeBigUInt64BE(BigInt(meta.length), 14);
-  prefix.writeUInt32BE(crc32(meta), 22);
-  prefix.writeUInt32BE(crc32(prefix.subarray(0, 26)), 26);
-  return Buffer.concat([prefix, meta]);
+  return withPrefix(meta);
 }
 
 export function packet(seq, payload = Buffer.alloc(0), when = Date.now()) {
@@ -89,13 +94,7 @@ export function commandHeader(seq, params, { seqKeyAsBin = false } = {}) {
   }
   parts.push(fixstr('env'), Buffer.from([0x90]));
   const meta = Buffer.concat(parts);
-  const prefix = Buffer.alloc(30);
-  prefix.write('*FILESPOOLER', 0, 'ascii');
-  prefix.writeUInt16BE(1, 12);
-  prefix.writeBigUInt64BE(BigInt(meta.length), 14);
-  prefix.writeUInt32BE(crc32(meta), 22);
-  prefix.writeUInt32BE(crc32(prefix.subarray(0, 26)), 26);
-  return Buffer.concat([prefix, meta]);
+  return withPrefix(meta);
 }
 
 /** A processable queue: QUEUE/nextseq ("1\n"), QUEUE/nextseq.lock, QUEUE/jobs/. */
