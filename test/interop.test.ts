@@ -699,6 +699,14 @@ describe('6: broken packets', () => {
       ['the metadata as an array, NOP by its index as a signed integer', b(0x93, 7, 0x92, 1, 2, 0xd0, 1), false],
       ['the metadata as an array, Fail by its index', b(0x93, 7, 0x92, 1, 2, 2), true],
       ['an ext as a field name', map(4, str('seq'), b(7), str('ctime'), ctime, str('cmd_type'), str('NOP'), b(0xd4, 1, 0), b(1)), false],
+      // Names are bytes to serde: one not valid UTF-8 names no field, whatever a lenient UTF-8
+      // reader would make of it ("s" in two bytes, c1 b3, or in four, f0 80 81 b3).
+      ['a second seq whose name spells "s" in two bytes (not UTF-8)', map(4, str('seq'), b(7), str('ctime'), ctime, str('cmd_type'), str('NOP'), b(0xa4, 0xc1, 0xb3, 0x65, 0x71), b(8)), true],
+      ['the only seq spelled with "s" in four bytes', map(3, b(0xa6, 0xf0, 0x80, 0x81, 0xb3, 0x65, 0x71), b(7), str('ctime'), ctime, str('cmd_type'), str('NOP')), false],
+      ['a second cmd_type spelled with "c" in two bytes', map(4, str('seq'), b(7), str('ctime'), ctime, str('cmd_type'), str('NOP'), b(0xa9, 0xc1, 0xa3, ...Buffer.from('md_type')), str('Fail')), true],
+      ['NOP spelled with "N" in two bytes', head(b(0xa4, 0xc1, 0x8e, 0x4f, 0x50)), false],
+      ['Command spelled with "C" in two bytes, as a map key', head(map(1, b(0xa8, 0xc1, 0x83, ...Buffer.from('ommand')), map(2, str('params'), param, str('env'), env))), false],
+      ['a second params spelled with "p" in two bytes', head(map(1, str('Command'), map(3, str('params'), param, str('env'), env, b(0xa7, 0xc1, 0xb0, ...Buffer.from('arams')), b(0x90)))), true],
     ];
     const dir = tempDir();
     const file = join(dir, 'packet');

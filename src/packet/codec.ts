@@ -1,6 +1,6 @@
 // Encode and decode Filespooler 1.2 packet headers, byte for byte as fspl 1.2.2 does.
 // Pure functions over buffers: no I/O here (see spec/packet-format.md).
-import type { Decoder } from '@msgpack/msgpack';
+import type { Decoder, DecoderOptions } from '@msgpack/msgpack';
 import { isAscii } from 'node:buffer';
 import { ByteRun, RUN_TYPE, withByteRuns } from './byteRuns.js';
 import { readCanonical } from './canonical.js';
@@ -35,13 +35,21 @@ function msgpack(runs = false): Decoder {
     const extensionCodec = new m.ExtensionCodec();
     // The rewritten buffer is ours: a run is a view of it.
     extensionCodec.register({ type: RUN_TYPE, encode: () => null, decode: (data) => new ByteRun(data) });
-    coders = {
-      plain: new m.Decoder({ useBigInt64: true, mapKeyConverter: mapKey }),
-      runs: new m.Decoder({ useBigInt64: true, mapKeyConverter: mapKey, extensionCodec }),
-    };
+    // Strings are bytes to serde, fspl's reader: a name that is not UTF-8 names no field (the
+    // shape walk reads names so too). The library's own UTF-8 reader is lenient, and reads
+    // `c1 b3 65 71` (an "s" in two bytes) as "seq": a key fspl ignores would take seq's place.
+    // So names are read byte for byte, and string values handed over as bytes.
+    const options = { useBigInt64: true, rawStrings: true, keyDecoder: BYTE_NAMES, mapKeyConverter: mapKey };
+    coders = { plain: new m.Decoder(options), runs: new m.Decoder({ ...options, extensionCodec }) };
   }
   return runs ? coders.runs : coders.plain;
 }
+
+/** Map keys that are strings, one character per byte: how serde compares a name with a field's. */
+const BYTE_NAMES: NonNullable<DecoderOptions['keyDecoder']> = {
+  canBeCached: () => true,
+  decode: (b, at, n) => Buffer.from(b.buffer, b.byteOffset + at, n).toString('latin1'),
+};
 
 /**
  * The metadata's MessagePack, written here rather than by @msgpack/msgpack: fspl writes every
@@ -410,9 +418,7 @@ function fields(v: unknown, names: string[], what: string): unknown[] {
 function cmdFrom(v: unknown): CmdType {
   let variant: string;
   let body: unknown = null;
-  if (typeof v === 'string') {
-    variant = v;
-  } else if (v instanceof Uint8Array) {
+  if (v instanceof Uint8Array) {
     variant = Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('latin1');
   } else if (typeof v === 'number' || typeof v === 'bigint') {
     variant = variantAt(v);
@@ -459,9 +465,10 @@ function headerFrom(v: unknown): Header {
     throw new PacketError(`ctime nanoseconds ${nanos} out of range (must be below 1000000000)`);
   }
   const header: Header = { seq, ctimeSecs, ctimeNanos: Number(nanos), cmd: cmdFrom(cmdV) };
-  // Read only in its one valid form; anything else under the key is ignored, as fspl ignores it.
+  // Read only as 32 hex digits (a str, or a bin of them); anything else under the key is ignored, as fspl ignores it.
   const stream = isMap(v) ? v[STREAM_KEY] : undefined;
-  if (typeof stream === 'string' && STREAM_ID.test(stream)) header.stream = stream;
+  const text = stream instanceof Uint8Array ? Buffer.from(stream.buffer, stream.byteOffset, stream.byteLength).toString('latin1') : undefined;
+  if (text !== undefined && STREAM_ID.test(text)) header.stream = text;
   return header;
 }
 
