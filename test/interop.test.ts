@@ -707,6 +707,10 @@ describe('6: broken packets', () => {
       ['NOP spelled with "N" in two bytes', head(b(0xa4, 0xc1, 0x8e, 0x4f, 0x50)), false],
       ['Command spelled with "C" in two bytes, as a map key', head(map(1, b(0xa8, 0xc1, 0x83, ...Buffer.from('ommand')), map(2, str('params'), param, str('env'), env))), false],
       ['a second params spelled with "p" in two bytes', head(map(1, str('Command'), map(3, str('params'), param, str('env'), env, b(0xa7, 0xc1, 0xb0, ...Buffer.from('arams')), b(0x90)))), true],
+      // A name JavaScript objects treat apart is just an unknown key, to fspl and here.
+      ['__proto__ as an unknown key', map(4, str('seq'), b(7), str('ctime'), ctime, str('cmd_type'), str('NOP'), str('__proto__'), map(1, str('seq'), b(8))), true],
+      ['__proto__ as a bin, in the Command body', head(map(1, str('Command'), map(3, str('params'), param, str('env'), env, bin('__proto__'), b(1)))), true],
+      ['__proto__ inside an unknown value', map(4, str('seq'), b(7), str('ctime'), ctime, str('cmd_type'), str('NOP'), str('x'), map(1, str('__proto__'), b(1))), true],
     ];
     const dir = tempDir();
     const file = join(dir, 'packet');

@@ -45,10 +45,17 @@ function msgpack(runs = false): Decoder {
   return runs ? coders.runs : coders.plain;
 }
 
-/** Map keys that are strings, one character per byte: how serde compares a name with a field's. */
+/**
+ * Map keys that are strings, one character per byte: how serde compares a name with a field's.
+ * `__proto__` is no field's name, and the library refuses that key outright (fspl takes it as
+ * any unknown key): it becomes the name nothing looks up.
+ */
 const BYTE_NAMES: NonNullable<DecoderOptions['keyDecoder']> = {
   canBeCached: () => true,
-  decode: (b, at, n) => Buffer.from(b.buffer, b.byteOffset + at, n).toString('latin1'),
+  decode: (b, at, n) => {
+    const name = Buffer.from(b.buffer, b.byteOffset + at, n).toString('latin1');
+    return name === '__proto__' ? UNNAMED : name;
+  },
 };
 
 /**
@@ -351,11 +358,12 @@ export function decodeHeader(buf: Uint8Array): { header: Header; length: number 
  * own maps, as serde does) and `__proto__` become `\0?`, which nothing looks up.
  */
 const INDEX = '\0#';
+const UNNAMED = '\0?';
 function mapKey(k: unknown): string {
   if (k instanceof Uint8Array) k = Buffer.from(k.buffer, k.byteOffset, k.byteLength).toString('latin1');
-  if (typeof k === 'string') return k === '__proto__' ? '\0?' : k.startsWith('\0') ? `\0s${k}` : k;
+  if (typeof k === 'string') return k === '__proto__' || k === UNNAMED ? UNNAMED : k.startsWith('\0') ? `\0s${k}` : k;
   if (typeof k === 'number' || typeof k === 'bigint') return `${INDEX}${k}`;
-  return '\0?';
+  return UNNAMED;
 }
 
 /** fspl's command types in the order it declares them: serde's variant indexes. */
