@@ -711,6 +711,10 @@ describe('6: broken packets', () => {
       ['__proto__ as an unknown key', map(4, str('seq'), b(7), str('ctime'), ctime, str('cmd_type'), str('NOP'), str('__proto__'), map(1, str('seq'), b(8))), true],
       ['__proto__ as a bin, in the Command body', head(map(1, str('Command'), map(3, str('params'), param, str('env'), env, bin('__proto__'), b(1)))), true],
       ['__proto__ inside an unknown value', map(4, str('seq'), b(7), str('ctime'), ctime, str('cmd_type'), str('NOP'), str('x'), map(1, str('__proto__'), b(1))), true],
+      // What fspl skips unread may be what the MessagePack library cannot read: a timestamp extension (type -1) of 3 bytes.
+      ['a timestamp extension of a size no timestamp has, under an unknown key', map(4, str('seq'), b(7), str('ctime'), ctime, str('cmd_type'), str('NOP'), str('x'), b(0xc7, 3, 0xff, 1, 2, 3)), true],
+      ['the same in the Command body', head(map(1, str('Command'), map(3, str('params'), param, b(9), b(0xc7, 3, 0xff, 1, 2, 3), str('env'), env))), true],
+      ['the same as a seq', map(3, str('seq'), b(0xc7, 3, 0xff, 1, 2, 3), str('ctime'), ctime, str('cmd_type'), str('NOP')), false],
     ];
     const dir = tempDir();
     const file = join(dir, 'packet');

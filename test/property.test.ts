@@ -3,10 +3,10 @@
 // prints the seed and the shrunk counterexample of any failure; FSPOOL_PROP_SEED replays one.
 import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
-import { Encoder } from '@msgpack/msgpack';
+import { Encoder, ExtData } from '@msgpack/msgpack';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { RUN_TYPE, withByteRuns } from '../src/packet/byteRuns.js';
+import { forLibrary, RUN_TYPE } from '../src/packet/libraryForm.js';
 import { checkShape } from '../src/packet/msgpackShape.js';
 import { readCanonical } from '../src/packet/canonical.js';
 import { decodeAnyForm, decodeHeader, encodeHeader, HeaderReader, MAX_METADATA_LEN, PacketError, PREFIX_LEN } from '../src/packet/codec.js';
@@ -352,19 +352,19 @@ describe('the canonical reader (canonical.ts) against the general one', () => {
   });
 });
 
-describe('long byte strings handed to the library as runs (byteRuns.ts)', () => {
-  /** Both ways: the same header, or the same error. */
+describe('the metadata as the library is given it (libraryForm.ts): long byte strings as runs, what the reader never looks at left out', () => {
+  const read = (m: Uint8Array, rewrite: { runs: boolean; drop: boolean }) => {
+    try {
+      return { h: decodeAnyForm(m, rewrite) };
+    } catch (e) {
+      if (!(e instanceof PacketError)) throw e;
+      return { e: e.message };
+    }
+  };
+  /** With runs and without: the same header, or the same error. */
   const alike = (m: Uint8Array): 'header' | 'error' => {
-    const read = (runs: boolean) => {
-      try {
-        return { h: decodeAnyForm(m, runs) };
-      } catch (e) {
-        if (!(e instanceof PacketError)) throw e;
-        return { e: e.message };
-      }
-    };
-    const a = read(true);
-    const b = read(false);
+    const a = read(m, { runs: true, drop: true });
+    const b = read(m, { runs: false, drop: true });
     if (a.h === undefined || b.h === undefined) {
       expect(a.e).toBe(b.e);
       return 'error';
@@ -391,10 +391,10 @@ describe('long byte strings handed to the library as runs (byteRuns.ts)', () => 
     }
   });
 
-  it('give the header, or the error, that the library gives element by element, in every form fspl reads', async () => {
-    const { Encoder, ExtData } = await import('@msgpack/msgpack');
+  /** Metadata in every form fspl reads (keys as bin or by number, structs as arrays, unknown keys with odd values, spoilt bytes, trailing bytes). */
+  const generator = (seedN: number) => {
     const enc = new Encoder({ useBigInt64: true });
-    const rand = prng(seed ?? 11);
+    const rand = prng(seedN);
     const int = (n: number) => Math.floor(rand() * n);
     const pick = <T>(xs: T[]): T => xs[int(xs.length)]!;
     /** A byte string as an array of integers, some in wider forms (BigInt: 0xcf), sometimes spoilt. */
@@ -405,11 +405,13 @@ describe('long byte strings handed to the library as runs (byteRuns.ts)', () => 
       if (n > 0 && int(30) === 0) out[int(n)] = pick<unknown>([256, -1, 1.5, [1], 'x', null, new ExtData(RUN_TYPE, Uint8Array.of(1, 2))]);
       return int(40) === 0 ? Uint8Array.from({ length: 70 }, () => int(256)) : out;
     };
-    const odd = (): unknown => pick<unknown>([new ExtData(RUN_TYPE, Uint8Array.of(7)), new ExtData(RUN_TYPE, new Uint8Array(300)), new ExtData(5, Uint8Array.of(1)), bytes(), [bytes()], 'x']);
     /** A map with keys of any type (the library's Encoder writes string keys only). */
     class Pairs {
       constructor(readonly pairs: Array<[unknown, unknown]>) {}
     }
+    // Odd values: extensions (of the runs' type, of a timestamp's with a size the library refuses), byte strings, a map keyed __proto__.
+    const odd = (): unknown =>
+      pick<unknown>([new ExtData(RUN_TYPE, Uint8Array.of(7)), new ExtData(RUN_TYPE, new Uint8Array(300)), new ExtData(5, Uint8Array.of(1)), new ExtData(-1, Uint8Array.of(1, 2, 3)), bytes(), [bytes()], 'x', new Pairs([['__proto__', 1]])]);
     const mp = (v: unknown): Buffer => {
       const all = (xs: unknown[]) => xs.map(mp);
       if (v instanceof Pairs) return Buffer.concat([Buffer.from(enc.encode(new Array(v.pairs.length).fill(0))).subarray(0, 1).map((t) => t === 0x90 + v.pairs.length ? 0x80 + v.pairs.length : t), ...all(v.pairs.flat())]);
@@ -422,13 +424,14 @@ describe('long byte strings handed to the library as runs (byteRuns.ts)', () => 
     const struct = (fields: Array<[string, unknown]>, index: boolean): unknown => {
       if (int(4) === 0) return fields.map(([, v]) => v);
       const pairs: Array<[unknown, unknown]> = fields.map(([k, v], i) => [index && int(3) === 0 ? i : int(4) === 0 ? Buffer.from(k) : k, v]);
-      if (int(3) === 0) pairs.splice(int(pairs.length + 1), 0, [pick<unknown>(['zz', 'fspool_x', Buffer.from('unknown')]), odd()]);
+      for (let n = int(3) === 0 ? 1 + int(3) : 0; n > 0; n--) {
+        const key = pick<unknown>(['zz', 'fspool_x', Buffer.from('unknown'), 'fspool_stream', Buffer.from('fspool_stream'), 7, '__proto__']);
+        const value = key === 'fspool_stream' && int(2) === 0 ? pick(['cd'.repeat(16), 'x']) : odd();
+        pairs.splice(int(pairs.length + 1), 0, [key, value]);
+      }
       return new Pairs(pairs);
     };
-    let headers = 0;
-    let errors = 0;
-    let rewritten = 0;
-    for (let round = 0; round < 300; round++) {
+    return (): Buffer => {
       const params = Array.from({ length: int(4) }, bytes);
       const env = Array.from({ length: int(3) }, () => (int(20) === 0 ? [bytes(), bytes(), bytes()] : [bytes(), bytes()]));
       const command = struct([['params', params], ['env', env]], true);
@@ -437,11 +440,22 @@ describe('long byte strings handed to the library as runs (byteRuns.ts)', () => 
       let m = mp(value);
       if (int(4) === 0) m = Buffer.concat([m, Uint8Array.of(0xc1, 0x90)]); // after the first object: ignored
       for (let k = int(3) === 0 ? 1 + int(2) : 0; k > 0 && m.length > 0; k--) m[int(m.length)] = pick([0x00, 0x7f, 0xcc, 0xcd, 0xc7, RUN_TYPE, 0xdc, 0x92, int(256)]);
+      return m;
+    };
+  };
+
+  it('runs give the header, or the error, that the library gives element by element, in every form fspl reads', () => {
+    const next = generator(seed ?? 11);
+    let headers = 0;
+    let errors = 0;
+    let rewritten = 0;
+    for (let round = 0; round < 300; round++) {
+      const m = next();
       if (alike(m) === 'header') headers++;
       else errors++;
       try {
         checkShape(m);
-        if (withByteRuns(m)) rewritten++;
+        if (forLibrary(m, { runs: true, drop: false })) rewritten++;
       } catch {
         /* refused before any run is made */
       }
@@ -450,6 +464,34 @@ describe('long byte strings handed to the library as runs (byteRuns.ts)', () => 
     expect(headers).toBeGreaterThan(50);
     expect(errors).toBeGreaterThan(50);
     expect(rewritten).toBeGreaterThan(100);
+  });
+
+  it("leaving out what the reader never looks at gives the library's header, or its error; only what the library refused in such an entry (fspl skips it unread) may now be read", () => {
+    const next = generator(seed ?? 12);
+    let left = 0;
+    let nowRead = 0;
+    for (let round = 0; round < 300; round++) {
+      const m = next();
+      const a = read(m, { runs: false, drop: true });
+      const b = read(m, { runs: false, drop: false });
+      if (b.h !== undefined) {
+        expect(a.h, a.e).toBeDefined();
+        expectSameHeader(a.h!, b.h);
+        expect(a.h!.stream).toBe(b.h.stream);
+      } else if (a.e !== b.e) {
+        expect(b.e).toMatch(/^metadata is not valid MessagePack: /);
+        nowRead++;
+      }
+      try {
+        checkShape(m);
+        if (forLibrary(m, { runs: false, drop: true })) left++;
+      } catch {
+        /* refused before anything is left out */
+      }
+    }
+    expect(left).toBeGreaterThan(50);
+    // A timestamp extension the library cannot read, or a key __proto__, in an unknown entry.
+    expect(nowRead).toBeGreaterThan(5);
   });
 });
 
@@ -472,6 +514,24 @@ describe('the shape walk steps over runs of byte-string integers at once, with t
     expect(() => checkShape(map(str('zz'), Buffer.concat([Buffer.from([0xdd, 0, 0, 0x03, 0xe8]), pairs])))).toThrow('(a lying length)');
     expect(() => checkShape(map(str('zz'), Buffer.from('93cc80cc80cc', 'hex')))).toThrow('metadata is truncated MessagePack');
     expect(() => checkShape(map(str('zz'), Buffer.from('934141', 'hex')))).toThrow('(a lying length)');
+  });
+
+  it('runs of the other scalars (nil, booleans, negative and wider integers) too: a float among them is still refused, a lying or cut run still caught', () => {
+    const others = Buffer.concat([Buffer.alloc(300, 0xc0), Buffer.from('c2c3e0ffcd0102ce01020304cf0102030405060708d0ffd1ffffd2ffffffffd3ffffffffffffffff', 'hex'), Buffer.alloc(300, 0xc3)]);
+    const n = 300 + 11 + 300;
+    expect(decodeAnyForm(map(str('zz'), arr16(n, others), ...fields)).cmd.kind).toBe('NOP');
+    expect(() => decodeAnyForm(map(str('zz'), arr16(n, others), ...fields, str('ctime'), Buffer.from([0x92, 1, 2])))).toThrow('metadata has the field "ctime" twice');
+    const float = Buffer.concat([Buffer.alloc(300, 0xc0), Buffer.from('cb3ff0000000000000', 'hex')]);
+    expect(() => checkShape(map(str('zz'), arr16(301, float), ...fields))).toThrow('floating-point');
+    expect(() => checkShape(map(str('zz'), Buffer.concat([Buffer.from([0xdd, 0, 0, 0x03, 0xe8]), Buffer.alloc(600, 0xc0)])))).toThrow('(a lying length)');
+    expect(() => checkShape(map(str('zz'), Buffer.concat([Buffer.from([0x93, 0xc0, 0xc0]), Buffer.from('cf0000', 'hex')])))).toThrow('metadata is truncated MessagePack');
+  });
+
+  it('a field named by a number in any width is that field; a number of 256 or more, or a name longer than any field, names none', () => {
+    const seqAgain = (key: string) => map(...fields, Buffer.from(key, 'hex'), Buffer.from([2]));
+    for (const key of ['00', 'cc00', 'cd0000', 'ce00000000', 'cf0000000000000000']) expect(() => checkShape(seqAgain(key)), key).toThrow('metadata has the field "seq" twice');
+    for (const key of ['cd0100', 'ce00010000', 'cf0000000100000000', 'cf0100000000000000']) expect(decodeAnyForm(seqAgain(key)).seq, key).toBe(1n);
+    expect(decodeAnyForm(map(...fields, str('seq'.padEnd(20, '_')), Buffer.from([2]))).seq).toBe(1n);
   });
 });
 

@@ -2,13 +2,13 @@
 // Pure functions over buffers: no I/O here (see spec/packet-format.md).
 import type { Decoder, DecoderOptions } from '@msgpack/msgpack';
 import { isAscii } from 'node:buffer';
-import { ByteRun, RUN_TYPE, withByteRuns } from './byteRuns.js';
+import { ByteRun, forLibrary, type Rewrites, RUN_TYPE } from './libraryForm.js';
 import { readCanonical } from './canonical.js';
 import { crc32 } from './crc32.js';
 import { ASCII_RUN, checkShape } from './msgpackShape.js';
-import { type CmdType, type Header, I64_MAX, I64_MIN, PacketError, U64_MAX } from './header.js';
+import { type CmdType, type Header, I64_MAX, I64_MIN, PacketError, STREAM_ID, STREAM_KEY, U64_MAX } from './header.js';
 
-export { PacketError };
+export { PacketError, STREAM_ID, STREAM_KEY };
 
 export const MAGIC = Buffer.from('*FILESPOOLER', 'latin1');
 export const FORMAT_VERSION = 1;
@@ -26,7 +26,7 @@ let coders: { plain: Decoder; runs: Decoder } | undefined;
 /**
  * The MessagePack decoders, made on first use: a command that reads no header (cron polling an
  * empty queue) does not load the library. In the bundle it is required here, so evaluated then;
- * from source (vitest), it is node_modules'. `runs`: the one for metadata byteRuns.ts rewrote,
+ * from source (vitest), it is node_modules'. `runs`: the one for metadata libraryForm.ts rewrote,
  * which gives its runs back; in any other metadata an extension of that type is just that.
  */
 function msgpack(runs = false): Decoder {
@@ -257,9 +257,6 @@ export function encodeHeader(h: Header): Buffer {
 const written = new WeakMap<Header, Buffer>();
 const KEEP_WRITTEN = 64 * 1024;
 
-/** fspool's metadata key naming a packet's stream (spec/receipts.md), and its only valid form. */
-export const STREAM_KEY = 'fspool_stream';
-export const STREAM_ID = /^[0-9a-f]{32}$/;
 
 function checkHeader(h: Header): void {
   if (h.stream !== undefined && !STREAM_ID.test(h.stream)) throw new PacketError(`stream id "${h.stream}" is not 32 lower-case hex digits`);
@@ -301,14 +298,14 @@ export function parseMetadata(meta: Uint8Array, expectedCrc: number): Header {
 /**
  * Metadata in any form fspl reads (the shape walk, then the library), as parseMetadata reads
  * what is not in the canonical form; exported for the tests that hold the two readers equal.
- * `runs`: long byte strings go to the library as runs (byteRuns.ts); without, as they are (the
- * tests compare the two).
+ * The library is given it as libraryForm.ts writes it; the tests compare that, `rewrite` by
+ * `rewrite`, with the library's reading of the metadata as it is.
  */
-export function decodeAnyForm(meta: Uint8Array, runs = true): Header {
+export function decodeAnyForm(meta: Uint8Array, rewrite?: Rewrites): Header {
   const shape = checkShape(meta);
   let value: unknown;
   try {
-    const rewritten = runs ? withByteRuns(meta) : undefined;
+    const rewritten = forLibrary(meta, rewrite);
     value = rewritten ? msgpack(true).decode(rewritten) : msgpack().decode(meta);
   } catch (e) {
     // fspl ignores spare bytes after the map inside L: then take the first object only.

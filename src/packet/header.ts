@@ -25,6 +25,10 @@ export interface Header {
   stream?: string;
 }
 
+/** fspool's metadata key naming a packet's stream (spec/receipts.md), and its only valid form. */
+export const STREAM_KEY = 'fspool_stream';
+export const STREAM_ID = /^[0-9a-f]{32}$/;
+
 export const U64_MAX = (1n << 64n) - 1n;
 export const I64_MIN = -(1n << 63n);
 export const I64_MAX = (1n << 63n) - 1n;

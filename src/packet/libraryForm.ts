@@ -1,23 +1,32 @@
-// Byte strings handed to the MessagePack library in one piece.
+// The metadata as the MessagePack library is given it, in any form but the canonical one
+// (canonical.ts reads that). The library decodes one element at a time, and anyone who may
+// write jobs/ chooses the form: a header near the 16 MiB bound took seconds of a processor's
+// main thread. So, before the library sees the metadata, two things are rewritten:
 //
-// fspl writes a byte string as an array of integers, one per byte, and the library decodes
-// such an array one element at a time: a header of millions of them in any form but the
-// canonical one (canonical.ts reads that) took seconds of a processor's main thread, and anyone
-// who may write jobs/ chooses the form. Before the library sees the metadata, every array in the
-// place of a param, an env name or an env value (where the header's reader makes bytes of what
-// it finds: codec.ts, cmdFrom) whose elements are all integers from 0 to 255, in whatever
-// integer form, is written as an extension object of type RUN_TYPE holding those bytes; the
-// decoder gives it back as a ByteRun, which the reader takes as those bytes. Nothing else
-// changes: an extension of type RUN_TYPE that was in the metadata becomes one of OTHER_TYPE
-// (the reader makes nothing of any extension's type, it only is not an array), and only the
-// first object is written (the library ignores what follows it). So the header, or the error,
-// is the one the library would have given (test/property.test.ts compares the two).
+// - Byte strings in one piece. fspl writes a byte string as an array of integers, one per
+//   byte. Every array in the place of a param, an env name or an env value (where the header's
+//   reader makes bytes of what it finds: codec.ts, cmdFrom) whose elements are all integers from
+//   0 to 255, in whatever integer form, is written as an extension object of type RUN_TYPE
+//   holding those bytes; the decoder gives it back as a ByteRun, which the reader takes as those
+//   bytes. An extension of type RUN_TYPE that was in the metadata becomes one of OTHER_TYPE (the
+//   reader makes nothing of any extension's type, it only is not an array).
+// - What the reader never looks at, left out: the entries of the metadata's map and of the
+//   Command body's whose key names none of the struct's fields (fspl ignores them; millions of
+//   distinct keys made the library build an object of millions of properties), and any
+//   container under fspool_stream, which is read only as a string (it becomes nil). Such an
+//   entry cannot make the header wrong to fspl (serde skips it unread), and now not to fspool
+//   either: the library refused some of them (a timestamp extension of a size it does not know).
+//
+// Only the first object is written (the library ignores what follows it). So the header is the
+// one the library would have given, and the error too unless the library refused what fspl
+// skips (test/property.test.ts compares them).
 //
 // The walk runs after checkShape (msgpackShape.ts) has passed the metadata: its lengths are
 // true, so it only steps over what it does not rewrite, without checking, and without recursion
 // where an attacker chooses the depth.
 import { isAscii } from 'node:buffer';
 import { ASCII_RUN } from './msgpackShape.js';
+import { STREAM_KEY } from './header.js';
 
 /** The extension type of a run of bytes, and what one that came with the metadata becomes. */
 export const RUN_TYPE = 0x62;
@@ -37,14 +46,23 @@ const FIXEXT: Record<number, number> = { 0xd4: 1, 0xd5: 2, 0xd6: 4, 0xd7: 8, 0xd
 const SIZED: Record<number, number> = { 0xc4: 1, 0xc5: 2, 0xc6: 4, 0xd9: 1, 0xda: 2, 0xdb: 4 };
 const EXT: Record<number, number> = { 0xc7: 1, 0xc8: 2, 0xc9: 4 };
 
+const NIL = Uint8Array.of(0xc0);
+
+/** A map's head for n entries, in the shortest form (the library reads any). */
+const mapHead = (n: number) => (n <= 0x0f ? Uint8Array.of(0x80 | n) : n <= 0xffff ? Uint8Array.of(0xde, n >> 8, n & 0xff) : Uint8Array.of(0xdf, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff));
+
 class Walk {
   /** Pieces of the output, in order: the input's bytes between rewrites, and the rewrites. */
   private readonly out: Uint8Array[] = [];
   /** Where the input has not been written out yet. */
   private from = 0;
-  runs = 0;
+  /** Runs made, entries left out, values made nil: whether the output differs from the input. */
+  changes = 0;
 
-  constructor(private readonly b: Uint8Array) {}
+  constructor(
+    private readonly b: Uint8Array,
+    private readonly wanted: Rewrites,
+  ) {}
 
   private be(at: number, n: number): number {
     let v = 0;
@@ -62,8 +80,11 @@ class Walk {
     return undefined;
   }
 
-  /** The end of the object at `at`, stepping over it (without recursion); an extension of RUN_TYPE in it is retyped. */
-  skip(at: number): number {
+  /**
+   * The end of the object at `at`, stepping over it (without recursion); an extension of
+   * RUN_TYPE in it is retyped, unless `retype` is false (for what is not written out).
+   */
+  skip(at: number, retype = true): number {
     const b = this.b;
     let owed = 1;
     while (owed > 0) {
@@ -81,11 +102,11 @@ class Walk {
       else if (FIXED[t] !== undefined) at += 1 + FIXED[t];
       else if (SIZED[t] !== undefined) at += 1 + SIZED[t] + this.be(at + 1, SIZED[t]);
       else if (FIXEXT[t] !== undefined) {
-        this.retype(at + 1);
+        if (retype) this.retype(at + 1);
         at += 2 + FIXEXT[t];
       } else if (EXT[t] !== undefined) {
         const w = EXT[t];
-        this.retype(at + 1 + w);
+        if (retype) this.retype(at + 1 + w);
         at += 2 + w + this.be(at + 1, w);
       } else {
         const c = this.container(at)!;
@@ -128,9 +149,11 @@ class Walk {
   /**
    * A struct's fields, as the header's reader finds them: `visit(field, at)` for each value
    * whose field is one of `names` (by name or number in a map, by place in an array of exactly
-   * as many); everything else is stepped over. Returns the end of the container.
+   * as many). In a map, an entry whose key names none of them is left out, but one keyed
+   * `string` (a field of fspool's, read only as a string) keeps a scalar and has a container
+   * made nil. Returns the end of the container.
    */
-  private fields(at: number, names: readonly string[], visit: (field: string, at: number) => number): number {
+  private fields(at: number, names: readonly string[], visit: (field: string, at: number) => number, string?: string): number {
     const c = this.container(at);
     if (!c) return this.skip(at);
     let p = c.start;
@@ -139,18 +162,35 @@ class Walk {
       for (let i = 0; i < c.n; i++) p = positional ? visit(names[i]!, p) : this.skip(p);
       return p;
     }
+    // The map's head, written again at the end if entries were left out.
+    this.flush(at);
+    const head = this.out.push(this.b.subarray(at, c.start)) - 1;
+    this.from = c.start;
+    let kept = 0;
     for (let i = 0; i < c.n; i++) {
+      const entry = p;
       const k = this.keyOf(p);
       p = this.skip(p);
       const field = typeof k === 'number' ? names[k] : names.includes(k ?? '') ? k : undefined;
-      p = field !== undefined ? visit(field, p) : this.skip(p);
+      kept++;
+      if (field !== undefined) p = visit(field, p);
+      else if (!this.wanted.drop) p = this.skip(p);
+      else if (k === string && string !== undefined) p = this.container(p) ? this.replace(p, NIL, this.skip(p, false)) : this.skip(p);
+      else {
+        p = this.skip(p, false);
+        this.flush(entry);
+        this.from = p;
+        this.changes++;
+        kept--;
+      }
     }
+    if (kept < c.n) this.out[head] = mapHead(kept);
     return p;
   }
 
   /** The metadata: its cmd_type. */
   metadata(at: number): number {
-    return this.fields(at, ['seq', 'ctime', 'cmd_type'], (f, p) => (f === 'cmd_type' ? this.cmdType(p) : this.skip(p)));
+    return this.fields(at, ['seq', 'ctime', 'cmd_type'], (f, p) => (f === 'cmd_type' ? this.cmdType(p) : this.skip(p)), STREAM_KEY);
   }
 
   /** cmd_type: a map of one entry naming Command (by name or number 0) holds its body. */
@@ -185,7 +225,7 @@ class Walk {
   /** Where the reader makes bytes: an array of integers 0..255 becomes a run. */
   private bytes(at: number): number {
     const c = this.container(at);
-    if (!c || c.map || c.n < MIN_RUN) return this.skip(at);
+    if (!this.wanted.runs || !c || c.map || c.n < MIN_RUN) return this.skip(at);
     const b = this.b;
     // Bytes below 128 are themselves (as fspl writes them): then the run is those very bytes.
     if (c.n >= ASCII_RUN && c.start + c.n <= b.length && isAscii(b.subarray(c.start, c.start + c.n))) return this.rewrite(at, c.n, b.subarray(c.start, c.start + c.n), c.start + c.n);
@@ -215,11 +255,18 @@ class Walk {
 
   /** The array from `at` to `end` written as a run of `bytes`. */
   private rewrite(at: number, n: number, bytes: Uint8Array, end: number): number {
-    this.flush(at);
     const head = n <= 0xff ? [0xc7, n, RUN_TYPE] : n <= 0xffff ? [0xc8, n >> 8, n & 0xff, RUN_TYPE] : [0xc9, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff, RUN_TYPE];
-    this.out.push(Uint8Array.from(head), bytes);
+    this.replace(at, Uint8Array.from(head), end);
+    this.out.push(bytes);
+    return end;
+  }
+
+  /** The input from `at` to `end` written as `by`. */
+  private replace(at: number, by: Uint8Array, end: number): number {
+    this.flush(at);
+    this.out.push(by);
     this.from = end;
-    this.runs++;
+    this.changes++;
     return end;
   }
 
@@ -230,12 +277,21 @@ class Walk {
   }
 }
 
+/** What is rewritten: both, but for the tests that compare the library's reading without either. */
+export interface Rewrites {
+  /** Byte strings as runs. */
+  runs: boolean;
+  /** What the reader never looks at, left out. */
+  drop: boolean;
+}
+
 /**
- * The metadata's first object with its byte strings as runs; undefined when none is long
- * enough to be worth it. `meta` must have passed checkShape.
+ * The metadata's first object as the library is to be given it: its byte strings as runs,
+ * without what the reader never looks at; undefined when that is the metadata as it is.
+ * `meta` must have passed checkShape.
  */
-export function withByteRuns(meta: Uint8Array): Buffer | undefined {
-  const w = new Walk(meta);
+export function forLibrary(meta: Uint8Array, rewrite: Rewrites = { runs: true, drop: true }): Buffer | undefined {
+  const w = new Walk(meta, rewrite);
   const end = w.metadata(0);
-  return w.runs > 0 ? w.done(end) : undefined;
+  return w.changes > 0 ? w.done(end) : undefined;
 }
