@@ -351,6 +351,48 @@ describe('queue-status', () => {
     expect(status(q).code).toBe(0);
   });
 
+  it("failing (4): a due job the queue's processor may not read, to a reader who can (root's monitoring): judged for nextseq's owner, then for the user the last run was started as", () => {
+    const q = setup('fspool-status-unreadable-due-');
+    runSync('chown', ['-R', '65534:65534', q.q]);
+    chmodSync(dirname(q.q), 0o755);
+    // Root's file, only root may read it: as a transport running as root may leave it.
+    const name = put(q, packet(1, 'p1'));
+    const path = join(q.q, 'jobs', name);
+    chmodSync(path, 0o600);
+    const reason = `job 1 (${name}, owned by uid 0, mode 0600) cannot be read by uid 65534, the queue's processor: it never runs; let that user read it, and have whatever writes the queue make files that user may read`;
+    // No run recorded yet: nextseq's owner is the processor.
+    let r = status(q, ['--json']);
+    expect(r.code, r.stderr).toBe(4);
+    expect(json(r).reasons).toEqual([reason]);
+    // The processor itself cannot read it: its own status says so, and its run stops there.
+    const own = asNobody(['queue-status', '-q', q.q, '--json']);
+    expect(own.code, own.stderr).toBe(4);
+    expect(json(own).reasons[0]).toMatch(new RegExp(`^1 job file\\(s\\) cannot be read: ${name} \\(`));
+    expect(asNobody(['queue-process', '-q', q.q, 'true']).code).toBe(1);
+    expect(nextseq(q)).toBe('1');
+    // Readable, it runs as that user, who is recorded as the last run's.
+    chmodSync(path, 0o644);
+    expect(status(q).code).toBe(0);
+    expect(asNobody(['queue-process', '-q', q.q, 'true']).code).toBe(0);
+    const two = put(q, packet(2, 'p2'));
+    chmodSync(join(q.q, 'jobs', two), 0o600);
+    expect(json(status(q, ['--json'])).reasons[0]).toMatch(/^job 2 \(.*, owned by uid 0, mode 0600\) cannot be read by uid 65534, the queue's processor: it never runs;/);
+    // jobs/ itself shut to that user: nothing runs.
+    chmodSync(join(q.q, 'jobs'), 0o700);
+    runSync('chown', ['0:0', join(q.q, 'jobs')]);
+    expect(json(status(q, ['--json'])).reasons[0]).toBe(`${q.q}/jobs (owned by uid 0, mode 0700) cannot be read by uid 65534, the queue's processor: no job runs; let that user read it, and have whatever writes the queue make files that user may read`);
+    runSync('chown', ['65534:65534', join(q.q, 'jobs')]);
+    chmodSync(join(q.q, 'jobs'), 0o755);
+    // A root processor (the queue stays its owner's) reads every file: healthy, and it runs.
+    expect(proc(q, []).code).toBe(0);
+    expect(logOf(q)).toBe('2:p2\n');
+    put(q, packet(3, 'p3'));
+    for (const f of readdirSync(join(q.q, 'jobs'))) chmodSync(join(q.q, 'jobs', f), 0o600);
+    r = status(q, ['--json']);
+    expect(json(r).reasons).toEqual([]);
+    expect(r.code).toBe(0);
+  });
+
   it('stalled (3): a gap waited on longer than --stalled-after, while no processor runs', () => {
     const q = setup('fspool-status-stalled-');
     put(q, packet(2, 'p2'));

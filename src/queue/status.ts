@@ -46,6 +46,8 @@ export interface Status {
   journal: boolean;
   /** Why no job can be recorded (the queue's file system mounted read-only or too full, or its folder shut to the processor), with the fix; never for an append-only queue. */
   noRoom: string | undefined;
+  /** Why the queue's processor cannot read the due job, which this reader can, with the fix. */
+  dueShut: string | undefined;
   /** When nextseq was last rewritten (its mtime): a processor's progress, fspl's too. */
   nextseqChanged: number | undefined;
   /**
@@ -204,6 +206,7 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
     journal: journal.active,
     // An append-only queue runs no job: a full disk is for its sender to see, when it writes.
     noRoom: next === undefined ? undefined : (noRoom(queue, writer) ?? shutToProcessor(queue, writer)),
+    dueShut: dueShutToProcessor(queue, due, journal.runnerUid() ?? writer),
     nextseqChanged: nextseqStat?.mtimeMs,
     released: releasedJobs(jobs, next, journal),
   };
@@ -239,6 +242,33 @@ function shutToProcessor(queue: Queue, uid: number | undefined): string | undefi
   return `${queue.dir} (${ownerAndMode(queue.dir)}) is not writable by uid ${uid}, the owner of nextseq (the processor's user): no job can be recorded, so none runs; make it writable, or run the processor as a user who may write it`;
 }
 
+/**
+ * Why the queue's processor (`uid`: the user the latest run was started as, else nextseq's owner)
+ * cannot read the due job, with the fix; undefined if it can, or may. A status read by root (a
+ * monitoring job) reads every file, and would call healthy a queue whose processor finds its due
+ * job unreadable at every run; one read by the processor's user finds the file unreadable itself.
+ * Judged from the mode bits as shutToProcessor judges the folder (jobs/ too: it is read and
+ * searched), a group's read given the benefit of the doubt; a root processor reads every file.
+ */
+function dueShutToProcessor(queue: Queue, due: FileJob[], uid: number | undefined): string | undefined {
+  if (uid === undefined || uid === 0 || uid === process.geteuid?.() || due.length === 0) return undefined;
+  const shut = (path: string, need: number): boolean => {
+    let st;
+    try {
+      st = statSync(path);
+    } catch {
+      return false;
+    }
+    const bits = st.uid === uid ? (st.mode >> 6) & 0o7 : (st.mode & 0o7) | ((st.mode >> 3) & 0o7);
+    return (bits & need) !== need;
+  };
+  const jobs = queue.jobsDir;
+  const fix = 'let that user read it, and have whatever writes the queue make files that user may read';
+  if (shut(jobs, 0o5)) return `${jobs} (${ownerAndMode(jobs)}) cannot be read by uid ${uid}, the queue's processor: no job runs; ${fix}`;
+  const file = due.find((d) => shut(d.path, 0o4));
+  return file && `job ${file.header.seq} (${file.name}, ${ownerAndMode(file.path)}) cannot be read by uid ${uid}, the queue's processor: it never runs; ${fix}`;
+}
+
 /** When the journal's latest run ended, if one did. */
 function lastEnd(s: Status): number | undefined {
   const ends = [s.lastSuccess?.endedAt, s.lastFailure?.endedAt].filter((t): t is number => typeof t === 'number');
@@ -264,6 +294,7 @@ function judge(s: Status, journal: Journal, now: number, stalledAfter: number): 
     );
   }
   if (s.noRoom) failing.push(s.noRoom);
+  if (s.dueShut) failing.push(s.dueShut);
   if (s.quarantine.length > 0) {
     failing.push(`${s.quarantine.length} job(s) in quarantine wait for a person: ${someOf(s.quarantine)}; see queue-quarantine`);
   }
