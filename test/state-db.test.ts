@@ -7,6 +7,9 @@ import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, statSync, uti
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
+import { encodeHeader } from '../src/packet/codec.js';
+import type { Header } from '../src/packet/header.js';
+import { packetId } from '../src/packet/identity.js';
 import { asNobody, FSPOOL, fspl, fspool, preparePacket, type Result, runAsync, runSync } from './helpers/cli.js';
 import { sleep, waitFor } from './helpers/queue.js';
 import { dbPath, jobs, lines, LOGGER, logOf, nextseq, packet, proc, put, type Q, runs, setup, warns, zstd } from './helpers/state.js';
@@ -135,6 +138,30 @@ describe('header cache', () => {
     // WAL mode's shared index is always mapped: the look sees fspool's own mappings.
     expect(mapped.some((l) => l.endsWith('/fspool/state.db-shm'))).toBe(true);
     expect(mapped.filter((l) => l.endsWith('/fspool/state.db'))).toEqual([]);
+  });
+});
+
+describe("a packet's id from the header cache", () => {
+  it('is the one reading its file gives, for a header small and one of megabytes (taken from the stored header, not decoded again)', () => {
+    const q = setup('fspool-cache-id-');
+    const ids = new Map<number, string>();
+    for (const [seq, n] of [[1, 3], [2, 40_000]] as const) {
+      const h: Header = { seq: BigInt(seq), ctimeSecs: 1_700_000_000n, ctimeNanos: seq, cmd: { kind: 'Command', params: Array.from({ length: n }, (_, i) => Buffer.from(`param-${i}-\u00ff`, 'latin1')), env: [[Buffer.from('K'), Buffer.from('v')]] } };
+      put(q, Buffer.concat([encodeHeader(h), Buffer.from('payload')]));
+      ids.set(seq, packetId(h));
+    }
+    const status = (q: Q, extra: string[] = []) => fspool(['queue-status', '-q', q.q, ...extra]);
+    const dueId = (r: Result) => json(r).due[0].packet as string;
+    // Cold (no cache yet), then warm: queue-ls fills the cache, the status reads from it.
+    expect(dueId(status(q, ['--json']))).toBe(ids.get(1));
+    ok(['queue-ls', '-q', q.q]);
+    expect(ok(['-l', 'debug', 'queue-status', '-q', q.q]).stderr).toContain('header cache: 2 hit(s), 0 file(s) to read');
+    expect(dueId(status(q, ['--json']))).toBe(ids.get(1));
+    // And the large one, due in its turn; the journal records its run by the same id.
+    expect(proc(q, ['-n', '1'], 'cat >/dev/null').code).toBe(0);
+    expect(dueId(status(q, ['--json']))).toBe(ids.get(2));
+    expect(proc(q, [], 'cat >/dev/null').code).toBe(0);
+    expect(runs(q).map((r) => r.packet)).toEqual([ids.get(1), ids.get(2)]);
   });
 });
 

@@ -235,7 +235,7 @@ function encodeMeta(h: Header, before: number): Buffer {
 
 /** The whole header: 30-byte prefix, then the MessagePack metadata. The payload follows it. */
 export function encodeHeader(h: Header): Buffer {
-  const kept = written.get(h);
+  const kept = written.get(h) ?? (h as Partial<Encoded>)[ENCODED]?.();
   if (kept) return kept;
   checkHeader(h);
   const out = encodeMeta(h, PREFIX_LEN);
@@ -256,6 +256,16 @@ export function encodeHeader(h: Header): Buffer {
  */
 const written = new WeakMap<Header, Buffer>();
 const KEEP_WRITTEN = 64 * 1024;
+
+/**
+ * A header that holds its own encoding, as encodeHeader wrote it (the header cache's rows): its
+ * id and its row need no decoding of it, which for a header of megabytes costs a second and
+ * more, at every look at the queue (a status, each scrape of serve's metrics).
+ */
+export const ENCODED = Symbol('the header as encodeHeader wrote it');
+export interface Encoded {
+  [ENCODED](): Buffer;
+}
 
 
 function checkHeader(h: Header): void {

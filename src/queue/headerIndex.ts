@@ -11,7 +11,7 @@ import { constants } from 'node:fs';
 import type { DecodeContext } from '../codec/decode.js';
 import { log } from '../log.js';
 import { mayAccess } from '../sys/access.js';
-import { decodeHeader, encodeHeader } from '../packet/codec.js';
+import { decodeHeader, ENCODED, type Encoded, encodeHeader } from '../packet/codec.js';
 import type { Header } from '../packet/header.js';
 import type { FileIdentity, JobDir } from './jobfile.js';
 import type { CacheHit, HeaderSource, ScannedJob } from './queue.js';
@@ -84,7 +84,7 @@ class Arena {
  * A header from its row: seq and ctime from their columns; the command (params, variables)
  * and stream decoded from the stored header only if something asks for it.
  */
-class CachedHeader implements Header {
+class CachedHeader implements Header, Encoded {
   private decoded: Header | undefined;
 
   constructor(
@@ -99,6 +99,11 @@ class CachedHeader implements Header {
   private full(): Header {
     this.decoded ??= decodeHeader(this.arena.get(this.at, this.length)).header;
     return this.decoded;
+  }
+
+  /** The stored header is encodeHeader's (remember): its id is taken from it, undecoded. */
+  [ENCODED](): Buffer {
+    return this.arena.get(this.at, this.length);
   }
 
   get cmd(): Header['cmd'] {
