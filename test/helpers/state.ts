@@ -46,6 +46,7 @@ export interface RunRow {
   id: number;
   seq: string;
   file: string;
+  packet: string;
   attempt: number;
   outcome: string;
   action: string | null;
