@@ -13,9 +13,9 @@
 // library) decides, with its errors. So for every metadata read here the header is the one the
 // general reader gives, and encoding it gives back the same bytes (test/property.test.ts checks
 // both on generated and mutated headers, and test/packet.test.ts on the packets fspl wrote).
-import { isAscii } from 'node:buffer';
 import { type CmdType, type Header, I64_MAX } from './header.js';
-import { ASCII_RUN, MAX_OBJECTS } from './msgpackShape.js';
+import { MAX_OBJECTS } from './msgpackShape.js';
+import { asciiRun, readBE } from './msgpackTypes.js';
 
 const key = (s: string) => Uint8Array.from([0xa0 | s.length, ...Buffer.from(s, 'latin1')]);
 const SEQ = key('seq');
@@ -73,9 +73,8 @@ class Cursor {
   /** A big-endian unsigned integer of n bytes, below 2^53 (n ≤ 4) or as a BigInt. */
   be(n: number): number {
     if (this.at + n > this.b.length) this.fail();
-    let v = 0;
-    for (let i = 0; i < n; i++) v = v * 256 + this.b[this.at++]!;
-    return v;
+    this.at += n;
+    return readBE(this.b, this.at - n, n);
   }
 
   /** An integer ≥ 0 in its shortest form. */
@@ -112,7 +111,7 @@ class Cursor {
     const b = this.b;
     // Bytes below 128 are themselves: a run of them is a copy (what a long one costs where the
     // loop below is not optimized, as in a listing: 16 MiB took ~1 s).
-    if (n >= ASCII_RUN && isAscii(b.subarray(this.at, this.at + n))) {
+    if (asciiRun(b, this.at, n)) {
       const out = Buffer.allocUnsafe(n);
       out.set(b.subarray(this.at, this.at + n));
       this.at += n;

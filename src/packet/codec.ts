@@ -1,11 +1,11 @@
 // Encode and decode Filespooler 1.2 packet headers, byte for byte as fspl 1.2.2 does.
 // Pure functions over buffers: no I/O here (see spec/packet-format.md).
 import type { Decoder, DecoderOptions } from '@msgpack/msgpack';
-import { isAscii } from 'node:buffer';
 import { ByteRun, forLibrary, type Rewrites, RUN_TYPE } from './libraryForm.js';
 import { readCanonical } from './canonical.js';
 import { crc32 } from './crc32.js';
-import { ASCII_RUN, checkShape } from './msgpackShape.js';
+import { checkShape } from './msgpackShape.js';
+import { asciiRun } from './msgpackTypes.js';
 import { type CmdType, type Header, I64_MAX, I64_MIN, PacketError, STREAM_ID, STREAM_KEY, U64_MAX } from './header.js';
 
 export { PacketError, STREAM_ID, STREAM_KEY };
@@ -165,7 +165,7 @@ class MetaWriter {
   /** A byte string as fspl writes it: an array of integers, a byte below 128 as itself, others after 0xcc. */
   bytes(v: Uint8Array): void {
     this.array(v.length);
-    if (v.length >= ASCII_RUN && isAscii(v)) {
+    if (asciiRun(v, 0, v.length)) {
       // Bytes below 128 are themselves: the param's own bytes are a part.
       this.flush();
       this.parts.push(v);

@@ -24,8 +24,7 @@
 // The walk runs after checkShape (msgpackShape.ts) has passed the metadata: its lengths are
 // true, so it only steps over what it does not rewrite, without checking, and without recursion
 // where an attacker chooses the depth.
-import { isAscii } from 'node:buffer';
-import { ASCII_RUN } from './msgpackShape.js';
+import { asciiRun, COUNTED, FIXED, isFixext, readBE, SIZED } from './msgpackTypes.js';
 import { STREAM_KEY } from './header.js';
 
 /** The extension type of a run of bytes, and what one that came with the metadata becomes. */
@@ -40,11 +39,6 @@ export class ByteRun {
   constructor(readonly bytes: Uint8Array) {}
 }
 
-/** Element counts of the containers, bytes of the fixed-size scalars, and the sized ones' length fields. */
-const FIXED: Record<number, number> = { 0xc0: 0, 0xc2: 0, 0xc3: 0, 0xca: 4, 0xcb: 8, 0xcc: 1, 0xcd: 2, 0xce: 4, 0xcf: 8, 0xd0: 1, 0xd1: 2, 0xd2: 4, 0xd3: 8 };
-const FIXEXT: Record<number, number> = { 0xd4: 1, 0xd5: 2, 0xd6: 4, 0xd7: 8, 0xd8: 16 };
-const SIZED: Record<number, number> = { 0xc4: 1, 0xc5: 2, 0xc6: 4, 0xd9: 1, 0xda: 2, 0xdb: 4 };
-const EXT: Record<number, number> = { 0xc7: 1, 0xc8: 2, 0xc9: 4 };
 
 const NIL = Uint8Array.of(0xc0);
 
@@ -64,20 +58,15 @@ class Walk {
     private readonly wanted: Rewrites,
   ) {}
 
-  private be(at: number, n: number): number {
-    let v = 0;
-    for (let i = 0; i < n; i++) v = v * 256 + this.b[at + i]!;
-    return v;
-  }
-
   /** A container at `at`: [elements, where they start], or undefined if it is none. */
   private container(at: number): { map: boolean; n: number; start: number } | undefined {
     const t = this.b[at]!;
     if (t >= 0x80 && t <= 0x8f) return { map: true, n: t & 0x0f, start: at + 1 };
     if (t >= 0x90 && t <= 0x9f) return { map: false, n: t & 0x0f, start: at + 1 };
-    if (t === 0xdc || t === 0xdd) return { map: false, n: this.be(at + 1, t === 0xdc ? 2 : 4), start: at + (t === 0xdc ? 3 : 5) };
-    if (t === 0xde || t === 0xdf) return { map: true, n: this.be(at + 1, t === 0xde ? 2 : 4), start: at + (t === 0xde ? 3 : 5) };
-    return undefined;
+    const counted = COUNTED[t];
+    if (counted === undefined) return undefined;
+    const [w, map] = counted;
+    return { map, n: readBE(this.b, at + 1, w), start: at + 1 + w };
   }
 
   /**
@@ -99,15 +88,13 @@ class Walk {
         owed += t & 0x0f;
         at += 1;
       } else if (t <= 0xbf) at += 1 + (t & 0x1f);
-      else if (FIXED[t] !== undefined) at += 1 + FIXED[t];
-      else if (SIZED[t] !== undefined) at += 1 + SIZED[t] + this.be(at + 1, SIZED[t]);
-      else if (FIXEXT[t] !== undefined) {
-        if (retype) this.retype(at + 1);
-        at += 2 + FIXEXT[t];
-      } else if (EXT[t] !== undefined) {
-        const w = EXT[t];
-        if (retype) this.retype(at + 1 + w);
-        at += 2 + w + this.be(at + 1, w);
+      else if (FIXED[t] !== undefined) {
+        if (retype && isFixext(t)) this.retype(at + 1);
+        at += 1 + FIXED[t];
+      } else if (SIZED[t] !== undefined) {
+        const [w, ext] = SIZED[t];
+        if (retype && ext) this.retype(at + 1 + w);
+        at += 1 + w + (ext ? 1 : 0) + readBE(b, at + 1, w);
       } else {
         const c = this.container(at)!;
         owed += c.map ? 2 * c.n : c.n;
@@ -136,12 +123,12 @@ class Walk {
     if (t <= 0x7f) return t;
     if (t === 0xcc || t === 0xcd || t === 0xce || t === 0xcf) {
       const w = FIXED[t]!;
-      return w === 8 && this.be(at + 1, 4) !== 0 ? undefined : this.be(at + 1 + (w === 8 ? 4 : 0), w === 8 ? 4 : w);
+      return w === 8 && readBE(b, at + 1, 4) !== 0 ? undefined : readBE(b, at + 1 + (w === 8 ? 4 : 0), w === 8 ? 4 : w);
     }
     let len: number;
     let start: number;
     if (t >= 0xa0 && t <= 0xbf) [len, start] = [t & 0x1f, at + 1];
-    else if (SIZED[t] !== undefined) [len, start] = [this.be(at + 1, SIZED[t]), at + 1 + SIZED[t]];
+    else if (SIZED[t] !== undefined && !SIZED[t][1]) [len, start] = [readBE(b, at + 1, SIZED[t][0]), at + 1 + SIZED[t][0]];
     else return undefined;
     return Buffer.from(b.buffer, b.byteOffset + start, len).toString('latin1');
   }
@@ -228,7 +215,7 @@ class Walk {
     if (!this.wanted.runs || !c || c.map || c.n < MIN_RUN) return this.skip(at);
     const b = this.b;
     // Bytes below 128 are themselves (as fspl writes them): then the run is those very bytes.
-    if (c.n >= ASCII_RUN && c.start + c.n <= b.length && isAscii(b.subarray(c.start, c.start + c.n))) return this.rewrite(at, c.n, b.subarray(c.start, c.start + c.n), c.start + c.n);
+    if (asciiRun(b, c.start, c.n)) return this.rewrite(at, c.n, b.subarray(c.start, c.start + c.n), c.start + c.n);
     const run = Buffer.allocUnsafe(c.n);
     let p = c.start;
     for (let i = 0; i < c.n; i++) {

@@ -27,37 +27,19 @@
 // serde refuses it, a key of the header's own maps that is neither a name nor a number. Keys
 // fspl does not know may repeat, as fspl lets them; fspool's own fspool_stream given twice is
 // no stream id at all.
-import { isAscii } from 'node:buffer';
 import { PacketError, STREAM_KEY } from './header.js';
+import { ASCII_RUN, asciiRun, COUNTED, FIXED, readBE, SIZED } from './msgpackTypes.js';
 
 /** The most MessagePack objects (arrays, maps, strings, binaries, extensions) a header's metadata may hold. */
 export const MAX_OBJECTS = 1 << 19;
 
-/**
- * From this length on, a byte string (or a run of its elements) is first checked for bytes all
- * below 128: the check is one native call (~1 µs, whatever the length), and below it a loop over
- * the bytes is quicker.
- */
-export const ASCII_RUN = 256;
 /** The most the shape walk checks natively at once (a check reads all it is given). */
 const ASCII_CHUNK = 64 * 1024;
 
-/** Payload bytes after the type byte for fixed-size types (ints, floats, fixext). */
-const FIXED: Record<number, number> = {
-  0xca: 4, 0xcb: 8, 0xcc: 1, 0xcd: 2, 0xce: 4, 0xcf: 8,
-  0xd0: 1, 0xd1: 2, 0xd2: 4, 0xd3: 8, 0xd4: 2, 0xd5: 3, 0xd6: 5, 0xd7: 9, 0xd8: 17,
-};
 /** Bytes after the type byte of the scalars a run is made of: all but floats, which are refused. */
 const SCALAR: Array<number | undefined> = Array.from({ length: 256 }, (_, t) =>
   t < 0x80 || t >= 0xe0 || t === 0xc0 || t === 0xc2 || t === 0xc3 ? 0 : t >= 0xcc && t <= 0xd3 ? FIXED[t] : undefined,
 );
-/** Types followed by a length of 1, 2 or 4 bytes, then that many bytes (+1 for ext's type). */
-const SIZED: Record<number, [number, number]> = {
-  0xc4: [1, 0], 0xc5: [2, 0], 0xc6: [4, 0], 0xd9: [1, 0], 0xda: [2, 0], 0xdb: [4, 0],
-  0xc7: [1, 1], 0xc8: [2, 1], 0xc9: [4, 1],
-};
-/** Containers with a counted length: [length bytes, elements per count]. */
-const COUNTED: Record<number, [number, number]> = { 0xdc: [2, 1], 0xdd: [4, 1], 0xde: [2, 2], 0xdf: [4, 2] };
 
 /** The header's own structs and the command type between them; anything else is walked flat. */
 type Role = 'metadata' | 'cmd_type' | 'command';
@@ -91,10 +73,8 @@ export function checkShape(b: Uint8Array): Shape {
   };
   const uint = (n: number) => {
     need(n);
-    let v = 0;
-    for (let i = 0; i < n; i++) v = v * 256 + b[pos + i]!;
     pos += n;
-    return v;
+    return readBE(b, pos - n, n);
   };
   let objects = 0;
   let streams = 0;
@@ -119,7 +99,7 @@ export function checkShape(b: Uint8Array): Shape {
           if (++plain === ASCII_RUN) {
             for (;;) {
               const n = Math.min(deep - k - 1, b.length - pos, ASCII_CHUNK);
-              if (n < ASCII_RUN || !isAscii(b.subarray(pos, pos + n))) break;
+              if (!asciiRun(b, pos, n)) break;
               pos += n;
               k += n;
             }
@@ -172,15 +152,15 @@ export function checkShape(b: Uint8Array): Shape {
       need(FIXED[t]);
       pos += FIXED[t];
     } else if (SIZED[t] !== undefined) {
-      const [lenBytes, extra] = SIZED[t];
-      const n = uint(lenBytes) + extra;
+      const [lenBytes, ext] = SIZED[t];
+      const n = uint(lenBytes) + (ext ? 1 : 0);
       need(n);
-      if (t <= 0xc6 || t >= 0xd9) text = [pos, n]; // bin or str, not ext
+      if (!ext) text = [pos, n]; // bin or str
       pos += n;
     } else if (COUNTED[t] !== undefined) {
-      const [lenBytes, per] = COUNTED[t];
-      elements = uint(lenBytes) * per;
-      container = per === 2 ? 'map' : 'array';
+      const [lenBytes, map] = COUNTED[t];
+      elements = uint(lenBytes) * (map ? 2 : 1);
+      container = map ? 'map' : 'array';
     } else {
       throw new PacketError(`metadata is not valid MessagePack (type byte 0x${t.toString(16)})`);
     }
