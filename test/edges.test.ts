@@ -430,14 +430,17 @@ describe('queue-status tells the truth', () => {
     return { code: r.code, s: JSON.parse(r.stdout.toString()) as { state: string; reasons: string[] } };
   };
 
-  it("failing, for a user who cannot read the due job file, though root's look filled the header cache with it; the processor says how to fix it", () => {
+  it("failing, for a user who cannot read the due job file, though root's look filled the header cache with it; the processor says how to fix it; root's look says that user cannot read it", () => {
     const dir = openDir();
     const q = makeQueue(dir);
     const name = put(q, packet(1, 'secret'));
     runSync('chown', ['-R', `${NOBODY}:${NOBODY}`, q]);
     runSync('chown', ['0:0', join(q, 'jobs', name)]);
     chmodSync(join(q, 'jobs', name), 0o600);
-    expect(status(q).code, 'root reads it').toBe(0);
+    // Root reads it, but nextseq's owner, the processor, cannot.
+    const root = status(q);
+    expect(root.code).toBe(4);
+    expect(root.s.reasons).toEqual([`job 1 (${name}, owned by uid 0, mode 0600) cannot be read by uid ${NOBODY}, the queue's processor: it never runs; let that user read it, and have whatever writes the queue make files that user may read`]);
     const r = asNobody(['queue-status', '-q', q]);
     expect(r.code, r.stdout.toString()).toBe(4);
     expect(r.stdout.toString()).toMatch(/state: +failing - 1 job file\(s\) cannot be read: .*permission denied \(EACCES\)\); give the reader access to them \(or run as their owner\), or remove them/);
