@@ -39,7 +39,6 @@ export class ByteRun {
   constructor(readonly bytes: Uint8Array) {}
 }
 
-
 const NIL = Uint8Array.of(0xc0);
 
 /** A map's head for n entries, in the shortest form (the library reads any). */
