@@ -715,6 +715,7 @@ describe('6: broken packets', () => {
       ['a timestamp extension of a size no timestamp has, under an unknown key', map(4, str('seq'), b(7), str('ctime'), ctime, str('cmd_type'), str('NOP'), str('x'), b(0xc7, 3, 0xff, 1, 2, 3)), true],
       ['the same in the Command body', head(map(1, str('Command'), map(3, str('params'), param, b(9), b(0xc7, 3, 0xff, 1, 2, 3), str('env'), env))), true],
       ['the same as a seq', map(3, str('seq'), b(0xc7, 3, 0xff, 1, 2, 3), str('ctime'), ctime, str('cmd_type'), str('NOP')), false],
+      ["the same under fspool's stream key (fspl knows no such key)", map(4, str('seq'), b(7), str('ctime'), ctime, str('cmd_type'), str('NOP'), str('fspool_stream'), b(0xd4, 0xff, 0)), true],
     ];
     const dir = tempDir();
     const file = join(dir, 'packet');

@@ -12,8 +12,8 @@
 //   reader makes nothing of any extension's type, it only is not an array).
 // - What the reader never looks at, left out: the entries of the metadata's map and of the
 //   Command body's whose key names none of the struct's fields (fspl ignores them; millions of
-//   distinct keys made the library build an object of millions of properties), and any
-//   container under fspool_stream, which is read only as a string (it becomes nil). Such an
+//   distinct keys made the library build an object of millions of properties), and anything
+//   but a str or a bin under fspool_stream, which is read only as one (it becomes nil). Such an
 //   entry cannot make the header wrong to fspl (serde skips it unread), and now not to fspool
 //   either: the library refused some of them (a timestamp extension of a size it does not know).
 //
@@ -115,6 +115,12 @@ class Walk {
     this.from = to;
   }
 
+  /** Whether the object at `at` is a str or a bin. */
+  private isText(at: number): boolean {
+    const t = this.b[at]!;
+    return (t >= 0xa0 && t <= 0xbf) || (SIZED[t] !== undefined && !SIZED[t][1]);
+  }
+
   /** The value of the key at `at`, as the header's reader takes a field's name or number: its bytes as latin1, or the number. */
   private keyOf(at: number): string | number | undefined {
     const b = this.b;
@@ -136,8 +142,8 @@ class Walk {
    * A struct's fields, as the header's reader finds them: `visit(field, at)` for each value
    * whose field is one of `names` (by name or number in a map, by place in an array of exactly
    * as many). In a map, an entry whose key names none of them is left out, but one keyed
-   * `string` (a field of fspool's, read only as a string) keeps a scalar and has a container
-   * made nil. Returns the end of the container.
+   * `string` (a field of fspool's, read only as a str or a bin) keeps such a value and has any
+   * other made nil. Returns the end of the container.
    */
   private fields(at: number, names: readonly string[], visit: (field: string, at: number) => number, string?: string): number {
     const c = this.container(at);
@@ -161,7 +167,7 @@ class Walk {
       kept++;
       if (field !== undefined) p = visit(field, p);
       else if (!this.wanted.drop) p = this.skip(p);
-      else if (k === string && string !== undefined) p = this.container(p) ? this.replace(p, NIL, this.skip(p, false)) : this.skip(p);
+      else if (k === string && string !== undefined) p = this.isText(p) ? this.skip(p) : this.replace(p, NIL, this.skip(p, false));
       else {
         p = this.skip(p, false);
         this.flush(entry);
