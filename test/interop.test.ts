@@ -735,6 +735,26 @@ describe('6: broken packets', () => {
     }
   });
 
+  it('times from the year -262143 to 262142 (all fspl can show): the same FSPL_CTIME_* and listing as fspl', () => {
+    const dir = tempDir();
+    ok('fspl', ['queue-init', '-q', 'q'], { cwd: dir });
+    const years = [-262143, -10000, -9999, -1, 0, 1, 999, 9999, 10000, 99999, 100000, 262142];
+    for (const [i, year] of years.entries()) {
+      const day = new Date(0);
+      day.setUTCFullYear(year, 0, 1); // not Date.UTC, which takes years 0 to 99 as 1900 to 1999
+      const secs = BigInt(day.getTime() / 1000);
+      const ctime = Buffer.alloc(9);
+      ctime[0] = 0xd3;
+      ctime.writeBigInt64BE(secs, 1);
+      const meta = Buffer.concat([Buffer.from([0x93, i + 1, 0x92]), ctime, Buffer.from([0, 0xa3]), Buffer.from('NOP')]);
+      const file = join(dir, 'q/jobs', `fspl-${i + 1}.fspl`);
+      writeFileSync(file, aroundMetadata(meta));
+      const fspl = ok('fspl', ['stdin-info'], { stdinFile: file });
+      expect(ok('fspool', ['stdin-info'], { stdinFile: file }).toString(), `year ${year}`).toBe(fspl.toString());
+    }
+    expect(ok('fspool', ['queue-ls', '-q', 'q'], { cwd: dir }).toString()).toBe(ok('fspl', ['queue-ls', '-q', 'q'], { cwd: dir }).toString());
+  });
+
   it('fspool lists and processes the good jobs of a queue with bad files in it; fspl cannot', () => {
     const dir = tempDir();
     ok('fspl', ['queue-init', '-q', 'q'], { cwd: dir });

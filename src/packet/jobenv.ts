@@ -16,8 +16,9 @@ function dateOf(secs: bigint | number): Date | undefined {
   return Number.isNaN(d.getTime()) ? undefined : d;
 }
 
+/** Years in at least four digits, signed outside 0 to 9999, as chrono (fspl) writes them. */
 function ymd(y: number, mo: number, d: number, h: number, mi: number, s: number): string {
-  const year = y < 0 ? `-${pad(y, 4)}` : pad(y, 4);
+  const year = y < 0 ? `-${pad(y, 4)}` : y > 9999 ? `+${y}` : pad(y, 4);
   return `${year}-${pad(mo)}-${pad(d)}T${pad(h)}:${pad(mi)}:${pad(s)}`;
 }
 

@@ -162,7 +162,8 @@ class Walk {
     for (let i = 0; i < c.n; i++) {
       const entry = p;
       const k = this.keyOf(p);
-      p = this.skip(p);
+      // A key is a name or a number (checkShape refused any other), nothing to retype.
+      p = this.skip(p, false);
       const field = typeof k === 'number' ? names[k] : names.includes(k ?? '') ? k : undefined;
       kept++;
       if (field !== undefined) p = visit(field, p);
