@@ -378,46 +378,57 @@ describe('queue-status', () => {
     expect(status(q).code).toBe(0);
   });
 
-  it("failing (4): a due job the queue's processor may not read, to a reader who can (root's monitoring): judged for nextseq's owner, then for the user the last run was started as", () => {
+  it("failing (4): a due job the queue's processor may not read, to a reader who can (root's monitoring): the processor is nextseq's owner, or the fspool that last started on the queue when nextseq is the queue owner's", () => {
     const q = setup('fspool-status-unreadable-due-');
     runSync('chown', ['-R', '65534:65534', q.q]);
     chmodSync(dirname(q.q), 0o755);
     // Root's file, only root may read it: as a transport running as root may leave it.
-    const name = put(q, packet(1, 'p1'));
-    const path = join(q.q, 'jobs', name);
-    chmodSync(path, 0o600);
-    const reason = `job 1 (${name}, owned by uid 0, mode 0600) cannot be read by uid 65534, the queue's processor: it never runs; let that user read it, and have whatever writes the queue make files that user may read`;
-    // No run recorded yet: nextseq's owner is the processor.
-    let r = status(q, ['--json']);
-    expect(r.code, r.stderr).toBe(4);
-    expect(json(r).reasons).toEqual([reason]);
-    // The processor itself cannot read it: its own status says so, and its run stops there.
-    const own = asNobody(['queue-status', '-q', q.q, '--json']);
-    expect(own.code, own.stderr).toBe(4);
-    expect(json(own).reasons[0]).toMatch(new RegExp(`^1 job file\\(s\\) cannot be read: ${name} \\(`));
+    const shut = (seq: number) => {
+      const name = put(q, packet(seq, `p${seq}`));
+      chmodSync(join(q.q, 'jobs', name), 0o600);
+      return name;
+    };
+    const reason = (seq: number, name: string) =>
+      `job ${seq} (${name}, owned by uid 0, mode 0600) cannot be read by uid 65534, the queue's processor: the queue stops at it; let that user read it, and have whatever writes the queue make files that user may read`;
+    const one = shut(1);
+    // nextseq is the queue owner's, as a root processor leaves it too, and no fspool has started
+    // on the queue: the processor is not known, nothing is judged.
+    expect(status(q).code).toBe(0);
+    // The processor (nobody) cannot read it: its run stops there, and it is now known.
     expect(asNobody(['queue-process', '-q', q.q, 'true']).code).toBe(1);
     expect(nextseq(q)).toBe('1');
-    // Readable, it runs as that user, who is recorded as the last run's.
-    chmodSync(path, 0o644);
+    let r = status(q, ['--json']);
+    expect(r.code, r.stderr).toBe(4);
+    expect(json(r).reasons).toEqual([reason(1, one)]);
+    // Its own status says so too, as a file it cannot read.
+    const own = asNobody(['queue-status', '-q', q.q, '--json']);
+    expect(own.code, own.stderr).toBe(4);
+    expect(json(own).reasons[0]).toMatch(new RegExp(`^1 job file\\(s\\) cannot be read: ${one} \\(`));
+    // Readable, it runs.
+    chmodSync(join(q.q, 'jobs', one), 0o644);
     expect(status(q).code).toBe(0);
     expect(asNobody(['queue-process', '-q', q.q, 'true']).code).toBe(0);
-    const two = put(q, packet(2, 'p2'));
-    chmodSync(join(q.q, 'jobs', two), 0o600);
-    expect(json(status(q, ['--json'])).reasons[0]).toMatch(/^job 2 \(.*, owned by uid 0, mode 0600\) cannot be read by uid 65534, the queue's processor: it never runs;/);
+    const two = shut(2);
+    expect(json(status(q, ['--json'])).reasons).toEqual([reason(2, two)]);
     // jobs/ itself shut to that user: nothing runs.
     chmodSync(join(q.q, 'jobs'), 0o700);
     runSync('chown', ['0:0', join(q.q, 'jobs')]);
-    expect(json(status(q, ['--json'])).reasons[0]).toBe(`${q.q}/jobs (owned by uid 0, mode 0700) cannot be read by uid 65534, the queue's processor: no job runs; let that user read it, and have whatever writes the queue make files that user may read`);
+    expect(json(status(q, ['--json'])).reasons).toEqual([`${q.q}/jobs (owned by uid 0, mode 0700) cannot be read by uid 65534, the queue's processor: no job runs; let that user read it, and have whatever writes the queue make files that user may read`]);
     runSync('chown', ['65534:65534', join(q.q, 'jobs')]);
     chmodSync(join(q.q, 'jobs'), 0o755);
-    // A root processor (the queue stays its owner's) reads every file: healthy, and it runs.
+    // A root fspool takes over (nextseq stays the queue owner's): it reads every file, healthy.
     expect(proc(q, []).code).toBe(0);
     expect(logOf(q)).toBe('2:p2\n');
-    put(q, packet(3, 'p3'));
-    for (const f of readdirSync(join(q.q, 'jobs'))) chmodSync(join(q.q, 'jobs', f), 0o600);
-    r = status(q, ['--json']);
-    expect(json(r).reasons).toEqual([]);
-    expect(r.code).toBe(0);
+    const three = shut(3);
+    expect(status(q).code).toBe(0);
+    // Nobody's processor starts again, and stops at it: known again at its start.
+    expect(asNobody(['queue-process', '-q', q.q, 'true']).code).toBe(1);
+    expect(json(status(q, ['--json'])).reasons).toEqual([reason(3, three)]);
+    // fspl as root takes over: nextseq is root's now, so root is the processor, healthy.
+    expect(fspl(['queue-process', '-q', q.q, 'true']).code).toBe(0);
+    expect(statSync(join(q.q, 'nextseq')).uid).toBe(0);
+    shut(4);
+    expect(status(q).code).toBe(0);
   });
 
   it('stalled (3): a gap waited on longer than --stalled-after, while no processor runs', () => {

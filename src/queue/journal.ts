@@ -164,9 +164,8 @@ const toRow = (r: RawRow): RunRow => ({
 
 export { packetId } from '../packet/identity.js';
 
-/** The uid of the process that starts a run, kept in meta (written only when it changes). */
-const RECORD_RUNNER = `INSERT INTO meta (key, value) VALUES ('runner_uid', ?)
-  ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE value IS NOT excluded.value`;
+/** The uid of the latest fspool processor of the queue, kept in meta. */
+const RECORD_RUNNER = "INSERT INTO meta (key, value) VALUES ('runner_uid', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
 /** The job a run is about. */
 export interface JobRef {
@@ -267,10 +266,6 @@ export class Journal {
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)`,
         )
         .run(String(job.seq), job.packet, job.file, String(job.header.ctimeSecs), job.header.ctimeNanos, attempt, orderBy, process.pid, startedAt, job.header.stream ?? null);
-      // Whose rights the queue's jobs are read with: a status read by another user (root's
-      // monitoring) judges by them whether the due job can be read (status.ts).
-      const uid = process.geteuid?.();
-      if (uid !== undefined) tx.stmt(RECORD_RUNNER).run(uid);
       return { id: Number(info.lastInsertRowid), attempt, lastSuccess: success && toRow(success) };
     });
     return { id: r?.id, attempt: r?.attempt ?? local, job, lastSuccess: r?.lastSuccess };
@@ -487,7 +482,19 @@ export class Journal {
     return this.state?.read((tx) => query(tx, f)) ?? [];
   }
 
-  /** The uid the latest run was started as (RECORD_RUNNER), if one recorded it. */
+  /**
+   * Record that this process's user processes the queue (runner_uid): whose rights its jobs are
+   * read with, by which a status read by another user (root's monitoring) judges whether the due
+   * job can be read (status.ts). At a processor's start, before it meets a file it cannot read;
+   * written only when it changes (every write transaction moves the journal's position).
+   */
+  recordRunner(): void {
+    const uid = process.geteuid?.();
+    if (uid === undefined || !this.active || this.runnerUid() === uid) return;
+    this.state?.write((tx) => tx.stmt(RECORD_RUNNER).run(BigInt(uid)));
+  }
+
+  /** The uid of the latest fspool processor of the queue (recordRunner), if one recorded it. */
   runnerUid(): number | undefined {
     const v = this.state?.read((tx) => (this.state!.schema >= 3 ? tx.stmt("SELECT value FROM meta WHERE key = 'runner_uid'").pluck().get() : undefined));
     return typeof v === 'number' ? v : undefined;

@@ -206,7 +206,7 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
     journal: journal.active,
     // An append-only queue runs no job: a full disk is for its sender to see, when it writes.
     noRoom: next === undefined ? undefined : (noRoom(queue, writer) ?? shutToProcessor(queue, writer)),
-    dueShut: dueShutToProcessor(queue, due, journal.runnerUid() ?? writer),
+    dueShut: dueShutToProcessor(queue, due, readerOfJobs(queue, writer, journal)),
     nextseqChanged: nextseqStat?.mtimeMs,
     released: releasedJobs(jobs, next, journal),
   };
@@ -243,12 +243,30 @@ function shutToProcessor(queue: Queue, uid: number | undefined): string | undefi
 }
 
 /**
- * Why the queue's processor (`uid`: the user the latest run was started as, else nextseq's owner)
- * cannot read the due job, with the fix; undefined if it can, or may. A status read by root (a
- * monitoring job) reads every file, and would call healthy a queue whose processor finds its due
- * job unreadable at every run; one read by the processor's user finds the file unreadable itself.
- * Judged from the mode bits as shutToProcessor judges the folder (jobs/ too: it is read and
- * searched), a group's read given the benefit of the doubt; a root processor reads every file.
+ * The user whose rights the queue's processor reads job files with, when it can be known.
+ * nextseq's owner (`writer`) is the processor's user, but for a root fspool processing a queue
+ * another user owns, which leaves nextseq that user's: when nextseq's owner is the queue's owner,
+ * the processor is the one fspool recorded at its latest start (Journal.recordRunner), and unknown
+ * if none did (fspl keeps no journal; a queue not processed since this was recorded).
+ */
+function readerOfJobs(queue: Queue, writer: number | undefined, journal: Journal): number | undefined {
+  let owner: number;
+  try {
+    owner = statSync(queue.dir).uid;
+  } catch {
+    return undefined;
+  }
+  return writer !== owner ? writer : journal.runnerUid();
+}
+
+/**
+ * Why the queue's processor (`uid`, readerOfJobs) cannot read the due job, with the fix; undefined
+ * if it can, or may, or the processor is not known. A status read by root (a monitoring job) reads
+ * every file, and would call healthy a queue whose processor stops at its due job at every run; one
+ * read by the processor's user finds the file unreadable itself. Judged from the mode bits as
+ * shutToProcessor judges the folder (jobs/ too: it is read and searched), a group's read given the
+ * benefit of the doubt; a root processor reads every file. One copy of the due job that cannot be
+ * read is enough: after the job ran from another, the queue stops at it (it could hold the next seq).
  */
 function dueShutToProcessor(queue: Queue, due: FileJob[], uid: number | undefined): string | undefined {
   if (uid === undefined || uid === 0 || uid === process.geteuid?.() || due.length === 0) return undefined;
@@ -266,7 +284,7 @@ function dueShutToProcessor(queue: Queue, due: FileJob[], uid: number | undefine
   const fix = 'let that user read it, and have whatever writes the queue make files that user may read';
   if (shut(jobs, 0o5)) return `${jobs} (${ownerAndMode(jobs)}) cannot be read by uid ${uid}, the queue's processor: no job runs; ${fix}`;
   const file = due.find((d) => shut(d.path, 0o4));
-  return file && `job ${file.header.seq} (${file.name}, ${ownerAndMode(file.path)}) cannot be read by uid ${uid}, the queue's processor: it never runs; ${fix}`;
+  return file && `job ${file.header.seq} (${file.name}, ${ownerAndMode(file.path)}) cannot be read by uid ${uid}, the queue's processor: the queue stops at it; ${fix}`;
 }
 
 /** When the journal's latest run ended, if one did. */

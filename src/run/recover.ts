@@ -2,7 +2,8 @@
 // steps of a job's life (lifecycle.ts). Attempts it left 'running' are closed: crashed (the job
 // runs again when due: at-least-once) or unrecorded (the queue moved past it while the journal
 // was unavailable); actions it recorded but did not finish are completed without running the
-// job again (exactly-once). The crash points: spec/job-lifecycle.md.
+// job again (exactly-once). The crash points: spec/job-lifecycle.md. And who processes the
+// queue now (Journal.recordRunner), for a status read by another user.
 import { packetId, type RunRow } from '../queue/journal.js';
 import type { ScannedJob } from '../queue/queue.js';
 import { carryOut, type Processing } from './lifecycle.js';
@@ -16,6 +17,7 @@ const iso = (ms: number) => new Date(ms).toISOString();
  */
 export function recover(p: Pick<Processing, 'queue' | 'journal' | 'ctx'>, jobs: ScannedJob[], resuming = false): string[] {
   const { queue, journal, ctx } = p;
+  journal.recordRunner();
   const next = queue.nextseq.readIfExists();
   // This process's rows: its pid, since it started (a pid can be an earlier fspool's too).
   const ours = (r: RunRow) => resuming && r.pid === process.pid && r.startedAt >= performance.timeOrigin;
