@@ -716,6 +716,12 @@ describe('6: broken packets', () => {
       ['the same in the Command body', head(map(1, str('Command'), map(3, str('params'), param, b(9), b(0xc7, 3, 0xff, 1, 2, 3), str('env'), env))), true],
       ['the same as a seq', map(3, str('seq'), b(0xc7, 3, 0xff, 1, 2, 3), str('ctime'), ctime, str('cmd_type'), str('NOP')), false],
       ["the same under fspool's stream key (fspl knows no such key)", map(4, str('seq'), b(7), str('ctime'), ctime, str('cmd_type'), str('NOP'), str('fspool_stream'), b(0xd4, 0xff, 0)), true],
+      // fspl's reader counts containers as they nest (the metadata, the Command body, all in them; not cmd_type's map) and refuses more than 1023.
+      ['arrays nested in an unknown value, 1023 deep with the metadata', map(4, str('seq'), b(7), str('ctime'), ctime, str('cmd_type'), str('NOP'), str('x'), Buffer.alloc(1022, 0x91), b(0xc0)), true],
+      ['one deeper', map(4, str('seq'), b(7), str('ctime'), ctime, str('cmd_type'), str('NOP'), str('x'), Buffer.alloc(1023, 0x91), b(0xc0)), false],
+      ['maps nested so, one deeper', map(4, str('seq'), b(7), str('ctime'), ctime, str('cmd_type'), str('NOP'), str('x'), Buffer.concat(Array<Buffer>(1023).fill(b(0x81, 0))), b(0xc0)), false],
+      ['arrays nested in the Command body, 1023 deep with it and the metadata', head(map(1, str('Command'), map(3, str('params'), param, str('env'), env, str('x'), Buffer.concat([Buffer.alloc(1021, 0x91), b(0xc0)])))), true],
+      ['one deeper', head(map(1, str('Command'), map(3, str('params'), param, str('env'), env, str('x'), Buffer.concat([Buffer.alloc(1022, 0x91), b(0xc0)])))), false],
     ];
     const dir = tempDir();
     const file = join(dir, 'packet');

@@ -17,6 +17,9 @@
 // takes ~150 MB. Integers are not counted: a byte string is an array of them, one per byte, and
 // they decode to small numbers in a packed array.
 //
+// Containers nested deeper than fspl's reader takes them (MAX_DEPTH) are refused, as fspl
+// refuses them: the walk keeps how many elements each open one still owes, and nothing else.
+//
 // Floats are refused too: no field of fspl's header is one, and fspl refuses a header that
 // has one where a number is expected (a seq of 1.0 would otherwise read as seq 1).
 //
@@ -29,6 +32,12 @@
 // no stream id at all.
 import { PacketError, STREAM_KEY } from './header.js';
 import { ASCII_RUN, asciiRun, COUNTED, FIXED, readBE, SIZED } from './msgpackTypes.js';
+
+/**
+ * How deep containers may nest in the metadata, counted as fspl's reader (rmp-serde) counts
+ * them: it refuses a header deeper than that ("depth limit exceeded").
+ */
+export const MAX_DEPTH = 1023;
 
 /** The most MessagePack objects (arrays, maps, strings, binaries, extensions) a header's metadata may hold. */
 export const MAX_OBJECTS = 1 << 19;
@@ -79,18 +88,29 @@ export function checkShape(b: Uint8Array): Shape {
   let objects = 0;
   let streams = 0;
   const frames: Frame[] = [];
-  /** Elements still owed inside a container that is none of the header's own, walked flat. */
-  let deep = 0;
+  /**
+   * The containers open inside none of the header's own, innermost last: the elements each still
+   * owes. Nothing else is kept of them (they are walked flat); their number is how deep they
+   * nest, which fspl bounds.
+   */
+  const levels = new Float64Array(MAX_DEPTH);
+  let open = 0;
+  /** Levels whose elements are all read, closed, and then the header's own containers. */
+  const close = () => {
+    while (open > 0 && levels[open - 1] === 0) open--;
+    while (open === 0 && frames.length > 0 && frames[frames.length - 1]!.left === 0) frames.pop();
+  };
   while (owed > 0) {
     // Inside a container none of the header's own: a run of scalars (integers, nil, booleans;
     // a byte string's elements are integers, below 128 as themselves, above after 0xcc), stepped
     // over at once. All the walk below does with each is count it and check the bytes left: a
     // 16 MiB byte string took it ~0.3 s element by element, 16 MiB of nils ~0.2 s (seconds in a
     // listing, which runs without V8's optimizing compiler).
-    if (deep > 0 && SCALAR[b[pos]!] !== undefined) {
+    if (open > 0 && SCALAR[b[pos]!] !== undefined) {
       const from = pos;
+      const left = levels[open - 1]!;
       let k = 0;
-      for (let plain = 0; k < deep; k++) {
+      for (let plain = 0; k < left; k++) {
         const t = b[pos];
         if (t !== undefined && t < 0x80) {
           pos += 1;
@@ -98,7 +118,7 @@ export function checkShape(b: Uint8Array): Shape {
           // left as elements owed): the rest of it is checked natively, a chunk at a time.
           if (++plain === ASCII_RUN) {
             for (;;) {
-              const n = Math.min(deep - k - 1, b.length - pos, ASCII_CHUNK);
+              const n = Math.min(left - k - 1, b.length - pos, ASCII_CHUNK);
               if (!asciiRun(b, pos, n)) break;
               pos += n;
               k += n;
@@ -111,11 +131,10 @@ export function checkShape(b: Uint8Array): Shape {
         } else break;
         if (owed - k - 1 > b.length - pos) throw new PacketError('metadata declares more elements than it has bytes (a lying length)');
       }
-      deep -= k;
+      levels[open - 1] = left - k;
       owed -= k;
       if (pos > from) {
-        // What the walk below does after each element.
-        while (deep === 0 && frames.length > 0 && frames[frames.length - 1]!.left === 0) frames.pop();
+        close();
         continue;
       }
     }
@@ -124,10 +143,10 @@ export function checkShape(b: Uint8Array): Shape {
     const t = b[pos++]!;
     owed--;
     // Where this element is: a key or a value of one of the header's own containers, or deeper.
-    const inDeep = deep > 0;
+    const inDeep = open > 0;
     const parent = inDeep ? undefined : frames[frames.length - 1];
     const isKey = parent !== undefined && parent.map && parent.left % 2 === 0;
-    if (inDeep) deep--;
+    if (inDeep) levels[open - 1]!--;
     else if (parent) parent.left--;
     if (t === 0xca || t === 0xcb) throw new PacketError('metadata holds a floating-point number, which no field of a header is');
     const scalar = t <= 0x7f || t >= 0xe0 || (t >= 0xc0 && t <= 0xc3) || (t >= 0xcc && t <= 0xd3);
@@ -179,13 +198,19 @@ export function checkShape(b: Uint8Array): Shape {
       throw new PacketError('cmd_type is a signed integer, which names no command type');
     } else if (container) {
       const role = inDeep ? undefined : childRole(parent);
-      if (role === undefined) deep += elements;
-      else {
+      // As fspl counts: the metadata, the Command body and every container in them, but not
+      // cmd_type's map (serde reads an enum's one entry without counting it).
+      let depth = open + (role === 'cmd_type' ? 0 : 1);
+      for (const f of frames) if (f.role !== 'cmd_type') depth++;
+      if (depth > MAX_DEPTH) throw new PacketError(`metadata nests containers more than ${MAX_DEPTH} deep, which fspl refuses`);
+      if (role === undefined) {
+        if (elements > 0) levels[open++] = elements;
+      } else {
         if (role === 'cmd_type' && container === 'map' && elements !== 2) throw new PacketError('cmd_type is not a known command type (a map of other than one entry)');
         frames.push({ role, map: container === 'map', count: elements, left: elements, keys: new Set(), key: undefined });
       }
     }
-    while (deep === 0 && frames.length > 0 && frames[frames.length - 1]!.left === 0) frames.pop();
+    close();
   }
   return { streamRepeated: streams > 1 };
 }
