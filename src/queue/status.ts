@@ -237,9 +237,18 @@ function shutToProcessor(queue: Queue, uid: number | undefined): string | undefi
   } catch {
     return undefined;
   }
-  const bits = st.uid === uid ? (st.mode >> 6) & 0o7 : (st.mode & 0o7) | ((st.mode >> 3) & 0o7);
-  if ((bits & 0o3) === 0o3) return undefined;
+  if (mayBy(st, uid, 0o3)) return undefined;
   return `${queue.dir} (${ownerAndMode(queue.dir)}) is not writable by uid ${uid}, the owner of nextseq (the processor's user): no job can be recorded, so none runs; make it writable, or run the processor as a user who may write it`;
+}
+
+/**
+ * Whether the mode bits let `uid` have `need` (0o4 read, 0o2 write, 0o1 search) of a file: the
+ * owner's bits for its owner; for anyone else the others' bits, or the group's, as this reader
+ * cannot know another user's groups (the benefit of the doubt).
+ */
+function mayBy(st: Stats, uid: number, need: number): boolean {
+  const bits = st.uid === uid ? (st.mode >> 6) & 0o7 : (st.mode & 0o7) | ((st.mode >> 3) & 0o7);
+  return (bits & need) === need;
 }
 
 /**
@@ -271,14 +280,11 @@ function readerOfJobs(queue: Queue, writer: number | undefined, journal: Journal
 function dueShutToProcessor(queue: Queue, due: FileJob[], uid: number | undefined): string | undefined {
   if (uid === undefined || uid === 0 || uid === process.geteuid?.() || due.length === 0) return undefined;
   const shut = (path: string, need: number): boolean => {
-    let st;
     try {
-      st = statSync(path);
+      return !mayBy(statSync(path), uid, need);
     } catch {
       return false;
     }
-    const bits = st.uid === uid ? (st.mode >> 6) & 0o7 : (st.mode & 0o7) | ((st.mode >> 3) & 0o7);
-    return (bits & need) !== need;
   };
   const jobs = queue.jobsDir;
   const fix = 'let that user read it, and have whatever writes the queue make files that user may read';
