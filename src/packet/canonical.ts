@@ -15,7 +15,7 @@
 // both on generated and mutated headers, and test/packet.test.ts on the packets fspl wrote).
 import { type CmdType, type Header, I64_MAX } from './header.js';
 import { MAX_OBJECTS } from './msgpackShape.js';
-import { asciiRun, readBE } from './msgpackTypes.js';
+import { asciiRun, latin1, readBE } from './msgpackTypes.js';
 
 const key = (s: string) => Uint8Array.from([0xa0 | s.length, ...Buffer.from(s, 'latin1')]);
 const SEQ = key('seq');
@@ -169,7 +169,7 @@ function read(c: Cursor): Header {
       const x = c.b[c.at + i]!;
       if (!((x >= 0x30 && x <= 0x39) || (x >= 0x61 && x <= 0x66))) c.fail();
     }
-    header.stream = Buffer.from(c.b.buffer, c.b.byteOffset + c.at, 32).toString('latin1');
+    header.stream = latin1(c.b, c.at, 32);
     c.at += 32;
   }
   if (c.at !== c.b.length) c.fail();

@@ -5,7 +5,7 @@ import { ByteRun, forLibrary, type Rewrites, RUN_TYPE } from './libraryForm.js';
 import { readCanonical } from './canonical.js';
 import { crc32 } from './crc32.js';
 import { checkShape } from './msgpackShape.js';
-import { asciiRun } from './msgpackTypes.js';
+import { asciiRun, latin1 } from './msgpackTypes.js';
 import { type CmdType, type Header, I64_MAX, I64_MIN, PacketError, STREAM_ID, STREAM_KEY, U64_MAX } from './header.js';
 
 export { PacketError, STREAM_ID, STREAM_KEY };
@@ -53,7 +53,7 @@ function msgpack(runs = false): Decoder {
 const BYTE_NAMES: NonNullable<DecoderOptions['keyDecoder']> = {
   canBeCached: () => true,
   decode: (b, at, n) => {
-    const name = Buffer.from(b.buffer, b.byteOffset + at, n).toString('latin1');
+    const name = latin1(b, at, n);
     return name === '__proto__' ? UNNAMED : name;
   },
 };
@@ -367,7 +367,7 @@ export function decodeHeader(buf: Uint8Array): { header: Header; length: number 
 const INDEX = '\0#';
 const UNNAMED = '\0?';
 function mapKey(k: unknown): string {
-  if (k instanceof Uint8Array) k = Buffer.from(k.buffer, k.byteOffset, k.byteLength).toString('latin1');
+  if (k instanceof Uint8Array) k = latin1(k);
   if (typeof k === 'string') return k === '__proto__' || k === UNNAMED ? UNNAMED : k.startsWith('\0') ? `\0s${k}` : k;
   if (typeof k === 'number' || typeof k === 'bigint') return `${INDEX}${k}`;
   return UNNAMED;
@@ -434,7 +434,7 @@ function cmdFrom(v: unknown): CmdType {
   let variant: string;
   let body: unknown = null;
   if (v instanceof Uint8Array) {
-    variant = Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('latin1');
+    variant = latin1(v);
   } else if (typeof v === 'number' || typeof v === 'bigint') {
     variant = variantAt(v);
   } else if (isMap(v) && Object.keys(v).length === 1) {
@@ -482,7 +482,7 @@ function headerFrom(v: unknown): Header {
   const header: Header = { seq, ctimeSecs, ctimeNanos: Number(nanos), cmd: cmdFrom(cmdV) };
   // Read only as 32 hex digits (a str, or a bin of them); anything else under the key is ignored, as fspl ignores it.
   const stream = isMap(v) ? v[STREAM_KEY] : undefined;
-  const text = stream instanceof Uint8Array ? Buffer.from(stream.buffer, stream.byteOffset, stream.byteLength).toString('latin1') : undefined;
+  const text = stream instanceof Uint8Array ? latin1(stream) : undefined;
   if (text !== undefined && STREAM_ID.test(text)) header.stream = text;
   return header;
 }

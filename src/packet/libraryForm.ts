@@ -24,7 +24,7 @@
 // The walk runs after checkShape (msgpackShape.ts) has passed the metadata: its lengths are
 // true, so it only steps over what it does not rewrite, without checking, and without recursion
 // where an attacker chooses the depth.
-import { asciiRun, COUNTED, FIXED, isFixext, readBE, SIZED } from './msgpackTypes.js';
+import { asciiRun, COUNTED, FIXED, isFixext, latin1, readBE, SIZED } from './msgpackTypes.js';
 import { STREAM_KEY } from './header.js';
 
 /** The extension type of a run of bytes, and what one that came with the metadata becomes. */
@@ -135,7 +135,7 @@ class Walk {
     if (t >= 0xa0 && t <= 0xbf) [len, start] = [t & 0x1f, at + 1];
     else if (SIZED[t] !== undefined && !SIZED[t][1]) [len, start] = [readBE(b, at + 1, SIZED[t][0]), at + 1 + SIZED[t][0]];
     else return undefined;
-    return Buffer.from(b.buffer, b.byteOffset + start, len).toString('latin1');
+    return latin1(b, start, len);
   }
 
   /**

@@ -31,7 +31,7 @@
 // fspl does not know may repeat, as fspl lets them; fspool's own fspool_stream given twice is
 // no stream id at all.
 import { PacketError, STREAM_KEY } from './header.js';
-import { ASCII_RUN, asciiRun, COUNTED, FIXED, readBE, SIZED } from './msgpackTypes.js';
+import { ASCII_RUN, asciiRun, COUNTED, FIXED, latin1, readBE, SIZED } from './msgpackTypes.js';
 
 /**
  * How deep containers may nest in the metadata, counted as fspl's reader (rmp-serde) counts
@@ -222,7 +222,7 @@ export function checkShape(b: Uint8Array): Shape {
  */
 function keyName(b: Uint8Array, role: Role, t: number, start: number, text: [number, number] | undefined): string | undefined {
   // A name longer than any the header's maps know (fspool_stream) is none of them, as a string or not.
-  if (text) return text[1] <= LONGEST_NAME ? Buffer.from(b.buffer, b.byteOffset + text[0], text[1]).toString('latin1') : undefined;
+  if (text) return text[1] <= LONGEST_NAME ? latin1(b, text[0], text[1]) : undefined;
   // serde names a field by an unsigned number only: a signed one is an error to fspl, even >= 0.
   if (isSigned(t)) throw new PacketError('metadata names a field by a signed number');
   // Only a number below 256 can name a field (a struct has at most three): wider ones are

@@ -25,6 +25,11 @@ export const SIZED: Readonly<Record<number, readonly [number, boolean]>> = {
 /** Containers with a counted length: [length bytes, whether a map (two objects an entry)]. */
 export const COUNTED: Readonly<Record<number, readonly [number, boolean]>> = { 0xdc: [2, false], 0xdd: [4, false], 0xde: [2, true], 0xdf: [4, true] };
 
+/** The n bytes at `at` (all from there by default) as text of one character per byte: names as serde compares them, bytes as they are. */
+export function latin1(b: Uint8Array, at = 0, n = b.byteLength - at): string {
+  return Buffer.from(b.buffer, b.byteOffset + at, n).toString('latin1');
+}
+
 /** The unsigned big-endian integer of the n bytes at `at` (exact up to 6 bytes). */
 export function readBE(b: Uint8Array, at: number, n: number): number {
   let v = 0;
