@@ -206,7 +206,7 @@ export function queueStatus(queue: Queue, scanned: ScannedJob[], journal: Journa
     journal: journal.active,
     // An append-only queue runs no job: a full disk is for its sender to see, when it writes.
     noRoom: next === undefined ? undefined : (noRoom(queue, writer) ?? shutToProcessor(queue, writer)),
-    dueShut: dueShutToProcessor(queue, due, readerOfJobs(queue, writer, journal)),
+    dueShut: dueShutToProcessor(queue, due, () => readerOfJobs(queue, writer, journal)),
     nextseqChanged: nextseqStat?.mtimeMs,
     released: releasedJobs(jobs, next, journal),
   };
@@ -269,16 +269,18 @@ function readerOfJobs(queue: Queue, writer: number | undefined, journal: Journal
 }
 
 /**
- * Why the queue's processor (`uid`, readerOfJobs) cannot read the due job, with the fix; undefined
- * if it can, or may, or the processor is not known. A status read by root (a monitoring job) reads
+ * Why the queue's processor (`reader()`: readerOfJobs, asked only when a job is due) cannot read
+ * the due job, with the fix; undefined if it can, or may, or the processor is not known. A status read by root (a monitoring job) reads
  * every file, and would call healthy a queue whose processor stops at its due job at every run; one
  * read by the processor's user finds the file unreadable itself. Judged from the mode bits as
  * shutToProcessor judges the folder (jobs/ too: it is read and searched), a group's read given the
  * benefit of the doubt; a root processor reads every file. One copy of the due job that cannot be
  * read is enough: after the job ran from another, the queue stops at it (it could hold the next seq).
  */
-function dueShutToProcessor(queue: Queue, due: FileJob[], uid: number | undefined): string | undefined {
-  if (uid === undefined || uid === 0 || uid === process.geteuid?.() || due.length === 0) return undefined;
+function dueShutToProcessor(queue: Queue, due: FileJob[], reader: () => number | undefined): string | undefined {
+  if (due.length === 0) return undefined;
+  const uid = reader();
+  if (uid === undefined || uid === 0 || uid === process.geteuid?.()) return undefined;
   const shut = (path: string, need: number): boolean => {
     try {
       return !mayBy(statSync(path), uid, need);
